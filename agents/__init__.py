@@ -1,0 +1,1 @@
+"""How Familiar thinks: LLM providers, the chat agent, three-pass answers, the review panel."""

@@ -1,0 +1,81 @@
+"""The one door every model call goes through: budget check, the provider, the usage record.
+
+Services above (chat agent, review engine, fact extractor) are handed an ``LLM`` and never a bare
+provider, so nothing can skip the budget or go unrecorded. A provider error is recorded as a
+failed row, logged with its reason, and re-raised; auth and spend-limit errors also go to the
+``on_admin_alert`` callback the composition root supplies (the bot sends it to admins).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from loguru import logger
+
+from agents.errors import LLMError, ProviderAuthError
+from agents.providers.base import Capabilities, Completion, LLMRequest, Provider, Usage
+from agents.usage import CallContext, UsageRecord, UsageStore
+
+AdminAlert = Callable[[str], Awaitable[None]]
+
+
+class LLM:
+    def __init__(self, provider: Provider, usage: UsageStore | None = None,
+                 on_admin_alert: AdminAlert | None = None) -> None:
+        self.provider = provider
+        self.usage = usage
+        self.on_admin_alert = on_admin_alert
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.provider.capabilities
+
+    @property
+    def model(self) -> str:
+        return self.provider.model
+
+    async def complete(self, request: LLMRequest, ctx: CallContext) -> Completion:
+        if self.usage is not None:
+            await self.usage.acheck_budget(ctx)
+        started = time.monotonic()
+        try:
+            result = await self.provider.complete(request)
+        except LLMError as exc:
+            await self._failed(ctx, exc, time.monotonic() - started)
+            raise
+        await self._record(ctx, result.usage, result.model, time.monotonic() - started)
+        return result
+
+    async def stream(self, request: LLMRequest, ctx: CallContext) -> AsyncIterator[str | Completion]:
+        """Text deltas, then the ``Completion`` last, as ``Provider.stream``."""
+        if self.usage is not None:
+            await self.usage.acheck_budget(ctx)
+        started = time.monotonic()
+        try:
+            async for item in self.provider.stream(request):
+                if isinstance(item, Completion):
+                    await self._record(ctx, item.usage, item.model, time.monotonic() - started)
+                yield item
+        except LLMError as exc:
+            await self._failed(ctx, exc, time.monotonic() - started)
+            raise
+
+    async def _record(self, ctx: CallContext, usage: Usage, model: str, latency_s: float) -> None:
+        if self.usage is not None:
+            await self.usage.arecord(UsageRecord(ctx, self.provider.name, model or self.model,
+                                                 usage, latency_s))
+
+    async def _failed(self, ctx: CallContext, exc: LLMError, latency_s: float) -> None:
+        logger.warning("model call for {} failed ({}): {}", ctx.purpose, type(exc).__name__, exc)
+        if self.usage is not None:
+            await self.usage.arecord(UsageRecord(ctx, self.provider.name, self.model, Usage(),
+                                                 latency_s, ok=False, error=f"{type(exc).__name__}: {exc}"))
+        if isinstance(exc, ProviderAuthError) and self.on_admin_alert is not None:
+            try:
+                await self.on_admin_alert(exc.explain())
+            except Exception as alert_exc:  # the alert must not hide the user's error
+                logger.warning("admin alert failed: {}", alert_exc)
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()

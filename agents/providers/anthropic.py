@@ -1,0 +1,148 @@
+"""Anthropic's Messages API through the official ``anthropic`` SDK (2.x).
+
+The SDK does the retries (429, 529 and 5xx, honouring ``retry-after``) and the timeouts; this
+module maps requests onto it and its errors onto ours. SDK 2.x takes no temperature: it offers
+``output_config.effort`` and ``output_config.format`` (JSON schema), and a top-level
+``cache_control`` that caches the prompt up to its last block. We send both that and an explicit
+breakpoint on the stable system prefix, so the persona and pinned facts stay cached across turns
+while consecutive calls of one answer (three-pass, review rounds) reuse each other's prefix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+
+from agents.errors import LLMError, ProviderAuthError, ProviderRejected, ProviderUnavailable
+from agents.providers.base import (
+    Capabilities,
+    Completion,
+    LLMRequest,
+    Provider,
+    Usage,
+    normalise_turns,
+)
+
+EPHEMERAL = {"type": "ephemeral"}
+SPEND_LIMIT_HINTS = ("credit balance", "spend limit", "billing", "usage limit")
+
+
+class AnthropicProvider(Provider):
+    name = "anthropic"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 2,
+        prompt_cache: bool = True,
+        send_effort: bool = True,
+    ) -> None:
+        self.model = model
+        self.prompt_cache = prompt_cache
+        self.send_effort = send_effort
+        self.capabilities = Capabilities(
+            temperature=False, effort=send_effort, json_schema=True, prompt_cache=prompt_cache
+        )
+        # base_url None lets the SDK read ANTHROPIC_BASE_URL itself.
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
+        )
+
+    def build_params(self, request: LLMRequest) -> dict[str, Any]:
+        """The keyword arguments of ``messages.create``/``messages.stream`` for a request."""
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "messages": normalise_turns(request.messages),
+        }
+        system: list[dict[str, Any]] = []
+        if request.system_prefix:
+            block: dict[str, Any] = {"type": "text", "text": request.system_prefix}
+            if self.prompt_cache:
+                block["cache_control"] = EPHEMERAL
+            system.append(block)
+        if request.system:
+            system.append({"type": "text", "text": request.system})
+        if system:
+            params["system"] = system
+        if self.prompt_cache:
+            params["cache_control"] = EPHEMERAL
+        output_config: dict[str, Any] = {}
+        if request.effort and self.send_effort:
+            output_config["effort"] = request.effort
+        if request.json_schema is not None:
+            output_config["format"] = {"type": "json_schema", "schema": request.json_schema}
+        if output_config:
+            params["output_config"] = output_config
+        return params
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        params = self.build_params(request)
+        started = time.monotonic()
+        try:
+            message = await self._client.messages.create(**params)
+        except Exception as exc:  # SDK errors, and a malformed body the SDK could not parse
+            raise map_error(exc) from exc
+        return _completion(message, time.monotonic() - started)
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str | Completion]:
+        params = self.build_params(request)
+        started = time.monotonic()
+        try:
+            async with self._client.messages.stream(**params) as stream:
+                async for text in stream.text_stream:
+                    yield text
+                message = await stream.get_final_message()
+        except Exception as exc:  # SDK errors, and a malformed body the SDK could not parse
+            raise map_error(exc) from exc
+        yield _completion(message, time.monotonic() - started)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _completion(message: Any, latency_s: float) -> Completion:
+    text = "".join(getattr(b, "text", "") for b in message.content if b.type == "text")
+    u = message.usage
+    usage = Usage(
+        input_tokens=u.input_tokens or 0,
+        output_tokens=u.output_tokens or 0,
+        cache_read_tokens=u.cache_read_input_tokens or 0,
+        cache_write_tokens=u.cache_creation_input_tokens or 0,
+    )
+    return Completion(text, usage, message.model, message.stop_reason, latency_s)
+
+
+def map_error(exc: Exception) -> LLMError:
+    """SDK errors onto ours: what a user is told, and whether an admin must act."""
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        detail = exc.api_message or str(exc)
+        if status in (401, 403):
+            return ProviderAuthError(
+                f"Anthropic refused the credentials (HTTP {status}): {detail}",
+                "check ANTHROPIC_API_KEY (or the credential 'anthropic_api_key')",
+            )
+        if status == 402 or (status == 400 and any(h in detail.lower() for h in SPEND_LIMIT_HINTS)):
+            return ProviderAuthError(
+                f"Anthropic spend limit reached (HTTP {status}): {detail}",
+                "raise the spend limit or add credit in the Anthropic console",
+            )
+        if status == 429:
+            return ProviderUnavailable(f"Anthropic is rate limiting us (HTTP 429): {detail}")
+        if status >= 500:
+            return ProviderUnavailable(f"Anthropic is overloaded or failing (HTTP {status}): {detail}")
+        return ProviderRejected(f"Anthropic rejected the request (HTTP {status}): {detail}")
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ProviderUnavailable("Anthropic did not answer in time")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ProviderUnavailable(f"cannot reach Anthropic: {exc}")
+    # APIResponseValidationError and anything else: a body we could not read.
+    return ProviderUnavailable(f"Anthropic returned a malformed response: {type(exc).__name__}")

@@ -1,0 +1,58 @@
+"""The agents package's tables (``llm_*``, ``review_*``), as numbered migrations.
+
+Never renumber or edit a released step; add new ones at the end.
+"""
+
+import sqlite_utils
+
+from memory.db import Migrations
+
+migrations = Migrations("agents")
+
+
+@migrations()
+def m001_llm_usage(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE llm_usage (
+            id INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            day TEXT NOT NULL,              -- UTC date, for daily budgets
+            user_id INTEGER,
+            chat_id INTEGER,
+            purpose TEXT NOT NULL,          -- chat, draft, critique, refine, review, repair, extract, ...
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            latency_ms INTEGER NOT NULL DEFAULT 0,
+            ok INTEGER NOT NULL DEFAULT 1,
+            error TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX llm_usage_user_day ON llm_usage (user_id, day)")
+    db.execute("CREATE INDEX llm_usage_day ON llm_usage (day)")
+
+
+@migrations()
+def m002_review_runs(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE review_runs (
+            id INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            kind TEXT NOT NULL,             -- three_pass | panel
+            chat_id INTEGER,
+            user_id INTEGER,
+            task TEXT NOT NULL,
+            outcome TEXT NOT NULL,          -- clean | refined | approved | threshold | max_rounds
+            rounds INTEGER NOT NULL,
+            final_text TEXT NOT NULL,
+            transcript TEXT NOT NULL,       -- JSON: passes / rounds with scores and usage
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            decision TEXT                   -- accepted | rejected | NULL (set from the buttons)
+        )"""
+    )
+    db.execute("CREATE INDEX review_runs_chat ON review_runs (chat_id, ts)")

@@ -1,0 +1,196 @@
+"""Chat-format JSONL to token ids, loss masks on assistant turns, and padding-free packed batches.
+
+A line is ``{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}``.
+Conversations are rendered with the tokenizer's chat template when it has one (else a plain
+``<|role|>`` format) and the loss covers only the assistant turns: their character spans are found
+by rendering the conversation prefix by prefix, and mapped to tokens with the fast tokenizer's
+offsets. A micro-batch is one row: examples concatenated, ``position_ids`` restarting at 0 for each,
+no attention mask. transformers turns such position ids into a block-diagonal causal mask (its
+``find_packed_sequence_indices``), so no token attends across examples and no compute goes to
+padding. Targets are shifted here, per example, so no token is trained to predict the next example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.training.errors import DatasetError
+
+IGNORE = -100
+ROLES = ("system", "user", "assistant")
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One conversation: its token ids and, per position, the id it must predict (or IGNORE)."""
+
+    input_ids: list[int]
+    targets: list[int]
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for t in self.targets if t != IGNORE)
+
+
+def validate_messages(messages: Any, where: str) -> list[Message]:
+    if not isinstance(messages, list) or not messages:
+        raise DatasetError(f"{where}: 'messages' must be a non-empty list", "see `familiar train fit --help`")
+    out: list[Message] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise DatasetError(
+                f"{where}: message {i} must be {{'role': system|user|assistant, 'content': text}}",
+                "fix that line of the data file",
+            )
+        out.append({"role": m["role"], "content": m["content"]})
+    if not any(m["role"] == "assistant" for m in out):
+        raise DatasetError(f"{where}: no assistant message to learn from", "add the assistant's answer")
+    return out
+
+
+def load_chat_jsonl(path: Path) -> list[list[Message]]:
+    """Read and validate a chat JSONL file; any bad line fails the whole file with its number."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read the data file {path}: {exc}", "check the path and that it is UTF-8") from None
+    conversations = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{number}: not JSON ({exc.msg})", "one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}:{number}: not a JSON object", "one JSON object per line")
+        conversations.append(validate_messages(row.get("messages"), f"{path}:{number}"))
+    if not conversations:
+        raise DatasetError(f"the data file {path} holds no conversations", "add at least one line")
+    return conversations
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def render(tokenizer: Any, messages: Sequence[Message], add_generation_prompt: bool = False) -> str:
+    """The text the model sees: the tokenizer's chat template, else a plain role-tagged format."""
+    if getattr(tokenizer, "chat_template", None):
+        return str(
+            tokenizer.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=add_generation_prompt
+            )
+        )
+    eos = tokenizer.eos_token or ""
+    bos = tokenizer.bos_token or ""
+    parts = [bos]
+    for m in messages:
+        end = eos if m["role"] == "assistant" else ""
+        parts.append(f"<|{m['role']}|>\n{m['content']}{end}\n")
+    if add_generation_prompt:
+        parts.append("<|assistant|>\n")
+    return "".join(parts)
+
+
+def assistant_spans(tokenizer: Any, messages: Sequence[Message]) -> tuple[str, list[tuple[int, int]]]:
+    """The full text and the character spans of each assistant turn (content and end marker)."""
+    full = render(tokenizer, messages)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start_text = render(tokenizer, messages[:i], add_generation_prompt=True)
+        end_text = render(tokenizer, messages[: i + 1])
+        if full.startswith(start_text) and full.startswith(end_text):
+            spans.append((len(start_text), len(end_text)))
+        else:  # a template that is not prefix-stable: fall back to the content itself
+            at = full.find(m["content"], spans[-1][1] if spans else 0)
+            if at >= 0:
+                spans.append((at, at + len(m["content"])))
+    return full, spans
+
+
+def encode(tokenizer: Any, messages: Sequence[Message], max_seq_len: int) -> Encoded:
+    full, spans = assistant_spans(tokenizer, messages)
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = list(enc["input_ids"])[:max_seq_len]
+    offsets = list(enc["offset_mapping"])[: len(ids)]
+    trained = [any(a <= s < b for a, b in spans) for s, _ in offsets]
+    # position t predicts token t+1; it is trained when token t+1 belongs to an assistant turn
+    targets = [ids[t + 1] if trained[t + 1] else IGNORE for t in range(len(ids) - 1)] + [IGNORE]
+    return Encoded(ids, targets)
+
+
+def encode_all(tokenizer: Any, conversations: Sequence[Sequence[Message]], max_seq_len: int) -> list[Encoded]:
+    """Encode every conversation; those left with nothing to train on (cut too short) are dropped."""
+    encoded = [encode(tokenizer, c, max_seq_len) for c in conversations]
+    kept = [e for e in encoded if e.trained_tokens > 0]
+    if not kept:
+        raise DatasetError(
+            "no conversation has an assistant token left to train on",
+            "raise max_seq_len or shorten the system and user turns",
+        )
+    return kept
+
+
+@dataclass
+class Packed:
+    input_ids: torch.Tensor  # [1, T]
+    position_ids: torch.Tensor  # [1, T]
+    targets: torch.Tensor  # [1, T]
+
+    @property
+    def tokens(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    def to(self, device: torch.device | str) -> Packed:
+        return Packed(self.input_ids.to(device), self.position_ids.to(device), self.targets.to(device))
+
+
+def pack(examples: Sequence[Encoded]) -> Packed:
+    ids: list[int] = []
+    pos: list[int] = []
+    tgt: list[int] = []
+    for e in examples:
+        ids += e.input_ids
+        pos += range(len(e.input_ids))
+        tgt += e.targets
+    as_row = lambda xs: torch.tensor([xs], dtype=torch.long)  # noqa: E731
+    return Packed(as_row(ids), as_row(pos), as_row(tgt))
+
+
+def step_indices(n: int, batch: int, seed: int, step: int) -> list[int]:
+    """Which examples optimizer step ``step`` uses: a pure function of (n, batch, seed, step).
+
+    Each epoch is a seeded permutation; a resumed run therefore sees exactly the batches an
+    uninterrupted one would, whatever the process's RNG state.
+    """
+    out = []
+    for k in range(step * batch, (step + 1) * batch):
+        epoch, at = divmod(k, n)
+        out.append(_permutation(n, seed, epoch)[at])
+    return out
+
+
+@lru_cache(maxsize=8)
+def _permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return tuple(int(i) for i in torch.randperm(n, generator=gen))
+
+
+def split(indices: Sequence[int], micro_batch: int) -> list[list[int]]:
+    return [list(indices[i : i + micro_batch]) for i in range(0, len(indices), micro_batch)]

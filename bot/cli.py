@@ -1,0 +1,140 @@
+"""The ``familiar`` command line. Each command turns FamiliarError into one clear message."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+
+from bot import __version__
+from bot.errors import FamiliarError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="familiar",
+    help="Familiar: a self-hosted AI assistant that lives in Telegram.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check or print the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+def friendly(fn: F) -> F:
+    """Print a FamiliarError as 'error: ... / fix: ...' and exit with its code, no traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FamiliarError as exc:
+            typer.echo(f"error: {exc.explain()}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
+    from bot.config import load_settings
+    from bot.logs import setup_logging
+
+    settings = load_settings(**overrides)
+    setup_logging(settings.log.level, settings.log.json_lines, settings.secret_values())
+    return settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"familiar {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Familiar: a self-hosted AI assistant that lives in Telegram."""
+
+
+@app.command()
+@friendly
+def run() -> None:
+    """Run the daemon: Telegram when a token is set, else the console in a terminal."""
+    from bot.daemon import run_daemon
+
+    raise typer.Exit(run_daemon(_settings()))
+
+
+@app.command()
+@friendly
+def chat() -> None:
+    """Chat with the assistant in this terminal (the same core as Telegram)."""
+    from bot.daemon import run_daemon
+
+    raise typer.Exit(run_daemon(_settings(), console=True))
+
+
+@app.command()
+@friendly
+def health(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per check."),
+) -> None:
+    """Run the health checks. Exit 0 healthy, 1 degraded, 2 failing."""
+    from bot.daemon import build_health, open_database
+    from memory.health import overall
+
+    settings = _settings()
+    db = open_database(settings)
+    try:
+        results = asyncio.run(build_health(settings, db).run())
+    finally:
+        db.close()
+    for r in results:
+        if as_json:
+            typer.echo(json.dumps(r.as_dict(), ensure_ascii=False))
+        else:
+            typer.echo(f"{r.status.name.lower():<9} {r.name}: {r.detail}")
+    raise typer.Exit(int(overall(results)))
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Validate the configuration and list every problem (exit 2 when invalid)."""
+    from bot.config import load_settings
+    from bot.daemon import config_check as semantic_check
+
+    try:
+        settings = load_settings()
+    except FamiliarError as exc:
+        typer.echo(f"error: {exc.explain()}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"configuration is valid (file: {settings.config_file}"
+               f"{'' if settings.config_file.is_file() else ', not present'})")
+    typer.echo(f"data directory: {settings.data_dir}")
+    typer.echo(f"note: {semantic_check(settings).detail}")
+
+
+@config_app.command("example")
+def config_example() -> None:
+    """Print a commented example configuration file with every setting and its default."""
+    from bot.config import render_example
+
+    typer.echo(render_example(), nl=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="familiar")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The console channel: ``familiar chat`` talks to the same assistant core as Telegram.
+
+Buttons are shown as numbered choices; typing the number presses the button.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from loguru import logger
+
+from bot.core.assistant import Assistant
+from bot.core.transport import Transport
+from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
+from bot.lifecycle import Service
+
+CONSOLE_CHAT_ID = 0  # Telegram chat ids are never 0, so the console has a scope of its own
+CONSOLE_USER = Sender(id=0, name=os.environ.get("USER", "you"), is_admin=True)
+
+
+class ConsoleTransport(Transport):
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.choices: dict[int, Button] = {}
+        self._count = 0
+
+    def _show(self, reply: Reply, prefix: str = "") -> None:
+        self.out.write(f"{prefix}{reply.text}\n")
+        if reply.buttons:
+            self.choices = {}
+            labels = []
+            for row in reply.buttons:
+                for button in row:
+                    number = len(self.choices) + 1
+                    self.choices[number] = button
+                    labels.append(f"[{number}] {button.label}")
+            self.out.write("  " + "  ".join(labels) + "\n")
+        self.out.flush()
+
+    async def send(self, chat_id: int, reply: Reply) -> SentMessage:
+        self._count += 1
+        self._show(reply)
+        return SentMessage(chat_id, self._count)
+
+    async def edit(self, message: SentMessage, reply: Reply) -> None:
+        self._show(reply, prefix="(updated) ")
+
+
+class ConsoleChannel(Service):
+    name = "console"
+
+    def __init__(
+        self,
+        assistant: Assistant,
+        on_eof: Callable[[], None],
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+    ) -> None:
+        self.assistant = assistant
+        self.on_eof = on_eof
+        self.stdin = stdin or sys.stdin
+        self.transport = ConsoleTransport(stdout or sys.stdout)
+        self._task: asyncio.Task[None] | None = None
+        self._next_id = 0
+
+    async def start(self) -> None:
+        self.transport.out.write("Familiar console. Type /help for commands, Ctrl-D to quit.\n")
+        self.transport.out.flush()
+        self._task = asyncio.create_task(self._loop(), name="console")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _read_line(self) -> str:
+        # A daemon thread per read: asyncio cannot read a tty without blocking, and the thread
+        # must not keep the process alive at shutdown.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+
+        def read() -> None:
+            try:
+                line = self.stdin.readline()
+            except Exception as exc:  # a closed stdin ends the console like EOF
+                line = ""
+                logger.debug("console read failed: {}", exc)
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(line))
+
+        import threading
+
+        threading.Thread(target=read, daemon=True, name="console-stdin").start()
+        return await future
+
+    async def _loop(self) -> None:
+        while True:
+            line = await self._read_line()
+            if line == "":
+                self.on_eof()
+                return
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                await self.handle_line(text)
+            except Exception:
+                logger.exception("console message failed")
+                self.transport.out.write("Sorry, something went wrong; the details are in the log.\n")
+
+    async def handle_line(self, text: str) -> None:
+        if text.isdigit() and int(text) in self.transport.choices:
+            button = self.transport.choices[int(text)]
+            press = ButtonPress(CONSOLE_CHAT_ID, CONSOLE_USER, button.data, channel="console")
+            notice = await self.assistant.press(press, self.transport)
+            if notice:
+                self.transport.out.write(f"({notice})\n")
+                self.transport.out.flush()
+            return
+        self._next_id += 1
+        msg = Incoming(CONSOLE_CHAT_ID, CONSOLE_USER, text, message_id=self._next_id, channel="console")
+        await self.assistant.handle(msg, self.transport)

@@ -1,0 +1,121 @@
+"""The assistant core: routes a person's message to a command or to the assistant's answerer.
+
+Channels hand it authorised ``Incoming`` messages and ``ButtonPress`` values; it answers
+through the channel's ``Transport``. Features plug in by registering commands, button prefixes
+and the text answerer; commands whose feature is not built say so plainly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from bot import __version__
+from bot.core.commands import Command, CommandRegistry, parse_command
+from bot.core.transport import Transport
+from bot.core.types import ButtonPress, Incoming, Reply
+from memory.health import HealthRegistry, Status, overall
+
+TextAnswerer = Callable[[Incoming, Transport], Awaitable[None]]
+# A button handler returns the short notice shown to the presser (answerCallbackQuery text).
+ButtonHandler = Callable[[ButtonPress, str, Transport], Awaitable[str]]
+
+STATUS_ICON = {Status.HEALTHY: "✅", Status.DEGRADED: "⚠️", Status.FAILING: "❌"}
+
+# Commands every channel shows; their real handlers are registered by the feature that owns them.
+PLANNED: list[tuple[str, str, str, bool]] = [
+    ("remember", "Remember something", "/remember TEXT", False),
+    ("recall", "Search what I remember", "/recall QUERY", False),
+    ("memories", "List recent memories", "/memories", False),
+    ("forget", "Forget one memory", "/forget ID", False),
+    ("context", "Show what I would send to the model now", "/context", False),
+    ("summary", "Summarise this chat", "/summary", False),
+    ("think", "Answer in three passes: draft, critique, refine", "/think QUESTION", False),
+    ("review", "Have the review panel work on a task", "/review TASK", False),
+    ("persona", "Show or choose the persona", "/persona [NAME]", False),
+    ("usage", "Show your token usage and budget", "/usage", False),
+    ("export", "Export your memory as JSON", "/export", False),
+    ("forgetme", "Forget everything about you", "/forgetme", False),
+    ("invite", "Make a one-time invite code (admins)", "/invite", True),
+]
+
+
+class Assistant:
+    def __init__(self, health: HealthRegistry, started_at: float | None = None) -> None:
+        self.health = health
+        self.started_at = started_at or time.monotonic()
+        self.commands = CommandRegistry()
+        self.buttons: dict[str, ButtonHandler] = {}
+        self.answer_text: TextAnswerer = self._no_model
+        self._register_builtins()
+
+    # -- routing ---------------------------------------------------------------------------
+    async def handle(self, msg: Incoming, transport: Transport) -> None:
+        """Answer one message: a command, or text for the assistant."""
+        parsed = parse_command(msg.text)
+        if parsed is None:
+            await self.answer_text(msg, transport)
+            return
+        name, args = parsed
+        command = self.commands.get(name)
+        if command is None:
+            await transport.send(msg.chat_id, Reply(f"I don't know /{name}. /help lists what I can do.", markdown=False))
+            return
+        if command.admin_only and not msg.sender.is_admin:
+            await transport.send(msg.chat_id, Reply(f"/{name} is for admins only.", markdown=False))
+            return
+        if command.needs_args and not args:
+            await transport.send(msg.chat_id, Reply(command.usage_line(), markdown=False))
+            return
+        reply = await command.handler(msg, args, transport)
+        if reply is not None:
+            await transport.send(msg.chat_id, reply)
+
+    async def press(self, press: ButtonPress, transport: Transport) -> str:
+        """Handle a button press; returns the short notice for the presser."""
+        prefix, _, payload = press.data.partition(":")
+        handler = self.buttons.get(prefix)
+        if handler is None:
+            return "This button is no longer valid."
+        return await handler(press, payload, transport)
+
+    # -- built-in commands -----------------------------------------------------------------
+    def _register_builtins(self) -> None:
+        self.commands.add(Command("start", "Say hello and show what I can do", self._start))
+        self.commands.add(Command("help", "List the commands", self._help))
+        self.commands.add(Command("status", "Show the daemon's health", self._status))
+        for name, description, usage, admin in PLANNED:
+            self.commands.add(
+                Command(name, description, self._not_built(name), usage=usage, admin_only=admin)
+            )
+
+    def _not_built(self, name: str) -> Callable[[Incoming, str, Transport], Awaitable[Reply]]:
+        async def handler(msg: Incoming, args: str, transport: Transport) -> Reply:
+            return Reply(f"/{name} is not available in this version of Familiar yet.", markdown=False)
+
+        return handler
+
+    async def _start(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        hello = f"Hello{', ' + msg.sender.name if msg.sender.name else ''}! I'm Familiar, your assistant."
+        return Reply(hello + "\n\n" + self.commands.help_text(msg.sender.is_admin), markdown=False)
+
+    async def _help(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        return Reply(self.commands.help_text(msg.sender.is_admin), markdown=False)
+
+    async def _status(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        results = await self.health.run()
+        state = overall(results)
+        uptime = int(time.monotonic() - self.started_at)
+        lines = [f"Familiar {__version__}: {state.name.lower()}, up {uptime // 3600}h {uptime % 3600 // 60}m"]
+        lines += [f"{STATUS_ICON[r.status]} {r.name}: {r.detail}" for r in results]
+        return Reply("\n".join(lines), markdown=False)
+
+    async def _no_model(self, msg: Incoming, transport: Transport) -> None:
+        await transport.send(
+            msg.chat_id,
+            Reply(
+                "No language model is configured, so I can't answer yet. "
+                "Set FAMILIAR_LLM__PROVIDER (and its key), then restart me.",
+                markdown=False,
+            ),
+        )

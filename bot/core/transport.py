@@ -1,0 +1,42 @@
+"""The chat transport interface: how the core shows replies in a channel."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from bot.core.types import Reply, SentMessage
+
+
+class Transport(ABC):
+    """One per channel. ``typing`` is best-effort: a failure must never stop a reply."""
+
+    @abstractmethod
+    async def send(self, chat_id: int, reply: Reply) -> SentMessage:
+        """Show a reply; returns a handle for later edits."""
+
+    @abstractmethod
+    async def edit(self, message: SentMessage, reply: Reply) -> None:
+        """Replace a sent message's text and buttons (progressive streaming, progress bars)."""
+
+    async def typing(self, chat_id: int) -> None:
+        """Show that an answer is being produced, where the channel can."""
+        return None
+
+
+class RecordingTransport(Transport):
+    """A test double that keeps what was sent and edited."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, Reply]] = []
+        self.edits: list[tuple[SentMessage, Reply]] = []
+
+    async def send(self, chat_id: int, reply: Reply) -> SentMessage:
+        self.sent.append((chat_id, reply))
+        return SentMessage(chat_id, len(self.sent))
+
+    async def edit(self, message: SentMessage, reply: Reply) -> None:
+        self.edits.append((message, reply))
+
+    @property
+    def texts(self) -> list[str]:
+        return [r.text for _, r in self.sent]

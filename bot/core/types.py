@@ -1,0 +1,56 @@
+"""Values that cross between a channel and the assistant core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Sender:
+    id: int
+    name: str = ""
+    is_admin: bool = False
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message from a person, already authorised by the channel."""
+
+    chat_id: int
+    sender: Sender
+    text: str
+    message_id: int | None = None
+    is_group: bool = False
+    channel: str = "console"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    data: str  # compact and checked by the core; at most 64 bytes (Telegram's callback_data limit)
+
+
+@dataclass
+class Reply:
+    text: str
+    buttons: list[list[Button]] = field(default_factory=list)
+    markdown: bool = True
+
+
+@dataclass(frozen=True)
+class ButtonPress:
+    chat_id: int
+    sender: Sender
+    data: str
+    message_id: int | None = None
+    channel: str = "console"
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A handle on a message the transport sent, so it can be edited later."""
+
+    chat_id: int
+    message_id: int

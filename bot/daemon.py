@@ -1,0 +1,187 @@
+"""The composition root: builds every service once, runs them, and shuts them down.
+
+One asyncio loop. Services start in dependency order and stop in reverse; SIGTERM and SIGINT
+stop the daemon within ``daemon.shutdown_timeout_s``. systemd is told STATUS while starting,
+READY once the daemon can answer, WATCHDOG from the event loop, STOPPING on the way out.
+Slow parts (the embedding model) load in the background and never delay READY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from loguru import logger
+
+from bot import __version__
+from bot.config import Settings
+from bot.console import ConsoleChannel
+from bot.core.assistant import Assistant
+from bot.errors import ConfigError, DataDirError, FamiliarError
+from bot.lifecycle import FunctionService, Lifecycle, Service
+from bot.lock import InstanceLock
+from bot.systemd import Notifier, watchdog_interval, watchdog_loop
+from memory.db import DB_NAME, Database, Migrations
+from memory.health import CheckResult, HealthRegistry, Status, database_check, disk_space_check
+
+
+def all_migrations() -> list[Migrations]:
+    """Every package's migrations, in dependency order (memory first)."""
+    found: list[Migrations] = []
+    return found
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """Create the data directory (0700) or explain why it cannot be used."""
+    path = path.expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise DataDirError(
+            f"cannot create the data directory {path}: {exc.strerror}",
+            "set FAMILIAR_DATA_DIR to a directory this user can write",
+        ) from None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise DataDirError(
+            f"the data directory {path} is not readable and writable by this user",
+            f"fix its permissions (chown/chmod {path}) or set FAMILIAR_DATA_DIR",
+        )
+    return path
+
+
+def open_database(settings: Settings) -> Database:
+    return Database.open(prepare_data_dir(settings.data_dir) / DB_NAME, all_migrations())
+
+
+def config_check(settings: Settings) -> CheckResult:
+    notes = []
+    status = Status.HEALTHY
+    if settings.telegram.token is None:
+        notes.append("no Telegram token: console only")
+    if settings.llm.provider == "none":
+        notes.append("no language model: retrieval-only answers")
+    elif settings.llm.provider == "anthropic" and settings.llm.anthropic_api_key is None:
+        notes.append("provider anthropic has no API key (ANTHROPIC_API_KEY)")
+        status = Status.DEGRADED
+    return CheckResult("config", status, "; ".join(notes) or "ok")
+
+
+def build_health(settings: Settings, db: Database) -> HealthRegistry:
+    health = HealthRegistry()
+    health.register("database", database_check(db))
+    health.register("disk", disk_space_check(settings.data_dir, settings.jobs.min_free_disk_mb))
+    health.register("config", lambda: config_check(settings))
+    return health
+
+
+@dataclass
+class Daemon:
+    """The running daemon. ``console`` picks the console channel instead of Telegram."""
+
+    settings: Settings
+    console: bool = False
+    stdin: TextIO | None = None
+    stdout: TextIO | None = None
+    notifier: Notifier = field(default_factory=Notifier)
+
+    def __post_init__(self) -> None:
+        self.stop_event = asyncio.Event()
+        self.fatal: FamiliarError | None = None
+        self.lifecycle = Lifecycle(on_status=self.notifier.status)
+        self.started_at = time.monotonic()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def fail(self, error: FamiliarError) -> None:
+        """A service found a problem only a person can fix (a rejected token): stop with it."""
+        if self.fatal is None:
+            self.fatal = error
+        self.stop_event.set()
+
+    def _choose_channel(self) -> str:
+        if self.console:
+            return "console"
+        if self.settings.telegram.token is not None:
+            return "telegram"
+        if (self.stdin or sys.stdin).isatty():
+            return "console"
+        raise ConfigError(
+            "no Telegram token is configured and there is no terminal to chat in",
+            "set FAMILIAR_TELEGRAM__TOKEN (or the systemd credential 'telegram_token'), "
+            "or run `familiar chat` in a terminal",
+        )
+
+    def _build_services(self, db: Database, health: HealthRegistry) -> Assistant:
+        channel = self._choose_channel()
+        assistant = Assistant(health, started_at=self.started_at)
+        if channel == "console":
+            self.lifecycle.add(ConsoleChannel(assistant, self.request_stop, self.stdin, self.stdout))
+        else:
+            from bot.telegram.channel import TelegramChannel
+
+            self.lifecycle.add(TelegramChannel(self.settings, db, assistant, health, self.fail))
+        return assistant
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or console EOF). Returns the process exit code."""
+        data_dir = prepare_data_dir(self.settings.data_dir)
+        lock = InstanceLock(data_dir)
+        lock.acquire()
+        db: Database | None = None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        watchdog: asyncio.Task[None] | None = None
+        clean = True
+        try:
+            self.notifier.status("opening the database")
+            db = Database.open(data_dir / DB_NAME, all_migrations())
+            health = build_health(self.settings, db)
+            self.lifecycle.add(FunctionService("database", stop=None))
+            self._build_services(db, health)
+            await self.lifecycle.start_all()
+            interval = watchdog_interval()
+            if interval:
+                watchdog = asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog")
+            self.notifier.ready()
+            self.notifier.status("ready")
+            logger.info(
+                "Familiar {} ready in {:.2f} s (data in {})",
+                __version__,
+                time.monotonic() - self.started_at,
+                data_dir,
+            )
+            await self.stop_event.wait()
+        finally:
+            self.notifier.stopping()
+            self.notifier.status("stopping")
+            logger.info("stopping")
+            clean = await self.lifecycle.stop_all(self.settings.daemon.shutdown_timeout_s)
+            if watchdog:
+                watchdog.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            if db is not None:
+                db.close()
+            lock.release()
+            self.notifier.close()
+        if self.fatal is not None:
+            raise self.fatal
+        logger.info("stopped {}", "cleanly" if clean else "after cutting work short")
+        return 0 if clean else 1
+
+
+def run_daemon(settings: Settings, console: bool = False) -> int:
+    """Entry point of ``familiar run`` and ``familiar chat``."""
+    daemon = Daemon(settings, console=console)
+    return asyncio.run(daemon.run())
+
+
+__all__ = ["Daemon", "Service", "all_migrations", "open_database", "run_daemon"]

@@ -1,0 +1,445 @@
+"""Installing Familiar as a systemd service: a dedicated user, a virtualenv, /etc/familiar, the unit.
+
+An install is first computed as a list of steps (a plan, from a few facts about the machine) and
+then handed to an executor: ``SystemExecutor`` carries the steps out, ``DryRunExecutor`` prints
+them. So ``--dry-run`` shows exactly what a real install would do, and the plan can be tested
+without root. The unit file is ``systemd/familiar.service`` of the checkout, with the prefix and
+user filled in.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from memory.errors import FamiliarError
+
+UNIT_NAME = "familiar.service"
+DEFAULT_USER = "familiar"
+DEFAULT_PREFIX = Path("/opt/familiar")
+UNIT_DIR = Path("/etc/systemd/system")
+CONFIG_DIR = Path("/etc/familiar")
+STATE_DIR = Path("/var/lib/familiar")  # StateDirectory=familiar; also the user's home
+CREDENTIAL_NAMES = ("telegram_token", "anthropic_api_key", "openai_api_key")
+# Default pip arguments for PyTorch. Set FAMILIAR_TORCH (or --torch) to choose a build, e.g.
+# "torch --index-url https://download.pytorch.org/whl/cu124" for CUDA 12.4, or
+# "torch --index-url https://download.pytorch.org/whl/cpu" for the small CPU-only wheel.
+DEFAULT_TORCH = "torch"
+
+# Characters a path may have and still go into a unit line unquoted (no spaces, '%' or '$',
+# which systemd would expand).
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+class ServiceError(FamiliarError):
+    """The service cannot be installed or removed as asked."""
+
+
+# --- Steps -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run a command; a non-zero exit stops the install."""
+
+    argv: tuple[str, ...]
+    why: str
+
+
+@dataclass(frozen=True)
+class MakeDir:
+    path: Path
+    mode: int
+    why: str
+    owner: str | None = None  # None: leave as created (root when installing)
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    path: Path
+    content: str
+    mode: int
+    why: str
+    owner: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Remove:
+    """Remove a file, or a directory tree."""
+
+    path: Path
+    why: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the plan decided not to do, or a warning; nothing is carried out."""
+
+    text: str
+
+
+Step = Run | MakeDir | WriteFile | Remove | Note
+
+
+# --- Executors ---------------------------------------------------------------------------------
+
+
+class Executor(ABC):
+    """Carries out a plan, step by step, in order."""
+
+    def carry_out(self, steps: Sequence[Step]) -> None:
+        for step in steps:
+            self.apply(step)
+
+    @abstractmethod
+    def apply(self, step: Step) -> None:
+        """Carry out one step, or raise ``ServiceError`` saying which one failed."""
+
+
+def _owner_text(owner: str | None, group: str | None) -> str:
+    if owner is None and group is None:
+        return ""
+    return f", owner {owner or 'root'}:{group or owner or 'root'}"
+
+
+class DryRunExecutor(Executor):
+    """Prints every command (as a shell line) and every file with its content; changes nothing."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def apply(self, step: Step) -> None:
+        w = self.out.write
+        if isinstance(step, Run):
+            w(f"# {step.why}\n$ {shlex.join(step.argv)}\n\n")
+        elif isinstance(step, MakeDir):
+            w(f"# {step.why}\nmkdir {step.path} (mode {step.mode:04o}{_owner_text(step.owner, step.group)})\n\n")
+        elif isinstance(step, WriteFile):
+            w(f"# {step.why}\nwrite {step.path} (mode {step.mode:04o}{_owner_text(step.owner, step.group)}):\n")
+            for line in step.content.splitlines():
+                w(f"    {line}\n")
+            w("\n")
+        elif isinstance(step, Remove):
+            w(f"# {step.why}\nremove {step.path}\n\n")
+        else:
+            w(f"# note: {step.text}\n\n")
+
+
+class SystemExecutor(Executor):
+    """Does it: runs the commands, writes the files (atomically), sets modes and owners."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out
+
+    def _say(self, text: str) -> None:
+        if self.out is not None:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def apply(self, step: Step) -> None:
+        try:
+            if isinstance(step, Run):
+                self._say(f"$ {shlex.join(step.argv)}")
+                result = subprocess.run(step.argv, check=False)
+                if result.returncode != 0:
+                    raise ServiceError(
+                        f"`{shlex.join(step.argv)}` failed with exit status {result.returncode} ({step.why})",
+                        "read its output above, fix the cause, then run the install again (it can be repeated)",
+                    )
+            elif isinstance(step, MakeDir):
+                self._say(f"mkdir {step.path}")
+                step.path.mkdir(parents=True, exist_ok=True)
+                step.path.chmod(step.mode)
+                self._chown(step.path, step.owner, step.group)
+            elif isinstance(step, WriteFile):
+                self._say(f"write {step.path}")
+                self._write(step)
+            elif isinstance(step, Remove):
+                self._say(f"remove {step.path}")
+                if step.path.is_dir() and not step.path.is_symlink():
+                    shutil.rmtree(step.path)
+                else:
+                    step.path.unlink(missing_ok=True)
+            else:
+                self._say(f"note: {step.text}")
+        except OSError as exc:
+            raise ServiceError(
+                f"cannot {type(step).__name__.lower()} {getattr(step, 'path', '')}: {exc.strerror or exc}",
+                "check the path and its permissions, then run the install again",
+            ) from None
+
+    def _write(self, step: WriteFile) -> None:
+        # Write beside the target and rename, so a reader never sees half a unit file, and
+        # set the mode before the content lands (a credentials README is harmless, but the
+        # settings file may later hold secrets someone pastes in).
+        step.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=step.path.parent, prefix=f".{step.path.name}.")
+        try:
+            os.fchmod(fd, step.mode)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(step.content)
+            self._chown(Path(tmp), step.owner, step.group)
+            os.replace(tmp, step.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    def _chown(path: Path, owner: str | None, group: str | None) -> None:
+        if owner is not None or group is not None:
+            shutil.chown(path, owner, group)
+
+
+# --- Unit file ---------------------------------------------------------------------------------
+
+
+def default_source() -> Path:
+    """The checkout this module runs from (where ``pyproject.toml`` and ``systemd/`` are)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def read_unit_template(source: Path) -> str:
+    path = source / "systemd" / UNIT_NAME
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        raise ServiceError(
+            f"the unit template {path} is missing",
+            "run this from a checkout of Familiar, or pass --source /path/to/the/checkout",
+        ) from None
+
+
+def render_unit(template: str, *, exec_start: Path, user: str) -> str:
+    """The unit with ``ExecStart=`` running ``exec_start`` and ``User=``/``Group=`` set to ``user``."""
+    out = []
+    seen = set()
+    for line in template.splitlines():
+        key = line.split("=", 1)[0] if "=" in line and not line.startswith("#") else ""
+        if key == "ExecStart":
+            line = f"ExecStart={exec_start} run"
+        elif key in ("User", "Group"):
+            line = f"{key}={user}"
+        seen.add(key)
+        out.append(line)
+    missing = {"ExecStart", "User", "Group"} - seen
+    if missing:
+        raise ServiceError(
+            f"the unit template lacks {', '.join(sorted(missing))}=",
+            "restore systemd/familiar.service from the repository",
+        )
+    return "\n".join(out) + "\n"
+
+
+# --- Plans -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    user: str = DEFAULT_USER
+    prefix: Path = DEFAULT_PREFIX
+    source: Path = field(default_factory=default_source)
+    python: str = sys.executable  # the interpreter that creates the virtualenv
+    torch: str = DEFAULT_TORCH
+
+    @property
+    def venv(self) -> Path:
+        return self.prefix / ".venv"
+
+    @property
+    def exec_start(self) -> Path:
+        return self.venv / "bin" / "familiar"
+
+    def validate(self) -> None:
+        if not _USER_NAME.match(self.user):
+            raise ServiceError(
+                f"{self.user!r} is not a valid system user name",
+                "use lower-case letters, digits, '_' and '-', starting with a letter (e.g. familiar)",
+            )
+        if not _SAFE_PATH.match(str(self.prefix)) or self.prefix == Path("/"):
+            raise ServiceError(
+                f"the prefix {str(self.prefix)!r} must be an absolute path below / without spaces, '%' or '$'",
+                "pass e.g. --prefix /opt/familiar",
+            )
+        if not shlex.split(self.torch):
+            raise ServiceError("the PyTorch requirement (--torch / FAMILIAR_TORCH) is empty", "leave it at 'torch'")
+
+
+@dataclass(frozen=True)
+class MachineFacts:
+    """What the plan needs to know about the machine; gathered by ``MachineFacts.probe()``."""
+
+    user_exists: bool
+    config_exists: bool
+    unit_exists: bool
+    venv_has_familiar: bool
+    systemd_running: bool
+
+    @classmethod
+    def probe(cls, options: InstallOptions) -> MachineFacts:
+        import pwd
+
+        try:
+            pwd.getpwnam(options.user)
+            user_exists = True
+        except KeyError:
+            user_exists = False
+        return cls(
+            user_exists=user_exists,
+            config_exists=(CONFIG_DIR / "familiar.toml").exists(),
+            unit_exists=(UNIT_DIR / UNIT_NAME).exists(),
+            venv_has_familiar=options.exec_start.exists(),
+            systemd_running=Path("/run/systemd/system").is_dir(),
+        )
+
+
+def credentials_readme(options: InstallOptions) -> str:
+    return f"""\
+Familiar's settings and secrets.
+
+familiar.toml      settings (every one shown commented out with its default; FAMILIAR_CONFIG
+                   in the unit points here). `{options.exec_start} config check` validates it.
+telegram_token     the bot token from @BotFather
+anthropic_api_key  the Anthropic API key (optional)
+openai_api_key     the key of the OpenAI-compatible server (optional)
+
+The secrets are systemd credentials (LoadCredential= in {UNIT_DIR / UNIT_NAME}): systemd reads
+them as root and hands the service a private copy under $CREDENTIALS_DIRECTORY, so keep them
+readable by root only. Write one without it reaching your shell history:
+
+    systemd-ask-password -n "Telegram token:" | install -m 600 /dev/stdin {CONFIG_DIR}/telegram_token
+
+Each is optional in the unit (an empty SetCredential= fallback); a missing token makes the
+daemon stop with a message naming it. After changing a secret: systemctl restart familiar
+"""
+
+
+def install_plan(options: InstallOptions, facts: MachineFacts, template: str) -> list[Step]:
+    """Every step of an install, in order. Re-running it upgrades an existing install."""
+    options.validate()
+    py = str(options.venv / "bin" / "python")
+    steps: list[Step] = []
+    if not facts.systemd_running:
+        steps.append(Note("systemd is not running on this machine: the real install would refuse"))
+    if facts.user_exists:
+        steps.append(Note(f"user {options.user} exists, keeping it"))
+    else:
+        steps.append(
+            Run(
+                (
+                    "useradd", "--system", "--user-group",
+                    "--home-dir", str(STATE_DIR), "--no-create-home",
+                    "--shell", "/usr/sbin/nologin",
+                    "--comment", "Familiar assistant",
+                    options.user,
+                ),
+                f"a dedicated system user; its home is the state directory {STATE_DIR}",
+            )
+        )  # fmt: skip
+    steps += [
+        # Owned by root: the service may run the code but never rewrite it.
+        MakeDir(options.prefix, 0o755, f"the install prefix, owned by root"),
+        Run((options.python, "-m", "venv", str(options.venv)), "the virtualenv the service runs from"),
+        Run(
+            (py, "-m", "pip", "install", *shlex.split(options.torch)),
+            "PyTorch first, so that you choose its build (set FAMILIAR_TORCH or --torch for CUDA or CPU-only)",
+        ),
+        Run(
+            (py, "-m", "pip", "install", str(options.source)),
+            "Familiar itself (a copy: the checkout may move afterwards); torch is already satisfied",
+        ),
+        MakeDir(CONFIG_DIR, 0o750, "settings and credentials", owner="root", group=options.user),
+        WriteFile(CONFIG_DIR / "README", credentials_readme(options), 0o644, "what goes in /etc/familiar"),
+    ]
+    if facts.config_exists:
+        steps.append(Note(f"{CONFIG_DIR / 'familiar.toml'} exists, keeping it"))
+    else:
+        from bot.config import render_example
+
+        steps.append(
+            WriteFile(
+                CONFIG_DIR / "familiar.toml",
+                render_example(),
+                0o640,
+                "the settings file (all defaults, commented out)",
+                owner="root",
+                group=options.user,
+            )
+        )
+    steps += [
+        WriteFile(
+            UNIT_DIR / UNIT_NAME,
+            render_unit(template, exec_start=options.exec_start, user=options.user),
+            0o644,
+            "the unit",
+        ),
+        Run(("systemctl", "daemon-reload"), "make systemd read the new unit"),
+    ]
+    return steps
+
+
+def uninstall_plan(options: InstallOptions, facts: MachineFacts) -> list[Step]:
+    """Stop and remove the service and its virtualenv; data, settings and the user stay."""
+    options.validate()
+    steps: list[Step] = []
+    if facts.unit_exists:
+        steps += [
+            Run(("systemctl", "disable", "--now", UNIT_NAME), "stop the service and stop starting it at boot"),
+            Remove(UNIT_DIR / UNIT_NAME, "the unit"),
+            Run(("systemctl", "daemon-reload"), "make systemd forget the unit"),
+        ]
+    else:
+        steps.append(Note(f"{UNIT_DIR / UNIT_NAME} does not exist"))
+    if facts.venv_has_familiar:
+        steps.append(Remove(options.venv, "the virtualenv"))
+    else:
+        # Only a directory that holds our entry point is removed, so a mistyped --prefix
+        # cannot delete something else.
+        steps.append(Note(f"no Familiar virtualenv at {options.venv}, leaving it alone"))
+    steps.append(
+        Note(
+            f"kept the data ({STATE_DIR}), settings and credentials ({CONFIG_DIR}) and user "
+            f"{options.user}; remove them with: rm -rf {STATE_DIR} {CONFIG_DIR} && userdel {options.user}"
+        )
+    )
+    return steps
+
+
+def require_root(euid: int, dry_run: bool, what: str) -> None:
+    """Refuse a real install/uninstall by anyone but root, before anything is changed."""
+    if euid != 0 and not dry_run:
+        raise ServiceError(
+            f"{what} the service changes /etc, /opt and the user database, so it needs root",
+            "run it with sudo, or add --dry-run to see every step without doing any",
+        )
+
+
+def require_systemd(facts: MachineFacts, dry_run: bool) -> None:
+    if not facts.systemd_running and not dry_run:
+        raise ServiceError(
+            "systemd is not running on this machine (no /run/systemd/system)",
+            "install on a host booted with systemd, or run `familiar run` under another supervisor",
+        )
+
+
+def next_steps(options: InstallOptions) -> str:
+    return f"""\
+Installed. Next:
+  1. put the Telegram token in place (not through your shell history):
+       systemd-ask-password -n "Telegram token:" | install -m 600 /dev/stdin {CONFIG_DIR}/telegram_token
+     and likewise {CONFIG_DIR}/anthropic_api_key or {CONFIG_DIR}/openai_api_key
+  2. systemctl enable --now familiar
+  3. journalctl -u familiar -f      (and `systemctl status familiar`)
+"""

@@ -1,0 +1,1 @@
+"""What the daemon does on its own: scheduled jobs, backups and health."""

@@ -1,0 +1,254 @@
+"""The one SQLite database: WAL mode, foreign keys, numbered migrations per package.
+
+Migrations are written here rather than taken from ``sqlite-migrate`` (an alpha package of its
+own) because we need two things it lacks: several packages numbering their own migrations in one
+database, and refusing a database that newer code has migrated further than this code knows.
+The API mirrors it: ``migrations = Migrations("memory")`` then ``@migrations()`` on a function
+that takes a ``sqlite_utils.Database``. Each migration runs in its own transaction.
+
+One connection is shared. Code on the event loop goes through ``await db.run(fn)``, which runs
+``fn`` on the database's own thread; synchronous code (the CLI, worker threads) holds ``db.lock``
+through ``db.transaction()`` or ``db.read()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+from loguru import logger
+
+from memory.errors import DatabaseError
+
+T = TypeVar("T")
+DB_NAME = "familiar.db"
+# quick_check reads every page; past this size it moves from open() to the health check so a
+# large database does not delay readiness.
+QUICK_CHECK_AT_OPEN_MAX_BYTES = 256 * 1024 * 1024
+
+Step = Callable[[sqlite_utils.Database], None]
+
+
+@dataclass
+class Migrations:
+    """The numbered schema steps of one package, applied in order when the store opens."""
+
+    package: str
+    steps: list[tuple[str, Step]] = field(default_factory=list)
+
+    def __call__(self) -> Callable[[Step], Step]:
+        def register(fn: Step) -> Step:
+            self.steps.append((fn.__name__, fn))
+            return fn
+
+        return register
+
+    @property
+    def latest(self) -> int:
+        return len(self.steps)
+
+
+class Database:
+    """A handle on the store. Build it once in the composition root and pass it down."""
+
+    def __init__(self, path: Path | str, migrations: Sequence[Migrations] = ()) -> None:
+        self.path = Path(path)
+        self.migrations = list(migrations)
+        self.lock = threading.RLock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._sdb: sqlite_utils.Database | None = None
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path | str, migrations: Sequence[Migrations] = ()) -> Database:
+        db = cls(path, migrations)
+        db.connect()
+        return db
+
+    def connect(self) -> None:
+        """Open, validate, migrate. Raises DatabaseError with a fix; writes nothing to a bad file."""
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        except sqlite3.Error as exc:
+            raise DatabaseError(
+                f"cannot open the database {self.path}: {exc}",
+                "check that the data directory exists and is writable by this user",
+            ) from None
+        try:
+            if existed:
+                self._validate(conn)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across app crashes
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._conn = conn
+            self._sdb = sqlite_utils.Database(conn)
+            self._migrate()
+        except DatabaseError:
+            conn.close()
+            self._conn = None
+            raise
+        except sqlite3.Error as exc:
+            conn.close()
+            self._conn = None
+            raise DatabaseError(
+                f"the database {self.path} cannot be used: {exc}",
+                "restore the latest backup (`familiar restore ARCHIVE`) or move the file aside",
+            ) from None
+
+    def _validate(self, conn: sqlite3.Connection) -> None:
+        corrupt_fix = (
+            "restore the latest backup with `familiar restore ARCHIVE`, or move the file aside "
+            "to start empty"
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if self.path.stat().st_size <= QUICK_CHECK_AT_OPEN_MAX_BYTES:
+                result = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if result != "ok":
+                    raise DatabaseError(
+                        f"the database {self.path} is corrupt (quick_check: {result})", corrupt_fix
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(
+                f"the database {self.path} is not a valid SQLite database ({exc})", corrupt_fix
+            ) from None
+        self._check_not_newer(conn)
+
+    def _applied(self, conn: sqlite3.Connection) -> dict[str, int]:
+        has_table = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_migrations'"
+        ).fetchone()
+        if not has_table:
+            return {}
+        rows = conn.execute("SELECT package, max(number) FROM _migrations GROUP BY package")
+        return {package: number for package, number in rows}
+
+    def _check_not_newer(self, conn: sqlite3.Connection) -> None:
+        applied = self._applied(conn)
+        for m in self.migrations:
+            if applied.get(m.package, 0) > m.latest:
+                raise DatabaseError(
+                    f"the database {self.path} was written by a newer Familiar "
+                    f"({m.package} schema {applied[m.package]}, this version knows {m.latest})",
+                    "upgrade Familiar, or restore a backup made by this version",
+                )
+
+    def _migrate(self) -> None:
+        conn = self.conn
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (package TEXT NOT NULL, number INTEGER NOT NULL,"
+            " name TEXT NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (package, number))"
+        )
+        self._check_not_newer(conn)
+        applied = self._applied(conn)
+        for m in self.migrations:
+            for number, (name, step) in enumerate(m.steps, start=1):
+                if number <= applied.get(m.package, 0):
+                    continue
+                logger.info("applying migration {} {} {}", m.package, number, name)
+                try:
+                    with self.transaction():
+                        step(self.sdb)
+                        conn.execute(
+                            "INSERT INTO _migrations VALUES (?, ?, ?, ?)",
+                            (m.package, number, name, datetime.now(UTC).isoformat()),
+                        )
+                except Exception as exc:
+                    raise DatabaseError(
+                        f"migration {m.package} {number} ({name}) failed: {exc}",
+                        "the database was left as it was before this migration; report the error",
+                    ) from exc
+
+    # -- access --------------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise DatabaseError("the database is not open")
+        return self._conn
+
+    @property
+    def sdb(self) -> sqlite_utils.Database:
+        if self._sdb is None:
+            raise DatabaseError("the database is not open")
+        return self._sdb
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolls back on error. Nests as a savepoint."""
+        with self.lock:
+            conn = self.conn
+            if conn.in_transaction:
+                conn.execute("SAVEPOINT nested")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK TO nested")
+                    conn.execute("RELEASE nested")
+                    raise
+                conn.execute("RELEASE nested")
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            yield self.conn
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the database thread, holding the lock, off the event loop."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+
+        def call() -> T:
+            with self.lock:
+                return fn(*args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def schema_versions(self) -> dict[str, int]:
+        with self.read() as conn:
+            return self._applied(conn)
+
+    def quick_check(self) -> str:
+        with self.read() as conn:
+            return str(conn.execute("PRAGMA quick_check").fetchone()[0])
+
+    def integrity_check(self) -> str:
+        with self.read() as conn:
+            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        with self.lock:
+            if self._conn is None:
+                return
+            try:
+                self._conn.execute("PRAGMA optimize")
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                logger.warning("closing the database: {}", exc)
+            self._conn.close()
+            self._conn = None
+            self._sdb = None

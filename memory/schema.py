@@ -1,0 +1,94 @@
+"""The memory package's tables, as numbered migrations (never edit a released step; add one).
+
+``memories`` is the unit of recall: every message, summary, fact, note and lesson is one row with
+its scope, kind, time, content hash and embedding. Its ``id`` is also the vector's id in FAISS,
+so it is AUTOINCREMENT: an id is never reused after a delete, and "rows above the index's highest
+id" is exactly what the index has not seen. ``memories_fts`` is an external-content FTS5 table
+kept in sync by triggers, so no code path can forget to update it.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from memory.db import Migrations
+
+migrations = Migrations("memory")
+
+
+@migrations()
+def m001_memories_messages(db: sqlite_utils.Database) -> None:
+    # One statement at a time: executescript() would COMMIT the migration's transaction.
+    for statement in _M001:
+        db.execute(statement)
+
+
+_M001 = [
+    s.strip()
+    for s in """
+        CREATE TABLE memories (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chat_id INTEGER NOT NULL,
+            user_id INTEGER,
+            kind TEXT NOT NULL,
+            text TEXT NOT NULL,
+            ts REAL NOT NULL,
+            created_at REAL NOT NULL,
+            ref TEXT,
+            content_hash TEXT NOT NULL,
+            embedding BLOB,
+            embedding_model TEXT,
+            embedding_dim INTEGER,
+            pinned INTEGER NOT NULL DEFAULT 0,
+            source TEXT,
+            superseded_by INTEGER,
+            superseded_at REAL,
+            meta TEXT
+        );;
+        CREATE INDEX memories_scope ON memories (chat_id, kind, ts);;
+        CREATE INDEX memories_user ON memories (user_id);;
+        CREATE INDEX memories_hash ON memories (content_hash, embedding_model);;
+        CREATE INDEX memories_model ON memories (embedding_model);;
+
+        CREATE VIRTUAL TABLE memories_fts USING fts5(
+            text, content='memories', content_rowid='id',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );;
+        CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+            INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
+        END;;
+        CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+            INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END;;
+        CREATE TRIGGER memories_au AFTER UPDATE OF text ON memories BEGIN
+            INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);
+        END;;
+
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chat_id INTEGER NOT NULL,
+            user_id INTEGER,
+            role TEXT NOT NULL,
+            text TEXT NOT NULL,
+            ts REAL NOT NULL,
+            telegram_message_id INTEGER,
+            meta TEXT,
+            memory_id INTEGER REFERENCES memories(id) ON DELETE SET NULL
+        );;
+        CREATE INDEX messages_chat ON messages (chat_id, id);;
+        CREATE INDEX messages_user ON messages (user_id);;
+        CREATE INDEX messages_memory ON messages (memory_id);;
+
+        CREATE TABLE summaries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chat_id INTEGER NOT NULL,
+            memory_id INTEGER NOT NULL REFERENCES memories(id) ON DELETE CASCADE,
+            first_message_id INTEGER NOT NULL,
+            last_message_id INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        );;
+        CREATE INDEX summaries_chat ON summaries (chat_id, last_message_id);;
+    """.split(";;")
+    if s.strip()
+]

@@ -1,0 +1,82 @@
+"""Settings owned by the memory package (``[memory]`` in the TOML file, ``FAMILIAR_MEMORY__*``)."""
+
+from pydantic import BaseModel, Field
+
+
+class MemorySettings(BaseModel):
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Sentence-transformers model: 'all-MiniLM-L6-v2' (bundled, offline) or a local model directory.",
+    )
+    embedding_batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per batch.")
+    max_text_bytes: int = Field(
+        1_000_000, ge=1_000, description="Longest text accepted into memory, in UTF-8 bytes."
+    )
+    embed_chunk_chars: int = Field(
+        2_000,
+        ge=100,
+        description="Texts longer than this are split into chunks of this many characters for "
+        "embedding; the stored vector is the normalised mean of the chunks' vectors.",
+    )
+    exact_index_max: int = Field(
+        50_000,
+        ge=1,
+        description="Up to this many vectors the index is exact (flat inner product); past it an "
+        "approximate IVF index is built.",
+    )
+    ivf_nprobe: int = Field(
+        48, ge=1, description="Inverted lists visited per query by the approximate index."
+    )
+    index_save_every: int = Field(
+        2_000,
+        ge=1,
+        description="Save the vector index after this many new vectors (it is also saved at stop).",
+    )
+    search_candidates: int = Field(
+        100, ge=10, description="Candidates taken from each of full-text and dense search before fusion."
+    )
+    dense_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Weight of dense (embedding) similarity in the fused score; the rest goes to BM25.",
+    )
+    recency_half_life_days: float = Field(
+        0.0,
+        ge=0.0,
+        description="When above 0, a hit's score is blended with a recency factor halving every "
+        "this many days.",
+    )
+    recency_weight: float = Field(
+        0.1, ge=0.0, le=1.0, description="Share of the fused score given to recency (when enabled)."
+    )
+    mmr_lambda: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Maximal-marginal-relevance trade-off: 1.0 ranks by relevance only, lower "
+        "values favour diverse hits.",
+    )
+    neighbour_weight: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="For conversation turns, share of the neighbouring turns' relevance added to a "
+        "turn's score (a turn answering a question is found through the question).",
+    )
+    fact_duplicate_cosine: float = Field(
+        0.95,
+        ge=0.5,
+        le=1.0,
+        description="A new fact at least this similar to a known one is the same fact.",
+    )
+    fact_supersede_cosine: float = Field(
+        0.80,
+        ge=0.3,
+        le=1.0,
+        description="A new fact at least this similar (but not a duplicate) to a known one "
+        "replaces it; the old one is kept as history.",
+    )
+    context_recall_k: int = Field(
+        8, ge=0, description="Memories recalled for the incoming message when assembling context."
+    )

@@ -1,0 +1,419 @@
+"""Synchronous SQLite access for memory: every query the package runs lives here.
+
+The facade calls these through ``db.run`` (on the database thread) or directly from worker
+threads and the CLI; each function takes the lock through ``db.transaction()``/``db.read()``.
+Times are stored as UTC epoch seconds (REAL) so range filters and recency are plain arithmetic.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from memory.db import Database
+from memory.types import Hit, Message, Scope
+
+_COLUMNS = "id, chat_id, user_id, kind, text, ts, ref, pinned, source, superseded_by, meta"
+
+
+def to_epoch(ts: datetime | None) -> float:
+    if ts is None:
+        return time.time()
+    if ts.tzinfo is None:  # naive times are taken as UTC, the store's only zone
+        ts = ts.replace(tzinfo=UTC)
+    return ts.timestamp()
+
+
+def from_epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+@dataclass
+class NewMemory:
+    chat_id: int
+    user_id: int | None
+    kind: str
+    text: str
+    content_hash: str
+    ts: float
+    ref: str | None = None
+    pinned: bool = False
+    source: str | None = None
+    meta: dict[str, Any] | None = None
+    embedding: np.ndarray | None = None
+    model: str | None = None
+
+
+@dataclass
+class Row:
+    id: int
+    chat_id: int
+    user_id: int | None
+    kind: str
+    text: str
+    ts: float
+    ref: str | None
+    pinned: bool
+    source: str | None
+    superseded_by: int | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, r: Sequence[Any]) -> Row:
+        return cls(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], json.loads(r[10]) if r[10] else {})
+
+    def hit(self, score: float = 0.0, **provenance: Any) -> Hit:
+        return Hit(self.id, self.text, score, self.kind, self.chat_id, self.user_id, from_epoch(self.ts), self.ref, provenance)
+
+
+@dataclass
+class Filters:
+    """The scope and constraints every read applies; ``sql()`` is spliced into WHERE."""
+
+    scope: Scope | None
+    kinds: Sequence[str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_superseded: bool = False
+
+    def sql(self, alias: str = "m") -> tuple[str, list[Any]]:
+        clauses, params = ["1"], []
+        if self.scope is not None:
+            clauses.append(f"{alias}.chat_id = ?")
+            params.append(self.scope.chat_id)
+            if self.scope.user_id is not None:
+                clauses.append(f"({alias}.user_id IS NULL OR {alias}.user_id = ?)")
+                params.append(self.scope.user_id)
+        if self.kinds:
+            clauses.append(f"{alias}.kind IN ({','.join('?' * len(self.kinds))})")
+            params.extend(self.kinds)
+        if self.since is not None:
+            clauses.append(f"{alias}.ts >= ?")
+            params.append(to_epoch(self.since))
+        if self.until is not None:
+            clauses.append(f"{alias}.ts <= ?")
+            params.append(to_epoch(self.until))
+        if not self.include_superseded:
+            clauses.append(f"{alias}.superseded_by IS NULL")
+        return " AND ".join(clauses), params
+
+
+def _blob(vector: np.ndarray | None) -> bytes | None:
+    return None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
+
+
+# -- writes -----------------------------------------------------------------------------------
+def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
+    now = time.time()
+    ids: list[int] = []
+    with db.transaction() as conn:
+        for r in rows:
+            cur = conn.execute(
+                "INSERT INTO memories (chat_id, user_id, kind, text, ts, created_at, ref, content_hash,"
+                " embedding, embedding_model, embedding_dim, pinned, source, meta)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    r.chat_id, r.user_id, r.kind, r.text, r.ts, now, r.ref, r.content_hash,
+                    _blob(r.embedding), r.model if r.embedding is not None else None,
+                    None if r.embedding is None else int(r.embedding.shape[-1]),
+                    int(r.pinned), r.source, json.dumps(r.meta) if r.meta else None,
+                ),
+            )
+            ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
+    return ids
+
+
+def insert_message(
+    db: Database, memory: NewMemory, role: str, telegram_message_id: int | None, meta: dict | None
+) -> tuple[int, int]:
+    """The message row and its searchable memory row, in one transaction."""
+    with db.transaction() as conn:
+        memory_id = insert_memories(db, [memory])[0]
+        cur = conn.execute(
+            "INSERT INTO messages (chat_id, user_id, role, text, ts, telegram_message_id, meta, memory_id)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (memory.chat_id, memory.user_id, role, memory.text, memory.ts, telegram_message_id,
+             json.dumps(meta) if meta else None, memory_id),
+        )
+        return int(cur.lastrowid), memory_id  # type: ignore[arg-type]
+
+
+def set_embeddings(db: Database, ids: Sequence[int], vectors: np.ndarray, model: str) -> None:
+    with db.transaction() as conn:
+        conn.executemany(
+            "UPDATE memories SET embedding = ?, embedding_model = ?, embedding_dim = ? WHERE id = ?",
+            [(_blob(v), model, int(vectors.shape[1]), int(i)) for i, v in zip(ids, vectors, strict=True)],
+        )
+
+
+def supersede(db: Database, old_id: int, new_id: int) -> None:
+    with db.transaction() as conn:
+        conn.execute(
+            "UPDATE memories SET superseded_by = ?, superseded_at = ? WHERE id = ?",
+            (new_id, time.time(), old_id),
+        )
+
+
+def touch(db: Database, memory_id: int, pinned: bool) -> None:
+    """A fact heard again: refresh its time, and pin it if asked (never unpin silently)."""
+    with db.transaction() as conn:
+        conn.execute(
+            "UPDATE memories SET ts = max(ts, ?), pinned = max(pinned, ?) WHERE id = ?",
+            (time.time(), int(pinned), memory_id),
+        )
+
+
+def delete_memory(db: Database, memory_id: int, scope: Scope) -> bool:
+    where, params = Filters(scope, include_superseded=True).sql("memories")
+    with db.transaction() as conn:
+        cur = conn.execute(f"DELETE FROM memories WHERE id = ? AND {where}", (memory_id, *params))
+        if cur.rowcount:
+            conn.execute("DELETE FROM messages WHERE memory_id IS NULL")
+        return cur.rowcount > 0
+
+
+def delete_user(db: Database, user_id: int) -> list[int]:
+    """Every row of the user (messages, their memories, facts, notes); returns the memory ids."""
+    with db.transaction() as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM memories WHERE user_id = ?", (user_id,))]
+        conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+        conn.execute("DELETE FROM messages WHERE user_id = ? OR memory_id IS NULL", (user_id,))
+        return ids
+
+
+def add_summary(db: Database, chat_id: int, memory_id: int, first: int, last: int) -> None:
+    with db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO summaries (chat_id, memory_id, first_message_id, last_message_id, created_at)"
+            " VALUES (?,?,?,?,?)",
+            (chat_id, memory_id, first, last, time.time()),
+        )
+
+
+# -- reads ------------------------------------------------------------------------------------
+def cached_embeddings(db: Database, hashes: Iterable[str], model: str) -> dict[str, bytes]:
+    """Vectors already computed for these content hashes with this model."""
+    unique = list(dict.fromkeys(hashes))
+    out: dict[str, bytes] = {}
+    with db.read() as conn:
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            rows = conn.execute(
+                f"SELECT content_hash, embedding FROM memories WHERE embedding_model = ? AND"
+                f" embedding IS NOT NULL AND content_hash IN ({','.join('?' * len(part))})",
+                (model, *part),
+            )
+            for h, blob in rows:
+                out.setdefault(h, blob)
+    return out
+
+
+def pending_embeddings(db: Database, model: str, after_id: int, limit: int) -> list[tuple[int, str, str]]:
+    """Rows without a vector from ``model`` (new while the model loaded, or another model's)."""
+    with db.read() as conn:
+        return list(
+            conn.execute(
+                "SELECT id, text, content_hash FROM memories WHERE id > ? AND"
+                " (embedding IS NULL OR embedding_model IS NOT ?) ORDER BY id LIMIT ?",
+                (after_id, model, limit),
+            )
+        )
+
+
+def embedded_ids(db: Database, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, chats) of every row holding a vector from ``model``, ordered by id."""
+    with db.read() as conn:
+        rows = conn.execute(
+            "SELECT id, chat_id FROM memories WHERE embedding_model = ? AND embedding IS NOT NULL"
+            " ORDER BY id",
+            (model,),
+        ).fetchall()
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
+def vectors_for(db: Database, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, chats, vectors) for the given ids that still exist."""
+    out_ids, chats, blobs = [], [], []
+    with db.read() as conn:
+        for start in range(0, len(ids), 900):
+            part = [int(i) for i in ids[start : start + 900]]
+            for i, c, b in conn.execute(
+                f"SELECT id, chat_id, embedding FROM memories WHERE embedding IS NOT NULL AND"
+                f" id IN ({','.join('?' * len(part))})",
+                part,
+            ):
+                out_ids.append(i)
+                chats.append(c)
+                blobs.append(b)
+    vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim) if blobs else np.zeros((0, dim), np.float32)
+    return np.array(out_ids, dtype=np.int64), np.array(chats, dtype=np.int64), vectors
+
+
+def rows_by_id(db: Database, ids: Sequence[int], filters: Filters) -> dict[int, Row]:
+    where, params = filters.sql()
+    out: dict[int, Row] = {}
+    with db.read() as conn:
+        for start in range(0, len(ids), 900):
+            part = [int(i) for i in ids[start : start + 900]]
+            for r in conn.execute(
+                f"SELECT {_COLUMNS} FROM memories m WHERE m.id IN ({','.join('?' * len(part))}) AND {where}",
+                (*part, *params),
+            ):
+                out[r[0]] = Row.of(r)
+    return out
+
+
+def fts_search(db: Database, match: str, filters: Filters, limit: int) -> list[tuple[int, float]]:
+    """(id, relevance) by BM25, best first; relevance is -bm25 so larger is better."""
+    where, params = filters.sql()
+    with db.read() as conn:
+        rows = conn.execute(
+            f"SELECT m.id, bm25(memories_fts) AS r FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
+            f" WHERE memories_fts MATCH ? AND {where} ORDER BY r LIMIT ?",
+            (match, *params, limit),
+        ).fetchall()
+    return [(int(i), -float(r)) for i, r in rows]
+
+
+def list_rows(db: Database, filters: Filters, limit: int, *, pinned_only: bool = False) -> list[Row]:
+    where, params = filters.sql()
+    if pinned_only:
+        where += " AND m.pinned = 1"
+    with db.read() as conn:
+        return [
+            Row.of(r)
+            for r in conn.execute(
+                f"SELECT {_COLUMNS} FROM memories m WHERE {where} ORDER BY m.ts DESC, m.id DESC LIMIT ?",
+                (*params, limit),
+            )
+        ]
+
+
+def history(db: Database, memory_id: int) -> list[Row]:
+    """The fact and every fact it superseded, newest first."""
+    out: list[Row] = []
+    with db.read() as conn:
+        current: int | None = memory_id
+        seen: set[int] = set()
+        while current is not None and current not in seen:
+            seen.add(current)
+            r = conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE id = ?", (current,)).fetchone()
+            if r is None:
+                break
+            out.append(Row.of(r))
+            prev = conn.execute("SELECT id FROM memories WHERE superseded_by = ? ORDER BY id DESC", (current,)).fetchone()
+            current = prev[0] if prev else None
+    return out
+
+
+def _message(r: Sequence[Any]) -> Message:
+    return Message(r[0], r[1], r[2], r[3], r[4], from_epoch(r[5]), r[6], json.loads(r[7]) if r[7] else {}, r[8])
+
+
+_MSG_COLUMNS = "id, chat_id, user_id, role, text, ts, telegram_message_id, meta, memory_id"
+
+
+def recent_messages(db: Database, chat_id: int, limit: int, *, after_id: int = 0) -> list[Message]:
+    """The newest ``limit`` messages of the chat with id above ``after_id``, oldest first."""
+    with db.read() as conn:
+        rows = conn.execute(
+            f"SELECT {_MSG_COLUMNS} FROM messages WHERE chat_id = ? AND id > ? ORDER BY id DESC LIMIT ?",
+            (chat_id, after_id, limit),
+        ).fetchall()
+    return [_message(r) for r in reversed(rows)]
+
+
+def messages_between(db: Database, chat_id: int, first_id: int, last_id: int) -> list[Message]:
+    with db.read() as conn:
+        rows = conn.execute(
+            f"SELECT {_MSG_COLUMNS} FROM messages WHERE chat_id = ? AND id BETWEEN ? AND ? ORDER BY id",
+            (chat_id, first_id, last_id),
+        ).fetchall()
+    return [_message(r) for r in rows]
+
+
+def neighbours(db: Database, memory_ids: Sequence[int]) -> dict[int, list[int]]:
+    """For message memories, the memory ids of the turns just before and after in the same chat."""
+    out: dict[int, list[int]] = {}
+    if not memory_ids:
+        return out
+    with db.read() as conn:
+        for start in range(0, len(memory_ids), 900):
+            part = [int(i) for i in memory_ids[start : start + 900]]
+            rows = conn.execute(
+                "SELECT m.memory_id,"
+                " (SELECT p.memory_id FROM messages p WHERE p.chat_id = m.chat_id AND p.id < m.id ORDER BY p.id DESC LIMIT 1),"
+                " (SELECT n.memory_id FROM messages n WHERE n.chat_id = m.chat_id AND n.id > m.id ORDER BY n.id LIMIT 1)"
+                f" FROM messages m WHERE m.memory_id IN ({','.join('?' * len(part))})",
+                part,
+            )
+            for mid, prev, nxt in rows:
+                out[mid] = [x for x in (prev, nxt) if x is not None]
+    return out
+
+
+def latest_summary(db: Database, chat_id: int) -> tuple[str, int, int] | None:
+    """(text, memory id, last message id covered) of the chat's newest summary."""
+    with db.read() as conn:
+        r = conn.execute(
+            "SELECT m.text, s.memory_id, s.last_message_id FROM summaries s JOIN memories m ON m.id = s.memory_id"
+            " WHERE s.chat_id = ? ORDER BY s.last_message_id DESC, s.id DESC LIMIT 1",
+            (chat_id,),
+        ).fetchone()
+    return (r[0], r[1], r[2]) if r else None
+
+
+def export_rows(db: Database, *, chat_id: int | None, user_id: int | None) -> dict[str, list[dict]]:
+    clauses, params = ["1"], []
+    if chat_id is not None:
+        clauses.append("chat_id = ?")
+        params.append(chat_id)
+    if user_id is not None:
+        clauses.append("user_id = ?")
+        params.append(user_id)
+    where = " AND ".join(clauses)
+    with db.read() as conn:
+        memories = [
+            {
+                "id": r[0], "chat_id": r[1], "user_id": r[2], "kind": r[3], "text": r[4],
+                "ts": from_epoch(r[5]).isoformat(), "ref": r[6], "pinned": bool(r[7]), "source": r[8],
+                "superseded_by": r[9], "meta": json.loads(r[10]) if r[10] else None,
+            }
+            for r in conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE {where} ORDER BY id", params)
+        ]
+        messages = [
+            {
+                "id": m.id, "chat_id": m.chat_id, "user_id": m.user_id, "role": m.role, "text": m.text,
+                "ts": m.ts.isoformat(), "telegram_message_id": m.telegram_message_id, "meta": m.meta or None,
+            }
+            for m in map(_message, conn.execute(f"SELECT {_MSG_COLUMNS} FROM messages WHERE {where} ORDER BY id", params))
+        ]
+    return {"memories": memories, "messages": messages}
+
+
+def stats(db: Database) -> dict[str, Any]:
+    with db.read() as conn:
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM memories GROUP BY kind").fetchall())
+        models = dict(
+            conn.execute(
+                "SELECT coalesce(embedding_model, '(none)'), count(*) FROM memories GROUP BY embedding_model"
+            ).fetchall()
+        )
+        chats = conn.execute("SELECT count(DISTINCT chat_id) FROM memories").fetchone()[0]
+        messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        superseded = conn.execute("SELECT count(*) FROM memories WHERE superseded_by IS NOT NULL").fetchone()[0]
+    return {
+        "memories": sum(kinds.values()),
+        "by_kind": kinds,
+        "by_embedding_model": models,
+        "chats": chats,
+        "messages": messages,
+        "superseded": superseded,
+    }

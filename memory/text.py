@@ -1,0 +1,110 @@
+"""Text hygiene for everything entering memory: cleaning, hashing, chunking, token estimates,
+and turning user text into an FTS5 query that can never be a syntax error.
+
+FTS5 has its own query language (quotes, ``*``, ``-``, ``NEAR``, ``AND``/``OR``/``NOT``, column
+filters, parentheses). Rather than escape it piecemeal, user text is cut into word tokens and each
+token is passed as a double-quoted string, so every operator is reduced to a plain word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import unicodedata
+
+from memory.errors import FamiliarError
+
+
+class MemoryInputError(FamiliarError):
+    """Text that cannot be stored: empty after cleaning, or over the configured size."""
+
+
+_WS = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+# Words that carry no retrieval signal; removing them from the OR-query keeps FTS5 from ranking
+# every row that contains "what" or "the". Kept when a query has nothing else.
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers herself him himself his how i if in into is it its itself just
+    me more most my myself no nor not now of off on once only or other our ours ourselves out over
+    own same she should so some such than that the their theirs them themselves then there these they
+    this those through to too under until up very was we were what when where which while who whom
+    why will with would you your yours yourself yourselves s t don ve ll re d m""".split()
+)
+
+
+def clean(text: str | bytes) -> str:
+    """Decode bytes as UTF-8 (bad bytes become U+FFFD), replace lone surrogates, drop NULs and
+    other control characters except newlines and tabs, normalise to NFC, strip the ends."""
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("utf-8", "replace")
+    # A lone surrogate cannot be encoded as UTF-8 and would make SQLite or the tokenizer fail.
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    text = _CONTROL.sub("", text)
+    return unicodedata.normalize("NFC", text).strip()
+
+
+def checked(text: str | bytes, max_bytes: int) -> str:
+    """``clean`` and refuse what cannot be remembered, saying why."""
+    cleaned = clean(text)
+    if not cleaned:
+        raise MemoryInputError("the text is empty", "send some words to remember")
+    size = len(cleaned.encode("utf-8"))
+    if size > max_bytes:
+        raise MemoryInputError(
+            f"the text is {size:,} bytes, over the limit of {max_bytes:,}",
+            "split it into smaller pieces, or raise memory.max_text_bytes",
+        )
+    return cleaned
+
+
+def content_hash(text: str) -> str:
+    """Hash of the text with whitespace runs collapsed: the key for dedupe and embedding reuse."""
+    return hashlib.sha256(_WS.sub(" ", text).strip().encode("utf-8")).hexdigest()
+
+
+def chunks(text: str, size: int) -> list[str]:
+    """Split long text for embedding at whitespace near ``size`` characters."""
+    if len(text) <= size:
+        return [text]
+    out: list[str] = []
+    start = 0
+    while start < len(text):
+        end = min(start + size, len(text))
+        if end < len(text):
+            cut = text.rfind(" ", start + size // 2, end)
+            end = cut if cut > start else end
+        out.append(text[start:end])
+        start = end
+    return [c for c in (c.strip() for c in out) if c]
+
+
+def estimate_tokens(text: str) -> int:
+    """A model-independent token estimate (about 4 characters a token for English, and never
+    fewer than the word count); close enough to budget context without a tokenizer."""
+    if not text:
+        return 0
+    return max(math.ceil(len(text) / 4), len(text.split()))
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(clean(text).lower())
+
+
+def fts_query(text: str, *, keep_stopwords: bool = False) -> str | None:
+    """An FTS5 MATCH expression OR-ing the words of ``text``, each quoted so that no input can be
+    read as syntax. ``None`` when the text has no words (only punctuation, empty)."""
+    tokens = words(text)
+    if not tokens:
+        return None
+    content = [t for t in tokens if t not in STOPWORDS] if not keep_stopwords else tokens
+    chosen = content or tokens
+    unique = list(dict.fromkeys(t.replace('"', "") for t in chosen))
+    unique = [t for t in unique if t]
+    if not unique:
+        return None
+    return " OR ".join(f'"{t}"' for t in unique[:64])

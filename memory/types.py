@@ -1,0 +1,74 @@
+"""The plain values the memory package hands to its callers: scopes, hits, messages, results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+KINDS = ("message", "summary", "fact", "note", "lesson")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose memory. Search never crosses chats; a user id narrows to that user's rows plus the
+    rows that belong to nobody in particular (the assistant's turns, chat-wide notes)."""
+
+    chat_id: int
+    user_id: int | None = None
+
+
+@dataclass
+class Hit:
+    id: int
+    text: str
+    score: float
+    kind: str
+    chat_id: int
+    user_id: int | None
+    ts: datetime
+    ref: str | None
+    # Where the hit came from: "fts", "dense" or both, and for messages the message row id.
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "score": round(self.score, 6),
+            "kind": self.kind,
+            "chat_id": self.chat_id,
+            "user_id": self.user_id,
+            "ts": self.ts.isoformat(),
+            "ref": self.ref,
+        }
+
+
+@dataclass
+class Message:
+    id: int
+    chat_id: int
+    user_id: int | None
+    role: str
+    text: str
+    ts: datetime
+    telegram_message_id: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    memory_id: int | None = None
+
+
+@dataclass(frozen=True)
+class FactResult:
+    action: Literal["added", "duplicate", "superseded"]
+    id: int
+    superseded_id: int | None = None
+
+
+@dataclass
+class AssembledContext:
+    system: str
+    messages: list[dict[str, str]]
+    included: list[str]
+    dropped: list[str]
+    tokens_used: int
+    budget_tokens: int = 0
