@@ -22,6 +22,7 @@ class ModelPrice(BaseModel):
 
 
 DEFAULT_PRICES = {
+    "claude-sonnet-4-6": {"input": 3.0, "output": 15.0, "cache_read": 0.30, "cache_write": 3.75},
     "claude-sonnet-4-5": {"input": 3.0, "output": 15.0, "cache_read": 0.30, "cache_write": 3.75},
     "claude-opus-4-5": {"input": 5.0, "output": 25.0, "cache_read": 0.50, "cache_write": 6.25},
     "claude-haiku-4-5": {"input": 1.0, "output": 5.0, "cache_read": 0.10, "cache_write": 1.25},
@@ -32,7 +33,7 @@ class LLMSettings(BaseModel):
     provider: Literal["anthropic", "openai", "local", "none"] = Field(
         "none", description="Which model answers: anthropic, openai (compatible server), local, or none."
     )
-    model: str = Field("claude-sonnet-4-5", description="Model name sent to the provider.")
+    model: str = Field("claude-sonnet-4-6", description="Model name sent to the provider.")
     anthropic_api_key: SecretStr | None = Field(
         None,
         description="Anthropic API key (secret: prefer ANTHROPIC_API_KEY or the credential 'anthropic_api_key').",

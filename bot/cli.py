@@ -27,6 +27,13 @@ config_app = typer.Typer(help="Check or print the configuration.", no_args_is_he
 app.add_typer(config_app, name="config")
 
 
+def _register_subcommands() -> None:
+    """Each area's commands live in their own module; they import their heavy parts lazily."""
+    from bot.cli_service import app as service_app
+
+    app.add_typer(service_app, name="service")
+
+
 def friendly(fn: F) -> F:
     """Print a FamiliarError as 'error: ... / fix: ...' and exit with its code, no traceback."""
 
@@ -129,6 +136,9 @@ def config_example() -> None:
     from bot.config import render_example
 
     typer.echo(render_example(), nl=False)
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -32,9 +32,15 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-USER_OPT = typer.Option(DEFAULT_USER, "--user", help="System user the service runs as (created if missing).")
-PREFIX_OPT = typer.Option(DEFAULT_PREFIX, "--prefix", help="Where the virtualenv goes (PREFIX/.venv).")
-DRY_RUN_OPT = typer.Option(False, "--dry-run", help="Print every command and file instead of doing anything.")
+USER_OPT = typer.Option(
+    DEFAULT_USER, "--user", help="System user the service runs as (created if missing)."
+)
+PREFIX_OPT = typer.Option(
+    DEFAULT_PREFIX, "--prefix", help="Where the virtualenv goes (PREFIX/.venv)."
+)
+DRY_RUN_OPT = typer.Option(
+    False, "--dry-run", help="Print every command and file instead of doing anything."
+)
 
 
 def _executor(dry_run: bool) -> Executor:
@@ -50,7 +56,7 @@ def _fail(error: ServiceError) -> typer.Exit:
 def install(
     user: str = USER_OPT,
     prefix: Path = PREFIX_OPT,
-    source: Path = typer.Option(
+    source: Path | None = typer.Option(
         None, "--source", help="The Familiar checkout to install (default: the one running this)."
     ),
     torch: str = typer.Option(
@@ -63,7 +69,9 @@ def install(
     dry_run: bool = DRY_RUN_OPT,
 ) -> None:
     """Create the user, a virtualenv with Familiar, /etc/familiar and the unit; daemon-reload."""
-    options = InstallOptions(user=user, prefix=prefix, source=source or default_source(), torch=torch)
+    options = InstallOptions(
+        user=user, prefix=prefix, source=source or default_source(), torch=torch
+    )
     try:
         require_root(os.geteuid(), dry_run, "installing")
         facts = MachineFacts.probe(options)

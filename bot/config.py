@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -156,12 +157,15 @@ class CredentialsSource(PydanticBaseSettingsSource):
             if not path.exists():
                 continue
             try:
-                values[target] = path.read_text(encoding="utf-8").strip()
+                value = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(
                     f"credential file {path} cannot be read ({exc.strerror})",
                     f"make {path} readable by the daemon's user",
                 ) from None
+            # A blank credential is the unit's SetCredential= fallback for a missing file: unset.
+            if value:
+                values[target] = value
         return _nest(values)
 
 
@@ -205,6 +209,13 @@ def load_settings(**overrides: Any) -> Settings:
             f"configuration file {path} (from {CONFIG_ENV}) does not exist",
             f"create it (`familiar config example > {path}`) or unset {CONFIG_ENV}",
         )
+    unknown = unknown_file_keys(path) if path.is_file() else []
+    if unknown:
+        raise ConfigError(
+            f"configuration file {path} has settings Familiar does not know:\n"
+            + "\n".join(f"  - {key} is not a known setting (a typo?)" for key in unknown),
+            "remove or correct them (`familiar config example` lists every setting)",
+        )
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -227,21 +238,47 @@ def load_settings(**overrides: Any) -> Settings:
         ) from None
 
 
+def unknown_file_keys(path: Path) -> list[str]:
+    """Keys in the TOML file that no settings model declares (sections ignore extras otherwise)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return []  # reported with its position when the settings are read
+
+    def walk(model_cls: type[BaseModel], values: dict[str, Any], prefix: str) -> list[str]:
+        found = []
+        for key, value in values.items():
+            info = model_cls.model_fields.get(key)
+            if info is None:
+                found.append(prefix + key)
+            elif isinstance(value, dict) and isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+                found += walk(info.annotation, value, f"{prefix}{key}.")
+        return found
+
+    return walk(Settings, data, "")
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, Path):
         value = str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, dict):  # an inline table
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)
 
 
 def render_example() -> str:
     """A commented TOML file with every setting, its description and its default."""
     lines = [
-        "# Familiar configuration. Every setting is shown commented out with its default.",
-        f"# Environment variables override this file: {ENV_PREFIX}<SECTION>__<KEY>.",
-        "# Secrets (tokens, API keys) are better kept out of this file: use systemd credentials",
-        "# (LoadCredential=telegram_token:...) or environment variables.",
+        "## Familiar configuration. Every setting is shown commented out with its default.",
+        f"## Environment variables override this file: {ENV_PREFIX}<SECTION>__<KEY>.",
+        "## Secrets (tokens, API keys) are better kept out of this file: use systemd credentials",
+        "## (LoadCredential=telegram_token:...) or environment variables.",
         "",
     ]
 
@@ -251,13 +288,13 @@ def render_example() -> str:
             if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
                 continue
             if info.description:
-                out.append(f"# {info.description}")
+                out.append(f"## {info.description}")
             if name == "data_dir":
-                out.append('# data_dir = "~/.local/state/familiar"  (set it with FAMILIAR_DATA_DIR)')
+                out.append(f'# data_dir = "{default_data_dir()}"  # set it with {DATA_DIR_ENV}')
                 continue
             default = info.get_default(call_default_factory=True)
             if default is None:
-                out.append(f'# {name} = ""  (unset)')
+                out.append(f'# {name} = ""  # unset')
             else:
                 out.append(f"# {name} = {_toml_value(default)}")
         return out

@@ -19,7 +19,7 @@ from loguru import logger
 MASK = "***"
 # Telegram bot tokens, Anthropic/OpenAI-style keys, and bearer tokens in headers.
 TOKEN_PATTERNS = [
-    re.compile(r"\b\d{5,16}:[A-Za-z0-9_-]{30,}"),
+    re.compile(r"(?<![0-9])\d{5,16}:[A-Za-z0-9_-]{30,}"),
     re.compile(r"\bsk-(?:ant-)?[A-Za-z0-9_-]{16,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{16,}"),
     re.compile(r"(?i)(x-api-key['\"]?\s*[:=]\s*['\"]?)[A-Za-z0-9._-]{16,}"),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from bot.config import render_example
 from memory.errors import FamiliarError
 
 UNIT_NAME = "familiar.service"
@@ -126,9 +127,13 @@ class DryRunExecutor(Executor):
         if isinstance(step, Run):
             w(f"# {step.why}\n$ {shlex.join(step.argv)}\n\n")
         elif isinstance(step, MakeDir):
-            w(f"# {step.why}\nmkdir {step.path} (mode {step.mode:04o}{_owner_text(step.owner, step.group)})\n\n")
+            w(
+                f"# {step.why}\nmkdir {step.path} (mode {step.mode:04o}{_owner_text(step.owner, step.group)})\n\n"
+            )
         elif isinstance(step, WriteFile):
-            w(f"# {step.why}\nwrite {step.path} (mode {step.mode:04o}{_owner_text(step.owner, step.group)}):\n")
+            w(
+                f"# {step.why}\nwrite {step.path} (mode {step.mode:04o}{_owner_text(step.owner, step.group)}):\n"
+            )
             for line in step.content.splitlines():
                 w(f"    {line}\n")
             w("\n")
@@ -199,8 +204,31 @@ class SystemExecutor(Executor):
 
     @staticmethod
     def _chown(path: Path, owner: str | None, group: str | None) -> None:
+        # shutil.chown's overloads want at least one of the two; -1 leaves that one unchanged.
         if owner is not None or group is not None:
-            shutil.chown(path, owner, group)
+            os.chown(path, _uid(owner), _gid(group))
+
+
+def _uid(name: str | None) -> int:
+    import pwd
+
+    try:
+        return -1 if name is None else pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise ServiceError(
+            f"there is no user {name!r}", "create it first (useradd --system)"
+        ) from None
+
+
+def _gid(name: str | None) -> int:
+    import grp
+
+    try:
+        return -1 if name is None else grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ServiceError(
+            f"there is no group {name!r}", "create it first (groupadd --system)"
+        ) from None
 
 
 # --- Unit file ---------------------------------------------------------------------------------
@@ -274,7 +302,9 @@ class InstallOptions:
                 "pass e.g. --prefix /opt/familiar",
             )
         if not shlex.split(self.torch):
-            raise ServiceError("the PyTorch requirement (--torch / FAMILIAR_TORCH) is empty", "leave it at 'torch'")
+            raise ServiceError(
+                "the PyTorch requirement (--torch / FAMILIAR_TORCH) is empty", "leave it at 'torch'"
+            )
 
 
 @dataclass(frozen=True)
@@ -309,20 +339,22 @@ def credentials_readme(options: InstallOptions) -> str:
     return f"""\
 Familiar's settings and secrets.
 
-familiar.toml      settings (every one shown commented out with its default; FAMILIAR_CONFIG
-                   in the unit points here). `{options.exec_start} config check` validates it.
+familiar.toml      the settings; every one is shown commented out with its default. The unit
+                   points FAMILIAR_CONFIG here. Check it with:
+                   {options.exec_start} config check
 telegram_token     the bot token from @BotFather
 anthropic_api_key  the Anthropic API key (optional)
 openai_api_key     the key of the OpenAI-compatible server (optional)
 
-The secrets are systemd credentials (LoadCredential= in {UNIT_DIR / UNIT_NAME}): systemd reads
-them as root and hands the service a private copy under $CREDENTIALS_DIRECTORY, so keep them
-readable by root only. Write one without it reaching your shell history:
+The secrets are systemd credentials (the LoadCredential= lines of {UNIT_DIR / UNIT_NAME}):
+systemd reads them as root and hands the service a private copy under $CREDENTIALS_DIRECTORY,
+so keep them readable by root only. To write one without it reaching your shell history:
 
     systemd-ask-password -n "Telegram token:" | install -m 600 /dev/stdin {CONFIG_DIR}/telegram_token
 
-Each is optional in the unit (an empty SetCredential= fallback); a missing token makes the
-daemon stop with a message naming it. After changing a secret: systemctl restart familiar
+Each secret is optional: the unit gives each a blank SetCredential= fallback, which the daemon
+treats as unset (with no Telegram token it stops with a message naming the setting).
+After changing a secret: systemctl restart familiar
 """
 
 
@@ -336,22 +368,24 @@ def install_plan(options: InstallOptions, facts: MachineFacts, template: str) ->
     if facts.user_exists:
         steps.append(Note(f"user {options.user} exists, keeping it"))
     else:
+        useradd: tuple[str, ...] = (
+            "useradd",
+            "--system",
+            "--user-group",
+            "--home-dir",
+            str(STATE_DIR),
+        )
+        useradd += ("--no-create-home", "--shell", "/usr/sbin/nologin", options.user)
         steps.append(
-            Run(
-                (
-                    "useradd", "--system", "--user-group",
-                    "--home-dir", str(STATE_DIR), "--no-create-home",
-                    "--shell", "/usr/sbin/nologin",
-                    "--comment", "Familiar assistant",
-                    options.user,
-                ),
-                f"a dedicated system user; its home is the state directory {STATE_DIR}",
-            )
-        )  # fmt: skip
+            Run(useradd, f"a dedicated system user; its home is the state directory {STATE_DIR}")
+        )
     steps += [
         # Owned by root: the service may run the code but never rewrite it.
-        MakeDir(options.prefix, 0o755, f"the install prefix, owned by root"),
-        Run((options.python, "-m", "venv", str(options.venv)), "the virtualenv the service runs from"),
+        MakeDir(options.prefix, 0o755, "the install prefix, owned by root"),
+        Run(
+            (options.python, "-m", "venv", str(options.venv)),
+            "the virtualenv the service runs from",
+        ),
         Run(
             (py, "-m", "pip", "install", *shlex.split(options.torch)),
             "PyTorch first, so that you choose its build (set FAMILIAR_TORCH or --torch for CUDA or CPU-only)",
@@ -361,13 +395,13 @@ def install_plan(options: InstallOptions, facts: MachineFacts, template: str) ->
             "Familiar itself (a copy: the checkout may move afterwards); torch is already satisfied",
         ),
         MakeDir(CONFIG_DIR, 0o750, "settings and credentials", owner="root", group=options.user),
-        WriteFile(CONFIG_DIR / "README", credentials_readme(options), 0o644, "what goes in /etc/familiar"),
+        WriteFile(
+            CONFIG_DIR / "README", credentials_readme(options), 0o644, "what goes in /etc/familiar"
+        ),
     ]
     if facts.config_exists:
         steps.append(Note(f"{CONFIG_DIR / 'familiar.toml'} exists, keeping it"))
     else:
-        from bot.config import render_example
-
         steps.append(
             WriteFile(
                 CONFIG_DIR / "familiar.toml",
@@ -396,7 +430,10 @@ def uninstall_plan(options: InstallOptions, facts: MachineFacts) -> list[Step]:
     steps: list[Step] = []
     if facts.unit_exists:
         steps += [
-            Run(("systemctl", "disable", "--now", UNIT_NAME), "stop the service and stop starting it at boot"),
+            Run(
+                ("systemctl", "disable", "--now", UNIT_NAME),
+                "stop the service and stop starting it at boot",
+            ),
             Remove(UNIT_DIR / UNIT_NAME, "the unit"),
             Run(("systemctl", "daemon-reload"), "make systemd forget the unit"),
         ]

@@ -1,5 +1,7 @@
 """Settings owned by the jobs package (``[jobs]``, ``FAMILIAR_JOBS__*``)."""
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 
@@ -8,4 +10,53 @@ class JobsSettings(BaseModel):
     health_interval_s: int = Field(300, ge=10, description="Seconds between scheduled health checks.")
     min_free_disk_mb: int = Field(
         500, ge=0, description="Free space in the data directory below which health is degraded."
+    )
+    # -- scheduler ------------------------------------------------------------------------------
+    job_timeout_s: int = Field(
+        1800, ge=1, description="Default longest run of a scheduled job before it is cancelled."
+    )
+    catch_up_stagger_s: float = Field(
+        20.0,
+        ge=0,
+        description="Seconds between the catch-up runs started at launch (so they do not all start together).",
+    )
+    failure_alert_after: int = Field(
+        3, ge=1, description="Consecutive failures of a job after which admins are told (once per streak)."
+    )
+    job_runs_keep_days: int = Field(
+        90, ge=1, description="Days of job run history kept in the database."
+    )
+    # -- backups --------------------------------------------------------------------------------
+    backup_enabled: bool = Field(True, description="Run scheduled backups.")
+    backup_cron: str = Field(
+        "30 3 * * *", description="When scheduled backups run (crontab: minute hour day month weekday)."
+    )
+    backup_dir: Path | None = Field(
+        None, description="Where backup archives go (default: <data dir>/backups)."
+    )
+    backup_keep_hourly: int = Field(0, ge=0, description="Hourly backups kept (newest of each hour).")
+    backup_keep_daily: int = Field(7, ge=0, description="Daily backups kept (newest of each day).")
+    backup_keep_weekly: int = Field(4, ge=0, description="Weekly backups kept (newest of each ISO week).")
+    backup_keep_monthly: int = Field(6, ge=0, description="Monthly backups kept (newest of each month).")
+    backup_pages_per_step: int = Field(
+        1024,
+        ge=1,
+        description="Database pages copied per step of SQLite's online backup (a step holds a read lock).",
+    )
+    backup_step_sleep_ms: float = Field(
+        2.0, ge=0, description="Pause between backup steps, so the daemon's writers get their turn."
+    )
+    backup_max_age_hours: float = Field(
+        36.0, gt=0, description="Health is degraded when the newest backup is older than this."
+    )
+    # -- summaries and reminders ----------------------------------------------------------------
+    summarize_enabled: bool = Field(True, description="Summarise each chat's last completed hour.")
+    summarize_minute: int = Field(
+        5, ge=0, le=59, description="Minute past each hour at which the hourly summaries run."
+    )
+    summarize_min_messages: int = Field(
+        3, ge=1, description="Hours with fewer new messages in a chat are not summarised."
+    )
+    reminder_max_days: int = Field(
+        1830, ge=1, description="Reminders further ahead than this many days are refused as a likely typo."
     )

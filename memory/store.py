@@ -48,6 +48,9 @@ class NewMemory:
     meta: dict[str, Any] | None = None
     embedding: np.ndarray | None = None
     model: str | None = None
+    # Set for conversation turns: the row also goes into ``messages``.
+    role: str | None = None
+    telegram_message_id: int | None = None
 
 
 @dataclass
@@ -69,7 +72,7 @@ class Row:
         return cls(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], json.loads(r[10]) if r[10] else {})
 
     def hit(self, score: float = 0.0, **provenance: Any) -> Hit:
-        return Hit(self.id, self.text, score, self.kind, self.chat_id, self.user_id, from_epoch(self.ts), self.ref, provenance)
+        return Hit(self.id, self.text, score, self.kind, self.chat_id, self.user_id, from_epoch(self.ts), self.ref, {"pinned": self.pinned, **provenance})
 
 
 @dataclass
@@ -125,23 +128,22 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
                     int(r.pinned), r.source, json.dumps(r.meta) if r.meta else None,
                 ),
             )
-            ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
+            memory_id = int(cur.lastrowid)  # type: ignore[arg-type]
+            ids.append(memory_id)
+            if r.role is not None:
+                conn.execute(
+                    "INSERT INTO messages (chat_id, user_id, role, text, ts, telegram_message_id, meta,"
+                    " memory_id) VALUES (?,?,?,?,?,?,?,?)",
+                    (r.chat_id, r.user_id, r.role, r.text, r.ts, r.telegram_message_id,
+                     json.dumps(r.meta) if r.meta else None, memory_id),
+                )
     return ids
 
 
-def insert_message(
-    db: Database, memory: NewMemory, role: str, telegram_message_id: int | None, meta: dict | None
-) -> tuple[int, int]:
-    """The message row and its searchable memory row, in one transaction."""
-    with db.transaction() as conn:
-        memory_id = insert_memories(db, [memory])[0]
-        cur = conn.execute(
-            "INSERT INTO messages (chat_id, user_id, role, text, ts, telegram_message_id, meta, memory_id)"
-            " VALUES (?,?,?,?,?,?,?,?)",
-            (memory.chat_id, memory.user_id, role, memory.text, memory.ts, telegram_message_id,
-             json.dumps(meta) if meta else None, memory_id),
-        )
-        return int(cur.lastrowid), memory_id  # type: ignore[arg-type]
+def message_id_of(db: Database, memory_id: int) -> int | None:
+    with db.read() as conn:
+        r = conn.execute("SELECT id FROM messages WHERE memory_id = ?", (memory_id,)).fetchone()
+    return int(r[0]) if r else None
 
 
 def set_embeddings(db: Database, ids: Sequence[int], vectors: np.ndarray, model: str) -> None:
@@ -417,3 +419,21 @@ def stats(db: Database) -> dict[str, Any]:
         "messages": messages,
         "superseded": superseded,
     }
+
+
+def chats_of(db: Database, ids: Sequence[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    with db.read() as conn:
+        for start in range(0, len(ids), 900):
+            part = [int(i) for i in ids[start : start + 900]]
+            out.update(conn.execute(f"SELECT id, chat_id FROM memories WHERE id IN ({','.join('?' * len(part))})", part))
+    return out
+
+
+def hashes_of(db: Database, ids: Sequence[int]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    with db.read() as conn:
+        for start in range(0, len(ids), 900):
+            part = [int(i) for i in ids[start : start + 900]]
+            out.update(conn.execute(f"SELECT id, content_hash FROM memories WHERE id IN ({','.join('?' * len(part))})", part))
+    return out

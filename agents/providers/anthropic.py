@@ -135,9 +135,10 @@ def map_error(exc: Exception) -> LLMError:
                 f"Anthropic spend limit reached (HTTP {status}): {detail}",
                 "raise the spend limit or add credit in the Anthropic console",
             )
-        if status == 429:
+        if status == 429 or exc.type == "rate_limit_error":
             return ProviderUnavailable(f"Anthropic is rate limiting us (HTTP 429): {detail}")
-        if status >= 500:
+        # An error event inside a 200 stream carries its type but not a failing status.
+        if status >= 500 or exc.type in ("overloaded_error", "api_error"):
             return ProviderUnavailable(f"Anthropic is overloaded or failing (HTTP {status}): {detail}")
         return ProviderRejected(f"Anthropic rejected the request (HTTP {status}): {detail}")
     if isinstance(exc, anthropic.APITimeoutError):

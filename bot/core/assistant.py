@@ -19,6 +19,10 @@ from memory.health import HealthRegistry, Status, overall
 TextAnswerer = Callable[[Incoming, Transport], Awaitable[None]]
 # A button handler returns the short notice shown to the presser (answerCallbackQuery text).
 ButtonHandler = Callable[[ButtonPress, str, Transport], Awaitable[str]]
+# Sees a message before routing; returns True when it consumed it (e.g. a reply to "what was wrong?").
+Interceptor = Callable[[Incoming, Transport], Awaitable[bool]]
+# Wraps the transport the text answerer gets, e.g. to attach feedback buttons to every answer.
+AnswerWrapper = Callable[[Incoming, Transport], Transport]
 
 STATUS_ICON = {Status.HEALTHY: "✅", Status.DEGRADED: "⚠️", Status.FAILING: "❌"}
 
@@ -47,14 +51,19 @@ class Assistant:
         self.commands = CommandRegistry()
         self.buttons: dict[str, ButtonHandler] = {}
         self.answer_text: TextAnswerer = self._no_model
+        self.interceptors: list[Interceptor] = []
+        self.answer_wrapper: AnswerWrapper | None = None
         self._register_builtins()
 
     # -- routing ---------------------------------------------------------------------------
     async def handle(self, msg: Incoming, transport: Transport) -> None:
         """Answer one message: a command, or text for the assistant."""
+        for intercept in self.interceptors:
+            if await intercept(msg, transport):
+                return
         parsed = parse_command(msg.text)
         if parsed is None:
-            await self.answer_text(msg, transport)
+            await self.answer(msg, transport)
             return
         name, args = parsed
         command = self.commands.get(name)
@@ -70,6 +79,11 @@ class Assistant:
         reply = await command.handler(msg, args, transport)
         if reply is not None:
             await transport.send(msg.chat_id, reply)
+
+    async def answer(self, msg: Incoming, transport: Transport) -> None:
+        """Run the text answerer, through ``answer_wrapper`` when one is installed."""
+        wrapped = self.answer_wrapper(msg, transport) if self.answer_wrapper else transport
+        await self.answer_text(msg, wrapped)
 
     async def press(self, press: ButtonPress, transport: Transport) -> str:
         """Handle a button press; returns the short notice for the presser."""

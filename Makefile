@@ -1,0 +1,55 @@
+# The README's two commands: `make run` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU wheel on our machines; GPU users install their CUDA build of torch into .venv first.
+TORCH_SPEC ?= torch==2.13.0
+EMULATOR := tests/telegram/emulator
+
+.PHONY: run test install dev emulator system-deps lint typecheck clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH_SPEC)"
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev-installed
+
+run: install
+	$(BIN)/familiar run
+
+# The Telegram Bot API emulator the end-to-end tests run against (npm, pinned in package.json).
+emulator:
+	@if [ -f $(EMULATOR)/package.json ]; then \
+	  if command -v npm >/dev/null; then \
+	    [ -d $(EMULATOR)/node_modules ] || npm install --silent --no-audit --no-fund --prefix $(EMULATOR); \
+	  else echo "npm not found: the Telegram end-to-end tests will be skipped"; fi; \
+	fi
+
+# espeak-ng makes the speech the voice tests transcribe. Best effort: the tests skip without it.
+system-deps:
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) || \
+	  echo "espeak-ng not installed: the voice recognition tests will be skipped"; }
+
+test: dev emulator system-deps
+	$(BIN)/python -m pytest
+
+lint: dev
+	$(BIN)/ruff check bot agents memory jobs tests bench
+
+typecheck: dev
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) $(EMULATOR)/node_modules .pytest_cache .mypy_cache .ruff_cache

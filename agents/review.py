@@ -1,0 +1,416 @@
+"""The review engine: an author drafts, reviewers score and critique, the author revises.
+
+One engine serves two modes. The review panel (``/review``) has several reviewer personas from
+the settings, run concurrently each round; it stops when every reviewer approves, when the mean
+score reaches the threshold, or after the last round. Three-pass (``/think``, after Self-Refine)
+is the same loop with the author as its only reviewer, one round, and a final revision unless the
+critique is clean, in which case the draft is returned and the third call never made.
+
+The author's own critique continues the author's conversation (same system prompt and turns,
+the draft as an assistant turn), so the three calls share a cached prefix; panel reviewers get a
+prompt of their own. Reviews are JSON against ``REVIEW_SCHEMA``, sent as a structured-output
+schema where the provider takes one and described in the prompt always. Output that still does
+not parse gets one repair request; after that it counts as "revise" with the raw text attached.
+Every run is stored in ``review_runs`` with its transcript (rounds, scores, tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from loguru import logger
+
+from agents.errors import (
+    BadModelOutput,
+    BudgetExceeded,
+    DeadlineExceeded,
+    LLMError,
+    ProviderAuthError,
+)
+from agents.llm import LLM
+from agents.providers.base import Completion, Effort, LLMRequest, Usage, extract_json
+from agents.settings import LLMSettings, ReviewerPersona, ReviewSettings
+from agents.usage import CallContext
+from memory.db import Database
+
+Progress = Callable[[str], Awaitable[None]]
+Severity = Literal["minor", "major", "critical"]
+
+REVIEW_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "score": {"type": "integer", "description": "0 (unusable) to 10 (excellent)"},
+        "verdict": {"type": "string", "enum": ["approve", "revise"]},
+        "issues": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "severity": {"type": "string", "enum": ["minor", "major", "critical"]},
+                    "text": {"type": "string"},
+                },
+                "required": ["severity", "text"],
+                "additionalProperties": False,
+            },
+        },
+        "summary": {"type": "string"},
+    },
+    "required": ["score", "verdict", "issues", "summary"],
+    "additionalProperties": False,
+}
+JSON_INSTRUCTIONS = (
+    'Reply with only a JSON object: {"score": 0-10, "verdict": "approve" or "revise", '
+    '"issues": [{"severity": "minor"|"major"|"critical", "text": "..."}], "summary": "..."}. '
+    'Approve only when nothing of substance needs changing; list concrete issues, not praise.'
+)
+SELF_CRITIQUE = (
+    "Critique your answer above as a strict reviewer: errors, omissions, unclear parts, risks. "
+    + JSON_INSTRUCTIONS
+)
+REFINE = (
+    "Rewrite your answer, fixing every issue in the critique above. Reply with the improved "
+    "answer only, with no mention of the critique."
+)
+REVISE = (
+    "Reviewers of your answer above raised these issues:\n\n{critique}\n\n"
+    "Revise your answer to address them. Reply with the revised answer only."
+)
+REPAIR = "That reply was not the JSON asked for ({error}). " + JSON_INSTRUCTIONS
+SELF = ReviewerPersona(name="self", focus="the answer's own weaknesses", rubric="")
+
+
+@dataclass
+class Issue:
+    severity: Severity
+    text: str
+
+
+@dataclass
+class Review:
+    reviewer: str
+    score: float
+    approve: bool
+    issues: list[Issue]
+    summary: str = ""
+    raw: str | None = None  # the unreadable output, when malformed
+    malformed: bool = False
+    usage: Usage = field(default_factory=Usage)
+    calls: int = 1
+
+    @property
+    def clean(self) -> bool:
+        """Approved with nothing of substance left: no major or critical issue."""
+        return self.approve and not any(i.severity != "minor" for i in self.issues)
+
+
+@dataclass
+class Round:
+    number: int
+    draft: str
+    draft_usage: Usage
+    reviews: list[Review] = field(default_factory=list)
+
+    @property
+    def mean_score(self) -> float:
+        return sum(r.score for r in self.reviews) / len(self.reviews) if self.reviews else 0.0
+
+
+@dataclass
+class ReviewResult:
+    kind: Literal["three_pass", "panel"]
+    task: str
+    final: str
+    outcome: str  # three_pass: clean | refined; panel: approved | threshold | max_rounds
+    rounds: list[Round]
+    usage: Usage
+    calls: int
+    refine_usage: Usage | None = None
+    run_id: int | None = None
+
+    def transcript(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "task": self.task, "final": self.final, "outcome": self.outcome,
+            "calls": self.calls, "usage": self.usage.as_dict(),
+            "refine_usage": self.refine_usage.as_dict() if self.refine_usage else None,
+            "rounds": [
+                {"number": r.number, "draft": r.draft, "draft_usage": r.draft_usage.as_dict(),
+                 "mean_score": round(r.mean_score, 2),
+                 "reviews": [asdict(v) | {"usage": v.usage.as_dict()} for v in r.reviews]}
+                for r in self.rounds
+            ],
+        }
+
+
+def parse_review(reviewer: str, text: str) -> Review:
+    """A Review from model output (prose or fences around the JSON are tolerated).
+
+    Raises ValueError saying what is wrong, for the repair request.
+    """
+    data = extract_json(text)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    verdict = str(data.get("verdict", "")).lower()
+    if verdict not in ("approve", "revise"):
+        raise ValueError('"verdict" must be "approve" or "revise"')
+    try:
+        score = float(data["score"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError('"score" must be a number from 0 to 10') from None
+    issues = []
+    for item in data.get("issues") or []:
+        if isinstance(item, dict) and item.get("text"):
+            severity = item.get("severity") if item.get("severity") in ("minor", "major", "critical") else "major"
+            issues.append(Issue(severity, str(item["text"])))
+        elif isinstance(item, str) and item.strip():
+            issues.append(Issue("major", item))
+    return Review(reviewer, min(max(score, 0.0), 10.0), verdict == "approve", issues,
+                  str(data.get("summary") or ""))
+
+
+def combined_critique(reviews: list[Review]) -> str:
+    lines = []
+    for r in reviews:
+        head = f"{r.reviewer} (score {r.score:g}, {'approve' if r.approve else 'revise'})"
+        if r.malformed:
+            lines.append(f"- {head}: unreadable review: {(r.raw or '')[:500]}")
+            continue
+        lines.append(f"- {head}: {r.summary}".rstrip(": "))
+        lines += [f"  - [{i.severity}] {i.text}" for i in r.issues]
+    return "\n".join(lines)
+
+
+class ReviewEngine:
+    def __init__(self, llm: LLM, settings: ReviewSettings, llm_settings: LLMSettings,
+                 db: Database | None = None) -> None:
+        self.llm = llm
+        self.settings = settings
+        self.llm_settings = llm_settings
+        self.db = db
+
+    # -- public modes --------------------------------------------------------------------
+    async def three_pass(self, question: str, ctx: CallContext, *, system_prefix: str = "",
+                         system: str = "", history: list[dict[str, str]] | None = None,
+                         progress: Progress | None = None) -> ReviewResult:
+        """Draft, self-critique, refine (skipped when the critique is clean)."""
+        return await self._run("three_pass", question, ctx, [SELF], max_rounds=1, threshold=None,
+                               final_revision=True, system_prefix=system_prefix, system=system,
+                               history=history or [], progress=progress)
+
+    async def panel(self, task: str, ctx: CallContext, *, reviewers: list[ReviewerPersona] | None = None,
+                    max_rounds: int | None = None, threshold: float | None = None,
+                    system_prefix: str = "", system: str = "",
+                    history: list[dict[str, str]] | None = None,
+                    progress: Progress | None = None,
+                    resume: tuple[str, list[Review]] | None = None) -> ReviewResult:
+        """The review panel: rounds of concurrent reviews and revisions until approval.
+
+        ``resume`` (a draft and its reviews) starts with a revision instead of a fresh draft.
+        """
+        return await self._run(
+            "panel", task, ctx, reviewers or self.settings.reviewers,
+            max_rounds=max_rounds or self.settings.max_rounds,
+            threshold=self.settings.approve_mean_score if threshold is None else threshold,
+            final_revision=False, system_prefix=system_prefix, system=system,
+            history=history or [], progress=progress, resume=resume)
+
+    # -- the loop ------------------------------------------------------------------------
+    async def _run(self, kind: Literal["three_pass", "panel"], task: str, ctx: CallContext,
+                   reviewers: list[ReviewerPersona], *, max_rounds: int, threshold: float | None,
+                   final_revision: bool, system_prefix: str, system: str,
+                   history: list[dict[str, str]], progress: Progress | None,
+                   resume: tuple[str, list[Review]] | None = None) -> ReviewResult:
+        temps = self.llm_settings.three_pass_temperatures
+        efforts = self.llm_settings.three_pass_efforts
+        base = LLMRequest(messages=[*history, {"role": "user", "content": task}], system=system,
+                          system_prefix=system_prefix, max_tokens=self.llm_settings.max_output_tokens)
+        total, calls = Usage(), 0
+        rounds: list[Round] = []
+
+        async def say(text: str) -> None:
+            if progress is not None:
+                await progress(text)
+
+        if resume is None:
+            await say("drafting")
+            draft = await self._author(base, temps[0], efforts[0], ctx.for_("draft"))
+        else:
+            await say("revising")
+            draft = await self._revise(base, resume[0], resume[1], ctx, self_review=False)
+        total, calls = total + draft.usage, calls + 1
+        outcome = "max_rounds"
+        refine_usage: Usage | None = None
+        final_text = draft.text
+        for number in range(1, max_rounds + 1):
+            current = Round(number, final_text, draft.usage)
+            rounds.append(current)
+            await say("critiquing" if kind == "three_pass" else f"round {number}: reviewing")
+            current.reviews = list(await asyncio.gather(
+                *(self._review(r, task, final_text, base, ctx) for r in reviewers)))
+            for r in current.reviews:
+                total, calls = total + r.usage, calls + r.calls
+            if all(r.clean for r in current.reviews):
+                outcome = "clean" if kind == "three_pass" else "approved"
+                break
+            if threshold is not None and current.mean_score >= threshold:
+                outcome = "threshold"
+                break
+            if number == max_rounds and not final_revision:
+                break
+            await say("refining" if kind == "three_pass" else f"round {number}: revising")
+            draft = await self._revise(base, final_text, current.reviews, ctx, self_review=kind == "three_pass")
+            total, calls = total + draft.usage, calls + 1
+            final_text = draft.text
+            if kind == "three_pass":
+                refine_usage = draft.usage
+                outcome = "refined"
+        result = ReviewResult(kind, task, final_text, outcome, rounds, total, calls, refine_usage)
+        result.run_id = await self._store(result, ctx)
+        return result
+
+    async def _author(self, request: LLMRequest, temperature: float, effort: Effort,
+                      ctx: CallContext) -> Completion:
+        caps = self.llm.capabilities
+        result = await self.llm.complete(request.with_(
+            temperature=temperature if caps.temperature else None,
+            effort=effort if caps.effort else None), ctx)
+        if not result.text.strip():
+            reason = "refused" if result.refused else "returned nothing"
+            logger.warning("author call for {} {}", ctx.purpose, reason)
+            raise BadModelOutput(f"the model {reason} (stop reason: {result.stop_reason})")
+        if result.truncated:
+            logger.info("author call for {} hit max_tokens; keeping the partial text", ctx.purpose)
+        return result
+
+    async def _revise(self, base: LLMRequest, draft: str, reviews: list[Review], ctx: CallContext,
+                      *, self_review: bool) -> Completion:
+        if self_review:
+            review = reviews[0]
+            critique_json = json.dumps({"score": review.score, "verdict": "approve" if review.approve else "revise",
+                                        "issues": [asdict(i) for i in review.issues],
+                                        "summary": review.summary}) if not review.malformed else (review.raw or "")
+            messages = [*base.messages, {"role": "assistant", "content": draft},
+                        {"role": "user", "content": SELF_CRITIQUE},
+                        {"role": "assistant", "content": critique_json},
+                        {"role": "user", "content": REFINE}]
+        else:
+            messages = [*base.messages, {"role": "assistant", "content": draft},
+                        {"role": "user", "content": REVISE.format(critique=combined_critique(reviews))}]
+        temps, efforts = self.llm_settings.three_pass_temperatures, self.llm_settings.three_pass_efforts
+        return await self._author(base.with_(messages=messages), temps[2], efforts[2],
+                                  ctx.for_("refine" if self_review else "revise"))
+
+    def _review_request(self, reviewer: ReviewerPersona, task: str, draft: str,
+                        base: LLMRequest) -> LLMRequest:
+        caps = self.llm.capabilities
+        common: dict[str, Any] = {
+            "max_tokens": self.settings.max_review_tokens,
+            "json_schema": REVIEW_SCHEMA if caps.json_schema else None,
+        }
+        if reviewer is SELF:
+            temps, efforts = self.llm_settings.three_pass_temperatures, self.llm_settings.three_pass_efforts
+            return base.with_(
+                messages=[*base.messages, {"role": "assistant", "content": draft},
+                          {"role": "user", "content": SELF_CRITIQUE}],
+                temperature=temps[1] if caps.temperature else None,
+                effort=efforts[1] if caps.effort else None, **common)
+        system = (f"You are the {reviewer.name} reviewer on a review panel. Your focus: "
+                  f"{reviewer.focus}. Scoring rubric: {reviewer.rubric}. Judge only your focus. "
+                  + JSON_INSTRUCTIONS)
+        prompt = f"The task:\n{task}\n\nThe answer under review:\n{draft}"
+        return LLMRequest(
+            messages=[{"role": "user", "content": prompt}], system_prefix=system,
+            temperature=self.settings.reviewer_temperature if caps.temperature else None,
+            effort=self.settings.reviewer_effort if caps.effort else None, **common)
+
+    async def _review(self, reviewer: ReviewerPersona, task: str, draft: str, base: LLMRequest,
+                      ctx: CallContext) -> Review:
+        purpose = "critique" if reviewer is SELF else f"review:{reviewer.name}"
+        request = self._review_request(reviewer, task, draft, base)
+        usage, calls = Usage(), 0
+        text = ""
+        try:
+            first = await self.llm.complete(request, ctx.for_(purpose))
+            usage, calls, text = usage + first.usage, calls + 1, first.text
+            try:
+                review = parse_review(reviewer.name, text)
+            except ValueError as exc:
+                logger.info("reviewer {} gave malformed output ({}); asking once to repair",
+                            reviewer.name, exc)
+                repair = request.with_(messages=[
+                    *request.messages, {"role": "assistant", "content": text or "(empty)"},
+                    {"role": "user", "content": REPAIR.format(error=exc)}])
+                second = await self.llm.complete(repair, ctx.for_(purpose + ":repair"))
+                usage, calls = usage + second.usage, calls + 1
+                try:
+                    review = parse_review(reviewer.name, second.text)
+                except ValueError as exc2:
+                    logger.warning("reviewer {} output still malformed ({}); counting as revise",
+                                   reviewer.name, exc2)
+                    review = Review(reviewer.name, 0.0, False,
+                                    [Issue("major", "the review could not be read")],
+                                    raw=second.text or text, malformed=True)
+        except (DeadlineExceeded, BudgetExceeded, ProviderAuthError):
+            raise  # the whole answer stops: no point asking the other reviewers
+        except LLMError as exc:  # one reviewer down, overloaded, or refusing: counts as revise
+            logger.warning("reviewer {} failed: {}", reviewer.name, exc)
+            review = Review(reviewer.name, 0.0, False, [Issue("major", f"the reviewer failed: {exc}")],
+                            raw=text or None, malformed=True)
+        review.usage, review.calls = usage, calls
+        return review
+
+    # -- storage -------------------------------------------------------------------------
+    async def _store(self, result: ReviewResult, ctx: CallContext) -> int | None:
+        if self.db is None:
+            return None
+        transcript = json.dumps(result.transcript(), ensure_ascii=False)
+
+        def insert() -> int:
+            with self.db.transaction() as conn:  # type: ignore[union-attr]
+                cur = conn.execute(
+                    "INSERT INTO review_runs (ts, kind, chat_id, user_id, task, outcome, rounds,"
+                    " final_text, transcript, input_tokens, output_tokens)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (datetime.now(UTC).isoformat(), result.kind, ctx.chat_id, ctx.user_id,
+                     result.task, result.outcome, len(result.rounds), result.final, transcript,
+                     result.usage.total_input, result.usage.output_tokens))
+                return int(cur.lastrowid or 0)
+
+        return await self.db.run(insert)
+
+    def load_transcript(self, run_id: int) -> dict[str, Any] | None:
+        """The stored transcript ("show the critique"), or None."""
+        if self.db is None:
+            return None
+        with self.db.read() as conn:
+            row = conn.execute("SELECT transcript, decision FROM review_runs WHERE id = ?",
+                               (run_id,)).fetchone()
+        if row is None:
+            return None
+        return json.loads(row[0]) | {"decision": row[1], "run_id": run_id}
+
+    def set_decision(self, run_id: int, decision: Literal["accepted", "rejected"]) -> bool:
+        """Record the accept / reject button; False when the run does not exist."""
+        if self.db is None:
+            return False
+        with self.db.transaction() as conn:
+            cur = conn.execute("UPDATE review_runs SET decision = ? WHERE id = ?", (decision, run_id))
+            return cur.rowcount > 0
+
+    async def one_more_round(self, run_id: int, ctx: CallContext,
+                             progress: Progress | None = None) -> ReviewResult:
+        """The "one more round" button: revise the stored panel result, then review it again."""
+        stored = self.load_transcript(run_id)
+        if stored is None or stored["kind"] != "panel":
+            raise LLMError(f"there is no review panel run {run_id}")
+        last = stored["rounds"][-1]
+        reviews = [Review(v["reviewer"], v["score"], v["approve"],
+                          [Issue(i["severity"], i["text"]) for i in v["issues"]],
+                          v.get("summary", ""), v.get("raw"), v.get("malformed", False))
+                   for v in last["reviews"]]
+        return await self.panel(stored["task"], ctx, max_rounds=1, progress=progress,
+                                resume=(stored["final"], reviews))

@@ -1,0 +1,252 @@
+"""Context assembly inside a token budget, and compaction of history into summaries.
+
+The system prompt is ordered stable-first so a provider's prompt cache keeps hitting: persona,
+pinned facts, lessons, the conversation summary, then recalled memories (which change with every
+message). Budget shares (of what the persona and the incoming message leave): facts and lessons
+up to 20 %, summary up to 15 %, recalled memories up to 20 %; recent turns take the rest, newest
+first, and any share left unused goes back to them.
+
+Turns that no longer fit and are not yet covered by a summary are compacted: the injected
+``Summariser`` (an LLM, or ``ExtractiveSummariser`` which needs none) writes a summary of the
+previous summary plus those turns; it is stored as a "summary" memory. The turns themselves are
+never deleted and stay searchable.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+
+from memory.text import STOPWORDS, estimate_tokens
+from memory.types import AssembledContext, Hit, Message
+
+FACTS_SHARE, SUMMARY_SHARE, RECALL_SHARE = 0.20, 0.15, 0.20
+
+
+class Summariser(ABC):
+    """Writes a short summary of conversation turns (oldest first)."""
+
+    @abstractmethod
+    async def summarise(self, turns: list[Message]) -> str: ...
+
+
+class ExtractiveSummariser(Summariser):
+    """No-LLM summary: the top keywords, then the sentences that carry most of them, in order."""
+
+    def __init__(self, max_sentences: int = 8, max_chars: int = 1500) -> None:
+        self.max_sentences = max_sentences
+        self.max_chars = max_chars
+
+    async def summarise(self, turns: list[Message]) -> str:
+        sentences: list[tuple[str, str]] = []
+        for t in turns:
+            who = "Summary so far" if t.role == "system" else t.role
+            for s in re.split(r"(?<=[.!?])\s+|\n+", t.text):
+                if len(s.split()) >= 3:
+                    sentences.append((who, s.strip()))
+        counts = Counter(
+            w for _, s in sentences for w in re.findall(r"\w+", s.lower()) if w not in STOPWORDS and len(w) > 2
+        )
+        if not sentences:
+            return " ".join(t.text for t in turns)[: self.max_chars]
+        keywords = [w for w, _ in counts.most_common(8)]
+
+        def weight(s: str) -> float:
+            ws = [w for w in re.findall(r"\w+", s.lower()) if w not in STOPWORDS]
+            return sum(counts[w] for w in ws) / (len(ws) ** 0.5 or 1.0)
+
+        order = sorted(range(len(sentences)), key=lambda i: -weight(sentences[i][1]))[: self.max_sentences]
+        lines = [f"- {sentences[i][0]}: {sentences[i][1]}" for i in sorted(order)]
+        text = f"Keywords: {', '.join(keywords)}\n" + "\n".join(lines)
+        return text[: self.max_chars]
+
+
+@dataclass
+class ContextParts:
+    """What the facade gathered for assembly."""
+
+    persona: str
+    incoming: str
+    facts: list[Hit]
+    lessons: list[Hit]
+    summary: str | None
+    recalled: list[Hit]
+    history: list[Message]  # recent turns, oldest first, not including the incoming one
+    included: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+
+def _take(items: list[str], budget: int, count: Callable[[str], int]) -> tuple[list[str], int, int]:
+    """Items in order while they fit: (taken, tokens used, number dropped)."""
+    taken, used = [], 0
+    for item in items:
+        cost = count(item) + 1
+        if used + cost > budget:
+            continue
+        taken.append(item)
+        used += cost
+    return taken, used, len(items) - len(taken)
+
+
+def fit_turns(history: list[Message], budget: int, count: Callable[[str], int]) -> list[Message]:
+    """The newest turns that fit, oldest first; stops at the first that does not fit so the kept
+    turns are always a contiguous, most recent run."""
+    kept: list[Message] = []
+    used = 0
+    for m in reversed(history):
+        cost = count(m.text) + 4
+        if used + cost > budget:
+            break
+        kept.append(m)
+        used += cost
+    return list(reversed(kept))
+
+
+def short(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def section_budgets(budget: int, persona: str, incoming: str, count: Callable[[str], int]) -> int:
+    """Tokens left for facts, summary, recall and turns after the fixed parts."""
+    return max(0, budget - count(persona) - count(incoming) - 16)
+
+
+class ContextAssembler:
+    """Builds one ``AssembledContext`` from a ``Memory`` (see the module docstring)."""
+
+    def __init__(self, memory: Any) -> None:
+        self.m = memory
+        self.count = memory.count_tokens
+
+    async def assemble(
+        self, chat_id: int, user_id: int | None, incoming: str, budget: int, persona: str
+    ) -> AssembledContext:
+        from memory import store
+        from memory.types import Scope
+
+        m, count = self.m, self.count
+        scope = Scope(chat_id, user_id)
+        included: list[str] = []
+        dropped: list[str] = []
+        rest = section_budgets(budget, persona, incoming, count)
+        if persona:
+            included.append(f"persona ({count(persona)} tokens)")
+
+        history = await m.recent_messages(chat_id, 500)
+        if history and history[-1].role == "user" and history[-1].text.strip() == incoming.strip():
+            history = history[:-1]  # the caller stored the incoming turn before asking for context
+
+        # Facts and lessons: pinned facts first, then other facts, then lessons, newest first.
+        facts = await m.list_memories(scope, ["fact"], 200)
+        lessons = await m.list_memories(scope, ["lesson"], 50)
+        pinned = [f for f in facts if _pinned(f)] + [f for f in facts if not _pinned(f)]
+        fact_lines, used_f, n_drop = _take([f"- {h.text}" for h in pinned], int(rest * FACTS_SHARE * 0.75), count)
+        lesson_lines, used_l, n_drop_l = _take([f"- {h.text}" for h in lessons], int(rest * FACTS_SHARE) - used_f, count)
+        if fact_lines:
+            included.append(f"{len(fact_lines)} facts")
+        if lesson_lines:
+            included.append(f"{len(lesson_lines)} lessons")
+        if n_drop or n_drop_l:
+            dropped.append(f"{n_drop} facts and {n_drop_l} lessons over their share")
+
+        # Recall, reserved now and filled after the turns so it can skip turns already shown.
+        recalled = await m.search(incoming, scope, k=m.settings.context_recall_k) if incoming.strip() else []
+        recalled = [h for h in recalled if h.kind not in ("fact", "lesson")]
+        recall_reserve = min(int(rest * RECALL_SHARE), sum(count(h.text) + 8 for h in recalled))
+
+        summary = await m.db.run(store.latest_summary, m.db, chat_id)
+        summary_text = summary[0] if summary else None
+        covered = summary[2] if summary else 0
+        turns_budget = rest - used_f - used_l - recall_reserve
+        kept = fit_turns(history, turns_budget, count)
+        if len(kept) < len(history) or summary_text:
+            # Not everything fits (or older turns were summarised before): room for a summary.
+            turns_budget -= int(rest * SUMMARY_SHARE)
+            kept = fit_turns(history, turns_budget, count)
+        older = history[: len(history) - len(kept)]
+        uncovered = [t for t in older if t.id > covered]
+        if uncovered:
+            summary_text = await self._compact(chat_id, summary_text, uncovered)
+        summary_used = 0
+        if summary_text:
+            summary_text = _clip(summary_text, int(rest * SUMMARY_SHARE), count)
+            summary_used = count(summary_text)
+            included.append(f"summary ({summary_used} tokens)")
+        if older:
+            dropped.append(f"{len(older)} older turns (summarised; still searchable)")
+
+        shown = {t.memory_id for t in kept}
+        leftover = turns_budget - sum(count(t.text) + 4 for t in kept)
+        recall_lines, used_r, n_drop_r = _take(
+            [f"- [{h.ts:%Y-%m-%d}] {h.text}" for h in recalled if h.id not in shown],
+            recall_reserve + max(0, leftover) + (int(rest * SUMMARY_SHARE) - summary_used if summary_text else 0),
+            count,
+        )
+        if recall_lines:
+            included.append(f"{len(recall_lines)} recalled memories")
+        if n_drop_r:
+            dropped.append(f"{n_drop_r} recalled memories over budget")
+        included.append(f"{len(kept)} recent turns")
+
+        parts = [persona.strip()] if persona.strip() else []
+        if fact_lines:
+            parts.append("## What you know about the user\n" + "\n".join(fact_lines))
+        if lesson_lines:
+            parts.append("## Lessons\n" + "\n".join(lesson_lines))
+        if summary_text:
+            parts.append("## Earlier in this conversation\n" + summary_text)
+        if recall_lines:
+            parts.append("## Possibly relevant memories\n" + "\n".join(recall_lines))
+        system = "\n\n".join(parts)
+        messages = [{"role": t.role if t.role in ("user", "assistant") else "user", "content": t.text} for t in kept]
+        messages.append({"role": "user", "content": incoming})
+        used = count(system) + sum(count(x["content"]) + 4 for x in messages)
+        return AssembledContext(system, messages, included, dropped, used, budget)
+
+    async def _compact(self, chat_id: int, previous: str | None, turns: list[Message]) -> str:
+        """Summarise ``turns`` (after the previous summary), store it, return its text."""
+        from datetime import UTC, datetime
+
+        from memory import store
+        from memory.types import Scope
+
+        m = self.m
+        inputs = list(turns)
+        if previous:
+            inputs.insert(0, Message(0, chat_id, None, "system", previous, datetime.now(UTC)))
+        try:
+            text = await m.summariser.summarise(inputs)
+        except Exception as exc:  # an LLM outage must not lose the context: fall back
+            logger.warning("summariser failed ({}); using the extractive summary", exc)
+            text = await ExtractiveSummariser().summarise(inputs)
+        if not text.strip():
+            text = await ExtractiveSummariser().summarise(inputs)
+        memory_id = await m.add_memory(text, Scope(chat_id), "summary",
+                                       ref=f"messages:{turns[0].id}-{turns[-1].id}")
+        await m.db.run(store.add_summary, m.db, chat_id, memory_id, turns[0].id, turns[-1].id)
+        logger.info("compacted {} turns of chat {} into summary {}", len(turns), chat_id, memory_id)
+        return text
+
+
+def _pinned(hit: Hit) -> bool:
+    return bool(hit.provenance.get("pinned"))
+
+
+def _clip(text: str, budget: int, count: Callable[[str], int]) -> str:
+    if count(text) <= budget:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count(text[:mid] + "…") <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo] + "…"

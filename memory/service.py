@@ -1,0 +1,365 @@
+"""``Memory``: the facade the composition root builds once and every other package calls.
+
+It owns the pieces (store, embedder, vector index, searcher) and keeps them consistent:
+SQLite is written first and is the truth; the FAISS index follows (a row committed without a
+vector is embedded later, a vector missing from the index is added at the next catch-up).
+Async methods keep the event loop free: SQLite work runs on the database thread
+(``db.run``), embedding and index maintenance on a single worker thread. The ``*_sync``
+methods are the same operations for the CLI, benchmarks and worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from loguru import logger
+
+from memory import store
+from memory.context import ContextAssembler, ExtractiveSummariser, Summariser
+from memory.db import Database
+from memory.embedder import Embedder
+from memory.facts import FactExtractor, decide
+from memory.health import CheckFn, CheckResult, Status
+from memory.index import VectorIndex
+from memory.search import HybridSearcher
+from memory.settings import MemorySettings
+from memory.store import Filters, NewMemory, to_epoch
+from memory.text import checked, chunks, content_hash, estimate_tokens
+from memory.types import AssembledContext, FactResult, Hit, Message, Scope
+
+T = TypeVar("T")
+Progress = Callable[[int, int], None]
+
+
+class Memory:
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder,
+        settings: MemorySettings,
+        index_dir: Path,
+        *,
+        summariser: Summariser | None = None,
+        count_tokens: Callable[[str], int] = estimate_tokens,
+    ) -> None:
+        self.db = db
+        self.embedder = embedder
+        self.settings = settings
+        self.index_dir = Path(index_dir)
+        self.summariser = summariser or ExtractiveSummariser()
+        self.count_tokens = count_tokens
+        self.searcher = HybridSearcher(db, settings)
+        self.index: VectorIndex | None = None
+        self._guard = threading.RLock()  # index assignment, adds and removes
+        self._save_lock = threading.Lock()
+        self._worker: ThreadPoolExecutor | None = None
+        self._warm_task: asyncio.Task[None] | None = None
+        self.warm_error: BaseException | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the model and the index in the background; until then search is full-text only."""
+        if self._warm_task is None:
+            self._warm_task = asyncio.create_task(self._offload(self.warm_sync), name="memory-warm")
+
+    async def wait_ready(self) -> None:
+        if self._warm_task is not None:
+            await asyncio.shield(self._warm_task)
+
+    async def stop(self) -> None:
+        if self._warm_task is not None:
+            try:
+                await self._warm_task
+            except Exception as exc:  # already logged by warm_sync; stopping must go on
+                logger.warning("memory warm-up had failed: {}", exc)
+        await self._offload(self.save_index)
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
+
+    async def _offload(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run on the memory worker thread: one at a time, so writes keep their order."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memory")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, lambda: fn(*args, **kwargs))
+
+    @property
+    def ready(self) -> bool:
+        return self.index is not None and self.embedder.ready
+
+    def warm_sync(self, progress: Progress | None = None) -> None:
+        """Load the embedder, open (or rebuild) the index, embed what is pending, catch up."""
+        try:
+            started = time.monotonic()
+            self.embedder.load()
+            index = self._open_index()
+            self._reconcile(index)
+            with self._guard:
+                self._reconcile(index)  # rows committed while we were loading
+                self.index = index
+            self.embed_pending(progress)
+            logger.info("memory ready: {} vectors in {:.1f} s", index.ntotal, time.monotonic() - started)
+        except BaseException as exc:
+            self.warm_error = exc
+            logger.opt(exception=exc).error("memory warm-up failed; search stays full-text only")
+            raise
+
+    def _open_index(self) -> VectorIndex:
+        s, e = self.settings, self.embedder
+        index, why = VectorIndex.load(self.index_dir, dim=e.dim, model=e.model_name, exact_max=s.exact_index_max, nprobe=s.ivf_nprobe)
+        if index is None:
+            logger.info("vector index: rebuilding from SQLite ({})", why)
+            index = VectorIndex(e.dim, e.model_name, exact_max=s.exact_index_max, nprobe=s.ivf_nprobe)
+        return index
+
+    def _reconcile(self, index: VectorIndex) -> None:
+        """Make the index hold exactly the rows SQLite has vectors for (this model)."""
+        db_ids, _ = store.embedded_ids(self.db, index.model)
+        have = index.ids()
+        extra = np.setdiff1d(have, db_ids, assume_unique=True)
+        missing = np.setdiff1d(db_ids, have, assume_unique=True)
+        if len(extra):
+            index.remove(extra)
+        for start in range(0, len(missing), 20_000):
+            ids, chats, vectors = store.vectors_for(self.db, missing[start : start + 20_000].tolist(), index.dim)
+            index.add(ids, vectors, chats)
+        if len(extra) or len(missing):
+            logger.info("vector index: caught up (+{} -{})", len(missing), len(extra))
+
+    def save_index(self) -> None:
+        with self._save_lock:
+            index = self.index
+            if index is not None and (index.dirty or not (self.index_dir / "manifest.json").exists()):
+                index.save(self.index_dir)
+
+    def _maybe_save(self) -> None:
+        index = self.index
+        if index is not None and index.dirty >= self.settings.index_save_every:
+            self.save_index()
+
+    # -- embedding ----------------------------------------------------------------------------
+    def vectors(self, texts: Sequence[str], hashes: Sequence[str]) -> np.ndarray:
+        """Unit vectors for ``texts``, reusing stored ones with the same hash and model."""
+        e = self.embedder
+        cached = store.cached_embeddings(self.db, hashes, e.model_name)
+        out = np.zeros((len(texts), e.dim), dtype=np.float32)
+        todo: dict[str, list[int]] = {}
+        for i, h in enumerate(hashes):
+            if h in cached:
+                out[i] = np.frombuffer(cached[h], dtype=np.float32)
+            else:
+                todo.setdefault(h, []).append(i)
+        if todo:
+            pieces: list[str] = []
+            owners: list[int] = []
+            for n, rows in enumerate(todo.values()):
+                for piece in chunks(texts[rows[0]], self.settings.embed_chunk_chars):
+                    pieces.append(piece)
+                    owners.append(n)
+            embedded = e.embed(pieces)
+            sums = np.zeros((len(todo), e.dim), dtype=np.float32)
+            np.add.at(sums, np.array(owners), embedded)
+            sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+            for n, rows in enumerate(todo.values()):
+                out[rows] = sums[n]
+        return out
+
+    def embed_pending(self, progress: Progress | None = None) -> int:
+        """Embed rows stored without a vector of the current model; returns how many."""
+        batch = self.settings.embedding_batch_size * 4
+        done, after = 0, 0
+        while True:
+            rows = store.pending_embeddings(self.db, self.embedder.model_name, after, batch)
+            if not rows:
+                return done
+            ids = [r[0] for r in rows]
+            vectors = self.vectors([r[1] for r in rows], [r[2] for r in rows])
+            store.set_embeddings(self.db, ids, vectors, self.embedder.model_name)
+            self._index_add(ids, vectors)
+            done += len(rows)
+            after = ids[-1]
+            if progress:
+                progress(done, 0)
+
+    def _index_add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        with self._guard:
+            if self.index is None:
+                return
+            chats = store.chats_of(self.db, ids)
+            self.index.add(np.array(ids, dtype=np.int64), vectors, np.array([chats[i] for i in ids]))
+        self._maybe_save()
+
+    # -- writes -------------------------------------------------------------------------------
+    def add_sync(self, items: Sequence[NewMemory]) -> list[int]:
+        """Store rows (texts already checked), with vectors when the model is loaded."""
+        todo = [m for m in items if m.embedding is None]
+        if self.embedder.ready and todo:
+            vectors = self.vectors([m.text for m in todo], [m.content_hash for m in todo])
+            for m, v in zip(todo, vectors, strict=True):
+                m.embedding, m.model = v, self.embedder.model_name
+        ids = store.insert_memories(self.db, items)
+        if items and items[0].embedding is not None:
+            self._index_add(ids, np.stack([m.embedding for m in items]))  # type: ignore[misc]
+        elif self.embedder.ready:
+            self.embed_pending()  # the model finished loading while we stored: embed them now
+        return ids
+
+    def new(self, text: str | bytes, scope: Scope, kind: str, **kw: Any) -> NewMemory:
+        clean = checked(text, self.settings.max_text_bytes)
+        ts = kw.pop("ts", None)
+        return NewMemory(scope.chat_id, scope.user_id, kind, clean, content_hash(clean), to_epoch(ts), **kw)
+
+    async def add_message(
+        self, chat_id: int, user_id: int | None, role: str, text: str, *, ts: datetime | None = None,
+        telegram_message_id: int | None = None, ref: str | None = None, meta: dict | None = None,
+    ) -> int:
+        """Store one turn (either side); returns the message id."""
+        item = self.new(text, Scope(chat_id, user_id), "message", ts=ts, ref=ref, meta=meta, role=role,
+                        telegram_message_id=telegram_message_id)
+        memory_id = (await self._offload(self.add_sync, [item]))[0]
+        message_id = await self.db.run(store.message_id_of, self.db, memory_id)
+        assert message_id is not None
+        return message_id
+
+    async def add_memory(self, text: str, scope: Scope, kind: str = "note", *, ref: str | None = None,
+                         ts: datetime | None = None) -> int:
+        item = self.new(text, scope, kind, ts=ts, ref=ref)
+        return (await self._offload(self.add_sync, [item]))[0]
+
+    def forget_sync(self, memory_id: int, scope: Scope) -> bool:
+        with self._guard:
+            removed = store.delete_memory(self.db, memory_id, scope)
+            if removed and self.index is not None:
+                self.index.remove([memory_id])
+        return removed
+
+    async def forget(self, memory_id: int, scope: Scope) -> bool:
+        return await self._offload(self.forget_sync, memory_id, scope)
+
+    def forget_user_sync(self, user_id: int) -> int:
+        with self._guard:
+            ids = store.delete_user(self.db, user_id)
+            if self.index is not None:
+                self.index.remove(ids)
+        self.save_index()  # a forgotten user's vectors must not linger in the saved file
+        return len(ids)
+
+    async def forget_user(self, user_id: int) -> int:
+        return await self._offload(self.forget_user_sync, user_id)
+
+    # -- reads --------------------------------------------------------------------------------
+    def search_sync(self, query: str, scope: Scope, k: int = 10, kinds: Sequence[str] | None = None,
+                    since: datetime | None = None, until: datetime | None = None) -> list[Hit]:
+        from memory.text import clean
+
+        query = clean(query)[:10_000]
+        if not query:
+            return []
+        filters = Filters(scope, kinds, since, until)
+        vector = self.embedder.embed([query])[0] if self.ready else None
+        return self.searcher.search(query, filters, k, query_vector=vector, index=self.index)
+
+    async def search(self, query: str, scope: Scope, k: int = 10, kinds: Sequence[str] | None = None,
+                     since: datetime | None = None, until: datetime | None = None) -> list[Hit]:
+        return await self._offload(self.search_sync, query, scope, k, kinds, since, until)
+
+    async def recent_messages(self, chat_id: int, limit: int = 50) -> list[Message]:
+        return await self.db.run(store.recent_messages, self.db, chat_id, limit)
+
+    async def list_memories(self, scope: Scope, kinds: Sequence[str] | None = None, limit: int = 50) -> list[Hit]:
+        rows = await self.db.run(store.list_rows, self.db, Filters(scope, kinds), limit)
+        return [r.hit(0.0) for r in rows]
+
+    async def fact_history(self, memory_id: int) -> list[Hit]:
+        return [r.hit(0.0) for r in await self.db.run(store.history, self.db, memory_id)]
+
+    async def export(self, *, chat_id: int | None = None, user_id: int | None = None) -> dict:
+        data = await self.db.run(store.export_rows, self.db, chat_id=chat_id, user_id=user_id)
+        return {"exported_at": datetime.now().astimezone().isoformat(), "chat_id": chat_id, "user_id": user_id, **data}
+
+    def stats_sync(self) -> dict[str, Any]:
+        out = store.stats(self.db)
+        index = self.index
+        out["index"] = (
+            {"vectors": index.ntotal, "kind": index.kind, "model": index.model, "dim": index.dim}
+            if index is not None else None
+        )
+        return out
+
+    # -- facts --------------------------------------------------------------------------------
+    def add_fact_sync(self, text: str, scope: Scope, *, pinned: bool = False, source: str | None = None) -> FactResult:
+        item = self.new(text, scope, "fact", pinned=pinned, source=source)
+        with self._guard:  # one decision at a time, so two racing adds cannot both insert
+            known = store.list_rows(self.db, Filters(Scope(scope.chat_id), ["fact"]), 5000)
+            known_hashes = store.hashes_of(self.db, [r.id for r in known])
+            vector = None
+            vecs: dict[int, np.ndarray] = {}
+            if self.embedder.ready:
+                vector = self.vectors([item.text], [item.content_hash])[0]
+                ids, _, vs = store.vectors_for(self.db, [r.id for r in known], self.embedder.dim)
+                vecs = dict(zip(ids.tolist(), vs, strict=True))
+            d = decide(item.content_hash, vector, [(r.id, known_hashes[r.id], vecs.get(r.id)) for r in known],
+                       duplicate_cosine=self.settings.fact_duplicate_cosine,
+                       supersede_cosine=self.settings.fact_supersede_cosine)
+            if d.action == "duplicate":
+                assert d.existing_id is not None
+                store.touch(self.db, d.existing_id, pinned)
+                return FactResult("duplicate", d.existing_id)
+            if vector is not None:
+                item.embedding, item.model = vector, self.embedder.model_name
+            with self.db.transaction():
+                new_id = self.add_sync([item])[0]
+                if d.action == "superseded":
+                    assert d.existing_id is not None
+                    store.supersede(self.db, d.existing_id, new_id)
+                    if pinned is False and any(r.pinned for r in known if r.id == d.existing_id):
+                        store.touch(self.db, new_id, True)  # a pinned fact's successor stays pinned
+                    return FactResult("superseded", new_id, d.existing_id)
+            return FactResult("added", new_id)
+
+    async def add_fact(self, text: str, scope: Scope, *, pinned: bool = False, source: str | None = None) -> FactResult:
+        return await self._offload(self.add_fact_sync, text, scope, pinned=pinned, source=source)
+
+    async def learn(self, turns: list[Message], scope: Scope, extractor: FactExtractor) -> list[FactResult]:
+        """Extract facts from ``turns`` and add each (dedupe/supersede as usual)."""
+        return [await self.add_fact(f, scope, source="extracted") for f in await extractor.extract(turns)]
+
+    # -- context ------------------------------------------------------------------------------
+    async def assemble_context(self, chat_id: int, user_id: int | None, incoming: str, budget_tokens: int,
+                               persona: str = "") -> AssembledContext:
+        return await ContextAssembler(self).assemble(chat_id, user_id, incoming, budget_tokens, persona)
+
+    # -- health -------------------------------------------------------------------------------
+    def health_checks(self) -> dict[str, CheckFn]:
+        def index_check() -> CheckResult:
+            if self.warm_error is not None:
+                return CheckResult("memory_index", Status.DEGRADED, f"dense search off: {self.warm_error}")
+            index = self.index
+            if index is None:
+                return CheckResult("memory_index", Status.DEGRADED, "still loading; full-text search only")
+            db_ids, _ = store.embedded_ids(self.db, index.model)
+            if len(db_ids) != index.ntotal:
+                return CheckResult("memory_index", Status.DEGRADED,
+                                   f"index has {index.ntotal} vectors, SQLite {len(db_ids)}; run `familiar memory reindex`")
+            return CheckResult("memory_index", Status.HEALTHY, f"{index.ntotal} vectors ({index.kind}, {index.model})")
+
+        return {"memory_index": index_check}
+
+
+def iter_batches(items: Iterable[T], size: int) -> Iterable[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

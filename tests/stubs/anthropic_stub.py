@@ -1,0 +1,397 @@
+"""A stub model server on 127.0.0.1: Anthropic's Messages API and OpenAI's chat completions.
+
+Tests point the real ``anthropic`` and ``openai`` SDKs at it, so what is exercised is the real
+client code (retries, ``retry-after``, SSE parsing, error classes), not a patched one.
+
+- ``POST /v1/messages``: non-streaming JSON or SSE (``"stream": true``), with simulated prompt
+  caching: breakpoints are the blocks marked ``cache_control`` plus, with a top-level
+  ``cache_control``, the last block; a later request whose prefix (at any block boundary) matches
+  a written breakpoint reports those tokens as ``cache_read_input_tokens``; prefixes shorter than
+  ``min_cache_tokens`` are not cached, as with the real API. Tokens are characters / 4.
+- ``POST /v1/chat/completions``: the OpenAI shape, streaming with ``stream_options.include_usage``.
+
+Replies are scripted (``stub.script(Reply(...), ...)``, consumed in order, by either endpoint);
+when the script is empty a default answer is made (a schema-valid document when a JSON schema is
+asked for, else an echo). Faults: any status with a retry-after (429, 529, 500, 401, ...), slow
+replies, slow streams, malformed bodies, errors in the middle of a stream. Every request body is
+recorded in ``stub.requests``.
+
+In tests::
+
+    with llm_stub() as stub:
+        stub.script(Reply.error(429, retry_after=0.1), Reply("hello"))
+        client = anthropic.AsyncAnthropic(base_url=stub.url, api_key="test")
+
+As a process (for end-to-end tests of the daemon, with ``ANTHROPIC_BASE_URL`` set to its URL)::
+
+    python -m tests.stubs.anthropic_stub --port 0 --script replies.json
+
+prints ``LISTENING http://127.0.0.1:PORT`` on its first line and serves until terminated. The
+script file holds a JSON list (or JSON lines) of reply objects with the fields of ``Reply``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+    403: "permission_error", 404: "not_found_error", 429: "rate_limit_error",
+    500: "api_error", 529: "overloaded_error",
+}
+
+
+def tokens(text: str) -> int:
+    return (len(text) + 3) // 4
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    json: Any = None  # serialised as the text when given
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0  # before the response starts
+    chunk_delay_s: float = 0.0  # between SSE chunks
+    fault: str | None = None  # "malformed" | "stream_error" | "empty_stream"
+    stop_reason: str = "end_turn"  # "max_tokens", "refusal", ...
+    error_message: str = "stub error"
+
+    @classmethod
+    def error(cls, status: int, retry_after: float | None = None, message: str = "stub error") -> Reply:
+        headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
+        return cls(status=status, headers=headers, error_message=message)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Reply:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def body_text(self) -> str:
+        return json.dumps(self.json) if self.json is not None else self.text
+
+
+@dataclass
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+def _example(schema: dict[str, Any]) -> Any:
+    # Imported lazily so the stub runs as a process without the project on the path.
+    from agents.providers.fake import example_for_schema
+
+    return example_for_schema(schema)
+
+
+class LLMStub:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, min_cache_tokens: int = 1024) -> None:
+        self.min_cache_tokens = min_cache_tokens
+        self.requests: list[RecordedRequest] = []
+        self.replies: deque[Reply] = deque()
+        self.responder: Callable[[str, dict[str, Any]], Reply] | None = None
+        self.cache: set[str] = set()
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                stub._handle(self)
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def openai_url(self) -> str:
+        return self.url + "/v1"
+
+    def start(self) -> LLMStub:
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def script(self, *replies: Reply | str) -> None:
+        with self.lock:
+            self.replies.extend(Reply(r) if isinstance(r, str) else r for r in replies)
+
+    def bodies(self, path: str = "/v1/messages") -> list[Any]:
+        return [r.body for r in self.requests if r.path == path]
+
+    # -- request handling ------------------------------------------------------------------
+    def _next_reply(self, path: str, body: dict[str, Any]) -> Reply:
+        with self.lock:
+            if self.replies:
+                return self.replies.popleft()
+        if self.responder is not None:
+            return self.responder(path, body)
+        return self._default(path, body)
+
+    @staticmethod
+    def _default(path: str, body: dict[str, Any]) -> Reply:
+        schema = None
+        if path.endswith("/messages"):
+            schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
+        else:
+            schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema is not None:
+            return Reply(json=_example(schema))
+        last = ""
+        for m in reversed(body.get("messages", [])):
+            if m.get("role") == "user":
+                c = m.get("content")
+                last = c if isinstance(c, str) else " ".join(b.get("text", "") for b in c)
+                break
+        return Reply(f"stub answer to: {last[:200]}")
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("content-length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            body = {"_unparsed": raw.decode("utf-8", "replace")}
+        path = h.path.split("?")[0]
+        with self.lock:
+            self.requests.append(RecordedRequest(path, dict(h.headers), body))
+        if path not in ("/v1/messages", "/v1/chat/completions"):
+            self._send_json(h, 404, {"type": "error", "error": {"type": "not_found_error",
+                                                                  "message": f"no route {path}"}})
+            return
+        reply = self._next_reply(path, body)
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        if reply.status != 200:
+            err = {"type": "error", "error": {"type": ERROR_TYPES.get(reply.status, "api_error"),
+                                              "message": reply.error_message}}
+            self._send_json(h, reply.status, err, reply.headers)
+            return
+        if path == "/v1/messages":
+            self._messages(h, body, reply)
+        else:
+            self._chat_completions(h, body, reply)
+
+    def _send_json(self, h: BaseHTTPRequestHandler, status: int, payload: Any,
+                   headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
+        data = raw if raw is not None else json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("content-type", "application/json")
+        h.send_header("content-length", str(len(data)))
+        h.send_header("request-id", f"req_stub_{len(self.requests)}")
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+
+    # -- Anthropic -------------------------------------------------------------------------
+    def _prompt_usage(self, body: dict[str, Any]) -> dict[str, int]:
+        """Token counts of a request, with prompt caching simulated (see the module docstring)."""
+        blocks: list[tuple[str, bool]] = []  # (text, marked for caching)
+        system = body.get("system")
+        if isinstance(system, str):
+            blocks.append((system, False))
+        elif isinstance(system, list):
+            blocks += [(b.get("text", ""), "cache_control" in b) for b in system]
+        for m in body.get("messages", []):
+            content = m.get("content")
+            if isinstance(content, str):
+                blocks.append((m.get("role", "") + ":" + content, False))
+            else:
+                blocks += [(m.get("role", "") + ":" + b.get("text", ""), "cache_control" in b)
+                           for b in content]
+        if body.get("cache_control") and blocks:
+            blocks[-1] = (blocks[-1][0], True)
+        digest = hashlib.sha256(str(body.get("model")).encode())
+        cumulative, hashes = [], []
+        total = 0
+        for text, _ in blocks:
+            digest.update(b"\x00" + text.encode())
+            total += tokens(text)
+            cumulative.append(total)
+            hashes.append(digest.hexdigest())
+        marks = [i for i, (_, marked) in enumerate(blocks) if marked]
+        read = 0
+        read_index = -1
+        with self.lock:
+            if marks:
+                for i in range(marks[-1], -1, -1):
+                    if hashes[i] in self.cache:
+                        read, read_index = cumulative[i], i
+                        break
+            written = 0
+            for i in marks:
+                if i > read_index and cumulative[i] >= self.min_cache_tokens:
+                    self.cache.add(hashes[i])
+                    written = cumulative[i] - read
+        return {"input_tokens": total - read - written, "cache_read_input_tokens": read,
+                "cache_creation_input_tokens": written}
+
+    def _messages(self, h: BaseHTTPRequestHandler, body: dict[str, Any], reply: Reply) -> None:
+        usage = self._prompt_usage(body)
+        text = reply.body_text()
+        out_tokens = tokens(text)
+        model = body.get("model", "stub-model")
+        msg_id = f"msg_stub_{len(self.requests)}"
+        if reply.fault == "malformed" and not body.get("stream"):
+            self._send_json(h, 200, None, raw=b'{"id": "msg_broken", "content": [ {"type": "te')
+            return
+        if not body.get("stream"):
+            message = {
+                "id": msg_id, "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": text}] if text else [],
+                "stop_reason": reply.stop_reason, "stop_sequence": None,
+                "usage": usage | {"output_tokens": out_tokens},
+            }
+            self._send_json(h, 200, message, reply.headers)
+            return
+        h.send_response(200)
+        h.send_header("content-type", "text/event-stream")
+        h.send_header("cache-control", "no-cache")
+        for k, v in reply.headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+
+        def event(name: str, data: Any) -> None:
+            payload = data if isinstance(data, str) else json.dumps(data)
+            h.wfile.write(f"event: {name}\ndata: {payload}\n\n".encode())
+            h.wfile.flush()
+
+        event("message_start", {"type": "message_start", "message": {
+            "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": usage | {"output_tokens": 1}}})
+        if reply.fault == "empty_stream":
+            return
+        event("content_block_start", {"type": "content_block_start", "index": 0,
+                                      "content_block": {"type": "text", "text": ""}})
+        event("ping", {"type": "ping"})
+        for i, chunk in enumerate(_chunks(text)):
+            if reply.chunk_delay_s:
+                time.sleep(reply.chunk_delay_s)
+            if reply.fault == "malformed" and i == 1:
+                h.wfile.write(b"event: content_block_delta\ndata: {\"type\": \"content_bl\n\n")
+                h.wfile.flush()
+                return
+            if reply.fault == "stream_error" and i == 1:
+                event("error", {"type": "error", "error": {"type": "overloaded_error",
+                                                           "message": "Overloaded"}})
+                return
+            event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                          "delta": {"type": "text_delta", "text": chunk}})
+        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        event("message_delta", {"type": "message_delta",
+                                "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                                "usage": {"output_tokens": out_tokens}})
+        event("message_stop", {"type": "message_stop"})
+
+    # -- OpenAI ----------------------------------------------------------------------------
+    def _chat_completions(self, h: BaseHTTPRequestHandler, body: dict[str, Any], reply: Reply) -> None:
+        prompt = sum(tokens(str(m.get("content", ""))) for m in body.get("messages", []))
+        text = reply.body_text()
+        finish = {"end_turn": "stop", "max_tokens": "length", "refusal": "content_filter"}.get(
+            reply.stop_reason, "stop")
+        usage = {"prompt_tokens": prompt, "completion_tokens": tokens(text),
+                 "total_tokens": prompt + tokens(text)}
+        base = {"id": f"chatcmpl-stub{len(self.requests)}", "created": int(time.time()),
+                "model": body.get("model", "stub-model")}
+        if reply.fault == "malformed" and not body.get("stream"):
+            self._send_json(h, 200, None, raw=b'{"id": "chatcmpl-broken", "choices": [')
+            return
+        if not body.get("stream"):
+            self._send_json(h, 200, base | {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": finish}],
+                "usage": usage}, reply.headers)
+            return
+        h.send_response(200)
+        h.send_header("content-type", "text/event-stream")
+        h.end_headers()
+
+        def data(payload: Any) -> None:
+            h.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+            h.wfile.flush()
+
+        chunk_base = base | {"object": "chat.completion.chunk"}
+        for i, chunk in enumerate(_chunks(text)):
+            if reply.chunk_delay_s:
+                time.sleep(reply.chunk_delay_s)
+            delta = {"content": chunk} | ({"role": "assistant"} if i == 0 else {})
+            data(chunk_base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        data(chunk_base | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            data(chunk_base | {"choices": [], "usage": usage})
+        h.wfile.write(b"data: [DONE]\n\n")
+        h.wfile.flush()
+
+
+def _chunks(text: str, size: int = 3) -> list[str]:
+    """Text split into deltas of a few words each, spaces kept, so joining restores it."""
+    words = text.split(" ")
+    return [" ".join(words[i : i + size]) + (" " if i + size < len(words) else "")
+            for i in range(0, len(words), size)] if text else []
+
+
+@contextmanager
+def llm_stub(min_cache_tokens: int = 1024) -> Iterator[LLMStub]:
+    """A running stub on a free port for the duration of the block."""
+    stub = LLMStub(min_cache_tokens=min_cache_tokens).start()
+    try:
+        yield stub
+    finally:
+        stub.stop()
+
+
+def load_script(path: Path) -> list[Reply]:
+    text = path.read_text(encoding="utf-8").strip()
+    items = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()
+                                                           if line.strip()]
+    return [Reply(i) if isinstance(i, str) else Reply.from_dict(i) for i in items]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Stub Anthropic/OpenAI server for tests.")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--script", type=Path, help="JSON list or JSON lines of replies")
+    parser.add_argument("--min-cache-tokens", type=int, default=1024)
+    args = parser.parse_args(argv)
+    stub = LLMStub(port=args.port, min_cache_tokens=args.min_cache_tokens)
+    if args.script:
+        stub.script(*load_script(args.script))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stub.start()
+    print(f"LISTENING {stub.url}", flush=True)
+    stop.wait()
+    stub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

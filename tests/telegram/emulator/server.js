@@ -1,0 +1,78 @@
+// Starts telegram-test-api 4.2.1 on 127.0.0.1 with the fixes python-telegram-bot 22 needs.
+//
+// Usage: node server.js PORT [STORE_TIMEOUT_S]. Prints "listening PORT" once it accepts requests;
+// stops on SIGTERM/SIGINT. The four gaps closed here (each breaks PTB 22 otherwise):
+//   1. getMe lacks is_bot                -> our own getMe route with a full bot user;
+//   2. sendMessage results carry ms dates -> divided by 1000;
+//   3. callback queries lack chat_instance -> added in TelegramServer.formatUpdate;
+//   4. edit/answer/delete answer null     -> true, as Telegram does.
+// One test hook: a token starting with "rejected" gets HTTP 401, as Telegram answers a revoked
+// token, so the daemon's "token rejected" path can be exercised.
+'use strict';
+const TelegramServer = require('telegram-test-api');
+
+const port = Number(process.argv[2] || 9000);
+const storeTimeout = Number(process.argv[3] || 600);
+const BOT_USER = {
+  id: 666, is_bot: true, first_name: 'Familiar', username: 'FamiliarTestBot',
+  can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false,
+};
+
+// 3: every update the bot fetches is built by this static method.
+const formatUpdate = TelegramServer.formatUpdate;
+TelegramServer.formatUpdate = (update) => {
+  const out = formatUpdate(update);
+  if (out.callback_query && !out.callback_query.chat_instance) {
+    const chat = out.callback_query.message && out.callback_query.message.chat;
+    out.callback_query.chat_instance = String(chat ? chat.id : 0);
+  }
+  return out;
+};
+
+function fixDates(value) {
+  // 2: the emulator stamps bot messages with Date.now() (milliseconds).
+  if (value && typeof value === 'object') {
+    if (typeof value.date === 'number' && value.date > 1e11) value.date = Math.floor(value.date / 1000);
+    for (const key of Object.keys(value)) if (typeof value[key] === 'object') fixDates(value[key]);
+  }
+  return value;
+}
+
+function fixResult(data) {
+  if (data && typeof data === 'object' && 'ok' in data) {
+    if (data.ok && data.result === null) data.result = true; // 4
+    fixDates(data.result);
+  }
+  return data;
+}
+
+const server = new TelegramServer({ port, host: '127.0.0.1', storage: 'RAM', storeTimeout });
+const app = server.webServer;
+const before = app._router.stack.length;
+
+app.use('/bot:token', (req, res, next) => {
+  if (req.params.token.startsWith('rejected')) {
+    res.status(401).json({ ok: false, error_code: 401, description: 'Unauthorized' });
+    return;
+  }
+  const sendResult = res.sendResult;
+  res.sendResult = (value) => {
+    if (value && typeof value.then === 'function') return sendResult(value.then(fixResult));
+    return sendResult(fixResult(value));
+  };
+  next();
+});
+app.all('/bot:token/getMe', (_req, res) => res.json({ ok: true, result: BOT_USER })); // 1
+
+// Routes were registered in the constructor: move ours in front of the first route.
+const stack = app._router.stack;
+const ours = stack.splice(before, stack.length - before);
+const firstRoute = stack.findIndex((layer) => layer.route !== undefined);
+stack.splice(firstRoute, 0, ...ours);
+
+server.start().then(() => {
+  process.stdout.write(`listening ${port}\n`);
+});
+const stop = () => { server.stop().finally(() => process.exit(0)); };
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
