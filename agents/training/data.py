@@ -116,7 +116,10 @@ def assistant_spans(tokenizer: Any, messages: Sequence[Message]) -> tuple[str, l
         start_text = render(tokenizer, messages[:i], add_generation_prompt=True)
         end_text = render(tokenizer, messages[: i + 1])
         if full.startswith(start_text) and full.startswith(end_text):
-            spans.append((len(start_text), len(end_text)))
+            end = len(end_text)
+            while end > len(start_text) and full[end - 1].isspace():  # not the newline after the turn
+                end -= 1
+            spans.append((len(start_text), end))
         else:  # a template that is not prefix-stable: fall back to the content itself
             at = full.find(m["content"], spans[-1][1] if spans else 0)
             if at >= 0:
