@@ -80,7 +80,7 @@ REVISE = (
     "Reviewers of your answer above raised these issues:\n\n{critique}\n\n"
     "Revise your answer to address them. Reply with the revised answer only."
 )
-REPAIR = "That reply was not the JSON asked for ({error}). " + JSON_INSTRUCTIONS
+REPAIR = "That reply was not the JSON asked for ({error}). "  # + JSON_INSTRUCTIONS, unformatted
 SELF = ReviewerPersona(name="self", focus="the answer's own weaknesses", rubric="")
 
 
@@ -343,7 +343,7 @@ class ReviewEngine:
                             reviewer.name, exc)
                 repair = request.with_(messages=[
                     *request.messages, {"role": "assistant", "content": text or "(empty)"},
-                    {"role": "user", "content": REPAIR.format(error=exc)}])
+                    {"role": "user", "content": REPAIR.format(error=exc) + JSON_INSTRUCTIONS}])
                 second = await self.llm.complete(repair, ctx.for_(purpose + ":repair"))
                 usage, calls = usage + second.usage, calls + 1
                 try:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 from loguru import logger
@@ -23,8 +25,9 @@ CONSOLE_USER = Sender(id=0, name=os.environ.get("USER", "you"), is_admin=True)
 
 
 class ConsoleTransport(Transport):
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, files_dir: Path | None = None) -> None:
         self.out = out
+        self.files_dir = files_dir or Path.cwd()
         self.choices: dict[int, Button] = {}
         self._count = 0
 
@@ -49,6 +52,12 @@ class ConsoleTransport(Transport):
     async def edit(self, message: SentMessage, reply: Reply) -> None:
         self._show(reply, prefix="(updated) ")
 
+    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        path = self.files_dir / Path(filename).name
+        path.write_bytes(data)
+        self._show(Reply(f"{caption} Saved to {path}".strip(), markdown=False))
+
 
 class ConsoleChannel(Service):
     name = "console"
@@ -59,11 +68,12 @@ class ConsoleChannel(Service):
         on_eof: Callable[[], None],
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
+        files_dir: Path | None = None,
     ) -> None:
         self.assistant = assistant
         self.on_eof = on_eof
         self.stdin = stdin or sys.stdin
-        self.transport = ConsoleTransport(stdout or sys.stdout)
+        self.transport = ConsoleTransport(stdout or sys.stdout, files_dir)
         self._task: asyncio.Task[None] | None = None
         self._next_id = 0
 
@@ -90,8 +100,6 @@ class ConsoleChannel(Service):
                 line = ""
                 logger.debug("console read failed: {}", exc)
             loop.call_soon_threadsafe(lambda: future.done() or future.set_result(line))
-
-        import threading
 
         threading.Thread(target=read, daemon=True, name="console-stdin").start()
         return await future

@@ -34,6 +34,9 @@ from memory.health import CheckResult, HealthRegistry, Status, database_check, d
 def all_migrations() -> list[Migrations]:
     """Every package's migrations, in dependency order (memory first)."""
     found: list[Migrations] = []
+    from bot.core.schema import migrations as bot_migrations
+
+    found.append(bot_migrations)
     return found
 
 

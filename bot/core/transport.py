@@ -22,6 +22,10 @@ class Transport(ABC):
         """Show that an answer is being produced, where the channel can."""
         return None
 
+    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
+        """Send a document; raises NotImplementedError where the channel has no files."""
+        raise NotImplementedError
+
 
 class RecordingTransport(Transport):
     """A test double that keeps what was sent and edited."""
@@ -29,6 +33,7 @@ class RecordingTransport(Transport):
     def __init__(self) -> None:
         self.sent: list[tuple[int, Reply]] = []
         self.edits: list[tuple[SentMessage, Reply]] = []
+        self.files: list[tuple[int, str, bytes]] = []
 
     async def send(self, chat_id: int, reply: Reply) -> SentMessage:
         self.sent.append((chat_id, reply))
@@ -36,6 +41,9 @@ class RecordingTransport(Transport):
 
     async def edit(self, message: SentMessage, reply: Reply) -> None:
         self.edits.append((message, reply))
+
+    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
+        self.files.append((chat_id, filename, data))
 
     @property
     def texts(self) -> list[str]:

@@ -22,22 +22,28 @@ SPLIT_LIMIT = 4000
 _FENCE_BLOCK = re.compile(r"^```([\w+#.-]*)[^\n]*\n(.*?)^```[ \t]*$", re.S | re.M)
 _INLINE_CODE = re.compile(r"`([^`\n]+)`")
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^\s)<>\"]+)\)")
-_BOLD = re.compile(r"\*\*([^*\n<>][^*\n]*?)\*\*|__([^_\n<>][^_\n]*?)__")
-_ITALIC = re.compile(r"(?<![\w*])\*([^*\s<>](?:[^*\n<>]*[^*\s<>])?)\*(?![\w*])|(?<!\w)_([^_\s<>](?:[^_\n<>]*[^_\s<>])?)_(?!\w)")
-_STRIKE = re.compile(r"~~([^~\n<>]+)~~")
+# Marker content never holds "<", ">" (a tag made by an earlier step) nor a link hole, so every
+# tag emitted here is closed inside the element it opened in.
+_BOLD = re.compile(r"\*\*([^*\n<>\x01]+?)\*\*|__([^_\n<>\x01]+?)__")
+_ITALIC = re.compile(
+    r"(?<![\w*])\*([^*\s<>\x01](?:[^*\n<>\x01]*[^*\s<>\x01])?)\*(?![\w*])"
+    r"|(?<!\w)_([^_\s<>\x01](?:[^_\n<>\x01]*[^_\s<>\x01])?)_(?!\w)"
+)
+_STRIKE = re.compile(r"~~([^~\n<>\x01]+)~~")
 _HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*$", re.M)
 _BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.M)
-_HOLE = "\x00"
+_HOLE = "\x00"  # a finished fragment (code): may sit inside bold or italic
+_LINK_HOLE = "\x01"  # a link's opening or closing tag: nothing may span it
 
 
 def markdown_to_html(text: str) -> str:
     """Telegram HTML for Markdown ``text``; every ``<``, ``>`` and ``&`` of the text is escaped."""
-    text = text.replace(_HOLE, "")
+    text = text.replace(_HOLE, "").replace(_LINK_HOLE, "")
     holes: list[str] = []
 
-    def keep(fragment: str) -> str:
+    def keep(fragment: str, mark: str = _HOLE) -> str:
         holes.append(fragment)
-        return f"{_HOLE}{len(holes) - 1}{_HOLE}"
+        return f"{mark}{len(holes) - 1}{mark}"
 
     def fence(m: re.Match[str]) -> str:
         lang, body = m.group(1), m.group(2).rstrip("\n")
@@ -48,7 +54,9 @@ def markdown_to_html(text: str) -> str:
     text = _INLINE_CODE.sub(lambda m: keep(f"<code>{html.escape(m.group(1), quote=False)}</code>"), text)
     text = html.escape(text, quote=False)
     text = _LINK.sub(
-        lambda m: keep(f'<a href="{html.escape(html.unescape(m.group(2)))}">') + m.group(1) + keep("</a>"),
+        lambda m: keep(f'<a href="{html.escape(html.unescape(m.group(2)))}">', _LINK_HOLE)
+        + m.group(1)
+        + keep("</a>", _LINK_HOLE),
         text,
     )
     text = _HEADING.sub(lambda m: f"<b>{m.group(1)}</b>", text)
@@ -57,7 +65,7 @@ def markdown_to_html(text: str) -> str:
     text = _ITALIC.sub(lambda m: f"<i>{m.group(1) or m.group(2)}</i>", text)
     text = _STRIKE.sub(lambda m: f"<s>{m.group(1)}</s>", text)
     text = _quote_blocks(text)
-    return re.sub(f"{_HOLE}(\\d+){_HOLE}", lambda m: holes[int(m.group(1))], text)
+    return re.sub("[\x00\x01](\\d+)[\x00\x01]", lambda m: holes[int(m.group(1))], text)
 
 
 def _quote_blocks(text: str) -> str:

@@ -129,7 +129,8 @@ class LLMStub:
         return self.url + "/v1"
 
     def start(self) -> LLMStub:
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval makes stop() quick (shutdown waits for the next poll).
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 

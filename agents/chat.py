@@ -1,0 +1,254 @@
+"""The chat agent: one incoming message in, one answer out, with memory on both sides.
+
+For each message it stores the user's turn, has memory assemble the context (persona, facts,
+recalled memories, summary, recent turns) within the token budget, answers in the chat's mode
+(single, three-pass, or review panel), stores the answer, and every few turns hands the recent
+turns to the fact extractor in the background (batched: one call per N turns, not per message).
+
+Failures end in a clear sentence for the user, never an exception out of ``answer``: the reason
+is logged, and ``Answer.error`` names the kind. With no model configured it answers from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from loguru import logger
+
+from agents.errors import (
+    BadModelOutput,
+    BudgetExceeded,
+    DeadlineExceeded,
+    LLMError,
+    ProviderAuthError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from agents.llm import LLM
+from agents.providers.base import Completion, LLMRequest, Usage, extract_json
+from agents.providers.none import NOTICE
+from agents.resilience import deadline
+from agents.review import Progress, ReviewEngine, ReviewResult
+from agents.settings import LLMSettings
+from agents.usage import CallContext
+from memory.facts import FactExtractor
+from memory.types import Message, Scope
+
+Mode = Literal["single", "think", "review"]
+OnDelta = Callable[[str], Awaitable[None]]
+# Sections memory's assembler puts after the stable part (persona, facts, lessons) of the system
+# prompt; the cache breakpoint goes before the first of them.
+VOLATILE_HEADERS = ("## Earlier in this conversation", "## Possibly relevant memories")
+
+FACTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"facts": {"type": "array", "items": {"type": "string"}}},
+    "required": ["facts"],
+    "additionalProperties": False,
+}
+EXTRACT_PROMPT = (
+    "From the conversation below, list durable facts about the user worth remembering for months "
+    "(preferences, circumstances, plans, people, standing instructions). Each fact one short "
+    "sentence that makes sense on its own, in the third person (\"The user ...\"). Skip small "
+    "talk, questions and anything temporary. Reply with only JSON: {\"facts\": [\"...\"]}; "
+    "an empty list when there is nothing.\n\n"
+)
+
+
+@dataclass
+class Answer:
+    text: str
+    mode: Mode = "single"
+    usage: Usage = field(default_factory=Usage)
+    calls: int = 0
+    run_id: int | None = None  # the stored three-pass / panel transcript
+    review: ReviewResult | None = None
+    retrieval_only: bool = False
+    error: str | None = None  # "unavailable", "budget", "auth", "timeout", "bad_output", "rejected"
+    included: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+
+def split_stable_prefix(system: str) -> tuple[str, str]:
+    """(stable prefix, the rest) of an assembled system prompt, split at the first volatile section."""
+    cut = min((i for i in (system.find("\n\n" + h) for h in VOLATILE_HEADERS) if i >= 0), default=-1)
+    if cut < 0:
+        return system, ""
+    return system[:cut], system[cut + 2:]
+
+
+def user_message(exc: LLMError) -> tuple[str, str]:
+    """What the user is told for a failed answer, and the error kind."""
+    if isinstance(exc, BudgetExceeded):
+        return f"Sorry, {exc}.", "budget"
+    if isinstance(exc, ProviderAuthError):
+        return "The model provider refused our credentials or spend limit; the admins have been told.", "auth"
+    if isinstance(exc, DeadlineExceeded):
+        return "The model took too long to answer, so I stopped waiting. Please try again.", "timeout"
+    if isinstance(exc, ProviderUnavailable):
+        return ("The model provider is overloaded or unreachable right now. "
+                "Please try again in a minute."), "unavailable"
+    if isinstance(exc, BadModelOutput):
+        return f"The model gave no usable answer ({exc}). Try rephrasing.", "bad_output"
+    if isinstance(exc, ProviderRejected):
+        return "The model provider rejected this request. Try a shorter or different message.", "rejected"
+    return f"Something went wrong asking the model: {exc}", "error"
+
+
+class LLMFactExtractor(FactExtractor):
+    """Memory's extractor interface, answered by the model in one call per batch of turns."""
+
+    def __init__(self, llm: LLM, max_tokens: int = 512) -> None:
+        self.llm = llm
+        self.max_tokens = max_tokens
+
+    async def extract(self, turns: list[Message]) -> list[str]:
+        if not turns or not self.llm.capabilities.generates:
+            return []
+        user_id = next((t.user_id for t in turns if t.user_id is not None), None)
+        ctx = CallContext(user_id=user_id, chat_id=turns[0].chat_id, purpose="extract")
+        transcript = "\n".join(f"{t.role}: {t.text}" for t in turns)
+        request = LLMRequest(
+            messages=[{"role": "user", "content": EXTRACT_PROMPT + transcript}],
+            max_tokens=self.max_tokens,
+            temperature=0.0 if self.llm.capabilities.temperature else None,
+            effort="low" if self.llm.capabilities.effort else None,
+            json_schema=FACTS_SCHEMA if self.llm.capabilities.json_schema else None,
+        )
+        try:
+            result = await self.llm.complete(request, ctx)
+            data = extract_json(result.text)
+        except (LLMError, ValueError) as exc:
+            logger.warning("fact extraction skipped: {}", exc)
+            return []
+        facts = data.get("facts", []) if isinstance(data, dict) else data
+        return [f.strip() for f in facts if isinstance(f, str) and f.strip()][:20]
+
+
+class ChatAgent:
+    def __init__(self, memory: Any, llm: LLM, settings: LLMSettings,
+                 review: ReviewEngine | None = None, extractor: FactExtractor | None = None) -> None:
+        self.memory = memory  # memory.service.Memory
+        self.llm = llm
+        self.settings = settings
+        self.review = review
+        self.extractor = extractor
+        self._since_extraction: dict[int, int] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def answer(self, chat_id: int, user_id: int | None, text: str, *, mode: Mode = "single",
+                     is_admin: bool = False, telegram_message_id: int | None = None,
+                     on_delta: OnDelta | None = None, progress: Progress | None = None) -> Answer:
+        """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
+        mode); ``progress`` gets phase names in think/review modes. Never raises for model faults."""
+        await self.memory.add_message(chat_id, user_id, "user", text,
+                                      telegram_message_id=telegram_message_id)
+        self._count_turn(chat_id, user_id)
+        context = await self.memory.assemble_context(chat_id, user_id, text,
+                                                     self.settings.context_tokens, self.settings.persona)
+        if not self.llm.capabilities.generates:
+            return await self._from_memory(chat_id, user_id, text)
+        prefix, rest = split_stable_prefix(context.system)
+        ctx = CallContext(user_id, chat_id, "chat", is_admin)
+        try:
+            with deadline(self.settings.answer_deadline_s):
+                if mode == "single" or self.review is None:
+                    answer = await self._single(prefix, rest, context.messages, ctx, on_delta)
+                else:
+                    answer = await self._reviewed(mode, text, prefix, rest, context.messages, ctx, progress)
+        except LLMError as exc:
+            message, kind = user_message(exc)
+            logger.warning("answer in chat {} failed ({}): {}", chat_id, kind, exc)
+            return Answer(message, mode, error=kind, included=context.included, dropped=context.dropped)
+        answer.included, answer.dropped = context.included, context.dropped
+        await self.memory.add_message(chat_id, None, "assistant", answer.text,
+                                      meta={"mode": mode, "run_id": answer.run_id})
+        self._count_turn(chat_id, user_id)
+        return answer
+
+    async def _single(self, prefix: str, rest: str, messages: list[dict[str, str]], ctx: CallContext,
+                      on_delta: OnDelta | None) -> Answer:
+        request = LLMRequest(messages=messages, system_prefix=prefix, system=rest,
+                             max_tokens=self.settings.max_output_tokens)
+        result: Completion | None = None
+        if on_delta is None:
+            result = await self.llm.complete(request, ctx)
+        else:
+            so_far = ""
+            async for item in self.llm.stream(request, ctx):
+                if isinstance(item, Completion):
+                    result = item
+                else:
+                    so_far += item
+                    await on_delta(so_far)
+        assert result is not None
+        text = result.text.strip()
+        if not text:
+            reason = "declined to answer" if result.refused else "returned an empty answer"
+            raise BadModelOutput(f"the model {reason}")
+        if result.truncated:
+            text += "\n\n… (cut off at the length limit)"
+        return Answer(text, "single", result.usage, 1)
+
+    async def _reviewed(self, mode: Mode, text: str, prefix: str, rest: str,
+                        messages: list[dict[str, str]], ctx: CallContext,
+                        progress: Progress | None) -> Answer:
+        assert self.review is not None
+        history = messages[:-1]
+        if mode == "think":
+            result = await self.review.three_pass(text, ctx, system_prefix=prefix, system=rest,
+                                                  history=history, progress=progress)
+        else:
+            result = await self.review.panel(text, ctx, system_prefix=prefix, system=rest,
+                                             history=history, progress=progress)
+        return Answer(result.final, mode, result.usage, result.calls, result.run_id, result)
+
+    async def _from_memory(self, chat_id: int, user_id: int | None, text: str) -> Answer:
+        hits = await self.memory.search(text, Scope(chat_id, user_id), k=5)
+        hits = [h for h in hits if h.text.strip() != text.strip()]
+        if hits:
+            lines = "\n".join(f"- [{h.ts:%Y-%m-%d}] {h.text}" for h in hits)
+            body = f"{NOTICE}\n\nWhat I remember that may be relevant:\n{lines}"
+        else:
+            body = f"{NOTICE}\n\nI found nothing in memory about that."
+        return Answer(body, retrieval_only=True)
+
+    # -- fact extraction -------------------------------------------------------------------
+    def _count_turn(self, chat_id: int, user_id: int | None) -> None:
+        every = self.settings.fact_extraction_every
+        if self.extractor is None or every <= 0:
+            return
+        self._since_extraction[chat_id] = self._since_extraction.get(chat_id, 0) + 1
+        if self._since_extraction[chat_id] >= every:
+            self._since_extraction[chat_id] = 0
+            task = asyncio.create_task(self._extract(chat_id, user_id, every))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _extract(self, chat_id: int, user_id: int | None, count: int) -> None:
+        assert self.extractor is not None
+        try:
+            turns = await self.memory.recent_messages(chat_id, count)
+            results = await self.memory.learn(turns, Scope(chat_id, user_id), self.extractor)
+            logger.info("extracted {} facts in chat {}", len(results), chat_id)
+        except Exception as exc:  # background work: log, never crash the chat
+            logger.opt(exception=exc).warning("fact extraction in chat {} failed", chat_id)
+
+    async def drain(self) -> None:
+        """Wait for background extraction (for shutdown and tests)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def answer_as_json(answer: Answer) -> str:
+    """The ``--json`` form of the CLI: the answer, its passes or rounds, and usage."""
+    out: dict[str, Any] = {"text": answer.text, "mode": answer.mode, "calls": answer.calls,
+                           "usage": answer.usage.as_dict(), "error": answer.error,
+                           "retrieval_only": answer.retrieval_only, "run_id": answer.run_id}
+    if answer.review is not None:
+        out["review"] = answer.review.transcript()
+    return json.dumps(out, ensure_ascii=False, indent=2)

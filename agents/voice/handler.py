@@ -1,0 +1,156 @@
+"""The voice path a channel calls: download a voice note, transcribe it, say what to tell the user.
+
+The channel (Telegram) hands over what it knows from the update (``VoiceNote``) and a coroutine
+that downloads the file; ``transcribe_voice`` never raises for bad input or faults: it returns a
+``VoiceOutcome`` with either a transcript to treat as the user's typed message, or a reply to send
+instead. When the engine is missing or broken the recording is kept in ``keep_dir`` so it can be
+transcribed later (``familiar transcribe FILE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from loguru import logger
+
+from agents.voice.audio import too_long
+from agents.voice.errors import AudioTooLarge, EngineUnavailable, FetchError, VoiceError
+from agents.voice.transcriber import Transcriber, Transcript
+
+VoiceKind = Literal["voice", "audio", "video_note"]
+HEARD_NOTHING = "🤷 I heard nothing in that recording. Was the microphone muted? Please try again."
+CONTEXT_MARK = "[voice message, transcribed automatically; words may be misheard]"
+_EXTENSIONS = {"voice": ".ogg", "video_note": ".mp4"}
+
+
+@dataclass(frozen=True)
+class VoiceNote:
+    """What the update says about the recording, before it is downloaded."""
+
+    kind: VoiceKind
+    file_id: str
+    file_unique_id: str | None = None
+    duration_s: float | None = None
+    size: int | None = None
+    mime_type: str | None = None
+
+    def file_name(self) -> str:
+        stem = re.sub(r"[^A-Za-z0-9_-]", "_", self.file_unique_id or self.file_id)[:80]
+        ext = _EXTENSIONS.get(self.kind) or mimetypes.guess_extension(self.mime_type or "") or ".bin"
+        return f"{self.kind}-{stem}{ext}"
+
+
+@dataclass(frozen=True)
+class VoiceOutcome:
+    """Either ``transcript`` (answer it like typed text) or ``reply`` (send it; store nothing)."""
+
+    note: VoiceNote
+    transcript: Transcript | None = None
+    reply: str | None = None
+    error: VoiceError | None = None
+    kept_path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.transcript is not None and not self.transcript.heard_nothing
+
+    @property
+    def text(self) -> str:
+        """The transcript, the text to store and answer ("" unless ``ok``)."""
+        return self.transcript.text if self.ok and self.transcript else ""
+
+    def heard_line(self) -> str:
+        """Shown to the user above the answer, so they see what was understood."""
+        return f"🗣 I heard: {self.text}"
+
+    def meta(self) -> dict[str, Any]:
+        """What the stored user message should carry about its audio origin."""
+        t = self.transcript
+        return {
+            "from_audio": True,
+            "audio_kind": self.note.kind,
+            "file_id": self.note.file_id,
+            "file_unique_id": self.note.file_unique_id,
+            "duration_s": round(t.duration_s, 2) if t else self.note.duration_s,
+            "engine": t.engine if t else None,
+            "language": t.language if t else None,
+        }
+
+
+def for_context(text: str) -> str:
+    """A transcript as the model should see it: marked as heard, not typed."""
+    return f"{CONTEXT_MARK} {text}"
+
+
+async def transcribe_voice(
+    note: VoiceNote,
+    fetch: Callable[[], Awaitable[bytes | bytearray]],
+    transcriber: Transcriber,
+    *,
+    keep_dir: Path | None = None,
+    fetch_timeout_s: float = 60.0,
+) -> VoiceOutcome:
+    """Download (``fetch``) and transcribe one recording; never raises for bad input or faults."""
+    s = transcriber.settings
+    try:
+        # Refuse what the update already shows is too big, before spending the download on it.
+        if note.size is not None and note.size > s.max_bytes:
+            raise AudioTooLarge(
+                f"The audio file is {note.size / 1e6:.1f} MB; the limit (voice.max_bytes) is {s.max_bytes / 1e6:.1f} MB."
+            )
+        if note.duration_s is not None and note.duration_s > s.max_duration_s:
+            raise too_long(note.duration_s, s.max_duration_s)
+    except AudioTooLarge as exc:
+        return VoiceOutcome(note, reply=f"⚠️ {exc}", error=exc)
+
+    try:
+        data = bytes(await asyncio.wait_for(fetch(), fetch_timeout_s))
+    except Exception as exc:  # network, Telegram API, timeout: all mean "send it again"
+        logger.warning("voice note {} could not be downloaded: {}", note.file_id, type(exc).__name__)
+        error = FetchError(f"I could not download the recording ({type(exc).__name__}).")
+        return VoiceOutcome(note, reply="⚠️ I could not download your recording. Please send it again.", error=error)
+
+    try:
+        transcript = await transcriber.transcribe(data)
+    except EngineUnavailable as exc:
+        kept = await _keep(note, data, keep_dir)
+        logger.error("voice transcription unavailable: {}", exc.explain())
+        later = " I kept the recording to transcribe later." if kept else ""
+        return VoiceOutcome(note, reply=f"⚠️ I cannot transcribe voice messages right now: {exc}{later}",
+                            error=exc, kept_path=kept)
+    except VoiceError as exc:  # corrupt, unsupported, too long: the user can act on the message
+        return VoiceOutcome(note, reply=f"⚠️ {exc}", error=exc)
+    except Exception as exc:  # an engine bug must not cost the recording
+        logger.exception("voice transcription failed for {}", note.file_id)
+        kept = await _keep(note, data, keep_dir)
+        error = VoiceError(f"Transcription failed ({type(exc).__name__}).")
+        return VoiceOutcome(note, reply="⚠️ Something went wrong while transcribing; I kept the recording.",
+                            error=error, kept_path=kept)
+    if transcript.heard_nothing:
+        return VoiceOutcome(note, transcript=transcript, reply=HEARD_NOTHING)
+    return VoiceOutcome(note, transcript=transcript)
+
+
+async def _keep(note: VoiceNote, data: bytes, keep_dir: Path | None) -> Path | None:
+    if keep_dir is None:
+        return None
+
+    def write() -> Path:
+        keep_dir.mkdir(parents=True, exist_ok=True)
+        path = keep_dir / note.file_name()
+        tmp = path.with_suffix(path.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # never a half-written recording under the final name
+        return path
+
+    try:
+        return await asyncio.to_thread(write)
+    except OSError as exc:
+        logger.error("could not keep voice note {}: {}", note.file_id, exc)
+        return None

@@ -1,0 +1,177 @@
+"""Calls and tokens per answer in single, three-pass and review modes, against the stub server.
+
+Runs the real Anthropic provider (real SDK, HTTP on 127.0.0.1) and the real review engine over a
+fixed set of 20 prompts with a chat-like context: a stable prefix (persona + pinned facts), a
+per-message part (recalled memories) and recent turns. The stub simulates prompt caching (block
+boundaries, breakpoints, 1024-token minimum; tokens = characters / 4) and scripted replies: drafts
+of ~200 words, and critiques/reviews that are clean for half of the prompts and ask for changes
+(once) for the other half. Each mode runs against a fresh stub (cold cache), prompts in order as
+in one chat.
+
+"Effective input" prices cached tokens relative to ordinary input: reads at 0.1, writes at 1.25
+(Anthropic's ratios). Target: three-pass effective input <= 2.2 x single.
+
+    .venv/bin/python bench/agents_cost.py [--prompts 20] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.llm import LLM  # noqa: E402
+from agents.providers.anthropic import AnthropicProvider  # noqa: E402
+from agents.providers.base import LLMRequest, Usage  # noqa: E402
+from agents.review import ReviewEngine  # noqa: E402
+from agents.settings import LLMSettings, ReviewSettings  # noqa: E402
+from agents.usage import CallContext  # noqa: E402
+from tests.stubs.anthropic_stub import LLMStub, Reply  # noqa: E402
+
+TOPICS = [
+    "how to descale a kettle", "a packing list for a weekend hike", "the difference between TCP and UDP",
+    "a birthday message for my sister", "how compound interest works", "tips to sleep better",
+    "a vegetarian dinner for four", "how to ask for a raise", "what a Roth IRA is",
+    "how to fix a dripping tap", "a short poem about autumn", "how vaccines train the immune system",
+    "planning a three-day trip to Porto", "how to start running at 40", "explaining recursion to a child",
+    "a polite complaint to my landlord", "how to choose a laptop for programming",
+    "why the sky is blue", "how to keep basil alive indoors", "a 20-minute home workout",
+]
+PERSONA = ("You are Familiar, a helpful personal assistant living in Telegram. Answer concisely, "
+           "in the user's language, with concrete steps where they help. ")
+FACTS = "\n".join(f"- Pinned fact {i}: the user {t}." for i, t in enumerate([
+    "lives in Lisbon", "is vegetarian", "has a sister called Ana", "works as a nurse on night shifts",
+    "prefers metric units", "is learning Portuguese", "has a cat called Miso", "runs twice a week",
+    "dislikes long answers", "uses Linux", "has a budget for a laptop of 1200 euros",
+    "is allergic to penicillin", "speaks English and German", "has a balcony garden",
+    "wakes at 14:00 on work days", "saves for a flat",
+] * 4))
+RECALLED = "\n".join(f"- [2026-0{i % 9 + 1}-1{i}] memory {i}: an earlier remark about {TOPICS[i]}."
+                     for i in range(6))
+HISTORY = [
+    {"role": "user", "content": "Good morning! Anything on my calendar today?"},
+    {"role": "assistant", "content": "Good morning. Nothing scheduled today; your dentist visit is on Friday at 10."},
+    {"role": "user", "content": "Thanks. Remind me what I said about the laptop budget?"},
+    {"role": "assistant", "content": "You said you can spend up to 1200 euros and want something light for Linux."},
+]
+
+
+def draft_text(seed: int, words: int = 200) -> str:
+    vocab = ("the a step then check water heat mix slowly next your it keep small add time "
+             "until clean dry warm cool use try plan day week note").split()
+    return " ".join(vocab[(seed * 7 + i * 3) % len(vocab)] for i in range(words)) + "."
+
+
+def review_json(clean: bool) -> dict[str, Any]:
+    if clean:
+        return {"score": 9, "verdict": "approve", "issues": [], "summary": "Accurate and concise."}
+    return {"score": 5, "verdict": "revise",
+            "issues": [{"severity": "major", "text": "Step 2 is wrong: it should come after step 3."},
+                       {"severity": "minor", "text": "Too long for this user."}],
+            "summary": "Fix the order of steps; shorten."}
+
+
+class Script:
+    """Replies by request: drafts and revisions are text; reviews are clean for even prompts,
+    and for odd prompts ask for changes the first time and approve after a revision."""
+
+    def __init__(self) -> None:
+        self.prompt = 0
+
+    def __call__(self, path: str, body: dict[str, Any]) -> Reply:
+        wants_json = "format" in (body.get("output_config") or {})
+        if not wants_json:
+            return Reply(draft_text(self.prompt + len(body["messages"])))
+        revised = any("Revise your answer" in m["content"] or "Rewrite your answer" in m["content"]
+                      for m in body["messages"] if isinstance(m["content"], str))
+        draft_seen = json.dumps(body["messages"])
+        second_round = draft_seen.count("step then check") > 1 or revised
+        return Reply(json=review_json(self.prompt % 2 == 0 or second_round))
+
+
+def effective(u: Usage) -> float:
+    return u.input_tokens + 0.1 * u.cache_read_tokens + 1.25 * u.cache_write_tokens
+
+
+async def run_mode(mode: str, prompts: int) -> dict[str, Any]:
+    stub = LLMStub().start()
+    script = Script()
+    stub.responder = script
+    settings = LLMSettings()
+    provider = AnthropicProvider("claude-sonnet-4-6", api_key="bench", base_url=stub.url, max_retries=0)
+    llm = LLM(provider)
+    engine = ReviewEngine(llm, ReviewSettings(max_rounds=3), settings)
+    total, calls, outcomes = Usage(), 0, []
+    try:
+        for i in range(prompts):
+            script.prompt = i
+            question = f"Can you help me with {TOPICS[i % len(TOPICS)]}?"
+            kw = {"system_prefix": PERSONA + "\n\n## What you know about the user\n" + FACTS,
+                  "system": "## Possibly relevant memories\n" + RECALLED}
+            ctx = CallContext(user_id=1, chat_id=1)
+            if mode == "single":
+                r = await llm.complete(LLMRequest([*HISTORY, {"role": "user", "content": question}],
+                                                  max_tokens=1024, **kw), ctx)
+                total, calls = total + r.usage, calls + 1
+                outcomes.append("single")
+            elif mode == "three_pass":
+                res = await engine.three_pass(question, ctx, history=HISTORY, **kw)
+                total, calls = total + res.usage, calls + res.calls
+                outcomes.append(res.outcome)
+            else:
+                res = await engine.panel(question, ctx, history=HISTORY, **kw)
+                total, calls = total + res.usage, calls + res.calls
+                outcomes.append(f"{res.outcome}@{len(res.rounds)}")
+    finally:
+        await provider.aclose()
+        stub.stop()
+    n = prompts
+    return {
+        "mode": mode, "prompts": n, "calls_per_answer": calls / n,
+        "input_per_answer": total.total_input / n, "uncached_input_per_answer": total.input_tokens / n,
+        "cache_read_per_answer": total.cache_read_tokens / n,
+        "cache_write_per_answer": total.cache_write_tokens / n,
+        "output_per_answer": total.output_tokens / n,
+        "effective_input_per_answer": effective(total) / n,
+        "cached_prefix_share": total.cache_read_tokens / max(1, total.total_input),
+        "outcomes": {o: outcomes.count(o) for o in sorted(set(outcomes))},
+    }
+
+
+async def main_async(prompts: int) -> list[dict[str, Any]]:
+    return [await run_mode(m, prompts) for m in ("single", "three_pass", "panel")]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = asyncio.run(main_async(args.prompts))
+    single = rows[0]
+    for r in rows:
+        r["effective_input_vs_single"] = r["effective_input_per_answer"] / single["effective_input_per_answer"]
+        r["raw_input_vs_single"] = r["input_per_answer"] / single["input_per_answer"]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'mode':<11}{'calls':>7}{'input':>9}{'uncached':>10}{'c.read':>9}{'c.write':>9}"
+          f"{'output':>8}{'effective':>11}{'x single':>10}{'raw x':>7}{'cached%':>9}  outcomes")
+    for r in rows:
+        print(f"{r['mode']:<11}{r['calls_per_answer']:>7.2f}{r['input_per_answer']:>9.0f}"
+              f"{r['uncached_input_per_answer']:>10.0f}{r['cache_read_per_answer']:>9.0f}"
+              f"{r['cache_write_per_answer']:>9.0f}{r['output_per_answer']:>8.0f}"
+              f"{r['effective_input_per_answer']:>11.0f}{r['effective_input_vs_single']:>10.2f}"
+              f"{r['raw_input_vs_single']:>7.2f}{100 * r['cached_prefix_share']:>8.1f}%  {r['outcomes']}")
+    ok = rows[1]["effective_input_vs_single"] <= 2.2
+    print(f"target three-pass <= 2.2 x single (effective input): {'met' if ok else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The memory commands: /remember, /recall, /memories, /forget, /context, /summary, /export,
+/forgetme. They talk to memory's ``Memory`` facade and know nothing about Telegram."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from bot.core.assistant import Assistant
+from bot.core.commands import Command
+from bot.core.transport import Transport
+from bot.core.types import Button, ButtonPress, Incoming, Reply
+from memory.errors import FamiliarError
+from memory.service import Memory
+from memory.types import Hit, Scope
+
+LISTED_KINDS = ("fact", "note", "summary", "lesson")
+SNIPPET = 160
+
+
+def scope_of(msg: Incoming | ButtonPress) -> Scope:
+    return Scope(chat_id=msg.chat_id, user_id=msg.sender.id)
+
+
+def snippet(text: str, limit: int = SNIPPET) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def hit_line(hit: Hit) -> str:
+    return f"#{hit.id} [{hit.kind}, {hit.ts:%Y-%m-%d}] {snippet(hit.text)}"
+
+
+class MemoryCommands:
+    def __init__(self, memory: Memory, context_tokens: int) -> None:
+        self.memory = memory
+        self.context_tokens = context_tokens
+
+    def register(self, assistant: Assistant) -> None:
+        replace = assistant.commands.replace
+        replace(Command("remember", "Remember something", self.remember, "/remember TEXT", needs_args=True))
+        replace(Command("recall", "Search what I remember", self.recall, "/recall QUERY", needs_args=True))
+        replace(Command("memories", "List what I remember about this chat", self.memories, "/memories"))
+        replace(Command("forget", "Forget one memory", self.forget, "/forget ID", needs_args=True))
+        replace(Command("context", "Show what I would send to the model now", self.context, "/context"))
+        replace(Command("summary", "Summarise this chat so far", self.summary, "/summary"))
+        replace(Command("export", "Export your memory of this chat as JSON", self.export, "/export"))
+        replace(Command("forgetme", "Forget everything about you", self.forgetme, "/forgetme"))
+        assistant.buttons["fm"] = self.confirm_forgetme
+
+    async def remember(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        """/remember TEXT: store a memory card, without duplicates."""
+        try:
+            result = await self.memory.add_fact(args, scope_of(msg), source="user")
+        except FamiliarError as exc:
+            return Reply(f"I couldn't remember that: {exc}", markdown=False)
+        if result.action == "duplicate":
+            return Reply(f"I already knew that (#{result.id}).", markdown=False)
+        if result.action == "superseded":
+            return Reply(f"Updated: #{result.id} replaces #{result.superseded_id}.", markdown=False)
+        return Reply(f"Remembered (#{result.id}).", markdown=False)
+
+    async def recall(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        """/recall QUERY: the best matches in this chat's memory."""
+        hits = await self.memory.search(args, scope_of(msg), k=8)
+        if not hits:
+            return Reply("I don't remember anything about that.", markdown=False)
+        return Reply("\n".join(hit_line(h) for h in hits), markdown=False)
+
+    async def memories(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        """/memories: the latest facts, notes and summaries of this chat."""
+        hits = await self.memory.list_memories(scope_of(msg), kinds=LISTED_KINDS, limit=20)
+        if not hits:
+            return Reply("I have no memories of this chat yet. /remember TEXT adds one.", markdown=False)
+        return Reply("\n".join(hit_line(h) for h in hits) + "\n\n/forget ID removes one.", markdown=False)
+
+    async def forget(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        """/forget ID: remove one memory of this chat."""
+        raw = args.strip().lstrip("#")
+        if not raw.isdigit():
+            return Reply("Usage: /forget ID (the number /memories or /recall shows)", markdown=False)
+        if await self.memory.forget(int(raw), scope_of(msg)):
+            return Reply(f"Forgotten #{raw}.", markdown=False)
+        return Reply(f"There is no memory #{raw} of yours in this chat.", markdown=False)
+
+    async def context(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        """/context: what the model would see now, and what did not fit."""
+        ctx = await self.memory.assemble_context(
+            msg.chat_id, msg.sender.id, args or "(your next message)", self.context_tokens
+        )
+        lines = [f"Context: {ctx.tokens_used} of {self.context_tokens} tokens."]
+        if ctx.included:
+            lines.append("Included:")
+            lines += [f"• {snippet(item)}" for item in ctx.included]
+        if ctx.dropped:
+            lines.append("Left out (still searchable):")
+            lines += [f"• {snippet(item)}" for item in ctx.dropped]
+        return Reply("\n".join(lines), markdown=False)
+
+    async def summary(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        """/summary: a summary of the recent conversation in this chat."""
+        turns = await self.memory.recent_messages(msg.chat_id, limit=200)
+        if not turns:
+            return Reply("Nothing to summarise yet.", markdown=False)
+        await transport.typing(msg.chat_id)
+        text = await self.memory.summariser.summarise(turns)
+        return Reply(text, markdown=False)
+
+    async def export(self, msg: Incoming, args: str, transport: Transport) -> Reply | None:
+        """/export: this chat's memory of you as a JSON file."""
+        data = await self.memory.export(chat_id=msg.chat_id, user_id=msg.sender.id)
+        payload = json.dumps(data, ensure_ascii=False, indent=1, default=str).encode()
+        name = f"familiar-export-{msg.chat_id}-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+        try:
+            await transport.send_file(msg.chat_id, name, payload, caption="Your memory in this chat.")
+        except NotImplementedError:
+            return Reply(
+                "This channel cannot send files; `familiar memory export` on the server does the same.",
+                markdown=False,
+            )
+        return None
+
+    async def forgetme(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        """/forgetme: ask to confirm, with buttons, before erasing the person."""
+        uid = msg.sender.id
+        return Reply(
+            "Forget everything I know about you, in every chat? This cannot be undone.",
+            buttons=[[Button("Yes, forget me", f"fm:yes:{uid}"), Button("No", f"fm:no:{uid}")]],
+            markdown=False,
+        )
+
+    async def confirm_forgetme(self, press: ButtonPress, payload: str, transport: Transport) -> str:
+        answer, _, uid = payload.partition(":")
+        if uid != str(press.sender.id):
+            return "This button is not yours."
+        if answer != "yes":
+            await transport.send(press.chat_id, Reply("Nothing was forgotten.", markdown=False))
+            return "Cancelled."
+        removed = await self.memory.forget_user(press.sender.id)
+        await transport.send(press.chat_id, Reply(f"Done: I forgot {removed} items about you.", markdown=False))
+        return "Forgotten."

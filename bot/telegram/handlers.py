@@ -1,0 +1,246 @@
+"""Telegram updates in, assistant core calls out: access checks, group rules, rate limit, buttons.
+
+``UpdateHandler.handle`` takes one parsed ``telegram.Update``. Nothing from a stranger reaches
+the assistant (or an LLM) and nothing of theirs is stored beyond an audit row; every callback
+query is answered, whatever happens. Errors go to the ``ErrorReporter``, except Telegram being
+unreachable (``NetworkError``, ``RetryAfter``), which is raised so the caller tries again later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from loguru import logger
+from telegram import CallbackQuery, Message, Update
+from telegram.constants import ChatType
+from telegram.error import BadRequest, NetworkError, RetryAfter
+
+from bot.core.assistant import Assistant
+from bot.core.commands import Command, parse_command
+from bot.core.transport import Transport
+from bot.core.types import ButtonPress, Incoming, Reply, Sender
+from bot.telegram.access import AccessControl, Role
+from bot.telegram.limits import Throttle, TokenBucket
+from bot.telegram.reporting import ErrorReporter
+from memory.db import Database
+
+AnswerCallback = Callable[[str, str], Awaitable[None]]
+GROUP_TYPES = (ChatType.GROUP, ChatType.SUPERGROUP)
+REFUSAL = "Sorry, this is a private assistant. If its owner gave you an invite code, send /start CODE."
+BAD_CODE = "That invite code is not valid: it was used already or has expired."
+SLOW_DOWN = "You're sending messages faster than I can answer; please wait a moment."
+GROUP_NOT_ALLOWED = "I only work in groups an admin has allowed: an admin can send /group on here."
+TYPING_EVERY_S = 4.5  # Telegram shows the typing action for about 5 s
+
+
+@dataclass
+class BotIdentity:
+    id: int = 0
+    username: str = ""
+
+
+class UpdateHandler:
+    def __init__(
+        self,
+        db: Database,
+        assistant: Assistant,
+        transport: Transport,
+        access: AccessControl,
+        reporter: ErrorReporter,
+        answer_callback: AnswerCallback,
+        bucket: TokenBucket,
+        refusal_interval_s: float = 3600.0,
+    ) -> None:
+        self.db = db
+        self.assistant = assistant
+        self.transport = transport
+        self.access = access
+        self.reporter = reporter
+        self.answer_callback = answer_callback
+        self.bucket = bucket
+        self.me = BotIdentity()
+        self.refusals = Throttle(refusal_interval_s)
+        self.notices = Throttle(60.0)
+
+    def register_commands(self) -> None:
+        """Telegram's own commands: the real /invite, and /group for admins."""
+        self.assistant.commands.replace(
+            Command("invite", "Make a one-time invite code (admins)", self._invite, usage="/invite", admin_only=True)
+        )
+        if self.assistant.commands.get("group") is None:
+            self.assistant.commands.add(
+                Command("group", "Allow or stop me in this group (admins)", self._group,
+                        usage="/group on|off", admin_only=True, needs_args=True)
+            )
+
+    # -- entry ----------------------------------------------------------------------------
+    async def handle(self, update: Update) -> None:
+        chat_id = update.effective_chat.id if update.effective_chat else None
+        try:
+            if update.callback_query is not None:
+                await self.on_callback(update.callback_query)
+            elif update.message is not None:
+                await self.on_message(update.update_id, update.message)
+            # Other kinds (edits, channel posts, member changes) are not for the assistant.
+        except (RetryAfter, NetworkError) as exc:
+            if isinstance(exc, BadRequest):
+                await self.reporter.report(exc, update.update_id, chat_id)
+                return
+            raise
+        except Exception as exc:
+            await self.reporter.report(exc, update.update_id, chat_id)
+
+    # -- messages ---------------------------------------------------------------------------
+    def _addressed(self, message: Message, text: str) -> tuple[bool, str]:
+        """In a group: is the bot mentioned, replied to, or commanded? Returns the text without the mention."""
+        username = self.me.username
+        parsed = parse_command(text)
+        if parsed is not None:
+            head = text.split(" ", 1)[0]
+            target = head.partition("@")[2]
+            return (not target or target.lower() == username.lower()), text
+        reply = message.reply_to_message
+        if reply is not None and reply.from_user is not None and reply.from_user.id == self.me.id:
+            return True, text
+        mention = f"@{username}".lower()
+        if username and mention in text.lower():
+            start = text.lower().index(mention)
+            return True, (text[:start] + text[start + len(mention):]).strip()
+        return False, text
+
+    async def on_message(self, update_id: int, message: Message) -> None:
+        user, chat = message.from_user, message.chat
+        if user is None or user.is_bot or chat.type == ChatType.CHANNEL:
+            return
+        text = message.text if message.text is not None else message.caption
+        is_group = chat.type in GROUP_TYPES
+        if is_group:
+            addressed, text = self._addressed(message, text or "")
+            if not addressed:
+                return
+        role = self.access.role(user.id)
+        parsed = parse_command(text or "")
+        if not is_group and role is Role.STRANGER:
+            if parsed is not None and parsed[0] == "start" and parsed[1]:
+                if await self.db.run(self.access.redeem, parsed[1], user.id):
+                    await self.db.run(self.access.audit, user.id, chat.id, "invite redeemed")
+                    role, text = Role.USER, "/start"
+                else:
+                    await self.db.run(self.access.audit, user.id, chat.id, "invite code rejected")
+                    await self._notice(chat.id, BAD_CODE, key=("code", user.id))
+                    return
+            else:
+                await self._refuse(user.id, chat.id)
+                return
+        if is_group and not self.access.group_allowed(chat.id):
+            if not (parsed is not None and parsed[0] == "group" and role is Role.ADMIN):
+                await self.db.run(self.access.audit, user.id, chat.id, "group not allowed")
+                if role is not Role.STRANGER:
+                    await self._notice(chat.id, GROUP_NOT_ALLOWED, key=("group", chat.id))
+                return
+        if not text:
+            if not is_group:
+                await self._notice(chat.id, "I can only read text messages for now.", key=("text", user.id))
+            return
+        if not self.bucket.take(user.id):
+            await self._notice(chat.id, SLOW_DOWN, key=("slow", user.id))
+            return
+        reply_to = message.reply_to_message.message_id if message.reply_to_message else None
+        incoming = Incoming(
+            chat.id,
+            Sender(user.id, user.first_name or user.username or "", role is Role.ADMIN),
+            text,
+            message_id=message.message_id,
+            is_group=is_group,
+            channel="telegram",
+            meta={"update_id": update_id, "reply_to_message_id": reply_to},
+        )
+        if parsed is not None:
+            await self.assistant.handle(incoming, self.transport)
+            return
+        typing = asyncio.create_task(self._keep_typing(chat.id))
+        try:
+            await self.assistant.handle(incoming, self.transport)
+        finally:
+            typing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await typing
+
+    async def _keep_typing(self, chat_id: int) -> None:
+        while True:
+            await self.transport.typing(chat_id)
+            await asyncio.sleep(TYPING_EVERY_S)
+
+    async def _refuse(self, user_id: int, chat_id: int) -> None:
+        await self.db.run(self.access.audit, user_id, chat_id, "refused stranger")
+        logger.info("refused a message from stranger {}", user_id)
+        if self.refusals.allow(user_id):
+            await self._send_notice(chat_id, REFUSAL)
+
+    async def _notice(self, chat_id: int, text: str, key: object) -> None:
+        if self.notices.allow(key):
+            await self._send_notice(chat_id, text)
+
+    async def _send_notice(self, chat_id: int, text: str) -> None:
+        await self.transport.send(chat_id, Reply(text, markdown=False))
+
+    # -- buttons ------------------------------------------------------------------------------
+    async def on_callback(self, query: CallbackQuery) -> None:
+        notice = ""
+        try:
+            notice = await self._press(query)
+        finally:
+            try:
+                await self.answer_callback(query.id, notice[:190])
+            except Exception as exc:  # answering is best-effort; the press was handled
+                logger.warning("answerCallbackQuery failed: {}", exc)
+
+    async def _press(self, query: CallbackQuery) -> str:
+        user, message = query.from_user, query.message
+        if message is None or not isinstance(message, Message):
+            return "This button has expired."
+        chat = message.chat
+        is_group = chat.type in GROUP_TYPES
+        role = self.access.role(user.id)
+        if is_group:
+            authorised = self.access.group_allowed(chat.id)
+        else:
+            authorised = role is not Role.STRANGER and chat.id == user.id
+        if not authorised or user.is_bot:
+            await self.db.run(self.access.audit, user.id, chat.id, "refused button")
+            return "This button isn't for you."
+        if not self.bucket.take(user.id):
+            return SLOW_DOWN
+        press = ButtonPress(
+            chat.id,
+            Sender(user.id, user.first_name or "", role is Role.ADMIN),
+            (query.data or "")[:64],
+            message_id=message.message_id,
+            channel="telegram",
+        )
+        return await self.assistant.press(press, self.transport)
+
+    # -- Telegram-only commands -----------------------------------------------------------------
+    async def _invite(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        code, _ = await self.db.run(self.access.create_invite, msg.sender.id)
+        hours = self.access.invite_ttl_s / 3600
+        link = f"\nOr open https://t.me/{self.me.username}?start={code}" if self.me.username else ""
+        return Reply(
+            f"Invite code: {code}\nIt works once, for {hours:g} hours: the new person sends "
+            f"/start {code} to me.{link}",
+            markdown=False,
+        )
+
+    async def _group(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        if not msg.is_group:
+            return Reply("Send /group on inside the group you want me in.", markdown=False)
+        choice = args.strip().lower()
+        if choice not in ("on", "off"):
+            return Reply("Usage: /group on|off", markdown=False)
+        await self.db.run(self.access.set_group, msg.chat_id, choice == "on", msg.sender.id)
+        if choice == "on":
+            return Reply("I'll answer here when I'm mentioned, replied to, or given a command.", markdown=False)
+        return Reply("I'll stay quiet in this group.", markdown=False)

@@ -1,0 +1,48 @@
+"""The one error handler: log the traceback with the update id, tell the user briefly with a
+short reference, and tell the admins at most once per error kind per interval."""
+
+from __future__ import annotations
+
+import secrets
+import traceback
+from collections.abc import Awaitable, Callable
+
+from loguru import logger
+
+from bot.telegram.limits import Throttle
+
+Notify = Callable[[int, str], Awaitable[None]]
+
+
+def error_kind(exc: BaseException) -> str:
+    """The exception type and where it was raised: one kind per bug, not per message."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else "?"
+    return f"{type(exc).__name__} at {where}"
+
+
+class ErrorReporter:
+    def __init__(self, notify: Notify, admins: list[int], alert_interval_s: float = 600.0) -> None:
+        self.notify = notify
+        self.admins = list(admins)
+        self.alerts = Throttle(alert_interval_s)
+
+    async def report(self, exc: BaseException, update_id: int | None, chat_id: int | None) -> str:
+        """Handle one failure; returns the reference shown to the user."""
+        ref = secrets.token_hex(3)
+        kind = error_kind(exc)
+        logger.opt(exception=exc).error("update {} failed (ref {}): {}", update_id, ref, kind)
+        if chat_id is not None:
+            await self._safe(chat_id, f"Sorry, something went wrong (error {ref}). It has been logged.")
+        if self.admins and self.alerts.allow(kind):
+            text = f"⚠️ {kind} while handling update {update_id} (ref {ref}): {str(exc)[:300]}"
+            for admin in self.admins:
+                if admin != chat_id:
+                    await self._safe(admin, text)
+        return ref
+
+    async def _safe(self, chat_id: int, text: str) -> None:
+        try:
+            await self.notify(chat_id, text)
+        except Exception as exc:  # the reporter must never raise
+            logger.warning("could not send an error notice to chat {}: {}", chat_id, exc)

@@ -1,0 +1,198 @@
+"""The Telegram ``Transport``: replies as HTML messages with inline buttons, through PTB.
+
+- Markdown is converted to Telegram HTML; when Telegram rejects the entities the same text is
+  sent plain.
+- Text over Telegram's limit is split (``formatting.split_markdown``); buttons go under the last
+  message. Editing a split message edits its parts in place and sends only the new ones.
+- Sends are paced per chat (``ChatPacer``); ``RetryAfter`` is waited out and the call repeated,
+  so a reply is delayed, never dropped.
+- Edits of one message are coalesced to at most one per ``edit_interval_s``: an edit that comes
+  too soon replaces the pending one and returns at once; ``drain()`` applies what is pending.
+- ``typing`` is best-effort: its failure is logged and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from loguru import logger
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import BadRequest, RetryAfter, TelegramError
+
+from bot.core.transport import Transport
+from bot.core.types import Reply, SentMessage
+from bot.telegram.formatting import markdown_to_html, split_markdown
+from bot.telegram.limits import ChatPacer
+
+T = TypeVar("T")
+MAX_RETRY_AFTER_TRIES = 5
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    value: Any = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    if not reply.buttons:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in reply.buttons]
+    )
+
+
+def _not_modified(exc: BadRequest) -> bool:
+    return "not modified" in exc.message.lower()
+
+
+class TelegramTransport(Transport):
+    def __init__(
+        self,
+        bot: Bot,
+        pacer: ChatPacer,
+        edit_interval_s: float = 1.0,
+        split_limit: int = 4000,
+    ) -> None:
+        self.bot = bot
+        self.pacer = pacer
+        self.edit_interval_s = edit_interval_s
+        self.split_limit = split_limit
+        # Parts of a split message after its first, keyed by the first: (chat, message id).
+        self._parts: dict[tuple[int, int], list[int]] = {}
+        self._last_edit: dict[tuple[int, int], float] = {}
+        self._pending: dict[tuple[int, int], Reply] = {}
+        self._flushers: dict[tuple[int, int], asyncio.Task[None]] = {}
+
+    # -- calls with pacing and RetryAfter -------------------------------------------------
+    async def _call(self, chat_id: int, fn: Callable[[], Awaitable[T]]) -> T:
+        lock = await self.pacer.wait(chat_id)
+        try:
+            for attempt in range(1, MAX_RETRY_AFTER_TRIES + 1):
+                try:
+                    return await fn()
+                except RetryAfter as exc:
+                    if attempt == MAX_RETRY_AFTER_TRIES:
+                        raise
+                    delay = retry_after_seconds(exc)
+                    logger.warning("Telegram asked to wait {:.0f} s (chat {}); waiting", delay, chat_id)
+                    await asyncio.sleep(delay)
+            raise AssertionError("unreachable")
+        finally:
+            self.pacer.sent(chat_id)
+            lock.release()
+
+    async def _send_one(self, chat_id: int, text: str, markdown: bool, markup: Any) -> Message:
+        if markdown:
+            try:
+                return await self._call(
+                    chat_id,
+                    lambda: self.bot.send_message(
+                        chat_id, markdown_to_html(text), parse_mode=ParseMode.HTML, reply_markup=markup
+                    ),
+                )
+            except BadRequest as exc:
+                logger.info("Telegram rejected the formatting ({}); sending plain text", exc.message)
+        return await self._call(chat_id, lambda: self.bot.send_message(chat_id, text, reply_markup=markup))
+
+    async def _edit_one(self, chat_id: int, message_id: int, text: str, markdown: bool, markup: Any) -> None:
+        try:
+            if markdown:
+                try:
+                    await self._call(
+                        chat_id,
+                        lambda: self.bot.edit_message_text(
+                            markdown_to_html(text),
+                            chat_id=chat_id,
+                            message_id=message_id,
+                            parse_mode=ParseMode.HTML,
+                            reply_markup=markup,
+                        ),
+                    )
+                    return
+                except BadRequest as exc:
+                    if _not_modified(exc):
+                        return
+                    logger.info("Telegram rejected the formatting ({}); editing as plain text", exc.message)
+            await self._call(
+                chat_id,
+                lambda: self.bot.edit_message_text(
+                    text, chat_id=chat_id, message_id=message_id, reply_markup=markup
+                ),
+            )
+        except BadRequest as exc:
+            if not _not_modified(exc):
+                raise
+
+    # -- Transport ---------------------------------------------------------------------------
+    async def send(self, chat_id: int, reply: Reply) -> SentMessage:
+        chunks = split_markdown(reply.text or " ", self.split_limit)
+        ids: list[int] = []
+        for i, chunk in enumerate(chunks):
+            markup = keyboard(reply) if i == len(chunks) - 1 else None
+            message = await self._send_one(chat_id, chunk, reply.markdown, markup)
+            ids.append(message.message_id)
+        if len(ids) > 1:
+            self._parts[(chat_id, ids[0])] = ids[1:]
+        return SentMessage(chat_id, ids[0])
+
+    async def edit(self, message: SentMessage, reply: Reply) -> None:
+        key = (message.chat_id, message.message_id)
+        wait = self._last_edit.get(key, 0.0) + self.edit_interval_s - time.monotonic()
+        if wait > 0 or key in self._flushers:
+            self._pending[key] = reply
+            if key not in self._flushers:
+                self._flushers[key] = asyncio.create_task(self._flush_later(message, max(wait, 0.0)))
+            return
+        await self._apply_edit(message, reply)
+
+    async def _flush_later(self, message: SentMessage, delay: float) -> None:
+        key = (message.chat_id, message.message_id)
+        try:
+            await asyncio.sleep(delay)
+            reply = self._pending.pop(key, None)
+            if reply is not None:
+                await self._apply_edit(message, reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("a delayed edit of message {} failed", message.message_id)
+        finally:
+            self._flushers.pop(key, None)
+
+    async def _apply_edit(self, message: SentMessage, reply: Reply) -> None:
+        key = (message.chat_id, message.message_id)
+        self._last_edit[key] = time.monotonic()
+        chunks = split_markdown(reply.text or " ", self.split_limit)
+        ids = [message.message_id] + self._parts.get(key, [])
+        for i, chunk in enumerate(chunks):
+            markup = keyboard(reply) if i == len(chunks) - 1 else None
+            if i < len(ids):
+                await self._edit_one(message.chat_id, ids[i], chunk, reply.markdown, markup)
+            else:
+                sent = await self._send_one(message.chat_id, chunk, reply.markdown, markup)
+                ids.append(sent.message_id)
+        if len(ids) > 1:
+            self._parts[key] = ids[1:]
+
+    async def drain(self) -> None:
+        """Apply every edit still waiting for its turn."""
+        while self._flushers:
+            await asyncio.gather(*list(self._flushers.values()), return_exceptions=True)
+
+    async def typing(self, chat_id: int) -> None:
+        try:
+            await self.bot.send_chat_action(chat_id, ChatAction.TYPING)
+        except TelegramError as exc:  # non-essential: never stops a reply
+            logger.debug("sendChatAction failed in chat {}: {}", chat_id, exc)
+
+    async def send_plain(self, chat_id: int, text: str) -> None:
+        """A short notice outside the answer path (refusals, errors); failures are logged."""
+        try:
+            await self._send_one(chat_id, text, False, None)
+        except TelegramError as exc:
+            logger.warning("could not send a notice to chat {}: {}", chat_id, exc)

@@ -1,0 +1,86 @@
+"""The scheduled backup: write an archive, verify it, prune old ones, alert admins on failure.
+
+Also the health check of backup age. Blocking work (the snapshot, compression, verification)
+runs in a worker thread; the event loop only waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from loguru import logger
+
+from jobs.backup import BackupResult, BackupSources, create_backup, list_archives, remove_stale_partials
+from jobs.errors import VerifyError
+from jobs.restore import verify_archive
+from jobs.retention import RetentionPolicy, prune
+from jobs.settings import JobsSettings
+from memory.health import CheckResult, Status
+
+NotifyAdmins = Callable[[str], Awaitable[None]]
+
+
+def backup_dir(settings: JobsSettings, data_dir: Path) -> Path:
+    return Path(settings.backup_dir).expanduser() if settings.backup_dir else Path(data_dir) / "backups"
+
+
+def policy_of(settings: JobsSettings) -> RetentionPolicy:
+    return RetentionPolicy(settings.backup_keep_hourly, settings.backup_keep_daily,
+                           settings.backup_keep_weekly, settings.backup_keep_monthly)
+
+
+class BackupService:
+    """Backups as the daemon runs them (the scheduled job and ``/backup``)."""
+
+    def __init__(self, settings: JobsSettings, data_dir: Path, config_path: Path | None,
+                 app_version: str, notify_admins: NotifyAdmins) -> None:
+        self.settings = settings
+        self.sources = BackupSources.of(Path(data_dir), config_path)
+        self.dest = backup_dir(settings, data_dir)
+        self.app_version = app_version
+        self.notify_admins = notify_admins
+        self._lock = asyncio.Lock()
+
+    def run_sync(self) -> tuple[BackupResult, float, list[Path]]:
+        remove_stale_partials(self.dest)
+        result = create_backup(
+            self.sources, self.dest, app_version=self.app_version,
+            pages_per_step=self.settings.backup_pages_per_step,
+            step_sleep_s=self.settings.backup_step_sleep_ms / 1000,
+        )
+        report = verify_archive(result.path)
+        removed = prune(list_archives(self.dest), policy_of(self.settings), ZoneInfo(self.settings.timezone))
+        return result, report.seconds, removed
+
+    async def run(self) -> str:
+        """One backup now; returns a one-line account (the job's recorded output)."""
+        async with self._lock:  # /backup while the scheduled one runs waits for it
+            try:
+                result, verify_s, removed = await asyncio.to_thread(self.run_sync)
+            except VerifyError as exc:
+                await self.notify_admins(f"⚠️ The backup just written failed verification: {exc}")
+                raise
+        logger.info("backup verified in {:.1f} s; pruned {}", verify_s, len(removed))
+        return (f"{result.path.name}: {result.size / 1e6:.1f} MB in {result.seconds:.1f} s, "
+                f"verified in {verify_s:.1f} s, {len(removed)} old archive(s) removed")
+
+    def newest_age_hours(self, now: datetime | None = None) -> float | None:
+        archives = list_archives(self.dest)
+        if not archives:
+            return None
+        return ((now or datetime.now(UTC)) - archives[-1].created).total_seconds() / 3600
+
+    def health_check(self) -> CheckResult:
+        age = self.newest_age_hours()
+        limit = self.settings.backup_max_age_hours
+        if age is None:
+            status = Status.DEGRADED if self.settings.backup_enabled else Status.HEALTHY
+            return CheckResult("backup", status, f"no backup in {self.dest} yet")
+        detail = f"newest backup {age:.1f} h old in {self.dest}"
+        if age > limit:
+            return CheckResult("backup", Status.DEGRADED, f"{detail} (older than {limit:g} h)")
+        return CheckResult("backup", Status.HEALTHY, detail)

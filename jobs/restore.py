@@ -1,0 +1,343 @@
+"""Verifying archives and restoring them, never leaving the data directory half-restored.
+
+Verification streams the archive once: every member is extracted into a scratch directory while
+it is hashed, then compared with ``manifest.json`` (the last member), and the extracted database
+must pass ``PRAGMA integrity_check``. A truncated gzip stream, a changed byte, a missing or an
+unlisted file each fail with the name of the file concerned.
+
+Restore refuses while a daemon holds the data directory's lock, and holds that lock itself
+throughout. It verifies and extracts into a directory beside the data directory (same file
+system, so renames are atomic), shows what will change, then swaps: the current directory
+becomes ``<data>.before-restore-<time>`` (kept, not deleted) and the restored one takes its
+name, with ``renameat2(RENAME_EXCHANGE)`` where the kernel has it (one atomic step) and two
+renames otherwise. What the archive does not cover (the backups themselves, logs) is moved
+across into the restored directory afterwards.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from loguru import logger
+
+from jobs.backup import CONFIG_MEMBER, DATA_SUBDIRS, DB_MEMBER, FORMAT, MANIFEST, _fsync_dir
+from jobs.datalock import LOCK_NAME, DataDirBusy, DataDirLock
+from jobs.errors import RestoreError, VerifyError
+
+DB_SIDECARS = (DB_MEMBER, f"{DB_MEMBER}-wal", f"{DB_MEMBER}-shm", f"{DB_MEMBER}-journal")
+_CHUNK = 1024 * 1024
+
+
+@dataclass
+class VerifyReport:
+    archive: Path
+    manifest: dict[str, Any]
+    files: int
+    bytes: int
+    integrity: str
+    seconds: float
+
+
+def _safe_member_path(name: str) -> PurePosixPath:
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise VerifyError(f"the archive member {name!r} points outside the archive",
+                          "this archive was not written by Familiar; do not restore it")
+    return p
+
+
+def extract_verified(archive: Path, into: Path) -> dict[str, Any]:
+    """Extract ``archive`` into the empty directory ``into``, checking every file against the
+    manifest; returns the manifest. Raises VerifyError naming the first bad file."""
+    archive = Path(archive)
+    if not archive.is_file():
+        raise VerifyError(f"there is no archive at {archive}", "give the path of a .tar.gz made by `familiar backup`")
+    seen: dict[str, tuple[int, str]] = {}
+    manifest_bytes: bytes | None = None
+    current = "(the archive header)"
+    try:
+        with tarfile.open(archive, mode="r|gz") as tar:
+            for member in tar:
+                current = member.name
+                rel = _safe_member_path(member.name)
+                if not member.isfile():
+                    raise VerifyError(f"{member.name} in {archive.name} is not a regular file",
+                                      "this archive was not written by Familiar; do not restore it")
+                src = tar.extractfile(member)
+                assert src is not None
+                if member.name == MANIFEST:
+                    manifest_bytes = src.read()
+                    continue
+                target = into / Path(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                sha, size = hashlib.sha256(), 0
+                with open(target, "xb") as out:
+                    while chunk := src.read(_CHUNK):
+                        sha.update(chunk)
+                        size += len(chunk)
+                        out.write(chunk)
+                seen[member.name] = (size, sha.hexdigest())
+    except VerifyError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise VerifyError(f"the disk filled up while extracting {current}",
+                              "free some space and verify again") from None
+        raise VerifyError(
+            f"{archive.name} is truncated or corrupt (while reading {current}: {exc})",
+            "use another archive; this one cannot be restored",
+        ) from None
+    if manifest_bytes is None:
+        raise VerifyError(f"{archive.name} has no {MANIFEST} (truncated, or not a Familiar backup)",
+                          "use another archive")
+    try:
+        manifest = json.loads(manifest_bytes)
+        listed = {f["path"]: (int(f["size"]), str(f["sha256"])) for f in manifest["files"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerifyError(f"{MANIFEST} in {archive.name} cannot be read ({exc})", "use another archive") from None
+    if manifest.get("format", 0) > FORMAT:
+        raise VerifyError(f"{archive.name} was written by a newer Familiar (format {manifest.get('format')})",
+                          "restore it with that version or a newer one")
+    for path, (size, digest) in listed.items():
+        if path not in seen:
+            raise VerifyError(f"{path} is listed in the manifest but missing from {archive.name}",
+                              "use another archive")
+        got_size, got_digest = seen[path]
+        if got_size != size or got_digest != digest:
+            raise VerifyError(f"{path} in {archive.name} does not match its checksum "
+                              f"({got_size} bytes, expected {size})", "use another archive")
+    for path in seen:
+        if path not in listed:
+            raise VerifyError(f"{path} in {archive.name} is not in the manifest", "use another archive")
+    if DB_MEMBER not in seen:
+        raise VerifyError(f"{archive.name} holds no database", "use another archive")
+    return manifest
+
+
+def integrity_check(db_file: Path) -> str:
+    try:
+        conn = sqlite3.connect(db_file)
+        try:
+            rows = conn.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return "; ".join(str(r[0]) for r in rows)
+
+
+def verify_archive(archive: Path, work_dir: Path | None = None) -> VerifyReport:
+    """Every checksum, then ``integrity_check`` on the database restored into a scratch dir."""
+    started = time.monotonic()
+    archive = Path(archive)
+    scratch = Path(tempfile.mkdtemp(prefix=".familiar-verify-", dir=work_dir or archive.parent))
+    try:
+        manifest = extract_verified(archive, scratch)
+        result = integrity_check(scratch / DB_MEMBER)
+        if result != "ok":
+            raise VerifyError(f"{DB_MEMBER} in {archive.name} fails integrity_check: {result[:300]}",
+                              "use another archive")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    files = manifest["files"]
+    return VerifyReport(archive, manifest, len(files), sum(f["size"] for f in files), result,
+                        time.monotonic() - started)
+
+
+# -- restore ----------------------------------------------------------------------------------
+@dataclass
+class RestorePlan:
+    archive: Path
+    data_dir: Path
+    aside: Path
+    manifest: dict[str, Any]
+    changes: list[str] = field(default_factory=list)
+    dry_run: bool = True
+    done: bool = False
+
+    def describe(self) -> str:
+        m = self.manifest
+        head = [
+            f"archive: {self.archive.name} (made {m.get('created_at')}, Familiar {m.get('app_version')}, "
+            f"schema {m.get('schema_versions')})",
+            f"data directory: {self.data_dir}",
+            f"the current data will be moved to: {self.aside}",
+        ]
+        return "\n".join(head + [f"  {c}" for c in self.changes or ["  (nothing changes)"]])
+
+
+def _table_counts(db_file: Path) -> dict[str, int]:
+    if not db_file.is_file():
+        return {}
+    conn = sqlite3.connect(db_file)
+    try:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            " AND sql NOT LIKE 'CREATE VIRTUAL%' AND name NOT LIKE '%_fts_%'")]
+        return {n: conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
+    except sqlite3.DatabaseError:
+        return {}
+    finally:
+        conn.close()
+
+
+def _sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _covered_files(root: Path, with_config: bool) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for sub in DATA_SUBDIRS:
+        if (root / sub).is_dir():
+            for p in sorted((root / sub).rglob("*")):
+                if p.is_file() and not p.is_symlink():
+                    out[p.relative_to(root).as_posix()] = p
+    if with_config and (root / CONFIG_MEMBER).is_file():
+        out[CONFIG_MEMBER] = root / CONFIG_MEMBER
+    return out
+
+
+def plan_changes(data_dir: Path, restored: Path, manifest: dict[str, Any]) -> list[str]:
+    """What the restore changes: database rows per table, then files added, replaced, removed."""
+    changes = []
+    before, after = _table_counts(data_dir / DB_MEMBER), _table_counts(restored / DB_MEMBER)
+    for t in sorted(set(before) | set(after)):
+        if before.get(t) != after.get(t):
+            changes.append(f"table {t}: {before.get(t, 0)} rows now, {after.get(t, 0)} after the restore")
+    with_config = manifest.get("config_origin") == "data_dir"
+    old = {k: _sha256(p) for k, p in _covered_files(data_dir, with_config).items()}
+    new = {f["path"]: f["sha256"] for f in manifest["files"] if f["path"] != DB_MEMBER}
+    if not with_config:
+        new.pop(CONFIG_MEMBER, None)
+    for path in sorted(set(old) | set(new)):
+        if path not in old:
+            changes.append(f"{path}: added")
+        elif path not in new:
+            changes.append(f"{path}: removed (kept in the moved-aside copy)")
+        elif old[path] != new[path]:
+            changes.append(f"{path}: replaced")
+    if with_config and manifest.get("redacted_settings"):
+        keys = ", ".join(manifest["redacted_settings"])
+        changes.append(f"familiar.toml: the archived copy has no secrets ({keys} removed); "
+                       "give them again through systemd credentials or FAMILIAR_* variables")
+    if manifest.get("config_origin") not in (None, "data_dir"):
+        changes.append(f"settings file {manifest['config_origin']} is left alone; the archived copy "
+                       f"is written to familiar.restored.toml in the data directory")
+    return changes
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def restore_archive(archive: Path, data_dir: Path, *, dry_run: bool = False,
+                    now: datetime | None = None) -> RestorePlan:
+    """Restore ``archive`` into ``data_dir`` (or only say what would change, with ``dry_run``)."""
+    archive, data_dir = Path(archive).resolve(), Path(data_dir).expanduser().resolve()
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    parent = data_dir.parent
+    lock = DataDirLock(data_dir) if data_dir.is_dir() else None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except DataDirBusy as busy:
+            raise RestoreError(
+                f"a Familiar daemon (pid {busy.holder}) is using the data directory {data_dir}",
+                "stop it first (`systemctl stop familiar`), then run the restore again",
+            ) from None
+    staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restore-", dir=parent))
+    new_lock: DataDirLock | None = None
+    try:
+        manifest = extract_verified(archive, staging)
+        result = integrity_check(staging / DB_MEMBER)
+        if result != "ok":
+            raise VerifyError(f"{DB_MEMBER} in {archive.name} fails integrity_check: {result[:300]}",
+                              "use another archive")
+        aside = parent / f"{data_dir.name}.before-restore-{stamp}"
+        plan = RestorePlan(archive, data_dir, aside, manifest, plan_changes(data_dir, staging, manifest),
+                           dry_run=dry_run)
+        if dry_run:
+            return plan
+        if aside.exists():
+            raise RestoreError(f"{aside} already exists", "move it away, or wait a second and retry")
+        if manifest.get("config_origin") not in (None, "data_dir") and (staging / CONFIG_MEMBER).exists():
+            os.replace(staging / CONFIG_MEMBER, staging / "familiar.restored.toml")
+        os.chmod(staging, 0o700)
+        new_lock = DataDirLock(staging)  # the restored directory stays locked until we are done
+        new_lock.acquire()
+        _swap(staging, data_dir, aside)
+        _carry_over(aside, data_dir, with_config=(data_dir / CONFIG_MEMBER).exists())
+        _fsync_dir(parent)
+        plan.done = True
+        logger.info("restored {} into {}; previous data in {}", archive, data_dir, aside)
+        return plan
+    finally:
+        if new_lock is not None:
+            new_lock.release()
+        if lock is not None:
+            lock.release()
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap(staging: Path, data_dir: Path, aside: Path) -> None:
+    if not data_dir.exists():
+        os.rename(staging, data_dir)
+        return
+    if _exchange(staging, data_dir):
+        os.rename(staging, aside)  # staging now holds the previous data
+        return
+    os.rename(data_dir, aside)
+    try:
+        os.rename(staging, data_dir)
+    except OSError:
+        os.rename(aside, data_dir)
+        raise
+
+
+def _carry_over(aside: Path, data_dir: Path, with_config: bool) -> None:
+    """Move what the archive does not cover (backups, logs, ...) from the old data into the new."""
+    covered = set(DB_SIDECARS) | set(DATA_SUBDIRS) | {LOCK_NAME}
+    if with_config:
+        covered.add(CONFIG_MEMBER)
+    for entry in aside.iterdir():
+        if entry.name in covered or (data_dir / entry.name).exists():
+            continue
+        try:
+            os.rename(entry, data_dir / entry.name)
+        except OSError as exc:
+            logger.warning("left {} in {}: {}", entry.name, aside, exc)

@@ -1,0 +1,55 @@
+"""The jobs package's tables, as numbered migrations (never edit a released step; add one).
+
+``job_runs``: one row per run of a scheduled job (times are UTC epoch seconds). ``reminders``:
+what people asked to be reminded of, one-shot (``due_at``) or recurring (``cron``).
+``job_summaries``: which chat-hour has which summary memory, so a re-run replaces, never duplicates.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from memory.db import Migrations
+
+migrations = Migrations("jobs")
+
+
+@migrations()
+def m001_runs_reminders_summaries(db: sqlite_utils.Database) -> None:
+    for statement in (
+        """CREATE TABLE job_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            outcome TEXT NOT NULL,          -- running, ok, failed, timeout, interrupted
+            error TEXT,
+            output TEXT,
+            trigger TEXT NOT NULL DEFAULT 'schedule'   -- schedule, catch-up, manual
+        )""",
+        "CREATE INDEX job_runs_job ON job_runs (job, started_at)",
+        """CREATE TABLE reminders (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chat_id INTEGER NOT NULL,
+            user_id INTEGER,
+            text TEXT NOT NULL,
+            due_at REAL,                    -- one-shot: when (UTC epoch)
+            cron TEXT,                      -- recurring: crontab expression
+            timezone TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            delivered_at REAL,              -- one-shot: when it went out (then inactive)
+            last_fired_at REAL,
+            active INTEGER NOT NULL DEFAULT 1
+        )""",
+        "CREATE INDEX reminders_chat ON reminders (chat_id, active)",
+        """CREATE TABLE job_summaries (
+            chat_id INTEGER NOT NULL,
+            hour_start REAL NOT NULL,
+            memory_id INTEGER,
+            last_message_id INTEGER NOT NULL,
+            message_count INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (chat_id, hour_start)
+        )""",
+    ):
+        db.execute(statement)

@@ -1,0 +1,134 @@
+"""The chat agent with the real Memory facade (SQLite, FAISS, the hashing test embedder) and the
+real Anthropic SDK against the stub server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.chat import ChatAgent, LLMFactExtractor, split_stable_prefix
+from agents.llm import LLM
+from agents.providers.fake import FakeProvider
+from agents.providers.none import NoneProvider
+from agents.review import ReviewEngine
+from agents.schema import migrations as agent_migrations
+from agents.settings import LLMSettings, ReviewSettings
+from agents.usage import UsageStore
+from memory.db import Database
+from memory.embedder import HashingEmbedder
+from memory.schema import migrations as memory_migrations
+from memory.service import Memory
+from memory.settings import MemorySettings
+from memory.types import Scope
+from tests.stubs.anthropic_stub import Reply
+
+
+@pytest.fixture
+def memory_db(tmp_path: Path):
+    db = Database.open(tmp_path / "familiar.db", [memory_migrations, agent_migrations])
+    memory = Memory(db, HashingEmbedder(), MemorySettings(), tmp_path / "index")
+    yield memory, db
+    asyncio.run(memory.stop())
+    db.close()
+
+
+def make_agent(memory, db, provider, **settings):
+    llm_settings = LLMSettings(**settings)
+    llm = LLM(provider, UsageStore(db, llm_settings))
+    return ChatAgent(memory, llm, llm_settings, ReviewEngine(llm, ReviewSettings(), llm_settings, db),
+                     LLMFactExtractor(llm))
+
+
+def test_answer_uses_memory_context_and_stores_both_turns(stub, anthropic_on_stub, memory_db):
+    memory, db = memory_db
+
+    async def scenario():
+        await memory.add_fact("The user's cat is called Miso.", Scope(10, 1), pinned=True)
+        agent = make_agent(memory, db, anthropic_on_stub(), fact_extraction_every=0)
+        stub.script("Miso is your cat.")
+        answer = await agent.answer(10, 1, "What is my cat called?")
+        return answer, await memory.recent_messages(10)
+
+    answer, turns = asyncio.run(scenario())
+    assert answer.text == "Miso is your cat." and answer.error is None
+    assert [(t.role, t.text) for t in turns] == [("user", "What is my cat called?"),
+                                                  ("assistant", "Miso is your cat.")]
+    body = stub.bodies()[0]
+    prefix = body["system"][0]
+    assert "Miso" in prefix["text"] and prefix["cache_control"] == {"type": "ephemeral"}
+    assert body["messages"][-1]["content"] == "What is my cat called?"
+
+
+def test_streaming_answer_reports_text_so_far(stub, anthropic_on_stub, memory_db):
+    memory, db = memory_db
+    seen: list[str] = []
+
+    async def on_delta(text: str) -> None:
+        seen.append(text)
+
+    stub.script("one two three four five six seven eight")
+    agent = make_agent(memory, db, anthropic_on_stub(), fact_extraction_every=0)
+    answer = asyncio.run(agent.answer(10, 1, "count", on_delta=on_delta))
+    assert len(seen) >= 2 and seen[-1] == answer.text == "one two three four five six seven eight"
+    assert all(seen[i + 1].startswith(seen[i]) for i in range(len(seen) - 1))
+
+
+def test_provider_down_gives_a_clear_answer(stub, anthropic_on_stub, memory_db):
+    memory, db = memory_db
+    stub.script(*[Reply.error(529)] * 3)
+    agent = make_agent(memory, db, anthropic_on_stub(max_retries=0), fact_extraction_every=0)
+    answer = asyncio.run(agent.answer(10, 1, "hello?"))
+    assert answer.error == "unavailable" and "try again" in answer.text
+    roles = [t.role for t in asyncio.run(memory.recent_messages(10))]
+    assert roles == ["user"]  # the error is not stored as something the assistant said
+
+
+def test_think_mode_runs_three_pass_and_keeps_the_transcript(stub, anthropic_on_stub, memory_db):
+    memory, db = memory_db
+    stub.script("draft", Reply(json={"score": 9, "verdict": "approve", "issues": [], "summary": ""}))
+    agent = make_agent(memory, db, anthropic_on_stub(), fact_extraction_every=0)
+    answer = asyncio.run(agent.answer(10, 1, "Think about it", mode="think"))
+    assert answer.text == "draft" and answer.calls == 2 and answer.run_id is not None
+    assert agent.review.load_transcript(answer.run_id)["outcome"] == "clean"
+
+
+def test_facts_are_extracted_every_n_turns_in_one_call(memory_db):
+    memory, db = memory_db
+    provider = FakeProvider(["noted", "ok",
+                             json.dumps({"facts": ["The user lives in Lisbon."]})])
+    agent = make_agent(memory, db, provider, fact_extraction_every=4)
+
+    async def scenario():
+        await agent.answer(10, 1, "I moved to Lisbon last year.")
+        await agent.answer(10, 1, "Nice weather today.")
+        await agent.drain()
+        return await memory.list_memories(Scope(10, 1), ["fact"])
+
+    facts = asyncio.run(scenario())
+    assert [f.text for f in facts] == ["The user lives in Lisbon."]
+    extract_calls = [r for r in provider.requests if "durable facts" in r.messages[0]["content"]]
+    assert len(extract_calls) == 1 and "Lisbon" in extract_calls[0].messages[0]["content"]
+    assert "Nice weather" in extract_calls[0].messages[0]["content"]
+
+
+def test_retrieval_only_without_a_model(memory_db):
+    memory, db = memory_db
+
+    async def scenario():
+        await memory.add_memory("The dentist appointment is on Friday at 10.", Scope(10, 1))
+        agent = make_agent(memory, db, NoneProvider())
+        return await agent.answer(10, 1, "When is the dentist appointment?")
+
+    answer = asyncio.run(scenario())
+    assert answer.retrieval_only and "FAMILIAR_LLM__PROVIDER" in answer.text
+    assert "Friday at 10" in answer.text
+
+
+def test_split_stable_prefix():
+    system = "Persona\n\n## What you know about the user\n- a\n\n## Possibly relevant memories\n- b"
+    assert split_stable_prefix(system) == (
+        "Persona\n\n## What you know about the user\n- a", "## Possibly relevant memories\n- b")
+    assert split_stable_prefix("Persona only") == ("Persona only", "")

@@ -1,0 +1,208 @@
+"""Fixtures of the Telegram tests: the emulator (telegram-test-api) and the real daemon against it.
+
+The emulator is a node process started from ``tests/telegram/emulator/server.js`` (which closes
+the gaps between it and PTB 22); ``npm install`` runs there once when node_modules is missing.
+Each test uses its own bot token, so tests sharing one emulator never see each other's chats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EMULATOR_DIR = Path(__file__).parent / "emulator"
+VENV_BIN = Path(sys.executable).parent
+_tokens = count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_emulator_installed() -> None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the Telegram emulator (telegram-test-api)")
+    if not (EMULATOR_DIR / "node_modules" / "telegram-test-api").is_dir():
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--silent"],
+            cwd=EMULATOR_DIR, check=True, timeout=300, capture_output=True,
+        )
+
+
+class Emulator:
+    """The emulator process and its user-side API (plays the people talking to the bot)."""
+
+    def __init__(self, port: int, proc: subprocess.Popen[bytes]) -> None:
+        self.port = port
+        self.proc = proc
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/bot"
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        req = urllib.request.Request(
+            f"{self.url}/{path}", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+
+    @staticmethod
+    def person(user_id: int, name: str = "Ann") -> dict[str, Any]:
+        return {"id": user_id, "first_name": name, "is_bot": False}
+
+    def say(self, token: str, user_id: int, text: str, name: str = "Ann") -> None:
+        body: dict[str, Any] = {
+            "botToken": token, "date": int(time.time()), "from": self.person(user_id, name),
+            "chat": {"id": user_id, "type": "private", "first_name": name}, "text": text,
+        }
+        if text.startswith("/"):
+            body["entities"] = [{"offset": 0, "length": len(text.split(" ")[0]), "type": "bot_command"}]
+            self.post("sendCommand", body)
+        else:
+            self.post("sendMessage", body)
+
+    def press(self, token: str, user_id: int, chat_id: int, message_id: int, data: str) -> None:
+        self.post("sendCallback", {
+            "botToken": token, "date": int(time.time()), "from": self.person(user_id),
+            "message": {"message_id": message_id, "date": int(time.time()),
+                        "chat": {"id": chat_id, "type": "private"}},
+            "data": data,
+        })
+
+    def bot_messages(self, token: str, chat_id: int) -> list[dict[str, Any]]:
+        """Everything the bot sent to the chat so far (without marking it read)."""
+        history = self.post("getUpdatesHistory", {"token": token})["result"]
+        return [h for h in history if "chat_id" in h.get("message", {})
+                and str(h["message"]["chat_id"]) == str(chat_id)]
+
+    def user_updates(self, token: str) -> list[dict[str, Any]]:
+        history = self.post("getUpdatesHistory", {"token": token})["result"]
+        return [h for h in history if "chat_id" not in h.get("message", {})]
+
+    def wait_bot_messages(self, token: str, chat_id: int, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.bot_messages(token, chat_id)
+            if len(found) >= n or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    ensure_emulator_installed()
+    port = free_port()
+    proc = subprocess.Popen(
+        ["node", "server.js", str(port), "3600"], cwd=EMULATOR_DIR,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    if not line.startswith("listening"):
+        proc.kill()
+        pytest.fail(f"the Telegram emulator did not start: {line}{proc.stdout.read().decode()}")
+    yield Emulator(port, proc)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+class DaemonRun:
+    """``familiar run`` as a subprocess, as systemd runs it."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
+        self.data_dir = data_dir
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / "daemon.log"
+
+    def start(self, **settings: str) -> DaemonRun:
+        env = dict(self.env)
+        env.update({f"FAMILIAR_TELEGRAM__{k.upper()}": v for k, v in settings.items()})
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen([str(VENV_BIN / "familiar"), "run"], env=env, stdout=log, stderr=log)
+        log.close()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(self.data_dir / "familiar.db", timeout=10)
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+    def wait_for(self, sql: str, predicate: Callable[[list[tuple[Any, ...]]], bool], timeout: float = 10.0) -> list[tuple[Any, ...]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                rows = self.query(sql)
+            except sqlite3.OperationalError:  # the daemon has not created the table yet
+                rows = []
+            if predicate(rows) or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, emulator: Emulator) -> Iterator[Callable[..., tuple[DaemonRun, str]]]:
+    """``daemon(**telegram_settings)`` starts the daemon with a token of its own; returns (run, token)."""
+    if not (VENV_BIN / "familiar").exists():
+        pytest.skip("the familiar console script is not installed (pip install -e .)")
+    runs: list[DaemonRun] = []
+
+    def start(
+        token: str | None = None, env_extra: dict[str, str] | None = None, **settings: str
+    ) -> tuple[DaemonRun, str]:
+        token = token or f"{os.getpid()}{next(_tokens)}:test-token"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FAMILIAR_")}
+        env.update({
+            "FAMILIAR_DATA_DIR": str(tmp_path / "data"),
+            "FAMILIAR_TELEGRAM__TOKEN": token,
+            "FAMILIAR_TELEGRAM__BASE_URL": emulator.base_url,
+            "FAMILIAR_TELEGRAM__POLL_IDLE_S": "0.05",
+            "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0.05",
+            "FAMILIAR_LOG__LEVEL": "DEBUG",
+        })
+        env.update(env_extra or {})
+        run = DaemonRun(tmp_path / "data", env).start(**settings)
+        runs.append(run)
+        return run, token
+
+    yield start
+    for run in runs:
+        if run.proc is not None and run.proc.poll() is None:
+            run.stop()

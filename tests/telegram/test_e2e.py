@@ -1,0 +1,132 @@
+"""End to end: the real daemon (``familiar run``) against the Telegram emulator, users played by
+the emulator's client API. One emulator per module; each test has its own bot token."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.telegram.conftest import Emulator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+ANN, EVE = 501, 666013
+BUTTONS = ["👍", "👎", "🔁", "📌"]
+
+
+def _buttons(message: dict) -> list[dict]:
+    markup = message["message"].get("reply_markup") or {}
+    return [b for row in markup.get("inline_keyboard", []) for b in row]
+
+
+def _answer_with_buttons(emulator: Emulator, token: str, chat: int) -> dict:
+    messages = emulator.wait_bot_messages(token, chat, 1)
+    assert messages, "the bot did not answer"
+    return messages[-1]
+
+
+def test_allowed_user_gets_an_answer_with_buttons_and_a_vote_is_stored(emulator, daemon) -> None:
+    run, token = daemon(allowed_users=str(ANN))
+    emulator.say(token, ANN, "hello there")
+    answer = _answer_with_buttons(emulator, token, ANN)
+    buttons = _buttons(answer)
+    assert [b["text"] for b in buttons] == BUTTONS
+    assert all(len(b["callback_data"].encode()) <= 64 for b in buttons)
+
+    emulator.press(token, ANN, ANN, answer["messageId"], buttons[0]["callback_data"])
+    rows = run.wait_for("SELECT user_id, chat_id, rating FROM feedback", lambda r: len(r) == 1)
+    assert rows == [(ANN, ANN, 1)]
+
+    # A second press changes the vote: still one row per user and answer.
+    emulator.press(token, ANN, ANN, answer["messageId"], buttons[1]["callback_data"])
+    rows = run.wait_for("SELECT rating FROM feedback", lambda r: r == [(-1,)])
+    assert rows == [(-1,)]
+    # The 👎 asked what was wrong; a reply to that question is stored with the vote.
+    asked = emulator.wait_bot_messages(token, ANN, 2)[-1]
+    assert "What was wrong" in asked["message"]["text"]
+    emulator.post("sendMessage", {
+        "botToken": token, "date": int(time.time()), "from": emulator.person(ANN),
+        "chat": {"id": ANN, "type": "private"}, "text": "too vague",
+        "reply_to_message": {"message_id": asked["messageId"], "date": int(time.time()),
+                             "chat": {"id": ANN, "type": "private"}},
+    })
+    rows = run.wait_for("SELECT reason FROM feedback", lambda r: r == [("too vague",)])
+    assert rows == [("too vague",)]
+    assert "answerCallbackQuery" in run.log_text()
+
+
+def test_a_stranger_is_refused_and_nothing_of_theirs_is_kept(emulator, daemon) -> None:
+    run, token = daemon(allowed_users=str(ANN))
+    secret_text = "my secret plan xyzzy-4711"
+    emulator.say(token, EVE, secret_text, name="Eve")
+    emulator.say(token, EVE, secret_text + " again", name="Eve")
+    refusal = emulator.wait_bot_messages(token, EVE, 1)
+    assert refusal and "private assistant" in refusal[0]["message"]["text"]
+    assert "reply_markup" not in refusal[0]["message"] or not _buttons(refusal[0])
+    run.wait_for("SELECT count(*) FROM access_audit", lambda r: r and r[0][0] >= 2)
+    run.wait_for("SELECT count(*) FROM inbox WHERE payload IS NOT NULL", lambda r: r == [(0,)])
+    time.sleep(0.3)
+    assert len(emulator.bot_messages(token, EVE)) == 1  # one refusal, rate limited
+    assert run.query("SELECT count(*) FROM feedback_answers") == [(0,)]  # the answer path never ran
+    assert run.query("SELECT event FROM access_audit") == [("refused stranger",), ("refused stranger",)]
+    run.stop()
+    stored = b"".join(p.read_bytes() for p in run.data_dir.glob("familiar.db*"))
+    assert b"xyzzy-4711" not in stored
+
+
+def test_forged_malformed_and_foreign_buttons_change_nothing(emulator, daemon) -> None:
+    run, token = daemon(allowed_users=f"{ANN},502")
+    emulator.say(token, ANN, "hi")
+    answer = _answer_with_buttons(emulator, token, ANN)
+    good = _buttons(answer)[0]["callback_data"]
+    forged = good[:-1] + ("A" if good[-1] != "A" else "B")
+    for data in (forged, "fb:u1", "fb:zzzzzzzzzzzzzzzzzzzzzz.AAAAAAAAAAA", "nonsense", ""):
+        emulator.press(token, ANN, ANN, answer["messageId"], data)
+    emulator.press(token, 502, 502, answer["messageId"], good)  # another user's chat
+    emulator.press(token, EVE, EVE, answer["messageId"], good)  # a stranger
+    run.wait_for(
+        "SELECT count(*) FROM inbox WHERE state = 'done'", lambda r: r and r[0][0] >= 8
+    )
+    assert run.query("SELECT count(*) FROM feedback") == [(0,)]
+    assert run.log_text().count("Calling Bot API endpoint `answerCallbackQuery`") == 7
+
+
+def test_sigkill_after_delivery_then_restart_answers_every_message(emulator, daemon) -> None:
+    # Replies are paced 20 s apart per chat, so after the first answer the daemon holds two
+    # delivered, unanswered messages when it is killed.
+    run, token = daemon(allowed_users=str(ANN), chat_send_interval_s="20")
+    for text in ("/first1", "/second2", "/third3"):
+        emulator.say(token, ANN, text)
+    emulator.wait_bot_messages(token, ANN, 1)
+    deadline = time.monotonic() + 10
+    while not all(u.get("isRead") for u in emulator.user_updates(token)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(u.get("isRead") for u in emulator.user_updates(token)), "the emulator did not deliver"
+    run.stop(signal.SIGKILL)
+    assert len(emulator.bot_messages(token, ANN)) == 1
+
+    run2, _ = daemon(token=token, allowed_users=str(ANN))
+    messages = emulator.wait_bot_messages(token, ANN, 3)
+    texts = [m["message"]["text"] for m in messages]
+    assert len(texts) == 3, texts
+    assert ["first1" in texts[0], "second2" in texts[1], "third3" in texts[2]] == [True, True, True]
+    run2.wait_for("SELECT count(*) FROM inbox WHERE state = 'pending'", lambda r: r == [(0,)])
+    assert run2.query("SELECT count(*) FROM inbox WHERE state = 'pending'") == [(0,)]
+
+
+def test_a_rejected_token_stops_the_daemon_with_a_clear_message(emulator, daemon) -> None:
+    run, _ = daemon(token="rejected1:bad")
+    assert run.proc is not None
+    code = run.proc.wait(20)
+    assert code != 0
+    assert "rejected the bot token" in run.log_text()
+
+
+def test_commands_and_help_in_one_registry(emulator, daemon) -> None:
+    run, token = daemon(allowed_users=str(ANN))
+    emulator.say(token, ANN, "/help")
+    help_text = emulator.wait_bot_messages(token, ANN, 1)[0]["message"]["text"]
+    assert "/remember TEXT" in help_text and "/invite" not in help_text
+    assert not _buttons(emulator.bot_messages(token, ANN)[0])  # command replies carry no vote buttons
