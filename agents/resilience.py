@@ -18,7 +18,7 @@ import contextvars
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 
 from loguru import logger
 
@@ -48,7 +48,7 @@ def time_left(default: float) -> float:
     return min(default, at - time.monotonic())
 
 
-class BreakerState(str, Enum):
+class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half-open"

@@ -11,7 +11,7 @@ in one chat.
 "Effective input" prices cached tokens relative to ordinary input: reads at 0.1, writes at 1.25
 (Anthropic's ratios). Target: three-pass effective input <= 2.2 x single.
 
-    .venv/bin/python bench/agents_cost.py [--prompts 20] [--json]
+    .venv/bin/python bench/agents_cost.py [--prompts 20] [--cold] [--json]
 """
 
 from __future__ import annotations
@@ -43,7 +43,12 @@ TOPICS = [
     "why the sky is blue", "how to keep basil alive indoors", "a 20-minute home workout",
 ]
 PERSONA = ("You are Familiar, a helpful personal assistant living in Telegram. Answer concisely, "
-           "in the user's language, with concrete steps where they help. ")
+           "in the user's language, with concrete steps where they help. " + " ".join(
+               f"Standing instruction {i}: {rule}." for i, rule in enumerate([
+                   "never invent appointments", "say when you are unsure", "prefer metric units",
+                   "use the user's name sparingly", "keep lists short", "ask before booking anything",
+                   "no medical dosage without a caveat", "summarise long texts first",
+               ] * 3)))
 FACTS = "\n".join(f"- Pinned fact {i}: the user {t}." for i, t in enumerate([
     "lives in Lisbon", "is vegetarian", "has a sister called Ana", "works as a nurse on night shifts",
     "prefers metric units", "is learning Portuguese", "has a cat called Miso", "runs twice a week",
@@ -80,27 +85,30 @@ class Script:
     """Replies by request: drafts and revisions are text; reviews are clean for even prompts,
     and for odd prompts ask for changes the first time and approve after a revision."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_round_reviews: int) -> None:
+        self.first_round_reviews = first_round_reviews
         self.prompt = 0
+        self.reviews_seen = 0
+
+    def next_prompt(self, i: int) -> None:
+        self.prompt, self.reviews_seen = i, 0
 
     def __call__(self, path: str, body: dict[str, Any]) -> Reply:
         wants_json = "format" in (body.get("output_config") or {})
         if not wants_json:
             return Reply(draft_text(self.prompt + len(body["messages"])))
-        revised = any("Revise your answer" in m["content"] or "Rewrite your answer" in m["content"]
-                      for m in body["messages"] if isinstance(m["content"], str))
-        draft_seen = json.dumps(body["messages"])
-        second_round = draft_seen.count("step then check") > 1 or revised
-        return Reply(json=review_json(self.prompt % 2 == 0 or second_round))
+        self.reviews_seen += 1
+        later_round = self.reviews_seen > self.first_round_reviews
+        return Reply(json=review_json(self.prompt % 2 == 0 or later_round))
 
 
 def effective(u: Usage) -> float:
     return u.input_tokens + 0.1 * u.cache_read_tokens + 1.25 * u.cache_write_tokens
 
 
-async def run_mode(mode: str, prompts: int) -> dict[str, Any]:
+async def run_mode(mode: str, prompts: int, cold: bool) -> dict[str, Any]:
     stub = LLMStub().start()
-    script = Script()
+    script = Script(first_round_reviews=len(ReviewSettings().reviewers) if mode == "panel" else 1)
     stub.responder = script
     settings = LLMSettings()
     provider = AnthropicProvider("claude-sonnet-4-6", api_key="bench", base_url=stub.url, max_retries=0)
@@ -109,7 +117,9 @@ async def run_mode(mode: str, prompts: int) -> dict[str, Any]:
     total, calls, outcomes = Usage(), 0, []
     try:
         for i in range(prompts):
-            script.prompt = i
+            script.next_prompt(i)
+            if cold:  # every answer starts with an expired cache (messages > 5 minutes apart)
+                stub.cache.clear()
             question = f"Can you help me with {TOPICS[i % len(TOPICS)]}?"
             kw = {"system_prefix": PERSONA + "\n\n## What you know about the user\n" + FACTS,
                   "system": "## Possibly relevant memories\n" + RECALLED}
@@ -143,16 +153,18 @@ async def run_mode(mode: str, prompts: int) -> dict[str, Any]:
     }
 
 
-async def main_async(prompts: int) -> list[dict[str, Any]]:
-    return [await run_mode(m, prompts) for m in ("single", "three_pass", "panel")]
+async def main_async(prompts: int, cold: bool) -> list[dict[str, Any]]:
+    return [await run_mode(m, prompts, cold) for m in ("single", "three_pass", "panel")]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--cold", action="store_true",
+                        help="clear the cache before each answer (default: warm, one chat in order)")
     args = parser.parse_args()
-    rows = asyncio.run(main_async(args.prompts))
+    rows = asyncio.run(main_async(args.prompts, args.cold))
     single = rows[0]
     for r in rows:
         r["effective_input_vs_single"] = r["effective_input_per_answer"] / single["effective_input_per_answer"]

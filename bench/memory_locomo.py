@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--db", type=Path, help="reuse/keep the imported store here (default: a temp dir)")
     for name, field in MemorySettings.model_fields.items():
         if field.annotation in (int, float) and name in (
-            "dense_weight", "neighbour_weight", "search_candidates", "mmr_lambda"
+            "dense_weight", "neighbour_weight", "neighbour2_weight", "search_candidates", "mmr_lambda"
         ):
             ap.add_argument(f"--{name.replace('_', '-')}", type=field.annotation, default=None)
     args = ap.parse_args()

@@ -29,9 +29,17 @@ app.add_typer(config_app, name="config")
 
 def _register_subcommands() -> None:
     """Each area's commands live in their own module; they import their heavy parts lazily."""
+    from bot.cli_agents import ask, usage
+    from bot.cli_backup import backup_app, restore_command
+    from bot.cli_voice import transcribe_command
     from bot.cli_service import app as service_app
 
     app.add_typer(service_app, name="service")
+    app.command("ask")(ask)
+    app.command("usage")(usage)
+    app.command("transcribe")(transcribe_command)
+    app.add_typer(backup_app, name="backup")
+    app.command("restore")(restore_command)
 
 
 def friendly(fn: F) -> F:

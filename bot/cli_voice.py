@@ -32,10 +32,14 @@ def transcribe_command(
 
     try:
         # Until bot/config.py composes the [voice] section, the defaults apply.
-        voice = getattr(load_settings(), "voice", None) or VoiceSettings()
+        voice = getattr(load_settings(), "voice", None) or VoiceSettings.model_validate({})
         overrides = {"engine": engine, "model_path": model_path, "language": language}
         voice = voice.model_validate(voice.model_dump() | {k: v for k, v in overrides.items() if v is not None})
-        transcript = build_transcriber(voice).transcribe_sync(file)
+        transcriber = build_transcriber(voice)
+        try:
+            transcript = transcriber.transcribe_sync(file)
+        finally:
+            transcriber.close()
     except FamiliarError as exc:
         typer.echo(f"error: {exc.explain()}", err=True)
         raise typer.Exit(exc.exit_code) from None

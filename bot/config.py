@@ -25,7 +25,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from agents.settings import LLMSettings
+from agents.settings import LLMSettings, ReviewSettings
+from agents.voice.settings import VoiceSettings
 from bot.errors import ConfigError
 from bot.settings import DaemonSettings, LogSettings, TelegramSettings
 from jobs.settings import JobsSettings
@@ -74,6 +75,8 @@ class Settings(BaseSettings):
     )
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)  # type: ignore[arg-type]
     llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
+    review: ReviewSettings = Field(default_factory=ReviewSettings)  # type: ignore[arg-type]
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)  # type: ignore[arg-type]
     memory: MemorySettings = Field(default_factory=MemorySettings)  # type: ignore[arg-type]
     jobs: JobsSettings = Field(default_factory=JobsSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]

@@ -21,23 +21,24 @@ from loguru import logger
 
 from bot import __version__
 from bot.config import Settings
-from bot.console import ConsoleChannel
-from bot.core.assistant import Assistant
 from bot.errors import ConfigError, DataDirError, FamiliarError
 from bot.lifecycle import FunctionService, Lifecycle, Service
 from bot.lock import InstanceLock
 from bot.systemd import Notifier, watchdog_interval, watchdog_loop
+from bot.wiring import Services, attach_channel, build_services
 from memory.db import DB_NAME, Database, Migrations
 from memory.health import CheckResult, HealthRegistry, Status, database_check, disk_space_check
 
 
 def all_migrations() -> list[Migrations]:
     """Every package's migrations, in dependency order (memory first)."""
-    found: list[Migrations] = []
+    from agents.schema import migrations as agents_migrations
+    from agents.training.jobs import migrations as training_migrations
     from bot.core.schema import migrations as bot_migrations
+    from jobs.schema import migrations as jobs_migrations
+    from memory.schema import migrations as memory_migrations
 
-    found.append(bot_migrations)
-    return found
+    return [memory_migrations, agents_migrations, training_migrations, jobs_migrations, bot_migrations]
 
 
 def prepare_data_dir(path: Path) -> Path:
@@ -121,16 +122,14 @@ class Daemon:
             "or run `familiar chat` in a terminal",
         )
 
-    def _build_services(self, db: Database, health: HealthRegistry) -> Assistant:
+    def _build_services(self, db: Database, health: HealthRegistry) -> Services:
         channel = self._choose_channel()
-        assistant = Assistant(health, started_at=self.started_at)
-        if channel == "console":
-            self.lifecycle.add(ConsoleChannel(assistant, self.request_stop, self.stdin, self.stdout))
-        else:
-            from bot.telegram.channel import TelegramChannel
-
-            self.lifecycle.add(TelegramChannel(self.settings, db, assistant, health, self.fail))
-        return assistant
+        services = build_services(self.settings, db, health, self.lifecycle, started_at=self.started_at)
+        attach_channel(
+            services, self.lifecycle, channel, self.settings, db, health,
+            fail=self.fail, request_stop=self.request_stop, stdin=self.stdin, stdout=self.stdout,
+        )
+        return services
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT (or console EOF). Returns the process exit code."""

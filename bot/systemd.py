@@ -33,9 +33,15 @@ class Notifier:
             return False
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Non-blocking: a receiver that stops reading must never stall the event loop.
+                self._sock = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                )
             self._sock.sendto(message.encode(), self.address)
             return True
+        except BlockingIOError:
+            logger.debug("sd_notify {!r} dropped: the receiver's queue is full", message.split("=")[0])
+            return False
         except OSError as exc:
             logger.warning("sd_notify {!r} failed: {}", message.split("=")[0], exc)
             return False

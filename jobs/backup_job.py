@@ -14,7 +14,13 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
-from jobs.backup import BackupResult, BackupSources, create_backup, list_archives, remove_stale_partials
+from jobs.backup import (
+    BackupResult,
+    BackupSources,
+    create_backup,
+    list_archives,
+    remove_stale_partials,
+)
 from jobs.errors import VerifyError
 from jobs.restore import verify_archive
 from jobs.retention import RetentionPolicy, prune

@@ -115,8 +115,8 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> 
         if base is not None:
             clock = _day_clock(rest, text)
             when = datetime.combine(base, clock, tz)
-        elif (clock := _clock(s)) is not None and (":" in s or "am" in s or "pm" in s or s.startswith("at ")):
-            when = datetime.combine(local_now.date(), clock, tz)
+        elif (bare := _clock(s)) is not None and (":" in s or "am" in s or "pm" in s or s.startswith("at ")):
+            when = datetime.combine(local_now.date(), bare, tz)
             if when <= local_now:
                 when += timedelta(days=1)  # "21:15" said after 21:15 means tomorrow
     if when is None:
@@ -138,7 +138,7 @@ def split_remind(args: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -
     words = args.split()
     if not words:
         raise ReminderError("what and when?", f"write /remind WHEN TEXT, WHEN like {WHEN_EXAMPLES}")
-    for n in range(min(len(words) - 1, 5), 0, -1):
+    for n in range(min(len(words) - 1, 8), 0, -1):
         try:
             when = parse_when(" ".join(words[:n]), now, tz, max_days)
         except _NotATime:

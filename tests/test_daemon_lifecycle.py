@@ -9,9 +9,10 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,36 +20,51 @@ import pytest
 SHUTDOWN_BOUND_S = 10.0
 
 
-@dataclass
 class NotifySocket:
-    """A real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
+    """A real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET, drained by a
+    thread as systemd would (the kernel queues only a few datagrams)."""
 
-    path: str
-    sock: socket.socket
-    messages: list[str] = field(default_factory=list)
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while not self._closed.is_set():
+            try:
+                data = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.messages.extend(data.split("\n"))
 
     def wait_for(self, wanted: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
-            try:
-                data = self.sock.recv(4096).decode()
-            except TimeoutError:
-                break
-            self.messages.extend(data.split("\n"))
             if wanted in self.messages:
                 return
+            time.sleep(0.02)
         raise AssertionError(f"{wanted} not received; got {self.messages}")
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join()
+        self.sock.close()
 
 
 @pytest.fixture
 def notify_socket() -> Iterator[NotifySocket]:
     directory = tempfile.mkdtemp(prefix="fam-notify-", dir="/tmp")  # AF_UNIX paths are short
     path = os.path.join(directory, "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    yield NotifySocket(path, sock)
-    sock.close()
+    notify = NotifySocket(path)
+    yield notify
+    notify.close()
     os.unlink(path)
     os.rmdir(directory)
 

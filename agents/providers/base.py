@@ -117,7 +117,8 @@ class Provider(ABC):
         yield completion
 
     async def aclose(self) -> None:
-        """Release connections."""
+        """Release connections (nothing to release by default)."""
+        return None
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)

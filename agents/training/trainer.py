@@ -122,6 +122,7 @@ class Progress:
     eta_s: float
     micro_batch: int
     grad_accum: int
+    tokens: int = 0  # tokens of this step (all real: there is no padding)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -311,7 +312,7 @@ class _Run:
                 per_step = timed_s / max(self.step - first_step - 1, 1) if timed_s > 0 else dt
                 on_progress(Progress(self.step, self.c.steps, loss, rate,
                                      per_step * (self.c.steps - self.step),
-                                     self.micro_batch, self.grad_accum))
+                                     self.micro_batch, self.grad_accum, n_tokens))
         return TrainResult(Path(self.c.out) / "adapter", self.step, self.losses, tokens,
                            time.monotonic() - started, self.oom_retries, self.resumed_from,
                            self.micro_batch, self.grad_accum)

@@ -5,7 +5,13 @@ channel; the channel calls ``transcribe_voice`` for each voice update.
 """
 
 from agents.voice.engines import build_transcriber
-from agents.voice.errors import AudioDecodeError, AudioTooLarge, EngineUnavailable, FetchError, VoiceError
+from agents.voice.errors import (
+    AudioDecodeError,
+    AudioTooLarge,
+    EngineUnavailable,
+    FetchError,
+    VoiceError,
+)
 from agents.voice.handler import VoiceNote, VoiceOutcome, for_context, transcribe_voice
 from agents.voice.settings import VoiceSettings
 from agents.voice.transcriber import Transcriber, Transcript

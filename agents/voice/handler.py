@@ -20,7 +20,13 @@ from typing import Any, Literal
 from loguru import logger
 
 from agents.voice.audio import too_long
-from agents.voice.errors import AudioTooLarge, EngineUnavailable, FetchError, VoiceError
+from agents.voice.errors import (
+    AudioDecodeError,
+    AudioTooLarge,
+    EngineUnavailable,
+    FetchError,
+    VoiceError,
+)
 from agents.voice.transcriber import Transcriber, Transcript
 
 VoiceKind = Literal["voice", "audio", "video_note"]
@@ -113,7 +119,7 @@ async def transcribe_voice(
         data = bytes(await asyncio.wait_for(fetch(), fetch_timeout_s))
     except Exception as exc:  # network, Telegram API, timeout: all mean "send it again"
         logger.warning("voice note {} could not be downloaded: {}", note.file_id, type(exc).__name__)
-        error = FetchError(f"I could not download the recording ({type(exc).__name__}).")
+        error: VoiceError = FetchError(f"I could not download the recording ({type(exc).__name__}).")
         return VoiceOutcome(note, reply="⚠️ I could not download your recording. Please send it again.", error=error)
 
     try:
@@ -124,14 +130,16 @@ async def transcribe_voice(
         later = " I kept the recording to transcribe later." if kept else ""
         return VoiceOutcome(note, reply=f"⚠️ I cannot transcribe voice messages right now: {exc}{later}",
                             error=exc, kept_path=kept)
-    except VoiceError as exc:  # corrupt, unsupported, too long: the user can act on the message
+    except (AudioDecodeError, AudioTooLarge) as exc:  # the recording itself: the user can act
         return VoiceOutcome(note, reply=f"⚠️ {exc}", error=exc)
-    except Exception as exc:  # an engine bug must not cost the recording
-        logger.exception("voice transcription failed for {}", note.file_id)
+    except Exception as exc:  # an engine fault (a crashed worker, a bug) must not cost the recording
+        if not isinstance(exc, VoiceError):
+            logger.opt(exception=exc).error("voice transcription failed for {}", note.file_id)
         kept = await _keep(note, data, keep_dir)
-        error = VoiceError(f"Transcription failed ({type(exc).__name__}).")
-        return VoiceOutcome(note, reply="⚠️ Something went wrong while transcribing; I kept the recording.",
-                            error=error, kept_path=kept)
+        failure = exc if isinstance(exc, VoiceError) else VoiceError(f"Transcription failed ({type(exc).__name__}).")
+        later = " I kept the recording to transcribe later." if kept else " Please send it again."
+        return VoiceOutcome(note, reply=f"⚠️ Something went wrong while transcribing.{later}",
+                            error=failure, kept_path=kept)
     if transcript.heard_nothing:
         return VoiceOutcome(note, transcript=transcript, reply=HEARD_NOTHING)
     return VoiceOutcome(note, transcript=transcript)

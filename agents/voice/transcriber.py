@@ -5,7 +5,8 @@ first use, and recognises speech in a worker thread. Engines implement two metho
 
 - ``_load()``: build the recogniser (slow: a model read from disk); raise ``EngineUnavailable``
   naming the setting to fix when the engine or its model is missing;
-- ``_recognise(model, samples, language)``: 16 kHz mono float32 samples in, text out.
+- ``_recognise(model, samples, language)``: 16 kHz mono float32 samples in, text out;
+- optionally ``_unload(model)``, called by ``close()`` (the composition root calls it at shutdown).
 
 One recognition runs at a time per transcriber: the engines are stateful and CPU-bound, and on
 a small machine running two at once only makes both slower.
@@ -25,6 +26,7 @@ import numpy as np
 
 from agents.voice.audio import load_audio
 from agents.voice.settings import VoiceSettings
+
 
 @dataclass(frozen=True)
 class Transcript:
@@ -64,7 +66,7 @@ class Transcriber(ABC):
     def _recognise(self, model: Any, samples: np.ndarray, language: str) -> str:
         """Recognise speech in 16 kHz mono float32 ``samples``; "" when there is none."""
 
-    async def transcribe(self, source: Path | str | bytes) -> Transcript:
+    async def transcribe(self, source: Path | str | bytes | bytearray) -> Transcript:
         """Decode and transcribe ``source`` (a path or the file's bytes) in a worker thread."""
         return await asyncio.to_thread(self.transcribe_sync, source)
 
@@ -79,7 +81,18 @@ class Transcriber(ABC):
                 self._model = self._load()
             return self._model
 
-    def transcribe_sync(self, source: Path | str | bytes) -> Transcript:
+    def close(self) -> None:
+        """Release the engine (a worker process, a model in memory); it reloads if used again."""
+        with self._load_lock:
+            model, self._model = self._model, None
+        if model is not None:
+            self._unload(model)
+
+    def _unload(self, model: Any) -> None:
+        """Engines holding more than memory (a process) release it here."""
+        del model  # by default, dropping the reference is enough
+
+    def transcribe_sync(self, source: Path | str | bytes | bytearray) -> Transcript:
         """Blocking form of ``transcribe``, for the CLI, benchmarks and worker threads."""
         started = time.perf_counter()
         s = self.settings

@@ -98,3 +98,11 @@ def m001_telegram_inbox_access_feedback(db: sqlite_utils.Database) -> None:
     )
     # Keys the bot generates for itself (the HMAC key of button data).
     db.execute("CREATE TABLE bot_secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
+
+
+@migrations()
+def m002_chat_settings(db: sqlite_utils.Database) -> None:
+    # Per-chat preferences, e.g. answering every message in three passes (/think on).
+    db.execute(
+        "CREATE TABLE chat_settings (chat_id INTEGER PRIMARY KEY, answer_mode TEXT NOT NULL DEFAULT 'single')"
+    )

@@ -37,6 +37,8 @@ class Reply:
     text: str
     buttons: list[list[Button]] = field(default_factory=list)
     markdown: bool = True
+    # An assistant answer that carries buttons of its own still gets the feedback row.
+    with_feedback: bool = False
 
 
 @dataclass(frozen=True)

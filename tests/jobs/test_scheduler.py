@@ -45,8 +45,8 @@ def counter() -> tuple[list[float], JobSpec.__init__]:  # type: ignore[valid-typ
     return calls, fn
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")

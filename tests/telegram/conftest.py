@@ -7,8 +7,10 @@ Each test uses its own bot token, so tests sharing one emulator never see each o
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +29,11 @@ import pytest
 EMULATOR_DIR = Path(__file__).parent / "emulator"
 VENV_BIN = Path(sys.executable).parent
 _tokens = count(1)
+
+
+def visible(html_text: str) -> str:
+    """What Telegram counts against its 4096-character limit: the text after entity parsing."""
+    return html.unescape(re.sub(r"<[^>]+>", "", html_text))
 
 
 def free_port() -> int:

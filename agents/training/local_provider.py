@@ -1,0 +1,156 @@
+"""The ``local`` provider: one base model in this process, LoRA adapters hot-swapped per persona.
+
+``LocalEngine`` loads the base model once (lazily, off the event loop) and keeps a bounded LRU
+of loaded adapters in one peft model: ``load_adapter`` on a miss, ``set_adapter`` to switch,
+``delete_adapter`` to evict. Generation runs in a worker thread under a lock, because switching
+adapters changes the one shared model. ``LocalProvider`` is the ``Provider`` over it; its
+``for_archetype(name)`` is the same engine answering with that archetype's promoted adapter
+(from the registry, checksums verified), or the base model when none is promoted. Prompts are
+rendered exactly as in training (``data.render``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.errors import ProviderRejected, ProviderUnavailable
+from agents.providers.base import Capabilities, Completion, LLMRequest, Provider, Usage, normalise_turns
+from agents.training.base_model import load_base, pick_device
+from agents.training.data import render
+from agents.training.errors import BaseModelError, RegistryError
+from agents.training.registry import AdapterRegistry
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """An adapter to serve: ``key`` names it inside the peft model (unique per version)."""
+
+    key: str
+    path: Path
+
+
+class LocalEngine:
+    def __init__(self, base_model: Path | None, *, lru_size: int = 4, device: str | None = None) -> None:
+        self.base_model = base_model
+        self.lru_size = max(1, lru_size)
+        self.device = pick_device(device)
+        self._lock = threading.Lock()
+        self._model: Any = None  # the base model, then the PeftModel wrapping it
+        self._tokenizer: Any = None
+        self._peft = False
+        self.loaded: OrderedDict[str, Path] = OrderedDict()  # adapter key → path, least recent first
+        self.loads = 0  # adapters loaded from disk so far (evictions make it grow)
+
+    def _ensure_base(self) -> None:
+        if self._model is None:
+            model, self._tokenizer = load_base(self.base_model, self.device)
+            self._model = model.eval()
+
+    def _activate(self, adapter: AdapterRef | None) -> None:
+        from peft import PeftModel
+
+        if adapter is None:
+            return
+        if adapter.key in self.loaded:
+            self.loaded.move_to_end(adapter.key)
+        else:
+            if not self._peft:
+                self._model = PeftModel.from_pretrained(self._model, str(adapter.path), adapter_name=adapter.key)
+                self._peft = True
+            else:
+                self._model.load_adapter(str(adapter.path), adapter_name=adapter.key)
+            self.loads += 1
+            self.loaded[adapter.key] = adapter.path
+        self._model.set_adapter(adapter.key)
+        self._model.eval()
+        while len(self.loaded) > self.lru_size:
+            oldest, _ = self.loaded.popitem(last=False)
+            self._model.delete_adapter(oldest)
+
+    def generate(self, messages: list[dict[str, str]], adapter: AdapterRef | None, max_new_tokens: int,
+                 temperature: float | None = None) -> tuple[str, int, int, bool]:
+        """(text, prompt tokens, new tokens, ended by EOS); blocking: call it off the event loop."""
+        import contextlib
+
+        import torch
+
+        with self._lock:
+            self._ensure_base()
+            self._activate(adapter)
+            tok = self._tokenizer
+            prompt = render(tok, messages, add_generation_prompt=True)
+            ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
+            sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
+            base_only = adapter is None and self._peft
+            with torch.inference_mode(), (self._model.disable_adapter() if base_only else contextlib.nullcontext()):
+                out = self._model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id or tok.eos_token_id, **sampling,
+                )
+            new = out[0, ids.shape[1]:].tolist()
+            ended = bool(new) and new[-1] == tok.eos_token_id
+            return tok.decode(new, skip_special_tokens=True).strip(), int(ids.shape[1]), len(new), ended
+
+
+class LocalProvider(Provider):
+    name = "local"
+    capabilities = Capabilities(temperature=True)
+
+    def __init__(self, engine: LocalEngine, registry: AdapterRegistry | None = None,
+                 archetype: str | None = None, adapter: AdapterRef | None = None) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.archetype = archetype
+        self.adapter = adapter
+        self.model = archetype or (Path(engine.base_model).name if engine.base_model else "local")
+
+    def for_archetype(self, archetype: str | None) -> LocalProvider:
+        """The same engine answering as ``archetype`` (None: the base model)."""
+        return LocalProvider(self.engine, self.registry, archetype)
+
+    def with_adapter(self, adapter: AdapterRef | None) -> LocalProvider:
+        """The same engine answering with an explicit adapter directory (evaluation, tests)."""
+        return LocalProvider(self.engine, self.registry, adapter.key if adapter else None, adapter)
+
+    def _resolve(self) -> AdapterRef | None:
+        if self.adapter is not None or self.archetype is None or self.registry is None:
+            return self.adapter
+        promoted = self.registry.promoted(self.archetype)
+        if promoted is None:
+            return None
+        return AdapterRef(f"{promoted.archetype}-{promoted.version}", promoted.path)
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        messages = normalise_turns(request.messages)
+        if not messages:
+            raise ProviderRejected("there is no user message to answer", "send some text")
+        system = request.full_system()
+        if system:
+            messages = [{"role": "system", "content": system}, *messages]
+        started = time.monotonic()
+        try:
+            adapter = self._resolve()
+            text, n_in, n_out, ended = await asyncio.to_thread(
+                self.engine.generate, messages, adapter, request.max_tokens, request.temperature
+            )
+        except (BaseModelError, RegistryError) as exc:
+            raise ProviderUnavailable(f"the local model cannot answer: {exc}", exc.fix) from exc
+        return Completion(text, Usage(input_tokens=n_in, output_tokens=n_out), self.model,
+                          "end_turn" if ended else "max_tokens", time.monotonic() - started)
+
+
+def local_factory(training: Any, registry: AdapterRegistry, device: str | None = None) -> Callable[[Any], Provider]:
+    """The ``local_factory`` that ``agents.providers.build_provider`` takes, from ``TrainingSettings``."""
+
+    def build(_llm_settings: Any) -> Provider:
+        engine = LocalEngine(training.base_model, lru_size=training.adapters_lru, device=device)
+        return LocalProvider(engine, registry)
+
+    return build

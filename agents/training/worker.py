@@ -1,0 +1,106 @@
+"""The training child process: ``python -m agents.training.worker JOB_ID --db PATH``.
+
+It runs one job from ``train_jobs`` and records its outcome there, so that an out-of-memory
+error, a crash or a hung GPU takes down this process and never the daemon. SIGTERM (or SIGINT,
+or ``cancel_requested`` set in the row) stops it between two steps; the last checkpoint stays,
+so ``retry`` resumes. Exit status: 0 succeeded, 1 failed, 3 cancelled, 4 not startable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from memory.db import Database
+from memory.errors import FamiliarError
+
+EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_NOT_STARTABLE = 0, 1, 3, 4
+PROGRESS_EVERY_S = 1.0  # SQLite writes of progress, at most this often (and at the last step)
+CANCEL_POLL_S = 2.0
+
+
+def run_job(db: Database, job_id: int, stop: threading.Event, fault: Any = None) -> int:
+    """Run job ``job_id`` to its end and record the outcome; returns the exit status."""
+    import os
+
+    from agents.training.errors import Cancelled
+    from agents.training.jobs import JobQueue
+    from agents.training.trainer import TrainConfig, train
+
+    queue = JobQueue(db)
+    if not queue.start(job_id, os.getpid()):
+        logger.warning("training job {} is not startable (cancelled or finished)", job_id)
+        return EXIT_NOT_STARTABLE
+    job = queue.get(job_id)
+    last_write = 0.0
+    last_poll = time.monotonic()
+
+    def on_progress(progress: Any) -> None:
+        nonlocal last_write
+        at = time.monotonic()
+        if at - last_write >= PROGRESS_EVERY_S or progress.step == progress.total_steps:
+            queue.set_progress(job_id, progress.as_dict())
+            last_write = at
+
+    def should_stop() -> bool:
+        nonlocal last_poll
+        if stop.is_set():
+            return True
+        if time.monotonic() - last_poll >= CANCEL_POLL_S:
+            last_poll = time.monotonic()
+            return queue.cancel_requested(job_id)
+        return False
+
+    try:
+        config = TrainConfig.from_dict(job.config)
+        result = train(config, on_progress=on_progress, should_stop=should_stop, fault=fault)
+    except Cancelled as exc:
+        queue.mark_cancelled(job_id, str(exc))
+        return EXIT_CANCELLED
+    except FamiliarError as exc:
+        queue.fail(job_id, exc.explain())
+        return EXIT_FAILED
+    except Exception as exc:  # anything else is recorded with its type; the traceback goes to the log
+        traceback.print_exc()
+        queue.fail(job_id, f"training crashed: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    queue.succeed(job_id, result.as_dict())
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    from agents.training.jobs import migrations
+
+    parser = argparse.ArgumentParser(prog="python -m agents.training.worker", description=__doc__)
+    parser.add_argument("job_id", type=int)
+    parser.add_argument("--db", type=Path, required=True, help="path of familiar.db")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info("signal {} received: stopping after the current step", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        db = Database.open(args.db, [migrations])
+    except FamiliarError as exc:
+        print(exc.explain(), file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        return run_job(db, args.job_id, stop)
+    finally:
+        db.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The assistant's answers and the agent commands: plain text, /think, /review, /usage, /persona.
+
+Answers stream into one message, edited at most about once a second; three-pass and review runs
+show their phase in a status message and end with buttons (show the critique; accept, one more
+round, reject), signed so that a forged or foreign press changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+from loguru import logger
+
+from agents.chat import Answer, ChatAgent
+from agents.errors import LLMError
+from agents.review import ReviewEngine, ReviewResult
+from agents.usage import CallContext, UsageStore
+from bot.core.assistant import Assistant
+from bot.core.commands import Command
+from bot.core.signing import ButtonSigner
+from bot.core.transport import Transport
+from bot.core.types import Button, ButtonPress, Incoming, Reply, SentMessage
+
+Mode = Literal["single", "think", "review"]
+EDIT_INTERVAL_S = 1.0
+STREAM_MAX_CHARS = 3500  # past this a message may need splitting; the rest arrives at the end
+PHASES = {
+    "draft": "✍️ Drafting…",
+    "critique": "🧐 Critiquing the draft…",
+    "refine": "🛠 Refining…",
+    "review": "🧑‍⚖️ The panel is reviewing…",
+    "revise": "🛠 Revising against the reviews…",
+}
+
+
+class ChatModes(Protocol):
+    """Where the per-chat answer mode ("answer everything in three passes") is kept."""
+
+    async def get(self, chat_id: int) -> Mode: ...
+
+    async def set(self, chat_id: int, mode: Mode) -> None: ...
+
+
+class StreamingReply:
+    """Sends the first piece, then edits the same message at most once per interval."""
+
+    def __init__(self, transport: Transport, chat_id: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.transport, self.chat_id, self.clock = transport, chat_id, clock
+        self.sent: SentMessage | None = None
+        self.last_edit = 0.0
+        self.shown = ""
+
+    async def delta(self, text: str) -> None:
+        if not text.strip() or len(text) > STREAM_MAX_CHARS:
+            return
+        now = self.clock()
+        if self.sent is None:
+            self.sent = await self.transport.send(self.chat_id, Reply(text + " …", markdown=False))
+            self.last_edit, self.shown = now, text
+        elif now - self.last_edit >= EDIT_INTERVAL_S and text != self.shown:
+            await self.transport.edit(self.sent, Reply(text + " …", markdown=False))
+            self.last_edit, self.shown = now, text
+
+    async def finish(self, reply: Reply) -> SentMessage:
+        if self.sent is None:
+            return await self.transport.send(self.chat_id, reply)
+        await self.transport.edit(self.sent, reply)
+        return self.sent
+
+
+def format_review(result: ReviewResult) -> str:
+    last = result.rounds[-1] if result.rounds else None
+    lines = [result.final, "", f"— review: {result.outcome}, {len(result.rounds)} round(s)"]
+    if last:
+        for review in last.reviews:
+            mark = "✅" if review.approve else "✏️"
+            lines.append(f"{mark} {review.reviewer}: {review.score:.0f}/10")
+    return "\n".join(lines)
+
+
+def format_critique(transcript: dict) -> str:
+    lines = [f"Run #{transcript['run_id']} ({transcript['kind']}, {transcript['outcome']})"]
+    for rnd in transcript.get("rounds", []):
+        lines.append(f"\nRound {rnd['number']} (mean score {rnd['mean_score']}):")
+        for review in rnd.get("reviews", []):
+            verdict = "approve" if review.get("approve") else "revise"
+            lines.append(f"• {review['reviewer']}: {review['score']}/10, {verdict}")
+            for issue in review.get("issues", []):
+                lines.append(f"   - [{issue.get('severity')}] {issue.get('text')}")
+            if review.get("summary"):
+                lines.append(f"   {review['summary']}")
+    return "\n".join(lines)
+
+
+class AgentCommands:
+    def __init__(
+        self,
+        agent: ChatAgent,
+        review: ReviewEngine,
+        usage: UsageStore,
+        signer: ButtonSigner,
+        modes: ChatModes,
+        persona: str,
+    ) -> None:
+        self.agent, self.review, self.usage = agent, review, usage
+        self.signer, self.modes, self.persona = signer, modes, persona
+        self.assistant: Assistant | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def register(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+        assistant.answer_text = self.answer
+        replace = assistant.commands.replace
+        replace(Command("think", "Answer in three passes (/think on|off: for every message here)",
+                        self.think, "/think QUESTION | on | off", needs_args=True))
+        replace(Command("review", "Have the review panel work on a task", self.review_task,
+                        "/review TASK", needs_args=True))
+        replace(Command("usage", "Show your token usage and budget today", self.show_usage, "/usage"))
+        replace(Command("persona", "Show the assistant's persona", self.show_persona, "/persona [NAME]"))
+        assistant.buttons["cq"] = self.on_show_critique
+        assistant.buttons["rv"] = self.on_review_decision
+
+    # -- answering -----------------------------------------------------------------------------
+    def _answer_transport(self, msg: Incoming, transport: Transport) -> Transport:
+        wrap = self.assistant.answer_wrapper if self.assistant else None
+        return wrap(msg, transport) if wrap else transport
+
+    async def answer(self, msg: Incoming, transport: Transport) -> None:
+        """Plain text: answered in the chat's mode (single, or three-pass when turned on)."""
+        mode = await self.modes.get(msg.chat_id)
+        await self._run(msg, msg.text, mode, transport)
+
+    async def _run(self, msg: Incoming, text: str, mode: Mode, transport: Transport) -> Answer:
+        await transport.typing(msg.chat_id)
+        stream = StreamingReply(transport, msg.chat_id)
+        status: SentMessage | None = None
+
+        async def progress(phase: str) -> None:
+            nonlocal status
+            label = PHASES.get(phase, f"{phase}…")
+            try:
+                if status is None:
+                    status = await transport.send(msg.chat_id, Reply(label, markdown=False, buttons=[]))
+                else:
+                    await transport.edit(status, Reply(label, markdown=False))
+            except Exception:  # progress is decoration: never lose the answer over it
+                logger.opt(exception=True).debug("progress update failed")
+
+        answer = await self.agent.answer(
+            msg.chat_id, msg.sender.id, text, mode=mode, is_admin=msg.sender.is_admin,
+            telegram_message_id=msg.message_id,
+            on_delta=stream.delta if mode == "single" else None,
+            progress=progress if mode != "single" else None,
+        )
+        if answer.error:
+            await stream.finish(Reply(answer.text, markdown=False, buttons=[]))
+            return answer
+        if answer.review is not None and answer.run_id is not None:
+            if mode == "review":
+                body = format_review(answer.review)
+                buttons = [[self._button("rv", f"a{answer.run_id}", msg.chat_id, "✅ Accept"),
+                            self._button("rv", f"m{answer.run_id}", msg.chat_id, "🔁 One more round"),
+                            self._button("rv", f"x{answer.run_id}", msg.chat_id, "❌ Reject")]]
+            else:
+                body = answer.text
+                buttons = [[self._button("cq", str(answer.run_id), msg.chat_id, "🧐 Show the critique")]]
+            if status is not None:
+                await transport.edit(status, Reply("Done.", markdown=False))
+            await stream.finish(Reply(body, buttons=buttons, with_feedback=True))
+            return answer
+        await stream.finish(Reply(answer.text))
+        return answer
+
+    def _button(self, prefix: str, payload: str, chat_id: int, label: str) -> Button:
+        return Button(label, self.signer.data(prefix, payload, chat_id))
+
+    # -- commands ------------------------------------------------------------------------------
+    async def think(self, msg: Incoming, args: str, transport: Transport) -> Reply | None:
+        """/think QUESTION: draft, critique, refine; /think on|off sets it for this chat."""
+        switch = args.strip().lower()
+        if switch in ("on", "off"):
+            await self.modes.set(msg.chat_id, "think" if switch == "on" else "single")
+            state = "in three passes" if switch == "on" else "directly"
+            return Reply(f"From now on I answer every message here {state}.", markdown=False)
+        await self._run(msg, args, "think", self._answer_transport(msg, transport))
+        return None
+
+    async def review_task(self, msg: Incoming, args: str, transport: Transport) -> Reply | None:
+        """/review TASK: the review panel drafts and reviews until it approves."""
+        await self._run(msg, args, "review", self._answer_transport(msg, transport))
+        return None
+
+    async def show_usage(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        """/usage: tokens used today against the daily budget."""
+        summary = await self.usage.db.run(self.usage.summary, msg.sender.id, 1, msg.sender.is_admin)
+        totals = summary["totals"]
+        budget = summary.get("daily_budget")
+        used = summary.get("used_today", totals["tokens"])
+        lines = [f"Today: {totals['calls']} model calls, {used:,} tokens, about ${totals['cost_usd']:.4f}."]
+        lines.append(f"Daily budget: {budget:,} tokens ({max(budget - used, 0):,} left)."
+                     if budget else "Daily budget: none (unlimited).")
+        for purpose, row in summary["per_purpose"].items():
+            lines.append(f"• {purpose}: {row['calls']} calls, {row['input'] + row['output']:,} tokens")
+        return Reply("\n".join(lines), markdown=False)
+
+    async def show_persona(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        """/persona: the persona in use; trained archetypes are chosen by name."""
+        if args.strip():
+            return Reply(
+                f"There is no archetype called {args.strip()[:40]!r}. Trained archetypes appear here "
+                "once an admin promotes one.", markdown=False)
+        return Reply(f"Current persona:\n{self.persona}", markdown=False)
+
+    # -- buttons -------------------------------------------------------------------------------
+    async def on_show_critique(self, press: ButtonPress, payload: str, transport: Transport) -> str:
+        verified = self.signer.verify("cq", payload, press.chat_id)
+        if verified is None or not verified.isdigit():
+            return "This button isn't valid here."
+        transcript = await self.review.db.run(self.review.load_transcript, int(verified))  # type: ignore[union-attr]
+        if transcript is None:
+            return "That critique is no longer stored."
+        await transport.send(press.chat_id, Reply(format_critique(transcript), markdown=False))
+        return "Here is the critique."
+
+    async def on_review_decision(self, press: ButtonPress, payload: str, transport: Transport) -> str:
+        verified = self.signer.verify("rv", payload, press.chat_id)
+        if verified is None or len(verified) < 2 or verified[0] not in "amx" or not verified[1:].isdigit():
+            return "This button isn't valid here."
+        action, run_id = verified[0], int(verified[1:])
+        db = self.review.db
+        assert db is not None
+        if action in "ax":
+            decision: Literal["accepted", "rejected"] = "accepted" if action == "a" else "rejected"
+            if not await db.run(self.review.set_decision, run_id, decision):
+                return "That review is no longer stored."
+            return "Accepted." if action == "a" else "Rejected."
+        ctx = CallContext(press.sender.id, press.chat_id, "review", press.sender.is_admin)
+        msg = Incoming(press.chat_id, press.sender, "", channel=press.channel)
+        self._spawn_round(run_id, ctx, msg, transport)
+        return "One more round…"
+
+    def _spawn_round(self, run_id: int, ctx: CallContext, msg: Incoming, transport: Transport) -> None:
+        async def go() -> None:
+            try:
+                result = await self.review.one_more_round(run_id, ctx)
+            except LLMError as exc:
+                await transport.send(msg.chat_id, Reply(f"The extra round failed: {exc}", markdown=False))
+                return
+            buttons = [[self._button("rv", f"a{result.run_id}", msg.chat_id, "✅ Accept"),
+                        self._button("rv", f"m{result.run_id}", msg.chat_id, "🔁 One more round"),
+                        self._button("rv", f"x{result.run_id}", msg.chat_id, "❌ Reject")]]
+            await self._answer_transport(msg, transport).send(
+                msg.chat_id, Reply(format_review(result), buttons=buttons, with_feedback=True))
+
+        task = asyncio.create_task(go(), name=f"review-round-{run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for extra review rounds in flight (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -1,0 +1,38 @@
+"""Scheduled health: run the ``HealthRegistry`` and tell admins when the state changes, not every tick.
+
+The first run after start tells admins only if something is wrong (a restart is not news); later
+runs speak when the overall status or the set of unhealthy checks changes, and once on recovery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from memory.health import CheckResult, HealthRegistry, Status, overall
+
+NotifyAdmins = Callable[[str], Awaitable[None]]
+_ICON = {Status.HEALTHY: "✅", Status.DEGRADED: "⚠️", Status.FAILING: "🛑"}
+
+
+class HealthWatch:
+    def __init__(self, registry: HealthRegistry, notify_admins: NotifyAdmins) -> None:
+        self.registry = registry
+        self.notify_admins = notify_admins
+        self._last: tuple[Status, frozenset[tuple[str, Status]]] | None = None
+
+    async def run(self) -> str:
+        results = await self.registry.run()
+        status = overall(results)
+        bad = frozenset((r.name, r.status) for r in results if r.status != Status.HEALTHY)
+        state = (status, bad)
+        changed = state != self._last and not (self._last is None and status == Status.HEALTHY)
+        self._last = state
+        if changed:
+            await self.notify_admins(self.describe(status, results))
+        return f"{status.name.lower()}{' (admins told)' if changed else ''}"
+
+    @staticmethod
+    def describe(status: Status, results: list[CheckResult]) -> str:
+        lines = [f"{_ICON[status]} Familiar is {status.name.lower()}"]
+        lines += [f"{_ICON[r.status]} {r.name}: {r.detail}" for r in results if r.status != Status.HEALTHY]
+        return "\n".join(lines)

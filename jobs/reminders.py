@@ -1,0 +1,165 @@
+"""Reminders: /remind (one-shot) and /every (cron), stored in SQLite and re-scheduled at start.
+
+The bot calls ``add_once``/``add_every``/``active``/``delete`` and hands in ``deliver``, an async
+callable that sends the text to the chat. A one-shot is marked delivered only once ``deliver``
+returned; one that fell due while the daemon was down is delivered at start with a note saying
+it is late. Recurring reminders missed while down are not replayed (nobody wants seven "drink
+water" at once); they go on at their next time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+from loguru import logger
+
+from jobs.remindparse import split_every, split_remind
+from jobs.scheduler import Backend
+from jobs.settings import JobsSettings
+from memory.db import Database
+
+RETRY_AFTER = timedelta(minutes=5)
+
+
+@dataclass
+class Reminder:
+    id: int
+    chat_id: int
+    user_id: int | None
+    text: str
+    due_at: datetime | None  # one-shot
+    cron: str | None  # recurring
+    timezone: str
+
+    def describe(self) -> str:
+        if self.due_at is not None:
+            return f"{self.due_at.astimezone(ZoneInfo(self.timezone)):%Y-%m-%d %H:%M}: {self.text}"
+        return f"every `{self.cron}`: {self.text}"
+
+
+Deliver = Callable[[Reminder, str | None], Awaitable[None]]
+_COLUMNS = "id, chat_id, user_id, text, due_at, cron, timezone"
+
+
+def _row(r: tuple) -> Reminder:
+    due = datetime.fromtimestamp(r[4], UTC) if r[4] is not None else None
+    return Reminder(r[0], r[1], r[2], r[3], due, r[5], r[6])
+
+
+class Reminders:
+    def __init__(self, db: Database, backend: Backend, settings: JobsSettings, deliver: Deliver) -> None:
+        self.db = db
+        self.backend = backend
+        self.settings = settings
+        self.tz = ZoneInfo(settings.timezone)
+        self.deliver = deliver
+
+    # -- what the bot calls -------------------------------------------------------------------
+    async def add_once(self, chat_id: int, user_id: int | None, args: str) -> Reminder:
+        """``/remind WHEN TEXT``; ReminderError (with examples) when WHEN cannot be used."""
+        when, text = split_remind(args, datetime.now(UTC), self.tz, self.settings.reminder_max_days)
+        reminder = await self.db.run(self._insert, chat_id, user_id, text, when.timestamp(), None)
+        self._schedule(reminder)
+        return reminder
+
+    async def add_every(self, chat_id: int, user_id: int | None, args: str) -> Reminder:
+        """``/every CRON TEXT``; ReminderError (with examples) when CRON cannot be used."""
+        cron, text = split_every(args, self.tz)
+        reminder = await self.db.run(self._insert, chat_id, user_id, text, None, cron)
+        self._schedule(reminder)
+        return reminder
+
+    async def active(self, chat_id: int) -> list[Reminder]:
+        """The chat's active reminders, soonest one-shots first (for /reminders)."""
+        return await self.db.run(self._query_active, chat_id)
+
+    async def delete(self, chat_id: int, reminder_id: int) -> bool:
+        """False when there is no such active reminder in this chat."""
+        removed = await self.db.run(self._deactivate, chat_id, reminder_id)
+        if removed:
+            self.backend.remove(self._job(reminder_id))
+        return removed
+
+    def next_time(self, reminder: Reminder) -> datetime | None:
+        if reminder.due_at is not None:
+            return reminder.due_at
+        return CronTrigger.from_crontab(reminder.cron, timezone=ZoneInfo(reminder.timezone)).get_next_fire_time(
+            None, datetime.now(ZoneInfo(reminder.timezone)))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> int:
+        """Re-schedule every active reminder; deliver one-shots that fell due while down (late).
+        Returns how many were delivered late."""
+        late = 0
+        now = datetime.now(UTC)
+        for reminder in await self.db.run(self._query_active, None):
+            if reminder.due_at is not None and reminder.due_at <= now:
+                local = reminder.due_at.astimezone(ZoneInfo(reminder.timezone))
+                await self._fire(reminder, f"(late: this was due {local:%Y-%m-%d %H:%M}, while I was offline)")
+                late += 1
+            else:
+                self._schedule(reminder)
+        return late
+
+    @staticmethod
+    def _job(reminder_id: int) -> str:
+        return f"reminder:{reminder_id}"
+
+    def _schedule(self, reminder: Reminder) -> None:
+        async def fire() -> None:
+            await self._fire(reminder, None)
+
+        if reminder.due_at is not None:
+            self.backend.once(self._job(reminder.id), reminder.due_at, fire)
+        else:
+            trigger = CronTrigger.from_crontab(reminder.cron, timezone=ZoneInfo(reminder.timezone))
+            self.backend.add(self._job(reminder.id), trigger, fire)
+
+    async def _fire(self, reminder: Reminder, note: str | None) -> None:
+        try:
+            await self.deliver(reminder, note)
+        except Exception as exc:  # Telegram away: try again later, never lose a one-shot
+            logger.warning("reminder {} could not be delivered ({}); retrying", reminder.id, exc)
+            if reminder.due_at is not None:
+                async def retry() -> None:
+                    await self._fire(reminder, note or "(late: delivery was retried)")
+
+                self.backend.once(self._job(reminder.id), datetime.now(UTC) + RETRY_AFTER, retry)
+            return
+        await self.db.run(self._delivered, reminder)
+
+    # -- queries (database thread) ------------------------------------------------------------
+    def _insert(self, chat_id: int, user_id: int | None, text: str, due: float | None, cron: str | None) -> Reminder:
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO reminders (chat_id, user_id, text, due_at, cron, timezone, created_at)"
+                " VALUES (?,?,?,?,?,?,?)", (chat_id, user_id, text, due, cron, self.tz.key, time.time()))
+            row = conn.execute(f"SELECT {_COLUMNS} FROM reminders WHERE id = ?", (cur.lastrowid,)).fetchone()
+        return _row(row)
+
+    def _query_active(self, chat_id: int | None) -> list[Reminder]:
+        sql = f"SELECT {_COLUMNS} FROM reminders WHERE active = 1"
+        params: tuple = ()
+        if chat_id is not None:
+            sql, params = sql + " AND chat_id = ?", (chat_id,)
+        with self.db.read() as conn:
+            return [_row(r) for r in conn.execute(sql + " ORDER BY coalesce(due_at, 1e18), id", params)]
+
+    def _deactivate(self, chat_id: int, reminder_id: int) -> bool:
+        with self.db.transaction() as conn:
+            cur = conn.execute("UPDATE reminders SET active = 0 WHERE id = ? AND chat_id = ? AND active = 1",
+                               (reminder_id, chat_id))
+            return cur.rowcount > 0
+
+    def _delivered(self, reminder: Reminder) -> None:
+        with self.db.transaction() as conn:
+            if reminder.due_at is not None:
+                conn.execute("UPDATE reminders SET delivered_at = ?, last_fired_at = ?, active = 0 WHERE id = ?",
+                             (time.time(), time.time(), reminder.id))
+            else:
+                conn.execute("UPDATE reminders SET last_fired_at = ? WHERE id = ?", (time.time(), reminder.id))

@@ -1,0 +1,81 @@
+"""The durable inbox, the command menu, and the channel's behaviour when Telegram is away."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bot.config import load_settings
+from bot.core.assistant import Assistant
+from bot.core.schema import migrations
+from bot.telegram.channel import TelegramChannel, menu_commands
+from bot.telegram.inbox import Inbox, chat_key
+from bot.telegram.limits import TokenBucket
+from memory.db import Database
+from memory.health import HealthRegistry, Status
+from tests.telegram.conftest import free_port
+
+
+def test_inbox_dedupes_replays_and_gives_up(tmp_path: Path) -> None:
+    db = Database.open(tmp_path / "x.db", [migrations])
+    inbox = Inbox(db, max_attempts=2)
+    batch = [{"update_id": 5, "message": {"chat": {"id": 1}}}, {"update_id": 6}]
+    assert [u for u, _ in inbox.add(batch)] == [5, 6]
+    assert inbox.add(batch) == []  # redelivered: ignored
+    inbox.begin(5)
+    inbox.finish(5)
+    assert [u for u, _ in inbox.pending()] == [6]
+    inbox.begin(6)
+    inbox.begin(6)  # started twice without finishing (two crashes)
+    assert inbox.pending() == []
+    assert inbox.counts() == {"done": 1, "failed": 1}
+    with db.read() as conn:
+        assert conn.execute("SELECT count(*) FROM inbox WHERE payload IS NOT NULL").fetchone()[0] == 0
+    db.close()
+
+
+def test_chat_key() -> None:
+    assert chat_key({"message": {"chat": {"id": -5}}}) == -5
+    assert chat_key({"callback_query": {"from": {"id": 3}}}) == 3
+    assert chat_key({"weird": 1}) == 0
+
+
+def test_set_my_commands_agrees_with_help() -> None:
+    assistant = Assistant(HealthRegistry())
+    for is_admin in (False, True):
+        menu = {(c.command, c.description) for c in menu_commands(assistant.commands, is_admin)}
+        help_lines = assistant.commands.help_text(is_admin).splitlines()[1:-1]
+        from_help = {(line.split(" - ")[0].split()[0].lstrip("/"), line.split(" - ", 1)[1]) for line in help_lines}
+        assert menu == from_help
+    assert "invite" not in {c.command for c in menu_commands(assistant.commands, False)}
+
+
+def test_token_bucket() -> None:
+    now = [0.0]
+    bucket = TokenBucket(2, 60, clock=lambda: now[0])
+    assert [bucket.take(1), bucket.take(1), bucket.take(1), bucket.take(2)] == [True, True, False, True]
+    now[0] = 1.0
+    assert bucket.take(1) and not bucket.take(1)
+
+
+def test_unreachable_telegram_keeps_the_channel_up_and_degraded(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FAMILIAR_TELEGRAM__TOKEN", "1:x")
+    monkeypatch.setenv("FAMILIAR_TELEGRAM__BASE_URL", f"http://127.0.0.1:{free_port()}/bot")
+    settings = load_settings(data_dir=tmp_path)
+    db = Database.open(tmp_path / "x.db", [migrations])
+    health = HealthRegistry()
+    failures: list[Exception] = []
+
+    async def run() -> list:
+        channel = TelegramChannel(settings, db, Assistant(health), health, failures.append)
+        await channel.start()
+        await asyncio.sleep(1.5)
+        results = await health.run()
+        await channel.stop()
+        return results
+
+    results = asyncio.run(run())
+    telegram = [r for r in results if r.name == "telegram"][0]
+    assert telegram.status is Status.DEGRADED and "unreachable" in telegram.detail
+    assert failures == []
+    db.close()
