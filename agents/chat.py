@@ -35,6 +35,7 @@ from agents.resilience import deadline
 from agents.review import Progress, ReviewEngine, ReviewResult
 from agents.settings import LLMSettings
 from agents.usage import CallContext
+from agents.voice.handler import for_context
 from memory.facts import FactExtractor
 from memory.types import Message, Scope
 
@@ -142,16 +143,23 @@ class ChatAgent:
 
     async def answer(self, chat_id: int, user_id: int | None, text: str, *, mode: Mode = "single",
                      is_admin: bool = False, telegram_message_id: int | None = None,
-                     on_delta: OnDelta | None = None, progress: Progress | None = None) -> Answer:
+                     on_delta: OnDelta | None = None, progress: Progress | None = None,
+                     meta: dict[str, Any] | None = None) -> Answer:
         """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
-        mode); ``progress`` gets phase names in think/review modes. Never raises for model faults."""
+        mode); ``progress`` gets phase names in think/review modes. ``meta`` is stored with the
+        user's turn; with ``from_audio`` the model sees the text marked as a transcript (memory
+        keeps the plain words). Never raises for model faults."""
         await self.memory.add_message(chat_id, user_id, "user", text,
-                                      telegram_message_id=telegram_message_id)
+                                      telegram_message_id=telegram_message_id, meta=meta or None)
         self._count_turn(chat_id, user_id)
         context = await self.memory.assemble_context(chat_id, user_id, text,
                                                      self.settings.context_tokens, self.settings.persona)
         if not self.llm.capabilities.generates:
             return await self._from_memory(chat_id, user_id, text)
+        if meta and meta.get("from_audio"):
+            text = for_context(text)
+            if context.messages and context.messages[-1]["role"] == "user":
+                context.messages[-1] = {"role": "user", "content": text}
         prefix, rest = split_stable_prefix(context.system)
         ctx = CallContext(user_id, chat_id, "chat", is_admin)
         try:

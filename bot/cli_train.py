@@ -45,7 +45,7 @@ def _settings() -> Any:
 def _training(settings: Any) -> Any:
     from agents.training.settings import TrainingSettings
 
-    return getattr(settings, "training", None) or TrainingSettings()
+    return getattr(settings, "training", None) or TrainingSettings()  # type: ignore[call-arg]
 
 
 def _db(settings: Any) -> Any:
@@ -206,7 +206,6 @@ def start(
 ) -> None:
     """Start the archetype pipeline (spec, data, inspect, train, evaluate, promote); the daemon runs it."""
     from agents.training.pipeline import PipelineStore
-
     from agents.training.registry import check_slug
 
     db = _db(_settings())

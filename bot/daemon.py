@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,12 +163,12 @@ class Daemon:
             )
             await self.stop_event.wait()
         finally:
+            if watchdog:
+                watchdog.cancel()  # systemd stops watching once told STOPPING
             self.notifier.stopping()
             self.notifier.status("stopping")
             logger.info("stopping")
             clean = await self.lifecycle.stop_all(self.settings.daemon.shutdown_timeout_s)
-            if watchdog:
-                watchdog.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             if db is not None:
@@ -180,10 +181,49 @@ class Daemon:
         return 0 if clean else 1
 
 
+def _leave_now_if_threads_linger(code: int) -> None:
+    """Exit at once when a worker thread cannot be interrupted (the embedding model still loading,
+    a blocked read): the interpreter would otherwise wait for it and overrun the stop bound.
+    Everything that matters is closed by now: the database, the lock, the logs."""
+    lingering = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if lingering:
+        logger.info("leaving {} background thread(s) behind: {}", len(lingering), ", ".join(lingering[:5]))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+async def _finish_loop() -> None:
+    """Cancel what is left, and give asyncio.to_thread workers a short while, never forever."""
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    await asyncio.wait([asyncio.create_task(loop.shutdown_default_executor())], timeout=2)
+
+
 def run_daemon(settings: Settings, console: bool = False) -> int:
     """Entry point of ``familiar run`` and ``familiar chat``."""
     daemon = Daemon(settings, console=console)
-    return asyncio.run(daemon.run())
+    loop = asyncio.new_event_loop()
+    error: FamiliarError | None = None
+    code = 2
+    try:
+        code = loop.run_until_complete(daemon.run())
+    except FamiliarError as exc:
+        error = exc
+    finally:
+        try:
+            loop.run_until_complete(_finish_loop())
+        finally:
+            loop.close()
+    if error is not None:
+        sys.stderr.write(f"error: {error.explain()}\n")
+        _leave_now_if_threads_linger(error.exit_code)
+        raise SystemExit(error.exit_code)
+    _leave_now_if_threads_linger(code)
+    return code
 
 
 __all__ = ["Daemon", "Service", "all_migrations", "open_database", "run_daemon"]

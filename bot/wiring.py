@@ -8,6 +8,7 @@ answers before what it needs is there) and stop in reverse.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,12 +24,13 @@ from agents.providers import health_checks as llm_health_checks
 from agents.review import ReviewEngine
 from agents.summarise import LLMSummariser
 from agents.usage import UsageStore
+from agents.voice import Transcriber, build_transcriber
 from bot import __version__
 from bot.config import Settings
 from bot.core.agent_commands import AgentCommands
 from bot.core.assistant import Assistant
 from bot.core.chat_modes import SqliteChatModes
-from bot.core.feedback import FeedbackStore
+from bot.core.feedback import Feedback, FeedbackStore
 from bot.core.job_commands import JobCommands
 from bot.core.memory_commands import MemoryCommands
 from bot.core.signing import ButtonSigner
@@ -81,6 +83,8 @@ class Services:
     notify_admins: AdminNotifier
     # Where reminders go: set by the channel once it is built ("send": chat id, text).
     deliver_to: dict[str, Send] = field(default_factory=dict)
+    # Voice notes: one engine for the process, loaded on the first recording, closed at stop.
+    transcriber: Transcriber | None = None
 
 
 def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
@@ -129,6 +133,12 @@ def build_services(
         await llm.aclose()
 
     lifecycle.add(FunctionService("agents", stop=stop_agents))
+    transcriber = build_transcriber(settings.voice)
+
+    async def stop_voice() -> None:
+        await asyncio.to_thread(transcriber.close)  # ends the engine's worker process, if any
+
+    lifecycle.add(FunctionService("voice", stop=stop_voice))
 
     # the assistant core and its commands
     assistant = Assistant(health, started_at=started_at)
@@ -169,7 +179,8 @@ def build_services(
         await reminders.start()
 
     lifecycle.add(FunctionService("jobs", start_jobs, scheduler.stop))
-    return Services(assistant, memory, agent, llm, scheduler, reminders, backups, notify_admins, deliver_to)
+    return Services(assistant, memory, agent, llm, scheduler, reminders, backups, notify_admins, deliver_to,
+                    transcriber)
 
 
 def attach_channel(
@@ -198,11 +209,19 @@ def attach_channel(
 
         deliver_to["send"] = to_console
         services.notify_admins.send = None  # the console user sees the log and /status
+        tg = settings.telegram
+        feedback = Feedback(db, tg.feedback_max_age_days, tg.ask_feedback_reason)
+
+        async def install_feedback() -> None:
+            await feedback.load_key()
+            feedback.install(services.assistant)
+
+        lifecycle.add(FunctionService("feedback", install_feedback, feedback.drain))
         lifecycle.add(console)
         return
     from bot.telegram.channel import TelegramChannel
 
-    telegram = TelegramChannel(settings, db, services.assistant, health, fail)
+    telegram = TelegramChannel(settings, db, services.assistant, health, fail, services.transcriber)
     deliver_to["send"] = telegram.transport.send_plain
     services.notify_admins.send = telegram.transport.send_plain
     lifecycle.add(telegram)

@@ -3,6 +3,10 @@
 ``job_runs``: one row per run of a scheduled job (times are UTC epoch seconds). ``reminders``:
 what people asked to be reminded of, one-shot (``due_at``) or recurring (``cron``).
 ``job_summaries``: which chat-hour has which summary memory, so a re-run replaces, never duplicates.
+``job_digests``: the periods admin digests were sent for, so the next one starts where it ended.
+``job_lesson_weeks``: which week's 👎 feedback was synthesised into which lessons (and from which
+votes, so an unchanged week is not sent to the model again); ``job_lesson_cards``: the "lesson"
+memories written into each chat, so a re-run replaces them instead of adding copies.
 """
 
 from __future__ import annotations
@@ -51,5 +55,35 @@ def m001_runs_reminders_summaries(db: sqlite_utils.Database) -> None:
             created_at REAL NOT NULL,
             PRIMARY KEY (chat_id, hour_start)
         )""",
+    ):
+        db.execute(statement)
+
+
+@migrations()
+def m002_digests_lessons(db: sqlite_utils.Database) -> None:
+    for statement in (
+        """CREATE TABLE job_digests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            period_start REAL NOT NULL,     -- UTC epoch seconds
+            period_end REAL NOT NULL,
+            sent_at REAL NOT NULL,
+            account TEXT NOT NULL           -- the one-line account of what it reported
+        )""",
+        """CREATE TABLE job_lesson_weeks (
+            week_start REAL PRIMARY KEY,    -- Monday 00:00 in the jobs time zone, as UTC epoch
+            week TEXT NOT NULL,             -- ISO week label, e.g. 2026-W14
+            feedback TEXT NOT NULL,         -- JSON [[answer_id, user_id, updated_at], ...] of the 👎 used
+            lessons TEXT NOT NULL,          -- JSON list of the lesson texts (may be empty)
+            model TEXT,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE job_lesson_cards (
+            memory_id INTEGER PRIMARY KEY,  -- the "lesson" row in memories
+            chat_id INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            week TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX job_lesson_cards_chat ON job_lesson_cards (chat_id)",
     ):
         db.execute(statement)

@@ -60,3 +60,28 @@ class JobsSettings(BaseModel):
     reminder_max_days: int = Field(
         1830, ge=1, description="Reminders further ahead than this many days are refused as a likely typo."
     )
+    # -- digests and lessons --------------------------------------------------------------------
+    digest_enabled: bool = Field(True, description="Send admins a daily digest (skipped when nothing happened).")
+    digest_cron: str = Field(
+        "0 8 * * *", description="When the admin digest is sent (crontab, in the jobs time zone)."
+    )
+    digest_period_hours: int = Field(
+        24, ge=1, le=24 * 14,
+        description="Hours a digest looks back (never before the end of the previous digest's period).",
+    )
+    digest_top_chats: int = Field(5, ge=1, description="Busiest chats listed by name in the digest.")
+    digest_lowest_rated: int = Field(3, ge=0, description="Lowest-rated answers quoted in the digest.")
+    lessons_enabled: bool = Field(
+        True, description="Turn each week's 👎 feedback into 'lesson' memories the chat agent sees."
+    )
+    lessons_cron: str = Field(
+        "0 9 * * 1",
+        description="When the weekly lessons synthesis runs; it covers the last completed week (Monday-Sunday).",
+    )
+    lessons_max_per_week: int = Field(5, ge=1, le=20, description="Most lessons kept from one week's synthesis.")
+    lessons_max_feedback: int = Field(
+        40, ge=1, description="Most 👎 answers put into the one model call of a week (those with a reason first)."
+    )
+    lessons_keep_weeks: int = Field(
+        12, ge=1, description="Weeks a lesson stays in the chats' memory before it is retired."
+    )

@@ -105,6 +105,7 @@ class SentenceTransformerEmbedder(Embedder):
             # Never reach for the network: the model is local, and a hub lookup would hang offline.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             path = self._path()
             try:
                 from sentence_transformers import SentenceTransformer

@@ -122,6 +122,9 @@ class HybridSearcher:
         if s.mmr_lambda < 1.0 and index is not None and len(ranked) > k:
             ranked = self._mmr(ranked[: k * 4], scores, index, k)
         hits = []
+        # Dense search always returns something; below its average and without a word in common
+        # it is not a match, only the nearest thing in the index.
+        ranked = [i for i in ranked if scores[i] > 0 or i in c.fts]
         for i in ranked[:k]:
             provenance = {"fts": i in c.fts, "dense": i in c.dense}
             hits.append(rows[i].hit(scores[i], **provenance))
@@ -137,17 +140,23 @@ class HybridSearcher:
         near = store.neighbours(self.db, top)
         if not near:
             return scores
-        extra = {j for pair in near.values() for js in pair for j in js if j not in scores}
-        allowed = store.rows_by_id(self.db, list(extra), filters) if extra else {}
+        # Adjacency is symmetric, so the top turns' lists also say who lies next to them; turns
+        # far from every top turn keep their own score (their neighbours are weak anyway).
+        links: dict[int, tuple[set[int], set[int]]] = {}
+        for i, (first, second) in near.items():
+            for dist, js in ((0, first), (1, second)):
+                for j in js:
+                    links.setdefault(i, (set(), set()))[dist].add(j)
+                    links.setdefault(j, (set(), set()))[dist].add(i)
+        extra = [j for j in links if j not in scores]
+        allowed = store.rows_by_id(self.db, extra, filters) if extra else {}
         out = dict(scores)
         for j in allowed:
             out[j] = 0.0
-        missing = [i for i in out if i not in near]
-        near.update(store.neighbours(self.db, missing[:200]))
-        for i in out:
-            first, second = near.get(i, ([], []))
-            out[i] += w1 * max((scores.get(j, 0.0) for j in first), default=0.0)
-            out[i] += w2 * max((scores.get(j, 0.0) for j in second), default=0.0)
+        for i, (first, second) in links.items():
+            if i in out:
+                out[i] += w1 * max((scores.get(j, 0.0) for j in first), default=0.0)
+                out[i] += w2 * max((scores.get(j, 0.0) for j in second), default=0.0)
         return out
 
     def _mmr(self, ranked: list[int], scores: dict[int, float], index: VectorIndex, k: int) -> list[int]:

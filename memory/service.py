@@ -66,20 +66,36 @@ class Memory:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the model and the index in the background; until then search is full-text only."""
+        """Load the model and the index in the background; until then search is full-text only.
+
+        The load runs on a daemon thread of its own, not on the memory worker, so that messages
+        are stored (without vectors, embedded once the model is up) while the model loads, and
+        a stop during the load does not wait for it."""
         if self._warm_task is None:
-            self._warm_task = asyncio.create_task(self._offload(self.warm_sync), name="memory-warm")
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[None] = loop.create_future()
+
+            def warm() -> None:
+                try:
+                    self.warm_sync()
+                except BaseException as exc:  # logged by warm_sync
+                    loop.call_soon_threadsafe(lambda e=exc: done.done() or done.set_exception(e))
+                else:
+                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+            threading.Thread(target=warm, name="memory-warm", daemon=True).start()
+            self._warm_task = done  # type: ignore[assignment]
 
     async def wait_ready(self) -> None:
         if self._warm_task is not None:
             await asyncio.shield(self._warm_task)
 
     async def stop(self) -> None:
-        if self._warm_task is not None:
-            try:
-                await self._warm_task
-            except Exception as exc:  # already logged by warm_sync; stopping must go on
-                logger.warning("memory warm-up had failed: {}", exc)
+        if self._warm_task is not None and not self._warm_task.done():
+            # Still loading: nothing to save yet, and the load cannot be interrupted.
+            logger.info("stopping while the embedding model is still loading")
+        elif self._warm_task is not None and not self._warm_task.cancelled() and self._warm_task.exception():
+            logger.warning("memory warm-up had failed: {}", self._warm_task.exception())
         await self._offload(self.save_index)
         if self._worker is not None:
             self._worker.shutdown(wait=True)
@@ -282,7 +298,12 @@ class Memory:
         return [r.hit(0.0) for r in await self.db.run(store.history, self.db, memory_id)]
 
     async def export(self, *, chat_id: int | None = None, user_id: int | None = None) -> dict:
-        data = await self.db.run(store.export_rows, self.db, chat_id=chat_id, user_id=user_id)
+        data = await self.db.run(self.export_sync, chat_id, user_id)
+        return data
+
+    def export_sync(self, chat_id: int | None = None, user_id: int | None = None) -> dict:
+        """Everything stored for one chat and/or one user (all of it when both are None)."""
+        data = store.export_rows(self.db, chat_id=chat_id, user_id=user_id)
         return {"exported_at": datetime.now().astimezone().isoformat(), "chat_id": chat_id, "user_id": user_id, **data}
 
     def stats_sync(self) -> dict[str, Any]:

@@ -345,15 +345,20 @@ def neighbours(db: Database, memory_ids: Sequence[int]) -> dict[int, tuple[list[
     """For message memories, the memory ids of the turns one and two places away in the same
     chat: ``{id: ([at distance 1], [at distance 2])}``."""
     out: dict[int, tuple[list[int], list[int]]] = {}
+    if not memory_ids:
+        return out
+    part = [int(i) for i in memory_ids[:900]]
     with db.read() as conn:
-        for mid in memory_ids:
-            row = conn.execute("SELECT id, chat_id FROM messages WHERE memory_id = ?", (int(mid),)).fetchone()
-            if row is None:
-                continue
+        turns = conn.execute(
+            f"SELECT memory_id, id, chat_id FROM messages WHERE memory_id IN ({','.join('?' * len(part))})", part
+        ).fetchall()
+        for mid, message_id, chat_id in turns:
             before = [r[0] for r in conn.execute(
-                "SELECT memory_id FROM messages WHERE chat_id = ? AND id < ? ORDER BY id DESC LIMIT 2", (row[1], row[0]))]
+                "SELECT memory_id FROM messages WHERE chat_id = ? AND id < ? ORDER BY id DESC LIMIT 2",
+                (chat_id, message_id))]
             after = [r[0] for r in conn.execute(
-                "SELECT memory_id FROM messages WHERE chat_id = ? AND id > ? ORDER BY id LIMIT 2", (row[1], row[0]))]
+                "SELECT memory_id FROM messages WHERE chat_id = ? AND id > ? ORDER BY id LIMIT 2",
+                (chat_id, message_id))]
             near = [x for x in (before[:1] + after[:1]) if x is not None]
             far = [x for x in (before[1:2] + after[1:2]) if x is not None]
             out[int(mid)] = (near, far)

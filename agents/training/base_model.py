@@ -49,7 +49,7 @@ def load_base(path: Path | str | None, device: torch.device) -> tuple[Any, Any]:
     except (OSError, ValueError) as exc:
         raise BaseModelError(f"{path} is not a transformers model directory: {exc}", FIX) from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model: Any = AutoModelForCausalLM.from_pretrained(
             str(path), config=config, dtype=dtype_for(device), local_files_only=True
         )
     except ValueError as exc:  # transformers raises ValueError for configs without a causal LM head

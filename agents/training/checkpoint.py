@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from agents.training.atomic import atomic_directory
@@ -69,9 +70,10 @@ def save(
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             torch.save(rng_state(), tmp / "rng.pt")
             (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # safetensors reports a full disk as its own error
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise TrainingError(
-            f"checkpoint at step {step} could not be written ({exc.strerror or exc})",
+            f"checkpoint at step {step} could not be written ({reason})",
             f"free disk space under {root}; `familiar train retry` resumes from the previous checkpoint",
         ) from None
     for old in checkpoints(root)[:-keep]:

@@ -152,28 +152,63 @@ def encode_all(tokenizer: Any, conversations: Sequence[Sequence[Message]], max_s
 
 @dataclass
 class Packed:
-    input_ids: torch.Tensor  # [1, T]
-    position_ids: torch.Tensor  # [1, T]
-    targets: torch.Tensor  # [1, T]
+    input_ids: torch.Tensor  # [rows, T]
+    position_ids: torch.Tensor  # [rows, T]
+    targets: torch.Tensor  # [rows, T]
+    real_tokens: int  # tokens of examples (not the filler at row ends)
 
     @property
     def tokens(self) -> int:
-        return int(self.input_ids.shape[1])
+        return self.real_tokens
 
     def to(self, device: torch.device | str) -> Packed:
-        return Packed(self.input_ids.to(device), self.position_ids.to(device), self.targets.to(device))
+        return Packed(self.input_ids.to(device), self.position_ids.to(device), self.targets.to(device),
+                      self.real_tokens)
 
 
-def pack(examples: Sequence[Encoded]) -> Packed:
-    ids: list[int] = []
-    pos: list[int] = []
-    tgt: list[int] = []
-    for e in examples:
-        ids += e.input_ids
-        pos += range(len(e.input_ids))
-        tgt += e.targets
-    as_row = lambda xs: torch.tensor([xs], dtype=torch.long)  # noqa: E731
-    return Packed(as_row(ids), as_row(pos), as_row(tgt))
+def pack(examples: Sequence[Encoded], row_len: int | None = None, pad_id: int = 0) -> Packed:
+    """Concatenate examples into rows, ``position_ids`` restarting at 0 for each example.
+
+    Without ``row_len`` everything goes in one row. With it, examples are placed first-fit by
+    decreasing length into rows of at most ``row_len`` tokens (an example longer than that gets
+    a row of its own), and the end of each row is filled with a filler segment that has its own
+    positions and no targets: attention then costs rows × row_len² rather than (all tokens)²
+    when the attention kernel cannot skip masked blocks.
+    """
+    if row_len is None:
+        order: list[list[Encoded]] = [list(examples)]
+    else:
+        order = []
+        room: list[int] = []
+        for e in sorted(examples, key=lambda x: -len(x.input_ids)):
+            n = len(e.input_ids)
+            at = next((i for i, left in enumerate(room) if left >= n), None)
+            if at is None:
+                order.append([e])
+                room.append(row_len - n)
+            else:
+                order[at].append(e)
+                room[at] -= n
+    width = max(sum(len(e.input_ids) for e in row) for row in order)
+    ids_rows, pos_rows, tgt_rows = [], [], []
+    for row in order:
+        ids: list[int] = []
+        pos: list[int] = []
+        tgt: list[int] = []
+        for e in row:
+            ids += e.input_ids
+            pos += range(len(e.input_ids))
+            tgt += e.targets
+        fill = width - len(ids)
+        ids += [pad_id] * fill
+        pos += range(fill)
+        tgt += [IGNORE] * fill
+        ids_rows.append(ids)
+        pos_rows.append(pos)
+        tgt_rows.append(tgt)
+    as_tensor = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
+    real = sum(len(e.input_ids) for e in examples)
+    return Packed(as_tensor(ids_rows), as_tensor(pos_rows), as_tensor(tgt_rows), real)
 
 
 def step_indices(n: int, batch: int, seed: int, step: int) -> list[int]:

@@ -47,7 +47,7 @@ def heldout_loss(base_model: Path, data: Path, adapter_dir: Path | None = None, 
     try:
         with torch.inference_mode():
             for chunk in split(list(range(len(examples))), micro_batch):
-                batch = pack([examples[i] for i in chunk]).to(dev)
+                batch = pack([examples[i] for i in chunk], row_len=max_seq_len).to(dev)
                 total += float(packed_loss_sum(model, batch))
                 tokens += sum(examples[i].trained_tokens for i in chunk)
     finally:

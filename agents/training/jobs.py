@@ -7,6 +7,7 @@ each open the database and talk only through these rows.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -79,14 +80,14 @@ class JobQueue:
             raise JobError(f"there is no training job {job_id}", "`familiar train status` lists the jobs")
         return found[0]
 
-    def list(self, limit: int = 20) -> list[Job]:
+    def list(self, limit: int = 20) -> builtins.list[Job]:
         return self._select("ORDER BY id DESC LIMIT ?", (limit,))
 
     def next_queued(self) -> Job | None:
         found = self._select("WHERE state = 'queued' ORDER BY id LIMIT 1")
         return found[0] if found else None
 
-    def running(self) -> list[Job]:
+    def running(self) -> builtins.list[Job]:
         return self._select("WHERE state = 'running' ORDER BY id")
 
     def _update(self, job_id: int, where_states: tuple[str, ...] | None = None, **values: Any) -> bool:

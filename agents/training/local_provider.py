@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from agents.errors import ProviderRejected, ProviderUnavailable
-from agents.providers.base import Capabilities, Completion, LLMRequest, Provider, Usage, normalise_turns
+from agents.providers.base import (
+    Capabilities,
+    Completion,
+    LLMRequest,
+    Provider,
+    Usage,
+    normalise_turns,
+)
 from agents.training.base_model import load_base, pick_device
 from agents.training.data import render
 from agents.training.errors import BaseModelError, RegistryError

@@ -12,6 +12,7 @@ go through ``agents.llm.LLM``; the spec is written and approved by the review pa
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -76,12 +77,14 @@ class PipelineStore:
         for s in row["stages"].values():
             for key in ("inputs", "outputs"):
                 s[key] = json.loads(s[key]) if s[key] else None
+        job_id = ((row["stages"].get("train") or {}).get("outputs") or {}).get("job_id")
+        row["job_progress"] = JobQueue(self.db).get(job_id).progress if job_id is not None else None
         return row
 
-    def list(self, limit: int = 20) -> list[dict[str, Any]]:
+    def list(self, limit: int = 20) -> builtins.list[dict[str, Any]]:
         return self._rows("SELECT * FROM train_pipelines ORDER BY id DESC LIMIT ?", (limit,))
 
-    def unfinished(self) -> list[int]:
+    def unfinished(self) -> builtins.list[int]:
         return [r["id"] for r in self._rows("SELECT id FROM train_pipelines WHERE state IN ('running', 'waiting')")]
 
     def set(self, pipeline_id: int, **values: Any) -> None:
@@ -142,31 +145,47 @@ class Pipeline:
 
     async def advance(self, pipeline_id: int, on_update: UpdateFn | None = None) -> dict[str, Any]:
         """Run stages until the pipeline is done, failed, cancelled or waiting; returns its row."""
-        row = await self.d.db.run(self.store.get, pipeline_id)
+        db = self.d.db
+        row = await db.run(self.store.get, pipeline_id)
+        if row["state"] == "waiting" and row["stage"] == "promote":
+            return row  # only an admin's approve moves it on
         while row["state"] in ("running", "waiting"):
             stage = next((s for s in STAGES if row["stages"].get(s, {}).get("state") != "done"), None)
             if stage is None:
-                await self.d.db.run(lambda: self.store.set(pipeline_id, state="done", stage="promote", error=None))
+                await db.run(self._mark, pipeline_id, None, None, "done", None)
             else:
-                await self.d.db.run(lambda: self.store.set(pipeline_id, state="running", stage=stage))
+                await db.run(self._mark, pipeline_id, stage, None, "running", None)
                 try:
                     await getattr(self, f"_{stage}")(pipeline_id, row)
-                except Waiting as wait:
-                    await self.d.db.run(lambda: self.store.stage(pipeline_id, stage, "waiting", error=str(wait) or None))
-                    await self.d.db.run(lambda: self.store.set(pipeline_id, state="waiting"))
-                    row = await self.d.db.run(self.store.get, pipeline_id)
+                except Waiting as waiting:
+                    await db.run(self._mark, pipeline_id, stage, "waiting", "waiting", str(waiting) or None)
+                    row = await db.run(self.store.get, pipeline_id)
                     if on_update is not None:
                         await on_update(row)
                     return row
                 except (FamiliarError, ValueError, OSError) as exc:
                     message = exc.explain() if isinstance(exc, FamiliarError) else f"{type(exc).__name__}: {exc}"
                     logger.warning("pipeline {} stage {} failed: {}", pipeline_id, stage, message)
-                    await self.d.db.run(lambda: self.store.stage(pipeline_id, stage, "failed", error=message))
-                    await self.d.db.run(lambda: self.store.set(pipeline_id, state="failed", error=f"{stage}: {message}"))
-            row = await self.d.db.run(self.store.get, pipeline_id)
+                    await db.run(self._mark, pipeline_id, stage, "failed", "failed", message)
+            row = await db.run(self.store.get, pipeline_id)
             if on_update is not None:
                 await on_update(row)
         return row
+
+    def _mark(self, pipeline_id: int, stage: str | None, stage_state: str | None, state: str,
+              error: str | None) -> None:
+        """Record a stage's state (when given) and the pipeline's, in one transaction."""
+        with self.d.db.transaction():
+            if stage is not None and stage_state is not None:
+                self.store.stage(pipeline_id, stage, stage_state, error=error)
+            values: dict[str, Any] = {"state": state}
+            if stage is not None:
+                values["stage"] = stage
+            if state == "failed":
+                values["error"] = f"{stage}: {error}"
+            elif state in ("running", "done"):
+                values["error"] = None
+            self.store.set(pipeline_id, **values)
 
     # -- admin actions -------------------------------------------------------------------
     def approve(self, pipeline_id: int) -> Any:

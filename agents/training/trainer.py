@@ -26,11 +26,20 @@ from typing import Any
 
 import torch
 from loguru import logger
+from safetensors import SafetensorError
 
 from agents.training import checkpoint
 from agents.training.atomic import atomic_directory, atomic_write_text
 from agents.training.base_model import load_base, pick_device
-from agents.training.data import Encoded, encode_all, file_sha256, load_chat_jsonl, pack, split, step_indices
+from agents.training.data import (
+    Encoded,
+    encode_all,
+    file_sha256,
+    load_chat_jsonl,
+    pack,
+    split,
+    step_indices,
+)
 from agents.training.errors import Cancelled, OutOfMemoryRetriesExhausted, TrainingError
 from agents.training.schedule import lr_factor
 
@@ -167,14 +176,37 @@ def lora_config(config: TrainConfig) -> Any:
     )
 
 
+def _body_and_head(model: Any) -> tuple[Any, Any] | None:
+    """The decoder stack and LM head of a causal LM (through peft), or None where the model's
+    own forward does more than ``head(body(x))`` (Gemma's logit soft-capping)."""
+    base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if getattr(config, "final_logit_softcapping", None) or not hasattr(base, "get_decoder"):
+        return None
+    body, head = base.get_decoder(), base.get_output_embeddings()
+    return (body, head) if body is not None and head is not None else None
+
+
 def packed_loss_sum(model: torch.nn.Module, batch: Any) -> torch.Tensor:
-    """Summed cross-entropy of one packed row over its trained positions."""
+    """Summed cross-entropy of packed rows over their trained positions only.
+
+    The LM head runs only at positions that have a target: with a large vocabulary the logits of
+    prompt tokens are a large share of the compute and most of the activation memory, and
+    nothing is learned from them. (LoRA layers live inside the modules, so calling the decoder
+    and the head directly trains the same adapter as calling the peft model.)
+    """
+    flat_targets = batch.targets.reshape(-1)
+    keep = (flat_targets != -100).nonzero().squeeze(-1)
+    parts = _body_and_head(model)
     # use_cache=False matters: with a cache transformers would not see the packed position ids
-    out = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False)
-    logits = out.logits.float()
-    return torch.nn.functional.cross_entropy(
-        logits.view(-1, logits.shape[-1]), batch.targets.view(-1), ignore_index=-100, reduction="sum"
-    )
+    if parts is None:
+        out = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False)
+        logits = out.logits.reshape(-1, out.logits.shape[-1])[keep]
+    else:
+        body, head = parts
+        hidden = body(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).last_hidden_state
+        logits = head(hidden.reshape(-1, hidden.shape[-1])[keep])
+    return torch.nn.functional.cross_entropy(logits.float(), flat_targets[keep], reduction="sum")
 
 
 def train(
@@ -215,9 +247,13 @@ def train(
     run = _Run(config, fingerprint, model, optimizer, scheduler, examples, ckpt_root, device)
     try:
         result = run.loop(on_progress, should_stop, fault)
-        with atomic_directory(out / "adapter", replace=True) as tmp:
-            model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
+        try:
+            with atomic_directory(out / "adapter", replace=True) as tmp:
+                model.save_pretrained(str(tmp))
+                tokenizer.save_pretrained(str(tmp))
+        except (OSError, SafetensorError) as exc:
+            raise TrainingError(f"the trained adapter could not be written to {out}: {exc}",
+                                "free disk space; `familiar train retry` resumes from the last checkpoint") from None
         result.adapter_dir = out / "adapter"
         record = {"fingerprint": fingerprint, "result": result.as_dict()}
         atomic_write_text(out / "training.json", json.dumps(record, indent=1))
@@ -330,7 +366,7 @@ class _Run:
         for chunk in split(indices, self.micro_batch):
             if fault is not None:
                 fault(self.step)
-            batch = pack([self.examples[i] for i in chunk]).to(self.device)
+            batch = pack([self.examples[i] for i in chunk], row_len=self.c.max_seq_len).to(self.device)
             loss = packed_loss_sum(self.model, batch) / trained
             loss.backward()
             total_loss += float(loss.detach())

@@ -71,6 +71,12 @@ class StreamingReply:
         return self.sent
 
 
+def stored_meta(msg: Incoming) -> dict | None:
+    """What of a message's channel meta is stored with it: all of it when it was not typed
+    (``from_audio``: a voice note's transcript, its file id, engine, ...); typed text stores none."""
+    return dict(msg.meta) if msg.meta.get("from_audio") else None
+
+
 def format_review(result: ReviewResult) -> str:
     last = result.rounds[-1] if result.rounds else None
     lines = [result.final, "", f"— review: {result.outcome}, {len(result.rounds)} round(s)"]
@@ -154,6 +160,7 @@ class AgentCommands:
             telegram_message_id=msg.message_id,
             on_delta=stream.delta if mode == "single" else None,
             progress=progress if mode != "single" else None,
+            meta=stored_meta(msg),
         )
         if answer.error:
             await stream.finish(Reply(answer.text, markdown=False, buttons=[]))

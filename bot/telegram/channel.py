@@ -29,6 +29,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
+from agents.voice import Transcriber
 from bot.config import Settings
 from bot.core.assistant import Assistant
 from bot.core.commands import CommandRegistry
@@ -41,6 +42,7 @@ from bot.telegram.inbox import Inbox, chat_key
 from bot.telegram.limits import ChatPacer, TokenBucket
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.transport import TelegramTransport, retry_after_seconds
+from bot.telegram.voice import VoiceReader, file_base_url
 from memory.db import Database
 from memory.health import CheckResult, HealthRegistry, Status
 
@@ -78,6 +80,7 @@ class TelegramChannel(Service):
         assistant: Assistant,
         health: HealthRegistry,
         fail: Callable[[FamiliarError], None],
+        transcriber: Transcriber | None = None,
     ) -> None:
         self.settings = settings
         self.tg = settings.telegram
@@ -90,6 +93,7 @@ class TelegramChannel(Service):
         self.bot: ExtBot[Any] = ExtBot(
             self.tg.token.get_secret_value(),
             base_url=self.tg.base_url,
+            base_file_url=file_base_url(self.tg.base_url),
             request=HTTPXRequest(connection_pool_size=64, read_timeout=15.0, connect_timeout=10.0),
             get_updates_request=HTTPXRequest(
                 connection_pool_size=2, read_timeout=self.tg.poll_timeout_s + 15.0, connect_timeout=10.0
@@ -101,6 +105,8 @@ class TelegramChannel(Service):
         self.feedback = Feedback(db, self.tg.feedback_max_age_days, self.tg.ask_feedback_reason)
         self.transport = TelegramTransport(self.bot, ChatPacer(self.tg.chat_send_interval_s), self.tg.edit_interval_s)
         self.reporter = ErrorReporter(self.transport.send_plain, self.tg.admins, self.tg.admin_alert_interval_s)
+        # Recordings the engine could not transcribe are kept here for ``familiar transcribe``.
+        voice = VoiceReader(self.bot, transcriber, settings.data_dir / "voice") if transcriber else None
         self.handler = UpdateHandler(
             db,
             assistant,
@@ -110,6 +116,7 @@ class TelegramChannel(Service):
             self._answer_callback,
             TokenBucket(self.tg.user_burst, self.tg.user_per_minute),
             self.tg.refusal_interval_s,
+            voice,
         )
         self._status = (Status.DEGRADED, "connecting to Telegram")
         self._task: asyncio.Task[None] | None = None

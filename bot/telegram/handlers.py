@@ -4,6 +4,10 @@
 the assistant (or an LLM) and nothing of theirs is stored beyond an audit row; every callback
 query is answered, whatever happens. Errors go to the ``ErrorReporter``, except Telegram being
 unreachable (``NetworkError``, ``RetryAfter``), which is raised so the caller tries again later.
+
+A voice note (audio file, video note) passes the same access, group and rate-limit checks as
+text before it is downloaded; its transcript is then answered exactly like typed text, with
+"🗣 I heard: ..." shown first and ``Incoming.meta`` saying it came from audio.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loguru import logger
 from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, NetworkError, RetryAfter
 
+from agents.voice import VoiceNote
+from agents.voice.handler import HEARD_NOTHING
 from bot.core.assistant import Assistant
 from bot.core.commands import Command, parse_command
 from bot.core.transport import Transport
@@ -25,6 +31,7 @@ from bot.core.types import ButtonPress, Incoming, Reply, Sender
 from bot.telegram.access import AccessControl, Role
 from bot.telegram.limits import Throttle, TokenBucket
 from bot.telegram.reporting import ErrorReporter
+from bot.telegram.voice import VoiceReader, voice_note
 from memory.db import Database
 
 AnswerCallback = Callable[[str, str], Awaitable[None]]
@@ -53,6 +60,7 @@ class UpdateHandler:
         answer_callback: AnswerCallback,
         bucket: TokenBucket,
         refusal_interval_s: float = 3600.0,
+        voice: VoiceReader | None = None,
     ) -> None:
         self.db = db
         self.assistant = assistant
@@ -61,6 +69,7 @@ class UpdateHandler:
         self.reporter = reporter
         self.answer_callback = answer_callback
         self.bucket = bucket
+        self.voice = voice  # None: recordings get the "text only" notice
         self.me = BotIdentity()
         self.refusals = Throttle(refusal_interval_s)
         self.notices = Throttle(60.0)
@@ -141,7 +150,8 @@ class UpdateHandler:
                 if role is not Role.STRANGER:
                     await self._notice(chat.id, GROUP_NOT_ALLOWED, key=("group", chat.id))
                 return
-        if not text:
+        note = voice_note(message) if self.voice is not None and parsed is None else None
+        if not text and note is None:
             if not is_group:
                 await self._notice(chat.id, "I can only read text messages for now.", key=("text", user.id))
             return
@@ -152,7 +162,7 @@ class UpdateHandler:
         incoming = Incoming(
             chat.id,
             Sender(user.id, user.first_name or user.username or "", role is Role.ADMIN),
-            text,
+            text or "",
             message_id=message.message_id,
             is_group=is_group,
             channel="telegram",
@@ -163,11 +173,29 @@ class UpdateHandler:
             return
         typing = asyncio.create_task(self._keep_typing(chat.id))
         try:
-            await self.assistant.handle(incoming, self.transport)
+            if note is not None:
+                await self._answer_voice(incoming, note)
+            else:
+                await self.assistant.handle(incoming, self.transport)
         finally:
             typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await typing
+
+    async def _answer_voice(self, incoming: Incoming, note: VoiceNote) -> None:
+        """Transcribe, show what was heard, then answer the transcript as if it had been typed.
+
+        The caption (if any) only served to address the bot in a group; what was said is the
+        message. A failed transcription gets its reply and nothing reaches the assistant.
+        """
+        assert self.voice is not None
+        outcome = await self.voice.read(note)
+        if not outcome.ok:
+            await self.transport.send(incoming.chat_id, Reply(outcome.reply or HEARD_NOTHING, markdown=False))
+            return
+        await self.transport.send(incoming.chat_id, Reply(outcome.heard_line(), markdown=False))
+        heard = replace(incoming, text=outcome.text, meta={**incoming.meta, **outcome.meta()})
+        await self.assistant.handle(heard, self.transport)
 
     async def _keep_typing(self, chat_id: int) -> None:
         while True:

@@ -172,6 +172,9 @@ class TelegramTransport(Transport):
         for i, chunk in enumerate(chunks):
             markup = keyboard(reply) if i == len(chunks) - 1 else None
             if i < len(ids):
+                # A part that is no longer last loses its buttons: say so explicitly (an empty
+                # keyboard) rather than rely on an omitted reply_markup removing them.
+                markup = markup or InlineKeyboardMarkup([])
                 await self._edit_one(message.chat_id, ids[i], chunk, reply.markdown, markup)
             else:
                 sent = await self._send_one(message.chat_id, chunk, reply.markdown, markup)

@@ -10,7 +10,12 @@ import torch
 from safetensors.torch import load_file
 
 from agents.training.data import IGNORE, encode, load_chat_jsonl, pack
-from agents.training.errors import BaseModelError, Cancelled, DatasetError, OutOfMemoryRetriesExhausted
+from agents.training.errors import (
+    BaseModelError,
+    Cancelled,
+    DatasetError,
+    OutOfMemoryRetriesExhausted,
+)
 from agents.training.schedule import lr_factor
 from agents.training.trainer import TrainConfig, train
 
@@ -66,6 +71,19 @@ def test_packed_rows_do_not_attend_across_examples(tiny_model: Path, chat_data: 
         together = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False).logits[0]
         alone_b = model(input_ids=torch.tensor([b.input_ids]), use_cache=False).logits[0]
     assert torch.allclose(together[len(a.input_ids):], alone_b, atol=1e-5)
+
+    # bounded rows: first-fit into rows of 40 tokens, each row ending in a filler with no targets
+    examples = [encode(tok, c, 256) for c in load_chat_jsonl(chat_data)]
+    rows = pack(examples, row_len=40, pad_id=tok.pad_token_id)
+    assert rows.input_ids.shape[0] > 1 and rows.tokens == sum(len(e.input_ids) for e in examples)
+    assert int((rows.targets != IGNORE).sum()) == sum(e.trained_tokens for e in examples)
+    with torch.no_grad():
+        logits = model(input_ids=rows.input_ids, position_ids=rows.position_ids, use_cache=False).logits
+    first = rows.input_ids[0].tolist()
+    e = next(x for x in examples if first[: len(x.input_ids)] == x.input_ids)
+    with torch.no_grad():
+        alone = model(input_ids=torch.tensor([e.input_ids]), use_cache=False).logits[0]
+    assert torch.allclose(logits[0, : len(e.input_ids)], alone, atol=1e-5)
 
 
 def test_schedule_warms_up_then_decays() -> None:
@@ -164,3 +182,57 @@ def test_bad_base_model_and_bad_data_are_readable_failures(tiny_model: Path, cha
     empty.write_text("\n")
     with pytest.raises(DatasetError, match="no conversations"):
         train(config(tiny_model, empty, tmp_path / "o"))
+
+
+@pytest.fixture
+def small_file_limit():
+    """Files may not grow past 4 KiB while the test body runs: the kernel answers writes beyond
+    with EFBIG, as a full disk answers with ENOSPC (SIGXFSZ is ignored so the write fails)."""
+    import resource
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+
+    yield limit
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_a_full_disk_while_checkpointing_is_a_readable_failure(
+    tiny_model: Path, chat_data: Path, tmp_path: Path, small_file_limit
+) -> None:
+    from agents.training.errors import TrainingError
+
+    cfg = config(tiny_model, chat_data, tmp_path / "o")
+    small_file_limit()
+    with pytest.raises(TrainingError, match="checkpoint at step 0 could not be written") as info:
+        train(cfg)
+    assert "free disk space" in info.value.fix
+    assert list((tmp_path / "o" / "checkpoints").iterdir()) == []  # no half-written checkpoint
+
+
+def test_a_full_disk_leaves_the_registry_unchanged(tmp_path: Path, small_file_limit) -> None:
+    from agents.training.errors import RegistryError
+    from agents.training.registry import AdapterRegistry
+
+    src = tmp_path / "adapter"
+    src.mkdir()
+    (src / "adapter_model.safetensors").write_bytes(b"x" * 10_000)
+    registry = AdapterRegistry(tmp_path / "adapters")
+    small_file_limit()
+    with pytest.raises(RegistryError, match="could not be written"):
+        registry.add("pirate", src)
+    assert registry.versions("pirate") == [] and list((tmp_path / "adapters" / "pirate").iterdir()) == []
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_trains_in_bf16_and_frees_its_memory(tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:
+    before = torch.cuda.memory_allocated()
+    result = train(config(tiny_model, chat_data, tmp_path / "gpu", steps=6, device="cuda"))
+    assert result.steps == 6 and result.final_loss < result.losses[0]
+    assert torch.cuda.memory_allocated() <= before + 1024 * 1024

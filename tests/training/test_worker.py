@@ -34,27 +34,27 @@ def test_worker_trains_reports_progress_is_cancelled_and_resumes_on_retry(
     db: Database, tiny_model: Path, chat_data: Path, tmp_path: Path
 ) -> None:
     queue = JobQueue(db)
-    cfg: TrainConfig = config(tiny_model, chat_data, tmp_path / "out", steps=40, checkpoint_every=5)
+    cfg: TrainConfig = config(tiny_model, chat_data, tmp_path / "out", steps=60, checkpoint_every=2)
     job_id = queue.enqueue(cfg.to_dict())
     seen: list[int] = []
 
     def cancel_after_some_steps(job) -> None:
         if job.progress:
             seen.append(job.progress["step"])
-            if job.progress["step"] >= 6 and not job.cancel_requested:
+            if not job.cancel_requested:  # at the first progress the worker writes (step 1)
                 queue.request_cancel(job.id)
 
     cancelled = runner(db, tmp_path).run(job_id, cancel_after_some_steps)
     assert cancelled.state == "cancelled", cancelled.error
     assert "cancelled at step" in (cancelled.error or "")
     stopped_at = int(cancelled.error.split("step ")[1].split()[0])
-    assert 6 <= stopped_at < 40 and seen and max(seen) <= stopped_at
+    assert 1 <= stopped_at < 60 and seen and max(seen) <= stopped_at
 
     queue.retry(job_id)
     done = runner(db, tmp_path).run(job_id)
     assert done.state == "succeeded", done.error
-    assert done.result["resumed_from"] == stopped_at // 5 * 5  # from the last checkpoint
-    assert done.progress["step"] == 40 and done.attempts == 2
+    assert done.result["resumed_from"] == stopped_at // 2 * 2  # from the last checkpoint
+    assert done.progress["step"] == 60 and done.attempts == 2
     assert (Path(done.result["adapter_dir"]) / "adapter_model.safetensors").is_file()
 
 

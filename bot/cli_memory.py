@@ -1,0 +1,231 @@
+"""``familiar memory add|import|search|stats|reindex|export``: the memory store from the shell.
+
+The lead registers it: ``app.add_typer(memory_app, name="memory")`` (``from bot.cli_memory import
+app as memory_app``). Every command opens the database and builds ``Memory`` the same way the
+daemon does; the work lives in memory/, this module only parses, reports progress and prints.
+``python -m bot.cli_memory`` runs the same commands (used by the kill-during-import test).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from memory.errors import FamiliarError
+
+F = TypeVar("F", bound=Callable[..., Any])
+INDEX_DIR = "index"
+
+app = typer.Typer(help="Add to, import into, search, inspect, reindex and export long-term memory.", no_args_is_help=True)
+
+
+def _friendly(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FamiliarError as exc:
+            typer.echo(f"error: {exc.explain()}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def _memory(*, load_model: bool = True) -> Iterator[Any]:
+    """Settings -> database -> Memory, closed (and the index saved) on the way out."""
+    from bot.config import load_settings
+    from memory.db import DB_NAME, Database
+    from memory.embedder import make_embedder
+    from memory.service import Memory
+
+    try:
+        from bot.daemon import all_migrations
+
+        migrations = all_migrations()
+    except ImportError:  # before the composition root exists: memory's own schema is enough
+        from memory.schema import migrations as memory_migrations
+
+        migrations = [memory_migrations]
+    settings = load_settings()
+    data_dir = Path(settings.data_dir).expanduser()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database.open(data_dir / DB_NAME, migrations)
+    memory = Memory(db, make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
+                    settings.memory, data_dir / INDEX_DIR)
+    try:
+        if load_model:
+            memory.warm_sync()
+        yield memory
+        memory.save_index()
+    finally:
+        db.close()
+
+
+def _bar(total: int | None, label: str) -> Any:
+    return typer.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) if total else _NoBar()
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        return None
+
+
+@app.command("add")
+@_friendly
+def add(
+    text: str = typer.Argument(..., help="What to remember."),
+    chat: int = typer.Option(0, "--chat", help="Chat id (scope) it belongs to."),
+    ref: str | None = typer.Option(None, "--ref", help="Your reference string, returned with every hit."),
+    kind: str = typer.Option("note", "--kind", help="Kind of memory: note, fact, lesson, ..."),
+) -> None:
+    """Remember one text; prints its id."""
+    from memory.types import Scope
+
+    with _memory() as memory:
+        item = memory.new(text, Scope(chat), kind, ref=ref)
+        typer.echo(memory.add_sync([item])[0])
+
+
+@app.command("import")
+@_friendly
+def import_(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON Lines: text, chat_id, user, ts, ref, kind."),
+    batch: int = typer.Option(256, "--batch", min=1, help="Rows embedded and committed together."),
+) -> None:
+    """Import a JSON Lines file (one object per line); bad lines are reported and skipped."""
+    from memory.importer import ImportReport, import_records, read_jsonl
+
+    total = sum(1 for line in file.open("rb") if line.strip())
+    report = ImportReport()
+    with _memory() as memory, file.open("rb") as lines, _bar(total, "importing") as bar:
+        import_records(memory, read_jsonl(lines, report), report, batch_size=batch, progress=bar.update)
+    typer.echo(f"imported {report.imported}, skipped {report.skipped}")
+    for error in report.errors:
+        typer.echo(f"  {error}", err=True)
+
+
+def _hits_json(hits: list[Any]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in h.as_dict().items() if k != "user_id"} for h in hits]
+
+
+@app.command("search")
+@_friendly
+def search(
+    query: str | None = typer.Argument(None, help="What to look for (omit with --batch)."),
+    chat: int = typer.Option(0, "--chat", help="Chat id (scope) to search in."),
+    k: int = typer.Option(10, "--k", min=1, max=1000, help="How many hits."),
+    as_json: bool = typer.Option(False, "--json", help="Print the hits as a JSON list."),
+    batch: Path | None = typer.Option(None, "--batch", exists=True, dir_okay=False,
+                                      help="JSON Lines of queries (query, chat_id, k); one JSON line of hits per query."),
+) -> None:
+    """Hybrid (full-text + semantic) search within one chat."""
+    from memory.types import Scope
+
+    if (query is None) == (batch is None):
+        raise typer.BadParameter("give either a QUERY or --batch FILE")
+    with _memory() as memory:
+        if batch is not None:
+            with batch.open("rb") as lines:
+                for n, line in enumerate(lines, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        q = json.loads(line)
+                        text = str(q["query"])
+                        scope, limit = Scope(int(q.get("chat_id", chat))), int(q.get("k", k))
+                    except (ValueError, KeyError, TypeError) as exc:
+                        typer.echo(f"line {n}: {exc}", err=True)
+                        typer.echo("[]")
+                        continue
+                    typer.echo(json.dumps(_hits_json(memory.search_sync(text, scope, k=limit)), ensure_ascii=False))
+            return
+        hits = memory.search_sync(query or "", Scope(chat), k=k)
+        if as_json:
+            typer.echo(json.dumps(_hits_json(hits), ensure_ascii=False, indent=1))
+            return
+        if not hits:
+            typer.echo("no matches")
+        for h in hits:
+            ref = f" ref={h.ref}" if h.ref else ""
+            typer.echo(f"#{h.id} {h.score:.3f} [{h.kind} {h.ts:%Y-%m-%d}{ref}] {h.text[:200]}")
+
+
+@app.command("stats")
+@_friendly
+def stats(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """Counts by kind and embedding model, and the vector index's state."""
+    with _memory(load_model=False) as memory:
+        data = memory.stats_sync()
+        manifest = Path(memory.index_dir) / "manifest.json"
+        data["saved_index"] = json.loads(manifest.read_text()) if manifest.exists() else None
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+        return
+    typer.echo(f"memories: {data['memories']} in {data['chats']} chats; messages: {data['messages']}; "
+               f"superseded facts: {data['superseded']}")
+    for kind, n in sorted(data["by_kind"].items()):
+        typer.echo(f"  {kind}: {n}")
+    for model, n in sorted(data["by_embedding_model"].items()):
+        typer.echo(f"  embedded with {model}: {n}")
+    saved = data["saved_index"]
+    typer.echo(f"saved index: {saved['count']} vectors, {saved['kind']}, {saved['model']}/{saved['dim']}" if saved else "saved index: none")
+
+
+@app.command("reindex")
+@_friendly
+def reindex() -> None:
+    """Embed rows missing a vector (or with another model's) and rebuild the index from SQLite."""
+    import shutil
+
+    from memory import store
+
+    with _memory(load_model=False) as memory:
+        shutil.rmtree(memory.index_dir, ignore_errors=True)
+        memory.embedder.load()
+        pending = len(store.pending_embeddings(memory.db, memory.embedder.model_name, 0, 10**9))
+        with _bar(pending, "embedding") as bar:
+            done = [0]
+
+            def progress(n: int, _total: int) -> None:
+                bar.update(n - done[0])
+                done[0] = n
+
+            memory.warm_sync(progress)
+        memory.save_index()
+        typer.echo(f"index rebuilt: {memory.index.ntotal} vectors ({memory.index.kind})")
+
+
+@app.command("export")
+@_friendly
+def export(
+    chat: int | None = typer.Option(None, "--chat", help="Only this chat."),
+    user: int | None = typer.Option(None, "--user", help="Only this user."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
+) -> None:
+    """Export memories and messages (all, one chat's or one user's) as JSON."""
+    with _memory(load_model=False) as memory:
+        data = memory.export_sync(chat, user)
+    text = json.dumps(data, ensure_ascii=False, indent=1)
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"wrote {len(data['memories'])} memories and {len(data['messages'])} messages to {output}", err=True)
+
+
+if __name__ == "__main__":
+    app()

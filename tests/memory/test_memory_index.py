@@ -1,0 +1,113 @@
+"""The FAISS index as derived state: atomic saves, rebuild and catch-up from SQLite, deletes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from memory.embedder import HashingEmbedder
+from memory.index import MANIFEST, VectorIndex
+from memory.types import Scope
+
+from .conftest import run
+
+TEXTS = [
+    "Anna adopted a grey kitten named Pixel last spring",
+    "The quarterly tax return is due at the end of April",
+    "Our team switched the build system from make to bazel",
+    "Grandfather's apple pie recipe needs cinnamon and nutmeg",
+    "The heating engineer comes on Tuesday morning",
+]
+
+
+def _unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_rebuilt_from_sqlite_after_the_index_file_is_deleted(make_memory, minilm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory(minilm)
+    for i, t in enumerate(TEXTS):
+        run(memory.add_memory(t, Scope(1), ref=f"r{i}"))
+    memory.save_index()
+    for f in (tmp_path / "index").iterdir():
+        f.unlink()
+    again = make_memory(minilm)
+    assert again.index.ntotal == len(TEXTS)
+    hits = run(again.search("a pet cat", Scope(1), k=1))  # no shared word: dense only
+    assert hits[0].ref == "r0" and hits[0].provenance["dense"]
+
+
+def test_changing_the_model_reembeds_and_rebuilds(make_memory, minilm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    first = make_memory(HashingEmbedder())
+    for t in TEXTS:
+        run(first.add_memory(t, Scope(1)))
+    first.save_index()
+    assert json.loads((tmp_path / "index" / MANIFEST).read_text())["model"] == "hashing-256"
+    second = make_memory(minilm)
+    assert second.index.model == minilm.model_name and second.index.ntotal == len(TEXTS)
+    assert second.stats_sync()["by_embedding_model"] == {minilm.model_name: len(TEXTS)}
+    assert "tax" in run(second.search("paying the government", Scope(1), k=1))[0].text
+    second.save_index()
+    assert json.loads((tmp_path / "index" / MANIFEST).read_text())["model"] == minilm.model_name
+
+
+def test_stale_index_catches_up_and_drops_deleted_rows(make_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    ids = [run(memory.add_memory(t, Scope(1))) for t in TEXTS[:3]]
+    memory.save_index()
+    # Written after the save, as if the process died before saving again.
+    run(memory.add_memory(TEXTS[3], Scope(1)))
+    from memory import store
+
+    store.delete_memory(memory.db, ids[0], Scope(1))  # behind the index's back
+    again = make_memory()
+    assert sorted(again.index.ids().tolist()) == sorted(ids[1:] + [ids[-1] + 1])
+
+
+def test_a_corrupt_or_half_written_index_is_never_loaded(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    index = VectorIndex(8, "m")
+    index.add(np.arange(1, 11), _unit(10, 8), np.zeros(10))
+    manifest = index.save(tmp_path)
+    # a killed save leaves a .tmp behind: ignored, the manifest still describes the last good one
+    (tmp_path / "vectors-999.faiss.tmp").write_bytes(b"partial")
+    loaded, why = VectorIndex.load(tmp_path, dim=8, model="m")
+    assert loaded is not None and loaded.ntotal == 10, why
+    with open(tmp_path / manifest.index_file, "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xff\xff\xff")
+    loaded, why = VectorIndex.load(tmp_path, dim=8, model="m")
+    assert loaded is None and "checksum" in why
+    (tmp_path / MANIFEST).write_text("{not json")
+    assert VectorIndex.load(tmp_path, dim=8, model="m")[0] is None
+    assert VectorIndex.load(tmp_path / "nowhere", dim=8, model="m") == (None, "no saved index")
+
+
+def test_approximate_index_keeps_chats_apart_and_deletes_at_once() -> None:
+    vectors = _unit(3000, 16, seed=1)
+    chats = np.arange(3000) % 3
+    index = VectorIndex(16, "m", exact_max=1000, nprobe=8)
+    index.add(np.arange(1, 3001), vectors, chats)
+    assert index.kind == "ivf"
+    found = index.search(vectors[4], 20, chat_id=1)  # id 5 is row 4, chat 1
+    assert found[0][0] == 5 and all(chats[i - 1] == 1 for i, _ in found)
+    assert index.remove([5]) == 1
+    assert 5 not in [i for i, _ in index.search(vectors[4], 20, chat_id=1)]
+    assert 5 not in [i for i, _ in index.search(vectors[4], 20)]
+
+
+def test_approximate_recall_against_exact() -> None:
+    rng = np.random.default_rng(2)
+    centres = _unit(50, 32, seed=3)
+    data = centres[rng.integers(0, 50, 6000)] + 0.3 * rng.standard_normal((6000, 32)).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    exact = VectorIndex(32, "m", exact_max=10**9)
+    approx = VectorIndex(32, "m", exact_max=1000, nprobe=16)
+    for ix in (exact, approx):
+        ix.add(np.arange(1, 6001), data, np.zeros(6000))
+    recall = np.mean([
+        len({i for i, _ in approx.search(q, 10)} & {i for i, _ in exact.search(q, 10)}) / 10
+        for q in data[:100]
+    ])
+    assert recall >= 0.95

@@ -1,0 +1,139 @@
+"""Storage and hybrid recall on a real SQLite store: scope isolation, filters, bad input."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from memory.text import MemoryInputError
+from memory.types import Scope
+
+from .conftest import run
+
+
+def test_search_never_crosses_chats(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    run(memory.add_memory("my secret password hint is the blue door", Scope(1)))
+    run(memory.add_memory("the weather was sunny", Scope(2)))
+    for query in ("secret password blue door", "weather sunny", "door"):
+        hits = run(memory.search(query, Scope(2), k=10))
+        assert all(h.chat_id == 2 for h in hits)
+    assert not any("secret" in h.text for h in run(memory.search("secret password", Scope(2))))
+
+
+def test_user_scope_sees_own_and_shared_rows_only(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    run(memory.add_memory("alice likes green tea", Scope(1, user_id=10)))
+    run(memory.add_memory("bob likes green tea", Scope(1, user_id=20)))
+    run(memory.add_memory("the chat likes green tea", Scope(1)))
+    texts = {h.text for h in run(memory.search("green tea", Scope(1, user_id=10)))}
+    assert texts == {"alice likes green tea", "the chat likes green tea"}
+
+
+def test_hits_carry_provenance_kind_time_and_ref(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    when = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    mid = run(memory.add_memory("the invoice number is 4471", Scope(3), "note", ref="doc:7", ts=when))
+    hit = run(memory.search("invoice 4471", Scope(3)))[0]
+    assert (hit.id, hit.kind, hit.ref, hit.ts, hit.chat_id) == (mid, "note", "doc:7", when, 3)
+    assert hit.provenance["fts"] and hit.provenance["dense"]
+
+
+def test_kind_and_time_filters(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    run(memory.add_memory("holiday in rome", Scope(1), "note", ts=old))
+    run(memory.add_memory("holiday in rome was great", Scope(1), "lesson"))
+    assert {h.kind for h in run(memory.search("holiday rome", Scope(1), kinds=["lesson"]))} == {"lesson"}
+    recent = run(memory.search("holiday rome", Scope(1), since=old + timedelta(days=1)))
+    assert [h.kind for h in recent] == ["lesson"]
+    assert [h.kind for h in run(memory.search("holiday rome", Scope(1), until=old))] == ["note"]
+
+
+def test_messages_are_stored_both_sides_and_returned_oldest_first(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    run(memory.add_message(5, 1, "user", "hi there", telegram_message_id=100, meta={"lang": "en"}))
+    run(memory.add_message(5, None, "assistant", "hello, how can I help?"))
+    msgs = run(memory.recent_messages(5))
+    assert [(m.role, m.text) for m in msgs] == [("user", "hi there"), ("assistant", "hello, how can I help?")]
+    assert msgs[0].telegram_message_id == 100 and msgs[0].meta == {"lang": "en"}
+    assert run(memory.search("how can I help", Scope(5)))[0].kind == "message"
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "\x00\x00"])
+def test_empty_text_is_refused_clearly(make_memory, bad: str) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    with pytest.raises(MemoryInputError, match="empty"):
+        run(memory.add_memory(bad, Scope(1)))
+
+
+def test_odd_text_is_stored_cleaned(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    mid = run(memory.add_memory("nul\x00byte and lone \ud800 surrogate", Scope(1)))
+    hit = run(memory.search("surrogate", Scope(1)))[0]
+    assert hit.id == mid and "\x00" not in hit.text and "\ud800" not in hit.text
+    assert run(memory.search("?!.,;", Scope(1))) is not None  # punctuation only: no crash
+
+
+def test_huge_text_is_chunked_for_embedding_and_oversize_refused(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory(max_text_bytes=400_000, embed_chunk_chars=2000)
+    big = " ".join(f"token{i}" for i in range(30_000)) + " needle"
+    mid = run(memory.add_memory(big, Scope(1)))
+    assert run(memory.search("needle", Scope(1)))[0].id == mid
+    assert memory.embedder.texts_embedded > 50  # embedded as many chunks, not truncated
+    with pytest.raises(MemoryInputError, match="over the limit"):
+        run(memory.add_memory("x" * 400_001, Scope(1)))
+
+
+def test_identical_text_is_embedded_once(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    run(memory.add_memory("repeat after me", Scope(1)))
+    before = memory.embedder.texts_embedded
+    run(memory.add_memory("repeat  after me", Scope(2)))
+    assert memory.embedder.texts_embedded == before
+    assert memory.index.ntotal == 2
+
+
+def test_concurrent_writers_lose_nothing(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+
+    async def handlers() -> None:
+        import asyncio
+
+        await asyncio.gather(*(memory.add_message(1, 1, "user", f"message number {i}") for i in range(40)))
+
+    def job(n: int) -> None:
+        for i in range(20):
+            memory.add_sync([memory.new(f"job {n} note {i}", Scope(1), "note")])
+
+    threads = [threading.Thread(target=job, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    run(handlers())
+    for t in threads:
+        t.join()
+    stats = memory.stats_sync()
+    assert stats["memories"] == 100 and stats["messages"] == 40
+    assert memory.index.ntotal == 100
+
+
+def test_search_before_the_model_loads_uses_full_text(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory(warm=False)
+    run(memory.add_memory("written while the model was loading", Scope(1)))
+    assert run(memory.search("loading", Scope(1)))[0].provenance == {"pinned": False, "fts": True, "dense": False}
+    memory.warm_sync()
+    assert memory.index.ntotal == 1  # embedded once the model was ready
+    assert run(memory.search("loading", Scope(1)))[0].provenance["dense"]
+
+
+def test_mmr_and_recency_options_rank_without_error(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory(mmr_lambda=0.5, recency_half_life_days=30)
+    run(memory.add_memory("paris trip", Scope(1), ts=datetime(2020, 1, 1, tzinfo=UTC)))
+    run(memory.add_memory("paris trip", Scope(1), "lesson"))
+    for i in range(10):
+        run(memory.add_memory(f"paris trip number {i}", Scope(1)))
+    hits = run(memory.search("paris trip", Scope(1), k=5))
+    assert len(hits) == 5
+    assert hits[0].ts.year > 2020  # the newer identical text wins under recency

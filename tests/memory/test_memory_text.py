@@ -1,0 +1,76 @@
+"""Text hygiene and hostile input: nothing a user types may crash storage or FTS5."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memory import store
+from memory.store import Filters
+from memory.text import MemoryInputError, checked, chunks, clean, content_hash, fts_query
+from memory.types import Scope
+
+HOSTILE = [
+    '"', '""', "'", "*", "-", "-foo", "foo*", "NEAR", "NEAR(a b)", "AND", "a AND", "OR OR",
+    "NOT x", "(((", ")", "a) OR (b", "text:foo", "^start", "{col}: x", "?!...;", "\x00", "café -*",
+]
+
+
+def test_clean_removes_nul_control_and_lone_surrogates() -> None:
+    assert clean("a\x00b\ud800c\x07\n") == "ab?c"
+    assert clean(b"caf\xc3\xa9 \xff") == "café \ufffd"
+
+
+def test_checked_refuses_empty_and_oversized_text_with_a_fix() -> None:
+    with pytest.raises(MemoryInputError) as empty:
+        checked(" \x00\t ", 1000)
+    assert empty.value.fix
+    with pytest.raises(MemoryInputError, match="over the limit"):
+        checked("x" * 2001, 2000)
+
+
+def test_content_hash_ignores_whitespace_runs_only() -> None:
+    assert content_hash("a  b\n") == content_hash("a b")
+    assert content_hash("a b") != content_hash("A b")
+
+
+def test_chunks_cover_the_text_at_word_boundaries() -> None:
+    text = " ".join(f"word{i}" for i in range(500))
+    parts = chunks(text, 300)
+    assert all(len(p) <= 300 for p in parts)
+    assert " ".join(parts).split() == text.split()
+
+
+def test_fts_query_quotes_every_token() -> None:
+    assert fts_query("NEAR(cats AND dogs)") == '"near" OR "cats" OR "dogs"'
+    assert fts_query("?!...") is None
+    assert fts_query("the a") == '"the" OR "a"'  # only stopwords: keep them
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_hostile_queries_search_without_error(make_memory, query: str) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    memory.add_sync([memory.new("foo and cats near the text column", Scope(1), "note")])
+    hits = memory.search_sync(query, Scope(1), k=5)
+    assert isinstance(hits, list)
+    if "foo" in query:
+        assert hits and hits[0].text.startswith("foo")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=60))
+def test_any_text_is_a_valid_fts_query(tmp_path_factory, text: str) -> None:  # type: ignore[no-untyped-def]
+    from memory.db import Database
+    from memory.schema import migrations
+
+    global _FUZZ_DB
+    if _FUZZ_DB is None:
+        _FUZZ_DB = Database.open(tmp_path_factory.mktemp("fuzz") / "f.db", [migrations])
+        store.insert_memories(_FUZZ_DB, [store.NewMemory(1, None, "note", "some words here", "h", 0.0)])
+    match = fts_query(text)
+    if match is not None:
+        store.fts_search(_FUZZ_DB, match, Filters(Scope(1)), 5)
+
+
+_FUZZ_DB = None
