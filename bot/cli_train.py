@@ -69,7 +69,6 @@ def progress_line(progress: dict[str, Any]) -> str:
 
 def _run_foreground(db: Any, settings: Any, job_id: int) -> Any:
     """Run a queued job through the worker, printing progress; Ctrl-C cancels it cleanly."""
-    from agents.training.jobs import JobQueue
     from agents.training.runner import JobRunner
 
     runner = JobRunner(db, settings.data_dir / "training" / "logs")
@@ -80,12 +79,9 @@ def _run_foreground(db: Any, settings: Any, job_id: int) -> Any:
             last[0] = job.progress
             typer.echo(progress_line(job.progress))
 
-    try:
-        return runner.run(job_id, show)
-    except KeyboardInterrupt:
-        typer.echo("cancelling (the worker stops after its current step)...", err=True)
-        JobQueue(db).request_cancel(job_id)
-        return runner.run(job_id, show) if JobQueue(db).get(job_id).state == "queued" else JobQueue(db).get(job_id)
+    # Ctrl-C reaches the worker too (same process group): it stops after its current step, keeps
+    # its checkpoint, and the runner records the job as cancelled (`familiar train retry` resumes)
+    return runner.run(job_id, show)
 
 
 def _report(job: Any) -> None:

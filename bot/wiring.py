@@ -37,6 +37,7 @@ from bot.core.signing import ButtonSigner
 from bot.core.types import Reply
 from bot.lifecycle import FunctionService, Lifecycle
 from jobs.backup_job import BackupService
+from jobs.digest import register_digest_jobs
 from jobs.health import HealthWatch
 from jobs.reminders import Reminder, Reminders
 from jobs.scheduler import JobQueueBackend, JobSpec, Scheduler
@@ -60,7 +61,7 @@ class AdminNotifier:
     sent: list[str] = field(default_factory=list)
 
     async def __call__(self, text: str) -> None:
-        logger.warning("admin notice: {}", text)
+        logger.warning("admin notice: {}", text.splitlines()[0][:200] if text else "")
         self.sent.append(text)
         if self.send is None:
             return
@@ -154,6 +155,8 @@ def build_services(
     backups = BackupService(js, data_dir, config_file, __version__, notify_admins)
     if js.backup_enabled:
         scheduler.register(JobSpec("backup", backups.run, cron=js.backup_cron, timeout_s=3 * 3600))
+    register_digest_jobs(scheduler, js, db, memory=memory, llm=llm, notify_admins=notify_admins,
+                         backup_age=backups.newest_age_hours)
     if js.summarize_enabled:
         summarizer = HourlySummarizer(db, memory, summariser, js)
         scheduler.register(JobSpec("summarize", summarizer.run, cron=f"{js.summarize_minute} * * * *"))

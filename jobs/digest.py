@@ -24,6 +24,9 @@ from zoneinfo import ZoneInfo
 
 from loguru import logger
 
+from agents.llm import LLM
+from jobs.lessons import LessonMemory, WeeklyLessons
+from jobs.scheduler import JobSpec, Scheduler
 from jobs.settings import JobsSettings
 from memory.db import Database
 
@@ -260,3 +263,18 @@ class DailyDigest:
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO job_digests (period_start, period_end, sent_at, account) VALUES (?,?,?,?)",
                          (start, end, time.time(), account))
+
+
+def register_digest_jobs(scheduler: Scheduler, settings: JobsSettings, db: Database, *, memory: LessonMemory,
+                         llm: LLM, notify_admins: NotifyAdmins, backup_age: BackupAge | None = None) -> list[str]:
+    """Register the enabled ones of the "digest" and "lessons" jobs; returns their names."""
+    names = []
+    if settings.digest_enabled:
+        digest = DailyDigest(db, settings, notify_admins, backup_age)
+        scheduler.register(JobSpec("digest", digest.run, cron=settings.digest_cron))
+        names.append("digest")
+    if settings.lessons_enabled:
+        lessons = WeeklyLessons(db, memory, llm, settings)
+        scheduler.register(JobSpec("lessons", lessons.run, cron=settings.lessons_cron))
+        names.append("lessons")
+    return names

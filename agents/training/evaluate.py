@@ -57,6 +57,27 @@ def heldout_loss(base_model: Path, data: Path, adapter_dir: Path | None = None, 
     return total / max(tokens, 1)
 
 
+def evaluate_job(config: dict[str, Any]) -> dict[str, Any]:
+    """The model-side half of an evaluation, run by the worker process (``kind: evaluate``):
+    held-out loss with and without the adapter, and both models' answers to the probes."""
+    from agents.training.local_provider import AdapterRef, LocalEngine
+
+    base_model, heldout = Path(config["base_model"]), Path(config["heldout"])
+    adapter_dir = Path(config["adapter_dir"])
+    max_seq_len, device = int(config.get("max_seq_len", 2048)), config.get("device")
+    base_loss = heldout_loss(base_model, heldout, None, max_seq_len=max_seq_len, device=device)
+    adapter_loss = heldout_loss(base_model, heldout, adapter_dir, max_seq_len=max_seq_len, device=device)
+    engine = LocalEngine(base_model, lru_size=1, device=device)
+    adapter = AdapterRef("evaluated", adapter_dir)
+    answers: dict[str, list[str]] = {"base": [], "adapter": []}
+    max_new = int(config.get("max_new_tokens", 200))
+    for probe in config.get("probes", []):
+        messages = [{"role": "user", "content": str(probe)}]
+        answers["base"].append(engine.generate(messages, None, max_new)[0])
+        answers["adapter"].append(engine.generate(messages, adapter, max_new)[0])
+    return {"base_loss": base_loss, "adapter_loss": adapter_loss, "answers": answers}
+
+
 async def judge_probes(llm: Any, ctx: Any, spec: dict[str, Any], probes: list[str], base: list[str],
                        adapter: list[str], seed: int = 0) -> dict[str, Any]:
     """Blind pairwise judgement of each probe; returns wins, ties and the per-probe details."""

@@ -319,25 +319,31 @@ class Pipeline:
             raise Waiting(f"training job {job_id} is {job.state}")
 
     async def _evaluate(self, pipeline_id: int, row: dict[str, Any]) -> None:
-        from agents.training.evaluate import heldout_loss, judge_probes
-        from agents.training.local_provider import AdapterRef, LocalEngine, LocalProvider
+        """Held-out losses and probe answers come from a worker job (the models load there, not
+        in the daemon); the blind judging of the answers is done here by the LLM."""
+        from agents.training.evaluate import judge_probes
 
         s = self.d.settings
         adapter_dir = Path(self._outputs(row, "train")["adapter_dir"])
-        heldout = Path(self._outputs(row, "inspect")["heldout"])
         spec = self._outputs(row, "spec")["spec"]
-        base_loss = await asyncio.to_thread(heldout_loss, s.base_model, heldout, None, max_seq_len=s.max_seq_len, device=self.d.device)
-        adapter_loss = await asyncio.to_thread(heldout_loss, s.base_model, heldout, adapter_dir, max_seq_len=s.max_seq_len, device=self.d.device)
-        engine = LocalEngine(s.base_model, lru_size=1, device=self.d.device)
-        base = LocalProvider(engine)
-        tuned = base.with_adapter(AdapterRef(f"eval-{pipeline_id}", adapter_dir))
+        stage = row["stages"].get("evaluate") or {}
+        job_id = (stage.get("outputs") or {}).get("job_id")
         probes = [str(p) for p in spec["probes"]][:20]
-        answers: dict[str, list[str]] = {"base": [], "adapter": []}
-        for probe in probes:
-            request = LLMRequest(messages=[{"role": "user", "content": probe}], max_tokens=200)
-            answers["base"].append((await base.complete(request)).text)
-            answers["adapter"].append((await tuned.complete(request)).text)
-        del engine, base, tuned
+        if job_id is None:
+            config = {"kind": "evaluate", "base_model": str(s.base_model), "adapter_dir": str(adapter_dir),
+                      "heldout": self._outputs(row, "inspect")["heldout"], "probes": probes,
+                      "max_seq_len": s.max_seq_len, "device": self.d.device, "out": str(adapter_dir)}
+            job_id = await self.d.db.run(self.jobs.enqueue, config, pipeline_id)
+            await self.d.db.run(lambda: self.store.stage(pipeline_id, "evaluate", "waiting", inputs=config,
+                                                         outputs={"job_id": job_id}))
+        job = await self.d.db.run(self.jobs.get, job_id)
+        if job.state in ("failed", "cancelled"):
+            raise TrainingError(f"evaluation job {job_id} {job.state}: {job.error}", "fix the cause, then retry the pipeline")
+        if job.state != "succeeded":
+            raise Waiting(f"evaluation job {job_id} is {job.state}")
+        measured = job.result or {}
+        base_loss, adapter_loss = float(measured["base_loss"]), float(measured["adapter_loss"])
+        answers = measured["answers"]
         judged = await judge_probes(self.d.llm, self.d.ctx, spec, probes, answers["base"], answers["adapter"], seed=pipeline_id)
         improvement = (base_loss - adapter_loss) / base_loss if base_loss > 0 else 0.0
         proposed = improvement >= s.promotion_margin and judged["adapter_wins"] >= judged["base_wins"]
@@ -349,7 +355,8 @@ class Pipeline:
             "final_loss": (train_out.get("losses") or [None])[-1], "spec": spec})
         self.d.registry.set_evaluation(row["archetype"], version.version, report)
         await self._done(pipeline_id, "evaluate", {"adapter_dir": str(adapter_dir)},
-                         {"version": version.version, **{k: v for k, v in report.items() if k != "details"}})
+                         {"job_id": job_id, "version": version.version,
+                          **{k: v for k, v in report.items() if k != "details"}})
 
     async def _promote(self, pipeline_id: int, row: dict[str, Any]) -> None:
         evaluated = self._outputs(row, "evaluate")

@@ -85,6 +85,14 @@ class JobRunner:
         logger.info("training job {} started in process {}", job_id, proc.pid)
         try:
             self._watch(job_id, proc, on_progress)
+        except KeyboardInterrupt:  # Ctrl-C in `familiar train fit`: stop the worker cleanly, then report
+            self.queue._update(job_id, None, cancel_requested=1)
+            proc.terminate()
+            try:
+                proc.wait(timeout=self.cancel_grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         finally:
             self.current = None
         return self._settle(job_id, proc.returncode)

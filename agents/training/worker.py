@@ -1,6 +1,7 @@
 """The training child process: ``python -m agents.training.worker JOB_ID --db PATH``.
 
-It runs one job from ``train_jobs`` and records its outcome there, so that an out-of-memory
+It runs one job from ``train_jobs`` (a training run, or with ``kind: evaluate`` the model side
+of an evaluation) and records its outcome there, so that an out-of-memory
 error, a crash or a hung GPU takes down this process and never the daemon. SIGTERM (or SIGINT,
 or ``cancel_requested`` set in the row) stops it between two steps; the last checkpoint stays,
 so ``retry`` resumes. Exit status: 0 succeeded, 1 failed, 3 cancelled, 4 not startable.
@@ -60,6 +61,11 @@ def run_job(db: Database, job_id: int, stop: threading.Event, fault: Any = None)
         return False
 
     try:
+        if job.config.get("kind") == "evaluate":
+            from agents.training.evaluate import evaluate_job
+
+            queue.succeed(job_id, evaluate_job(job.config))
+            return EXIT_OK
         config = TrainConfig.from_dict(job.config)
         result = train(config, on_progress=on_progress, should_stop=should_stop, fault=fault)
     except Cancelled as exc:

@@ -18,7 +18,9 @@ from bot.lock import InstanceLock
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.errors import BackupError, RestoreError, VerifyError
 from jobs.restore import restore_archive, verify_archive
+from jobs.schema import migrations as jobs_migrations
 from memory.db import Database
+from memory.schema import migrations as memory_migrations
 from tests.jobs.conftest import all_test_migrations, fill
 
 
@@ -85,7 +87,7 @@ def test_settings_are_archived_without_secrets_and_credential_files_skipped(data
     assert "adapters/hf_token" not in names
     assert "SECRET" not in settings and "admins = [42]" in settings
     assert manifest["redacted_settings"] == ["token"]
-    assert manifest["schema_versions"] == {"memory": 1, "jobs": 1}
+    assert manifest["schema_versions"] == {"memory": memory_migrations.latest, "jobs": jobs_migrations.latest}
     assert names[-1] == "manifest.json"
     assert {f["path"] for f in manifest["files"]} == {
         "index/meta.json", "index/vectors.faiss", "adapters/style-v1/adapter_model.safetensors",

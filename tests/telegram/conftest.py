@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from itertools import count
@@ -85,6 +86,29 @@ class Emulator:
             self.post("sendCommand", body)
         else:
             self.post("sendMessage", body)
+
+    def put_file(self, token: str, file_id: str, data: bytes) -> None:
+        """Make ``file_id`` downloadable by this bot (getFile, then /file/bot<token>/<path>)."""
+        req = urllib.request.Request(
+            f"{self.url}/putFile?token={urllib.parse.quote(token)}&fileId={urllib.parse.quote(file_id)}",
+            data, {"Content-Type": "application/octet-stream"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+
+    def file_requests(self, token: str) -> list[dict[str, Any]]:
+        """The getFile calls and downloads this bot made, in order."""
+        return list(self.post("fileRequests", {"token": token})["result"])
+
+    def say_voice(self, token: str, user_id: int, file_id: str, size: int, duration: int = 3,
+                  name: str = "Ann") -> None:
+        """The person sends a voice note (OGG/Opus) whose bytes were registered with ``put_file``."""
+        self.post("sendMessage", {
+            "botToken": token, "date": int(time.time()), "from": self.person(user_id, name),
+            "chat": {"id": user_id, "type": "private", "first_name": name},
+            "voice": {"file_id": file_id, "file_unique_id": f"u{file_id}", "duration": duration,
+                      "mime_type": "audio/ogg", "file_size": size},
+        })
 
     def press(self, token: str, user_id: int, chat_id: int, message_id: int, data: str) -> None:
         self.post("sendCallback", {

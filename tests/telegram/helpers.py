@@ -15,6 +15,7 @@ from bot.telegram.access import AccessControl
 from bot.telegram.handlers import BotIdentity, UpdateHandler
 from bot.telegram.limits import TokenBucket
 from bot.telegram.reporting import ErrorReporter
+from bot.telegram.voice import VoiceReader
 from memory.db import Database
 from memory.health import HealthRegistry
 
@@ -48,7 +49,7 @@ class Rig:
             return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
-def build_rig(tmp_path: Path) -> Rig:
+def build_rig(tmp_path: Path, voice: VoiceReader | None = None) -> Rig:
     db = Database.open(tmp_path / "bot.db", [migrations])
     assistant = Assistant(HealthRegistry())
     answerer = CountingAnswerer()
@@ -69,7 +70,7 @@ def build_rig(tmp_path: Path) -> Rig:
 
     handler = UpdateHandler(
         db, assistant, transport, access, ErrorReporter(notify, [ADMIN]), answer_callback,
-        TokenBucket(1000, 1000),
+        TokenBucket(1000, 1000), voice=voice,
     )
     handler.me = BotIdentity(BOT_ID, BOT_NAME)
     handler.register_commands()
@@ -99,3 +100,16 @@ def callback(user_id: int, data: str, chat_id: int | None = None, message_id: in
                         "chat": {"id": chat_id if chat_id is not None else user_id, "type": chat_type}},
         },
     }
+
+
+def voice_message(user_id: int, file_id: str, size: int, duration: int = 3, chat_type: str = "private",
+                  update_id: int = 1, caption: str | None = None) -> dict:
+    """A voice note update (OGG/Opus, as Telegram clients record them)."""
+    payload = message(user_id, "", chat_type=chat_type, update_id=update_id)
+    msg = payload["message"]
+    del msg["text"]
+    msg["voice"] = {"file_id": file_id, "file_unique_id": f"u{file_id}", "duration": duration,
+                    "mime_type": "audio/ogg", "file_size": size}
+    if caption is not None:
+        msg["caption"] = caption
+    return payload

@@ -135,6 +135,9 @@ def test_pipeline_from_start_to_promotion(db: Database, tiny_model: Path, tmp_pa
         assert run_job(db, job_id, threading.Event()) == 0
         restarted = Pipeline(deps(db, tiny_model, tmp_path, world))  # as after a daemon restart
         row = asyncio.run(restarted.advance(pipeline_id, on_update))
+        assert (row["stage"], row["state"]) == ("evaluate", "waiting"), row["error"]
+        assert run_job(db, row["stages"]["evaluate"]["outputs"]["job_id"], threading.Event()) == 0
+        row = asyncio.run(restarted.advance(pipeline_id, on_update))
     finally:
         torch.set_num_threads(threads)
     assert (row["stage"], row["state"]) == ("promote", "waiting"), row["error"]

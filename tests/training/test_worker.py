@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from agents.training.jobs import JobQueue, migrations
 from agents.training.runner import JobRunner
@@ -30,32 +31,51 @@ def runner(db: Database, tmp_path: Path, **kw) -> JobRunner:
     return JobRunner(db, tmp_path / "logs", env=env, poll_s=0.1, **kw)
 
 
-def test_worker_trains_reports_progress_is_cancelled_and_resumes_on_retry(
+def test_worker_is_cancelled_then_killed_and_still_ends_with_the_uninterrupted_weights(
     db: Database, tiny_model: Path, chat_data: Path, tmp_path: Path
 ) -> None:
+    from safetensors.torch import load_file
+
+    from agents.training.trainer import train
+
     queue = JobQueue(db)
-    cfg: TrainConfig = config(tiny_model, chat_data, tmp_path / "out", steps=60, checkpoint_every=2)
+    cfg: TrainConfig = config(tiny_model, chat_data, tmp_path / "out", steps=150, checkpoint_every=5)
     job_id = queue.enqueue(cfg.to_dict())
     seen: list[int] = []
 
-    def cancel_after_some_steps(job) -> None:
+    def cancel_at_first_progress(job) -> None:
         if job.progress:
             seen.append(job.progress["step"])
-            if not job.cancel_requested:  # at the first progress the worker writes (step 1)
+            if not job.cancel_requested:
                 queue.request_cancel(job.id)
 
-    cancelled = runner(db, tmp_path).run(job_id, cancel_after_some_steps)
+    cancelled = runner(db, tmp_path).run(job_id, cancel_at_first_progress)
     assert cancelled.state == "cancelled", cancelled.error
-    assert "cancelled at step" in (cancelled.error or "")
-    stopped_at = int(cancelled.error.split("step ")[1].split()[0])
-    assert 1 <= stopped_at < 60 and seen and max(seen) <= stopped_at
+    stopped_at = int(cancelled.error.split("cancelled at step ")[1].split()[0])
+    assert 1 <= stopped_at < 150 and seen and max(seen) <= stopped_at
+
+    queue.retry(job_id)
+    killer = runner(db, tmp_path)
+
+    def kill_at_first_progress(job) -> None:
+        if job.progress and job.progress["step"] > stopped_at and killer.current is not None:
+            killer.current[1].kill()  # SIGKILL: no handler runs, nothing is recorded by the worker
+
+    killed = killer.run(job_id, kill_at_first_progress)
+    assert killed.state == "failed" and "signal SIGKILL" in killed.error, killed.error
+    last_step = killed.progress["step"]
+    assert last_step < 150
 
     queue.retry(job_id)
     done = runner(db, tmp_path).run(job_id)
     assert done.state == "succeeded", done.error
-    assert done.result["resumed_from"] == stopped_at // 2 * 2  # from the last checkpoint
-    assert done.progress["step"] == 60 and done.attempts == 2
-    assert (Path(done.result["adapter_dir"]) / "adapter_model.safetensors").is_file()
+    assert done.result["resumed_from"] >= stopped_at // 5 * 5  # from a checkpoint, not from scratch
+    assert done.progress["step"] == 150 and done.attempts == 3
+
+    straight = train(config(tiny_model, chat_data, tmp_path / "straight", steps=150, checkpoint_every=5))
+    a = load_file(str(Path(done.result["adapter_dir"]) / "adapter_model.safetensors"))
+    b = load_file(str(straight.adapter_dir / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_retry_resumes_from_the_checkpoint(db: Database, tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:

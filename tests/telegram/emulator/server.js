@@ -8,6 +8,11 @@
 //   4. edit/answer/delete answer null     -> true, as Telegram does.
 // One test hook: a token starting with "rejected" gets HTTP 401, as Telegram answers a revoked
 // token, so the daemon's "token rejected" path can be exercised.
+//
+// Files (the emulator has none): a test registers bytes with POST /putFile?token=T&fileId=F
+// (raw body); getFile then answers {file_id, file_unique_id, file_size, file_path} for them, and
+// GET /file/bot<token>/<file_path> serves the bytes, as Telegram does. POST /fileRequests
+// {token} lists the getFile and download requests a bot made (to check what was fetched).
 'use strict';
 const TelegramServer = require('telegram-test-api');
 
@@ -46,6 +51,15 @@ function fixResult(data) {
   return data;
 }
 
+const express = require('express');
+
+const files = new Map(); // `${token}\n${fileId}` -> {data, path}
+const fileRequests = new Map(); // token -> [{kind, fileId|path}]
+function logFileRequest(token, entry) {
+  if (!fileRequests.has(token)) fileRequests.set(token, []);
+  fileRequests.get(token).push(entry);
+}
+
 const server = new TelegramServer({ port, host: '127.0.0.1', storage: 'RAM', storeTimeout });
 const app = server.webServer;
 const before = app._router.stack.length;
@@ -63,6 +77,41 @@ app.use('/bot:token', (req, res, next) => {
   next();
 });
 app.all('/bot:token/getMe', (_req, res) => res.json({ ok: true, result: BOT_USER })); // 1
+app.all('/bot:token/sendChatAction', (_req, res) => res.json({ ok: true, result: true }));
+app.all('/bot:token/getFile', (req, res) => {
+  const token = req.params.token;
+  const fileId = String((req.body && req.body.file_id) || req.query.file_id || '');
+  logFileRequest(token, { kind: 'getFile', fileId });
+  const file = files.get(`${token}\n${fileId}`);
+  if (!file) {
+    res.status(400).json({ ok: false, error_code: 400, description: 'Bad Request: invalid file_id' });
+    return;
+  }
+  res.json({ ok: true, result: {
+    file_id: fileId, file_unique_id: `u${fileId}`, file_size: file.data.length, file_path: file.path,
+  } });
+});
+app.post('/putFile', express.raw({ type: () => true, limit: '30mb' }), (req, res) => {
+  const token = String(req.query.token);
+  const fileId = String(req.query.fileId);
+  const path = `voice/file_${files.size}.oga`;
+  files.set(`${token}\n${fileId}`, { data: Buffer.from(req.body), path });
+  res.json({ ok: true, result: path });
+});
+app.post('/fileRequests', (req, res) => {
+  res.json({ ok: true, result: fileRequests.get(String(req.body.token)) || [] });
+});
+app.get('/file/bot:token/*', (req, res) => {
+  const token = req.params.token;
+  const path = req.params[0];
+  logFileRequest(token, { kind: 'download', path });
+  const file = [...files.entries()].find(([key, f]) => key.startsWith(`${token}\n`) && f.path === path);
+  if (!file) {
+    res.status(404).send('Not Found');
+    return;
+  }
+  res.type('application/octet-stream').send(file[1].data);
+});
 
 // Routes were registered in the constructor: move ours in front of the first route.
 const stack = app._router.stack;

@@ -1,0 +1,96 @@
+"""Context assembly inside a budget, and compaction that never loses a turn."""
+
+from __future__ import annotations
+
+from memory.context import ExtractiveSummariser, Summariser
+from memory.text import estimate_tokens
+from memory.types import Message, Scope
+
+from .conftest import run
+
+
+class RecordingSummariser(Summariser):
+    """Concatenates first words; remembers what it was asked to summarise."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[list[Message]] = []
+        self.fail = fail
+
+    async def summarise(self, turns: list[Message]) -> str:
+        self.calls.append(turns)
+        if self.fail:
+            raise RuntimeError("the LLM is down")
+        return "Summary: " + "; ".join(t.text.split()[0] for t in turns)
+
+
+def _chat(memory, n: int = 40) -> None:  # type: ignore[no-untyped-def]
+    for i in range(n):
+        role = "user" if i % 2 == 0 else "assistant"
+        run(memory.add_message(1, 7 if role == "user" else None, role, f"turn{i} " + "about gardening and tomatoes " * 5))
+
+
+def test_context_respects_the_budget_and_keeps_the_newest_turns(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    memory.summariser = RecordingSummariser()
+    _chat(memory)
+    run(memory.add_fact("The user grows tomatoes", Scope(1, 7), pinned=True))
+    ctx = run(memory.assemble_context(1, 7, "what should I plant next?", 600, persona="You are Familiar."))
+    assert ctx.tokens_used <= 600
+    assert estimate_tokens(ctx.system) + sum(estimate_tokens(m["content"]) for m in ctx.messages) <= 600
+    assert ctx.messages[-1] == {"role": "user", "content": "what should I plant next?"}
+    kept = [m["content"].split()[0] for m in ctx.messages[:-1]]
+    assert kept and kept[-1] == "turn39"  # newest kept, contiguous, oldest first
+    assert kept == [f"turn{i}" for i in range(40 - len(kept), 40)]
+    assert ctx.system.startswith("You are Familiar.")
+    assert "The user grows tomatoes" in ctx.system
+    assert any("recent turns" in s for s in ctx.included) and any("older turns" in s for s in ctx.dropped)
+
+
+def test_history_that_outgrows_the_budget_is_compacted_not_lost(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    summariser = RecordingSummariser()
+    memory.summariser = summariser
+    _chat(memory)
+    ctx = run(memory.assemble_context(1, 7, "hello again", 500))
+    assert len(summariser.calls) == 1
+    summarised = [t.text.split()[0] for t in summariser.calls[0]]
+    kept = [m["content"].split()[0] for m in ctx.messages[:-1]]
+    assert summarised + kept == [f"turn{i}" for i in range(40)]  # every turn in exactly one place
+    assert "## Earlier in this conversation\nSummary: turn0" in ctx.system
+    assert run(memory.search("turn0", Scope(1), kinds=["message"]))[0].text.startswith("turn0")  # still searchable
+    # Nothing new fell out: asking again does not summarise again.
+    run(memory.assemble_context(1, 7, "hello again", 500))
+    assert len(summariser.calls) == 1
+    # A few more turns push more out: the new summary builds on the previous one.
+    for i in range(40, 46):
+        run(memory.add_message(1, 7, "user", f"turn{i} " + "about roses " * 10))
+    run(memory.assemble_context(1, 7, "and now?", 500))
+    assert summariser.calls[1][0].role == "system" and summariser.calls[1][0].text.startswith("Summary: turn0")
+
+
+def test_a_failing_summariser_falls_back_to_the_extractive_one(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    memory.summariser = RecordingSummariser(fail=True)
+    _chat(memory)
+    ctx = run(memory.assemble_context(1, 7, "hi", 500))
+    assert "Keywords:" in ctx.system and ctx.tokens_used <= 500
+
+
+def test_extractive_summary_has_keywords_and_key_sentences() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    turns = [
+        Message(1, 1, 7, "user", "We are planning a trip to Lisbon in May. The flights are booked.", now),
+        Message(2, 1, None, "assistant", "Lisbon in May is lovely. Pack light clothes.", now),
+    ]
+    text = run(ExtractiveSummariser().summarise(turns))
+    assert text.startswith("Keywords: lisbon")
+    assert "trip to Lisbon" in text
+
+
+def test_a_tiny_budget_still_returns_the_incoming_message(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    _chat(memory, 4)
+    ctx = run(memory.assemble_context(1, 7, "short question", 10))
+    assert ctx.messages == [{"role": "user", "content": "short question"}]

@@ -1,0 +1,95 @@
+"""Facts (dedupe, supersede with history) and privacy (forget, forget user, export)."""
+
+from __future__ import annotations
+
+import json
+
+from memory.facts import PatternFactExtractor
+from memory.index import MANIFEST
+from memory.types import Message, Scope
+
+from .conftest import run
+
+ME = Scope(1, user_id=7)
+
+
+def test_the_same_fact_twice_is_not_duplicated(make_memory, minilm) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory(minilm)
+    first = run(memory.add_fact("My favourite colour is blue", ME))
+    assert first.action == "added"
+    assert run(memory.add_fact("My favourite colour is blue", ME)).action == "duplicate"  # same hash
+    near = run(memory.add_fact("my favourite color is blue.", ME))  # spelling: cosine 0.98
+    assert (near.action, near.id) == ("duplicate", first.id)
+    assert len(run(memory.list_memories(ME, ["fact"]))) == 1
+
+
+def test_a_contradicting_fact_supersedes_and_keeps_history(make_memory, minilm) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory(minilm)
+    old = run(memory.add_fact("I live in Berlin", ME, pinned=True))
+    new = run(memory.add_fact("I live in Paris", ME))
+    assert (new.action, new.superseded_id) == ("superseded", old.id)
+    current = run(memory.list_memories(ME, ["fact"]))
+    assert [h.text for h in current] == ["I live in Paris"]
+    assert current[0].provenance["pinned"]  # the successor of a pinned fact stays pinned
+    assert [h.text for h in run(memory.fact_history(new.id))] == ["I live in Paris", "I live in Berlin"]
+    assert all("Berlin" not in h.text for h in run(memory.search("where do I live", ME)))
+
+
+def test_related_but_different_facts_are_both_kept(make_memory, minilm) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory(minilm)
+    a = run(memory.add_fact("My wife is called Anna", ME))
+    b = run(memory.add_fact("My sister is called Anna", ME))  # cosine 0.88, different frame
+    c = run(memory.add_fact("I like tea", ME))
+    d = run(memory.add_fact("I like coffee", ME))
+    assert [r.action for r in (a, b, c, d)] == ["added"] * 4
+    assert len(run(memory.list_memories(ME, ["fact"]))) == 4
+
+
+def test_extracted_facts_go_through_the_same_dedupe(make_memory) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    memory = make_memory()
+    turns = [Message(1, 1, 7, "user", "Remember that my dentist is Dr Moss. Thanks!", datetime.now(UTC)),
+             Message(2, 1, None, "assistant", "My pleasure.", datetime.now(UTC))]
+    results = run(memory.learn(turns, ME, PatternFactExtractor()))
+    assert [r.action for r in results] == ["added"]
+    assert [r.action for r in run(memory.learn(turns, ME, PatternFactExtractor()))] == ["duplicate"]
+
+
+def test_forget_removes_row_text_and_vector_at_once(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    mid = run(memory.add_memory("the spare key is under the flowerpot", Scope(1)))
+    assert not run(memory.forget(mid, Scope(2)))  # another chat cannot forget it
+    assert run(memory.forget(mid, Scope(1)))
+    assert not run(memory.forget(mid, Scope(1)))
+    assert mid not in memory.index.ids()
+    assert run(memory.search("spare key flowerpot", Scope(1))) == []
+
+
+def test_forget_user_removes_rows_fts_and_vectors_everywhere(make_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    run(memory.add_message(1, 7, "user", "my bank pin is four four one two"))
+    run(memory.add_fact("I was born in Leeds", ME))
+    run(memory.add_message(1, 8, "user", "another user talks about the bank"))
+    mine = [h.id for h in run(memory.list_memories(ME, None, 100)) if h.user_id == 7]
+    memory.save_index()
+    assert run(memory.forget_user(7)) == 2
+    assert not set(mine) & set(memory.index.ids().tolist())
+    assert [h.user_id for h in run(memory.search("bank pin", Scope(1)))] == [8]
+    with memory.db.read() as conn:
+        assert conn.execute("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'leeds'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM messages WHERE user_id = 7").fetchone()[0] == 0
+    # the saved index on disk no longer holds the vectors either
+    saved = json.loads((tmp_path / "index" / MANIFEST).read_text())
+    assert saved["count"] == memory.index.ntotal == 1
+
+
+def test_export_one_user_or_chat_as_json(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    run(memory.add_message(1, 7, "user", "hello from seven"))
+    run(memory.add_message(2, 9, "user", "hello from nine"))
+    data = run(memory.export(user_id=7))
+    json.dumps(data)
+    assert [m["text"] for m in data["messages"]] == ["hello from seven"]
+    assert [m["text"] for m in data["memories"]] == ["hello from seven"]
+    assert [m["chat_id"] for m in run(memory.export(chat_id=2))["messages"]] == [2]
