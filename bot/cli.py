@@ -31,8 +31,9 @@ def _register_subcommands() -> None:
     """Each area's commands live in their own module; they import their heavy parts lazily."""
     from bot.cli_agents import ask, usage
     from bot.cli_backup import backup_app, restore_command
-    from bot.cli_voice import transcribe_command
     from bot.cli_service import app as service_app
+    from bot.cli_train import adapters_app, train_app
+    from bot.cli_voice import transcribe_command
 
     app.add_typer(service_app, name="service")
     app.command("ask")(ask)
@@ -40,6 +41,8 @@ def _register_subcommands() -> None:
     app.command("transcribe")(transcribe_command)
     app.add_typer(backup_app, name="backup")
     app.command("restore")(restore_command)
+    app.add_typer(train_app, name="train")
+    app.add_typer(adapters_app, name="adapters")
 
 
 def friendly(fn: F) -> F:
@@ -103,14 +106,18 @@ def chat() -> None:
 def health(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per check."),
 ) -> None:
-    """Run the health checks. Exit 0 healthy, 1 degraded, 2 failing."""
-    from bot.daemon import build_health, open_database
+    """Run the health checks. Exit 0 healthy, 1 degraded, 2 failing.
+
+    The database, disk and configuration are checked here and now; the checks only the daemon
+    can run (Telegram, the model, the index, jobs, backups) come from its latest snapshot."""
+    from bot.daemon import build_health, daemon_checks, open_database
     from memory.health import overall
 
     settings = _settings()
     db = open_database(settings)
     try:
         results = asyncio.run(build_health(settings, db).run())
+        results += daemon_checks(settings, db, {r.name for r in results})
     finally:
         db.close()
     for r in results:

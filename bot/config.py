@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from agents.settings import LLMSettings, ReviewSettings
+from agents.training.settings import TrainingSettings
 from agents.voice.settings import VoiceSettings
 from bot.errors import ConfigError
 from bot.settings import DaemonSettings, LogSettings, TelegramSettings
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
     review: ReviewSettings = Field(default_factory=ReviewSettings)  # type: ignore[arg-type]
     voice: VoiceSettings = Field(default_factory=VoiceSettings)  # type: ignore[arg-type]
+    training: TrainingSettings = Field(default_factory=TrainingSettings)  # type: ignore[arg-type]
     memory: MemorySettings = Field(default_factory=MemorySettings)  # type: ignore[arg-type]
     jobs: JobsSettings = Field(default_factory=JobsSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]

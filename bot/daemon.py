@@ -85,6 +85,25 @@ def build_health(settings: Settings, db: Database) -> HealthRegistry:
     return health
 
 
+def daemon_checks(settings: Settings, db: Database, skip: set[str]) -> list[CheckResult]:
+    """Whether the daemon runs, and its latest snapshot of the checks only it can run."""
+    from jobs.health import load_snapshot
+
+    running = InstanceLock(settings.data_dir).is_held_elsewhere()
+    snapshot = [(r, at) for r, at in load_snapshot(db) if r.name not in skip]
+    if not running:
+        return [CheckResult("daemon", Status.DEGRADED, f"not running on {settings.data_dir}")]
+    results = [CheckResult("daemon", Status.HEALTHY, "running")]
+    stale_after = 2 * settings.jobs.health_interval_s + 60
+    for result, at in snapshot:
+        age = time.time() - at
+        if age > stale_after:
+            results.append(CheckResult(result.name, Status.DEGRADED, f"no fresh result from the daemon ({age / 60:.0f} min old): {result.detail}"))
+        else:
+            results.append(CheckResult(result.name, result.status, f"{result.detail} ({age:.0f} s ago)"))
+    return results
+
+
 @dataclass
 class Daemon:
     """The running daemon. ``console`` picks the console channel instead of Telegram."""

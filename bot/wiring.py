@@ -160,12 +160,13 @@ def build_services(
     if js.summarize_enabled:
         summarizer = HourlySummarizer(db, memory, summariser, js)
         scheduler.register(JobSpec("summarize", summarizer.run, cron=f"{js.summarize_minute} * * * *"))
-    scheduler.register(JobSpec("health", HealthWatch(health, notify_admins).run,
+    scheduler.register(JobSpec("health", HealthWatch(health, notify_admins, db).run,
                                every=timedelta(seconds=js.health_interval_s), catch_up=False))
     health.register("jobs", scheduler.health_check)
     health.register("backup", backups.health_check)
 
     deliver_to: dict[str, Send] = {}
+    background: set[asyncio.Task[object]] = set()
 
     async def deliver(reminder: Reminder, note: str | None) -> None:
         text = f"⏰ {reminder.text}" + (f"\n({note})" if note else "")
@@ -180,6 +181,10 @@ def build_services(
     async def start_jobs() -> None:
         await scheduler.start()
         await reminders.start()
+        # A first health snapshot now, for `familiar health`, rather than one interval later.
+        first = asyncio.create_task(scheduler.run_now("health", trigger="start"), name="health-at-start")
+        background.add(first)
+        first.add_done_callback(background.discard)
 
     lifecycle.add(FunctionService("jobs", start_jobs, scheduler.stop))
     return Services(assistant, memory, agent, llm, scheduler, reminders, backups, notify_admins, deliver_to,

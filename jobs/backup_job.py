@@ -7,6 +7,7 @@ runs in a worker thread; the event loop only waits for it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +51,7 @@ class BackupService:
         self.app_version = app_version
         self.notify_admins = notify_admins
         self._lock = asyncio.Lock()
+        self.started_at = time.monotonic()
 
     def run_sync(self) -> tuple[BackupResult, float, list[Path]]:
         remove_stale_partials(self.dest)
@@ -84,8 +86,13 @@ class BackupService:
         age = self.newest_age_hours()
         limit = self.settings.backup_max_age_hours
         if age is None:
-            status = Status.DEGRADED if self.settings.backup_enabled else Status.HEALTHY
-            return CheckResult("backup", status, f"no backup in {self.dest} yet")
+            if not self.settings.backup_enabled:
+                return CheckResult("backup", Status.HEALTHY, "scheduled backups are off")
+            # A new installation has had no chance to back up yet: only an overdue first one is
+            # degraded (counted from when this service started).
+            if (time.monotonic() - self.started_at) / 3600 <= limit:
+                return CheckResult("backup", Status.HEALTHY, f"no backup in {self.dest} yet; the first is due by the schedule")
+            return CheckResult("backup", Status.DEGRADED, f"no backup in {self.dest} yet")
         detail = f"newest backup {age:.1f} h old in {self.dest}"
         if age > limit:
             return CheckResult("backup", Status.DEGRADED, f"{detail} (older than {limit:g} h)")

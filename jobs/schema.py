@@ -87,3 +87,13 @@ def m002_digests_lessons(db: sqlite_utils.Database) -> None:
         "CREATE INDEX job_lesson_cards_chat ON job_lesson_cards (chat_id)",
     ):
         db.execute(statement)
+
+
+@migrations()
+def m003_health_snapshot(db: sqlite_utils.Database) -> None:
+    # The daemon's latest health results, so `familiar health` in another process can show the
+    # checks only the daemon can run (Telegram reachability, the model breaker, the index).
+    db.execute(
+        "CREATE TABLE health_snapshot (name TEXT PRIMARY KEY, status TEXT NOT NULL,"
+        " detail TEXT NOT NULL, checked_at REAL NOT NULL)"
+    )

@@ -2,7 +2,7 @@
 
 Both retrievers run inside the same scope filter (chat, user, kinds, time, not superseded), so
 nothing outside the caller's scope is ever a candidate. Fusion is score fusion: each list's
-scores are standardised over its own candidates (z-scores, negatives clipped to 0) and mixed with
+scores are standardised over its own candidates (best 1, average or worse 0) and mixed with
 ``dense_weight``. Unlike reciprocal-rank fusion it keeps how far apart the candidates are, which
 matters when one retriever is confident and the other is not (on LoCoMo, RRF of BM25 and MiniLM
 is worse than BM25 alone; this fusion is better than either). Then, in order:
@@ -38,14 +38,16 @@ class Candidates:
 
 
 def standardise(scores: dict[int, float]) -> dict[int, float]:
-    """z-scores over the candidate list, below-average ones clipped to 0."""
+    """(s - mean) / (max - mean) over the candidate list: the best is 1, average and below 0.
+    Like a z-score it measures distance from the typical candidate, but it is bounded, so one
+    list cannot swamp the other (a lone exact keyword match scores 1, as the best dense hit)."""
     if not scores:
         return {}
     values = np.fromiter(scores.values(), dtype=np.float64)
-    mean, sd = float(values.mean()), float(values.std())
-    if sd < 1e-12:
+    mean, high = float(values.mean()), float(values.max())
+    if high - mean < 1e-12:
         return {i: 1.0 for i in scores}
-    return {i: max(0.0, (s - mean) / sd) for i, s in scores.items()}
+    return {i: max(0.0, (s - mean) / (high - mean)) for i, s in scores.items()}
 
 
 def fuse(c: Candidates, dense_weight: float) -> dict[int, float]:

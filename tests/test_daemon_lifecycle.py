@@ -183,3 +183,31 @@ def test_unwritable_data_dir_is_one_clear_message(familiar_bin: str, tmp_path: P
     assert result.returncode == 2
     assert "data directory" in result.stderr and "FAMILIAR_DATA_DIR" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_health_command_shows_the_running_daemons_snapshot(
+    familiar_bin: str, data_dir: Path, notify_socket: NotifySocket
+) -> None:
+    import json
+
+    daemon = start_daemon(familiar_bin, {"NOTIFY_SOCKET": notify_socket.path})
+    try:
+        notify_socket.wait_for("READY=1")
+        deadline = time.monotonic() + 60
+        names: dict[str, dict] = {}
+        while time.monotonic() < deadline:
+            out = subprocess.run([familiar_bin, "health", "--json"], capture_output=True, text=True, timeout=60)
+            names = {c["name"]: c for c in map(json.loads, out.stdout.splitlines())}
+            if "jobs" in names:
+                break
+            time.sleep(0.5)
+        assert out.returncode in (0, 1), out.stderr
+        assert names["daemon"]["status"] == "healthy"
+        for local in ("database", "disk", "config"):
+            assert names[local]["status"] == "healthy"
+        assert {"jobs", "backup", "memory_index"} <= set(names)  # only the daemon runs these
+        assert names["jobs"]["detail"].endswith("s ago)")
+    finally:
+        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.proc.wait(timeout=SHUTDOWN_BOUND_S + 5)
+        daemon.stop()

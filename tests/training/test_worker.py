@@ -39,7 +39,7 @@ def test_worker_is_cancelled_then_killed_and_still_ends_with_the_uninterrupted_w
     from agents.training.trainer import train
 
     queue = JobQueue(db)
-    cfg: TrainConfig = config(tiny_model, chat_data, tmp_path / "out", steps=150, checkpoint_every=5)
+    cfg: TrainConfig = config(tiny_model, chat_data, tmp_path / "out", steps=80, checkpoint_every=5)
     job_id = queue.enqueue(cfg.to_dict())
     seen: list[int] = []
 
@@ -52,7 +52,7 @@ def test_worker_is_cancelled_then_killed_and_still_ends_with_the_uninterrupted_w
     cancelled = runner(db, tmp_path).run(job_id, cancel_at_first_progress)
     assert cancelled.state == "cancelled", cancelled.error
     stopped_at = int(cancelled.error.split("cancelled at step ")[1].split()[0])
-    assert 1 <= stopped_at < 150 and seen and max(seen) <= stopped_at
+    assert 1 <= stopped_at < 80 and seen and max(seen) <= stopped_at
 
     queue.retry(job_id)
     killer = runner(db, tmp_path)
@@ -64,15 +64,15 @@ def test_worker_is_cancelled_then_killed_and_still_ends_with_the_uninterrupted_w
     killed = killer.run(job_id, kill_at_first_progress)
     assert killed.state == "failed" and "signal SIGKILL" in killed.error, killed.error
     last_step = killed.progress["step"]
-    assert last_step < 150
+    assert last_step < 80
 
     queue.retry(job_id)
     done = runner(db, tmp_path).run(job_id)
     assert done.state == "succeeded", done.error
     assert done.result["resumed_from"] >= stopped_at // 5 * 5  # from a checkpoint, not from scratch
-    assert done.progress["step"] == 150 and done.attempts == 3
+    assert done.progress["step"] == 80 and done.attempts == 3
 
-    straight = train(config(tiny_model, chat_data, tmp_path / "straight", steps=150, checkpoint_every=5))
+    straight = train(config(tiny_model, chat_data, tmp_path / "straight", steps=80, checkpoint_every=5))
     a = load_file(str(Path(done.result["adapter_dir"]) / "adapter_model.safetensors"))
     b = load_file(str(straight.adapter_dir / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
