@@ -4,6 +4,8 @@ For each message it stores the user's turn, has memory assemble the context (per
 recalled memories, summary, recent turns) within the token budget, answers in the chat's mode
 (single, three-pass, or review panel), stores the answer, and every few turns hands the recent
 turns to the fact extractor in the background (batched: one call per N turns, not per message).
+A chat with a persona selected is answered directly by the model ``route`` names for it (the
+persona's LoRA adapter); three-pass and panel answers stay with the default model.
 
 Failures end in a clear sentence for the user, never an exception out of ``answer``: the reason
 is logged, and ``Answer.error`` names the kind. With no model configured it answers from memory.
@@ -41,6 +43,9 @@ from memory.types import Message, Scope
 
 Mode = Literal["single", "think", "review"]
 OnDelta = Callable[[str], Awaitable[None]]
+# The model a chat is answered by when it is not the default one (a persona's adapter): chat id in,
+# an LLM out, or None for the default. Supplied by the composition root.
+ChatRoute = Callable[[int], Awaitable[LLM | None]]
 # Sections memory's assembler puts after the stable part (persona, facts, lessons) of the system
 # prompt; the cache breakpoint goes before the first of them.
 VOLATILE_HEADERS = ("## Earlier in this conversation", "## Possibly relevant memories")
@@ -132,9 +137,11 @@ class LLMFactExtractor(FactExtractor):
 
 class ChatAgent:
     def __init__(self, memory: Any, llm: LLM, settings: LLMSettings,
-                 review: ReviewEngine | None = None, extractor: FactExtractor | None = None) -> None:
+                 review: ReviewEngine | None = None, extractor: FactExtractor | None = None,
+                 route: ChatRoute | None = None) -> None:
         self.memory = memory  # memory.service.Memory
         self.llm = llm
+        self.route = route  # direct answers of a chat with a persona go to its model; panels stay on llm
         self.settings = settings
         self.review = review
         self.extractor = extractor
@@ -165,7 +172,8 @@ class ChatAgent:
         try:
             with deadline(self.settings.answer_deadline_s):
                 if mode == "single" or self.review is None:
-                    answer = await self._single(prefix, rest, context.messages, ctx, on_delta)
+                    llm = (await self.route(chat_id) if self.route is not None else None) or self.llm
+                    answer = await self._single(prefix, rest, context.messages, ctx, on_delta, llm)
                 else:
                     answer = await self._reviewed(mode, text, prefix, rest, context.messages, ctx, progress)
         except LLMError as exc:
@@ -179,15 +187,16 @@ class ChatAgent:
         return answer
 
     async def _single(self, prefix: str, rest: str, messages: list[dict[str, str]], ctx: CallContext,
-                      on_delta: OnDelta | None) -> Answer:
+                      on_delta: OnDelta | None, llm: LLM | None = None) -> Answer:
+        llm = llm or self.llm
         request = LLMRequest(messages=messages, system_prefix=prefix, system=rest,
                              max_tokens=self.settings.max_output_tokens)
         result: Completion | None = None
         if on_delta is None:
-            result = await self.llm.complete(request, ctx)
+            result = await llm.complete(request, ctx)
         else:
             so_far = ""
-            async for item in self.llm.stream(request, ctx):
+            async for item in llm.stream(request, ctx):
                 if isinstance(item, Completion):
                     result = item
                 else:

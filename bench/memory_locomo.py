@@ -51,7 +51,7 @@ def records(data: list[dict]):
         sessions = sorted(
             (int(m.group(1)), key) for key in conv if (m := re.fullmatch(r"session_(\d+)", key))
         )
-        for number, key in sessions:
+        for _number, key in sessions:
             when = session_time(conv.get(f"{key}_date_time", "") or "")
             for turn in conv[key]:
                 text = f"{turn['speaker']}: {turn['text']}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -31,11 +30,13 @@ def _register_subcommands() -> None:
     """Each area's commands live in their own module; they import their heavy parts lazily."""
     from bot.cli_agents import ask, usage
     from bot.cli_backup import backup_app, restore_command
+    from bot.cli_memory import app as memory_app
     from bot.cli_service import app as service_app
     from bot.cli_train import adapters_app, train_app
     from bot.cli_voice import transcribe_command
 
     app.add_typer(service_app, name="service")
+    app.add_typer(memory_app, name="memory")
     app.command("ask")(ask)
     app.command("usage")(usage)
     app.command("transcribe")(transcribe_command)
@@ -162,4 +163,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

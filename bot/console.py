@@ -24,6 +24,11 @@ CONSOLE_CHAT_ID = 0  # Telegram chat ids are never 0, so the console has a scope
 CONSOLE_USER = Sender(id=0, name=os.environ.get("USER", "you"), is_admin=True)
 
 
+def _settle(future: asyncio.Future[str], value: str) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
 class ConsoleTransport(Transport):
     def __init__(self, out: TextIO, files_dir: Path | None = None) -> None:
         self.out = out
@@ -99,7 +104,7 @@ class ConsoleChannel(Service):
             except Exception as exc:  # a closed stdin ends the console like EOF
                 line = ""
                 logger.debug("console read failed: {}", exc)
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(line))
+            loop.call_soon_threadsafe(_settle, future, line)
 
         threading.Thread(target=read, daemon=True, name="console-stdin").start()
         return await future

@@ -19,7 +19,6 @@ from loguru import logger
 
 from agents.chat import ChatAgent, LLMFactExtractor
 from agents.llm import LLM
-from agents.providers import build_provider
 from agents.providers import health_checks as llm_health_checks
 from agents.review import ReviewEngine
 from agents.summarise import LLMSummariser
@@ -33,9 +32,11 @@ from bot.core.chat_modes import SqliteChatModes
 from bot.core.feedback import Feedback, FeedbackStore
 from bot.core.job_commands import JobCommands
 from bot.core.memory_commands import MemoryCommands
+from bot.core.personas import ChatPersonas, PersonaCommands, PersonaRouter
 from bot.core.signing import ButtonSigner
 from bot.core.types import Reply
 from bot.lifecycle import FunctionService, Lifecycle
+from bot.training import Training, adapter_registry, build_llm_provider, build_training
 from jobs.backup_job import BackupService
 from jobs.digest import register_digest_jobs
 from jobs.health import HealthWatch
@@ -86,6 +87,8 @@ class Services:
     deliver_to: dict[str, Send] = field(default_factory=dict)
     # Voice notes: one engine for the process, loaded on the first recording, closed at stop.
     transcriber: Transcriber | None = None
+    # /train: its progress messages are edited through the channel's transport (set with the channel).
+    training: Training | None = None
 
 
 def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
@@ -114,7 +117,8 @@ def build_services(
 
     # memory: the embedding model and the index load in the background after start
     embedder = make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size)
-    provider = build_provider(settings.llm)
+    registry = adapter_registry(data_dir)  # trained adapters: served by the local provider, /persona
+    provider = build_llm_provider(settings, registry)
     usage = UsageStore(db, settings.llm)
     llm = LLM(provider, usage, on_admin_alert=notify_admins)
     summariser = LLMSummariser(llm)
@@ -125,7 +129,8 @@ def build_services(
 
     # agents
     review = ReviewEngine(llm, settings.review, settings.llm, db)
-    agent = ChatAgent(memory, llm, settings.llm, review, LLMFactExtractor(llm))
+    personas = PersonaRouter(ChatPersonas(db), registry, provider, settings.llm, usage, notify_admins)
+    agent = ChatAgent(memory, llm, settings.llm, review, LLMFactExtractor(llm), route=personas)
     for name, check in llm_health_checks(provider).items():
         health.register(name, check)
 
@@ -146,6 +151,7 @@ def build_services(
     signer = ButtonSigner(FeedbackStore(db).key())
     MemoryCommands(memory, settings.llm.context_tokens).register(assistant)
     AgentCommands(agent, review, usage, signer, SqliteChatModes(db), settings.llm.persona).register(assistant)
+    PersonaCommands(personas, settings.llm.persona, settings.llm.provider).register(assistant)
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
@@ -187,8 +193,13 @@ def build_services(
         first.add_done_callback(background.discard)
 
     lifecycle.add(FunctionService("jobs", start_jobs, scheduler.stop))
+
+    # the adapter pipeline: /train, /adapters, the job runner and its worker processes
+    training = build_training(settings, db, llm=llm, review=review, registry=registry, embed=embedder.embed,
+                              assistant=assistant, signer=signer)
+    lifecycle.add(training.loop)
     return Services(assistant, memory, agent, llm, scheduler, reminders, backups, notify_admins, deliver_to,
-                    transcriber)
+                    transcriber, training)
 
 
 def attach_channel(
@@ -217,6 +228,8 @@ def attach_channel(
 
         deliver_to["send"] = to_console
         services.notify_admins.send = None  # the console user sees the log and /status
+        if services.training is not None:
+            services.training.commands.transport = console.transport
         tg = settings.telegram
         feedback = Feedback(db, tg.feedback_max_age_days, tg.ask_feedback_reason)
 
@@ -232,4 +245,6 @@ def attach_channel(
     telegram = TelegramChannel(settings, db, services.assistant, health, fail, services.transcriber)
     deliver_to["send"] = telegram.transport.send_plain
     services.notify_admins.send = telegram.transport.send_plain
+    if services.training is not None:
+        services.training.commands.transport = telegram.transport
     lifecycle.add(telegram)

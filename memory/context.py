@@ -18,12 +18,11 @@ import re
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
 
-from memory.text import STOPWORDS, estimate_tokens
+from memory.text import STOPWORDS
 from memory.types import AssembledContext, Hit, Message
 
 FACTS_SHARE, SUMMARY_SHARE, RECALL_SHARE = 0.20, 0.15, 0.20
@@ -65,21 +64,6 @@ class ExtractiveSummariser(Summariser):
         lines = [f"- {sentences[i][0]}: {sentences[i][1]}" for i in sorted(order)]
         text = f"Keywords: {', '.join(keywords)}\n" + "\n".join(lines)
         return text[: self.max_chars]
-
-
-@dataclass
-class ContextParts:
-    """What the facade gathered for assembly."""
-
-    persona: str
-    incoming: str
-    facts: list[Hit]
-    lessons: list[Hit]
-    summary: str | None
-    recalled: list[Hit]
-    history: list[Message]  # recent turns, oldest first, not including the incoming one
-    included: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
 
 
 def _take(items: list[str], budget: int, count: Callable[[str], int]) -> tuple[list[str], int, int]:

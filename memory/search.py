@@ -17,7 +17,6 @@ is worse than BM25 alone; this fusion is better than either). Then, in order:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,6 +183,3 @@ class HybridSearcher:
         picked = [ids[c] for c in chosen]
         return picked + [i for i in ranked if i not in set(picked)]
 
-
-def hits_of(rows: Sequence[store.Row]) -> list[Hit]:
-    return [r.hit(0.0) for r in rows]

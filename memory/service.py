@@ -75,13 +75,21 @@ class Memory:
             loop = asyncio.get_running_loop()
             done: asyncio.Future[None] = loop.create_future()
 
+            def settle(error: BaseException | None) -> None:
+                if done.done():
+                    return
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
             def warm() -> None:
                 try:
                     self.warm_sync()
                 except BaseException as exc:  # logged by warm_sync
-                    loop.call_soon_threadsafe(lambda e=exc: done.done() or done.set_exception(e))
+                    loop.call_soon_threadsafe(settle, exc)
                 else:
-                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+                    loop.call_soon_threadsafe(settle, None)
 
             threading.Thread(target=warm, name="memory-warm", daemon=True).start()
             self._warm_task = done  # type: ignore[assignment]

@@ -9,6 +9,7 @@ Prompt caching is the server's business (vLLM prefix caching); cached tokens it 
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -45,6 +46,13 @@ class OpenAICompatibleProvider(Provider):
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=max_retries
         )
+
+    def with_model(self, model: str) -> OpenAICompatibleProvider:
+        """The same server and connection pool asking for ``model``: with vLLM ``--enable-lora`` the
+        name of a LoRA adapter it serves (``--lora-modules NAME=DIR``). Close only the original."""
+        other = copy.copy(self)
+        other.model = model
+        return other
 
     def build_params(self, request: LLMRequest) -> dict[str, Any]:
         messages: list[dict[str, str]] = []

@@ -142,11 +142,13 @@ class LocalProvider(Provider):
         if system:
             messages = [{"role": "system", "content": system}, *messages]
         started = time.monotonic()
+
+        def generate() -> tuple[str, int, int, bool]:
+            # resolving reads the registry and checks the adapter's SHA-256: file work, off the loop too
+            return self.engine.generate(messages, self._resolve(), request.max_tokens, request.temperature)
+
         try:
-            adapter = self._resolve()
-            text, n_in, n_out, ended = await asyncio.to_thread(
-                self.engine.generate, messages, adapter, request.max_tokens, request.temperature
-            )
+            text, n_in, n_out, ended = await asyncio.to_thread(generate)
         except (BaseModelError, RegistryError) as exc:
             raise ProviderUnavailable(f"the local model cannot answer: {exc}", exc.fix) from exc
         return Completion(text, Usage(input_tokens=n_in, output_tokens=n_out), self.model,

@@ -154,7 +154,9 @@ class Pipeline:
             if stage is None:
                 await db.run(self._mark, pipeline_id, None, None, "done", None)
             else:
-                await db.run(self._mark, pipeline_id, stage, None, "running", None)
+                if not await db.run(self._mark, pipeline_id, stage, None, "running", None):
+                    row = await db.run(self.store.get, pipeline_id)
+                    continue  # cancelled meanwhile: the loop ends here, no stage starts
                 try:
                     await getattr(self, f"_{stage}")(pipeline_id, row)
                 except Waiting as waiting:
@@ -173,11 +175,15 @@ class Pipeline:
         return row
 
     def _mark(self, pipeline_id: int, stage: str | None, stage_state: str | None, state: str,
-              error: str | None) -> None:
-        """Record a stage's state (when given) and the pipeline's, in one transaction."""
-        with self.d.db.transaction():
+              error: str | None) -> bool:
+        """Record a stage's state (when given) and the pipeline's, in one transaction. An admin's
+        cancel that came while the stage ran is kept (returns False), never overwritten."""
+        with self.d.db.transaction() as conn:
             if stage is not None and stage_state is not None:
                 self.store.stage(pipeline_id, stage, stage_state, error=error)
+            current = conn.execute("SELECT state FROM train_pipelines WHERE id = ?", (pipeline_id,)).fetchone()
+            if current is not None and current[0] == "cancelled":
+                return False
             values: dict[str, Any] = {"state": state}
             if stage is not None:
                 values["stage"] = stage
@@ -186,6 +192,7 @@ class Pipeline:
             elif state in ("running", "done"):
                 values["error"] = None
             self.store.set(pipeline_id, **values)
+            return True
 
     # -- admin actions -------------------------------------------------------------------
     def approve(self, pipeline_id: int) -> Any:
@@ -197,6 +204,21 @@ class Pipeline:
         version = self.d.registry.promote(row["archetype"], evaluated["version"])
         self.store.stage(pipeline_id, "promote", "done", outputs={"version": version.version, "approved": True})
         self.store.set(pipeline_id, state="done", error=None)
+        return version
+
+    def reject(self, pipeline_id: int) -> str:
+        """The admin turns the proposed adapter down: it stays in the registry unpromoted and the
+        pipeline ends failed at promote (``retry`` asks again). Returns the rejected version."""
+        row = self.store.get(pipeline_id)
+        evaluated = row["stages"].get("evaluate", {}).get("outputs") or {}
+        if row["stages"].get("promote", {}).get("state") != "waiting" or "version" not in evaluated:
+            raise JobError(f"pipeline {pipeline_id} has no adapter waiting for promotion", "see `familiar train status`")
+        version = str(evaluated["version"])
+        with self.d.db.transaction():
+            self.store.stage(pipeline_id, "promote", "failed", outputs={"version": version, "approved": False},
+                             error="rejected by an admin")
+            self.store.set(pipeline_id, state="failed",
+                           error=f"promote: {row['archetype']} {version} rejected by an admin; it stays unpromoted")
         return version
 
     def cancel(self, pipeline_id: int) -> None:
@@ -253,7 +275,7 @@ class Pipeline:
         inputs = {"target": s.target_examples, "per_call": s.examples_per_call}
         await self.d.db.run(lambda: self.store.stage(pipeline_id, "data", "running", inputs=inputs))
         generated = await dataset.generate(self.d.llm, self.d.ctx, spec, s.target_examples, s.examples_per_call)
-        feedback = self.d.feedback() if self.d.feedback is not None else []
+        feedback = await asyncio.to_thread(self.d.feedback) if self.d.feedback is not None else []  # SQLite
         seeds = [[{"role": "user", "content": e["user"]}, {"role": "assistant", "content": e["assistant"]}]
                  for e in spec.get("examples", []) if isinstance(e, dict) and e.get("user") and e.get("assistant")]
         everything = seeds + generated + feedback

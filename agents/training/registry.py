@@ -177,6 +177,11 @@ class AdapterRegistry:
             return {}
         return dict(json.loads(self._inside(file).read_text(encoding="utf-8")))
 
+    def promoted_version(self, archetype: str) -> str | None:
+        """The served version's name (no checksums read): cheap enough for every chat message."""
+        version = self._promotion(archetype).get("version")
+        return str(version) if version else None
+
     def promoted(self, archetype: str) -> AdapterVersion | None:
         version = self._promotion(archetype).get("version")
         return self.verify(archetype, version) if version else None

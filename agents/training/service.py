@@ -3,7 +3,8 @@
 The composition root builds it with a ``JobRunner`` and, when an LLM is configured, a
 ``Pipeline``; ``run(stop)`` runs queued jobs one at a time in child processes and advances every
 unfinished pipeline (after a restart too), calling ``on_update`` with the pipeline's row so the
-bot can edit its progress message.
+bot can edit its progress message. The pipelines advance every ``poll_s``, at once when ``poke``d
+(a pipeline was just started) and whenever the running job reports progress or ends.
 """
 
 from __future__ import annotations
@@ -27,17 +28,28 @@ class TrainingService:
         self.pipeline = pipeline
         self.on_update = on_update
         self.poll_s = poll_s
+        self._wake = asyncio.Event()
+
+    def poke(self) -> None:
+        """Advance the pipelines now instead of at the next poll."""
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        jobs = asyncio.create_task(self.runner.serve(stop), name="training-jobs")
+        loop = asyncio.get_running_loop()
+
+        def job_moved(_job: object) -> None:  # called on the runner's thread
+            loop.call_soon_threadsafe(self._wake.set)
+
+        jobs = asyncio.create_task(self.runner.serve(stop, job_moved), name="training-jobs")
         try:
             while not stop.is_set():
+                self._wake.clear()
                 if self.pipeline is not None:
                     await self.advance_all()
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.poll_s)
-                except TimeoutError:
-                    pass
+                waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+                await asyncio.wait(waits, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waits:
+                    waiter.cancel()
         finally:
             await jobs
 

@@ -106,3 +106,11 @@ def m002_chat_settings(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE TABLE chat_settings (chat_id INTEGER PRIMARY KEY, answer_mode TEXT NOT NULL DEFAULT 'single')"
     )
+
+
+@migrations()
+def m003_chat_persona_and_training_optin(db: sqlite_utils.Database) -> None:
+    # The archetype whose promoted adapter answers this chat (/persona NAME; NULL: the default
+    # model), and whether the chat's 👍-rated answers may become training data (/train optin on).
+    db.execute("ALTER TABLE chat_settings ADD COLUMN persona TEXT")
+    db.execute("ALTER TABLE chat_settings ADD COLUMN train_optin INTEGER NOT NULL DEFAULT 0")
