@@ -43,6 +43,8 @@ system-deps:
 	  echo "espeak-ng not installed: the voice recognition tests will be skipped"; }
 
 test: dev emulator system-deps
+	$(BIN)/ruff check bot agents memory jobs tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 lint: dev

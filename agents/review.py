@@ -165,7 +165,8 @@ def parse_review(reviewer: str, text: str) -> Review:
     issues = []
     for item in data.get("issues") or []:
         if isinstance(item, dict) and item.get("text"):
-            severity = item.get("severity") if item.get("severity") in ("minor", "major", "critical") else "major"
+            given = item.get("severity")
+            severity: Literal["minor", "major", "critical"] = given if given in ("minor", "major", "critical") else "major"
             issues.append(Issue(severity, str(item["text"])))
         elif isinstance(item, str) and item.strip():
             issues.append(Issue("major", item))

@@ -19,6 +19,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.device = device
         self.model_name = model if model == BUNDLED_MODEL else Path(model).name
         self._dim: int | None = None
-        self._model = None
+        self._model: Any = None
         self._lock = threading.Lock()
 
     @property

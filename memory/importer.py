@@ -93,7 +93,7 @@ def import_records(
             while (batch := pending.get()) is not None:
                 ids = store.insert_memories(memory.db, batch)
                 if batch[0].embedding is not None:
-                    memory._index_add(ids, np.stack([m.embedding for m in batch]))
+                    memory._index_add(ids, np.stack([m.embedding for m in batch if m.embedding is not None]))
                 report.imported += len(batch)
                 if progress:
                     progress(len(batch))

@@ -168,7 +168,7 @@ class VectorIndex:
         sample = vectors if n <= nlist * 50 else vectors[rng.choice(n, nlist * 50, replace=False)]
         index.train(np.ascontiguousarray(sample))
         # A hash-table direct map lets us reconstruct vectors by id and still remove ids.
-        index.set_direct_map_type(faiss.DirectMap.Hashtable)
+        index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
         index.nprobe = self.nprobe
         index.add_with_ids(np.ascontiguousarray(vectors), ids)
         return index
@@ -199,7 +199,7 @@ class VectorIndex:
             params = None
             if subset is not None:
                 selector = faiss.IDSelectorBatch(len(subset), faiss.swig_ptr(subset))
-                params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe * 2)
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe * 2)  # type: ignore[call-arg]
                 scores, ids = self._index.search(query, min(k, total), params=params)
             else:
                 scores, ids = self._index.search(query, min(k, total))

@@ -154,10 +154,10 @@ class HybridSearcher:
         out = dict(scores)
         for j in allowed:
             out[j] = 0.0
-        for i, (first, second) in links.items():
+        for i, (near1, near2) in links.items():
             if i in out:
-                out[i] += w1 * max((scores.get(j, 0.0) for j in first), default=0.0)
-                out[i] += w2 * max((scores.get(j, 0.0) for j in second), default=0.0)
+                out[i] += w1 * max((scores.get(j, 0.0) for j in near1), default=0.0)
+                out[i] += w2 * max((scores.get(j, 0.0) for j in near2), default=0.0)
         return out
 
     def _mmr(self, ranked: list[int], scores: dict[int, float], index: VectorIndex, k: int) -> list[int]:

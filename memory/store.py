@@ -86,7 +86,8 @@ class Filters:
     include_superseded: bool = False
 
     def sql(self, alias: str = "m") -> tuple[str, list[Any]]:
-        clauses, params = ["1"], []
+        clauses: list[str] = ["1"]
+        params: list[object] = []
         if self.scope is not None:
             clauses.append(f"{alias}.chat_id = ?")
             params.append(self.scope.chat_id)

@@ -171,7 +171,8 @@ class TrainCommands:
         rows = await self.db.run(self.store.list, 10)
         if not rows:
             return Reply("No training pipelines yet. /train NAME DESCRIPTION starts one.", markdown=False)
-        lines, buttons = [], []
+        lines: list[str] = []
+        buttons: list[list[Button]] = []
         for r in rows:
             error = f": {str(r['error']).splitlines()[0][:120]}" if r["error"] else ""
             lines.append(f"#{r['id']} {r['archetype']}: {r['stage']} ({r['state']}){error}")
@@ -283,7 +284,8 @@ class TrainCommands:
         return await asyncio.to_thread(self._listing, msg.chat_id)
 
     def _listing(self, chat_id: int) -> Reply:
-        lines, buttons = [], []
+        lines: list[str] = []
+        buttons: list[list[Button]] = []
         for archetype in self.registry.archetypes():
             versions = self.registry.versions(archetype)
             if not versions:

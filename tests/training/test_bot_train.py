@@ -72,8 +72,8 @@ class TimedTransport(RecordingTransport):
         return edits[-1].text if edits else self.sent[last_sent - 1][1].text
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Callable[[], bool], within_s: float, what: str) -> None:
+    deadline = time.monotonic() + within_s
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
