@@ -40,6 +40,7 @@ DATA_DIR_ENV = "FAMILIAR_DATA_DIR"
 # Secrets that may come from $CREDENTIALS_DIRECTORY/<name> (systemd LoadCredential=).
 CREDENTIALS: dict[str, tuple[str, str]] = {
     "telegram_token": ("telegram", "token"),
+    "telegram_webhook_secret": ("telegram", "webhook_secret"),
     "anthropic_api_key": ("llm", "anthropic_api_key"),
     "openai_api_key": ("llm", "openai_api_key"),
 }

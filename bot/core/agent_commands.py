@@ -125,7 +125,6 @@ class AgentCommands:
         replace(Command("review", "Have the review panel work on a task", self.review_task,
                         "/review TASK", needs_args=True))
         replace(Command("usage", "Show your token usage and budget today", self.show_usage, "/usage"))
-        replace(Command("persona", "Show the assistant's persona", self.show_persona, "/persona [NAME]"))
         assistant.buttons["cq"] = self.on_show_critique
         assistant.buttons["rv"] = self.on_review_decision
 
@@ -212,14 +211,6 @@ class AgentCommands:
         for purpose, row in summary["per_purpose"].items():
             lines.append(f"• {purpose}: {row['calls']} calls, {row['input'] + row['output']:,} tokens")
         return Reply("\n".join(lines), markdown=False)
-
-    async def show_persona(self, msg: Incoming, args: str, transport: Transport) -> Reply:
-        """/persona: the persona in use; trained archetypes are chosen by name."""
-        if args.strip():
-            return Reply(
-                f"There is no archetype called {args.strip()[:40]!r}. Trained archetypes appear here "
-                "once an admin promotes one.", markdown=False)
-        return Reply(f"Current persona:\n{self.persona}", markdown=False)
 
     # -- buttons -------------------------------------------------------------------------------
     async def on_show_critique(self, press: ButtonPress, payload: str, transport: Transport) -> str:

@@ -150,11 +150,11 @@ class PersonaCommands:
             self.persona, "/persona [NAME | default]"))
 
     async def persona(self, msg: Incoming, args: str, transport: Transport) -> Reply:
-        name = args.strip().split()[0].lower() if args.strip() else ""
+        name = args.strip().split()[0] if args.strip() else ""  # as typed: no case folding of look-alikes
         personas = self.router.personas
         if not name:
             return await self._show(msg.chat_id)
-        if name in DEFAULT_WORDS:
+        if name.lower() in DEFAULT_WORDS:
             await personas.set(msg.chat_id, None)
             return Reply("Back to the default persona in this chat.", markdown=False)
         if self.router.kind is None:

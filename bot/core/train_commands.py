@@ -127,7 +127,9 @@ class TrainCommands:
                          markdown=False)
         if head.lower() == "status":
             return await self._status(msg.chat_id)
-        return await self._start(msg, head.lower(), rest.strip(), transport)
+        # the name as typed: check_slug refuses anything but ASCII slugs, and lower() would turn
+        # look-alikes such as the Kelvin sign into ASCII letters
+        return await self._start(msg, head, rest.strip(), transport)
 
     async def _optin(self, msg: Incoming, switch: str) -> Reply:
         if switch not in ("on", "off"):
@@ -234,15 +236,6 @@ class TrainCommands:
             await self.transport.edit(SentMessage(row["chat_id"], row["message_id"]), reply)
         except Exception:  # progress is decoration: the pipeline goes on
             logger.opt(exception=True).warning("could not edit the progress message of pipeline {}", pid)
-
-    async def drain(self) -> None:
-        """Show pending edits now (shutdown, tests)."""
-        for task in list(self._flushers.values()):
-            task.cancel()
-        await asyncio.gather(*self._flushers.values(), return_exceptions=True)
-        for pid, reply in list(self._pending.items()):
-            row = await self.db.run(self.store.get, pid)
-            await self._edit(row, reply)
 
     async def on_pipeline_button(self, press: ButtonPress, payload: str, transport: Transport) -> str:
         verified = self.signer.verify("tp", payload, press.chat_id)

@@ -71,6 +71,8 @@ def test_a_persona_chat_asks_vllm_for_the_adapter_by_name(db: Database, data_dir
         agent = ChatAgent(memory, LLM(provider), settings, route=router)
 
         async def scenario() -> None:
+            for hostile in ("../pirate", "pir\u0430te"):  # the second has a Cyrillic a
+                await assistant.handle(Incoming(3, Sender(3), f"/persona {hostile}"), transport)
             await assistant.handle(Incoming(3, Sender(3), "/persona pirate"), transport)
             await agent.answer(3, 3, "Ahoy?")
             await agent.answer(4, 4, "Hello?")
@@ -81,7 +83,9 @@ def test_a_persona_chat_asks_vllm_for_the_adapter_by_name(db: Database, data_dir
 
         asyncio.run(scenario())
         models = [b["model"] for b in stub.bodies("/v1/chat/completions")]
-    assert transport.texts == ["From now on pirate answers in this chat (adapter pirate-v1). /persona default goes back."]
+    assert transport.texts[0].startswith("There is no trained persona called '../pirate'. Trained personas: pirate")
+    assert transport.texts[1].startswith("There is no trained persona called 'pir\u0430te'.")
+    assert transport.texts[2] == "From now on pirate answers in this chat (adapter pirate-v1). /persona default goes back."
     assert models == ["pirate-v1", "base-model", "base-model"]
 
 

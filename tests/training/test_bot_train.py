@@ -143,7 +143,8 @@ def test_train_to_promotion_then_persona_serves_the_adapter(
         await training.loop.start()
         try:
             assert (await say(5, USER, "/train pirate Arr.")).startswith("Only admins can train personas")
-            assert "not a valid archetype name" in await say(CHAT, ADMIN, "/train ../etc Sneaky.")
+            for hostile in ("../etc", "/etc", "\u212aat"):  # the last starts with a Kelvin sign, not a K
+                assert "not a valid archetype name" in await say(CHAT, ADMIN, f"/train {hostile} Sneaky.")
             await say(CHAT, ADMIN, "/train pirate A pirate who answers everything like a pirate.")
             progress = SentMessage(CHAT, len(transport.sent))
             first = transport.sent[-1][1]
