@@ -150,7 +150,7 @@ def build_services(
     assistant = Assistant(health, started_at=started_at)
     signer = ButtonSigner(FeedbackStore(db).key())
     MemoryCommands(memory, settings.llm.context_tokens).register(assistant)
-    AgentCommands(agent, review, usage, signer, SqliteChatModes(db), settings.llm.persona).register(assistant)
+    AgentCommands(agent, review, usage, signer, SqliteChatModes(db)).register(assistant)
     PersonaCommands(personas, settings.llm.persona, settings.llm.provider).register(assistant)
 
     # jobs, on PTB's JobQueue

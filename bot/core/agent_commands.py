@@ -1,4 +1,4 @@
-"""The assistant's answers and the agent commands: plain text, /think, /review, /usage, /persona.
+"""The assistant's answers and the agent commands: plain text, /think, /review, /usage.
 
 Answers stream into one message, edited at most about once a second; three-pass and review runs
 show their phase in a status message and end with buttons (show the critique; accept, one more
@@ -109,10 +109,9 @@ class AgentCommands:
         usage: UsageStore,
         signer: ButtonSigner,
         modes: ChatModes,
-        persona: str,
     ) -> None:
         self.agent, self.review, self.usage = agent, review, usage
-        self.signer, self.modes, self.persona = signer, modes, persona
+        self.signer, self.modes = signer, modes
         self.assistant: Assistant | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 

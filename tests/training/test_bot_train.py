@@ -126,7 +126,7 @@ def test_train_to_promotion_then_persona_serves_the_adapter(
     memory = Memory(db, HashingEmbedder(), MemorySettings(), data_dir / "index")
     agent = ChatAgent(memory, chat_llm, llm_settings, route=router)
     AgentCommands(agent, ReviewEngine(chat_llm, ReviewSettings(), llm_settings, db), UsageStore(db, llm_settings),
-                  signer, SqliteChatModes(db), llm_settings.persona).register(assistant)
+                  signer, SqliteChatModes(db)).register(assistant)
     PersonaCommands(router, llm_settings.persona, "local").register(assistant)
     transport = TimedTransport()
     store, jobs = PipelineStore(db), JobQueue(db)
