@@ -29,12 +29,14 @@ from bot.config import Settings
 from bot.core.agent_commands import AgentCommands
 from bot.core.assistant import Assistant
 from bot.core.chat_modes import SqliteChatModes
+from bot.core.commands import Command
 from bot.core.feedback import Feedback, FeedbackStore
 from bot.core.job_commands import JobCommands
 from bot.core.memory_commands import MemoryCommands
 from bot.core.personas import ChatPersonas, PersonaCommands, PersonaRouter
 from bot.core.signing import ButtonSigner
-from bot.core.types import Reply
+from bot.core.transport import Transport
+from bot.core.types import Incoming, Reply
 from bot.lifecycle import FunctionService, Lifecycle
 from bot.training import Training, adapter_registry, build_llm_provider, build_training
 from jobs.backup_job import BackupService
@@ -192,7 +194,13 @@ def build_services(
         background.add(first)
         first.add_done_callback(background.discard)
 
-    lifecycle.add(FunctionService("jobs", start_jobs, scheduler.stop))
+    async def stop_jobs() -> None:
+        for task in list(background):
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await scheduler.stop()
+
+    lifecycle.add(FunctionService("jobs", start_jobs, stop_jobs))
 
     # the adapter pipeline: /train, /adapters, the job runner and its worker processes
     training = build_training(settings, db, llm=llm, review=review, registry=registry, embed=embedder.embed,
@@ -238,6 +246,14 @@ def attach_channel(
             feedback.install(services.assistant)
 
         lifecycle.add(FunctionService("feedback", install_feedback, feedback.drain))
+
+        async def invite_elsewhere(msg: Incoming, args: str, transport: Transport) -> Reply:
+            return Reply("Invites are for Telegram: run Familiar with a Telegram token, then an "
+                         "admin's /invite makes a one-time code for a new user.", markdown=False)
+
+        services.assistant.commands.replace(
+            Command("invite", "Make a one-time invite code (admins, Telegram)", invite_elsewhere,
+                    "/invite", admin_only=True))
         lifecycle.add(console)
         return
     from bot.telegram.channel import TelegramChannel

@@ -63,6 +63,7 @@ class Memory:
         self._worker: ThreadPoolExecutor | None = None
         self._warm_task: asyncio.Task[None] | None = None
         self.warm_error: BaseException | None = None
+        self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -84,12 +85,15 @@ class Memory:
                     done.set_exception(error)
 
             def warm() -> None:
+                error: BaseException | None = None
                 try:
                     self.warm_sync()
                 except BaseException as exc:  # logged by warm_sync
-                    loop.call_soon_threadsafe(settle, exc)
-                else:
-                    loop.call_soon_threadsafe(settle, None)
+                    error = exc
+                try:
+                    loop.call_soon_threadsafe(settle, error)
+                except RuntimeError:  # the loop closed while the model loaded: nobody waits
+                    pass
 
             threading.Thread(target=warm, name="memory-warm", daemon=True).start()
             self._warm_task = done  # type: ignore[assignment]
@@ -99,6 +103,7 @@ class Memory:
             await asyncio.shield(self._warm_task)
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._warm_task is not None and not self._warm_task.done():
             # Still loading: nothing to save yet, and the load cannot be interrupted.
             logger.info("stopping while the embedding model is still loading")
@@ -133,7 +138,10 @@ class Memory:
             logger.info("memory ready: {} vectors in {:.1f} s", index.ntotal, time.monotonic() - started)
         except BaseException as exc:
             self.warm_error = exc
-            logger.opt(exception=exc).error("memory warm-up failed; search stays full-text only")
+            if self._stopping:  # the daemon stopped (and closed the database) while we loaded
+                logger.debug("memory warm-up ended by the stop: {}", exc)
+            else:
+                logger.opt(exception=exc).error("memory warm-up failed; search stays full-text only")
             raise
 
     def _open_index(self) -> VectorIndex:

@@ -42,6 +42,15 @@ class RecordingTransport(Transport):
     async def edit(self, message: SentMessage, reply: Reply) -> None:
         self.edits.append((message, reply))
 
+    def shown(self, index: int = -1) -> Reply:
+        """What a sent message shows now: its last edit, or what was sent."""
+        chat_id, reply = self.sent[index]
+        number = index % len(self.sent) + 1
+        for message, edited in self.edits:
+            if message == SentMessage(chat_id, number):
+                reply = edited
+        return reply
+
     async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
         self.files.append((chat_id, filename, data))
 
