@@ -34,9 +34,15 @@ class Graph:
 
 
 @pytest.fixture
-async def graph(data_dir: Path) -> AsyncIterator[Graph]:
-    settings = load_settings()
+def made_data_dir(data_dir: Path) -> Path:
     data_dir.mkdir(parents=True)
+    return data_dir
+
+
+@pytest.fixture
+async def graph(made_data_dir: Path) -> AsyncIterator[Graph]:
+    settings = load_settings()
+    data_dir = made_data_dir
     db = Database.open(data_dir / "familiar.db", all_migrations())
     health = build_health(settings, db)
     lifecycle = Lifecycle()
