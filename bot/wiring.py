@@ -118,7 +118,8 @@ def build_services(
     notify_admins = AdminNotifier(list(settings.telegram.admins))
 
     # memory: the embedding model and the index load in the background after start
-    embedder = make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size)
+    embedder = make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size,
+                             settings.memory.embedding_threads)
     registry = adapter_registry(data_dir)  # trained adapters: served by the local provider, /persona
     provider = build_llm_provider(settings, registry)
     usage = UsageStore(db, settings.llm)

@@ -92,6 +92,14 @@ def fit_turns(history: list[Message], budget: int, count: Callable[[str], int]) 
     return list(reversed(kept))
 
 
+AUDIO_MARK = "[voice message, transcribed automatically; words may be misheard] "
+
+
+def as_heard(turn: Message) -> str:
+    """Turns that came from audio say so, so the model allows for misheard words."""
+    return AUDIO_MARK + turn.text if turn.meta.get("from_audio") else turn.text
+
+
 def short(text: str, n: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -189,7 +197,7 @@ class ContextAssembler:
         if recall_lines:
             parts.append("## Possibly relevant memories\n" + "\n".join(recall_lines))
         system = "\n\n".join(parts)
-        messages = [{"role": t.role if t.role in ("user", "assistant") else "user", "content": t.text} for t in kept]
+        messages = [{"role": t.role if t.role in ("user", "assistant") else "user", "content": as_heard(t)} for t in kept]
         messages.append({"role": "user", "content": incoming})
         used = count(system) + sum(count(x["content"]) + 4 for x in messages)
         return AssembledContext(system, messages, included, dropped, used, budget)

@@ -61,10 +61,12 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model read from local files only (no downloads, ever)."""
 
-    def __init__(self, model: str = BUNDLED_MODEL, *, batch_size: int = 64, device: str = "cpu") -> None:
+    def __init__(self, model: str = BUNDLED_MODEL, *, batch_size: int = 64, device: str = "cpu",
+                 threads: int | None = None) -> None:
         self.model_spec = model
         self.batch_size = batch_size
         self.device = device
+        self.threads = threads
         self.model_name = model if model == BUNDLED_MODEL else Path(model).name
         self._dim: int | None = None
         self._model: Any = None
@@ -109,7 +111,11 @@ class SentenceTransformerEmbedder(Embedder):
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             path = self._path()
             try:
+                import torch
                 from sentence_transformers import SentenceTransformer
+
+                if self.threads:
+                    torch.set_num_threads(self.threads)
 
                 model = SentenceTransformer(path, device=self.device, local_files_only=True)
             except Exception as exc:
@@ -173,6 +179,6 @@ class HashingEmbedder(Embedder):
         return _normalise(out)
 
 
-def make_embedder(model: str, batch_size: int = 64) -> Embedder:
+def make_embedder(model: str, batch_size: int = 64, threads: int | None = None) -> Embedder:
     """The production embedder for ``memory.embedding_model``."""
-    return SentenceTransformerEmbedder(model, batch_size=batch_size)
+    return SentenceTransformerEmbedder(model, batch_size=batch_size, threads=threads)

@@ -296,7 +296,8 @@ class Memory:
         if not query:
             return []
         filters = Filters(scope, kinds, since, until)
-        vector = self.embedder.embed([query])[0] if self.ready else None
+        # The query is usually the message just stored: its vector is reused by content hash.
+        vector = self.vectors([query], [content_hash(query)])[0] if self.ready else None
         return self.searcher.search(query, filters, k, query_vector=vector, index=self.index)
 
     async def search(self, query: str, scope: Scope, k: int = 10, kinds: Sequence[str] | None = None,

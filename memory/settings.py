@@ -8,6 +8,12 @@ class MemorySettings(BaseModel):
         "all-MiniLM-L6-v2",
         description="Sentence-transformers model: 'all-MiniLM-L6-v2' (bundled, offline) or a local model directory.",
     )
+    embedding_threads: int | None = Field(
+        1,
+        ge=1,
+        description="CPU threads torch uses for embedding in the daemon; 1 keeps answers quick on small machines "
+        "(measured: two threads on two cores fight); unset uses torch's default.",
+    )
     embedding_batch_size: int = Field(64, ge=1, le=4096, description="Texts embedded per batch.")
     max_text_bytes: int = Field(
         1_000_000, ge=1_000, description="Longest text accepted into memory, in UTF-8 bytes."

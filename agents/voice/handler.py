@@ -28,10 +28,11 @@ from agents.voice.errors import (
     VoiceError,
 )
 from agents.voice.transcriber import Transcriber, Transcript
+from memory.context import AUDIO_MARK
 
 VoiceKind = Literal["voice", "audio", "video_note"]
 HEARD_NOTHING = "🤷 I heard nothing in that recording. Was the microphone muted? Please try again."
-CONTEXT_MARK = "[voice message, transcribed automatically; words may be misheard]"
+CONTEXT_MARK = AUDIO_MARK.strip()  # memory marks earlier voice turns of the history the same way
 _EXTENSIONS = {"voice": ".ogg", "video_note": ".mp4"}
 
 
