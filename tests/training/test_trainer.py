@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -184,38 +186,38 @@ def test_bad_base_model_and_bad_data_are_readable_failures(tiny_model: Path, cha
         train(config(tiny_model, empty, tmp_path / "o"))
 
 
-@pytest.fixture
-def small_file_limit():
-    """Files may not grow past 4 KiB while the test body runs: the kernel answers writes beyond
-    with EFBIG, as a full disk answers with ENOSPC (SIGXFSZ is ignored so the write fails)."""
+@contextmanager
+def small_file_limit() -> Iterator[None]:
+    """Files may not grow past 4 KiB inside the block: the kernel answers writes beyond with
+    EFBIG, as a full disk answers with ENOSPC (SIGXFSZ is ignored so the write fails). The limit
+    is lifted before the block ends, so pytest's own report (stdout may be a file) is written."""
     import resource
     import signal
 
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
-
-    yield limit
-    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-    signal.signal(signal.SIGXFSZ, previous)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
 
 
 def test_a_full_disk_while_checkpointing_is_a_readable_failure(
-    tiny_model: Path, chat_data: Path, tmp_path: Path, small_file_limit
+    tiny_model: Path, chat_data: Path, tmp_path: Path
 ) -> None:
     from agents.training.errors import TrainingError
 
     cfg = config(tiny_model, chat_data, tmp_path / "o")
-    small_file_limit()
     with pytest.raises(TrainingError, match="checkpoint at step 0 could not be written") as info:
-        train(cfg)
+        with small_file_limit():
+            train(cfg)
     assert "free disk space" in info.value.fix
     assert list((tmp_path / "o" / "checkpoints").iterdir()) == []  # no half-written checkpoint
 
 
-def test_a_full_disk_leaves_the_registry_unchanged(tmp_path: Path, small_file_limit) -> None:
+def test_a_full_disk_leaves_the_registry_unchanged(tmp_path: Path) -> None:
     from agents.training.errors import RegistryError
     from agents.training.registry import AdapterRegistry
 
@@ -223,9 +225,9 @@ def test_a_full_disk_leaves_the_registry_unchanged(tmp_path: Path, small_file_li
     src.mkdir()
     (src / "adapter_model.safetensors").write_bytes(b"x" * 10_000)
     registry = AdapterRegistry(tmp_path / "adapters")
-    small_file_limit()
     with pytest.raises(RegistryError, match="could not be written"):
-        registry.add("pirate", src)
+        with small_file_limit():
+            registry.add("pirate", src)
     assert registry.versions("pirate") == [] and list((tmp_path / "adapters" / "pirate").iterdir()) == []
 
 
