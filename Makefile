@@ -36,11 +36,13 @@ emulator:
 	  else echo "npm not found: the Telegram end-to-end tests will be skipped"; fi; \
 	fi
 
-# espeak-ng makes the speech the voice tests transcribe. Best effort: the tests skip without it.
+# espeak-ng makes the speech the voice tests transcribe; ffmpeg decodes M4A files and video notes.
+# Best effort: the tests that need them skip without them.
 system-deps:
-	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) || \
-	  echo "espeak-ng not installed: the voice recognition tests will be skipped"; }
+	@missing=""; for p in espeak-ng ffmpeg; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null) || \
+	  echo "not installed:$$missing; the voice tests that need them will be skipped"; }
 
 test: dev emulator system-deps
 	$(BIN)/ruff check bot agents memory jobs tests bench

@@ -24,7 +24,7 @@ from typing import Any
 
 from loguru import logger
 from telegram import BotCommand, BotCommandScopeChat, Update
-from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
@@ -34,7 +34,7 @@ from bot.config import Settings
 from bot.core.assistant import Assistant
 from bot.core.commands import CommandRegistry
 from bot.core.feedback import Feedback
-from bot.errors import FamiliarError, TelegramTokenRejected
+from bot.errors import ConfigError, FamiliarError, TelegramTokenRejected
 from bot.lifecycle import Service
 from bot.telegram.access import AccessControl
 from bot.telegram.handlers import BotIdentity, UpdateHandler
@@ -279,23 +279,50 @@ class TelegramChannel(Service):
 
         if not self.tg.webhook_url:
             self.fail(
-                TelegramTokenRejected(
+                ConfigError(
                     "webhook mode needs a public URL",
                     "set FAMILIAR_TELEGRAM__WEBHOOK_URL, or FAMILIAR_TELEGRAM__MODE=polling",
                 )
             )
             return
         secret = self.tg.webhook_secret.get_secret_value() if self.tg.webhook_secret else secrets.token_urlsafe(32)
-        self._webhook_server = WebhookServer(self.tg.webhook_listen, self.tg.webhook_url, secret, self.receive)
-        await self._webhook_server.start()
+        try:
+            server = WebhookServer(self.tg.webhook_listen, self.tg.webhook_url, secret, self.receive)
+            await server.start()
+        except (OSError, ValueError) as exc:  # a bad address, or the port is taken
+            self._status = (Status.FAILING, f"webhook cannot listen on {self.tg.webhook_listen}")
+            self.fail(
+                ConfigError(
+                    f"the webhook server cannot listen on {self.tg.webhook_listen!r}: {exc}",
+                    "set FAMILIAR_TELEGRAM__WEBHOOK_LISTEN to a free host:port (or stop what holds it)",
+                )
+            )
+            return
+        self._webhook_server = server
         backoff = Backoff(self.tg.retry_max_s)
         while True:
             try:
-                await self.bot.set_webhook(self.tg.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+                # drop_pending_updates=False: what Telegram kept while we were away is delivered.
+                await self.bot.set_webhook(
+                    self.tg.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES,
+                    drop_pending_updates=False,
+                )
                 self._connected()
                 return
             except InvalidToken:
                 self._rejected()
+                return
+            except RetryAfter as exc:
+                await asyncio.sleep(retry_after_seconds(exc))
+            except BadRequest as exc:  # e.g. not an HTTPS URL, a secret with forbidden characters
+                self._status = (Status.FAILING, "Telegram refused the webhook")
+                self.fail(
+                    ConfigError(
+                        f"Telegram refused the webhook: {exc.message}",
+                        "check FAMILIAR_TELEGRAM__WEBHOOK_URL (public HTTPS) and FAMILIAR_TELEGRAM__WEBHOOK_SECRET "
+                        "(1-256 characters: A-Z, a-z, 0-9, _ and -)",
+                    )
+                )
                 return
             except TelegramError as exc:
                 await asyncio.sleep(self._unreachable(exc, backoff))

@@ -13,6 +13,11 @@
 // (raw body); getFile then answers {file_id, file_unique_id, file_size, file_path} for them, and
 // GET /file/bot<token>/<file_path> serves the bytes, as Telegram does. POST /fileRequests
 // {token} lists the getFile and download requests a bot made (to check what was fetched).
+//
+// Webhooks: setWebhook/deleteWebhook answer true and are recorded; POST /webhookCalls {token}
+// lists them ({method, params}, params as the bot sent them). While a webhook is set, a user's
+// message is POSTed to its url with X-Telegram-Bot-Api-Secret-Token when a secret_token was
+// given, as Telegram does (the stock emulator sends no header).
 'use strict';
 const TelegramServer = require('telegram-test-api');
 
@@ -32,6 +37,26 @@ TelegramServer.formatUpdate = (update) => {
     out.callback_query.chat_instance = String(chat ? chat.id : 0);
   }
   return out;
+};
+
+// Webhook delivery with the secret header (the stock addUserUpdate posts without it).
+const axios = require('axios');
+TelegramServer.prototype.addUserUpdate = async function addUserUpdate(update) {
+  if (!update.botToken) throw new Error('The message must contain a `botToken` field.');
+  const webhook = this.webhooks[update.botToken];
+  if (webhook) {
+    const headers = webhook.secret_token ? { 'X-Telegram-Bot-Api-Secret-Token': webhook.secret_token } : {};
+    // The client routes do not await this: a failed delivery must not become an unhandled
+    // rejection (which ends node); it is logged, and the update is gone as with a dead webhook.
+    try {
+      await axios({ url: webhook.url, method: 'POST', data: TelegramServer.formatUpdate(update), headers });
+    } catch (err) {
+      process.stderr.write(`webhook delivery to ${webhook.url} failed: ${err.message}\n`);
+    }
+  } else {
+    this.storage.userMessages.push(update);
+  }
+  this.updateId++;
 };
 
 function fixDates(value) {
@@ -97,6 +122,31 @@ app.post('/putFile', express.raw({ type: () => true, limit: '30mb' }), (req, res
   const path = `voice/file_${files.size}.oga`;
   files.set(`${token}\n${fileId}`, { data: Buffer.from(req.body), path });
   res.json({ ok: true, result: path });
+});
+const webhookCalls = new Map(); // token -> [{method, params}]
+function recordWebhookCall(req, method) {
+  const token = req.params.token;
+  const params = Object.assign({}, req.query, req.body || {});
+  if (!webhookCalls.has(token)) webhookCalls.set(token, []);
+  webhookCalls.get(token).push({ method, params });
+  return params;
+}
+app.all('/bot:token/setWebhook', (req, res) => {
+  const params = recordWebhookCall(req, 'setWebhook');
+  if (!params.url) {
+    res.status(400).json({ ok: false, error_code: 400, description: 'Bad Request: bad webhook: URL is empty' });
+    return;
+  }
+  server.setWebhook({ url: params.url, secret_token: params.secret_token }, req.params.token);
+  res.json({ ok: true, result: true, description: 'Webhook was set' });
+});
+app.all('/bot:token/deleteWebhook', (req, res) => {
+  recordWebhookCall(req, 'deleteWebhook');
+  server.deleteWebhook(req.params.token);
+  res.json({ ok: true, result: true, description: 'Webhook was deleted' });
+});
+app.post('/webhookCalls', (req, res) => {
+  res.json({ ok: true, result: webhookCalls.get(String(req.body.token)) || [] });
 });
 app.post('/fileRequests', (req, res) => {
   res.json({ ok: true, result: fileRequests.get(String(req.body.token)) || [] });
