@@ -18,11 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from agents.training.errors import DatasetError
+
+# torch is imported where tensors are made: the daemon imports this module at start (the
+# pipeline validates data) and its readiness must not wait for torch.
+if TYPE_CHECKING:
+    import torch
 
 IGNORE = -100
 ROLES = ("system", "user", "assistant")
@@ -206,6 +209,8 @@ def pack(examples: Sequence[Encoded], row_len: int | None = None, pad_id: int = 
         ids_rows.append(ids)
         pos_rows.append(pos)
         tgt_rows.append(tgt)
+    import torch
+
     as_tensor = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
     real = sum(len(e.input_ids) for e in examples)
     return Packed(as_tensor(ids_rows), as_tensor(pos_rows), as_tensor(tgt_rows), real)
@@ -226,6 +231,8 @@ def step_indices(n: int, batch: int, seed: int, step: int) -> list[int]:
 
 @lru_cache(maxsize=8)
 def _permutation(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    import torch
+
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return tuple(int(i) for i in torch.randperm(n, generator=gen))
 
