@@ -23,10 +23,11 @@ import numpy as np
 
 from memory import store
 from memory.db import Database
+from memory.fts_terms import TermFilter
 from memory.index import VectorIndex
 from memory.settings import MemorySettings
 from memory.store import Filters
-from memory.text import fts_query
+from memory.text import match_of, query_words
 from memory.types import Hit
 
 
@@ -67,12 +68,13 @@ class HybridSearcher:
     def __init__(self, db: Database, settings: MemorySettings) -> None:
         self.db = db
         self.settings = settings
+        self.terms = TermFilter(db, settings.fts_max_postings)
 
     def candidates(
         self, query: str, filters: Filters, query_vector: np.ndarray | None, index: VectorIndex | None, n: int
     ) -> Candidates:
         fts: dict[int, float] = {}
-        match = fts_query(query)
+        match = match_of(self.terms.keep(query_words(query)))
         if match is not None:
             fts = dict(store.fts_search(self.db, match, filters, n))
         dense: dict[int, float] = {}

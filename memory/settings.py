@@ -8,6 +8,12 @@ class MemorySettings(BaseModel):
         "all-MiniLM-L6-v2",
         description="Sentence-transformers model: 'all-MiniLM-L6-v2' (bundled, offline) or a local model directory.",
     )
+    fts_max_postings: int = Field(
+        2_000,
+        ge=100,
+        description="Past this many rows, full-text search leaves out query words found in more "
+        "rows than this or in more than half of them: they weigh little in BM25 but cost a scan.",
+    )
     embedding_threads: int | None = Field(
         1,
         ge=1,

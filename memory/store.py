@@ -85,9 +85,13 @@ class Filters:
     until: datetime | None = None
     include_superseded: bool = False
 
-    def sql(self, alias: str = "m") -> tuple[str, list[Any]]:
+    def sql(self, alias: str = "m", *, by_id: bool = False) -> tuple[str, list[Any]]:
+        """``by_id``: the query already picks rows by primary key; a unary ``+`` keeps SQLite from
+        choosing the (chat, kind, ts) index instead and scanning the whole chat."""
         clauses: list[str] = ["1"]
         params: list[object] = []
+        if by_id:
+            alias = f"+{alias}"
         if self.scope is not None:
             clauses.append(f"{alias}.chat_id = ?")
             params.append(self.scope.chat_id)
@@ -260,7 +264,7 @@ def vectors_for(db: Database, ids: Sequence[int], dim: int) -> tuple[np.ndarray,
 
 
 def rows_by_id(db: Database, ids: Sequence[int], filters: Filters) -> dict[int, Row]:
-    where, params = filters.sql()
+    where, params = filters.sql(by_id=True)
     out: dict[int, Row] = {}
     with db.read() as conn:
         for start in range(0, len(ids), 900):

@@ -95,16 +95,22 @@ def words(text: str) -> list[str]:
     return _WORD.findall(clean(text).lower())
 
 
-def fts_query(text: str, *, keep_stopwords: bool = False) -> str | None:
-    """An FTS5 MATCH expression OR-ing the words of ``text``, each quoted so that no input can be
-    read as syntax. ``None`` when the text has no words (only punctuation, empty)."""
+def query_words(text: str, *, keep_stopwords: bool = False) -> list[str]:
+    """The distinct words of ``text`` to search for: stopwords left out unless nothing else is."""
     tokens = words(text)
-    if not tokens:
-        return None
     content = [t for t in tokens if t not in STOPWORDS] if not keep_stopwords else tokens
     chosen = content or tokens
     unique = list(dict.fromkeys(t.replace('"', "") for t in chosen))
-    unique = [t for t in unique if t]
-    if not unique:
-        return None
-    return " OR ".join(f'"{t}"' for t in unique[:64])
+    return [t for t in unique if t][:64]
+
+
+def match_of(terms: list[str]) -> str | None:
+    """An FTS5 MATCH expression OR-ing ``terms``, each quoted so that no input can be read as
+    syntax; ``None`` when there is nothing to match."""
+    return " OR ".join(f'"{t}"' for t in terms) if terms else None
+
+
+def fts_query(text: str, *, keep_stopwords: bool = False) -> str | None:
+    """An FTS5 MATCH expression for the words of ``text``; ``None`` when it has none (only
+    punctuation, empty)."""
+    return match_of(query_words(text, keep_stopwords=keep_stopwords))
