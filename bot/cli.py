@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
 from bot import __version__
+from bot.cli_common import friendly
 from bot.errors import FamiliarError
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="familiar",
@@ -44,20 +41,6 @@ def _register_subcommands() -> None:
     app.command("restore")(restore_command)
     app.add_typer(train_app, name="train")
     app.add_typer(adapters_app, name="adapters")
-
-
-def friendly(fn: F) -> F:
-    """Print a FamiliarError as 'error: ... / fix: ...' and exit with its code, no traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except FamiliarError as exc:
-            typer.echo(f"error: {exc.explain()}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _settings(**overrides: Any):  # type: ignore[no-untyped-def]

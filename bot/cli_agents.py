@@ -17,11 +17,9 @@ from agents.chat import Answer, ChatAgent, LLMFactExtractor, answer_as_json
 from agents.llm import LLM
 from agents.providers import build_provider
 from agents.review import ReviewEngine
-from agents.schema import migrations as agent_migrations
-from agents.settings import ReviewSettings
 from agents.usage import UsageStore
 from bot.config import Settings, load_settings
-from memory.db import DB_NAME, Database, Migrations
+from memory.db import Database
 from memory.errors import FamiliarError
 
 app = typer.Typer(help="Ask the assistant from the shell, and show model usage.")
@@ -29,29 +27,10 @@ app = typer.Typer(help="Ask the assistant from the shell, and show model usage."
 CLI_CHAT_ID = 0  # the console's own chat: its turns are kept apart from Telegram chats
 
 
-def _migrations() -> list[Migrations]:
-    from memory.schema import migrations as memory_migrations
-
-    found: list[Migrations] = []
-    try:
-        from bot.daemon import all_migrations
-
-        found = list(all_migrations())
-    except ImportError:
-        pass
-    for m in (memory_migrations, agent_migrations):
-        if all(f.package != m.package for f in found):
-            found.append(m)
-    return found
-
-
 def _open(settings: Settings) -> Database:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return Database.open(settings.data_dir / DB_NAME, _migrations())
+    from bot.daemon import open_database
 
-
-def _review_settings(settings: Settings) -> ReviewSettings:
-    return getattr(settings, "review", None) or ReviewSettings()
+    return open_database(settings)
 
 
 async def _ask(settings: Settings, db: Database, text: str, mode: str, user_id: int,
@@ -63,7 +42,7 @@ async def _ask(settings: Settings, db: Database, text: str, mode: str, user_id: 
                     settings.memory, settings.data_dir / "index")
     await memory.start()
     llm = LLM(build_provider(settings.llm), UsageStore(db, settings.llm))
-    review = ReviewEngine(llm, _review_settings(settings), settings.llm, db)
+    review = ReviewEngine(llm, settings.review, settings.llm, db)
     agent = ChatAgent(memory, llm, settings.llm, review, LLMFactExtractor(llm))
     printed = [0]
 

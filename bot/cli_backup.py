@@ -7,18 +7,13 @@ reads the settings and prints.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import typer
 
 from bot import __version__
-from bot.errors import FamiliarError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from bot.cli_common import friendly as _friendly
 
 backup_app = typer.Typer(
     help="Write a verified backup archive now, verify one, or list them.",
@@ -26,16 +21,6 @@ backup_app = typer.Typer(
 )
 
 
-def _friendly(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except FamiliarError as exc:
-            typer.echo(f"error: {exc.explain()}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _settings():  # type: ignore[no-untyped-def]

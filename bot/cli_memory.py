@@ -10,54 +10,33 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
-from memory.errors import FamiliarError
+from bot.cli_common import friendly as _friendly
 
-F = TypeVar("F", bound=Callable[..., Any])
 INDEX_DIR = "index"
 
 app = typer.Typer(help="Add to, import into, search, inspect, reindex and export long-term memory.", no_args_is_help=True)
 
 
-def _friendly(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except FamiliarError as exc:
-            typer.echo(f"error: {exc.explain()}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @contextmanager
 def _memory(*, load_model: bool = True) -> Iterator[Any]:
     """Settings -> database -> Memory, closed (and the index saved) on the way out."""
     from bot.config import load_settings
-    from memory.db import DB_NAME, Database
+    from bot.daemon import open_database
     from memory.embedder import make_embedder
     from memory.service import Memory
 
-    try:
-        from bot.daemon import all_migrations
-
-        migrations = all_migrations()
-    except ImportError:  # before the composition root exists: memory's own schema is enough
-        from memory.schema import migrations as memory_migrations
-
-        migrations = [memory_migrations]
     settings = load_settings()
     data_dir = Path(settings.data_dir).expanduser()
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = Database.open(data_dir / DB_NAME, migrations)
+    db = open_database(settings)
     memory = Memory(db, make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
                     settings.memory, data_dir / INDEX_DIR)
     try:

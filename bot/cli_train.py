@@ -8,32 +8,18 @@ same child-process worker the daemon uses, in the foreground, printing progress.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
-from bot.errors import FamiliarError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from bot.cli_common import friendly as _friendly
 
 train_app = typer.Typer(help="Train LoRA adapters: the archetype pipeline, or a direct fit on your data.",
                         no_args_is_help=True)
 adapters_app = typer.Typer(help="List trained adapters, promote a version, roll back.", no_args_is_help=True)
 
 
-def _friendly(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except FamiliarError as exc:
-            typer.echo(f"error: {exc.explain()}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _settings() -> Any:
