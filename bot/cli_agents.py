@@ -18,9 +18,9 @@ from agents.llm import LLM
 from agents.providers import build_provider
 from agents.review import ReviewEngine
 from agents.usage import UsageStore
+from bot.cli_common import friendly
 from bot.config import Settings, load_settings
 from memory.db import Database
-from memory.errors import FamiliarError
 
 app = typer.Typer(help="Ask the assistant from the shell, and show model usage.")
 
@@ -67,6 +67,7 @@ async def _ask(settings: Settings, db: Database, text: str, mode: str, user_id: 
 
 
 @app.command("ask")
+@friendly
 def ask(
     text: str = typer.Argument(..., help="The question or task."),
     think: bool = typer.Option(False, "--think", help="Three-pass answer: draft, critique, refine."),
@@ -78,12 +79,8 @@ def ask(
     if think and review:
         raise typer.BadParameter("choose --think or --review, not both")
     mode = "think" if think else "review" if review else "single"
-    try:
-        settings = load_settings()
-        db = _open(settings)
-    except FamiliarError as exc:
-        typer.echo(f"error: {exc.explain()}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+    settings = load_settings()
+    db = _open(settings)
     try:
         answer = asyncio.run(_ask(settings, db, text, mode, user, stream=not as_json and mode == "single"))
     finally:
@@ -112,18 +109,15 @@ def _format_usage(summary: dict[str, Any]) -> str:
 
 
 @app.command("usage")
+@friendly
 def usage(
     days: int = typer.Option(1, "--days", min=1, help="Days to cover, today included."),
     user: int | None = typer.Option(None, "--user", help="Only this user (shows their budget)."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Show model calls, tokens and estimated cost, per purpose."""
-    try:
-        settings = load_settings()
-        db = _open(settings)
-    except FamiliarError as exc:
-        typer.echo(f"error: {exc.explain()}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+    settings = load_settings()
+    db = _open(settings)
     try:
         summary = UsageStore(db, settings.llm).summary(user_id=user, days=days)
     finally:

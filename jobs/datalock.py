@@ -1,9 +1,9 @@
-"""The data directory's single-instance lock, as seen from jobs/ (restore must not race a daemon).
+"""The data directory's single-instance lock: one daemon, or one restore, per data directory.
 
-The daemon holds ``fcntl.flock(LOCK_EX)`` on ``<data>/familiar.lock`` (bot/lock.py owns that
-protocol). jobs/ must not import bot/, so the few lines needed here are repeated: restore takes
-the same lock exclusively, without blocking, and keeps it for the whole swap so no daemon can start
-on a half-restored directory. The kernel drops a flock when its process dies, so nothing goes stale.
+``fcntl.flock(LOCK_EX)`` on ``<data>/familiar.lock``, holding the holder's pid. The daemon takes it
+through ``bot.lock.InstanceLock`` (which adds the messages for a person); restore takes it here,
+without blocking, and keeps it for the whole swap so no daemon can start on a half-restored
+directory. The kernel drops a flock when its process dies, so nothing goes stale.
 """
 
 from __future__ import annotations
@@ -38,10 +38,13 @@ class DataDirLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise DataDirBusy(holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

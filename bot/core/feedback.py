@@ -5,16 +5,13 @@ sends carries the buttons, registers the ``fb`` button prefix and an interceptor
 reply to "what was wrong?" as the reason of a 👎.
 
 Button data is ``fb:<action><answer id, base 36>.<signature>`` (about 25 bytes; Telegram allows
-64). The signature is an HMAC over action, answer and chat with a key kept in the database, so a
-forged, malformed or foreign press (data copied to another chat) is refused without a write.
+64), signed by ``ButtonSigner`` for the chat with a key kept in the database, so a forged,
+malformed or foreign press (data copied to another chat) is refused without a write.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import re
 import secrets
 import time
@@ -24,6 +21,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from bot.core.commands import parse_command
+from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
 from memory.db import Database
@@ -33,7 +31,7 @@ if TYPE_CHECKING:
 
 PREFIX = "fb"
 ACTIONS = {"u": "👍", "d": "👎", "r": "🔁", "p": "📌"}
-_DATA = re.compile(r"^([udrp])([0-9a-z]{1,12})\.([A-Za-z0-9_-]{11})$")
+_DATA = re.compile(r"^([udrp])([0-9a-z]{1,12})$")
 KEY_NAME = "feedback_hmac"
 ASK_REASON = "What was wrong? Reply to this message to tell me (optional)."
 
@@ -162,27 +160,24 @@ class Feedback:
         assistant.interceptors.append(self.intercept_reason)
 
     # -- button data -----------------------------------------------------------------------
-    def _sign(self, action: str, answer_id: int, chat_id: int) -> str:
+    def _signer(self) -> ButtonSigner:
         if self._key is None:
             raise RuntimeError("Feedback.load_key() was not awaited")
-        mac = hmac.new(self._key, f"{action}|{answer_id}|{chat_id}".encode(), hashlib.sha256)
-        return base64.urlsafe_b64encode(mac.digest()[:8]).decode().rstrip("=")
+        return ButtonSigner(self._key)
 
     def data(self, action: str, answer_id: int, chat_id: int) -> str:
-        return f"{PREFIX}:{action}{_b36(answer_id)}.{self._sign(action, answer_id, chat_id)}"
+        return self._signer().data(PREFIX, f"{action}{_b36(answer_id)}", chat_id)
 
     def buttons(self, answer_id: int, chat_id: int) -> list[list[Button]]:
         return [[Button(label, self.data(action, answer_id, chat_id)) for action, label in ACTIONS.items()]]
 
     def parse(self, payload: str, chat_id: int) -> tuple[str, int] | None:
         """``(action, answer_id)`` when the payload is well formed and signed for this chat."""
-        m = _DATA.match(payload)
+        verified = self._signer().verify(PREFIX, payload, chat_id)
+        m = _DATA.match(verified) if verified is not None else None
         if not m:
             return None
-        action, answer_id = m.group(1), int(m.group(2), 36)
-        if not hmac.compare_digest(m.group(3), self._sign(action, answer_id, chat_id)):
-            return None
-        return action, answer_id
+        return m.group(1), int(m.group(2), 36)
 
     # -- recording answers -----------------------------------------------------------------
     async def record(self, msg: Incoming, text: str) -> int:

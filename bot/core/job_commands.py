@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from bot.core.assistant import Assistant
 from bot.core.commands import Command
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply
 from jobs.errors import ReminderError
-from jobs.reminders import Reminders
+from jobs.reminders import Reminder, Reminders
 from jobs.scheduler import Scheduler
 
 
@@ -28,17 +30,17 @@ class JobCommands:
 
     async def remind(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/remind WHEN TEXT"""
-        try:
-            reminder = await self.reminders.add_once(msg.chat_id, msg.sender.id, args)
-        except ReminderError as exc:
-            return Reply(exc.explain().replace("\n  fix: ", "\n"), markdown=False)
-        return Reply(f"⏰ I'll remind you {reminder.describe()}", markdown=False)
+        return await self._add(self.reminders.add_once(msg.chat_id, msg.sender.id, args))
 
     async def every(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/every CRON TEXT"""
+        return await self._add(self.reminders.add_every(msg.chat_id, msg.sender.id, args))
+
+    @staticmethod
+    async def _add(adding: Awaitable[Reminder]) -> Reply:
         try:
-            reminder = await self.reminders.add_every(msg.chat_id, msg.sender.id, args)
-        except ReminderError as exc:
+            reminder = await adding
+        except ReminderError as exc:  # the message carries examples of what works
             return Reply(exc.explain().replace("\n  fix: ", "\n"), markdown=False)
         return Reply(f"⏰ I'll remind you {reminder.describe()}", markdown=False)
 
