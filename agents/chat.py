@@ -4,6 +4,8 @@ For each message it stores the user's turn, has memory assemble the context (per
 recalled memories, summary, recent turns) within the token budget, answers in the chat's mode
 (single, three-pass, or review panel), stores the answer, and every few turns hands the recent
 turns to the fact extractor in the background (batched: one call per N turns, not per message).
+Which turns the extractor has had is kept per chat in ``llm_fact_marks``, so a restart carries on
+the count instead of starting it again.
 A chat with a persona selected is answered directly by the model ``route`` names for it (the
 persona's LoRA adapter); three-pass and panel answers stay with the default model.
 
@@ -17,6 +19,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from loguru import logger
@@ -38,6 +41,7 @@ from agents.review import Progress, ReviewEngine, ReviewResult
 from agents.settings import LLMSettings
 from agents.usage import CallContext
 from agents.voice.handler import for_context
+from memory.db import Database
 from memory.facts import FactExtractor
 from memory.types import Message, Scope
 
@@ -135,17 +139,55 @@ class LLMFactExtractor(FactExtractor):
         return [f.strip() for f in facts if isinstance(f, str) and f.strip()][:20]
 
 
+class ExtractionMarks:
+    """The id of the last message of each chat handed to fact extraction, cached in memory and
+    kept in ``llm_fact_marks`` (without a database, in memory only)."""
+
+    def __init__(self, db: Database | None) -> None:
+        self.db = db
+        self._marks: dict[int, int] = {}
+
+    async def get(self, chat_id: int) -> int:
+        if chat_id not in self._marks:
+            self._marks[chat_id] = await self.db.run(self._load, chat_id) if self.db is not None else 0
+        return self._marks[chat_id]
+
+    def take(self, chat_id: int, message_id: int) -> None:
+        """Claim turns up to ``message_id`` now, so a concurrent turn does not take them too."""
+        self._marks[chat_id] = max(self._marks.get(chat_id, 0), message_id)
+
+    async def save(self, chat_id: int, message_id: int) -> None:
+        if self.db is not None:
+            await self.db.run(self._save, chat_id, message_id)
+
+    def _load(self, chat_id: int) -> int:
+        assert self.db is not None
+        with self.db.read() as conn:
+            row = conn.execute("SELECT last_message_id FROM llm_fact_marks WHERE chat_id = ?",
+                               (chat_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def _save(self, chat_id: int, message_id: int) -> None:
+        assert self.db is not None
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO llm_fact_marks (chat_id, last_message_id, ts) VALUES (?, ?, ?)"
+                " ON CONFLICT (chat_id) DO UPDATE SET last_message_id = max(last_message_id,"
+                " excluded.last_message_id), ts = excluded.ts",
+                (chat_id, message_id, datetime.now(UTC).isoformat()))
+
+
 class ChatAgent:
     def __init__(self, memory: Any, llm: LLM, settings: LLMSettings,
                  review: ReviewEngine | None = None, extractor: FactExtractor | None = None,
-                 route: ChatRoute | None = None) -> None:
+                 route: ChatRoute | None = None, db: Database | None = None) -> None:
         self.memory = memory  # memory.service.Memory
         self.llm = llm
         self.route = route  # direct answers of a chat with a persona go to its model; panels stay on llm
         self.settings = settings
         self.review = review
         self.extractor = extractor
-        self._since_extraction: dict[int, int] = {}
+        self.marks = ExtractionMarks(db)
         self._background: set[asyncio.Task[Any]] = set()
 
     async def answer(self, chat_id: int, user_id: int | None, text: str, *, mode: Mode = "single",
@@ -158,7 +200,7 @@ class ChatAgent:
         keeps the plain words). Never raises for model faults."""
         await self.memory.add_message(chat_id, user_id, "user", text,
                                       telegram_message_id=telegram_message_id, meta=meta or None)
-        self._count_turn(chat_id, user_id)
+        await self._maybe_extract(chat_id, user_id)
         context = await self.memory.assemble_context(chat_id, user_id, text,
                                                      self.settings.context_tokens, self.settings.persona)
         if not self.llm.capabilities.generates:
@@ -183,7 +225,7 @@ class ChatAgent:
         answer.included, answer.dropped = context.included, context.dropped
         await self.memory.add_message(chat_id, None, "assistant", answer.text,
                                       meta={"mode": mode, "run_id": answer.run_id})
-        self._count_turn(chat_id, user_id)
+        await self._maybe_extract(chat_id, user_id)
         return answer
 
     async def _single(self, prefix: str, rest: str, messages: list[dict[str, str]], ctx: CallContext,
@@ -235,22 +277,30 @@ class ChatAgent:
         return Answer(body, retrieval_only=True)
 
     # -- fact extraction -------------------------------------------------------------------
-    def _count_turn(self, chat_id: int, user_id: int | None) -> None:
+    async def _maybe_extract(self, chat_id: int, user_id: int | None) -> None:
+        """Start extraction in the background once ``fact_extraction_every`` turns are waiting."""
         every = self.settings.fact_extraction_every
-        if self.extractor is None or every <= 0:
+        if self.extractor is None or every <= 0 or not self.llm.capabilities.generates:
             return
-        self._since_extraction[chat_id] = self._since_extraction.get(chat_id, 0) + 1
-        if self._since_extraction[chat_id] >= every:
-            self._since_extraction[chat_id] = 0
-            task = asyncio.create_task(self._extract(chat_id, user_id, every))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        try:
+            mark = await self.marks.get(chat_id)
+            turns = await self.memory.recent_messages(chat_id, every, after_id=mark)
+        except Exception as exc:  # bookkeeping must never cost the user the answer
+            logger.opt(exception=exc).warning("fact extraction bookkeeping in chat {} failed", chat_id)
+            return
+        if len(turns) < every:
+            return
+        self.marks.take(chat_id, turns[-1].id)
+        task = asyncio.create_task(self._extract(chat_id, user_id, turns))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _extract(self, chat_id: int, user_id: int | None, count: int) -> None:
+    async def _extract(self, chat_id: int, user_id: int | None, turns: list[Message]) -> None:
         assert self.extractor is not None
         try:
-            turns = await self.memory.recent_messages(chat_id, count)
             results = await self.memory.learn(turns, Scope(chat_id, user_id), self.extractor)
+            # Saved once the facts are stored: a crash before this hands the same turns over again.
+            await self.marks.save(chat_id, turns[-1].id)
             logger.info("extracted {} facts in chat {}", len(results), chat_id)
         except Exception as exc:  # background work: log, never crash the chat
             logger.opt(exception=exc).warning("fact extraction in chat {} failed", chat_id)

@@ -7,11 +7,16 @@ is the same loop with the author as its only reviewer, one round, and a final re
 critique is clean, in which case the draft is returned and the third call never made.
 
 The author's own critique continues the author's conversation (same system prompt and turns,
-the draft as an assistant turn), so the three calls share a cached prefix; panel reviewers get a
-prompt of their own. Reviews are JSON against ``REVIEW_SCHEMA``, sent as a structured-output
-schema where the provider takes one and described in the prompt always. Output that still does
-not parse gets one repair request; after that it counts as "revise" with the raw text attached.
-Every run is stored in ``review_runs`` with its transcript (rounds, scores, tokens).
+the draft as an assistant turn), so the three calls share a cached prefix: the draft and critique
+calls ask the provider to cache their whole prompt (``cache_tail``), which the next call reads at
+the cache price. Panel reviewers get a prompt of their own. Reviews are JSON against
+``REVIEW_SCHEMA``, sent as a structured-output schema where the provider takes one. The
+self-critique is the exception where the provider keys its prompt cache on the schema
+(Anthropic): there an enforced schema would make the critique miss the cached draft prompt and
+pay for all of it again, so by default (``LLMSettings.critique_schema``) the schema is described in
+the prompt and the reply validated. Output that does not parse gets one repair request; after
+that it counts as "revise" with the raw text attached. Every run is stored in ``review_runs``
+with its transcript (rounds, scores, tokens).
 """
 
 from __future__ import annotations
@@ -239,7 +244,8 @@ class ReviewEngine:
 
         if resume is None:
             await say("drafting")
-            draft = await self._author(base, temps[0], efforts[0], ctx.for_("draft"))
+            # The critique or revision that may follow extends this prompt: cache all of it.
+            draft = await self._author(base.with_(cache_tail=True), temps[0], efforts[0], ctx.for_("draft"))
         else:
             await say("revising")
             draft = await self._revise(base, resume[0], resume[1], ctx, self_review=False)
@@ -303,12 +309,22 @@ class ReviewEngine:
             messages = [*base.messages, {"role": "assistant", "content": draft},
                         {"role": "user", "content": REVISE.format(critique=combined_critique(reviews))}]
         temps, efforts = self.llm_settings.three_pass_temperatures, self.llm_settings.three_pass_efforts
-        return await self._author(base.with_(messages=messages), temps[2], efforts[2],
+        # Refine extends the critique's prompt: its breakpoint at the end reads that from the cache
+        # (a breakpoint is where the cache is looked up, so one is needed to read; it writes a few
+        # tokens nothing reads). A panel revision shares only the base prompt with earlier calls.
+        return await self._author(base.with_(messages=messages, cache_tail=self_review), temps[2], efforts[2],
                                   ctx.for_("refine" if self_review else "revise"))
+
+    def _critique_enforced(self) -> bool:
+        """Whether the self-critique sends its schema as structured output (see the docstring)."""
+        caps, mode = self.llm.capabilities, self.llm_settings.critique_schema
+        if not caps.json_schema or mode == "prompt":
+            return False
+        return mode == "enforced" or not caps.schema_in_cache_key
 
     def _critique_prompt(self) -> str:
         # Identical in the critique and refine calls, so the refine call reads it from the cache.
-        return SELF_CRITIQUE + (SCHEMA_NOTE if self.llm.capabilities.json_schema else JSON_INSTRUCTIONS)
+        return SELF_CRITIQUE + (SCHEMA_NOTE if self._critique_enforced() else JSON_INSTRUCTIONS)
 
     def _review_request(self, reviewer: ReviewerPersona, task: str, draft: str,
                         base: LLMRequest) -> LLMRequest:
@@ -319,11 +335,13 @@ class ReviewEngine:
         }
         if reviewer is SELF:
             temps, efforts = self.llm_settings.three_pass_temperatures, self.llm_settings.three_pass_efforts
+            common["json_schema"] = REVIEW_SCHEMA if self._critique_enforced() else None
             return base.with_(
                 messages=[*base.messages, {"role": "assistant", "content": draft},
                           {"role": "user", "content": self._critique_prompt()}],
                 temperature=temps[1] if caps.temperature else None,
-                effort=efforts[1] if caps.effort else None, **common)
+                effort=efforts[1] if caps.effort else None,
+                cache_tail=True, **common)  # the refine call extends this prompt
         system = (f"You are the {reviewer.name} reviewer on a review panel. Your focus: "
                   f"{reviewer.focus}. Scoring rubric: {reviewer.rubric}. Judge only your focus. "
                   + JSON_INSTRUCTIONS)

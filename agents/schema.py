@@ -56,3 +56,16 @@ def m002_review_runs(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX review_runs_chat ON review_runs (chat_id, ts)")
+
+
+@migrations()
+def m003_fact_extraction(db: sqlite_utils.Database) -> None:
+    # The last message of each chat that fact extraction has taken, so that a restart neither
+    # forgets turns waiting for the next batch nor hands the same turns to the extractor twice.
+    db.execute(
+        """CREATE TABLE llm_fact_marks (
+            chat_id INTEGER PRIMARY KEY,
+            last_message_id INTEGER NOT NULL,
+            ts TEXT NOT NULL
+        )"""
+    )

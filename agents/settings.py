@@ -102,6 +102,16 @@ class LLMSettings(BaseModel):
         max_length=3,
         description="Effort levels of the draft, critique and refine passes with Anthropic.",
     )
+    critique_schema: Literal["auto", "enforced", "prompt"] = Field(
+        "auto",
+        description=(
+            "How the three-pass self-critique gets its JSON: 'enforced' sends the schema as "
+            "structured output, 'prompt' describes it in the prompt and validates the reply (one "
+            "repair request), 'auto' enforces it unless the provider keys its prompt cache on the "
+            "schema (Anthropic), where an enforced schema would make the critique miss the draft's "
+            "cached prompt (see bench/agents_cost.py)."
+        ),
+    )
 
 
 class ReviewerPersona(BaseModel):

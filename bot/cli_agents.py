@@ -43,7 +43,7 @@ async def _ask(settings: Settings, db: Database, text: str, mode: str, user_id: 
     await memory.start()
     llm = LLM(build_provider(settings.llm), UsageStore(db, settings.llm))
     review = ReviewEngine(llm, settings.review, settings.llm, db)
-    agent = ChatAgent(memory, llm, settings.llm, review, LLMFactExtractor(llm))
+    agent = ChatAgent(memory, llm, settings.llm, review, LLMFactExtractor(llm), db=db)
     printed = [0]
 
     async def on_delta(so_far: str) -> None:

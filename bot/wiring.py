@@ -133,7 +133,7 @@ def build_services(
     # agents
     review = ReviewEngine(llm, settings.review, settings.llm, db)
     personas = PersonaRouter(ChatPersonas(db), registry, provider, settings.llm, usage, notify_admins)
-    agent = ChatAgent(memory, llm, settings.llm, review, LLMFactExtractor(llm), route=personas)
+    agent = ChatAgent(memory, llm, settings.llm, review, LLMFactExtractor(llm), route=personas, db=db)
     for name, check in llm_health_checks(provider).items():
         health.register(name, check)
 

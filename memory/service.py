@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -304,8 +305,9 @@ class Memory:
                      since: datetime | None = None, until: datetime | None = None) -> list[Hit]:
         return await self._offload(self.search_sync, query, scope, k, kinds, since, until)
 
-    async def recent_messages(self, chat_id: int, limit: int = 50) -> list[Message]:
-        return await self.db.run(store.recent_messages, self.db, chat_id, limit)
+    async def recent_messages(self, chat_id: int, limit: int = 50, *, after_id: int = 0) -> list[Message]:
+        """The newest ``limit`` messages of the chat with id above ``after_id``, oldest first."""
+        return await self.db.run(partial(store.recent_messages, after_id=after_id), self.db, chat_id, limit)
 
     async def list_memories(self, scope: Scope, kinds: Sequence[str] | None = None, limit: int = 50) -> list[Hit]:
         rows = await self.db.run(store.list_rows, self.db, Filters(scope, kinds), limit)

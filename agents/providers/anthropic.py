@@ -3,9 +3,11 @@
 The SDK does the retries (429, 529 and 5xx, honouring ``retry-after``) and the timeouts; this
 module maps requests onto it and its errors onto ours. SDK 2.x takes no temperature: it offers
 ``output_config.effort`` and ``output_config.format`` (JSON schema), and a top-level
-``cache_control`` that caches the prompt up to its last block. We send both that and an explicit
-breakpoint on the stable system prefix, so the persona and pinned facts stay cached across turns
-while consecutive calls of one answer (three-pass, review rounds) reuse each other's prefix.
+``cache_control`` that caches the prompt up to its last block. The stable system prefix always
+carries a breakpoint, so the persona and pinned facts stay cached across turns; the top-level mark
+is sent only on requests with ``cache_tail`` (calls a follow-up call extends, as in three-pass), as
+a write elsewhere costs 1.25x and is never read. The cache is keyed on ``output_config.format``
+as well, which ``Capabilities.schema_in_cache_key`` tells callers.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ class AnthropicProvider(Provider):
         self.prompt_cache = prompt_cache
         self.send_effort = send_effort
         self.capabilities = Capabilities(
-            temperature=False, effort=send_effort, json_schema=True, prompt_cache=prompt_cache
+            temperature=False, effort=send_effort, json_schema=True, prompt_cache=prompt_cache,
+            schema_in_cache_key=prompt_cache,
         )
         # base_url None lets the SDK read ANTHROPIC_BASE_URL itself.
         self._client = anthropic.AsyncAnthropic(
@@ -72,7 +75,7 @@ class AnthropicProvider(Provider):
             system.append({"type": "text", "text": request.system})
         if system:
             params["system"] = system
-        if self.prompt_cache:
+        if self.prompt_cache and request.cache_tail:
             params["cache_control"] = EPHEMERAL
         output_config: dict[str, Any] = {}
         if request.effort and self.send_effort:

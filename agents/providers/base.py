@@ -25,6 +25,10 @@ class Capabilities:
     effort: bool = False
     json_schema: bool = False
     prompt_cache: bool = False
+    # The provider's prompt cache is keyed on the output schema too (Anthropic: "changing
+    # output_config.format invalidates any prompt cache for that conversation thread"), so a call
+    # that adds a schema cannot read what the calls before it cached.
+    schema_in_cache_key: bool = False
     streaming: bool = True
     generates: bool = True  # False for the retrieval-only provider
 
@@ -70,6 +74,10 @@ class LLMRequest:
     temperature: float | None = None
     effort: Effort | None = None
     json_schema: dict[str, Any] | None = None
+    # Also cache the whole prompt, not only the stable prefix: for calls that a follow-up call
+    # extends (a three-pass draft and critique), where the write (1.25x) comes back as a read
+    # (0.1x). Elsewhere it would be a write nothing reads.
+    cache_tail: bool = False
 
     def with_(self, **changes: Any) -> LLMRequest:
         return replace(self, **changes)

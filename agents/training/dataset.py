@@ -80,11 +80,13 @@ async def generate(llm: Any, ctx: Any, spec: dict[str, Any], target: int, per_ca
     """Ask for batches of ``per_call`` examples until ``target``; malformed batches are retried."""
     got: list[Conversation] = []
     calls = 0
+    spec_text = json.dumps(spec, ensure_ascii=False, sort_keys=True)
     while len(got) < target:
         want = min(per_call, target - len(got))
-        prompt = (f"The archetype spec:\n{json.dumps(spec, ensure_ascii=False)}\n\nWrite {want} new examples "
-                  f"(batch {calls + 1}; avoid repeating earlier ones).")
-        request = LLMRequest(messages=[{"role": "user", "content": prompt}], system_prefix=DATA_SYSTEM,
+        prompt = f"Write {want} new examples (batch {calls + 1}; avoid repeating earlier ones)."
+        # The spec goes in the system prompt, identical in every batch: cached after the first.
+        request = LLMRequest(messages=[{"role": "user", "content": prompt}],
+                             system_prefix=f"{DATA_SYSTEM}\n\nThe archetype spec:\n{spec_text}",
                              max_tokens=max_tokens, json_schema=EXAMPLES_SCHEMA)
         for attempt in range(1, max_attempts + 1):
             completion = await llm.complete(request, ctx.for_("train:data"))

@@ -114,6 +114,40 @@ def test_facts_are_extracted_every_n_turns_in_one_call(memory_db):
     assert "Nice weather" in extract_calls[0].messages[0]["content"]
 
 
+def test_the_extraction_count_survives_a_restart_and_no_turn_is_extracted_twice(memory_db):
+    memory, db = memory_db
+    facts = json.dumps({"facts": ["The user keeps bees."]})
+
+    def agent_on(provider):  # a fresh agent over the same database: a restarted daemon
+        llm_settings = LLMSettings(fact_extraction_every=4)
+        return ChatAgent(memory, LLM(provider), llm_settings, extractor=LLMFactExtractor(LLM(provider)), db=db)
+
+    def extract_calls(provider):
+        return [r for r in provider.requests if "durable facts" in r.messages[0]["content"]]
+
+    async def scenario():
+        first = FakeProvider(["ok"])
+        await agent_on(first).answer(10, 1, "I keep bees on my roof.")  # 2 turns, then a restart
+        second = FakeProvider(["ok", facts])
+        agent = agent_on(second)
+        await agent.answer(10, 1, "They made honey this year.")  # turns 3 and 4: extraction is due
+        await agent.drain()
+        third = FakeProvider(["ok"])
+        agent = agent_on(third)
+        await agent.answer(10, 1, "Anything else?")  # 2 new turns after a restart: not yet
+        await agent.drain()
+        return first, second, third
+
+    first, second, third = asyncio.run(scenario())
+    assert extract_calls(first) == []
+    [call] = extract_calls(second)
+    assert "roof" in call.messages[0]["content"] and "honey" in call.messages[0]["content"]
+    assert extract_calls(third) == []
+    stored = db.conn.execute("SELECT last_message_id FROM llm_fact_marks WHERE chat_id = 10").fetchone()
+    ids = [m.id for m in asyncio.run(memory.recent_messages(10, 10))]
+    assert len(ids) == 6 and stored[0] == ids[3]  # up to the fourth turn, the last one handed over
+
+
 def test_retrieval_only_without_a_model(memory_db):
     memory, db = memory_db
 

@@ -31,14 +31,43 @@ def test_complete_sends_cache_marks_on_the_stable_prefix(stub, anthropic_on_stub
     body = stub.bodies()[0]
     assert body["system"][0] == {"type": "text", "text": PREFIX, "cache_control": {"type": "ephemeral"}}
     assert "cache_control" not in body["system"][1]  # the per-message part is not a breakpoint
-    assert body["cache_control"] == {"type": "ephemeral"}
+    # No top-level mark: the rest of a one-off prompt would be a write (1.25x) nothing reads.
+    assert "cache_control" not in body
     assert "temperature" not in body and "output_config" not in body
-    assert first.usage.cache_write_tokens > 1024 and first.usage.cache_read_tokens == 0
+    assert first.usage.cache_write_tokens >= len(PREFIX) // 4 and first.usage.cache_read_tokens == 0
+    assert first.usage.input_tokens > 0  # the per-message part and the turns, uncached
 
     second = asyncio.run(provider.complete(REQ.with_(messages=[{"role": "user", "content": "again"}])))
     # The system prefix was written by the first call and is read by the second.
     assert second.usage.cache_read_tokens >= len(PREFIX) // 4
     assert second.usage.output_tokens > 0
+
+
+def test_cache_tail_caches_the_whole_prompt_for_the_call_that_extends_it(stub, anthropic_on_stub):
+    provider = anthropic_on_stub()
+    first = asyncio.run(provider.complete(REQ.with_(cache_tail=True)))
+    assert stub.bodies()[0]["cache_control"] == {"type": "ephemeral"}
+    assert first.usage.input_tokens == 0 and first.usage.cache_write_tokens == first.usage.total_input
+    longer = REQ.with_(messages=[*REQ.messages, {"role": "assistant", "content": "hi there"},
+                                 {"role": "user", "content": "and now?"}], cache_tail=True)
+    second = asyncio.run(provider.complete(longer))
+    # Everything the first call sent is read back; only the two new turns are written.
+    assert second.usage.cache_read_tokens == first.usage.total_input
+    assert 0 < second.usage.cache_write_tokens < 20
+
+
+def test_the_output_schema_is_part_of_the_cache_key(stub, anthropic_on_stub):
+    """As with the real API, a request that adds output_config.format reads nothing that calls
+    without it cached (the stub models Anthropic's documented behaviour; the engine relies on it)."""
+    provider = anthropic_on_stub()
+    assert provider.capabilities.schema_in_cache_key
+    asyncio.run(provider.complete(REQ.with_(cache_tail=True)))
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    with_schema = asyncio.run(provider.complete(REQ.with_(cache_tail=True, json_schema=schema)))
+    assert with_schema.usage.cache_read_tokens == 0
+    again = asyncio.run(provider.complete(REQ.with_(cache_tail=True, json_schema=schema)))
+    assert again.usage.cache_read_tokens == with_schema.usage.total_input
+    assert not anthropic_on_stub(prompt_cache=False).capabilities.schema_in_cache_key
 
 
 def test_no_cache_marks_when_caching_is_off(stub, anthropic_on_stub):

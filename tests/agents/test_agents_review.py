@@ -10,7 +10,7 @@ import pytest
 
 from agents.llm import LLM
 from agents.providers.fake import FakeProvider
-from agents.review import REVIEW_SCHEMA, ReviewEngine, parse_review
+from agents.review import JSON_INSTRUCTIONS, REVIEW_SCHEMA, ReviewEngine, parse_review
 from agents.settings import LLMSettings, ReviewSettings
 from agents.usage import CallContext, UsageStore
 from tests.stubs.anthropic_stub import Reply
@@ -23,8 +23,8 @@ MAJOR = {"score": 4, "verdict": "revise", "issues": [{"severity": "major", "text
          "summary": "fix the year"}
 
 
-def engine(provider, db=None, **review):
-    llm_settings = LLMSettings()
+def engine(provider, db=None, llm_settings=None, **review):
+    llm_settings = llm_settings or LLMSettings()
     return ReviewEngine(LLM(provider, UsageStore(db, llm_settings) if db else None),
                         ReviewSettings(**review), llm_settings, db)
 
@@ -37,13 +37,42 @@ def test_three_pass_skips_the_third_call_when_the_critique_is_clean(stub, anthro
     assert result.outcome == "clean" and result.calls == 2
     assert len(stub.requests) == 2
     draft, critique_body = stub.bodies()
-    # The critique asks for a JSON schema and continues the author's conversation (shared prefix).
-    assert critique_body["output_config"]["format"] == {"type": "json_schema", "schema": REVIEW_SCHEMA}
+    # The critique continues the author's conversation (shared prefix). Anthropic keys its cache
+    # on the output schema, so by default the critique describes the JSON in its prompt instead.
     assert critique_body["messages"][: len(draft["messages"])] == draft["messages"]
+    assert "format" not in critique_body["output_config"]
+    assert JSON_INSTRUCTIONS in critique_body["messages"][-1]["content"]
     # Effort levels, not temperatures, with Anthropic.
     assert draft["output_config"] == {"effort": "medium"}
     assert critique_body["output_config"]["effort"] == "high"
     assert all("temperature" not in b for b in stub.bodies())
+
+
+LONG_PREFIX = "You are Familiar. " + "Pinned fact: the user likes tea. " * 150  # > 1024 tokens
+
+
+def test_three_pass_calls_read_each_others_prompt_from_the_cache(stub, anthropic_on_stub):
+    stub.script("Draft: founded in 1999. " * 20, Reply(json=MAJOR), "Refined: founded in 1998.")
+    result = asyncio.run(engine(anthropic_on_stub()).three_pass(
+        "When was it founded?", CTX, system_prefix=LONG_PREFIX, system="recalled: nothing"))
+    draft, critique, refine = (result.rounds[0].draft_usage, result.rounds[0].reviews[0].usage,
+                               result.refine_usage)
+    assert all(b["cache_control"] == {"type": "ephemeral"} for b in stub.bodies())
+    # The critique reads all the draft call sent, the refine call all the critique call sent:
+    # each pays full price only for what is new (the draft, the critique).
+    assert critique.cache_read_tokens == draft.total_input and critique.input_tokens == 0
+    assert refine.cache_read_tokens == critique.total_input and refine.input_tokens == 0
+    assert critique.cache_write_tokens < draft.total_input / 2
+
+
+def test_an_enforced_critique_schema_is_sent_and_misses_the_draft_cache(stub, anthropic_on_stub):
+    stub.script("Draft: founded in 1999.", Reply(json=CLEAN))
+    eng = engine(anthropic_on_stub(), llm_settings=LLMSettings(critique_schema="enforced"))
+    result = asyncio.run(eng.three_pass("When?", CTX, system_prefix=LONG_PREFIX))
+    critique_body = stub.bodies()[1]
+    assert critique_body["output_config"]["format"] == {"type": "json_schema", "schema": REVIEW_SCHEMA}
+    assert JSON_INSTRUCTIONS not in json.dumps(critique_body["messages"])
+    assert result.rounds[0].reviews[0].usage.cache_read_tokens == 0  # the price of enforcing it
 
 
 def test_three_pass_refines_against_the_critique(stub, anthropic_on_stub, db):

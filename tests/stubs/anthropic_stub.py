@@ -7,7 +7,10 @@ client code (retries, ``retry-after``, SSE parsing, error classes), not a patche
   caching: breakpoints are the blocks marked ``cache_control`` plus, with a top-level
   ``cache_control``, the last block; a later request whose prefix (at any block boundary) matches
   a written breakpoint reports those tokens as ``cache_read_input_tokens``; prefixes shorter than
-  ``min_cache_tokens`` are not cached, as with the real API. Tokens are characters / 4.
+  ``min_cache_tokens`` are not cached, as with the real API. Tokens are characters / 4. An
+  ``output_config.format`` schema counts as a block before the system prompt (the real API injects
+  a system prompt describing it), so it is part of every cache key: "changing output_config.format
+  invalidates any prompt cache for that conversation thread", as Anthropic's documentation says.
 - ``POST /v1/chat/completions``: the OpenAI shape, streaming with ``stream_options.include_usage``.
 
 Replies are scripted (``stub.script(Reply(...), ...)``, consumed in order, by either endpoint);
@@ -214,6 +217,9 @@ class LLMStub:
     def _prompt_usage(self, body: dict[str, Any]) -> dict[str, int]:
         """Token counts of a request, with prompt caching simulated (see the module docstring)."""
         blocks: list[tuple[str, bool]] = []  # (text, marked for caching)
+        schema = (body.get("output_config") or {}).get("format")
+        if schema:
+            blocks.append(("format:" + json.dumps(schema, sort_keys=True), False))
         system = body.get("system")
         if isinstance(system, str):
             blocks.append((system, False))
