@@ -6,8 +6,9 @@ when it raises (no model, breaker open). ``job_summaries`` records which chat-ho
 memory and the last message it covered: re-running an hour whose messages did not change makes
 no model call; one whose messages changed replaces the old summary (forget, then add), never
 duplicates it. Chats with no messages in the hour are not even looked at: the query only returns
-chats that had some. Messages are read from memory's ``messages`` table (read-only; the facade
-has no "chats active between" query); summaries are written through the ``Memory`` facade so
+chats that had some. Which chats were active is read from memory's ``messages`` table directly
+(read-only; memory has no "chats active between" query), their turns through
+``memory.store.conversation_between``; summaries are written through the ``Memory`` facade so
 they are embedded and indexed like every other memory.
 """
 
@@ -23,7 +24,7 @@ from loguru import logger
 from jobs.settings import JobsSettings
 from memory.context import ExtractiveSummariser, Summariser
 from memory.db import Database
-from memory.store import _MSG_COLUMNS, _message
+from memory.store import conversation_between
 from memory.types import Message, Scope
 
 
@@ -67,7 +68,7 @@ class HourlySummarizer:
             if count < self.settings.summarize_min_messages:
                 small += 1
                 continue
-            turns = await self.db.run(self._messages, chat_id, start.timestamp(), end.timestamp())
+            turns = await self.db.run(conversation_between, self.db, chat_id, start, end)
             text = await self._summarise(turns)
             scope = Scope(chat_id)
             if done is not None and done[0] is not None:
@@ -100,13 +101,6 @@ class HourlySummarizer:
             r = conn.execute("SELECT memory_id, last_message_id FROM job_summaries WHERE chat_id = ? AND hour_start = ?",
                              (chat_id, hour)).fetchone()
         return (r[0], r[1]) if r else None
-
-    def _messages(self, chat_id: int, start: float, end: float) -> list[Message]:
-        with self.db.read() as conn:
-            rows = conn.execute(
-                f"SELECT {_MSG_COLUMNS} FROM messages WHERE chat_id = ? AND ts >= ? AND ts < ?"
-                " AND role IN ('user', 'assistant') ORDER BY id", (chat_id, start, end)).fetchall()
-        return [_message(r) for r in rows]
 
     def _record(self, chat_id: int, hour: float, memory_id: int, last_id: int, count: int) -> None:
         with self.db.transaction() as conn:

@@ -346,6 +346,18 @@ def messages_between(db: Database, chat_id: int, first_id: int, last_id: int) ->
     return [_message(r) for r in rows]
 
 
+def conversation_between(db: Database, chat_id: int, start: datetime, end: datetime) -> list[Message]:
+    """The chat's user and assistant turns with ``start <= ts < end``, oldest first (no system
+    or tool rows: what a summary of that stretch of conversation is written from)."""
+    with db.read() as conn:
+        rows = conn.execute(
+            f"SELECT {_MSG_COLUMNS} FROM messages WHERE chat_id = ? AND ts >= ? AND ts < ?"
+            " AND role IN ('user', 'assistant') ORDER BY id",
+            (chat_id, to_epoch(start), to_epoch(end)),
+        ).fetchall()
+    return [_message(r) for r in rows]
+
+
 def neighbours(db: Database, memory_ids: Sequence[int]) -> dict[int, tuple[list[int], list[int]]]:
     """For message memories, the memory ids of the turns one and two places away in the same
     chat: ``{id: ([at distance 1], [at distance 2])}``."""

@@ -9,12 +9,18 @@
 - Edits of one message are coalesced to at most one per ``edit_interval_s``: an edit that comes
   too soon replaces the pending one and returns at once; ``drain()`` applies what is pending.
 - ``typing`` is best-effort: its failure is logged and ignored.
+
+The bookkeeping per message stays bounded over the daemon's life: a pending edit and its
+flusher are dropped once applied, edit times once they no longer hold an edit back, and the
+part ids of split messages are kept for the ``max_tracked`` most recently sent or edited
+messages only. Editing an older split message edits its first part and sends the rest anew.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -30,7 +36,9 @@ from bot.telegram.formatting import markdown_to_html, split_markdown
 from bot.telegram.limits import ChatPacer
 
 T = TypeVar("T")
+Key = tuple[int, int]  # (chat id, message id)
 MAX_RETRY_AFTER_TRIES = 5
+MAX_TRACKED = 4096  # split messages whose parts we remember: far more than are still being edited
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -57,16 +65,21 @@ class TelegramTransport(Transport):
         pacer: ChatPacer,
         edit_interval_s: float = 1.0,
         split_limit: int = 4000,
+        max_tracked: int = MAX_TRACKED,
     ) -> None:
         self.bot = bot
         self.pacer = pacer
         self.edit_interval_s = edit_interval_s
         self.split_limit = split_limit
-        # Parts of a split message after its first, keyed by the first: (chat, message id).
-        self._parts: dict[tuple[int, int], list[int]] = {}
-        self._last_edit: dict[tuple[int, int], float] = {}
-        self._pending: dict[tuple[int, int], Reply] = {}
-        self._flushers: dict[tuple[int, int], asyncio.Task[None]] = {}
+        self.max_tracked = max_tracked
+        # Parts of a split message after its first, keyed by the first; least recently used
+        # first, so the oldest is what goes when there are more than ``max_tracked``.
+        self._parts: OrderedDict[Key, list[int]] = OrderedDict()
+        # When each message was last edited, oldest first: only the entries younger than
+        # ``edit_interval_s`` hold an edit back, the older ones are dropped as we go.
+        self._last_edit: OrderedDict[Key, float] = OrderedDict()
+        self._pending: dict[Key, Reply] = {}
+        self._flushers: dict[Key, asyncio.Task[None]] = {}
 
     # -- calls with pacing and RetryAfter -------------------------------------------------
     async def _call(self, chat_id: int, fn: Callable[[], Awaitable[T]]) -> T:
@@ -137,7 +150,7 @@ class TelegramTransport(Transport):
             message = await self._send_one(chat_id, chunk, reply.markdown, markup)
             ids.append(message.message_id)
         if len(ids) > 1:
-            self._parts[(chat_id, ids[0])] = ids[1:]
+            self._remember_parts((chat_id, ids[0]), ids[1:])
         return SentMessage(chat_id, ids[0])
 
     async def edit(self, message: SentMessage, reply: Reply) -> None:
@@ -153,20 +166,25 @@ class TelegramTransport(Transport):
     async def _flush_later(self, message: SentMessage, delay: float) -> None:
         key = (message.chat_id, message.message_id)
         try:
-            await asyncio.sleep(delay)
-            reply = self._pending.pop(key, None)
-            if reply is not None:
-                await self._apply_edit(message, reply)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("a delayed edit of message {} failed", message.message_id)
+            # An edit that comes while one is being applied finds this flusher and leaves its
+            # reply pending: loop (each in its turn) until none is left, or it would be lost.
+            while True:
+                await asyncio.sleep(delay)
+                reply = self._pending.pop(key, None)
+                if reply is None:
+                    return
+                try:
+                    await self._apply_edit(message, reply)
+                except Exception:
+                    logger.exception("a delayed edit of message {} failed", message.message_id)
+                delay = self.edit_interval_s
         finally:
             self._flushers.pop(key, None)
+            self._pending.pop(key, None)  # only left when cancelled: nobody would apply it
 
     async def _apply_edit(self, message: SentMessage, reply: Reply) -> None:
         key = (message.chat_id, message.message_id)
-        self._last_edit[key] = time.monotonic()
+        self._edited_now(key)
         chunks = split_markdown(reply.text or " ", self.split_limit)
         ids = [message.message_id] + self._parts.get(key, [])
         for i, chunk in enumerate(chunks):
@@ -180,7 +198,25 @@ class TelegramTransport(Transport):
                 sent = await self._send_one(message.chat_id, chunk, reply.markdown, markup)
                 ids.append(sent.message_id)
         if len(ids) > 1:
-            self._parts[key] = ids[1:]
+            self._remember_parts(key, ids[1:])
+
+    def _remember_parts(self, key: Key, parts: list[int]) -> None:
+        self._parts[key] = parts
+        self._parts.move_to_end(key)
+        while len(self._parts) > self.max_tracked:
+            self._parts.popitem(last=False)
+
+    def _edited_now(self, key: Key) -> None:
+        now = time.monotonic()
+        self._last_edit[key] = now
+        self._last_edit.move_to_end(key)
+        if key in self._parts:  # an edited message is a recent one
+            self._parts.move_to_end(key)
+        expired = now - self.edit_interval_s
+        while self._last_edit and (
+            len(self._last_edit) > self.max_tracked or next(iter(self._last_edit.values())) <= expired
+        ):
+            self._last_edit.popitem(last=False)
 
     async def drain(self) -> None:
         """Apply every edit still waiting for its turn."""
