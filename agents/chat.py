@@ -41,6 +41,7 @@ from agents.review import Progress, ReviewEngine, ReviewResult
 from agents.settings import LLMSettings
 from agents.usage import CallContext
 from agents.voice.handler import for_context
+from memory.context import with_recalled
 from memory.db import Database
 from memory.facts import FactExtractor
 from memory.types import Message, Scope
@@ -52,7 +53,7 @@ OnDelta = Callable[[str], Awaitable[None]]
 ChatRoute = Callable[[int], Awaitable[LLM | None]]
 # Sections memory's assembler puts after the stable part (persona, facts, lessons) of the system
 # prompt; the cache breakpoint goes before the first of them.
-VOLATILE_HEADERS = ("## Earlier in this conversation", "## Possibly relevant memories")
+VOLATILE_HEADERS = ("## Earlier in this conversation",)
 
 FACTS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -207,17 +208,18 @@ class ChatAgent:
             return await self._from_memory(chat_id, user_id, text)
         if meta and meta.get("from_audio"):
             text = for_context(text)
-            if context.messages and context.messages[-1]["role"] == "user":
-                context.messages[-1] = {"role": "user", "content": text}
+        history = context.messages[:-1]  # the incoming message is last
         prefix, rest = split_stable_prefix(context.system)
         ctx = CallContext(user_id, chat_id, "chat", is_admin)
         try:
             with deadline(self.settings.answer_deadline_s):
                 if mode == "single" or self.review is None:
                     llm = (await self.route(chat_id) if self.route is not None else None) or self.llm
-                    answer = await self._single(prefix, rest, context.messages, ctx, on_delta, llm)
+                    messages = [*history, {"role": "user", "content": with_recalled(context.recalled, text)}]
+                    answer = await self._single(prefix, rest, messages, ctx, on_delta, llm)
                 else:
-                    answer = await self._reviewed(mode, text, prefix, rest, context.messages, ctx, progress)
+                    answer = await self._reviewed(mode, text, prefix, rest, history, context.recalled,
+                                                  ctx, progress)
         except LLMError as exc:
             message, kind = user_message(exc)
             logger.warning("answer in chat {} failed ({}): {}", chat_id, kind, exc)
@@ -231,8 +233,9 @@ class ChatAgent:
     async def _single(self, prefix: str, rest: str, messages: list[dict[str, str]], ctx: CallContext,
                       on_delta: OnDelta | None, llm: LLM | None = None) -> Answer:
         llm = llm or self.llm
+        # The turns before the incoming message are repeated by the next message's request.
         request = LLMRequest(messages=messages, system_prefix=prefix, system=rest,
-                             max_tokens=self.settings.max_output_tokens)
+                             max_tokens=self.settings.max_output_tokens, cache_turns=len(messages) - 1)
         result: Completion | None = None
         if on_delta is None:
             result = await llm.complete(request, ctx)
@@ -254,16 +257,15 @@ class ChatAgent:
         return Answer(text, "single", result.usage, 1)
 
     async def _reviewed(self, mode: Mode, text: str, prefix: str, rest: str,
-                        messages: list[dict[str, str]], ctx: CallContext,
+                        history: list[dict[str, str]], recalled: str, ctx: CallContext,
                         progress: Progress | None) -> Answer:
         assert self.review is not None
-        history = messages[:-1]
         if mode == "think":
             result = await self.review.three_pass(text, ctx, system_prefix=prefix, system=rest,
-                                                  history=history, progress=progress)
+                                                  history=history, recalled=recalled, progress=progress)
         else:
             result = await self.review.panel(text, ctx, system_prefix=prefix, system=rest,
-                                             history=history, progress=progress)
+                                             history=history, recalled=recalled, progress=progress)
         return Answer(result.final, mode, result.usage, result.calls, result.run_id, result)
 
     async def _from_memory(self, chat_id: int, user_id: int | None, text: str) -> Answer:

@@ -41,6 +41,7 @@ from agents.llm import LLM
 from agents.providers.base import Completion, Effort, LLMRequest, Usage, extract_json
 from agents.settings import LLMSettings, ReviewerPersona, ReviewSettings
 from agents.usage import CallContext
+from memory.context import with_recalled
 from memory.db import Database
 
 Progress = Callable[[str], Awaitable[None]]
@@ -202,16 +203,17 @@ class ReviewEngine:
     # -- public modes --------------------------------------------------------------------
     async def three_pass(self, question: str, ctx: CallContext, *, system_prefix: str = "",
                          system: str = "", history: list[dict[str, str]] | None = None,
-                         progress: Progress | None = None) -> ReviewResult:
-        """Draft, self-critique, refine (skipped when the critique is clean)."""
+                         recalled: str = "", progress: Progress | None = None) -> ReviewResult:
+        """Draft, self-critique, refine (skipped when the critique is clean). ``recalled``
+        memories go with the question (see ``memory.context.with_recalled``)."""
         return await self._run("three_pass", question, ctx, [SELF], max_rounds=1, threshold=None,
                                final_revision=True, system_prefix=system_prefix, system=system,
-                               history=history or [], progress=progress)
+                               history=history or [], recalled=recalled, progress=progress)
 
     async def panel(self, task: str, ctx: CallContext, *, reviewers: list[ReviewerPersona] | None = None,
                     max_rounds: int | None = None, threshold: float | None = None,
                     system_prefix: str = "", system: str = "",
-                    history: list[dict[str, str]] | None = None,
+                    history: list[dict[str, str]] | None = None, recalled: str = "",
                     progress: Progress | None = None,
                     resume: tuple[str, list[Review]] | None = None) -> ReviewResult:
         """The review panel: rounds of concurrent reviews and revisions until approval.
@@ -223,18 +225,19 @@ class ReviewEngine:
             max_rounds=max_rounds or self.settings.max_rounds,
             threshold=self.settings.approve_mean_score if threshold is None else threshold,
             final_revision=False, system_prefix=system_prefix, system=system,
-            history=history or [], progress=progress, resume=resume)
+            history=history or [], recalled=recalled, progress=progress, resume=resume)
 
     # -- the loop ------------------------------------------------------------------------
     async def _run(self, kind: Literal["three_pass", "panel"], task: str, ctx: CallContext,
                    reviewers: list[ReviewerPersona], *, max_rounds: int, threshold: float | None,
                    final_revision: bool, system_prefix: str, system: str,
-                   history: list[dict[str, str]], progress: Progress | None,
+                   history: list[dict[str, str]], progress: Progress | None, recalled: str = "",
                    resume: tuple[str, list[Review]] | None = None) -> ReviewResult:
         temps = self.llm_settings.three_pass_temperatures
         efforts = self.llm_settings.three_pass_efforts
-        base = LLMRequest(messages=[*history, {"role": "user", "content": task}], system=system,
-                          system_prefix=system_prefix, max_tokens=self.llm_settings.max_output_tokens)
+        base = LLMRequest(messages=[*history, {"role": "user", "content": with_recalled(recalled, task)}],
+                          system=system, system_prefix=system_prefix,
+                          max_tokens=self.llm_settings.max_output_tokens, cache_turns=len(history))
         total, calls = Usage(), 0
         rounds: list[Round] = []
 

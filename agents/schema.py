@@ -59,7 +59,7 @@ def m002_review_runs(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m003_fact_extraction(db: sqlite_utils.Database) -> None:
+def m003_llm_fact_marks(db: sqlite_utils.Database) -> None:
     # The last message of each chat that fact extraction has taken, so that a restart neither
     # forgets turns waiting for the next batch nor hands the same turns to the extractor twice.
     db.execute(

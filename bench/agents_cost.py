@@ -1,8 +1,9 @@
 """Calls and tokens per answer in single, three-pass and review modes, against the stub server.
 
-Runs the real Anthropic provider (real SDK, HTTP on 127.0.0.1) and the real review engine over a
-fixed set of 20 prompts with a chat-like context: a stable prefix (persona + pinned facts), a
-per-message part (recalled memories) and recent turns. The stub simulates prompt caching (block
+Runs the real chat agent, memory and review engine with the real Anthropic provider (real SDK,
+HTTP on 127.0.0.1) over a fixed set of 20 prompts in one chat: a persona with standing
+instructions, 16 pinned facts, notes that recall brings back, four earlier turns, and every answer
+stored and shown to the next as history (fact extraction off, so only answers are counted). The stub simulates prompt caching (block
 boundaries, breakpoints, 1024-token minimum, the output schema part of the cache key; tokens =
 characters / 4) and scripted replies: drafts of ~200 words, and critiques/reviews that are clean
 for half of the prompts and ask for changes (once) for the other half. Each mode runs against a
@@ -28,17 +29,25 @@ import argparse
 import asyncio
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agents.chat import ChatAgent  # noqa: E402
 from agents.llm import LLM  # noqa: E402
 from agents.providers.anthropic import AnthropicProvider  # noqa: E402
-from agents.providers.base import LLMRequest, Usage  # noqa: E402
+from agents.providers.base import Usage  # noqa: E402
 from agents.review import JSON_INSTRUCTIONS, ReviewEngine  # noqa: E402
+from agents.schema import migrations as agent_migrations  # noqa: E402
 from agents.settings import LLMSettings, ReviewSettings  # noqa: E402
-from agents.usage import CallContext  # noqa: E402
+from memory.db import Database  # noqa: E402
+from memory.embedder import HashingEmbedder  # noqa: E402
+from memory.schema import migrations as memory_migrations  # noqa: E402
+from memory.service import Memory  # noqa: E402
+from memory.settings import MemorySettings  # noqa: E402
+from memory.types import Scope  # noqa: E402
 from tests.stubs.anthropic_stub import LLMStub, Reply  # noqa: E402
 
 TOPICS = [
@@ -57,15 +66,14 @@ PERSONA = ("You are Familiar, a helpful personal assistant living in Telegram. A
                    "use the user's name sparingly", "keep lists short", "ask before booking anything",
                    "no medical dosage without a caveat", "summarise long texts first",
                ] * 3)))
-FACTS = "\n".join(f"- Pinned fact {i}: the user {t}." for i, t in enumerate([
+FACTS = [f"The user {t}." for t in [
     "lives in Lisbon", "is vegetarian", "has a sister called Ana", "works as a nurse on night shifts",
     "prefers metric units", "is learning Portuguese", "has a cat called Miso", "runs twice a week",
     "dislikes long answers", "uses Linux", "has a budget for a laptop of 1200 euros",
     "is allergic to penicillin", "speaks English and German", "has a balcony garden",
     "wakes at 14:00 on work days", "saves for a flat",
-] * 4))
-RECALLED = "\n".join(f"- [2026-0{i % 9 + 1}-1{i}] memory {i}: an earlier remark about {TOPICS[i]}."
-                     for i in range(6))
+]]
+NOTES = [f"An earlier remark about {topic}: the user asked about it once before." for topic in TOPICS[:12]]
 HISTORY = [
     {"role": "user", "content": "Good morning! Anything on my calendar today?"},
     {"role": "assistant", "content": "Good morning. Nothing scheduled today; your dentist visit is on Friday at 10."},
@@ -120,37 +128,46 @@ def effective(u: Usage, write: float = 1.25) -> float:
 
 
 async def run_mode(mode: str, prompts: int, cold: bool) -> dict[str, Any]:
+    """One chat through the real chat agent and memory (SQLite, FAISS, the hashing embedder) in a
+    temporary directory: the persona and pinned facts, notes to recall, four earlier turns, then
+    the prompts in order, each answer stored and shown to the next as history."""
     stub = LLMStub().start()
     script = Script(first_round_reviews=len(ReviewSettings().reviewers) if mode == "panel" else 1)
     stub.responder = script
-    settings = LLMSettings(critique_schema="enforced" if mode == "3p_enforced" else "auto")
+    settings = LLMSettings(critique_schema="enforced" if mode == "3p_enforced" else "auto",
+                           persona=PERSONA, fact_extraction_every=0)
     provider = AnthropicProvider("claude-sonnet-4-6", api_key="bench", base_url=stub.url, max_retries=0)
     llm = LLM(provider)
-    engine = ReviewEngine(llm, ReviewSettings(max_rounds=3), settings)
+    tmp = tempfile.TemporaryDirectory()
+    db = Database.open(Path(tmp.name) / "familiar.db", [memory_migrations, agent_migrations])
+    memory = Memory(db, HashingEmbedder(), MemorySettings(), Path(tmp.name) / "index")
+    agent = ChatAgent(memory, llm, settings, ReviewEngine(llm, ReviewSettings(max_rounds=3), settings, db), db=db)
+    agent_mode = {"single": "single", "three_pass": "think", "3p_enforced": "think", "panel": "review"}[mode]
     total, calls, outcomes = Usage(), 0, []
     try:
+        await memory.start()
+        await memory.wait_ready()
+        scope = Scope(1, 1)
+        for fact in FACTS:
+            await memory.add_fact(fact, scope, pinned=True)
+        for note in NOTES:
+            await memory.add_memory(note, scope, "note")
+        for turn in HISTORY:
+            await memory.add_message(1, 1 if turn["role"] == "user" else None, turn["role"], turn["content"])
         for i in range(prompts):
             script.next_prompt(i)
             if cold:  # every answer starts with an expired cache (messages > 5 minutes apart)
                 stub.cache.clear()
-            question = f"Can you help me with {TOPICS[i % len(TOPICS)]}?"
-            kw = {"system_prefix": PERSONA + "\n\n## What you know about the user\n" + FACTS,
-                  "system": "## Possibly relevant memories\n" + RECALLED}
-            ctx = CallContext(user_id=1, chat_id=1)
-            if mode == "single":
-                r = await llm.complete(LLMRequest([*HISTORY, {"role": "user", "content": question}],
-                                                  max_tokens=1024, **kw), ctx)
-                total, calls = total + r.usage, calls + 1
-                outcomes.append("single")
-            elif mode in ("three_pass", "3p_enforced"):
-                res = await engine.three_pass(question, ctx, history=HISTORY, **kw)
-                total, calls = total + res.usage, calls + res.calls
-                outcomes.append(res.outcome)
-            else:
-                res = await engine.panel(question, ctx, history=HISTORY, **kw)
-                total, calls = total + res.usage, calls + res.calls
-                outcomes.append(f"{res.outcome}@{len(res.rounds)}")
+            answer = await agent.answer(1, 1, f"Can you help me with {TOPICS[i % len(TOPICS)]}?", mode=agent_mode)
+            if answer.error:
+                raise RuntimeError(f"answer {i} failed: {answer.error}: {answer.text}")
+            total, calls = total + answer.usage, calls + answer.calls
+            outcomes.append(answer.review.outcome + (f"@{len(answer.review.rounds)}" if mode == "panel" else "")
+                            if answer.review else "single")
     finally:
+        await memory.stop()
+        db.close()
+        tmp.cleanup()
         await provider.aclose()
         stub.stop()
     n = prompts

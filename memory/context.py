@@ -1,15 +1,18 @@
 """Context assembly inside a token budget, and compaction of history into summaries.
 
-The system prompt is ordered stable-first so a provider's prompt cache keeps hitting: persona,
-pinned facts, lessons, the conversation summary, then recalled memories (which change with every
-message). Budget shares (of what the persona and the incoming message leave): facts and lessons
+The prompt is ordered stable-first so a provider's prompt cache keeps hitting: the system prompt
+holds the persona, pinned facts and lessons, then the conversation summary; then come the recent
+turns; recalled memories, which change with every message, go last, with the incoming message
+(``with_recalled``). Budget shares (of what the persona and the incoming message leave): facts and lessons
 up to 20 %, summary up to 15 %, recalled memories up to 20 %; recent turns take the rest, newest
 first, and any share left unused goes back to them.
 
-Turns that no longer fit and are not yet covered by a summary are compacted: the injected
-``Summariser`` (an LLM, or ``ExtractiveSummariser`` which needs none) writes a summary of the
-previous summary plus those turns; it is stored as a "summary" memory. The turns themselves are
-never deleted and stay searchable.
+The turns shown are those after the latest summary. When they outgrow their share, the older
+ones are compacted in one go until the rest fill half of it: the injected ``Summariser`` (an LLM,
+or ``ExtractiveSummariser`` which needs none) writes a summary of the previous summary plus those
+turns, stored as a "summary" memory. Compacting by halves keeps the start of the window, and so a
+provider's cached prompt, the same for many turns, and costs one summary per many turns. The
+turns themselves are never deleted and stay searchable.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from memory.text import STOPWORDS
 from memory.types import AssembledContext, Hit, Message
 
 FACTS_SHARE, SUMMARY_SHARE, RECALL_SHARE = 0.20, 0.15, 0.20
+COMPACT_TO = 0.5  # share of the turns budget left in the window after a compaction
 
 
 class Summariser(ABC):
@@ -100,6 +104,15 @@ def as_heard(turn: Message) -> str:
     return AUDIO_MARK + turn.text if turn.meta.get("from_audio") else turn.text
 
 
+RECALLED_HEADER = "## Possibly relevant memories (recalled automatically; not part of the message)"
+MESSAGE_HEADER = "## The message"
+
+
+def with_recalled(recalled: str, incoming: str) -> str:
+    """The incoming message as the model sees it: recalled memories first, when there are any."""
+    return f"{recalled}\n\n{MESSAGE_HEADER}\n{incoming}" if recalled else incoming
+
+
 def short(text: str, n: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -132,8 +145,12 @@ class ContextAssembler:
             included.append(f"persona ({count(persona)} tokens)")
 
         history = await m.recent_messages(chat_id, 500)
+        incoming_ids: set[int | None] = set()
         if history and history[-1].role == "user" and history[-1].text.strip() == incoming.strip():
-            history = history[:-1]  # the caller stored the incoming turn before asking for context
+            # The caller stored the incoming turn before asking for context: it is not history,
+            # and recalling it would only repeat the message.
+            incoming_ids.add(history[-1].memory_id)
+            history = history[:-1]
 
         # Facts and lessons: pinned facts first, then other facts, then lessons, newest first.
         facts = await m.list_memories(scope, ["fact"], 200)
@@ -157,15 +174,21 @@ class ContextAssembler:
         summary_text = summary[0] if summary else None
         covered = summary[2] if summary else 0
         turns_budget = rest - used_f - used_l - recall_reserve
-        kept = fit_turns(history, turns_budget, count)
-        if len(kept) < len(history) or summary_text:
-            # Not everything fits (or older turns were summarised before): room for a summary.
+        if summary_text:
             turns_budget -= int(rest * SUMMARY_SHARE)
-            kept = fit_turns(history, turns_budget, count)
+        # The turns shown are all those the summary does not cover, while they fit. When they
+        # no longer do, the older ones are summarised in one go, down to COMPACT_TO of the
+        # budget: the window's start, and so the cached prompt prefix, then stays put for the
+        # next many turns, and the summariser runs once per many turns, not once per message.
+        pending = [t for t in history if t.id > covered]
+        if sum(count(t.text) + 4 for t in pending) <= turns_budget:
+            kept = pending
+        else:
+            if not summary_text:
+                turns_budget -= int(rest * SUMMARY_SHARE)  # there will be a summary now
+            kept = fit_turns(pending, int(turns_budget * COMPACT_TO), count)
+            summary_text = await self._compact(chat_id, summary_text, pending[: len(pending) - len(kept)])
         older = history[: len(history) - len(kept)]
-        uncovered = [t for t in older if t.id > covered]
-        if uncovered:
-            summary_text = await self._compact(chat_id, summary_text, uncovered)
         summary_used = 0
         if summary_text:
             summary_text = _clip(summary_text, int(rest * SUMMARY_SHARE), count)
@@ -174,7 +197,7 @@ class ContextAssembler:
         if older:
             dropped.append(f"{len(older)} older turns (summarised; still searchable)")
 
-        shown = {t.memory_id for t in kept}
+        shown = {t.memory_id for t in kept} | incoming_ids
         leftover = turns_budget - sum(count(t.text) + 4 for t in kept)
         recall_lines, used_r, n_drop_r = _take(
             [f"- [{h.ts:%Y-%m-%d}] {h.text}" for h in recalled if h.id not in shown],
@@ -194,13 +217,12 @@ class ContextAssembler:
             parts.append("## Lessons\n" + "\n".join(lesson_lines))
         if summary_text:
             parts.append("## Earlier in this conversation\n" + summary_text)
-        if recall_lines:
-            parts.append("## Possibly relevant memories\n" + "\n".join(recall_lines))
+        recalled_text = (RECALLED_HEADER + "\n" + "\n".join(recall_lines)) if recall_lines else ""
         system = "\n\n".join(parts)
         messages = [{"role": t.role if t.role in ("user", "assistant") else "user", "content": as_heard(t)} for t in kept]
         messages.append({"role": "user", "content": incoming})
-        used = count(system) + sum(count(x["content"]) + 4 for x in messages)
-        return AssembledContext(system, messages, included, dropped, used, budget)
+        used = count(system) + sum(count(x["content"]) + 4 for x in messages) + count(recalled_text)
+        return AssembledContext(system, messages, included, dropped, used, budget, recalled_text)
 
     async def _compact(self, chat_id: int, previous: str | None, turns: list[Message]) -> str:
         """Summarise ``turns`` (after the previous summary), store it, return its text."""

@@ -67,8 +67,12 @@ class FactResult:
 @dataclass
 class AssembledContext:
     system: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, str]]  # earlier turns, then the incoming message (plain)
     included: list[str]
     dropped: list[str]
     tokens_used: int
     budget_tokens: int = 0
+    # Recalled memories: they change with every message, so they go with the incoming message
+    # (``with_recalled``), after the turns, keeping the system prompt and the earlier turns a
+    # prefix that stays the same from one message to the next (and so in a provider's cache).
+    recalled: str = ""

@@ -3,11 +3,17 @@
 The SDK does the retries (429, 529 and 5xx, honouring ``retry-after``) and the timeouts; this
 module maps requests onto it and its errors onto ours. SDK 2.x takes no temperature: it offers
 ``output_config.effort`` and ``output_config.format`` (JSON schema), and a top-level
-``cache_control`` that caches the prompt up to its last block. The stable system prefix always
-carries a breakpoint, so the persona and pinned facts stay cached across turns; the top-level mark
-is sent only on requests with ``cache_tail`` (calls a follow-up call extends, as in three-pass), as
-a write elsewhere costs 1.25x and is never read. The cache is keyed on ``output_config.format``
-as well, which ``Capabilities.schema_in_cache_key`` tells callers.
+``cache_control`` that caches the prompt up to its last block. Breakpoints (at most three of the
+four allowed):
+
+- the stable system prefix, so the persona and pinned facts stay cached across turns;
+- the last of the conversation's earlier turns (``cache_turns``), so the next message, which
+  repeats them, reads them from the cache;
+- the top-level mark, only on requests with ``cache_tail`` (calls a follow-up call extends, as in
+  three-pass): elsewhere it would be a write at 1.25x that nothing reads.
+
+The cache is keyed on ``output_config.format`` as well, which ``Capabilities.schema_in_cache_key``
+tells callers.
 """
 
 from __future__ import annotations
@@ -60,10 +66,13 @@ class AnthropicProvider(Provider):
 
     def build_params(self, request: LLMRequest) -> dict[str, Any]:
         """The keyword arguments of ``messages.create``/``messages.stream`` for a request."""
+        messages: list[dict[str, Any]] = list(normalise_turns(request.messages))
+        if self.prompt_cache and request.cache_turns > 0:
+            _mark_turns(messages, normalise_turns(request.messages[: request.cache_turns]))
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.max_tokens,
-            "messages": normalise_turns(request.messages),
+            "messages": messages,
         }
         system: list[dict[str, Any]] = []
         if request.system_prefix:
@@ -109,6 +118,20 @@ class AnthropicProvider(Provider):
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _mark_turns(messages: list[dict[str, Any]], turns: list[dict[str, str]]) -> None:
+    """Put a cache breakpoint on the last of the earlier turns, where it is still a message of its
+    own once turns are normalised (an unanswered user turn merges with the incoming message;
+    then the breakpoint goes one back)."""
+    last = len(turns) - 1
+    if last >= 0 and messages[last] != turns[last]:
+        last -= 1
+    if last < 0 or messages[: last + 1] != turns[: last + 1]:
+        return
+    turn = messages[last]
+    messages[last] = {"role": turn["role"],
+                      "content": [{"type": "text", "text": turn["content"], "cache_control": EPHEMERAL}]}
 
 
 def _completion(message: Any, latency_s: float) -> Completion:

@@ -2,7 +2,8 @@
 
 A request carries the system prompt in two parts: ``system_prefix`` is the stable part (persona,
 pinned facts) that providers with prompt caching mark as cacheable; ``system`` is the part that
-changes per message (recalled memories, summary). Options a provider does not honour are ignored
+changes now and then (the conversation summary). ``cache_turns`` says how many leading messages
+are earlier turns, which the next message's request repeats. Options a provider does not honour are ignored
 by it; ``capabilities`` says which ones it honours, so callers can, for example, ask for JSON in the
 prompt when structured output is not available.
 """
@@ -78,6 +79,9 @@ class LLMRequest:
     # extends (a three-pass draft and critique), where the write (1.25x) comes back as a read
     # (0.1x). Elsewhere it would be a write nothing reads.
     cache_tail: bool = False
+    # How many leading messages are the conversation's earlier turns: the same prefix in the next
+    # message's request, so providers with prompt caching put a breakpoint after the last of them.
+    cache_turns: int = 0
 
     def with_(self, **changes: Any) -> LLMRequest:
         return replace(self, **changes)

@@ -62,6 +62,39 @@ def test_answer_uses_memory_context_and_stores_both_turns(stub, anthropic_on_stu
     assert body["messages"][-1]["content"] == "What is my cat called?"
 
 
+def test_the_next_message_reads_the_earlier_turns_from_the_cache(stub, anthropic_on_stub, memory_db):
+    memory, db = memory_db
+    persona = "You are Familiar. " + "Standing instruction: be brief and kind. " * 120  # > 1024 tokens
+
+    async def scenario():
+        await memory.add_memory("The user's bike is a blue Gazelle.", Scope(10, 1), "note")
+        agent = make_agent(memory, db, anthropic_on_stub(), fact_extraction_every=0, persona=persona)
+        answers = []
+        for question, reply in [("Hello there, I am planning a ride.", "Have a good ride!"),
+                                ("Should I take my bike or walk today?", "Take the bike."),
+                                ("And what should I wear for it?", "Layers.")]:
+            stub.script(reply)
+            answers.append(await agent.answer(10, 1, question))
+        return answers
+
+    first, second, third = asyncio.run(scenario())
+    bodies = stub.bodies()
+    # Recalled memories travel with the incoming message, so the system prompt stays the same, and
+    # the turn is stored (and later shown) as the user wrote it.
+    asked = bodies[1]["messages"][-1]["content"]
+    assert "Gazelle" in asked and asked.endswith("Should I take my bike or walk today?")
+    assert bodies[1]["system"] == bodies[2]["system"] and "Gazelle" not in json.dumps(bodies[1]["system"])
+    body = bodies[2]
+    assert [m["content"] for m in body["messages"][:3]] == [
+        "Hello there, I am planning a ride.", "Have a good ride!", "Should I take my bike or walk today?"]
+    # The last earlier turn carries a breakpoint, so the next message reads all the turns before.
+    marked = body["messages"][-2]["content"]
+    assert marked[0]["text"] == "Take the bike." and marked[0]["cache_control"] == {"type": "ephemeral"}
+    assert second.usage.cache_read_tokens > 1024
+    assert third.usage.cache_read_tokens > second.usage.cache_read_tokens  # the turns, too
+    assert third.usage.input_tokens < 60  # what is new: one exchange, the recall, the question
+
+
 def test_streaming_answer_reports_text_so_far(stub, anthropic_on_stub, memory_db):
     memory, db = memory_db
     seen: list[str] = []
@@ -162,7 +195,7 @@ def test_retrieval_only_without_a_model(memory_db):
 
 
 def test_split_stable_prefix():
-    system = "Persona\n\n## What you know about the user\n- a\n\n## Possibly relevant memories\n- b"
+    system = "Persona\n\n## What you know about the user\n- a\n\n## Earlier in this conversation\n- b"
     assert split_stable_prefix(system) == (
-        "Persona\n\n## What you know about the user\n- a", "## Possibly relevant memories\n- b")
+        "Persona\n\n## What you know about the user\n- a", "## Earlier in this conversation\n- b")
     assert split_stable_prefix("Persona only") == ("Persona only", "")

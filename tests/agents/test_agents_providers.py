@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -207,3 +208,20 @@ def test_extract_json_tolerates_prose_and_fences():
     assert extract_json('Here: {"a": [1, 2]} done') == {"a": [1, 2]}
     with pytest.raises(ValueError):
         extract_json("no json here")
+
+
+def test_the_breakpoint_after_earlier_turns_survives_an_unanswered_turn(stub, anthropic_on_stub):
+    provider = anthropic_on_stub()
+    turns = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"},
+             {"role": "user", "content": "three (never answered)"}]
+    body = provider.build_params(REQ.with_(messages=[*turns, {"role": "user", "content": "four"}],
+                                           cache_turns=3))
+    # "three" and "four" become one user message, so the breakpoint moves back to "two".
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert body["messages"][1]["content"] == [{"type": "text", "text": "two",
+                                               "cache_control": {"type": "ephemeral"}}]
+    assert isinstance(body["messages"][2]["content"], str)
+    plain = provider.build_params(REQ.with_(messages=[*turns[:2], {"role": "user", "content": "x"}],
+                                            cache_turns=2))
+    assert plain["messages"][1]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" not in json.dumps(provider.build_params(REQ)["messages"])

@@ -94,3 +94,38 @@ def test_a_tiny_budget_still_returns_the_incoming_message(make_memory) -> None: 
     _chat(memory, 4)
     ctx = run(memory.assemble_context(1, 7, "short question", 10))
     assert ctx.messages == [{"role": "user", "content": "short question"}]
+
+
+def test_compaction_runs_once_per_many_turns_and_keeps_the_window_start(make_memory) -> None:  # type: ignore[no-untyped-def]
+    """Compacting down to half the budget leaves room for the next turns: the summariser is not
+    called per message, and the turns shown keep their first turn (a cacheable prefix)."""
+    memory = make_memory()
+    summariser = RecordingSummariser()
+    memory.summariser = summariser
+    _chat(memory)
+    first = run(memory.assemble_context(1, 7, "hello again", 500))
+    assert len(summariser.calls) == 1
+    starts, system = [], first.system
+    for i in range(40, 46):  # six more turns (about 200 tokens): they fit in the room left
+        role = "user" if i % 2 == 0 else "assistant"
+        run(memory.add_message(1, 7 if role == "user" else None, role, f"turn{i} note"))
+        ctx = run(memory.assemble_context(1, 7, "and now?", 500))
+        starts.append(ctx.messages[0]["content"])
+        assert ctx.system == system  # the summary did not change either
+    assert len(summariser.calls) == 1
+    assert set(starts) == {first.messages[0]["content"]}
+
+
+def test_recalled_memories_come_with_the_message_not_in_the_system_prompt(make_memory) -> None:  # type: ignore[no-untyped-def]
+    from memory.context import RECALLED_HEADER, with_recalled
+
+    memory = make_memory()
+    run(memory.add_memory("The user's bike is a blue Gazelle from 2019.", Scope(1, 7), "note"))
+    run(memory.add_message(1, 7, "user", "Which bike do I have?"))
+    ctx = run(memory.assemble_context(1, 7, "Which bike do I have?", 2000))
+    assert "Gazelle" not in ctx.system and ctx.recalled.startswith(RECALLED_HEADER)
+    assert "Gazelle" in ctx.recalled
+    assert "Which bike" not in ctx.recalled  # the incoming message is not recalled to itself
+    assert ctx.messages == [{"role": "user", "content": "Which bike do I have?"}]
+    assert with_recalled(ctx.recalled, "Which bike?").endswith("## The message\nWhich bike?")
+    assert with_recalled("", "Which bike?") == "Which bike?"
