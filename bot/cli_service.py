@@ -8,16 +8,13 @@ from pathlib import Path
 
 import typer
 
+from bot.install_steps import DryRunExecutor, Executor, ServiceError, SystemExecutor
 from bot.service import (
     DEFAULT_PREFIX,
     DEFAULT_TORCH,
     DEFAULT_USER,
-    DryRunExecutor,
-    Executor,
     InstallOptions,
     MachineFacts,
-    ServiceError,
-    SystemExecutor,
     default_source,
     install_plan,
     next_steps,

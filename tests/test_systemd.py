@@ -20,13 +20,8 @@ from typer.testing import CliRunner
 
 from bot.cli_service import app
 from bot.config import load_settings
-from bot.service import (
-    CONFIG_DIR,
-    UNIT_DIR,
-    UNIT_NAME,
+from bot.install_steps import (
     DryRunExecutor,
-    InstallOptions,
-    MachineFacts,
     MakeDir,
     Note,
     Remove,
@@ -34,6 +29,13 @@ from bot.service import (
     ServiceError,
     SystemExecutor,
     WriteFile,
+)
+from bot.service import (
+    CONFIG_DIR,
+    UNIT_DIR,
+    UNIT_NAME,
+    InstallOptions,
+    MachineFacts,
     install_plan,
     render_unit,
     require_root,
