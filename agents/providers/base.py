@@ -26,9 +26,9 @@ class Capabilities:
     effort: bool = False
     json_schema: bool = False
     prompt_cache: bool = False
-    # The provider's prompt cache is keyed on the output schema too (Anthropic: "changing
-    # output_config.format invalidates any prompt cache for that conversation thread"), so a call
-    # that adds a schema cannot read what the calls before it cached.
+    # The provider's prompt cache is keyed on the output schema too (Claude receives the schema as
+    # an added system prompt, so a request that adds or changes output_config.format misses the
+    # cache written without it), so a call that adds a schema cannot read what earlier calls cached.
     schema_in_cache_key: bool = False
     streaming: bool = True
     generates: bool = True  # False for the retrieval-only provider

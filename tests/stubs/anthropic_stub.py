@@ -8,9 +8,9 @@ client code (retries, ``retry-after``, SSE parsing, error classes), not a patche
   ``cache_control``, the last block; a later request whose prefix (at any block boundary) matches
   a written breakpoint reports those tokens as ``cache_read_input_tokens``; prefixes shorter than
   ``min_cache_tokens`` are not cached, as with the real API. Tokens are characters / 4. An
-  ``output_config.format`` schema counts as a block before the system prompt (the real API injects
-  a system prompt describing it), so it is part of every cache key: "changing output_config.format
-  invalidates any prompt cache for that conversation thread", as Anthropic's documentation says.
+  ``output_config.format`` schema counts as a block before the system prompt (Claude receives the
+  schema as an added system prompt), so it is part of every cache key: a request that adds or
+  changes the schema misses what was cached without it, as reported for the real service.
 - ``POST /v1/chat/completions``: the OpenAI shape, streaming with ``stream_options.include_usage``.
 
 Replies are scripted (``stub.script(Reply(...), ...)``, consumed in order, by either endpoint);
