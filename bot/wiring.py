@@ -264,4 +264,8 @@ def attach_channel(
     services.notify_admins.send = telegram.transport.send_plain
     if services.training is not None:
         services.training.commands.transport = telegram.transport
+    if telegram.voice_retry is not None:  # recordings kept while the engine was down
+        services.scheduler.register(JobSpec("voice_retry", telegram.voice_retry.run,
+                                            every=timedelta(seconds=settings.voice.retry_interval_s),
+                                            catch_up=False))
     lifecycle.add(telegram)

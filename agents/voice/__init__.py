@@ -1,7 +1,8 @@
 """Offline transcription of voice notes, audio files and video notes.
 
 Build one transcriber from the ``[voice]`` settings with ``build_transcriber`` and hand it to the
-channel; the channel calls ``transcribe_voice`` for each voice update.
+channel; the channel calls ``transcribe_voice`` for each voice update. Recordings that could not
+be transcribed wait in a ``PendingVoice`` directory until the engine works again.
 """
 
 from agents.voice.engines import build_transcriber
@@ -13,6 +14,7 @@ from agents.voice.errors import (
     VoiceError,
 )
 from agents.voice.handler import VoiceNote, VoiceOutcome, for_context, transcribe_voice
+from agents.voice.pending import PendingRecording, PendingVoice, Route
 from agents.voice.settings import VoiceSettings
 from agents.voice.transcriber import Transcriber, Transcript
 
@@ -21,6 +23,9 @@ __all__ = [
     "AudioTooLarge",
     "EngineUnavailable",
     "FetchError",
+    "PendingRecording",
+    "PendingVoice",
+    "Route",
     "Transcriber",
     "Transcript",
     "VoiceError",

@@ -3,8 +3,9 @@
 The channel (Telegram) hands over what it knows from the update (``VoiceNote``) and a coroutine
 that downloads the file; ``transcribe_voice`` never raises for bad input or faults: it returns a
 ``VoiceOutcome`` with either a transcript to treat as the user's typed message, or a reply to send
-instead. When the engine is missing or broken the recording is kept in ``keep_dir`` so it can be
-transcribed later (``familiar transcribe FILE``).
+instead. When the engine is missing or broken the recording is kept in ``pending`` with its
+``Route`` (who sent it, where), and the user is told it will be answered once transcribed: a
+scheduled job (``bot.telegram.voice_retry``) keeps that promise.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from loguru import logger
 
@@ -30,8 +31,13 @@ from agents.voice.errors import (
 from agents.voice.transcriber import Transcriber, Transcript
 from memory.context import AUDIO_MARK
 
+if TYPE_CHECKING:  # pending.py builds on VoiceNote; only its types are needed here
+    from agents.voice.pending import PendingVoice, Route
+
 VoiceKind = Literal["voice", "audio", "video_note"]
 HEARD_NOTHING = "🤷 I heard nothing in that recording. Was the microphone muted? Please try again."
+WILL_ANSWER = " I kept the recording and will transcribe and answer it as soon as I can."
+SEND_AGAIN = " Please send it again later."
 CONTEXT_MARK = AUDIO_MARK.strip()  # memory marks earlier voice turns of the history the same way
 _EXTENSIONS = {"voice": ".ogg", "video_note": ".mp4"}
 
@@ -100,10 +106,15 @@ async def transcribe_voice(
     fetch: Callable[[], Awaitable[bytes | bytearray]],
     transcriber: Transcriber,
     *,
-    keep_dir: Path | None = None,
+    pending: PendingVoice | None = None,
+    route: Route | None = None,
     fetch_timeout_s: float = 60.0,
 ) -> VoiceOutcome:
-    """Download (``fetch``) and transcribe one recording; never raises for bad input or faults."""
+    """Download (``fetch``) and transcribe one recording; never raises for bad input or faults.
+
+    When the engine is unavailable or fails, the recording is kept in ``pending`` (with ``route``,
+    so it can be answered later); the reply promises an answer only if it was kept with a route.
+    """
     s = transcriber.settings
     try:
         # Refuse what the update already shows is too big, before spending the download on it.
@@ -126,9 +137,9 @@ async def transcribe_voice(
     try:
         transcript = await transcriber.transcribe(data)
     except EngineUnavailable as exc:
-        kept = await _keep(note, data, keep_dir)
+        kept = await _keep(note, data, pending, route)
         logger.error("voice transcription unavailable: {}", exc.explain())
-        later = " I kept the recording to transcribe later." if kept else ""
+        later = WILL_ANSWER if kept and route else SEND_AGAIN
         return VoiceOutcome(note, reply=f"⚠️ I cannot transcribe voice messages right now: {exc}{later}",
                             error=exc, kept_path=kept)
     except (AudioDecodeError, AudioTooLarge) as exc:  # the recording itself: the user can act
@@ -136,9 +147,9 @@ async def transcribe_voice(
     except Exception as exc:  # an engine fault (a crashed worker, a bug) must not cost the recording
         if not isinstance(exc, VoiceError):
             logger.opt(exception=exc).error("voice transcription failed for {}", note.file_id)
-        kept = await _keep(note, data, keep_dir)
+        kept = await _keep(note, data, pending, route)
         failure = exc if isinstance(exc, VoiceError) else VoiceError(f"Transcription failed ({type(exc).__name__}).")
-        later = " I kept the recording to transcribe later." if kept else " Please send it again."
+        later = WILL_ANSWER if kept and route else " Please send it again."
         return VoiceOutcome(note, reply=f"⚠️ Something went wrong while transcribing.{later}",
                             error=failure, kept_path=kept)
     if transcript.heard_nothing:
@@ -146,20 +157,7 @@ async def transcribe_voice(
     return VoiceOutcome(note, transcript=transcript)
 
 
-async def _keep(note: VoiceNote, data: bytes, keep_dir: Path | None) -> Path | None:
-    if keep_dir is None:
+async def _keep(note: VoiceNote, data: bytes, pending: PendingVoice | None, route: Route | None) -> Path | None:
+    if pending is None:
         return None
-
-    def write() -> Path:
-        keep_dir.mkdir(parents=True, exist_ok=True)
-        path = keep_dir / note.file_name()
-        tmp = path.with_suffix(path.suffix + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)  # never a half-written recording under the final name
-        return path
-
-    try:
-        return await asyncio.to_thread(write)
-    except OSError as exc:
-        logger.error("could not keep voice note {}: {}", note.file_id, exc)
-        return None
+    return await asyncio.to_thread(pending.keep, note, data, route)

@@ -14,7 +14,8 @@ class VoiceSettings(BaseModel):
     engine: Engine = Field(
         "pocketsphinx",
         description="Speech-to-text engine: pocketsphinx (offline, bundled English model), "
-        "faster-whisper (needs voice.model_path and the 'voice-whisper' extra), or none (voice notes are kept, not transcribed).",
+        "faster-whisper (needs voice.model_path and the 'voice-whisper' extra), or none (voice notes are kept, "
+        "and answered if an engine is set within voice.pending_max_age_h).",
     )
     model_path: Path | None = Field(
         None,
@@ -39,4 +40,15 @@ class VoiceSettings(BaseModel):
         "ffmpeg",
         description="ffmpeg program used for formats libsndfile cannot read (M4A, MP4 video notes); "
         "without it those are refused with a clear message.",
+    )
+    pending_max_age_h: float = Field(
+        72.0,
+        gt=0,
+        description="Hours a recording kept while transcription was unavailable waits to be transcribed and "
+        "answered; older ones are dropped and the sender is asked to send them again.",
+    )
+    retry_interval_s: float = Field(
+        600.0,
+        ge=30,
+        description="Seconds between tries to transcribe and answer kept recordings (the voice_retry job).",
     )

@@ -15,12 +15,14 @@ Telegram unreachable (at start or later): retry with exponential backoff, stay u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 from telegram import BotCommand, BotCommandScopeChat, Update
@@ -29,7 +31,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
-from agents.voice import Transcriber
+from agents.voice import PendingVoice, Transcriber
 from bot.config import Settings
 from bot.core.assistant import Assistant
 from bot.core.commands import CommandRegistry
@@ -43,6 +45,7 @@ from bot.telegram.limits import ChatPacer, TokenBucket
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.transport import TelegramTransport, retry_after_seconds
 from bot.telegram.voice import VoiceReader, file_base_url
+from bot.telegram.voice_retry import VoiceRetry
 from memory.db import Database
 from memory.health import CheckResult, HealthRegistry, Status
 
@@ -105,8 +108,9 @@ class TelegramChannel(Service):
         self.feedback = Feedback(db, self.tg.feedback_max_age_days, self.tg.ask_feedback_reason)
         self.transport = TelegramTransport(self.bot, ChatPacer(self.tg.chat_send_interval_s), self.tg.edit_interval_s)
         self.reporter = ErrorReporter(self.transport.send_plain, self.tg.admins, self.tg.admin_alert_interval_s)
-        # Recordings the engine could not transcribe are kept here for ``familiar transcribe``.
-        voice = VoiceReader(self.bot, transcriber, settings.data_dir / "voice") if transcriber else None
+        # Recordings the engine could not transcribe wait here; ``voice_retry`` answers them later.
+        pending = PendingVoice(settings.data_dir / "voice")
+        voice = VoiceReader(self.bot, transcriber, pending) if transcriber else None
         self.handler = UpdateHandler(
             db,
             assistant,
@@ -125,6 +129,12 @@ class TelegramChannel(Service):
         self._chat_locks: dict[int, tuple[asyncio.Lock, int]] = {}
         self._sem = asyncio.Semaphore(self.tg.max_concurrent_updates)
         self._webhook_server: Any = None
+        # The scheduled job (registered by the composition root) that answers kept recordings.
+        self.voice_retry = VoiceRetry(
+            pending, transcriber, self.transport, self.access, assistant,
+            tz=ZoneInfo(settings.jobs.timezone), ready=self._ready, chat_turn=self.chat_turn,
+            reporter=self.reporter,
+        ) if transcriber else None
         health.register("telegram", self.check)
 
     # -- Service ----------------------------------------------------------------------------
@@ -166,6 +176,10 @@ class TelegramChannel(Service):
     def check(self) -> CheckResult:
         status, detail = self._status
         return CheckResult("telegram", status, detail)
+
+    def _ready(self) -> bool:
+        """Connected, so who may talk is loaded and a reply can go out."""
+        return self._status[0] is Status.HEALTHY
 
     # -- connecting ---------------------------------------------------------------------------
     def _rejected(self) -> None:
@@ -344,22 +358,29 @@ class TelegramChannel(Service):
     async def _process(self, update_id: int, payload: dict[str, Any], delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
-        key = chat_key(payload)
-        lock, users = self._chat_locks.get(key, (asyncio.Lock(), 0))
-        self._chat_locks[key] = (lock, users + 1)
         retry: float | None = None
         try:
-            async with lock, self._sem:
+            async with self.chat_turn(chat_key(payload)), self._sem:
                 retry = await self._handle(update_id, payload)
+        finally:
+            self._in_flight.discard(update_id)
+        if retry is not None:
+            self._dispatch(update_id, payload, retry)
+
+    @contextlib.asynccontextmanager
+    async def chat_turn(self, key: int) -> AsyncIterator[None]:
+        """Hold the chat's lock: its updates (and late voice answers) are handled one at a time."""
+        lock, users = self._chat_locks.get(key, (asyncio.Lock(), 0))
+        self._chat_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
         finally:
             lock, users = self._chat_locks[key]
             if users <= 1:
                 del self._chat_locks[key]
             else:
                 self._chat_locks[key] = (lock, users - 1)
-            self._in_flight.discard(update_id)
-        if retry is not None:
-            self._dispatch(update_id, payload, retry)
 
     async def _handle(self, update_id: int, payload: dict[str, Any]) -> float | None:
         """Handle one update; returns a delay when it should be tried again (Telegram unreachable)."""

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from loguru import logger
 from telegram import CallbackQuery, Message, Update
 from telegram.constants import ChatType
 from telegram.error import BadRequest, NetworkError, RetryAfter
 
-from agents.voice import VoiceNote
+from agents.voice import Route, VoiceNote
 from agents.voice.handler import HEARD_NOTHING
 from bot.core.assistant import Assistant
 from bot.core.commands import Command, parse_command
@@ -31,7 +31,7 @@ from bot.core.types import ButtonPress, Incoming, Reply, Sender
 from bot.telegram.access import AccessControl, Role
 from bot.telegram.limits import Throttle, TokenBucket
 from bot.telegram.reporting import ErrorReporter
-from bot.telegram.voice import VoiceReader, voice_note
+from bot.telegram.voice import VoiceReader, heard, voice_note
 from memory.db import Database
 
 AnswerCallback = Callable[[str, str], Awaitable[None]]
@@ -41,6 +41,24 @@ BAD_CODE = "That invite code is not valid: it was used already or has expired."
 SLOW_DOWN = "You're sending messages faster than I can answer; please wait a moment."
 GROUP_NOT_ALLOWED = "I only work in groups an admin has allowed: an admin can send /group on here."
 TYPING_EVERY_S = 4.5  # Telegram shows the typing action for about 5 s
+
+
+@contextlib.asynccontextmanager
+async def typing_shown(transport: Transport, chat_id: int) -> AsyncIterator[None]:
+    """Keep the chat's "typing..." shown while the body runs (best-effort, as ``typing`` is)."""
+
+    async def keep_typing() -> None:
+        while True:
+            await transport.typing(chat_id)
+            await asyncio.sleep(TYPING_EVERY_S)
+
+    task = asyncio.create_task(keep_typing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass
@@ -171,36 +189,29 @@ class UpdateHandler:
         if parsed is not None:
             await self.assistant.handle(incoming, self.transport)
             return
-        typing = asyncio.create_task(self._keep_typing(chat.id))
-        try:
+        async with typing_shown(self.transport, chat.id):
             if note is not None:
                 await self._answer_voice(incoming, note)
             else:
                 await self.assistant.handle(incoming, self.transport)
-        finally:
-            typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await typing
 
     async def _answer_voice(self, incoming: Incoming, note: VoiceNote) -> None:
         """Transcribe, show what was heard, then answer the transcript as if it had been typed.
 
         The caption (if any) only served to address the bot in a group; what was said is the
-        message. A failed transcription gets its reply and nothing reaches the assistant.
+        message. A failed transcription gets its reply and nothing reaches the assistant; one
+        the engine could not do is kept with its route, to be answered by ``VoiceRetry``.
         """
         assert self.voice is not None
-        outcome = await self.voice.read(note)
+        sender = incoming.sender
+        route = Route(incoming.chat_id, sender.id, sender.name, sender.is_admin, incoming.message_id,
+                      incoming.is_group)
+        outcome = await self.voice.read(note, route)
         if not outcome.ok:
             await self.transport.send(incoming.chat_id, Reply(outcome.reply or HEARD_NOTHING, markdown=False))
             return
         await self.transport.send(incoming.chat_id, Reply(outcome.heard_line(), markdown=False))
-        heard = replace(incoming, text=outcome.text, meta={**incoming.meta, **outcome.meta()})
-        await self.assistant.handle(heard, self.transport)
-
-    async def _keep_typing(self, chat_id: int) -> None:
-        while True:
-            await self.transport.typing(chat_id)
-            await asyncio.sleep(TYPING_EVERY_S)
+        await self.assistant.handle(heard(incoming, outcome), self.transport)
 
     async def _refuse(self, user_id: int, chat_id: int) -> None:
         await self.db.run(self.access.audit, user_id, chat_id, "refused stranger")

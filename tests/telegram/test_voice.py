@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from telegram import Bot, Update
 
-from agents.voice import Transcriber, VoiceSettings, build_transcriber
+from agents.voice import PendingVoice, Transcriber, VoiceSettings, build_transcriber
 from agents.voice.handler import CONTEXT_MARK, HEARD_NOTHING
 from bot.telegram.handlers import SLOW_DOWN
 from bot.telegram.limits import TokenBucket
@@ -70,7 +70,7 @@ class VoiceRig:
     def __init__(self, tmp_path: Path, emulator: Emulator, transcriber: Transcriber, token: str) -> None:
         self.emulator, self.token = emulator, token
         self.bot = Bot(token, base_url=emulator.base_url, base_file_url=file_base_url(emulator.base_url))
-        self.reader = VoiceReader(self.bot, transcriber, tmp_path / "kept")
+        self.reader = VoiceReader(self.bot, transcriber, PendingVoice(tmp_path / "kept"))
         self.rig: Rig = build_rig(tmp_path, voice=self.reader)
 
     def run(self, *payloads: dict) -> None:

@@ -23,6 +23,8 @@ from agents.voice import (
     AudioTooLarge,
     EngineUnavailable,
     FetchError,
+    PendingVoice,
+    Route,
     Transcriber,
     VoiceNote,
     VoiceSettings,
@@ -30,7 +32,7 @@ from agents.voice import (
     for_context,
     transcribe_voice,
 )
-from agents.voice.handler import CONTEXT_MARK, HEARD_NOTHING
+from agents.voice.handler import CONTEXT_MARK, HEARD_NOTHING, WILL_ANSWER
 from tests.voice.conftest import Synth, to_opus, word_recall
 
 SENTENCE = "please call my mother tomorrow morning"
@@ -85,6 +87,9 @@ def server() -> Iterator[FileServer]:
     srv.httpd.server_close()
 
 
+ROUTE = Route(chat_id=100, user_id=100, sender_name="Ann", message_id=7)
+
+
 def note(**kw: Any) -> VoiceNote:
     return VoiceNote(**({"kind": "voice", "file_id": "AwACAgQ-file", "file_unique_id": "AgAD7x"} | kw))
 
@@ -96,7 +101,7 @@ def test_voice_note_is_downloaded_and_transcribed(
     server.files["/voice.ogg"] = to_opus(samples, rate)
     outcome = asyncio.run(
         transcribe_voice(note(duration_s=3, size=len(server.files["/voice.ogg"])), server.fetcher("/voice.ogg"),
-                         sphinx, keep_dir=tmp_path / "kept")
+                         sphinx, pending=PendingVoice(tmp_path / "kept"), route=ROUTE)
     )
     assert outcome.ok and outcome.reply is None and outcome.error is None
     assert word_recall(SENTENCE, outcome.text) >= 0.6, outcome.text
@@ -119,7 +124,8 @@ def test_silence_gets_i_heard_nothing(server: FileServer, sphinx: Transcriber) -
 
 
 def test_failed_download_is_a_clear_reply(server: FileServer, sphinx: Transcriber, tmp_path: Path) -> None:
-    outcome = asyncio.run(transcribe_voice(note(), server.fetcher("/gone.ogg"), sphinx, keep_dir=tmp_path))
+    outcome = asyncio.run(transcribe_voice(note(), server.fetcher("/gone.ogg"), sphinx,
+                                           pending=PendingVoice(tmp_path), route=ROUTE))
     assert not outcome.ok and isinstance(outcome.error, FetchError)
     assert outcome.reply and "could not download" in outcome.reply
     assert "HTTPStatusError" in str(outcome.error)
@@ -134,7 +140,8 @@ def test_slow_download_times_out(server: FileServer, sphinx: Transcriber) -> Non
 
 def test_corrupt_file_is_a_clear_reply_and_not_kept(server: FileServer, sphinx: Transcriber, tmp_path: Path) -> None:
     server.files["/bad.ogg"] = b"OggS" + bytes(300)
-    outcome = asyncio.run(transcribe_voice(note(), server.fetcher("/bad.ogg"), sphinx, keep_dir=tmp_path))
+    outcome = asyncio.run(transcribe_voice(note(), server.fetcher("/bad.ogg"), sphinx,
+                                           pending=PendingVoice(tmp_path), route=ROUTE))
     assert isinstance(outcome.error, AudioDecodeError)
     assert outcome.reply and "corrupt" in outcome.reply
     assert list(tmp_path.iterdir()) == []
@@ -152,16 +159,45 @@ def test_declared_limits_refuse_before_downloading(server: FileServer, sphinx: T
     assert server.requests == 0
 
 
-def test_engine_unavailable_keeps_the_recording(server: FileServer, synth: Synth, tmp_path: Path) -> None:
+def test_engine_unavailable_keeps_the_recording_and_promises_an_answer(
+    server: FileServer, synth: Synth, tmp_path: Path
+) -> None:
     data = to_opus(*synth(SENTENCE))
     server.files["/voice.ogg"] = data
     off = build_transcriber(VoiceSettings(engine="none"))
-    outcome = asyncio.run(transcribe_voice(note(), server.fetcher("/voice.ogg"), off, keep_dir=tmp_path / "kept"))
+    pending = PendingVoice(tmp_path / "kept")
+    outcome = asyncio.run(transcribe_voice(note(duration_s=3), server.fetcher("/voice.ogg"), off,
+                                           pending=pending, route=ROUTE))
     assert isinstance(outcome.error, EngineUnavailable) and not outcome.ok
-    assert outcome.reply and "voice.engine = none" in outcome.reply and "kept the recording" in outcome.reply
-    assert outcome.kept_path == tmp_path / "kept" / "voice-AgAD7x.ogg"
+    assert outcome.reply == (
+        "⚠️ I cannot transcribe voice messages right now: Voice transcription is turned off "
+        "(voice.engine = none). I kept the recording and will transcribe and answer it as soon as I can."
+    )
+    assert outcome.kept_path == tmp_path / "kept" / "chat100-voice-AgAD7x.ogg"
     assert outcome.kept_path.read_bytes() == data
-    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["voice-AgAD7x.ogg"]  # no .part left
+    # The audio and its sidecar, and no temporary file left behind.
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [
+        "chat100-voice-AgAD7x.ogg", "chat100-voice-AgAD7x.ogg.json"]
+    [kept] = pending.list()
+    assert kept.route == ROUTE and kept.note == note(duration_s=3)
+
+
+def test_no_promise_when_nothing_was_kept(server: FileServer, synth: Synth, tmp_path: Path) -> None:
+    server.files["/voice.ogg"] = to_opus(*synth("hello there"))
+    off = build_transcriber(VoiceSettings(engine="none"))
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the keep directory should be")
+    for pending in (None, PendingVoice(blocked)):
+        outcome = asyncio.run(transcribe_voice(note(), server.fetcher("/voice.ogg"), off,
+                                               pending=pending, route=ROUTE))
+        assert outcome.kept_path is None
+        assert outcome.reply and outcome.reply.endswith("Please send it again later.")
+        assert WILL_ANSWER.strip() not in outcome.reply and "kept" not in outcome.reply
+    # Kept without a route (nobody to answer): kept for `familiar transcribe`, but no promise.
+    unrouted = asyncio.run(transcribe_voice(note(), server.fetcher("/voice.ogg"), off,
+                                            pending=PendingVoice(tmp_path / "kept")))
+    assert unrouted.kept_path == tmp_path / "kept" / "voice-AgAD7x.ogg"
+    assert unrouted.reply and "kept" not in unrouted.reply and "send it again later" in unrouted.reply
 
 
 class ExplodingTranscriber(Transcriber):
@@ -180,7 +216,8 @@ def test_engine_bug_is_contained_and_keeps_the_recording(server: FileServer, syn
     server.files["/a.mp3"] = to_opus(*synth("hello there"))
     audio = note(kind="audio", mime_type="audio/mpeg", file_unique_id=None, file_id="BQAC/../x")
     outcome = asyncio.run(transcribe_voice(audio, server.fetcher("/a.mp3"), ExplodingTranscriber(VoiceSettings()),
-                                           keep_dir=tmp_path))
-    assert outcome.reply and "went wrong" in outcome.reply and "kept the recording" in outcome.reply
+                                           pending=PendingVoice(tmp_path), route=ROUTE))
+    assert outcome.reply == ("⚠️ Something went wrong while transcribing. I kept the recording and will "
+                             "transcribe and answer it as soon as I can.")
     assert "RuntimeError" in str(outcome.error)
-    assert outcome.kept_path == tmp_path / "audio-BQAC____x.mp3"  # the id cannot escape the directory
+    assert outcome.kept_path == tmp_path / "chat100-audio-BQAC____x.mp3"  # the id cannot escape the directory
