@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 EMULATOR := tests/telegram/emulator
 
-.PHONY: run test install dev emulator system-deps lint typecheck clean
+.PHONY: run test install dev emulator system-deps lint typecheck clean gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ lint: dev
 
 typecheck: dev
 	$(BIN)/mypy
+
+# Wheels the GPU machine lacks (it has no network), for bench/gpu_figures.sh.
+gpu-wheels: install
+	$(BIN)/pip download --quiet --only-binary=:all: --no-deps --dest .wheels loguru
 
 clean:
 	rm -rf $(VENV) $(EMULATOR)/node_modules .pytest_cache .mypy_cache .ruff_cache
