@@ -3,7 +3,8 @@
 - Markdown is converted to Telegram HTML; when Telegram rejects the entities the same text is
   sent plain.
 - Text over Telegram's limit is split (``formatting.split_markdown``); buttons go under the last
-  message. Editing a split message edits its parts in place and sends only the new ones.
+  message. Editing a split message edits its parts in place, sends only the new ones, and deletes
+  the ones a shorter text no longer needs (blanks them where Telegram will not delete).
 - Sends are paced per chat (``ChatPacer``); ``RetryAfter`` is waited out and the call repeated,
   so a reply is delayed, never dropped.
 - Edits of one message are coalesced to at most one per ``edit_interval_s``: an edit that comes
@@ -197,8 +198,24 @@ class TelegramTransport(Transport):
             else:
                 sent = await self._send_one(message.chat_id, chunk, reply.markdown, markup)
                 ids.append(sent.message_id)
-        if len(ids) > 1:
-            self._remember_parts(key, ids[1:])
+        # A shorter text needs fewer parts: the old trailing ones must not stay behind, stale.
+        for part in ids[len(chunks):]:
+            await self._remove_part(message.chat_id, part)
+        if len(chunks) > 1:
+            self._remember_parts(key, ids[1:len(chunks)])
+        else:
+            self._parts.pop(key, None)
+
+    async def _remove_part(self, chat_id: int, message_id: int) -> None:
+        """Delete a part no longer needed; where Telegram will not (too old, already gone), blank it."""
+        try:
+            await self._call(chat_id, lambda: self.bot.delete_message(chat_id, message_id))
+        except TelegramError as exc:
+            logger.debug("could not delete part {} in chat {} ({}); blanking it", message_id, chat_id, exc)
+            try:
+                await self._edit_one(chat_id, message_id, "⋯", False, InlineKeyboardMarkup([]))
+            except TelegramError as exc2:
+                logger.warning("a stale part {} stays in chat {}: {}", message_id, chat_id, exc2)
 
     def _remember_parts(self, key: Key, parts: list[int]) -> None:
         self._parts[key] = parts

@@ -46,6 +46,12 @@ class LocalBot(Bot):
         self._texts[(chat_id, message_id)] = text
         return Message(message_id, datetime.now(UTC), Chat(chat_id, "private"), text=text)
 
+    async def delete_message(self, chat_id, message_id, *args: Any, **kw: Any) -> bool:  # type: ignore[no-untyped-def,override]
+        if getattr(self, "_undeletable", False) or (chat_id, message_id) not in self._texts:
+            raise BadRequest("Message can't be deleted")
+        del self._texts[(chat_id, message_id)]
+        return True
+
     async def edit_message_text(self, text, chat_id=None, message_id=None, *args: Any, **kw: Any) -> Message:  # type: ignore[no-untyped-def,override]
         if (chat_id, message_id) not in self._texts:
             raise BadRequest("Message to edit not found")
@@ -135,3 +141,27 @@ def test_with_a_small_cap_the_recent_split_message_still_edits_through_telegram(
     assert [x.split()[0] for x in texts[-2:]] == ["ed00", "ed00"]
     assert [x.split()[0] for x in texts[:-2]] == [f"m{i:03d}" for i in range(11) for _ in range(2)]
     assert str(messages[-2]["messageId"]) == str(last.message_id)  # the edit went to the message itself
+
+
+@pytest.mark.parametrize("deletable", [True, False])
+def test_a_split_message_edited_shorter_leaves_no_stale_parts(deletable: bool) -> None:
+    async def scenario() -> LocalBot:
+        bot = LocalBot()
+        object.__setattr__(bot, "_undeletable", not deletable)
+        t = TelegramTransport(bot, ChatPacer(0.0), edit_interval_s=0.0, split_limit=SPLIT)
+        message = await t.send(7, Reply(words(20, "long"), markdown=False))  # three parts
+        assert len(bot.texts) == 3
+        await t.edit(message, Reply("short now", markdown=False))
+        await t.drain()
+        assert (7, message.message_id) not in t._parts
+        await t.edit(message, Reply(words(12, "grown"), markdown=False))  # two parts again
+        await t.drain()
+        return bot
+
+    bot = asyncio.run(scenario())
+    texts = [text for (_, _), text in sorted(bot.texts.items())]
+    if deletable:  # the two old trailing parts are gone; growing again sent one new part
+        assert len(texts) == 2 and texts[0].startswith("grown") and texts[1].startswith("grown")
+    else:  # Telegram refused to delete them: they are blanked, not left with stale words
+        assert texts[1:3] == ["⋯", "⋯"] and texts[0].startswith("grown") and texts[3].startswith("grown")
+        assert len(texts) == 4
