@@ -47,6 +47,13 @@ class TelegramSettings(BaseModel):
         None,
         description="Webhook mode: secret_token Telegram sends with every request (secret; generated when unset).",
     )
+    webhook_max_connections: int = Field(
+        64, ge=1, le=10000,
+        description="Webhook connections served at once; more get 503 at once (Telegram retries them).",
+    )
+    webhook_read_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Seconds a webhook client has to send its whole request (else 408)."
+    )
     user_burst: int = Field(
         8, ge=0, description="Messages a user may send at once before the rate limit applies (0: no limit)."
     )

@@ -301,7 +301,9 @@ class TelegramChannel(Service):
             return
         secret = self.tg.webhook_secret.get_secret_value() if self.tg.webhook_secret else secrets.token_urlsafe(32)
         try:
-            server = WebhookServer(self.tg.webhook_listen, self.tg.webhook_url, secret, self.receive)
+            server = WebhookServer(self.tg.webhook_listen, self.tg.webhook_url, secret, self.receive,
+                                   max_connections=self.tg.webhook_max_connections,
+                                   read_timeout_s=self.tg.webhook_read_timeout_s)
             await server.start()
         except (OSError, ValueError) as exc:  # a bad address, or the port is taken
             self._status = (Status.FAILING, f"webhook cannot listen on {self.tg.webhook_listen}")
