@@ -6,8 +6,9 @@ recalled memories, summary, recent turns) within the token budget, answers in th
 turns to the fact extractor in the background (batched: one call per N turns, not per message).
 Which turns the extractor has had is kept per chat in ``llm_fact_marks``, so a restart carries on
 the count instead of starting it again.
-A chat with a persona selected is answered directly by the model ``route`` names for it (the
-persona's LoRA adapter); three-pass and panel answers stay with the default model.
+A chat with a persona selected is answered by the model ``route`` names for it (the persona's
+LoRA adapter): directly, or in three-pass and panel answers as the author of drafts and
+revisions, while the default model critiques and reviews.
 
 Failures end in a clear sentence for the user, never an exception out of ``answer``: the reason
 is logged, and ``Answer.error`` names the kind. With no model configured it answers from memory.
@@ -184,7 +185,7 @@ class ChatAgent:
                  route: ChatRoute | None = None, db: Database | None = None) -> None:
         self.memory = memory  # memory.service.Memory
         self.llm = llm
-        self.route = route  # direct answers of a chat with a persona go to its model; panels stay on llm
+        self.route = route  # a chat with a persona: its model answers and authors; llm critiques, reviews
         self.settings = settings
         self.review = review
         self.extractor = extractor
@@ -213,13 +214,13 @@ class ChatAgent:
         ctx = CallContext(user_id, chat_id, "chat", is_admin)
         try:
             with deadline(self.settings.answer_deadline_s):
+                persona = await self.route(chat_id) if self.route is not None else None
                 if mode == "single" or self.review is None:
-                    llm = (await self.route(chat_id) if self.route is not None else None) or self.llm
                     messages = [*history, {"role": "user", "content": with_recalled(context.recalled, text)}]
-                    answer = await self._single(prefix, rest, messages, ctx, on_delta, llm)
+                    answer = await self._single(prefix, rest, messages, ctx, on_delta, persona or self.llm)
                 else:
                     answer = await self._reviewed(mode, text, prefix, rest, history, context.recalled,
-                                                  ctx, progress)
+                                                  ctx, progress, persona)
         except LLMError as exc:
             message, kind = user_message(exc)
             logger.warning("answer in chat {} failed ({}): {}", chat_id, kind, exc)
@@ -258,14 +259,14 @@ class ChatAgent:
 
     async def _reviewed(self, mode: Mode, text: str, prefix: str, rest: str,
                         history: list[dict[str, str]], recalled: str, ctx: CallContext,
-                        progress: Progress | None) -> Answer:
+                        progress: Progress | None, author: LLM | None = None) -> Answer:
         assert self.review is not None
         if mode == "think":
-            result = await self.review.three_pass(text, ctx, system_prefix=prefix, system=rest,
-                                                  history=history, recalled=recalled, progress=progress)
+            result = await self.review.three_pass(text, ctx, system_prefix=prefix, system=rest, history=history,
+                                                  recalled=recalled, progress=progress, author=author)
         else:
-            result = await self.review.panel(text, ctx, system_prefix=prefix, system=rest,
-                                             history=history, recalled=recalled, progress=progress)
+            result = await self.review.panel(text, ctx, system_prefix=prefix, system=rest, history=history,
+                                             recalled=recalled, progress=progress, author=author)
         return Answer(result.final, mode, result.usage, result.calls, result.run_id, result)
 
     async def _from_memory(self, chat_id: int, user_id: int | None, text: str) -> Answer:

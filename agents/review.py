@@ -203,36 +203,43 @@ class ReviewEngine:
     # -- public modes --------------------------------------------------------------------
     async def three_pass(self, question: str, ctx: CallContext, *, system_prefix: str = "",
                          system: str = "", history: list[dict[str, str]] | None = None,
-                         recalled: str = "", progress: Progress | None = None) -> ReviewResult:
+                         recalled: str = "", progress: Progress | None = None,
+                         author: LLM | None = None) -> ReviewResult:
         """Draft, self-critique, refine (skipped when the critique is clean). ``recalled``
-        memories go with the question (see ``memory.context.with_recalled``)."""
+        memories go with the question (see ``memory.context.with_recalled``); ``author``, when
+        given (a persona's model), writes the draft and the refinement, and the engine's own
+        model critiques."""
         return await self._run("three_pass", question, ctx, [SELF], max_rounds=1, threshold=None,
                                final_revision=True, system_prefix=system_prefix, system=system,
-                               history=history or [], recalled=recalled, progress=progress)
+                               history=history or [], recalled=recalled, progress=progress, author=author)
 
     async def panel(self, task: str, ctx: CallContext, *, reviewers: list[ReviewerPersona] | None = None,
                     max_rounds: int | None = None, threshold: float | None = None,
                     system_prefix: str = "", system: str = "",
                     history: list[dict[str, str]] | None = None, recalled: str = "",
                     progress: Progress | None = None,
-                    resume: tuple[str, list[Review]] | None = None) -> ReviewResult:
+                    resume: tuple[str, list[Review]] | None = None,
+                    author: LLM | None = None) -> ReviewResult:
         """The review panel: rounds of concurrent reviews and revisions until approval.
 
-        ``resume`` (a draft and its reviews) starts with a revision instead of a fresh draft.
+        ``resume`` (a draft and its reviews) starts with a revision instead of a fresh draft;
+        ``author`` (a persona's model) writes the drafts and revisions, the reviewers stay on the
+        engine's model.
         """
         return await self._run(
             "panel", task, ctx, reviewers or self.settings.reviewers,
             max_rounds=max_rounds or self.settings.max_rounds,
             threshold=self.settings.approve_mean_score if threshold is None else threshold,
             final_revision=False, system_prefix=system_prefix, system=system,
-            history=history or [], recalled=recalled, progress=progress, resume=resume)
+            history=history or [], recalled=recalled, progress=progress, resume=resume, author=author)
 
     # -- the loop ------------------------------------------------------------------------
     async def _run(self, kind: Literal["three_pass", "panel"], task: str, ctx: CallContext,
                    reviewers: list[ReviewerPersona], *, max_rounds: int, threshold: float | None,
                    final_revision: bool, system_prefix: str, system: str,
                    history: list[dict[str, str]], progress: Progress | None, recalled: str = "",
-                   resume: tuple[str, list[Review]] | None = None) -> ReviewResult:
+                   resume: tuple[str, list[Review]] | None = None,
+                   author: LLM | None = None) -> ReviewResult:
         temps = self.llm_settings.three_pass_temperatures
         efforts = self.llm_settings.three_pass_efforts
         base = LLMRequest(messages=[*history, {"role": "user", "content": with_recalled(recalled, task)}],
@@ -248,10 +255,11 @@ class ReviewEngine:
         if resume is None:
             await say("drafting")
             # The critique or revision that may follow extends this prompt: cache all of it.
-            draft = await self._author(base.with_(cache_tail=True), temps[0], efforts[0], ctx.for_("draft"))
+            draft = await self._author(base.with_(cache_tail=True), temps[0], efforts[0], ctx.for_("draft"),
+                                       author)
         else:
             await say("revising")
-            draft = await self._revise(base, resume[0], resume[1], ctx, self_review=False)
+            draft = await self._revise(base, resume[0], resume[1], ctx, self_review=False, author=author)
         total, calls = total + draft.usage, calls + 1
         outcome = "max_rounds"
         refine_usage: Usage | None = None
@@ -273,7 +281,8 @@ class ReviewEngine:
             if number == max_rounds and not final_revision:
                 break
             await say("refining" if kind == "three_pass" else f"round {number}: revising")
-            draft = await self._revise(base, final_text, current.reviews, ctx, self_review=kind == "three_pass")
+            draft = await self._revise(base, final_text, current.reviews, ctx, self_review=kind == "three_pass",
+                                       author=author)
             total, calls = total + draft.usage, calls + 1
             final_text = draft.text
             if kind == "three_pass":
@@ -284,9 +293,10 @@ class ReviewEngine:
         return result
 
     async def _author(self, request: LLMRequest, temperature: float, effort: Effort,
-                      ctx: CallContext) -> Completion:
-        caps = self.llm.capabilities
-        result = await self.llm.complete(request.with_(
+                      ctx: CallContext, author: LLM | None = None) -> Completion:
+        llm = author or self.llm
+        caps = llm.capabilities
+        result = await llm.complete(request.with_(
             temperature=temperature if caps.temperature else None,
             effort=effort if caps.effort else None), ctx)
         if not result.text.strip():
@@ -298,7 +308,7 @@ class ReviewEngine:
         return result
 
     async def _revise(self, base: LLMRequest, draft: str, reviews: list[Review], ctx: CallContext,
-                      *, self_review: bool) -> Completion:
+                      *, self_review: bool, author: LLM | None = None) -> Completion:
         if self_review:
             review = reviews[0]
             critique_json = json.dumps({"score": review.score, "verdict": "approve" if review.approve else "revise",
@@ -316,7 +326,7 @@ class ReviewEngine:
         # (a breakpoint is where the cache is looked up, so one is needed to read; it writes a few
         # tokens nothing reads). A panel revision shares only the base prompt with earlier calls.
         return await self._author(base.with_(messages=messages, cache_tail=self_review), temps[2], efforts[2],
-                                  ctx.for_("refine" if self_review else "revise"))
+                                  ctx.for_("refine" if self_review else "revise"), author)
 
     def _critique_enforced(self) -> bool:
         """Whether the self-critique sends its schema as structured output (see the docstring)."""

@@ -128,6 +128,26 @@ def test_think_mode_runs_three_pass_and_keeps_the_transcript(stub, anthropic_on_
     assert agent.review.load_transcript(answer.run_id)["outcome"] == "clean"
 
 
+def test_a_persona_chat_thinks_with_its_own_model_and_is_critiqued_by_the_default(memory_db):
+    memory, db = memory_db
+    persona = FakeProvider(["Arr, the answer be 42.", "Arr, 'tis 42, matey, and here be why."])
+    default = FakeProvider([json.dumps({"score": 4, "verdict": "revise", "summary": "say why",
+                                        "issues": [{"severity": "major", "text": "no reason given"}]})])
+    llm_settings = LLMSettings(fact_extraction_every=0)
+    llm = LLM(default)
+
+    async def route(chat_id: int) -> LLM | None:
+        return LLM(persona) if chat_id == 10 else None
+
+    agent = ChatAgent(memory, llm, llm_settings, ReviewEngine(llm, ReviewSettings(), llm_settings, db), route=route)
+    answer = asyncio.run(agent.answer(10, 1, "What is the answer?", mode="think"))
+    assert answer.text == "Arr, 'tis 42, matey, and here be why." and answer.review.outcome == "refined"
+    # The persona's model drafted and refined; the default model wrote the critique.
+    assert len(persona.requests) == 2 and len(default.requests) == 1
+    assert default.requests[0].messages[-2]["content"] == "Arr, the answer be 42."
+    assert "no reason given" in persona.requests[1].messages[-2]["content"]
+
+
 def test_facts_are_extracted_every_n_turns_in_one_call(memory_db):
     memory, db = memory_db
     provider = FakeProvider(["noted", "ok",
