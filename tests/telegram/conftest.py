@@ -237,3 +237,34 @@ def daemon(tmp_path: Path, emulator: Emulator) -> Iterator[Callable[..., tuple[D
     for run in runs:
         if run.proc is not None and run.proc.poll() is None:
             run.stop()
+
+
+SENTENCE = "please call my mother tomorrow morning"
+
+
+@pytest.fixture(scope="module")
+def speech() -> bytes:
+    """SENTENCE spoken by espeak-ng, as a Telegram voice note (OGG/Opus, 48 kHz mono)."""
+    import io
+
+    import soundfile as sf
+
+    from tests.voice.conftest import ESPEAK, to_opus
+
+    if ESPEAK is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    wav = subprocess.run([ESPEAK, "-v", "en-us", "-s", "150", "--stdout", SENTENCE],
+                         capture_output=True, check=True, timeout=30).stdout
+    samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
+    return to_opus(samples, rate)
+
+
+@pytest.fixture(scope="module")
+def sphinx() -> Iterator[Any]:
+    """The offline pocketsphinx transcriber, one per module (it runs a worker process)."""
+    from agents.voice import VoiceSettings, build_transcriber
+
+    transcriber = build_transcriber(VoiceSettings())
+    yield transcriber
+    transcriber.close()
+

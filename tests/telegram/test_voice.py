@@ -13,50 +13,26 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from telegram import Bot, Update
 
-from agents.voice import PendingVoice, Transcriber, VoiceSettings, build_transcriber
+from agents.voice import PendingVoice, Transcriber
 from agents.voice.handler import CONTEXT_MARK, HEARD_NOTHING
 from bot.telegram.handlers import SLOW_DOWN
 from bot.telegram.limits import TokenBucket
 from bot.telegram.voice import VoiceReader, file_base_url
 from tests.stubs.anthropic_stub import Reply as StubReply
 from tests.stubs.anthropic_stub import llm_stub
-from tests.telegram.conftest import Emulator
+from tests.telegram.conftest import SENTENCE, Emulator
 from tests.telegram.helpers import ALLOWED, Rig, build_rig, message, voice_message
 from tests.voice.conftest import ESPEAK, to_opus, word_recall
 
-SENTENCE = "please call my mother tomorrow morning"
 STRANGER = 4242
 
 pytestmark = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
-
-
-@pytest.fixture(scope="module")
-def speech() -> bytes:
-    """SENTENCE spoken by espeak-ng, as a Telegram voice note (OGG/Opus, 48 kHz mono)."""
-    import io
-    import subprocess
-
-    import soundfile as sf
-
-    assert ESPEAK is not None
-    wav = subprocess.run([ESPEAK, "-v", "en-us", "-s", "150", "--stdout", SENTENCE],
-                         capture_output=True, check=True, timeout=30).stdout
-    samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
-    return to_opus(samples, rate)
-
-
-@pytest.fixture(scope="module")
-def sphinx() -> Iterator[Transcriber]:
-    transcriber = build_transcriber(VoiceSettings())
-    yield transcriber
-    transcriber.close()
 
 
 def test_file_url_sits_beside_the_bot_api_url() -> None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import re
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-import soundfile as sf
 from telegram.error import Forbidden, NetworkError
 
 from agents.voice import (
@@ -32,7 +29,6 @@ from agents.voice import (
     Transcriber,
     VoiceNote,
     VoiceSettings,
-    build_transcriber,
 )
 from bot.config import load_settings
 from bot.core.assistant import Assistant
@@ -44,35 +40,17 @@ from bot.telegram.reporting import ErrorReporter
 from bot.telegram.voice_retry import VoiceRetry, local_when
 from memory.db import Database
 from memory.health import HealthRegistry
-from tests.telegram.conftest import Emulator
+from tests.telegram.conftest import SENTENCE, Emulator
 from tests.telegram.helpers import ADMIN, ALLOWED, CountingAnswerer, Rig, build_rig, voice_message
 from tests.telegram.test_voice import VoiceRig
 from tests.voice.conftest import ESPEAK, to_opus, word_recall
 
-SENTENCE = "please call my mother tomorrow morning"
 STRANGER = 4242
 KEPT = ("⚠️ I cannot transcribe voice messages right now: The speech model is missing. "
         "I kept the recording and will transcribe and answer it as soon as I can.")
 TRANSCRIBED = re.compile(r"🗣 Your voice message from \d\d:\d\d, transcribed now: (.+)")
 
 pytestmark = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
-
-
-@pytest.fixture(scope="module")
-def speech() -> bytes:
-    """SENTENCE spoken by espeak-ng, as a Telegram voice note (OGG/Opus, 48 kHz mono)."""
-    assert ESPEAK is not None
-    wav = subprocess.run([ESPEAK, "-v", "en-us", "-s", "150", "--stdout", SENTENCE],
-                         capture_output=True, check=True, timeout=30).stdout
-    samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
-    return to_opus(samples, rate)
-
-
-@pytest.fixture(scope="module")
-def sphinx() -> Iterator[Transcriber]:
-    transcriber = build_transcriber(VoiceSettings())
-    yield transcriber
-    transcriber.close()
 
 
 class SwitchableEngine(Transcriber):
