@@ -97,10 +97,15 @@ class LLMSettings(BaseModel):
         description="Temperatures of the draft, critique and refine passes, where the provider takes one.",
     )
     three_pass_efforts: list[Effort] = Field(
-        ["medium", "high", "medium"],
+        ["high", "high", "high"],
         min_length=3,
         max_length=3,
-        description="Effort levels of the draft, critique and refine passes with Anthropic.",
+        description=(
+            "Effort levels of the draft, critique and refine passes with Anthropic. Kept equal by "
+            "default: a pass whose effort differs from the one before cannot read its cached turns "
+            "(effort sets how much the model thinks, and changed thinking settings invalidate "
+            "cached messages)."
+        ),
     )
     critique_schema: Literal["auto", "enforced", "prompt"] = Field(
         "auto",

@@ -35,6 +35,7 @@ from agents.providers.base import (
 )
 
 EPHEMERAL = {"type": "ephemeral"}
+DEFAULT_EFFORT = "high"
 SPEND_LIMIT_HINTS = ("credit balance", "spend limit", "billing", "usage limit")
 
 
@@ -87,7 +88,9 @@ class AnthropicProvider(Provider):
         if self.prompt_cache and request.cache_tail:
             params["cache_control"] = EPHEMERAL
         output_config: dict[str, Any] = {}
-        if request.effort and self.send_effort:
+        # "high" is the API's default: left out, a request with it and one without any effort
+        # (a plain chat answer) are alike, so they share one cache.
+        if request.effort and self.send_effort and request.effort != DEFAULT_EFFORT:
             output_config["effort"] = request.effort
         if request.json_schema is not None:
             output_config["format"] = {"type": "json_schema", "schema": request.json_schema}

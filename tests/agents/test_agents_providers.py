@@ -79,10 +79,10 @@ def test_no_cache_marks_when_caching_is_off(stub, anthropic_on_stub):
 
 def test_effort_and_json_schema_go_in_output_config(stub, anthropic_on_stub):
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
-    result = asyncio.run(anthropic_on_stub().complete(REQ.with_(effort="high", json_schema=schema,
+    result = asyncio.run(anthropic_on_stub().complete(REQ.with_(effort="medium", json_schema=schema,
                                                                 temperature=0.5)))
     body = stub.bodies()[0]
-    assert body["output_config"] == {"effort": "high", "format": {"type": "json_schema", "schema": schema}}
+    assert body["output_config"] == {"effort": "medium", "format": {"type": "json_schema", "schema": schema}}
     assert "temperature" not in body  # SDK 2.x takes none; the provider says so
     assert extract_json(result.text) == {"ok": True}
 
@@ -225,3 +225,17 @@ def test_the_breakpoint_after_earlier_turns_survives_an_unanswered_turn(stub, an
                                             cache_turns=2))
     assert plain["messages"][1]["content"][0]["cache_control"] == {"type": "ephemeral"}
     assert "cache_control" not in json.dumps(provider.build_params(REQ)["messages"])
+
+
+def test_a_changed_effort_keeps_the_system_prompt_cached_but_not_the_turns(stub, anthropic_on_stub):
+    provider = anthropic_on_stub()
+    turns = [{"role": "user", "content": "one " * 300}, {"role": "assistant", "content": "two"},
+             {"role": "user", "content": "three"}]
+    first = asyncio.run(provider.complete(REQ.with_(messages=turns, effort="medium", cache_tail=True)))
+    same = asyncio.run(provider.complete(REQ.with_(messages=turns, effort="medium", cache_tail=True)))
+    other = asyncio.run(provider.complete(REQ.with_(messages=turns, effort="low", cache_tail=True)))
+    assert same.usage.cache_read_tokens == first.usage.total_input
+    system_only = len(PREFIX) // 4
+    assert system_only <= other.usage.cache_read_tokens < first.usage.total_input - 250
+    # "high" is the API's default and is left out: such a request is alike one with no effort.
+    assert "output_config" not in provider.build_params(REQ.with_(effort="high"))

@@ -10,7 +10,10 @@ client code (retries, ``retry-after``, SSE parsing, error classes), not a patche
   ``min_cache_tokens`` are not cached, as with the real API. Tokens are characters / 4. An
   ``output_config.format`` schema counts as a block before the system prompt (Claude receives the
   schema as an added system prompt), so it is part of every cache key: a request that adds or
-  changes the schema misses what was cached without it, as reported for the real service.
+  changes the schema misses what was cached without it, as reported for the real service. The
+  ``output_config.effort`` level is part of the key of the message blocks (not of the system
+  prompt's): Anthropic documents that changed thinking settings invalidate cached messages, and
+  effort sets how much the model thinks, so the stub takes the cautious reading.
 - ``POST /v1/chat/completions``: the OpenAI shape, streaming with ``stream_options.include_usage``.
 
 Replies are scripted (``stub.script(Reply(...), ...)``, consumed in order, by either endpoint);
@@ -225,6 +228,7 @@ class LLMStub:
             blocks.append((system, False))
         elif isinstance(system, list):
             blocks += [(b.get("text", ""), "cache_control" in b) for b in system]
+        first_message = len(blocks)
         for m in body.get("messages", []):
             content = m.get("content")
             if isinstance(content, str):
@@ -237,7 +241,10 @@ class LLMStub:
         digest = hashlib.sha256(str(body.get("model")).encode())
         cumulative, hashes = [], []
         total = 0
-        for text, _ in blocks:
+        effort = str((body.get("output_config") or {}).get("effort", ""))
+        for i, (text, _) in enumerate(blocks):
+            if i == first_message:  # from here on the key includes the effort level
+                digest.update(b"\x01effort:" + effort.encode())
             digest.update(b"\x00" + text.encode())
             total += tokens(text)
             cumulative.append(total)
