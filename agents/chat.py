@@ -45,6 +45,7 @@ from agents.voice.handler import for_context
 from memory.context import with_recalled
 from memory.db import Database
 from memory.facts import FactExtractor
+from memory.text import MemoryInputError
 from memory.types import Message, Scope
 
 Mode = Literal["single", "think", "review"]
@@ -80,7 +81,7 @@ class Answer:
     run_id: int | None = None  # the stored three-pass / panel transcript
     review: ReviewResult | None = None
     retrieval_only: bool = False
-    error: str | None = None  # "unavailable", "budget", "auth", "timeout", "bad_output", "rejected"
+    error: str | None = None  # "input", "unavailable", "budget", "auth", "timeout", "bad_output", "rejected"
     included: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
 
@@ -200,16 +201,21 @@ class ChatAgent:
         mode); ``progress`` gets phase names in think/review modes. ``meta`` is stored with the
         user's turn; with ``from_audio`` the model sees the text marked as a transcript (memory
         keeps the plain words). Never raises for model faults."""
-        await self.memory.add_message(chat_id, user_id, "user", text,
-                                      telegram_message_id=telegram_message_id, meta=meta or None)
+        try:
+            await self.memory.add_message(chat_id, user_id, "user", text,
+                                          telegram_message_id=telegram_message_id, meta=meta or None)
+        except MemoryInputError as exc:  # empty, or too big to keep: say so; nothing was stored
+            logger.info("message in chat {} not taken: {}", chat_id, exc)
+            return Answer(f"⚠️ I can't take that message: {exc}. Please {exc.fix}.", mode, error="input")
         await self._maybe_extract(chat_id, user_id)
         context = await self.memory.assemble_context(chat_id, user_id, text,
                                                      self.settings.context_tokens, self.settings.persona)
         if not self.llm.capabilities.generates:
             return await self._from_memory(chat_id, user_id, text)
+        history = context.messages[:-1]
+        text = context.messages[-1]["content"]  # the incoming message, clipped to the budget if need be
         if meta and meta.get("from_audio"):
             text = for_context(text)
-        history = context.messages[:-1]  # the incoming message is last
         prefix, rest = split_stable_prefix(context.system)
         ctx = CallContext(user_id, chat_id, "chat", is_admin)
         try:

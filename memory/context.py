@@ -30,6 +30,7 @@ from memory.types import AssembledContext, Hit, Message
 
 FACTS_SHARE, SUMMARY_SHARE, RECALL_SHARE = 0.20, 0.15, 0.20
 COMPACT_TO = 0.5  # share of the turns budget left in the window after a compaction
+INCOMING_SHARE = 0.5  # most of the budget the incoming message may take; a longer one loses its middle
 
 
 class Summariser(ABC):
@@ -108,6 +109,18 @@ RECALLED_HEADER = "## Possibly relevant memories (recalled automatically; not pa
 MESSAGE_HEADER = "## The message"
 
 
+def clip_middle(text: str, budget: int, count: Callable[[str], int]) -> str:
+    """``text`` within ``budget`` tokens: a longer one keeps its start and end, and says how much of
+    the middle was left out (the stored message stays whole and searchable)."""
+    size = count(text)
+    if size <= budget:
+        return text
+    keep = max(0, int(len(text) * budget / size * 0.9) - 80)  # room for the marker
+    head, tail = keep * 2 // 3, keep // 3
+    left_out = len(text) - head - tail
+    return f"{text[:head]}\n[… {left_out:,} characters left out to fit the context …]\n{text[len(text) - tail:]}"
+
+
 def with_recalled(recalled: str, incoming: str) -> str:
     """The incoming message as the model sees it: recalled memories first, when there are any."""
     return f"{recalled}\n\n{MESSAGE_HEADER}\n{incoming}" if recalled else incoming
@@ -140,13 +153,16 @@ class ContextAssembler:
         scope = Scope(chat_id, user_id)
         included: list[str] = []
         dropped: list[str] = []
+        original, incoming = incoming, clip_middle(incoming, int(budget * INCOMING_SHARE), count)
+        if incoming != original:
+            dropped.append(f"the middle of the message ({len(original) - len(incoming):,} characters), to fit")
         rest = section_budgets(budget, persona, incoming, count)
         if persona:
             included.append(f"persona ({count(persona)} tokens)")
 
         history = await m.recent_messages(chat_id, 500)
         incoming_ids: set[int | None] = set()
-        if history and history[-1].role == "user" and history[-1].text.strip() == incoming.strip():
+        if history and history[-1].role == "user" and history[-1].text.strip() == original.strip():
             # The caller stored the incoming turn before asking for context: it is not history,
             # and recalling it would only repeat the message.
             incoming_ids.add(history[-1].memory_id)

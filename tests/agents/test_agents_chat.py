@@ -219,3 +219,27 @@ def test_split_stable_prefix():
     assert split_stable_prefix(system) == (
         "Persona\n\n## What you know about the user\n- a", "## Earlier in this conversation\n- b")
     assert split_stable_prefix("Persona only") == ("Persona only", "")
+
+
+def test_a_huge_message_reaches_the_model_clipped_to_the_context_budget(memory_db):
+    from agents.providers.fake import estimate_tokens
+
+    memory, db = memory_db
+    provider = FakeProvider(["Got it: a long text."])
+    agent = make_agent(memory, db, provider, fact_extraction_every=0, context_tokens=4000)
+    huge = "BEGIN " + "the quick brown fox jumps over the lazy dog " * 15_000 + " FINISH"  # 660 kB
+    answer = asyncio.run(agent.answer(10, 1, huge))
+    assert answer.error is None and answer.text == "Got it: a long text."
+    [request] = provider.requests
+    sent = request.messages[-1]["content"]
+    assert "BEGIN" in sent and sent.endswith("FINISH") and "characters left out" in sent
+    assert estimate_tokens(request.full_system()) + sum(estimate_tokens(m["content"]) for m in request.messages) <= 4000
+
+
+def test_a_message_too_big_to_keep_gets_a_clear_answer_and_nothing_is_stored(memory_db):
+    memory, db = memory_db
+    provider = FakeProvider(["never used"])
+    agent = make_agent(memory, db, provider, fact_extraction_every=0)
+    answer = asyncio.run(agent.answer(10, 1, "x " * 600_000))  # 1.2 MB, over memory.max_text_bytes
+    assert answer.error == "input" and "over the limit" in answer.text and "split it" in answer.text
+    assert provider.requests == [] and asyncio.run(memory.recent_messages(10)) == []

@@ -129,3 +129,16 @@ def test_recalled_memories_come_with_the_message_not_in_the_system_prompt(make_m
     assert ctx.messages == [{"role": "user", "content": "Which bike do I have?"}]
     assert with_recalled(ctx.recalled, "Which bike?").endswith("## The message\nWhich bike?")
     assert with_recalled("", "Which bike?") == "Which bike?"
+
+
+def test_a_message_larger_than_the_budget_is_clipped_not_sent_to_fail(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    huge = "START " + "lorem ipsum dolor sit amet " * 20_000 + " END"  # ~540k characters
+    run(memory.add_message(1, 7, "user", huge))
+    ctx = run(memory.assemble_context(1, 7, huge, 2000))
+    sent = ctx.messages[-1]["content"]
+    assert sent.startswith("START") and sent.endswith("END") and "characters left out" in sent
+    assert estimate_tokens(sent) <= 1000 and ctx.tokens_used <= 2000
+    assert any("middle of the message" in d for d in ctx.dropped)
+    assert len(ctx.messages) == 1  # the stored copy of the message is not repeated as history
+    assert run(memory.recent_messages(1, 1))[0].text == huge  # memory keeps it whole
