@@ -117,6 +117,34 @@ async def test_think_with_a_clean_critique_skips_refining_and_offers_the_critiqu
     assert len(rig.transport.sent) == sent
 
 
+async def test_answers_get_the_feedback_row_and_errors_and_progress_lines_do_not(rig: Rig) -> None:
+    from agents.errors import ProviderUnavailable
+    from bot.core.feedback import Feedback
+
+    feedback = Feedback(rig.db)
+    await feedback.load_key()
+    feedback.install(rig.assistant)
+
+    def labels(reply: Reply) -> list[list[str]]:
+        return [[b.label for b in row] for row in reply.buttons]
+
+    rig.provider.script("Paris.")
+    await rig.say("capital of France?")
+    assert labels(rig.last()) == [["👍", "👎", "🔁", "📌"]]
+    # A three-pass answer keeps its own button and gets the feedback row under it (so it can be
+    # rated, and a 👍 makes it training data); the "drafting…" line gets no buttons.
+    rig.provider.script("Paris is the capital.", APPROVE)
+    await rig.say("/think capital of France?")
+    assert labels(rig.last()) == [["🧐 Show the critique"], ["👍", "👎", "🔁", "📌"]]
+    assert rig.transport.shown(-2).buttons == [] and rig.transport.shown(-2).text == "Done."
+    rig.provider.script(ProviderUnavailable("overloaded"))
+    await rig.say("and of Spain?")
+    assert "overloaded or unreachable" in rig.last().text and rig.last().buttons == []
+    with rig.db.read() as conn:
+        rated = [r[0] for r in conn.execute("SELECT answer FROM feedback_answers ORDER BY id")]
+    assert rated == ["Paris.", "Paris is the capital."]
+
+
 async def test_review_panel_buttons_record_the_decision_and_reject_forgeries(rig: Rig) -> None:
     rig.provider.script("A haiku about tea.", APPROVE, APPROVE, APPROVE)
     await rig.say("/review write a haiku about tea")

@@ -147,7 +147,7 @@ class AgentCommands:
             label = PHASES.get(phase, f"{phase}…")
             try:
                 if status is None:
-                    status = await transport.send(msg.chat_id, Reply(label, markdown=False, buttons=[]))
+                    status = await transport.send(msg.chat_id, Reply(label, markdown=False, no_feedback=True))
                 else:
                     await transport.edit(status, Reply(label, markdown=False))
             except Exception:  # progress is decoration: never lose the answer over it
@@ -161,7 +161,7 @@ class AgentCommands:
             meta=stored_meta(msg),
         )
         if answer.error:
-            await stream.finish(Reply(answer.text, markdown=False, buttons=[]))
+            await stream.finish(Reply(answer.text, markdown=False, no_feedback=True))
             return answer
         if answer.review is not None and answer.run_id is not None:
             if mode == "review":

@@ -269,6 +269,12 @@ class Feedback:
         return bool(taken)
 
 
+def _rated(reply: Reply) -> bool:
+    """An answer to rate: not a progress line or an error, and without buttons of its own unless
+    it asks for the feedback row under them (a three-pass answer with "show the critique")."""
+    return not reply.no_feedback and (not reply.buttons or reply.with_feedback)
+
+
 class FeedbackTransport(Transport):
     """What the answer path sends through: records each answer and puts the buttons under it."""
 
@@ -279,21 +285,21 @@ class FeedbackTransport(Transport):
         self._answers: dict[tuple[int, int], int] = {}
 
     async def send(self, chat_id: int, reply: Reply) -> SentMessage:
-        if reply.buttons:  # the answerer chose its own buttons (a confirmation, a menu)
+        if not _rated(reply):
             return await self.inner.send(chat_id, reply)
         answer_id = await self.feedback.record(self.msg, reply.text)
-        buttons = self.feedback.buttons(answer_id, chat_id)
+        buttons = [*reply.buttons, *self.feedback.buttons(answer_id, chat_id)]
         sent = await self.inner.send(chat_id, Reply(reply.text, buttons, reply.markdown))
         self._answers[(sent.chat_id, sent.message_id)] = answer_id
         return sent
 
     async def edit(self, message: SentMessage, reply: Reply) -> None:
         answer_id = self._answers.get((message.chat_id, message.message_id))
-        if answer_id is None or reply.buttons:
+        if answer_id is None or not _rated(reply):
             await self.inner.edit(message, reply)
             return
         await self.feedback.db.run(self.feedback.store.set_text, answer_id, reply.text)
-        buttons = self.feedback.buttons(answer_id, message.chat_id)
+        buttons = [*reply.buttons, *self.feedback.buttons(answer_id, message.chat_id)]
         await self.inner.edit(message, Reply(reply.text, buttons, reply.markdown))
 
     async def typing(self, chat_id: int) -> None:

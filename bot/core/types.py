@@ -39,6 +39,8 @@ class Reply:
     markdown: bool = True
     # An assistant answer that carries buttons of its own still gets the feedback row.
     with_feedback: bool = False
+    # Not an answer to rate (a progress line, an error message): no feedback row, nothing recorded.
+    no_feedback: bool = False
 
 
 @dataclass(frozen=True)
