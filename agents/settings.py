@@ -67,7 +67,9 @@ class LLMSettings(BaseModel):
         30.0, gt=0, description="Seconds the breaker stays open before one probe request is let through."
     )
     daily_token_budget: int | None = Field(
-        200_000, ge=0, description="Tokens (input + output) a user may spend per UTC day; unset for no limit."
+        200_000, ge=0,
+        description=("Tokens a user may spend per UTC day (input and output; prompt tokens read from "
+                     "the cache count a tenth, as they are priced); unset for no limit."),
     )
     admin_daily_token_budget: int | None = Field(
         None, ge=0, description="Daily token budget of admins; unset means admins are exempt."

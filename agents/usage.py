@@ -56,6 +56,13 @@ def estimate_cost(settings: LLMSettings, model: str, usage: Usage) -> float:
     ) / 1_000_000
 
 
+def counted(input_tokens: int, output_tokens: int, cache_read: int, cache_write: int) -> int:
+    """Tokens as the daily budget counts them: prompt tokens read from the cache count a tenth,
+    as they are priced; everything else in full. Otherwise a long cached conversation would use
+    up a budget at ten times what it costs."""
+    return int(input_tokens + output_tokens + cache_write + cache_read // 10)
+
+
 class UsageStore:
     def __init__(self, db: Database, settings: LLMSettings,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -70,14 +77,16 @@ class UsageStore:
         return self.settings.daily_token_budget
 
     def tokens_today(self, user_id: int) -> int:
+        """Tokens counted against the budget today (see ``counted``)."""
         day = self.clock().date().isoformat()
         with self.db.read() as conn:
             row = conn.execute(
-                "SELECT coalesce(sum(input_tokens + output_tokens + cache_read_tokens"
-                " + cache_write_tokens), 0) FROM llm_usage WHERE user_id = ? AND day = ?",
+                "SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+                " coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_write_tokens), 0)"
+                " FROM llm_usage WHERE user_id = ? AND day = ?",
                 (user_id, day),
             ).fetchone()
-        return int(row[0])
+        return counted(*row)
 
     def check_budget(self, ctx: CallContext) -> None:
         """Raise BudgetExceeded before a call when the user has spent the day's tokens."""
@@ -143,6 +152,9 @@ class UsageStore:
                   for k in ("calls", "input", "output", "cache_read", "cache_write", "failed")}
         totals["cost_usd"] = round(sum(p["cost_usd"] for p in per_purpose.values()), 6)
         totals["tokens"] = totals["input"] + totals["output"] + totals["cache_read"] + totals["cache_write"]
+        totals["counted"] = counted(totals["input"], totals["output"], totals["cache_read"], totals["cache_write"])
+        for p in per_purpose.values():
+            p["counted"] = counted(p["input"], p["output"], p["cache_read"], p["cache_write"])
         out: dict[str, Any] = {"since": since, "totals": totals, "per_purpose": per_purpose}
         if user_id is not None:
             out["user_id"] = user_id

@@ -204,11 +204,12 @@ class AgentCommands:
         totals = summary["totals"]
         budget = summary.get("daily_budget")
         used = summary.get("used_today", totals["tokens"])
-        lines = [f"Today: {totals['calls']} model calls, {used:,} tokens, about ${totals['cost_usd']:.4f}."]
+        cached = f" ({totals['cache_read']:,} read from the cache count a tenth)" if totals["cache_read"] else ""
+        lines = [f"Today: {totals['calls']} model calls, {used:,} tokens{cached}, about ${totals['cost_usd']:.4f}."]
         lines.append(f"Daily budget: {budget:,} tokens ({max(budget - used, 0):,} left)."
                      if budget else "Daily budget: none (unlimited).")
         for purpose, row in summary["per_purpose"].items():
-            lines.append(f"• {purpose}: {row['calls']} calls, {row['input'] + row['output']:,} tokens")
+            lines.append(f"• {purpose}: {row['calls']} calls, {row['counted']:,} tokens")
         return Reply("\n".join(lines), markdown=False)
 
     # -- buttons -------------------------------------------------------------------------------

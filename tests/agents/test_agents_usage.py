@@ -11,7 +11,7 @@ from agents.errors import BudgetExceeded, ProviderAuthError
 from agents.llm import LLM
 from agents.providers.base import LLMRequest, Usage
 from agents.settings import LLMSettings
-from agents.usage import CallContext, UsageStore, estimate_cost
+from agents.usage import CallContext, UsageRecord, UsageStore, estimate_cost
 from tests.stubs.anthropic_stub import Reply
 
 REQ = LLMRequest([{"role": "user", "content": "what is the time"}], max_tokens=50)
@@ -94,7 +94,7 @@ def test_summary_per_purpose(stub, db, anthropic_on_stub):
     summary = store.summary(user_id=1)
     assert set(summary["per_purpose"]) == {"chat", "draft"}
     assert summary["totals"]["calls"] == 2
-    assert summary["used_today"] == summary["totals"]["tokens"] > 0
+    assert summary["used_today"] == summary["totals"]["counted"] > 0
     assert summary["daily_budget"] == 100_000
 
 
@@ -107,3 +107,16 @@ def test_streamed_calls_are_recorded(stub, db, anthropic_on_stub):
 
     asyncio.run(go())
     assert db.conn.execute("SELECT count(*), sum(output_tokens) > 0 FROM llm_usage").fetchone() == (1, 1)
+
+
+def test_cache_reads_count_a_tenth_against_the_budget(db):
+    store = UsageStore(db, LLMSettings(daily_token_budget=2_000))
+    cached = Usage(input_tokens=100, output_tokens=50, cache_read_tokens=10_000, cache_write_tokens=200)
+    store.record(UsageRecord(ALICE, "anthropic", "claude-sonnet-4-6", cached, 0.5))
+    assert store.tokens_today(1) == 100 + 50 + 200 + 1_000
+    store.check_budget(ALICE)  # 1,350 of 2,000: still allowed
+    store.record(UsageRecord(ALICE, "anthropic", "claude-sonnet-4-6", cached, 0.5))
+    with pytest.raises(BudgetExceeded):
+        store.check_budget(ALICE)
+    totals = store.summary(user_id=1)["totals"]
+    assert totals["counted"] == 2_700 and totals["tokens"] == 2 * 10_350
