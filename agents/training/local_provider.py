@@ -122,10 +122,6 @@ class LocalProvider(Provider):
         """The same engine answering as ``archetype`` (None: the base model)."""
         return LocalProvider(self.engine, self.registry, archetype)
 
-    def with_adapter(self, adapter: AdapterRef | None) -> LocalProvider:
-        """The same engine answering with an explicit adapter directory (evaluation, tests)."""
-        return LocalProvider(self.engine, self.registry, adapter.key if adapter else None, adapter)
-
     def _resolve(self) -> AdapterRef | None:
         if self.adapter is not None or self.archetype is None or self.registry is None:
             return self.adapter

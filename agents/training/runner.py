@@ -141,13 +141,6 @@ class JobRunner:
             message += "; SIGKILL usually means the system ran out of memory"
         return message + (f"\nlast output:\n{tail}" if tail else "")
 
-    def cancel_current(self) -> None:
-        """Ask the running worker to stop (SIGTERM); it records itself as cancelled."""
-        if self.current is not None:
-            job_id, proc = self.current
-            self.queue.request_cancel(job_id)
-            proc.terminate()
-
     def recover(self) -> list[int]:
         """Jobs left 'running' by a previous daemon whose worker is gone go back to the queue."""
         requeued = []
