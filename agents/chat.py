@@ -207,7 +207,6 @@ class ChatAgent:
         except MemoryInputError as exc:  # empty, or too big to keep: say so; nothing was stored
             logger.info("message in chat {} not taken: {}", chat_id, exc)
             return Answer(f"⚠️ I can't take that message: {exc}. Please {exc.fix}.", mode, error="input")
-        await self._maybe_extract(chat_id, user_id)
         context = await self.memory.assemble_context(chat_id, user_id, text,
                                                      self.settings.context_tokens, self.settings.persona)
         if not self.llm.capabilities.generates:
@@ -287,13 +286,16 @@ class ChatAgent:
 
     # -- fact extraction -------------------------------------------------------------------
     async def _maybe_extract(self, chat_id: int, user_id: int | None) -> None:
-        """Start extraction in the background once ``fact_extraction_every`` turns are waiting."""
+        """Start extraction in the background once ``fact_extraction_every`` turns are waiting.
+        Checked once per answer, after it (off the answer's path); a failed answer's user turn
+        waits for the next check."""
         every = self.settings.fact_extraction_every
         if self.extractor is None or every <= 0 or not self.llm.capabilities.generates:
             return
         try:
             mark = await self.marks.get(chat_id)
-            turns = await self.memory.recent_messages(chat_id, every, after_id=mark)
+            # Up to twice the batch: all that waits, normally (a backlog beyond that is skipped).
+            turns = await self.memory.recent_messages(chat_id, 2 * every, after_id=mark)
         except Exception as exc:  # bookkeeping must never cost the user the answer
             logger.opt(exception=exc).warning("fact extraction bookkeeping in chat {} failed", chat_id)
             return

@@ -3,9 +3,10 @@
 The prompt is ordered stable-first so a provider's prompt cache keeps hitting: the system prompt
 holds the persona, pinned facts and lessons, then the conversation summary; then come the recent
 turns; recalled memories, which change with every message, go last, with the incoming message
-(``with_recalled``). Budget shares (of what the persona and the incoming message leave): facts and lessons
-up to 20 %, summary up to 15 %, recalled memories up to 20 %; recent turns take the rest, newest
-first, and any share left unused goes back to them.
+(``with_recalled``). An incoming message over half the budget loses its middle (``clip_middle``).
+Budget shares (of what the persona and the incoming message leave): facts and lessons up to 20 %,
+summary up to 15 %, recalled memories up to 20 %; recent turns take the rest, newest first, and
+any share left unused goes back to them.
 
 The turns shown are those after the latest summary. When they outgrow their share, the older
 ones are compacted in one go until the rest fill half of it: the injected ``Summariser`` (an LLM,

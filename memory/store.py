@@ -442,19 +442,19 @@ def stats(db: Database) -> dict[str, Any]:
     }
 
 
-def chats_of(db: Database, ids: Sequence[int]) -> dict[int, int]:
-    out: dict[int, int] = {}
+def _column_by_id(db: Database, ids: Sequence[int], column: str) -> dict[int, Any]:
+    """``{id: column}`` of the given memories, in chunks under SQLite's variable limit."""
+    out: dict[int, Any] = {}
     with db.read() as conn:
         for start in range(0, len(ids), 900):
             part = [int(i) for i in ids[start : start + 900]]
-            out.update(conn.execute(f"SELECT id, chat_id FROM memories WHERE id IN ({','.join('?' * len(part))})", part))
+            out.update(conn.execute(f"SELECT id, {column} FROM memories WHERE id IN ({','.join('?' * len(part))})", part))
     return out
+
+
+def chats_of(db: Database, ids: Sequence[int]) -> dict[int, int]:
+    return _column_by_id(db, ids, "chat_id")
 
 
 def hashes_of(db: Database, ids: Sequence[int]) -> dict[int, str]:
-    out: dict[int, str] = {}
-    with db.read() as conn:
-        for start in range(0, len(ids), 900):
-            part = [int(i) for i in ids[start : start + 900]]
-            out.update(conn.execute(f"SELECT id, content_hash FROM memories WHERE id IN ({','.join('?' * len(part))})", part))
-    return out
+    return _column_by_id(db, ids, "content_hash")

@@ -60,11 +60,17 @@ def atomic_directory(final: Path, replace: bool = False) -> Iterator[Path]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``data`` under ``path``, or the old content if anything fails; the temporary name starts
+    with a dot, so directory listings that skip hidden files never see a half-written file."""
     path = Path(path)
     tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

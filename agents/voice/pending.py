@@ -9,8 +9,9 @@ keeps that promise once the engine works again. Each recording is two files in o
 - a JSON sidecar ``<audio name>.json``: the ``Route`` (chat, sender, message), what the update
   said about the note, and when it was kept (UTC, ISO 8601).
 
-The audio is written first, then the sidecar, each under a temporary name and renamed, so a
-crash leaves either nothing, an audio file without a sidecar, or both complete. A recording
+The audio is written first, then the sidecar, each atomically (``atomic_write_bytes``: a hidden
+temporary name, fsync, rename), so a crash leaves either nothing, an audio file without a
+sidecar, or both complete. A recording
 without a sidecar (one kept by an older version, or one whose sidecar is unreadable) is listed
 as unrouted: nothing answers it, and nothing deletes it; ``familiar transcribe FILE`` reads it.
 """
@@ -25,10 +26,11 @@ from typing import Any
 
 from loguru import logger
 
+from agents.training.atomic import atomic_write_bytes
 from agents.voice.handler import VoiceNote
 
 SIDECAR = ".json"
-PART = ".part"  # a file being written; never listed
+PART = ".part"  # a partial file; never listed (atomic writes use hidden temporaries)
 VERSION = 1
 
 
@@ -78,10 +80,10 @@ class PendingVoice:
             return None
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(path, data)
+            atomic_write_bytes(path, data)
             if route is not None:
                 kept_at = (now or datetime.now(UTC)).astimezone(UTC)
-                _write_atomic(path.with_name(name + SIDECAR), _sidecar(note, route, kept_at))
+                atomic_write_bytes(path.with_name(name + SIDECAR), _sidecar(note, route, kept_at))
         except OSError as exc:
             logger.error("could not keep voice note {}: {}", note.file_id, exc)
             return None
@@ -126,24 +128,8 @@ class PendingVoice:
 
 
 def _sidecar(note: VoiceNote, route: Route, kept_at: datetime) -> bytes:
-    body: dict[str, Any] = {
-        "version": VERSION,
-        **asdict(route),
-        "kind": note.kind,
-        "file_id": note.file_id,
-        "file_unique_id": note.file_unique_id,
-        "duration_s": note.duration_s,
-        "size": note.size,
-        "mime_type": note.mime_type,
-        "kept_at": kept_at.isoformat(),
-    }
+    body = {"version": VERSION, **asdict(route), **asdict(note), "kept_at": kept_at.isoformat()}
     return json.dumps(body, ensure_ascii=False, indent=1).encode()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + PART)
-    tmp.write_bytes(data)
-    tmp.replace(path)  # never a half-written file under the final name
 
 
 def _int(value: Any) -> int | None:
