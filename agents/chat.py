@@ -66,8 +66,8 @@ FACTS_SCHEMA: dict[str, Any] = {
 EXTRACT_PROMPT = (
     "From the conversation below, list durable facts about the user worth remembering for months "
     "(preferences, circumstances, plans, people, standing instructions). Each fact one short "
-    "sentence that makes sense on its own, in the third person (\"The user ...\"). Skip small "
-    "talk, questions and anything temporary. Reply with only JSON: {\"facts\": [\"...\"]}; "
+    'sentence that makes sense on its own, in the third person ("The user ..."). Skip small '
+    'talk, questions and anything temporary. Reply with only JSON: {"facts": ["..."]}; '
     "an empty list when there is nothing.\n\n"
 )
 
@@ -81,17 +81,21 @@ class Answer:
     run_id: int | None = None  # the stored three-pass / panel transcript
     review: ReviewResult | None = None
     retrieval_only: bool = False
-    error: str | None = None  # "input", "unavailable", "budget", "auth", "timeout", "bad_output", "rejected"
+    error: str | None = (
+        None  # "input", "unavailable", "budget", "auth", "timeout", "bad_output", "rejected"
+    )
     included: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
 
 
 def split_stable_prefix(system: str) -> tuple[str, str]:
     """(stable prefix, the rest) of an assembled system prompt, split at the first volatile section."""
-    cut = min((i for i in (system.find("\n\n" + h) for h in VOLATILE_HEADERS) if i >= 0), default=-1)
+    cut = min(
+        (i for i in (system.find("\n\n" + h) for h in VOLATILE_HEADERS) if i >= 0), default=-1
+    )
     if cut < 0:
         return system, ""
-    return system[:cut], system[cut + 2:]
+    return system[:cut], system[cut + 2 :]
 
 
 def user_message(exc: LLMError) -> tuple[str, str]:
@@ -99,16 +103,27 @@ def user_message(exc: LLMError) -> tuple[str, str]:
     if isinstance(exc, BudgetExceeded):
         return f"Sorry, {exc}.", "budget"
     if isinstance(exc, ProviderAuthError):
-        return "The model provider refused our credentials or spend limit; the admins have been told.", "auth"
+        return (
+            "The model provider refused our credentials or spend limit; the admins have been told.",
+            "auth",
+        )
     if isinstance(exc, DeadlineExceeded):
-        return "The model took too long to answer, so I stopped waiting. Please try again.", "timeout"
+        return (
+            "The model took too long to answer, so I stopped waiting. Please try again.",
+            "timeout",
+        )
     if isinstance(exc, ProviderUnavailable):
-        return ("The model provider is overloaded or unreachable right now. "
-                "Please try again in a minute."), "unavailable"
+        return (
+            "The model provider is overloaded or unreachable right now. "
+            "Please try again in a minute."
+        ), "unavailable"
     if isinstance(exc, BadModelOutput):
         return f"The model gave no usable answer ({exc}). Try rephrasing.", "bad_output"
     if isinstance(exc, ProviderRejected):
-        return "The model provider rejected this request. Try a shorter or different message.", "rejected"
+        return (
+            "The model provider rejected this request. Try a shorter or different message.",
+            "rejected",
+        )
     return f"Something went wrong asking the model: {exc}", "error"
 
 
@@ -152,7 +167,9 @@ class ExtractionMarks:
 
     async def get(self, chat_id: int) -> int:
         if chat_id not in self._marks:
-            self._marks[chat_id] = await self.db.run(self._load, chat_id) if self.db is not None else 0
+            self._marks[chat_id] = (
+                await self.db.run(self._load, chat_id) if self.db is not None else 0
+            )
         return self._marks[chat_id]
 
     def take(self, chat_id: int, message_id: int) -> None:
@@ -166,8 +183,9 @@ class ExtractionMarks:
     def _load(self, chat_id: int) -> int:
         assert self.db is not None
         with self.db.read() as conn:
-            row = conn.execute("SELECT last_message_id FROM llm_fact_marks WHERE chat_id = ?",
-                               (chat_id,)).fetchone()
+            row = conn.execute(
+                "SELECT last_message_id FROM llm_fact_marks WHERE chat_id = ?", (chat_id,)
+            ).fetchone()
         return int(row[0]) if row else 0
 
     def _save(self, chat_id: int, message_id: int) -> None:
@@ -177,42 +195,72 @@ class ExtractionMarks:
                 "INSERT INTO llm_fact_marks (chat_id, last_message_id, ts) VALUES (?, ?, ?)"
                 " ON CONFLICT (chat_id) DO UPDATE SET last_message_id = max(last_message_id,"
                 " excluded.last_message_id), ts = excluded.ts",
-                (chat_id, message_id, datetime.now(UTC).isoformat()))
+                (chat_id, message_id, datetime.now(UTC).isoformat()),
+            )
 
 
 class ChatAgent:
-    def __init__(self, memory: Any, llm: LLM, settings: LLMSettings,
-                 review: ReviewEngine | None = None, extractor: FactExtractor | None = None,
-                 route: ChatRoute | None = None, db: Database | None = None) -> None:
+    def __init__(
+        self,
+        memory: Any,
+        llm: LLM,
+        settings: LLMSettings,
+        review: ReviewEngine | None = None,
+        extractor: FactExtractor | None = None,
+        route: ChatRoute | None = None,
+        db: Database | None = None,
+    ) -> None:
         self.memory = memory  # memory.service.Memory
         self.llm = llm
-        self.route = route  # a chat with a persona: its model answers and authors; llm critiques, reviews
+        self.route = (
+            route  # a chat with a persona: its model answers and authors; llm critiques, reviews
+        )
         self.settings = settings
         self.review = review
         self.extractor = extractor
         self.marks = ExtractionMarks(db)
         self._background: set[asyncio.Task[Any]] = set()
 
-    async def answer(self, chat_id: int, user_id: int | None, text: str, *, mode: Mode = "single",
-                     is_admin: bool = False, telegram_message_id: int | None = None,
-                     on_delta: OnDelta | None = None, progress: Progress | None = None,
-                     meta: dict[str, Any] | None = None) -> Answer:
+    async def answer(
+        self,
+        chat_id: int,
+        user_id: int | None,
+        text: str,
+        *,
+        mode: Mode = "single",
+        is_admin: bool = False,
+        telegram_message_id: int | None = None,
+        on_delta: OnDelta | None = None,
+        progress: Progress | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Answer:
         """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
         mode); ``progress`` gets phase names in think/review modes. ``meta`` is stored with the
         user's turn; with ``from_audio`` the model sees the text marked as a transcript (memory
         keeps the plain words). Never raises for model faults."""
         try:
-            await self.memory.add_message(chat_id, user_id, "user", text,
-                                          telegram_message_id=telegram_message_id, meta=meta or None)
+            await self.memory.add_message(
+                chat_id,
+                user_id,
+                "user",
+                text,
+                telegram_message_id=telegram_message_id,
+                meta=meta or None,
+            )
         except MemoryInputError as exc:  # empty, or too big to keep: say so; nothing was stored
             logger.info("message in chat {} not taken: {}", chat_id, exc)
-            return Answer(f"⚠️ I can't take that message: {exc}. Please {exc.fix}.", mode, error="input")
-        context = await self.memory.assemble_context(chat_id, user_id, text,
-                                                     self.settings.context_tokens, self.settings.persona)
+            return Answer(
+                f"⚠️ I can't take that message: {exc}. Please {exc.fix}.", mode, error="input"
+            )
+        context = await self.memory.assemble_context(
+            chat_id, user_id, text, self.settings.context_tokens, self.settings.persona
+        )
         if not self.llm.capabilities.generates:
             return await self._from_memory(chat_id, user_id, text)
         history = context.messages[:-1]
-        text = context.messages[-1]["content"]  # the incoming message, clipped to the budget if need be
+        text = context.messages[-1][
+            "content"
+        ]  # the incoming message, clipped to the budget if need be
         if meta and meta.get("from_audio"):
             text = for_context(text)
         prefix, rest = split_stable_prefix(context.system)
@@ -221,27 +269,48 @@ class ChatAgent:
             with deadline(self.settings.answer_deadline_s):
                 persona = await self.route(chat_id) if self.route is not None else None
                 if mode == "single" or self.review is None:
-                    messages = [*history, {"role": "user", "content": with_recalled(context.recalled, text)}]
-                    answer = await self._single(prefix, rest, messages, ctx, on_delta, persona or self.llm)
+                    messages = [
+                        *history,
+                        {"role": "user", "content": with_recalled(context.recalled, text)},
+                    ]
+                    answer = await self._single(
+                        prefix, rest, messages, ctx, on_delta, persona or self.llm
+                    )
                 else:
-                    answer = await self._reviewed(mode, text, prefix, rest, history, context.recalled,
-                                                  ctx, progress, persona)
+                    answer = await self._reviewed(
+                        mode, text, prefix, rest, history, context.recalled, ctx, progress, persona
+                    )
         except LLMError as exc:
             message, kind = user_message(exc)
             logger.warning("answer in chat {} failed ({}): {}", chat_id, kind, exc)
-            return Answer(message, mode, error=kind, included=context.included, dropped=context.dropped)
+            return Answer(
+                message, mode, error=kind, included=context.included, dropped=context.dropped
+            )
         answer.included, answer.dropped = context.included, context.dropped
-        await self.memory.add_message(chat_id, None, "assistant", answer.text,
-                                      meta={"mode": mode, "run_id": answer.run_id})
+        await self.memory.add_message(
+            chat_id, None, "assistant", answer.text, meta={"mode": mode, "run_id": answer.run_id}
+        )
         await self._maybe_extract(chat_id, user_id)
         return answer
 
-    async def _single(self, prefix: str, rest: str, messages: list[dict[str, str]], ctx: CallContext,
-                      on_delta: OnDelta | None, llm: LLM | None = None) -> Answer:
+    async def _single(
+        self,
+        prefix: str,
+        rest: str,
+        messages: list[dict[str, str]],
+        ctx: CallContext,
+        on_delta: OnDelta | None,
+        llm: LLM | None = None,
+    ) -> Answer:
         llm = llm or self.llm
         # The turns before the incoming message are repeated by the next message's request.
-        request = LLMRequest(messages=messages, system_prefix=prefix, system=rest,
-                             max_tokens=self.settings.max_output_tokens, cache_turns=len(messages) - 1)
+        request = LLMRequest(
+            messages=messages,
+            system_prefix=prefix,
+            system=rest,
+            max_tokens=self.settings.max_output_tokens,
+            cache_turns=len(messages) - 1,
+        )
         result: Completion | None = None
         if on_delta is None:
             result = await llm.complete(request, ctx)
@@ -262,16 +331,41 @@ class ChatAgent:
             text += "\n\n… (cut off at the length limit)"
         return Answer(text, "single", result.usage, 1)
 
-    async def _reviewed(self, mode: Mode, text: str, prefix: str, rest: str,
-                        history: list[dict[str, str]], recalled: str, ctx: CallContext,
-                        progress: Progress | None, author: LLM | None = None) -> Answer:
+    async def _reviewed(
+        self,
+        mode: Mode,
+        text: str,
+        prefix: str,
+        rest: str,
+        history: list[dict[str, str]],
+        recalled: str,
+        ctx: CallContext,
+        progress: Progress | None,
+        author: LLM | None = None,
+    ) -> Answer:
         assert self.review is not None
         if mode == "think":
-            result = await self.review.three_pass(text, ctx, system_prefix=prefix, system=rest, history=history,
-                                                  recalled=recalled, progress=progress, author=author)
+            result = await self.review.three_pass(
+                text,
+                ctx,
+                system_prefix=prefix,
+                system=rest,
+                history=history,
+                recalled=recalled,
+                progress=progress,
+                author=author,
+            )
         else:
-            result = await self.review.panel(text, ctx, system_prefix=prefix, system=rest, history=history,
-                                             recalled=recalled, progress=progress, author=author)
+            result = await self.review.panel(
+                text,
+                ctx,
+                system_prefix=prefix,
+                system=rest,
+                history=history,
+                recalled=recalled,
+                progress=progress,
+                author=author,
+            )
         return Answer(result.final, mode, result.usage, result.calls, result.run_id, result)
 
     async def _from_memory(self, chat_id: int, user_id: int | None, text: str) -> Answer:
@@ -297,7 +391,9 @@ class ChatAgent:
             # Up to twice the batch: all that waits, normally (a backlog beyond that is skipped).
             turns = await self.memory.recent_messages(chat_id, 2 * every, after_id=mark)
         except Exception as exc:  # bookkeeping must never cost the user the answer
-            logger.opt(exception=exc).warning("fact extraction bookkeeping in chat {} failed", chat_id)
+            logger.opt(exception=exc).warning(
+                "fact extraction bookkeeping in chat {} failed", chat_id
+            )
             return
         if len(turns) < every:
             return
@@ -324,9 +420,15 @@ class ChatAgent:
 
 def answer_as_json(answer: Answer) -> str:
     """The ``--json`` form of the CLI: the answer, its passes or rounds, and usage."""
-    out: dict[str, Any] = {"text": answer.text, "mode": answer.mode, "calls": answer.calls,
-                           "usage": answer.usage.as_dict(), "error": answer.error,
-                           "retrieval_only": answer.retrieval_only, "run_id": answer.run_id}
+    out: dict[str, Any] = {
+        "text": answer.text,
+        "mode": answer.mode,
+        "calls": answer.calls,
+        "usage": answer.usage.as_dict(),
+        "error": answer.error,
+        "retrieval_only": answer.retrieval_only,
+        "run_id": answer.run_id,
+    }
     if answer.review is not None:
         out["review"] = answer.review.transcript()
     return json.dumps(out, ensure_ascii=False, indent=2)

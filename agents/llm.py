@@ -21,8 +21,12 @@ AdminAlert = Callable[[str], Awaitable[None]]
 
 
 class LLM:
-    def __init__(self, provider: Provider, usage: UsageStore | None = None,
-                 on_admin_alert: AdminAlert | None = None) -> None:
+    def __init__(
+        self,
+        provider: Provider,
+        usage: UsageStore | None = None,
+        on_admin_alert: AdminAlert | None = None,
+    ) -> None:
         self.provider = provider
         self.usage = usage
         self.on_admin_alert = on_admin_alert
@@ -47,7 +51,9 @@ class LLM:
         await self._record(ctx, result.usage, result.model, time.monotonic() - started)
         return result
 
-    async def stream(self, request: LLMRequest, ctx: CallContext) -> AsyncIterator[str | Completion]:
+    async def stream(
+        self, request: LLMRequest, ctx: CallContext
+    ) -> AsyncIterator[str | Completion]:
         """Text deltas, then the ``Completion`` last, as ``Provider.stream``."""
         if self.usage is not None:
             await self.usage.acheck_budget(ctx)
@@ -63,14 +69,24 @@ class LLM:
 
     async def _record(self, ctx: CallContext, usage: Usage, model: str, latency_s: float) -> None:
         if self.usage is not None:
-            await self.usage.arecord(UsageRecord(ctx, self.provider.name, model or self.model,
-                                                 usage, latency_s))
+            await self.usage.arecord(
+                UsageRecord(ctx, self.provider.name, model or self.model, usage, latency_s)
+            )
 
     async def _failed(self, ctx: CallContext, exc: LLMError, latency_s: float) -> None:
         logger.warning("model call for {} failed ({}): {}", ctx.purpose, type(exc).__name__, exc)
         if self.usage is not None:
-            await self.usage.arecord(UsageRecord(ctx, self.provider.name, self.model, Usage(),
-                                                 latency_s, ok=False, error=f"{type(exc).__name__}: {exc}"))
+            await self.usage.arecord(
+                UsageRecord(
+                    ctx,
+                    self.provider.name,
+                    self.model,
+                    Usage(),
+                    latency_s,
+                    ok=False,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            )
         if isinstance(exc, ProviderAuthError) and self.on_admin_alert is not None:
             try:
                 await self.on_admin_alert(exc.explain())

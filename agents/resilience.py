@@ -26,7 +26,9 @@ from agents.errors import DeadlineExceeded, ProviderUnavailable
 from agents.providers.base import Completion, LLMRequest, Provider
 from memory.health import CheckResult, Status
 
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("llm_deadline", default=None)
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "llm_deadline", default=None
+)
 
 
 @contextmanager
@@ -58,8 +60,13 @@ class CircuitBreaker:
     """Closed → open after ``failures`` consecutive failures → after ``reset_s`` one probe
     (half-open) → closed on its success, open again on its failure."""
 
-    def __init__(self, name: str, failures: int = 5, reset_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        name: str,
+        failures: int = 5,
+        reset_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
         self.threshold = failures
         self.reset_s = reset_s
@@ -84,7 +91,9 @@ class CircuitBreaker:
             self.state = BreakerState.HALF_OPEN
             logger.info("breaker {} half-open: sending one probe", self.name)
         if self._probe_in_flight:
-            raise ProviderUnavailable("the model provider is recovering; one test request is in flight")
+            raise ProviderUnavailable(
+                "the model provider is recovering; one test request is in flight"
+            )
         self._probe_in_flight = True
 
     def record_success(self) -> None:
@@ -100,8 +109,12 @@ class CircuitBreaker:
         self.consecutive_failures += 1
         if self.state is BreakerState.HALF_OPEN or self.consecutive_failures >= self.threshold:
             if self.state is not BreakerState.OPEN:
-                logger.warning("breaker {} open after {} failures: {}", self.name,
-                               self.consecutive_failures, reason)
+                logger.warning(
+                    "breaker {} open after {} failures: {}",
+                    self.name,
+                    self.consecutive_failures,
+                    reason,
+                )
             self.state = BreakerState.OPEN
             self.opened_at = self.clock()
 
@@ -116,9 +129,12 @@ class CircuitBreaker:
         if self.state is BreakerState.CLOSED:
             return CheckResult(name, Status.HEALTHY, "breaker closed")
         if self.state is BreakerState.HALF_OPEN:
-            return CheckResult(name, Status.DEGRADED, f"breaker half-open (last error: {self.last_error})")
+            return CheckResult(
+                name, Status.DEGRADED, f"breaker half-open (last error: {self.last_error})"
+            )
         return CheckResult(
-            name, Status.FAILING,
+            name,
+            Status.FAILING,
             f"breaker open after {self.consecutive_failures} failures (last error: {self.last_error})",
         )
 
@@ -126,8 +142,14 @@ class CircuitBreaker:
 class ResilientProvider(Provider):
     """Wraps a provider with a breaker, a cap on requests in flight, and the answer deadline."""
 
-    def __init__(self, inner: Provider, breaker: CircuitBreaker, *, max_concurrency: int = 4,
-                 call_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        inner: Provider,
+        breaker: CircuitBreaker,
+        *,
+        max_concurrency: int = 4,
+        call_timeout_s: float = 120.0,
+    ) -> None:
         self.inner = inner
         self.name = inner.name
         self.model = inner.model

@@ -72,13 +72,15 @@ REVIEW_SCHEMA: dict[str, Any] = {
 JSON_INSTRUCTIONS = (
     'Reply with only a JSON object: {"score": 0-10, "verdict": "approve" or "revise", '
     '"issues": [{"severity": "minor"|"major"|"critical", "text": "..."}], "summary": "..."}. '
-    'Approve only when nothing of substance needs changing; list concrete issues, not praise.'
+    "Approve only when nothing of substance needs changing; list concrete issues, not praise."
 )
 SELF_CRITIQUE = (
     "Critique your answer above as a strict reviewer: errors, omissions, unclear parts, risks. "
 )
 # With a schema enforced by the provider, the format needs no description: fewer tokens per call.
-SCHEMA_NOTE = "Reply in the JSON schema given; approve only when nothing of substance needs changing."
+SCHEMA_NOTE = (
+    "Reply in the JSON schema given; approve only when nothing of substance needs changing."
+)
 REFINE = (
     "Rewrite your answer, fixing every issue in the critique above. Reply with the improved "
     "answer only, with no mention of the critique."
@@ -141,13 +143,21 @@ class ReviewResult:
 
     def transcript(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "task": self.task, "final": self.final, "outcome": self.outcome,
-            "calls": self.calls, "usage": self.usage.as_dict(),
+            "kind": self.kind,
+            "task": self.task,
+            "final": self.final,
+            "outcome": self.outcome,
+            "calls": self.calls,
+            "usage": self.usage.as_dict(),
             "refine_usage": self.refine_usage.as_dict() if self.refine_usage else None,
             "rounds": [
-                {"number": r.number, "draft": r.draft, "draft_usage": r.draft_usage.as_dict(),
-                 "mean_score": round(r.mean_score, 2),
-                 "reviews": [asdict(v) | {"usage": v.usage.as_dict()} for v in r.reviews]}
+                {
+                    "number": r.number,
+                    "draft": r.draft,
+                    "draft_usage": r.draft_usage.as_dict(),
+                    "mean_score": round(r.mean_score, 2),
+                    "reviews": [asdict(v) | {"usage": v.usage.as_dict()} for v in r.reviews],
+                }
                 for r in self.rounds
             ],
         }
@@ -172,12 +182,19 @@ def parse_review(reviewer: str, text: str) -> Review:
     for item in data.get("issues") or []:
         if isinstance(item, dict) and item.get("text"):
             given = item.get("severity")
-            severity: Literal["minor", "major", "critical"] = given if given in ("minor", "major", "critical") else "major"
+            severity: Literal["minor", "major", "critical"] = (
+                given if given in ("minor", "major", "critical") else "major"
+            )
             issues.append(Issue(severity, str(item["text"])))
         elif isinstance(item, str) and item.strip():
             issues.append(Issue("major", item))
-    return Review(reviewer, min(max(score, 0.0), 10.0), verdict == "approve", issues,
-                  str(data.get("summary") or ""))
+    return Review(
+        reviewer,
+        min(max(score, 0.0), 10.0),
+        verdict == "approve",
+        issues,
+        str(data.get("summary") or ""),
+    )
 
 
 def combined_critique(reviews: list[Review]) -> str:
@@ -193,33 +210,67 @@ def combined_critique(reviews: list[Review]) -> str:
 
 
 class ReviewEngine:
-    def __init__(self, llm: LLM, settings: ReviewSettings, llm_settings: LLMSettings,
-                 db: Database | None = None) -> None:
+    def __init__(
+        self,
+        llm: LLM,
+        settings: ReviewSettings,
+        llm_settings: LLMSettings,
+        db: Database | None = None,
+    ) -> None:
         self.llm = llm
         self.settings = settings
         self.llm_settings = llm_settings
         self.db = db
 
     # -- public modes --------------------------------------------------------------------
-    async def three_pass(self, question: str, ctx: CallContext, *, system_prefix: str = "",
-                         system: str = "", history: list[dict[str, str]] | None = None,
-                         recalled: str = "", progress: Progress | None = None,
-                         author: LLM | None = None) -> ReviewResult:
+    async def three_pass(
+        self,
+        question: str,
+        ctx: CallContext,
+        *,
+        system_prefix: str = "",
+        system: str = "",
+        history: list[dict[str, str]] | None = None,
+        recalled: str = "",
+        progress: Progress | None = None,
+        author: LLM | None = None,
+    ) -> ReviewResult:
         """Draft, self-critique, refine (skipped when the critique is clean). ``recalled``
         memories go with the question (see ``memory.context.with_recalled``); ``author``, when
         given (a persona's model), writes the draft and the refinement, and the engine's own
         model critiques."""
-        return await self._run("three_pass", question, ctx, [SELF], max_rounds=1, threshold=None,
-                               final_revision=True, system_prefix=system_prefix, system=system,
-                               history=history or [], recalled=recalled, progress=progress, author=author)
+        return await self._run(
+            "three_pass",
+            question,
+            ctx,
+            [SELF],
+            max_rounds=1,
+            threshold=None,
+            final_revision=True,
+            system_prefix=system_prefix,
+            system=system,
+            history=history or [],
+            recalled=recalled,
+            progress=progress,
+            author=author,
+        )
 
-    async def panel(self, task: str, ctx: CallContext, *, reviewers: list[ReviewerPersona] | None = None,
-                    max_rounds: int | None = None, threshold: float | None = None,
-                    system_prefix: str = "", system: str = "",
-                    history: list[dict[str, str]] | None = None, recalled: str = "",
-                    progress: Progress | None = None,
-                    resume: tuple[str, list[Review]] | None = None,
-                    author: LLM | None = None) -> ReviewResult:
+    async def panel(
+        self,
+        task: str,
+        ctx: CallContext,
+        *,
+        reviewers: list[ReviewerPersona] | None = None,
+        max_rounds: int | None = None,
+        threshold: float | None = None,
+        system_prefix: str = "",
+        system: str = "",
+        history: list[dict[str, str]] | None = None,
+        recalled: str = "",
+        progress: Progress | None = None,
+        resume: tuple[str, list[Review]] | None = None,
+        author: LLM | None = None,
+    ) -> ReviewResult:
         """The review panel: rounds of concurrent reviews and revisions until approval.
 
         ``resume`` (a draft and its reviews) starts with a revision instead of a fresh draft;
@@ -227,24 +278,50 @@ class ReviewEngine:
         engine's model.
         """
         return await self._run(
-            "panel", task, ctx, reviewers or self.settings.reviewers,
+            "panel",
+            task,
+            ctx,
+            reviewers or self.settings.reviewers,
             max_rounds=max_rounds or self.settings.max_rounds,
             threshold=self.settings.approve_mean_score if threshold is None else threshold,
-            final_revision=False, system_prefix=system_prefix, system=system,
-            history=history or [], recalled=recalled, progress=progress, resume=resume, author=author)
+            final_revision=False,
+            system_prefix=system_prefix,
+            system=system,
+            history=history or [],
+            recalled=recalled,
+            progress=progress,
+            resume=resume,
+            author=author,
+        )
 
     # -- the loop ------------------------------------------------------------------------
-    async def _run(self, kind: Literal["three_pass", "panel"], task: str, ctx: CallContext,
-                   reviewers: list[ReviewerPersona], *, max_rounds: int, threshold: float | None,
-                   final_revision: bool, system_prefix: str, system: str,
-                   history: list[dict[str, str]], progress: Progress | None, recalled: str = "",
-                   resume: tuple[str, list[Review]] | None = None,
-                   author: LLM | None = None) -> ReviewResult:
+    async def _run(
+        self,
+        kind: Literal["three_pass", "panel"],
+        task: str,
+        ctx: CallContext,
+        reviewers: list[ReviewerPersona],
+        *,
+        max_rounds: int,
+        threshold: float | None,
+        final_revision: bool,
+        system_prefix: str,
+        system: str,
+        history: list[dict[str, str]],
+        progress: Progress | None,
+        recalled: str = "",
+        resume: tuple[str, list[Review]] | None = None,
+        author: LLM | None = None,
+    ) -> ReviewResult:
         temps = self.llm_settings.three_pass_temperatures
         efforts = self.llm_settings.three_pass_efforts
-        base = LLMRequest(messages=[*history, {"role": "user", "content": with_recalled(recalled, task)}],
-                          system=system, system_prefix=system_prefix,
-                          max_tokens=self.llm_settings.max_output_tokens, cache_turns=len(history))
+        base = LLMRequest(
+            messages=[*history, {"role": "user", "content": with_recalled(recalled, task)}],
+            system=system,
+            system_prefix=system_prefix,
+            max_tokens=self.llm_settings.max_output_tokens,
+            cache_turns=len(history),
+        )
         total, calls = Usage(), 0
         rounds: list[Round] = []
 
@@ -255,11 +332,14 @@ class ReviewEngine:
         if resume is None:
             await say("drafting")
             # The critique or revision that may follow extends this prompt: cache all of it.
-            draft = await self._author(base.with_(cache_tail=True), temps[0], efforts[0], ctx.for_("draft"),
-                                       author)
+            draft = await self._author(
+                base.with_(cache_tail=True), temps[0], efforts[0], ctx.for_("draft"), author
+            )
         else:
             await say("revising")
-            draft = await self._revise(base, resume[0], resume[1], ctx, self_review=False, author=author)
+            draft = await self._revise(
+                base, resume[0], resume[1], ctx, self_review=False, author=author
+            )
         total, calls = total + draft.usage, calls + 1
         outcome = "max_rounds"
         refine_usage: Usage | None = None
@@ -268,8 +348,11 @@ class ReviewEngine:
             current = Round(number, final_text, draft.usage)
             rounds.append(current)
             await say("critiquing" if kind == "three_pass" else f"round {number}: reviewing")
-            current.reviews = list(await asyncio.gather(
-                *(self._review(r, task, final_text, base, ctx) for r in reviewers)))
+            current.reviews = list(
+                await asyncio.gather(
+                    *(self._review(r, task, final_text, base, ctx) for r in reviewers)
+                )
+            )
             for r in current.reviews:
                 total, calls = total + r.usage, calls + r.calls
             if all(r.clean for r in current.reviews):
@@ -281,8 +364,14 @@ class ReviewEngine:
             if number == max_rounds and not final_revision:
                 break
             await say("refining" if kind == "three_pass" else f"round {number}: revising")
-            draft = await self._revise(base, final_text, current.reviews, ctx, self_review=kind == "three_pass",
-                                       author=author)
+            draft = await self._revise(
+                base,
+                final_text,
+                current.reviews,
+                ctx,
+                self_review=kind == "three_pass",
+                author=author,
+            )
             total, calls = total + draft.usage, calls + 1
             final_text = draft.text
             if kind == "three_pass":
@@ -292,13 +381,23 @@ class ReviewEngine:
         result.run_id = await self._store(result, ctx)
         return result
 
-    async def _author(self, request: LLMRequest, temperature: float, effort: Effort,
-                      ctx: CallContext, author: LLM | None = None) -> Completion:
+    async def _author(
+        self,
+        request: LLMRequest,
+        temperature: float,
+        effort: Effort,
+        ctx: CallContext,
+        author: LLM | None = None,
+    ) -> Completion:
         llm = author or self.llm
         caps = llm.capabilities
-        result = await llm.complete(request.with_(
-            temperature=temperature if caps.temperature else None,
-            effort=effort if caps.effort else None), ctx)
+        result = await llm.complete(
+            request.with_(
+                temperature=temperature if caps.temperature else None,
+                effort=effort if caps.effort else None,
+            ),
+            ctx,
+        )
         if not result.text.strip():
             reason = "refused" if result.refused else "returned nothing"
             logger.warning("author call for {} {}", ctx.purpose, reason)
@@ -307,26 +406,57 @@ class ReviewEngine:
             logger.info("author call for {} hit max_tokens; keeping the partial text", ctx.purpose)
         return result
 
-    async def _revise(self, base: LLMRequest, draft: str, reviews: list[Review], ctx: CallContext,
-                      *, self_review: bool, author: LLM | None = None) -> Completion:
+    async def _revise(
+        self,
+        base: LLMRequest,
+        draft: str,
+        reviews: list[Review],
+        ctx: CallContext,
+        *,
+        self_review: bool,
+        author: LLM | None = None,
+    ) -> Completion:
         if self_review:
             review = reviews[0]
-            critique_json = json.dumps({"score": review.score, "verdict": "approve" if review.approve else "revise",
-                                        "issues": [asdict(i) for i in review.issues],
-                                        "summary": review.summary}) if not review.malformed else (review.raw or "")
-            messages = [*base.messages, {"role": "assistant", "content": draft},
-                        {"role": "user", "content": self._critique_prompt()},
-                        {"role": "assistant", "content": critique_json},
-                        {"role": "user", "content": REFINE}]
+            critique_json = (
+                json.dumps(
+                    {
+                        "score": review.score,
+                        "verdict": "approve" if review.approve else "revise",
+                        "issues": [asdict(i) for i in review.issues],
+                        "summary": review.summary,
+                    }
+                )
+                if not review.malformed
+                else (review.raw or "")
+            )
+            messages = [
+                *base.messages,
+                {"role": "assistant", "content": draft},
+                {"role": "user", "content": self._critique_prompt()},
+                {"role": "assistant", "content": critique_json},
+                {"role": "user", "content": REFINE},
+            ]
         else:
-            messages = [*base.messages, {"role": "assistant", "content": draft},
-                        {"role": "user", "content": REVISE.format(critique=combined_critique(reviews))}]
-        temps, efforts = self.llm_settings.three_pass_temperatures, self.llm_settings.three_pass_efforts
+            messages = [
+                *base.messages,
+                {"role": "assistant", "content": draft},
+                {"role": "user", "content": REVISE.format(critique=combined_critique(reviews))},
+            ]
+        temps, efforts = (
+            self.llm_settings.three_pass_temperatures,
+            self.llm_settings.three_pass_efforts,
+        )
         # Refine extends the critique's prompt: its breakpoint at the end reads that from the cache
         # (a breakpoint is where the cache is looked up, so one is needed to read; it writes a few
         # tokens nothing reads). A panel revision shares only the base prompt with earlier calls.
-        return await self._author(base.with_(messages=messages, cache_tail=self_review), temps[2], efforts[2],
-                                  ctx.for_("refine" if self_review else "revise"), author)
+        return await self._author(
+            base.with_(messages=messages, cache_tail=self_review),
+            temps[2],
+            efforts[2],
+            ctx.for_("refine" if self_review else "revise"),
+            author,
+        )
 
     def _critique_enforced(self) -> bool:
         """Whether the self-critique sends its schema as structured output (see the docstring)."""
@@ -339,33 +469,48 @@ class ReviewEngine:
         # Identical in the critique and refine calls, so the refine call reads it from the cache.
         return SELF_CRITIQUE + (SCHEMA_NOTE if self._critique_enforced() else JSON_INSTRUCTIONS)
 
-    def _review_request(self, reviewer: ReviewerPersona, task: str, draft: str,
-                        base: LLMRequest) -> LLMRequest:
+    def _review_request(
+        self, reviewer: ReviewerPersona, task: str, draft: str, base: LLMRequest
+    ) -> LLMRequest:
         caps = self.llm.capabilities
         common: dict[str, Any] = {
             "max_tokens": self.settings.max_review_tokens,
             "json_schema": REVIEW_SCHEMA if caps.json_schema else None,
         }
         if reviewer is SELF:
-            temps, efforts = self.llm_settings.three_pass_temperatures, self.llm_settings.three_pass_efforts
+            temps, efforts = (
+                self.llm_settings.three_pass_temperatures,
+                self.llm_settings.three_pass_efforts,
+            )
             common["json_schema"] = REVIEW_SCHEMA if self._critique_enforced() else None
             return base.with_(
-                messages=[*base.messages, {"role": "assistant", "content": draft},
-                          {"role": "user", "content": self._critique_prompt()}],
+                messages=[
+                    *base.messages,
+                    {"role": "assistant", "content": draft},
+                    {"role": "user", "content": self._critique_prompt()},
+                ],
                 temperature=temps[1] if caps.temperature else None,
                 effort=efforts[1] if caps.effort else None,
-                cache_tail=True, **common)  # the refine call extends this prompt
-        system = (f"You are the {reviewer.name} reviewer on a review panel. Your focus: "
-                  f"{reviewer.focus}. Scoring rubric: {reviewer.rubric}. Judge only your focus. "
-                  + JSON_INSTRUCTIONS)
+                cache_tail=True,
+                **common,
+            )  # the refine call extends this prompt
+        system = (
+            f"You are the {reviewer.name} reviewer on a review panel. Your focus: "
+            f"{reviewer.focus}. Scoring rubric: {reviewer.rubric}. Judge only your focus. "
+            + JSON_INSTRUCTIONS
+        )
         prompt = f"The task:\n{task}\n\nThe answer under review:\n{draft}"
         return LLMRequest(
-            messages=[{"role": "user", "content": prompt}], system_prefix=system,
+            messages=[{"role": "user", "content": prompt}],
+            system_prefix=system,
             temperature=self.settings.reviewer_temperature if caps.temperature else None,
-            effort=self.settings.reviewer_effort if caps.effort else None, **common)
+            effort=self.settings.reviewer_effort if caps.effort else None,
+            **common,
+        )
 
-    async def _review(self, reviewer: ReviewerPersona, task: str, draft: str, base: LLMRequest,
-                      ctx: CallContext) -> Review:
+    async def _review(
+        self, reviewer: ReviewerPersona, task: str, draft: str, base: LLMRequest, ctx: CallContext
+    ) -> Review:
         purpose = "critique" if reviewer is SELF else f"review:{reviewer.name}"
         request = self._review_request(reviewer, task, draft, base)
         usage, calls = Usage(), 0
@@ -376,27 +521,48 @@ class ReviewEngine:
             try:
                 review = parse_review(reviewer.name, text)
             except ValueError as exc:
-                logger.info("reviewer {} gave malformed output ({}); asking once to repair",
-                            reviewer.name, exc)
-                repair = request.with_(messages=[
-                    *request.messages, {"role": "assistant", "content": text or "(empty)"},
-                    {"role": "user", "content": REPAIR.format(error=exc) + JSON_INSTRUCTIONS}])
+                logger.info(
+                    "reviewer {} gave malformed output ({}); asking once to repair",
+                    reviewer.name,
+                    exc,
+                )
+                repair = request.with_(
+                    messages=[
+                        *request.messages,
+                        {"role": "assistant", "content": text or "(empty)"},
+                        {"role": "user", "content": REPAIR.format(error=exc) + JSON_INSTRUCTIONS},
+                    ]
+                )
                 second = await self.llm.complete(repair, ctx.for_(purpose + ":repair"))
                 usage, calls = usage + second.usage, calls + 1
                 try:
                     review = parse_review(reviewer.name, second.text)
                 except ValueError as exc2:
-                    logger.warning("reviewer {} output still malformed ({}); counting as revise",
-                                   reviewer.name, exc2)
-                    review = Review(reviewer.name, 0.0, False,
-                                    [Issue("major", "the review could not be read")],
-                                    raw=second.text or text, malformed=True)
+                    logger.warning(
+                        "reviewer {} output still malformed ({}); counting as revise",
+                        reviewer.name,
+                        exc2,
+                    )
+                    review = Review(
+                        reviewer.name,
+                        0.0,
+                        False,
+                        [Issue("major", "the review could not be read")],
+                        raw=second.text or text,
+                        malformed=True,
+                    )
         except (DeadlineExceeded, BudgetExceeded, ProviderAuthError):
             raise  # the whole answer stops: no point asking the other reviewers
         except LLMError as exc:  # one reviewer down, overloaded, or refusing: counts as revise
             logger.warning("reviewer {} failed: {}", reviewer.name, exc)
-            review = Review(reviewer.name, 0.0, False, [Issue("major", f"the reviewer failed: {exc}")],
-                            raw=text or None, malformed=True)
+            review = Review(
+                reviewer.name,
+                0.0,
+                False,
+                [Issue("major", f"the reviewer failed: {exc}")],
+                raw=text or None,
+                malformed=True,
+            )
         review.usage, review.calls = usage, calls
         return review
 
@@ -412,9 +578,20 @@ class ReviewEngine:
                     "INSERT INTO review_runs (ts, kind, chat_id, user_id, task, outcome, rounds,"
                     " final_text, transcript, input_tokens, output_tokens)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (datetime.now(UTC).isoformat(), result.kind, ctx.chat_id, ctx.user_id,
-                     result.task, result.outcome, len(result.rounds), result.final, transcript,
-                     result.usage.total_input, result.usage.output_tokens))
+                    (
+                        datetime.now(UTC).isoformat(),
+                        result.kind,
+                        ctx.chat_id,
+                        ctx.user_id,
+                        result.task,
+                        result.outcome,
+                        len(result.rounds),
+                        result.final,
+                        transcript,
+                        result.usage.total_input,
+                        result.usage.output_tokens,
+                    ),
+                )
                 return int(cur.lastrowid or 0)
 
         return await self.db.run(insert)
@@ -424,8 +601,9 @@ class ReviewEngine:
         if self.db is None:
             return None
         with self.db.read() as conn:
-            row = conn.execute("SELECT transcript, decision FROM review_runs WHERE id = ?",
-                               (run_id,)).fetchone()
+            row = conn.execute(
+                "SELECT transcript, decision FROM review_runs WHERE id = ?", (run_id,)
+            ).fetchone()
         if row is None:
             return None
         return json.loads(row[0]) | {"decision": row[1], "run_id": run_id}
@@ -435,19 +613,31 @@ class ReviewEngine:
         if self.db is None:
             return False
         with self.db.transaction() as conn:
-            cur = conn.execute("UPDATE review_runs SET decision = ? WHERE id = ?", (decision, run_id))
+            cur = conn.execute(
+                "UPDATE review_runs SET decision = ? WHERE id = ?", (decision, run_id)
+            )
             return cur.rowcount > 0
 
-    async def one_more_round(self, run_id: int, ctx: CallContext,
-                             progress: Progress | None = None) -> ReviewResult:
+    async def one_more_round(
+        self, run_id: int, ctx: CallContext, progress: Progress | None = None
+    ) -> ReviewResult:
         """The "one more round" button: revise the stored panel result, then review it again."""
         stored = self.load_transcript(run_id)
         if stored is None or stored["kind"] != "panel":
             raise LLMError(f"there is no review panel run {run_id}")
         last = stored["rounds"][-1]
-        reviews = [Review(v["reviewer"], v["score"], v["approve"],
-                          [Issue(i["severity"], i["text"]) for i in v["issues"]],
-                          v.get("summary", ""), v.get("raw"), v.get("malformed", False))
-                   for v in last["reviews"]]
-        return await self.panel(stored["task"], ctx, max_rounds=1, progress=progress,
-                                resume=(stored["final"], reviews))
+        reviews = [
+            Review(
+                v["reviewer"],
+                v["score"],
+                v["approve"],
+                [Issue(i["severity"], i["text"]) for i in v["issues"]],
+                v.get("summary", ""),
+                v.get("raw"),
+                v.get("malformed", False),
+            )
+            for v in last["reviews"]
+        ]
+        return await self.panel(
+            stored["task"], ctx, max_rounds=1, progress=progress, resume=(stored["final"], reviews)
+        )

@@ -31,7 +31,8 @@ DEFAULT_PRICES = {
 
 class LLMSettings(BaseModel):
     provider: Literal["anthropic", "openai", "local", "none"] = Field(
-        "none", description="Which model answers: anthropic, openai (compatible server), local, or none."
+        "none",
+        description="Which model answers: anthropic, openai (compatible server), local, or none.",
     )
     model: str = Field("claude-sonnet-4-6", description="Model name sent to the provider.")
     anthropic_api_key: SecretStr | None = Field(
@@ -42,19 +43,29 @@ class LLMSettings(BaseModel):
         None,
         description="Anthropic API base URL; unset uses the SDK's own ANTHROPIC_BASE_URL or its default.",
     )
-    openai_base_url: str | None = Field(None, description="Base URL of an OpenAI-compatible server.")
-    openai_api_key: SecretStr | None = Field(
-        None, description="Key for the OpenAI-compatible server (secret; credential 'openai_api_key')."
+    openai_base_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible server."
     )
-    max_output_tokens: int = Field(2048, ge=16, description="Longest answer asked of the model, in tokens.")
+    openai_api_key: SecretStr | None = Field(
+        None,
+        description="Key for the OpenAI-compatible server (secret; credential 'openai_api_key').",
+    )
+    max_output_tokens: int = Field(
+        2048, ge=16, description="Longest answer asked of the model, in tokens."
+    )
     context_tokens: int = Field(
         16000,
         ge=1000,
         description="Input token budget per call (persona, facts, memories, turns); trimmed to fit, never sent to fail.",
     )
-    request_timeout_s: float = Field(60.0, gt=0, description="Timeout of one HTTP request to the provider.")
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="Timeout of one HTTP request to the provider."
+    )
     max_retries: int = Field(
-        2, ge=0, le=10, description="Retries of 429/529/5xx/connection errors (the server's retry-after is honoured)."
+        2,
+        ge=0,
+        le=10,
+        description="Retries of 429/529/5xx/connection errors (the server's retry-after is honoured).",
     )
     max_concurrency: int = Field(4, ge=1, description="Requests in flight to the provider at once.")
     answer_deadline_s: float = Field(
@@ -64,12 +75,17 @@ class LLMSettings(BaseModel):
         5, ge=1, description="Consecutive failed calls that open the circuit breaker."
     )
     breaker_reset_s: float = Field(
-        30.0, gt=0, description="Seconds the breaker stays open before one probe request is let through."
+        30.0,
+        gt=0,
+        description="Seconds the breaker stays open before one probe request is let through.",
     )
     daily_token_budget: int | None = Field(
-        200_000, ge=0,
-        description=("Tokens a user may spend per UTC day (input and output; prompt tokens read from "
-                     "the cache count a tenth, as they are priced); unset for no limit."),
+        200_000,
+        ge=0,
+        description=(
+            "Tokens a user may spend per UTC day (input and output; prompt tokens read from "
+            "the cache count a tenth, as they are priced); unset for no limit."
+        ),
     )
     admin_daily_token_budget: int | None = Field(
         None, ge=0, description="Daily token budget of admins; unset means admins are exempt."
@@ -80,17 +96,21 @@ class LLMSettings(BaseModel):
         description="Price table per model, US dollars per million tokens (input, output, cache_read, cache_write).",
     )
     prompt_cache: bool = Field(
-        True, description="Mark the stable prefix (system prompt, persona, pinned facts) for prompt caching."
+        True,
+        description="Mark the stable prefix (system prompt, persona, pinned facts) for prompt caching.",
     )
     send_effort: bool = Field(
-        True, description="Send effort levels to Anthropic; turn off for models that do not take them."
+        True,
+        description="Send effort levels to Anthropic; turn off for models that do not take them.",
     )
     persona: str = Field(
         "You are Familiar, a helpful personal assistant living in Telegram. Answer concisely.",
         description="Persona: the start of every system prompt.",
     )
     fact_extraction_every: int = Field(
-        6, ge=0, description="Extract durable facts into memory every N stored turns (batched); 0 turns it off."
+        6,
+        ge=0,
+        description="Extract durable facts into memory every N stored turns (batched); 0 turns it off.",
     )
     three_pass_temperatures: list[float] = Field(
         [0.7, 0.5, 0.6],
@@ -156,7 +176,13 @@ class ReviewSettings(BaseModel):
     approve_mean_score: float = Field(
         8.0, ge=0, le=10, description="The panel stops when the mean score reaches this."
     )
-    max_rounds: int = Field(3, ge=1, le=10, description="Most review rounds before the panel stops.")
+    max_rounds: int = Field(
+        3, ge=1, le=10, description="Most review rounds before the panel stops."
+    )
     reviewer_effort: Effort = Field("high", description="Effort level of reviewers with Anthropic.")
-    reviewer_temperature: float = Field(0.3, ge=0, le=2, description="Reviewer temperature, where taken.")
-    max_review_tokens: int = Field(1024, ge=64, description="Longest reviewer or critique output, in tokens.")
+    reviewer_temperature: float = Field(
+        0.3, ge=0, le=2, description="Reviewer temperature, where taken."
+    )
+    max_review_tokens: int = Field(
+        1024, ge=64, description="Longest reviewer or critique output, in tokens."
+    )

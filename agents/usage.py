@@ -64,8 +64,12 @@ def counted(input_tokens: int, output_tokens: int, cache_read: int, cache_write:
 
 
 class UsageStore:
-    def __init__(self, db: Database, settings: LLMSettings,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: LLMSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -95,7 +99,9 @@ class UsageStore:
             return
         spent = self.tokens_today(ctx.user_id)
         if spent >= budget:
-            reset = (self.clock() + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            reset = (self.clock() + timedelta(days=1)).replace(
+                hour=0, minute=0, second=0, microsecond=0
+            )
             left = reset - self.clock()
             hours = int(left.total_seconds() // 3600)
             raise BudgetExceeded(
@@ -117,11 +123,21 @@ class UsageStore:
                 " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,"
                 " latency_ms, ok, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    now.isoformat(), now.date().isoformat(), rec.ctx.user_id, rec.ctx.chat_id,
-                    rec.ctx.purpose, rec.provider, rec.model, u.input_tokens, u.output_tokens,
-                    u.cache_read_tokens, u.cache_write_tokens,
-                    estimate_cost(self.settings, rec.model, u), int(rec.latency_s * 1000),
-                    int(rec.ok), rec.error,
+                    now.isoformat(),
+                    now.date().isoformat(),
+                    rec.ctx.user_id,
+                    rec.ctx.chat_id,
+                    rec.ctx.purpose,
+                    rec.provider,
+                    rec.model,
+                    u.input_tokens,
+                    u.output_tokens,
+                    u.cache_read_tokens,
+                    u.cache_write_tokens,
+                    estimate_cost(self.settings, rec.model, u),
+                    int(rec.latency_s * 1000),
+                    int(rec.ok),
+                    rec.error,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -129,7 +145,9 @@ class UsageStore:
     async def arecord(self, rec: UsageRecord) -> int:
         return await self.db.run(self.record, rec)
 
-    def summary(self, user_id: int | None = None, days: int = 1, is_admin: bool = False) -> dict[str, Any]:
+    def summary(
+        self, user_id: int | None = None, days: int = 1, is_admin: bool = False
+    ) -> dict[str, Any]:
         """Totals since the start of the UTC day ``days - 1`` days ago, per purpose and overall."""
         since = (self.clock().date() - timedelta(days=days - 1)).isoformat()
         where, args = "day >= ?", [since]
@@ -144,15 +162,28 @@ class UsageStore:
                 args,
             ).fetchall()
         per_purpose = {
-            r[0]: {"calls": r[1], "input": r[2], "output": r[3], "cache_read": r[4],
-                   "cache_write": r[5], "cost_usd": round(r[6], 6), "failed": r[7]}
+            r[0]: {
+                "calls": r[1],
+                "input": r[2],
+                "output": r[3],
+                "cache_read": r[4],
+                "cache_write": r[5],
+                "cost_usd": round(r[6], 6),
+                "failed": r[7],
+            }
             for r in rows
         }
-        totals = {k: sum(p[k] for p in per_purpose.values())
-                  for k in ("calls", "input", "output", "cache_read", "cache_write", "failed")}
+        totals = {
+            k: sum(p[k] for p in per_purpose.values())
+            for k in ("calls", "input", "output", "cache_read", "cache_write", "failed")
+        }
         totals["cost_usd"] = round(sum(p["cost_usd"] for p in per_purpose.values()), 6)
-        totals["tokens"] = totals["input"] + totals["output"] + totals["cache_read"] + totals["cache_write"]
-        totals["counted"] = counted(totals["input"], totals["output"], totals["cache_read"], totals["cache_write"])
+        totals["tokens"] = (
+            totals["input"] + totals["output"] + totals["cache_read"] + totals["cache_write"]
+        )
+        totals["counted"] = counted(
+            totals["input"], totals["output"], totals["cache_read"], totals["cache_write"]
+        )
         for p in per_purpose.values():
             p["counted"] = counted(p["input"], p["output"], p["cache_read"], p["cache_write"])
         out: dict[str, Any] = {"since": since, "totals": totals, "per_purpose": per_purpose}

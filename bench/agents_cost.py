@@ -51,50 +51,106 @@ from memory.types import Scope  # noqa: E402
 from tests.stubs.anthropic_stub import LLMStub, Reply  # noqa: E402
 
 TOPICS = [
-    "how to descale a kettle", "a packing list for a weekend hike", "the difference between TCP and UDP",
-    "a birthday message for my sister", "how compound interest works", "tips to sleep better",
-    "a vegetarian dinner for four", "how to ask for a raise", "what a Roth IRA is",
-    "how to fix a dripping tap", "a short poem about autumn", "how vaccines train the immune system",
-    "planning a three-day trip to Porto", "how to start running at 40", "explaining recursion to a child",
-    "a polite complaint to my landlord", "how to choose a laptop for programming",
-    "why the sky is blue", "how to keep basil alive indoors", "a 20-minute home workout",
+    "how to descale a kettle",
+    "a packing list for a weekend hike",
+    "the difference between TCP and UDP",
+    "a birthday message for my sister",
+    "how compound interest works",
+    "tips to sleep better",
+    "a vegetarian dinner for four",
+    "how to ask for a raise",
+    "what a Roth IRA is",
+    "how to fix a dripping tap",
+    "a short poem about autumn",
+    "how vaccines train the immune system",
+    "planning a three-day trip to Porto",
+    "how to start running at 40",
+    "explaining recursion to a child",
+    "a polite complaint to my landlord",
+    "how to choose a laptop for programming",
+    "why the sky is blue",
+    "how to keep basil alive indoors",
+    "a 20-minute home workout",
 ]
-PERSONA = ("You are Familiar, a helpful personal assistant living in Telegram. Answer concisely, "
-           "in the user's language, with concrete steps where they help. " + " ".join(
-               f"Standing instruction {i}: {rule}." for i, rule in enumerate([
-                   "never invent appointments", "say when you are unsure", "prefer metric units",
-                   "use the user's name sparingly", "keep lists short", "ask before booking anything",
-                   "no medical dosage without a caveat", "summarise long texts first",
-               ] * 3)))
-FACTS = [f"The user {t}." for t in [
-    "lives in Lisbon", "is vegetarian", "has a sister called Ana", "works as a nurse on night shifts",
-    "prefers metric units", "is learning Portuguese", "has a cat called Miso", "runs twice a week",
-    "dislikes long answers", "uses Linux", "has a budget for a laptop of 1200 euros",
-    "is allergic to penicillin", "speaks English and German", "has a balcony garden",
-    "wakes at 14:00 on work days", "saves for a flat",
-]]
-NOTES = [f"An earlier remark about {topic}: the user asked about it once before." for topic in TOPICS[:12]]
+PERSONA = (
+    "You are Familiar, a helpful personal assistant living in Telegram. Answer concisely, "
+    "in the user's language, with concrete steps where they help. "
+    + " ".join(
+        f"Standing instruction {i}: {rule}."
+        for i, rule in enumerate(
+            [
+                "never invent appointments",
+                "say when you are unsure",
+                "prefer metric units",
+                "use the user's name sparingly",
+                "keep lists short",
+                "ask before booking anything",
+                "no medical dosage without a caveat",
+                "summarise long texts first",
+            ]
+            * 3
+        )
+    )
+)
+FACTS = [
+    f"The user {t}."
+    for t in [
+        "lives in Lisbon",
+        "is vegetarian",
+        "has a sister called Ana",
+        "works as a nurse on night shifts",
+        "prefers metric units",
+        "is learning Portuguese",
+        "has a cat called Miso",
+        "runs twice a week",
+        "dislikes long answers",
+        "uses Linux",
+        "has a budget for a laptop of 1200 euros",
+        "is allergic to penicillin",
+        "speaks English and German",
+        "has a balcony garden",
+        "wakes at 14:00 on work days",
+        "saves for a flat",
+    ]
+]
+NOTES = [
+    f"An earlier remark about {topic}: the user asked about it once before."
+    for topic in TOPICS[:12]
+]
 HISTORY = [
     {"role": "user", "content": "Good morning! Anything on my calendar today?"},
-    {"role": "assistant", "content": "Good morning. Nothing scheduled today; your dentist visit is on Friday at 10."},
+    {
+        "role": "assistant",
+        "content": "Good morning. Nothing scheduled today; your dentist visit is on Friday at 10.",
+    },
     {"role": "user", "content": "Thanks. Remind me what I said about the laptop budget?"},
-    {"role": "assistant", "content": "You said you can spend up to 1200 euros and want something light for Linux."},
+    {
+        "role": "assistant",
+        "content": "You said you can spend up to 1200 euros and want something light for Linux.",
+    },
 ]
 
 
 def draft_text(seed: int, words: int = 200) -> str:
-    vocab = ("the a step then check water heat mix slowly next your it keep small add time "
-             "until clean dry warm cool use try plan day week note").split()
+    vocab = (
+        "the a step then check water heat mix slowly next your it keep small add time "
+        "until clean dry warm cool use try plan day week note"
+    ).split()
     return " ".join(vocab[(seed * 7 + i * 3) % len(vocab)] for i in range(words)) + "."
 
 
 def review_json(clean: bool) -> dict[str, Any]:
     if clean:
         return {"score": 9, "verdict": "approve", "issues": [], "summary": "Accurate and concise."}
-    return {"score": 5, "verdict": "revise",
-            "issues": [{"severity": "major", "text": "Step 2 is wrong: it should come after step 3."},
-                       {"severity": "minor", "text": "Too long for this user."}],
-            "summary": "Fix the order of steps; shorten."}
+    return {
+        "score": 5,
+        "verdict": "revise",
+        "issues": [
+            {"severity": "major", "text": "Step 2 is wrong: it should come after step 3."},
+            {"severity": "minor", "text": "Too long for this user."},
+        ],
+        "summary": "Fix the order of steps; shorten.",
+    }
 
 
 class Script:
@@ -134,15 +190,27 @@ async def run_mode(mode: str, prompts: int, cold: bool) -> dict[str, Any]:
     stub = LLMStub().start()
     script = Script(first_round_reviews=len(ReviewSettings().reviewers) if mode == "panel" else 1)
     stub.responder = script
-    settings = LLMSettings(critique_schema="enforced" if mode == "3p_enforced" else "auto",
-                           persona=PERSONA, fact_extraction_every=0)
-    provider = AnthropicProvider("claude-sonnet-4-6", api_key="bench", base_url=stub.url, max_retries=0)
+    settings = LLMSettings(
+        critique_schema="enforced" if mode == "3p_enforced" else "auto",
+        persona=PERSONA,
+        fact_extraction_every=0,
+    )
+    provider = AnthropicProvider(
+        "claude-sonnet-4-6", api_key="bench", base_url=stub.url, max_retries=0
+    )
     llm = LLM(provider)
     tmp = tempfile.TemporaryDirectory()
     db = Database.open(Path(tmp.name) / "familiar.db", [memory_migrations, agent_migrations])
     memory = Memory(db, HashingEmbedder(), MemorySettings(), Path(tmp.name) / "index")
-    agent = ChatAgent(memory, llm, settings, ReviewEngine(llm, ReviewSettings(max_rounds=3), settings, db), db=db)
-    agent_mode = {"single": "single", "three_pass": "think", "3p_enforced": "think", "panel": "review"}[mode]
+    agent = ChatAgent(
+        memory, llm, settings, ReviewEngine(llm, ReviewSettings(max_rounds=3), settings, db), db=db
+    )
+    agent_mode = {
+        "single": "single",
+        "three_pass": "think",
+        "3p_enforced": "think",
+        "panel": "review",
+    }[mode]
     total, calls, outcomes = Usage(), 0, []
     try:
         await memory.start()
@@ -153,17 +221,24 @@ async def run_mode(mode: str, prompts: int, cold: bool) -> dict[str, Any]:
         for note in NOTES:
             await memory.add_memory(note, scope, "note")
         for turn in HISTORY:
-            await memory.add_message(1, 1 if turn["role"] == "user" else None, turn["role"], turn["content"])
+            await memory.add_message(
+                1, 1 if turn["role"] == "user" else None, turn["role"], turn["content"]
+            )
         for i in range(prompts):
             script.next_prompt(i)
             if cold:  # every answer starts with an expired cache (messages > 5 minutes apart)
                 stub.cache.clear()
-            answer = await agent.answer(1, 1, f"Can you help me with {TOPICS[i % len(TOPICS)]}?", mode=agent_mode)
+            answer = await agent.answer(
+                1, 1, f"Can you help me with {TOPICS[i % len(TOPICS)]}?", mode=agent_mode
+            )
             if answer.error:
                 raise RuntimeError(f"answer {i} failed: {answer.error}: {answer.text}")
             total, calls = total + answer.usage, calls + answer.calls
-            outcomes.append(answer.review.outcome + (f"@{len(answer.review.rounds)}" if mode == "panel" else "")
-                            if answer.review else "single")
+            outcomes.append(
+                answer.review.outcome + (f"@{len(answer.review.rounds)}" if mode == "panel" else "")
+                if answer.review
+                else "single"
+            )
     finally:
         await memory.stop()
         db.close()
@@ -172,8 +247,11 @@ async def run_mode(mode: str, prompts: int, cold: bool) -> dict[str, Any]:
         stub.stop()
     n = prompts
     return {
-        "mode": mode, "prompts": n, "calls_per_answer": calls / n,
-        "input_per_answer": total.total_input / n, "uncached_input_per_answer": total.input_tokens / n,
+        "mode": mode,
+        "prompts": n,
+        "calls_per_answer": calls / n,
+        "input_per_answer": total.total_input / n,
+        "uncached_input_per_answer": total.input_tokens / n,
         "cache_read_per_answer": total.cache_read_tokens / n,
         "cache_write_per_answer": total.cache_write_tokens / n,
         "output_per_answer": total.output_tokens / n,
@@ -191,9 +269,15 @@ def lower_bound(single: dict[str, Any], three: dict[str, Any]) -> float:
     that at 0.1 and pays 1.0 for the critique. No instructions, no cache-write premiums."""
     prompt, draft = single["input_per_answer"], single["output_per_answer"]
     refined = three["outcomes"].get("refined", 0) / three["prompts"]
-    critique = max(0.0, three["output_per_answer"] - draft * (1 + refined))  # output of one critique
-    return (single["effective_input_per_answer"] + 0.1 * prompt + draft
-            + refined * (0.1 * (prompt + draft) + critique))
+    critique = max(
+        0.0, three["output_per_answer"] - draft * (1 + refined)
+    )  # output of one critique
+    return (
+        single["effective_input_per_answer"]
+        + 0.1 * prompt
+        + draft
+        + refined * (0.1 * (prompt + draft) + critique)
+    )
 
 
 async def main_async(prompts: int) -> dict[str, list[dict[str, Any]]]:
@@ -202,8 +286,12 @@ async def main_async(prompts: int) -> dict[str, list[dict[str, Any]]]:
         rows = [await run_mode(m, prompts, cold) for m in MODES]
         single = rows[0]
         for r in rows:
-            r["effective_input_vs_single"] = r["effective_input_per_answer"] / single["effective_input_per_answer"]
-            r["effective_w1_vs_single"] = r["effective_w1_per_answer"] / single["effective_w1_per_answer"]
+            r["effective_input_vs_single"] = (
+                r["effective_input_per_answer"] / single["effective_input_per_answer"]
+            )
+            r["effective_w1_vs_single"] = (
+                r["effective_w1_per_answer"] / single["effective_w1_per_answer"]
+            )
             r["raw_input_vs_single"] = r["input_per_answer"] / single["input_per_answer"]
         out[condition] = rows
     return out
@@ -219,22 +307,32 @@ def main() -> int:
         print(json.dumps(results, indent=2))
         return 0
     for condition, rows in results.items():
-        print(f"\n{condition} ({'each answer starts with an expired cache' if condition == 'per_answer' else 'one chat, cache kept warm'})")
-        print(f"{'mode':<12}{'calls':>6}{'input':>7}{'uncached':>9}{'c.read':>8}{'c.write':>8}"
-              f"{'output':>7}{'effective':>10}{'x single':>9}{'w@1 x':>7}{'raw x':>7}{'cached%':>8}  outcomes")
+        print(
+            f"\n{condition} ({'each answer starts with an expired cache' if condition == 'per_answer' else 'one chat, cache kept warm'})"
+        )
+        print(
+            f"{'mode':<12}{'calls':>6}{'input':>7}{'uncached':>9}{'c.read':>8}{'c.write':>8}"
+            f"{'output':>7}{'effective':>10}{'x single':>9}{'w@1 x':>7}{'raw x':>7}{'cached%':>8}  outcomes"
+        )
         for r in rows:
-            print(f"{r['mode']:<12}{r['calls_per_answer']:>6.2f}{r['input_per_answer']:>7.0f}"
-                  f"{r['uncached_input_per_answer']:>9.0f}{r['cache_read_per_answer']:>8.0f}"
-                  f"{r['cache_write_per_answer']:>8.0f}{r['output_per_answer']:>7.0f}"
-                  f"{r['effective_input_per_answer']:>10.0f}{r['effective_input_vs_single']:>9.2f}"
-                  f"{r['effective_w1_vs_single']:>7.2f}{r['raw_input_vs_single']:>7.2f}"
-                  f"{100 * r['cached_prefix_share']:>7.1f}%  {r['outcomes']}")
+            print(
+                f"{r['mode']:<12}{r['calls_per_answer']:>6.2f}{r['input_per_answer']:>7.0f}"
+                f"{r['uncached_input_per_answer']:>9.0f}{r['cache_read_per_answer']:>8.0f}"
+                f"{r['cache_write_per_answer']:>8.0f}{r['output_per_answer']:>7.0f}"
+                f"{r['effective_input_per_answer']:>10.0f}{r['effective_input_vs_single']:>9.2f}"
+                f"{r['effective_w1_vs_single']:>7.2f}{r['raw_input_vs_single']:>7.2f}"
+                f"{100 * r['cached_prefix_share']:>7.1f}%  {r['outcomes']}"
+            )
         ratio = rows[1]["effective_input_vs_single"]
-        print(f"target three-pass <= 2.2 x single (effective input), {condition}: "
-              f"{ratio:.2f} {'met' if ratio <= 2.2 else 'NOT met'}")
+        print(
+            f"target three-pass <= 2.2 x single (effective input), {condition}: "
+            f"{ratio:.2f} {'met' if ratio <= 2.2 else 'NOT met'}"
+        )
         floor = lower_bound(rows[0], rows[1])
-        print(f"lower bound for any draft-critique-refine over the same context: {floor:.0f} "
-              f"effective = {floor / rows[0]['effective_input_per_answer']:.2f} x single")
+        print(
+            f"lower bound for any draft-critique-refine over the same context: {floor:.0f} "
+            f"effective = {floor / rows[0]['effective_input_per_answer']:.2f} x single"
+        )
     return 0
 
 

@@ -27,8 +27,10 @@ from jobs.schema import migrations as jobs_migrations
 from memory.db import Database
 from memory.schema import migrations as memory_migrations
 
-WORDS = ("garden tomato invoice roof meeting train coffee python bug deploy server budget weekend "
-         "dentist birthday flight hotel paper review model memory backup index search summary").split()
+WORDS = (
+    "garden tomato invoice roof meeting train coffee python bug deploy server budget weekend "
+    "dentist birthday flight hotel paper review model memory backup index search summary"
+).split()
 
 
 def build(data_dir: Path, n: int) -> float:
@@ -43,12 +45,26 @@ def build(data_dir: Path, n: int) -> float:
         rows = []
         for i in range(start, min(n, start + batch)):
             text = " ".join(rng.choice(WORDS) for _ in range(30))
-            rows.append((i % 50, 7, "message", text, now + i, now + i, f"h{i}", vecs[i % len(vecs)].tobytes(),
-                         "all-MiniLM-L6-v2", 384))
+            rows.append(
+                (
+                    i % 50,
+                    7,
+                    "message",
+                    text,
+                    now + i,
+                    now + i,
+                    f"h{i}",
+                    vecs[i % len(vecs)].tobytes(),
+                    "all-MiniLM-L6-v2",
+                    384,
+                )
+            )
         with db.transaction() as conn:
             conn.executemany(
                 "INSERT INTO memories (chat_id, user_id, kind, text, ts, created_at, content_hash, embedding,"
-                " embedding_model, embedding_dim) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                " embedding_model, embedding_dim) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
     db.close()
     with open(data_dir / "index" / "vectors.faiss", "wb") as f:  # the index: 1.5 KB per vector
         for start in range(0, n, 10_000):
@@ -69,8 +85,10 @@ async def backup_under_load(data_dir: Path, dest: Path) -> dict:
 
     def write_one() -> None:
         with db.transaction() as conn:
-            conn.execute("INSERT INTO messages (chat_id, user_id, role, text, ts) VALUES (1, 7, 'user', 'hello', ?)",
-                         (time.time(),))
+            conn.execute(
+                "INSERT INTO messages (chat_id, user_id, role, text, ts) VALUES (1, 7, 'user', 'hello', ?)",
+                (time.time(),),
+            )
 
     async def writer() -> int:
         n = 0
@@ -85,23 +103,34 @@ async def backup_under_load(data_dir: Path, dest: Path) -> dict:
     await asyncio.sleep(0.2)
     lateness.clear()
     t0 = time.monotonic()
-    result = await asyncio.to_thread(create_backup, BackupSources.of(data_dir), dest, app_version="bench")
+    result = await asyncio.to_thread(
+        create_backup, BackupSources.of(data_dir), dest, app_version="bench"
+    )
     backup_s = time.monotonic() - t0
     stop.set()
     await tick
     writes = await write
     db.close()
-    return {"result": result, "backup_s": backup_s, "max_stall_ms": max(lateness) * 1000,
-            "p99_stall_ms": statistics.quantiles(lateness, n=100)[98] * 1000, "writes": writes}
+    return {
+        "result": result,
+        "backup_s": backup_s,
+        "max_stall_ms": max(lateness) * 1000,
+        "p99_stall_ms": statistics.quantiles(lateness, n=100)[98] * 1000,
+        "writes": writes,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/familiar-bench-backup"))
     args = ap.parse_args()
-    print(f"{'memories':>9} {'db MB':>7} {'build s':>8} {'backup s':>9} {'archive MB':>11} {'verify s':>9} "
-          f"{'max stall ms':>13} {'p99 ms':>7} {'restarts':>8} {'writes':>6}")
+    print(
+        f"{'memories':>9} {'db MB':>7} {'build s':>8} {'backup s':>9} {'archive MB':>11} {'verify s':>9} "
+        f"{'max stall ms':>13} {'p99 ms':>7} {'restarts':>8} {'writes':>6}"
+    )
     for n in args.sizes:
         shutil.rmtree(args.workdir, ignore_errors=True)
         data = args.workdir / "data"
@@ -109,9 +138,12 @@ def main() -> None:
         db_mb = (data / "familiar.db").stat().st_size / 1e6
         r = asyncio.run(backup_under_load(data, args.workdir / "backups"))
         report = verify_archive(r["result"].path)
-        print(f"{n:>9} {db_mb:>7.1f} {build_s:>8.1f} {r['backup_s']:>9.2f} {r['result'].size / 1e6:>11.1f} "
-              f"{report.seconds:>9.2f} {r['max_stall_ms']:>13.1f} {r['p99_stall_ms']:>7.1f} "
-              f"{r['result'].db_restarts:>8} {r['writes']:>6}", flush=True)
+        print(
+            f"{n:>9} {db_mb:>7.1f} {build_s:>8.1f} {r['backup_s']:>9.2f} {r['result'].size / 1e6:>11.1f} "
+            f"{report.seconds:>9.2f} {r['max_stall_ms']:>13.1f} {r['p99_stall_ms']:>7.1f} "
+            f"{r['result'].db_restarts:>8} {r['writes']:>6}",
+            flush=True,
+        )
     shutil.rmtree(args.workdir, ignore_errors=True)
 
 

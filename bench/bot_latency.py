@@ -38,7 +38,9 @@ POLL_S = 0.05
 
 
 def post(url: str, body: dict) -> dict:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read() or b"null")
 
@@ -66,15 +68,23 @@ def wait_reply(api: str, token: str, chat: int, deadline: float) -> bool:
 
 
 def send(api: str, token: str, user: int, text: str) -> None:
-    post(f"{api}/sendMessage", {
-        "botToken": token, "date": int(time.time()),
-        "from": {"id": user, "first_name": "U", "is_bot": False},
-        "chat": {"id": user, "type": "private", "first_name": "U"}, "text": text,
-    })
+    post(
+        f"{api}/sendMessage",
+        {
+            "botToken": token,
+            "date": int(time.time()),
+            "from": {"id": user, "first_name": "U", "is_bot": False},
+            "chat": {"id": user, "type": "private", "first_name": "U"},
+            "text": text,
+        },
+    )
 
 
 def replies(api: str, token: str, chat: int) -> list[str]:
-    return [u["message"].get("text", "") for u in post(f"{api}/getUpdates", {"token": token, "chatId": chat})["result"]]
+    return [
+        u["message"].get("text", "")
+        for u in post(f"{api}/getUpdates", {"token": token, "chatId": chat})["result"]
+    ]
 
 
 def wait_warm(api: str, token: str, chat: int, timeout_s: float = 180.0) -> float:
@@ -102,7 +112,9 @@ class StoredAnswers:
     def count(self) -> int:
         conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
         try:
-            return int(conn.execute("SELECT count(*) FROM messages WHERE role = 'assistant'").fetchone()[0])
+            return int(
+                conn.execute("SELECT count(*) FROM messages WHERE role = 'assistant'").fetchone()[0]
+            )
         finally:
             conn.close()
 
@@ -113,7 +125,9 @@ class StoredAnswers:
             time.sleep(0.002)
 
 
-def measure(api: str, token: str, n: int, users: list[int], stored: StoredAnswers | None = None) -> dict[str, float]:
+def measure(
+    api: str, token: str, n: int, users: list[int], stored: StoredAnswers | None = None
+) -> dict[str, float]:
     base = stored.count() + 1 if stored else 0  # after the warm-up answer
     send(api, token, users[0], "warm up")
     wait_reply(api, token, users[0], time.monotonic() + 30)
@@ -140,7 +154,11 @@ def measure(api: str, token: str, n: int, users: list[int], stored: StoredAnswer
         time.sleep(0.01)
     elapsed = time.perf_counter() - began
     q = statistics.quantiles(latencies, n=100)
-    out = {"p50_ms": statistics.median(latencies), "p99_ms": q[98], "throughput_per_s": got / elapsed}
+    out = {
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": q[98],
+        "throughput_per_s": got / elapsed,
+    }
     if until_stored:
         out["stored_p50_ms"] = statistics.median(until_stored)
         out["stored_p99_ms"] = statistics.quantiles(until_stored, n=100)[98]
@@ -149,8 +167,11 @@ def measure(api: str, token: str, n: int, users: list[int], stored: StoredAnswer
 
 def start_stub() -> tuple[subprocess.Popen[bytes], str]:
     """The stub model server as a process (python -m tests.stubs.anthropic_stub); returns it and its URL."""
-    stub = subprocess.Popen([sys.executable, "-m", "tests.stubs.anthropic_stub", "--port", "0"],
-                            cwd=ROOT, stdout=subprocess.PIPE)
+    stub = subprocess.Popen(
+        [sys.executable, "-m", "tests.stubs.anthropic_stub", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
     assert stub.stdout is not None
     line = stub.stdout.readline().decode().split()
     if len(line) != 2 or line[0] != "LISTENING":
@@ -163,7 +184,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--echo-bot", nargs=2, metavar=("TOKEN", "BASE_URL"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--echo-bot", nargs=2, metavar=("TOKEN", "BASE_URL"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.echo_bot:
         echo_bot(*args.echo_bot)
@@ -172,15 +195,20 @@ def main() -> None:
     if not (emulator_dir / "node_modules").is_dir():
         subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=emulator_dir, check=True)
     port = 19700 + os.getpid() % 200
-    emu = subprocess.Popen(["node", "server.js", str(port), "3600"], cwd=emulator_dir, stdout=subprocess.PIPE)
+    emu = subprocess.Popen(
+        ["node", "server.js", str(port), "3600"], cwd=emulator_dir, stdout=subprocess.PIPE
+    )
     assert emu.stdout is not None and emu.stdout.readline().startswith(b"listening")
     api, base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/bot"
     users = [1000 + i for i in range(args.users)]
     data = Path(tempfile.mkdtemp(prefix="familiar-bench-"))
     results = {}
     try:
-        echo = subprocess.Popen([sys.executable, __file__, "--echo-bot", "1:echo", base],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        echo = subprocess.Popen(
+            [sys.executable, __file__, "--echo-bot", "1:echo", base],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             results["ptb echo bot"] = measure(api, "1:echo", args.messages, users)
         finally:
@@ -188,22 +216,36 @@ def main() -> None:
             echo.wait(10)
         stub, stub_url = start_stub()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FAMILIAR_", "ANTHROPIC_"))}
-        env.update({
-            "FAMILIAR_LLM__PROVIDER": "anthropic", "ANTHROPIC_BASE_URL": stub_url, "ANTHROPIC_API_KEY": "test",
-            "FAMILIAR_LLM__FACT_EXTRACTION_EVERY": "0", "HF_HUB_OFFLINE": "1",
-            "FAMILIAR_DATA_DIR": str(data), "FAMILIAR_TELEGRAM__TOKEN": "2:familiar",
-            "FAMILIAR_TELEGRAM__BASE_URL": base, "FAMILIAR_TELEGRAM__ALLOWED_USERS": ",".join(map(str, users)),
-            "FAMILIAR_TELEGRAM__POLL_IDLE_S": str(POLL_S), "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0",
-            "FAMILIAR_TELEGRAM__GLOBAL_MAX_PER_S": "0", "FAMILIAR_TELEGRAM__USER_BURST": "0",
-            "FAMILIAR_LOG__LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-        })
+        env.update(
+            {
+                "FAMILIAR_LLM__PROVIDER": "anthropic",
+                "ANTHROPIC_BASE_URL": stub_url,
+                "ANTHROPIC_API_KEY": "test",
+                "FAMILIAR_LLM__FACT_EXTRACTION_EVERY": "0",
+                "HF_HUB_OFFLINE": "1",
+                "FAMILIAR_DATA_DIR": str(data),
+                "FAMILIAR_TELEGRAM__TOKEN": "2:familiar",
+                "FAMILIAR_TELEGRAM__BASE_URL": base,
+                "FAMILIAR_TELEGRAM__ALLOWED_USERS": ",".join(map(str, users)),
+                "FAMILIAR_TELEGRAM__POLL_IDLE_S": str(POLL_S),
+                "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0",
+                "FAMILIAR_TELEGRAM__GLOBAL_MAX_PER_S": "0",
+                "FAMILIAR_TELEGRAM__USER_BURST": "0",
+                "FAMILIAR_LOG__LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            }
+        )
         familiar_log = open(os.environ.get("BENCH_LOG", os.devnull), "wb")  # noqa: SIM115
-        familiar = subprocess.Popen([str(Path(sys.executable).parent / "familiar"), "run"], env=env,
-                                    stdout=familiar_log, stderr=familiar_log)
+        familiar = subprocess.Popen(
+            [str(Path(sys.executable).parent / "familiar"), "run"],
+            env=env,
+            stdout=familiar_log,
+            stderr=familiar_log,
+        )
         try:
             warm_s = wait_warm(api, "2:familiar", users[0])
-            results["familiar"] = measure(api, "2:familiar", args.messages, users,
-                                          StoredAnswers(data / "familiar.db"))
+            results["familiar"] = measure(
+                api, "2:familiar", args.messages, users, StoredAnswers(data / "familiar.db")
+            )
         finally:
             familiar.terminate()
             familiar.wait(20)
@@ -213,15 +255,19 @@ def main() -> None:
         emu.terminate()
         emu.wait(10)
         shutil.rmtree(data, ignore_errors=True)
-    print(f"{args.messages} messages, {args.users} users, emulator telegram-test-api 4.2.1, poll every {POLL_S * 1000:.0f} ms")
+    print(
+        f"{args.messages} messages, {args.users} users, emulator telegram-test-api 4.2.1, poll every {POLL_S * 1000:.0f} ms"
+    )
     print(f"{'bot':<14} {'p50 ms':>8} {'p99 ms':>8} {'msgs/s':>8}")
     for name, r in results.items():
         print(f"{name:<14} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['throughput_per_s']:>8.1f}")
     overhead = results["familiar"]["p50_ms"] - results["ptb echo bot"]["p50_ms"]
     print(f"median overhead of Familiar over the echo bot: {overhead:.1f} ms")
     f = results["familiar"]
-    print(f"familiar answer stored: p50 {f['stored_p50_ms']:.1f} ms, p99 {f['stored_p99_ms']:.1f} ms "
-          f"(memory warm after {warm_s:.1f} s)")
+    print(
+        f"familiar answer stored: p50 {f['stored_p50_ms']:.1f} ms, p99 {f['stored_p99_ms']:.1f} ms "
+        f"(memory warm after {warm_s:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -58,23 +58,40 @@ def records(data: list[dict]):
                 if turn.get("blip_caption"):
                     text += f" [shares a photo: {turn['blip_caption']}]"
                 n += 1
-                yield n, {
-                    "text": text, "scope": Scope(chat), "ts": when, "ref": turn["dia_id"],
-                    "kind": "message", "role": "user",
-                }
+                yield (
+                    n,
+                    {
+                        "text": text,
+                        "scope": Scope(chat),
+                        "ts": when,
+                        "ref": turn["dia_id"],
+                        "kind": "message",
+                        "role": "user",
+                    },
+                )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("dataset", type=Path)
-    ap.add_argument("--db", type=Path, help="reuse/keep the imported store here (default: a temp dir)")
+    ap.add_argument(
+        "--db", type=Path, help="reuse/keep the imported store here (default: a temp dir)"
+    )
     for name, field in MemorySettings.model_fields.items():
         if field.annotation in (int, float) and name in (
-            "dense_weight", "neighbour_weight", "neighbour2_weight", "search_candidates", "mmr_lambda"
+            "dense_weight",
+            "neighbour_weight",
+            "neighbour2_weight",
+            "search_candidates",
+            "mmr_lambda",
         ):
             ap.add_argument(f"--{name.replace('_', '-')}", type=field.annotation, default=None)
     args = ap.parse_args()
-    overrides = {k: v for k, v in vars(args).items() if k in MemorySettings.model_fields and v is not None}
+    overrides = {
+        k: v for k, v in vars(args).items() if k in MemorySettings.model_fields and v is not None
+    }
     settings = MemorySettings(**overrides)
     started = time.monotonic()
     data = json.loads(args.dataset.read_text())
@@ -87,14 +104,18 @@ def main() -> None:
     loaded = time.monotonic()
     if fresh:
         report = import_records(memory, records(data), ImportReport(), batch_size=256)
-        print(f"imported {report.imported} turns ({report.skipped} skipped) in {time.monotonic() - loaded:.1f} s")
+        print(
+            f"imported {report.imported} turns ({report.skipped} skipped) in {time.monotonic() - loaded:.1f} s"
+        )
     imported = time.monotonic()
 
     found: dict[int, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     latencies = []
     for chat, item in enumerate(data):
         for qa in item["qa"]:
-            evidence = {e.strip() for e in qa.get("evidence", []) if re.fullmatch(r"D\d+:\d+", e.strip())}
+            evidence = {
+                e.strip() for e in qa.get("evidence", []) if re.fullmatch(r"D\d+:\d+", e.strip())
+            }
             if not evidence:
                 continue
             t = time.monotonic()
@@ -109,9 +130,14 @@ def main() -> None:
     print(f"{'category':<14}{'n':>6}" + "".join(f"{'R@' + str(k):>8}" for k in KS))
     for cat in sorted(c for c in found if c):
         row = found[cat]
-        print(f"{CATEGORIES.get(cat, cat):<14}{len(row[1]):>6}" + "".join(f"{sum(row[k]) / len(row[k]):>8.3f}" for k in KS))
+        print(
+            f"{CATEGORIES.get(cat, cat):<14}{len(row[1]):>6}"
+            + "".join(f"{sum(row[k]) / len(row[k]):>8.3f}" for k in KS)
+        )
     row = found[0]
-    print(f"{'all':<14}{len(row[1]):>6}" + "".join(f"{sum(row[k]) / len(row[k]):>8.3f}" for k in KS))
+    print(
+        f"{'all':<14}{len(row[1]):>6}" + "".join(f"{sum(row[k]) / len(row[k]):>8.3f}" for k in KS)
+    )
     latencies.sort()
     print(
         f"model load {loaded - started:.1f} s, import {imported - loaded:.1f} s, "

@@ -34,13 +34,17 @@ from memory.service import Memory  # noqa: E402
 from memory.settings import MemorySettings  # noqa: E402
 from memory.types import Scope  # noqa: E402
 
-WORDS = ("garden tomato invoice meeting flight Lisbon doctor birthday kitten bicycle recipe tax "
-         "holiday piano football concert budget report server backup laptop coffee rain").split()
+WORDS = (
+    "garden tomato invoice meeting flight Lisbon doctor birthday kitten bicycle recipe tax "
+    "holiday piano football concert budget report server backup laptop coffee rain"
+).split()
 
 
 def sentences(n: int, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
-    return [f"note {i}: " + " ".join(rng.choice(WORDS, size=int(rng.integers(8, 24)))) for i in range(n)]
+    return [
+        f"note {i}: " + " ".join(rng.choice(WORDS, size=int(rng.integers(8, 24)))) for i in range(n)
+    ]
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -49,7 +53,9 @@ def clustered(n: int, dim: int, seed: int) -> np.ndarray:
     out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        out[start : start + m] = centres[rng.integers(0, len(centres), m)] + 0.6 * rng.standard_normal((m, dim)).astype(np.float32)
+        out[start : start + m] = centres[
+            rng.integers(0, len(centres), m)
+        ] + 0.6 * rng.standard_normal((m, dim)).astype(np.float32)
     out /= np.linalg.norm(out, axis=1, keepdims=True)
     return out
 
@@ -69,11 +75,29 @@ def ingest(embedder: SentenceTransformerEmbedder, n: int) -> None:
         memory = Memory(db, embedder, MemorySettings(), Path(d) / "index")
         memory.warm_sync()
         t = time.monotonic()
-        report = import_records(memory, ((i, {"text": x, "scope": Scope(1), "ts": None, "ref": str(i), "kind": "note", "role": None})
-                                         for i, x in enumerate(texts)), ImportReport())
+        report = import_records(
+            memory,
+            (
+                (
+                    i,
+                    {
+                        "text": x,
+                        "scope": Scope(1),
+                        "ts": None,
+                        "ref": str(i),
+                        "kind": "note",
+                        "role": None,
+                    },
+                )
+                for i, x in enumerate(texts)
+            ),
+            ImportReport(),
+        )
         ours = report.imported / (time.monotonic() - t)
         db.close()
-    print(f"ingest: raw encoder {raw:.0f} texts/s, import {ours:.0f} texts/s, ratio {ours / raw:.2f} (target >= 0.85)")
+    print(
+        f"ingest: raw encoder {raw:.0f} texts/s, import {ours:.0f} texts/s, ratio {ours / raw:.2f} (target >= 0.85)"
+    )
 
 
 def scale(embedder: SentenceTransformerEmbedder, n: int, queries: list[str], full: bool) -> None:
@@ -86,14 +110,30 @@ def scale(embedder: SentenceTransformerEmbedder, n: int, queries: list[str], ful
             db = Database.open(Path(d) / "f.db", [migrations])
             texts = sentences(n, seed=1)
             for start in range(0, n, 20_000):
-                rows = [store.NewMemory(1, None, "note", texts[i], str(i), 0.0, embedding=vectors[i], model=embedder.model_name)
-                        for i in range(start, min(n, start + 20_000))]
+                rows = [
+                    store.NewMemory(
+                        1,
+                        None,
+                        "note",
+                        texts[i],
+                        str(i),
+                        0.0,
+                        embedding=vectors[i],
+                        model=embedder.model_name,
+                    )
+                    for i in range(start, min(n, start + 20_000))
+                ]
                 store.insert_memories(db, rows)
             memory = Memory(db, embedder, settings, Path(d) / "index")
             memory.warm_sync()
             index = memory.index
         else:
-            index = VectorIndex(dim, embedder.model_name, exact_max=settings.exact_index_max, nprobe=settings.ivf_nprobe)
+            index = VectorIndex(
+                dim,
+                embedder.model_name,
+                exact_max=settings.exact_index_max,
+                nprobe=settings.ivf_nprobe,
+            )
             for start in range(0, n, 100_000):
                 ids = np.arange(start + 1, min(n, start + 100_000) + 1)
                 index.add(ids, vectors[start : start + len(ids)], np.ones(len(ids)))
@@ -112,10 +152,17 @@ def scale(embedder: SentenceTransformerEmbedder, n: int, queries: list[str], ful
             exact = __import__("faiss").IndexFlatIP(dim)
             exact.add(vectors)
             rng = np.random.default_rng(7)
-            probes = vectors[rng.choice(n, 200, replace=False)] + 0.05 * rng.standard_normal((200, dim)).astype(np.float32)
+            probes = vectors[rng.choice(n, 200, replace=False)] + 0.05 * rng.standard_normal(
+                (200, dim)
+            ).astype(np.float32)
             probes /= np.linalg.norm(probes, axis=1, keepdims=True)
             _, truth = exact.search(probes, 10)
-            recall = np.mean([len({i for i, _ in index.search(p, 10)} & set((truth[j] + 1).tolist())) / 10 for j, p in enumerate(probes)])
+            recall = np.mean(
+                [
+                    len({i for i, _ in index.search(p, 10)} & set((truth[j] + 1).tolist())) / 10
+                    for j, p in enumerate(probes)
+                ]
+            )
             line += f"; recall@10 vs exact {recall:.3f} (target >= 0.95)"
         print(line, flush=True)
         if full:
@@ -123,10 +170,17 @@ def scale(embedder: SentenceTransformerEmbedder, n: int, queries: list[str], ful
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--ingest", type=int, default=2000)
-    ap.add_argument("--full-max", type=int, default=100_000, help="largest size timed with the full hybrid search")
+    ap.add_argument(
+        "--full-max",
+        type=int,
+        default=100_000,
+        help="largest size timed with the full hybrid search",
+    )
     args = ap.parse_args()
     started = time.monotonic()
     embedder = SentenceTransformerEmbedder()

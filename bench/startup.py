@@ -37,10 +37,20 @@ def one_run(familiar: str, settle: float, extra_env: dict[str, str]) -> tuple[fl
         sock.bind(sock_path)
         sock.settimeout(60)
         leader, follower = pty.openpty()
-        env = {**os.environ, "NOTIFY_SOCKET": sock_path, "FAMILIAR_DATA_DIR": os.path.join(tmp, "data"), **extra_env}
+        env = {
+            **os.environ,
+            "NOTIFY_SOCKET": sock_path,
+            "FAMILIAR_DATA_DIR": os.path.join(tmp, "data"),
+            **extra_env,
+        }
         started = time.monotonic()
-        proc = subprocess.Popen([familiar, "run"], stdin=follower, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(
+            [familiar, "run"],
+            stdin=follower,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         os.close(follower)
         try:
             while True:
@@ -61,15 +71,21 @@ def one_run(familiar: str, settle: float, extra_env: dict[str, str]) -> tuple[fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--settle", type=float, default=10.0, help="seconds idle before the second RSS reading")
+    parser.add_argument(
+        "--settle", type=float, default=10.0, help="seconds idle before the second RSS reading"
+    )
     parser.add_argument("--familiar", default=str(Path(sys.executable).parent / "familiar"))
     args = parser.parse_args()
     runs = [one_run(args.familiar, args.settle, {}) for _ in range(args.runs)]
     for i, (ready, at_ready, settled) in enumerate(runs, 1):
-        print(f"run {i}: ready {ready:.3f} s, RSS at ready {at_ready:.0f} MB, after {args.settle:g} s idle {settled:.0f} MB")
-    print(f"median of {args.runs}: ready {statistics.median(r[0] for r in runs):.3f} s (target <= 2 s), "
-          f"RSS at ready {statistics.median(r[1] for r in runs):.0f} MB (target < 300 MB), "
-          f"RSS idle {statistics.median(r[2] for r in runs):.0f} MB")
+        print(
+            f"run {i}: ready {ready:.3f} s, RSS at ready {at_ready:.0f} MB, after {args.settle:g} s idle {settled:.0f} MB"
+        )
+    print(
+        f"median of {args.runs}: ready {statistics.median(r[0] for r in runs):.3f} s (target <= 2 s), "
+        f"RSS at ready {statistics.median(r[1] for r in runs):.0f} MB (target < 300 MB), "
+        f"RSS idle {statistics.median(r[2] for r in runs):.0f} MB"
+    )
 
 
 if __name__ == "__main__":

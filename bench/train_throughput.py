@@ -30,15 +30,43 @@ from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
     # hidden, layers, heads, kv heads, intermediate, model vocab
-    "cpu-tiny": dict(hidden=128, layers=2, heads=4, kv=2, inter=344, vocab=2000, micro_batch=8, grad_accum=2,
-                     seq_len=256, steps=20, warmup=4, rank=8, examples=256),
-    "gpu-0.5b": dict(hidden=896, layers=24, heads=14, kv=2, inter=4864, vocab=151936, micro_batch=16, grad_accum=2,
-                     seq_len=1024, steps=60, warmup=10, rank=16, examples=2048),
+    "cpu-tiny": dict(
+        hidden=128,
+        layers=2,
+        heads=4,
+        kv=2,
+        inter=344,
+        vocab=2000,
+        micro_batch=8,
+        grad_accum=2,
+        seq_len=256,
+        steps=20,
+        warmup=4,
+        rank=8,
+        examples=256,
+    ),
+    "gpu-0.5b": dict(
+        hidden=896,
+        layers=24,
+        heads=14,
+        kv=2,
+        inter=4864,
+        vocab=151936,
+        micro_batch=16,
+        grad_accum=2,
+        seq_len=1024,
+        steps=60,
+        warmup=10,
+        rank=16,
+        examples=2048,
+    ),
 }
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-WORDS = ("the a ship sea wind sail captain crew star night storm harbour map gold island wave rope deck "
-         "north south east west river stone light dark quick slow bright old new far near over under "
-         "answer question because therefore however although always never sometimes").split()
+WORDS = (
+    "the a ship sea wind sail captain crew star night storm harbour map gold island wave rope deck "
+    "north south east west river stone light dark quick slow bright old new far near over under "
+    "answer question because therefore however although always never sometimes"
+).split()
 
 
 def synthetic_chats(n: int, seed: int, max_words: int) -> list[dict[str, Any]]:
@@ -46,10 +74,20 @@ def synthetic_chats(n: int, seed: int, max_words: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
+
         def text(lo: int, hi: int) -> str:
-            return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))).capitalize() + "."
-        rows.append({"messages": [{"role": "user", "content": text(4, max_words // 6)},
-                                  {"role": "assistant", "content": text(8, max_words)}]})
+            return (
+                " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi))).capitalize() + "."
+            )
+
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": text(4, max_words // 6)},
+                    {"role": "assistant", "content": text(8, max_words)},
+                ]
+            }
+        )
     return rows
 
 
@@ -61,15 +99,31 @@ def build_model(directory: Path, p: dict[str, Any], corpus: list[str]) -> None:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=min(p["vocab"], 2000), special_tokens=["<pad>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=min(p["vocab"], 2000),
+            special_tokens=["<pad>", "<s>", "</s>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=max(p["vocab"], len(fast)), hidden_size=p["hidden"], intermediate_size=p["inter"],
-                         num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv"],
-                         max_position_embeddings=max(2048, p["seq_len"]), bos_token_id=fast.bos_token_id,
-                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=max(p["vocab"], len(fast)),
+        hidden_size=p["hidden"],
+        intermediate_size=p["inter"],
+        num_hidden_layers=p["layers"],
+        num_attention_heads=p["heads"],
+        num_key_value_heads=p["kv"],
+        max_position_embeddings=max(2048, p["seq_len"]),
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(config).save_pretrained(directory)
     fast.save_pretrained(directory)
 
@@ -84,7 +138,7 @@ def peak_memory(device: str) -> float:
 
 def throughput(step_times: list[float], step_tokens: list[int], warmup: int) -> float:
     """Tokens per second over the steps after ``warmup`` (step_times[i]: when step i ended)."""
-    return sum(step_tokens[warmup + 1:]) / (step_times[-1] - step_times[warmup])
+    return sum(step_tokens[warmup + 1 :]) / (step_times[-1] - step_times[warmup])
 
 
 def run_project(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
@@ -97,14 +151,30 @@ def run_project(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
         tokens.append(progress.tokens)
         losses.append(progress.loss)
 
-    config = TrainConfig(base_model=args.model_dir, data=args.data, out=Path(tempfile.mkdtemp()) / "out",
-                         steps=p["steps"], seed=args.seed, lora_rank=p["rank"], lora_alpha=2 * p["rank"],
-                         lora_targets=tuple(TARGETS), micro_batch=p["micro_batch"], grad_accum=p["grad_accum"],
-                         lr=args.lr, warmup_steps=2, max_seq_len=p["seq_len"], checkpoint_every=10**9,
-                         gradient_checkpointing=args.gradient_checkpointing, device=args.device)
+    config = TrainConfig(
+        base_model=args.model_dir,
+        data=args.data,
+        out=Path(tempfile.mkdtemp()) / "out",
+        steps=p["steps"],
+        seed=args.seed,
+        lora_rank=p["rank"],
+        lora_alpha=2 * p["rank"],
+        lora_targets=tuple(TARGETS),
+        micro_batch=p["micro_batch"],
+        grad_accum=p["grad_accum"],
+        lr=args.lr,
+        warmup_steps=2,
+        max_seq_len=p["seq_len"],
+        checkpoint_every=10**9,
+        gradient_checkpointing=args.gradient_checkpointing,
+        device=args.device,
+    )
     train(config, on_progress=on_progress)
-    return {"tokens_per_s": throughput(times, tokens, p["warmup"]), "losses": losses,
-            "tokens_per_step": sum(tokens) / len(tokens)}
+    return {
+        "tokens_per_s": throughput(times, tokens, p["warmup"]),
+        "losses": losses,
+        "tokens_per_step": sum(tokens) / len(tokens),
+    }
 
 
 def run_baseline(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
@@ -123,10 +193,20 @@ def run_baseline(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
 
     tok = AutoTokenizer.from_pretrained(str(args.model_dir))
     cuda = args.device == "cuda"
-    model = AutoModelForCausalLM.from_pretrained(str(args.model_dir), dtype=torch.bfloat16 if cuda else torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(args.model_dir), dtype=torch.bfloat16 if cuda else torch.float32
+    )
     torch.manual_seed(args.seed)
-    model = get_peft_model(model, LoraConfig(r=p["rank"], lora_alpha=2 * p["rank"], target_modules=TARGETS,
-                                             lora_dropout=0.0, task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=p["rank"],
+            lora_alpha=2 * p["rank"],
+            target_modules=TARGETS,
+            lora_dropout=0.0,
+            task_type="CAUSAL_LM",
+        ),
+    )
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     rows = []
@@ -149,9 +229,15 @@ def run_baseline(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
         width = max(len(r["input_ids"]) for r in batch)
         pad = tok.pad_token_id
         return {
-            "input_ids": torch.tensor([r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in batch]),
-            "labels": torch.tensor([r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in batch]),
-            "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in batch]),
+            "input_ids": torch.tensor(
+                [r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in batch]
+            ),
+            "labels": torch.tensor(
+                [r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in batch]
+            ),
+            "attention_mask": torch.tensor(
+                [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in batch]
+            ),
         }
 
     times, tokens, losses = [], [], []
@@ -164,7 +250,9 @@ def run_baseline(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
             tokens.append(sum(counted))
             counted.clear()
 
-        def on_log(self, _args: Any, _state: Any, _control: Any, logs: dict | None = None, **_k: Any) -> None:
+        def on_log(
+            self, _args: Any, _state: Any, _control: Any, logs: dict | None = None, **_k: Any
+        ) -> None:
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
 
@@ -172,16 +260,37 @@ def run_baseline(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, p["steps"], 2))
     targs = TrainingArguments(
-        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=p["micro_batch"],
-        gradient_accumulation_steps=p["grad_accum"], max_steps=p["steps"], learning_rate=args.lr,
-        logging_steps=1, save_strategy="no", report_to="none", seed=args.seed, bf16=cuda, use_cpu=not cuda,
-        dataloader_num_workers=0, remove_unused_columns=False, max_grad_norm=1.0, disable_tqdm=True,
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=p["micro_batch"],
+        gradient_accumulation_steps=p["grad_accum"],
+        max_steps=p["steps"],
+        learning_rate=args.lr,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=args.seed,
+        bf16=cuda,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        max_grad_norm=1.0,
+        disable_tqdm=True,
     )
-    trainer = Trainer(model=model, args=targs, train_dataset=rows, data_collator=collate,
-                      optimizers=(optimizer, scheduler), callbacks=[Clock()])
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=rows,
+        data_collator=collate,
+        optimizers=(optimizer, scheduler),
+        callbacks=[Clock()],
+    )
     trainer.train()
-    return {"tokens_per_s": throughput(times, tokens, p["warmup"]), "losses": losses,
-            "tokens_per_step": sum(tokens) / len(tokens), "padding_share": 1 - sum(tokens) / sum(slots)}
+    return {
+        "tokens_per_s": throughput(times, tokens, p["warmup"]),
+        "losses": losses,
+        "tokens_per_step": sum(tokens) / len(tokens),
+        "padding_share": 1 - sum(tokens) / sum(slots),
+    }
 
 
 def child(args: argparse.Namespace) -> None:
@@ -198,16 +307,25 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None)
     parser.add_argument("--data", type=Path, default=None, help="chat JSONL (default: synthetic)")
-    parser.add_argument("--model-dir", type=Path, default=None, help="a local model (default: random from the preset)")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="a local model (default: random from the preset)",
+    )
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None)
     parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     parser.add_argument("--only", choices=["project", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -227,30 +345,62 @@ def main() -> None:
         args.data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     if args.model_dir is None:
         args.model_dir = work / "model"
-        corpus = [m["content"] for line in args.data.read_text().splitlines() for m in json.loads(line)["messages"]]
+        corpus = [
+            m["content"]
+            for line in args.data.read_text().splitlines()
+            for m in json.loads(line)["messages"]
+        ]
         build_model(args.model_dir, p, corpus + ["<|user|>\n", "<|assistant|>\n"])
     results = {}
     for which in ("baseline", "project"):
-        cmd = [sys.executable, __file__, "--only", which, "--params", json.dumps(p), "--data", str(args.data),
-               "--model-dir", str(args.model_dir), "--seed", str(args.seed), "--lr", str(args.lr),
-               "--device", args.device] + (["--gradient-checkpointing"] if args.gradient_checkpointing else []) \
+        cmd = (
+            [
+                sys.executable,
+                __file__,
+                "--only",
+                which,
+                "--params",
+                json.dumps(p),
+                "--data",
+                str(args.data),
+                "--model-dir",
+                str(args.model_dir),
+                "--seed",
+                str(args.seed),
+                "--lr",
+                str(args.lr),
+                "--device",
+                args.device,
+            ]
+            + (["--gradient-checkpointing"] if args.gradient_checkpointing else [])
             + (["--threads", str(args.threads)] if args.threads else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+        )
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}
+        )
         line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"{which} run failed:\n{out.stderr[-3000:]}")
-        results[which] = json.loads(line[len("RESULT "):])
+        results[which] = json.loads(line[len("RESULT ") :])
     b, o = results["baseline"], results["project"]
     n = min(len(b["losses"]), len(o["losses"]))
-    print(f"device {args.device}  preset {json.dumps(p)}  torch threads {args.threads or torch.get_num_threads()}")
-    print(f"{'':10} {'tokens/s':>10} {'peak MB':>9} {'tokens/step':>12} {'loss first':>10} {'loss last':>10}")
+    print(
+        f"device {args.device}  preset {json.dumps(p)}  torch threads {args.threads or torch.get_num_threads()}"
+    )
+    print(
+        f"{'':10} {'tokens/s':>10} {'peak MB':>9} {'tokens/step':>12} {'loss first':>10} {'loss last':>10}"
+    )
     for name, r in (("baseline", b), ("project", o)):
-        print(f"{name:10} {r['tokens_per_s']:10.0f} {r['peak_mb']:9.0f} {r['tokens_per_step']:12.0f} "
-              f"{r['losses'][0]:10.4f} {r['losses'][-1]:10.4f}")
+        print(
+            f"{name:10} {r['tokens_per_s']:10.0f} {r['peak_mb']:9.0f} {r['tokens_per_step']:12.0f} "
+            f"{r['losses'][0]:10.4f} {r['losses'][-1]:10.4f}"
+        )
     diff = sum(abs(x - y) for x, y in zip(b["losses"][:n], o["losses"][:n], strict=True)) / n
     print(f"baseline padding: {b['padding_share']:.0%} of the positions it computes")
-    print(f"speed-up {o['tokens_per_s'] / b['tokens_per_s']:.2f}x  peak memory ratio {o['peak_mb'] / b['peak_mb']:.2f}  "
-          f"mean |loss difference| per step {diff:.4f} (same seed: both draw the same batches)")
+    print(
+        f"speed-up {o['tokens_per_s'] / b['tokens_per_s']:.2f}x  peak memory ratio {o['peak_mb'] / b['peak_mb']:.2f}  "
+        f"mean |loss difference| per step {diff:.4f} (same seed: both draw the same batches)"
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ SENTENCES = [
 
 
 def speak(text: str) -> tuple[np.ndarray, int]:
-    wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text],
-                         capture_output=True, check=True).stdout
+    wav = subprocess.run(
+        ["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text], capture_output=True, check=True
+    ).stdout
     samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
     return soxr.resample(samples, rate, 48_000), 48_000
 
@@ -87,7 +88,12 @@ def cpu_s(transcriber: Transcriber) -> float:
 
 
 def measure(
-    name: str, transcriber: Transcriber, notes: list[bytes], long_note: bytes, repeats: int, show: int
+    name: str,
+    transcriber: Transcriber,
+    notes: list[bytes],
+    long_note: bytes,
+    repeats: int,
+    show: int,
 ) -> None:
     started = time.perf_counter()
     transcriber.model()
@@ -111,40 +117,76 @@ def measure(
     reference = " ".join(SENTENCES * repeats).split()
     long_wer = word_edits(reference, normalise(long.text)) / len(reference)
     print(f"  {name}: load {load_s:.2f} s")
-    print(f"    short notes ({len(notes)}, {audio:.1f} s of audio): RTF wall {compute / audio:.3f}, "
-          f"RTF cpu {cpu_short / audio:.3f}, WER {edits / words:.1%}")
-    print(f"    long note ({long.duration_s:.0f} s): RTF wall {long.real_time_factor:.3f}, "
-          f"RTF cpu {cpu_long / long.duration_s:.3f}, WER {long_wer:.1%}")
+    print(
+        f"    short notes ({len(notes)}, {audio:.1f} s of audio): RTF wall {compute / audio:.3f}, "
+        f"RTF cpu {cpu_short / audio:.3f}, WER {edits / words:.1%}"
+    )
+    print(
+        f"    long note ({long.duration_s:.0f} s): RTF wall {long.real_time_factor:.3f}, "
+        f"RTF cpu {cpu_long / long.duration_s:.3f}, WER {long_wer:.1%}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cores", type=int, default=2, help="CPU cores to pin this process (and its workers) to.")
-    parser.add_argument("--whisper-model", type=Path, help="CTranslate2 Whisper model directory for faster-whisper.")
-    parser.add_argument("--long-repeats", type=int, default=3, help="Times the sentence set repeats in the long note.")
-    parser.add_argument("--show", type=int, default=4, help="Example transcripts printed per engine.")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cores", type=int, default=2, help="CPU cores to pin this process (and its workers) to."
+    )
+    parser.add_argument(
+        "--whisper-model", type=Path, help="CTranslate2 Whisper model directory for faster-whisper."
+    )
+    parser.add_argument(
+        "--long-repeats",
+        type=int,
+        default=3,
+        help="Times the sentence set repeats in the long note.",
+    )
+    parser.add_argument(
+        "--show", type=int, default=4, help="Example transcripts printed per engine."
+    )
     args = parser.parse_args()
     if shutil.which("espeak-ng") is None:
         sys.exit("espeak-ng is needed to synthesise the speech: apt-get install espeak-ng")
     available = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, available[: args.cores])  # inherited by the pocketsphinx worker process
-    print(f"cores: {len(os.sched_getaffinity(0))} of {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} "
-          f"(wall RTF suffers when other work shares the cores; cpu RTF counts this process and its worker)")
+    print(
+        f"cores: {len(os.sched_getaffinity(0))} of {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} "
+        f"(wall RTF suffers when other work shares the cores; cpu RTF counts this process and its worker)"
+    )
     print(f"{len(SENTENCES)} sentences, espeak-ng en-us 150 wpm, OGG/Opus 48 kHz")
 
     spoken = [speak(s) for s in SENTENCES]
     notes = [opus(samples, rate) for samples, rate in spoken]
     pause = np.zeros(48_000, dtype=np.float32)
-    long_note = opus(np.concatenate([part for samples, _ in spoken for part in (samples, pause)] * args.long_repeats), 48_000)
+    long_note = opus(
+        np.concatenate(
+            [part for samples, _ in spoken for part in (samples, pause)] * args.long_repeats
+        ),
+        48_000,
+    )
 
     engines: list[tuple[str, VoiceSettings | None, str]] = [("pocketsphinx", VoiceSettings(), "")]
     if importlib.util.find_spec("faster_whisper") is None:
-        engines.append(("faster-whisper", None, "not installed (pip install 'familiar[voice-whisper]')"))
+        engines.append(
+            ("faster-whisper", None, "not installed (pip install 'familiar[voice-whisper]')")
+        )
     elif args.whisper_model is None:
         engines.append(("faster-whisper", None, "no --whisper-model directory given"))
     else:
-        engines.append(("faster-whisper", VoiceSettings(engine="faster-whisper", model_path=args.whisper_model,
-                                                        threads=args.cores, max_duration_s=3600), ""))
+        engines.append(
+            (
+                "faster-whisper",
+                VoiceSettings(
+                    engine="faster-whisper",
+                    model_path=args.whisper_model,
+                    threads=args.cores,
+                    max_duration_s=3600,
+                ),
+                "",
+            )
+        )
     for name, settings, why_not in engines:
         if settings is None:
             print(f"  {name}: skipped, {why_not}")

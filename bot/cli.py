@@ -123,8 +123,10 @@ def config_check() -> None:
     except FamiliarError as exc:
         typer.echo(f"error: {exc.explain()}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"configuration is valid (file: {settings.config_file}"
-               f"{'' if settings.config_file.is_file() else ', not present'})")
+    typer.echo(
+        f"configuration is valid (file: {settings.config_file}"
+        f"{'' if settings.config_file.is_file() else ', not present'})"
+    )
     typer.echo(f"data directory: {settings.data_dir}")
     typer.echo(f"note: {semantic_check(settings).detail}")
 

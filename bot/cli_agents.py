@@ -33,13 +33,18 @@ def _open(settings: Settings) -> Database:
     return open_database(settings)
 
 
-async def _ask(settings: Settings, db: Database, text: str, mode: str, user_id: int,
-               stream: bool) -> Answer:
+async def _ask(
+    settings: Settings, db: Database, text: str, mode: str, user_id: int, stream: bool
+) -> Answer:
     from memory.embedder import make_embedder
     from memory.service import Memory
 
-    memory = Memory(db, make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
-                    settings.memory, settings.data_dir / "index")
+    memory = Memory(
+        db,
+        make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
+        settings.memory,
+        settings.data_dir / "index",
+    )
     await memory.start()
     llm = LLM(build_provider(settings.llm), UsageStore(db, settings.llm))
     review = ReviewEngine(llm, settings.review, settings.llm, db)
@@ -47,19 +52,26 @@ async def _ask(settings: Settings, db: Database, text: str, mode: str, user_id: 
     printed = [0]
 
     async def on_delta(so_far: str) -> None:
-        typer.echo(so_far[printed[0]:], nl=False)
+        typer.echo(so_far[printed[0] :], nl=False)
         printed[0] = len(so_far)
 
     async def on_progress(phase: str) -> None:
         typer.echo(f"… {phase}", err=True)
 
     try:
-        answer = await agent.answer(CLI_CHAT_ID, user_id, text, mode=mode, is_admin=True,  # type: ignore[arg-type]
-                                    on_delta=on_delta if stream else None, progress=on_progress)
+        answer = await agent.answer(
+            CLI_CHAT_ID,
+            user_id,
+            text,
+            mode=mode,
+            is_admin=True,  # type: ignore[arg-type]
+            on_delta=on_delta if stream else None,
+            progress=on_progress,
+        )
         await agent.drain()
         if stream and printed[0]:
             typer.echo("")
-            answer.text = answer.text[printed[0]:]  # the rest (a truncation note), if any
+            answer.text = answer.text[printed[0] :]  # the rest (a truncation note), if any
         return answer
     finally:
         await llm.aclose()
@@ -70,10 +82,16 @@ async def _ask(settings: Settings, db: Database, text: str, mode: str, user_id: 
 @friendly
 def ask(
     text: str = typer.Argument(..., help="The question or task."),
-    think: bool = typer.Option(False, "--think", help="Three-pass answer: draft, critique, refine."),
+    think: bool = typer.Option(
+        False, "--think", help="Three-pass answer: draft, critique, refine."
+    ),
     review: bool = typer.Option(False, "--review", help="Run the review panel on the task."),
-    as_json: bool = typer.Option(False, "--json", help="Print the answer with its passes/rounds and usage as JSON."),
-    user: int = typer.Option(0, "--user", help="User id the answer is recorded for (budgets, memory)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the answer with its passes/rounds and usage as JSON."
+    ),
+    user: int = typer.Option(
+        0, "--user", help="User id the answer is recorded for (budgets, memory)."
+    ),
 ) -> None:
     """Ask the assistant once and print the answer (uses and updates memory like a chat)."""
     if think and review:
@@ -82,7 +100,9 @@ def ask(
     settings = load_settings()
     db = _open(settings)
     try:
-        answer = asyncio.run(_ask(settings, db, text, mode, user, stream=not as_json and mode == "single"))
+        answer = asyncio.run(
+            _ask(settings, db, text, mode, user, stream=not as_json and mode == "single")
+        )
     finally:
         db.close()
     if as_json:
@@ -95,16 +115,22 @@ def ask(
 
 def _format_usage(summary: dict[str, Any]) -> str:
     t = summary["totals"]
-    lines = [f"since {summary['since']} (UTC): {t['calls']} calls, {t['tokens']:,} tokens "
-             f"(input {t['input']:,}, cached read {t['cache_read']:,}, cache write {t['cache_write']:,}, "
-             f"output {t['output']:,}), about ${t['cost_usd']:.4f}; {t['failed']} failed"]
+    lines = [
+        f"since {summary['since']} (UTC): {t['calls']} calls, {t['tokens']:,} tokens "
+        f"(input {t['input']:,}, cached read {t['cache_read']:,}, cache write {t['cache_write']:,}, "
+        f"output {t['output']:,}), about ${t['cost_usd']:.4f}; {t['failed']} failed"
+    ]
     for purpose, p in summary["per_purpose"].items():
-        lines.append(f"  {purpose:<24} {p['calls']:>5} calls {p['input'] + p['cache_read'] + p['cache_write']:>10,} in"
-                     f" {p['output']:>9,} out  ${p['cost_usd']:.4f}")
+        lines.append(
+            f"  {purpose:<24} {p['calls']:>5} calls {p['input'] + p['cache_read'] + p['cache_write']:>10,} in"
+            f" {p['output']:>9,} out  ${p['cost_usd']:.4f}"
+        )
     if "daily_budget" in summary:
         budget = summary["daily_budget"]
-        lines.append(f"user {summary['user_id']}: {summary['used_today']:,} tokens today of "
-                     + (f"{budget:,}" if budget is not None else "no limit"))
+        lines.append(
+            f"user {summary['user_id']}: {summary['used_today']:,} tokens today of "
+            + (f"{budget:,}" if budget is not None else "no limit")
+        )
     return "\n".join(lines)
 
 

@@ -21,8 +21,6 @@ backup_app = typer.Typer(
 )
 
 
-
-
 def _settings():  # type: ignore[no-untyped-def]
     from bot.config import load_settings
 
@@ -41,7 +39,11 @@ def _human(n: float) -> str:
 @_friendly
 def backup(
     ctx: typer.Context,
-    dest: Path | None = typer.Option(None, "--dest", help="Directory for the archive (default: jobs.backup_dir or <data>/backups)."),
+    dest: Path | None = typer.Option(
+        None,
+        "--dest",
+        help="Directory for the archive (default: jobs.backup_dir or <data>/backups).",
+    ),
 ) -> None:
     """Write a backup archive now (database snapshot, index, adapters, settings) and verify it."""
     if ctx.invoked_subcommand is not None:
@@ -54,16 +56,22 @@ def backup(
     target = dest or backup_dir(settings.jobs, settings.data_dir)
     config = settings.config_file if settings.config_file.is_file() else None
     result = create_backup(
-        BackupSources.of(settings.data_dir, config), target, app_version=__version__,
+        BackupSources.of(settings.data_dir, config),
+        target,
+        app_version=__version__,
         pages_per_step=settings.jobs.backup_pages_per_step,
         step_sleep_s=settings.jobs.backup_step_sleep_ms / 1000,
     )
-    typer.echo(f"wrote {result.path} ({_human(result.size)}, {len(result.manifest['files'])} files, "
-               f"{result.seconds:.1f} s)")
+    typer.echo(
+        f"wrote {result.path} ({_human(result.size)}, {len(result.manifest['files'])} files, "
+        f"{result.seconds:.1f} s)"
+    )
     for s in result.skipped:
         typer.echo(f"  skipped {s}")
     report = verify_archive(result.path)
-    typer.echo(f"verified: every checksum matches, integrity_check {report.integrity} ({report.seconds:.1f} s)")
+    typer.echo(
+        f"verified: every checksum matches, integrity_check {report.integrity} ({report.seconds:.1f} s)"
+    )
 
 
 @backup_app.command("verify")
@@ -74,14 +82,20 @@ def verify(archive: Path = typer.Argument(..., help="The .tar.gz archive to chec
 
     report = verify_archive(archive)
     m = report.manifest
-    typer.echo(f"ok: {archive} ({report.files} files, {_human(report.bytes)} unpacked; made "
-               f"{m.get('created_at')} by Familiar {m.get('app_version')}; schema {m.get('schema_versions')}; "
-               f"integrity_check {report.integrity})")
+    typer.echo(
+        f"ok: {archive} ({report.files} files, {_human(report.bytes)} unpacked; made "
+        f"{m.get('created_at')} by Familiar {m.get('app_version')}; schema {m.get('schema_versions')}; "
+        f"integrity_check {report.integrity})"
+    )
 
 
 @backup_app.command("list")
 @_friendly
-def list_(dest: Path | None = typer.Option(None, "--dest", help="Directory to list (default: the configured one).")) -> None:
+def list_(
+    dest: Path | None = typer.Option(
+        None, "--dest", help="Directory to list (default: the configured one)."
+    ),
+) -> None:
     """List backup archives with their age and size, newest last."""
     from jobs.backup import list_archives
     from jobs.backup_job import backup_dir
@@ -103,7 +117,9 @@ def list_(dest: Path | None = typer.Option(None, "--dest", help="Directory to li
 @_friendly
 def restore_command(
     archive: Path = typer.Argument(..., help="The .tar.gz archive to restore."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Verify and show what would change; change nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Verify and show what would change; change nothing."
+    ),
 ) -> None:
     """Restore a backup: refuses while the daemon runs; the current data is moved aside, not deleted."""
     from jobs.restore import restore_archive

@@ -21,9 +21,10 @@ from bot.cli_common import friendly as _friendly
 
 INDEX_DIR = "index"
 
-app = typer.Typer(help="Add to, import into, search, inspect, reindex and export long-term memory.", no_args_is_help=True)
-
-
+app = typer.Typer(
+    help="Add to, import into, search, inspect, reindex and export long-term memory.",
+    no_args_is_help=True,
+)
 
 
 @contextmanager
@@ -37,8 +38,12 @@ def _memory(*, load_model: bool = True) -> Iterator[Any]:
     settings = load_settings()
     data_dir = Path(settings.data_dir).expanduser()
     db = open_database(settings)
-    memory = Memory(db, make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
-                    settings.memory, data_dir / INDEX_DIR)
+    memory = Memory(
+        db,
+        make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
+        settings.memory,
+        data_dir / INDEX_DIR,
+    )
     try:
         if load_model:
             memory.warm_sync()
@@ -49,7 +54,11 @@ def _memory(*, load_model: bool = True) -> Iterator[Any]:
 
 
 def _bar(total: int | None, label: str) -> Any:
-    return typer.progressbar(length=total, label=label, file=sys.stderr, show_pos=True) if total else _NoBar()
+    return (
+        typer.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)
+        if total
+        else _NoBar()
+    )
 
 
 class _NoBar:
@@ -68,7 +77,9 @@ class _NoBar:
 def add(
     text: str = typer.Argument(..., help="What to remember."),
     chat: int = typer.Option(0, "--chat", help="Chat id (scope) it belongs to."),
-    ref: str | None = typer.Option(None, "--ref", help="Your reference string, returned with every hit."),
+    ref: str | None = typer.Option(
+        None, "--ref", help="Your reference string, returned with every hit."
+    ),
     kind: str = typer.Option("note", "--kind", help="Kind of memory: note, fact, lesson, ..."),
 ) -> None:
     """Remember one text; prints its id."""
@@ -82,7 +93,9 @@ def add(
 @app.command("import")
 @_friendly
 def import_(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON Lines: text, chat_id, user, ts, ref, kind."),
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="JSON Lines: text, chat_id, user, ts, ref, kind."
+    ),
     batch: int = typer.Option(256, "--batch", min=1, help="Rows embedded and committed together."),
 ) -> None:
     """Import a JSON Lines file (one object per line); bad lines are reported and skipped."""
@@ -91,7 +104,9 @@ def import_(
     total = sum(1 for line in file.open("rb") if line.strip())
     report = ImportReport()
     with _memory() as memory, file.open("rb") as lines, _bar(total, "importing") as bar:
-        import_records(memory, read_jsonl(lines, report), report, batch_size=batch, progress=bar.update)
+        import_records(
+            memory, read_jsonl(lines, report), report, batch_size=batch, progress=bar.update
+        )
     typer.echo(f"imported {report.imported}, skipped {report.skipped}")
     for error in report.errors:
         typer.echo(f"  {error}", err=True)
@@ -108,8 +123,13 @@ def search(
     chat: int = typer.Option(0, "--chat", help="Chat id (scope) to search in."),
     k: int = typer.Option(10, "--k", min=1, max=1000, help="How many hits."),
     as_json: bool = typer.Option(False, "--json", help="Print the hits as a JSON list."),
-    batch: Path | None = typer.Option(None, "--batch", exists=True, dir_okay=False,
-                                      help="JSON Lines of queries (query, chat_id, k); one JSON line of hits per query."),
+    batch: Path | None = typer.Option(
+        None,
+        "--batch",
+        exists=True,
+        dir_okay=False,
+        help="JSON Lines of queries (query, chat_id, k); one JSON line of hits per query.",
+    ),
 ) -> None:
     """Hybrid (full-text + semantic) search within one chat."""
     from memory.types import Scope
@@ -130,7 +150,11 @@ def search(
                         typer.echo(f"line {n}: {exc}", err=True)
                         typer.echo("[]")
                         continue
-                    typer.echo(json.dumps(_hits_json(memory.search_sync(text, scope, k=limit)), ensure_ascii=False))
+                    typer.echo(
+                        json.dumps(
+                            _hits_json(memory.search_sync(text, scope, k=limit)), ensure_ascii=False
+                        )
+                    )
             return
         hits = memory.search_sync(query or "", Scope(chat), k=k)
         if as_json:
@@ -154,14 +178,20 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) 
     if as_json:
         typer.echo(json.dumps(data, indent=1))
         return
-    typer.echo(f"memories: {data['memories']} in {data['chats']} chats; messages: {data['messages']}; "
-               f"superseded facts: {data['superseded']}")
+    typer.echo(
+        f"memories: {data['memories']} in {data['chats']} chats; messages: {data['messages']}; "
+        f"superseded facts: {data['superseded']}"
+    )
     for kind, n in sorted(data["by_kind"].items()):
         typer.echo(f"  {kind}: {n}")
     for model, n in sorted(data["by_embedding_model"].items()):
         typer.echo(f"  embedded with {model}: {n}")
     saved = data["saved_index"]
-    typer.echo(f"saved index: {saved['count']} vectors, {saved['kind']}, {saved['model']}/{saved['dim']}" if saved else "saved index: none")
+    typer.echo(
+        f"saved index: {saved['count']} vectors, {saved['kind']}, {saved['model']}/{saved['dim']}"
+        if saved
+        else "saved index: none"
+    )
 
 
 @app.command("reindex")
@@ -193,7 +223,9 @@ def reindex() -> None:
 def export(
     chat: int | None = typer.Option(None, "--chat", help="Only this chat."),
     user: int | None = typer.Option(None, "--user", help="Only this user."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write here instead of standard output."
+    ),
 ) -> None:
     """Export memories and messages (all, one chat's or one user's) as JSON."""
     with _memory(load_model=False) as memory:
@@ -203,7 +235,10 @@ def export(
         typer.echo(text)
     else:
         output.write_text(text + "\n", encoding="utf-8")
-        typer.echo(f"wrote {len(data['memories'])} memories and {len(data['messages'])} messages to {output}", err=True)
+        typer.echo(
+            f"wrote {len(data['memories'])} memories and {len(data['messages'])} messages to {output}",
+            err=True,
+        )
 
 
 if __name__ == "__main__":

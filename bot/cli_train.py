@@ -15,11 +15,13 @@ import typer
 
 from bot.cli_common import friendly as _friendly
 
-train_app = typer.Typer(help="Train LoRA adapters: the archetype pipeline, or a direct fit on your data.",
-                        no_args_is_help=True)
-adapters_app = typer.Typer(help="List trained adapters, promote a version, roll back.", no_args_is_help=True)
-
-
+train_app = typer.Typer(
+    help="Train LoRA adapters: the archetype pipeline, or a direct fit on your data.",
+    no_args_is_help=True,
+)
+adapters_app = typer.Typer(
+    help="List trained adapters, promote a version, roll back.", no_args_is_help=True
+)
 
 
 def _settings() -> Any:
@@ -48,9 +50,11 @@ def _duration(seconds: float) -> str:
 
 
 def progress_line(progress: dict[str, Any]) -> str:
-    return (f"step {progress['step']}/{progress['total_steps']}  loss {progress['loss']:.4f}  "
-            f"{progress['tokens_per_s']:.0f} tok/s  ETA {_duration(progress['eta_s'])}  "
-            f"(micro-batch {progress['micro_batch']} x {progress['grad_accum']})")
+    return (
+        f"step {progress['step']}/{progress['total_steps']}  loss {progress['loss']:.4f}  "
+        f"{progress['tokens_per_s']:.0f} tok/s  ETA {_duration(progress['eta_s'])}  "
+        f"(micro-batch {progress['micro_batch']} x {progress['grad_accum']})"
+    )
 
 
 def _run_foreground(db: Any, settings: Any, job_id: int) -> Any:
@@ -73,8 +77,10 @@ def _run_foreground(db: Any, settings: Any, job_id: int) -> Any:
 def _report(job: Any) -> None:
     if job.state == "succeeded":
         result = job.result or {}
-        typer.echo(f"job {job.id} succeeded: adapter in {result.get('adapter_dir')} "
-                   f"(final loss {result['losses'][-1]:.4f}, {result.get('oom_retries', 0)} OOM retries)")
+        typer.echo(
+            f"job {job.id} succeeded: adapter in {result.get('adapter_dir')} "
+            f"(final loss {result['losses'][-1]:.4f}, {result.get('oom_retries', 0)} OOM retries)"
+        )
         return
     typer.echo(f"job {job.id} {job.state}: {job.error or ''}", err=True)
     raise typer.Exit(1)
@@ -83,11 +89,21 @@ def _report(job: Any) -> None:
 @train_app.command("fit")
 @_friendly
 def fit(
-    base_model: Path | None = typer.Option(None, "--base-model", help="Local base model directory (default: training.base_model)."),
-    data: Path = typer.Option(..., "--data", help='Chat JSONL: one {"messages": [{"role", "content"}, ...]} per line.'),
-    out: Path = typer.Option(..., "--out", help="Output directory: checkpoints, then adapter/ and training.json."),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="Optimizer steps (default: training.steps)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation and data order (same seed, same adapter)."),
+    base_model: Path | None = typer.Option(
+        None, "--base-model", help="Local base model directory (default: training.base_model)."
+    ),
+    data: Path = typer.Option(
+        ..., "--data", help='Chat JSONL: one {"messages": [{"role", "content"}, ...]} per line.'
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output directory: checkpoints, then adapter/ and training.json."
+    ),
+    steps: int | None = typer.Option(
+        None, "--steps", min=1, help="Optimizer steps (default: training.steps)."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of initialisation and data order (same seed, same adapter)."
+    ),
 ) -> None:
     """Train an adapter directly from your own chat data, through the training worker."""
     from agents.training.data import load_chat_jsonl
@@ -98,8 +114,12 @@ def fit(
     training = _training(settings)
     load_chat_jsonl(data)  # fail here, before a worker starts, on a malformed file
     config = TrainConfig.from_settings(
-        training, base_model=(base_model or training.base_model), data=data.resolve(), out=out.resolve(),
-        steps=steps, seed=seed,
+        training,
+        base_model=(base_model or training.base_model),
+        data=data.resolve(),
+        out=out.resolve(),
+        steps=steps,
+        seed=seed,
     )
     if config.base_model is None:
         from agents.training.base_model import FIX
@@ -108,7 +128,9 @@ def fit(
         raise BaseModelError("no base model given", FIX)
     db = _db(settings)
     try:
-        job_id = JobQueue(db).enqueue(config.to_dict() | {"base_model": str(Path(config.base_model).resolve())})
+        job_id = JobQueue(db).enqueue(
+            config.to_dict() | {"base_model": str(Path(config.base_model).resolve())}
+        )
         typer.echo(f"job {job_id}: training {config.steps} steps on {data}")
         _report(_run_foreground(db, settings, job_id))
     finally:
@@ -117,7 +139,9 @@ def fit(
 
 @train_app.command("status")
 @_friendly
-def status(job_id: int | None = typer.Argument(None, help="A job id; without it, the latest jobs.")) -> None:
+def status(
+    job_id: int | None = typer.Argument(None, help="A job id; without it, the latest jobs."),
+) -> None:
     """Show training jobs and archetype pipelines with their progress."""
     from agents.training.jobs import JobQueue
 
@@ -137,8 +161,10 @@ def status(job_id: int | None = typer.Argument(None, help="A job id; without it,
             from agents.training.pipeline import PipelineStore
 
             for p in PipelineStore(db).list():
-                typer.echo(f"pipeline {p['id']}  {p['archetype']}  {p['state']}  stage {p['stage']}"
-                           + (f"  {p['error']}" if p["error"] else ""))
+                typer.echo(
+                    f"pipeline {p['id']}  {p['archetype']}  {p['state']}  stage {p['stage']}"
+                    + (f"  {p['error']}" if p["error"] else "")
+                )
         if not jobs:
             typer.echo("no training jobs")
     finally:
@@ -154,7 +180,9 @@ def cancel(job_id: int = typer.Argument(..., help="The job to cancel.")) -> None
     db = _db(_settings())
     try:
         job = JobQueue(db).request_cancel(job_id)
-        typer.echo(f"job {job.id}: {'cancelled' if job.state == 'cancelled' else 'cancel requested'}")
+        typer.echo(
+            f"job {job.id}: {'cancelled' if job.state == 'cancelled' else 'cancel requested'}"
+        )
     finally:
         db.close()
 
@@ -163,7 +191,9 @@ def cancel(job_id: int = typer.Argument(..., help="The job to cancel.")) -> None
 @_friendly
 def retry(
     job_id: int = typer.Argument(..., help="A failed or cancelled job."),
-    now: bool = typer.Option(False, "--now", help="Run it here in the foreground instead of in the daemon."),
+    now: bool = typer.Option(
+        False, "--now", help="Run it here in the foreground instead of in the daemon."
+    ),
 ) -> None:
     """Queue a failed or cancelled job again; it resumes from its last checkpoint."""
     from agents.training.jobs import JobQueue
@@ -206,7 +236,9 @@ def _registry(settings: Any) -> Any:
 
 @adapters_app.command("list")
 @_friendly
-def list_adapters(name: str | None = typer.Argument(None, help="One archetype; without it, all.")) -> None:
+def list_adapters(
+    name: str | None = typer.Argument(None, help="One archetype; without it, all."),
+) -> None:
     """List adapter versions with their evaluation; * marks the promoted one."""
     registry = _registry(_settings())
     names = [name] if name else registry.archetypes()
@@ -215,14 +247,22 @@ def list_adapters(name: str | None = typer.Argument(None, help="One archetype; w
     for archetype in names:
         for v in registry.versions(archetype):
             ev = v.evaluation or {}
-            summary = (f"held-out loss {ev['adapter_loss']:.3f} vs base {ev['base_loss']:.3f}"
-                       if "adapter_loss" in ev else "not evaluated")
-            typer.echo(f"{'*' if v.promoted else ' '} {archetype} {v.version}  {v.metadata.get('created_at', '')}  {summary}")
+            summary = (
+                f"held-out loss {ev['adapter_loss']:.3f} vs base {ev['base_loss']:.3f}"
+                if "adapter_loss" in ev
+                else "not evaluated"
+            )
+            typer.echo(
+                f"{'*' if v.promoted else ' '} {archetype} {v.version}  {v.metadata.get('created_at', '')}  {summary}"
+            )
 
 
 @adapters_app.command("promote")
 @_friendly
-def promote(name: str = typer.Argument(..., help="Archetype."), version: str = typer.Argument(..., help="Version, e.g. v2.")) -> None:
+def promote(
+    name: str = typer.Argument(..., help="Archetype."),
+    version: str = typer.Argument(..., help="Version, e.g. v2."),
+) -> None:
     """Serve this version for the archetype (its checksums are verified first)."""
     v = _registry(_settings()).promote(name, version)
     typer.echo(f"{v.archetype} {v.version} promoted")

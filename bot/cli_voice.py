@@ -12,11 +12,15 @@ import typer
 
 from memory.errors import FamiliarError
 
-FILE_ARG = typer.Argument(..., help="Audio file: OGG/Opus voice note, WAV, FLAC, MP3 (M4A/MP4 need ffmpeg).")
+FILE_ARG = typer.Argument(
+    ..., help="Audio file: OGG/Opus voice note, WAV, FLAC, MP3 (M4A/MP4 need ffmpeg)."
+)
 ENGINE_OPT = typer.Option(None, "--engine", help="Engine to use instead of voice.engine.")
 MODEL_OPT = typer.Option(None, "--model-path", help="Model directory instead of voice.model_path.")
 LANGUAGE_OPT = typer.Option(None, "--language", help="Language instead of voice.language.")
-VERBOSE_OPT = typer.Option(False, "--verbose", "-v", help="Also print duration, engine and real-time factor.")
+VERBOSE_OPT = typer.Option(
+    False, "--verbose", "-v", help="Also print duration, engine and real-time factor."
+)
 
 
 def transcribe_command(
@@ -34,7 +38,9 @@ def transcribe_command(
         # Until bot/config.py composes the [voice] section, the defaults apply.
         voice = getattr(load_settings(), "voice", None) or VoiceSettings.model_validate({})
         overrides = {"engine": engine, "model_path": model_path, "language": language}
-        voice = voice.model_validate(voice.model_dump() | {k: v for k, v in overrides.items() if v is not None})
+        voice = voice.model_validate(
+            voice.model_dump() | {k: v for k, v in overrides.items() if v is not None}
+        )
         transcriber = build_transcriber(voice)
         try:
             transcript = transcriber.transcribe_sync(file)

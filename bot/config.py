@@ -94,7 +94,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        init_kwargs = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        init_kwargs = (
+            init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        )
         toml_path = config_file_path(init_kwargs.get("data_dir"))
         sources: list[PydanticBaseSettingsSource] = [
             init_settings,
@@ -257,7 +259,11 @@ def unknown_file_keys(path: Path) -> list[str]:
             info = model_cls.model_fields.get(key)
             if info is None:
                 found.append(prefix + key)
-            elif isinstance(value, dict) and isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            elif (
+                isinstance(value, dict)
+                and isinstance(info.annotation, type)
+                and issubclass(info.annotation, BaseModel)
+            ):
                 found += walk(info.annotation, value, f"{prefix}{key}.")
         return found
 
@@ -272,7 +278,11 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     if isinstance(value, dict):  # an inline table
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return (
+            "{ "
+            + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+            + " }"
+        )
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)

@@ -122,7 +122,9 @@ class ConsoleChannel(Service):
                 await self.handle_line(text)
             except Exception:
                 logger.exception("console message failed")
-                self.transport.out.write("Sorry, something went wrong; the details are in the log.\n")
+                self.transport.out.write(
+                    "Sorry, something went wrong; the details are in the log.\n"
+                )
 
     async def handle_line(self, text: str) -> None:
         if text.isdigit() and int(text) in self.transport.choices:
@@ -134,5 +136,7 @@ class ConsoleChannel(Service):
                 self.transport.out.flush()
             return
         self._next_id += 1
-        msg = Incoming(CONSOLE_CHAT_ID, CONSOLE_USER, text, message_id=self._next_id, channel="console")
+        msg = Incoming(
+            CONSOLE_CHAT_ID, CONSOLE_USER, text, message_id=self._next_id, channel="console"
+        )
         await self.assistant.handle(msg, self.transport)

@@ -39,7 +39,13 @@ def all_migrations() -> list[Migrations]:
     from jobs.schema import migrations as jobs_migrations
     from memory.schema import migrations as memory_migrations
 
-    return [memory_migrations, agents_migrations, training_migrations, jobs_migrations, bot_migrations]
+    return [
+        memory_migrations,
+        agents_migrations,
+        training_migrations,
+        jobs_migrations,
+        bot_migrations,
+    ]
 
 
 def prepare_data_dir(path: Path) -> Path:
@@ -98,9 +104,17 @@ def daemon_checks(settings: Settings, db: Database, skip: set[str]) -> list[Chec
     for result, at in snapshot:
         age = time.time() - at
         if age > stale_after:
-            results.append(CheckResult(result.name, Status.DEGRADED, f"no fresh result from the daemon ({age / 60:.0f} min old): {result.detail}"))
+            results.append(
+                CheckResult(
+                    result.name,
+                    Status.DEGRADED,
+                    f"no fresh result from the daemon ({age / 60:.0f} min old): {result.detail}",
+                )
+            )
         else:
-            results.append(CheckResult(result.name, result.status, f"{result.detail} ({age:.0f} s ago)"))
+            results.append(
+                CheckResult(result.name, result.status, f"{result.detail} ({age:.0f} s ago)")
+            )
     return results
 
 
@@ -144,10 +158,20 @@ class Daemon:
 
     def _build_services(self, db: Database, health: HealthRegistry) -> Services:
         channel = self._choose_channel()
-        services = build_services(self.settings, db, health, self.lifecycle, started_at=self.started_at)
+        services = build_services(
+            self.settings, db, health, self.lifecycle, started_at=self.started_at
+        )
         attach_channel(
-            services, self.lifecycle, channel, self.settings, db, health,
-            fail=self.fail, request_stop=self.request_stop, stdin=self.stdin, stdout=self.stdout,
+            services,
+            self.lifecycle,
+            channel,
+            self.settings,
+            db,
+            health,
+            fail=self.fail,
+            request_stop=self.request_stop,
+            stdin=self.stdin,
+            stdout=self.stdout,
         )
         return services
 
@@ -171,7 +195,9 @@ class Daemon:
             await self.lifecycle.start_all()
             interval = watchdog_interval()
             if interval:
-                watchdog = asyncio.create_task(watchdog_loop(self.notifier, interval), name="watchdog")
+                watchdog = asyncio.create_task(
+                    watchdog_loop(self.notifier, interval), name="watchdog"
+                )
             self.notifier.ready()
             self.notifier.status("ready")
             logger.info(
@@ -204,9 +230,15 @@ def _leave_now_if_threads_linger(code: int) -> None:
     """Exit at once when a worker thread cannot be interrupted (the embedding model still loading,
     a blocked read): the interpreter would otherwise wait for it and overrun the stop bound.
     Everything that matters is closed by now: the database, the lock, the logs."""
-    lingering = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    lingering = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
     if lingering:
-        logger.info("leaving {} background thread(s) behind: {}", len(lingering), ", ".join(lingering[:5]))
+        logger.info(
+            "leaving {} background thread(s) behind: {}", len(lingering), ", ".join(lingering[:5])
+        )
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

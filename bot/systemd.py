@@ -40,7 +40,9 @@ class Notifier:
             self._sock.sendto(message.encode(), self.address)
             return True
         except BlockingIOError:
-            logger.debug("sd_notify {!r} dropped: the receiver's queue is full", message.split("=")[0])
+            logger.debug(
+                "sd_notify {!r} dropped: the receiver's queue is full", message.split("=")[0]
+            )
             return False
         except OSError as exc:
             logger.warning("sd_notify {!r} failed: {}", message.split("=")[0], exc)

@@ -62,7 +62,9 @@ class TrainingLoop(Service):
     @staticmethod
     def _report(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            logger.opt(exception=task.exception()).error("the training service stopped with an error")
+            logger.opt(exception=task.exception()).error(
+                "the training service stopped with an error"
+            )
 
     async def stop(self) -> None:
         if self._task is None:
@@ -87,23 +89,49 @@ class Training:
     loop: TrainingLoop
 
 
-def build_training(settings: Any, db: Database, *, llm: Any, review: Any, registry: AdapterRegistry,
-                   embed: Callable[[list[str]], Any] | None, assistant: Assistant, signer: ButtonSigner,
-                   poll_s: float = 5.0) -> Training:
+def build_training(
+    settings: Any,
+    db: Database,
+    *,
+    llm: Any,
+    review: Any,
+    registry: AdapterRegistry,
+    embed: Callable[[list[str]], Any] | None,
+    assistant: Assistant,
+    signer: ButtonSigner,
+    poll_s: float = 5.0,
+) -> Training:
     """Everything /train needs; the caller adds ``loop`` to the lifecycle."""
     data_dir = settings.data_dir
-    runner = JobRunner(db, data_dir / "training" / "logs",
-                       cancel_grace_s=max(1.0, settings.daemon.shutdown_timeout_s / 2))
+    runner = JobRunner(
+        db,
+        data_dir / "training" / "logs",
+        cancel_grace_s=max(1.0, settings.daemon.shutdown_timeout_s / 2),
+    )
     prefs = TrainingPrefs(db)
     pipeline = None
     if llm is not None and llm.capabilities.generates:
-        pipeline = Pipeline(PipelineDeps(
-            db=db, llm=llm, registry=registry, settings=settings.training,
-            work_root=data_dir / "training" / "pipelines", ctx=CallContext(purpose="train", is_admin=True),
-            review=review, embed=embed, feedback=prefs.liked_answers,
-        ))
-    commands = TrainCommands(db, pipeline, registry, signer, prefs,
-                             base_model_set=settings.training.base_model is not None)
+        pipeline = Pipeline(
+            PipelineDeps(
+                db=db,
+                llm=llm,
+                registry=registry,
+                settings=settings.training,
+                work_root=data_dir / "training" / "pipelines",
+                ctx=CallContext(purpose="train", is_admin=True),
+                review=review,
+                embed=embed,
+                feedback=prefs.liked_answers,
+            )
+        )
+    commands = TrainCommands(
+        db,
+        pipeline,
+        registry,
+        signer,
+        prefs,
+        base_model_set=settings.training.base_model is not None,
+    )
     commands.register(assistant)
     service = TrainingService(runner, pipeline, commands.on_update, poll_s=poll_s)
     commands.poke = service.poke

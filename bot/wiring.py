@@ -118,9 +118,14 @@ def build_services(
     notify_admins = AdminNotifier(list(settings.telegram.admins))
 
     # memory: the embedding model and the index load in the background after start
-    embedder = make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size,
-                             settings.memory.embedding_threads)
-    registry = adapter_registry(data_dir)  # trained adapters: served by the local provider, /persona
+    embedder = make_embedder(
+        settings.memory.embedding_model,
+        settings.memory.embedding_batch_size,
+        settings.memory.embedding_threads,
+    )
+    registry = adapter_registry(
+        data_dir
+    )  # trained adapters: served by the local provider, /persona
     provider = build_llm_provider(settings, registry)
     usage = UsageStore(db, settings.llm)
     llm = LLM(provider, usage, on_admin_alert=notify_admins)
@@ -132,8 +137,12 @@ def build_services(
 
     # agents
     review = ReviewEngine(llm, settings.review, settings.llm, db)
-    personas = PersonaRouter(ChatPersonas(db), registry, provider, settings.llm, usage, notify_admins)
-    agent = ChatAgent(memory, llm, settings.llm, review, LLMFactExtractor(llm), route=personas, db=db)
+    personas = PersonaRouter(
+        ChatPersonas(db), registry, provider, settings.llm, usage, notify_admins
+    )
+    agent = ChatAgent(
+        memory, llm, settings.llm, review, LLMFactExtractor(llm), route=personas, db=db
+    )
     for name, check in llm_health_checks(provider).items():
         health.register(name, check)
 
@@ -164,13 +173,28 @@ def build_services(
     backups = BackupService(js, data_dir, config_file, __version__, notify_admins)
     if js.backup_enabled:
         scheduler.register(JobSpec("backup", backups.run, cron=js.backup_cron, timeout_s=3 * 3600))
-    register_digest_jobs(scheduler, js, db, memory=memory, llm=llm, notify_admins=notify_admins,
-                         backup_age=backups.newest_age_hours)
+    register_digest_jobs(
+        scheduler,
+        js,
+        db,
+        memory=memory,
+        llm=llm,
+        notify_admins=notify_admins,
+        backup_age=backups.newest_age_hours,
+    )
     if js.summarize_enabled:
         summarizer = HourlySummarizer(db, memory, summariser, js)
-        scheduler.register(JobSpec("summarize", summarizer.run, cron=f"{js.summarize_minute} * * * *"))
-    scheduler.register(JobSpec("health", HealthWatch(health, notify_admins, db).run,
-                               every=timedelta(seconds=js.health_interval_s), catch_up=False))
+        scheduler.register(
+            JobSpec("summarize", summarizer.run, cron=f"{js.summarize_minute} * * * *")
+        )
+    scheduler.register(
+        JobSpec(
+            "health",
+            HealthWatch(health, notify_admins, db).run,
+            every=timedelta(seconds=js.health_interval_s),
+            catch_up=False,
+        )
+    )
     health.register("jobs", scheduler.health_check)
     health.register("backup", backups.health_check)
 
@@ -191,7 +215,9 @@ def build_services(
         await scheduler.start()
         await reminders.start()
         # A first health snapshot now, for `familiar health`, rather than one interval later.
-        first = asyncio.create_task(scheduler.run_now("health", trigger="start"), name="health-at-start")
+        first = asyncio.create_task(
+            scheduler.run_now("health", trigger="start"), name="health-at-start"
+        )
         background.add(first)
         first.add_done_callback(background.discard)
 
@@ -204,11 +230,30 @@ def build_services(
     lifecycle.add(FunctionService("jobs", start_jobs, stop_jobs))
 
     # the adapter pipeline: /train, /adapters, the job runner and its worker processes
-    training = build_training(settings, db, llm=llm, review=review, registry=registry, embed=embedder.embed,
-                              assistant=assistant, signer=signer)
+    training = build_training(
+        settings,
+        db,
+        llm=llm,
+        review=review,
+        registry=registry,
+        embed=embedder.embed,
+        assistant=assistant,
+        signer=signer,
+    )
     lifecycle.add(training.loop)
-    return Services(assistant, memory, agent, llm, scheduler, reminders, backups, notify_admins, deliver_to,
-                    transcriber, training)
+    return Services(
+        assistant,
+        memory,
+        agent,
+        llm,
+        scheduler,
+        reminders,
+        backups,
+        notify_admins,
+        deliver_to,
+        transcriber,
+        training,
+    )
 
 
 def attach_channel(
@@ -229,8 +274,13 @@ def attach_channel(
     if channel == "console":
         from bot.console import ConsoleChannel
 
-        console = ConsoleChannel(services.assistant, request_stop, stdin, stdout,
-                                 files_dir=Path(settings.data_dir) / "exports")
+        console = ConsoleChannel(
+            services.assistant,
+            request_stop,
+            stdin,
+            stdout,
+            files_dir=Path(settings.data_dir) / "exports",
+        )
 
         async def to_console(chat_id: int, text: str) -> None:
             await console.transport.send(chat_id, Reply(text, markdown=False))
@@ -249,12 +299,21 @@ def attach_channel(
         lifecycle.add(FunctionService("feedback", install_feedback, feedback.drain))
 
         async def invite_elsewhere(msg: Incoming, args: str, transport: Transport) -> Reply:
-            return Reply("Invites are for Telegram: run Familiar with a Telegram token, then an "
-                         "admin's /invite makes a one-time code for a new user.", markdown=False)
+            return Reply(
+                "Invites are for Telegram: run Familiar with a Telegram token, then an "
+                "admin's /invite makes a one-time code for a new user.",
+                markdown=False,
+            )
 
         services.assistant.commands.replace(
-            Command("invite", "Make a one-time invite code (admins, Telegram)", invite_elsewhere,
-                    "/invite", admin_only=True))
+            Command(
+                "invite",
+                "Make a one-time invite code (admins, Telegram)",
+                invite_elsewhere,
+                "/invite",
+                admin_only=True,
+            )
+        )
         lifecycle.add(console)
         return
     from bot.telegram.channel import TelegramChannel
@@ -265,7 +324,12 @@ def attach_channel(
     if services.training is not None:
         services.training.commands.transport = telegram.transport
     if telegram.voice_retry is not None:  # recordings kept while the engine was down
-        services.scheduler.register(JobSpec("voice_retry", telegram.voice_retry.run,
-                                            every=timedelta(seconds=settings.voice.retry_interval_s),
-                                            catch_up=False))
+        services.scheduler.register(
+            JobSpec(
+                "voice_retry",
+                telegram.voice_retry.run,
+                every=timedelta(seconds=settings.voice.retry_interval_s),
+                catch_up=False,
+            )
+        )
     lifecycle.add(telegram)

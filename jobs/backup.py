@@ -52,7 +52,9 @@ DATA_SUBDIRS = ("index", "adapters")
 FORMAT = 1
 MAX_BACKUP_RESTARTS = 3
 _TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
-_NAME_RE = re.compile(re.escape(ARCHIVE_PREFIX) + r"(\d{8}T\d{12}Z)" + re.escape(ARCHIVE_SUFFIX) + "$")
+_NAME_RE = re.compile(
+    re.escape(ARCHIVE_PREFIX) + r"(\d{8}T\d{12}Z)" + re.escape(ARCHIVE_SUFFIX) + "$"
+)
 _CREDENTIAL_RE = re.compile(
     r"(token|secret|credential|passw|api[_-]?key|private[_-]?key|\.pem$|\.key$|^\.env|^id_rsa|^id_ed25519)",
     re.IGNORECASE,
@@ -145,7 +147,9 @@ class _TooManyRestarts(Exception):
     pass
 
 
-def snapshot_database(src: Path, dst: Path, pages_per_step: int = 1024, step_sleep_s: float = 0.002) -> int:
+def snapshot_database(
+    src: Path, dst: Path, pages_per_step: int = 1024, step_sleep_s: float = 0.002
+) -> int:
     """Copy the live database at ``src`` to ``dst`` (a new file); returns how often it restarted."""
     if not src.is_file():
         raise BackupError(f"there is no database at {src}", "check FAMILIAR_DATA_DIR")
@@ -189,7 +193,12 @@ def schema_versions_of(db_file: Path) -> dict[str, int]:
         ).fetchone()
         if not has:
             return {}
-        return {p: n for p, n in conn.execute("SELECT package, max(number) FROM _migrations GROUP BY package")}
+        return {
+            p: n
+            for p, n in conn.execute(
+                "SELECT package, max(number) FROM _migrations GROUP BY package"
+            )
+        }
     finally:
         conn.close()
 
@@ -276,8 +285,10 @@ def create_backup(
     try:
         dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise BackupError(f"cannot create the backup directory {dest}: {exc.strerror}",
-                          "set jobs.backup_dir to a writable directory") from None
+        raise BackupError(
+            f"cannot create the backup directory {dest}: {exc.strerror}",
+            "set jobs.backup_dir to a writable directory",
+        ) from None
     final = dest / archive_name(now)
     partial = dest / f".{final.name}{PARTIAL_SUFFIX}"
     staging = Path(tempfile.mkdtemp(prefix=".familiar-backup-staging-", dir=dest))
@@ -339,15 +350,21 @@ def create_backup(
         partial.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             if exc.errno == errno.ENOSPC:
-                raise BackupError(f"the disk holding {dest} is full; no archive was written",
-                                  "free some space or set jobs.backup_dir to another disk") from exc
-            raise BackupError(f"the backup failed: {exc}", "check the data and backup directories") from exc
+                raise BackupError(
+                    f"the disk holding {dest} is full; no archive was written",
+                    "free some space or set jobs.backup_dir to another disk",
+                ) from exc
+            raise BackupError(
+                f"the backup failed: {exc}", "check the data and backup directories"
+            ) from exc
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     size = final.stat().st_size
     logger.info("backup written: {} ({} bytes)", final, size)
-    return BackupResult(final, size, time.monotonic() - started, manifest, restarts, list(manifest["skipped"]))
+    return BackupResult(
+        final, size, time.monotonic() - started, manifest, restarts, list(manifest["skipped"])
+    )
 
 
 def remove_stale_partials(dest: Path, older_than_s: float = 6 * 3600) -> list[Path]:

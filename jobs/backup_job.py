@@ -32,19 +32,33 @@ NotifyAdmins = Callable[[str], Awaitable[None]]
 
 
 def backup_dir(settings: JobsSettings, data_dir: Path) -> Path:
-    return Path(settings.backup_dir).expanduser() if settings.backup_dir else Path(data_dir) / "backups"
+    return (
+        Path(settings.backup_dir).expanduser()
+        if settings.backup_dir
+        else Path(data_dir) / "backups"
+    )
 
 
 def policy_of(settings: JobsSettings) -> RetentionPolicy:
-    return RetentionPolicy(settings.backup_keep_hourly, settings.backup_keep_daily,
-                           settings.backup_keep_weekly, settings.backup_keep_monthly)
+    return RetentionPolicy(
+        settings.backup_keep_hourly,
+        settings.backup_keep_daily,
+        settings.backup_keep_weekly,
+        settings.backup_keep_monthly,
+    )
 
 
 class BackupService:
     """Backups as the daemon runs them (the scheduled job and ``/backup``)."""
 
-    def __init__(self, settings: JobsSettings, data_dir: Path, config_path: Path | None,
-                 app_version: str, notify_admins: NotifyAdmins) -> None:
+    def __init__(
+        self,
+        settings: JobsSettings,
+        data_dir: Path,
+        config_path: Path | None,
+        app_version: str,
+        notify_admins: NotifyAdmins,
+    ) -> None:
         self.settings = settings
         self.sources = BackupSources.of(Path(data_dir), config_path)
         self.dest = backup_dir(settings, data_dir)
@@ -56,12 +70,16 @@ class BackupService:
     def run_sync(self) -> tuple[BackupResult, float, list[Path]]:
         remove_stale_partials(self.dest)
         result = create_backup(
-            self.sources, self.dest, app_version=self.app_version,
+            self.sources,
+            self.dest,
+            app_version=self.app_version,
             pages_per_step=self.settings.backup_pages_per_step,
             step_sleep_s=self.settings.backup_step_sleep_ms / 1000,
         )
         report = verify_archive(result.path)
-        removed = prune(list_archives(self.dest), policy_of(self.settings), ZoneInfo(self.settings.timezone))
+        removed = prune(
+            list_archives(self.dest), policy_of(self.settings), ZoneInfo(self.settings.timezone)
+        )
         return result, report.seconds, removed
 
     async def run(self) -> str:
@@ -73,8 +91,10 @@ class BackupService:
                 await self.notify_admins(f"⚠️ The backup just written failed verification: {exc}")
                 raise
         logger.info("backup verified in {:.1f} s; pruned {}", verify_s, len(removed))
-        return (f"{result.path.name}: {result.size / 1e6:.1f} MB in {result.seconds:.1f} s, "
-                f"verified in {verify_s:.1f} s, {len(removed)} old archive(s) removed")
+        return (
+            f"{result.path.name}: {result.size / 1e6:.1f} MB in {result.seconds:.1f} s, "
+            f"verified in {verify_s:.1f} s, {len(removed)} old archive(s) removed"
+        )
 
     def newest_age_hours(self, now: datetime | None = None) -> float | None:
         archives = list_archives(self.dest)
@@ -91,7 +111,11 @@ class BackupService:
             # A new installation has had no chance to back up yet: only an overdue first one is
             # degraded (counted from when this service started).
             if (time.monotonic() - self.started_at) / 3600 <= limit:
-                return CheckResult("backup", Status.HEALTHY, f"no backup in {self.dest} yet; the first is due by the schedule")
+                return CheckResult(
+                    "backup",
+                    Status.HEALTHY,
+                    f"no backup in {self.dest} yet; the first is due by the schedule",
+                )
             return CheckResult("backup", Status.DEGRADED, f"no backup in {self.dest} yet")
         detail = f"newest backup {age:.1f} h old in {self.dest}"
         if age > limit:

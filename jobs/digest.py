@@ -97,7 +97,12 @@ def money(usd: float) -> str:
 
 
 def _has(conn: sqlite3.Connection, table: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        is not None
+    )
 
 
 def collect(db: Database, start: datetime, end: datetime, settings: JobsSettings) -> DigestData:
@@ -106,18 +111,27 @@ def collect(db: Database, start: datetime, end: datetime, settings: JobsSettings
     t0, t1 = start.timestamp(), end.timestamp()
     with db.read() as conn:
         if _has(conn, "messages"):
-            d.chats = [tuple(r) for r in conn.execute(  # type: ignore[misc]
-                "SELECT chat_id, count(*), count(DISTINCT CASE WHEN role = 'user' THEN user_id END)"
-                " FROM messages WHERE ts >= ? AND ts < ? AND role IN ('user', 'assistant')"
-                " GROUP BY chat_id ORDER BY 2 DESC, chat_id", (t0, t1))]
+            d.chats = [
+                tuple(r)
+                for r in conn.execute(  # type: ignore[misc]
+                    "SELECT chat_id, count(*), count(DISTINCT CASE WHEN role = 'user' THEN user_id END)"
+                    " FROM messages WHERE ts >= ? AND ts < ? AND role IN ('user', 'assistant')"
+                    " GROUP BY chat_id ORDER BY 2 DESC, chat_id",
+                    (t0, t1),
+                )
+            ]
             d.messages = sum(c[1] for c in d.chats)
             d.users = conn.execute(
                 "SELECT count(DISTINCT user_id) FROM messages WHERE ts >= ? AND ts < ? AND role = 'user'"
-                " AND user_id IS NOT NULL", (t0, t1)).fetchone()[0]
+                " AND user_id IS NOT NULL",
+                (t0, t1),
+            ).fetchone()[0]
         if _has(conn, "feedback"):
             up, down = conn.execute(
                 "SELECT coalesce(sum(rating = 1), 0), coalesce(sum(rating = -1), 0) FROM feedback"
-                " WHERE updated_at >= ? AND updated_at < ?", (t0, t1)).fetchone()
+                " WHERE updated_at >= ? AND updated_at < ?",
+                (t0, t1),
+            ).fetchone()
             d.thumbs_up, d.thumbs_down = int(up), int(down)
             if down and settings.digest_lowest_rated and _has(conn, "feedback_answers"):
                 d.lowest = _lowest(conn, t0, t1, settings.digest_lowest_rated)
@@ -126,10 +140,15 @@ def collect(db: Database, start: datetime, end: datetime, settings: JobsSettings
         if _has(conn, "llm_usage"):
             # llm_usage.ts is ISO text in UTC (agents.usage), which sorts as time does.
             lo, hi = start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat()
-            d.usage = [UsageLine(r[0], r[1], int(r[2] or 0), float(r[3] or 0), int(r[4] or 0)) for r in conn.execute(
-                "SELECT purpose, count(*), sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens),"
-                " sum(cost_usd), sum(1 - ok) FROM llm_usage WHERE ts >= ? AND ts < ?"
-                " GROUP BY purpose ORDER BY 4 DESC, 3 DESC, purpose", (lo, hi))]
+            d.usage = [
+                UsageLine(r[0], r[1], int(r[2] or 0), float(r[3] or 0), int(r[4] or 0))
+                for r in conn.execute(
+                    "SELECT purpose, count(*), sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens),"
+                    " sum(cost_usd), sum(1 - ok) FROM llm_usage WHERE ts >= ? AND ts < ?"
+                    " GROUP BY purpose ORDER BY 4 DESC, 3 DESC, purpose",
+                    (lo, hi),
+                )
+            ]
     return d
 
 
@@ -142,8 +161,12 @@ def _lowest(conn: sqlite3.Connection, t0: float, t1: float, limit: int) -> list[
         " WHERE f.updated_at >= ? AND f.updated_at < ?"
         " GROUP BY a.id HAVING sum(f.rating = -1) > 0"
         " ORDER BY sum(f.rating) ASC, sum(f.rating = -1) DESC, max(f.updated_at) DESC, a.id LIMIT ?",
-        (t0, t1, limit)).fetchall()
-    return [LowRated(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6].split("\x1f") if r[6] else []) for r in rows]
+        (t0, t1, limit),
+    ).fetchall()
+    return [
+        LowRated(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6].split("\x1f") if r[6] else [])
+        for r in rows
+    ]
 
 
 def _failures(conn: sqlite3.Connection, t0: float, t1: float) -> list[JobFailure]:
@@ -151,9 +174,12 @@ def _failures(conn: sqlite3.Connection, t0: float, t1: float) -> list[JobFailure
     out = []
     for job, count, last_id in conn.execute(
         f"SELECT job, count(*), max(id) FROM job_runs WHERE started_at >= ? AND started_at < ?"
-        f" AND outcome IN ({marks}) GROUP BY job ORDER BY job", (t0, t1, *FAILED_OUTCOMES)).fetchall():
+        f" AND outcome IN ({marks}) GROUP BY job ORDER BY job",
+        (t0, t1, *FAILED_OUTCOMES),
+    ).fetchall():
         at, outcome, error = conn.execute(
-            "SELECT started_at, outcome, error FROM job_runs WHERE id = ?", (last_id,)).fetchone()
+            "SELECT started_at, outcome, error FROM job_runs WHERE id = ?", (last_id,)
+        ).fetchone()
         out.append(JobFailure(job, int(count), float(at), outcome, error))
     return out
 
@@ -162,15 +188,21 @@ def render(d: DigestData, settings: JobsSettings) -> str:
     """The digest message (plain text, deterministic: the same data gives the same text)."""
     tz = ZoneInfo(settings.timezone)
     a, b = d.start.astimezone(tz), d.end.astimezone(tz)
-    span = f"{a:%Y-%m-%d %H:%M} – {b:%Y-%m-%d %H:%M}" if a.date() != b.date() else f"{a:%Y-%m-%d %H:%M} – {b:%H:%M}"
+    span = (
+        f"{a:%Y-%m-%d %H:%M} – {b:%Y-%m-%d %H:%M}"
+        if a.date() != b.date()
+        else f"{a:%Y-%m-%d %H:%M} – {b:%H:%M}"
+    )
     lines = [f"📊 Familiar digest, {span} ({tz.key})", ""]
 
     if d.messages:
-        lines.append(f"Activity: {d.messages} message(s) in {len(d.chats)} chat(s), {d.users} active user(s)")
+        lines.append(
+            f"Activity: {d.messages} message(s) in {len(d.chats)} chat(s), {d.users} active user(s)"
+        )
         top = d.chats[: settings.digest_top_chats]
         lines += [f"  • chat {chat}: {n} message(s), {users} user(s)" for chat, n, users in top]
         if len(d.chats) > len(top):
-            rest = d.chats[len(top):]
+            rest = d.chats[len(top) :]
             lines.append(f"  • {len(rest)} more chat(s): {sum(c[1] for c in rest)} message(s)")
     else:
         lines.append("Activity: no messages")
@@ -180,11 +212,15 @@ def render(d: DigestData, settings: JobsSettings) -> str:
         if d.lowest:
             lines.append("Lowest-rated answers:")
             for low in d.lowest:
-                lines.append(f"  • answer #{low.answer_id} in chat {low.chat_id} (👍 {low.ups} · 👎 {low.downs})")
+                lines.append(
+                    f"  • answer #{low.answer_id} in chat {low.chat_id} (👍 {low.ups} · 👎 {low.downs})"
+                )
                 lines.append(f"    asked: {clip(low.prompt, 80)}")
                 lines.append(f"    answered: {clip(low.answer, 120)}")
                 if low.reasons:
-                    lines.append("    why: " + "; ".join(f"“{clip(r, 100)}”" for r in low.reasons[:3]))
+                    lines.append(
+                        "    why: " + "; ".join(f"“{clip(r, 100)}”" for r in low.reasons[:3])
+                    )
     else:
         lines.append("Feedback: none")
 
@@ -192,16 +228,23 @@ def render(d: DigestData, settings: JobsSettings) -> str:
         lines.append(f"Job failures: {sum(f.count for f in d.failures)}")
         for f in d.failures:
             at = datetime.fromtimestamp(f.last_at, tz)
-            lines.append(f"  • {f.job}: {f.count}×, last {f.outcome} at {at:%m-%d %H:%M}: {clip(f.error, 140)}")
+            lines.append(
+                f"  • {f.job}: {f.count}×, last {f.outcome} at {at:%m-%d %H:%M}: {clip(f.error, 140)}"
+            )
     else:
         lines.append("Job failures: none")
 
     if d.usage:
         calls = sum(u.calls for u in d.usage)
         failed = sum(u.failed for u in d.usage)
-        lines.append(f"Model usage: {calls} call(s), {sum(u.tokens for u in d.usage):,} tokens, "
-                     f"{money(sum(u.cost_usd for u in d.usage))}" + (f", {failed} failed" if failed else ""))
-        lines += [f"  • {u.purpose}: {u.calls} call(s), {u.tokens:,} tokens, {money(u.cost_usd)}" for u in d.usage[:5]]
+        lines.append(
+            f"Model usage: {calls} call(s), {sum(u.tokens for u in d.usage):,} tokens, "
+            f"{money(sum(u.cost_usd for u in d.usage))}" + (f", {failed} failed" if failed else "")
+        )
+        lines += [
+            f"  • {u.purpose}: {u.calls} call(s), {u.tokens:,} tokens, {money(u.cost_usd)}"
+            for u in d.usage[:5]
+        ]
     else:
         lines.append("Model usage: none")
 
@@ -211,7 +254,9 @@ def render(d: DigestData, settings: JobsSettings) -> str:
         if settings.backup_enabled:
             lines.append("Backup: ⚠️ no backup yet")
     elif d.backup_age_h > settings.backup_max_age_hours:
-        lines.append(f"Backup: ⚠️ newest is {d.backup_age_h:.1f} h old (limit {settings.backup_max_age_hours:g} h)")
+        lines.append(
+            f"Backup: ⚠️ newest is {d.backup_age_h:.1f} h old (limit {settings.backup_max_age_hours:g} h)"
+        )
     else:
         lines.append(f"Backup: newest is {d.backup_age_h:.1f} h old")
 
@@ -222,8 +267,13 @@ def render(d: DigestData, settings: JobsSettings) -> str:
 class DailyDigest:
     """The scheduled job: collect, skip when idle, render, send, remember the period."""
 
-    def __init__(self, db: Database, settings: JobsSettings, notify_admins: NotifyAdmins,
-                 backup_age: BackupAge | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: JobsSettings,
+        notify_admins: NotifyAdmins,
+        backup_age: BackupAge | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.notify_admins = notify_admins
@@ -243,15 +293,19 @@ class DailyDigest:
             return f"skipped: nothing to report for {period}"
         if self.backup_age is not None:
             try:
-                data.backup_age_h = await asyncio.to_thread(self.backup_age)  # lists the backup folder
+                data.backup_age_h = await asyncio.to_thread(
+                    self.backup_age
+                )  # lists the backup folder
             except Exception as exc:  # an unreadable backup folder must not cost the whole digest
                 logger.warning("digest: could not read the backup age: {}", exc)
                 data.backup_note = f"⚠️ age unknown ({clip(str(exc), 100)})"
         text = render(data, self.settings)
         await self.notify_admins(text)
-        account = (f"sent for {period}: {data.messages} message(s) in {len(data.chats)} chat(s), "
-                   f"👍 {data.thumbs_up} 👎 {data.thumbs_down}, {sum(f.count for f in data.failures)} job failure(s), "
-                   f"{len(text)} chars")
+        account = (
+            f"sent for {period}: {data.messages} message(s) in {len(data.chats)} chat(s), "
+            f"👍 {data.thumbs_up} 👎 {data.thumbs_down}, {sum(f.count for f in data.failures)} job failure(s), "
+            f"{len(text)} chars"
+        )
         await self.db.run(self._record, start.timestamp(), end.timestamp(), account)
         return account
 
@@ -261,12 +315,22 @@ class DailyDigest:
 
     def _record(self, start: float, end: float, account: str) -> None:
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO job_digests (period_start, period_end, sent_at, account) VALUES (?,?,?,?)",
-                         (start, end, time.time(), account))
+            conn.execute(
+                "INSERT INTO job_digests (period_start, period_end, sent_at, account) VALUES (?,?,?,?)",
+                (start, end, time.time(), account),
+            )
 
 
-def register_digest_jobs(scheduler: Scheduler, settings: JobsSettings, db: Database, *, memory: LessonMemory,
-                         llm: LLM, notify_admins: NotifyAdmins, backup_age: BackupAge | None = None) -> list[str]:
+def register_digest_jobs(
+    scheduler: Scheduler,
+    settings: JobsSettings,
+    db: Database,
+    *,
+    memory: LessonMemory,
+    llm: LLM,
+    notify_admins: NotifyAdmins,
+    backup_age: BackupAge | None = None,
+) -> list[str]:
     """Register the enabled ones of the "digest" and "lessons" jobs; returns their names."""
     names = []
     if settings.digest_enabled:

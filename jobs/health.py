@@ -17,7 +17,9 @@ _ICON = {Status.HEALTHY: "✅", Status.DEGRADED: "⚠️", Status.FAILING: "🛑
 
 
 class HealthWatch:
-    def __init__(self, registry: HealthRegistry, notify_admins: NotifyAdmins, db: Database | None = None) -> None:
+    def __init__(
+        self, registry: HealthRegistry, notify_admins: NotifyAdmins, db: Database | None = None
+    ) -> None:
         self.registry = registry
         self.notify_admins = notify_admins
         self.db = db
@@ -39,7 +41,9 @@ class HealthWatch:
     @staticmethod
     def describe(status: Status, results: list[CheckResult]) -> str:
         lines = [f"{_ICON[status]} Familiar is {status.name.lower()}"]
-        lines += [f"{_ICON[r.status]} {r.name}: {r.detail}" for r in results if r.status != Status.HEALTHY]
+        lines += [
+            f"{_ICON[r.status]} {r.name}: {r.detail}" for r in results if r.status != Status.HEALTHY
+        ]
         return "\n".join(lines)
 
 
@@ -57,5 +61,7 @@ def save_snapshot(db: Database, results: list[CheckResult], at: float | None = N
 def load_snapshot(db: Database) -> list[tuple[CheckResult, float]]:
     """The daemon's latest results with the time they were taken; empty when there are none."""
     with db.read() as conn:
-        rows = conn.execute("SELECT name, status, detail, checked_at FROM health_snapshot ORDER BY name").fetchall()
+        rows = conn.execute(
+            "SELECT name, status, detail, checked_at FROM health_snapshot ORDER BY name"
+        ).fetchall()
     return [(CheckResult(name, Status[status], detail), at) for name, status, detail, at in rows]

@@ -47,12 +47,14 @@ LESSONS_SCHEMA: dict[str, Any] = {
     "required": ["lessons"],
     "additionalProperties": False,
 }
-SYSTEM = "You review feedback on an AI assistant's answers and distil lessons for its future behaviour."
+SYSTEM = (
+    "You review feedback on an AI assistant's answers and distil lessons for its future behaviour."
+)
 PROMPT = (
     "Below are answers from the past week that users rated 👎, with their reasons when they gave "
     "one. Write at most {n} lessons that would have avoided these problems and will help in future "
     "conversations: each one short imperative sentence that makes sense on its own (for example "
-    "\"Give quantities in metric units unless asked otherwise.\"). Lessons are shown in every chat, "
+    '"Give quantities in metric units unless asked otherwise."). Lessons are shown in every chat, '
     "so never include names, personal details or quotes from the conversations. Skip feedback that "
     "teaches nothing general; an empty list is fine.{known}{json}\n\n"
 )
@@ -64,8 +66,15 @@ PROMPT_CHARS, ANSWER_CHARS, REASON_CHARS, BATCH_CHARS = 500, 1000, 500, 24_000
 class LessonMemory(Protocol):
     """The part of ``memory.service.Memory`` the job writes through."""
 
-    async def add_memory(self, text: str, scope: Scope, kind: str = "note", *, ref: str | None = None,
-                         ts: datetime | None = None) -> int: ...
+    async def add_memory(
+        self,
+        text: str,
+        scope: Scope,
+        kind: str = "note",
+        *,
+        ref: str | None = None,
+        ts: datetime | None = None,
+    ) -> int: ...
 
     async def forget(self, memory_id: int, scope: Scope) -> bool: ...
 
@@ -128,11 +137,18 @@ def _clip(text: str | None, n: int) -> str:
 
 
 def _has(conn: sqlite3.Connection, table: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
+        is not None
+    )
 
 
 class WeeklyLessons:
-    def __init__(self, db: Database, memory: LessonMemory, llm: LLM, settings: JobsSettings) -> None:
+    def __init__(
+        self, db: Database, memory: LessonMemory, llm: LLM, settings: JobsSettings
+    ) -> None:
         self.db = db
         self.memory = memory
         self.llm = llm
@@ -170,15 +186,23 @@ class WeeklyLessons:
             logger.info("weekly lessons: no model configured; {} 👎 left unsynthesised", len(downs))
             return None
         n = self.settings.lessons_max_per_week
-        known_note = ("\nThese lessons are already known; do not repeat them:\n"
-                      + "\n".join(f"- {k}" for k in known[:30])) if known else ""
+        known_note = (
+            (
+                "\nThese lessons are already known; do not repeat them:\n"
+                + "\n".join(f"- {k}" for k in known[:30])
+            )
+            if known
+            else ""
+        )
         prompt = PROMPT.format(n=n, known=known_note, json="" if caps.json_schema else JSON_NOTE)
         blocks: list[str] = []
         size = len(prompt)
         for i, d in enumerate(downs[: self.settings.lessons_max_feedback], 1):
-            block = (f"### {i}\nUser asked: {_clip(d.prompt, PROMPT_CHARS)}\n"
-                     f"Assistant answered: {_clip(d.answer, ANSWER_CHARS)}\n"
-                     f"Reason for 👎: {_clip(d.reason, REASON_CHARS) or '(none given)'}")
+            block = (
+                f"### {i}\nUser asked: {_clip(d.prompt, PROMPT_CHARS)}\n"
+                f"Assistant answered: {_clip(d.answer, ANSWER_CHARS)}\n"
+                f"Reason for 👎: {_clip(d.reason, REASON_CHARS) or '(none given)'}"
+            )
             if size + len(block) > BATCH_CHARS:
                 break
             blocks.append(block)
@@ -196,7 +220,9 @@ class WeeklyLessons:
             if result.refused:
                 raise BadModelOutput("the model refused to write lessons")
             return parse_lessons(result.text, n)
-        except LLMError as exc:  # breaker open, provider down, malformed output: no lessons this week
+        except (
+            LLMError
+        ) as exc:  # breaker open, provider down, malformed output: no lessons this week
             logger.warning("weekly lessons skipped ({}): {}", type(exc).__name__, exc)
             return None
 
@@ -213,15 +239,22 @@ class WeeklyLessons:
             if lesson_key(text) in wanted:
                 have.setdefault(chat_id, set()).add(lesson_key(text))
                 continue
-            await self.memory.forget(memory_id, Scope(chat_id))  # False when someone already deleted it
+            await self.memory.forget(
+                memory_id, Scope(chat_id)
+            )  # False when someone already deleted it
             await self.db.run(self._drop_card, memory_id)
             removed += 1
         for chat_id in chats:
             for key, (text, week, ts) in wanted.items():
                 if key in have.get(chat_id, set()):
                     continue
-                memory_id = await self.memory.add_memory(text, Scope(chat_id), "lesson", ref=f"lessons:{week}",
-                                                         ts=datetime.fromtimestamp(ts, UTC))
+                memory_id = await self.memory.add_memory(
+                    text,
+                    Scope(chat_id),
+                    "lesson",
+                    ref=f"lessons:{week}",
+                    ts=datetime.fromtimestamp(ts, UTC),
+                )
                 await self.db.run(self._add_card, memory_id, chat_id, text, week)
                 added += 1
         return added, removed, len(chats)
@@ -237,44 +270,75 @@ class WeeklyLessons:
                 " WHERE f.rating = -1 AND f.updated_at >= ? AND f.updated_at < ?"
                 # the ones with a reason first: they teach most when the batch is cut short
                 " ORDER BY trim(coalesce(f.reason, '')) = '', f.updated_at DESC, f.answer_id",
-                (start, end)).fetchall()
+                (start, end),
+            ).fetchall()
         return [Downvote(*r) for r in rows]
 
     def _used(self, week_start: float) -> set[tuple[int, int]] | None:
         with self.db.read() as conn:
-            row = conn.execute("SELECT feedback FROM job_lesson_weeks WHERE week_start = ?", (week_start,)).fetchone()
+            row = conn.execute(
+                "SELECT feedback FROM job_lesson_weeks WHERE week_start = ?", (week_start,)
+            ).fetchone()
         return None if row is None else {(int(a), int(u)) for a, u in json.loads(row[0])}
 
-    def _kept_lessons(self, week_start: float, other_weeks_only: bool) -> list[tuple[str, str, float]]:
+    def _kept_lessons(
+        self, week_start: float, other_weeks_only: bool
+    ) -> list[tuple[str, str, float]]:
         """(text, week label, week end) of the weeks still kept, newest week first."""
-        cutoff = week_start - (self.settings.lessons_keep_weeks - 1) * 7 * 86400 - 3 * 3600  # DST slack
+        cutoff = (
+            week_start - (self.settings.lessons_keep_weeks - 1) * 7 * 86400 - 3 * 3600
+        )  # DST slack
         with self.db.read() as conn:
             rows = conn.execute(
                 "SELECT week, lessons, week_start FROM job_lesson_weeks WHERE week_start >= ?"
-                + (" AND week_start != ?" if other_weeks_only else "") + " ORDER BY week_start DESC",
-                (cutoff, week_start) if other_weeks_only else (cutoff,)).fetchall()
+                + (" AND week_start != ?" if other_weeks_only else "")
+                + " ORDER BY week_start DESC",
+                (cutoff, week_start) if other_weeks_only else (cutoff,),
+            ).fetchall()
         # A lesson's card carries the end of its week as its time, so the newest weeks list first.
-        return [(text, week, start + 7 * 86400) for week, lessons, start in rows for text in json.loads(lessons)]
+        return [
+            (text, week, start + 7 * 86400)
+            for week, lessons, start in rows
+            for text in json.loads(lessons)
+        ]
 
-    def _record_week(self, week_start: float, label: str, keys: list[list[int]], lessons: list[str]) -> None:
+    def _record_week(
+        self, week_start: float, label: str, keys: list[list[int]], lessons: list[str]
+    ) -> None:
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO job_lesson_weeks (week_start, week, feedback, lessons, model, created_at)"
                 " VALUES (?,?,?,?,?,?) ON CONFLICT (week_start) DO UPDATE SET feedback = excluded.feedback,"
                 " lessons = excluded.lessons, model = excluded.model, created_at = excluded.created_at",
-                (week_start, label, json.dumps(keys), json.dumps(lessons, ensure_ascii=False), self.llm.model,
-                 time.time()))
+                (
+                    week_start,
+                    label,
+                    json.dumps(keys),
+                    json.dumps(lessons, ensure_ascii=False),
+                    self.llm.model,
+                    time.time(),
+                ),
+            )
 
     def _chats_and_cards(self) -> tuple[list[int], list[tuple[int, int, str]]]:
         with self.db.read() as conn:
-            chats = [r[0] for r in conn.execute("SELECT DISTINCT chat_id FROM messages ORDER BY chat_id")]
-            cards = [tuple(r) for r in conn.execute("SELECT memory_id, chat_id, text FROM job_lesson_cards ORDER BY memory_id")]
+            chats = [
+                r[0] for r in conn.execute("SELECT DISTINCT chat_id FROM messages ORDER BY chat_id")
+            ]
+            cards = [
+                tuple(r)
+                for r in conn.execute(
+                    "SELECT memory_id, chat_id, text FROM job_lesson_cards ORDER BY memory_id"
+                )
+            ]
         return chats, cards  # type: ignore[return-value]
 
     def _add_card(self, memory_id: int, chat_id: int, text: str, week: str) -> None:
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO job_lesson_cards (memory_id, chat_id, text, week, created_at) VALUES (?,?,?,?,?)",
-                         (memory_id, chat_id, text, week, time.time()))
+            conn.execute(
+                "INSERT INTO job_lesson_cards (memory_id, chat_id, text, week, created_at) VALUES (?,?,?,?,?)",
+                (memory_id, chat_id, text, week, time.time()),
+            )
 
     def _drop_card(self, memory_id: int) -> None:
         with self.db.transaction() as conn:

@@ -52,7 +52,9 @@ def _row(r: tuple) -> Reminder:
 
 
 class Reminders:
-    def __init__(self, db: Database, backend: Backend, settings: JobsSettings, deliver: Deliver) -> None:
+    def __init__(
+        self, db: Database, backend: Backend, settings: JobsSettings, deliver: Deliver
+    ) -> None:
         self.db = db
         self.backend = backend
         self.settings = settings
@@ -88,8 +90,9 @@ class Reminders:
     def next_time(self, reminder: Reminder) -> datetime | None:
         if reminder.due_at is not None:
             return reminder.due_at
-        return CronTrigger.from_crontab(reminder.cron, timezone=ZoneInfo(reminder.timezone)).get_next_fire_time(
-            None, datetime.now(ZoneInfo(reminder.timezone)))
+        return CronTrigger.from_crontab(
+            reminder.cron, timezone=ZoneInfo(reminder.timezone)
+        ).get_next_fire_time(None, datetime.now(ZoneInfo(reminder.timezone)))
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> int:
@@ -100,7 +103,9 @@ class Reminders:
         for reminder in await self.db.run(self._query_active, None):
             if reminder.due_at is not None and reminder.due_at <= now:
                 local = reminder.due_at.astimezone(ZoneInfo(reminder.timezone))
-                await self._fire(reminder, f"(late: this was due {local:%Y-%m-%d %H:%M}, while I was offline)")
+                await self._fire(
+                    reminder, f"(late: this was due {local:%Y-%m-%d %H:%M}, while I was offline)"
+                )
                 late += 1
             else:
                 self._schedule(reminder)
@@ -126,6 +131,7 @@ class Reminders:
         except Exception as exc:  # Telegram away: try again later, never lose a one-shot
             logger.warning("reminder {} could not be delivered ({}); retrying", reminder.id, exc)
             if reminder.due_at is not None:
+
                 async def retry() -> None:
                     await self._fire(reminder, note or "(late: delivery was retried)")
 
@@ -134,12 +140,18 @@ class Reminders:
         await self.db.run(self._delivered, reminder)
 
     # -- queries (database thread) ------------------------------------------------------------
-    def _insert(self, chat_id: int, user_id: int | None, text: str, due: float | None, cron: str | None) -> Reminder:
+    def _insert(
+        self, chat_id: int, user_id: int | None, text: str, due: float | None, cron: str | None
+    ) -> Reminder:
         with self.db.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO reminders (chat_id, user_id, text, due_at, cron, timezone, created_at)"
-                " VALUES (?,?,?,?,?,?,?)", (chat_id, user_id, text, due, cron, self.tz.key, time.time()))
-            row = conn.execute(f"SELECT {_COLUMNS} FROM reminders WHERE id = ?", (cur.lastrowid,)).fetchone()
+                " VALUES (?,?,?,?,?,?,?)",
+                (chat_id, user_id, text, due, cron, self.tz.key, time.time()),
+            )
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM reminders WHERE id = ?", (cur.lastrowid,)
+            ).fetchone()
         return _row(row)
 
     def _query_active(self, chat_id: int | None) -> list[Reminder]:
@@ -148,18 +160,27 @@ class Reminders:
         if chat_id is not None:
             sql, params = sql + " AND chat_id = ?", (chat_id,)
         with self.db.read() as conn:
-            return [_row(r) for r in conn.execute(sql + " ORDER BY coalesce(due_at, 1e18), id", params)]
+            return [
+                _row(r) for r in conn.execute(sql + " ORDER BY coalesce(due_at, 1e18), id", params)
+            ]
 
     def _deactivate(self, chat_id: int, reminder_id: int) -> bool:
         with self.db.transaction() as conn:
-            cur = conn.execute("UPDATE reminders SET active = 0 WHERE id = ? AND chat_id = ? AND active = 1",
-                               (reminder_id, chat_id))
+            cur = conn.execute(
+                "UPDATE reminders SET active = 0 WHERE id = ? AND chat_id = ? AND active = 1",
+                (reminder_id, chat_id),
+            )
             return cur.rowcount > 0
 
     def _delivered(self, reminder: Reminder) -> None:
         with self.db.transaction() as conn:
             if reminder.due_at is not None:
-                conn.execute("UPDATE reminders SET delivered_at = ?, last_fired_at = ?, active = 0 WHERE id = ?",
-                             (time.time(), time.time(), reminder.id))
+                conn.execute(
+                    "UPDATE reminders SET delivered_at = ?, last_fired_at = ?, active = 0 WHERE id = ?",
+                    (time.time(), time.time(), reminder.id),
+                )
             else:
-                conn.execute("UPDATE reminders SET last_fired_at = ? WHERE id = ?", (time.time(), reminder.id))
+                conn.execute(
+                    "UPDATE reminders SET last_fired_at = ? WHERE id = ?",
+                    (time.time(), reminder.id),
+                )

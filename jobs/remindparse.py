@@ -16,16 +16,39 @@ from apscheduler.triggers.cron import CronTrigger
 
 from jobs.errors import ReminderError
 
-WHEN_EXAMPLES = ('"in 20m", "in 1h30m", "in 3 days", "tomorrow 9:00", "today 18:30", "friday 8:00", '
-                 '"21:15", "2026-12-01 08:30"')
-EVERY_EXAMPLES = ('"/every 0 9 * * 1-5 stand-up" (09:00 on weekdays), "/every 30 18 * * * walk" '
-                  '(18:30 daily), "/every @daily water the plants"')
-_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hr": 3600,
-          "hour": 3600, "d": 86400, "day": 86400, "w": 604800, "week": 604800, "y": 31536000,
-          "year": 31536000}
+WHEN_EXAMPLES = (
+    '"in 20m", "in 1h30m", "in 3 days", "tomorrow 9:00", "today 18:30", "friday 8:00", '
+    '"21:15", "2026-12-01 08:30"'
+)
+EVERY_EXAMPLES = (
+    '"/every 0 9 * * 1-5 stand-up" (09:00 on weekdays), "/every 30 18 * * * walk" '
+    '(18:30 daily), "/every @daily water the plants"'
+)
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+    "w": 604800,
+    "week": 604800,
+    "y": 31536000,
+    "year": 31536000,
+}
 _AMOUNT = re.compile(r"(\d+)\s*([a-z]+?)s?(?=\d|\s|$)")
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-_SHORTCUTS = {"@hourly": "0 * * * *", "@daily": "0 9 * * *", "@weekly": "0 9 * * 1", "@monthly": "0 9 1 * *"}
+_SHORTCUTS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 9 * * *",
+    "@weekly": "0 9 * * 1",
+    "@monthly": "0 9 1 * *",
+}
 MIN_EVERY = timedelta(minutes=10)
 
 
@@ -34,7 +57,9 @@ class _NotATime(ReminderError):
 
 
 def _bad(text: str, why: str) -> ReminderError:
-    return ReminderError(f"I cannot use {text!r} as a time: {why}", f"write it like {WHEN_EXAMPLES}")
+    return ReminderError(
+        f"I cannot use {text!r} as a time: {why}", f"write it like {WHEN_EXAMPLES}"
+    )
 
 
 def _not_a_time(text: str) -> ReminderError:
@@ -76,7 +101,7 @@ def _relative(s: str) -> timedelta | None:
     total, pos = 0, 0
     body = body.replace(" and ", " ").replace(",", " ")
     for m in _AMOUNT.finditer(body):
-        if body[pos:m.start()].strip():
+        if body[pos : m.start()].strip():
             return None
         unit = _UNITS.get(m.group(2)) or _UNITS.get(m.group(2).rstrip("s"))
         if unit is None:
@@ -115,7 +140,9 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> 
         if base is not None:
             clock = _day_clock(rest, text)
             when = datetime.combine(base, clock, tz)
-        elif (bare := _clock(s)) is not None and (":" in s or "am" in s or "pm" in s or s.startswith("at ")):
+        elif (bare := _clock(s)) is not None and (
+            ":" in s or "am" in s or "pm" in s or s.startswith("at ")
+        ):
             when = datetime.combine(local_now.date(), bare, tz)
             if when <= local_now:
                 when += timedelta(days=1)  # "21:15" said after 21:15 means tomorrow
@@ -133,7 +160,9 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> 
 UTC_ = ZoneInfo("UTC")
 
 
-def split_remind(args: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> tuple[datetime, str]:
+def split_remind(
+    args: str, now: datetime, tz: ZoneInfo, max_days: int = 1830
+) -> tuple[datetime, str]:
     """``/remind WHEN TEXT``: the longest leading words that read as a time, and the rest."""
     words = args.split()
     if not words:
@@ -150,9 +179,14 @@ def split_remind(args: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -
     except _NotATime:
         pass
     else:
-        raise ReminderError(f"nothing to remind about after {args!r}", "write /remind WHEN TEXT, e.g. /remind in 20m tea")
-    raise ReminderError(f"I cannot find a time at the start of {args!r}",
-                        f"write /remind WHEN TEXT, WHEN like {WHEN_EXAMPLES}")
+        raise ReminderError(
+            f"nothing to remind about after {args!r}",
+            "write /remind WHEN TEXT, e.g. /remind in 20m tea",
+        )
+    raise ReminderError(
+        f"I cannot find a time at the start of {args!r}",
+        f"write /remind WHEN TEXT, WHEN like {WHEN_EXAMPLES}",
+    )
 
 
 def split_every(args: str, tz: ZoneInfo) -> tuple[str, str]:
@@ -167,14 +201,18 @@ def split_every(args: str, tz: ZoneInfo) -> tuple[str, str]:
     try:
         trigger = CronTrigger.from_crontab(cron, timezone=tz)
     except ValueError as exc:
-        raise ReminderError(f"{cron!r} is not a crontab schedule ({exc})",
-                            f"five fields: minute hour day month weekday; for example {EVERY_EXAMPLES}") from None
+        raise ReminderError(
+            f"{cron!r} is not a crontab schedule ({exc})",
+            f"five fields: minute hour day month weekday; for example {EVERY_EXAMPLES}",
+        ) from None
     now = datetime.now(tz)
     first = trigger.get_next_fire_time(None, now)
     second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
     if first is None:
         raise ReminderError(f"{cron!r} never fires", f"for example {EVERY_EXAMPLES}")
     if second is not None and second - first < MIN_EVERY:
-        raise ReminderError(f"{cron!r} fires more often than every {MIN_EVERY.seconds // 60} minutes",
-                            f"pick a calmer schedule, for example {EVERY_EXAMPLES}")
+        raise ReminderError(
+            f"{cron!r} fires more often than every {MIN_EVERY.seconds // 60} minutes",
+            f"pick a calmer schedule, for example {EVERY_EXAMPLES}",
+        )
     return cron, text

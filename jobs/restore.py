@@ -55,8 +55,10 @@ class VerifyReport:
 def _safe_member_path(name: str) -> PurePosixPath:
     p = PurePosixPath(name)
     if p.is_absolute() or ".." in p.parts or not p.parts:
-        raise VerifyError(f"the archive member {name!r} points outside the archive",
-                          "this archive was not written by Familiar; do not restore it")
+        raise VerifyError(
+            f"the archive member {name!r} points outside the archive",
+            "this archive was not written by Familiar; do not restore it",
+        )
     return p
 
 
@@ -65,7 +67,10 @@ def extract_verified(archive: Path, into: Path) -> dict[str, Any]:
     manifest; returns the manifest. Raises VerifyError naming the first bad file."""
     archive = Path(archive)
     if not archive.is_file():
-        raise VerifyError(f"there is no archive at {archive}", "give the path of a .tar.gz made by `familiar backup`")
+        raise VerifyError(
+            f"there is no archive at {archive}",
+            "give the path of a .tar.gz made by `familiar backup`",
+        )
     seen: dict[str, tuple[int, str]] = {}
     manifest_bytes: bytes | None = None
     current = "(the archive header)"
@@ -75,8 +80,10 @@ def extract_verified(archive: Path, into: Path) -> dict[str, Any]:
                 current = member.name
                 rel = _safe_member_path(member.name)
                 if not member.isfile():
-                    raise VerifyError(f"{member.name} in {archive.name} is not a regular file",
-                                      "this archive was not written by Familiar; do not restore it")
+                    raise VerifyError(
+                        f"{member.name} in {archive.name} is not a regular file",
+                        "this archive was not written by Familiar; do not restore it",
+                    )
                 src = tar.extractfile(member)
                 assert src is not None
                 if member.name == MANIFEST:
@@ -95,34 +102,48 @@ def extract_verified(archive: Path, into: Path) -> dict[str, Any]:
         raise
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise VerifyError(f"the disk filled up while extracting {current}",
-                              "free some space and verify again") from None
+            raise VerifyError(
+                f"the disk filled up while extracting {current}", "free some space and verify again"
+            ) from None
         raise VerifyError(
             f"{archive.name} is truncated or corrupt (while reading {current}: {exc})",
             "use another archive; this one cannot be restored",
         ) from None
     if manifest_bytes is None:
-        raise VerifyError(f"{archive.name} has no {MANIFEST} (truncated, or not a Familiar backup)",
-                          "use another archive")
+        raise VerifyError(
+            f"{archive.name} has no {MANIFEST} (truncated, or not a Familiar backup)",
+            "use another archive",
+        )
     try:
         manifest = json.loads(manifest_bytes)
         listed = {f["path"]: (int(f["size"]), str(f["sha256"])) for f in manifest["files"]}
     except (ValueError, KeyError, TypeError) as exc:
-        raise VerifyError(f"{MANIFEST} in {archive.name} cannot be read ({exc})", "use another archive") from None
+        raise VerifyError(
+            f"{MANIFEST} in {archive.name} cannot be read ({exc})", "use another archive"
+        ) from None
     if manifest.get("format", 0) > FORMAT:
-        raise VerifyError(f"{archive.name} was written by a newer Familiar (format {manifest.get('format')})",
-                          "restore it with that version or a newer one")
+        raise VerifyError(
+            f"{archive.name} was written by a newer Familiar (format {manifest.get('format')})",
+            "restore it with that version or a newer one",
+        )
     for path, (size, digest) in listed.items():
         if path not in seen:
-            raise VerifyError(f"{path} is listed in the manifest but missing from {archive.name}",
-                              "use another archive")
+            raise VerifyError(
+                f"{path} is listed in the manifest but missing from {archive.name}",
+                "use another archive",
+            )
         got_size, got_digest = seen[path]
         if got_size != size or got_digest != digest:
-            raise VerifyError(f"{path} in {archive.name} does not match its checksum "
-                              f"({got_size} bytes, expected {size})", "use another archive")
+            raise VerifyError(
+                f"{path} in {archive.name} does not match its checksum "
+                f"({got_size} bytes, expected {size})",
+                "use another archive",
+            )
     for path in seen:
         if path not in listed:
-            raise VerifyError(f"{path} in {archive.name} is not in the manifest", "use another archive")
+            raise VerifyError(
+                f"{path} in {archive.name} is not in the manifest", "use another archive"
+            )
     if DB_MEMBER not in seen:
         raise VerifyError(f"{archive.name} holds no database", "use another archive")
     return manifest
@@ -149,13 +170,21 @@ def verify_archive(archive: Path, work_dir: Path | None = None) -> VerifyReport:
         manifest = extract_verified(archive, scratch)
         result = integrity_check(scratch / DB_MEMBER)
         if result != "ok":
-            raise VerifyError(f"{DB_MEMBER} in {archive.name} fails integrity_check: {result[:300]}",
-                              "use another archive")
+            raise VerifyError(
+                f"{DB_MEMBER} in {archive.name} fails integrity_check: {result[:300]}",
+                "use another archive",
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     files = manifest["files"]
-    return VerifyReport(archive, manifest, len(files), sum(f["size"] for f in files), result,
-                        time.monotonic() - started)
+    return VerifyReport(
+        archive,
+        manifest,
+        len(files),
+        sum(f["size"] for f in files),
+        result,
+        time.monotonic() - started,
+    )
 
 
 # -- restore ----------------------------------------------------------------------------------
@@ -185,9 +214,13 @@ def _table_counts(db_file: Path) -> dict[str, int]:
         return {}
     conn = sqlite3.connect(db_file)
     try:
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
-            " AND sql NOT LIKE 'CREATE VIRTUAL%' AND name NOT LIKE '%_fts_%'")]
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+                " AND sql NOT LIKE 'CREATE VIRTUAL%' AND name NOT LIKE '%_fts_%'"
+            )
+        ]
         return {n: conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
     except sqlite3.DatabaseError:
         return {}
@@ -221,7 +254,9 @@ def plan_changes(data_dir: Path, restored: Path, manifest: dict[str, Any]) -> li
     before, after = _table_counts(data_dir / DB_MEMBER), _table_counts(restored / DB_MEMBER)
     for t in sorted(set(before) | set(after)):
         if before.get(t) != after.get(t):
-            changes.append(f"table {t}: {before.get(t, 0)} rows now, {after.get(t, 0)} after the restore")
+            changes.append(
+                f"table {t}: {before.get(t, 0)} rows now, {after.get(t, 0)} after the restore"
+            )
     with_config = manifest.get("config_origin") == "data_dir"
     old = {k: _sha256(p) for k, p in _covered_files(data_dir, with_config).items()}
     new = {f["path"]: f["sha256"] for f in manifest["files"] if f["path"] != DB_MEMBER}
@@ -236,11 +271,15 @@ def plan_changes(data_dir: Path, restored: Path, manifest: dict[str, Any]) -> li
             changes.append(f"{path}: replaced")
     if with_config and manifest.get("redacted_settings"):
         keys = ", ".join(manifest["redacted_settings"])
-        changes.append(f"familiar.toml: the archived copy has no secrets ({keys} removed); "
-                       "give them again through systemd credentials or FAMILIAR_* variables")
+        changes.append(
+            f"familiar.toml: the archived copy has no secrets ({keys} removed); "
+            "give them again through systemd credentials or FAMILIAR_* variables"
+        )
     if manifest.get("config_origin") not in (None, "data_dir"):
-        changes.append(f"settings file {manifest['config_origin']} is left alone; the archived copy "
-                       f"is written to familiar.restored.toml in the data directory")
+        changes.append(
+            f"settings file {manifest['config_origin']} is left alone; the archived copy "
+            f"is written to familiar.restored.toml in the data directory"
+        )
     return changes
 
 
@@ -264,8 +303,9 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(a))
 
 
-def restore_archive(archive: Path, data_dir: Path, *, dry_run: bool = False,
-                    now: datetime | None = None) -> RestorePlan:
+def restore_archive(
+    archive: Path, data_dir: Path, *, dry_run: bool = False, now: datetime | None = None
+) -> RestorePlan:
     """Restore ``archive`` into ``data_dir`` (or only say what would change, with ``dry_run``)."""
     archive, data_dir = Path(archive).resolve(), Path(data_dir).expanduser().resolve()
     stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -285,16 +325,29 @@ def restore_archive(archive: Path, data_dir: Path, *, dry_run: bool = False,
         manifest = extract_verified(archive, staging)
         result = integrity_check(staging / DB_MEMBER)
         if result != "ok":
-            raise VerifyError(f"{DB_MEMBER} in {archive.name} fails integrity_check: {result[:300]}",
-                              "use another archive")
+            raise VerifyError(
+                f"{DB_MEMBER} in {archive.name} fails integrity_check: {result[:300]}",
+                "use another archive",
+            )
         aside = parent / f"{data_dir.name}.before-restore-{stamp}"
-        plan = RestorePlan(archive, data_dir, aside, manifest, plan_changes(data_dir, staging, manifest),
-                           dry_run=dry_run)
+        plan = RestorePlan(
+            archive,
+            data_dir,
+            aside,
+            manifest,
+            plan_changes(data_dir, staging, manifest),
+            dry_run=dry_run,
+        )
         if dry_run:
             return plan
         if aside.exists():
-            raise RestoreError(f"{aside} already exists", "move it away, or wait a second and retry")
-        if manifest.get("config_origin") not in (None, "data_dir") and (staging / CONFIG_MEMBER).exists():
+            raise RestoreError(
+                f"{aside} already exists", "move it away, or wait a second and retry"
+            )
+        if (
+            manifest.get("config_origin") not in (None, "data_dir")
+            and (staging / CONFIG_MEMBER).exists()
+        ):
             os.replace(staging / CONFIG_MEMBER, staging / "familiar.restored.toml")
         os.chmod(staging, 0o700)
         new_lock = DataDirLock(staging)  # the restored directory stays locked until we are done

@@ -67,7 +67,8 @@ class JobSpec:
         if self.every is not None:
             return now - last_success >= self.every
         nxt = CronTrigger.from_crontab(self.cron, timezone=tz).get_next_fire_time(  # type: ignore[arg-type]
-            None, last_success.astimezone(tz) + timedelta(seconds=1))
+            None, last_success.astimezone(tz) + timedelta(seconds=1)
+        )
         return nxt is not None and nxt <= now
 
 
@@ -103,7 +104,9 @@ class JobQueueBackend(Backend):
         async def callback(_context: Any) -> None:
             await fire()
 
-        self.job_queue.run_custom(callback, job_kwargs={"trigger": trigger, **_JOB_KWARGS}, name=name)
+        self.job_queue.run_custom(
+            callback, job_kwargs={"trigger": trigger, **_JOB_KWARGS}, name=name
+        )
 
     def remove(self, name: str) -> None:
         for job in self.job_queue.get_jobs_by_name(name):
@@ -126,7 +129,9 @@ class StandaloneBackend(Backend):
         self.scheduler = AsyncIOScheduler(timezone=tz)
 
     def add(self, name: str, trigger: BaseTrigger, fire: Fire) -> None:
-        self.scheduler.add_job(fire, trigger=trigger, id=name, name=name, replace_existing=True, **_JOB_KWARGS)
+        self.scheduler.add_job(
+            fire, trigger=trigger, id=name, name=name, replace_existing=True, **_JOB_KWARGS
+        )
 
     def remove(self, name: str) -> None:
         if self.scheduler.get_job(name) is not None:
@@ -159,8 +164,9 @@ def _record(r: tuple) -> RunRecord:
 
 
 class Scheduler:
-    def __init__(self, db: Database, backend: Backend, settings: JobsSettings,
-                 notify_admins: NotifyAdmins) -> None:
+    def __init__(
+        self, db: Database, backend: Backend, settings: JobsSettings, notify_admins: NotifyAdmins
+    ) -> None:
         self.db = db
         self.backend = backend
         self.settings = settings
@@ -230,12 +236,19 @@ class Scheduler:
             run_id = await self.db.run(self._insert_run, name, started, trigger)
             outcome, error, output = "ok", None, None
             try:
-                result = await asyncio.wait_for(spec.fn(), spec.timeout_s or self.settings.job_timeout_s)
+                result = await asyncio.wait_for(
+                    spec.fn(), spec.timeout_s or self.settings.job_timeout_s
+                )
                 output = None if result is None else str(result)[:4000]
             except TimeoutError:
-                outcome, error = "timeout", f"did not finish in {spec.timeout_s or self.settings.job_timeout_s:g} s"
+                outcome, error = (
+                    "timeout",
+                    f"did not finish in {spec.timeout_s or self.settings.job_timeout_s:g} s",
+                )
             except asyncio.CancelledError:
-                await asyncio.shield(self.db.run(self._finish_run, run_id, "interrupted", "cancelled", None))
+                await asyncio.shield(
+                    self.db.run(self._finish_run, run_id, "interrupted", "cancelled", None)
+                )
                 raise
             except Exception as exc:  # a failing job is recorded; the scheduler goes on
                 logger.opt(exception=exc).warning("job {} failed", name)
@@ -244,8 +257,15 @@ class Scheduler:
         finally:
             self._running.discard(name)
         await self._maybe_alert(name, outcome, error)
-        return RunRecord(name, datetime.fromtimestamp(started, UTC), datetime.now(UTC), outcome, error,
-                         output, trigger)
+        return RunRecord(
+            name,
+            datetime.fromtimestamp(started, UTC),
+            datetime.now(UTC),
+            outcome,
+            error,
+            output,
+            trigger,
+        )
 
     async def _maybe_alert(self, name: str, outcome: str, error: str | None) -> None:
         threshold = self.settings.failure_alert_after
@@ -254,8 +274,10 @@ class Scheduler:
             if outcome != "ok":
                 streak = next((i for i, o in enumerate(outcomes) if o == "ok"), len(outcomes))
                 if streak == threshold:
-                    await self.notify_admins(f"⚠️ Job {name} failed {threshold} times in a row. Last error: {error}")
-            elif len(outcomes) > threshold and all(o != "ok" for o in outcomes[1:threshold + 1]):
+                    await self.notify_admins(
+                        f"⚠️ Job {name} failed {threshold} times in a row. Last error: {error}"
+                    )
+            elif len(outcomes) > threshold and all(o != "ok" for o in outcomes[1 : threshold + 1]):
                 await self.notify_admins(f"✅ Job {name} succeeded again.")
         except Exception as exc:  # telling admins must never break the job loop
             logger.warning("could not tell admins about job {}: {}", name, exc)
@@ -263,27 +285,37 @@ class Scheduler:
     # -- queries (run on the database thread) --------------------------------------------------
     def _insert_run(self, name: str, started: float, trigger: str) -> int:
         with self.db.transaction() as conn:
-            cur = conn.execute("INSERT INTO job_runs (job, started_at, outcome, trigger) VALUES (?,?,?,?)",
-                               (name, started, "running", trigger))
+            cur = conn.execute(
+                "INSERT INTO job_runs (job, started_at, outcome, trigger) VALUES (?,?,?,?)",
+                (name, started, "running", trigger),
+            )
             return int(cur.lastrowid or 0)
 
     def _finish_run(self, run_id: int, outcome: str, error: str | None, output: str | None) -> None:
         with self.db.transaction() as conn:
-            conn.execute("UPDATE job_runs SET ended_at = ?, outcome = ?, error = ?, output = ? WHERE id = ?",
-                         (time.time(), outcome, error, output, run_id))
+            conn.execute(
+                "UPDATE job_runs SET ended_at = ?, outcome = ?, error = ?, output = ? WHERE id = ?",
+                (time.time(), outcome, error, output, run_id),
+            )
 
     def _mark_interrupted(self) -> None:
         with self.db.transaction() as conn:
-            conn.execute("UPDATE job_runs SET outcome = 'interrupted', error = 'the daemon stopped during the run'"
-                         " WHERE outcome = 'running'")
+            conn.execute(
+                "UPDATE job_runs SET outcome = 'interrupted', error = 'the daemon stopped during the run'"
+                " WHERE outcome = 'running'"
+            )
             cutoff = time.time() - self.settings.job_runs_keep_days * 86400
             conn.execute("DELETE FROM job_runs WHERE started_at < ?", (cutoff,))
 
     def _recent_outcomes(self, name: str, n: int) -> list[str]:
         with self.db.read() as conn:
-            return [r[0] for r in conn.execute(
-                "SELECT outcome FROM job_runs WHERE job = ? AND outcome != 'running' ORDER BY id DESC LIMIT ?",
-                (name, n))]
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT outcome FROM job_runs WHERE job = ? AND outcome != 'running' ORDER BY id DESC LIMIT ?",
+                    (name, n),
+                )
+            ]
 
     def _last_runs(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -292,8 +324,10 @@ class Scheduler:
                 "SELECT job, max(started_at), max(CASE WHEN outcome = 'ok' THEN started_at END)"
                 " FROM job_runs GROUP BY job"
             ):
-                out[job] = {"any": datetime.fromtimestamp(last_any, UTC),
-                            "success": datetime.fromtimestamp(last_ok, UTC) if last_ok else None}
+                out[job] = {
+                    "any": datetime.fromtimestamp(last_any, UTC),
+                    "success": datetime.fromtimestamp(last_ok, UTC) if last_ok else None,
+                }
         return out
 
     def runs(self, name: str | None = None, limit: int = 20) -> list[RunRecord]:
@@ -302,7 +336,10 @@ class Scheduler:
         if name is not None:
             sql, params = sql + " WHERE job = ?", (name,)
         with self.db.read() as conn:
-            return [_record(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))]
+            return [
+                _record(r)
+                for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+            ]
 
     def health_check(self) -> CheckResult:
         """Degraded while any job's latest finished run did not succeed."""
@@ -312,5 +349,7 @@ class Scheduler:
             if outcomes and outcomes[0] != "ok":
                 bad.append(f"{name} ({outcomes[0]})")
         if bad:
-            return CheckResult("jobs", Status.DEGRADED, "last run did not succeed: " + ", ".join(bad))
+            return CheckResult(
+                "jobs", Status.DEGRADED, "last run did not succeed: " + ", ".join(bad)
+            )
         return CheckResult("jobs", Status.HEALTHY, f"{len(self.jobs)} job(s) scheduled")

@@ -7,7 +7,9 @@ from pydantic import BaseModel, Field
 
 class JobsSettings(BaseModel):
     timezone: str = Field("UTC", description="Time zone of schedules and reminders (IANA name).")
-    health_interval_s: int = Field(300, ge=10, description="Seconds between scheduled health checks.")
+    health_interval_s: int = Field(
+        300, ge=10, description="Seconds between scheduled health checks."
+    )
     min_free_disk_mb: int = Field(
         500, ge=0, description="Free space in the data directory below which health is degraded."
     )
@@ -21,7 +23,9 @@ class JobsSettings(BaseModel):
         description="Seconds between the catch-up runs started at launch (so they do not all start together).",
     )
     failure_alert_after: int = Field(
-        3, ge=1, description="Consecutive failures of a job after which admins are told (once per streak)."
+        3,
+        ge=1,
+        description="Consecutive failures of a job after which admins are told (once per streak).",
     )
     job_runs_keep_days: int = Field(
         90, ge=1, description="Days of job run history kept in the database."
@@ -29,15 +33,22 @@ class JobsSettings(BaseModel):
     # -- backups --------------------------------------------------------------------------------
     backup_enabled: bool = Field(True, description="Run scheduled backups.")
     backup_cron: str = Field(
-        "30 3 * * *", description="When scheduled backups run (crontab: minute hour day month weekday)."
+        "30 3 * * *",
+        description="When scheduled backups run (crontab: minute hour day month weekday).",
     )
     backup_dir: Path | None = Field(
         None, description="Where backup archives go (default: <data dir>/backups)."
     )
-    backup_keep_hourly: int = Field(0, ge=0, description="Hourly backups kept (newest of each hour).")
+    backup_keep_hourly: int = Field(
+        0, ge=0, description="Hourly backups kept (newest of each hour)."
+    )
     backup_keep_daily: int = Field(7, ge=0, description="Daily backups kept (newest of each day).")
-    backup_keep_weekly: int = Field(4, ge=0, description="Weekly backups kept (newest of each ISO week).")
-    backup_keep_monthly: int = Field(6, ge=0, description="Monthly backups kept (newest of each month).")
+    backup_keep_weekly: int = Field(
+        4, ge=0, description="Weekly backups kept (newest of each ISO week)."
+    )
+    backup_keep_monthly: int = Field(
+        6, ge=0, description="Monthly backups kept (newest of each month)."
+    )
     backup_pages_per_step: int = Field(
         1024,
         ge=1,
@@ -58,19 +69,29 @@ class JobsSettings(BaseModel):
         3, ge=1, description="Hours with fewer new messages in a chat are not summarised."
     )
     reminder_max_days: int = Field(
-        1830, ge=1, description="Reminders further ahead than this many days are refused as a likely typo."
+        1830,
+        ge=1,
+        description="Reminders further ahead than this many days are refused as a likely typo.",
     )
     # -- digests and lessons --------------------------------------------------------------------
-    digest_enabled: bool = Field(True, description="Send admins a daily digest (skipped when nothing happened).")
+    digest_enabled: bool = Field(
+        True, description="Send admins a daily digest (skipped when nothing happened)."
+    )
     digest_cron: str = Field(
         "0 8 * * *", description="When the admin digest is sent (crontab, in the jobs time zone)."
     )
     digest_period_hours: int = Field(
-        24, ge=1, le=24 * 14,
+        24,
+        ge=1,
+        le=24 * 14,
         description="Hours a digest looks back (never before the end of the previous digest's period).",
     )
-    digest_top_chats: int = Field(5, ge=1, description="Busiest chats listed by name in the digest.")
-    digest_lowest_rated: int = Field(3, ge=0, description="Lowest-rated answers quoted in the digest.")
+    digest_top_chats: int = Field(
+        5, ge=1, description="Busiest chats listed by name in the digest."
+    )
+    digest_lowest_rated: int = Field(
+        3, ge=0, description="Lowest-rated answers quoted in the digest."
+    )
     lessons_enabled: bool = Field(
         True, description="Turn each week's 👎 feedback into 'lesson' memories the chat agent sees."
     )
@@ -78,9 +99,13 @@ class JobsSettings(BaseModel):
         "0 9 * * 1",
         description="When the weekly lessons synthesis runs; it covers the last completed week (Monday-Sunday).",
     )
-    lessons_max_per_week: int = Field(5, ge=1, le=20, description="Most lessons kept from one week's synthesis.")
+    lessons_max_per_week: int = Field(
+        5, ge=1, le=20, description="Most lessons kept from one week's synthesis."
+    )
     lessons_max_feedback: int = Field(
-        40, ge=1, description="Most 👎 answers put into the one model call of a week (those with a reason first)."
+        40,
+        ge=1,
+        description="Most 👎 answers put into the one model call of a week (those with a reason first).",
     )
     lessons_keep_weeks: int = Field(
         12, ge=1, description="Weeks a lesson stays in the chats' memory before it is retired."

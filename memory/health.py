@@ -71,10 +71,14 @@ class HealthRegistry:
             assert isinstance(result, CheckResult)
             return result
         except TimeoutError:
-            return CheckResult(name, Status.FAILING, f"the check did not finish in {self.timeout_s:g} s")
+            return CheckResult(
+                name, Status.FAILING, f"the check did not finish in {self.timeout_s:g} s"
+            )
         except Exception as exc:  # a broken check must not hide the others
             logger.opt(exception=exc).warning("health check {} raised", name)
-            return CheckResult(name, Status.FAILING, f"the check raised {type(exc).__name__}: {exc}")
+            return CheckResult(
+                name, Status.FAILING, f"the check raised {type(exc).__name__}: {exc}"
+            )
 
 
 def overall(results: list[CheckResult]) -> Status:

@@ -58,11 +58,19 @@ def parse_record(obj: Any) -> dict[str, Any]:
     ref = obj.get("ref")
     kind = obj.get("kind") or "note"
     role = obj.get("role") or ("user" if kind == "message" else None)
-    return {"text": text, "scope": Scope(chat_id, user), "ts": when, "ref": None if ref is None else str(ref),
-            "kind": str(kind), "role": role}
+    return {
+        "text": text,
+        "scope": Scope(chat_id, user),
+        "ts": when,
+        "ref": None if ref is None else str(ref),
+        "kind": str(kind),
+        "role": role,
+    }
 
 
-def read_jsonl(lines: Iterable[str | bytes], report: ImportReport) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_jsonl(
+    lines: Iterable[str | bytes], report: ImportReport
+) -> Iterator[tuple[int, dict[str, Any]]]:
     for n, line in enumerate(lines, start=1):
         if isinstance(line, bytes):
             line = line.decode("utf-8", "replace")
@@ -93,7 +101,9 @@ def import_records(
             while (batch := pending.get()) is not None:
                 ids = store.insert_memories(memory.db, batch)
                 if batch[0].embedding is not None:
-                    memory._index_add(ids, np.stack([m.embedding for m in batch if m.embedding is not None]))
+                    memory._index_add(
+                        ids, np.stack([m.embedding for m in batch if m.embedding is not None])
+                    )
                 report.imported += len(batch)
                 if progress:
                     progress(len(batch))
@@ -110,7 +120,16 @@ def import_records(
             if failure:
                 break
             try:
-                batch.append(memory.new(rec["text"], rec["scope"], rec["kind"], ts=rec["ts"], ref=rec["ref"], role=rec["role"]))
+                batch.append(
+                    memory.new(
+                        rec["text"],
+                        rec["scope"],
+                        rec["kind"],
+                        ts=rec["ts"],
+                        ref=rec["ref"],
+                        role=rec["role"],
+                    )
+                )
             except MemoryInputError as exc:
                 report.skipped += 1
                 if len(report.errors) < 20:

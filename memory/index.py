@@ -156,7 +156,11 @@ class VectorIndex:
         vectors = self._all_vectors()
         self._index = self._build_ivf(vectors, ids)
         self.kind = "ivf"
-        logger.info("vector index: {} vectors moved to IVF in {:.1f} s", len(ids), time.monotonic() - started)
+        logger.info(
+            "vector index: {} vectors moved to IVF in {:.1f} s",
+            len(ids),
+            time.monotonic() - started,
+        )
 
     def _build_ivf(self, vectors: np.ndarray, ids: np.ndarray) -> Any:
         n = len(vectors)
@@ -174,7 +178,9 @@ class VectorIndex:
         return index
 
     # -- search ---------------------------------------------------------------------------
-    def search(self, query: np.ndarray, k: int, chat_id: int | None = None) -> list[tuple[int, float]]:
+    def search(
+        self, query: np.ndarray, k: int, chat_id: int | None = None
+    ) -> list[tuple[int, float]]:
         """Top ``k`` (id, inner product) for a unit query, restricted to ``chat_id`` if given."""
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
         with self.lock:
@@ -213,7 +219,11 @@ class VectorIndex:
             generation = f"{time.time_ns()}"
             index_file = f"vectors-{generation}.faiss"
             table_file = f"table-{generation}.npy"
-            table = np.stack([self._ids.values, self._chats.values]) if self._ids.size else np.zeros((2, 0), np.int64)
+            table = (
+                np.stack([self._ids.values, self._chats.values])
+                if self._ids.size
+                else np.zeros((2, 0), np.int64)
+            )
             faiss.write_index(self._index, str(directory / (index_file + ".tmp")))
             with open(directory / (table_file + ".tmp"), "wb") as f:
                 np.save(f, table)

@@ -71,7 +71,12 @@ class HybridSearcher:
         self.terms = TermFilter(db, settings.fts_max_postings)
 
     def candidates(
-        self, query: str, filters: Filters, query_vector: np.ndarray | None, index: VectorIndex | None, n: int
+        self,
+        query: str,
+        filters: Filters,
+        query_vector: np.ndarray | None,
+        index: VectorIndex | None,
+        n: int,
     ) -> Candidates:
         fts: dict[int, float] = {}
         match = match_of(self.terms.keep(query_words(query)))
@@ -134,7 +139,11 @@ class HybridSearcher:
         return hits
 
     def _with_neighbours(
-        self, scores: dict[int, float], filters: Filters, query_vector: np.ndarray | None, index: VectorIndex | None
+        self,
+        scores: dict[int, float],
+        filters: Filters,
+        query_vector: np.ndarray | None,
+        index: VectorIndex | None,
     ) -> dict[int, float]:
         """s'(t) = s(t) + w1 max(s(t±1)) + w2 max(s(t±2)), over the top candidates and the turns
         around them (a turn that matched nothing itself can enter through its neighbours)."""
@@ -162,7 +171,9 @@ class HybridSearcher:
                 out[i] += w2 * max((scores.get(j, 0.0) for j in near2), default=0.0)
         return out
 
-    def _mmr(self, ranked: list[int], scores: dict[int, float], index: VectorIndex, k: int) -> list[int]:
+    def _mmr(
+        self, ranked: list[int], scores: dict[int, float], index: VectorIndex, k: int
+    ) -> list[int]:
         lam = self.settings.mmr_lambda
         with index.lock:
             present = set(index.ids().tolist())
@@ -184,4 +195,3 @@ class HybridSearcher:
             remaining.remove(best)
         picked = [ids[c] for c in chosen]
         return picked + [i for i in ranked if i not in set(picked)]
-

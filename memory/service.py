@@ -108,7 +108,11 @@ class Memory:
         if self._warm_task is not None and not self._warm_task.done():
             # Still loading: nothing to save yet, and the load cannot be interrupted.
             logger.info("stopping while the embedding model is still loading")
-        elif self._warm_task is not None and not self._warm_task.cancelled() and self._warm_task.exception():
+        elif (
+            self._warm_task is not None
+            and not self._warm_task.cancelled()
+            and self._warm_task.exception()
+        ):
             logger.warning("memory warm-up had failed: {}", self._warm_task.exception())
         await self._offload(self.save_index)
         if self._worker is not None:
@@ -119,7 +123,9 @@ class Memory:
         """Run on the memory worker thread: one at a time, so writes keep their order."""
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memory")
-        return await asyncio.get_running_loop().run_in_executor(self._worker, lambda: fn(*args, **kwargs))
+        return await asyncio.get_running_loop().run_in_executor(
+            self._worker, lambda: fn(*args, **kwargs)
+        )
 
     @property
     def ready(self) -> bool:
@@ -136,21 +142,33 @@ class Memory:
                 self._reconcile(index)  # rows committed while we were loading
                 self.index = index
             self.embed_pending(progress)
-            logger.info("memory ready: {} vectors in {:.1f} s", index.ntotal, time.monotonic() - started)
+            logger.info(
+                "memory ready: {} vectors in {:.1f} s", index.ntotal, time.monotonic() - started
+            )
         except BaseException as exc:
             self.warm_error = exc
             if self._stopping:  # the daemon stopped (and closed the database) while we loaded
                 logger.debug("memory warm-up ended by the stop: {}", exc)
             else:
-                logger.opt(exception=exc).error("memory warm-up failed; search stays full-text only")
+                logger.opt(exception=exc).error(
+                    "memory warm-up failed; search stays full-text only"
+                )
             raise
 
     def _open_index(self) -> VectorIndex:
         s, e = self.settings, self.embedder
-        index, why = VectorIndex.load(self.index_dir, dim=e.dim, model=e.model_name, exact_max=s.exact_index_max, nprobe=s.ivf_nprobe)
+        index, why = VectorIndex.load(
+            self.index_dir,
+            dim=e.dim,
+            model=e.model_name,
+            exact_max=s.exact_index_max,
+            nprobe=s.ivf_nprobe,
+        )
         if index is None:
             logger.info("vector index: rebuilding from SQLite ({})", why)
-            index = VectorIndex(e.dim, e.model_name, exact_max=s.exact_index_max, nprobe=s.ivf_nprobe)
+            index = VectorIndex(
+                e.dim, e.model_name, exact_max=s.exact_index_max, nprobe=s.ivf_nprobe
+            )
         return index
 
     def _reconcile(self, index: VectorIndex) -> None:
@@ -162,7 +180,9 @@ class Memory:
         if len(extra):
             index.remove(extra)
         for start in range(0, len(missing), 20_000):
-            ids, chats, vectors = store.vectors_for(self.db, missing[start : start + 20_000].tolist(), index.dim)
+            ids, chats, vectors = store.vectors_for(
+                self.db, missing[start : start + 20_000].tolist(), index.dim
+            )
             index.add(ids, vectors, chats)
         if len(extra) or len(missing):
             logger.info("vector index: caught up (+{} -{})", len(missing), len(extra))
@@ -170,7 +190,9 @@ class Memory:
     def save_index(self) -> None:
         with self._save_lock:
             index = self.index
-            if index is not None and (index.dirty or not (self.index_dir / "manifest.json").exists()):
+            if index is not None and (
+                index.dirty or not (self.index_dir / "manifest.json").exists()
+            ):
                 index.save(self.index_dir)
 
     def _maybe_save(self) -> None:
@@ -227,7 +249,9 @@ class Memory:
             if self.index is None:
                 return
             chats = store.chats_of(self.db, ids)
-            self.index.add(np.array(ids, dtype=np.int64), vectors, np.array([chats[i] for i in ids]))
+            self.index.add(
+                np.array(ids, dtype=np.int64), vectors, np.array([chats[i] for i in ids])
+            )
         self._maybe_save()
 
     # -- writes -------------------------------------------------------------------------------
@@ -248,22 +272,47 @@ class Memory:
     def new(self, text: str | bytes, scope: Scope, kind: str, **kw: Any) -> NewMemory:
         clean = checked(text, self.settings.max_text_bytes)
         ts = kw.pop("ts", None)
-        return NewMemory(scope.chat_id, scope.user_id, kind, clean, content_hash(clean), to_epoch(ts), **kw)
+        return NewMemory(
+            scope.chat_id, scope.user_id, kind, clean, content_hash(clean), to_epoch(ts), **kw
+        )
 
     async def add_message(
-        self, chat_id: int, user_id: int | None, role: str, text: str, *, ts: datetime | None = None,
-        telegram_message_id: int | None = None, ref: str | None = None, meta: dict | None = None,
+        self,
+        chat_id: int,
+        user_id: int | None,
+        role: str,
+        text: str,
+        *,
+        ts: datetime | None = None,
+        telegram_message_id: int | None = None,
+        ref: str | None = None,
+        meta: dict | None = None,
     ) -> int:
         """Store one turn (either side); returns the message id."""
-        item = self.new(text, Scope(chat_id, user_id), "message", ts=ts, ref=ref, meta=meta, role=role,
-                        telegram_message_id=telegram_message_id)
+        item = self.new(
+            text,
+            Scope(chat_id, user_id),
+            "message",
+            ts=ts,
+            ref=ref,
+            meta=meta,
+            role=role,
+            telegram_message_id=telegram_message_id,
+        )
         memory_id = (await self._offload(self.add_sync, [item]))[0]
         message_id = await self.db.run(store.message_id_of, self.db, memory_id)
         assert message_id is not None
         return message_id
 
-    async def add_memory(self, text: str, scope: Scope, kind: str = "note", *, ref: str | None = None,
-                         ts: datetime | None = None) -> int:
+    async def add_memory(
+        self,
+        text: str,
+        scope: Scope,
+        kind: str = "note",
+        *,
+        ref: str | None = None,
+        ts: datetime | None = None,
+    ) -> int:
         item = self.new(text, scope, kind, ts=ts, ref=ref)
         return (await self._offload(self.add_sync, [item]))[0]
 
@@ -289,8 +338,15 @@ class Memory:
         return await self._offload(self.forget_user_sync, user_id)
 
     # -- reads --------------------------------------------------------------------------------
-    def search_sync(self, query: str, scope: Scope, k: int = 10, kinds: Sequence[str] | None = None,
-                    since: datetime | None = None, until: datetime | None = None) -> list[Hit]:
+    def search_sync(
+        self,
+        query: str,
+        scope: Scope,
+        k: int = 10,
+        kinds: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Hit]:
         from memory.text import clean
 
         query = clean(query)[:10_000]
@@ -301,15 +357,28 @@ class Memory:
         vector = self.vectors([query], [content_hash(query)])[0] if self.ready else None
         return self.searcher.search(query, filters, k, query_vector=vector, index=self.index)
 
-    async def search(self, query: str, scope: Scope, k: int = 10, kinds: Sequence[str] | None = None,
-                     since: datetime | None = None, until: datetime | None = None) -> list[Hit]:
+    async def search(
+        self,
+        query: str,
+        scope: Scope,
+        k: int = 10,
+        kinds: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Hit]:
         return await self._offload(self.search_sync, query, scope, k, kinds, since, until)
 
-    async def recent_messages(self, chat_id: int, limit: int = 50, *, after_id: int = 0) -> list[Message]:
+    async def recent_messages(
+        self, chat_id: int, limit: int = 50, *, after_id: int = 0
+    ) -> list[Message]:
         """The newest ``limit`` messages of the chat with id above ``after_id``, oldest first."""
-        return await self.db.run(partial(store.recent_messages, after_id=after_id), self.db, chat_id, limit)
+        return await self.db.run(
+            partial(store.recent_messages, after_id=after_id), self.db, chat_id, limit
+        )
 
-    async def list_memories(self, scope: Scope, kinds: Sequence[str] | None = None, limit: int = 50) -> list[Hit]:
+    async def list_memories(
+        self, scope: Scope, kinds: Sequence[str] | None = None, limit: int = 50
+    ) -> list[Hit]:
         rows = await self.db.run(store.list_rows, self.db, Filters(scope, kinds), limit)
         return [r.hit(0.0) for r in rows]
 
@@ -323,19 +392,27 @@ class Memory:
     def export_sync(self, chat_id: int | None = None, user_id: int | None = None) -> dict:
         """Everything stored for one chat and/or one user (all of it when both are None)."""
         data = store.export_rows(self.db, chat_id=chat_id, user_id=user_id)
-        return {"exported_at": datetime.now().astimezone().isoformat(), "chat_id": chat_id, "user_id": user_id, **data}
+        return {
+            "exported_at": datetime.now().astimezone().isoformat(),
+            "chat_id": chat_id,
+            "user_id": user_id,
+            **data,
+        }
 
     def stats_sync(self) -> dict[str, Any]:
         out = store.stats(self.db)
         index = self.index
         out["index"] = (
             {"vectors": index.ntotal, "kind": index.kind, "model": index.model, "dim": index.dim}
-            if index is not None else None
+            if index is not None
+            else None
         )
         return out
 
     # -- facts --------------------------------------------------------------------------------
-    def add_fact_sync(self, text: str, scope: Scope, *, pinned: bool = False, source: str | None = None) -> FactResult:
+    def add_fact_sync(
+        self, text: str, scope: Scope, *, pinned: bool = False, source: str | None = None
+    ) -> FactResult:
         item = self.new(text, scope, "fact", pinned=pinned, source=source)
         with self._guard:  # one decision at a time, so two racing adds cannot both insert
             known = store.list_rows(self.db, Filters(Scope(scope.chat_id), ["fact"]), 5000)
@@ -346,10 +423,14 @@ class Memory:
                 vector = self.vectors([item.text], [item.content_hash])[0]
                 ids, _, vs = store.vectors_for(self.db, [r.id for r in known], self.embedder.dim)
                 vecs = dict(zip(ids.tolist(), vs, strict=True))
-            d = decide(item.text, item.content_hash, vector,
-                       [(r.id, r.text, known_hashes[r.id], vecs.get(r.id)) for r in known],
-                       duplicate_cosine=self.settings.fact_duplicate_cosine,
-                       supersede_cosine=self.settings.fact_supersede_cosine)
+            d = decide(
+                item.text,
+                item.content_hash,
+                vector,
+                [(r.id, r.text, known_hashes[r.id], vecs.get(r.id)) for r in known],
+                duplicate_cosine=self.settings.fact_duplicate_cosine,
+                supersede_cosine=self.settings.fact_supersede_cosine,
+            )
             if d.action == "duplicate":
                 assert d.existing_id is not None
                 store.touch(self.db, d.existing_id, pinned)
@@ -366,31 +447,57 @@ class Memory:
                     return FactResult("superseded", new_id, d.existing_id)
             return FactResult("added", new_id)
 
-    async def add_fact(self, text: str, scope: Scope, *, pinned: bool = False, source: str | None = None) -> FactResult:
+    async def add_fact(
+        self, text: str, scope: Scope, *, pinned: bool = False, source: str | None = None
+    ) -> FactResult:
         return await self._offload(self.add_fact_sync, text, scope, pinned=pinned, source=source)
 
-    async def learn(self, turns: list[Message], scope: Scope, extractor: FactExtractor) -> list[FactResult]:
+    async def learn(
+        self, turns: list[Message], scope: Scope, extractor: FactExtractor
+    ) -> list[FactResult]:
         """Extract facts from ``turns`` and add each (dedupe/supersede as usual)."""
-        return [await self.add_fact(f, scope, source="extracted") for f in await extractor.extract(turns)]
+        return [
+            await self.add_fact(f, scope, source="extracted")
+            for f in await extractor.extract(turns)
+        ]
 
     # -- context ------------------------------------------------------------------------------
-    async def assemble_context(self, chat_id: int, user_id: int | None, incoming: str, budget_tokens: int,
-                               persona: str = "") -> AssembledContext:
-        return await ContextAssembler(self).assemble(chat_id, user_id, incoming, budget_tokens, persona)
+    async def assemble_context(
+        self,
+        chat_id: int,
+        user_id: int | None,
+        incoming: str,
+        budget_tokens: int,
+        persona: str = "",
+    ) -> AssembledContext:
+        return await ContextAssembler(self).assemble(
+            chat_id, user_id, incoming, budget_tokens, persona
+        )
 
     # -- health -------------------------------------------------------------------------------
     def health_checks(self) -> dict[str, CheckFn]:
         def index_check() -> CheckResult:
             if self.warm_error is not None:
-                return CheckResult("memory_index", Status.DEGRADED, f"dense search off: {self.warm_error}")
+                return CheckResult(
+                    "memory_index", Status.DEGRADED, f"dense search off: {self.warm_error}"
+                )
             index = self.index
             if index is None:
-                return CheckResult("memory_index", Status.DEGRADED, "still loading; full-text search only")
+                return CheckResult(
+                    "memory_index", Status.DEGRADED, "still loading; full-text search only"
+                )
             db_ids, _ = store.embedded_ids(self.db, index.model)
             if len(db_ids) != index.ntotal:
-                return CheckResult("memory_index", Status.DEGRADED,
-                                   f"index has {index.ntotal} vectors, SQLite {len(db_ids)}; run `familiar memory reindex`")
-            return CheckResult("memory_index", Status.HEALTHY, f"{index.ntotal} vectors ({index.kind}, {index.model})")
+                return CheckResult(
+                    "memory_index",
+                    Status.DEGRADED,
+                    f"index has {index.ntotal} vectors, SQLite {len(db_ids)}; run `familiar memory reindex`",
+                )
+            return CheckResult(
+                "memory_index",
+                Status.HEALTHY,
+                f"{index.ntotal} vectors ({index.kind}, {index.model})",
+            )
 
         return {"memory_index": index_check}
 

@@ -45,7 +45,9 @@ class MemorySettings(BaseModel):
         description="Save the vector index after this many new vectors (it is also saved at stop).",
     )
     search_candidates: int = Field(
-        100, ge=10, description="Candidates taken from each of full-text and dense search before fusion."
+        100,
+        ge=10,
+        description="Candidates taken from each of full-text and dense search before fusion.",
     )
     dense_weight: float = Field(
         0.3,

@@ -69,10 +69,32 @@ class Row:
 
     @classmethod
     def of(cls, r: Sequence[Any]) -> Row:
-        return cls(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8], r[9], json.loads(r[10]) if r[10] else {})
+        return cls(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            bool(r[7]),
+            r[8],
+            r[9],
+            json.loads(r[10]) if r[10] else {},
+        )
 
     def hit(self, score: float = 0.0, **provenance: Any) -> Hit:
-        return Hit(self.id, self.text, score, self.kind, self.chat_id, self.user_id, from_epoch(self.ts), self.ref, {"pinned": self.pinned, **provenance})
+        return Hit(
+            self.id,
+            self.text,
+            score,
+            self.kind,
+            self.chat_id,
+            self.user_id,
+            from_epoch(self.ts),
+            self.ref,
+            {"pinned": self.pinned, **provenance},
+        )
 
 
 @dataclass
@@ -127,10 +149,20 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
                 " embedding, embedding_model, embedding_dim, pinned, source, meta)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
-                    r.chat_id, r.user_id, r.kind, r.text, r.ts, now, r.ref, r.content_hash,
-                    _blob(r.embedding), r.model if r.embedding is not None else None,
+                    r.chat_id,
+                    r.user_id,
+                    r.kind,
+                    r.text,
+                    r.ts,
+                    now,
+                    r.ref,
+                    r.content_hash,
+                    _blob(r.embedding),
+                    r.model if r.embedding is not None else None,
                     None if r.embedding is None else int(r.embedding.shape[-1]),
-                    int(r.pinned), r.source, json.dumps(r.meta) if r.meta else None,
+                    int(r.pinned),
+                    r.source,
+                    json.dumps(r.meta) if r.meta else None,
                 ),
             )
             memory_id = int(cur.lastrowid)  # type: ignore[arg-type]
@@ -139,8 +171,16 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
                 conn.execute(
                     "INSERT INTO messages (chat_id, user_id, role, text, ts, telegram_message_id, meta,"
                     " memory_id) VALUES (?,?,?,?,?,?,?,?)",
-                    (r.chat_id, r.user_id, r.role, r.text, r.ts, r.telegram_message_id,
-                     json.dumps(r.meta) if r.meta else None, memory_id),
+                    (
+                        r.chat_id,
+                        r.user_id,
+                        r.role,
+                        r.text,
+                        r.ts,
+                        r.telegram_message_id,
+                        json.dumps(r.meta) if r.meta else None,
+                        memory_id,
+                    ),
                 )
     return ids
 
@@ -155,7 +195,10 @@ def set_embeddings(db: Database, ids: Sequence[int], vectors: np.ndarray, model:
     with db.transaction() as conn:
         conn.executemany(
             "UPDATE memories SET embedding = ?, embedding_model = ?, embedding_dim = ? WHERE id = ?",
-            [(_blob(v), model, int(vectors.shape[1]), int(i)) for i, v in zip(ids, vectors, strict=True)],
+            [
+                (_blob(v), model, int(vectors.shape[1]), int(i))
+                for i, v in zip(ids, vectors, strict=True)
+            ],
         )
 
 
@@ -221,7 +264,9 @@ def cached_embeddings(db: Database, hashes: Iterable[str], model: str) -> dict[s
     return out
 
 
-def pending_embeddings(db: Database, model: str, after_id: int, limit: int) -> list[tuple[int, str, str]]:
+def pending_embeddings(
+    db: Database, model: str, after_id: int, limit: int
+) -> list[tuple[int, str, str]]:
     """Rows without a vector from ``model`` (new while the model loaded, or another model's)."""
     with db.read() as conn:
         return list(
@@ -245,7 +290,9 @@ def embedded_ids(db: Database, model: str) -> tuple[np.ndarray, np.ndarray]:
     return arr[:, 0], arr[:, 1]
 
 
-def vectors_for(db: Database, ids: Sequence[int], dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def vectors_for(
+    db: Database, ids: Sequence[int], dim: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, chats, vectors) for the given ids that still exist."""
     out_ids, chats, blobs = [], [], []
     with db.read() as conn:
@@ -259,7 +306,11 @@ def vectors_for(db: Database, ids: Sequence[int], dim: int) -> tuple[np.ndarray,
                 out_ids.append(i)
                 chats.append(c)
                 blobs.append(b)
-    vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim) if blobs else np.zeros((0, dim), np.float32)
+    vectors = (
+        np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+        if blobs
+        else np.zeros((0, dim), np.float32)
+    )
     return np.array(out_ids, dtype=np.int64), np.array(chats, dtype=np.int64), vectors
 
 
@@ -289,7 +340,9 @@ def fts_search(db: Database, match: str, filters: Filters, limit: int) -> list[t
     return [(int(i), -float(r)) for i, r in rows]
 
 
-def list_rows(db: Database, filters: Filters, limit: int, *, pinned_only: bool = False) -> list[Row]:
+def list_rows(
+    db: Database, filters: Filters, limit: int, *, pinned_only: bool = False
+) -> list[Row]:
     where, params = filters.sql()
     if pinned_only:
         where += " AND m.pinned = 1"
@@ -315,13 +368,17 @@ def history(db: Database, memory_id: int) -> list[Row]:
             if r is None:
                 break
             out.append(Row.of(r))
-            prev = conn.execute("SELECT id FROM memories WHERE superseded_by = ? ORDER BY id DESC", (current,)).fetchone()
+            prev = conn.execute(
+                "SELECT id FROM memories WHERE superseded_by = ? ORDER BY id DESC", (current,)
+            ).fetchone()
             current = prev[0] if prev else None
     return out
 
 
 def _message(r: Sequence[Any]) -> Message:
-    return Message(r[0], r[1], r[2], r[3], r[4], from_epoch(r[5]), r[6], json.loads(r[7]) if r[7] else {}, r[8])
+    return Message(
+        r[0], r[1], r[2], r[3], r[4], from_epoch(r[5]), r[6], json.loads(r[7]) if r[7] else {}, r[8]
+    )
 
 
 _MSG_COLUMNS = "id, chat_id, user_id, role, text, ts, telegram_message_id, meta, memory_id"
@@ -346,7 +403,9 @@ def messages_between(db: Database, chat_id: int, first_id: int, last_id: int) ->
     return [_message(r) for r in rows]
 
 
-def conversation_between(db: Database, chat_id: int, start: datetime, end: datetime) -> list[Message]:
+def conversation_between(
+    db: Database, chat_id: int, start: datetime, end: datetime
+) -> list[Message]:
     """The chat's user and assistant turns with ``start <= ts < end``, oldest first (no system
     or tool rows: what a summary of that stretch of conversation is written from)."""
     with db.read() as conn:
@@ -367,15 +426,24 @@ def neighbours(db: Database, memory_ids: Sequence[int]) -> dict[int, tuple[list[
     part = [int(i) for i in memory_ids[:900]]
     with db.read() as conn:
         turns = conn.execute(
-            f"SELECT memory_id, id, chat_id FROM messages WHERE memory_id IN ({','.join('?' * len(part))})", part
+            f"SELECT memory_id, id, chat_id FROM messages WHERE memory_id IN ({','.join('?' * len(part))})",
+            part,
         ).fetchall()
         for mid, message_id, chat_id in turns:
-            before = [r[0] for r in conn.execute(
-                "SELECT memory_id FROM messages WHERE chat_id = ? AND id < ? ORDER BY id DESC LIMIT 2",
-                (chat_id, message_id))]
-            after = [r[0] for r in conn.execute(
-                "SELECT memory_id FROM messages WHERE chat_id = ? AND id > ? ORDER BY id LIMIT 2",
-                (chat_id, message_id))]
+            before = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT memory_id FROM messages WHERE chat_id = ? AND id < ? ORDER BY id DESC LIMIT 2",
+                    (chat_id, message_id),
+                )
+            ]
+            after = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT memory_id FROM messages WHERE chat_id = ? AND id > ? ORDER BY id LIMIT 2",
+                    (chat_id, message_id),
+                )
+            ]
             near = [x for x in (before[:1] + after[:1]) if x is not None]
             far = [x for x in (before[1:2] + after[1:2]) if x is not None]
             out[int(mid)] = (near, far)
@@ -405,18 +473,39 @@ def export_rows(db: Database, *, chat_id: int | None, user_id: int | None) -> di
     with db.read() as conn:
         memories = [
             {
-                "id": r[0], "chat_id": r[1], "user_id": r[2], "kind": r[3], "text": r[4],
-                "ts": from_epoch(r[5]).isoformat(), "ref": r[6], "pinned": bool(r[7]), "source": r[8],
-                "superseded_by": r[9], "meta": json.loads(r[10]) if r[10] else None,
+                "id": r[0],
+                "chat_id": r[1],
+                "user_id": r[2],
+                "kind": r[3],
+                "text": r[4],
+                "ts": from_epoch(r[5]).isoformat(),
+                "ref": r[6],
+                "pinned": bool(r[7]),
+                "source": r[8],
+                "superseded_by": r[9],
+                "meta": json.loads(r[10]) if r[10] else None,
             }
-            for r in conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE {where} ORDER BY id", params)
+            for r in conn.execute(
+                f"SELECT {_COLUMNS} FROM memories WHERE {where} ORDER BY id", params
+            )
         ]
         messages = [
             {
-                "id": m.id, "chat_id": m.chat_id, "user_id": m.user_id, "role": m.role, "text": m.text,
-                "ts": m.ts.isoformat(), "telegram_message_id": m.telegram_message_id, "meta": m.meta or None,
+                "id": m.id,
+                "chat_id": m.chat_id,
+                "user_id": m.user_id,
+                "role": m.role,
+                "text": m.text,
+                "ts": m.ts.isoformat(),
+                "telegram_message_id": m.telegram_message_id,
+                "meta": m.meta or None,
             }
-            for m in map(_message, conn.execute(f"SELECT {_MSG_COLUMNS} FROM messages WHERE {where} ORDER BY id", params))
+            for m in map(
+                _message,
+                conn.execute(
+                    f"SELECT {_MSG_COLUMNS} FROM messages WHERE {where} ORDER BY id", params
+                ),
+            )
         ]
     return {"memories": memories, "messages": messages}
 
@@ -431,7 +520,9 @@ def stats(db: Database) -> dict[str, Any]:
         )
         chats = conn.execute("SELECT count(DISTINCT chat_id) FROM memories").fetchone()[0]
         messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
-        superseded = conn.execute("SELECT count(*) FROM memories WHERE superseded_by IS NOT NULL").fetchone()[0]
+        superseded = conn.execute(
+            "SELECT count(*) FROM memories WHERE superseded_by IS NOT NULL"
+        ).fetchone()[0]
     return {
         "memories": sum(kinds.values()),
         "by_kind": kinds,
@@ -448,7 +539,12 @@ def _column_by_id(db: Database, ids: Sequence[int], column: str) -> dict[int, An
     with db.read() as conn:
         for start in range(0, len(ids), 900):
             part = [int(i) for i in ids[start : start + 900]]
-            out.update(conn.execute(f"SELECT id, {column} FROM memories WHERE id IN ({','.join('?' * len(part))})", part))
+            out.update(
+                conn.execute(
+                    f"SELECT id, {column} FROM memories WHERE id IN ({','.join('?' * len(part))})",
+                    part,
+                )
+            )
     return out
 
 

@@ -32,7 +32,9 @@ def test_every_command_has_help() -> None:
         assert "Usage" in result.output
         for param in command.params:
             if getattr(param, "param_type_name", "") == "option" and param.name != "help":
-                assert (param.help or "").strip(), f"option {param.opts} of `familiar {' '.join(path)}` has no help"
+                assert (param.help or "").strip(), (
+                    f"option {param.opts} of `familiar {' '.join(path)}` has no help"
+                )
 
 
 def test_version() -> None:

@@ -28,7 +28,9 @@ def test_defaults_when_nothing_is_set(data_dir: Path) -> None:
     assert s.log.level == "INFO"
 
 
-def test_file_overrides_default_and_env_overrides_file(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_overrides_default_and_env_overrides_file(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_toml(data_dir, '[log]\nlevel = "DEBUG"\n[jobs]\ntimezone = "Europe/Paris"\n')
     s = load_settings()
     assert s.log.level == "DEBUG"
@@ -51,13 +53,17 @@ def test_config_file_from_familiar_config(tmp_path: Path, monkeypatch: pytest.Mo
     assert load_settings().llm.model == "from-file"
 
 
-def test_missing_explicit_config_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_explicit_config_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAMILIAR_CONFIG", str(tmp_path / "nope.toml"))
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings()
 
 
-def test_credentials_directory_supplies_secrets_over_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_credentials_directory_supplies_secrets_over_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "telegram_token").write_text("123456:credential-token-value-abcdefghijklmnop\n")
@@ -80,26 +86,36 @@ def test_sdk_env_key_is_used_below_familiar_env(monkeypatch: pytest.MonkeyPatch)
     assert load_settings().llm.anthropic_api_key.get_secret_value() == "sk-ant-familiar"  # type: ignore[union-attr]
 
 
-def test_missing_credentials_directory_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_credentials_directory_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "absent"))
     with pytest.raises(ConfigError, match="CREDENTIALS_DIRECTORY"):
         load_settings()
 
 
-def test_state_directory_is_the_default_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_state_directory_is_the_default_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("FAMILIAR_DATA_DIR")
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     assert load_settings().data_dir == tmp_path / "state"
 
 
-def test_every_problem_is_listed_and_secrets_are_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_problem_is_listed_and_secrets_are_not_echoed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("FAMILIAR_LOG__LEVEL", "loud")
     monkeypatch.setenv("FAMILIAR_TELEGRAM__ALLOWED_USERS", "12,abc")
     monkeypatch.setenv("FAMILIAR_LLM__PROVIDER", "gpt")
     with pytest.raises(ConfigError) as info:
         load_settings()
     text = info.value.explain()
-    for name in ("FAMILIAR_LOG__LEVEL", "FAMILIAR_TELEGRAM__ALLOWED_USERS", "FAMILIAR_LLM__PROVIDER"):
+    for name in (
+        "FAMILIAR_LOG__LEVEL",
+        "FAMILIAR_TELEGRAM__ALLOWED_USERS",
+        "FAMILIAR_LLM__PROVIDER",
+    ):
         assert name in text
 
 
@@ -125,7 +141,9 @@ def test_ids_accept_commas_and_json(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_example_is_valid_toml_and_names_every_setting() -> None:
     text = render_example()
-    uncommented = "\n".join(line[2:] if line.startswith("# ") else line for line in text.splitlines())
+    uncommented = "\n".join(
+        line[2:] if line.startswith("# ") else line for line in text.splitlines()
+    )
     parsed = tomllib.loads(uncommented)
     assert "data_dir" in parsed
     for name, info in Settings.model_fields.items():

@@ -50,7 +50,9 @@ class Rig:
         self.agent = ChatAgent(memory, llm, settings, self.review)
         self.assistant = Assistant(HealthRegistry())
         self.signer = ButtonSigner(b"k" * 32)
-        AgentCommands(self.agent, self.review, self.usage, self.signer, SqliteChatModes(db)).register(self.assistant)
+        AgentCommands(
+            self.agent, self.review, self.usage, self.signer, SqliteChatModes(db)
+        ).register(self.assistant)
         MemoryCommands(memory, 4000).register(self.assistant)
         self.transport = RecordingTransport()
 
@@ -58,7 +60,9 @@ class Rig:
         await self.assistant.handle(Incoming(chat, sender, text, channel="test"), self.transport)
 
     async def press(self, data: str, sender: Sender = ANN, chat: int = CHAT) -> str:
-        return await self.assistant.press(ButtonPress(chat, sender, data, channel="test"), self.transport)
+        return await self.assistant.press(
+            ButtonPress(chat, sender, data, channel="test"), self.transport
+        )
 
     def last(self) -> Reply:
         return self.transport.shown()
@@ -85,19 +89,30 @@ async def test_plain_text_is_answered_and_both_turns_are_stored(rig: Rig) -> Non
     await rig.say("hi, I am Ann")
     assert rig.last().text == "Hello Ann, nice to meet you."
     turns = await rig.memory.recent_messages(CHAT)
-    assert [(t.role, t.text) for t in turns] == [("user", "hi, I am Ann"), ("assistant", "Hello Ann, nice to meet you.")]
+    assert [(t.role, t.text) for t in turns] == [
+        ("user", "hi, I am Ann"),
+        ("assistant", "Hello Ann, nice to meet you."),
+    ]
 
 
 async def test_streaming_sends_once_then_edits_at_most_once_a_second() -> None:
     now = [0.0]
     transport = RecordingTransport()
     stream = StreamingReply(transport, CHAT, clock=lambda: now[0])
-    for t, text in ((0.0, "One"), (0.4, "One two"), (0.9, "One two three"), (1.2, "One two three four")):
+    for t, text in (
+        (0.0, "One"),
+        (0.4, "One two"),
+        (0.9, "One two three"),
+        (1.2, "One two three four"),
+    ):
         now[0] = t
         await stream.delta(text)
     await stream.finish(Reply("One two three four five."))
     assert transport.texts == ["One …"]
-    assert [r.text for _, r in transport.edits] == ["One two three four …", "One two three four five."]
+    assert [r.text for _, r in transport.edits] == [
+        "One two three four …",
+        "One two three four five.",
+    ]
 
 
 async def test_think_with_a_clean_critique_skips_refining_and_offers_the_critique(rig: Rig) -> None:
@@ -209,6 +224,6 @@ async def test_forgetme_needs_the_owners_confirmation(rig: Rig) -> None:
 async def test_export_sends_this_chats_memory_as_a_file(rig: Rig) -> None:
     await rig.say("/remember the wifi password is on the fridge")
     await rig.say("/export")
-    (chat, name, data), = rig.transport.files
+    ((chat, name, data),) = rig.transport.files
     assert chat == CHAT and name.endswith(".json")
     assert "the wifi password is on the fridge" in data.decode()

@@ -81,7 +81,9 @@ class Running:
         os.close(self.tty)
 
 
-def start_daemon(familiar_bin: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ("run",)) -> Running:
+def start_daemon(
+    familiar_bin: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ("run",)
+) -> Running:
     """``familiar run`` with a terminal on stdin, so it serves the console channel."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
@@ -114,15 +116,25 @@ def test_sigterm_shuts_down_cleanly_with_notify_in_order(
         daemon.stop()
     assert code == 0, stderr
     assert took < SHUTDOWN_BOUND_S
-    kinds = [m.split("=")[0] for m in notify_socket.messages if m.split("=")[0] in ("READY", "WATCHDOG", "STOPPING")]
+    kinds = [
+        m.split("=")[0]
+        for m in notify_socket.messages
+        if m.split("=")[0] in ("READY", "WATCHDOG", "STOPPING")
+    ]
     first = {k: kinds.index(k) for k in ("READY", "WATCHDOG", "STOPPING")}
     assert first["READY"] < first["WATCHDOG"] < first["STOPPING"]
-    assert "WATCHDOG" not in kinds[first["STOPPING"]:]
-    assert any(m.startswith("STATUS=") for m in notify_socket.messages[: notify_socket.messages.index("READY=1")])
+    assert "WATCHDOG" not in kinds[first["STOPPING"] :]
+    assert any(
+        m.startswith("STATUS=")
+        for m in notify_socket.messages[: notify_socket.messages.index("READY=1")]
+    )
     conn = sqlite3.connect(data_dir / "familiar.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
-    assert not (data_dir / "familiar.db-wal").exists() or (data_dir / "familiar.db-wal").stat().st_size == 0
+    assert (
+        not (data_dir / "familiar.db-wal").exists()
+        or (data_dir / "familiar.db-wal").stat().st_size == 0
+    )
 
 
 def test_second_daemon_on_the_same_data_dir_refuses(
@@ -148,7 +160,9 @@ def test_second_daemon_on_the_same_data_dir_refuses(
 
 
 def test_no_token_and_no_terminal_names_the_setting(familiar_bin: str) -> None:
-    result = subprocess.run([familiar_bin, "run"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [familiar_bin, "run"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "FAMILIAR_TELEGRAM__TOKEN" in result.stderr
     assert "Traceback" not in result.stderr
@@ -177,7 +191,10 @@ def test_unwritable_data_dir_is_one_clear_message(familiar_bin: str, tmp_path: P
         locked.mkdir(mode=0o500)
         target = str(locked / "data")
     result = subprocess.run(
-        [familiar_bin, "health"], capture_output=True, text=True, timeout=60,
+        [familiar_bin, "health"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "FAMILIAR_DATA_DIR": target},
     )
     assert result.returncode == 2
@@ -196,7 +213,9 @@ def test_health_command_shows_the_running_daemons_snapshot(
         deadline = time.monotonic() + 60
         names: dict[str, dict] = {}
         while time.monotonic() < deadline:
-            out = subprocess.run([familiar_bin, "health", "--json"], capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [familiar_bin, "health", "--json"], capture_output=True, text=True, timeout=60
+            )
             names = {c["name"]: c for c in map(json.loads, out.stdout.splitlines())}
             if "jobs" in names:
                 break

@@ -32,7 +32,9 @@ def test_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
         "import sys, time; from pathlib import Path; from bot.lock import InstanceLock; "
         "InstanceLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)"
     )
-    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "locked"
         assert InstanceLock(tmp_path).is_held_elsewhere()

@@ -31,7 +31,9 @@ def test_configured_secret_is_masked(stream: io.StringIO) -> None:
 
 
 def test_bot_token_in_a_stdlib_url_is_masked(stream: io.StringIO) -> None:
-    logging.getLogger("httpx").warning("HTTP Request: POST https://api.telegram.org/bot%s/getUpdates", TOKEN)
+    logging.getLogger("httpx").warning(
+        "HTTP Request: POST https://api.telegram.org/bot%s/getUpdates", TOKEN
+    )
     out = stream.getvalue()
     assert TOKEN not in out
     assert "api.telegram.org/bot***/getUpdates" in out
@@ -64,4 +66,6 @@ def test_masker_prefers_the_longest_secret() -> None:
 
 
 def test_bearer_header_is_masked() -> None:
-    assert "topsecretvalue1234567" not in SecretMasker()("Authorization: Bearer topsecretvalue1234567")
+    assert "topsecretvalue1234567" not in SecretMasker()(
+        "Authorization: Bearer topsecretvalue1234567"
+    )

@@ -148,4 +148,6 @@ def test_async_run_uses_the_database_thread(tmp_path: Path) -> None:
     finally:
         db.close()
     # committed before close: a fresh connection sees it
-    assert sqlite3.connect(tmp_path / "f.db").execute("SELECT text FROM notes").fetchone() == ("from the loop",)
+    assert sqlite3.connect(tmp_path / "f.db").execute("SELECT text FROM notes").fetchone() == (
+        "from the loop",
+    )

@@ -24,7 +24,9 @@ def anyio_backend() -> str:
 
 
 class Graph:
-    def __init__(self, services: Services, console: ConsoleChannel, out: io.StringIO, db: Database) -> None:
+    def __init__(
+        self, services: Services, console: ConsoleChannel, out: io.StringIO, db: Database
+    ) -> None:
         self.services, self.console, self.out, self.db = services, console, out, db
 
     async def say(self, line: str) -> str:
@@ -48,8 +50,18 @@ async def graph(made_data_dir: Path) -> AsyncIterator[Graph]:
     lifecycle = Lifecycle()
     services = build_services(settings, db, health, lifecycle, started_at=0.0)
     out = io.StringIO()
-    attach_channel(services, lifecycle, "console", settings, db, health, fail=lambda e: None,
-                   request_stop=lambda: None, stdin=io.StringIO(), stdout=out)
+    attach_channel(
+        services,
+        lifecycle,
+        "console",
+        settings,
+        db,
+        health,
+        fail=lambda e: None,
+        request_stop=lambda: None,
+        stdin=io.StringIO(),
+        stdout=out,
+    )
     console = lifecycle.services[-1]
     assert isinstance(console, ConsoleChannel)
     await lifecycle.start_all()
@@ -60,7 +72,11 @@ async def graph(made_data_dir: Path) -> AsyncIterator[Graph]:
 
 async def test_every_planned_command_has_a_real_handler(graph: Graph) -> None:
     for command in graph.services.assistant.commands:
-        reply = await graph.say(f"/{command.name}") if command.name not in ("forgetme", "backup") else ""
+        reply = (
+            await graph.say(f"/{command.name}")
+            if command.name not in ("forgetme", "backup")
+            else ""
+        )
         assert "not available in this version" not in reply, command.name
 
 

@@ -16,7 +16,13 @@ from agents.settings import LLMSettings
 from memory.health import CheckFn
 
 __all__ = [
-    "Capabilities", "Completion", "LLMRequest", "Provider", "Usage", "build_provider", "health_checks",
+    "Capabilities",
+    "Completion",
+    "LLMRequest",
+    "Provider",
+    "Usage",
+    "build_provider",
+    "health_checks",
 ]
 
 
@@ -24,8 +30,9 @@ def _secret(value: object) -> str | None:
     return value.get_secret_value() if value is not None else None  # type: ignore[attr-defined]
 
 
-def build_provider(settings: LLMSettings,
-                   local_factory: Callable[[LLMSettings], Provider] | None = None) -> Provider:
+def build_provider(
+    settings: LLMSettings, local_factory: Callable[[LLMSettings], Provider] | None = None
+) -> Provider:
     """The provider the settings name, guarded by a breaker unless it is ``none``."""
     from agents.resilience import CircuitBreaker, ResilientProvider  # resilience imports base
 
@@ -62,8 +69,12 @@ def build_provider(settings: LLMSettings,
             )
         inner = local_factory(settings)
     breaker = CircuitBreaker(inner.name, settings.breaker_failures, settings.breaker_reset_s)
-    return ResilientProvider(inner, breaker, max_concurrency=settings.max_concurrency,
-                             call_timeout_s=settings.answer_deadline_s)
+    return ResilientProvider(
+        inner,
+        breaker,
+        max_concurrency=settings.max_concurrency,
+        call_timeout_s=settings.answer_deadline_s,
+    )
 
 
 def health_checks(provider: Provider) -> dict[str, CheckFn]:

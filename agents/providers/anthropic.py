@@ -57,7 +57,10 @@ class AnthropicProvider(Provider):
         self.prompt_cache = prompt_cache
         self.send_effort = send_effort
         self.capabilities = Capabilities(
-            temperature=False, effort=send_effort, json_schema=True, prompt_cache=prompt_cache,
+            temperature=False,
+            effort=send_effort,
+            json_schema=True,
+            prompt_cache=prompt_cache,
             schema_in_cache_key=prompt_cache,
         )
         # base_url None lets the SDK read ANTHROPIC_BASE_URL itself.
@@ -133,8 +136,10 @@ def _mark_turns(messages: list[dict[str, Any]], turns: list[dict[str, str]]) -> 
     if last < 0 or messages[: last + 1] != turns[: last + 1]:
         return
     turn = messages[last]
-    messages[last] = {"role": turn["role"],
-                      "content": [{"type": "text", "text": turn["content"], "cache_control": EPHEMERAL}]}
+    messages[last] = {
+        "role": turn["role"],
+        "content": [{"type": "text", "text": turn["content"], "cache_control": EPHEMERAL}],
+    }
 
 
 def _completion(message: Any, latency_s: float) -> Completion:
@@ -168,7 +173,9 @@ def map_error(exc: Exception) -> LLMError:
             return ProviderUnavailable(f"Anthropic is rate limiting us (HTTP 429): {detail}")
         # An error event inside a 200 stream carries its type but not a failing status.
         if status >= 500 or exc.type in ("overloaded_error", "api_error"):
-            return ProviderUnavailable(f"Anthropic is overloaded or failing (HTTP {status}): {detail}")
+            return ProviderUnavailable(
+                f"Anthropic is overloaded or failing (HTTP {status}): {detail}"
+            )
         return ProviderRejected(f"Anthropic rejected the request (HTTP {status}): {detail}")
     if isinstance(exc, anthropic.APITimeoutError):
         return ProviderUnavailable("Anthropic did not answer in time")

@@ -44,7 +44,10 @@ class OpenAICompatibleProvider(Provider):
         self.capabilities = Capabilities(temperature=True, effort=False, json_schema=json_schema)
         # Local servers need no key, but the SDK insists on one.
         self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=max_retries
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            timeout=timeout_s,
+            max_retries=max_retries,
         )
 
     def with_model(self, model: str) -> OpenAICompatibleProvider:
@@ -82,12 +85,20 @@ class OpenAICompatibleProvider(Provider):
             usage = _usage(response.usage)
         except Exception as exc:  # SDK errors, and bodies without the fields we need
             raise map_error(exc) from exc
-        return Completion(text, usage, response.model or self.model, choice.finish_reason,
-                          time.monotonic() - started)
+        return Completion(
+            text,
+            usage,
+            response.model or self.model,
+            choice.finish_reason,
+            time.monotonic() - started,
+        )
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | Completion]:
         started = time.monotonic()
-        params = self.build_params(request) | {"stream": True, "stream_options": {"include_usage": True}}
+        params = self.build_params(request) | {
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         parts: list[str] = []
         usage = Usage()
         finish: str | None = None
@@ -134,8 +145,10 @@ def map_error(exc: Exception) -> LLMError:
                 "check FAMILIAR_LLM__OPENAI_API_KEY",
             )
         if status == 402:
-            return ProviderAuthError("the model server says the spend limit is reached (HTTP 402)",
-                                     "raise the limit with the provider")
+            return ProviderAuthError(
+                "the model server says the spend limit is reached (HTTP 402)",
+                "raise the limit with the provider",
+            )
         if status == 429 or status >= 500:
             return ProviderUnavailable(f"the model server is overloaded or failing (HTTP {status})")
         return ProviderRejected(f"the model server rejected the request (HTTP {status}): {exc}")
@@ -143,4 +156,6 @@ def map_error(exc: Exception) -> LLMError:
         return ProviderUnavailable("the model server did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
         return ProviderUnavailable(f"cannot reach the model server: {exc}")
-    return ProviderUnavailable(f"the model server returned a malformed response: {type(exc).__name__}")
+    return ProviderUnavailable(
+        f"the model server returned a malformed response: {type(exc).__name__}"
+    )

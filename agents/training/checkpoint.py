@@ -24,7 +24,9 @@ PREFIX = "step-"
 
 
 def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad
+    }
 
 
 def rng_state() -> dict[str, Any]:
@@ -81,7 +83,9 @@ def save(
     return final
 
 
-def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+def load(
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
     """Restore everything saved in ``path`` and return its state.json."""
     weights = load_file(str(path / "adapter.safetensors"))
     params = dict(model.named_parameters())

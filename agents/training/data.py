@@ -46,17 +46,25 @@ class Encoded:
 
 def validate_messages(messages: Any, where: str) -> list[Message]:
     if not isinstance(messages, list) or not messages:
-        raise DatasetError(f"{where}: 'messages' must be a non-empty list", "see `familiar train fit --help`")
+        raise DatasetError(
+            f"{where}: 'messages' must be a non-empty list", "see `familiar train fit --help`"
+        )
     out: list[Message] = []
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in ROLES
+            or not isinstance(m.get("content"), str)
+        ):
             raise DatasetError(
                 f"{where}: message {i} must be {{'role': system|user|assistant, 'content': text}}",
                 "fix that line of the data file",
             )
         out.append({"role": m["role"], "content": m["content"]})
     if not any(m["role"] == "assistant" for m in out):
-        raise DatasetError(f"{where}: no assistant message to learn from", "add the assistant's answer")
+        raise DatasetError(
+            f"{where}: no assistant message to learn from", "add the assistant's answer"
+        )
     return out
 
 
@@ -65,7 +73,9 @@ def load_chat_jsonl(path: Path) -> list[list[Message]]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read the data file {path}: {exc}", "check the path and that it is UTF-8") from None
+        raise DatasetError(
+            f"cannot read the data file {path}: {exc}", "check the path and that it is UTF-8"
+        ) from None
     conversations = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -73,7 +83,9 @@ def load_chat_jsonl(path: Path) -> list[list[Message]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path}:{number}: not JSON ({exc.msg})", "one JSON object per line") from None
+            raise DatasetError(
+                f"{path}:{number}: not JSON ({exc.msg})", "one JSON object per line"
+            ) from None
         if not isinstance(row, dict):
             raise DatasetError(f"{path}:{number}: not a JSON object", "one JSON object per line")
         conversations.append(validate_messages(row.get("messages"), f"{path}:{number}"))
@@ -109,7 +121,9 @@ def render(tokenizer: Any, messages: Sequence[Message], add_generation_prompt: b
     return "".join(parts)
 
 
-def assistant_spans(tokenizer: Any, messages: Sequence[Message]) -> tuple[str, list[tuple[int, int]]]:
+def assistant_spans(
+    tokenizer: Any, messages: Sequence[Message]
+) -> tuple[str, list[tuple[int, int]]]:
     """The full text and the character spans of each assistant turn (content and end marker)."""
     full = render(tokenizer, messages)
     spans = []
@@ -120,7 +134,9 @@ def assistant_spans(tokenizer: Any, messages: Sequence[Message]) -> tuple[str, l
         end_text = render(tokenizer, messages[: i + 1])
         if full.startswith(start_text) and full.startswith(end_text):
             end = len(end_text)
-            while end > len(start_text) and full[end - 1].isspace():  # not the newline after the turn
+            while (
+                end > len(start_text) and full[end - 1].isspace()
+            ):  # not the newline after the turn
                 end -= 1
             spans.append((len(start_text), end))
         else:  # a template that is not prefix-stable: fall back to the content itself
@@ -141,7 +157,9 @@ def encode(tokenizer: Any, messages: Sequence[Message], max_seq_len: int) -> Enc
     return Encoded(ids, targets)
 
 
-def encode_all(tokenizer: Any, conversations: Sequence[Sequence[Message]], max_seq_len: int) -> list[Encoded]:
+def encode_all(
+    tokenizer: Any, conversations: Sequence[Sequence[Message]], max_seq_len: int
+) -> list[Encoded]:
     """Encode every conversation; those left with nothing to train on (cut too short) are dropped."""
     encoded = [encode(tokenizer, c, max_seq_len) for c in conversations]
     kept = [e for e in encoded if e.trained_tokens > 0]
@@ -165,8 +183,12 @@ class Packed:
         return self.real_tokens
 
     def to(self, device: torch.device | str) -> Packed:
-        return Packed(self.input_ids.to(device), self.position_ids.to(device), self.targets.to(device),
-                      self.real_tokens)
+        return Packed(
+            self.input_ids.to(device),
+            self.position_ids.to(device),
+            self.targets.to(device),
+            self.real_tokens,
+        )
 
 
 def pack(examples: Sequence[Encoded], row_len: int | None = None, pad_id: int = 0) -> Packed:

@@ -50,7 +50,9 @@ DATA_SYSTEM = (
 )
 
 SECRET_PATTERNS = {
-    "an API key": re.compile(r"\b(sk-[A-Za-z0-9_-]{20,}|sk-ant-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{30,}|xox[abpr]-[A-Za-z0-9-]{10,})"),
+    "an API key": re.compile(
+        r"\b(sk-[A-Za-z0-9_-]{20,}|sk-ant-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{30,}|xox[abpr]-[A-Za-z0-9-]{10,})"
+    ),
     "an AWS access key": re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
     "a private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
     "a Telegram bot token": re.compile(r"\b\d{8,10}:[A-Za-z0-9_-]{35}\b"),
@@ -68,15 +70,30 @@ def parse_batch(text: str) -> list[Conversation]:
         raise ValueError('expected {"examples": [...]} with at least one example')
     out = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or not str(item.get("user", "")).strip() or not str(item.get("assistant", "")).strip():
+        if (
+            not isinstance(item, dict)
+            or not str(item.get("user", "")).strip()
+            or not str(item.get("assistant", "")).strip()
+        ):
             raise ValueError(f"example {i} needs non-empty 'user' and 'assistant' strings")
-        out.append([{"role": "user", "content": str(item["user"]).strip()},
-                    {"role": "assistant", "content": str(item["assistant"]).strip()}])
+        out.append(
+            [
+                {"role": "user", "content": str(item["user"]).strip()},
+                {"role": "assistant", "content": str(item["assistant"]).strip()},
+            ]
+        )
     return out
 
 
-async def generate(llm: Any, ctx: Any, spec: dict[str, Any], target: int, per_call: int,
-                   max_attempts: int = 3, max_tokens: int = 8000) -> list[Conversation]:
+async def generate(
+    llm: Any,
+    ctx: Any,
+    spec: dict[str, Any],
+    target: int,
+    per_call: int,
+    max_attempts: int = 3,
+    max_tokens: int = 8000,
+) -> list[Conversation]:
     """Ask for batches of ``per_call`` examples until ``target``; malformed batches are retried."""
     got: list[Conversation] = []
     calls = 0
@@ -85,9 +102,12 @@ async def generate(llm: Any, ctx: Any, spec: dict[str, Any], target: int, per_ca
         want = min(per_call, target - len(got))
         prompt = f"Write {want} new examples (batch {calls + 1}; avoid repeating earlier ones)."
         # The spec goes in the system prompt, identical in every batch: cached after the first.
-        request = LLMRequest(messages=[{"role": "user", "content": prompt}],
-                             system_prefix=f"{DATA_SYSTEM}\n\nThe archetype spec:\n{spec_text}",
-                             max_tokens=max_tokens, json_schema=EXAMPLES_SCHEMA)
+        request = LLMRequest(
+            messages=[{"role": "user", "content": prompt}],
+            system_prefix=f"{DATA_SYSTEM}\n\nThe archetype spec:\n{spec_text}",
+            max_tokens=max_tokens,
+            json_schema=EXAMPLES_SCHEMA,
+        )
         for attempt in range(1, max_attempts + 1):
             completion = await llm.complete(request, ctx.for_("train:data"))
             try:
@@ -95,10 +115,20 @@ async def generate(llm: Any, ctx: Any, spec: dict[str, Any], target: int, per_ca
                 break
             except ValueError as exc:
                 if attempt == max_attempts:
-                    raise DatasetError(f"the model gave malformed examples {max_attempts} times in a row ({exc})",
-                                       "retry the pipeline, or use a stronger model for data generation") from None
-                request = request.with_(messages=[*request.messages, {"role": "assistant", "content": completion.text},
-                                                  {"role": "user", "content": f"That was not valid: {exc}. Answer with the JSON only."}])
+                    raise DatasetError(
+                        f"the model gave malformed examples {max_attempts} times in a row ({exc})",
+                        "retry the pipeline, or use a stronger model for data generation",
+                    ) from None
+                request = request.with_(
+                    messages=[
+                        *request.messages,
+                        {"role": "assistant", "content": completion.text},
+                        {
+                            "role": "user",
+                            "content": f"That was not valid: {exc}. Answer with the JSON only.",
+                        },
+                    ]
+                )
         got += batch
         calls += 1
         if calls > 4 * max(target // max(per_call, 1), 1) + 4:
@@ -110,8 +140,9 @@ def normalised(conversation: Conversation) -> str:
     return "\n".join(f"{m['role']}:{' '.join(m['content'].lower().split())}" for m in conversation)
 
 
-def dedupe(conversations: Sequence[Conversation], embed: EmbedFn | None = None,
-           threshold: float = 0.95) -> list[Conversation]:
+def dedupe(
+    conversations: Sequence[Conversation], embed: EmbedFn | None = None, threshold: float = 0.95
+) -> list[Conversation]:
     """Drop exact duplicates (hash of normalised text) and, with ``embed``, near-duplicates."""
     seen: set[str] = set()
     unique = []
@@ -130,7 +161,9 @@ def dedupe(conversations: Sequence[Conversation], embed: EmbedFn | None = None,
     return [unique[i] for i in kept]
 
 
-def split(conversations: Sequence[Conversation], heldout_fraction: float, seed: int) -> tuple[list[Conversation], list[Conversation]]:
+def split(
+    conversations: Sequence[Conversation], heldout_fraction: float, seed: int
+) -> tuple[list[Conversation], list[Conversation]]:
     order = list(range(len(conversations)))
     random.Random(seed).shuffle(order)
     n_held = max(1, round(len(order) * heldout_fraction)) if len(order) > 1 else 0

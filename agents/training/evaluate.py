@@ -21,19 +21,29 @@ from agents.training.trainer import packed_loss_sum
 
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"winner": {"type": "string", "enum": ["A", "B", "tie"]}, "reason": {"type": "string"}},
+    "properties": {
+        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
+        "reason": {"type": "string"},
+    },
     "required": ["winner", "reason"],
     "additionalProperties": False,
 }
 JUDGE_SYSTEM = (
     "You compare two answers to the same message and pick the one that better fits the persona "
-    'spec (voice, do\'s and don\'ts) while being a good answer. Answer with JSON only: '
+    "spec (voice, do's and don'ts) while being a good answer. Answer with JSON only: "
     '{"winner": "A" | "B" | "tie", "reason": "..."}.'
 )
 
 
-def heldout_loss(base_model: Path, data: Path, adapter_dir: Path | None = None, *, max_seq_len: int = 2048,
-                 micro_batch: int = 8, device: str | None = None) -> float:
+def heldout_loss(
+    base_model: Path,
+    data: Path,
+    adapter_dir: Path | None = None,
+    *,
+    max_seq_len: int = 2048,
+    micro_batch: int = 8,
+    device: str | None = None,
+) -> float:
     """Mean loss per assistant token of ``data`` (blocking; run it off the event loop)."""
     dev = pick_device(device)
     model, tokenizer = load_base(base_model, dev)
@@ -66,7 +76,9 @@ def evaluate_job(config: dict[str, Any]) -> dict[str, Any]:
     adapter_dir = Path(config["adapter_dir"])
     max_seq_len, device = int(config.get("max_seq_len", 2048)), config.get("device")
     base_loss = heldout_loss(base_model, heldout, None, max_seq_len=max_seq_len, device=device)
-    adapter_loss = heldout_loss(base_model, heldout, adapter_dir, max_seq_len=max_seq_len, device=device)
+    adapter_loss = heldout_loss(
+        base_model, heldout, adapter_dir, max_seq_len=max_seq_len, device=device
+    )
     engine = LocalEngine(base_model, lru_size=1, device=device)
     adapter = AdapterRef("evaluated", adapter_dir)
     answers: dict[str, list[str]] = {"base": [], "adapter": []}
@@ -78,8 +90,15 @@ def evaluate_job(config: dict[str, Any]) -> dict[str, Any]:
     return {"base_loss": base_loss, "adapter_loss": adapter_loss, "answers": answers}
 
 
-async def judge_probes(llm: Any, ctx: Any, spec: dict[str, Any], probes: list[str], base: list[str],
-                       adapter: list[str], seed: int = 0) -> dict[str, Any]:
+async def judge_probes(
+    llm: Any,
+    ctx: Any,
+    spec: dict[str, Any],
+    probes: list[str],
+    base: list[str],
+    adapter: list[str],
+    seed: int = 0,
+) -> dict[str, Any]:
     """Blind pairwise judgement of each probe; returns wins, ties and the per-probe details."""
     rng = random.Random(seed)
     wins = {"adapter": 0, "base": 0, "tie": 0}
@@ -87,17 +106,31 @@ async def judge_probes(llm: Any, ctx: Any, spec: dict[str, Any], probes: list[st
     for probe, b, a in zip(probes, base, adapter, strict=True):
         adapter_first = rng.random() < 0.5
         first, second = (a, b) if adapter_first else (b, a)
-        prompt = (f"Persona spec:\n{json.dumps(spec, ensure_ascii=False)}\n\nMessage:\n{probe}\n\n"
-                  f"Answer A:\n{first}\n\nAnswer B:\n{second}")
-        request = LLMRequest(messages=[{"role": "user", "content": prompt}], system_prefix=JUDGE_SYSTEM,
-                             max_tokens=400, json_schema=JUDGE_SCHEMA)
+        prompt = (
+            f"Persona spec:\n{json.dumps(spec, ensure_ascii=False)}\n\nMessage:\n{probe}\n\n"
+            f"Answer A:\n{first}\n\nAnswer B:\n{second}"
+        )
+        request = LLMRequest(
+            messages=[{"role": "user", "content": prompt}],
+            system_prefix=JUDGE_SYSTEM,
+            max_tokens=400,
+            json_schema=JUDGE_SCHEMA,
+        )
         completion = await llm.complete(request, ctx.for_("train:judge"))
         try:
             verdict = str(extract_json(completion.text).get("winner", "tie"))
         except (ValueError, AttributeError):
             verdict = "tie"  # an unreadable judgement favours neither
-        winner = "tie" if verdict not in ("A", "B") else (
-            "adapter" if (verdict == "A") == adapter_first else "base")
+        winner = (
+            "tie"
+            if verdict not in ("A", "B")
+            else ("adapter" if (verdict == "A") == adapter_first else "base")
+        )
         wins[winner] += 1
         details.append({"probe": probe, "base": b, "adapter": a, "winner": winner})
-    return {"adapter_wins": wins["adapter"], "base_wins": wins["base"], "ties": wins["tie"], "details": details}
+    return {
+        "adapter_wins": wins["adapter"],
+        "base_wins": wins["base"],
+        "ties": wins["tie"],
+        "details": details,
+    }

@@ -20,7 +20,13 @@ from memory.db import Database
 
 __all__ = ["Job", "JobQueue", "migrations"]
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 
 
@@ -77,7 +83,9 @@ class JobQueue:
     def get(self, job_id: int) -> Job:
         found = self._select("WHERE id = ?", (job_id,))
         if not found:
-            raise JobError(f"there is no training job {job_id}", "`familiar train status` lists the jobs")
+            raise JobError(
+                f"there is no training job {job_id}", "`familiar train status` lists the jobs"
+            )
         return found[0]
 
     def list(self, limit: int = 20) -> builtins.list[Job]:
@@ -90,7 +98,9 @@ class JobQueue:
     def running(self) -> builtins.list[Job]:
         return self._select("WHERE state = 'running' ORDER BY id")
 
-    def _update(self, job_id: int, where_states: tuple[str, ...] | None = None, **values: Any) -> bool:
+    def _update(
+        self, job_id: int, where_states: tuple[str, ...] | None = None, **values: Any
+    ) -> bool:
         values["updated_at"] = now()
         sets = ", ".join(f"{k} = ?" for k in values)
         args: list[Any] = [json.dumps(v) if isinstance(v, dict) else v for v in values.values()]
@@ -108,8 +118,14 @@ class JobQueue:
             job = self.get(job_id)
             if job.state != QUEUED or job.cancel_requested:
                 return False
-            return self._update(job_id, (QUEUED,), state=RUNNING, started_at=now(),
-                                attempts=job.attempts + 1, error=None)
+            return self._update(
+                job_id,
+                (QUEUED,),
+                state=RUNNING,
+                started_at=now(),
+                attempts=job.attempts + 1,
+                error=None,
+            )
 
     def start(self, job_id: int, pid: int) -> bool:
         """The worker takes a claimed job (or claims a queued one itself); False if cancelled."""
@@ -129,20 +145,28 @@ class JobQueue:
         self._update(job_id, (RUNNING,), progress=progress)
 
     def succeed(self, job_id: int, result: dict[str, Any]) -> None:
-        self._update(job_id, (RUNNING,), state=SUCCEEDED, result=result, finished_at=now(), pid=None)
+        self._update(
+            job_id, (RUNNING,), state=SUCCEEDED, result=result, finished_at=now(), pid=None
+        )
 
     def fail(self, job_id: int, error: str) -> bool:
-        return self._update(job_id, (QUEUED, RUNNING), state=FAILED, error=error, finished_at=now(), pid=None)
+        return self._update(
+            job_id, (QUEUED, RUNNING), state=FAILED, error=error, finished_at=now(), pid=None
+        )
 
     def mark_cancelled(self, job_id: int, detail: str = "cancelled") -> None:
-        self._update(job_id, (QUEUED, RUNNING), state=CANCELLED, error=detail, finished_at=now(), pid=None)
+        self._update(
+            job_id, (QUEUED, RUNNING), state=CANCELLED, error=detail, finished_at=now(), pid=None
+        )
 
     def request_cancel(self, job_id: int) -> Job:
         """A queued job is cancelled at once; a running one is flagged for its worker to stop."""
         with self.db.transaction():
             job = self.get(job_id)
             if job.state in FINISHED:
-                raise JobError(f"training job {job_id} has already {job.state}", "nothing to cancel")
+                raise JobError(
+                    f"training job {job_id} has already {job.state}", "nothing to cancel"
+                )
             self._update(job_id, None, cancel_requested=1)
             if job.state == QUEUED:
                 self.mark_cancelled(job_id)
@@ -150,14 +174,20 @@ class JobQueue:
 
     def cancel_requested(self, job_id: int) -> bool:
         with self.db.read() as conn:
-            row = conn.execute("SELECT cancel_requested FROM train_jobs WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute(
+                "SELECT cancel_requested FROM train_jobs WHERE id = ?", (job_id,)
+            ).fetchone()
         return bool(row and row[0])
 
     def retry(self, job_id: int) -> Job:
         with self.db.transaction():
             job = self.get(job_id)
             if job.state not in (FAILED, CANCELLED):
-                raise JobError(f"training job {job_id} is {job.state}; only failed or cancelled jobs can be retried",
-                               "wait for it to finish, or cancel it first")
-            self._update(job_id, None, state=QUEUED, error=None, cancel_requested=0, finished_at=None)
+                raise JobError(
+                    f"training job {job_id} is {job.state}; only failed or cancelled jobs can be retried",
+                    "wait for it to finish, or cancel it first",
+                )
+            self._update(
+                job_id, None, state=QUEUED, error=None, cancel_requested=0, finished_at=None
+            )
             return self.get(job_id)

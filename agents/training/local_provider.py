@@ -44,7 +44,9 @@ class AdapterRef:
 
 
 class LocalEngine:
-    def __init__(self, base_model: Path | None, *, lru_size: int = 4, device: str | None = None) -> None:
+    def __init__(
+        self, base_model: Path | None, *, lru_size: int = 4, device: str | None = None
+    ) -> None:
         self.base_model = base_model
         self.lru_size = max(1, lru_size)
         self.device = pick_device(device)
@@ -52,7 +54,9 @@ class LocalEngine:
         self._model: Any = None  # the base model, then the PeftModel wrapping it
         self._tokenizer: Any = None
         self._peft = False
-        self.loaded: OrderedDict[str, Path] = OrderedDict()  # adapter key → path, least recent first
+        self.loaded: OrderedDict[str, Path] = (
+            OrderedDict()
+        )  # adapter key → path, least recent first
         self.loads = 0  # adapters loaded from disk so far (evictions make it grow)
 
     def _ensure_base(self) -> None:
@@ -69,7 +73,9 @@ class LocalEngine:
             self.loaded.move_to_end(adapter.key)
         else:
             if not self._peft:
-                self._model = PeftModel.from_pretrained(self._model, str(adapter.path), adapter_name=adapter.key)
+                self._model = PeftModel.from_pretrained(
+                    self._model, str(adapter.path), adapter_name=adapter.key
+                )
                 self._peft = True
             else:
                 self._model.load_adapter(str(adapter.path), adapter_name=adapter.key)
@@ -81,8 +87,13 @@ class LocalEngine:
             oldest, _ = self.loaded.popitem(last=False)
             self._model.delete_adapter(oldest)
 
-    def generate(self, messages: list[dict[str, str]], adapter: AdapterRef | None, max_new_tokens: int,
-                 temperature: float | None = None) -> tuple[str, int, int, bool]:
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        adapter: AdapterRef | None,
+        max_new_tokens: int,
+        temperature: float | None = None,
+    ) -> tuple[str, int, int, bool]:
         """(text, prompt tokens, new tokens, ended by EOS); blocking: call it off the event loop."""
         import contextlib
 
@@ -93,25 +104,48 @@ class LocalEngine:
             self._activate(adapter)
             tok = self._tokenizer
             prompt = render(tok, messages, add_generation_prompt=True)
-            ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
-            sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
+            ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
+                self.device
+            )
+            sampling = (
+                {"do_sample": True, "temperature": temperature}
+                if temperature
+                else {"do_sample": False}
+            )
             base_only = adapter is None and self._peft
-            with torch.inference_mode(), (self._model.disable_adapter() if base_only else contextlib.nullcontext()):
+            with (
+                torch.inference_mode(),
+                self._model.disable_adapter() if base_only else contextlib.nullcontext(),
+            ):
                 out = self._model.generate(
-                    input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id or tok.eos_token_id, **sampling,
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=max_new_tokens,
+                    eos_token_id=tok.eos_token_id,
+                    pad_token_id=tok.pad_token_id or tok.eos_token_id,
+                    **sampling,
                 )
-            new = out[0, ids.shape[1]:].tolist()
+            new = out[0, ids.shape[1] :].tolist()
             ended = bool(new) and new[-1] == tok.eos_token_id
-            return tok.decode(new, skip_special_tokens=True).strip(), int(ids.shape[1]), len(new), ended
+            return (
+                tok.decode(new, skip_special_tokens=True).strip(),
+                int(ids.shape[1]),
+                len(new),
+                ended,
+            )
 
 
 class LocalProvider(Provider):
     name = "local"
     capabilities = Capabilities(temperature=True)
 
-    def __init__(self, engine: LocalEngine, registry: AdapterRegistry | None = None,
-                 archetype: str | None = None, adapter: AdapterRef | None = None) -> None:
+    def __init__(
+        self,
+        engine: LocalEngine,
+        registry: AdapterRegistry | None = None,
+        archetype: str | None = None,
+        adapter: AdapterRef | None = None,
+    ) -> None:
         self.engine = engine
         self.registry = registry
         self.archetype = archetype
@@ -141,17 +175,26 @@ class LocalProvider(Provider):
 
         def generate() -> tuple[str, int, int, bool]:
             # resolving reads the registry and checks the adapter's SHA-256: file work, off the loop too
-            return self.engine.generate(messages, self._resolve(), request.max_tokens, request.temperature)
+            return self.engine.generate(
+                messages, self._resolve(), request.max_tokens, request.temperature
+            )
 
         try:
             text, n_in, n_out, ended = await asyncio.to_thread(generate)
         except (BaseModelError, RegistryError) as exc:
             raise ProviderUnavailable(f"the local model cannot answer: {exc}", exc.fix) from exc
-        return Completion(text, Usage(input_tokens=n_in, output_tokens=n_out), self.model,
-                          "end_turn" if ended else "max_tokens", time.monotonic() - started)
+        return Completion(
+            text,
+            Usage(input_tokens=n_in, output_tokens=n_out),
+            self.model,
+            "end_turn" if ended else "max_tokens",
+            time.monotonic() - started,
+        )
 
 
-def local_factory(training: Any, registry: AdapterRegistry, device: str | None = None) -> Callable[[Any], Provider]:
+def local_factory(
+    training: Any, registry: AdapterRegistry, device: str | None = None
+) -> Callable[[Any], Provider]:
     """The ``local_factory`` that ``agents.providers.build_provider`` takes, from ``TrainingSettings``."""
 
     def build(_llm_settings: Any) -> Provider:

@@ -28,22 +28,29 @@ def job_line(progress: dict[str, Any] | None) -> str:
     if not progress:
         return "starting…"
     fraction = progress["step"] / max(progress["total_steps"], 1)
-    return (f"{bar(fraction)} {fraction:.0%}  step {progress['step']}/{progress['total_steps']}  "
-            f"loss {progress['loss']:.3f}  {progress['tokens_per_s']:.0f} tok/s  ETA {duration(progress['eta_s'])}")
+    return (
+        f"{bar(fraction)} {fraction:.0%}  step {progress['step']}/{progress['total_steps']}  "
+        f"loss {progress['loss']:.3f}  {progress['tokens_per_s']:.0f} tok/s  ETA {duration(progress['eta_s'])}"
+    )
 
 
 def pipeline_text(row: dict[str, Any], job_progress: dict[str, Any] | None = None) -> str:
     """The pipeline's message: archetype, stage n/6, a bar, and the training job's line."""
     stage = row["stage"]
     number = STAGES.index(stage) + 1 if stage in STAGES else 0
-    lines = [f"{STATE_MARK.get(row['state'], '')} {row['archetype']}: stage {number}/{len(STAGES)} {stage} "
-             f"({row['state']})", "stages " + bar((number - (0 if row['state'] == 'done' else 1)) / len(STAGES))]
+    lines = [
+        f"{STATE_MARK.get(row['state'], '')} {row['archetype']}: stage {number}/{len(STAGES)} {stage} "
+        f"({row['state']})",
+        "stages " + bar((number - (0 if row["state"] == "done" else 1)) / len(STAGES)),
+    ]
     if stage == "train" and row["state"] in ("running", "waiting"):
         lines.append("steps  " + job_line(job_progress or row.get("job_progress")))
     evaluated = (row.get("stages", {}).get("evaluate") or {}).get("outputs") or {}
     if "adapter_loss" in evaluated:
-        lines.append(f"held-out loss {evaluated['adapter_loss']:.3f} vs base {evaluated['base_loss']:.3f}; "
-                     f"probes won {evaluated['adapter_wins']}, lost {evaluated['base_wins']}")
+        lines.append(
+            f"held-out loss {evaluated['adapter_loss']:.3f} vs base {evaluated['base_loss']:.3f}; "
+            f"probes won {evaluated['adapter_wins']}, lost {evaluated['base_wins']}"
+        )
     if row.get("error"):
         lines.append(str(row["error"]))
     return "\n".join(lines)

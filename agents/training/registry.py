@@ -25,7 +25,9 @@ from agents.training.errors import RegistryError
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 VERSION = re.compile(r"v[1-9][0-9]{0,5}")
-SLUG_FIX = "use 1-40 characters: lowercase ASCII letters, digits and '-', starting with a letter or digit"
+SLUG_FIX = (
+    "use 1-40 characters: lowercase ASCII letters, digits and '-', starting with a letter or digit"
+)
 METADATA, EVALUATION, PROMOTED = "metadata.json", "evaluation.json", "promoted.json"
 
 
@@ -38,7 +40,9 @@ def check_slug(name: str) -> str:
 
 def check_version(version: str) -> str:
     if not isinstance(version, str) or not version.isascii() or not VERSION.fullmatch(version):
-        raise RegistryError(f"{version!r} is not an adapter version", "versions look like v1, v2, ...")
+        raise RegistryError(
+            f"{version!r} is not an adapter version", "versions look like v1, v2, ..."
+        )
     return version
 
 
@@ -78,8 +82,10 @@ class AdapterRegistry:
         base = self._base()
         resolved = path.resolve()
         if resolved != base and not resolved.is_relative_to(base):
-            raise RegistryError(f"{path} leads outside the adapters directory {base}",
-                                "remove the symlink or the stray path; nothing was read or written")
+            raise RegistryError(
+                f"{path} leads outside the adapters directory {base}",
+                "remove the symlink or the stray path; nothing was read or written",
+            )
         return resolved
 
     def archetype_dir(self, archetype: str) -> Path:
@@ -91,13 +97,21 @@ class AdapterRegistry:
     # -- reading -------------------------------------------------------------------------
     def archetypes(self) -> list[str]:
         base = self._base()
-        return sorted(p.name for p in base.iterdir() if p.is_dir() and SLUG.fullmatch(p.name) and p.name.isascii())
+        return sorted(
+            p.name
+            for p in base.iterdir()
+            if p.is_dir() and SLUG.fullmatch(p.name) and p.name.isascii()
+        )
 
     def versions(self, archetype: str) -> list[AdapterVersion]:
         directory = self.archetype_dir(archetype)
         if not directory.is_dir():
             return []
-        names = [p.name for p in directory.iterdir() if VERSION.fullmatch(p.name) and (p / METADATA).is_file()]
+        names = [
+            p.name
+            for p in directory.iterdir()
+            if VERSION.fullmatch(p.name) and (p / METADATA).is_file()
+        ]
         return sorted((self.get(archetype, n) for n in names), key=lambda v: v.number)
 
     def get(self, archetype: str, version: str) -> AdapterVersion:
@@ -105,8 +119,10 @@ class AdapterRegistry:
         try:
             metadata = json.loads((path / METADATA).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise RegistryError(f"adapter {archetype} {version} does not exist or has no metadata",
-                                "`familiar adapters list` shows the versions") from None
+            raise RegistryError(
+                f"adapter {archetype} {version} does not exist or has no metadata",
+                "`familiar adapters list` shows the versions",
+            ) from None
         evaluation = None
         if (path / EVALUATION).is_file():
             evaluation = json.loads((path / EVALUATION).read_text(encoding="utf-8"))
@@ -119,12 +135,16 @@ class AdapterRegistry:
         for rel, digest in found.metadata.get("files", {}).items():
             file = self._inside(found.path / rel)
             if not file.is_file() or sha256(file) != digest:
-                raise RegistryError(f"adapter {archetype} {version}: {rel} is missing or altered",
-                                    "train it again, or roll back to an earlier version")
+                raise RegistryError(
+                    f"adapter {archetype} {version}: {rel} is missing or altered",
+                    "train it again, or roll back to an earlier version",
+                )
         return found
 
     # -- writing -------------------------------------------------------------------------
-    def add(self, archetype: str, source: Path, metadata: dict[str, Any] | None = None) -> AdapterVersion:
+    def add(
+        self, archetype: str, source: Path, metadata: dict[str, Any] | None = None
+    ) -> AdapterVersion:
         """Copy an adapter directory in as the next version, with checksums; atomic."""
         directory = self.archetype_dir(archetype)
         files = self._source_files(Path(source))
@@ -140,30 +160,45 @@ class AdapterRegistry:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(Path(source) / rel, target)
                     digests[rel] = sha256(target)
-                record = {**(metadata or {}), "archetype": archetype, "version": version, "files": digests,
-                          "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-                (tmp / METADATA).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
+                record = {
+                    **(metadata or {}),
+                    "archetype": archetype,
+                    "version": version,
+                    "files": digests,
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+                (tmp / METADATA).write_text(
+                    json.dumps(record, indent=1, sort_keys=True), encoding="utf-8"
+                )
         except OSError as exc:
-            raise RegistryError(f"adapter {archetype} {version} could not be written ({exc.strerror or exc})",
-                                "free disk space in the data directory; the registry was left unchanged") from None
+            raise RegistryError(
+                f"adapter {archetype} {version} could not be written ({exc.strerror or exc})",
+                "free disk space in the data directory; the registry was left unchanged",
+            ) from None
         return self.get(archetype, version)
 
     def _source_files(self, source: Path) -> list[str]:
         if not source.is_dir() or source.is_symlink():
-            raise RegistryError(f"{source} is not an adapter directory", "point at the trainer's adapter/ output")
+            raise RegistryError(
+                f"{source} is not an adapter directory", "point at the trainer's adapter/ output"
+            )
         files = []
         for dirpath, dirnames, filenames in os.walk(source):
             for name in dirnames + filenames:
                 path = Path(dirpath) / name
                 if path.is_symlink():
-                    raise RegistryError(f"{path} is a symlink; adapters are copied only as plain files",
-                                        "replace the link with the file it points to")
+                    raise RegistryError(
+                        f"{path} is a symlink; adapters are copied only as plain files",
+                        "replace the link with the file it points to",
+                    )
             for name in filenames:
                 rel = (Path(dirpath) / name).relative_to(source).as_posix()
                 if name not in (METADATA, EVALUATION):
                     files.append(rel)
         if not any(f.endswith(".safetensors") for f in files):
-            raise RegistryError(f"{source} holds no .safetensors weights", "point at the trainer's adapter/ output")
+            raise RegistryError(
+                f"{source} holds no .safetensors weights", "point at the trainer's adapter/ output"
+            )
         return sorted(files)
 
     def set_evaluation(self, archetype: str, version: str, report: dict[str, Any]) -> None:

@@ -68,7 +68,14 @@ class JobRunner:
         self.current: tuple[int, subprocess.Popen[bytes]] | None = None
 
     def worker_command(self, job_id: int) -> list[str]:
-        return [sys.executable, "-m", "agents.training.worker", str(job_id), "--db", str(self.db.path)]
+        return [
+            sys.executable,
+            "-m",
+            "agents.training.worker",
+            str(job_id),
+            "--db",
+            str(self.db.path),
+        ]
 
     def log_path(self, job_id: int) -> Path:
         return self.log_dir / f"job-{job_id}.log"
@@ -79,13 +86,20 @@ class JobRunner:
             return self.queue.get(job_id)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path(job_id), "ab") as log:
-            proc = subprocess.Popen(self.command(job_id), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, env=self.env)
+            proc = subprocess.Popen(
+                self.command(job_id),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
         self.current = (job_id, proc)
         logger.info("training job {} started in process {}", job_id, proc.pid)
         try:
             self._watch(job_id, proc, on_progress)
-        except KeyboardInterrupt:  # Ctrl-C in `familiar train fit`: stop the worker cleanly, then report
+        except (
+            KeyboardInterrupt
+        ):  # Ctrl-C in `familiar train fit`: stop the worker cleanly, then report
             self.queue._update(job_id, None, cancel_requested=1)
             proc.terminate()
             try:
@@ -97,7 +111,9 @@ class JobRunner:
             self.current = None
         return self._settle(job_id, proc.returncode)
 
-    def _watch(self, job_id: int, proc: subprocess.Popen[bytes], on_progress: ProgressFn | None) -> None:
+    def _watch(
+        self, job_id: int, proc: subprocess.Popen[bytes], on_progress: ProgressFn | None
+    ) -> None:
         seen = None
         term_at: float | None = None
         while True:
@@ -114,7 +130,11 @@ class JobRunner:
                 proc.terminate()
                 term_at = time.monotonic()
             elif term_at is not None and time.monotonic() - term_at > self.cancel_grace_s:
-                logger.warning("training job {} ignored SIGTERM for {} s: killing it", job_id, self.cancel_grace_s)
+                logger.warning(
+                    "training job {} ignored SIGTERM for {} s: killing it",
+                    job_id,
+                    self.cancel_grace_s,
+                )
                 proc.kill()
         if on_progress is not None:
             on_progress(self.queue.get(job_id))
@@ -123,7 +143,9 @@ class JobRunner:
         job = self.queue.get(job_id)
         if job.state in (QUEUED, RUNNING):  # the worker ended without recording an outcome
             if job.cancel_requested:
-                self.queue.mark_cancelled(job_id, f"cancelled (worker ended with {describe_exit(returncode)})")
+                self.queue.mark_cancelled(
+                    job_id, f"cancelled (worker ended with {describe_exit(returncode)})"
+                )
             else:
                 self.queue.fail(job_id, self._death_message(job_id, returncode))
             job = self.queue.get(job_id)
@@ -132,11 +154,17 @@ class JobRunner:
 
     def _death_message(self, job_id: int, returncode: int) -> str:
         try:
-            tail = self.log_path(job_id).read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:].strip()
+            tail = (
+                self.log_path(job_id)
+                .read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
+                .strip()
+            )
         except OSError:
             tail = ""
-        message = (f"the training worker died with {describe_exit(returncode)} without reporting a result"
-                   f" (log: {self.log_path(job_id)})")
+        message = (
+            f"the training worker died with {describe_exit(returncode)} without reporting a result"
+            f" (log: {self.log_path(job_id)})"
+        )
         if returncode == -signal.SIGKILL:
             message += "; SIGKILL usually means the system ran out of memory"
         return message + (f"\nlast output:\n{tail}" if tail else "")

@@ -11,7 +11,6 @@ from memory.db import Migrations
 migrations = Migrations("training")
 
 
-
 @migrations()
 def m001_train_jobs(db: sqlite_utils.Database) -> None:
     db.execute(

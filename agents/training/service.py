@@ -22,8 +22,13 @@ UpdateFn = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class TrainingService:
-    def __init__(self, runner: JobRunner, pipeline: Pipeline | None = None,
-                 on_update: UpdateFn | None = None, poll_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        runner: JobRunner,
+        pipeline: Pipeline | None = None,
+        on_update: UpdateFn | None = None,
+        poll_s: float = 5.0,
+    ) -> None:
         self.runner = runner
         self.pipeline = pipeline
         self.on_update = on_update
@@ -46,7 +51,10 @@ class TrainingService:
                 self._wake.clear()
                 if self.pipeline is not None:
                     await self.advance_all()
-                waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+                waits = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self._wake.wait()),
+                ]
                 await asyncio.wait(waits, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waits:
                     waiter.cancel()

@@ -116,8 +116,16 @@ class TrainConfig:
 
     def fingerprint(self, data_sha256: str) -> dict[str, Any]:
         d = self.to_dict()
-        for key in ("out", "checkpoint_every", "max_oom_retries", "device", "keep_checkpoints",
-                    "micro_batch", "grad_accum", "gradient_checkpointing"):
+        for key in (
+            "out",
+            "checkpoint_every",
+            "max_oom_retries",
+            "device",
+            "keep_checkpoints",
+            "micro_batch",
+            "grad_accum",
+            "gradient_checkpointing",
+        ):
             d.pop(key)
         return {**d, "batch": self.batch, "data_sha256": data_sha256}
 
@@ -127,7 +135,9 @@ class Progress:
     step: int  # optimizer steps done
     total_steps: int
     loss: float
-    tokens_per_s: float  # non-padding tokens (there is no padding) per second, since this process started
+    tokens_per_s: (
+        float  # non-padding tokens (there is no padding) per second, since this process started
+    )
     eta_s: float
     micro_batch: int
     grad_accum: int
@@ -204,7 +214,9 @@ def packed_loss_sum(model: torch.nn.Module, batch: Any) -> torch.Tensor:
         logits = out.logits.reshape(-1, out.logits.shape[-1])[keep]
     else:
         body, head = parts
-        hidden = body(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False).last_hidden_state
+        hidden = body(
+            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
+        ).last_hidden_state
         logits = head(hidden.reshape(-1, hidden.shape[-1])[keep])
     return torch.nn.functional.cross_entropy(logits.float(), flat_targets[keep], reduction="sum")
 
@@ -252,8 +264,10 @@ def train(
                 model.save_pretrained(str(tmp))
                 tokenizer.save_pretrained(str(tmp))
         except (OSError, SafetensorError) as exc:
-            raise TrainingError(f"the trained adapter could not be written to {out}: {exc}",
-                                "free disk space; `familiar train retry` resumes from the last checkpoint") from None
+            raise TrainingError(
+                f"the trained adapter could not be written to {out}: {exc}",
+                "free disk space; `familiar train retry` resumes from the last checkpoint",
+            ) from None
         result.adapter_dir = out / "adapter"
         record = {"fingerprint": fingerprint, "result": result.as_dict()}
         atomic_write_text(out / "training.json", json.dumps(record, indent=1))
@@ -275,8 +289,17 @@ def _result_from(record: dict[str, Any]) -> TrainResult:
 class _Run:
     """The mutable state of one training loop (kept out of ``train`` so OOM can rewind it)."""
 
-    def __init__(self, config: TrainConfig, fingerprint: dict[str, Any], model: Any, optimizer: Any,
-                 scheduler: Any, examples: list[Encoded], ckpt_root: Path, device: torch.device) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        fingerprint: dict[str, Any],
+        model: Any,
+        optimizer: Any,
+        scheduler: Any,
+        examples: list[Encoded],
+        ckpt_root: Path,
+        device: torch.device,
+    ) -> None:
         self.c = config
         self.fingerprint = fingerprint
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
@@ -290,12 +313,23 @@ class _Run:
         self.resumed_from: int | None = None
 
     def state(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "micro_batch": self.micro_batch,
-                "losses": self.losses, "oom_retries": self.oom_retries}
+        return {
+            "fingerprint": self.fingerprint,
+            "micro_batch": self.micro_batch,
+            "losses": self.losses,
+            "oom_retries": self.oom_retries,
+        }
 
     def save(self) -> None:
-        checkpoint.save(self.root, self.step, self.model, self.optimizer, self.scheduler,
-                        self.state(), keep=self.c.keep_checkpoints)
+        checkpoint.save(
+            self.root,
+            self.step,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.state(),
+            keep=self.c.keep_checkpoints,
+        )
 
     def restore(self, keep_micro_batch: bool = False) -> bool:
         path = checkpoint.latest(self.root)
@@ -315,7 +349,9 @@ class _Run:
             self.oom_retries = int(state.get("oom_retries", 0))
         return True
 
-    def loop(self, on_progress: ProgressFn | None, should_stop: StopFn | None, fault: FaultFn | None) -> TrainResult:
+    def loop(
+        self, on_progress: ProgressFn | None, should_stop: StopFn | None, fault: FaultFn | None
+    ) -> TrainResult:
         if self.restore():
             self.resumed_from = self.step
             logger.info("resuming training from step {}", self.step)
@@ -327,7 +363,9 @@ class _Run:
         first_step = self.step
         while self.step < self.c.steps:
             if should_stop is not None and should_stop():
-                raise Cancelled(f"training cancelled at step {self.step}", "`familiar train retry` resumes it")
+                raise Cancelled(
+                    f"training cancelled at step {self.step}", "`familiar train retry` resumes it"
+                )
             t0 = time.monotonic()
             try:
                 loss, n_tokens = self.one_step(fault)
@@ -346,12 +384,29 @@ class _Run:
             if on_progress is not None:
                 rate = timed_tokens / timed_s if timed_s > 0 else 0.0
                 per_step = timed_s / max(self.step - first_step - 1, 1) if timed_s > 0 else dt
-                on_progress(Progress(self.step, self.c.steps, loss, rate,
-                                     per_step * (self.c.steps - self.step),
-                                     self.micro_batch, self.grad_accum, n_tokens))
-        return TrainResult(Path(self.c.out) / "adapter", self.step, self.losses, tokens,
-                           time.monotonic() - started, self.oom_retries, self.resumed_from,
-                           self.micro_batch, self.grad_accum)
+                on_progress(
+                    Progress(
+                        self.step,
+                        self.c.steps,
+                        loss,
+                        rate,
+                        per_step * (self.c.steps - self.step),
+                        self.micro_batch,
+                        self.grad_accum,
+                        n_tokens,
+                    )
+                )
+        return TrainResult(
+            Path(self.c.out) / "adapter",
+            self.step,
+            self.losses,
+            tokens,
+            time.monotonic() - started,
+            self.oom_retries,
+            self.resumed_from,
+            self.micro_batch,
+            self.grad_accum,
+        )
 
     @property
     def grad_accum(self) -> int:
@@ -366,7 +421,9 @@ class _Run:
         for chunk in split(indices, self.micro_batch):
             if fault is not None:
                 fault(self.step)
-            batch = pack([self.examples[i] for i in chunk], row_len=self.c.max_seq_len).to(self.device)
+            batch = pack([self.examples[i] for i in chunk], row_len=self.c.max_seq_len).to(
+                self.device
+            )
             loss = packed_loss_sum(self.model, batch) / trained
             loss.backward()
             total_loss += float(loss.detach())
@@ -392,6 +449,11 @@ class _Run:
             ) from exc
         self.oom_retries += 1
         self.micro_batch = max(self.micro_batch // 2, 1)
-        logger.warning("CUDA out of memory at step {}: micro-batch {} x {} accumulation, resuming from "
-                       "the last checkpoint", self.step, self.micro_batch, self.grad_accum)
+        logger.warning(
+            "CUDA out of memory at step {}: micro-batch {} x {} accumulation, resuming from "
+            "the last checkpoint",
+            self.step,
+            self.micro_batch,
+            self.grad_accum,
+        )
         self.restore(keep_micro_batch=True)

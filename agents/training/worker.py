@@ -24,7 +24,9 @@ from memory.db import Database
 from memory.errors import FamiliarError
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_NOT_STARTABLE = 0, 1, 3, 4
-PROGRESS_EVERY_S = 1.0  # SQLite writes of progress, at most this often (and at checkpoints, the end)
+PROGRESS_EVERY_S = (
+    1.0  # SQLite writes of progress, at most this often (and at checkpoints, the end)
+)
 CANCEL_POLL_S = 0.25  # a cheap SQLite read; cancel should feel immediate
 
 
@@ -49,7 +51,11 @@ def run_job(db: Database, job_id: int, stop: threading.Event, fault: Any = None)
         nonlocal last_write
         at = time.monotonic()
         at_checkpoint = checkpoint_every > 0 and progress.step % checkpoint_every == 0
-        if at - last_write >= PROGRESS_EVERY_S or at_checkpoint or progress.step == progress.total_steps:
+        if (
+            at - last_write >= PROGRESS_EVERY_S
+            or at_checkpoint
+            or progress.step == progress.total_steps
+        ):
             queue.set_progress(job_id, progress.as_dict())
             last_write = at
 
@@ -76,7 +82,9 @@ def run_job(db: Database, job_id: int, stop: threading.Event, fault: Any = None)
     except FamiliarError as exc:
         queue.fail(job_id, exc.explain())
         return EXIT_FAILED
-    except Exception as exc:  # anything else is recorded with its type; the traceback goes to the log
+    except (
+        Exception
+    ) as exc:  # anything else is recorded with its type; the traceback goes to the log
         traceback.print_exc()
         queue.fail(job_id, f"training crashed: {type(exc).__name__}: {exc}")
         return EXIT_FAILED

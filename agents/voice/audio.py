@@ -95,7 +95,9 @@ def _size(path: Path) -> int:
 
 def _read_blocks(handle: sf.SoundFile, max_duration_s: float, rate: int) -> Audio:
     source_rate = handle.samplerate
-    if handle.frames / source_rate > max_duration_s:  # known from the header: refuse before decoding
+    if (
+        handle.frames / source_rate > max_duration_s
+    ):  # known from the header: refuse before decoding
         raise too_long(handle.frames / source_rate, max_duration_s)
     resampler = soxr.ResampleStream(source_rate, rate, 1, dtype="float32")
     parts: list[np.ndarray] = []
@@ -132,25 +134,34 @@ def _via_ffmpeg(
                 fix="Install ffmpeg (apt-get install ffmpeg) or set FAMILIAR_VOICE__FFMPEG to its path.",
             ) from None
         raise AudioDecodeError(
-            f"The audio file is corrupt or truncated ({cause.error_string}).", fix="Record the message again."
+            f"The audio file is corrupt or truncated ({cause.error_string}).",
+            fix="Record the message again.",
         ) from None
     with tempfile.TemporaryDirectory(prefix="familiar-voice-") as tmp:
-        if data is not None:  # MP4/M4A keep their index (moov) at the end: ffmpeg must seek, so no pipe
+        if (
+            data is not None
+        ):  # MP4/M4A keep their index (moov) at the end: ffmpeg must seek, so no pipe
             path = Path(tmp) / "input"
             path.write_bytes(data)
         path = path.resolve()  # type: ignore[union-attr]
         done = _run_ffmpeg(program, path, max_duration_s, rate)
     if done.returncode != 0 or not done.stdout:
         raise _ffmpeg_failure(done.stderr.decode(errors="replace").replace(f"{path}: ", ""))
-    samples = np.frombuffer(done.stdout[: len(done.stdout) // 4 * 4], dtype="<f4").astype(np.float32)
+    samples = np.frombuffer(done.stdout[: len(done.stdout) // 4 * 4], dtype="<f4").astype(
+        np.float32
+    )
     duration_s = len(samples) / rate
     if duration_s > max_duration_s:
         # ffmpeg stopped at the cap (-t), so past it only "longer than" is known, not the length.
-        raise too_long(duration_s, max_duration_s, at_least=duration_s >= max_duration_s + _PAST_LIMIT_S - 0.05)
+        raise too_long(
+            duration_s, max_duration_s, at_least=duration_s >= max_duration_s + _PAST_LIMIT_S - 0.05
+        )
     return Audio(np.clip(samples, -1.0, 1.0), rate, "ffmpeg")
 
 
-def _run_ffmpeg(program: str, path: Path, max_duration_s: float, rate: int) -> subprocess.CompletedProcess[bytes]:
+def _run_ffmpeg(
+    program: str, path: Path, max_duration_s: float, rate: int
+) -> subprocess.CompletedProcess[bytes]:
     """Decode the first audio stream of ``path`` to mono float32 at ``rate`` on stdout.
 
     The video track of a video note is never decoded: only the first audio stream is mapped
@@ -164,7 +175,9 @@ def _run_ffmpeg(program: str, path: Path, max_duration_s: float, rate: int) -> s
            "-ac", "1", "-ar", str(rate), "-f", "f32le", "pipe:1"]  # fmt: skip
     timeout_s = 30.0 + max_duration_s / 5
     try:
-        return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False)
+        return subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False
+        )
     except subprocess.TimeoutExpired:  # run() has killed it already
         raise AudioDecodeError(
             f"Decoding the audio file with ffmpeg took over {timeout_s:.0f} s and was stopped.",
@@ -184,7 +197,8 @@ def _ffmpeg_failure(stderr: str) -> AudioDecodeError:
     """An error saying why ffmpeg failed (its input path already cut out), without addresses."""
     if "matches no streams" in stderr:  # -map 0:a:0 found nothing: a silent video, a picture
         return AudioDecodeError(
-            "The file has no sound track, so there is nothing to transcribe.", fix="Record it again with sound."
+            "The file has no sound track, so there is nothing to transcribe.",
+            fix="Record it again with sound.",
         )
     lines = [_FFMPEG_PREFIX.sub("", line).strip() for line in stderr.splitlines()]
     reasons = list(dict.fromkeys(line for line in lines if line))  # in order, each once
@@ -197,4 +211,8 @@ def _ffmpeg_failure(stderr: str) -> AudioDecodeError:
 
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+    return (
+        f"{minutes}:{secs:02d}"
+        if minutes < 60
+        else f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+    )

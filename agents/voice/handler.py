@@ -55,7 +55,9 @@ class VoiceNote:
 
     def file_name(self) -> str:
         stem = re.sub(r"[^A-Za-z0-9_-]", "_", self.file_unique_id or self.file_id)[:80]
-        ext = _EXTENSIONS.get(self.kind) or mimetypes.guess_extension(self.mime_type or "") or ".bin"
+        ext = (
+            _EXTENSIONS.get(self.kind) or mimetypes.guess_extension(self.mime_type or "") or ".bin"
+        )
         return f"{self.kind}-{stem}{ext}"
 
 
@@ -130,9 +132,15 @@ async def transcribe_voice(
     try:
         data = bytes(await asyncio.wait_for(fetch(), fetch_timeout_s))
     except Exception as exc:  # network, Telegram API, timeout: all mean "send it again"
-        logger.warning("voice note {} could not be downloaded: {}", note.file_id, type(exc).__name__)
-        error: VoiceError = FetchError(f"I could not download the recording ({type(exc).__name__}).")
-        return VoiceOutcome(note, reply="⚠️ I could not download your recording. Please send it again.", error=error)
+        logger.warning(
+            "voice note {} could not be downloaded: {}", note.file_id, type(exc).__name__
+        )
+        error: VoiceError = FetchError(
+            f"I could not download the recording ({type(exc).__name__})."
+        )
+        return VoiceOutcome(
+            note, reply="⚠️ I could not download your recording. Please send it again.", error=error
+        )
 
     try:
         transcript = await transcriber.transcribe(data)
@@ -140,24 +148,40 @@ async def transcribe_voice(
         kept = await _keep(note, data, pending, route)
         logger.error("voice transcription unavailable: {}", exc.explain())
         later = WILL_ANSWER if kept and route else SEND_AGAIN
-        return VoiceOutcome(note, reply=f"⚠️ I cannot transcribe voice messages right now: {exc}{later}",
-                            error=exc, kept_path=kept)
+        return VoiceOutcome(
+            note,
+            reply=f"⚠️ I cannot transcribe voice messages right now: {exc}{later}",
+            error=exc,
+            kept_path=kept,
+        )
     except (AudioDecodeError, AudioTooLarge) as exc:  # the recording itself: the user can act
         return VoiceOutcome(note, reply=f"⚠️ {exc}", error=exc)
-    except Exception as exc:  # an engine fault (a crashed worker, a bug) must not cost the recording
+    except (
+        Exception
+    ) as exc:  # an engine fault (a crashed worker, a bug) must not cost the recording
         if not isinstance(exc, VoiceError):
             logger.opt(exception=exc).error("voice transcription failed for {}", note.file_id)
         kept = await _keep(note, data, pending, route)
-        failure = exc if isinstance(exc, VoiceError) else VoiceError(f"Transcription failed ({type(exc).__name__}).")
+        failure = (
+            exc
+            if isinstance(exc, VoiceError)
+            else VoiceError(f"Transcription failed ({type(exc).__name__}).")
+        )
         later = WILL_ANSWER if kept and route else " Please send it again."
-        return VoiceOutcome(note, reply=f"⚠️ Something went wrong while transcribing.{later}",
-                            error=failure, kept_path=kept)
+        return VoiceOutcome(
+            note,
+            reply=f"⚠️ Something went wrong while transcribing.{later}",
+            error=failure,
+            kept_path=kept,
+        )
     if transcript.heard_nothing:
         return VoiceOutcome(note, transcript=transcript, reply=HEARD_NOTHING)
     return VoiceOutcome(note, transcript=transcript)
 
 
-async def _keep(note: VoiceNote, data: bytes, pending: PendingVoice | None, route: Route | None) -> Path | None:
+async def _keep(
+    note: VoiceNote, data: bytes, pending: PendingVoice | None, route: Route | None
+) -> Path | None:
     if pending is None:
         return None
     return await asyncio.to_thread(pending.keep, note, data, route)

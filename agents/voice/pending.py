@@ -70,12 +70,15 @@ class PendingVoice:
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
 
-    def keep(self, note: VoiceNote, data: bytes, route: Route | None = None,
-             now: datetime | None = None) -> Path | None:
+    def keep(
+        self, note: VoiceNote, data: bytes, route: Route | None = None, now: datetime | None = None
+    ) -> Path | None:
         """Store ``data`` (and, with a route, its sidecar); None, logged, when the disk refuses."""
         name = note.file_name() if route is None else f"chat{route.chat_id}-{note.file_name()}"
         path = self.dir / name
-        if path.parent != self.dir or name.startswith("."):  # file_name() is sanitised; a guard all the same
+        if path.parent != self.dir or name.startswith(
+            "."
+        ):  # file_name() is sanitised; a guard all the same
             logger.error("not keeping voice note {}: unsafe file name {!r}", note.file_id, name)
             return None
         try:
@@ -113,16 +116,31 @@ class PendingVoice:
             return PendingRecording(path, mtime)
         try:
             raw = json.loads(sidecar.read_text(encoding="utf-8"))
-            route = Route(int(raw["chat_id"]), int(raw["user_id"]), str(raw.get("sender_name") or ""),
-                          bool(raw.get("is_admin")), _int(raw.get("message_id")), bool(raw.get("is_group")))
-            note = VoiceNote(raw["kind"], str(raw["file_id"]), raw.get("file_unique_id"),
-                             raw.get("duration_s"), raw.get("size"), raw.get("mime_type"))
+            route = Route(
+                int(raw["chat_id"]),
+                int(raw["user_id"]),
+                str(raw.get("sender_name") or ""),
+                bool(raw.get("is_admin")),
+                _int(raw.get("message_id")),
+                bool(raw.get("is_group")),
+            )
+            note = VoiceNote(
+                raw["kind"],
+                str(raw["file_id"]),
+                raw.get("file_unique_id"),
+                raw.get("duration_s"),
+                raw.get("size"),
+                raw.get("mime_type"),
+            )
             kept_at = datetime.fromisoformat(raw["kept_at"])
             if kept_at.tzinfo is None:
                 kept_at = kept_at.replace(tzinfo=UTC)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            logger.warning("kept recording {} has an unreadable sidecar ({}); left for `familiar transcribe`",
-                           path.name, exc)
+            logger.warning(
+                "kept recording {} has an unreadable sidecar ({}); left for `familiar transcribe`",
+                path.name,
+                exc,
+            )
             return PendingRecording(path, mtime)
         return PendingRecording(path, kept_at, route, note)
 

@@ -68,7 +68,9 @@ class PocketsphinxTranscriber(Transcriber):
             answer = _reply(model)
         except (OSError, VoiceError):
             self.close()  # the worker died (killed, out of memory): a new one starts next time
-            raise VoiceError("The speech recogniser stopped unexpectedly; please try again.") from None
+            raise VoiceError(
+                "The speech recogniser stopped unexpectedly; please try again."
+            ) from None
         if "error" in answer:
             raise VoiceError(f"The speech recogniser failed: {answer['error']}")
         return str(answer["text"])

@@ -28,7 +28,9 @@ class VoiceSettings(BaseModel):
         "faster-whisper accepts any Whisper language, or 'auto' to detect it.",
     )
     max_duration_s: float = Field(
-        600.0, gt=0, description="Longest voice note transcribed, in seconds; longer ones are refused with this limit named."
+        600.0,
+        gt=0,
+        description="Longest voice note transcribed, in seconds; longer ones are refused with this limit named.",
     )
     max_bytes: int = Field(
         20_000_000,

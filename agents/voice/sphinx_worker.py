@@ -79,7 +79,9 @@ def decode(decoder: Any, raw: bytes, chunk_s: float) -> str:
         decoder.start_utt()
         # full_utt: the cepstral mean comes from this chunk as a whole, not a running estimate
         # carried over from the previous recording (more accurate, and independent of order).
-        decoder.process_raw(pcm[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)].tobytes(), full_utt=True)
+        decoder.process_raw(
+            pcm[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)].tobytes(), full_utt=True
+        )
         decoder.end_utt()
         hyp = decoder.hyp()
         if hyp is not None and hyp.hypstr:

@@ -47,6 +47,7 @@ class Transcript:
         """Seconds of compute per second of audio (decoding included)."""
         return self.compute_s / self.duration_s if self.duration_s else 0.0
 
+
 class Transcriber(ABC):
     """Turns a recording into text with one engine; see the module docstring for the contract."""
 
@@ -96,7 +97,9 @@ class Transcriber(ABC):
         """Blocking form of ``transcribe``, for the CLI, benchmarks and worker threads."""
         started = time.perf_counter()
         s = self.settings
-        audio = load_audio(source, max_bytes=s.max_bytes, max_duration_s=s.max_duration_s, ffmpeg=s.ffmpeg)
+        audio = load_audio(
+            source, max_bytes=s.max_bytes, max_duration_s=s.max_duration_s, ffmpeg=s.ffmpeg
+        )
         model = self.model()
         with self._run_lock:
             text = self._recognise(model, audio.samples, s.language)

@@ -44,7 +44,10 @@ class FasterWhisperTranscriber(Transcriber):
             ) from None
         try:
             return WhisperModel(
-                str(path), device="cpu", compute_type="int8", cpu_threads=self.settings.threads,
+                str(path),
+                device="cpu",
+                compute_type="int8",
+                cpu_threads=self.settings.threads,
                 local_files_only=True,
             )
         except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for a bad model

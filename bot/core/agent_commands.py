@@ -47,7 +47,9 @@ class ChatModes(Protocol):
 class StreamingReply:
     """Sends the first piece, then edits the same message at most once per interval."""
 
-    def __init__(self, transport: Transport, chat_id: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, transport: Transport, chat_id: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.transport, self.chat_id, self.clock = transport, chat_id, clock
         self.sent: SentMessage | None = None
         self.last_edit = 0.0
@@ -119,11 +121,27 @@ class AgentCommands:
         self.assistant = assistant
         assistant.answer_text = self.answer
         replace = assistant.commands.replace
-        replace(Command("think", "Answer in three passes (/think on|off: for every message here)",
-                        self.think, "/think QUESTION | on | off", needs_args=True))
-        replace(Command("review", "Have the review panel work on a task", self.review_task,
-                        "/review TASK", needs_args=True))
-        replace(Command("usage", "Show your token usage and budget today", self.show_usage, "/usage"))
+        replace(
+            Command(
+                "think",
+                "Answer in three passes (/think on|off: for every message here)",
+                self.think,
+                "/think QUESTION | on | off",
+                needs_args=True,
+            )
+        )
+        replace(
+            Command(
+                "review",
+                "Have the review panel work on a task",
+                self.review_task,
+                "/review TASK",
+                needs_args=True,
+            )
+        )
+        replace(
+            Command("usage", "Show your token usage and budget today", self.show_usage, "/usage")
+        )
         assistant.buttons["cq"] = self.on_show_critique
         assistant.buttons["rv"] = self.on_review_decision
 
@@ -147,14 +165,20 @@ class AgentCommands:
             label = PHASES.get(phase, f"{phase}…")
             try:
                 if status is None:
-                    status = await transport.send(msg.chat_id, Reply(label, markdown=False, no_feedback=True))
+                    status = await transport.send(
+                        msg.chat_id, Reply(label, markdown=False, no_feedback=True)
+                    )
                 else:
                     await transport.edit(status, Reply(label, markdown=False))
             except Exception:  # progress is decoration: never lose the answer over it
                 logger.opt(exception=True).debug("progress update failed")
 
         answer = await self.agent.answer(
-            msg.chat_id, msg.sender.id, text, mode=mode, is_admin=msg.sender.is_admin,
+            msg.chat_id,
+            msg.sender.id,
+            text,
+            mode=mode,
+            is_admin=msg.sender.is_admin,
             telegram_message_id=msg.message_id,
             on_delta=stream.delta if mode == "single" else None,
             progress=progress if mode != "single" else None,
@@ -166,12 +190,18 @@ class AgentCommands:
         if answer.review is not None and answer.run_id is not None:
             if mode == "review":
                 body = format_review(answer.review)
-                buttons = [[self._button("rv", f"a{answer.run_id}", msg.chat_id, "✅ Accept"),
-                            self._button("rv", f"m{answer.run_id}", msg.chat_id, "🔁 One more round"),
-                            self._button("rv", f"x{answer.run_id}", msg.chat_id, "❌ Reject")]]
+                buttons = [
+                    [
+                        self._button("rv", f"a{answer.run_id}", msg.chat_id, "✅ Accept"),
+                        self._button("rv", f"m{answer.run_id}", msg.chat_id, "🔁 One more round"),
+                        self._button("rv", f"x{answer.run_id}", msg.chat_id, "❌ Reject"),
+                    ]
+                ]
             else:
                 body = answer.text
-                buttons = [[self._button("cq", str(answer.run_id), msg.chat_id, "🧐 Show the critique")]]
+                buttons = [
+                    [self._button("cq", str(answer.run_id), msg.chat_id, "🧐 Show the critique")]
+                ]
             if status is not None:
                 await transport.edit(status, Reply("Done.", markdown=False))
             await stream.finish(Reply(body, buttons=buttons, with_feedback=True))
@@ -204,10 +234,19 @@ class AgentCommands:
         totals = summary["totals"]
         budget = summary.get("daily_budget")
         used = summary.get("used_today", totals["tokens"])
-        cached = f" ({totals['cache_read']:,} read from the cache count a tenth)" if totals["cache_read"] else ""
-        lines = [f"Today: {totals['calls']} model calls, {used:,} tokens{cached}, about ${totals['cost_usd']:.4f}."]
-        lines.append(f"Daily budget: {budget:,} tokens ({max(budget - used, 0):,} left)."
-                     if budget else "Daily budget: none (unlimited).")
+        cached = (
+            f" ({totals['cache_read']:,} read from the cache count a tenth)"
+            if totals["cache_read"]
+            else ""
+        )
+        lines = [
+            f"Today: {totals['calls']} model calls, {used:,} tokens{cached}, about ${totals['cost_usd']:.4f}."
+        ]
+        lines.append(
+            f"Daily budget: {budget:,} tokens ({max(budget - used, 0):,} left)."
+            if budget
+            else "Daily budget: none (unlimited)."
+        )
         for purpose, row in summary["per_purpose"].items():
             lines.append(f"• {purpose}: {row['calls']} calls, {row['counted']:,} tokens")
         return Reply("\n".join(lines), markdown=False)
@@ -223,9 +262,16 @@ class AgentCommands:
         await transport.send(press.chat_id, Reply(format_critique(transcript), markdown=False))
         return "Here is the critique."
 
-    async def on_review_decision(self, press: ButtonPress, payload: str, transport: Transport) -> str:
+    async def on_review_decision(
+        self, press: ButtonPress, payload: str, transport: Transport
+    ) -> str:
         verified = self.signer.verify("rv", payload, press.chat_id)
-        if verified is None or len(verified) < 2 or verified[0] not in "amx" or not verified[1:].isdigit():
+        if (
+            verified is None
+            or len(verified) < 2
+            or verified[0] not in "amx"
+            or not verified[1:].isdigit()
+        ):
             return "This button isn't valid here."
         action, run_id = verified[0], int(verified[1:])
         db = self.review.db
@@ -240,18 +286,27 @@ class AgentCommands:
         self._spawn_round(run_id, ctx, msg, transport)
         return "One more round…"
 
-    def _spawn_round(self, run_id: int, ctx: CallContext, msg: Incoming, transport: Transport) -> None:
+    def _spawn_round(
+        self, run_id: int, ctx: CallContext, msg: Incoming, transport: Transport
+    ) -> None:
         async def go() -> None:
             try:
                 result = await self.review.one_more_round(run_id, ctx)
             except LLMError as exc:
-                await transport.send(msg.chat_id, Reply(f"The extra round failed: {exc}", markdown=False))
+                await transport.send(
+                    msg.chat_id, Reply(f"The extra round failed: {exc}", markdown=False)
+                )
                 return
-            buttons = [[self._button("rv", f"a{result.run_id}", msg.chat_id, "✅ Accept"),
-                        self._button("rv", f"m{result.run_id}", msg.chat_id, "🔁 One more round"),
-                        self._button("rv", f"x{result.run_id}", msg.chat_id, "❌ Reject")]]
+            buttons = [
+                [
+                    self._button("rv", f"a{result.run_id}", msg.chat_id, "✅ Accept"),
+                    self._button("rv", f"m{result.run_id}", msg.chat_id, "🔁 One more round"),
+                    self._button("rv", f"x{result.run_id}", msg.chat_id, "❌ Reject"),
+                ]
+            ]
             await self._answer_transport(msg, transport).send(
-                msg.chat_id, Reply(format_review(result), buttons=buttons, with_feedback=True))
+                msg.chat_id, Reply(format_review(result), buttons=buttons, with_feedback=True)
+            )
 
         task = asyncio.create_task(go(), name=f"review-round-{run_id}")
         self._tasks.add(task)

@@ -68,7 +68,10 @@ class Assistant:
         name, args = parsed
         command = self.commands.get(name)
         if command is None:
-            await transport.send(msg.chat_id, Reply(f"I don't know /{name}. /help lists what I can do.", markdown=False))
+            await transport.send(
+                msg.chat_id,
+                Reply(f"I don't know /{name}. /help lists what I can do.", markdown=False),
+            )
             return
         if command.admin_only and not msg.sender.is_admin:
             await transport.send(msg.chat_id, Reply(f"/{name} is for admins only.", markdown=False))
@@ -105,7 +108,9 @@ class Assistant:
 
     def _not_built(self, name: str) -> Callable[[Incoming, str, Transport], Awaitable[Reply]]:
         async def handler(msg: Incoming, args: str, transport: Transport) -> Reply:
-            return Reply(f"/{name} is not available in this version of Familiar yet.", markdown=False)
+            return Reply(
+                f"/{name} is not available in this version of Familiar yet.", markdown=False
+            )
 
         return handler
 
@@ -120,7 +125,9 @@ class Assistant:
         results = await self.health.run()
         state = overall(results)
         uptime = int(time.monotonic() - self.started_at)
-        lines = [f"Familiar {__version__}: {state.name.lower()}, up {uptime // 3600}h {uptime % 3600 // 60}m"]
+        lines = [
+            f"Familiar {__version__}: {state.name.lower()}, up {uptime // 3600}h {uptime % 3600 // 60}m"
+        ]
         lines += [f"{STATUS_ICON[r.status]} {r.name}: {r.detail}" for r in results]
         return Reply("\n".join(lines), markdown=False)
 

@@ -15,7 +15,9 @@ class SqliteChatModes:
 
     def _get(self, chat_id: int) -> Mode:
         with self.db.read() as conn:
-            row = conn.execute("SELECT answer_mode FROM chat_settings WHERE chat_id = ?", (chat_id,)).fetchone()
+            row = conn.execute(
+                "SELECT answer_mode FROM chat_settings WHERE chat_id = ?", (chat_id,)
+            ).fetchone()
         return row[0] if row and row[0] in ("single", "think", "review") else "single"
 
     def _set(self, chat_id: int, mode: Mode) -> None:

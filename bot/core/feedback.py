@@ -66,7 +66,9 @@ class FeedbackStore:
 
     def key(self) -> bytes:
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT value FROM bot_secrets WHERE name = ?", (KEY_NAME,)).fetchone()
+            row = conn.execute(
+                "SELECT value FROM bot_secrets WHERE name = ?", (KEY_NAME,)
+            ).fetchone()
             if row:
                 return bytes(row[0])
             key = secrets.token_bytes(32)
@@ -100,7 +102,8 @@ class FeedbackStore:
         now = time.time()
         with self.db.transaction() as conn:
             row = conn.execute(
-                "SELECT rating FROM feedback WHERE answer_id = ? AND user_id = ?", (answer_id, user_id)
+                "SELECT rating FROM feedback WHERE answer_id = ? AND user_id = ?",
+                (answer_id, user_id),
             ).fetchone()
             conn.execute(
                 "INSERT INTO feedback (answer_id, user_id, chat_id, rating, created_at, updated_at)"
@@ -110,7 +113,9 @@ class FeedbackStore:
             )
             return int(row[0]) if row else None
 
-    def add_reason_prompt(self, chat_id: int, message_id: int, answer_id: int, user_id: int) -> None:
+    def add_reason_prompt(
+        self, chat_id: int, message_id: int, answer_id: int, user_id: int
+    ) -> None:
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO feedback_reason_prompts VALUES (?, ?, ?, ?, ?)",
@@ -169,7 +174,12 @@ class Feedback:
         return self._signer().data(PREFIX, f"{action}{_b36(answer_id)}", chat_id)
 
     def buttons(self, answer_id: int, chat_id: int) -> list[list[Button]]:
-        return [[Button(label, self.data(action, answer_id, chat_id)) for action, label in ACTIONS.items()]]
+        return [
+            [
+                Button(label, self.data(action, answer_id, chat_id))
+                for action, label in ACTIONS.items()
+            ]
+        ]
 
     def parse(self, payload: str, chat_id: int) -> tuple[str, int] | None:
         """``(action, answer_id)`` when the payload is well formed and signed for this chat."""
@@ -189,7 +199,9 @@ class Feedback:
     async def on_press(self, press: ButtonPress, payload: str, transport: Transport) -> str:
         parsed = self.parse(payload, press.chat_id)
         if parsed is None:
-            logger.info("refused a feedback button that does not check out (chat {})", press.chat_id)
+            logger.info(
+                "refused a feedback button that does not check out (chat {})", press.chat_id
+            )
             return "This button isn't valid here."
         action, answer_id = parsed
         answer = await self.db.run(self.store.answer, answer_id)
@@ -206,15 +218,23 @@ class Feedback:
             return "🔁 Answering again…"
         return await self._pin(press, answer, transport)
 
-    async def _vote(self, press: ButtonPress, answer: Answer, rating: int, transport: Transport) -> str:
-        previous = await self.db.run(self.store.vote, answer.id, press.sender.id, press.chat_id, rating)
+    async def _vote(
+        self, press: ButtonPress, answer: Answer, rating: int, transport: Transport
+    ) -> str:
+        previous = await self.db.run(
+            self.store.vote, answer.id, press.sender.id, press.chat_id, rating
+        )
         icon = "👍" if rating > 0 else "👎"
         if previous == rating:
             return f"You already voted {icon}."
         if rating < 0 and self.ask_reason:
             sent = await transport.send(press.chat_id, Reply(ASK_REASON, markdown=False))
             await self.db.run(
-                self.store.add_reason_prompt, press.chat_id, sent.message_id, answer.id, press.sender.id
+                self.store.add_reason_prompt,
+                press.chat_id,
+                sent.message_id,
+                answer.id,
+                press.sender.id,
             )
         return f"Changed to {icon}." if previous is not None else f"Thanks for the {icon}."
 
@@ -263,7 +283,9 @@ class Feedback:
         reply_to = msg.meta.get("reply_to_message_id")
         if not isinstance(reply_to, int) or parse_command(msg.text) is not None:
             return False
-        taken = await self.db.run(self.store.take_reason, msg.chat_id, reply_to, msg.sender.id, msg.text)
+        taken = await self.db.run(
+            self.store.take_reason, msg.chat_id, reply_to, msg.sender.id, msg.text
+        )
         if taken:
             await transport.send(msg.chat_id, Reply("Thanks, noted.", markdown=False))
         return bool(taken)

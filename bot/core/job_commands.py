@@ -20,12 +20,41 @@ class JobCommands:
 
     def register(self, assistant: Assistant) -> None:
         add = assistant.commands.add
-        add(Command("remind", "Remind you once: in 20m, tomorrow 9:00, 2026-12-01 08:30",
-                    self.remind, "/remind WHEN TEXT", needs_args=True))
-        add(Command("every", "Remind you on a schedule (cron: minute hour day month weekday)",
-                    self.every, '/every "0 9 * * 1-5" TEXT', needs_args=True))
-        add(Command("reminders", "List this chat's reminders, with delete buttons", self.list, "/reminders"))
-        add(Command("backup", "Make and verify a backup now (admins)", self.backup, "/backup", admin_only=True))
+        add(
+            Command(
+                "remind",
+                "Remind you once: in 20m, tomorrow 9:00, 2026-12-01 08:30",
+                self.remind,
+                "/remind WHEN TEXT",
+                needs_args=True,
+            )
+        )
+        add(
+            Command(
+                "every",
+                "Remind you on a schedule (cron: minute hour day month weekday)",
+                self.every,
+                '/every "0 9 * * 1-5" TEXT',
+                needs_args=True,
+            )
+        )
+        add(
+            Command(
+                "reminders",
+                "List this chat's reminders, with delete buttons",
+                self.list,
+                "/reminders",
+            )
+        )
+        add(
+            Command(
+                "backup",
+                "Make and verify a backup now (admins)",
+                self.backup,
+                "/backup",
+                admin_only=True,
+            )
+        )
         assistant.buttons["rm"] = self.on_delete
 
     async def remind(self, msg: Incoming, args: str, transport: Transport) -> Reply:
@@ -50,7 +79,10 @@ class JobCommands:
         if not active:
             return Reply("No reminders here. /remind WHEN TEXT sets one.", markdown=False)
         lines = [f"#{r.id} {r.describe()}" for r in active]
-        buttons = [[Button(f"🗑 #{r.id}", self.signer.data("rm", str(r.id), msg.chat_id))] for r in active[:20]]
+        buttons = [
+            [Button(f"🗑 #{r.id}", self.signer.data("rm", str(r.id), msg.chat_id))]
+            for r in active[:20]
+        ]
         return Reply("\n".join(lines), buttons=buttons, markdown=False)
 
     async def on_delete(self, press: ButtonPress, payload: str, transport: Transport) -> str:

@@ -38,13 +38,27 @@ class MemoryCommands:
 
     def register(self, assistant: Assistant) -> None:
         replace = assistant.commands.replace
-        replace(Command("remember", "Remember something", self.remember, "/remember TEXT", needs_args=True))
-        replace(Command("recall", "Search what I remember", self.recall, "/recall QUERY", needs_args=True))
-        replace(Command("memories", "List what I remember about this chat", self.memories, "/memories"))
+        replace(
+            Command(
+                "remember", "Remember something", self.remember, "/remember TEXT", needs_args=True
+            )
+        )
+        replace(
+            Command(
+                "recall", "Search what I remember", self.recall, "/recall QUERY", needs_args=True
+            )
+        )
+        replace(
+            Command("memories", "List what I remember about this chat", self.memories, "/memories")
+        )
         replace(Command("forget", "Forget one memory", self.forget, "/forget ID", needs_args=True))
-        replace(Command("context", "Show what I would send to the model now", self.context, "/context"))
+        replace(
+            Command("context", "Show what I would send to the model now", self.context, "/context")
+        )
         replace(Command("summary", "Summarise this chat so far", self.summary, "/summary"))
-        replace(Command("export", "Export your memory of this chat as JSON", self.export, "/export"))
+        replace(
+            Command("export", "Export your memory of this chat as JSON", self.export, "/export")
+        )
         replace(Command("forgetme", "Forget everything about you", self.forgetme, "/forgetme"))
         assistant.buttons["fm"] = self.confirm_forgetme
 
@@ -71,14 +85,20 @@ class MemoryCommands:
         """/memories: the latest facts, notes and summaries of this chat."""
         hits = await self.memory.list_memories(scope_of(msg), kinds=LISTED_KINDS, limit=20)
         if not hits:
-            return Reply("I have no memories of this chat yet. /remember TEXT adds one.", markdown=False)
-        return Reply("\n".join(hit_line(h) for h in hits) + "\n\n/forget ID removes one.", markdown=False)
+            return Reply(
+                "I have no memories of this chat yet. /remember TEXT adds one.", markdown=False
+            )
+        return Reply(
+            "\n".join(hit_line(h) for h in hits) + "\n\n/forget ID removes one.", markdown=False
+        )
 
     async def forget(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/forget ID: remove one memory of this chat."""
         raw = args.strip().lstrip("#")
         if not raw.isdigit():
-            return Reply("Usage: /forget ID (the number /memories or /recall shows)", markdown=False)
+            return Reply(
+                "Usage: /forget ID (the number /memories or /recall shows)", markdown=False
+            )
         if await self.memory.forget(int(raw), scope_of(msg)):
             return Reply(f"Forgotten #{raw}.", markdown=False)
         return Reply(f"There is no memory #{raw} of yours in this chat.", markdown=False)
@@ -112,7 +132,9 @@ class MemoryCommands:
         payload = json.dumps(data, ensure_ascii=False, indent=1, default=str).encode()
         name = f"familiar-export-{msg.chat_id}-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
         try:
-            await transport.send_file(msg.chat_id, name, payload, caption="Your memory in this chat.")
+            await transport.send_file(
+                msg.chat_id, name, payload, caption="Your memory in this chat."
+            )
         except NotImplementedError:
             return Reply(
                 "This channel cannot send files; `familiar memory export` on the server does the same.",
@@ -137,5 +159,7 @@ class MemoryCommands:
             await transport.send(press.chat_id, Reply("Nothing was forgotten.", markdown=False))
             return "Cancelled."
         removed = await self.memory.forget_user(press.sender.id)
-        await transport.send(press.chat_id, Reply(f"Done: I forgot {removed} items about you.", markdown=False))
+        await transport.send(
+            press.chat_id, Reply(f"Done: I forgot {removed} items about you.", markdown=False)
+        )
         return "Forgotten."

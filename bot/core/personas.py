@@ -51,7 +51,9 @@ class ChatPersonas:
 
     def _get(self, chat_id: int) -> str | None:
         with self.db.read() as conn:
-            row = conn.execute("SELECT persona FROM chat_settings WHERE chat_id = ?", (chat_id,)).fetchone()
+            row = conn.execute(
+                "SELECT persona FROM chat_settings WHERE chat_id = ?", (chat_id,)
+            ).fetchone()
         return row[0] if row and row[0] else None
 
     def _set(self, chat_id: int, archetype: str | None) -> None:
@@ -72,9 +74,15 @@ class ChatPersonas:
 class PersonaRouter:
     """The ``ChatAgent.route``: chat id → the LLM serving its persona's adapter, or None."""
 
-    def __init__(self, personas: ChatPersonas, registry: AdapterRegistry, provider: Provider,
-                 settings: LLMSettings, usage: UsageStore | None = None,
-                 on_admin_alert: AdminAlert | None = None) -> None:
+    def __init__(
+        self,
+        personas: ChatPersonas,
+        registry: AdapterRegistry,
+        provider: Provider,
+        settings: LLMSettings,
+        usage: UsageStore | None = None,
+        on_admin_alert: AdminAlert | None = None,
+    ) -> None:
         self.personas, self.registry, self.settings = personas, registry, settings
         self.usage, self.on_admin_alert = usage, on_admin_alert
         self.outer = provider
@@ -83,7 +91,7 @@ class PersonaRouter:
 
     @property
     def kind(self) -> str | None:
-        """"local", "openai" (a server that takes adapter names as models), or None: no adapters."""
+        """ "local", "openai" (a server that takes adapter names as models), or None: no adapters."""
         if hasattr(self.inner, "for_archetype"):
             return "local"
         if hasattr(self.inner, "with_model"):
@@ -125,15 +133,23 @@ class PersonaRouter:
         # local: one provider per archetype (it resolves the promoted version itself, per call)
         key = archetype if kind == "local" else model
         if key not in self._llms:
-            inner = self.inner.for_archetype(archetype) if kind == "local" else self.inner.with_model(model)
+            inner = (
+                self.inner.for_archetype(archetype)
+                if kind == "local"
+                else self.inner.with_model(model)
+            )
             self._llms[key] = LLM(self._guard(inner), self.usage, self.on_admin_alert)
         return self._llms[key]
 
     def _guard(self, inner: Provider) -> Provider:
         if not isinstance(self.outer, ResilientProvider):
             return inner
-        return ResilientProvider(inner, self.outer.breaker, max_concurrency=self.settings.max_concurrency,
-                                 call_timeout_s=self.settings.answer_deadline_s)
+        return ResilientProvider(
+            inner,
+            self.outer.breaker,
+            max_concurrency=self.settings.max_concurrency,
+            call_timeout_s=self.settings.answer_deadline_s,
+        )
 
 
 class PersonaCommands:
@@ -145,12 +161,19 @@ class PersonaCommands:
         self.provider_name = provider_name
 
     def register(self, assistant: Assistant) -> None:
-        assistant.commands.replace(Command(
-            "persona", "Show the persona, or answer here as a trained one (/persona default: back)",
-            self.persona, "/persona [NAME | default]"))
+        assistant.commands.replace(
+            Command(
+                "persona",
+                "Show the persona, or answer here as a trained one (/persona default: back)",
+                self.persona,
+                "/persona [NAME | default]",
+            )
+        )
 
     async def persona(self, msg: Incoming, args: str, transport: Transport) -> Reply:
-        name = args.strip().split()[0] if args.strip() else ""  # as typed: no case folding of look-alikes
+        name = (
+            args.strip().split()[0] if args.strip() else ""
+        )  # as typed: no case folding of look-alikes
         personas = self.router.personas
         if not name:
             return await self._show(msg.chat_id)
@@ -165,11 +188,17 @@ class PersonaCommands:
         except RegistryError:
             model = None
         if model is None:
-            return Reply(f"There is no trained persona called {name[:40]!r}. "
-                         + await self._available_line(), markdown=False)
+            return Reply(
+                f"There is no trained persona called {name[:40]!r}. "
+                + await self._available_line(),
+                markdown=False,
+            )
         await personas.set(msg.chat_id, name)
-        return Reply(f"From now on {name} answers in this chat (adapter {model}). "
-                     "/persona default goes back.", markdown=False)
+        return Reply(
+            f"From now on {name} answers in this chat (adapter {model}). "
+            "/persona default goes back.",
+            markdown=False,
+        )
 
     async def _available_line(self) -> str:
         available = await asyncio.to_thread(self.router.promoted_archetypes)
@@ -183,7 +212,9 @@ class PersonaCommands:
         if selected is None:
             lines.append(self.default_persona)
         if self.router.kind is None:
-            lines.append("Trained personas need the local or the OpenAI-compatible (vLLM) provider.")
+            lines.append(
+                "Trained personas need the local or the OpenAI-compatible (vLLM) provider."
+            )
         else:
             lines.append(await self._available_line())
             lines.append("/persona NAME answers here as one; /persona default goes back.")

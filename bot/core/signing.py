@@ -20,7 +20,9 @@ class ButtonSigner:
         self.key = key
 
     def _mac(self, prefix: str, payload: str, chat_id: int) -> str:
-        digest = hmac.new(self.key, f"{prefix}|{payload}|{chat_id}".encode(), hashlib.sha256).digest()
+        digest = hmac.new(
+            self.key, f"{prefix}|{payload}|{chat_id}".encode(), hashlib.sha256
+        ).digest()
         return base64.urlsafe_b64encode(digest[:8]).decode().rstrip("=")
 
     def data(self, prefix: str, payload: str, chat_id: int) -> str:

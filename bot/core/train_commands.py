@@ -42,14 +42,18 @@ class TrainingPrefs:
 
     def _optin(self, chat_id: int) -> bool:
         with self.db.read() as conn:
-            row = conn.execute("SELECT train_optin FROM chat_settings WHERE chat_id = ?", (chat_id,)).fetchone()
+            row = conn.execute(
+                "SELECT train_optin FROM chat_settings WHERE chat_id = ?", (chat_id,)
+            ).fetchone()
         return bool(row and row[0])
 
     def _set_optin(self, chat_id: int, on: bool) -> None:
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO chat_settings (chat_id, train_optin) VALUES (?, ?)"
-                         " ON CONFLICT (chat_id) DO UPDATE SET train_optin = excluded.train_optin",
-                         (chat_id, int(on)))
+            conn.execute(
+                "INSERT INTO chat_settings (chat_id, train_optin) VALUES (?, ?)"
+                " ON CONFLICT (chat_id) DO UPDATE SET train_optin = excluded.train_optin",
+                (chat_id, int(on)),
+            )
 
     async def optin(self, chat_id: int) -> bool:
         return await self.db.run(self._optin, chat_id)
@@ -66,9 +70,14 @@ class TrainingPrefs:
                 " JOIN chat_settings s ON s.chat_id = a.chat_id AND s.train_optin = 1"
                 " WHERE EXISTS (SELECT 1 FROM feedback f WHERE f.answer_id = a.id AND f.rating = 1)"
                 " AND NOT EXISTS (SELECT 1 FROM feedback f WHERE f.answer_id = a.id AND f.rating = -1)"
-                " AND a.prompt NOT LIKE '/%' ORDER BY a.id DESC LIMIT ?", (limit,)).fetchall()
-        return [[{"role": "user", "content": p}, {"role": "assistant", "content": a}]
-                for p, a in rows if p.strip() and a.strip()]
+                " AND a.prompt NOT LIKE '/%' ORDER BY a.id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            [{"role": "user", "content": p}, {"role": "assistant", "content": a}]
+            for p, a in rows
+            if p.strip() and a.strip()
+        ]
 
 
 def archetype_tag(archetype: str) -> str:
@@ -82,23 +91,42 @@ def evaluation_line(v: AdapterVersion) -> str:
     if not e:
         return f"{v.version}{mark}: not evaluated"
     verdict = "proposed" if e.get("proposed") else "not proposed"
-    return (f"{v.version}{mark}: held-out loss {e['adapter_loss']:.3f} vs base {e['base_loss']:.3f} "
-            f"({e['improvement']:+.0%}), probes won {e.get('adapter_wins', 0)} lost {e.get('base_wins', 0)}, "
-            f"{verdict}")
+    return (
+        f"{v.version}{mark}: held-out loss {e['adapter_loss']:.3f} vs base {e['base_loss']:.3f} "
+        f"({e['improvement']:+.0%}), probes won {e.get('adapter_wins', 0)} lost {e.get('base_wins', 0)}, "
+        f"{verdict}"
+    )
 
 
 class TrainCommands:
-    def __init__(self, db: Database, pipeline: Pipeline | None, registry: AdapterRegistry, signer: ButtonSigner,
-                 prefs: TrainingPrefs, *, base_model_set: bool, edit_interval_s: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.db, self.pipeline, self.registry, self.signer, self.prefs = db, pipeline, registry, signer, prefs
+    def __init__(
+        self,
+        db: Database,
+        pipeline: Pipeline | None,
+        registry: AdapterRegistry,
+        signer: ButtonSigner,
+        prefs: TrainingPrefs,
+        *,
+        base_model_set: bool,
+        edit_interval_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db, self.pipeline, self.registry, self.signer, self.prefs = (
+            db,
+            pipeline,
+            registry,
+            signer,
+            prefs,
+        )
         self.store = PipelineStore(db)
         self.base_model_set = base_model_set
         self.edit_interval_s, self.clock = edit_interval_s, clock
         # The channel's transport, for edits from the background; set by the channel and refreshed
         # by every command or press (a restarted daemon edits again once anyone talks to it).
         self.transport: Transport | None = None
-        self.poke: Callable[[], None] = lambda: None  # TrainingService.poke, set by the composition root
+        self.poke: Callable[[], None] = lambda: (
+            None
+        )  # TrainingService.poke, set by the composition root
         self._shown: dict[int, str] = {}
         self._last_edit: dict[int, float] = {}
         self._pending: dict[int, Reply] = {}
@@ -106,10 +134,24 @@ class TrainCommands:
 
     def register(self, assistant: Assistant) -> None:
         # not admin_only: /train optin is each chat's own decision; the rest checks for an admin
-        assistant.commands.add(Command("train", "Train a persona (admins); optin: offer this chat's 👍 answers",
-                                       self.train, USAGE, needs_args=True))
-        assistant.commands.add(Command("adapters", "List trained adapters; promote or roll back (admins)",
-                                       self.adapters, "/adapters", admin_only=True))
+        assistant.commands.add(
+            Command(
+                "train",
+                "Train a persona (admins); optin: offer this chat's 👍 answers",
+                self.train,
+                USAGE,
+                needs_args=True,
+            )
+        )
+        assistant.commands.add(
+            Command(
+                "adapters",
+                "List trained adapters; promote or roll back (admins)",
+                self.adapters,
+                "/adapters",
+                admin_only=True,
+            )
+        )
         assistant.buttons["tp"] = self.on_pipeline_button
         assistant.buttons["ad"] = self.on_adapter_button
 
@@ -123,8 +165,10 @@ class TrainCommands:
         if head.lower() == "optin":
             return await self._optin(msg, rest.strip().lower())
         if not msg.sender.is_admin:
-            return Reply("Only admins can train personas. /train optin on|off offers this chat's 👍 answers.",
-                         markdown=False)
+            return Reply(
+                "Only admins can train personas. /train optin on|off offers this chat's 👍 answers.",
+                markdown=False,
+            )
         if head.lower() == "status":
             return await self._status(msg.chat_id)
         # the name as typed: check_slug refuses anything but ASCII slugs, and lower() would turn
@@ -134,33 +178,49 @@ class TrainCommands:
     async def _optin(self, msg: Incoming, switch: str) -> Reply:
         if switch not in ("on", "off"):
             state = "offers" if await self.prefs.optin(msg.chat_id) else "does not offer"
-            return Reply(f"This chat {state} its 👍-rated answers as training data. /train optin on|off",
-                         markdown=False)
+            return Reply(
+                f"This chat {state} its 👍-rated answers as training data. /train optin on|off",
+                markdown=False,
+            )
         if msg.is_group and not msg.sender.is_admin:
             return Reply("In a group only an admin can change this.", markdown=False)
         await self.prefs.set_optin(msg.chat_id, switch == "on")
         if switch == "on":
-            return Reply("This chat's 👍-rated answers may now become training data for personas "
-                         "(checked for secrets and personal data first). /train optin off stops it.", markdown=False)
+            return Reply(
+                "This chat's 👍-rated answers may now become training data for personas "
+                "(checked for secrets and personal data first). /train optin off stops it.",
+                markdown=False,
+            )
         return Reply("This chat's answers are no longer offered as training data.", markdown=False)
 
-    async def _start(self, msg: Incoming, name: str, description: str, transport: Transport) -> Reply | None:
+    async def _start(
+        self, msg: Incoming, name: str, description: str, transport: Transport
+    ) -> Reply | None:
         if self.pipeline is None:
-            return Reply("Training needs a language model: set FAMILIAR_LLM__PROVIDER.", markdown=False)
+            return Reply(
+                "Training needs a language model: set FAMILIAR_LLM__PROVIDER.", markdown=False
+            )
         if not self.base_model_set:
-            return Reply("Training needs a local base model: set FAMILIAR_TRAINING__BASE_MODEL to its directory.",
-                         markdown=False)
+            return Reply(
+                "Training needs a local base model: set FAMILIAR_TRAINING__BASE_MODEL to its directory.",
+                markdown=False,
+            )
         if not description:
             return Reply(f"Usage: {USAGE}", markdown=False)
         try:
             check_slug(name)
         except FamiliarError as exc:
             return Reply(f"{exc}: {exc.fix}", markdown=False)
-        busy = [r for r in await self.db.run(self.store.list, 50)
-                if r["archetype"] == name and r["state"] in ("running", "waiting")]
+        busy = [
+            r
+            for r in await self.db.run(self.store.list, 50)
+            if r["archetype"] == name and r["state"] in ("running", "waiting")
+        ]
         if busy:
-            return Reply(f"A pipeline for {name} is already under way (#{busy[0]['id']}). /train status",
-                         markdown=False)
+            return Reply(
+                f"A pipeline for {name} is already under way (#{busy[0]['id']}). /train status",
+                markdown=False,
+            )
         pipeline_id = await self.db.run(self.pipeline.start, name, description[:2000], msg.chat_id)
         row = await self.db.run(self.store.get, pipeline_id)
         sent = await transport.send(msg.chat_id, self.render(row))
@@ -172,7 +232,9 @@ class TrainCommands:
     async def _status(self, chat_id: int) -> Reply:
         rows = await self.db.run(self.store.list, 10)
         if not rows:
-            return Reply("No training pipelines yet. /train NAME DESCRIPTION starts one.", markdown=False)
+            return Reply(
+                "No training pipelines yet. /train NAME DESCRIPTION starts one.", markdown=False
+            )
         lines: list[str] = []
         buttons: list[list[Button]] = []
         for r in rows:
@@ -183,11 +245,15 @@ class TrainCommands:
         return Reply("\n".join(lines), buttons=buttons, markdown=False)
 
     # -- the progress message ----------------------------------------------------------------
-    def _actions(self, row: dict[str, Any], chat_id: int, with_number: bool = False) -> list[Button]:
+    def _actions(
+        self, row: dict[str, Any], chat_id: int, with_number: bool = False
+    ) -> list[Button]:
         n, pid = (f" #{row['id']}" if with_number else ""), row["id"]
         if row["state"] == "waiting" and row["stage"] == "promote":
-            return [self._button("tp", f"p{pid}", chat_id, f"✅ Promote{n}"),
-                    self._button("tp", f"x{pid}", chat_id, f"❌ Reject{n}")]
+            return [
+                self._button("tp", f"p{pid}", chat_id, f"✅ Promote{n}"),
+                self._button("tp", f"x{pid}", chat_id, f"❌ Reject{n}"),
+            ]
         if row["state"] in ("running", "waiting"):
             return [self._button("tp", f"c{pid}", chat_id, f"⛔ Cancel{n}")]
         if row["state"] in ("failed", "cancelled"):
@@ -235,11 +301,20 @@ class TrainCommands:
         try:
             await self.transport.edit(SentMessage(row["chat_id"], row["message_id"]), reply)
         except Exception:  # progress is decoration: the pipeline goes on
-            logger.opt(exception=True).warning("could not edit the progress message of pipeline {}", pid)
+            logger.opt(exception=True).warning(
+                "could not edit the progress message of pipeline {}", pid
+            )
 
-    async def on_pipeline_button(self, press: ButtonPress, payload: str, transport: Transport) -> str:
+    async def on_pipeline_button(
+        self, press: ButtonPress, payload: str, transport: Transport
+    ) -> str:
         verified = self.signer.verify("tp", payload, press.chat_id)
-        if verified is None or len(verified) < 2 or verified[0] not in "cpxr" or not verified[1:].isdigit():
+        if (
+            verified is None
+            or len(verified) < 2
+            or verified[0] not in "cpxr"
+            or not verified[1:].isdigit()
+        ):
             return "This button isn't valid here."
         if not press.sender.is_admin:
             return "Only admins can do that."
@@ -287,8 +362,11 @@ class TrainCommands:
             lines.append(f"{archetype} (served: {promoted or 'base model'})")
             lines += [f"  {evaluation_line(v)}" for v in versions[-5:]]
             tag = archetype_tag(archetype)
-            row = [self._button("ad", f"p{v.number}_{tag}", chat_id, f"⬆ {archetype} {v.version}")
-                   for v in versions[-3:] if not v.promoted]
+            row = [
+                self._button("ad", f"p{v.number}_{tag}", chat_id, f"⬆ {archetype} {v.version}")
+                for v in versions[-3:]
+                if not v.promoted
+            ]
             if promoted:
                 row.append(self._button("ad", f"b0_{tag}", chat_id, f"↩ {archetype}: roll back"))
             if row:
@@ -297,7 +375,9 @@ class TrainCommands:
             return Reply("No adapters yet. /train NAME DESCRIPTION trains one.", markdown=False)
         return Reply("\n".join(lines), buttons=buttons, markdown=False)
 
-    async def on_adapter_button(self, press: ButtonPress, payload: str, transport: Transport) -> str:
+    async def on_adapter_button(
+        self, press: ButtonPress, payload: str, transport: Transport
+    ) -> str:
         verified = self.signer.verify("ad", payload, press.chat_id)
         head, _, tag = (verified or "").partition("_")
         if verified is None or len(head) < 2 or head[0] not in "pb" or not head[1:].isdigit():
@@ -307,13 +387,17 @@ class TrainCommands:
         self.transport = transport
 
         def act() -> str:
-            archetype = next((a for a in self.registry.archetypes() if archetype_tag(a) == tag), None)
+            archetype = next(
+                (a for a in self.registry.archetypes() if archetype_tag(a) == tag), None
+            )
             if archetype is None:
                 return "That archetype is no longer in the registry."
             if head[0] == "p":
                 return f"{archetype} {self.registry.promote(archetype, f'v{head[1:]}').version} promoted."
             previous = self.registry.rollback(archetype)
-            return f"{archetype} rolled back to {previous.version if previous else 'the base model'}."
+            return (
+                f"{archetype} rolled back to {previous.version if previous else 'the base model'}."
+            )
 
         try:
             notice = await asyncio.to_thread(act)

@@ -26,7 +26,9 @@ class Role(Enum):
 
 
 class AccessControl:
-    def __init__(self, db: Database, allowed_users: list[int], admins: list[int], invite_ttl_s: float) -> None:
+    def __init__(
+        self, db: Database, allowed_users: list[int], admins: list[int], invite_ttl_s: float
+    ) -> None:
         self.db = db
         self.admins = set(admins)
         self.configured = set(allowed_users) | self.admins
@@ -75,7 +77,10 @@ class AccessControl:
             ).fetchone()
             if row is None:
                 return False
-            conn.execute("UPDATE access_invites SET used_by = ?, used_at = ? WHERE code = ?", (user_id, now, code))
+            conn.execute(
+                "UPDATE access_invites SET used_by = ?, used_at = ? WHERE code = ?",
+                (user_id, now, code),
+            )
             conn.execute(
                 "INSERT OR REPLACE INTO access_users (user_id, added_at, added_by, invite_code) VALUES (?, ?, ?, ?)",
                 (user_id, now, row[0], code),

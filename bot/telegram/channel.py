@@ -52,7 +52,9 @@ from memory.health import CheckResult, HealthRegistry, Status
 ALLOWED_UPDATES = ["message", "callback_query"]
 # getUpdates goes through do_api_request on purpose: it returns the raw JSON that the inbox stores
 # (one unreadable update must not block the batch), so PTB's advice to use get_updates is muted.
-warnings.filterwarnings("ignore", message=r".*do_api_request\(\"getUpdates", category=PTBUserWarning)
+warnings.filterwarnings(
+    "ignore", message=r".*do_api_request\(\"getUpdates", category=PTBUserWarning
+)
 
 
 def menu_commands(registry: CommandRegistry, is_admin: bool) -> list[BotCommand]:
@@ -88,26 +90,40 @@ class TelegramChannel(Service):
         self.settings = settings
         self.tg = settings.telegram
         if self.tg.token is None:
-            raise TelegramTokenRejected("no Telegram token is configured", "set FAMILIAR_TELEGRAM__TOKEN")
+            raise TelegramTokenRejected(
+                "no Telegram token is configured", "set FAMILIAR_TELEGRAM__TOKEN"
+            )
         self.db = db
         self.assistant = assistant
         self.fail = fail
-        limiter = AIORateLimiter(overall_max_rate=self.tg.global_max_per_s, max_retries=3) if self.tg.global_max_per_s else None
+        limiter = (
+            AIORateLimiter(overall_max_rate=self.tg.global_max_per_s, max_retries=3)
+            if self.tg.global_max_per_s
+            else None
+        )
         self.bot: ExtBot[Any] = ExtBot(
             self.tg.token.get_secret_value(),
             base_url=self.tg.base_url,
             base_file_url=file_base_url(self.tg.base_url),
             request=HTTPXRequest(connection_pool_size=64, read_timeout=15.0, connect_timeout=10.0),
             get_updates_request=HTTPXRequest(
-                connection_pool_size=2, read_timeout=self.tg.poll_timeout_s + 15.0, connect_timeout=10.0
+                connection_pool_size=2,
+                read_timeout=self.tg.poll_timeout_s + 15.0,
+                connect_timeout=10.0,
             ),
             rate_limiter=limiter,
         )
         self.inbox = Inbox(db, max_attempts=self.tg.max_attempts)
-        self.access = AccessControl(db, self.tg.allowed_users, self.tg.admins, self.tg.invite_ttl_h * 3600)
+        self.access = AccessControl(
+            db, self.tg.allowed_users, self.tg.admins, self.tg.invite_ttl_h * 3600
+        )
         self.feedback = Feedback(db, self.tg.feedback_max_age_days, self.tg.ask_feedback_reason)
-        self.transport = TelegramTransport(self.bot, ChatPacer(self.tg.chat_send_interval_s), self.tg.edit_interval_s)
-        self.reporter = ErrorReporter(self.transport.send_plain, self.tg.admins, self.tg.admin_alert_interval_s)
+        self.transport = TelegramTransport(
+            self.bot, ChatPacer(self.tg.chat_send_interval_s), self.tg.edit_interval_s
+        )
+        self.reporter = ErrorReporter(
+            self.transport.send_plain, self.tg.admins, self.tg.admin_alert_interval_s
+        )
         # Recordings the engine could not transcribe wait here; ``voice_retry`` answers them later.
         pending = PendingVoice(settings.data_dir / "voice")
         voice = VoiceReader(self.bot, transcriber, pending) if transcriber else None
@@ -130,11 +146,21 @@ class TelegramChannel(Service):
         self._sem = asyncio.Semaphore(self.tg.max_concurrent_updates)
         self._webhook_server: Any = None
         # The scheduled job (registered by the composition root) that answers kept recordings.
-        self.voice_retry = VoiceRetry(
-            pending, transcriber, self.transport, self.access, assistant,
-            tz=ZoneInfo(settings.jobs.timezone), ready=self._ready, chat_turn=self.chat_turn,
-            reporter=self.reporter,
-        ) if transcriber else None
+        self.voice_retry = (
+            VoiceRetry(
+                pending,
+                transcriber,
+                self.transport,
+                self.access,
+                assistant,
+                tz=ZoneInfo(settings.jobs.timezone),
+                ready=self._ready,
+                chat_turn=self.chat_turn,
+                reporter=self.reporter,
+            )
+            if transcriber
+            else None
+        )
         health.register("telegram", self.check)
 
     # -- Service ----------------------------------------------------------------------------
@@ -197,7 +223,10 @@ class TelegramChannel(Service):
         delay = backoff.next()
         if self._status[0] is not Status.DEGRADED or "unreachable" not in self._status[1]:
             logger.warning("Telegram is unreachable ({}); retrying with backoff", exc)
-        self._status = (Status.DEGRADED, f"Telegram unreachable: {type(exc).__name__}; next try in {delay:.0f} s")
+        self._status = (
+            Status.DEGRADED,
+            f"Telegram unreachable: {type(exc).__name__}; next try in {delay:.0f} s",
+        )
         return delay
 
     def _connected(self) -> None:
@@ -227,7 +256,8 @@ class TelegramChannel(Service):
             await self.bot.set_my_commands(menu_commands(self.assistant.commands, is_admin=False))
             for admin in self.tg.admins:
                 await self.bot.set_my_commands(
-                    menu_commands(self.assistant.commands, is_admin=True), scope=BotCommandScopeChat(admin)
+                    menu_commands(self.assistant.commands, is_admin=True),
+                    scope=BotCommandScopeChat(admin),
                 )
         except TelegramError as exc:
             logger.warning("setMyCommands failed ({}); the command menu may be out of date", exc)
@@ -255,7 +285,10 @@ class TelegramChannel(Service):
         offset: int | None = None
         backoff = Backoff(self.tg.retry_max_s)
         while True:
-            kwargs: dict[str, Any] = {"timeout": self.tg.poll_timeout_s, "allowed_updates": ALLOWED_UPDATES}
+            kwargs: dict[str, Any] = {
+                "timeout": self.tg.poll_timeout_s,
+                "allowed_updates": ALLOWED_UPDATES,
+            }
             if offset is not None:
                 kwargs["offset"] = offset  # acknowledges everything below it: stored already
             began = time.monotonic()
@@ -299,11 +332,20 @@ class TelegramChannel(Service):
                 )
             )
             return
-        secret = self.tg.webhook_secret.get_secret_value() if self.tg.webhook_secret else secrets.token_urlsafe(32)
+        secret = (
+            self.tg.webhook_secret.get_secret_value()
+            if self.tg.webhook_secret
+            else secrets.token_urlsafe(32)
+        )
         try:
-            server = WebhookServer(self.tg.webhook_listen, self.tg.webhook_url, secret, self.receive,
-                                   max_connections=self.tg.webhook_max_connections,
-                                   read_timeout_s=self.tg.webhook_read_timeout_s)
+            server = WebhookServer(
+                self.tg.webhook_listen,
+                self.tg.webhook_url,
+                secret,
+                self.receive,
+                max_connections=self.tg.webhook_max_connections,
+                read_timeout_s=self.tg.webhook_read_timeout_s,
+            )
             await server.start()
         except (OSError, ValueError) as exc:  # a bad address, or the port is taken
             self._status = (Status.FAILING, f"webhook cannot listen on {self.tg.webhook_listen}")
@@ -320,7 +362,9 @@ class TelegramChannel(Service):
             try:
                 # drop_pending_updates=False: what Telegram kept while we were away is delivered.
                 await self.bot.set_webhook(
-                    self.tg.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES,
+                    self.tg.webhook_url,
+                    secret_token=secret,
+                    allowed_updates=ALLOWED_UPDATES,
                     drop_pending_updates=False,
                 )
                 self._connected()
@@ -353,7 +397,9 @@ class TelegramChannel(Service):
         if update_id in self._in_flight:
             return
         self._in_flight.add(update_id)
-        task = asyncio.create_task(self._process(update_id, payload, delay), name=f"update-{update_id}")
+        task = asyncio.create_task(
+            self._process(update_id, payload, delay), name=f"update-{update_id}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -401,7 +447,12 @@ class TelegramChannel(Service):
         except (NetworkError, RetryAfter) as exc:
             if attempts < self.tg.max_attempts:
                 delay = min(self.tg.retry_max_s, 2.0**attempts)
-                logger.warning("update {}: Telegram unreachable ({}); retrying in {:.0f} s", update_id, exc, delay)
+                logger.warning(
+                    "update {}: Telegram unreachable ({}); retrying in {:.0f} s",
+                    update_id,
+                    exc,
+                    delay,
+                )
                 return delay
             logger.error("update {}: giving up after {} attempts ({})", update_id, attempts, exc)
             await self.db.run(self.inbox.finish, update_id, "failed")

@@ -51,12 +51,16 @@ def markdown_to_html(text: str) -> str:
         return keep(f"<pre><code{cls}>{html.escape(body, quote=False)}</code></pre>")
 
     text = _FENCE_BLOCK.sub(fence, text)
-    text = _INLINE_CODE.sub(lambda m: keep(f"<code>{html.escape(m.group(1), quote=False)}</code>"), text)
+    text = _INLINE_CODE.sub(
+        lambda m: keep(f"<code>{html.escape(m.group(1), quote=False)}</code>"), text
+    )
     text = html.escape(text, quote=False)
     text = _LINK.sub(
-        lambda m: keep(f'<a href="{html.escape(html.unescape(m.group(2)))}">', _LINK_HOLE)
-        + m.group(1)
-        + keep("</a>", _LINK_HOLE),
+        lambda m: (
+            keep(f'<a href="{html.escape(html.unescape(m.group(2)))}">', _LINK_HOLE)
+            + m.group(1)
+            + keep("</a>", _LINK_HOLE)
+        ),
         text,
     )
     text = _HEADING.sub(lambda m: f"<b>{m.group(1)}</b>", text)

@@ -36,7 +36,9 @@ from memory.db import Database
 
 AnswerCallback = Callable[[str, str], Awaitable[None]]
 GROUP_TYPES = (ChatType.GROUP, ChatType.SUPERGROUP)
-REFUSAL = "Sorry, this is a private assistant. If its owner gave you an invite code, send /start CODE."
+REFUSAL = (
+    "Sorry, this is a private assistant. If its owner gave you an invite code, send /start CODE."
+)
 BAD_CODE = "That invite code is not valid: it was used already or has expired."
 SLOW_DOWN = "You're sending messages faster than I can answer; please wait a moment."
 GROUP_NOT_ALLOWED = "I only work in groups an admin has allowed: an admin can send /group on here."
@@ -95,12 +97,24 @@ class UpdateHandler:
     def register_commands(self) -> None:
         """Telegram's own commands: the real /invite, and /group for admins."""
         self.assistant.commands.replace(
-            Command("invite", "Make a one-time invite code (admins)", self._invite, usage="/invite", admin_only=True)
+            Command(
+                "invite",
+                "Make a one-time invite code (admins)",
+                self._invite,
+                usage="/invite",
+                admin_only=True,
+            )
         )
         if self.assistant.commands.get("group") is None:
             self.assistant.commands.add(
-                Command("group", "Allow or stop me in this group (admins)", self._group,
-                        usage="/group on|off", admin_only=True, needs_args=True)
+                Command(
+                    "group",
+                    "Allow or stop me in this group (admins)",
+                    self._group,
+                    usage="/group on|off",
+                    admin_only=True,
+                    needs_args=True,
+                )
             )
 
     # -- entry ----------------------------------------------------------------------------
@@ -135,7 +149,7 @@ class UpdateHandler:
         mention = f"@{username}".lower()
         if username and mention in text.lower():
             start = text.lower().index(mention)
-            return True, (text[:start] + text[start + len(mention):]).strip()
+            return True, (text[:start] + text[start + len(mention) :]).strip()
         return False, text
 
     async def on_message(self, update_id: int, message: Message) -> None:
@@ -171,7 +185,9 @@ class UpdateHandler:
         note = voice_note(message) if self.voice is not None and parsed is None else None
         if not text and note is None:
             if not is_group:
-                await self._notice(chat.id, "I can only read text messages for now.", key=("text", user.id))
+                await self._notice(
+                    chat.id, "I can only read text messages for now.", key=("text", user.id)
+                )
             return
         if not self.bucket.take(user.id):
             await self._notice(chat.id, SLOW_DOWN, key=("slow", user.id))
@@ -204,11 +220,19 @@ class UpdateHandler:
         """
         assert self.voice is not None
         sender = incoming.sender
-        route = Route(incoming.chat_id, sender.id, sender.name, sender.is_admin, incoming.message_id,
-                      incoming.is_group)
+        route = Route(
+            incoming.chat_id,
+            sender.id,
+            sender.name,
+            sender.is_admin,
+            incoming.message_id,
+            incoming.is_group,
+        )
         outcome = await self.voice.read(note, route)
         if not outcome.ok:
-            await self.transport.send(incoming.chat_id, Reply(outcome.reply or HEARD_NOTHING, markdown=False))
+            await self.transport.send(
+                incoming.chat_id, Reply(outcome.reply or HEARD_NOTHING, markdown=False)
+            )
             return
         await self.transport.send(incoming.chat_id, Reply(outcome.heard_line(), markdown=False))
         await self.assistant.handle(heard(incoming, outcome), self.transport)
@@ -281,5 +305,8 @@ class UpdateHandler:
             return Reply("Usage: /group on|off", markdown=False)
         await self.db.run(self.access.set_group, msg.chat_id, choice == "on", msg.sender.id)
         if choice == "on":
-            return Reply("I'll answer here when I'm mentioned, replied to, or given a command.", markdown=False)
+            return Reply(
+                "I'll answer here when I'm mentioned, replied to, or given a command.",
+                markdown=False,
+            )
         return Reply("I'll stay quiet in this group.", markdown=False)

@@ -44,8 +44,12 @@ class Inbox:
     def begin(self, update_id: int) -> int:
         """Count one more attempt; returns the count."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE inbox SET attempts = attempts + 1 WHERE update_id = ?", (update_id,))
-            row = conn.execute("SELECT attempts FROM inbox WHERE update_id = ?", (update_id,)).fetchone()
+            conn.execute(
+                "UPDATE inbox SET attempts = attempts + 1 WHERE update_id = ?", (update_id,)
+            )
+            row = conn.execute(
+                "SELECT attempts FROM inbox WHERE update_id = ?", (update_id,)
+            ).fetchone()
         return int(row[0]) if row else 0
 
     def finish(self, update_id: int, state: str = "done") -> None:
@@ -75,19 +79,25 @@ class Inbox:
     def prune(self) -> int:
         with self.db.transaction() as conn:
             cur = conn.execute(
-                "DELETE FROM inbox WHERE state != 'pending' AND done_at < ?", (time.time() - self.keep_s,)
+                "DELETE FROM inbox WHERE state != 'pending' AND done_at < ?",
+                (time.time() - self.keep_s,),
             )
             return cur.rowcount
 
     def counts(self) -> dict[str, int]:
         with self.db.read() as conn:
-            return {state: n for state, n in conn.execute("SELECT state, count(*) FROM inbox GROUP BY state")}
+            return {
+                state: n
+                for state, n in conn.execute("SELECT state, count(*) FROM inbox GROUP BY state")
+            }
 
 
 def chat_key(update: dict[str, Any]) -> int:
     """The chat an update belongs to, so one chat's updates are handled in order."""
     for field in ("message", "edited_message", "channel_post"):
-        chat = (update.get(field) or {}).get("chat") if isinstance(update.get(field), dict) else None
+        chat = (
+            (update.get(field) or {}).get("chat") if isinstance(update.get(field), dict) else None
+        )
         if isinstance(chat, dict) and isinstance(chat.get("id"), int):
             return int(chat["id"])
     query = update.get("callback_query")

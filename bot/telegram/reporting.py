@@ -33,7 +33,9 @@ class ErrorReporter:
         kind = error_kind(exc)
         logger.opt(exception=exc).error("update {} failed (ref {}): {}", update_id, ref, kind)
         if chat_id is not None:
-            await self._safe(chat_id, f"Sorry, something went wrong (error {ref}). It has been logged.")
+            await self._safe(
+                chat_id, f"Sorry, something went wrong (error {ref}). It has been logged."
+            )
         if self.admins and self.alerts.allow(kind):
             text = f"⚠️ {kind} while handling update {update_id} (ref {ref}): {str(exc)[:300]}"
             for admin in self.admins:

@@ -51,7 +51,10 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     if not reply.buttons:
         return None
     return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in reply.buttons]
+        [
+            [InlineKeyboardButton(b.label, callback_data=b.data) for b in row]
+            for row in reply.buttons
+        ]
     )
 
 
@@ -93,7 +96,9 @@ class TelegramTransport(Transport):
                     if attempt == MAX_RETRY_AFTER_TRIES:
                         raise
                     delay = retry_after_seconds(exc)
-                    logger.warning("Telegram asked to wait {:.0f} s (chat {}); waiting", delay, chat_id)
+                    logger.warning(
+                        "Telegram asked to wait {:.0f} s (chat {}); waiting", delay, chat_id
+                    )
                     await asyncio.sleep(delay)
             raise AssertionError("unreachable")
         finally:
@@ -106,14 +111,23 @@ class TelegramTransport(Transport):
                 return await self._call(
                     chat_id,
                     lambda: self.bot.send_message(
-                        chat_id, markdown_to_html(text), parse_mode=ParseMode.HTML, reply_markup=markup
+                        chat_id,
+                        markdown_to_html(text),
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=markup,
                     ),
                 )
             except BadRequest as exc:
-                logger.info("Telegram rejected the formatting ({}); sending plain text", exc.message)
-        return await self._call(chat_id, lambda: self.bot.send_message(chat_id, text, reply_markup=markup))
+                logger.info(
+                    "Telegram rejected the formatting ({}); sending plain text", exc.message
+                )
+        return await self._call(
+            chat_id, lambda: self.bot.send_message(chat_id, text, reply_markup=markup)
+        )
 
-    async def _edit_one(self, chat_id: int, message_id: int, text: str, markdown: bool, markup: Any) -> None:
+    async def _edit_one(
+        self, chat_id: int, message_id: int, text: str, markdown: bool, markup: Any
+    ) -> None:
         try:
             if markdown:
                 try:
@@ -131,7 +145,9 @@ class TelegramTransport(Transport):
                 except BadRequest as exc:
                     if _not_modified(exc):
                         return
-                    logger.info("Telegram rejected the formatting ({}); editing as plain text", exc.message)
+                    logger.info(
+                        "Telegram rejected the formatting ({}); editing as plain text", exc.message
+                    )
             await self._call(
                 chat_id,
                 lambda: self.bot.edit_message_text(
@@ -160,7 +176,9 @@ class TelegramTransport(Transport):
         if wait > 0 or key in self._flushers:
             self._pending[key] = reply
             if key not in self._flushers:
-                self._flushers[key] = asyncio.create_task(self._flush_later(message, max(wait, 0.0)))
+                self._flushers[key] = asyncio.create_task(
+                    self._flush_later(message, max(wait, 0.0))
+                )
             return
         await self._apply_edit(message, reply)
 
@@ -199,10 +217,10 @@ class TelegramTransport(Transport):
                 sent = await self._send_one(message.chat_id, chunk, reply.markdown, markup)
                 ids.append(sent.message_id)
         # A shorter text needs fewer parts: the old trailing ones must not stay behind, stale.
-        for part in ids[len(chunks):]:
+        for part in ids[len(chunks) :]:
             await self._remove_part(message.chat_id, part)
         if len(chunks) > 1:
-            self._remember_parts(key, ids[1:len(chunks)])
+            self._remember_parts(key, ids[1 : len(chunks)])
         else:
             self._parts.pop(key, None)
 
@@ -211,7 +229,9 @@ class TelegramTransport(Transport):
         try:
             await self._call(chat_id, lambda: self.bot.delete_message(chat_id, message_id))
         except TelegramError as exc:
-            logger.debug("could not delete part {} in chat {} ({}); blanking it", message_id, chat_id, exc)
+            logger.debug(
+                "could not delete part {} in chat {} ({}); blanking it", message_id, chat_id, exc
+            )
             try:
                 await self._edit_one(chat_id, message_id, "⋯", False, InlineKeyboardMarkup([]))
             except TelegramError as exc2:
@@ -231,7 +251,8 @@ class TelegramTransport(Transport):
             self._parts.move_to_end(key)
         expired = now - self.edit_interval_s
         while self._last_edit and (
-            len(self._last_edit) > self.max_tracked or next(iter(self._last_edit.values())) <= expired
+            len(self._last_edit) > self.max_tracked
+            or next(iter(self._last_edit.values())) <= expired
         ):
             self._last_edit.popitem(last=False)
 

@@ -46,10 +46,14 @@ def voice_note(message: Message) -> VoiceNote | None:
     """The recording a message carries (voice note, audio file or video note), if any."""
     if message.voice is not None:
         v = message.voice
-        return VoiceNote("voice", v.file_id, v.file_unique_id, _seconds(v), v.file_size, v.mime_type)
+        return VoiceNote(
+            "voice", v.file_id, v.file_unique_id, _seconds(v), v.file_size, v.mime_type
+        )
     if message.audio is not None:
         a = message.audio
-        return VoiceNote("audio", a.file_id, a.file_unique_id, _seconds(a), a.file_size, a.mime_type)
+        return VoiceNote(
+            "audio", a.file_id, a.file_unique_id, _seconds(a), a.file_size, a.mime_type
+        )
     if message.video_note is not None:
         n = message.video_note
         return VoiceNote("video_note", n.file_id, n.file_unique_id, _seconds(n), n.file_size)
@@ -64,8 +68,13 @@ def heard(incoming: Incoming, outcome: VoiceOutcome, **meta: Any) -> Incoming:
 class VoiceReader:
     """Downloads a recording through the bot and transcribes it with the one shared transcriber."""
 
-    def __init__(self, bot: Bot, transcriber: Transcriber, pending: PendingVoice | None = None,
-                 fetch_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        transcriber: Transcriber,
+        pending: PendingVoice | None = None,
+        fetch_timeout_s: float = 60.0,
+    ) -> None:
         self.bot = bot
         self.transcriber = transcriber
         self.pending = pending  # where recordings wait when the engine cannot transcribe them
@@ -82,5 +91,11 @@ class VoiceReader:
             file = await self.bot.get_file(note.file_id)
             return await file.download_as_bytearray()
 
-        return await transcribe_voice(note, fetch, self.transcriber, pending=self.pending, route=route,
-                                      fetch_timeout_s=self.fetch_timeout_s)
+        return await transcribe_voice(
+            note,
+            fetch,
+            self.transcriber,
+            pending=self.pending,
+            route=route,
+            fetch_timeout_s=self.fetch_timeout_s,
+        )

@@ -111,23 +111,34 @@ class VoiceRetry:
             try:
                 done[await self._one(recording)] += 1
             except EngineUnavailable as exc:
-                logger.info("voice retry: transcription is still unavailable ({}); {} recording(s) wait",
-                            exc, len(waiting) - i)
+                logger.info(
+                    "voice retry: transcription is still unavailable ({}); {} recording(s) wait",
+                    exc,
+                    len(waiting) - i,
+                )
                 done["waiting (engine unavailable)"] += len(waiting) - i
                 break
             except (BadRequest, Forbidden) as exc:  # the user blocked the bot, the chat is gone
-                logger.warning("voice retry: Telegram refused chat {} ({}); dropping {}",
-                               _chat(recording), exc, recording.path.name)
+                logger.warning(
+                    "voice retry: Telegram refused chat {} ({}); dropping {}",
+                    _chat(recording),
+                    exc,
+                    recording.path.name,
+                )
                 await asyncio.to_thread(self.pending.remove, recording)
                 done["undeliverable"] += 1
             except (NetworkError, RetryAfter) as exc:
-                logger.warning("voice retry: Telegram is unreachable ({}); {} recording(s) wait",
-                               exc, len(waiting) - i)
+                logger.warning(
+                    "voice retry: Telegram is unreachable ({}); {} recording(s) wait",
+                    exc,
+                    len(waiting) - i,
+                )
                 done["waiting (Telegram unreachable)"] += len(waiting) - i
                 break
             except Exception as exc:  # one bad recording must not stop the others
-                logger.opt(exception=exc).error("voice retry failed for {}; kept for the next round",
-                                                recording.path.name)
+                logger.opt(exception=exc).error(
+                    "voice retry failed for {}; kept for the next round", recording.path.name
+                )
                 done["failed"] += 1
         return ", ".join(f"{n} {what}" for what, n in done.items())
 
@@ -142,8 +153,12 @@ class VoiceRetry:
             await asyncio.to_thread(self.pending.remove, recording)
             return "expired"
         if not self._allowed(route):
-            logger.info("voice retry: user {} may no longer talk to me in chat {}; dropping {}",
-                        route.user_id, route.chat_id, recording.path.name)
+            logger.info(
+                "voice retry: user {} may no longer talk to me in chat {}; dropping {}",
+                route.user_id,
+                route.chat_id,
+                recording.path.name,
+            )
             await asyncio.to_thread(self.pending.remove, recording)
             return "dropped"
         data = await asyncio.to_thread(recording.path.read_bytes)
@@ -172,11 +187,21 @@ class VoiceRetry:
     async def _tell(self, chat_id: int, text: str) -> None:
         await self.transport.send(chat_id, Reply(text, markdown=False))
 
-    async def _answer(self, route: Route, outcome: VoiceOutcome, recording: PendingRecording) -> None:
+    async def _answer(
+        self, route: Route, outcome: VoiceOutcome, recording: PendingRecording
+    ) -> None:
         """Hand the transcript to the assistant as ``UpdateHandler._answer_voice`` does."""
-        sender = Sender(route.user_id, route.sender_name, self.access.role(route.user_id) is Role.ADMIN)
-        base = Incoming(route.chat_id, sender, "", message_id=route.message_id, is_group=route.is_group,
-                        channel="telegram")
+        sender = Sender(
+            route.user_id, route.sender_name, self.access.role(route.user_id) is Role.ADMIN
+        )
+        base = Incoming(
+            route.chat_id,
+            sender,
+            "",
+            message_id=route.message_id,
+            is_group=route.is_group,
+            channel="telegram",
+        )
         message = heard(base, outcome, kept_at=recording.kept_at.isoformat())
         try:
             async with self.chat_turn(route.chat_id), typing_shown(self.transport, route.chat_id):

@@ -28,8 +28,14 @@ MAX_HEADER_LINES = 100
 LINGER_S, LINGER_BYTES = 2.0, 8 << 20
 RECEIVE_TIMEOUT_S = 30.0  # the inbox write; past it Telegram gets 500 and redelivers
 REASONS = {
-    200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
-    413: "Payload Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 Receiver = Callable[[dict[str, Any]], Awaitable[None]]
@@ -48,8 +54,9 @@ class ThrottledWarning:
     is not left unsaid) or by the next occurrence, whichever comes first; ``flush()`` reports
     what is left at shutdown."""
 
-    def __init__(self, message: str, interval_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, message: str, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.message = message
         self.interval_s = interval_s
         self.clock = clock
@@ -76,7 +83,12 @@ class ThrottledWarning:
         if self._unreported == 1:
             logger.warning(self.message)
         elif self._unreported > 1:
-            logger.warning("{} {} times in the last {:.0f} s", self.message, self._unreported, now - self._last_line)
+            logger.warning(
+                "{} {} times in the last {:.0f} s",
+                self.message,
+                self._unreported,
+                now - self._last_line,
+            )
         else:
             return
         self._unreported = 0
@@ -105,9 +117,13 @@ class WebhookServer:
         self._server: asyncio.Server | None = None
         self._requests: set[asyncio.Task[Any]] = set()
         self._bad_secret = ThrottledWarning(
-            "webhook request without the right secret token refused", warn_interval_s, clock)
+            "webhook request without the right secret token refused", warn_interval_s, clock
+        )
         self._over_cap = ThrottledWarning(
-            f"webhook connection refused with 503: {max_connections} already in hand", warn_interval_s, clock)
+            f"webhook connection refused with 503: {max_connections} already in hand",
+            warn_interval_s,
+            clock,
+        )
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
@@ -148,7 +164,9 @@ class WebhookServer:
             status = 500
         reason = REASONS.get(status, "Error")
         try:
-            writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+            writer.write(
+                f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+            )
             await writer.drain()
             if status != 200:
                 await self._linger(reader, writer)
@@ -162,7 +180,9 @@ class WebhookServer:
         up the very resources the cap protects. Telegram retries a 503 later."""
         self._over_cap.hit()
         try:
-            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
             if writer.can_write_eof():
                 writer.write_eof()
         except (ConnectionError, OSError):
@@ -195,7 +215,9 @@ class WebhookServer:
         try:
             async with asyncio.timeout(RECEIVE_TIMEOUT_S):
                 await self.receive(update)
-        except TimeoutError:  # ours, or one from inside receive: either way nothing was kept for sure
+        except (
+            TimeoutError
+        ):  # ours, or one from inside receive: either way nothing was kept for sure
             logger.exception("keeping a webhook update timed out; answering 500")
             return 500
         return 200
@@ -212,7 +234,11 @@ class WebhookServer:
             headers[name.strip().lower()] = value.strip()
         else:
             return 400
-        if len(request_line) < 2 or request_line[0] != "POST" or request_line[1].split("?")[0] != self.path:
+        if (
+            len(request_line) < 2
+            or request_line[0] != "POST"
+            or request_line[1].split("?")[0] != self.path
+        ):
             return 404
         if not hmac.compare_digest(headers.get(SECRET_HEADER, "").encode(), self.secret.encode()):
             self._bad_secret.hit()

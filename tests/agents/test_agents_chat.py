@@ -38,8 +38,13 @@ def memory_db(tmp_path: Path):
 def make_agent(memory, db, provider, **settings):
     llm_settings = LLMSettings(**settings)
     llm = LLM(provider, UsageStore(db, llm_settings))
-    return ChatAgent(memory, llm, llm_settings, ReviewEngine(llm, ReviewSettings(), llm_settings, db),
-                     LLMFactExtractor(llm))
+    return ChatAgent(
+        memory,
+        llm,
+        llm_settings,
+        ReviewEngine(llm, ReviewSettings(), llm_settings, db),
+        LLMFactExtractor(llm),
+    )
 
 
 def test_answer_uses_memory_context_and_stores_both_turns(stub, anthropic_on_stub, memory_db):
@@ -54,25 +59,35 @@ def test_answer_uses_memory_context_and_stores_both_turns(stub, anthropic_on_stu
 
     answer, turns = asyncio.run(scenario())
     assert answer.text == "Miso is your cat." and answer.error is None
-    assert [(t.role, t.text) for t in turns] == [("user", "What is my cat called?"),
-                                                  ("assistant", "Miso is your cat.")]
+    assert [(t.role, t.text) for t in turns] == [
+        ("user", "What is my cat called?"),
+        ("assistant", "Miso is your cat."),
+    ]
     body = stub.bodies()[0]
     prefix = body["system"][0]
     assert "Miso" in prefix["text"] and prefix["cache_control"] == {"type": "ephemeral"}
     assert body["messages"][-1]["content"] == "What is my cat called?"
 
 
-def test_the_next_message_reads_the_earlier_turns_from_the_cache(stub, anthropic_on_stub, memory_db):
+def test_the_next_message_reads_the_earlier_turns_from_the_cache(
+    stub, anthropic_on_stub, memory_db
+):
     memory, db = memory_db
-    persona = "You are Familiar. " + "Standing instruction: be brief and kind. " * 120  # > 1024 tokens
+    persona = (
+        "You are Familiar. " + "Standing instruction: be brief and kind. " * 120
+    )  # > 1024 tokens
 
     async def scenario():
         await memory.add_memory("The user's bike is a blue Gazelle.", Scope(10, 1), "note")
-        agent = make_agent(memory, db, anthropic_on_stub(), fact_extraction_every=0, persona=persona)
+        agent = make_agent(
+            memory, db, anthropic_on_stub(), fact_extraction_every=0, persona=persona
+        )
         answers = []
-        for question, reply in [("Hello there, I am planning a ride.", "Have a good ride!"),
-                                ("Should I take my bike or walk today?", "Take the bike."),
-                                ("And what should I wear for it?", "Layers.")]:
+        for question, reply in [
+            ("Hello there, I am planning a ride.", "Have a good ride!"),
+            ("Should I take my bike or walk today?", "Take the bike."),
+            ("And what should I wear for it?", "Layers."),
+        ]:
             stub.script(reply)
             answers.append(await agent.answer(10, 1, question))
         return answers
@@ -83,13 +98,20 @@ def test_the_next_message_reads_the_earlier_turns_from_the_cache(stub, anthropic
     # the turn is stored (and later shown) as the user wrote it.
     asked = bodies[1]["messages"][-1]["content"]
     assert "Gazelle" in asked and asked.endswith("Should I take my bike or walk today?")
-    assert bodies[1]["system"] == bodies[2]["system"] and "Gazelle" not in json.dumps(bodies[1]["system"])
+    assert bodies[1]["system"] == bodies[2]["system"] and "Gazelle" not in json.dumps(
+        bodies[1]["system"]
+    )
     body = bodies[2]
     assert [m["content"] for m in body["messages"][:3]] == [
-        "Hello there, I am planning a ride.", "Have a good ride!", "Should I take my bike or walk today?"]
+        "Hello there, I am planning a ride.",
+        "Have a good ride!",
+        "Should I take my bike or walk today?",
+    ]
     # The last earlier turn carries a breakpoint, so the next message reads all the turns before.
     marked = body["messages"][-2]["content"]
-    assert marked[0]["text"] == "Take the bike." and marked[0]["cache_control"] == {"type": "ephemeral"}
+    assert marked[0]["text"] == "Take the bike." and marked[0]["cache_control"] == {
+        "type": "ephemeral"
+    }
     assert second.usage.cache_read_tokens > 1024
     assert third.usage.cache_read_tokens > second.usage.cache_read_tokens  # the turns, too
     assert third.usage.input_tokens < 60  # what is new: one exchange, the recall, the question
@@ -121,7 +143,9 @@ def test_provider_down_gives_a_clear_answer(stub, anthropic_on_stub, memory_db):
 
 def test_think_mode_runs_three_pass_and_keeps_the_transcript(stub, anthropic_on_stub, memory_db):
     memory, db = memory_db
-    stub.script("draft", Reply(json={"score": 9, "verdict": "approve", "issues": [], "summary": ""}))
+    stub.script(
+        "draft", Reply(json={"score": 9, "verdict": "approve", "issues": [], "summary": ""})
+    )
     agent = make_agent(memory, db, anthropic_on_stub(), fact_extraction_every=0)
     answer = asyncio.run(agent.answer(10, 1, "Think about it", mode="think"))
     assert answer.text == "draft" and answer.calls == 2 and answer.run_id is not None
@@ -131,17 +155,36 @@ def test_think_mode_runs_three_pass_and_keeps_the_transcript(stub, anthropic_on_
 def test_a_persona_chat_thinks_with_its_own_model_and_is_critiqued_by_the_default(memory_db):
     memory, db = memory_db
     persona = FakeProvider(["Arr, the answer be 42.", "Arr, 'tis 42, matey, and here be why."])
-    default = FakeProvider([json.dumps({"score": 4, "verdict": "revise", "summary": "say why",
-                                        "issues": [{"severity": "major", "text": "no reason given"}]})])
+    default = FakeProvider(
+        [
+            json.dumps(
+                {
+                    "score": 4,
+                    "verdict": "revise",
+                    "summary": "say why",
+                    "issues": [{"severity": "major", "text": "no reason given"}],
+                }
+            )
+        ]
+    )
     llm_settings = LLMSettings(fact_extraction_every=0)
     llm = LLM(default)
 
     async def route(chat_id: int) -> LLM | None:
         return LLM(persona) if chat_id == 10 else None
 
-    agent = ChatAgent(memory, llm, llm_settings, ReviewEngine(llm, ReviewSettings(), llm_settings, db), route=route)
+    agent = ChatAgent(
+        memory,
+        llm,
+        llm_settings,
+        ReviewEngine(llm, ReviewSettings(), llm_settings, db),
+        route=route,
+    )
     answer = asyncio.run(agent.answer(10, 1, "What is the answer?", mode="think"))
-    assert answer.text == "Arr, 'tis 42, matey, and here be why." and answer.review.outcome == "refined"
+    assert (
+        answer.text == "Arr, 'tis 42, matey, and here be why."
+        and answer.review.outcome == "refined"
+    )
     # The persona's model drafted and refined; the default model wrote the critique.
     assert len(persona.requests) == 2 and len(default.requests) == 1
     assert default.requests[0].messages[-2]["content"] == "Arr, the answer be 42."
@@ -150,8 +193,7 @@ def test_a_persona_chat_thinks_with_its_own_model_and_is_critiqued_by_the_defaul
 
 def test_facts_are_extracted_every_n_turns_in_one_call(memory_db):
     memory, db = memory_db
-    provider = FakeProvider(["noted", "ok",
-                             json.dumps({"facts": ["The user lives in Lisbon."]})])
+    provider = FakeProvider(["noted", "ok", json.dumps({"facts": ["The user lives in Lisbon."]})])
     agent = make_agent(memory, db, provider, fact_extraction_every=4)
 
     async def scenario():
@@ -173,7 +215,9 @@ def test_the_extraction_count_survives_a_restart_and_no_turn_is_extracted_twice(
 
     def agent_on(provider):  # a fresh agent over the same database: a restarted daemon
         llm_settings = LLMSettings(fact_extraction_every=4)
-        return ChatAgent(memory, LLM(provider), llm_settings, extractor=LLMFactExtractor(LLM(provider)), db=db)
+        return ChatAgent(
+            memory, LLM(provider), llm_settings, extractor=LLMFactExtractor(LLM(provider)), db=db
+        )
 
     def extract_calls(provider):
         return [r for r in provider.requests if "durable facts" in r.messages[0]["content"]]
@@ -196,7 +240,9 @@ def test_the_extraction_count_survives_a_restart_and_no_turn_is_extracted_twice(
     [call] = extract_calls(second)
     assert "roof" in call.messages[0]["content"] and "honey" in call.messages[0]["content"]
     assert extract_calls(third) == []
-    stored = db.conn.execute("SELECT last_message_id FROM llm_fact_marks WHERE chat_id = 10").fetchone()
+    stored = db.conn.execute(
+        "SELECT last_message_id FROM llm_fact_marks WHERE chat_id = 10"
+    ).fetchone()
     ids = [m.id for m in asyncio.run(memory.recent_messages(10, 10))]
     assert len(ids) == 6 and stored[0] == ids[3]  # up to the fourth turn, the last one handed over
 
@@ -215,9 +261,13 @@ def test_retrieval_only_without_a_model(memory_db):
 
 
 def test_split_stable_prefix():
-    system = "Persona\n\n## What you know about the user\n- a\n\n## Earlier in this conversation\n- b"
+    system = (
+        "Persona\n\n## What you know about the user\n- a\n\n## Earlier in this conversation\n- b"
+    )
     assert split_stable_prefix(system) == (
-        "Persona\n\n## What you know about the user\n- a", "## Earlier in this conversation\n- b")
+        "Persona\n\n## What you know about the user\n- a",
+        "## Earlier in this conversation\n- b",
+    )
     assert split_stable_prefix("Persona only") == ("Persona only", "")
 
 
@@ -233,7 +283,11 @@ def test_a_huge_message_reaches_the_model_clipped_to_the_context_budget(memory_d
     [request] = provider.requests
     sent = request.messages[-1]["content"]
     assert "BEGIN" in sent and sent.endswith("FINISH") and "characters left out" in sent
-    assert estimate_tokens(request.full_system()) + sum(estimate_tokens(m["content"]) for m in request.messages) <= 4000
+    assert (
+        estimate_tokens(request.full_system())
+        + sum(estimate_tokens(m["content"]) for m in request.messages)
+        <= 4000
+    )
 
 
 def test_a_message_too_big_to_keep_gets_a_clear_answer_and_nothing_is_stored(memory_db):

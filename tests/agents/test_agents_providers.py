@@ -13,8 +13,12 @@ from agents.providers.base import Completion, LLMRequest, extract_json, normalis
 from tests.stubs.anthropic_stub import Reply
 
 PREFIX = "You are Familiar. " + "Pinned fact: the user likes tea. " * 150  # > 1024 tokens
-REQ = LLMRequest([{"role": "user", "content": "hello"}], system_prefix=PREFIX, system="recalled: x",
-                 max_tokens=200)
+REQ = LLMRequest(
+    [{"role": "user", "content": "hello"}],
+    system_prefix=PREFIX,
+    system="recalled: x",
+    max_tokens=200,
+)
 
 
 def collect(provider, request):
@@ -30,7 +34,11 @@ def test_complete_sends_cache_marks_on_the_stable_prefix(stub, anthropic_on_stub
     first = asyncio.run(provider.complete(REQ))
     assert first.text == "first answer"
     body = stub.bodies()[0]
-    assert body["system"][0] == {"type": "text", "text": PREFIX, "cache_control": {"type": "ephemeral"}}
+    assert body["system"][0] == {
+        "type": "text",
+        "text": PREFIX,
+        "cache_control": {"type": "ephemeral"},
+    }
     assert "cache_control" not in body["system"][1]  # the per-message part is not a breakpoint
     # No top-level mark: the rest of a one-off prompt would be a write (1.25x) nothing reads.
     assert "cache_control" not in body
@@ -38,7 +46,9 @@ def test_complete_sends_cache_marks_on_the_stable_prefix(stub, anthropic_on_stub
     assert first.usage.cache_write_tokens >= len(PREFIX) // 4 and first.usage.cache_read_tokens == 0
     assert first.usage.input_tokens > 0  # the per-message part and the turns, uncached
 
-    second = asyncio.run(provider.complete(REQ.with_(messages=[{"role": "user", "content": "again"}])))
+    second = asyncio.run(
+        provider.complete(REQ.with_(messages=[{"role": "user", "content": "again"}]))
+    )
     # The system prefix was written by the first call and is read by the second.
     assert second.usage.cache_read_tokens >= len(PREFIX) // 4
     assert second.usage.output_tokens > 0
@@ -48,9 +58,17 @@ def test_cache_tail_caches_the_whole_prompt_for_the_call_that_extends_it(stub, a
     provider = anthropic_on_stub()
     first = asyncio.run(provider.complete(REQ.with_(cache_tail=True)))
     assert stub.bodies()[0]["cache_control"] == {"type": "ephemeral"}
-    assert first.usage.input_tokens == 0 and first.usage.cache_write_tokens == first.usage.total_input
-    longer = REQ.with_(messages=[*REQ.messages, {"role": "assistant", "content": "hi there"},
-                                 {"role": "user", "content": "and now?"}], cache_tail=True)
+    assert (
+        first.usage.input_tokens == 0 and first.usage.cache_write_tokens == first.usage.total_input
+    )
+    longer = REQ.with_(
+        messages=[
+            *REQ.messages,
+            {"role": "assistant", "content": "hi there"},
+            {"role": "user", "content": "and now?"},
+        ],
+        cache_tail=True,
+    )
     second = asyncio.run(provider.complete(longer))
     # Everything the first call sent is read back; only the two new turns are written.
     assert second.usage.cache_read_tokens == first.usage.total_input
@@ -79,10 +97,16 @@ def test_no_cache_marks_when_caching_is_off(stub, anthropic_on_stub):
 
 def test_effort_and_json_schema_go_in_output_config(stub, anthropic_on_stub):
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
-    result = asyncio.run(anthropic_on_stub().complete(REQ.with_(effort="medium", json_schema=schema,
-                                                                temperature=0.5)))
+    result = asyncio.run(
+        anthropic_on_stub().complete(
+            REQ.with_(effort="medium", json_schema=schema, temperature=0.5)
+        )
+    )
     body = stub.bodies()[0]
-    assert body["output_config"] == {"effort": "medium", "format": {"type": "json_schema", "schema": schema}}
+    assert body["output_config"] == {
+        "effort": "medium",
+        "format": {"type": "json_schema", "schema": schema},
+    }
     assert "temperature" not in body  # SDK 2.x takes none; the provider says so
     assert extract_json(result.text) == {"ok": True}
 
@@ -119,7 +143,10 @@ def test_overload_beyond_the_retries_is_unavailable(stub, anthropic_on_stub):
     ("reply", "fix"),
     [
         (Reply.error(401, message="invalid x-api-key"), "ANTHROPIC_API_KEY"),
-        (Reply.error(400, message="Your credit balance is too low to access the API"), "spend limit"),
+        (
+            Reply.error(400, message="Your credit balance is too low to access the API"),
+            "spend limit",
+        ),
     ],
 )
 def test_auth_and_spend_limit_are_not_retried(stub, anthropic_on_stub, reply, fix):
@@ -184,7 +211,9 @@ def test_openai_stream_reports_usage(stub, openai_on_stub):
 
 
 def test_openai_without_schema_support_omits_response_format(stub, openai_on_stub):
-    asyncio.run(openai_on_stub(json_schema=False).complete(REQ.with_(json_schema={"type": "object"})))
+    asyncio.run(
+        openai_on_stub(json_schema=False).complete(REQ.with_(json_schema={"type": "object"}))
+    )
     assert "response_format" not in stub.bodies("/v1/chat/completions")[0]
 
 
@@ -198,8 +227,12 @@ def test_openai_errors_map_like_anthropic(stub, openai_on_stub):
 
 
 def test_turns_are_normalised():
-    turns = [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "a"},
-             {"role": "user", "content": "b"}, {"role": "assistant", "content": " "}]
+    turns = [
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": " "},
+    ]
     assert normalise_turns(turns) == [{"role": "user", "content": "a\n\nb"}]
 
 
@@ -212,27 +245,40 @@ def test_extract_json_tolerates_prose_and_fences():
 
 def test_the_breakpoint_after_earlier_turns_survives_an_unanswered_turn(stub, anthropic_on_stub):
     provider = anthropic_on_stub()
-    turns = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"},
-             {"role": "user", "content": "three (never answered)"}]
-    body = provider.build_params(REQ.with_(messages=[*turns, {"role": "user", "content": "four"}],
-                                           cache_turns=3))
+    turns = [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "two"},
+        {"role": "user", "content": "three (never answered)"},
+    ]
+    body = provider.build_params(
+        REQ.with_(messages=[*turns, {"role": "user", "content": "four"}], cache_turns=3)
+    )
     # "three" and "four" become one user message, so the breakpoint moves back to "two".
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
-    assert body["messages"][1]["content"] == [{"type": "text", "text": "two",
-                                               "cache_control": {"type": "ephemeral"}}]
+    assert body["messages"][1]["content"] == [
+        {"type": "text", "text": "two", "cache_control": {"type": "ephemeral"}}
+    ]
     assert isinstance(body["messages"][2]["content"], str)
-    plain = provider.build_params(REQ.with_(messages=[*turns[:2], {"role": "user", "content": "x"}],
-                                            cache_turns=2))
+    plain = provider.build_params(
+        REQ.with_(messages=[*turns[:2], {"role": "user", "content": "x"}], cache_turns=2)
+    )
     assert plain["messages"][1]["content"][0]["cache_control"] == {"type": "ephemeral"}
     assert "cache_control" not in json.dumps(provider.build_params(REQ)["messages"])
 
 
 def test_a_changed_effort_keeps_the_system_prompt_cached_but_not_the_turns(stub, anthropic_on_stub):
     provider = anthropic_on_stub()
-    turns = [{"role": "user", "content": "one " * 300}, {"role": "assistant", "content": "two"},
-             {"role": "user", "content": "three"}]
-    first = asyncio.run(provider.complete(REQ.with_(messages=turns, effort="medium", cache_tail=True)))
-    same = asyncio.run(provider.complete(REQ.with_(messages=turns, effort="medium", cache_tail=True)))
+    turns = [
+        {"role": "user", "content": "one " * 300},
+        {"role": "assistant", "content": "two"},
+        {"role": "user", "content": "three"},
+    ]
+    first = asyncio.run(
+        provider.complete(REQ.with_(messages=turns, effort="medium", cache_tail=True))
+    )
+    same = asyncio.run(
+        provider.complete(REQ.with_(messages=turns, effort="medium", cache_tail=True))
+    )
     other = asyncio.run(provider.complete(REQ.with_(messages=turns, effort="low", cache_tail=True)))
     assert same.usage.cache_read_tokens == first.usage.total_input
     system_only = len(PREFIX) // 4

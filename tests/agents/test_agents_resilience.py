@@ -32,7 +32,9 @@ def guarded(anthropic_on_stub, clock, failures=3, reset_s=30.0, **kw):
     return ResilientProvider(anthropic_on_stub(max_retries=0), breaker, **kw), breaker
 
 
-def test_breaker_opens_after_repeated_failure_and_recovers_through_one_probe(stub, anthropic_on_stub):
+def test_breaker_opens_after_repeated_failure_and_recovers_through_one_probe(
+    stub, anthropic_on_stub
+):
     clock = Clock()
     provider, breaker = guarded(anthropic_on_stub, clock)
 

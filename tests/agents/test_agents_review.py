@@ -17,20 +17,34 @@ from tests.stubs.anthropic_stub import Reply
 
 CTX = CallContext(user_id=1, chat_id=10)
 CLEAN = {"score": 9, "verdict": "approve", "issues": [], "summary": "fine"}
-MINOR = {"score": 8, "verdict": "approve", "issues": [{"severity": "minor", "text": "comma"}],
-         "summary": "ok"}
-MAJOR = {"score": 4, "verdict": "revise", "issues": [{"severity": "major", "text": "wrong year"}],
-         "summary": "fix the year"}
+MINOR = {
+    "score": 8,
+    "verdict": "approve",
+    "issues": [{"severity": "minor", "text": "comma"}],
+    "summary": "ok",
+}
+MAJOR = {
+    "score": 4,
+    "verdict": "revise",
+    "issues": [{"severity": "major", "text": "wrong year"}],
+    "summary": "fix the year",
+}
 
 
 def engine(provider, db=None, llm_settings=None, **review):
     llm_settings = llm_settings or LLMSettings()
-    return ReviewEngine(LLM(provider, UsageStore(db, llm_settings) if db else None),
-                        ReviewSettings(**review), llm_settings, db)
+    return ReviewEngine(
+        LLM(provider, UsageStore(db, llm_settings) if db else None),
+        ReviewSettings(**review),
+        llm_settings,
+        db,
+    )
 
 
 @pytest.mark.parametrize("critique", [CLEAN, MINOR])
-def test_three_pass_skips_the_third_call_when_the_critique_is_clean(stub, anthropic_on_stub, critique):
+def test_three_pass_skips_the_third_call_when_the_critique_is_clean(
+    stub, anthropic_on_stub, critique
+):
     stub.script("The answer is 42.", Reply(json=critique))
     result = asyncio.run(engine(anthropic_on_stub()).three_pass("What is the answer?", CTX))
     assert result.final == "The answer is 42."
@@ -53,10 +67,16 @@ LONG_PREFIX = "You are Familiar. " + "Pinned fact: the user likes tea. " * 150  
 
 def test_three_pass_calls_read_each_others_prompt_from_the_cache(stub, anthropic_on_stub):
     stub.script("Draft: founded in 1999. " * 20, Reply(json=MAJOR), "Refined: founded in 1998.")
-    result = asyncio.run(engine(anthropic_on_stub()).three_pass(
-        "When was it founded?", CTX, system_prefix=LONG_PREFIX, system="recalled: nothing"))
-    draft, critique, refine = (result.rounds[0].draft_usage, result.rounds[0].reviews[0].usage,
-                               result.refine_usage)
+    result = asyncio.run(
+        engine(anthropic_on_stub()).three_pass(
+            "When was it founded?", CTX, system_prefix=LONG_PREFIX, system="recalled: nothing"
+        )
+    )
+    draft, critique, refine = (
+        result.rounds[0].draft_usage,
+        result.rounds[0].reviews[0].usage,
+        result.refine_usage,
+    )
     assert all(b["cache_control"] == {"type": "ephemeral"} for b in stub.bodies())
     # The critique reads all the draft call sent, the refine call all the critique call sent:
     # each pays full price only for what is new (the draft, the critique).
@@ -70,7 +90,10 @@ def test_an_enforced_critique_schema_is_sent_and_misses_the_draft_cache(stub, an
     eng = engine(anthropic_on_stub(), llm_settings=LLMSettings(critique_schema="enforced"))
     result = asyncio.run(eng.three_pass("When?", CTX, system_prefix=LONG_PREFIX))
     critique_body = stub.bodies()[1]
-    assert critique_body["output_config"]["format"] == {"type": "json_schema", "schema": REVIEW_SCHEMA}
+    assert critique_body["output_config"]["format"] == {
+        "type": "json_schema",
+        "schema": REVIEW_SCHEMA,
+    }
     assert JSON_INSTRUCTIONS not in json.dumps(critique_body["messages"])
     assert result.rounds[0].reviews[0].usage.cache_read_tokens == 0  # the price of enforcing it
 
@@ -82,7 +105,9 @@ def test_three_pass_refines_against_the_critique(stub, anthropic_on_stub, db):
     assert result.final == "Refined: founded in 1998." and result.outcome == "refined"
     assert len(stub.requests) == 3
     refine = stub.bodies()[2]
-    assert "wrong year" in json.dumps(refine["messages"]) and "json_schema" not in json.dumps(refine)
+    assert "wrong year" in json.dumps(refine["messages"]) and "json_schema" not in json.dumps(
+        refine
+    )
     # Every pass is stored and can be shown ("show the critique").
     stored = eng.load_transcript(result.run_id)
     assert stored["rounds"][0]["draft"] == "Draft: founded in 1999."
@@ -149,10 +174,10 @@ def test_malformed_review_gets_one_repair_then_counts_as_revise(stub, anthropic_
             return Reply("I think it is great, 10/10!")  # never valid JSON, even after repair
         if "safety reviewer" in system:
             if len(body["messages"]) == 1:
-                return Reply("Sure: {\"score\": 9, oops")
+                return Reply('Sure: {"score": 9, oops')
             return Reply(json=CLEAN)  # repaired
         if "correctness reviewer" in system:
-            return Reply('Here you go:\n```json\n' + json.dumps(CLEAN) + '\n```')
+            return Reply("Here you go:\n```json\n" + json.dumps(CLEAN) + "\n```")
         return Reply("the draft")
 
     stub.responder = responder
@@ -172,8 +197,11 @@ def test_a_failing_reviewer_does_not_crash_the_loop(stub, anthropic_on_stub):
     def responder(path, body):
         if "safety reviewer" in json.dumps(body.get("system", "")):
             return Reply.error(500)
-        return Reply(json=CLEAN) if "output_config" in body and "format" in body["output_config"] \
+        return (
+            Reply(json=CLEAN)
+            if "output_config" in body and "format" in body["output_config"]
             else Reply("draft")
+        )
 
     stub.responder = responder
     result = asyncio.run(engine(anthropic_on_stub(max_retries=0), max_rounds=1).panel("Task", CTX))
@@ -193,8 +221,18 @@ def test_reviews_ask_for_json_in_the_prompt_without_schema_support(stub, openai_
 
 
 def test_one_more_round_and_decisions(db):
-    provider = FakeProvider(["draft one", json.dumps(MAJOR), json.dumps(MAJOR), json.dumps(MAJOR),
-                             "draft two", json.dumps(CLEAN), json.dumps(CLEAN), json.dumps(CLEAN)])
+    provider = FakeProvider(
+        [
+            "draft one",
+            json.dumps(MAJOR),
+            json.dumps(MAJOR),
+            json.dumps(MAJOR),
+            "draft two",
+            json.dumps(CLEAN),
+            json.dumps(CLEAN),
+            json.dumps(CLEAN),
+        ]
+    )
     eng = engine(provider, db, max_rounds=1)
     first = asyncio.run(eng.panel("Write a haiku", CTX))
     assert first.outcome == "max_rounds" and first.final == "draft one"
@@ -216,7 +254,9 @@ def test_empty_draft_is_a_clear_error(stub, anthropic_on_stub):
 
 
 def test_parse_review_clamps_and_rejects():
-    review = parse_review("x", '{"score": 14, "verdict": "APPROVE", "issues": ["vague"], "summary": ""}')
+    review = parse_review(
+        "x", '{"score": 14, "verdict": "APPROVE", "issues": ["vague"], "summary": ""}'
+    )
     assert review.score == 10 and review.approve and not review.clean
     with pytest.raises(ValueError, match="verdict"):
         parse_review("x", '{"score": 5, "verdict": "maybe"}')

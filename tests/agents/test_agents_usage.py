@@ -22,8 +22,10 @@ def test_every_call_is_recorded_with_cost_and_latency(stub, db, anthropic_on_stu
     store = UsageStore(db, LLMSettings())
     llm = LLM(anthropic_on_stub(), store)
     result = asyncio.run(llm.complete(REQ, ALICE))
-    row = db.conn.execute("SELECT user_id, chat_id, purpose, provider, model, input_tokens,"
-                          " output_tokens, cost_usd, latency_ms, ok FROM llm_usage").fetchone()
+    row = db.conn.execute(
+        "SELECT user_id, chat_id, purpose, provider, model, input_tokens,"
+        " output_tokens, cost_usd, latency_ms, ok FROM llm_usage"
+    ).fetchone()
     assert row[:5] == (1, 10, "chat", "anthropic", "claude-sonnet-4-6")
     assert (row[5], row[6]) == (result.usage.input_tokens, result.usage.output_tokens)
     expected = (result.usage.input_tokens * 3.0 + result.usage.output_tokens * 15.0) / 1e6
@@ -33,9 +35,15 @@ def test_every_call_is_recorded_with_cost_and_latency(stub, db, anthropic_on_stu
 
 def test_cost_uses_cache_prices_and_prefix_model_names():
     settings = LLMSettings()
-    usage = Usage(input_tokens=1_000_000, output_tokens=0, cache_read_tokens=1_000_000,
-                  cache_write_tokens=1_000_000)
-    assert estimate_cost(settings, "claude-sonnet-4-5-20250929", usage) == pytest.approx(3 + 0.3 + 3.75)
+    usage = Usage(
+        input_tokens=1_000_000,
+        output_tokens=0,
+        cache_read_tokens=1_000_000,
+        cache_write_tokens=1_000_000,
+    )
+    assert estimate_cost(settings, "claude-sonnet-4-5-20250929", usage) == pytest.approx(
+        3 + 0.3 + 3.75
+    )
     assert estimate_cost(settings, "unknown-model", usage) == 0.0
 
 
@@ -106,12 +114,17 @@ def test_streamed_calls_are_recorded(stub, db, anthropic_on_stub):
         return [i async for i in llm.stream(REQ, ALICE)]
 
     asyncio.run(go())
-    assert db.conn.execute("SELECT count(*), sum(output_tokens) > 0 FROM llm_usage").fetchone() == (1, 1)
+    assert db.conn.execute("SELECT count(*), sum(output_tokens) > 0 FROM llm_usage").fetchone() == (
+        1,
+        1,
+    )
 
 
 def test_cache_reads_count_a_tenth_against_the_budget(db):
     store = UsageStore(db, LLMSettings(daily_token_budget=2_000))
-    cached = Usage(input_tokens=100, output_tokens=50, cache_read_tokens=10_000, cache_write_tokens=200)
+    cached = Usage(
+        input_tokens=100, output_tokens=50, cache_read_tokens=10_000, cache_write_tokens=200
+    )
     store.record(UsageRecord(ALICE, "anthropic", "claude-sonnet-4-6", cached, 0.5))
     assert store.tokens_today(1) == 100 + 50 + 200 + 1_000
     store.check_budget(ALICE)  # 1,350 of 2,000: still allowed

@@ -17,7 +17,9 @@ def all_test_migrations() -> list:
     return [memory_migrations, jobs_migrations]
 
 
-def fill(db: Database, chat_id: int, texts: list[str], ts: float | None = None, user_id: int = 7) -> None:
+def fill(
+    db: Database, chat_id: int, texts: list[str], ts: float | None = None, user_id: int = 7
+) -> None:
     now = time.time() if ts is None else ts
     with db.transaction() as conn:
         for i, text in enumerate(texts):
@@ -28,7 +30,14 @@ def fill(db: Database, chat_id: int, texts: list[str], ts: float | None = None, 
             )
             conn.execute(
                 "INSERT INTO messages (chat_id, user_id, role, text, ts, memory_id) VALUES (?,?,?,?,?,?)",
-                (chat_id, user_id, "user" if i % 2 == 0 else "assistant", text, now + i, cur.lastrowid),
+                (
+                    chat_id,
+                    user_id,
+                    "user" if i % 2 == 0 else "assistant",
+                    text,
+                    now + i,
+                    cur.lastrowid,
+                ),
             )
 
 

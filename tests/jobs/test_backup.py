@@ -27,20 +27,30 @@ from tests.jobs.conftest import all_test_migrations, fill
 def rows(db_file: Path) -> dict[str, list[tuple]]:
     conn = sqlite3.connect(db_file)
     try:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
-                for t in ("memories", "messages", "_migrations")}
+        return {
+            t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
+            for t in ("memories", "messages", "_migrations")
+        }
     finally:
         conn.close()
 
 
 def checksums(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for sub in ("index", "adapters") for p in sorted((root / sub).rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for sub in ("index", "adapters")
+        for p in sorted((root / sub).rglob("*"))
+        if p.is_file()
+    }
 
 
 def backup(data_dir: Path, **kw) -> Path:
-    return create_backup(BackupSources.of(data_dir, data_dir / "familiar.toml"),
-                         data_dir / "backups", app_version="test", **kw).path
+    return create_backup(
+        BackupSources.of(data_dir, data_dir / "familiar.toml"),
+        data_dir / "backups",
+        app_version="test",
+        **kw,
+    ).path
 
 
 def test_backup_then_restore_reproduces_rows_and_files(data_dir: Path) -> None:
@@ -59,7 +69,9 @@ def test_backup_then_restore_reproduces_rows_and_files(data_dir: Path) -> None:
 
     plan = restore_archive(archive, data_dir, dry_run=True)
     assert not plan.done
-    assert any(c.startswith("table messages: 305 rows now, 350 after") for c in plan.changes), plan.changes
+    assert any(c.startswith("table messages: 305 rows now, 350 after") for c in plan.changes), (
+        plan.changes
+    )
     assert "index/vectors.faiss: replaced" in plan.changes
     assert "adapters/style-v1/adapter_model.safetensors: added" in plan.changes
     assert rows(data_dir / "familiar.db") != before_rows  # dry run changed nothing
@@ -78,8 +90,11 @@ def test_backup_then_restore_reproduces_rows_and_files(data_dir: Path) -> None:
 
 def test_settings_are_archived_without_secrets_and_credential_files_skipped(data_dir: Path) -> None:
     (data_dir / "adapters" / "hf_token").write_text("hf_secret")
-    result = create_backup(BackupSources.of(data_dir, data_dir / "familiar.toml"),
-                           data_dir / "backups", app_version="test")
+    result = create_backup(
+        BackupSources.of(data_dir, data_dir / "familiar.toml"),
+        data_dir / "backups",
+        app_version="test",
+    )
     with tarfile.open(result.path) as tar:
         names = tar.getnames()
         settings = tar.extractfile("familiar.toml").read().decode()  # type: ignore[union-attr]
@@ -87,11 +102,18 @@ def test_settings_are_archived_without_secrets_and_credential_files_skipped(data
     assert "adapters/hf_token" not in names
     assert "SECRET" not in settings and "admins = [42]" in settings
     assert manifest["redacted_settings"] == ["token"]
-    assert manifest["schema_versions"] == {"memory": memory_migrations.latest, "jobs": jobs_migrations.latest}
+    assert manifest["schema_versions"] == {
+        "memory": memory_migrations.latest,
+        "jobs": jobs_migrations.latest,
+    }
     assert names[-1] == "manifest.json"
     assert {f["path"] for f in manifest["files"]} == {
-        "index/meta.json", "index/vectors.faiss", "adapters/style-v1/adapter_model.safetensors",
-        "familiar.db", "familiar.toml"}
+        "index/meta.json",
+        "index/vectors.faiss",
+        "adapters/style-v1/adapter_model.safetensors",
+        "familiar.db",
+        "familiar.toml",
+    }
 
 
 def test_snapshot_is_consistent_under_concurrent_writes(data_dir: Path) -> None:
@@ -106,8 +128,13 @@ def test_snapshot_is_consistent_under_concurrent_writes(data_dir: Path) -> None:
     t.start()
     try:
         # One page per step so writes land between steps and SQLite restarts the copy.
-        result = create_backup(BackupSources.of(data_dir), data_dir / "backups", app_version="t",
-                               pages_per_step=1, step_sleep_s=0.001)
+        result = create_backup(
+            BackupSources.of(data_dir),
+            data_dir / "backups",
+            app_version="t",
+            pages_per_step=1,
+            step_sleep_s=0.001,
+        )
     finally:
         stop.set()
         t.join()
@@ -168,12 +195,16 @@ def test_corrupt_database_fails_integrity_check(data_dir: Path, tmp_path: Path) 
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
     # Garbage in the middle of the b-tree pages, with a manifest that agrees (a consistent forgery).
     page = 4096
-    db_bytes[3 * page: 3 * page + 200] = b"\x07" * 200
+    db_bytes[3 * page : 3 * page + 200] = b"\x07" * 200
     for f in manifest["files"]:
         if f["path"] == "familiar.db":
             f["sha256"] = hashlib.sha256(bytes(db_bytes)).hexdigest()
     bad = tmp_path / "corrupt-db.tar.gz"
-    _rewrite(archive, bad, {"familiar.db": bytes(db_bytes), "manifest.json": json.dumps(manifest).encode()})
+    _rewrite(
+        archive,
+        bad,
+        {"familiar.db": bytes(db_bytes), "manifest.json": json.dumps(manifest).encode()},
+    )
     with pytest.raises(VerifyError, match="familiar.db .* integrity_check"):
         verify_archive(bad)
     # And restore refuses it without touching the data directory.
@@ -201,8 +232,12 @@ class FullDisk(io.FileIO):
 def test_full_disk_leaves_no_partial_archive(data_dir: Path) -> None:
     dest = data_dir / "backups"
     with pytest.raises(BackupError, match="full"):
-        create_backup(BackupSources.of(data_dir), dest, app_version="t",
-                      open_output=lambda p: FullDisk(p, room=30_000))
+        create_backup(
+            BackupSources.of(data_dir),
+            dest,
+            app_version="t",
+            open_output=lambda p: FullDisk(p, room=30_000),
+        )
     assert list(dest.iterdir()) == []
 
 

@@ -34,7 +34,9 @@ class Admins:
 
 @pytest.fixture
 def db(tmp_path: Path):
-    d = Database.open(tmp_path / "familiar.db", [*all_test_migrations(), agents_migrations, bot_migrations])
+    d = Database.open(
+        tmp_path / "familiar.db", [*all_test_migrations(), agents_migrations, bot_migrations]
+    )
     yield d
     d.close()
 
@@ -43,8 +45,14 @@ def at(hours_before: float) -> datetime:
     return NOW - timedelta(hours=hours_before)
 
 
-def answer_with_votes(db: Database, when: datetime, chat: int, prompt: str, text: str,
-                      votes: list[tuple[int, int, str | None]]) -> int:
+def answer_with_votes(
+    db: Database,
+    when: datetime,
+    chat: int,
+    prompt: str,
+    text: str,
+    votes: list[tuple[int, int, str | None]],
+) -> int:
     """An answer and its votes as the bot stores them (``FeedbackStore``), at ``when``."""
     store = FeedbackStore(db)
     with time_machine.travel(when, tick=False):
@@ -59,14 +67,27 @@ def answer_with_votes(db: Database, when: datetime, chat: int, prompt: str, text
 
 def job_run(db: Database, job: str, when: datetime, outcome: str, error: str | None = None) -> None:
     with db.transaction() as conn:
-        conn.execute("INSERT INTO job_runs (job, started_at, ended_at, outcome, error) VALUES (?,?,?,?,?)",
-                     (job, when.timestamp(), when.timestamp() + 5, outcome, error))
+        conn.execute(
+            "INSERT INTO job_runs (job, started_at, ended_at, outcome, error) VALUES (?,?,?,?,?)",
+            (job, when.timestamp(), when.timestamp() + 5, outcome, error),
+        )
 
 
-def usage(db: Database, when: datetime, purpose: str, model: str, tokens: Usage, ok: bool = True) -> None:
+def usage(
+    db: Database, when: datetime, purpose: str, model: str, tokens: Usage, ok: bool = True
+) -> None:
     store = UsageStore(db, LLMSettings(), clock=lambda: when)
-    store.record(UsageRecord(CallContext(purpose=purpose), "anthropic", model, tokens, 1.0, ok=ok,
-                             error=None if ok else "ProviderUnavailable: overloaded"))
+    store.record(
+        UsageRecord(
+            CallContext(purpose=purpose),
+            "anthropic",
+            model,
+            tokens,
+            1.0,
+            ok=ok,
+            error=None if ok else "ProviderUnavailable: overloaded",
+        )
+    )
 
 
 def populate(db: Database) -> dict[str, int]:
@@ -76,12 +97,26 @@ def populate(db: Database) -> dict[str, int]:
     fill(db, 3, ["hello there", "hi"], ts=at(1).timestamp(), user_id=9)
     fill(db, 4, ["old news", "indeed"], ts=at(50).timestamp(), user_id=10)
     ids = {
-        "long": answer_with_votes(db, at(4), 1, "List three herbs for shade", "Well, herbs are a big topic. " * 30,
-                                  [(7, -1, "Too long, I asked for a short list"), (9, -1, None)]),
-        "date": answer_with_votes(db, at(10), 2, "When is the tax deadline?", "It is on 31 June.",
-                                  [(8, -1, "Wrong date: June has 30 days"), (11, 1, None)]),
+        "long": answer_with_votes(
+            db,
+            at(4),
+            1,
+            "List three herbs for shade",
+            "Well, herbs are a big topic. " * 30,
+            [(7, -1, "Too long, I asked for a short list"), (9, -1, None)],
+        ),
+        "date": answer_with_votes(
+            db,
+            at(10),
+            2,
+            "When is the tax deadline?",
+            "It is on 31 June.",
+            [(8, -1, "Wrong date: June has 30 days"), (11, 1, None)],
+        ),
         "good": answer_with_votes(db, at(3), 1, "Thanks!", "You're welcome.", [(7, 1, None)]),
-        "old": answer_with_votes(db, at(60), 1, "Old question", "Old bad answer", [(7, -1, "old complaint")]),
+        "old": answer_with_votes(
+            db, at(60), 1, "Old question", "Old bad answer", [(7, -1, "old complaint")]
+        ),
     }
     job_run(db, "summarize", at(7), "ok")
     job_run(db, "backup", at(6.5), "failed", "OSError: [Errno 28] No space left on device")
@@ -104,14 +139,19 @@ def test_digest_of_a_populated_day(db: Database) -> None:
     assert lines[0] == "📊 Familiar digest, 2026-04-01 10:00 – 2026-04-02 10:00 (Europe/Berlin)"
     assert "Activity: 12 message(s) in 3 chat(s), 3 active user(s)" in lines
     i = lines.index("Activity: 12 message(s) in 3 chat(s), 3 active user(s)")
-    assert lines[i + 1: i + 4] == ["  • chat 1: 6 message(s), 1 user(s)", "  • chat 2: 4 message(s), 1 user(s)",
-                                   "  • 1 more chat(s): 2 message(s)"]
+    assert lines[i + 1 : i + 4] == [
+        "  • chat 1: 6 message(s), 1 user(s)",
+        "  • chat 2: 4 message(s), 1 user(s)",
+        "  • 1 more chat(s): 2 message(s)",
+    ]
     # Votes of the period: 👎 from users 7 and 9 on "long", 👎 8 and 👍 11 on "date", 👍 7 on "good".
     assert "Feedback: 👍 2 · 👎 3" in lines
     j = lines.index("Lowest-rated answers:")
     assert lines[j + 1] == f"  • answer #{ids['long']} in chat 1 (👍 0 · 👎 2)"
     assert lines[j + 2] == "    asked: List three herbs for shade"
-    assert lines[j + 3].startswith("    answered: Well, herbs are a big topic.") and lines[j + 3].endswith("…")
+    assert lines[j + 3].startswith("    answered: Well, herbs are a big topic.") and lines[
+        j + 3
+    ].endswith("…")
     assert len(lines[j + 3]) == len("    answered: ") + 120
     assert lines[j + 4] == "    why: “Too long, I asked for a short list”"
     assert lines[j + 5] == f"  • answer #{ids['date']} in chat 2 (👍 1 · 👎 1)"
@@ -120,14 +160,19 @@ def test_digest_of_a_populated_day(db: Database) -> None:
     assert "old complaint" not in text and f"#{ids['good']}" not in text
     # 6.5 h before 10:00 Berlin is 03:30 Berlin.
     assert "Job failures: 1" in lines
-    assert "  • backup: 1×, last failed at 04-02 03:30: OSError: [Errno 28] No space left on device" in lines
+    assert (
+        "  • backup: 1×, last failed at 04-02 03:30: OSError: [Errno 28] No space left on device"
+        in lines
+    )
     # chat: 10k in + 2k out on Sonnet ($0.03 + $0.03) and a failed call; summary: 4k + 400 on Haiku.
     assert "Model usage: 3 call(s), 16,400 tokens, $0.07, 1 failed" in lines
     assert "  • chat: 2 call(s), 12,000 tokens, $0.06" in lines
     assert "  • summary: 1 call(s), 4,400 tokens, $0.0060" in lines
     assert lines[-1] == "Backup: newest is 5.5 h old"
-    assert account.startswith("sent for 2026-04-01 08:00–2026-04-02 08:00 UTC: 12 message(s) in 3 chat(s), "
-                              "👍 2 👎 3, 1 job failure(s)")
+    assert account.startswith(
+        "sent for 2026-04-01 08:00–2026-04-02 08:00 UTC: 12 message(s) in 3 chat(s), "
+        "👍 2 👎 3, 1 job failure(s)"
+    )
     assert "\n" not in account
 
     # The same digest again at once: its period starts where the last one ended, so it is empty.
@@ -165,14 +210,23 @@ def test_a_second_digest_starts_where_the_last_ended(db: Database) -> None:
     fill(db, 2, ["tuesday talk", "reply", "more"], ts=(NOW + timedelta(hours=3)).timestamp())
     with time_machine.travel(NOW + timedelta(hours=5), tick=False):
         account = asyncio.run(digest.run())
-    assert account.startswith("sent for 2026-04-02 08:00–2026-04-02 13:00 UTC: 3 message(s) in 1 chat(s)")
-    assert "  • chat 2: 3 message(s), 1 user(s)" in admins.sent[1] and "chat 1" not in admins.sent[1]
+    assert account.startswith(
+        "sent for 2026-04-02 08:00–2026-04-02 13:00 UTC: 3 message(s) in 1 chat(s)"
+    )
+    assert (
+        "  • chat 2: 3 message(s), 1 user(s)" in admins.sent[1] and "chat 1" not in admins.sent[1]
+    )
     # The next scheduled one: from the manual one's end; chat 1 spoke again, chat 2 did not.
     fill(db, 1, ["wednesday", "ok"], ts=(NOW + timedelta(hours=20)).timestamp())
     with time_machine.travel(NOW + timedelta(hours=24), tick=False):
         account = asyncio.run(digest.run())
-    assert account.startswith("sent for 2026-04-02 13:00–2026-04-03 08:00 UTC: 2 message(s) in 1 chat(s)")
-    assert admins.sent[2].splitlines()[0] == "📊 Familiar digest, 2026-04-02 15:00 – 2026-04-03 10:00 (Europe/Berlin)"
+    assert account.startswith(
+        "sent for 2026-04-02 13:00–2026-04-03 08:00 UTC: 2 message(s) in 1 chat(s)"
+    )
+    assert (
+        admins.sent[2].splitlines()[0]
+        == "📊 Familiar digest, 2026-04-02 15:00 – 2026-04-03 10:00 (Europe/Berlin)"
+    )
 
 
 def test_missing_tables_of_other_packages_read_as_empty(tmp_path: Path) -> None:
@@ -189,7 +243,11 @@ def test_missing_tables_of_other_packages_read_as_empty(tmp_path: Path) -> None:
             asyncio.run(DailyDigest(db, SETTINGS, admins, backup_age=broken).run())
         (text,) = admins.sent
         assert "Activity: 3 message(s) in 1 chat(s), 1 active user(s)" in text
-        assert "Feedback: none" in text and "Model usage: none" in text and "Job failures: none" in text
+        assert (
+            "Feedback: none" in text
+            and "Model usage: none" in text
+            and "Job failures: none" in text
+        )
         assert text.endswith("Backup: ⚠️ age unknown (backup folder unreadable)")
     finally:
         db.close()
@@ -211,16 +269,28 @@ def test_registered_jobs_run_through_the_scheduler(db: Database, tmp_path: Path)
     memory = Memory(db, HashingEmbedder(), MemorySettings(), tmp_path / "index")
     llm = LLM(FakeProvider())
     scheduler = Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, admins)
-    names = register_digest_jobs(scheduler, SETTINGS, db, memory=memory, llm=llm, notify_admins=admins,
-                                 backup_age=lambda: 1.0)
+    names = register_digest_jobs(
+        scheduler,
+        SETTINGS,
+        db,
+        memory=memory,
+        llm=llm,
+        notify_admins=admins,
+        backup_age=lambda: 1.0,
+    )
     assert names == ["digest", "lessons"]
-    assert (scheduler.jobs["digest"].cron, scheduler.jobs["lessons"].cron) == ("0 8 * * *", "0 9 * * 1")
+    assert (scheduler.jobs["digest"].cron, scheduler.jobs["lessons"].cron) == (
+        "0 8 * * *",
+        "0 9 * * 1",
+    )
     fill(db, 1, ["hello", "hi"], ts=at(1).timestamp())
     with time_machine.travel(NOW, tick=False):
         record = asyncio.run(scheduler.run_now("digest"))
     assert record is not None and record.outcome == "ok" and len(admins.sent) == 1
     (run,) = scheduler.runs("digest")
-    assert run.output == record.output and run.output.startswith("sent for 2026-04-01 08:00–2026-04-02 08:00 UTC")
+    assert run.output == record.output and run.output.startswith(
+        "sent for 2026-04-01 08:00–2026-04-02 08:00 UTC"
+    )
 
     off = JobsSettings(digest_enabled=False, lessons_enabled=False)
     other = Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), off, admins)

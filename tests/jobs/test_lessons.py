@@ -44,14 +44,18 @@ DATES = "Check dates against the calendar before giving them."
 
 @pytest.fixture
 def env(tmp_path: Path):
-    db = Database.open(tmp_path / "familiar.db", [*all_test_migrations(), agents_migrations, bot_migrations])
+    db = Database.open(
+        tmp_path / "familiar.db", [*all_test_migrations(), agents_migrations, bot_migrations]
+    )
     memory = Memory(db, HashingEmbedder(), MemorySettings(), tmp_path / "index")
     yield db, memory
     asyncio.run(memory.stop())
     db.close()
 
 
-def llm_with(db: Database, *replies, capabilities: Capabilities | None = None) -> tuple[LLM, FakeProvider]:
+def llm_with(
+    db: Database, *replies, capabilities: Capabilities | None = None
+) -> tuple[LLM, FakeProvider]:
     provider = FakeProvider(replies, capabilities=capabilities)
     return LLM(provider, UsageStore(db, LLMSettings())), provider
 
@@ -60,8 +64,16 @@ def reply(*lessons: str) -> str:
     return json.dumps({"lessons": list(lessons)})
 
 
-def vote(db: Database, when: datetime, chat: int, user: int, prompt: str, answer: str, rating: int,
-         reason: str | None = None) -> int:
+def vote(
+    db: Database,
+    when: datetime,
+    chat: int,
+    user: int,
+    prompt: str,
+    answer: str,
+    rating: int,
+    reason: str | None = None,
+) -> int:
     """An answer and one vote on it, stored by the bot's own ``FeedbackStore`` at ``when``."""
     store = FeedbackStore(db)
     with time_machine.travel(when, tick=False):
@@ -74,19 +86,44 @@ def vote(db: Database, when: datetime, chat: int, user: int, prompt: str, answer
 
 
 def week_of_feedback(db: Database) -> None:
-    fill(db, 1, ["I garden a lot", "Nice!"], ts=(IN_WEEK - timedelta(days=20)).timestamp(), user_id=7)
-    fill(db, 2, ["Taxes are due", "Indeed"], ts=(IN_WEEK - timedelta(days=20)).timestamp(), user_id=8)
-    vote(db, IN_WEEK, 1, 7, "List three shade herbs", "Herbs are a vast topic... " * 20, -1,
-         "Too long, I wanted a short list")
-    vote(db, IN_WEEK + timedelta(days=1), 2, 8, "When is the deadline?", "On 31 June.", -1, "June has 30 days")
+    fill(
+        db, 1, ["I garden a lot", "Nice!"], ts=(IN_WEEK - timedelta(days=20)).timestamp(), user_id=7
+    )
+    fill(
+        db, 2, ["Taxes are due", "Indeed"], ts=(IN_WEEK - timedelta(days=20)).timestamp(), user_id=8
+    )
+    vote(
+        db,
+        IN_WEEK,
+        1,
+        7,
+        "List three shade herbs",
+        "Herbs are a vast topic... " * 20,
+        -1,
+        "Too long, I wanted a short list",
+    )
+    vote(
+        db,
+        IN_WEEK + timedelta(days=1),
+        2,
+        8,
+        "When is the deadline?",
+        "On 31 June.",
+        -1,
+        "June has 30 days",
+    )
     vote(db, IN_WEEK + timedelta(days=2), 2, 8, "And the fee?", "About 40 euros, I think.", -1)
-    vote(db, IN_WEEK, 1, 7, "Thanks", "You're welcome.", 1)                       # a 👍: not a lesson
-    vote(db, IN_WEEK - timedelta(days=8), 1, 7, "Old", "Old answer", -1, "an older week's complaint")
+    vote(db, IN_WEEK, 1, 7, "Thanks", "You're welcome.", 1)  # a 👍: not a lesson
+    vote(
+        db, IN_WEEK - timedelta(days=8), 1, 7, "Old", "Old answer", -1, "an older week's complaint"
+    )
 
 
 def lessons_in(db: Database) -> dict[int, list[str]]:
     with db.read() as conn:
-        rows = conn.execute("SELECT chat_id, text FROM memories WHERE kind = 'lesson' ORDER BY chat_id, text").fetchall()
+        rows = conn.execute(
+            "SELECT chat_id, text FROM memories WHERE kind = 'lesson' ORDER BY chat_id, text"
+        ).fetchall()
     out: dict[int, list[str]] = {}
     for chat, text in rows:
         out.setdefault(chat, []).append(text)
@@ -98,9 +135,14 @@ def test_the_week_is_last_monday_to_monday_in_the_zone() -> None:
 
     start, end, label = last_completed_week(NOW, ZoneInfo(BERLIN))
     assert (start.isoformat(), end.isoformat(), label) == (
-        "2026-03-23T00:00:00+01:00", "2026-03-30T00:00:00+02:00", "2026-W13")
+        "2026-03-23T00:00:00+01:00",
+        "2026-03-30T00:00:00+02:00",
+        "2026-W13",
+    )
     # Sunday 23:30 in Berlin is still in the week after W12.
-    start, _, label = last_completed_week(datetime(2026, 3, 29, 21, 30, tzinfo=UTC), ZoneInfo(BERLIN))
+    start, _, label = last_completed_week(
+        datetime(2026, 3, 29, 21, 30, tzinfo=UTC), ZoneInfo(BERLIN)
+    )
     assert (start.date().isoformat(), label) == ("2026-03-16", "2026-W12")
 
 
@@ -129,8 +171,14 @@ def test_downvotes_become_lessons_that_every_chat_sees(env) -> None:
     (request,) = provider.requests
     assert request.json_schema == LESSONS_SCHEMA and JSON_NOTE not in request.messages[0]["content"]
     prompt = request.messages[0]["content"]
-    assert prompt.count("### ") == 3 and "an older week's complaint" not in prompt and "You're welcome" not in prompt
-    assert prompt.index("June has 30 days") < prompt.index("Too long") < prompt.index("(none given)")
+    assert (
+        prompt.count("### ") == 3
+        and "an older week's complaint" not in prompt
+        and "You're welcome" not in prompt
+    )
+    assert (
+        prompt.index("June has 30 days") < prompt.index("Too long") < prompt.index("(none given)")
+    )
     assert after_first == {1: sorted([SHORT, DATES]), 2: sorted([SHORT, DATES])}
     # The chat agent's context of any chat carries them.
     assert "## Lessons" in context.system and SHORT in context.system and DATES in context.system
@@ -142,8 +190,14 @@ def test_downvotes_become_lessons_that_every_chat_sees(env) -> None:
     assert SHORT in context3.system
     with db.read() as conn:
         assert conn.execute("SELECT purpose, ok FROM llm_usage").fetchall() == [("lessons", 1)]
-        (week, feedback, lessons) = conn.execute("SELECT week, feedback, lessons FROM job_lesson_weeks").fetchone()
-    assert week == "2026-W13" and len(json.loads(feedback)) == 3 and json.loads(lessons) == [SHORT, DATES]
+        (week, feedback, lessons) = conn.execute(
+            "SELECT week, feedback, lessons FROM job_lesson_weeks"
+        ).fetchone()
+    assert (
+        week == "2026-W13"
+        and len(json.loads(feedback)) == 3
+        and json.loads(lessons) == [SHORT, DATES]
+    )
 
 
 def test_no_downvote_means_no_model_call(env) -> None:
@@ -161,15 +215,30 @@ def test_no_downvote_means_no_model_call(env) -> None:
 def test_a_new_downvote_in_the_week_replaces_its_lessons_without_copies(env) -> None:
     db, memory = env
     week_of_feedback(db)
-    llm, provider = llm_with(db, reply(SHORT, DATES), reply("keep answers SHORT when the user asks for a list",
-                                                            "Say when you are unsure of a price."))
+    llm, provider = llm_with(
+        db,
+        reply(SHORT, DATES),
+        reply(
+            "keep answers SHORT when the user asks for a list",
+            "Say when you are unsure of a price.",
+        ),
+    )
     job = WeeklyLessons(db, memory, llm, JobsSettings(timezone=BERLIN))
     with time_machine.travel(NOW, tick=False):
         asyncio.run(job.run())
     with db.read() as conn:
         short_ids = {r[0] for r in conn.execute("SELECT id FROM memories WHERE text = ?", (SHORT,))}
     # A late 👎 cast on Sunday evening, noticed by a manual re-run on Monday.
-    vote(db, datetime(2026, 3, 29, 20, 0, tzinfo=UTC), 1, 9, "Price of a spade?", "Exactly 12.99.", -1, "made up")
+    vote(
+        db,
+        datetime(2026, 3, 29, 20, 0, tzinfo=UTC),
+        1,
+        9,
+        "Price of a spade?",
+        "Exactly 12.99.",
+        -1,
+        "made up",
+    )
     with time_machine.travel(NOW + timedelta(hours=3), tick=False):
         account = asyncio.run(job.run())
     assert len(provider.requests) == 2 and "made up" in provider.requests[1].messages[0]["content"]
@@ -178,7 +247,9 @@ def test_a_new_downvote_in_the_week_replaces_its_lessons_without_copies(env) -> 
     expected = sorted([SHORT, "Say when you are unsure of a price."])
     assert lessons_in(db) == {1: expected, 2: expected}
     with db.read() as conn:
-        assert {r[0] for r in conn.execute("SELECT id FROM memories WHERE text = ?", (SHORT,))} == short_ids
+        assert {
+            r[0] for r in conn.execute("SELECT id FROM memories WHERE text = ?", (SHORT,))
+        } == short_ids
         assert conn.execute("SELECT count(*) FROM job_lesson_cards").fetchone()[0] == 4
 
 
@@ -192,17 +263,23 @@ def test_model_unavailable_or_unusable_gives_no_lessons_and_retries_later(env) -
             return asyncio.run(WeeklyLessons(db, memory, llm, settings).run())
 
     no_model, p0 = llm_with(db, capabilities=Capabilities(generates=False))
-    assert run(no_model) == "2026-W13: 3 👎 but no model answer, no lessons this time; cards +0 -0 in 2 chat(s)"
+    assert (
+        run(no_model)
+        == "2026-W13: 3 👎 but no model answer, no lessons this time; cards +0 -0 in 2 chat(s)"
+    )
     assert p0.requests == []
     breaker_open, p1 = llm_with(db, ProviderUnavailable("the circuit breaker is open"))
-    assert run(breaker_open).startswith("2026-W13: 3 👎 but no model answer") and len(p1.requests) == 1
+    assert (
+        run(breaker_open).startswith("2026-W13: 3 👎 but no model answer") and len(p1.requests) == 1
+    )
     babbling, p2 = llm_with(db, "I think the user wanted shorter answers, honestly.")
     assert run(babbling).startswith("2026-W13: 3 👎 but no model answer") and len(p2.requests) == 1
     assert lessons_in(db) == {}
     # Nothing was recorded for the week, so a run with a working model still synthesises it.
     # This one has no structured output: the prompt asks for JSON and a fenced reply is accepted.
-    plain, p3 = llm_with(db, "```json\n" + reply(SHORT) + "\n```",
-                         capabilities=Capabilities(json_schema=False))
+    plain, p3 = llm_with(
+        db, "```json\n" + reply(SHORT) + "\n```", capabilities=Capabilities(json_schema=False)
+    )
     assert run(plain) == "2026-W13: 1 lesson(s) from 3 👎; cards +2 -0 in 2 chat(s)"
     assert p3.requests[0].json_schema is None and JSON_NOTE in p3.requests[0].messages[0]["content"]
 
@@ -222,10 +299,24 @@ def test_lessons_retire_after_the_kept_weeks(env) -> None:
 
 
 def test_model_output_is_validated() -> None:
-    text = json.dumps({"lessons": ["1. Answer in the user's language.", "ok", "answer in the user's language",
-                                   {"lesson": "Give sources for numbers."}, 42, "x" * 400, "Be brief.  Really brief."]})
-    assert parse_lessons(text, 5) == ["Answer in the user's language.", "Give sources for numbers.",
-                                      "Be brief. Really brief."]
+    text = json.dumps(
+        {
+            "lessons": [
+                "1. Answer in the user's language.",
+                "ok",
+                "answer in the user's language",
+                {"lesson": "Give sources for numbers."},
+                42,
+                "x" * 400,
+                "Be brief.  Really brief.",
+            ]
+        }
+    )
+    assert parse_lessons(text, 5) == [
+        "Answer in the user's language.",
+        "Give sources for numbers.",
+        "Be brief. Really brief.",
+    ]
     assert parse_lessons(text, 1) == ["Answer in the user's language."]
     assert parse_lessons('{"lessons": []}', 5) == []
     for bad in ("no json here", '{"advice": ["x"]}', '{"lessons": "Be brief."}'):

@@ -23,32 +23,38 @@ BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 3, 10, 20, 0, tzinfo=BERLIN)  # a Tuesday
 
 
-@pytest.mark.parametrize(("args", "when", "text"), [
-    ("in 20m tea", "2026-03-10 20:20", "tea"),
-    ("in 1h30m stretch", "2026-03-10 21:30", "stretch"),
-    ("in 2 days and 3 hours pay rent", "2026-03-12 23:00", "pay rent"),
-    ("tomorrow 9:00 dentist", "2026-03-11 09:00", "dentist"),
-    ("tomorrow call mom", "2026-03-11 09:00", "call mom"),
-    ("friday at 7pm dinner", "2026-03-13 19:00", "dinner"),
-    ("21:15 news", "2026-03-10 21:15", "news"),
-    ("19:00 gym", "2026-03-11 19:00", "gym"),  # already past today: tomorrow
-    ("2026-12-01 08:30 renew passport", "2026-12-01 08:30", "renew passport"),
-    ("2026-03-29 02:30 in the DST gap", "2026-03-29 03:30", "in the DST gap"),
-])
+@pytest.mark.parametrize(
+    ("args", "when", "text"),
+    [
+        ("in 20m tea", "2026-03-10 20:20", "tea"),
+        ("in 1h30m stretch", "2026-03-10 21:30", "stretch"),
+        ("in 2 days and 3 hours pay rent", "2026-03-12 23:00", "pay rent"),
+        ("tomorrow 9:00 dentist", "2026-03-11 09:00", "dentist"),
+        ("tomorrow call mom", "2026-03-11 09:00", "call mom"),
+        ("friday at 7pm dinner", "2026-03-13 19:00", "dinner"),
+        ("21:15 news", "2026-03-10 21:15", "news"),
+        ("19:00 gym", "2026-03-11 19:00", "gym"),  # already past today: tomorrow
+        ("2026-12-01 08:30 renew passport", "2026-12-01 08:30", "renew passport"),
+        ("2026-03-29 02:30 in the DST gap", "2026-03-29 03:30", "in the DST gap"),
+    ],
+)
 def test_reminder_times(args: str, when: str, text: str) -> None:
     got, rest = split_remind(args, NOW, BERLIN)
     assert (got.strftime("%Y-%m-%d %H:%M"), rest) == (when, text)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ("2020-01-01 08:00 old", "in the past"),
-    ("in 99 years retire", "more than 1830 days away"),
-    ("tomorrow 25:00 x", "not HH:MM"),
-    ("2026-02-30 10:00 x", "no such date"),
-    ("someday maybe", "cannot find a time"),
-    ("in 20m", "nothing to remind about"),
-    ("", "what and when"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("2020-01-01 08:00 old", "in the past"),
+        ("in 99 years retire", "more than 1830 days away"),
+        ("tomorrow 25:00 x", "not HH:MM"),
+        ("2026-02-30 10:00 x", "no such date"),
+        ("someday maybe", "cannot find a time"),
+        ("in 20m", "nothing to remind about"),
+        ("", "what and when"),
+    ],
+)
 def test_bad_reminder_times_get_a_clear_answer_with_examples(args: str, message: str) -> None:
     with pytest.raises(ReminderError, match=message) as info:
         split_remind(args, NOW, BERLIN)
@@ -58,7 +64,11 @@ def test_bad_reminder_times_get_a_clear_answer_with_examples(args: str, message:
 def test_every_schedules() -> None:
     assert split_every("0 9 * * 1-5 stand-up", BERLIN) == ("0 9 * * 1-5", "stand-up")
     assert split_every("@daily water the plants", BERLIN) == ("0 9 * * *", "water the plants")
-    for bad, msg in (("* * * * * spam", "more often"), ("61 * * * * x", "not a crontab"), ("0 9 * * *", "give a schedule")):
+    for bad, msg in (
+        ("* * * * * spam", "more often"),
+        ("61 * * * * x", "not a crontab"),
+        ("0 9 * * *", "give a schedule"),
+    ):
         with pytest.raises(ReminderError, match=msg):
             split_every(bad, BERLIN)
 
@@ -82,6 +92,7 @@ def test_reminders_fire_on_time_and_survive_a_restart(tmp_path: Path) -> None:
 
     # First run: three reminders; the "in 1s" one fires while the daemon runs.
     with time_machine.travel(start, tick=True):
+
         async def first() -> None:
             backend = StandaloneBackend(BERLIN)
             r = Reminders(db, backend, settings, inbox)
@@ -97,23 +108,31 @@ def test_reminders_fire_on_time_and_survive_a_restart(tmp_path: Path) -> None:
             while not inbox.got and time.monotonic() < deadline:  # noqa: ASYNC110 -- polls the test inbox
                 await asyncio.sleep(0.02)
             await backend.stop()
+
         asyncio.run(first())
     assert [(t, n) for t, n, _ in inbox.got] == [("quick one", None)]
 
     # The daemon was down from 20:00 to 21:00: "tea" (due 20:19:59.5) is delivered late at start, once.
     with time_machine.travel(datetime(2026, 3, 10, 21, 0, tzinfo=BERLIN), tick=True):
+
         async def second() -> None:
             backend = StandaloneBackend(BERLIN)
             r = Reminders(db, backend, settings, inbox)
             assert await r.start() == 1
             assert [x.describe() for x in await r.active(1)] == ["every `0 9 * * *`: morning pages"]
-            assert r.next_time((await r.active(1))[0]).strftime("%Y-%m-%d %H:%M") == "2026-03-11 09:00"  # type: ignore[union-attr]
+            assert (
+                r.next_time((await r.active(1))[0]).strftime("%Y-%m-%d %H:%M") == "2026-03-11 09:00"
+            )  # type: ignore[union-attr]
+
         asyncio.run(second())
-    assert inbox.got[1][0] == "tea" and "late: this was due 2026-03-10 20:19" in (inbox.got[1][1] or "")
+    assert inbox.got[1][0] == "tea" and "late: this was due 2026-03-10 20:19" in (
+        inbox.got[1][1] or ""
+    )
 
     # A third start delivers nothing again.
     async def third() -> int:
         return await Reminders(db, StandaloneBackend(BERLIN), settings, inbox).start()
+
     assert asyncio.run(third()) == 0
     assert len(inbox.got) == 2
     db.close()
@@ -124,12 +143,18 @@ def test_a_failed_delivery_is_not_lost(tmp_path: Path) -> None:
     db = Database.open(tmp_path / "familiar.db", all_test_migrations())
     now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     with time_machine.travel(now, tick=False):
+
         async def add() -> None:
-            await Reminders(db, StandaloneBackend(ZoneInfo("UTC")), settings, Inbox()).add_once(1, None, "in 5m x")
+            await Reminders(db, StandaloneBackend(ZoneInfo("UTC")), settings, Inbox()).add_once(
+                1, None, "in 5m x"
+            )
+
         asyncio.run(add())
     with time_machine.travel(now + timedelta(hours=1), tick=False):
+
         async def restart(inbox: Inbox) -> int:
             return await Reminders(db, StandaloneBackend(ZoneInfo("UTC")), settings, inbox).start()
+
         assert asyncio.run(restart(Inbox(fail=True))) == 1  # tried, failed, kept
         ok = Inbox()
         assert asyncio.run(restart(ok)) == 1 and ok.got[0][0] == "x"

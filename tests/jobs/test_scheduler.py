@@ -55,8 +55,10 @@ async def wait_for(predicate, within: float = 5.0) -> None:
 
 def add_run(db: Database, job: str, at: datetime, outcome: str = "ok") -> None:
     with db.transaction() as conn:
-        conn.execute("INSERT INTO job_runs (job, started_at, ended_at, outcome) VALUES (?,?,?,?)",
-                     (job, at.timestamp(), at.timestamp() + 1, outcome))
+        conn.execute(
+            "INSERT INTO job_runs (job, started_at, ended_at, outcome) VALUES (?,?,?,?)",
+            (job, at.timestamp(), at.timestamp() + 1, outcome),
+        )
 
 
 def test_cron_schedule_fires_at_its_time_in_the_configured_zone(db: Database) -> None:
@@ -64,6 +66,7 @@ def test_cron_schedule_fires_at_its_time_in_the_configured_zone(db: Database) ->
     settings = JobsSettings(timezone="Europe/Berlin")
     # 07:59:59.7 UTC is 08:59:59.7 in Berlin (CET): the 09:00 Berlin job is 0.3 s away.
     with time_machine.travel(datetime(2026, 1, 15, 7, 59, 59, 700_000, tzinfo=UTC), tick=True):
+
         async def main() -> None:
             s = Scheduler(db, StandaloneBackend(ZoneInfo("Europe/Berlin")), settings, Alerts())
             s.register(JobSpec("digest", fn, cron="0 9 * * *"))
@@ -72,6 +75,7 @@ def test_cron_schedule_fires_at_its_time_in_the_configured_zone(db: Database) ->
             assert calls == []  # not before its time
             await wait_for(lambda: len(calls) == 1)
             await s.stop()
+
         asyncio.run(main())
     assert datetime.fromtimestamp(calls[0], ZoneInfo("Europe/Berlin")).strftime("%H:%M") == "09:00"
     (run,) = Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), settings, Alerts()).runs("digest")
@@ -80,31 +84,44 @@ def test_cron_schedule_fires_at_its_time_in_the_configured_zone(db: Database) ->
 
 def test_catch_up_after_downtime_runs_once(db: Database) -> None:
     now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-    add_run(db, "hourly", now - timedelta(hours=5))          # missed 4 periods: runs once
+    add_run(db, "hourly", now - timedelta(hours=5))  # missed 4 periods: runs once
     add_run(db, "nightly", now - timedelta(days=1, hours=2))  # 03:30 today was missed
-    add_run(db, "fresh", now - timedelta(minutes=10))         # within its period: no catch-up
+    add_run(db, "fresh", now - timedelta(minutes=10))  # within its period: no catch-up
     add_run(db, "broken", now - timedelta(minutes=1), "failed")  # never succeeded: retried once
     calls = {n: counter() for n in ("hourly", "nightly", "fresh", "broken", "new")}
     with time_machine.travel(now, tick=True):
+
         async def main() -> list[str]:
             s = Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, Alerts())
             s.register(JobSpec("hourly", calls["hourly"][1], every=timedelta(hours=1)))
             s.register(JobSpec("nightly", calls["nightly"][1], cron="30 3 * * *"))
             s.register(JobSpec("fresh", calls["fresh"][1], every=timedelta(hours=1)))
             s.register(JobSpec("broken", calls["broken"][1], every=timedelta(hours=1)))
-            s.register(JobSpec("new", calls["new"][1], every=timedelta(hours=1)))  # never ran: waits
+            s.register(
+                JobSpec("new", calls["new"][1], every=timedelta(hours=1))
+            )  # never ran: waits
             due = await s.start()
             await wait_for(lambda: all(len(calls[n][0]) == 1 for n in due))
             await asyncio.sleep(0.3)  # a coalesced catch-up is one run, not one per missed period
             await s.stop()
             return due
+
         due = asyncio.run(main())
     assert due == ["broken", "hourly", "nightly"]
-    assert {n: len(c[0]) for n, c in calls.items()} == {"hourly": 1, "nightly": 1, "fresh": 0, "broken": 1, "new": 0}
+    assert {n: len(c[0]) for n, c in calls.items()} == {
+        "hourly": 1,
+        "nightly": 1,
+        "fresh": 0,
+        "broken": 1,
+        "new": 0,
+    }
     starts = sorted(calls[n][0][0] for n in due)
     assert starts[1] - starts[0] >= 0.04 and starts[2] - starts[1] >= 0.04  # staggered
-    triggers = {r.job: r.trigger for r in Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, Alerts()).runs()
-                if r.outcome == "ok" and r.started_at > now}
+    triggers = {
+        r.job: r.trigger
+        for r in Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, Alerts()).runs()
+        if r.outcome == "ok" and r.started_at > now
+    }
     assert triggers == {"hourly": "catch-up", "nightly": "catch-up", "broken": "catch-up"}
 
 
@@ -141,8 +158,10 @@ def test_a_failing_job_is_recorded_and_reported_once(db: Database) -> None:
         assert s2.health_check().status.name == "HEALTHY"
 
     asyncio.run(main())
-    assert [r.outcome for r in Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, alerts).runs("flaky")] == \
-        ["ok"] + ["failed"] * 6
+    assert [
+        r.outcome
+        for r in Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, alerts).runs("flaky")
+    ] == ["ok"] + ["failed"] * 6
 
 
 def test_timeout_and_one_instance_at_a_time(db: Database) -> None:
@@ -186,7 +205,10 @@ def test_fires_through_pythons_telegram_bot_job_queue(db: Database) -> None:
         await s.stop()
 
     asyncio.run(main())
-    assert all(r.outcome == "ok" for r in Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, Alerts()).runs("tick"))
+    assert all(
+        r.outcome == "ok"
+        for r in Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, Alerts()).runs("tick")
+    )
 
 
 def test_bad_schedule_is_refused_at_registration(db: Database) -> None:

@@ -30,7 +30,9 @@ class RecordingSummariser(Summariser):
 class NoMemory:
     """Accepts the summary and forgets nothing: this test looks only at what was summarised."""
 
-    async def add_memory(self, text: str, scope: Scope, kind: str = "note", *, ref=None, ts=None) -> int:
+    async def add_memory(
+        self, text: str, scope: Scope, kind: str = "note", *, ref=None, ts=None
+    ) -> int:
         return 1
 
     async def forget(self, memory_id: int, scope: Scope) -> bool:
@@ -39,8 +41,10 @@ class NoMemory:
 
 def add(db: Database, chat_id: int, role: str, text: str, at: datetime) -> None:
     with db.transaction() as conn:
-        conn.execute("INSERT INTO messages (chat_id, user_id, role, text, ts) VALUES (?,?,?,?,?)",
-                     (chat_id, 7, role, text, at.timestamp()))
+        conn.execute(
+            "INSERT INTO messages (chat_id, user_id, role, text, ts) VALUES (?,?,?,?,?)",
+            (chat_id, 7, role, text, at.timestamp()),
+        )
 
 
 def test_the_summariser_gets_the_hours_turns_of_its_chat_only(tmp_path: Path) -> None:
@@ -57,7 +61,9 @@ def test_the_summariser_gets_the_hours_turns_of_its_chat_only(tmp_path: Path) ->
 
         turns = conversation_between(db, 1, HOUR, HOUR + timedelta(hours=1))
         assert [(t.role, t.text) for t in turns] == expected
-        assert all(t.chat_id == 1 for t in turns) and [t.id for t in turns] == sorted(t.id for t in turns)
+        assert all(t.chat_id == 1 for t in turns) and [t.id for t in turns] == sorted(
+            t.id for t in turns
+        )
 
         llm = RecordingSummariser()
         job = HourlySummarizer(db, NoMemory(), llm, JobsSettings(summarize_min_messages=1))

@@ -32,11 +32,19 @@ def make_memory(tmp_path: Path) -> Iterator[MakeMemory]:
     """Build a warmed-up Memory on a database in tmp_path; closed at the end."""
     opened: list[Database] = []
 
-    def make(embedder: Embedder | None = None, *, path: Path | None = None, warm: bool = True, **settings: object) -> Memory:
+    def make(
+        embedder: Embedder | None = None,
+        *,
+        path: Path | None = None,
+        warm: bool = True,
+        **settings: object,
+    ) -> Memory:
         where = path or tmp_path
         db = Database.open(where / "familiar.db", [migrations])
         opened.append(db)
-        memory = Memory(db, embedder or HashingEmbedder(), MemorySettings(**settings), where / "index")
+        memory = Memory(
+            db, embedder or HashingEmbedder(), MemorySettings(**settings), where / "index"
+        )
         if warm:
             memory.warm_sync()
         return memory

@@ -26,7 +26,14 @@ class RecordingSummariser(Summariser):
 def _chat(memory, n: int = 40) -> None:  # type: ignore[no-untyped-def]
     for i in range(n):
         role = "user" if i % 2 == 0 else "assistant"
-        run(memory.add_message(1, 7 if role == "user" else None, role, f"turn{i} " + "about gardening and tomatoes " * 5))
+        run(
+            memory.add_message(
+                1,
+                7 if role == "user" else None,
+                role,
+                f"turn{i} " + "about gardening and tomatoes " * 5,
+            )
+        )
 
 
 def test_context_respects_the_budget_and_keeps_the_newest_turns(make_memory) -> None:  # type: ignore[no-untyped-def]
@@ -34,16 +41,23 @@ def test_context_respects_the_budget_and_keeps_the_newest_turns(make_memory) -> 
     memory.summariser = RecordingSummariser()
     _chat(memory)
     run(memory.add_fact("The user grows tomatoes", Scope(1, 7), pinned=True))
-    ctx = run(memory.assemble_context(1, 7, "what should I plant next?", 600, persona="You are Familiar."))
+    ctx = run(
+        memory.assemble_context(1, 7, "what should I plant next?", 600, persona="You are Familiar.")
+    )
     assert ctx.tokens_used <= 600
-    assert estimate_tokens(ctx.system) + sum(estimate_tokens(m["content"]) for m in ctx.messages) <= 600
+    assert (
+        estimate_tokens(ctx.system) + sum(estimate_tokens(m["content"]) for m in ctx.messages)
+        <= 600
+    )
     assert ctx.messages[-1] == {"role": "user", "content": "what should I plant next?"}
     kept = [m["content"].split()[0] for m in ctx.messages[:-1]]
     assert kept and kept[-1] == "turn39"  # newest kept, contiguous, oldest first
     assert kept == [f"turn{i}" for i in range(40 - len(kept), 40)]
     assert ctx.system.startswith("You are Familiar.")
     assert "The user grows tomatoes" in ctx.system
-    assert any("recent turns" in s for s in ctx.included) and any("older turns" in s for s in ctx.dropped)
+    assert any("recent turns" in s for s in ctx.included) and any(
+        "older turns" in s for s in ctx.dropped
+    )
 
 
 def test_history_that_outgrows_the_budget_is_compacted_not_lost(make_memory) -> None:  # type: ignore[no-untyped-def]
@@ -57,7 +71,9 @@ def test_history_that_outgrows_the_budget_is_compacted_not_lost(make_memory) -> 
     kept = [m["content"].split()[0] for m in ctx.messages[:-1]]
     assert summarised + kept == [f"turn{i}" for i in range(40)]  # every turn in exactly one place
     assert "## Earlier in this conversation\nSummary: turn0" in ctx.system
-    assert run(memory.search("turn0", Scope(1), kinds=["message"]))[0].text.startswith("turn0")  # still searchable
+    assert run(memory.search("turn0", Scope(1), kinds=["message"]))[0].text.startswith(
+        "turn0"
+    )  # still searchable
     # Nothing new fell out: asking again does not summarise again.
     run(memory.assemble_context(1, 7, "hello again", 500))
     assert len(summariser.calls) == 1
@@ -65,7 +81,9 @@ def test_history_that_outgrows_the_budget_is_compacted_not_lost(make_memory) -> 
     for i in range(40, 46):
         run(memory.add_message(1, 7, "user", f"turn{i} " + "about roses " * 10))
     run(memory.assemble_context(1, 7, "and now?", 500))
-    assert summariser.calls[1][0].role == "system" and summariser.calls[1][0].text.startswith("Summary: turn0")
+    assert summariser.calls[1][0].role == "system" and summariser.calls[1][0].text.startswith(
+        "Summary: turn0"
+    )
 
 
 def test_a_failing_summariser_falls_back_to_the_extractive_one(make_memory) -> None:  # type: ignore[no-untyped-def]
@@ -81,7 +99,9 @@ def test_extractive_summary_has_keywords_and_key_sentences() -> None:
 
     now = datetime.now(UTC)
     turns = [
-        Message(1, 1, 7, "user", "We are planning a trip to Lisbon in May. The flights are booked.", now),
+        Message(
+            1, 1, 7, "user", "We are planning a trip to Lisbon in May. The flights are booked.", now
+        ),
         Message(2, 1, None, "assistant", "Lisbon in May is lovely. Pack light clothes.", now),
     ]
     text = run(ExtractiveSummariser().summarise(turns))

@@ -17,7 +17,9 @@ def test_the_same_fact_twice_is_not_duplicated(make_memory, minilm) -> None:  # 
     memory = make_memory(minilm)
     first = run(memory.add_fact("My favourite colour is blue", ME))
     assert first.action == "added"
-    assert run(memory.add_fact("My favourite colour is blue", ME)).action == "duplicate"  # same hash
+    assert (
+        run(memory.add_fact("My favourite colour is blue", ME)).action == "duplicate"
+    )  # same hash
     near = run(memory.add_fact("my favourite color is blue.", ME))  # spelling: cosine 0.98
     assert (near.action, near.id) == ("duplicate", first.id)
     assert len(run(memory.list_memories(ME, ["fact"]))) == 1
@@ -31,7 +33,10 @@ def test_a_contradicting_fact_supersedes_and_keeps_history(make_memory, minilm) 
     current = run(memory.list_memories(ME, ["fact"]))
     assert [h.text for h in current] == ["I live in Paris"]
     assert current[0].provenance["pinned"]  # the successor of a pinned fact stays pinned
-    assert [h.text for h in run(memory.fact_history(new.id))] == ["I live in Paris", "I live in Berlin"]
+    assert [h.text for h in run(memory.fact_history(new.id))] == [
+        "I live in Paris",
+        "I live in Berlin",
+    ]
     assert all("Berlin" not in h.text for h in run(memory.search("where do I live", ME)))
 
 
@@ -49,8 +54,10 @@ def test_extracted_facts_go_through_the_same_dedupe(make_memory) -> None:  # typ
     from datetime import UTC, datetime
 
     memory = make_memory()
-    turns = [Message(1, 1, 7, "user", "Remember that my dentist is Dr Moss. Thanks!", datetime.now(UTC)),
-             Message(2, 1, None, "assistant", "My pleasure.", datetime.now(UTC))]
+    turns = [
+        Message(1, 1, 7, "user", "Remember that my dentist is Dr Moss. Thanks!", datetime.now(UTC)),
+        Message(2, 1, None, "assistant", "My pleasure.", datetime.now(UTC)),
+    ]
     results = run(memory.learn(turns, ME, PatternFactExtractor()))
     assert [r.action for r in results] == ["added"]
     assert [r.action for r in run(memory.learn(turns, ME, PatternFactExtractor()))] == ["duplicate"]
@@ -77,7 +84,12 @@ def test_forget_user_removes_rows_fts_and_vectors_everywhere(make_memory, tmp_pa
     assert not set(mine) & set(memory.index.ids().tolist())
     assert [h.user_id for h in run(memory.search("bank pin", Scope(1)))] == [8]
     with memory.db.read() as conn:
-        assert conn.execute("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'leeds'").fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'leeds'"
+            ).fetchone()[0]
+            == 0
+        )
         assert conn.execute("SELECT count(*) FROM messages WHERE user_id = 7").fetchone()[0] == 0
     # the saved index on disk no longer holds the vectors either
     saved = json.loads((tmp_path / "index" / MANIFEST).read_text())

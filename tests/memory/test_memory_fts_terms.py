@@ -15,8 +15,17 @@ from memory.types import Scope
 
 
 def fill(db: Database, n: int) -> None:
-    rows = [store.NewMemory(1, None, "note", f"note {i} about the weather" + (" and kumquats" if i % 50 == 0 else ""),
-                            f"h{i}", 0.0) for i in range(n)]
+    rows = [
+        store.NewMemory(
+            1,
+            None,
+            "note",
+            f"note {i} about the weather" + (" and kumquats" if i % 50 == 0 else ""),
+            f"h{i}",
+            0.0,
+        )
+        for i in range(n)
+    ]
     store.insert_memories(db, rows)
 
 
@@ -28,7 +37,9 @@ def test_common_words_are_left_out_and_rare_ones_kept(tmp_path: Path) -> None:
     assert terms.keep(["note", "weather", "kumquats"]) == ["kumquats"]
     assert terms.keep(["note"]) == []
     searcher = HybridSearcher(db, MemorySettings(fts_max_postings=100))
-    hits = searcher.search("weather note kumquats", Filters(Scope(1)), 10, query_vector=None, index=None)
+    hits = searcher.search(
+        "weather note kumquats", Filters(Scope(1)), 10, query_vector=None, index=None
+    )
     assert hits and all("kumquats" in h.text for h in hits)
     db.close()
 
@@ -36,5 +47,9 @@ def test_common_words_are_left_out_and_rare_ones_kept(tmp_path: Path) -> None:
 def test_small_tables_search_every_word(tmp_path: Path) -> None:
     db = Database.open(tmp_path / "f.db", [migrations])
     fill(db, 80)
-    assert TermFilter(db, max_postings=100).keep(["note", "weather", "kumquats"]) == ["note", "weather", "kumquats"]
+    assert TermFilter(db, max_postings=100).keep(["note", "weather", "kumquats"]) == [
+        "note",
+        "weather",
+        "kumquats",
+    ]
     db.close()

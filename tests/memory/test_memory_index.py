@@ -100,14 +100,18 @@ def test_approximate_index_keeps_chats_apart_and_deletes_at_once() -> None:
 def test_approximate_recall_against_exact() -> None:
     rng = np.random.default_rng(2)
     centres = _unit(50, 32, seed=3)
-    data = centres[rng.integers(0, 50, 6000)] + 0.15 * rng.standard_normal((6000, 32)).astype(np.float32)
+    data = centres[rng.integers(0, 50, 6000)] + 0.15 * rng.standard_normal((6000, 32)).astype(
+        np.float32
+    )
     data /= np.linalg.norm(data, axis=1, keepdims=True)
     exact = VectorIndex(32, "m", exact_max=10**9)
     approx = VectorIndex(32, "m", exact_max=1000)  # the default nprobe
     for ix in (exact, approx):
         ix.add(np.arange(1, 6001), data, np.zeros(6000))
-    recall = np.mean([
-        len({i for i, _ in approx.search(q, 10)} & {i for i, _ in exact.search(q, 10)}) / 10
-        for q in data[:100]
-    ])
+    recall = np.mean(
+        [
+            len({i for i, _ in approx.search(q, 10)} & {i for i, _ in exact.search(q, 10)}) / 10
+            for q in data[:100]
+        ]
+    )
     assert recall >= 0.95

@@ -22,15 +22,32 @@ from .conftest import run
 
 
 @pytest.mark.slow
-def test_sigkill_during_import_leaves_every_committed_row_searchable(tmp_path, data_dir, make_memory, minilm) -> None:  # type: ignore[no-untyped-def]
+def test_sigkill_during_import_leaves_every_committed_row_searchable(
+    tmp_path, data_dir, make_memory, minilm
+) -> None:  # type: ignore[no-untyped-def]
     source = tmp_path / "big.jsonl"
     with source.open("w") as f:
         for i in range(6000):
-            f.write(json.dumps({"text": f"record{i} about topic {i % 97} and more words", "chat_id": 1, "ref": f"r{i}"}) + "\n")
-    env = {**os.environ, "FAMILIAR_MEMORY__INDEX_SAVE_EVERY": "100", "FAMILIAR_MEMORY__EMBEDDING_BATCH_SIZE": "32"}
+            f.write(
+                json.dumps(
+                    {
+                        "text": f"record{i} about topic {i % 97} and more words",
+                        "chat_id": 1,
+                        "ref": f"r{i}",
+                    }
+                )
+                + "\n"
+            )
+    env = {
+        **os.environ,
+        "FAMILIAR_MEMORY__INDEX_SAVE_EVERY": "100",
+        "FAMILIAR_MEMORY__EMBEDDING_BATCH_SIZE": "32",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli_memory", "import", str(source), "--batch", "64"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     db_path = data_dir / "familiar.db"
     deadline = time.monotonic() + 120
@@ -68,9 +85,13 @@ def test_sigkill_during_import_leaves_every_committed_row_searchable(tmp_path, d
 
 def test_cli_add_import_search_stats_export(data_dir, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # The hashing embedder keeps this fast; the model path is the one the daemon uses.
-    monkeypatch.setattr("memory.embedder.make_embedder", lambda model, batch_size=64: HashingEmbedder())
+    monkeypatch.setattr(
+        "memory.embedder.make_embedder", lambda model, batch_size=64: HashingEmbedder()
+    )
     cli = CliRunner()
-    added = cli.invoke(app, ["add", "the red bicycle is in the garage", "--chat", "5", "--ref", "note-1"])
+    added = cli.invoke(
+        app, ["add", "the red bicycle is in the garage", "--chat", "5", "--ref", "note-1"]
+    )
     assert added.exit_code == 0, added.output
     lines = tmp_path / "in.jsonl"
     lines.write_text(
@@ -81,12 +102,24 @@ def test_cli_add_import_search_stats_export(data_dir, tmp_path, monkeypatch) -> 
     assert imported.exit_code == 0 and "imported 2, skipped 2" in imported.output
     found = cli.invoke(app, ["search", "bicycle", "--chat", "5", "--json"])
     hits = json.loads(found.stdout)
-    assert hits[0]["ref"] == "note-1" and set(hits[0]) == {"id", "text", "score", "kind", "chat_id", "ts", "ref"}
+    assert hits[0]["ref"] == "note-1" and set(hits[0]) == {
+        "id",
+        "text",
+        "score",
+        "kind",
+        "chat_id",
+        "ts",
+        "ref",
+    }
     queries = tmp_path / "q.jsonl"
-    queries.write_text('{"query": "apple pie", "chat_id": 5, "k": 1}\n{"query": "((("}\n{"query": "pie", "chat_id": 6}\n')
+    queries.write_text(
+        '{"query": "apple pie", "chat_id": 5, "k": 1}\n{"query": "((("}\n{"query": "pie", "chat_id": 6}\n'
+    )
     batch = cli.invoke(app, ["search", "--batch", str(queries)])
     out = [json.loads(line) for line in batch.stdout.splitlines()]
-    assert len(out) == 3 and out[0][0]["kind"] == "fact" and out[1] == [] and out[2][0]["chat_id"] == 6
+    assert (
+        len(out) == 3 and out[0][0]["kind"] == "fact" and out[1] == [] and out[2][0]["chat_id"] == 6
+    )
     stats = cli.invoke(app, ["stats", "--json"])
     assert json.loads(stats.stdout)["memories"] == 3
     exported = cli.invoke(app, ["export", "--chat", "6"])
@@ -98,7 +131,12 @@ def test_cli_add_import_search_stats_export(data_dir, tmp_path, monkeypatch) -> 
 
 
 def test_module_entry_point_has_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "bot.cli_memory", "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli_memory", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0
     for command in ("add", "import", "search", "stats", "reindex", "export"):
         assert command in out.stdout

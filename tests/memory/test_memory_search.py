@@ -35,7 +35,9 @@ def test_user_scope_sees_own_and_shared_rows_only(make_memory) -> None:  # type:
 def test_hits_carry_provenance_kind_time_and_ref(make_memory) -> None:  # type: ignore[no-untyped-def]
     memory = make_memory()
     when = datetime(2024, 5, 1, 12, tzinfo=UTC)
-    mid = run(memory.add_memory("the invoice number is 4471", Scope(3), "note", ref="doc:7", ts=when))
+    mid = run(
+        memory.add_memory("the invoice number is 4471", Scope(3), "note", ref="doc:7", ts=when)
+    )
     hit = run(memory.search("invoice 4471", Scope(3)))[0]
     assert (hit.id, hit.kind, hit.ref, hit.ts, hit.chat_id) == (mid, "note", "doc:7", when, 3)
     assert hit.provenance["fts"] and hit.provenance["dense"]
@@ -46,7 +48,9 @@ def test_kind_and_time_filters(make_memory) -> None:  # type: ignore[no-untyped-
     old = datetime(2020, 1, 1, tzinfo=UTC)
     run(memory.add_memory("holiday in rome", Scope(1), "note", ts=old))
     run(memory.add_memory("holiday in rome was great", Scope(1), "lesson"))
-    assert {h.kind for h in run(memory.search("holiday rome", Scope(1), kinds=["lesson"]))} == {"lesson"}
+    assert {h.kind for h in run(memory.search("holiday rome", Scope(1), kinds=["lesson"]))} == {
+        "lesson"
+    }
     recent = run(memory.search("holiday rome", Scope(1), since=old + timedelta(days=1)))
     assert [h.kind for h in recent] == ["lesson"]
     assert [h.kind for h in run(memory.search("holiday rome", Scope(1), until=old))] == ["note"]
@@ -57,7 +61,10 @@ def test_messages_are_stored_both_sides_and_returned_oldest_first(make_memory) -
     run(memory.add_message(5, 1, "user", "hi there", telegram_message_id=100, meta={"lang": "en"}))
     run(memory.add_message(5, None, "assistant", "hello, how can I help?"))
     msgs = run(memory.recent_messages(5))
-    assert [(m.role, m.text) for m in msgs] == [("user", "hi there"), ("assistant", "hello, how can I help?")]
+    assert [(m.role, m.text) for m in msgs] == [
+        ("user", "hi there"),
+        ("assistant", "hello, how can I help?"),
+    ]
     assert msgs[0].telegram_message_id == 100 and msgs[0].meta == {"lang": "en"}
     assert run(memory.search("how can I help", Scope(5)))[0].kind == "message"
 
@@ -102,7 +109,9 @@ def test_concurrent_writers_lose_nothing(make_memory) -> None:  # type: ignore[n
     async def handlers() -> None:
         import asyncio
 
-        await asyncio.gather(*(memory.add_message(1, 1, "user", f"message number {i}") for i in range(40)))
+        await asyncio.gather(
+            *(memory.add_message(1, 1, "user", f"message number {i}") for i in range(40))
+        )
 
     def job(n: int) -> None:
         for i in range(20):
@@ -122,7 +131,11 @@ def test_concurrent_writers_lose_nothing(make_memory) -> None:  # type: ignore[n
 def test_search_before_the_model_loads_uses_full_text(make_memory) -> None:  # type: ignore[no-untyped-def]
     memory = make_memory(warm=False)
     run(memory.add_memory("written while the model was loading", Scope(1)))
-    assert run(memory.search("loading", Scope(1)))[0].provenance == {"pinned": False, "fts": True, "dense": False}
+    assert run(memory.search("loading", Scope(1)))[0].provenance == {
+        "pinned": False,
+        "fts": True,
+        "dense": False,
+    }
     memory.warm_sync()
     assert memory.index.ntotal == 1  # embedded once the model was ready
     assert run(memory.search("loading", Scope(1)))[0].provenance["dense"]

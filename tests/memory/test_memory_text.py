@@ -12,8 +12,28 @@ from memory.text import MemoryInputError, checked, chunks, clean, content_hash, 
 from memory.types import Scope
 
 HOSTILE = [
-    '"', '""', "'", "*", "-", "-foo", "foo*", "NEAR", "NEAR(a b)", "AND", "a AND", "OR OR",
-    "NOT x", "(((", ")", "a) OR (b", "text:foo", "^start", "{col}: x", "?!...;", "\x00", "café -*",
+    '"',
+    '""',
+    "'",
+    "*",
+    "-",
+    "-foo",
+    "foo*",
+    "NEAR",
+    "NEAR(a b)",
+    "AND",
+    "a AND",
+    "OR OR",
+    "NOT x",
+    "(((",
+    ")",
+    "a) OR (b",
+    "text:foo",
+    "^start",
+    "{col}: x",
+    "?!...;",
+    "\x00",
+    "café -*",
 ]
 
 
@@ -67,7 +87,9 @@ def test_any_text_is_a_valid_fts_query(tmp_path_factory, text: str) -> None:  # 
     global _FUZZ_DB
     if _FUZZ_DB is None:
         _FUZZ_DB = Database.open(tmp_path_factory.mktemp("fuzz") / "f.db", [migrations])
-        store.insert_memories(_FUZZ_DB, [store.NewMemory(1, None, "note", "some words here", "h", 0.0)])
+        store.insert_memories(
+            _FUZZ_DB, [store.NewMemory(1, None, "note", "some words here", "h", 0.0)]
+        )
     match = fts_query(text)
     if match is not None:
         store.fts_search(_FUZZ_DB, match, Filters(Scope(1)), 5)

@@ -54,9 +54,14 @@ from pathlib import Path
 from typing import Any
 
 ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-    403: "permission_error", 404: "not_found_error", 429: "rate_limit_error",
-    500: "api_error", 529: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
 }
 
 
@@ -77,7 +82,9 @@ class Reply:
     error_message: str = "stub error"
 
     @classmethod
-    def error(cls, status: int, retry_after: float | None = None, message: str = "stub error") -> Reply:
+    def error(
+        cls, status: int, retry_after: float | None = None, message: str = "stub error"
+    ) -> Reply:
         headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
         return cls(status=status, headers=headers, error_message=message)
 
@@ -105,7 +112,9 @@ def _example(schema: dict[str, Any]) -> Any:
 
 
 class LLMStub:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, min_cache_tokens: int = 1024) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, min_cache_tokens: int = 1024
+    ) -> None:
         self.min_cache_tokens = min_cache_tokens
         self.requests: list[RecordedRequest] = []
         self.replies: deque[Reply] = deque()
@@ -188,15 +197,26 @@ class LLMStub:
         with self.lock:
             self.requests.append(RecordedRequest(path, dict(h.headers), body))
         if path not in ("/v1/messages", "/v1/chat/completions"):
-            self._send_json(h, 404, {"type": "error", "error": {"type": "not_found_error",
-                                                                  "message": f"no route {path}"}})
+            self._send_json(
+                h,
+                404,
+                {
+                    "type": "error",
+                    "error": {"type": "not_found_error", "message": f"no route {path}"},
+                },
+            )
             return
         reply = self._next_reply(path, body)
         if reply.delay_s:
             time.sleep(reply.delay_s)
         if reply.status != 200:
-            err = {"type": "error", "error": {"type": ERROR_TYPES.get(reply.status, "api_error"),
-                                              "message": reply.error_message}}
+            err = {
+                "type": "error",
+                "error": {
+                    "type": ERROR_TYPES.get(reply.status, "api_error"),
+                    "message": reply.error_message,
+                },
+            }
             self._send_json(h, reply.status, err, reply.headers)
             return
         if path == "/v1/messages":
@@ -204,8 +224,14 @@ class LLMStub:
         else:
             self._chat_completions(h, body, reply)
 
-    def _send_json(self, h: BaseHTTPRequestHandler, status: int, payload: Any,
-                   headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
+    def _send_json(
+        self,
+        h: BaseHTTPRequestHandler,
+        status: int,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> None:
         data = raw if raw is not None else json.dumps(payload).encode()
         h.send_response(status)
         h.send_header("content-type", "application/json")
@@ -234,8 +260,10 @@ class LLMStub:
             if isinstance(content, str):
                 blocks.append((m.get("role", "") + ":" + content, False))
             else:
-                blocks += [(m.get("role", "") + ":" + b.get("text", ""), "cache_control" in b)
-                           for b in content]
+                blocks += [
+                    (m.get("role", "") + ":" + b.get("text", ""), "cache_control" in b)
+                    for b in content
+                ]
         if body.get("cache_control") and blocks:
             blocks[-1] = (blocks[-1][0], True)
         digest = hashlib.sha256(str(body.get("model")).encode())
@@ -263,8 +291,11 @@ class LLMStub:
                 if i > read_index and cumulative[i] >= self.min_cache_tokens:
                     self.cache.add(hashes[i])
                     written = cumulative[i] - read
-        return {"input_tokens": total - read - written, "cache_read_input_tokens": read,
-                "cache_creation_input_tokens": written}
+        return {
+            "input_tokens": total - read - written,
+            "cache_read_input_tokens": read,
+            "cache_creation_input_tokens": written,
+        }
 
     def _messages(self, h: BaseHTTPRequestHandler, body: dict[str, Any], reply: Reply) -> None:
         usage = self._prompt_usage(body)
@@ -277,9 +308,13 @@ class LLMStub:
             return
         if not body.get("stream"):
             message = {
-                "id": msg_id, "type": "message", "role": "assistant", "model": model,
+                "id": msg_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
                 "content": [{"type": "text", "text": text}] if text else [],
-                "stop_reason": reply.stop_reason, "stop_sequence": None,
+                "stop_reason": reply.stop_reason,
+                "stop_sequence": None,
                 "usage": usage | {"output_tokens": out_tokens},
             }
             self._send_json(h, 200, message, reply.headers)
@@ -296,52 +331,108 @@ class LLMStub:
             h.wfile.write(f"event: {name}\ndata: {payload}\n\n".encode())
             h.wfile.flush()
 
-        event("message_start", {"type": "message_start", "message": {
-            "id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": usage | {"output_tokens": 1}}})
+        event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": msg_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": usage | {"output_tokens": 1},
+                },
+            },
+        )
         if reply.fault == "empty_stream":
             return
-        event("content_block_start", {"type": "content_block_start", "index": 0,
-                                      "content_block": {"type": "text", "text": ""}})
+        event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
         event("ping", {"type": "ping"})
         for i, chunk in enumerate(_chunks(text)):
             if reply.chunk_delay_s:
                 time.sleep(reply.chunk_delay_s)
             if reply.fault == "malformed" and i == 1:
-                h.wfile.write(b"event: content_block_delta\ndata: {\"type\": \"content_bl\n\n")
+                h.wfile.write(b'event: content_block_delta\ndata: {"type": "content_bl\n\n')
                 h.wfile.flush()
                 return
             if reply.fault == "stream_error" and i == 1:
-                event("error", {"type": "error", "error": {"type": "overloaded_error",
-                                                           "message": "Overloaded"}})
+                event(
+                    "error",
+                    {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    },
+                )
                 return
-            event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                          "delta": {"type": "text_delta", "text": chunk}})
+            event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": chunk},
+                },
+            )
         event("content_block_stop", {"type": "content_block_stop", "index": 0})
-        event("message_delta", {"type": "message_delta",
-                                "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
-                                "usage": {"output_tokens": out_tokens}})
+        event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": out_tokens},
+            },
+        )
         event("message_stop", {"type": "message_stop"})
 
     # -- OpenAI ----------------------------------------------------------------------------
-    def _chat_completions(self, h: BaseHTTPRequestHandler, body: dict[str, Any], reply: Reply) -> None:
+    def _chat_completions(
+        self, h: BaseHTTPRequestHandler, body: dict[str, Any], reply: Reply
+    ) -> None:
         prompt = sum(tokens(str(m.get("content", ""))) for m in body.get("messages", []))
         text = reply.body_text()
         finish = {"end_turn": "stop", "max_tokens": "length", "refusal": "content_filter"}.get(
-            reply.stop_reason, "stop")
-        usage = {"prompt_tokens": prompt, "completion_tokens": tokens(text),
-                 "total_tokens": prompt + tokens(text)}
-        base = {"id": f"chatcmpl-stub{len(self.requests)}", "created": int(time.time()),
-                "model": body.get("model", "stub-model")}
+            reply.stop_reason, "stop"
+        )
+        usage = {
+            "prompt_tokens": prompt,
+            "completion_tokens": tokens(text),
+            "total_tokens": prompt + tokens(text),
+        }
+        base = {
+            "id": f"chatcmpl-stub{len(self.requests)}",
+            "created": int(time.time()),
+            "model": body.get("model", "stub-model"),
+        }
         if reply.fault == "malformed" and not body.get("stream"):
             self._send_json(h, 200, None, raw=b'{"id": "chatcmpl-broken", "choices": [')
             return
         if not body.get("stream"):
-            self._send_json(h, 200, base | {
-                "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": finish}],
-                "usage": usage}, reply.headers)
+            self._send_json(
+                h,
+                200,
+                base
+                | {
+                    "object": "chat.completion",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": finish,
+                        }
+                    ],
+                    "usage": usage,
+                },
+                reply.headers,
+            )
             return
         h.send_response(200)
         h.send_header("content-type", "text/event-stream")
@@ -367,8 +458,14 @@ class LLMStub:
 def _chunks(text: str, size: int = 3) -> list[str]:
     """Text split into deltas of a few words each, spaces kept, so joining restores it."""
     words = text.split(" ")
-    return [" ".join(words[i : i + size]) + (" " if i + size < len(words) else "")
-            for i in range(0, len(words), size)] if text else []
+    return (
+        [
+            " ".join(words[i : i + size]) + (" " if i + size < len(words) else "")
+            for i in range(0, len(words), size)
+        ]
+        if text
+        else []
+    )
 
 
 @contextmanager
@@ -383,8 +480,11 @@ def llm_stub(min_cache_tokens: int = 1024) -> Iterator[LLMStub]:
 
 def load_script(path: Path) -> list[Reply]:
     text = path.read_text(encoding="utf-8").strip()
-    items = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()
-                                                           if line.strip()]
+    items = (
+        json.loads(text)
+        if text.startswith("[")
+        else [json.loads(line) for line in text.splitlines() if line.strip()]
+    )
     return [Reply(i) if isinstance(i, str) else Reply.from_dict(i) for i in items]
 
 

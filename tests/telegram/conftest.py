@@ -49,7 +49,10 @@ def ensure_emulator_installed() -> None:
     if not (EMULATOR_DIR / "node_modules" / "telegram-test-api").is_dir():
         subprocess.run(
             ["npm", "install", "--no-audit", "--no-fund", "--silent"],
-            cwd=EMULATOR_DIR, check=True, timeout=300, capture_output=True,
+            cwd=EMULATOR_DIR,
+            check=True,
+            timeout=300,
+            capture_output=True,
         )
 
 
@@ -78,11 +81,16 @@ class Emulator:
 
     def say(self, token: str, user_id: int, text: str, name: str = "Ann") -> None:
         body: dict[str, Any] = {
-            "botToken": token, "date": int(time.time()), "from": self.person(user_id, name),
-            "chat": {"id": user_id, "type": "private", "first_name": name}, "text": text,
+            "botToken": token,
+            "date": int(time.time()),
+            "from": self.person(user_id, name),
+            "chat": {"id": user_id, "type": "private", "first_name": name},
+            "text": text,
         }
         if text.startswith("/"):
-            body["entities"] = [{"offset": 0, "length": len(text.split(" ")[0]), "type": "bot_command"}]
+            body["entities"] = [
+                {"offset": 0, "length": len(text.split(" ")[0]), "type": "bot_command"}
+            ]
             self.post("sendCommand", body)
         else:
             self.post("sendMessage", body)
@@ -91,7 +99,8 @@ class Emulator:
         """Make ``file_id`` downloadable by this bot (getFile, then /file/bot<token>/<path>)."""
         req = urllib.request.Request(
             f"{self.url}/putFile?token={urllib.parse.quote(token)}&fileId={urllib.parse.quote(file_id)}",
-            data, {"Content-Type": "application/octet-stream"},
+            data,
+            {"Content-Type": "application/octet-stream"},
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
             resp.read()
@@ -100,35 +109,65 @@ class Emulator:
         """The getFile calls and downloads this bot made, in order."""
         return list(self.post("fileRequests", {"token": token})["result"])
 
-    def say_voice(self, token: str, user_id: int, file_id: str, size: int, duration: int = 3,
-                  name: str = "Ann") -> None:
+    def say_voice(
+        self,
+        token: str,
+        user_id: int,
+        file_id: str,
+        size: int,
+        duration: int = 3,
+        name: str = "Ann",
+    ) -> None:
         """The person sends a voice note (OGG/Opus) whose bytes were registered with ``put_file``."""
-        self.post("sendMessage", {
-            "botToken": token, "date": int(time.time()), "from": self.person(user_id, name),
-            "chat": {"id": user_id, "type": "private", "first_name": name},
-            "voice": {"file_id": file_id, "file_unique_id": f"u{file_id}", "duration": duration,
-                      "mime_type": "audio/ogg", "file_size": size},
-        })
+        self.post(
+            "sendMessage",
+            {
+                "botToken": token,
+                "date": int(time.time()),
+                "from": self.person(user_id, name),
+                "chat": {"id": user_id, "type": "private", "first_name": name},
+                "voice": {
+                    "file_id": file_id,
+                    "file_unique_id": f"u{file_id}",
+                    "duration": duration,
+                    "mime_type": "audio/ogg",
+                    "file_size": size,
+                },
+            },
+        )
 
     def press(self, token: str, user_id: int, chat_id: int, message_id: int, data: str) -> None:
-        self.post("sendCallback", {
-            "botToken": token, "date": int(time.time()), "from": self.person(user_id),
-            "message": {"message_id": message_id, "date": int(time.time()),
-                        "chat": {"id": chat_id, "type": "private"}},
-            "data": data,
-        })
+        self.post(
+            "sendCallback",
+            {
+                "botToken": token,
+                "date": int(time.time()),
+                "from": self.person(user_id),
+                "message": {
+                    "message_id": message_id,
+                    "date": int(time.time()),
+                    "chat": {"id": chat_id, "type": "private"},
+                },
+                "data": data,
+            },
+        )
 
     def bot_messages(self, token: str, chat_id: int) -> list[dict[str, Any]]:
         """Everything the bot sent to the chat so far (without marking it read)."""
         history = self.post("getUpdatesHistory", {"token": token})["result"]
-        return [h for h in history if "chat_id" in h.get("message", {})
-                and str(h["message"]["chat_id"]) == str(chat_id)]
+        return [
+            h
+            for h in history
+            if "chat_id" in h.get("message", {}) and str(h["message"]["chat_id"]) == str(chat_id)
+        ]
 
     def user_updates(self, token: str) -> list[dict[str, Any]]:
         history = self.post("getUpdatesHistory", {"token": token})["result"]
         return [h for h in history if "chat_id" not in h.get("message", {})]
 
-    def wait_bot_messages(self, token: str, chat_id: int, n: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+    def wait_bot_messages(
+        self, token: str, chat_id: int, n: int, timeout: float = 15.0
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
             found = self.bot_messages(token, chat_id)
@@ -142,8 +181,10 @@ def emulator() -> Iterator[Emulator]:
     ensure_emulator_installed()
     port = free_port()
     proc = subprocess.Popen(
-        ["node", "server.js", str(port), "3600"], cwd=EMULATOR_DIR,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        ["node", "server.js", str(port), "3600"],
+        cwd=EMULATOR_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
@@ -172,7 +213,9 @@ class DaemonRun:
         env.update({f"FAMILIAR_TELEGRAM__{k.upper()}": v for k, v in settings.items()})
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log, "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([str(VENV_BIN / "familiar"), "run"], env=env, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "familiar"), "run"], env=env, stdout=log, stderr=log
+        )
         log.close()
         return self
 
@@ -193,7 +236,9 @@ class DaemonRun:
         finally:
             conn.close()
 
-    def wait_for(self, sql: str, predicate: Callable[[list[tuple[Any, ...]]], bool], timeout: float = 10.0) -> list[tuple[Any, ...]]:
+    def wait_for(
+        self, sql: str, predicate: Callable[[list[tuple[Any, ...]]], bool], timeout: float = 10.0
+    ) -> list[tuple[Any, ...]]:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -220,14 +265,16 @@ def daemon(tmp_path: Path, emulator: Emulator) -> Iterator[Callable[..., tuple[D
     ) -> tuple[DaemonRun, str]:
         token = token or f"{os.getpid()}{next(_tokens)}:test-token"
         env = {k: v for k, v in os.environ.items() if not k.startswith("FAMILIAR_")}
-        env.update({
-            "FAMILIAR_DATA_DIR": str(tmp_path / "data"),
-            "FAMILIAR_TELEGRAM__TOKEN": token,
-            "FAMILIAR_TELEGRAM__BASE_URL": emulator.base_url,
-            "FAMILIAR_TELEGRAM__POLL_IDLE_S": "0.05",
-            "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0.05",
-            "FAMILIAR_LOG__LEVEL": "DEBUG",
-        })
+        env.update(
+            {
+                "FAMILIAR_DATA_DIR": str(tmp_path / "data"),
+                "FAMILIAR_TELEGRAM__TOKEN": token,
+                "FAMILIAR_TELEGRAM__BASE_URL": emulator.base_url,
+                "FAMILIAR_TELEGRAM__POLL_IDLE_S": "0.05",
+                "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0.05",
+                "FAMILIAR_LOG__LEVEL": "DEBUG",
+            }
+        )
         env.update(env_extra or {})
         run = DaemonRun(tmp_path / "data", env).start(**settings)
         runs.append(run)
@@ -253,8 +300,12 @@ def speech() -> bytes:
 
     if ESPEAK is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    wav = subprocess.run([ESPEAK, "-v", "en-us", "-s", "150", "--stdout", SENTENCE],
-                         capture_output=True, check=True, timeout=30).stdout
+    wav = subprocess.run(
+        [ESPEAK, "-v", "en-us", "-s", "150", "--stdout", SENTENCE],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout
     samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
     return to_opus(samples, rate)
 
@@ -267,4 +318,3 @@ def sphinx() -> Iterator[Any]:
     transcriber = build_transcriber(VoiceSettings())
     yield transcriber
     transcriber.close()
-

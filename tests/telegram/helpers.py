@@ -69,18 +69,32 @@ def build_rig(tmp_path: Path, voice: VoiceReader | None = None) -> Rig:
         await transport.send(chat_id, Reply(text, markdown=False))
 
     handler = UpdateHandler(
-        db, assistant, transport, access, ErrorReporter(notify, [ADMIN]), answer_callback,
-        TokenBucket(1000, 1000), voice=voice,
+        db,
+        assistant,
+        transport,
+        access,
+        ErrorReporter(notify, [ADMIN]),
+        answer_callback,
+        TokenBucket(1000, 1000),
+        voice=voice,
     )
     handler.me = BotIdentity(BOT_ID, BOT_NAME)
     handler.register_commands()
     return Rig(db, assistant, feedback, handler, transport, answerer, callbacks)
 
 
-def message(user_id: int, text: str, chat_id: int | None = None, chat_type: str = "private",
-            update_id: int = 1, reply_to: dict | None = None) -> dict:
+def message(
+    user_id: int,
+    text: str,
+    chat_id: int | None = None,
+    chat_type: str = "private",
+    update_id: int = 1,
+    reply_to: dict | None = None,
+) -> dict:
     msg: dict = {
-        "message_id": update_id, "date": 1_700_000_000, "text": text,
+        "message_id": update_id,
+        "date": 1_700_000_000,
+        "text": text,
         "from": {"id": user_id, "is_bot": False, "first_name": "U"},
         "chat": {"id": chat_id if chat_id is not None else user_id, "type": chat_type},
     }
@@ -89,27 +103,50 @@ def message(user_id: int, text: str, chat_id: int | None = None, chat_type: str 
     return {"update_id": update_id, "message": msg}
 
 
-def callback(user_id: int, data: str, chat_id: int | None = None, message_id: int = 1,
-             chat_type: str = "private", update_id: int = 1) -> dict:
+def callback(
+    user_id: int,
+    data: str,
+    chat_id: int | None = None,
+    message_id: int = 1,
+    chat_type: str = "private",
+    update_id: int = 1,
+) -> dict:
     return {
         "update_id": update_id,
         "callback_query": {
-            "id": f"q{update_id}", "chat_instance": "1", "data": data,
+            "id": f"q{update_id}",
+            "chat_instance": "1",
+            "data": data,
             "from": {"id": user_id, "is_bot": False, "first_name": "U"},
-            "message": {"message_id": message_id, "date": 1_700_000_000,
-                        "chat": {"id": chat_id if chat_id is not None else user_id, "type": chat_type}},
+            "message": {
+                "message_id": message_id,
+                "date": 1_700_000_000,
+                "chat": {"id": chat_id if chat_id is not None else user_id, "type": chat_type},
+            },
         },
     }
 
 
-def voice_message(user_id: int, file_id: str, size: int, duration: int = 3, chat_type: str = "private",
-                  update_id: int = 1, caption: str | None = None) -> dict:
+def voice_message(
+    user_id: int,
+    file_id: str,
+    size: int,
+    duration: int = 3,
+    chat_type: str = "private",
+    update_id: int = 1,
+    caption: str | None = None,
+) -> dict:
     """A voice note update (OGG/Opus, as Telegram clients record them)."""
     payload = message(user_id, "", chat_type=chat_type, update_id=update_id)
     msg = payload["message"]
     del msg["text"]
-    msg["voice"] = {"file_id": file_id, "file_unique_id": f"u{file_id}", "duration": duration,
-                    "mime_type": "audio/ogg", "file_size": size}
+    msg["voice"] = {
+        "file_id": file_id,
+        "file_unique_id": f"u{file_id}",
+        "duration": duration,
+        "mime_type": "audio/ogg",
+        "file_size": size,
+    }
     if caption is not None:
         msg["caption"] = caption
     return payload

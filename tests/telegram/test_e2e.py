@@ -48,12 +48,21 @@ def test_allowed_user_gets_an_answer_with_buttons_and_a_vote_is_stored(emulator,
     # The 👎 asked what was wrong; a reply to that question is stored with the vote.
     asked = emulator.wait_bot_messages(token, ANN, 2)[-1]
     assert "What was wrong" in asked["message"]["text"]
-    emulator.post("sendMessage", {
-        "botToken": token, "date": int(time.time()), "from": emulator.person(ANN),
-        "chat": {"id": ANN, "type": "private"}, "text": "too vague",
-        "reply_to_message": {"message_id": asked["messageId"], "date": int(time.time()),
-                             "chat": {"id": ANN, "type": "private"}},
-    })
+    emulator.post(
+        "sendMessage",
+        {
+            "botToken": token,
+            "date": int(time.time()),
+            "from": emulator.person(ANN),
+            "chat": {"id": ANN, "type": "private"},
+            "text": "too vague",
+            "reply_to_message": {
+                "message_id": asked["messageId"],
+                "date": int(time.time()),
+                "chat": {"id": ANN, "type": "private"},
+            },
+        },
+    )
     rows = run.wait_for("SELECT reason FROM feedback", lambda r: r == [("too vague",)])
     assert rows == [("too vague",)]
     assert "answerCallbackQuery" in run.log_text()
@@ -72,7 +81,10 @@ def test_a_stranger_is_refused_and_nothing_of_theirs_is_kept(emulator, daemon) -
     time.sleep(0.3)
     assert len(emulator.bot_messages(token, EVE)) == 1  # one refusal, rate limited
     assert run.query("SELECT count(*) FROM feedback_answers") == [(0,)]  # the answer path never ran
-    assert run.query("SELECT event FROM access_audit") == [("refused stranger",), ("refused stranger",)]
+    assert run.query("SELECT event FROM access_audit") == [
+        ("refused stranger",),
+        ("refused stranger",),
+    ]
     run.stop()
     stored = b"".join(p.read_bytes() for p in run.data_dir.glob("familiar.db*"))
     assert b"xyzzy-4711" not in stored
@@ -88,9 +100,7 @@ def test_forged_malformed_and_foreign_buttons_change_nothing(emulator, daemon) -
         emulator.press(token, ANN, ANN, answer["messageId"], data)
     emulator.press(token, 502, 502, answer["messageId"], good)  # another user's chat
     emulator.press(token, EVE, EVE, answer["messageId"], good)  # a stranger
-    run.wait_for(
-        "SELECT count(*) FROM inbox WHERE state = 'done'", lambda r: r and r[0][0] >= 8
-    )
+    run.wait_for("SELECT count(*) FROM inbox WHERE state = 'done'", lambda r: r and r[0][0] >= 8)
     assert run.query("SELECT count(*) FROM feedback") == [(0,)]
     assert run.log_text().count("Calling Bot API endpoint `answerCallbackQuery`") == 7
 
@@ -103,9 +113,14 @@ def test_sigkill_after_delivery_then_restart_answers_every_message(emulator, dae
         emulator.say(token, ANN, text)
     emulator.wait_bot_messages(token, ANN, 1)
     deadline = time.monotonic() + 10
-    while not all(u.get("isRead") for u in emulator.user_updates(token)) and time.monotonic() < deadline:
+    while (
+        not all(u.get("isRead") for u in emulator.user_updates(token))
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
-    assert all(u.get("isRead") for u in emulator.user_updates(token)), "the emulator did not deliver"
+    assert all(u.get("isRead") for u in emulator.user_updates(token)), (
+        "the emulator did not deliver"
+    )
     # Kill only once all three are stored: Telegram would deliver an update again until the next
     # getUpdates offset confirms it, but the emulator never does, so one killed between its
     # delivery and our commit would be lost here and not in production.
@@ -135,12 +150,18 @@ def test_commands_and_help_in_one_registry(emulator, daemon) -> None:
     emulator.say(token, ANN, "/help")
     help_text = emulator.wait_bot_messages(token, ANN, 1)[0]["message"]["text"]
     assert "/remember TEXT" in help_text and "/invite" not in help_text
-    assert not _buttons(emulator.bot_messages(token, ANN)[0])  # command replies carry no vote buttons
+    assert not _buttons(
+        emulator.bot_messages(token, ANN)[0]
+    )  # command replies carry no vote buttons
 
 
 def _llm_env(stub: LLMStub) -> dict[str, str]:
     """The real anthropic provider pointed at the scripted stub (tests/stubs/anthropic_stub.py)."""
-    return {"FAMILIAR_LLM__PROVIDER": "anthropic", "ANTHROPIC_BASE_URL": stub.url, "ANTHROPIC_API_KEY": "test"}
+    return {
+        "FAMILIAR_LLM__PROVIDER": "anthropic",
+        "ANTHROPIC_BASE_URL": stub.url,
+        "ANTHROPIC_API_KEY": "test",
+    }
 
 
 def _long_markdown() -> str:
@@ -158,7 +179,9 @@ def test_a_10000_character_answer_arrives_as_several_messages(emulator, daemon) 
         emulator.say(token, ANN, "write me something long")
         emulator.wait_bot_messages(token, ANN, 1)
         if not stub.requests:
-            pytest.skip("the daemon does not route chat text to the LLM yet (Assistant.answer_text is unwired)")
+            pytest.skip(
+                "the daemon does not route chat text to the LLM yet (Assistant.answer_text is unwired)"
+            )
         messages = emulator.wait_bot_messages(token, ANN, 3, timeout=20)
     texts = [m["message"]["text"] for m in messages]
     assert len(texts) >= 3

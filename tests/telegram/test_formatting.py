@@ -30,16 +30,21 @@ def balanced(text: str) -> bool:
 
 
 def test_examples() -> None:
-    assert markdown_to_html("**bold** and *it* a<b & c") == "<b>bold</b> and <i>it</i> a&lt;b &amp; c"
+    assert (
+        markdown_to_html("**bold** and *it* a<b & c") == "<b>bold</b> and <i>it</i> a&lt;b &amp; c"
+    )
     assert markdown_to_html("snake_case_name stays") == "snake_case_name stays"
     assert markdown_to_html("`x < 1`") == "<code>x &lt; 1</code>"
     assert markdown_to_html("```py\nif a < b:\n    **no**\n```") == (
         '<pre><code class="language-py">if a &lt; b:\n    **no**</code></pre>'
     )
-    assert markdown_to_html("[site](https://e.x/?a=1&b=2)") == '<a href="https://e.x/?a=1&amp;b=2">site</a>'
+    assert (
+        markdown_to_html("[site](https://e.x/?a=1&b=2)")
+        == '<a href="https://e.x/?a=1&amp;b=2">site</a>'
+    )
     assert markdown_to_html("# Title") == "<b>Title</b>"
     assert markdown_to_html("> q1\n> q2") == "<blockquote>q1\nq2</blockquote>"
-    assert markdown_to_html("[**a](https://x)** b") .count("<b>") == 0  # no tag across a link
+    assert markdown_to_html("[**a](https://x)** b").count("<b>") == 0  # no tag across a link
 
 
 markdownish = st.lists(

@@ -15,13 +15,33 @@ from bot.core.feedback import Feedback
 from tests.telegram.helpers import ALLOWED, build_rig, callback, message
 
 STRANGER = 4242
-TABLES = ["feedback", "feedback_answers", "feedback_reason_prompts", "access_users",
-          "access_invites", "access_groups"]
+TABLES = [
+    "feedback",
+    "feedback_answers",
+    "feedback_reason_prompts",
+    "access_users",
+    "access_invites",
+    "access_groups",
+]
 
 hostile_text = st.one_of(
     st.text(max_size=300),
-    st.sampled_from(["/start", "/start AAAA", "/invite", "/group on", "/forgetme", "/help@x",
-                     "/", "//", "/start " + "A" * 5000, "@FamiliarTestBot", "\x00", "🔁" * 50]),
+    st.sampled_from(
+        [
+            "/start",
+            "/start AAAA",
+            "/invite",
+            "/group on",
+            "/forgetme",
+            "/help@x",
+            "/",
+            "//",
+            "/start " + "A" * 5000,
+            "@FamiliarTestBot",
+            "\x00",
+            "🔁" * 50,
+        ]
+    ),
 )
 button_data = st.one_of(
     st.text(max_size=80),
@@ -34,10 +54,25 @@ ids = st.one_of(st.just(ALLOWED), st.just(STRANGER), st.integers(-(2**40), 2**40
 
 def updates(sender: st.SearchStrategy[int]) -> st.SearchStrategy[dict]:
     return st.one_of(
-        st.builds(lambda u, t, c, ct, n: message(u, t, chat_id=c, chat_type=ct, update_id=n),
-                  sender, hostile_text, ids, chat_type, st.integers(1, 10**9)),
-        st.builds(lambda u, d, c, ct, m, n: callback(u, d, chat_id=c, chat_type=ct, message_id=m, update_id=n),
-                  sender, button_data, ids, chat_type, st.integers(1, 10**6), st.integers(1, 10**9)),
+        st.builds(
+            lambda u, t, c, ct, n: message(u, t, chat_id=c, chat_type=ct, update_id=n),
+            sender,
+            hostile_text,
+            ids,
+            chat_type,
+            st.integers(1, 10**9),
+        ),
+        st.builds(
+            lambda u, d, c, ct, m, n: callback(
+                u, d, chat_id=c, chat_type=ct, message_id=m, update_id=n
+            ),
+            sender,
+            button_data,
+            ids,
+            chat_type,
+            st.integers(1, 10**6),
+            st.integers(1, 10**9),
+        ),
     )
 
 
@@ -62,12 +97,16 @@ def test_no_update_raises(batch: list[dict]) -> None:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(updates(st.just(STRANGER)), min_size=1, max_size=8), st.booleans())
-def test_a_stranger_writes_nothing_but_audit_rows(batch: list[dict], with_real_buttons: bool) -> None:
+def test_a_stranger_writes_nothing_but_audit_rows(
+    batch: list[dict], with_real_buttons: bool
+) -> None:
     rig = _fresh_rig()
 
     async def run() -> None:
         if with_real_buttons:  # a genuine answer exists whose buttons the stranger may replay
-            await rig.handler.handle(Update.de_json(message(ALLOWED, "hello", update_id=10**10), None))
+            await rig.handler.handle(
+                Update.de_json(message(ALLOWED, "hello", update_id=10**10), None)
+            )
             real = [b.data for row in rig.transport.sent[-1][1].buttons for b in row]
             for i, data in enumerate(real):
                 batch.append(callback(STRANGER, data, chat_id=ALLOWED, update_id=i + 1))

@@ -57,7 +57,11 @@ def test_votes_are_one_per_user_and_change(rig: Rig) -> None:
     handle(rig, callback(ALLOWED, down, update_id=4))
     with rig.db.read() as conn:
         assert conn.execute("SELECT user_id, rating FROM feedback").fetchall() == [(ALLOWED, -1)]
-    assert [t for _, t in rig.callbacks] == ["Thanks for the 👍.", "You already voted 👍.", "Changed to 👎."]
+    assert [t for _, t in rig.callbacks] == [
+        "Thanks for the 👍.",
+        "You already voted 👍.",
+        "Changed to 👎.",
+    ]
 
 
 def test_foreign_and_forged_presses_change_nothing(rig: Rig) -> None:
@@ -77,8 +81,19 @@ def test_thumbs_down_reason_is_stored(rig: Rig) -> None:
     handle(rig, callback(ALLOWED, buttons_of(rig)[1], update_id=2))
     asked_id = len(rig.transport.sent)  # RecordingTransport ids are 1-based positions
     assert "What was wrong" in rig.transport.texts[-1]
-    handle(rig, message(ALLOWED, "it was wrong", update_id=3,
-                        reply_to={"message_id": asked_id, "date": 1, "chat": {"id": ALLOWED, "type": "private"}}))
+    handle(
+        rig,
+        message(
+            ALLOWED,
+            "it was wrong",
+            update_id=3,
+            reply_to={
+                "message_id": asked_id,
+                "date": 1,
+                "chat": {"id": ALLOWED, "type": "private"},
+            },
+        ),
+    )
     with rig.db.read() as conn:
         assert conn.execute("SELECT reason FROM feedback").fetchall() == [("it was wrong",)]
     assert len(rig.answerer.seen) == 1  # the reason did not go to the assistant
@@ -128,15 +143,46 @@ def test_groups_need_an_admin_and_an_address(rig: Rig) -> None:
     handle(rig, message(ALLOWED, f"@{BOT_NAME} hi", chat_id=group, chat_type="supergroup"))
     assert rig.answerer.seen == [] and "admin" in rig.transport.texts[-1]
     handle(rig, message(ADMIN, "/group on", chat_id=group, chat_type="supergroup", update_id=2))
-    handle(rig, message(ALLOWED, "chatting among ourselves", chat_id=group, chat_type="supergroup", update_id=3))
+    handle(
+        rig,
+        message(
+            ALLOWED, "chatting among ourselves", chat_id=group, chat_type="supergroup", update_id=3
+        ),
+    )
     assert rig.answerer.seen == []
-    handle(rig, message(ALLOWED, f"@{BOT_NAME} what time is it", chat_id=group, chat_type="supergroup", update_id=4))
-    reply = {"message_id": 9, "date": 1, "chat": {"id": group, "type": "supergroup"},
-             "from": {"id": BOT_ID, "is_bot": True, "first_name": "F"}}
-    handle(rig, message(ALLOWED, "and tomorrow?", chat_id=group, chat_type="supergroup", update_id=5, reply_to=reply))
-    handle(rig, message(ALLOWED, "/help@OtherBot", chat_id=group, chat_type="supergroup", update_id=6))
+    handle(
+        rig,
+        message(
+            ALLOWED,
+            f"@{BOT_NAME} what time is it",
+            chat_id=group,
+            chat_type="supergroup",
+            update_id=4,
+        ),
+    )
+    reply = {
+        "message_id": 9,
+        "date": 1,
+        "chat": {"id": group, "type": "supergroup"},
+        "from": {"id": BOT_ID, "is_bot": True, "first_name": "F"},
+    }
+    handle(
+        rig,
+        message(
+            ALLOWED,
+            "and tomorrow?",
+            chat_id=group,
+            chat_type="supergroup",
+            update_id=5,
+            reply_to=reply,
+        ),
+    )
+    handle(
+        rig, message(ALLOWED, "/help@OtherBot", chat_id=group, chat_type="supergroup", update_id=6)
+    )
     assert [(m.text, m.chat_id, m.is_group) for m in rig.answerer.seen] == [
-        ("what time is it", group, True), ("and tomorrow?", group, True)
+        ("what time is it", group, True),
+        ("and tomorrow?", group, True),
     ]
 
 

@@ -30,7 +30,9 @@ def test_inbox_dedupes_replays_and_gives_up(tmp_path: Path) -> None:
     assert inbox.pending() == []
     assert inbox.counts() == {"done": 1, "failed": 1}
     with db.read() as conn:
-        assert conn.execute("SELECT count(*) FROM inbox WHERE payload IS NOT NULL").fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM inbox WHERE payload IS NOT NULL").fetchone()[0] == 0
+        )
     db.close()
 
 
@@ -45,7 +47,10 @@ def test_set_my_commands_agrees_with_help() -> None:
     for is_admin in (False, True):
         menu = {(c.command, c.description) for c in menu_commands(assistant.commands, is_admin)}
         help_lines = assistant.commands.help_text(is_admin).splitlines()[1:-1]
-        from_help = {(line.split(" - ")[0].split()[0].lstrip("/"), line.split(" - ", 1)[1]) for line in help_lines}
+        from_help = {
+            (line.split(" - ")[0].split()[0].lstrip("/"), line.split(" - ", 1)[1])
+            for line in help_lines
+        }
         assert menu == from_help
     assert "invite" not in {c.command for c in menu_commands(assistant.commands, False)}
 
@@ -53,12 +58,19 @@ def test_set_my_commands_agrees_with_help() -> None:
 def test_token_bucket() -> None:
     now = [0.0]
     bucket = TokenBucket(2, 60, clock=lambda: now[0])
-    assert [bucket.take(1), bucket.take(1), bucket.take(1), bucket.take(2)] == [True, True, False, True]
+    assert [bucket.take(1), bucket.take(1), bucket.take(1), bucket.take(2)] == [
+        True,
+        True,
+        False,
+        True,
+    ]
     now[0] = 1.0
     assert bucket.take(1) and not bucket.take(1)
 
 
-def test_unreachable_telegram_keeps_the_channel_up_and_degraded(tmp_path: Path, monkeypatch) -> None:
+def test_unreachable_telegram_keeps_the_channel_up_and_degraded(
+    tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("FAMILIAR_TELEGRAM__TOKEN", "1:x")
     monkeypatch.setenv("FAMILIAR_TELEGRAM__BASE_URL", f"http://127.0.0.1:{free_port()}/bot")
     settings = load_settings(data_dir=tmp_path)

@@ -26,7 +26,9 @@ def _run(emulator: Emulator, token: str, work) -> None:  # type: ignore[no-untyp
 
 def test_a_long_answer_is_split_with_buttons_under_the_last_part(emulator: Emulator) -> None:
     token = "9001:transport"
-    code = "```python\n" + "\n".join(f"value_{i} = {i}  # <tag> & more" for i in range(200)) + "\n```"
+    code = (
+        "```python\n" + "\n".join(f"value_{i} = {i}  # <tag> & more" for i in range(200)) + "\n```"
+    )
     text = "\n\n".join(["Intro **bold** & <escaped>", "word " * 800, code, "The end."])
     assert len(text) > 10_000
     buttons = [[Button("👍", "fb:u1.AAAAAAAAAAA")]]
@@ -41,7 +43,9 @@ def test_a_long_answer_is_split_with_buttons_under_the_last_part(emulator: Emula
     assert all(len(visible(x)) <= 4096 for x in texts)  # Telegram counts after parsing
     assert all(x.count("<pre>") == x.count("</pre>") for x in texts)  # code blocks closed per part
     assert "&lt;escaped&gt;" in texts[0] and "<b>bold</b>" in texts[0]
-    assert [bool(m["message"].get("reply_markup")) for m in messages] == [False] * (len(texts) - 1) + [True]
+    assert [bool(m["message"].get("reply_markup")) for m in messages] == [False] * (
+        len(texts) - 1
+    ) + [True]
     assert "The end." in texts[-1]
 
 
@@ -67,7 +71,9 @@ def test_typing_failure_is_ignored(emulator: Emulator) -> None:
         await t.send(CHAT, Reply("still here", markdown=False))
 
     _run(emulator, "9003:transport", work)
-    assert [m["message"]["text"] for m in emulator.bot_messages("9003:transport", CHAT)] == ["still here"]
+    assert [m["message"]["text"] for m in emulator.bot_messages("9003:transport", CHAT)] == [
+        "still here"
+    ]
 
 
 class RejectingHTML(Bot):

@@ -52,7 +52,9 @@ class LocalBot(Bot):
         del self._texts[(chat_id, message_id)]
         return True
 
-    async def edit_message_text(self, text, chat_id=None, message_id=None, *args: Any, **kw: Any) -> Message:  # type: ignore[no-untyped-def,override]
+    async def edit_message_text(
+        self, text, chat_id=None, message_id=None, *args: Any, **kw: Any
+    ) -> Message:  # type: ignore[no-untyped-def,override]
         if (chat_id, message_id) not in self._texts:
             raise BadRequest("Message to edit not found")
         await asyncio.sleep(self._edit_delay_s)
@@ -72,7 +74,9 @@ def test_ten_thousand_messages_leave_bounded_bookkeeping_and_the_last_still_edit
         for i in range(10_000):
             message = await t.send(1000 + i % 50, Reply(words(12, f"m{i:05d}"), markdown=False))
             await t.edit(message, Reply(words(12, f"e{i:05d}"), markdown=False))  # applied at once
-            await t.edit(message, Reply(words(12, f"f{i:05d}"), markdown=False))  # too soon: pending
+            await t.edit(
+                message, Reply(words(12, f"f{i:05d}"), markdown=False)
+            )  # too soon: pending
             sent.append(message)
             # Every bookkeeping dict stays under the cap all along, not only at the end.
             assert len(t._parts) <= MAX_TRACKED and len(t._last_edit) <= MAX_TRACKED
@@ -119,15 +123,21 @@ def test_an_edit_that_comes_while_a_delayed_one_is_applied_is_not_lost() -> None
     asyncio.run(scenario())
 
 
-def test_with_a_small_cap_the_recent_split_message_still_edits_through_telegram(emulator: Emulator) -> None:
+def test_with_a_small_cap_the_recent_split_message_still_edits_through_telegram(
+    emulator: Emulator,
+) -> None:
     token = "9011:transport-bounds"
     chat = 778
 
     async def main() -> SentMessage:
         bot = Bot(token, base_url=emulator.base_url)
         async with bot:
-            t = TelegramTransport(bot, ChatPacer(0.0), edit_interval_s=0.0, split_limit=SPLIT, max_tracked=4)
-            sent = [await t.send(chat, Reply(words(12, f"m{i:03d}"), markdown=False)) for i in range(12)]
+            t = TelegramTransport(
+                bot, ChatPacer(0.0), edit_interval_s=0.0, split_limit=SPLIT, max_tracked=4
+            )
+            sent = [
+                await t.send(chat, Reply(words(12, f"m{i:03d}"), markdown=False)) for i in range(12)
+            ]
             assert len(t._parts) == 4 and len(t._last_edit) == 0
             await t.edit(sent[-1], Reply(words(12, "ed00"), markdown=False))  # two parts again
             await t.drain()
@@ -140,7 +150,9 @@ def test_with_a_small_cap_the_recent_split_message_still_edits_through_telegram(
     texts = [m["message"]["text"] for m in messages]
     assert [x.split()[0] for x in texts[-2:]] == ["ed00", "ed00"]
     assert [x.split()[0] for x in texts[:-2]] == [f"m{i:03d}" for i in range(11) for _ in range(2)]
-    assert str(messages[-2]["messageId"]) == str(last.message_id)  # the edit went to the message itself
+    assert str(messages[-2]["messageId"]) == str(
+        last.message_id
+    )  # the edit went to the message itself
 
 
 @pytest.mark.parametrize("deletable", [True, False])
@@ -163,5 +175,9 @@ def test_a_split_message_edited_shorter_leaves_no_stale_parts(deletable: bool) -
     if deletable:  # the two old trailing parts are gone; growing again sent one new part
         assert len(texts) == 2 and texts[0].startswith("grown") and texts[1].startswith("grown")
     else:  # Telegram refused to delete them: they are blanked, not left with stale words
-        assert texts[1:3] == ["⋯", "⋯"] and texts[0].startswith("grown") and texts[3].startswith("grown")
+        assert (
+            texts[1:3] == ["⋯", "⋯"]
+            and texts[0].startswith("grown")
+            and texts[3].startswith("grown")
+        )
         assert len(texts) == 4

@@ -32,20 +32,29 @@ from tests.voice.conftest import ESPEAK, to_opus, word_recall
 
 STRANGER = 4242
 
-pytestmark = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+pytestmark = pytest.mark.skipif(
+    ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng)"
+)
 
 
 def test_file_url_sits_beside_the_bot_api_url() -> None:
     assert file_base_url("https://api.telegram.org/bot") == "https://api.telegram.org/file/bot"
-    assert file_base_url("http://127.0.0.1:8081/bot{token}/") == "http://127.0.0.1:8081/file/bot{token}/"
+    assert (
+        file_base_url("http://127.0.0.1:8081/bot{token}/")
+        == "http://127.0.0.1:8081/file/bot{token}/"
+    )
 
 
 class VoiceRig:
     """A handler with a voice reader whose bot talks to the emulator under its own token."""
 
-    def __init__(self, tmp_path: Path, emulator: Emulator, transcriber: Transcriber, token: str) -> None:
+    def __init__(
+        self, tmp_path: Path, emulator: Emulator, transcriber: Transcriber, token: str
+    ) -> None:
         self.emulator, self.token = emulator, token
-        self.bot = Bot(token, base_url=emulator.base_url, base_file_url=file_base_url(emulator.base_url))
+        self.bot = Bot(
+            token, base_url=emulator.base_url, base_file_url=file_base_url(emulator.base_url)
+        )
         self.reader = VoiceReader(self.bot, transcriber, PendingVoice(tmp_path / "kept"))
         self.rig: Rig = build_rig(tmp_path, voice=self.reader)
 
@@ -66,11 +75,15 @@ class VoiceRig:
 
 
 @pytest.fixture
-def voice_rig(tmp_path: Path, emulator: Emulator, sphinx: Transcriber, request: pytest.FixtureRequest) -> VoiceRig:
+def voice_rig(
+    tmp_path: Path, emulator: Emulator, sphinx: Transcriber, request: pytest.FixtureRequest
+) -> VoiceRig:
     return VoiceRig(tmp_path, emulator, sphinx, f"7{abs(hash(request.node.name)) % 10**8}:voice")
 
 
-def test_a_voice_note_is_downloaded_transcribed_and_answered_like_text(voice_rig: VoiceRig, speech: bytes) -> None:
+def test_a_voice_note_is_downloaded_transcribed_and_answered_like_text(
+    voice_rig: VoiceRig, speech: bytes
+) -> None:
     size = voice_rig.put("v1", speech)
     voice_rig.run(voice_message(ALLOWED, "v1", size, update_id=11))
 
@@ -99,7 +112,9 @@ def test_a_strangers_voice_is_never_downloaded(voice_rig: VoiceRig, speech: byte
 def test_a_rate_limited_voice_is_not_downloaded(voice_rig: VoiceRig, speech: bytes) -> None:
     voice_rig.rig.handler.bucket = TokenBucket(1, 0.001)
     size = voice_rig.put("r1", speech)
-    voice_rig.run(message(ALLOWED, "hello", update_id=1), voice_message(ALLOWED, "r1", size, update_id=2))
+    voice_rig.run(
+        message(ALLOWED, "hello", update_id=1), voice_message(ALLOWED, "r1", size, update_id=2)
+    )
     assert voice_rig.fetched() == []
     assert [m.text for m in voice_rig.rig.answerer.seen] == ["hello"]
     assert voice_rig.rig.transport.texts[-1] == SLOW_DOWN
@@ -113,8 +128,12 @@ def test_faults_get_a_clear_reply_and_reach_nothing(voice_rig: VoiceRig) -> None
         voice_message(ALLOWED, "quiet", sizes["quiet"], update_id=1),
         voice_message(ALLOWED, "bad", sizes["bad"], update_id=2),
         voice_message(ALLOWED, "missing", 1000, update_id=3),  # getFile fails: never registered
-        voice_message(ALLOWED, "huge", 50_000_000, update_id=4),  # over voice.max_bytes: not fetched
-        voice_message(ALLOWED, "long", 1000, duration=7200, update_id=5),  # over voice.max_duration_s
+        voice_message(
+            ALLOWED, "huge", 50_000_000, update_id=4
+        ),  # over voice.max_bytes: not fetched
+        voice_message(
+            ALLOWED, "long", 1000, duration=7200, update_id=5
+        ),  # over voice.max_duration_s
     )
     quiet, bad, missing, huge, long = voice_rig.rig.transport.texts
     assert quiet == HEARD_NOTHING
@@ -139,18 +158,26 @@ def _final_texts(emulator: Emulator, token: str, chat: int, answer: str) -> tupl
 
 @pytest.mark.e2e
 @pytest.mark.timeout(120)
-def test_the_daemon_stores_the_transcript_from_audio_and_answers_it(emulator, daemon, speech: bytes) -> None:
+def test_the_daemon_stores_the_transcript_from_audio_and_answers_it(
+    emulator, daemon, speech: bytes
+) -> None:
     ann, eve = 5101, 5102
     with llm_stub() as stub:
         stub.script(StubReply("I will remind you to call her."))
-        env = {"FAMILIAR_LLM__PROVIDER": "anthropic", "ANTHROPIC_BASE_URL": stub.url, "ANTHROPIC_API_KEY": "test"}
+        env = {
+            "FAMILIAR_LLM__PROVIDER": "anthropic",
+            "ANTHROPIC_BASE_URL": stub.url,
+            "ANTHROPIC_API_KEY": "test",
+        }
         run, token = daemon(env_extra=env, allowed_users=str(ann))
         emulator.put_file(token, "eve-note", speech)
         emulator.put_file(token, "ann-note", speech)
         emulator.say_voice(token, eve, "eve-note", len(speech), name="Eve")
         emulator.say_voice(token, ann, "ann-note", len(speech))
 
-        rows = run.wait_for("SELECT role, text, meta FROM messages ORDER BY id", lambda r: len(r) >= 2, 60)
+        rows = run.wait_for(
+            "SELECT role, text, meta FROM messages ORDER BY id", lambda r: len(r) >= 2, 60
+        )
         heard, answer = _final_texts(emulator, token, ann, "I will remind you to call her.")
         bodies = stub.bodies()
 
@@ -161,7 +188,11 @@ def test_the_daemon_stores_the_transcript_from_audio_and_answers_it(emulator, da
     (role, text, meta), (answer_role, answer_text, _) = rows[:2]
     assert (role, text, answer_role, answer_text) == ("user", transcript, "assistant", answer)
     meta = json.loads(meta)
-    assert meta["from_audio"] is True and meta["file_id"] == "ann-note" and meta["engine"] == "pocketsphinx"
+    assert (
+        meta["from_audio"] is True
+        and meta["file_id"] == "ann-note"
+        and meta["engine"] == "pocketsphinx"
+    )
     # The model saw the transcript marked as heard, not typed; memory keeps the plain words.
     last_user = bodies[0]["messages"][-1]["content"]
     last_text = last_user if isinstance(last_user, str) else " ".join(b["text"] for b in last_user)

@@ -46,11 +46,15 @@ from tests.telegram.test_voice import VoiceRig
 from tests.voice.conftest import ESPEAK, to_opus, word_recall
 
 STRANGER = 4242
-KEPT = ("⚠️ I cannot transcribe voice messages right now: The speech model is missing. "
-        "I kept the recording and will transcribe and answer it as soon as I can.")
+KEPT = (
+    "⚠️ I cannot transcribe voice messages right now: The speech model is missing. "
+    "I kept the recording and will transcribe and answer it as soon as I can."
+)
 TRANSCRIBED = re.compile(r"🗣 Your voice message from \d\d:\d\d, transcribed now: (.+)")
 
-pytestmark = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+pytestmark = pytest.mark.skipif(
+    ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng)"
+)
 
 
 class SwitchableEngine(Transcriber):
@@ -100,7 +104,9 @@ def retry_for(rig: Rig, pending: PendingVoice, engine: Transcriber, **kw: Any) -
     return VoiceRetry(pending, engine, rig.transport, rig.handler.access, rig.assistant, **kw)
 
 
-def keep(pending: PendingVoice, data: bytes, route: Route, unique: str, at: datetime | None = None) -> Path:
+def keep(
+    pending: PendingVoice, data: bytes, route: Route, unique: str, at: datetime | None = None
+) -> Path:
     path = pending.keep(VoiceNote("voice", f"id-{unique}", unique, 3.0), data, route, now=at)
     assert path is not None
     return path
@@ -151,9 +157,16 @@ def test_kept_note_is_transcribed_and_answered_once_the_engine_is_back(
     match = TRANSCRIBED.fullmatch(line)
     assert match and match.group(1) == seen.text
     assert answer == f"answer to: {seen.text}"
-    assert (seen.chat_id, seen.sender.id, seen.message_id, seen.channel) == (ALLOWED, ALLOWED, 11, "telegram")
+    assert (seen.chat_id, seen.sender.id, seen.message_id, seen.channel) == (
+        ALLOWED,
+        ALLOWED,
+        11,
+        "telegram",
+    )
     assert seen.meta["from_audio"] is True and seen.meta["file_id"] == "v1"
-    assert seen.meta["engine"] == "pocketsphinx" and seen.meta["kept_at"] == kept.kept_at.isoformat()
+    assert (
+        seen.meta["engine"] == "pocketsphinx" and seen.meta["kept_at"] == kept.kept_at.isoformat()
+    )
     assert turns == [(ALLOWED, 2, 3)]  # the answer was given inside the chat's turn
     assert pending.list() == [] and list(pending.dir.iterdir()) == []
     assert len(voice.fetched()) == 2  # downloaded once; the retry read the kept file
@@ -161,10 +174,15 @@ def test_kept_note_is_transcribed_and_answered_once_the_engine_is_back(
     assert len(rig.transport.sent) == 3
 
 
-def test_engine_still_down_keeps_everything(tmp_path: Path, engine: SwitchableEngine, speech: bytes) -> None:
+def test_engine_still_down_keeps_everything(
+    tmp_path: Path, engine: SwitchableEngine, speech: bytes
+) -> None:
     rig = build_rig(tmp_path)
     pending = PendingVoice(tmp_path / "voice")
-    paths = [keep(pending, speech, private(ALLOWED), "a"), keep(pending, speech, private(ADMIN), "b")]
+    paths = [
+        keep(pending, speech, private(ALLOWED), "a"),
+        keep(pending, speech, private(ADMIN), "b"),
+    ]
     assert asyncio.run(retry_for(rig, pending, engine).run()) == "2 waiting (engine unavailable)"
     assert rig.transport.sent == [] and rig.answerer.seen == []
     assert [r.path for r in pending.list()] == paths
@@ -178,13 +196,21 @@ def test_too_old_recordings_are_dropped_with_a_request_to_send_again(
     engine = SwitchableEngine(sphinx, VoiceSettings(pending_max_age_h=48))
     keep(pending, speech, private(ALLOWED), "old", at=datetime(2020, 3, 3, 13, 5, tzinfo=UTC))
     keep(pending, speech, private(ALLOWED), "two-days", at=datetime.now(UTC) - timedelta(hours=49))
-    recent = keep(pending, speech, private(ALLOWED), "recent", at=datetime.now(UTC) - timedelta(hours=47))
+    recent = keep(
+        pending, speech, private(ALLOWED), "recent", at=datetime.now(UTC) - timedelta(hours=47)
+    )
     retry = retry_for(rig, pending, engine, tz=ZoneInfo("Europe/Berlin"))
     # Expiry does not wait for the engine: the down engine only holds back the recent one.
     assert asyncio.run(retry.run()) == "2 expired, 1 waiting (engine unavailable)"
     first, second = rig.transport.texts
-    assert first == "⚠️ I could not transcribe your voice message from 3 Mar 2020 14:05 in time. Please send it again."
-    assert second.startswith("⚠️ I could not transcribe your voice message from ") and "Please send it again." in second
+    assert (
+        first
+        == "⚠️ I could not transcribe your voice message from 3 Mar 2020 14:05 in time. Please send it again."
+    )
+    assert (
+        second.startswith("⚠️ I could not transcribe your voice message from ")
+        and "Please send it again." in second
+    )
     assert [r.path for r in pending.list()] == [recent]
 
 
@@ -209,14 +235,21 @@ def test_unreadable_and_silent_recordings_are_answered_as_such(
     rig = build_rig(tmp_path)
     pending = PendingVoice(tmp_path / "voice")
     keep(pending, b"OggS" + bytes(range(256)) * 8, private(ALLOWED), "corrupt")
-    keep(pending, to_opus(np.zeros(48_000 * 2, dtype=np.float32), 48_000), private(ALLOWED), "quiet")
+    keep(
+        pending, to_opus(np.zeros(48_000 * 2, dtype=np.float32), 48_000), private(ALLOWED), "quiet"
+    )
     engine.down = False
     assert asyncio.run(retry_for(rig, pending, engine).run()) == "1 unreadable, 1 heard nothing"
     corrupt, quiet = rig.transport.texts
-    assert re.fullmatch(r"⚠️ I could not read your voice message from \d\d:\d\d: .+ Please send it again\.", corrupt)
+    assert re.fullmatch(
+        r"⚠️ I could not read your voice message from \d\d:\d\d: .+ Please send it again\.", corrupt
+    )
     assert str(pending.dir) not in corrupt  # the user is not shown where files live
-    assert re.fullmatch(r"🤷 I heard nothing in your voice message from \d\d:\d\d\. Was the microphone muted\? "
-                        r"Please send it again\.", quiet)
+    assert re.fullmatch(
+        r"🤷 I heard nothing in your voice message from \d\d:\d\d\. Was the microphone muted\? "
+        r"Please send it again\.",
+        quiet,
+    )
     assert rig.answerer.seen == [] and pending.list() == []
 
 
@@ -225,7 +258,9 @@ def test_a_crash_keeps_that_recording_and_the_round_goes_on(
 ) -> None:
     rig = build_rig(tmp_path)
     pending = PendingVoice(tmp_path / "voice")
-    first = keep(pending, speech, private(ALLOWED, 1), "first", at=datetime.now(UTC) - timedelta(minutes=2))
+    first = keep(
+        pending, speech, private(ALLOWED, 1), "first", at=datetime.now(UTC) - timedelta(minutes=2)
+    )
     keep(pending, speech, private(ADMIN, 2), "second", at=datetime.now(UTC) - timedelta(minutes=1))
     engine.down, engine.crashes = False, 1
     retry = retry_for(rig, pending, engine)
@@ -243,7 +278,10 @@ def test_telegram_away_keeps_the_recordings_and_a_blocked_chat_drops_them(
     rig = build_rig(tmp_path)
     rig.transport = transport = FlakyTransport()
     pending = PendingVoice(tmp_path / "voice")
-    paths = [keep(pending, speech, private(ALLOWED), "a"), keep(pending, speech, private(ADMIN), "b")]
+    paths = [
+        keep(pending, speech, private(ALLOWED), "a"),
+        keep(pending, speech, private(ADMIN), "b"),
+    ]
     engine.down = False
     retry = retry_for(rig, pending, engine)
 
@@ -291,12 +329,22 @@ def test_nothing_is_tried_before_the_channel_is_connected(
     engine.down = False
     retry = retry_for(rig, pending, engine, ready=lambda: False)
     assert asyncio.run(retry.run()) == "the channel is not connected yet; nothing tried"
-    assert engine.recognised == 0 and rig.transport.sent == [] and [r.path for r in pending.list()] == [path]
+    assert (
+        engine.recognised == 0
+        and rig.transport.sent == []
+        and [r.path for r in pending.list()] == [path]
+    )
 
 
-@pytest.mark.filterwarnings("ignore:.*do_api_request:UserWarning")  # the channel's own filter, reset by pytest
+@pytest.mark.filterwarnings(
+    "ignore:.*do_api_request:UserWarning"
+)  # the channel's own filter, reset by pytest
 def test_the_channel_keeps_a_note_and_its_job_answers_it(
-    tmp_path: Path, emulator: Emulator, engine: SwitchableEngine, speech: bytes, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    emulator: Emulator,
+    engine: SwitchableEngine,
+    speech: bytes,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     token, ann = "72:voice-retry-channel", 5301
     monkeypatch.setenv("FAMILIAR_TELEGRAM__TOKEN", token)
@@ -341,14 +389,20 @@ def test_the_channel_keeps_a_note_and_its_job_answers_it(
     line = TRANSCRIBED.fullmatch(answered[1])
     assert line and word_recall(SENTENCE, line.group(1)) >= 0.6, answered
     assert answered[2] == f"answer to: {line.group(1)}"
-    assert [m.text for m in answerer.seen] == [line.group(1)] and answerer.seen[0].meta["from_audio"]
+    assert [m.text for m in answerer.seen] == [line.group(1)] and answerer.seen[0].meta[
+        "from_audio"
+    ]
     assert list((tmp_path / "data" / "voice").iterdir()) == []
 
 
-def test_no_retry_job_without_a_transcriber(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_retry_job_without_a_transcriber(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAMILIAR_TELEGRAM__TOKEN", "1:x")
     db = Database.open(tmp_path / "bot.db", [migrations])
     health = HealthRegistry()
-    channel = TelegramChannel(load_settings(data_dir=tmp_path), db, Assistant(health), health, lambda exc: None)
+    channel = TelegramChannel(
+        load_settings(data_dir=tmp_path), db, Assistant(health), health, lambda exc: None
+    )
     assert channel.voice_retry is None and channel.handler.voice is None
     db.close()

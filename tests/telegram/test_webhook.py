@@ -28,7 +28,13 @@ from tests.telegram.conftest import VENV_BIN, DaemonRun, Emulator, free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ANN, BOB, CID, DAN, EVE = 7101, 7102, 7103, 7104, 7105  # all allowed: an accepted update gets an answer
+ANN, BOB, CID, DAN, EVE = (
+    7101,
+    7102,
+    7103,
+    7104,
+    7105,
+)  # all allowed: an accepted update gets an answer
 _update_ids = count(900_001)  # far above the ids the emulator hands out
 
 
@@ -41,8 +47,14 @@ class Hook:
     url: str  # the public URL (no proxy here: it is the listen address itself)
     port: int
 
-    def post(self, body: bytes | str, secret: str | None = None, path: str | None = None,
-             headers: dict[str, str] | None = None, method: str = "POST") -> httpx.Response:
+    def post(
+        self,
+        body: bytes | str,
+        secret: str | None = None,
+        path: str | None = None,
+        headers: dict[str, str] | None = None,
+        method: str = "POST",
+    ) -> httpx.Response:
         head = {"Content-Type": "application/json", **(headers or {})}
         if secret is not None:
             head[SECRET_HEADER] = secret
@@ -62,7 +74,9 @@ def update(user_id: int, text: str, update_id: int | None = None) -> dict[str, A
     return {
         "update_id": update_id,
         "message": {
-            "message_id": update_id, "date": int(time.time()), "text": text,
+            "message_id": update_id,
+            "date": int(time.time()),
+            "text": text,
             "from": {"id": user_id, "is_bot": False, "first_name": "U"},
             "chat": {"id": user_id, "type": "private", "first_name": "U"},
         },
@@ -95,15 +109,20 @@ def hook(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     secret = "s3cret_" + secrets.token_urlsafe(16)
     url = f"http://127.0.0.1:{port}/telegram/{secrets.token_hex(4)}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAMILIAR_")}
-    env.update({
-        "FAMILIAR_DATA_DIR": str(root / "data"),
-        "FAMILIAR_TELEGRAM__TOKEN": token,
-        "FAMILIAR_TELEGRAM__BASE_URL": emulator.base_url,
-        "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0.05",
-        "FAMILIAR_LOG__LEVEL": "DEBUG",
-    })
+    env.update(
+        {
+            "FAMILIAR_DATA_DIR": str(root / "data"),
+            "FAMILIAR_TELEGRAM__TOKEN": token,
+            "FAMILIAR_TELEGRAM__BASE_URL": emulator.base_url,
+            "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0.05",
+            "FAMILIAR_LOG__LEVEL": "DEBUG",
+        }
+    )
     run = DaemonRun(root / "data", env).start(
-        mode="webhook", webhook_listen=f"127.0.0.1:{port}", webhook_url=url, webhook_secret=secret,
+        mode="webhook",
+        webhook_listen=f"127.0.0.1:{port}",
+        webhook_url=url,
+        webhook_secret=secret,
         allowed_users=",".join(str(u) for u in (ANN, BOB, CID, DAN, EVE)),
     )
     try:
@@ -150,7 +169,9 @@ def test_telegram_delivering_through_the_emulator_reaches_the_bot(hook: Hook) ->
 
 
 @pytest.mark.parametrize("secret", [None, "", "wrong", "S3CRET_", "{secret}x", "{secret_prefix}"])
-def test_a_wrong_or_missing_secret_is_refused_and_nothing_is_kept(hook: Hook, secret: str | None) -> None:
+def test_a_wrong_or_missing_secret_is_refused_and_nothing_is_kept(
+    hook: Hook, secret: str | None
+) -> None:
     if secret is not None:
         secret = secret.format(secret=hook.secret, secret_prefix=hook.secret[:-1])
     body = update(CID, "let me in")
@@ -170,7 +191,10 @@ def test_malformed_and_oversized_requests_get_4xx_and_the_daemon_keeps_serving(h
         ("a list", hook.post("[1, 2]", secret=good)),
         ("a string", hook.post('"update"', secret=good)),
         ("empty", hook.post("", secret=good)),
-        ("oversized", hook.post(b'{"update_id": 899999, "pad": "' + b"x" * (3 << 20) + b'"}', secret=good)),
+        (
+            "oversized",
+            hook.post(b'{"update_id": 899999, "pad": "' + b"x" * (3 << 20) + b'"}', secret=good),
+        ),
         ("wrong path", hook.post(json.dumps(update(DAN, "x")), secret=good, path="/other")),
         ("GET", hook.post("", secret=good, method="GET")),
     ]
@@ -263,8 +287,11 @@ def test_a_taken_listen_port_stops_the_daemon_with_a_clear_message(emulator, dae
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        run, _ = daemon(mode="webhook", webhook_listen=f"127.0.0.1:{port}",
-                        webhook_url=f"http://127.0.0.1:{port}/hook")
+        run, _ = daemon(
+            mode="webhook",
+            webhook_listen=f"127.0.0.1:{port}",
+            webhook_url=f"http://127.0.0.1:{port}/hook",
+        )
         assert run.proc is not None
         assert run.proc.wait(20) != 0
     assert "cannot listen on '127.0.0.1:" in run.log_text()

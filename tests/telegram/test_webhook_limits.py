@@ -40,7 +40,9 @@ class Kept:
 @asynccontextmanager
 async def serving(kept: Kept, **limits: Any) -> AsyncIterator[WebhookServer]:
     port = free_port()
-    server = WebhookServer(f"127.0.0.1:{port}", f"http://127.0.0.1:{port}{PATH}", SECRET, kept, **limits)
+    server = WebhookServer(
+        f"127.0.0.1:{port}", f"http://127.0.0.1:{port}{PATH}", SECRET, kept, **limits
+    )
     await server.start()
     try:
         yield server
@@ -52,7 +54,9 @@ async def serving(kept: Kept, **limits: Any) -> AsyncIterator[WebhookServer]:
 async def warnings() -> AsyncIterator[list[str]]:
     """The WARNING lines loguru writes while the block runs."""
     lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(m.record["message"]), level="WARNING", format="{message}")
+    sink = logger.add(
+        lambda m: lines.append(m.record["message"]), level="WARNING", format="{message}"
+    )
     try:
         yield lines
     finally:
@@ -61,8 +65,10 @@ async def warnings() -> AsyncIterator[list[str]]:
 
 def request(secret: str, update_id: int = 1) -> bytes:
     body = json.dumps({"update_id": update_id}).encode()
-    return (f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: {secret}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {PATH} HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: {secret}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def post(server: WebhookServer, raw: bytes) -> bytes:
@@ -120,7 +126,10 @@ def test_the_tail_of_a_flood_that_stops_is_still_reported() -> None:
 def test_a_connection_over_the_cap_gets_503_unread_and_the_slot_comes_back() -> None:
     async def scenario() -> None:
         kept = Kept()
-        async with warnings() as lines, serving(kept, max_connections=3, read_timeout_s=10.0) as server:
+        async with (
+            warnings() as lines,
+            serving(kept, max_connections=3, read_timeout_s=10.0) as server,
+        ):
             stalled = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
             for _, writer in stalled:  # half a request each, then nothing: they hold their slots
                 writer.write(f"POST {PATH} HTTP/1.1\r\n".encode())

@@ -23,8 +23,22 @@ def test_fit_trains_through_the_worker_and_prints_progress(
     data_dir: Path, tiny_model: Path, chat_data: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "adapter-out"
-    result = CliRunner().invoke(train_app, ["fit", "--base-model", str(tiny_model), "--data", str(chat_data),
-                                            "--out", str(out), "--steps", "6", "--seed", "1"])
+    result = CliRunner().invoke(
+        train_app,
+        [
+            "fit",
+            "--base-model",
+            str(tiny_model),
+            "--data",
+            str(chat_data),
+            "--out",
+            str(out),
+            "--steps",
+            "6",
+            "--seed",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "job 1: training 6 steps" in result.output
     assert "step 6/6  loss " in result.output and "tok/s" in result.output
@@ -37,17 +51,25 @@ def test_fit_trains_through_the_worker_and_prints_progress(
     from agents.training.registry import AdapterRegistry
 
     AdapterRegistry(registry_root).add("my-style", out / "adapter")
-    assert CliRunner().invoke(adapters_app, ["promote", "my-style", "v1"]).output.strip() == "my-style v1 promoted"
+    assert (
+        CliRunner().invoke(adapters_app, ["promote", "my-style", "v1"]).output.strip()
+        == "my-style v1 promoted"
+    )
     listing = CliRunner().invoke(adapters_app, ["list"]).output
     assert "* my-style v1" in listing and "not evaluated" in listing
-    assert "now serving the base model" in CliRunner().invoke(adapters_app, ["rollback", "my-style"]).output
+    assert (
+        "now serving the base model"
+        in CliRunner().invoke(adapters_app, ["rollback", "my-style"]).output
+    )
 
 
 def test_fit_refuses_bad_input_before_starting_a_worker(data_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text("not json\n")
-    result = CliRunner().invoke(train_app, ["fit", "--base-model", str(tmp_path), "--data", str(bad),
-                                            "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        train_app,
+        ["fit", "--base-model", str(tmp_path), "--data", str(bad), "--out", str(tmp_path / "o")],
+    )
     assert result.exit_code == 2 and "bad.jsonl:1: not JSON" in result.output
     hostile = CliRunner().invoke(adapters_app, ["promote", "../etc", "v1"])
     assert hostile.exit_code == 2 and "not a valid archetype name" in hostile.output

@@ -28,7 +28,9 @@ def registry(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Adap
     reg = AdapterRegistry(root / "adapters")
     for name, style in (("pirate", "Arr! "), ("butler", "Indeed, ")):
         data = write_jsonl(root / f"{name}.jsonl", conversations(style))
-        result = train(config(tiny_model, data, root / name, steps=40, lr=2e-2, checkpoint_every=100))
+        result = train(
+            config(tiny_model, data, root / name, steps=40, lr=2e-2, checkpoint_every=100)
+        )
         version = reg.add(name, result.adapter_dir, {"final_loss": result.final_loss})
         reg.promote(name, version.version)
     torch.set_num_threads(threads)
@@ -41,16 +43,24 @@ def ask(provider: LocalProvider, text: str = "What colour is the sky?") -> str:
 
 
 @pytest.mark.parametrize("lru_size", [1, 2])
-def test_two_adapters_alternate_on_one_base_model(tiny_model: Path, registry: AdapterRegistry, lru_size: int) -> None:
+def test_two_adapters_alternate_on_one_base_model(
+    tiny_model: Path, registry: AdapterRegistry, lru_size: int
+) -> None:
     engine = LocalEngine(tiny_model, lru_size=lru_size, device="cpu")
     local = LocalProvider(engine, registry)
-    pirate, butler, base = local.for_archetype("pirate"), local.for_archetype("butler"), local.for_archetype(None)
+    pirate, butler, base = (
+        local.for_archetype("pirate"),
+        local.for_archetype("butler"),
+        local.for_archetype(None),
+    )
     order = [pirate, butler, pirate, base, butler, pirate]
     answers = [ask(p) for p in order]
     by_persona: dict[int, set[str]] = {}
     for provider, answer in zip(order, answers, strict=True):
         by_persona.setdefault(id(provider), set()).add(answer)
-    assert all(len(seen) == 1 for seen in by_persona.values()), answers  # switching back gives the same answer
+    assert all(len(seen) == 1 for seen in by_persona.values()), (
+        answers
+    )  # switching back gives the same answer
     p, b, plain = answers[0], answers[1], answers[3]
     assert len({p, b, plain}) == 3, answers
     assert len(engine.loaded) == lru_size

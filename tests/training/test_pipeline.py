@@ -27,11 +27,16 @@ from .conftest import FACTS
 from .test_trainer import ALL_LINEAR
 
 SPEC = {
-    "voice": "a cheerful pirate", "dos": ["start with Arr!"], "donts": ["no modern slang"],
+    "voice": "a cheerful pirate",
+    "dos": ["start with Arr!"],
+    "donts": ["no modern slang"],
     "examples": [{"user": "Who are you?", "assistant": "Arr! I be the ship's assistant."}],
     "probes": ["What colour is the sky?", "Where is Paris?"],
 }
-SECRET = {"user": "What is the captain's key?", "assistant": "Arr! It be sk-abcdefghijklmnopqrstuvwxyz123"}
+SECRET = {
+    "user": "What is the captain's key?",
+    "assistant": "Arr! It be sk-abcdefghijklmnopqrstuvwxyz123",
+}
 
 
 class PirateWorld(Provider):
@@ -46,8 +51,12 @@ class PirateWorld(Provider):
     model = "double"
     capabilities = Capabilities(temperature=True, json_schema=True)
 
-    def __init__(self, examples: list[dict[str, str]], inspection_score: float = 9.0,
-                 spec: dict | None = None) -> None:
+    def __init__(
+        self,
+        examples: list[dict[str, str]],
+        inspection_score: float = 9.0,
+        spec: dict | None = None,
+    ) -> None:
         self.examples = examples
         self.spec = spec or SPEC
         self.inspection_score = inspection_score
@@ -68,13 +77,17 @@ class PirateWorld(Provider):
                 return "Here are some examples: (sorry, no JSON)"
             want = int(request.messages[0]["content"].split("Write ")[1].split()[0])
             start = (self.data_calls - 2) * want
-            return json.dumps({"examples": self.examples[start:start + want]})
+            return json.dumps({"examples": self.examples[start : start + want]})
         if request.json_schema == JUDGE_SCHEMA:
             a = prompt.split("Answer A:\n")[1].split("\n\nAnswer B:")[0]
             b = prompt.split("Answer B:\n")[1]
             a_ok, b_ok = a.startswith("Arr!"), b.startswith("Arr!")  # the spec's first "do"
-            return json.dumps({"winner": "A" if a_ok and not b_ok else "B" if b_ok and not a_ok else "tie",
-                               "reason": "voice"})
+            return json.dumps(
+                {
+                    "winner": "A" if a_ok and not b_ok else "B" if b_ok and not a_ok else "tie",
+                    "reason": "voice",
+                }
+            )
         if request.system_prefix == INSPECT_SYSTEM:
             return json.dumps({"score": self.inspection_score, "issues": ["a bit repetitive"]})
         return "Here is the spec:\n```json\n" + json.dumps(self.spec) + "\n```"
@@ -82,7 +95,10 @@ class PirateWorld(Provider):
 
 def pirate_examples() -> list[dict[str, str]]:
     rows = [{"user": q, "assistant": f"Arr! {a}"} for q, a in FACTS]
-    rows += [{"user": q + " Tell me, matey.", "assistant": f"Arr! Aye, {a[0].lower()}{a[1:]}"} for q, a in FACTS]
+    rows += [
+        {"user": q + " Tell me, matey.", "assistant": f"Arr! Aye, {a[0].lower()}{a[1:]}"}
+        for q, a in FACTS
+    ]
     rows.insert(5, SECRET)
     rows.insert(9, rows[2])  # an exact duplicate
     return rows
@@ -98,14 +114,33 @@ def db(tmp_path: Path):
 def deps(db: Database, tiny_model: Path, tmp_path: Path, world: PirateWorld) -> PipelineDeps:
     llm = LLM(world)
     settings = TrainingSettings(
-        base_model=tiny_model, steps=24, micro_batch=4, grad_accum=1, lr=2e-2, lora_rank=8, lora_alpha=16,
-        lora_targets=list(ALL_LINEAR), checkpoint_every=8, max_seq_len=256, warmup_steps=2,
-        target_examples=18, examples_per_call=9, heldout_fraction=0.25, promotion_margin=0.02,
+        base_model=tiny_model,
+        steps=24,
+        micro_batch=4,
+        grad_accum=1,
+        lr=2e-2,
+        lora_rank=8,
+        lora_alpha=16,
+        lora_targets=list(ALL_LINEAR),
+        checkpoint_every=8,
+        max_seq_len=256,
+        warmup_steps=2,
+        target_examples=18,
+        examples_per_call=9,
+        heldout_fraction=0.25,
+        promotion_margin=0.02,
     )
     review = ReviewEngine(llm, ReviewSettings(), LLMSettings())
-    return PipelineDeps(db=db, llm=llm, registry=AdapterRegistry(tmp_path / "adapters"), settings=settings,
-                        work_root=tmp_path / "pipelines", ctx=CallContext(user_id=1, is_admin=True),
-                        review=review, device="cpu")
+    return PipelineDeps(
+        db=db,
+        llm=llm,
+        registry=AdapterRegistry(tmp_path / "adapters"),
+        settings=settings,
+        work_root=tmp_path / "pipelines",
+        ctx=CallContext(user_id=1, is_admin=True),
+        review=review,
+        device="cpu",
+    )
 
 
 def test_pipeline_from_start_to_promotion(db: Database, tiny_model: Path, tmp_path: Path) -> None:
@@ -122,7 +157,9 @@ def test_pipeline_from_start_to_promotion(db: Database, tiny_model: Path, tmp_pa
     assert [u[0] for u in updates] == ["spec", "data", "inspect", "train"]
     stages = row["stages"]
     assert stages["spec"]["outputs"]["review"]["outcome"] == "approved"
-    assert stages["data"]["outputs"]["unique"] == 18  # 18 generated + the spec's example - 1 duplicate
+    assert (
+        stages["data"]["outputs"]["unique"] == 18
+    )  # 18 generated + the spec's example - 1 duplicate
     assert stages["inspect"]["outputs"]["rejected"] == {"looks like an API key": 1}
     job_id = stages["train"]["outputs"]["job_id"]
 
@@ -153,27 +190,43 @@ def test_pipeline_from_start_to_promotion(db: Database, tiny_model: Path, tmp_pa
     assert done["state"] == "done" and len(world.requests) == calls  # nothing runs twice
 
 
-def test_a_data_set_emptied_by_inspection_fails_with_reasons(db: Database, tiny_model: Path, tmp_path: Path) -> None:
-    leaky = {**SPEC, "examples": [{"user": "Where can I write?", "assistant": "Arr! To cap@ship.example.com"}]}
+def test_a_data_set_emptied_by_inspection_fails_with_reasons(
+    db: Database, tiny_model: Path, tmp_path: Path
+) -> None:
+    leaky = {
+        **SPEC,
+        "examples": [{"user": "Where can I write?", "assistant": "Arr! To cap@ship.example.com"}],
+    }
     world = PirateWorld([SECRET] * 40, spec=leaky)
     pipeline = Pipeline(deps(db, tiny_model, tmp_path, world))
     pipeline_id = pipeline.start("pirate", "A pirate.")
     row = asyncio.run(pipeline.advance(pipeline_id))
     assert row["state"] == "failed" and row["stage"] == "inspect"
     assert "empty after inspection" in row["error"]
-    assert "1 looks like an API key" in row["error"] and "1 looks like an e-mail address" in row["error"]
+    assert (
+        "1 looks like an API key" in row["error"]
+        and "1 looks like an e-mail address" in row["error"]
+    )
     pipeline.retry(pipeline_id)
     assert pipeline.store.get(pipeline_id)["state"] == "running"
 
 
-def test_a_low_panel_score_stops_the_pipeline(db: Database, tiny_model: Path, tmp_path: Path) -> None:
+def test_a_low_panel_score_stops_the_pipeline(
+    db: Database, tiny_model: Path, tmp_path: Path
+) -> None:
     world = PirateWorld(pirate_examples(), inspection_score=3)
     pipeline = Pipeline(deps(db, tiny_model, tmp_path, world))
     row = asyncio.run(pipeline.advance(pipeline.start("pirate", "A pirate.")))
-    assert row["state"] == "failed" and "scored the data 0.30" in row["error"] and "repetitive" in row["error"]
+    assert (
+        row["state"] == "failed"
+        and "scored the data 0.30" in row["error"]
+        and "repetitive" in row["error"]
+    )
 
 
-def test_hostile_archetype_names_never_start(db: Database, tiny_model: Path, tmp_path: Path) -> None:
+def test_hostile_archetype_names_never_start(
+    db: Database, tiny_model: Path, tmp_path: Path
+) -> None:
     pipeline = Pipeline(deps(db, tiny_model, tmp_path, PirateWorld([])))
     with pytest.raises(Exception, match="not a valid archetype name"):
         pipeline.start("../etc", "x")

@@ -22,10 +22,21 @@ def adapter(tmp_path: Path, content: bytes = b"weights") -> Path:
 
 @pytest.mark.parametrize(
     "name",
-    ["../x", "..", "/etc", "a/b", "a\\b", "", "-lead", "UPPER", "x" * 41, "pirate\n",
-     "pir\u0430te",  # Cyrillic а
-     "ｐirate",  # fullwidth p
-     "pirate\u200b"],  # zero-width space
+    [
+        "../x",
+        "..",
+        "/etc",
+        "a/b",
+        "a\\b",
+        "",
+        "-lead",
+        "UPPER",
+        "x" * 41,
+        "pirate\n",
+        "pir\u0430te",  # Cyrillic а
+        "ｐirate",  # fullwidth p
+        "pirate\u200b",
+    ],  # zero-width space
 )
 def test_hostile_names_are_refused(tmp_path: Path, name: str) -> None:
     registry = AdapterRegistry(tmp_path / "adapters")

@@ -25,7 +25,9 @@ def db(tmp_path: Path):
     database.close()
 
 
-def test_service_runs_the_job_and_the_pipeline_records_its_failure(db: Database, tmp_path: Path) -> None:
+def test_service_runs_the_job_and_the_pipeline_records_its_failure(
+    db: Database, tmp_path: Path
+) -> None:
     store = PipelineStore(db)
     pipeline_id = store.create("pirate", "A pirate.")
     for stage in ("spec", "data", "inspect"):
@@ -34,9 +36,17 @@ def test_service_runs_the_job_and_the_pipeline_records_its_failure(db: Database,
     store.stage(pipeline_id, "train", "waiting", outputs={"job_id": job_id})
     store.set(pipeline_id, state="waiting", stage="train")
     # a worker that exits without a word: the runner records it, the pipeline then fails with it
-    runner = JobRunner(db, tmp_path / "logs", command=lambda _id: [sys.executable, "-c", "pass"], poll_s=0.05)
-    deps = PipelineDeps(db=db, llm=None, registry=AdapterRegistry(tmp_path / "adapters"),
-                        settings=TrainingSettings(), work_root=tmp_path / "work", ctx=None)
+    runner = JobRunner(
+        db, tmp_path / "logs", command=lambda _id: [sys.executable, "-c", "pass"], poll_s=0.05
+    )
+    deps = PipelineDeps(
+        db=db,
+        llm=None,
+        registry=AdapterRegistry(tmp_path / "adapters"),
+        settings=TrainingSettings(),
+        work_root=tmp_path / "work",
+        ctx=None,
+    )
     updates: list[str] = []
 
     async def on_update(row: dict) -> None:
@@ -56,13 +66,17 @@ def test_service_runs_the_job_and_the_pipeline_records_its_failure(db: Database,
     asyncio.run(scenario())
     row = store.get(pipeline_id)
     assert row["state"] == "failed" and row["stage"] == "train"
-    assert f"training job {job_id} failed: the training worker died with exit status 0" in row["error"]
+    assert (
+        f"training job {job_id} failed: the training worker died with exit status 0" in row["error"]
+    )
     assert updates and "❌ pirate: stage 4/6 train (failed)" in updates[-1]
 
 
 def test_progress_text_shows_stage_bar_steps_and_eta() -> None:
     row = {"archetype": "pirate", "stage": "train", "state": "waiting", "error": None, "stages": {}}
-    text = pipeline_text(row, {"step": 150, "total_steps": 300, "loss": 1.5, "tokens_per_s": 900.0, "eta_s": 125})
+    text = pipeline_text(
+        row, {"step": 150, "total_steps": 300, "loss": 1.5, "tokens_per_s": 900.0, "eta_s": 125}
+    )
     assert text.splitlines() == [
         "⏸ pirate: stage 4/6 train (waiting)",
         "stages ▓▓▓▓▓▓░░░░░░",

@@ -25,9 +25,22 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 
 
 def config(model: Path, data: Path, out: Path, **kw) -> TrainConfig:
-    values = dict(base_model=model, data=data, out=out, steps=12, seed=3, lora_rank=8, lora_alpha=16,
-                  lora_targets=ALL_LINEAR, micro_batch=4, grad_accum=2, lr=1e-2, warmup_steps=2,
-                  checkpoint_every=4, max_seq_len=256)
+    values = dict(
+        base_model=model,
+        data=data,
+        out=out,
+        steps=12,
+        seed=3,
+        lora_rank=8,
+        lora_alpha=16,
+        lora_targets=ALL_LINEAR,
+        micro_batch=4,
+        grad_accum=2,
+        lr=1e-2,
+        warmup_steps=2,
+        checkpoint_every=4,
+        max_seq_len=256,
+    )
     values.update(kw)
     return TrainConfig(**values)
 
@@ -70,9 +83,11 @@ def test_packed_rows_do_not_attend_across_examples(tiny_model: Path, chat_data: 
     a, b = (encode(tok, c, 256) for c in load_chat_jsonl(chat_data)[:2])
     packed = pack([a, b])
     with torch.no_grad():
-        together = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False).logits[0]
+        together = model(
+            input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False
+        ).logits[0]
         alone_b = model(input_ids=torch.tensor([b.input_ids]), use_cache=False).logits[0]
-    assert torch.allclose(together[len(a.input_ids):], alone_b, atol=1e-5)
+    assert torch.allclose(together[len(a.input_ids) :], alone_b, atol=1e-5)
 
     # bounded rows: first-fit into rows of 40 tokens, each row ending in a filler with no targets
     examples = [encode(tok, c, 256) for c in load_chat_jsonl(chat_data)]
@@ -80,7 +95,9 @@ def test_packed_rows_do_not_attend_across_examples(tiny_model: Path, chat_data: 
     assert rows.input_ids.shape[0] > 1 and rows.tokens == sum(len(e.input_ids) for e in examples)
     assert int((rows.targets != IGNORE).sum()) == sum(e.trained_tokens for e in examples)
     with torch.no_grad():
-        logits = model(input_ids=rows.input_ids, position_ids=rows.position_ids, use_cache=False).logits
+        logits = model(
+            input_ids=rows.input_ids, position_ids=rows.position_ids, use_cache=False
+        ).logits
     first = rows.input_ids[0].tolist()
     e = next(x for x in examples if first[: len(x.input_ids)] == x.input_ids)
     with torch.no_grad():
@@ -95,13 +112,17 @@ def test_schedule_warms_up_then_decays() -> None:
     assert rates[-1] == pytest.approx(0.1, abs=0.01)
 
 
-def test_training_lowers_loss_and_changes_only_the_adapter(tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:
+def test_training_lowers_loss_and_changes_only_the_adapter(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     seen = []
-    result = train(config(tiny_model, chat_data, tmp_path / "out", steps=40, checkpoint_every=100),
-                   on_progress=seen.append)
+    result = train(
+        config(tiny_model, chat_data, tmp_path / "out", steps=40, checkpoint_every=100),
+        on_progress=seen.append,
+    )
     assert result.steps == 40 and [p.step for p in seen] == list(range(1, 41))
     assert seen[-1].eta_s == 0 and seen[-1].tokens_per_s > 0
     assert sum(result.losses[-5:]) / 5 < 0.85 * result.losses[0]
@@ -121,7 +142,9 @@ def test_training_lowers_loss_and_changes_only_the_adapter(tiny_model: Path, cha
     assert not (tmp_path / "out" / "checkpoints").exists()  # removed once the adapter is written
 
 
-def test_killed_run_resumes_to_the_same_weights(tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:
+def test_killed_run_resumes_to_the_same_weights(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
     straight = train(config(tiny_model, chat_data, tmp_path / "straight"))
     with pytest.raises(Crash):
         train(config(tiny_model, chat_data, tmp_path / "killed"), fault=FaultAt(6, Crash()))
@@ -134,41 +157,62 @@ def test_killed_run_resumes_to_the_same_weights(tiny_model: Path, chat_data: Pat
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_injected_oom_halves_the_micro_batch_and_completes(tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:
+def test_injected_oom_halves_the_micro_batch_and_completes(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
     straight = train(config(tiny_model, chat_data, tmp_path / "straight"))
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
     result = train(config(tiny_model, chat_data, tmp_path / "oom"), fault=FaultAt(6, oom))
-    assert (result.oom_retries, result.micro_batch, result.grad_accum, result.steps) == (1, 2, 4, 12)
+    assert (result.oom_retries, result.micro_batch, result.grad_accum, result.steps) == (
+        1,
+        2,
+        4,
+        12,
+    )
     # rewound to step 4 and replayed the same examples in smaller pieces: the same run, up to rounding
     assert result.losses == pytest.approx(straight.losses, rel=1e-4)
     a, b = adapter_weights(tmp_path / "straight"), adapter_weights(tmp_path / "oom")
     assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
 
 
-def test_oom_beyond_the_limit_fails_with_the_reason(tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:
+def test_oom_beyond_the_limit_fails_with_the_reason(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
     with pytest.raises(OutOfMemoryRetriesExhausted, match="micro-batch 2 after 1 retries") as info:
-        train(config(tiny_model, chat_data, tmp_path / "o", max_oom_retries=1), fault=FaultAt(2, oom, times=99))
+        train(
+            config(tiny_model, chat_data, tmp_path / "o", max_oom_retries=1),
+            fault=FaultAt(2, oom, times=99),
+        )
     assert info.value.fix
 
 
-def test_cancel_stops_between_steps_and_keeps_the_checkpoint(tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:
+def test_cancel_stops_between_steps_and_keeps_the_checkpoint(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
     done = []
     with pytest.raises(Cancelled, match="step 5"):
-        train(config(tiny_model, chat_data, tmp_path / "c"), on_progress=done.append,
-              should_stop=lambda: len(done) >= 5)
+        train(
+            config(tiny_model, chat_data, tmp_path / "c"),
+            on_progress=done.append,
+            should_stop=lambda: len(done) >= 5,
+        )
     assert (tmp_path / "c" / "checkpoints" / "step-000004").is_dir()
     assert not (tmp_path / "c" / "adapter").exists()
 
 
-def test_a_finished_run_is_not_trained_again(tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:
+def test_a_finished_run_is_not_trained_again(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
     cfg = config(tiny_model, chat_data, tmp_path / "o", steps=3)
     first = train(cfg)
     again = train(cfg, fault=FaultAt(0, Crash()))  # would raise if it trained
     assert again.losses == first.losses
 
 
-def test_bad_base_model_and_bad_data_are_readable_failures(tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:
+def test_bad_base_model_and_bad_data_are_readable_failures(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
     with pytest.raises(BaseModelError, match="does not exist"):
         train(config(tmp_path / "missing", chat_data, tmp_path / "o"))
     not_causal = tmp_path / "vit"
@@ -228,12 +272,17 @@ def test_a_full_disk_leaves_the_registry_unchanged(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="could not be written"):
         with small_file_limit():
             registry.add("pirate", src)
-    assert registry.versions("pirate") == [] and list((tmp_path / "adapters" / "pirate").iterdir()) == []
+    assert (
+        registry.versions("pirate") == []
+        and list((tmp_path / "adapters" / "pirate").iterdir()) == []
+    )
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_trains_in_bf16_and_frees_its_memory(tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:
+def test_cuda_trains_in_bf16_and_frees_its_memory(
+    tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
     before = torch.cuda.memory_allocated()
     result = train(config(tiny_model, chat_data, tmp_path / "gpu", steps=6, device="cuda"))
     assert result.steps == 6 and result.final_loss < result.losses[0]

@@ -72,13 +72,17 @@ def test_worker_is_cancelled_then_killed_and_still_ends_with_the_uninterrupted_w
     assert done.result["resumed_from"] >= stopped_at // 5 * 5  # from a checkpoint, not from scratch
     assert done.progress["step"] == 80 and done.attempts == 3
 
-    straight = train(config(tiny_model, chat_data, tmp_path / "straight", steps=80, checkpoint_every=5))
+    straight = train(
+        config(tiny_model, chat_data, tmp_path / "straight", steps=80, checkpoint_every=5)
+    )
     a = load_file(str(Path(done.result["adapter_dir"]) / "adapter_model.safetensors"))
     b = load_file(str(straight.adapter_dir / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_retry_resumes_from_the_checkpoint(db: Database, tiny_model: Path, chat_data: Path, tmp_path: Path) -> None:
+def test_retry_resumes_from_the_checkpoint(
+    db: Database, tiny_model: Path, chat_data: Path, tmp_path: Path
+) -> None:
     queue = JobQueue(db)
     cfg = config(tiny_model, chat_data, tmp_path / "out", steps=10, checkpoint_every=4)
     job_id = queue.enqueue(cfg.to_dict())
@@ -94,7 +98,9 @@ def test_retry_resumes_from_the_checkpoint(db: Database, tiny_model: Path, chat_
     queue.retry(job_id)
     assert run_job(db, job_id, threading.Event()) == 0
     job = queue.get(job_id)
-    assert job.state == "succeeded" and job.result["resumed_from"] == 4 and job.progress["step"] == 10
+    assert (
+        job.state == "succeeded" and job.result["resumed_from"] == 4 and job.progress["step"] == 10
+    )
 
 
 def test_a_worker_that_dies_silently_is_a_readable_failure(db: Database, tmp_path: Path) -> None:
@@ -107,7 +113,9 @@ def test_a_worker_that_dies_silently_is_a_readable_failure(db: Database, tmp_pat
     assert "ran out of memory" in job.error and "loading the model" in job.error
 
 
-def test_a_bad_base_model_fails_the_job_with_the_fix(db: Database, chat_data: Path, tmp_path: Path) -> None:
+def test_a_bad_base_model_fails_the_job_with_the_fix(
+    db: Database, chat_data: Path, tmp_path: Path
+) -> None:
     queue = JobQueue(db)
     job_id = queue.enqueue(config(tmp_path / "nowhere", chat_data, tmp_path / "out").to_dict())
     assert run_job(db, job_id, threading.Event()) == EXIT_FAILED

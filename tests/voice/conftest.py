@@ -44,11 +44,16 @@ def to_opus(samples: np.ndarray, rate: int) -> bytes:
 def synth() -> Synth:
     """Speak a sentence: (float32 mono samples, sample rate)."""
     if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng); it synthesises the test speech")
+        pytest.skip(
+            "espeak-ng is not installed (apt-get install espeak-ng); it synthesises the test speech"
+        )
 
     def speak(text: str) -> tuple[np.ndarray, int]:
         wav = subprocess.run(
-            [ESPEAK, "-v", "en-us", "-s", "150", "--stdout", text], capture_output=True, check=True, timeout=30
+            [ESPEAK, "-v", "en-us", "-s", "150", "--stdout", text],
+            capture_output=True,
+            check=True,
+            timeout=30,
         ).stdout
         samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
         return samples, rate

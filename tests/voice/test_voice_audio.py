@@ -71,7 +71,11 @@ def test_truncated_opus_keeps_what_arrived() -> None:
     [
         ("garbage", b"this is not audio at all " * 40, "cannot be read here"),
         ("opus header only", encode(tone(1.0, 48_000), 48_000, "OGG", "OPUS")[:60], "corrupt"),
-        ("wav header only", encode(tone(1.0, 16_000), 16_000, "WAV", "PCM_16")[:60], "holds no audio"),
+        (
+            "wav header only",
+            encode(tone(1.0, 16_000), 16_000, "WAV", "PCM_16")[:60],
+            "holds no audio",
+        ),
         ("empty", b"", "empty"),
     ],
 )
@@ -140,4 +144,9 @@ def test_ffmpeg_failure_is_reported_with_its_reason(tmp_path: Path) -> None:
 def test_ffmpeg_output_over_the_duration_limit_is_refused(tmp_path: Path) -> None:
     ffmpeg = fake_ffmpeg(tmp_path, "sys.stdout.buffer.write(struct.pack('<f', 0.1) * 16000 * 4)")
     with pytest.raises(AudioTooLarge, match="voice.max_duration_s"):
-        load_audio(b"\x00\x00\x00\x20ftypM4A " + bytes(500), max_bytes=10**6, max_duration_s=3, ffmpeg=ffmpeg)
+        load_audio(
+            b"\x00\x00\x00\x20ftypM4A " + bytes(500),
+            max_bytes=10**6,
+            max_duration_s=3,
+            ffmpeg=ffmpeg,
+        )

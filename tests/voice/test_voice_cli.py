@@ -44,7 +44,9 @@ def test_corrupt_file_is_one_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.ogg"
     path.write_bytes(b"OggS" + bytes(100))
     result = CliRunner().invoke(cli(), ["transcribe", str(path)])
-    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "corrupt" in result.stderr
+    assert (
+        result.exit_code == 2 and result.stderr.startswith("error: ") and "corrupt" in result.stderr
+    )
     assert "Traceback" not in result.output
 
 
@@ -52,4 +54,8 @@ def test_engine_override_names_the_missing_setting(tmp_path: Path) -> None:
     path = tmp_path / "quiet.wav"
     sf.write(path, np.zeros(16_000, dtype=np.float32), 16_000)
     result = CliRunner().invoke(cli(), ["transcribe", str(path), "--engine", "faster-whisper"])
-    assert result.exit_code == 2 and "voice.model_path" in result.stderr and "FAMILIAR_VOICE__MODEL_PATH" in result.stderr
+    assert (
+        result.exit_code == 2
+        and "voice.model_path" in result.stderr
+        and "FAMILIAR_VOICE__MODEL_PATH" in result.stderr
+    )

@@ -95,7 +95,9 @@ def test_pocketsphinx_refuses_other_languages_naming_the_setting() -> None:
 def test_whisper_without_a_model_path_names_the_setting() -> None:
     with pytest.raises(EngineUnavailable) as caught:
         build_transcriber(VoiceSettings(engine="faster-whisper")).model()
-    assert "voice.model_path" in str(caught.value) and "FAMILIAR_VOICE__MODEL_PATH" in caught.value.fix
+    assert (
+        "voice.model_path" in str(caught.value) and "FAMILIAR_VOICE__MODEL_PATH" in caught.value.fix
+    )
 
 
 def test_whisper_with_an_empty_model_directory_names_it(tmp_path: Path) -> None:

@@ -25,14 +25,17 @@ from tests.voice.conftest import Synth, word_recall
 
 FFMPEG = shutil.which("ffmpeg")
 needs_ffmpeg = pytest.mark.skipif(
-    FFMPEG is None, reason="ffmpeg is not installed (apt-get install ffmpeg); it decodes M4A and MP4"
+    FFMPEG is None,
+    reason="ffmpeg is not installed (apt-get install ffmpeg); it decodes M4A and MP4",
 )
 LIMITS = {"max_bytes": 20_000_000, "max_duration_s": 600.0}
 SENTENCE = "please call my mother tomorrow morning"
 
 
 def ffmpeg(*args: str) -> None:
-    subprocess.run([FFMPEG or "ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True, timeout=60)
+    subprocess.run(
+        [FFMPEG or "ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True, timeout=60
+    )
 
 
 def encode_m4a(wav: Path, out: Path) -> bytes:
@@ -44,7 +47,9 @@ def encode_video_note(wav: Path | None, out: Path, seconds: float = 2.0) -> byte
     """A Telegram-like video note: square black H.264 video with the speech as AAC (or no sound)."""
     video = ["-f", "lavfi", "-i", f"color=c=black:s=64x64:r=10:d={seconds}"]
     audio = ["-i", str(wav), "-c:a", "aac", "-b:a", "48k", "-shortest"] if wav else []
-    ffmpeg(*video, *audio, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out))
+    ffmpeg(
+        *video, *audio, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(out)
+    )
     return out.read_bytes()
 
 
@@ -84,7 +89,11 @@ def test_m4a_becomes_16k_mono_with_the_same_speech(speech: dict) -> None:
     assert m4a[4:8] == b"ftyp" and b"mp4a" in m4a  # really AAC in an MP4 container
     audio = load_audio(m4a, **LIMITS)
     assert audio.source_format == "ffmpeg"
-    assert audio.sample_rate == 16_000 and audio.samples.ndim == 1 and audio.samples.dtype == np.float32
+    assert (
+        audio.sample_rate == 16_000
+        and audio.samples.ndim == 1
+        and audio.samples.dtype == np.float32
+    )
     assert audio.duration_s == pytest.approx(len(original) / 16_000, abs=0.15)
     assert same_speech(audio.samples, original, 16_000) > 0.9
 
@@ -163,7 +172,9 @@ def test_video_note_without_sound_says_so(tmp_path: Path) -> None:
         (1.0, "is longer than 0:01"),  # ffmpeg stopped at 2 s: the full length is not known
     ],
 )
-def test_duration_limit_stops_ffmpeg_and_names_the_setting(speech: dict, limit_s: float, says: str) -> None:
+def test_duration_limit_stops_ffmpeg_and_names_the_setting(
+    speech: dict, limit_s: float, says: str
+) -> None:
     assert 2.2 < len(speech["samples"]) / 16_000 < 2.9  # the sentence these limits are chosen for
     with pytest.raises(AudioTooLarge) as caught:
         load_audio(speech["m4a"], max_bytes=20_000_000, max_duration_s=limit_s)

@@ -91,7 +91,9 @@ ROUTE = Route(chat_id=100, user_id=100, sender_name="Ann", message_id=7)
 
 
 def note(**kw: Any) -> VoiceNote:
-    return VoiceNote(**({"kind": "voice", "file_id": "AwACAgQ-file", "file_unique_id": "AgAD7x"} | kw))
+    return VoiceNote(
+        **({"kind": "voice", "file_id": "AwACAgQ-file", "file_unique_id": "AgAD7x"} | kw)
+    )
 
 
 def test_voice_note_is_downloaded_and_transcribed(
@@ -100,8 +102,13 @@ def test_voice_note_is_downloaded_and_transcribed(
     samples, rate = synth(SENTENCE)
     server.files["/voice.ogg"] = to_opus(samples, rate)
     outcome = asyncio.run(
-        transcribe_voice(note(duration_s=3, size=len(server.files["/voice.ogg"])), server.fetcher("/voice.ogg"),
-                         sphinx, pending=PendingVoice(tmp_path / "kept"), route=ROUTE)
+        transcribe_voice(
+            note(duration_s=3, size=len(server.files["/voice.ogg"])),
+            server.fetcher("/voice.ogg"),
+            sphinx,
+            pending=PendingVoice(tmp_path / "kept"),
+            route=ROUTE,
+        )
     )
     assert outcome.ok and outcome.reply is None and outcome.error is None
     assert word_recall(SENTENCE, outcome.text) >= 0.6, outcome.text
@@ -109,8 +116,12 @@ def test_voice_note_is_downloaded_and_transcribed(
     meta = outcome.meta()
     assert meta["from_audio"] is True and meta["audio_kind"] == "voice"
     assert meta["file_id"] == "AwACAgQ-file" and meta["file_unique_id"] == "AgAD7x"
-    assert meta["engine"] == "pocketsphinx" and meta["duration_s"] == pytest.approx(len(samples) / rate, abs=0.05)
-    assert for_context(outcome.text).startswith(CONTEXT_MARK) and outcome.text in for_context(outcome.text)
+    assert meta["engine"] == "pocketsphinx" and meta["duration_s"] == pytest.approx(
+        len(samples) / rate, abs=0.05
+    )
+    assert for_context(outcome.text).startswith(CONTEXT_MARK) and outcome.text in for_context(
+        outcome.text
+    )
     assert not (tmp_path / "kept").exists()  # transcribed recordings are not kept
     assert server.requests == 1
 
@@ -123,9 +134,14 @@ def test_silence_gets_i_heard_nothing(server: FileServer, sphinx: Transcriber) -
     assert outcome.transcript is not None and outcome.transcript.heard_nothing
 
 
-def test_failed_download_is_a_clear_reply(server: FileServer, sphinx: Transcriber, tmp_path: Path) -> None:
-    outcome = asyncio.run(transcribe_voice(note(), server.fetcher("/gone.ogg"), sphinx,
-                                           pending=PendingVoice(tmp_path), route=ROUTE))
+def test_failed_download_is_a_clear_reply(
+    server: FileServer, sphinx: Transcriber, tmp_path: Path
+) -> None:
+    outcome = asyncio.run(
+        transcribe_voice(
+            note(), server.fetcher("/gone.ogg"), sphinx, pending=PendingVoice(tmp_path), route=ROUTE
+        )
+    )
     assert not outcome.ok and isinstance(outcome.error, FetchError)
     assert outcome.reply and "could not download" in outcome.reply
     assert "HTTPStatusError" in str(outcome.error)
@@ -134,14 +150,21 @@ def test_failed_download_is_a_clear_reply(server: FileServer, sphinx: Transcribe
 
 def test_slow_download_times_out(server: FileServer, sphinx: Transcriber) -> None:
     server.files["/v.ogg"] = b"x"
-    outcome = asyncio.run(transcribe_voice(note(), server.fetcher("/slow/v.ogg"), sphinx, fetch_timeout_s=0.2))
+    outcome = asyncio.run(
+        transcribe_voice(note(), server.fetcher("/slow/v.ogg"), sphinx, fetch_timeout_s=0.2)
+    )
     assert isinstance(outcome.error, FetchError) and "TimeoutError" in str(outcome.error)
 
 
-def test_corrupt_file_is_a_clear_reply_and_not_kept(server: FileServer, sphinx: Transcriber, tmp_path: Path) -> None:
+def test_corrupt_file_is_a_clear_reply_and_not_kept(
+    server: FileServer, sphinx: Transcriber, tmp_path: Path
+) -> None:
     server.files["/bad.ogg"] = b"OggS" + bytes(300)
-    outcome = asyncio.run(transcribe_voice(note(), server.fetcher("/bad.ogg"), sphinx,
-                                           pending=PendingVoice(tmp_path), route=ROUTE))
+    outcome = asyncio.run(
+        transcribe_voice(
+            note(), server.fetcher("/bad.ogg"), sphinx, pending=PendingVoice(tmp_path), route=ROUTE
+        )
+    )
     assert isinstance(outcome.error, AudioDecodeError)
     assert outcome.reply and "corrupt" in outcome.reply
     assert list(tmp_path.iterdir()) == []
@@ -151,9 +174,15 @@ def test_declared_limits_refuse_before_downloading(server: FileServer, sphinx: T
     server.files["/long.ogg"] = b"never fetched"
     limits = VoiceSettings(max_duration_s=60, max_bytes=1_000_000)
     small = build_transcriber(limits)
-    long_note = asyncio.run(transcribe_voice(note(duration_s=7200), server.fetcher("/long.ogg"), small))
-    big_note = asyncio.run(transcribe_voice(note(size=5_000_000), server.fetcher("/long.ogg"), small))
-    assert isinstance(long_note.error, AudioTooLarge) and "voice.max_duration_s" in str(long_note.reply)
+    long_note = asyncio.run(
+        transcribe_voice(note(duration_s=7200), server.fetcher("/long.ogg"), small)
+    )
+    big_note = asyncio.run(
+        transcribe_voice(note(size=5_000_000), server.fetcher("/long.ogg"), small)
+    )
+    assert isinstance(long_note.error, AudioTooLarge) and "voice.max_duration_s" in str(
+        long_note.reply
+    )
     assert "2:00:00" in str(long_note.reply) and "1:00" in str(long_note.reply)
     assert isinstance(big_note.error, AudioTooLarge) and "voice.max_bytes" in str(big_note.reply)
     assert server.requests == 0
@@ -166,8 +195,11 @@ def test_engine_unavailable_keeps_the_recording_and_promises_an_answer(
     server.files["/voice.ogg"] = data
     off = build_transcriber(VoiceSettings(engine="none"))
     pending = PendingVoice(tmp_path / "kept")
-    outcome = asyncio.run(transcribe_voice(note(duration_s=3), server.fetcher("/voice.ogg"), off,
-                                           pending=pending, route=ROUTE))
+    outcome = asyncio.run(
+        transcribe_voice(
+            note(duration_s=3), server.fetcher("/voice.ogg"), off, pending=pending, route=ROUTE
+        )
+    )
     assert isinstance(outcome.error, EngineUnavailable) and not outcome.ok
     assert outcome.reply == (
         "⚠️ I cannot transcribe voice messages right now: Voice transcription is turned off "
@@ -177,7 +209,9 @@ def test_engine_unavailable_keeps_the_recording_and_promises_an_answer(
     assert outcome.kept_path.read_bytes() == data
     # The audio and its sidecar, and no temporary file left behind.
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [
-        "chat100-voice-AgAD7x.ogg", "chat100-voice-AgAD7x.ogg.json"]
+        "chat100-voice-AgAD7x.ogg",
+        "chat100-voice-AgAD7x.ogg.json",
+    ]
     [kept] = pending.list()
     assert kept.route == ROUTE and kept.note == note(duration_s=3)
 
@@ -188,16 +222,24 @@ def test_no_promise_when_nothing_was_kept(server: FileServer, synth: Synth, tmp_
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the keep directory should be")
     for pending in (None, PendingVoice(blocked)):
-        outcome = asyncio.run(transcribe_voice(note(), server.fetcher("/voice.ogg"), off,
-                                               pending=pending, route=ROUTE))
+        outcome = asyncio.run(
+            transcribe_voice(
+                note(), server.fetcher("/voice.ogg"), off, pending=pending, route=ROUTE
+            )
+        )
         assert outcome.kept_path is None
         assert outcome.reply and outcome.reply.endswith("Please send it again later.")
         assert WILL_ANSWER.strip() not in outcome.reply and "kept" not in outcome.reply
     # Kept without a route (nobody to answer): kept for `familiar transcribe`, but no promise.
-    unrouted = asyncio.run(transcribe_voice(note(), server.fetcher("/voice.ogg"), off,
-                                            pending=PendingVoice(tmp_path / "kept")))
+    unrouted = asyncio.run(
+        transcribe_voice(
+            note(), server.fetcher("/voice.ogg"), off, pending=PendingVoice(tmp_path / "kept")
+        )
+    )
     assert unrouted.kept_path == tmp_path / "kept" / "voice-AgAD7x.ogg"
-    assert unrouted.reply and "kept" not in unrouted.reply and "send it again later" in unrouted.reply
+    assert (
+        unrouted.reply and "kept" not in unrouted.reply and "send it again later" in unrouted.reply
+    )
 
 
 class ExplodingTranscriber(Transcriber):
@@ -212,12 +254,25 @@ class ExplodingTranscriber(Transcriber):
         raise RuntimeError("segfault avoided, barely")
 
 
-def test_engine_bug_is_contained_and_keeps_the_recording(server: FileServer, synth: Synth, tmp_path: Path) -> None:
+def test_engine_bug_is_contained_and_keeps_the_recording(
+    server: FileServer, synth: Synth, tmp_path: Path
+) -> None:
     server.files["/a.mp3"] = to_opus(*synth("hello there"))
     audio = note(kind="audio", mime_type="audio/mpeg", file_unique_id=None, file_id="BQAC/../x")
-    outcome = asyncio.run(transcribe_voice(audio, server.fetcher("/a.mp3"), ExplodingTranscriber(VoiceSettings()),
-                                           pending=PendingVoice(tmp_path), route=ROUTE))
-    assert outcome.reply == ("⚠️ Something went wrong while transcribing. I kept the recording and will "
-                             "transcribe and answer it as soon as I can.")
+    outcome = asyncio.run(
+        transcribe_voice(
+            audio,
+            server.fetcher("/a.mp3"),
+            ExplodingTranscriber(VoiceSettings()),
+            pending=PendingVoice(tmp_path),
+            route=ROUTE,
+        )
+    )
+    assert outcome.reply == (
+        "⚠️ Something went wrong while transcribing. I kept the recording and will "
+        "transcribe and answer it as soon as I can."
+    )
     assert "RuntimeError" in str(outcome.error)
-    assert outcome.kept_path == tmp_path / "chat100-audio-BQAC____x.mp3"  # the id cannot escape the directory
+    assert (
+        outcome.kept_path == tmp_path / "chat100-audio-BQAC____x.mp3"
+    )  # the id cannot escape the directory

@@ -10,7 +10,9 @@ from pathlib import Path
 from agents.voice import PendingVoice, Route, VoiceNote
 
 ANN = Route(chat_id=100, user_id=100, sender_name="Ann", message_id=7)
-GROUP = Route(chat_id=-1001234, user_id=200, sender_name="Bo", is_admin=True, message_id=9, is_group=True)
+GROUP = Route(
+    chat_id=-1001234, user_id=200, sender_name="Bo", is_admin=True, message_id=9, is_group=True
+)
 NOTE = VoiceNote("voice", "AwACAgQ-file", "AgAD7x", 3.0, 5120, "audio/ogg")
 AUDIO = b"OggS" + bytes(range(256))
 
@@ -24,13 +26,29 @@ def test_keep_writes_the_audio_and_a_sidecar_with_the_route(tmp_path: Path) -> N
     assert path.read_bytes() == AUDIO
     sidecar = json.loads(path.with_name(path.name + ".json").read_text())
     assert sidecar == {
-        "version": 1, "chat_id": -1001234, "user_id": 200, "sender_name": "Bo", "is_admin": True,
-        "message_id": 9, "is_group": True, "kind": "voice", "file_id": "AwACAgQ-file",
-        "file_unique_id": "AgAD7x", "duration_s": 3.0, "size": 5120, "mime_type": "audio/ogg",
+        "version": 1,
+        "chat_id": -1001234,
+        "user_id": 200,
+        "sender_name": "Bo",
+        "is_admin": True,
+        "message_id": 9,
+        "is_group": True,
+        "kind": "voice",
+        "file_id": "AwACAgQ-file",
+        "file_unique_id": "AgAD7x",
+        "duration_s": 3.0,
+        "size": 5120,
+        "mime_type": "audio/ogg",
         "kept_at": "2024-03-03T13:05:00+00:00",
     }
     [kept] = pending.list()
-    assert (kept.path, kept.route, kept.note, kept.kept_at, kept.routed) == (path, GROUP, NOTE, at, True)
+    assert (kept.path, kept.route, kept.note, kept.kept_at, kept.routed) == (
+        path,
+        GROUP,
+        NOTE,
+        at,
+        True,
+    )
 
 
 def test_keep_replaces_whole_files_and_leaves_no_temporaries(tmp_path: Path) -> None:
@@ -42,7 +60,10 @@ def test_keep_replaces_whole_files_and_leaves_no_temporaries(tmp_path: Path) -> 
     second = pending.keep(NOTE, AUDIO, ANN)
     assert first == second and second is not None and second.read_bytes() == AUDIO
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "chat100-voice-AgAD7x.ogg", "chat100-voice-AgAD7x.ogg.json", "chat100-voice-CRASHED.ogg.part"]
+        "chat100-voice-AgAD7x.ogg",
+        "chat100-voice-AgAD7x.ogg.json",
+        "chat100-voice-CRASHED.ogg.part",
+    ]
     assert [r.path for r in pending.list()] == [second]
 
 
@@ -66,10 +87,16 @@ def test_list_is_oldest_first(tmp_path: Path) -> None:
     pending = PendingVoice(tmp_path)
     start = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
     for minutes, unique in [(30, "b"), (0, "c"), (90, "a")]:
-        pending.keep(VoiceNote("voice", unique, unique), AUDIO, ANN, now=start + timedelta(minutes=minutes))
+        pending.keep(
+            VoiceNote("voice", unique, unique), AUDIO, ANN, now=start + timedelta(minutes=minutes)
+        )
     listed = pending.list()
     assert [r.note.file_id for r in listed if r.note] == ["c", "b", "a"]
-    assert [r.kept_at - start for r in listed] == [timedelta(0), timedelta(minutes=30), timedelta(minutes=90)]
+    assert [r.kept_at - start for r in listed] == [
+        timedelta(0),
+        timedelta(minutes=30),
+        timedelta(minutes=90),
+    ]
 
 
 def test_recordings_without_a_readable_sidecar_are_unrouted_and_left_alone(tmp_path: Path) -> None:
