@@ -46,6 +46,7 @@ system-deps:
 
 test: dev emulator system-deps
 	$(BIN)/ruff check bot agents memory jobs tests bench
+	$(BIN)/ruff format --check bot agents memory jobs tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

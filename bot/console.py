@@ -18,7 +18,7 @@ from loguru import logger
 from bot.core.assistant import Assistant
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
-from bot.lifecycle import Service
+from bot.daemon.lifecycle import Service
 
 CONSOLE_CHAT_ID = 0  # Telegram chat ids are never 0, so the console has a scope of its own
 CONSOLE_USER = Sender(id=0, name=os.environ.get("USER", "you"), is_admin=True)

@@ -1,7 +1,7 @@
 """The data directory's single-instance lock: one daemon, or one restore, per data directory.
 
 ``fcntl.flock(LOCK_EX)`` on ``<data>/familiar.lock``, holding the holder's pid. The daemon takes it
-through ``bot.lock.InstanceLock`` (which adds the messages for a person); restore takes it here,
+through ``bot.daemon.lock.InstanceLock`` (which adds the messages for a person); restore takes it here,
 without blocking, and keeps it for the whole swap so no daemon can start on a half-restored
 directory. The kernel drops a flock when its process dies, so nothing goes stale.
 """

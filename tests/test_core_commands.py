@@ -25,7 +25,7 @@ from bot.core.memory_commands import MemoryCommands
 from bot.core.signing import ButtonSigner
 from bot.core.transport import RecordingTransport
 from bot.core.types import ButtonPress, Incoming, Reply, Sender
-from bot.daemon import all_migrations
+from bot.daemon.run import all_migrations
 from memory.db import Database
 from memory.embedder import HashingEmbedder
 from memory.health import HealthRegistry

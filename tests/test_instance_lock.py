@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.daemon.lock import InstanceLock
 from bot.errors import DataDirError
-from bot.lock import InstanceLock
 
 
 def test_second_lock_is_refused_with_the_holder_pid(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_second_lock_is_refused_with_the_holder_pid(tmp_path: Path) -> None:
 
 def test_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
     code = (
-        "import sys, time; from pathlib import Path; from bot.lock import InstanceLock; "
+        "import sys, time; from pathlib import Path; from bot.daemon.lock import InstanceLock; "
         "InstanceLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)"
     )
     child = subprocess.Popen(

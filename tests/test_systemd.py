@@ -18,19 +18,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli_service import app
+from bot.cli.service import app
 from bot.config import load_settings
-from bot.install_steps import (
-    DryRunExecutor,
-    MakeDir,
-    Note,
-    Remove,
-    Run,
-    ServiceError,
-    SystemExecutor,
-    WriteFile,
-)
-from bot.service import (
+from bot.install.plan import (
     CONFIG_DIR,
     UNIT_DIR,
     UNIT_NAME,
@@ -40,6 +30,16 @@ from bot.service import (
     render_unit,
     require_root,
     uninstall_plan,
+)
+from bot.install.steps import (
+    DryRunExecutor,
+    MakeDir,
+    Note,
+    Remove,
+    Run,
+    ServiceError,
+    SystemExecutor,
+    WriteFile,
 )
 from bot.settings import DaemonSettings
 

@@ -10,9 +10,9 @@ import pytest
 
 from bot.config import load_settings
 from bot.console import ConsoleChannel
-from bot.daemon import all_migrations, build_health
-from bot.lifecycle import Lifecycle
-from bot.wiring import Services, attach_channel, build_services
+from bot.daemon.lifecycle import Lifecycle
+from bot.daemon.run import all_migrations, build_health
+from bot.daemon.services import Services, attach_channel, build_services
 from memory.db import Database
 
 pytestmark = pytest.mark.anyio

@@ -13,10 +13,11 @@ from agents.voice.errors import (
     FetchError,
     VoiceError,
 )
-from agents.voice.handler import VoiceNote, VoiceOutcome, for_context, transcribe_voice
-from agents.voice.pending import PendingRecording, PendingVoice, Route
+from agents.voice.handler import VoiceOutcome, for_context, transcribe_voice
+from agents.voice.pending import PendingRecording, PendingVoice
 from agents.voice.settings import VoiceSettings
 from agents.voice.transcriber import Transcriber, Transcript
+from agents.voice.types import Route, VoiceNote
 
 __all__ = [
     "AudioDecodeError",

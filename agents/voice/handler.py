@@ -11,12 +11,10 @@ scheduled job (``bot.telegram.voice_retry``) keeps that promise.
 from __future__ import annotations
 
 import asyncio
-import mimetypes
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -29,36 +27,16 @@ from agents.voice.errors import (
     VoiceError,
 )
 from agents.voice.transcriber import Transcriber, Transcript
+from agents.voice.types import Route, VoiceNote
 from memory.context import AUDIO_MARK
 
-if TYPE_CHECKING:  # pending.py builds on VoiceNote; only its types are needed here
-    from agents.voice.pending import PendingVoice, Route
+if TYPE_CHECKING:
+    from agents.voice.pending import PendingVoice
 
-VoiceKind = Literal["voice", "audio", "video_note"]
 HEARD_NOTHING = "🤷 I heard nothing in that recording. Was the microphone muted? Please try again."
 WILL_ANSWER = " I kept the recording and will transcribe and answer it as soon as I can."
 SEND_AGAIN = " Please send it again later."
 CONTEXT_MARK = AUDIO_MARK.strip()  # memory marks earlier voice turns of the history the same way
-_EXTENSIONS = {"voice": ".ogg", "video_note": ".mp4"}
-
-
-@dataclass(frozen=True)
-class VoiceNote:
-    """What the update says about the recording, before it is downloaded."""
-
-    kind: VoiceKind
-    file_id: str
-    file_unique_id: str | None = None
-    duration_s: float | None = None
-    size: int | None = None
-    mime_type: str | None = None
-
-    def file_name(self) -> str:
-        stem = re.sub(r"[^A-Za-z0-9_-]", "_", self.file_unique_id or self.file_id)[:80]
-        ext = (
-            _EXTENSIONS.get(self.kind) or mimetypes.guess_extension(self.mime_type or "") or ".bin"
-        )
-        return f"{self.kind}-{stem}{ext}"
 
 
 @dataclass(frozen=True)

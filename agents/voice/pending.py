@@ -27,23 +27,11 @@ from typing import Any
 from loguru import logger
 
 from agents.training.atomic import atomic_write_bytes
-from agents.voice.handler import VoiceNote
+from agents.voice.types import Route, VoiceNote
 
 SIDECAR = ".json"
 PART = ".part"  # a partial file; never listed (atomic writes use hidden temporaries)
 VERSION = 1
-
-
-@dataclass(frozen=True)
-class Route:
-    """Who sent a kept recording and where its answer goes."""
-
-    chat_id: int
-    user_id: int
-    sender_name: str = ""
-    is_admin: bool = False
-    message_id: int | None = None
-    is_group: bool = False
 
 
 @dataclass(frozen=True)

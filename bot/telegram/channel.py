@@ -15,17 +15,16 @@ Telegram unreachable (at start or later): retry with exponential backoff, stay u
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import secrets
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from loguru import logger
-from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram import BotCommand, BotCommandScopeChat
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
 from telegram.request import HTTPXRequest
@@ -36,11 +35,12 @@ from bot.config import Settings
 from bot.core.assistant import Assistant
 from bot.core.commands import CommandRegistry
 from bot.core.feedback import Feedback
+from bot.daemon.lifecycle import Service
 from bot.errors import ConfigError, FamiliarError, TelegramTokenRejected
-from bot.lifecycle import Service
 from bot.telegram.access import AccessControl
+from bot.telegram.dispatch import UpdateDispatcher
 from bot.telegram.handlers import BotIdentity, UpdateHandler
-from bot.telegram.inbox import Inbox, chat_key
+from bot.telegram.inbox import Inbox
 from bot.telegram.limits import ChatPacer, TokenBucket
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.transport import TelegramTransport, retry_after_seconds
@@ -140,10 +140,9 @@ class TelegramChannel(Service):
         )
         self._status = (Status.DEGRADED, "connecting to Telegram")
         self._task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._in_flight: set[int] = set()
-        self._chat_locks: dict[int, tuple[asyncio.Lock, int]] = {}
-        self._sem = asyncio.Semaphore(self.tg.max_concurrent_updates)
+        self.dispatcher = UpdateDispatcher(
+            db, self.inbox, self.handler, self.bot, self.tg, self._rejected
+        )
         self._webhook_server: Any = None
         # The scheduled job (registered by the composition root) that answers kept recordings.
         self.voice_retry = (
@@ -155,7 +154,7 @@ class TelegramChannel(Service):
                 assistant,
                 tz=ZoneInfo(settings.jobs.timezone),
                 ready=self._ready,
-                chat_turn=self.chat_turn,
+                chat_turn=self.dispatcher.chat_turn,
                 reporter=self.reporter,
             )
             if transcriber
@@ -180,13 +179,7 @@ class TelegramChannel(Service):
             await asyncio.gather(self._task, return_exceptions=True)
         if self._webhook_server is not None:
             await self._webhook_server.close()
-        # Let updates in hand finish briefly; the rest stay pending in the inbox for next start.
-        grace = self.settings.daemon.shutdown_timeout_s / 2
-        if self._tasks:
-            _, left = await asyncio.wait(list(self._tasks), timeout=grace)
-            for task in left:
-                task.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
+        await self.dispatcher.drain(self.settings.daemon.shutdown_timeout_s / 2)
         for task in list(self.feedback._background):
             task.cancel()
         await self.feedback.drain()
@@ -270,7 +263,7 @@ class TelegramChannel(Service):
         if pending:
             logger.info("replaying {} unhandled update(s) from the inbox", len(pending))
         for update_id, payload in pending:
-            self._dispatch(update_id, payload)
+            self.dispatcher.dispatch(update_id, payload)
         if self.tg.mode == "webhook":
             await self._serve_webhook()
         else:
@@ -317,7 +310,7 @@ class TelegramChannel(Service):
             if ids:
                 offset = max(ids) + 1
             for update_id, payload in new:
-                self._dispatch(update_id, payload)
+                self.dispatcher.dispatch(update_id, payload)
             if not updates and time.monotonic() - began < self.tg.poll_timeout_s / 2:
                 await asyncio.sleep(self.tg.poll_idle_s)  # the server does not long-poll
 
@@ -390,75 +383,7 @@ class TelegramChannel(Service):
     async def receive(self, update: dict[str, Any]) -> None:
         """Store one update (webhook); returns once it is durable, then handles it."""
         for update_id, payload in await self.db.run(self.inbox.add, [update]):
-            self._dispatch(update_id, payload)
-
-    # -- handling ------------------------------------------------------------------------------
-    def _dispatch(self, update_id: int, payload: dict[str, Any], delay: float = 0.0) -> None:
-        if update_id in self._in_flight:
-            return
-        self._in_flight.add(update_id)
-        task = asyncio.create_task(
-            self._process(update_id, payload, delay), name=f"update-{update_id}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _process(self, update_id: int, payload: dict[str, Any], delay: float) -> None:
-        if delay:
-            await asyncio.sleep(delay)
-        retry: float | None = None
-        try:
-            async with self.chat_turn(chat_key(payload)), self._sem:
-                retry = await self._handle(update_id, payload)
-        finally:
-            self._in_flight.discard(update_id)
-        if retry is not None:
-            self._dispatch(update_id, payload, retry)
-
-    @contextlib.asynccontextmanager
-    async def chat_turn(self, key: int) -> AsyncIterator[None]:
-        """Hold the chat's lock: its updates (and late voice answers) are handled one at a time."""
-        lock, users = self._chat_locks.get(key, (asyncio.Lock(), 0))
-        self._chat_locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._chat_locks[key]
-            if users <= 1:
-                del self._chat_locks[key]
-            else:
-                self._chat_locks[key] = (lock, users - 1)
-
-    async def _handle(self, update_id: int, payload: dict[str, Any]) -> float | None:
-        """Handle one update; returns a delay when it should be tried again (Telegram unreachable)."""
-        attempts = await self.db.run(self.inbox.begin, update_id)
-        try:
-            update = Update.de_json(payload, self.bot)
-        except Exception:
-            logger.exception("update {} cannot be read; dropping it", update_id)
-            await self.db.run(self.inbox.finish, update_id, "failed")
-            return None
-        try:
-            await self.handler.handle(update)
-        except InvalidToken:
-            self._rejected()
-            return None
-        except (NetworkError, RetryAfter) as exc:
-            if attempts < self.tg.max_attempts:
-                delay = min(self.tg.retry_max_s, 2.0**attempts)
-                logger.warning(
-                    "update {}: Telegram unreachable ({}); retrying in {:.0f} s",
-                    update_id,
-                    exc,
-                    delay,
-                )
-                return delay
-            logger.error("update {}: giving up after {} attempts ({})", update_id, attempts, exc)
-            await self.db.run(self.inbox.finish, update_id, "failed")
-            return None
-        await self.db.run(self.inbox.finish, update_id)
-        return None
+            self.dispatcher.dispatch(update_id, payload)
 
     async def _answer_callback(self, query_id: str, text: str) -> None:
         await self.bot.answer_callback_query(query_id, text=text or None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.lock import InstanceLock
+from bot.daemon.lock import InstanceLock
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.errors import BackupError, RestoreError, VerifyError
 from jobs.restore import restore_archive, verify_archive

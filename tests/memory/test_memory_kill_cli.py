@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli_memory import app
+from bot.cli.memory import app
 from memory.embedder import HashingEmbedder
 from memory.types import Scope
 
@@ -44,7 +44,7 @@ def test_sigkill_during_import_leaves_every_committed_row_searchable(
         "FAMILIAR_MEMORY__EMBEDDING_BATCH_SIZE": "32",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli_memory", "import", str(source), "--batch", "64"],
+        [sys.executable, "-m", "bot.cli.memory", "import", str(source), "--batch", "64"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -132,7 +132,7 @@ def test_cli_add_import_search_stats_export(data_dir, tmp_path, monkeypatch) -> 
 
 def test_module_entry_point_has_help() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "bot.cli_memory", "--help"],
+        [sys.executable, "-m", "bot.cli.memory", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

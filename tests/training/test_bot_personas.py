@@ -24,8 +24,8 @@ from bot.core.signing import ButtonSigner
 from bot.core.train_commands import TrainCommands, TrainingPrefs
 from bot.core.transport import RecordingTransport
 from bot.core.types import Incoming, Reply, Sender, SentMessage
-from bot.daemon import all_migrations
-from bot.training import build_training
+from bot.daemon.run import all_migrations
+from bot.daemon.training import build_training
 from memory.db import Database
 from memory.embedder import HashingEmbedder
 from memory.health import HealthRegistry

@@ -33,8 +33,8 @@ from bot.core.personas import ChatPersonas, PersonaCommands, PersonaRouter
 from bot.core.signing import ButtonSigner
 from bot.core.transport import RecordingTransport
 from bot.core.types import ButtonPress, Incoming, Reply, Sender, SentMessage
-from bot.daemon import all_migrations
-from bot.training import adapter_registry, build_training
+from bot.daemon.run import all_migrations
+from bot.daemon.training import adapter_registry, build_training
 from memory.db import Database
 from memory.embedder import HashingEmbedder
 from memory.health import HealthRegistry

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli_train import adapters_app, train_app
+from bot.cli.train import adapters_app, train_app
 
 
 @pytest.fixture

@@ -9,14 +9,14 @@ import soundfile as sf
 import typer
 from typer.testing import CliRunner
 
-from bot.cli_voice import transcribe_command
+from bot.cli.voice import transcribe_command
 from tests.voice.conftest import Synth, to_opus, word_recall
 
 SENTENCE = "please call my mother tomorrow morning"
 
 
 def cli() -> typer.Typer:
-    # Registered by bot/cli.py as `familiar transcribe`; mounted alone here so the test does not
+    # Registered by bot/cli/app.py as `familiar transcribe`; mounted alone here so the test does not
     # depend on that wiring.
     app = typer.Typer()
     app.command("transcribe")(transcribe_command)

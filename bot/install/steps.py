@@ -3,7 +3,7 @@
 A plan is a list of plain steps (``Run``, ``MakeDir``, ``WriteFile``, ``Remove``, ``Note``);
 ``SystemExecutor`` does them (files written atomically, modes set before content lands) and
 ``DryRunExecutor`` prints them, so ``familiar service install --dry-run`` shows exactly what a
-real install would do. ``bot/service.py`` computes the plan.
+real install would do. ``bot/install/plan.py`` computes the plan.
 """
 
 from __future__ import annotations

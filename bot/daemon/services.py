@@ -37,8 +37,8 @@ from bot.core.personas import ChatPersonas, PersonaCommands, PersonaRouter
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Incoming, Reply
-from bot.lifecycle import FunctionService, Lifecycle
-from bot.training import Training, adapter_registry, build_llm_provider, build_training
+from bot.daemon.lifecycle import FunctionService, Lifecycle
+from bot.daemon.training import Training, adapter_registry, build_llm_provider, build_training
 from jobs.backup_job import BackupService
 from jobs.digest import register_digest_jobs
 from jobs.health import HealthWatch

@@ -1,7 +1,7 @@
 """Installing Familiar as a systemd service: a dedicated user, a virtualenv, /etc/familiar, the unit.
 
 An install is first computed as a list of steps (a plan, from a few facts about the machine) and
-then handed to an executor (``bot/install_steps.py``): ``SystemExecutor`` carries the steps out,
+then handed to an executor (``bot/install/steps.py``): ``SystemExecutor`` carries the steps out,
 ``DryRunExecutor`` prints them. So ``--dry-run`` shows exactly what a real install would do, and the plan can be tested
 without root. The unit file is ``systemd/familiar.service`` of the checkout, with the prefix and
 user filled in.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.config import render_example
-from bot.install_steps import MakeDir, Note, Remove, Run, ServiceError, Step, WriteFile
+from bot.install.steps import MakeDir, Note, Remove, Run, ServiceError, Step, WriteFile
 
 UNIT_NAME = "familiar.service"
 DEFAULT_USER = "familiar"

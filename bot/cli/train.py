@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from bot.cli_common import friendly as _friendly
+from bot.cli.common import friendly as _friendly
 
 train_app = typer.Typer(
     help="Train LoRA adapters: the archetype pipeline, or a direct fit on your data.",
@@ -37,7 +37,7 @@ def _training(settings: Any) -> Any:
 
 
 def _db(settings: Any) -> Any:
-    from bot.daemon import open_database
+    from bot.daemon.run import open_database
 
     return open_database(settings)
 

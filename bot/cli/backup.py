@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from bot import __version__
-from bot.cli_common import friendly as _friendly
+from bot.cli.common import friendly as _friendly
 
 backup_app = typer.Typer(
     help="Write a verified backup archive now, verify one, or list them.",

@@ -1,6 +1,6 @@
 """The adapter pipeline in the daemon: provider, registry, runner, pipeline, commands, lifecycle.
 
-``build_training`` is called by ``bot.wiring.build_services``; it keeps the composition root's
+``build_training`` is called by ``bot.daemon.services.build_services``; it keeps the composition root's
 body short and puts every training part in one place. ``TrainingLoop`` runs ``TrainingService``
 for the daemon's lifetime: ``start`` spawns its task (the runner re-queues jobs a previous daemon
 left running, so they resume), ``stop`` sets the stop event and waits: the worker child gets
@@ -27,7 +27,7 @@ from agents.usage import CallContext
 from bot.core.assistant import Assistant
 from bot.core.signing import ButtonSigner
 from bot.core.train_commands import TrainCommands, TrainingPrefs
-from bot.lifecycle import Service
+from bot.daemon.lifecycle import Service
 from memory.db import Database
 
 ADAPTERS_DIR = "adapters"

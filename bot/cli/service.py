@@ -8,8 +8,7 @@ from pathlib import Path
 
 import typer
 
-from bot.install_steps import DryRunExecutor, Executor, ServiceError, SystemExecutor
-from bot.service import (
+from bot.install.plan import (
     DEFAULT_PREFIX,
     DEFAULT_TORCH,
     DEFAULT_USER,
@@ -23,6 +22,7 @@ from bot.service import (
     require_systemd,
     uninstall_plan,
 )
+from bot.install.steps import DryRunExecutor, Executor, ServiceError, SystemExecutor
 
 app = typer.Typer(
     help="Install Familiar as a hardened systemd service (needs root), or remove it.",

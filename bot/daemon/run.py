@@ -22,11 +22,11 @@ from loguru import logger
 
 from bot import __version__
 from bot.config import Settings
+from bot.daemon.lifecycle import FunctionService, Lifecycle, Service
+from bot.daemon.lock import InstanceLock
+from bot.daemon.sd_notify import Notifier, watchdog_interval, watchdog_loop
+from bot.daemon.services import Services, attach_channel, build_services
 from bot.errors import ConfigError, DataDirError, FamiliarError
-from bot.lifecycle import FunctionService, Lifecycle, Service
-from bot.lock import InstanceLock
-from bot.systemd import Notifier, watchdog_interval, watchdog_loop
-from bot.wiring import Services, attach_channel, build_services
 from memory.db import DB_NAME, Database, Migrations
 from memory.health import CheckResult, HealthRegistry, Status, database_check, disk_space_check
 

@@ -18,7 +18,7 @@ from agents.llm import LLM
 from agents.providers import build_provider
 from agents.review import ReviewEngine
 from agents.usage import UsageStore
-from bot.cli_common import friendly
+from bot.cli.common import friendly
 from bot.config import Settings, load_settings
 from memory.db import Database
 
@@ -28,7 +28,7 @@ CLI_CHAT_ID = 0  # the console's own chat: its turns are kept apart from Telegra
 
 
 def _open(settings: Settings) -> Database:
-    from bot.daemon import open_database
+    from bot.daemon.run import open_database
 
     return open_database(settings)
 
@@ -63,8 +63,8 @@ async def _ask(
             CLI_CHAT_ID,
             user_id,
             text,
-            mode=mode,
-            is_admin=True,  # type: ignore[arg-type]
+            mode=mode,  # type: ignore[arg-type]
+            is_admin=True,
             on_delta=on_delta if stream else None,
             progress=on_progress,
         )

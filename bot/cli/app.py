@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from bot import __version__
-from bot.cli_common import friendly
+from bot.cli.common import friendly
 from bot.errors import FamiliarError
 
 app = typer.Typer(
@@ -25,12 +25,12 @@ app.add_typer(config_app, name="config")
 
 def _register_subcommands() -> None:
     """Each area's commands live in their own module; they import their heavy parts lazily."""
-    from bot.cli_agents import ask, usage
-    from bot.cli_backup import backup_app, restore_command
-    from bot.cli_memory import app as memory_app
-    from bot.cli_service import app as service_app
-    from bot.cli_train import adapters_app, train_app
-    from bot.cli_voice import transcribe_command
+    from bot.cli.agents import ask, usage
+    from bot.cli.backup import backup_app, restore_command
+    from bot.cli.memory import app as memory_app
+    from bot.cli.service import app as service_app
+    from bot.cli.train import adapters_app, train_app
+    from bot.cli.voice import transcribe_command
 
     app.add_typer(service_app, name="service")
     app.add_typer(memory_app, name="memory")
@@ -71,7 +71,7 @@ def main_options(
 @friendly
 def run() -> None:
     """Run the daemon: Telegram when a token is set, else the console in a terminal."""
-    from bot.daemon import run_daemon
+    from bot.daemon.run import run_daemon
 
     raise typer.Exit(run_daemon(_settings()))
 
@@ -80,7 +80,7 @@ def run() -> None:
 @friendly
 def chat() -> None:
     """Chat with the assistant in this terminal (the same core as Telegram)."""
-    from bot.daemon import run_daemon
+    from bot.daemon.run import run_daemon
 
     raise typer.Exit(run_daemon(_settings(), console=True))
 
@@ -94,7 +94,7 @@ def health(
 
     The database, disk and configuration are checked here and now; the checks only the daemon
     can run (Telegram, the model, the index, jobs, backups) come from its latest snapshot."""
-    from bot.daemon import build_health, daemon_checks, open_database
+    from bot.daemon.run import build_health, daemon_checks, open_database
     from memory.health import overall
 
     settings = _settings()
@@ -116,7 +116,7 @@ def health(
 def config_check() -> None:
     """Validate the configuration and list every problem (exit 2 when invalid)."""
     from bot.config import load_settings
-    from bot.daemon import config_check as semantic_check
+    from bot.daemon.run import config_check as semantic_check
 
     try:
         settings = load_settings()

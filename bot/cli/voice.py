@@ -1,7 +1,7 @@
 """``familiar transcribe FILE``: print what the configured voice engine hears in a recording.
 
 Useful to check the engine setup (model path, language) and to transcribe recordings kept when
-transcription was unavailable. Registered by ``bot/cli.py`` as a top-level command.
+transcription was unavailable. Registered by ``bot/cli/app.py`` as a top-level command.
 """
 
 from __future__ import annotations

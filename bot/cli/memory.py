@@ -1,9 +1,9 @@
 """``familiar memory add|import|search|stats|reindex|export``: the memory store from the shell.
 
-The lead registers it: ``app.add_typer(memory_app, name="memory")`` (``from bot.cli_memory import
+The lead registers it: ``app.add_typer(memory_app, name="memory")`` (``from bot.cli.memory import
 app as memory_app``). Every command opens the database and builds ``Memory`` the same way the
 daemon does; the work lives in memory/, this module only parses, reports progress and prints.
-``python -m bot.cli_memory`` runs the same commands (used by the kill-during-import test).
+``python -m bot.cli.memory`` runs the same commands (used by the kill-during-import test).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from bot.cli_common import friendly as _friendly
+from bot.cli.common import friendly as _friendly
 
 INDEX_DIR = "index"
 
@@ -31,7 +31,7 @@ app = typer.Typer(
 def _memory(*, load_model: bool = True) -> Iterator[Any]:
     """Settings -> database -> Memory, closed (and the index saved) on the way out."""
     from bot.config import load_settings
-    from bot.daemon import open_database
+    from bot.daemon.run import open_database
     from memory.embedder import make_embedder
     from memory.service import Memory
 

@@ -1,0 +1,122 @@
+"""Handling stored updates: each once, in order within its chat, a few chats at a time.
+
+``TelegramChannel`` receives updates (polling or webhook) and writes them to the ``Inbox``; it
+hands each stored update to ``UpdateDispatcher.dispatch``. The dispatcher runs it under the
+chat's turn lock (so a chat's updates, and late voice answers, are handled one at a time) and a
+global concurrency bound, marks it done in the inbox, and retries it with backoff while
+Telegram is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from loguru import logger
+from telegram import Update
+from telegram.error import InvalidToken, NetworkError, RetryAfter
+from telegram.ext import ExtBot
+
+from bot.settings import TelegramSettings
+from bot.telegram.handlers import UpdateHandler
+from bot.telegram.inbox import Inbox, chat_key
+from memory.db import Database
+
+
+class UpdateDispatcher:
+    def __init__(
+        self,
+        db: Database,
+        inbox: Inbox,
+        handler: UpdateHandler,
+        bot: ExtBot[Any],
+        tg: TelegramSettings,
+        on_rejected: Callable[[], None],
+    ) -> None:
+        self.db = db
+        self.inbox = inbox
+        self.handler = handler
+        self.bot = bot
+        self.tg = tg
+        self.on_rejected = on_rejected
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: set[int] = set()
+        self._chat_locks: dict[int, tuple[asyncio.Lock, int]] = {}
+        self._sem = asyncio.Semaphore(tg.max_concurrent_updates)
+
+    async def drain(self, grace: float) -> None:
+        """Let updates in hand finish briefly; the rest stay pending in the inbox for next start."""
+        if self.tasks:
+            _, left = await asyncio.wait(list(self.tasks), timeout=grace)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+
+    def dispatch(self, update_id: int, payload: dict[str, Any], delay: float = 0.0) -> None:
+        if update_id in self._in_flight:
+            return
+        self._in_flight.add(update_id)
+        task = asyncio.create_task(
+            self._process(update_id, payload, delay), name=f"update-{update_id}"
+        )
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _process(self, update_id: int, payload: dict[str, Any], delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        retry: float | None = None
+        try:
+            async with self.chat_turn(chat_key(payload)), self._sem:
+                retry = await self._handle(update_id, payload)
+        finally:
+            self._in_flight.discard(update_id)
+        if retry is not None:
+            self.dispatch(update_id, payload, retry)
+
+    @contextlib.asynccontextmanager
+    async def chat_turn(self, key: int) -> AsyncIterator[None]:
+        """Hold the chat's lock: its updates (and late voice answers) are handled one at a time."""
+        lock, users = self._chat_locks.get(key, (asyncio.Lock(), 0))
+        self._chat_locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._chat_locks[key]
+            if users <= 1:
+                del self._chat_locks[key]
+            else:
+                self._chat_locks[key] = (lock, users - 1)
+
+    async def _handle(self, update_id: int, payload: dict[str, Any]) -> float | None:
+        """Handle one update; returns a delay when it should be tried again (Telegram unreachable)."""
+        attempts = await self.db.run(self.inbox.begin, update_id)
+        try:
+            update = Update.de_json(payload, self.bot)
+        except Exception:
+            logger.exception("update {} cannot be read; dropping it", update_id)
+            await self.db.run(self.inbox.finish, update_id, "failed")
+            return None
+        try:
+            await self.handler.handle(update)
+        except InvalidToken:
+            self.on_rejected()
+            return None
+        except (NetworkError, RetryAfter) as exc:
+            if attempts < self.tg.max_attempts:
+                delay = min(self.tg.retry_max_s, 2.0**attempts)
+                logger.warning(
+                    "update {}: Telegram unreachable ({}); retrying in {:.0f} s",
+                    update_id,
+                    exc,
+                    delay,
+                )
+                return delay
+            logger.error("update {}: giving up after {} attempts ({})", update_id, attempts, exc)
+            await self.db.run(self.inbox.finish, update_id, "failed")
+            return None
+        await self.db.run(self.inbox.finish, update_id)
+        return None
