@@ -41,7 +41,7 @@ _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 def default_source() -> Path:
     """The checkout this module runs from (where ``pyproject.toml`` and ``systemd/`` are)."""
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def read_unit_template(source: Path) -> str:
