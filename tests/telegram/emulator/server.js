@@ -6,6 +6,10 @@
 //   2. sendMessage results carry ms dates -> divided by 1000;
 //   3. callback queries lack chat_instance -> added in TelegramServer.formatUpdate;
 //   4. edit/answer/delete answer null     -> true, as Telegram does.
+//   5. getUpdates never redelivers    -> Telegram's offset semantics: an update handed out stays
+//      pending, and comes again, until a getUpdates whose offset is above its id confirms it.
+//      (The stock emulator forgets an update once handed out, so a bot killed between a
+//      delivery and its own commit would lose it here and not with Telegram.)
 // One test hook: a token starting with "rejected" gets HTTP 401, as Telegram answers a revoked
 // token, so the daemon's "token rejected" path can be exercised.
 //
@@ -100,6 +104,22 @@ app.use('/bot:token', (req, res, next) => {
     return sendResult(fixResult(value));
   };
   next();
+});
+app.all('/bot:token/getUpdates', (req, res) => { // 5
+  const token = req.params.token;
+  const params = Object.assign({}, req.query, req.body || {});
+  const offset = params.offset === undefined ? null : Number(params.offset);
+  const result = [];
+  for (const update of server.storage.userMessages) {
+    if (update.botToken !== token || update.confirmed) continue;
+    if (offset !== null && update.updateId < offset) {
+      update.confirmed = true;
+      continue;
+    }
+    update.isRead = true;
+    result.push(TelegramServer.formatUpdate(update));
+  }
+  res.sendResult({ ok: true, result });
 });
 app.all('/bot:token/getMe', (_req, res) => res.json({ ok: true, result: BOT_USER })); // 1
 app.all('/bot:token/sendChatAction', (_req, res) => res.json({ ok: true, result: true }));
