@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 EMULATOR := tests/telegram/emulator
 
-.PHONY: run test install dev emulator system-deps lint typecheck clean gpu-wheels
+.PHONY: run test install dev emulator system-deps lint typecheck clean gpu-wheels faults
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ test: dev emulator system-deps
 	$(BIN)/ruff format --check bot agents memory jobs tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The fault campaign (bench/faults.py): the real daemon killed, cut off and starved at random points.
+faults: dev emulator
+	$(BIN)/python bench/faults.py --trials $${TRIALS:-50} --seed $${SEED:-1}
 
 lint: dev
 	$(BIN)/ruff check bot agents memory jobs tests bench
