@@ -24,8 +24,11 @@ Scenarios built so far (see ``SCENARIOS``):
   deadline; every message gets a clear sentence within the bound, nothing unanswered, and once
   the provider is well again a message gets a real answer (the breaker recovered).
 
-Not built yet (issue 19): SIGKILL during training, around a reminder's due time and a scheduled
-agent task, disk full, a read-only data directory.
+- ``reminder``: SIGKILL a few seconds before or after reminders fall due, restart: each one
+  delivered, and a second delivery (the kill fell between the send and its record) says so.
+
+Not built yet (issue 19): SIGKILL during training and around a scheduled agent task, disk full,
+a read-only data directory.
 
     .venv/bin/python bench/faults.py [--trials 5] [--seed 1] [--scenario conversation ...]
 
@@ -160,8 +163,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.2)
     return False
 
 
-def connected(run: DaemonRun) -> bool:
-    return "connected to Telegram" in run.log_text()
+def connected(run: DaemonRun, since: int = 0) -> bool:
+    """Connected since the log was ``since`` characters long (restarts append to one log)."""
+    return "connected to Telegram" in run.log_text()[since:]
 
 
 def integrity(db_file: Path) -> str:
@@ -212,7 +216,7 @@ def stub_answers(stub: LLMStub, words: int, chunk_delay_s: float) -> None:
 def conversation(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     token = f"{os.getpid()}{n}:faults-conv"
     data = ctx.work / f"conv-{n}" / "data"
-    stub_answers(ctx.stub, words=rng.choice([20, 120, 300]), chunk_delay_s=0.01)
+    stub_answers(ctx.stub, words=rng.choice([30, 200, 400]), chunk_delay_s=0.01)
     env = daemon_env(data, token, ctx.emulator.base_url, ctx.stub)
     run = DaemonRun(data, env).start()
     try:
@@ -226,7 +230,7 @@ def conversation(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None
             at += rng.uniform(0.0, 0.6)
             kind = rng.choices(["text", "remember", "remind"], [6, 2, 2])[0]
             plan.append((at, rng.choice([ANN, BOB]), kind, f"t{n}x{i}q{rng.randrange(10**6)}"))
-        kill_at = rng.uniform(0.0, at + 2.0)
+        kill_at = rng.uniform(0.0, at + 1.0)
         began = time.monotonic()
         killed = False
         for when, user, kind, tag in plan:
@@ -245,6 +249,7 @@ def conversation(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None
             time.sleep(max(0.0, began + kill_at - time.monotonic()))
             run.stop(signal.SIGKILL)
         restarted = time.monotonic()
+        mark = len(run.log_text())
         run = DaemonRun(data, env).start()
 
         def answered(user: int, tag: str, kind: str) -> int:
@@ -256,6 +261,8 @@ def conversation(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None
             return 1  # /remember's reply does not name the fact: its row is checked below
 
         def all_answered() -> bool:
+            if not connected(run, mark):
+                return False
             pending = run.query("SELECT count(*) FROM inbox WHERE state = 'pending'")[0][0]
             return pending == 0 and all(
                 answered(u, tag, k) >= 1 for _, u, k, tag in plan if k != "remember"
@@ -659,7 +666,9 @@ def provider(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
             trial.recovered = False
             trial.fail("the daemon never connected")
             return
-        bound = 45.0  # the answer's deadline (30 s) and some slack: every message hears back by then
+        bound = (
+            45.0  # the answer's deadline (30 s) and some slack: every message hears back by then
+        )
         fault_until[0] = time.monotonic() + rng.uniform(5.0, 20.0)
         sent: dict[str, float] = {}
         for i in range(rng.randint(2, 4)):
@@ -699,12 +708,75 @@ def provider(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
             run.stop(signal.SIGKILL)
 
 
+# -- scenario 5: SIGKILL around a reminder's due time ----------------------------------------
+def reminder(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
+    token = f"{os.getpid()}{n}:faults-remind"
+    data = ctx.work / f"remind-{n}" / "data"
+    env = daemon_env(data, token, ctx.emulator.base_url, ctx.stub)
+    run = DaemonRun(data, env).start()
+    try:
+        if not wait_until(lambda: connected(run), 90):
+            trial.recovered = False
+            trial.fail("the daemon never connected")
+            return
+        due = {
+            f"r{n}m{i}q{rng.randrange(10**6)}": rng.randint(4, 10) for i in range(rng.randint(1, 4))
+        }
+        sent = time.monotonic()
+        for tag, seconds in due.items():
+            ctx.emulator.say(token, ANN, f"/remind in {seconds}s ping {tag}")
+
+        def confirmations() -> int:
+            return sum("remind you" in t for t in bot_texts(ctx.emulator, token, ANN))
+
+        if not wait_until(lambda: confirmations() >= len(due), 60):
+            trial.fail("not every /remind was confirmed before the kill")
+        kill_at = min(due.values()) + rng.uniform(-2.0, 4.0)
+        time.sleep(max(0.0, sent + kill_at - time.monotonic()))
+        run.stop(signal.SIGKILL)
+        time.sleep(rng.uniform(0.0, 3.0))
+        restarted = time.monotonic()
+        run = DaemonRun(data, env).start()
+
+        def deliveries(tag: str) -> list[str]:
+            return [
+                t for t in bot_texts(ctx.emulator, token, ANN) if tag in t and "remind you" not in t
+            ]
+
+        trial.recovered = wait_until(lambda: all(deliveries(tag) for tag in due), 120, 0.3)
+        trial.recovery_s = time.monotonic() - restarted
+        time.sleep(2.0)
+        for tag in due:
+            got = deliveries(tag)
+            if not got:
+                trial.lost += 1
+                trial.fail(f"reminder {tag} never delivered")
+            # At least once; a second delivery must say it may be a repeat.
+            unmarked = [t for t in got[1:] if "again" not in t.lower()]
+            if unmarked:
+                trial.twice += 1
+                trial.fail(f"reminder {tag} delivered {len(got)} times: {got}")
+        run.stop(signal.SIGTERM)
+        active = run.query("SELECT count(*) FROM reminders WHERE active = 1")[0][0]
+        if active:
+            trial.fail(f"{active} delivered one-shot reminders still active")
+            trial.twice += active
+        status = integrity(data / "familiar.db")
+        if status != "ok":
+            trial.corrupt = True
+            trial.fail(f"integrity_check: {status}")
+    finally:
+        if run.proc is not None and run.proc.poll() is None:
+            run.stop(signal.SIGKILL)
+
+
 SCENARIOS: dict[str, Callable[[Context, Trial, random.Random, int], None]] = {
     "conversation": conversation,
     "import": import_kill,
     "backup": backup_kill,
     "telegram_down": telegram_down,
     "provider": provider,
+    "reminder": reminder,
 }
 
 
