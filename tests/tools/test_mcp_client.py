@@ -6,6 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import mcp.types as mt
+
 from agents.tools.base import ToolContext
 from agents.tools.mcp import MCPServerSource, mcp_health_check
 from memory.health import Status
@@ -194,3 +196,28 @@ def test_streamable_http_lists_calls_and_reconnects_after_the_server_restarts(
             await source.stop()
 
     asyncio.run(scenario())
+
+
+def test_stop_while_connecting_returns_promptly_and_does_not_reconnect() -> None:
+    async def scenario() -> None:
+        slow = stdio_server("slow", env={"MCP_TEST_SLOW_START": "60"}, connect_timeout_s=60)
+        source = MCPServerSource(slow, fast(slow))
+        await source.start()
+        await asyncio.sleep(0.5)  # the process runs, the handshake waits
+        started = time.monotonic()
+        await source.stop()
+        assert time.monotonic() - started < 10
+        await asyncio.sleep(0.5)
+        assert source.state == "stopped" and source.connects == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_confirmation_describes_the_call_in_plain_words() -> None:
+    server = stdio_server()
+    source = MCPServerSource(server, fast(server))
+    tool = source._wrap(mt.Tool(name="close_ticket", input_schema={"type": "object"}))
+    assert tool is not None
+    said = tool.describe({"ticket": 7, "note": "x" * 1000})
+    assert said.startswith('Run close_ticket on MCP server tickets with {"ticket": 7, "note": "xxx')
+    assert len(said) < 400

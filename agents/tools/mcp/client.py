@@ -18,12 +18,14 @@ that an untrusted result makes later changing calls ask first.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sys
 import time
 from contextlib import AsyncExitStack
 from typing import Any, Literal
 
+import anyio
 import mcp.types as mt
 from loguru import logger
 from mcp import ClientSession
@@ -52,6 +54,10 @@ class MCPTool(Tool):
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         return await self.source.call(self.remote_name, args)
+
+    def describe(self, args: dict[str, Any]) -> str:
+        shown = json.dumps(args, ensure_ascii=False, default=str)
+        return f"Run {self.remote_name} on MCP server {self.source.settings.name} with {clip(shown, 300)}"
 
 
 def exposed_name(server: str, tool: str) -> str:
@@ -86,6 +92,7 @@ class MCPServerSource(ToolSource):
         self._lost: str | None = None
         self._attempted = asyncio.Event()  # the first connection attempt has ended, either way
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- ToolSource --------------------------------------------------------------------------
     def tools(self) -> list[Tool]:
@@ -96,6 +103,7 @@ class MCPServerSource(ToolSource):
             self._task = asyncio.create_task(self._supervise(), name=f"mcp-{self.settings.name}")
 
     async def stop(self) -> None:
+        self._stopping = True
         self.state = "stopped"
         task, self._task = self._task, None
         if task is not None:
@@ -137,11 +145,12 @@ class MCPServerSource(ToolSource):
             if exc.code == REQUEST_TIMEOUT:
                 return self._timed_out(remote)
             if exc.code == CONNECTION_CLOSED:
-                self._connection_lost("the connection closed during a call")
-                return ToolResult(f"MCP server {server} went away during the call", is_error=True)
+                return self._went_away()
             return ToolResult(
                 clip(f"MCP server {server} refused the call: {exc.message}", 2000), is_error=True
             )
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+            return self._went_away()
         except Exception as exc:  # a malformed answer must reach the model as an error, not raise
             logger.opt(exception=exc).warning("MCP {}: unreadable answer to {}", server, remote)
             return ToolResult(
@@ -150,6 +159,12 @@ class MCPServerSource(ToolSource):
                 is_error=True,
             )
         return to_tool_result(result, self.max_chars)
+
+    def _went_away(self) -> ToolResult:
+        self._connection_lost("the connection closed during a call")
+        return ToolResult(
+            f"MCP server {self.settings.name} went away during the call", is_error=True
+        )
 
     def _timed_out(self, remote: str) -> ToolResult:
         logger.warning("MCP {}: {} timed out", self.settings.name, remote)
@@ -173,7 +188,7 @@ class MCPServerSource(ToolSource):
     # -- the supervisor ----------------------------------------------------------------------
     async def _supervise(self) -> None:
         delay = self.restart_min_s
-        while True:
+        while not self._stopping:
             started = time.monotonic()
             try:
                 async with AsyncExitStack() as stack:
@@ -182,6 +197,9 @@ class MCPServerSource(ToolSource):
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # ExceptionGroups from the SDK's task groups included
+                task = asyncio.current_task()
+                if self._stopping or (task is not None and task.cancelling()):
+                    raise  # a cancellation wrapped in a group: stop, do not reconnect
                 self.error = _reason(exc)
                 logger.warning("MCP server {} is down: {}", self.settings.name, self.error)
             finally:
