@@ -23,7 +23,10 @@ class MCPServerSettings(BaseModel):
     args: list[str] = Field(default_factory=list, description="stdio transport: its arguments.")
     env: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="stdio transport: extra environment variables (secret: never logged).",
+        description=(
+            "stdio transport: environment variables for the server (secret: never logged); it "
+            "gets only these besides HOME, PATH, USER, SHELL, TERM and LOGNAME."
+        ),
     )
     url: str | None = Field(
         None, description="Streamable HTTP transport: the endpoint, e.g. http://127.0.0.1:8765/mcp."

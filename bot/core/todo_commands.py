@@ -1,7 +1,8 @@
 """``/todo``: the chat's to-do list (the same list the ``*_todo`` tools keep), with signed ✅ buttons.
 
 ``/todo`` lists open items by priority, overdue ones marked; ``/todo [!high|!low] TEXT
-[due:WHEN]`` adds one. A ✅ press marks that item done, only in the chat the button was sent to.
+[due:WHEN]`` adds one. A ✅ press marks that item done, only in the chat the button was sent to,
+and redraws the list in place.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import time
 from zoneinfo import ZoneInfo
 
+from loguru import logger
+
 from agents.tools.todos import PRIORITIES, TodoError, TodoStore, render_list
 from bot.core.assistant import Assistant
 from bot.core.commands import Command
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
-from bot.core.types import Button, ButtonPress, Incoming, Reply
+from bot.core.types import Button, ButtonPress, Incoming, Reply, SentMessage
 
 MAX_BUTTONS = 20
 USAGE = "/todo [!high|!low] [TEXT] [due:WHEN]"
@@ -77,4 +80,10 @@ class TodoCommands:
             todo, changed = await self.store.complete(press.chat_id, int(verified))
         except TodoError:
             return "That to-do is gone."
+        if changed and press.message_id is not None:  # the list shows what is left
+            try:
+                listing = await self.list(press.chat_id)
+                await transport.edit(SentMessage(press.chat_id, press.message_id), listing)
+            except Exception:  # the item is done either way; a stale list is no reason to fail
+                logger.opt(exception=True).warning("could not refresh the /todo message")
         return f"✅ Done: {todo.text[:150]}" if changed else "That one was already done."

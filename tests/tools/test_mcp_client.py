@@ -10,6 +10,7 @@ import mcp.types as mt
 
 from agents.tools.base import ToolContext
 from agents.tools.mcp import MCPServerSource, mcp_health_check
+from agents.tools.mcp.client import backoff
 from memory.health import Status
 from tests.tools.conftest import HttpServer, fast, stdio_server, wait_until
 
@@ -121,6 +122,8 @@ def test_a_crashed_server_is_degraded_by_name_then_restarted(tmp_path: Path) -> 
             assert sources[0].tools() == []  # nothing offered while down
             down = await sources[0].call("echo", {"text": "x"})
             assert down.is_error and "not connected" in down.content
+            await wait_until(lambda: sources[0].failures >= 3, 30)  # it keeps trying, slower
+            assert (sources[0].retry_at or 0) - time.monotonic() <= 0.5  # never past the cap
             block.unlink()
             await wait_until(lambda: sources[0].state == "connected", 30)
             assert check().status == Status.HEALTHY and sources[0].connects == 2
@@ -196,6 +199,11 @@ def test_streamable_http_lists_calls_and_reconnects_after_the_server_restarts(
             await source.stop()
 
     asyncio.run(scenario())
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert [backoff(n, 1.0, 10.0) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+    assert backoff(10_000, 1.0, 300.0) == 300.0
 
 
 def test_stop_while_connecting_returns_promptly_and_does_not_reconnect() -> None:

@@ -115,8 +115,9 @@ class Rig:
         await self.assistant.handle(Incoming(chat, ANN, text, channel="test"), self.transport)
         return self.transport.texts[-1]
 
-    async def press(self, data: str, chat: int = 11) -> str:
-        return await self.assistant.press(ButtonPress(chat, ANN, data), self.transport)
+    async def press(self, data: str, chat: int = 11, message_id: int | None = None) -> str:
+        press = ButtonPress(chat, ANN, data, message_id=message_id)
+        return await self.assistant.press(press, self.transport)
 
 
 def test_todo_arguments() -> None:
@@ -161,6 +162,11 @@ async def test_todo_command_adds_lists_by_priority_and_completes_with_signed_but
     assert await rig.press("td:3.AAAAAAAAAAA") == "This button isn't valid here."
     assert await rig.press(bank, chat=99) == "This button isn't valid here."
     assert "#3 call the bank" in await rig.say("/todo")
-    assert await rig.press(bank) == "✅ Done: call the bank"
+    assert rig.transport.edits == []
+    listed_at = len(rig.transport.sent)  # the listing's message id (RecordingTransport counts)
+    assert await rig.press(bank, message_id=listed_at) == "✅ Done: call the bank"
+    redrawn = rig.transport.shown(listed_at - 1)
+    assert redrawn.text.splitlines()[0] == "2 open to-do(s), 1 overdue:"
+    assert "call the bank" not in redrawn.text and len(redrawn.buttons) == 2
     assert await rig.press(bank) == "That one was already done."
     assert "call the bank" not in await rig.say("/todo")

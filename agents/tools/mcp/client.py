@@ -42,6 +42,12 @@ State = Literal["connecting", "connected", "down", "stopped"]
 CLIENT_INFO = mt.Implementation(name="familiar", version="1")
 MAX_DESCRIPTION = 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+STABLE_S = 60.0  # a connection that lasted this long resets the backoff
+
+
+def backoff(failures: int, lo: float, hi: float) -> float:
+    """The wait after ``failures`` consecutive failures: lo, 2·lo, 4·lo, … at most hi."""
+    return min(hi, lo * 2 ** min(max(0, failures - 1), 30))
 
 
 class _ConnectionLost(Exception):
@@ -85,6 +91,7 @@ class MCPServerSource(ToolSource):
         self.error: str | None = None
         self.retry_at: float | None = None  # monotonic time of the next attempt while down
         self.connects = 0  # successful connections since start (1 + restarts)
+        self.failures = 0  # consecutive failed or short-lived connections
         self._tools: list[Tool] = []
         self._session: ClientSession | None = None
         self._wake = asyncio.Event()
@@ -187,7 +194,6 @@ class MCPServerSource(ToolSource):
 
     # -- the supervisor ----------------------------------------------------------------------
     async def _supervise(self) -> None:
-        delay = self.restart_min_s
         while not self._stopping:
             started = time.monotonic()
             try:
@@ -204,13 +210,14 @@ class MCPServerSource(ToolSource):
                 logger.warning("MCP server {} is down: {}", self.settings.name, self.error)
             finally:
                 self._session, self._tools = None, []
-            if time.monotonic() - started > 60:  # it ran a while: a fresh failure, not a loop
-                delay = self.restart_min_s
+            if time.monotonic() - started > STABLE_S:  # it ran a while: a fresh failure
+                self.failures = 0
+            self.failures += 1
+            delay = backoff(self.failures, self.restart_min_s, self.restart_max_s)
             self.state = "down"
             self.retry_at = time.monotonic() + delay
             self._attempted.set()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.restart_max_s)
             self.state = "connecting"
 
     async def _connect(self, stack: AsyncExitStack) -> None:
@@ -289,6 +296,14 @@ class MCPServerSource(ToolSource):
             if tool is not None and tool.spec.name not in tools:
                 tools[tool.spec.name] = tool
         new = [tools[n] for n in sorted(tools)]
+        named = set(self.settings.allow or []) | set(self.settings.confirm)
+        missing = sorted(named - {t.name for t in listed})
+        if missing:  # a typo in the settings would otherwise silently offer nothing
+            logger.warning(
+                "MCP server {} has no tool named {} (listed in allow/confirm)",
+                self.settings.name,
+                ", ".join(missing),
+            )
         if [t.spec for t in new] != [t.spec for t in self._tools] and self._session is not None:
             logger.info("MCP server {}: tool list changed ({} tools)", self.settings.name, len(new))
         self._tools = new
