@@ -16,6 +16,7 @@ import time
 
 import mcp.types as mt
 from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field, create_model
 
 block = os.environ.get("MCP_TEST_BLOCK")
 if block and os.path.exists(block):
@@ -50,6 +51,24 @@ async def hang() -> str:
     """Never answers."""
     await asyncio.sleep(3600)
     return "never"
+
+
+@server.tool()
+async def freeze() -> str:
+    """Blocks the server's event loop: the process lives but answers nothing, pings included."""
+    time.sleep(3600)  # noqa: ASYNC251 - blocking the loop is the point
+    return "never"
+
+
+Big = create_model(  # a schema of some 30 kB: too big to put in every prompt
+    "Big", **{f"p{i}": (str, Field("", description="x" * 120)) for i in range(200)}
+)
+
+
+@server.tool()
+def bloated(data: Big) -> str:  # type: ignore[valid-type]
+    """A tool whose schema is too big to offer."""
+    return "unused"
 
 
 @server.tool()

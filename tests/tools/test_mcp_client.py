@@ -36,6 +36,7 @@ def test_stdio_lists_and_calls_with_default_policy() -> None:
             assert {t.spec.policy for t in source.tools()} == {"confirm"}
             assert spec.source == "mcp:tickets" and spec.untrusted and not spec.read_only
             assert spec.input_schema["required"] == ["text"]
+            assert "tickets__bloated" not in tools  # a 30 kB schema is not put in every prompt
             result = await tools["tickets__echo"].call({"text": "hi"}, CTX)
             assert (result.content, result.is_error) == ("echo: hi", False)
             # the server rejects bad arguments: an error result, not an exception
@@ -132,6 +133,25 @@ def test_a_crashed_server_is_degraded_by_name_then_restarted(tmp_path: Path) -> 
         finally:
             for s in sources:
                 await s.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_server_that_freezes_is_restarted_after_a_failed_ping() -> None:
+    async def scenario() -> None:
+        server = stdio_server(call_timeout_s=1.0)
+        source = MCPServerSource(server, fast(server))
+        await source.start()
+        try:
+            assert await source.wait_ready(30)
+            frozen = await by_name(source)["tickets__freeze"].call({}, CTX)
+            assert frozen.is_error and "did not answer freeze" in frozen.content
+            await wait_until(lambda: source.connects == 2, 40)
+            assert (await by_name(source)["tickets__echo"].call({"text": "ok"}, CTX)).content == (
+                "echo: ok"
+            )
+        finally:
+            await source.stop()
 
     asyncio.run(scenario())
 

@@ -41,6 +41,7 @@ from agents.tools.settings import MCPServerSettings, ToolsSettings
 State = Literal["connecting", "connected", "down", "stopped"]
 CLIENT_INFO = mt.Implementation(name="familiar", version="1")
 MAX_DESCRIPTION = 1024
+MAX_SCHEMA_CHARS = 8000
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 STABLE_S = 60.0  # a connection that lasted this long resets the backoff
 
@@ -316,6 +317,16 @@ class MCPServerSource(ToolSource):
             return None
         if not isinstance(schema, dict) or schema.get("type") != "object":
             logger.warning("MCP {}: tool {!r} has no object schema; not offered", server, t.name)
+            return None
+        size = len(json.dumps(schema, default=str))
+        if size > MAX_SCHEMA_CHARS:  # it would ride along in every prompt
+            logger.warning(
+                "MCP {}: tool {!r} has a schema of {} characters (most {}); not offered",
+                server,
+                t.name,
+                size,
+                MAX_SCHEMA_CHARS,
+            )
             return None
         description = clip(" ".join((t.description or t.title or t.name).split()), MAX_DESCRIPTION)
         spec = ToolSpec(
