@@ -31,6 +31,10 @@ class MCPServerSettings(BaseModel):
     url: str | None = Field(
         None, description="Streamable HTTP transport: the endpoint, e.g. http://127.0.0.1:8765/mcp."
     )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Streamable HTTP transport: headers sent with every request, e.g. Authorization (secret).",
+    )
     allow: list[str] | None = Field(
         None,
         description=(
@@ -52,6 +56,8 @@ class MCPServerSettings(BaseModel):
             raise ValueError(f"MCP server {self.name!r}: set either command (stdio) or url (HTTP)")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"MCP server {self.name!r}: url must start with http:// or https://")
+        if self.headers and self.url is None:
+            raise ValueError(f"MCP server {self.name!r}: headers are for the HTTP transport (url)")
         return self
 
 

@@ -47,6 +47,12 @@ def close_ticket(ticket: int) -> str:
 
 
 @server.tool()
+def whoami(ctx: Context) -> str:
+    """The X-Test-Token header of the request (HTTP only)."""
+    return f"token {(ctx.headers or {}).get('x-test-token')}"
+
+
+@server.tool()
 async def hang() -> str:
     """Never answers."""
     await asyncio.sleep(3600)

@@ -200,14 +200,22 @@ def test_streamable_http_lists_calls_and_reconnects_after_the_server_restarts(
     async def scenario() -> None:
         from agents.tools.settings import MCPServerSettings
 
-        server = MCPServerSettings(name="web", url=http_server.url, allow=["echo"])
+        server = MCPServerSettings.model_validate(
+            {
+                "name": "web",
+                "url": http_server.url,
+                "allow": ["echo", "whoami"],
+                "headers": {"X-Test-Token": "hunter2"},
+            }
+        )
         source = MCPServerSource(server, fast(server))
         await source.start()
         try:
             assert await source.wait_ready(30)
-            assert [t.spec.name for t in source.tools()] == ["web__echo"]
-            echo = source.tools()[0]
+            assert [t.spec.name for t in source.tools()] == ["web__echo", "web__whoami"]
+            echo, whoami = source.tools()
             assert (await echo.call({"text": "over http"}, CTX)).content == "echo: over http"
+            assert (await whoami.call({}, CTX)).content == "token hunter2"
             await asyncio.to_thread(http_server.kill)
             await wait_until(lambda: source.state != "connected", 20)
             assert mcp_health_check([source])().status == Status.DEGRADED

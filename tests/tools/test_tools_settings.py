@@ -20,6 +20,7 @@ def test_a_server_entry_is_checked() -> None:
         ({"name": "t", "command": "x", "url": "http://127.0.0.1:1/mcp"}, "either command"),
         ({"name": "t", "url": "ftp://127.0.0.1/mcp"}, "http:// or https://"),
         ({"name": "a_b", "command": "x"}, "pattern"),  # "__" separates server and tool
+        ({"name": "t", "command": "x", "headers": {"A": "b"}}, "headers are for the HTTP"),
     ]:
         with pytest.raises(ValidationError, match=why):
             MCPServerSettings.model_validate(entry)

@@ -31,6 +31,7 @@ from loguru import logger
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
@@ -249,7 +250,11 @@ class MCPServerSource(ToolSource):
             )
         else:
             assert s.url is not None
-            read, write = await stack.enter_async_context(streamable_http_client(s.url))
+            headers = {k: v.get_secret_value() for k, v in s.headers.items()}
+            client = await stack.enter_async_context(create_mcp_http_client(headers=headers))
+            read, write = await stack.enter_async_context(
+                streamable_http_client(s.url, http_client=client)
+            )
         session = await stack.enter_async_context(
             ClientSession(read, write, message_handler=self._on_message, client_info=CLIENT_INFO)
         )
