@@ -135,6 +135,8 @@ class MCPServerSource(ToolSource):
         if self.state == "down":
             wait = max(0.0, (self.retry_at or 0) - time.monotonic())
             return f"down ({self.error}); retrying in {wait:.0f} s"
+        if self.state == "connecting" and self.error:
+            return f"reconnecting (last error: {self.error})"
         return self.state
 
     # -- calls -------------------------------------------------------------------------------
