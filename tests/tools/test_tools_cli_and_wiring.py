@@ -105,6 +105,9 @@ def test_tools_call_reports_an_unreachable_server(data_dir: Path) -> None:
     result = CliRunner().invoke(app, ["tools", "call", "gone__anything", "{}", "--wait", "5"])
     assert result.exit_code == 2
     assert "MCP server mcp:gone is down" in result.stderr
+    listed = CliRunner().invoke(app, ["tools", "list", "--wait", "5"])
+    assert listed.exit_code == 0 and "add_todo" in listed.stdout  # the built-ins are still there
+    assert "warning: mcp:gone: down" in listed.stderr
 
 
 @pytest.fixture
