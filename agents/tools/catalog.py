@@ -8,25 +8,33 @@ tools are offered in, so it stays fixed (tool definitions are part of the cached
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
 
 from loguru import logger
 
 from agents.tools.base import Tool, ToolSource
-from agents.tools.mcp import MCPServerSource
 from agents.tools.settings import ToolsSettings
 from agents.tools.todos import TodoStore, TodoTools
 from memory.db import Database
+
+if TYPE_CHECKING:
+    from agents.tools.mcp import MCPServerSource
+
+MCP_PREFIX = "mcp:"
 
 
 def build_tool_sources(tools: ToolsSettings, db: Database) -> list[ToolSource]:
     """Every tool source, built-in families first, then one per configured MCP server."""
     sources: list[ToolSource] = [TodoTools(TodoStore(db))]
-    sources += [MCPServerSource(server, tools) for server in tools.mcp]
+    if tools.mcp:  # the SDK takes seconds to import: only when a server is configured
+        from agents.tools.mcp import MCPServerSource
+
+        sources += [MCPServerSource(server, tools) for server in tools.mcp]
     return sources
 
 
 def mcp_sources(sources: Sequence[ToolSource]) -> list[MCPServerSource]:
-    return [s for s in sources if isinstance(s, MCPServerSource)]
+    return [cast("MCPServerSource", s) for s in sources if s.name.startswith(MCP_PREFIX)]
 
 
 def all_tools(sources: Sequence[ToolSource]) -> list[Tool]:

@@ -44,7 +44,6 @@ def _run(
 
     ``only``: connect just the MCP server of that name ("" for none)."""
     from agents.tools.catalog import build_tool_sources, mcp_sources
-    from agents.tools.mcp import MCPServerSource
     from bot.cli.app import _settings
     from bot.daemon.run import open_database
 
@@ -55,7 +54,7 @@ def _run(
         sources = [
             s
             for s in build_tool_sources(settings.tools, db)
-            if only is None or not isinstance(s, MCPServerSource) or s.settings.name == only
+            if only is None or not s.name.startswith("mcp:") or s.name == f"mcp:{only}"
         ]
         for s in sources:
             await s.start()

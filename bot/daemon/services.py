@@ -25,7 +25,6 @@ from agents.review import ReviewEngine
 from agents.summarise import LLMSummariser
 from agents.tools.base import ToolSource
 from agents.tools.catalog import build_tool_sources, mcp_sources
-from agents.tools.mcp import mcp_health_check
 from agents.tools.todos import TodoStore
 from agents.usage import UsageStore
 from agents.voice import Transcriber, build_transcriber
@@ -169,6 +168,8 @@ def build_services(
     # tools: MCP servers connect in the background; start() never waits for them
     tool_sources = build_tool_sources(settings.tools, db)
     if mcp_sources(tool_sources):
+        from agents.tools.mcp import mcp_health_check  # the SDK: imported only when used
+
         health.register("mcp", mcp_health_check(mcp_sources(tool_sources)))
 
     async def start_tools() -> None:
