@@ -47,7 +47,12 @@ class MCPServerSettings(BaseModel):
     )
     call_timeout_s: float = Field(30.0, gt=0, description="Longest one tool call may take.")
     connect_timeout_s: float = Field(
-        20.0, gt=0, description="Longest connecting (start, handshake, tool list) may take."
+        60.0,
+        gt=0,
+        description=(
+            "Longest connecting (start, handshake, tool list) may take; generous because a "
+            "server started with npx or uvx may first download itself."
+        ),
     )
 
     @model_validator(mode="after")

@@ -204,7 +204,7 @@ def test_streamable_http_lists_calls_and_reconnects_after_the_server_restarts(
             {
                 "name": "web",
                 "url": http_server.url,
-                "allow": ["echo", "whoami"],
+                "allow": ["echo", "whoami", "grow", "extra"],
                 "headers": {"X-Test-Token": "hunter2"},
             }
         )
@@ -212,10 +212,16 @@ def test_streamable_http_lists_calls_and_reconnects_after_the_server_restarts(
         await source.start()
         try:
             assert await source.wait_ready(30)
-            assert [t.spec.name for t in source.tools()] == ["web__echo", "web__whoami"]
-            echo, whoami = source.tools()
+            assert [t.spec.name for t in source.tools()] == [
+                "web__echo",
+                "web__grow",
+                "web__whoami",
+            ]
+            echo, grow, whoami = source.tools()
             assert (await echo.call({"text": "over http"}, CTX)).content == "echo: over http"
             assert (await whoami.call({}, CTX)).content == "token hunter2"
+            assert (await grow.call({}, CTX)).content == "grown"  # list_changed over HTTP too
+            await wait_until(lambda: "web__extra" in by_name(source), 10)
             await asyncio.to_thread(http_server.kill)
             await wait_until(lambda: source.state != "connected", 20)
             assert mcp_health_check([source])().status == Status.DEGRADED
