@@ -69,5 +69,7 @@ def test_results_become_bounded_text() -> None:
     assert (
         to_tool_result(mt.CallToolResult(content=[]), 1000).content == "(the tool returned nothing)"
     )
+    escapes = mt.CallToolResult(content=[mt.TextContent(type="text", text="a\x1b[2Jb\x07\tc\nd")])
+    assert to_tool_result(escapes, 1000).content == "a[2Jb\tc\nd"  # no escape reaches a terminal
     wrong = to_tool_result({"content": "x"}, 1000)
     assert wrong.is_error and "not a tool result" in wrong.content

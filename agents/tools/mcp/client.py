@@ -36,7 +36,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from agents.tools.base import Policy, Tool, ToolContext, ToolResult, ToolSource, ToolSpec
-from agents.tools.mcp.results import clip, to_tool_result
+from agents.tools.mcp.results import clean, clip, to_tool_result
 from agents.tools.settings import MCPServerSettings, ToolsSettings
 
 State = Literal["connecting", "connected", "down", "stopped"]
@@ -158,7 +158,8 @@ class MCPServerSource(ToolSource):
             if exc.code == CONNECTION_CLOSED:
                 return self._went_away()
             return ToolResult(
-                clip(f"MCP server {server} refused the call: {exc.message}", 2000), is_error=True
+                clip(clean(f"MCP server {server} refused the call: {exc.message}"), 2000),
+                is_error=True,
             )
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
             return self._went_away()
@@ -335,7 +336,9 @@ class MCPServerSource(ToolSource):
                 MAX_SCHEMA_CHARS,
             )
             return None
-        description = clip(" ".join((t.description or t.title or t.name).split()), MAX_DESCRIPTION)
+        description = clip(
+            clean(" ".join((t.description or t.title or t.name).split())), MAX_DESCRIPTION
+        )
         spec = ToolSpec(
             name=exposed_name(server, t.name),
             description=f"[MCP server {server}] {description}",

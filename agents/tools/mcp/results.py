@@ -8,11 +8,20 @@ bounded ``ToolResult``; nothing a server sends raises out of here.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import mcp.types as mt
 
 from agents.tools.base import ToolResult
+
+# C0/C1 control characters other than tab and newline: useless to a model, and an escape sequence
+# would reach a terminal (``familiar tools call``) or a log as a command, not as text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    return _CONTROL.sub("", text)
 
 
 def clip(text: str, max_chars: int) -> str:
@@ -63,7 +72,7 @@ def to_tool_result(result: Any, max_chars: int) -> ToolResult:
             parts = [json.dumps(result.structured_content, ensure_ascii=False, default=str)]
         except (TypeError, ValueError):
             parts = ["[structured content that could not be read]"]
-    text = "\n".join(parts).strip() or "(the tool returned nothing)"
+    text = clean("\n".join(parts)).strip() or "(the tool returned nothing)"
     return ToolResult(
         clip(text, max_chars),
         is_error=bool(result.is_error),
