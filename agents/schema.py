@@ -1,4 +1,4 @@
-"""The agents package's tables (``llm_*``, ``review_*``), as numbered migrations.
+"""The agents package's tables (``llm_*``, ``review_*``, ``todos``), as numbered migrations.
 
 Never renumber or edit a released step; add new ones at the end.
 """
@@ -69,3 +69,23 @@ def m003_llm_fact_marks(db: sqlite_utils.Database) -> None:
             ts TEXT NOT NULL
         )"""
     )
+
+
+@migrations()
+def m004_todos(db: sqlite_utils.Database) -> None:
+    # The to-do list of each chat (agents/tools/todos.py): open while done_at is NULL.
+    db.execute(
+        """CREATE TABLE todos (
+            id INTEGER PRIMARY KEY,
+            chat_id INTEGER NOT NULL,
+            user_id INTEGER,
+            text TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 1,    -- 0 high, 1 normal, 2 low
+            due_at REAL,                            -- unix time; NULL: no due date
+            due_all_day INTEGER NOT NULL DEFAULT 0, -- due by the end of that day, no time given
+            timezone TEXT NOT NULL,                 -- the chat's zone when it was added
+            created_at REAL NOT NULL,
+            done_at REAL
+        )"""
+    )
+    db.execute("CREATE INDEX todos_open ON todos (chat_id, done_at, priority, due_at)")

@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from agents.settings import LLMSettings, ReviewSettings
+from agents.tools.settings import ToolsSettings
 from agents.training.settings import TrainingSettings
 from agents.voice.settings import VoiceSettings
 from bot.errors import ConfigError
@@ -82,6 +83,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)  # type: ignore[arg-type]
     memory: MemorySettings = Field(default_factory=MemorySettings)  # type: ignore[arg-type]
     jobs: JobsSettings = Field(default_factory=JobsSettings)  # type: ignore[arg-type]
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)  # type: ignore[arg-type]
 
@@ -116,13 +118,18 @@ class Settings(BaseSettings):
         """Every configured secret, for the log filter that masks them."""
         found: list[str] = []
 
-        def walk(model: BaseModel) -> None:
-            for name in type(model).model_fields:
-                value = getattr(model, name)
-                if isinstance(value, SecretStr) and value.get_secret_value():
-                    found.append(value.get_secret_value())
-                elif isinstance(value, BaseModel):
-                    walk(value)
+        def walk(value: Any) -> None:
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                found.append(value.get_secret_value())
+            elif isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name))
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    walk(item)
+            elif isinstance(value, dict):  # e.g. an MCP server's environment
+                for item in value.values():
+                    walk(item)
 
         walk(self)
         return found

@@ -7,7 +7,8 @@ before it runs, but never reaches back before the end of the last digest sent (`
 so a catch-up run after downtime and the next scheduled one do not report the same hours twice.
 
 It reads other packages' tables read-only, by SQL: memory's ``messages``, the bot's
-``feedback``/``feedback_answers`` (jobs must not import bot), agents' ``llm_usage`` and our own
+``feedback``/``feedback_answers`` (jobs must not import bot), agents' ``llm_usage`` and ``todos``
+(open to-dos by priority, the overdue ones; an overdue item is news even on a quiet day), our own
 ``job_runs``. A table that does not exist (a package not installed, an old database) reads as
 empty, so the digest still goes out with what there is.
 """
@@ -25,6 +26,7 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from agents.llm import LLM
+from jobs.digest_todos import OpenTodo, collect_todos, overdue, render_todos
 from jobs.lessons import LessonMemory, WeeklyLessons
 from jobs.scheduler import JobSpec, Scheduler
 from jobs.settings import JobsSettings
@@ -81,10 +83,14 @@ class DigestData:
     usage: list[UsageLine] = field(default_factory=list)
     backup_age_h: float | None = None
     backup_note: str | None = None  # set when the age could not be read
+    todos: list[OpenTodo] | None = None  # open to-dos; None: no todos table
 
     @property
     def empty(self) -> bool:
-        return not self.messages and not (self.thumbs_up or self.thumbs_down) and not self.failures
+        # An overdue to-do is news even on a quiet day.
+        late = overdue(self.todos or [], self.end.timestamp())
+        quiet = not self.messages and not (self.thumbs_up or self.thumbs_down)
+        return quiet and not self.failures and not late
 
 
 def clip(text: str | None, n: int) -> str:
@@ -149,6 +155,8 @@ def collect(db: Database, start: datetime, end: datetime, settings: JobsSettings
                     (lo, hi),
                 )
             ]
+        if _has(conn, "todos"):
+            d.todos = collect_todos(conn)
     return d
 
 
@@ -247,6 +255,9 @@ def render(d: DigestData, settings: JobsSettings) -> str:
         ]
     else:
         lines.append("Model usage: none")
+
+    if d.todos is not None:
+        lines += render_todos(d.todos, d.end.timestamp())
 
     if d.backup_note:
         lines.append(f"Backup: {d.backup_note}")

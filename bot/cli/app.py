@@ -29,6 +29,7 @@ def _register_subcommands() -> None:
     from bot.cli.backup import backup_app, restore_command
     from bot.cli.memory import app as memory_app
     from bot.cli.service import app as service_app
+    from bot.cli.tools import app as tools_app
     from bot.cli.train import adapters_app, train_app
     from bot.cli.voice import transcribe_command
 
@@ -41,6 +42,7 @@ def _register_subcommands() -> None:
     app.command("restore")(restore_command)
     app.add_typer(train_app, name="train")
     app.add_typer(adapters_app, name="adapters")
+    app.add_typer(tools_app, name="tools")
 
 
 def _settings(**overrides: Any):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
@@ -22,6 +23,9 @@ from agents.llm import LLM
 from agents.providers import health_checks as llm_health_checks
 from agents.review import ReviewEngine
 from agents.summarise import LLMSummariser
+from agents.tools.base import ToolSource
+from agents.tools.catalog import build_tool_sources, mcp_sources
+from agents.tools.todos import TodoStore
 from agents.usage import UsageStore
 from agents.voice import Transcriber, build_transcriber
 from bot import __version__
@@ -35,6 +39,7 @@ from bot.core.job_commands import JobCommands
 from bot.core.memory_commands import MemoryCommands
 from bot.core.personas import ChatPersonas, PersonaCommands, PersonaRouter
 from bot.core.signing import ButtonSigner
+from bot.core.todo_commands import TodoCommands
 from bot.core.transport import Transport
 from bot.core.types import Incoming, Reply
 from bot.daemon.lifecycle import FunctionService, Lifecycle
@@ -91,6 +96,8 @@ class Services:
     transcriber: Transcriber | None = None
     # /train: its progress messages are edited through the channel's transport (set with the channel).
     training: Training | None = None
+    # The agent's tools (built-in families, MCP servers), in the order they are offered.
+    tools: list[ToolSource] = field(default_factory=list)
 
 
 def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
@@ -158,12 +165,30 @@ def build_services(
 
     lifecycle.add(FunctionService("voice", stop=stop_voice))
 
+    # tools: MCP servers connect in the background; start() never waits for them
+    tool_sources = build_tool_sources(settings.tools, db)
+    if mcp_sources(tool_sources):
+        from agents.tools.mcp import mcp_health_check  # the SDK: imported only when used
+
+        health.register("mcp", mcp_health_check(mcp_sources(tool_sources)))
+
+    async def start_tools() -> None:
+        for source in tool_sources:
+            await source.start()
+
+    async def stop_tools() -> None:
+        for source in tool_sources:
+            await source.stop()
+
+    lifecycle.add(FunctionService("tools", start_tools, stop_tools))
+
     # the assistant core and its commands
     assistant = Assistant(health, started_at=started_at)
     signer = ButtonSigner(FeedbackStore(db).key())
     MemoryCommands(memory, settings.llm.context_tokens).register(assistant)
     AgentCommands(agent, review, usage, signer, SqliteChatModes(db)).register(assistant)
     PersonaCommands(personas, settings.llm.persona, settings.llm.provider).register(assistant)
+    TodoCommands(TodoStore(db), signer, ZoneInfo(settings.jobs.timezone)).register(assistant)
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
@@ -253,6 +278,7 @@ def build_services(
         deliver_to,
         transcriber,
         training,
+        tool_sources,
     )
 
 

@@ -296,3 +296,57 @@ def test_registered_jobs_run_through_the_scheduler(db: Database, tmp_path: Path)
     other = Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), off, admins)
     assert register_digest_jobs(other, off, db, memory=memory, llm=llm, notify_admins=admins) == []
     assert other.jobs == {}
+
+
+def add_todos(db: Database) -> None:
+    from zoneinfo import ZoneInfo
+
+    from agents.tools.todos import TodoStore
+
+    store, tz = TodoStore(db), ZoneInfo("Europe/Berlin")
+
+    async def add() -> None:
+        await store.add(1, 7, "call the bank", "high", "2026-04-01", tz)  # due yesterday
+        await store.add(1, 7, "buy milk", "normal", None, tz)
+        await store.add(1, 7, "renew passport", "low", "2026-05-01 09:00", tz)
+        await store.add(2, 8, "fix the roof", "high", None, tz)
+        done = await store.add(2, 8, "already done", "high", "2026-03-01", tz)
+        await store.complete(2, done.id)
+
+    asyncio.run(add())
+
+
+def test_the_digest_lists_open_todos_by_priority_and_what_is_overdue(db: Database) -> None:
+    add_todos(db)
+    fill(db, 1, ["hello", "hi"], ts=at(2).timestamp())
+    admins = Admins()
+    digest = DailyDigest(db, SETTINGS, admins, backup_age=lambda: 1.0)
+    with time_machine.travel(NOW, tick=False):
+        asyncio.run(digest.run())
+    lines = admins.sent[0].splitlines()
+    i = lines.index("To-dos: 4 open (🔴 2 high · ⚪ 1 normal · 🔵 1 low), 1 overdue")
+    assert lines[i + 1 : i + 7] == [
+        "Overdue:",
+        "  🔴 chat 1 #1 call the bank (due 2026-04-01)",
+        "Open:",
+        "  🔴 chat 2 #4 fix the roof",
+        "  ⚪ chat 1 #2 buy milk",
+        "  🔵 chat 1 #3 renew passport (due 2026-05-01 09:00)",
+    ]
+    assert "already done" not in admins.sent[0]
+
+
+def test_an_overdue_todo_is_reported_on_a_quiet_day_and_open_ones_alone_are_not(
+    db: Database,
+) -> None:
+    from agents.tools.todos import TodoStore
+
+    asyncio.run(TodoStore(db).add(1, 7, "someday", "low", None))
+    admins = Admins()
+    digest = DailyDigest(db, SETTINGS, admins, backup_age=lambda: 1.0)
+    with time_machine.travel(NOW, tick=False):
+        assert asyncio.run(digest.run()).startswith("skipped")
+    add_todos(db)
+    with time_machine.travel(NOW + timedelta(hours=24), tick=False):
+        assert asyncio.run(digest.run()).startswith("sent")
+    assert "Activity: no messages" in admins.sent[0] and "1 overdue" in admins.sent[0]

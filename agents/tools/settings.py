@@ -1,0 +1,94 @@
+"""Settings of the tools section (``[tools]``, ``FAMILIAR_TOOLS__*``): the MCP servers Familiar
+connects to (``[[tools.mcp]]``) and how their results are kept in bounds.
+
+The agent loop's own settings (steps, per-tool policy, confirmation timeout) join this section
+from the loop's module; the MCP entries are kept in a class of their own so each server's
+transport and policy read as one block in the TOML file.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+
+SERVER_NAME = r"^[A-Za-z0-9-]{1,24}$"  # no "_": "__" separates server and tool in a tool name
+
+
+class MCPServerSettings(BaseModel):
+    name: str = Field(
+        ...,
+        pattern=SERVER_NAME,
+        description="Short name; its tools appear to the model as <name>__<tool>.",
+    )
+    command: str | None = Field(None, description="stdio transport: the program to start.")
+    args: list[str] = Field(default_factory=list, description="stdio transport: its arguments.")
+    env: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description=(
+            "stdio transport: environment variables for the server (secret: never logged); it "
+            "gets only these besides HOME, PATH, USER, SHELL, TERM and LOGNAME."
+        ),
+    )
+    url: str | None = Field(
+        None, description="Streamable HTTP transport: the endpoint, e.g. http://127.0.0.1:8765/mcp."
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Streamable HTTP transport: headers sent with every request, e.g. Authorization (secret).",
+    )
+    allow: list[str] | None = Field(
+        None,
+        description=(
+            "Tools offered to the model, by the server's own names; they run without asking. "
+            "Unset: every tool is offered and asks the person first."
+        ),
+    )
+    confirm: list[str] = Field(
+        default_factory=list, description="Tools that always ask the person first."
+    )
+    call_timeout_s: float = Field(30.0, gt=0, description="Longest one tool call may take.")
+    connect_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "Longest connecting (start, handshake, tool list) may take; generous because a "
+            "server started with npx or uvx may first download itself."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError(f"MCP server {self.name!r}: set either command (stdio) or url (HTTP)")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"MCP server {self.name!r}: url must start with http:// or https://")
+        if self.headers and self.url is None:
+            raise ValueError(f"MCP server {self.name!r}: headers are for the HTTP transport (url)")
+        return self
+
+
+class ToolsSettings(BaseModel):
+    mcp: list[MCPServerSettings] = Field(
+        default_factory=list, description="MCP servers, one [[tools.mcp]] table each."
+    )
+    mcp_result_max_chars: int = Field(
+        16_000,
+        ge=200,
+        description="Longest MCP tool result handed to the model; longer ones are cut, saying so.",
+    )
+    mcp_restart_min_s: float = Field(
+        1.0, gt=0, description="First wait before reconnecting to an MCP server that died."
+    )
+    mcp_restart_max_s: float = Field(
+        300.0, gt=0, description="Longest wait between reconnection attempts (doubling)."
+    )
+    mcp_ping_interval_s: float = Field(
+        30.0, gt=0, description="How often a connected MCP server is pinged to see it lives."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ToolsSettings:
+        names = [s.name for s in self.mcp]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"MCP server names must be unique: {', '.join(twice)}")
+        return self

@@ -1,0 +1,172 @@
+"""To-dos on real SQLite: the store, the three tools, due dates in the chat's zone, and /todo
+through the command registry with signed buttons."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agents.tools.base import ToolContext, ToolError
+from agents.tools.todos import TodoStore, TodoTools, parse_due
+from bot.core.assistant import Assistant
+from bot.core.signing import ButtonSigner
+from bot.core.todo_commands import TodoCommands, parse_todo_args
+from bot.core.transport import RecordingTransport
+from bot.core.types import ButtonPress, Incoming, Sender
+from bot.daemon.run import all_migrations
+from memory.db import Database
+from memory.health import HealthRegistry
+
+pytestmark = pytest.mark.anyio
+BERLIN = ZoneInfo("Europe/Berlin")
+ANN = Sender(11, "Ann")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database.open(tmp_path / "f.db", all_migrations())
+    yield database
+    database.close()
+
+
+def tools(db: Database) -> dict:
+    return {t.spec.name: t for t in TodoTools(TodoStore(db)).tools()}
+
+
+def test_due_dates_are_read_in_the_chats_zone() -> None:
+    now = datetime(2026, 12, 1, 15, 30, tzinfo=BERLIN)  # a Tuesday
+    at, all_day = parse_due("friday 17:00", BERLIN, now)
+    assert (datetime.fromtimestamp(at, BERLIN), all_day) == (
+        datetime(2026, 12, 4, 17, 0, tzinfo=BERLIN),
+        False,
+    )
+    # a date without a time: due by the end of that day, in Berlin, not in UTC
+    at, all_day = parse_due("2026-12-24", BERLIN, now)
+    assert all_day and datetime.fromtimestamp(at, BERLIN) == datetime(
+        2026, 12, 24, 23, 59, 59, tzinfo=BERLIN
+    )
+    at, _ = parse_due("in 2 hours", BERLIN, now)
+    assert at == now.timestamp() + 7200
+    with pytest.raises(ToolError, match="cannot read 'banana' as a due date"):
+        parse_due("banana", BERLIN, now)
+
+
+async def test_tools_add_list_and_complete_scoped_to_the_chat(db: Database) -> None:
+    t = tools(db)
+    ann = ToolContext(chat_id=1, user_id=11, tz=BERLIN)
+    other = ToolContext(chat_id=2, user_id=22)
+    await t["add_todo"].call({"text": "water plants", "priority": "low"}, ann)
+    late = await t["add_todo"].call({"text": "pay rent", "due": "2020-01-01"}, ann)
+    await t["add_todo"].call({"text": "call mum", "priority": "high", "due": "friday"}, ann)
+    await t["add_todo"].call({"text": "bob's thing"}, other)
+
+    listed = await t["list_todos"].call({}, ann)
+    assert [d["text"] for d in listed.data] == ["call mum", "pay rent", "water plants"]
+    assert [d["overdue"] for d in listed.data] == [False, True, False]
+    assert listed.content.splitlines()[0] == "3 open to-do(s), 1 overdue:"
+    assert "#2 pay rent (due 2020-01-01, ⚠️ overdue)" in listed.content
+    assert "bob" not in listed.content
+    assert t["list_todos"].spec.read_only and not t["complete_todo"].spec.read_only
+
+    # another chat cannot complete Ann's item, and the item stays open
+    with pytest.raises(ToolError, match="no to-do #2 in this chat"):
+        await t["complete_todo"].call({"id": late.data["id"]}, other)
+    done = await t["complete_todo"].call({"id": late.data["id"]}, ann)
+    assert done.content == "#2 done: pay rent"
+    again = await t["complete_todo"].call({"id": late.data["id"]}, ann)
+    assert again.content == "#2 was already done: pay rent"
+    assert [d["text"] for d in (await t["list_todos"].call({}, ann)).data] == [
+        "call mum",
+        "water plants",
+    ]
+
+
+async def test_bad_input_is_refused_and_nothing_is_written(db: Database) -> None:
+    t = tools(db)
+    ctx = ToolContext(chat_id=1, user_id=11)
+    for args, why in [
+        ({"text": "   "}, "needs some text"),
+        ({"text": "x", "priority": "urgent"}, "priority must be one of"),
+        ({"text": "x", "due": "the day after never"}, "as a due date"),
+        ({"text": "y" * 501}, "at most 500 characters"),
+    ]:
+        with pytest.raises(ToolError, match=why):
+            await t["add_todo"].call(args, ctx)
+    assert (await t["list_todos"].call({}, ctx)).data == []
+
+
+class Rig:
+    def __init__(self, db: Database) -> None:
+        self.assistant = Assistant(HealthRegistry())
+        self.signer = ButtonSigner(b"k" * 32)
+        TodoCommands(TodoStore(db), self.signer, BERLIN).register(self.assistant)
+        self.transport = RecordingTransport()
+
+    async def say(self, text: str, chat: int = 11) -> str:
+        await self.assistant.handle(Incoming(chat, ANN, text, channel="test"), self.transport)
+        return self.transport.texts[-1]
+
+    async def press(self, data: str, chat: int = 11, message_id: int | None = None) -> str:
+        press = ButtonPress(chat, ANN, data, message_id=message_id)
+        return await self.assistant.press(press, self.transport)
+
+
+def test_todo_arguments() -> None:
+    assert parse_todo_args("!high pay rent due:friday 17:00") == (
+        "pay rent",
+        "high",
+        "friday 17:00",
+    )
+    assert parse_todo_args("buy milk") == ("buy milk", "normal", None)
+    assert parse_todo_args("!LOW read the overdue:notice") == (
+        "read the overdue:notice",
+        "low",
+        None,
+    )
+
+
+async def test_todo_command_adds_lists_by_priority_and_completes_with_signed_buttons(
+    db: Database,
+) -> None:
+    rig = Rig(db)
+    assert "/todo [!high|!low] [TEXT] [due:WHEN] - Your to-do list" in await rig.say("/help")
+    assert (await rig.say("/todo")).startswith("No open to-dos.")
+    assert await rig.say("/todo buy milk") == "📝 Added ⚪ #1 buy milk"
+    assert "(due 2020-03-01, ⚠️ overdue)" in await rig.say(
+        "/todo !low renew passport due:2020-03-01"
+    )
+    await rig.say("/todo !high call the bank")
+    assert "as a due date" in await rig.say("/todo fix bike due:someday maybe")
+
+    listing = await rig.say("/todo")
+    assert listing.splitlines() == [
+        "3 open to-do(s), 1 overdue:",
+        "🔴 #3 call the bank",
+        "⚪ #1 buy milk",
+        "🔵 #2 renew passport (due 2020-03-01, ⚠️ overdue)",
+    ]
+    buttons = rig.transport.sent[-1][1].buttons
+    assert [row[0].label for row in buttons][0] == "✅ #3 call the bank"
+    bank = buttons[0][0].data
+
+    # a forged button, and a real one pressed in another chat, change nothing
+    assert await rig.press("td:3.AAAAAAAAAAA") == "This button isn't valid here."
+    assert await rig.press(bank, chat=99) == "This button isn't valid here."
+    assert "#3 call the bank" in await rig.say("/todo")
+    assert rig.transport.edits == []
+    listed_at = len(rig.transport.sent)  # the listing's message id (RecordingTransport counts)
+    assert await rig.press(bank, message_id=listed_at) == "✅ Done: call the bank"
+    redrawn = rig.transport.shown(listed_at - 1)
+    assert redrawn.text.splitlines()[0] == "2 open to-do(s), 1 overdue:"
+    assert "call the bank" not in redrawn.text and len(redrawn.buttons) == 2
+    assert await rig.press(bank) == "That one was already done."
+    assert "call the bank" not in await rig.say("/todo")
