@@ -59,11 +59,11 @@ class JobCommands:
 
     async def remind(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/remind WHEN TEXT"""
-        return await self._add(self.reminders.add_once(msg.chat_id, msg.sender.id, args))
+        return await self._add(self.reminders.add_once(msg.chat_id, msg.sender.id, args, msg.key))
 
     async def every(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/every CRON TEXT"""
-        return await self._add(self.reminders.add_every(msg.chat_id, msg.sender.id, args))
+        return await self._add(self.reminders.add_every(msg.chat_id, msg.sender.id, args, msg.key))
 
     @staticmethod
     async def _add(adding: Awaitable[Reminder]) -> Reply:

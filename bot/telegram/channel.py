@@ -259,6 +259,7 @@ class TelegramChannel(Service):
         if not await self._connect():
             return
         await self._set_commands()
+        await self.dispatcher.give_up_poisoned()
         pending = await self.db.run(self.inbox.pending)
         if pending:
             logger.info("replaying {} unhandled update(s) from the inbox", len(pending))

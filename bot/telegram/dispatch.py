@@ -20,8 +20,9 @@ from telegram.error import InvalidToken, NetworkError, RetryAfter
 from telegram.ext import ExtBot
 
 from bot.settings import TelegramSettings
+from bot.telegram.access import Role
 from bot.telegram.handlers import UpdateHandler
-from bot.telegram.inbox import Inbox, chat_key
+from bot.telegram.inbox import Inbox, chat_key, sender_of
 from memory.db import Database
 
 
@@ -53,6 +54,19 @@ class UpdateDispatcher:
             for task in left:
                 task.cancel()
             await asyncio.gather(*left, return_exceptions=True)
+
+    async def give_up_poisoned(self) -> int:
+        """At start: drop the updates started too often (each start died), telling the sender
+        (unless a stranger) and the admins once. Returns how many were dropped."""
+        dropped = await self.db.run(self.inbox.give_up)
+        for update_id, attempts, payload in dropped:
+            chat_id = chat_key(payload) or None
+            user_id = sender_of(payload)
+            allowed = user_id is not None and self.handler.access.role(user_id) is not Role.STRANGER
+            await self.handler.reporter.gave_up(
+                update_id, attempts, chat_id if allowed else None, user_id
+            )
+        return len(dropped)
 
     def dispatch(self, update_id: int, payload: dict[str, Any], delay: float = 0.0) -> None:
         if update_id in self._in_flight:
