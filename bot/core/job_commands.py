@@ -94,9 +94,13 @@ class JobCommands:
         return "That reminder is already gone."
 
     async def backup(self, msg: Incoming, args: str, transport: Transport) -> Reply:
-        """/backup (admins): a verified backup now."""
+        """/backup (admins): a verified backup now (once per message, however often replayed)."""
+        trigger = f"manual {msg.key}" if msg.key else "manual"
+        record = await self.scheduler.finished_run("backup", trigger) if msg.key else None
+        if record is not None:
+            return Reply(f"✅ {record.output}", markdown=False)
         await transport.send(msg.chat_id, Reply("Backing up…", markdown=False))
-        record = await self.scheduler.run_now("backup")
+        record = await self.scheduler.run_now("backup", trigger=trigger)
         if record is None:
             return Reply("A backup is already running.", markdown=False)
         if record.outcome != "ok":
