@@ -132,10 +132,16 @@ class Graph:
 
 
 @pytest.fixture
-async def graph(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Graph]:
+def made_data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAMILIAR_TELEGRAM__ADMINS", f"[{ADMIN}]")
     monkeypatch.setenv("FAMILIAR_TELEGRAM__ALLOWED_USERS", f"[{USER}]")
     data_dir.mkdir(parents=True)
+    return data_dir
+
+
+@pytest.fixture
+async def graph(made_data_dir: Path) -> AsyncIterator[Graph]:
+    data_dir = made_data_dir
     settings = load_settings()
     db = Database.open(data_dir / "familiar.db", all_migrations())
     health = build_health(settings, db)
