@@ -24,7 +24,7 @@ from bot.core.chat_modes import SqliteChatModes
 from bot.core.drafts import AnswerDrafts
 from bot.core.signing import ButtonSigner
 from bot.core.transport import RecordingTransport
-from bot.core.types import Incoming, Reply, SentMessage, Sender
+from bot.core.types import Incoming, Reply, Sender, SentMessage
 from bot.daemon.run import all_migrations
 from memory.db import Database
 from memory.embedder import HashingEmbedder
