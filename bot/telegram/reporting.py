@@ -15,6 +15,13 @@ from bot.telegram.limits import Throttle
 Notify = Callable[[int, str], Awaitable[None]]
 
 
+def gave_up_notice(attempts: int) -> str:
+    return (
+        "Sorry, I could not answer one of your messages: I stopped while handling it "
+        f"{attempts} times, so I gave up on it. Please send it again, perhaps worded differently."
+    )
+
+
 def error_kind(exc: BaseException) -> str:
     """The exception type and where it was raised: one kind per bug, not per message."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -53,7 +60,8 @@ class ErrorReporter:
     async def gave_up(
         self, update_id: int, attempts: int, chat_id: int | None, user_id: int | None
     ) -> None:
-        """An update whose every start ended in a crash or kill is dropped: say so, once."""
+        """An update whose every start ended in a crash or kill is dropped: say so, once.
+        ``chat_id`` None: the sender is not told here (a stranger, or told in the cut-off answer)."""
         logger.error(
             "update {} dropped: started {} times without finishing (chat {}, user {})",
             update_id,
@@ -62,12 +70,7 @@ class ErrorReporter:
             user_id,
         )
         if chat_id is not None:
-            await self._safe(
-                chat_id,
-                "Sorry, I could not answer one of your messages: I stopped while handling it "
-                f"{attempts} times, so I gave up on it. Please send it again, perhaps "
-                "worded differently.",
-            )
+            await self._safe(chat_id, gave_up_notice(attempts))
         text = (
             f"⚠️ Dropped update {update_id} (chat {chat_id}, user {user_id}): it was started "
             f"{attempts} times and the daemon stopped or crashed each time before it was "

@@ -125,3 +125,30 @@ def test_an_update_that_died_max_attempts_times_is_told_once(tmp_path: Path) -> 
     assert asyncio.run(dispatcher.give_up_poisoned()) == 0  # told once, even over restarts
     assert len(rig.transport.sent) == sent
     assert inbox.counts() == {"failed": 2, "pending": 1}
+
+
+def test_a_given_up_answer_cut_off_mid_stream_says_so_in_its_own_message(tmp_path: Path) -> None:
+    from bot.core.drafts import AnswerDrafts
+    from bot.core.types import Incoming, Reply, Sender, SentMessage
+    from bot.settings import TelegramSettings
+    from bot.telegram.dispatch import UpdateDispatcher
+    from tests.telegram.helpers import ADMIN, ALLOWED, build_rig, message
+
+    rig = build_rig(tmp_path)
+    inbox = Inbox(rig.db, max_attempts=2)
+    inbox.add([message(ALLOWED, "long question", update_id=9)])
+    cut = asyncio.run(rig.transport.send(ALLOWED, Reply("The answer begins …")))
+    asked = Incoming(ALLOWED, Sender(ALLOWED), "long question", 9, channel="telegram")
+    asyncio.run(AnswerDrafts(rig.db).started(asked, cut))
+    inbox.begin(9)
+    inbox.begin(9)
+    dispatcher = UpdateDispatcher(
+        rig.db, inbox, rig.handler, None, TelegramSettings(), lambda: None
+    )  # type: ignore[arg-type]
+
+    assert asyncio.run(dispatcher.give_up_poisoned()) == 1
+    assert [c for c, _ in rig.transport.sent] == [ALLOWED, ADMIN]  # no second message to Ann
+    assert "could not answer" in rig.transport.shown(0).text
+    assert rig.transport.edits[0][0] == SentMessage(ALLOWED, cut.message_id)
+    draft = asyncio.run(AnswerDrafts(rig.db).get(asked))
+    assert draft is not None and draft.done
