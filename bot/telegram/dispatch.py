@@ -67,10 +67,9 @@ class UpdateDispatcher:
             chat_id = chat_key(payload) or None
             user_id = sender_of(payload)
             allowed = user_id is not None and self.handler.access.role(user_id) is not Role.STRANGER
-            tell = chat_id if allowed else None
-            if tell is not None and await self._mark_cut_off(payload, attempts):
-                tell = None  # said in the cut-off answer's own message
-            await self.handler.reporter.gave_up(update_id, attempts, tell, user_id)
+            # Said in the cut-off answer's own message where there is one, else in a new one.
+            tell = allowed and not await self._mark_cut_off(payload, attempts)
+            await self.handler.reporter.gave_up(update_id, attempts, chat_id, user_id, tell)
         return len(dropped)
 
     async def _mark_cut_off(self, payload: dict[str, Any], attempts: int) -> bool:

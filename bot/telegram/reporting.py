@@ -58,10 +58,15 @@ class ErrorReporter:
             logger.warning("could not send an error notice to chat {}: {}", chat_id, exc)
 
     async def gave_up(
-        self, update_id: int, attempts: int, chat_id: int | None, user_id: int | None
+        self,
+        update_id: int,
+        attempts: int,
+        chat_id: int | None,
+        user_id: int | None,
+        tell_sender: bool = True,
     ) -> None:
         """An update whose every start ended in a crash or kill is dropped: say so, once.
-        ``chat_id`` None: the sender is not told here (a stranger, or told in the cut-off answer)."""
+        ``tell_sender`` False: a stranger, or one told in the cut-off answer's own message."""
         logger.error(
             "update {} dropped: started {} times without finishing (chat {}, user {})",
             update_id,
@@ -69,7 +74,7 @@ class ErrorReporter:
             chat_id,
             user_id,
         )
-        if chat_id is not None:
+        if chat_id is not None and tell_sender:
             await self._safe(chat_id, gave_up_notice(attempts))
         text = (
             f"⚠️ Dropped update {update_id} (chat {chat_id}, user {user_id}): it was started "

@@ -263,3 +263,54 @@ def test_sigkill_between_a_reminder_and_the_done_mark_makes_one_reminder(emulato
     pending = "SELECT count(*) FROM inbox WHERE state = 'pending'"
     assert run2.wait_for(pending, lambda r: r == [(0,)]) == [(0,)]
     assert run2.query("SELECT count(*), sum(active) FROM reminders") == [(1, 1)]
+
+
+def _wait_text(emulator: Emulator, token: str, chat: int, text: str, timeout: float = 15) -> bool:
+    """Wait until a bot message in the chat (as edited now) contains ``text``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in m["message"]["text"] for m in emulator.bot_messages(token, chat)):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_message_whose_every_start_dies_is_given_up_and_told_once(emulator, daemon) -> None:
+    admin = 502
+    question = "a question that kills the daemon"
+    with llm_stub() as stub:
+        slow = StubReply(" ".join(f"word{i}" for i in range(60)), chunk_delay_s=1.0)
+        stub.script(slow, slow, slow)
+        env, settings = _llm_env(stub), {"allowed_users": str(ANN), "admins": str(admin)}
+        run, token = daemon(env_extra=env, **settings)
+        emulator.say(token, ANN, question)
+        assert emulator.wait_bot_messages(token, ANN, 1, timeout=30), "nothing was streamed"
+        attempts = "SELECT attempts FROM inbox"
+        for start in (1, 2, 3):  # each start replays the message and dies while answering it
+            if start > 1:
+                run, _ = daemon(token=token, env_extra=env, **settings)
+            assert run.wait_for(attempts, lambda r, n=start: r == [(n,)], 30) == [(start,)]
+            run.stop(signal.SIGKILL)
+        asked_before = len(_asked_with(stub, question))
+
+        run, _ = daemon(token=token, env_extra=env, **settings)
+        state = "SELECT state FROM inbox"
+        assert run.wait_for(state, lambda r: r == [("failed",)], 30) == [("failed",)]
+        told = _wait_text(emulator, token, admin, "Dropped update")
+        assert _wait_text(emulator, token, ANN, "could not answer")
+        run.stop()
+        run, _ = daemon(token=token, env_extra=env, **settings)  # once more: told only once
+        run.wait_for("SELECT count(*) FROM job_runs WHERE job = 'health'", lambda r: r != [(0,)])
+        time.sleep(1.0)
+        run.stop()
+        asked = _asked_with(stub, question)
+    to_ann = emulator.bot_messages(token, ANN)
+    assert len(to_ann) == 1  # the cut-off answer, now saying what happened: no second message
+    assert "could not answer" in to_ann[0]["message"]["text"]
+    dropped = [
+        m for m in emulator.bot_messages(token, admin) if "Dropped update" in m["message"]["text"]
+    ]
+    assert len(dropped) == 1 and told
+    assert f"user {ANN}" in dropped[0]["message"]["text"]
+    assert question not in dropped[0]["message"]["text"]  # the admins get why, not what
+    assert len(asked) == asked_before  # given up: the model is not asked again
