@@ -33,18 +33,24 @@ emulator:
 	@if [ -f $(EMULATOR)/package.json ]; then \
 	  if command -v npm >/dev/null; then \
 	    [ -d $(EMULATOR)/node_modules ] || npm install --silent --no-audit --no-fund --prefix $(EMULATOR); \
-	  else echo "npm not found: the Telegram end-to-end tests will be skipped"; fi; \
+	  else echo "npm not found: the Telegram end-to-end tests skip (and fail in CI)"; fi; \
 	fi
 
-# espeak-ng makes the speech the voice tests transcribe; ffmpeg decodes M4A files and video notes.
-# Best effort: the tests that need them skip without them.
+# Programs the tests need, as command:Debian-package. espeak-ng makes the speech the voice tests
+# transcribe; ffmpeg decodes M4A files and video notes; systemd-analyze checks the unit; node and
+# npm run the Telegram emulator. Installed where missing (as root, with apt-get); elsewhere they are
+# named, and the tests that need them skip in `make test` (the run ends with a line saying so)
+# but fail in CI, which sets FAMILIAR_TEST_REQUIRE=all (tests/conftest.py).
+SYSTEM_DEPS := espeak-ng:espeak-ng ffmpeg:ffmpeg systemd-analyze:systemd node:nodejs npm:npm
 system-deps:
-	@missing=""; for p in espeak-ng ffmpeg; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for dep in $(SYSTEM_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null || missing="$$missing $${dep##*:}"; done; \
 	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null) || \
-	  echo "not installed:$$missing; the voice tests that need them will be skipped"; }
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	   apt-get install -y -qq --no-install-recommends $$missing >/dev/null) || \
+	  echo "not installed:$$missing; the tests that need them skip (and fail in CI)"; }
 
-test: dev emulator system-deps
+test: dev system-deps emulator
 	$(BIN)/ruff check bot agents memory jobs tests bench
 	$(BIN)/ruff format --check bot agents memory jobs tests bench
 	$(BIN)/mypy

@@ -86,6 +86,7 @@ class Answer:
     )
     included: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    replayed: bool = False  # the stored answer to a message handled before (an update replayed)
 
 
 def split_stable_prefix(system: str) -> tuple[str, str]:
@@ -239,7 +240,7 @@ class ChatAgent:
         user's turn; with ``from_audio`` the model sees the text marked as a transcript (memory
         keeps the plain words). Never raises for model faults."""
         try:
-            await self.memory.add_message(
+            turn_id, stored_now = await self.memory.store_turn(
                 chat_id,
                 user_id,
                 "user",
@@ -252,6 +253,13 @@ class ChatAgent:
             return Answer(
                 f"⚠️ I can't take that message: {exc}. Please {exc.fix}.", mode, error="input"
             )
+        if not stored_now:
+            # A replayed update (the daemon stopped while answering): the turn is stored once and
+            # an answer already stored is given again, not asked of the model a second time.
+            stored = await self.memory.answer_to(chat_id, turn_id)
+            if stored is not None:
+                return Answer(stored, mode, replayed=True)
+            logger.info("answering message {} in chat {} again (replayed)", turn_id, chat_id)
         context = await self.memory.assemble_context(
             chat_id, user_id, text, self.settings.context_tokens, self.settings.persona
         )
@@ -288,7 +296,11 @@ class ChatAgent:
             )
         answer.included, answer.dropped = context.included, context.dropped
         await self.memory.add_message(
-            chat_id, None, "assistant", answer.text, meta={"mode": mode, "run_id": answer.run_id}
+            chat_id,
+            None,
+            "assistant",
+            answer.text,
+            meta={"mode": mode, "run_id": answer.run_id, "reply_to": turn_id},
         )
         await self._maybe_extract(chat_id, user_id)
         return answer

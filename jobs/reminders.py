@@ -62,17 +62,32 @@ class Reminders:
         self.deliver = deliver
 
     # -- what the bot calls -------------------------------------------------------------------
-    async def add_once(self, chat_id: int, user_id: int | None, args: str) -> Reminder:
-        """``/remind WHEN TEXT``; ReminderError (with examples) when WHEN cannot be used."""
+    async def add_once(
+        self, chat_id: int, user_id: int | None, args: str, key: str | None = None
+    ) -> Reminder:
+        """``/remind WHEN TEXT``; ReminderError (with examples) when WHEN cannot be used.
+        ``key`` names the message that asked: asked again (a replayed update), the reminder it
+        made is returned and no second one is added."""
+        known = await self.db.run(self._by_key, key) if key else None
+        if known is not None:
+            return known
         when, text = split_remind(args, datetime.now(UTC), self.tz, self.settings.reminder_max_days)
-        reminder = await self.db.run(self._insert, chat_id, user_id, text, when.timestamp(), None)
+        reminder = await self.db.run(
+            self._insert, chat_id, user_id, text, when.timestamp(), None, key
+        )
         self._schedule(reminder)
         return reminder
 
-    async def add_every(self, chat_id: int, user_id: int | None, args: str) -> Reminder:
-        """``/every CRON TEXT``; ReminderError (with examples) when CRON cannot be used."""
+    async def add_every(
+        self, chat_id: int, user_id: int | None, args: str, key: str | None = None
+    ) -> Reminder:
+        """``/every CRON TEXT``; ReminderError (with examples) when CRON cannot be used.
+        ``key`` as for ``add_once``."""
+        known = await self.db.run(self._by_key, key) if key else None
+        if known is not None:
+            return known
         cron, text = split_every(args, self.tz)
-        reminder = await self.db.run(self._insert, chat_id, user_id, text, None, cron)
+        reminder = await self.db.run(self._insert, chat_id, user_id, text, None, cron, key)
         self._schedule(reminder)
         return reminder
 
@@ -141,18 +156,35 @@ class Reminders:
 
     # -- queries (database thread) ------------------------------------------------------------
     def _insert(
-        self, chat_id: int, user_id: int | None, text: str, due: float | None, cron: str | None
+        self,
+        chat_id: int,
+        user_id: int | None,
+        text: str,
+        due: float | None,
+        cron: str | None,
+        key: str | None = None,
     ) -> Reminder:
         with self.db.transaction() as conn:
-            cur = conn.execute(
-                "INSERT INTO reminders (chat_id, user_id, text, due_at, cron, timezone, created_at)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (chat_id, user_id, text, due, cron, self.tz.key, time.time()),
+            # The unique key is the guarantee; the look-up in add_* only spares the parse.
+            conn.execute(
+                "INSERT INTO reminders (chat_id, user_id, text, due_at, cron, timezone, created_at,"
+                " source_key) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (chat_id, user_id, text, due, cron, self.tz.key, time.time(), key),
             )
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM reminders WHERE id = ?", (cur.lastrowid,)
+                f"SELECT {_COLUMNS} FROM reminders WHERE id = last_insert_rowid()"
+                if key is None
+                else f"SELECT {_COLUMNS} FROM reminders WHERE source_key = ?",
+                () if key is None else (key,),
             ).fetchone()
         return _row(row)
+
+    def _by_key(self, key: str) -> Reminder | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM reminders WHERE source_key = ?", (key,)
+            ).fetchone()
+        return _row(row) if row else None
 
     def _query_active(self, chat_id: int | None) -> list[Reminder]:
         sql = f"SELECT {_COLUMNS} FROM reminders WHERE active = 1"

@@ -283,6 +283,20 @@ class Scheduler:
             logger.warning("could not tell admins about job {}: {}", name, exc)
 
     # -- queries (run on the database thread) --------------------------------------------------
+    async def finished_run(self, name: str, trigger: str) -> RunRecord | None:
+        """The run of ``name`` with this trigger that finished ok, if any (a replayed manual
+        request finds the run it made)."""
+        return await self.db.run(self._finished_run, name, trigger)
+
+    def _finished_run(self, name: str, trigger: str) -> RunRecord | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT job, started_at, ended_at, outcome, error, output, trigger FROM job_runs"
+                " WHERE job = ? AND trigger = ? AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
+                (name, trigger),
+            ).fetchone()
+        return _record(row) if row else None
+
     def _insert_run(self, name: str, started: float, trigger: str) -> int:
         with self.db.transaction() as conn:
             cur = conn.execute(

@@ -97,3 +97,13 @@ def m003_health_snapshot(db: sqlite_utils.Database) -> None:
         "CREATE TABLE health_snapshot (name TEXT PRIMARY KEY, status TEXT NOT NULL,"
         " detail TEXT NOT NULL, checked_at REAL NOT NULL)"
     )
+
+
+@migrations()
+def m004_reminder_source_key(db: sqlite_utils.Database) -> None:
+    # The message that asked for the reminder ("telegram:CHAT:MESSAGE"): a replayed /remind or
+    # /every (the daemon killed before the update was marked done) finds it instead of adding one.
+    db.execute("ALTER TABLE reminders ADD COLUMN source_key TEXT")
+    db.execute(
+        "CREATE UNIQUE INDEX reminders_source ON reminders (source_key) WHERE source_key IS NOT NULL"
+    )

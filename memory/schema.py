@@ -92,3 +92,24 @@ _M001 = [
     """.split(";;")
     if s.strip()
 ]
+
+
+@migrations()
+def m002_one_turn_per_telegram_message(db: sqlite_utils.Database) -> None:
+    # A replayed update (the daemon killed while answering) must find the turn it stored, not add
+    # it again. Copies stored before this step keep their text; only the later ones lose the
+    # Telegram id (it stays in ``meta``), so nothing the user wrote is deleted.
+    db.execute(
+        """UPDATE messages
+           SET meta = json_set(coalesce(meta, '{}'), '$.duplicate_of_telegram_message_id',
+                               telegram_message_id),
+               telegram_message_id = NULL
+           WHERE role = 'user' AND telegram_message_id IS NOT NULL
+             AND id > (SELECT min(m.id) FROM messages m
+                       WHERE m.chat_id = messages.chat_id AND m.role = 'user'
+                         AND m.telegram_message_id = messages.telegram_message_id)"""
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX messages_telegram_turn ON messages (chat_id, telegram_message_id)"
+        " WHERE role = 'user' AND telegram_message_id IS NOT NULL"
+    )

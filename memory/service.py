@@ -11,6 +11,7 @@ methods are the same operations for the CLI, benchmarks and worker threads.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -289,6 +290,38 @@ class Memory:
         meta: dict | None = None,
     ) -> int:
         """Store one turn (either side); returns the message id."""
+        return (
+            await self.store_turn(
+                chat_id,
+                user_id,
+                role,
+                text,
+                ts=ts,
+                telegram_message_id=telegram_message_id,
+                ref=ref,
+                meta=meta,
+            )
+        )[0]
+
+    async def store_turn(
+        self,
+        chat_id: int,
+        user_id: int | None,
+        role: str,
+        text: str,
+        *,
+        ts: datetime | None = None,
+        telegram_message_id: int | None = None,
+        ref: str | None = None,
+        meta: dict | None = None,
+    ) -> tuple[int, bool]:
+        """Store one turn; returns (message id, stored now). A user turn of a Telegram message
+        that is already stored (a replayed update) is not stored again: (its id, False)."""
+        keyed = role == "user" and telegram_message_id is not None
+        if keyed:
+            known = await self.db.run(store.find_turn, self.db, chat_id, telegram_message_id)
+            if known is not None:
+                return known, False
         item = self.new(
             text,
             Scope(chat_id, user_id),
@@ -299,10 +332,23 @@ class Memory:
             role=role,
             telegram_message_id=telegram_message_id,
         )
-        memory_id = (await self._offload(self.add_sync, [item]))[0]
+        try:
+            memory_id = (await self._offload(self.add_sync, [item]))[0]
+        except sqlite3.IntegrityError:
+            # The unique key caught a copy the look-up above missed; the insert rolled back whole.
+            if not keyed:
+                raise
+            known = await self.db.run(store.find_turn, self.db, chat_id, telegram_message_id)
+            if known is None:
+                raise
+            return known, False
         message_id = await self.db.run(store.message_id_of, self.db, memory_id)
         assert message_id is not None
-        return message_id
+        return message_id, True
+
+    async def answer_to(self, chat_id: int, message_id: int) -> str | None:
+        """The stored answer to user turn ``message_id``, if it was stored."""
+        return await self.db.run(store.answer_to, self.db, chat_id, message_id)
 
     async def add_memory(
         self,

@@ -185,6 +185,27 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
     return ids
 
 
+def find_turn(db: Database, chat_id: int, telegram_message_id: int) -> int | None:
+    """The stored user turn of a Telegram message (a replayed update finds it here)."""
+    with db.read() as conn:
+        r = conn.execute(
+            "SELECT id FROM messages WHERE chat_id = ? AND telegram_message_id = ? AND role = 'user'",
+            (chat_id, telegram_message_id),
+        ).fetchone()
+    return int(r[0]) if r else None
+
+
+def answer_to(db: Database, chat_id: int, message_id: int) -> str | None:
+    """The stored assistant answer to the user turn ``message_id`` (meta ``reply_to``), if any."""
+    with db.read() as conn:
+        r = conn.execute(
+            "SELECT text FROM messages WHERE chat_id = ? AND id > ? AND role = 'assistant'"
+            " AND json_extract(meta, '$.reply_to') = ? ORDER BY id LIMIT 1",
+            (chat_id, message_id, message_id),
+        ).fetchone()
+    return str(r[0]) if r else None
+
+
 def message_id_of(db: Database, memory_id: int) -> int | None:
     with db.read() as conn:
         r = conn.execute("SELECT id FROM messages WHERE memory_id = ?", (memory_id,)).fetchone()

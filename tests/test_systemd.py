@@ -46,10 +46,7 @@ from bot.settings import DaemonSettings
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / UNIT_NAME
 ANALYZE = shutil.which("systemd-analyze")
-needs_analyze = pytest.mark.skipif(
-    ANALYZE is None,
-    reason="systemd-analyze is not installed, so the unit cannot be verified or scored",
-)
+needs_analyze = pytest.mark.requires_tool("systemd-analyze", "it verifies and scores the unit")
 MAX_EXPOSURE = 2.0
 CREDENTIALS = ("telegram_token", "anthropic_api_key", "openai_api_key")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 from loguru import logger
@@ -20,6 +20,7 @@ from agents.review import ReviewEngine, ReviewResult
 from agents.usage import CallContext, UsageStore
 from bot.core.assistant import Assistant
 from bot.core.commands import Command
+from bot.core.drafts import AnswerDrafts
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, SentMessage
@@ -48,10 +49,19 @@ class StreamingReply:
     """Sends the first piece, then edits the same message at most once per interval."""
 
     def __init__(
-        self, transport: Transport, chat_id: int, clock: Callable[[], float] = time.monotonic
+        self,
+        transport: Transport,
+        chat_id: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        resume: SentMessage | None = None,
+        on_sent: Callable[[SentMessage], Awaitable[None]] | None = None,
     ) -> None:
+        """``resume``: a message a stream cut off by a restart left; the answer goes there.
+        ``on_sent`` is told of the message once it is sent, before anything more streams."""
         self.transport, self.chat_id, self.clock = transport, chat_id, clock
-        self.sent: SentMessage | None = None
+        self.sent: SentMessage | None = resume
+        self.on_sent = on_sent
         self.last_edit = 0.0
         self.shown = ""
 
@@ -62,6 +72,8 @@ class StreamingReply:
         if self.sent is None:
             self.sent = await self.transport.send(self.chat_id, Reply(text + " …", markdown=False))
             self.last_edit, self.shown = now, text
+            if self.on_sent is not None:
+                await self.on_sent(self.sent)
         elif now - self.last_edit >= EDIT_INTERVAL_S and text != self.shown:
             await self.transport.edit(self.sent, Reply(text + " …", markdown=False))
             self.last_edit, self.shown = now, text
@@ -111,9 +123,11 @@ class AgentCommands:
         usage: UsageStore,
         signer: ButtonSigner,
         modes: ChatModes,
+        drafts: AnswerDrafts | None = None,
     ) -> None:
         self.agent, self.review, self.usage = agent, review, usage
         self.signer, self.modes = signer, modes
+        self.drafts = drafts  # None: a replayed update's cut-off answer is not found again
         self.assistant: Assistant | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -156,9 +170,29 @@ class AgentCommands:
         await self._run(msg, msg.text, mode, transport)
 
     async def _run(self, msg: Incoming, text: str, mode: Mode, transport: Transport) -> Answer:
+        draft = await self.drafts.get(msg) if self.drafts is not None else None
+        if draft is not None and draft.done:
+            # Answered in full before the daemon stopped; only the inbox's done mark was lost.
+            logger.info("message {} in chat {} was answered already", msg.message_id, msg.chat_id)
+            return Answer("", mode, replayed=True)
         await transport.typing(msg.chat_id)
-        stream = StreamingReply(transport, msg.chat_id)
+
+        async def started(sent: SentMessage) -> None:
+            if self.drafts is not None:
+                await self.drafts.started(msg, sent)
+
+        stream = StreamingReply(
+            transport,
+            msg.chat_id,
+            resume=draft.sent if draft is not None else None,
+            on_sent=started,
+        )
         status: SentMessage | None = None
+
+        async def finish(reply: Reply) -> None:
+            sent = await stream.finish(reply)
+            if self.drafts is not None:
+                await self.drafts.finished(msg, sent)
 
         async def progress(phase: str) -> None:
             nonlocal status
@@ -179,13 +213,13 @@ class AgentCommands:
             text,
             mode=mode,
             is_admin=msg.sender.is_admin,
-            telegram_message_id=msg.message_id,
+            telegram_message_id=msg.message_id if msg.key is not None else None,
             on_delta=stream.delta if mode == "single" else None,
             progress=progress if mode != "single" else None,
             meta=stored_meta(msg),
         )
         if answer.error:
-            await stream.finish(Reply(answer.text, markdown=False, no_feedback=True))
+            await finish(Reply(answer.text, markdown=False, no_feedback=True))
             return answer
         if answer.review is not None and answer.run_id is not None:
             if mode == "review":
@@ -204,9 +238,9 @@ class AgentCommands:
                 ]
             if status is not None:
                 await transport.edit(status, Reply("Done.", markdown=False))
-            await stream.finish(Reply(body, buttons=buttons, with_feedback=True))
+            await finish(Reply(body, buttons=buttons, with_feedback=True))
             return answer
-        await stream.finish(Reply(answer.text))
+        await finish(Reply(answer.text))
         return answer
 
     def _button(self, prefix: str, payload: str, chat_id: int, label: str) -> Button:

@@ -59,11 +59,11 @@ class JobCommands:
 
     async def remind(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/remind WHEN TEXT"""
-        return await self._add(self.reminders.add_once(msg.chat_id, msg.sender.id, args))
+        return await self._add(self.reminders.add_once(msg.chat_id, msg.sender.id, args, msg.key))
 
     async def every(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/every CRON TEXT"""
-        return await self._add(self.reminders.add_every(msg.chat_id, msg.sender.id, args))
+        return await self._add(self.reminders.add_every(msg.chat_id, msg.sender.id, args, msg.key))
 
     @staticmethod
     async def _add(adding: Awaitable[Reminder]) -> Reply:
@@ -94,9 +94,13 @@ class JobCommands:
         return "That reminder is already gone."
 
     async def backup(self, msg: Incoming, args: str, transport: Transport) -> Reply:
-        """/backup (admins): a verified backup now."""
+        """/backup (admins): a verified backup now (once per message, however often replayed)."""
+        trigger = f"manual {msg.key}" if msg.key else "manual"
+        record = await self.scheduler.finished_run("backup", trigger) if msg.key else None
+        if record is not None:
+            return Reply(f"✅ {record.output}", markdown=False)
         await transport.send(msg.chat_id, Reply("Backing up…", markdown=False))
-        record = await self.scheduler.run_now("backup")
+        record = await self.scheduler.run_now("backup", trigger=trigger)
         if record is None:
             return Reply("A backup is already running.", markdown=False)
         if record.outcome != "ok":

@@ -114,3 +114,26 @@ def m003_chat_persona_and_training_optin(db: sqlite_utils.Database) -> None:
     # model), and whether the chat's 👍-rated answers may become training data (/train optin on).
     db.execute("ALTER TABLE chat_settings ADD COLUMN persona TEXT")
     db.execute("ALTER TABLE chat_settings ADD COLUMN train_optin INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m004_replay_keys(db: sqlite_utils.Database) -> None:
+    # The message an answer streams into, by the message it answers: a replayed update (the
+    # daemon killed mid-answer) finishes that message instead of sending a second answer.
+    db.execute(
+        """CREATE TABLE answer_drafts (
+            channel TEXT NOT NULL,
+            chat_id INTEGER NOT NULL,
+            source_message_id INTEGER NOT NULL,
+            sent_message_id INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'streaming' CHECK (state IN ('streaming', 'done')),
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (channel, chat_id, source_message_id)
+        )"""
+    )
+    # The message that asked for an invite: a replayed /invite gives the same code, not a second.
+    db.execute("ALTER TABLE access_invites ADD COLUMN source_key TEXT")
+    db.execute(
+        "CREATE UNIQUE INDEX access_invites_source ON access_invites (source_key)"
+        " WHERE source_key IS NOT NULL"
+    )

@@ -22,6 +22,11 @@ class Transport(ABC):
         """Show that an answer is being produced, where the channel can."""
         return None
 
+    async def settle(self, chat_id: int) -> None:
+        """Wait until the chat's edits held back for pacing are applied (before an update is
+        marked done, so a crash cannot leave the last edit of an answer unsent)."""
+        return None
+
     async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
         """Send a document; raises NotImplementedError where the channel has no files."""
         raise NotImplementedError

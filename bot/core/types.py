@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Channels whose message ids name a message for good (replayed updates carry the same id).
+DURABLE_ID_CHANNELS = frozenset({"telegram"})
+
 
 @dataclass(frozen=True)
 class Sender:
@@ -24,6 +27,15 @@ class Incoming:
     is_group: bool = False
     channel: str = "console"
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str | None:
+        """Names this message for good: a write keyed on it is done once, however often the
+        update is replayed. None where the channel's ids do not outlive the process (the
+        console counts from 1 each session)."""
+        if self.message_id is None or self.channel not in DURABLE_ID_CHANNELS:
+            return None
+        return f"{self.channel}:{self.chat_id}:{self.message_id}"
 
 
 @dataclass(frozen=True)

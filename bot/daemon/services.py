@@ -34,6 +34,7 @@ from bot.core.agent_commands import AgentCommands
 from bot.core.assistant import Assistant
 from bot.core.chat_modes import SqliteChatModes
 from bot.core.commands import Command
+from bot.core.drafts import AnswerDrafts
 from bot.core.feedback import Feedback, FeedbackStore
 from bot.core.job_commands import JobCommands
 from bot.core.memory_commands import MemoryCommands
@@ -186,7 +187,9 @@ def build_services(
     assistant = Assistant(health, started_at=started_at)
     signer = ButtonSigner(FeedbackStore(db).key())
     MemoryCommands(memory, settings.llm.context_tokens).register(assistant)
-    AgentCommands(agent, review, usage, signer, SqliteChatModes(db)).register(assistant)
+    AgentCommands(agent, review, usage, signer, SqliteChatModes(db), AnswerDrafts(db)).register(
+        assistant
+    )
     PersonaCommands(personas, settings.llm.persona, settings.llm.provider).register(assistant)
     TodoCommands(TodoStore(db), signer, ZoneInfo(settings.jobs.timezone)).register(assistant)
 

@@ -53,15 +53,24 @@ class AccessControl:
         return chat_id in self._groups
 
     # -- writes (sync; through Database.run) ------------------------------------------------
-    def create_invite(self, admin_id: int) -> tuple[str, float]:
+    def create_invite(self, admin_id: int, key: str | None = None) -> tuple[str, float]:
+        """A new one-time code; ``key`` names the message that asked, so asking again with the
+        same message (a replayed update) gives the code it made, not a second one."""
         code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(INVITE_LENGTH))
         now = time.time()
         expires = now + self.invite_ttl_s
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT INTO access_invites (code, created_by, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                (code, admin_id, now, expires),
+                "INSERT INTO access_invites (code, created_by, created_at, expires_at, source_key)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (source_key) WHERE source_key IS NOT NULL"
+                " DO NOTHING",
+                (code, admin_id, now, expires, key),
             )
+            if key is not None:
+                row = conn.execute(
+                    "SELECT code, expires_at FROM access_invites WHERE source_key = ?", (key,)
+                ).fetchone()
+                code, expires = str(row[0]), float(row[1])
         return code, expires
 
     def redeem(self, code: str, user_id: int) -> bool:

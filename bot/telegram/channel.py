@@ -259,6 +259,10 @@ class TelegramChannel(Service):
         if not await self._connect():
             return
         await self._set_commands()
+        try:
+            await self.dispatcher.give_up_poisoned()
+        except Exception:  # telling about a dropped update must never stop the bot
+            logger.exception("could not tell about updates given up")
         pending = await self.db.run(self.inbox.pending)
         if pending:
             logger.info("replaying {} unhandled update(s) from the inbox", len(pending))

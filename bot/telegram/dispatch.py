@@ -19,9 +19,13 @@ from telegram import Update
 from telegram.error import InvalidToken, NetworkError, RetryAfter
 from telegram.ext import ExtBot
 
+from bot.core.drafts import AnswerDrafts
+from bot.core.types import Incoming, Reply, Sender
 from bot.settings import TelegramSettings
+from bot.telegram.access import Role
 from bot.telegram.handlers import UpdateHandler
-from bot.telegram.inbox import Inbox, chat_key
+from bot.telegram.inbox import Inbox, chat_key, sender_of
+from bot.telegram.reporting import gave_up_notice
 from memory.db import Database
 
 
@@ -45,6 +49,7 @@ class UpdateDispatcher:
         self._in_flight: set[int] = set()
         self._chat_locks: dict[int, tuple[asyncio.Lock, int]] = {}
         self._sem = asyncio.Semaphore(tg.max_concurrent_updates)
+        self.drafts = AnswerDrafts(db)
 
     async def drain(self, grace: float) -> None:
         """Let updates in hand finish briefly; the rest stay pending in the inbox for next start."""
@@ -53,6 +58,39 @@ class UpdateDispatcher:
             for task in left:
                 task.cancel()
             await asyncio.gather(*left, return_exceptions=True)
+
+    async def give_up_poisoned(self) -> int:
+        """At start: drop the updates started too often (each start died), telling the sender
+        (unless a stranger) and the admins once. Returns how many were dropped."""
+        dropped = await self.db.run(self.inbox.give_up)
+        for update_id, attempts, payload in dropped:
+            chat_id = chat_key(payload) or None
+            user_id = sender_of(payload)
+            allowed = user_id is not None and self.handler.access.role(user_id) is not Role.STRANGER
+            # Said in the cut-off answer's own message where there is one, else in a new one.
+            tell = allowed and not await self._mark_cut_off(payload, attempts)
+            await self.handler.reporter.gave_up(update_id, attempts, chat_id, user_id, tell)
+        return len(dropped)
+
+    async def _mark_cut_off(self, payload: dict[str, Any], attempts: int) -> bool:
+        """An answer left half-streamed by the crashes gets the notice in its place."""
+        message = payload.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("message_id"), int):
+            return False
+        chat_id = chat_key(payload)
+        msg = Incoming(chat_id, Sender(0), "", message["message_id"], channel="telegram")
+        draft = await self.drafts.get(msg)
+        if draft is None or draft.done:
+            return False
+        try:
+            await self.handler.transport.edit(
+                draft.sent, Reply("⚠️ " + gave_up_notice(attempts), markdown=False)
+            )
+        except Exception as exc:  # the notice then goes as a message of its own
+            logger.warning("could not mark the cut-off answer in chat {}: {}", chat_id, exc)
+            return False
+        await self.drafts.finished(msg, draft.sent)
+        return True
 
     def dispatch(self, update_id: int, payload: dict[str, Any], delay: float = 0.0) -> None:
         if update_id in self._in_flight:

@@ -125,6 +125,7 @@ class UpdateHandler:
                 await self.on_callback(update.callback_query)
             elif update.message is not None:
                 await self.on_message(update.update_id, update.message)
+                await self.transport.settle(update.message.chat.id)
             # Other kinds (edits, channel posts, member changes) are not for the assistant.
         except (RetryAfter, NetworkError) as exc:
             if isinstance(exc, BadRequest):
@@ -288,7 +289,7 @@ class UpdateHandler:
 
     # -- Telegram-only commands -----------------------------------------------------------------
     async def _invite(self, msg: Incoming, args: str, transport: Transport) -> Reply:
-        code, _ = await self.db.run(self.access.create_invite, msg.sender.id)
+        code, _ = await self.db.run(self.access.create_invite, msg.sender.id, msg.key)
         hours = self.access.invite_ttl_s / 3600
         link = f"\nOr open https://t.me/{self.me.username}?start={code}" if self.me.username else ""
         return Reply(

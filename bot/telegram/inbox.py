@@ -59,6 +59,23 @@ class Inbox:
                 (state, time.time(), update_id),
             )
 
+    def give_up(self) -> list[tuple[int, int, dict[str, Any]]]:
+        """Mark failed the pending updates started ``max_attempts`` times (each start ended by a
+        crash or kill); returns (update_id, attempts, payload) of each, for the one notice the
+        sender and the admins get. Marked before the notice: told at most once."""
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT update_id, attempts, payload FROM inbox"
+                " WHERE state = 'pending' AND attempts >= ? AND payload IS NOT NULL"
+                " ORDER BY update_id",
+                (self.max_attempts,),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE inbox SET state = 'failed', payload = NULL, done_at = ? WHERE update_id = ?",
+                [(time.time(), r[0]) for r in rows],
+            )
+        return [(int(r[0]), int(r[1]), json.loads(r[2])) for r in rows]
+
     def pending(self) -> list[tuple[int, dict[str, Any]]]:
         """Unhandled updates, oldest first; those started too often are marked failed instead."""
         out: list[tuple[int, dict[str, Any]]] = []
@@ -111,3 +128,13 @@ def chat_key(update: dict[str, Any]) -> int:
         if isinstance(sender, dict) and isinstance(sender.get("id"), int):
             return int(sender["id"])
     return 0
+
+
+def sender_of(update: dict[str, Any]) -> int | None:
+    """The person who sent an update (a message's author, a button's presser)."""
+    for field in ("message", "edited_message", "callback_query"):
+        part = update.get(field)
+        sender = part.get("from") if isinstance(part, dict) else None
+        if isinstance(sender, dict) and isinstance(sender.get("id"), int):
+            return int(sender["id"])
+    return None

@@ -1,5 +1,6 @@
 """The one error handler: log the traceback with the update id, tell the user briefly with a
-short reference, and tell the admins at most once per error kind per interval."""
+short reference, and tell the admins at most once per error kind per interval. An update given
+up after repeated crashes (the inbox's poison limit) is told once to its sender and the admins."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ from loguru import logger
 from bot.telegram.limits import Throttle
 
 Notify = Callable[[int, str], Awaitable[None]]
+
+
+def gave_up_notice(attempts: int) -> str:
+    return (
+        "Sorry, I could not answer one of your messages: I stopped while handling it "
+        f"{attempts} times, so I gave up on it. Please send it again, perhaps worded differently."
+    )
 
 
 def error_kind(exc: BaseException) -> str:
@@ -48,3 +56,30 @@ class ErrorReporter:
             await self.notify(chat_id, text)
         except Exception as exc:  # the reporter must never raise
             logger.warning("could not send an error notice to chat {}: {}", chat_id, exc)
+
+    async def gave_up(
+        self,
+        update_id: int,
+        attempts: int,
+        chat_id: int | None,
+        user_id: int | None,
+        tell_sender: bool = True,
+    ) -> None:
+        """An update whose every start ended in a crash or kill is dropped: say so, once.
+        ``tell_sender`` False: a stranger, or one told in the cut-off answer's own message."""
+        logger.error(
+            "update {} dropped: started {} times without finishing (chat {}, user {})",
+            update_id,
+            attempts,
+            chat_id,
+            user_id,
+        )
+        if chat_id is not None and tell_sender:
+            await self._safe(chat_id, gave_up_notice(attempts))
+        text = (
+            f"⚠️ Dropped update {update_id} (chat {chat_id}, user {user_id}): it was started "
+            f"{attempts} times and the daemon stopped or crashed each time before it was "
+            f"handled. The sender was told. The log around 'update {update_id}' shows why."
+        )
+        for admin in self.admins:
+            await self._safe(admin, text)

@@ -256,6 +256,10 @@ class TelegramTransport(Transport):
         ):
             self._last_edit.popitem(last=False)
 
+    async def settle(self, chat_id: int) -> None:
+        while flushers := [t for (chat, _), t in self._flushers.items() if chat == chat_id]:
+            await asyncio.gather(*flushers, return_exceptions=True)
+
     async def drain(self) -> None:
         """Apply every edit still waiting for its turn."""
         while self._flushers:

@@ -31,6 +31,7 @@ In tests::
 As a process (for end-to-end tests of the daemon, with ``ANTHROPIC_BASE_URL`` set to its URL)::
 
     python -m tests.stubs.anthropic_stub --port 0 --script replies.json
+    python -m tests.stubs.anthropic_stub --port 0 --reply "Fixed answer." --delay-s 0.2
 
 prints ``LISTENING http://127.0.0.1:PORT`` on its first line and serves until terminated. The
 script file holds a JSON list (or JSON lines) of reply objects with the fields of ``Reply``.
@@ -493,10 +494,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
     parser.add_argument("--script", type=Path, help="JSON list or JSON lines of replies")
     parser.add_argument("--min-cache-tokens", type=int, default=1024)
+    parser.add_argument(
+        "--reply", help="when the script is used up, answer every request with this text"
+    )
+    parser.add_argument(
+        "--delay-s", type=float, default=0.0, help="with --reply: seconds before each answer"
+    )
     args = parser.parse_args(argv)
     stub = LLMStub(port=args.port, min_cache_tokens=args.min_cache_tokens)
     if args.script:
         stub.script(*load_script(args.script))
+    if args.reply is not None:
+        fixed = Reply(args.reply, delay_s=args.delay_s)
+        stub.responder = lambda path, body: fixed
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -11,7 +11,6 @@ import html
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import require_tool
 
 EMULATOR_DIR = Path(__file__).parent / "emulator"
 VENV_BIN = Path(sys.executable).parent
@@ -44,8 +45,8 @@ def free_port() -> int:
 
 
 def ensure_emulator_installed() -> None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the Telegram emulator (telegram-test-api)")
+    require_tool("node", "the Telegram emulator, telegram-test-api, runs on it")
+    require_tool("npm", "installs the Telegram emulator")
     if not (EMULATOR_DIR / "node_modules" / "telegram-test-api").is_dir():
         subprocess.run(
             ["npm", "install", "--no-audit", "--no-fund", "--silent"],
@@ -256,8 +257,7 @@ class DaemonRun:
 @pytest.fixture
 def daemon(tmp_path: Path, emulator: Emulator) -> Iterator[Callable[..., tuple[DaemonRun, str]]]:
     """``daemon(**telegram_settings)`` starts the daemon with a token of its own; returns (run, token)."""
-    if not (VENV_BIN / "familiar").exists():
-        pytest.skip("the familiar console script is not installed (pip install -e .)")
+    require_tool("familiar")
     runs: list[DaemonRun] = []
 
     def start(
@@ -296,12 +296,11 @@ def speech() -> bytes:
 
     import soundfile as sf
 
-    from tests.voice.conftest import ESPEAK, to_opus
+    from tests.voice.conftest import to_opus
 
-    if ESPEAK is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    espeak = require_tool("espeak-ng", "it speaks the test sentence")
     wav = subprocess.run(
-        [ESPEAK, "-v", "en-us", "-s", "150", "--stdout", SENTENCE],
+        [espeak, "-v", "en-us", "-s", "150", "--stdout", SENTENCE],
         capture_output=True,
         check=True,
         timeout=30,

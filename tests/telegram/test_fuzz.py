@@ -4,7 +4,9 @@ and nothing a stranger sends writes anything but an audit row or reaches the ass
 from __future__ import annotations
 
 import asyncio
-import tempfile
+import contextlib
+from collections.abc import Iterator
+from itertools import count
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 from telegram import Update
 
 from bot.core.feedback import Feedback
-from tests.telegram.helpers import ALLOWED, build_rig, callback, message
+from tests.telegram.helpers import ALLOWED, Rig, build_rig, callback, message
 
 STRANGER = 4242
 TABLES = [
@@ -76,14 +78,34 @@ def updates(sender: st.SearchStrategy[int]) -> st.SearchStrategy[dict]:
     )
 
 
-def _fresh_rig():  # type: ignore[no-untyped-def]
-    return build_rig(Path(tempfile.mkdtemp(prefix="fuzz-")))
+_examples = count()
+# tmp_path is made once per test, not per example: each example takes a fresh folder inside it.
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(updates(ids), min_size=1, max_size=8))
-def test_no_update_raises(batch: list[dict]) -> None:
-    rig = _fresh_rig()
+@contextlib.contextmanager
+def _fresh_rig(tmp_path: Path) -> Iterator[Rig]:
+    folder = tmp_path / f"example-{next(_examples)}"
+    folder.mkdir()
+    rig = build_rig(folder)
+    try:
+        yield rig
+    finally:
+        rig.db.close()
+
+
+@FUZZ
+@given(batch=st.lists(updates(ids), min_size=1, max_size=8))
+def test_no_update_raises(tmp_path: Path, batch: list[dict]) -> None:
+    with _fresh_rig(tmp_path) as rig:
+        _no_update_raises(rig, batch)
+
+
+def _no_update_raises(rig: Rig, batch: list[dict]) -> None:
 
     async def run() -> None:
         for payload in batch:
@@ -95,12 +117,19 @@ def test_no_update_raises(batch: list[dict]) -> None:
     assert len(rig.callbacks) == len(queries)  # every press was answered
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(updates(st.just(STRANGER)), min_size=1, max_size=8), st.booleans())
+@FUZZ
+@given(
+    batch=st.lists(updates(st.just(STRANGER)), min_size=1, max_size=8),
+    with_real_buttons=st.booleans(),
+)
 def test_a_stranger_writes_nothing_but_audit_rows(
-    batch: list[dict], with_real_buttons: bool
+    tmp_path: Path, batch: list[dict], with_real_buttons: bool
 ) -> None:
-    rig = _fresh_rig()
+    with _fresh_rig(tmp_path) as rig:
+        _stranger_writes_nothing(rig, batch, with_real_buttons)
+
+
+def _stranger_writes_nothing(rig: Rig, batch: list[dict], with_real_buttons: bool) -> None:
 
     async def run() -> None:
         if with_real_buttons:  # a genuine answer exists whose buttons the stranger may replay

@@ -91,3 +91,64 @@ def test_unreachable_telegram_keeps_the_channel_up_and_degraded(
     assert telegram.status is Status.DEGRADED and "unreachable" in telegram.detail
     assert failures == []
     db.close()
+
+
+def test_an_update_that_died_max_attempts_times_is_told_once(tmp_path: Path) -> None:
+    """The poison limit stays; the sender hears their message was not answered, the admins why."""
+    from bot.settings import TelegramSettings
+    from bot.telegram.dispatch import UpdateDispatcher
+    from tests.telegram.helpers import ADMIN, ALLOWED, build_rig, message
+
+    stranger = 999
+    rig = build_rig(tmp_path)
+    inbox = Inbox(rig.db, max_attempts=3)
+    inbox.add([message(ALLOWED, "crash me", update_id=9), message(stranger, "hi", update_id=10)])
+    for _ in range(3):  # three starts, each ended by a crash or a kill
+        inbox.begin(9)
+        inbox.begin(10)
+    inbox.add([message(ALLOWED, "fine", update_id=11)])
+    inbox.begin(11)  # died once: replayed, not given up
+    tg = TelegramSettings()
+    dispatcher = UpdateDispatcher(rig.db, inbox, rig.handler, None, tg, lambda: None)  # type: ignore[arg-type]
+
+    assert asyncio.run(dispatcher.give_up_poisoned()) == 2
+    to = {chat: [r.text for c, r in rig.transport.sent if c == chat] for chat in (ALLOWED, ADMIN)}
+    assert len(to[ALLOWED]) == 1 and "could not answer" in to[ALLOWED][0]
+    assert len(to[ADMIN]) == 2
+    assert "update 9" in to[ADMIN][0] and "3 times" in to[ADMIN][0]
+    assert "update 10" in to[ADMIN][1]
+    assert not [c for c, _ in rig.transport.sent if c == stranger]  # strangers hear nothing
+    assert "crash me" not in " ".join(to[ADMIN])  # the admins get why, not what was written
+    assert [u for u, _ in inbox.pending()] == [11]
+
+    sent = len(rig.transport.sent)
+    assert asyncio.run(dispatcher.give_up_poisoned()) == 0  # told once, even over restarts
+    assert len(rig.transport.sent) == sent
+    assert inbox.counts() == {"failed": 2, "pending": 1}
+
+
+def test_a_given_up_answer_cut_off_mid_stream_says_so_in_its_own_message(tmp_path: Path) -> None:
+    from bot.core.drafts import AnswerDrafts
+    from bot.core.types import Incoming, Reply, Sender, SentMessage
+    from bot.settings import TelegramSettings
+    from bot.telegram.dispatch import UpdateDispatcher
+    from tests.telegram.helpers import ADMIN, ALLOWED, build_rig, message
+
+    rig = build_rig(tmp_path)
+    inbox = Inbox(rig.db, max_attempts=2)
+    inbox.add([message(ALLOWED, "long question", update_id=9)])
+    cut = asyncio.run(rig.transport.send(ALLOWED, Reply("The answer begins …")))
+    asked = Incoming(ALLOWED, Sender(ALLOWED), "long question", 9, channel="telegram")
+    asyncio.run(AnswerDrafts(rig.db).started(asked, cut))
+    inbox.begin(9)
+    inbox.begin(9)
+    dispatcher = UpdateDispatcher(
+        rig.db, inbox, rig.handler, None, TelegramSettings(), lambda: None
+    )  # type: ignore[arg-type]
+
+    assert asyncio.run(dispatcher.give_up_poisoned()) == 1
+    assert [c for c, _ in rig.transport.sent] == [ALLOWED, ADMIN]  # no second message to Ann
+    assert "could not answer" in rig.transport.shown(0).text
+    assert rig.transport.edits[0][0] == SentMessage(ALLOWED, cut.message_id)
+    draft = asyncio.run(AnswerDrafts(rig.db).get(asked))
+    assert draft is not None and draft.done

@@ -64,6 +64,29 @@ def test_edits_are_coalesced_and_the_last_one_wins(emulator: Emulator) -> None:
     assert messages[0]["message"]["text"] == "partial 9"
 
 
+def test_settle_waits_for_the_chats_held_back_edit(emulator: Emulator) -> None:
+    # An update is marked done after settle(): the final edit of an answer, held back for
+    # pacing, must be applied by then, or a kill right after would leave the answer cut off.
+    token = "9005:transport"
+    shown: list[str] = []
+
+    async def work(t: TelegramTransport) -> None:
+        sent = await t.send(CHAT, Reply("partial …"))
+        other = await t.send(CHAT + 1, Reply("other chat"))
+        await t.edit(sent, Reply("first edit"))
+        await t.edit(sent, Reply("the final answer"))  # within the interval: held back
+        await t.edit(other, Reply("other 1"))
+        await t.edit(other, Reply("other 2"))
+        shown.append(emulator.bot_messages(token, CHAT)[0]["message"]["text"])
+        await t.settle(CHAT)
+        shown.append(emulator.bot_messages(token, CHAT)[0]["message"]["text"])
+        assert t._flushers.keys() == {(CHAT + 1, other.message_id)}  # settle() is per chat
+        await t.drain()
+
+    _run(emulator, token, work)
+    assert shown == ["first edit", "the final answer"]
+
+
 def test_typing_failure_is_ignored(emulator: Emulator) -> None:
     # The emulator does not implement sendChatAction: the call fails, the transport carries on.
     async def work(t: TelegramTransport) -> None:

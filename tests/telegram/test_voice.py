@@ -28,13 +28,11 @@ from tests.stubs.anthropic_stub import Reply as StubReply
 from tests.stubs.anthropic_stub import llm_stub
 from tests.telegram.conftest import SENTENCE, Emulator
 from tests.telegram.helpers import ALLOWED, Rig, build_rig, message, voice_message
-from tests.voice.conftest import ESPEAK, to_opus, word_recall
+from tests.voice.conftest import to_opus, word_recall
 
 STRANGER = 4242
 
-pytestmark = pytest.mark.skipif(
-    ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng)"
-)
+pytestmark = pytest.mark.requires_tool("espeak-ng", "it speaks the test voice notes")
 
 
 def test_file_url_sits_beside_the_bot_api_url() -> None:

@@ -43,7 +43,7 @@ from memory.health import HealthRegistry
 from tests.telegram.conftest import SENTENCE, Emulator
 from tests.telegram.helpers import ADMIN, ALLOWED, CountingAnswerer, Rig, build_rig, voice_message
 from tests.telegram.test_voice import VoiceRig
-from tests.voice.conftest import ESPEAK, to_opus, word_recall
+from tests.voice.conftest import to_opus, word_recall
 
 STRANGER = 4242
 KEPT = (
@@ -52,9 +52,7 @@ KEPT = (
 )
 TRANSCRIBED = re.compile(r"🗣 Your voice message from \d\d:\d\d, transcribed now: (.+)")
 
-pytestmark = pytest.mark.skipif(
-    ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng)"
-)
+pytestmark = pytest.mark.requires_tool("espeak-ng", "it speaks the test voice notes")
 
 
 class SwitchableEngine(Transcriber):

@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.telegram.conftest import VENV_BIN, DaemonRun, Emulator, free_port
+from tests.conftest import require_tool
+from tests.telegram.conftest import DaemonRun, Emulator, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -101,8 +102,7 @@ def _webhook_calls(emulator: Emulator, token: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def hook(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hook]:
-    if not (VENV_BIN / "familiar").exists():
-        pytest.skip("the familiar console script is not installed (pip install -e .)")
+    require_tool("familiar")
     root: Path = tmp_path_factory.mktemp("webhook")
     port = free_port()
     token = f"{os.getpid()}77:webhook-token"

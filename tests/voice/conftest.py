@@ -7,7 +7,6 @@ minute, resampled to 48 kHz and encoded to OGG/Opus, the format of a Telegram vo
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 
@@ -17,8 +16,8 @@ import soundfile as sf
 import soxr
 
 from agents.voice import Transcriber, VoiceSettings, build_transcriber
+from tests.conftest import require_tool
 
-ESPEAK = shutil.which("espeak-ng")
 Synth = Callable[[str], tuple[np.ndarray, int]]
 
 
@@ -43,14 +42,11 @@ def to_opus(samples: np.ndarray, rate: int) -> bytes:
 @pytest.fixture(scope="session")
 def synth() -> Synth:
     """Speak a sentence: (float32 mono samples, sample rate)."""
-    if ESPEAK is None:
-        pytest.skip(
-            "espeak-ng is not installed (apt-get install espeak-ng); it synthesises the test speech"
-        )
+    espeak = require_tool("espeak-ng", "it synthesises the test speech")
 
     def speak(text: str) -> tuple[np.ndarray, int]:
         wav = subprocess.run(
-            [ESPEAK, "-v", "en-us", "-s", "150", "--stdout", text],
+            [espeak, "-v", "en-us", "-s", "150", "--stdout", text],
             capture_output=True,
             check=True,
             timeout=30,

@@ -21,13 +21,11 @@ import soxr
 
 from agents.voice import AudioDecodeError, AudioTooLarge, Transcriber
 from agents.voice.audio import load_audio
+from tests.conftest import require_tool
 from tests.voice.conftest import Synth, word_recall
 
 FFMPEG = shutil.which("ffmpeg")
-needs_ffmpeg = pytest.mark.skipif(
-    FFMPEG is None,
-    reason="ffmpeg is not installed (apt-get install ffmpeg); it decodes M4A and MP4",
-)
+needs_ffmpeg = pytest.mark.requires_tool("ffmpeg", "it decodes M4A and MP4")
 LIMITS = {"max_bytes": 20_000_000, "max_duration_s": 600.0}
 SENTENCE = "please call my mother tomorrow morning"
 
@@ -70,8 +68,7 @@ def same_speech(decoded: np.ndarray, original: np.ndarray, rate: int) -> float:
 @pytest.fixture(scope="module")
 def speech(synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """The sentence as 16 kHz samples, an M4A and a video note (encoded once for the module)."""
-    if FFMPEG is None:
-        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg); it encodes the test files")
+    require_tool("ffmpeg", "it encodes the test files")
     samples, rate = synth(SENTENCE)
     folder = tmp_path_factory.mktemp("ffmpeg-speech")
     wav = folder / "speech.wav"
