@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Any
 
 import typer
@@ -43,13 +44,27 @@ def _register_subcommands() -> None:
     app.add_typer(adapters_app, name="adapters")
 
 
-def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
+def _settings(*, console: bool | None = None, verbose: bool = True, **overrides: Any):  # type: ignore[no-untyped-def]
+    """Settings read once, and logging set up. ``console``: whether this is the daemon and the
+    console channel will own the terminal (None: not the daemon); unless ``verbose``, the log
+    then goes to a file in the data directory and the terminal keeps the conversation."""
     from bot.config import load_settings
     from bot.logs import setup_logging
 
     settings = load_settings(**overrides)
-    setup_logging(settings.log.level, settings.log.json_lines, settings.secret_values())
+    log_dir = None
+    if console is not None and not verbose:
+        from bot.daemon.run import choose_channel, prepare_data_dir
+
+        if choose_channel(settings, console, sys.stdin) == "console":
+            log_dir = prepare_data_dir(settings.data_dir)
+    setup_logging(
+        settings.log.level, settings.log.json_lines, settings.secret_values(), log_dir=log_dir
+    )
     return settings
+
+
+VERBOSE_HELP = "In the console, show the whole log in the terminal instead of only warnings."
 
 
 def _version(value: bool) -> None:
@@ -69,20 +84,25 @@ def main_options(
 
 @app.command()
 @friendly
-def run() -> None:
-    """Run the daemon: Telegram when a token is set, else the console in a terminal."""
+def run(verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP)) -> None:
+    """Run the daemon: Telegram when a token is set, else the console in a terminal.
+
+    In the console the log goes to familiar.log in the data directory; warnings and errors
+    still show in the terminal."""
     from bot.daemon.run import run_daemon
 
-    raise typer.Exit(run_daemon(_settings()))
+    raise typer.Exit(run_daemon(_settings(console=False, verbose=verbose)))
 
 
 @app.command()
 @friendly
-def chat() -> None:
-    """Chat with the assistant in this terminal (the same core as Telegram)."""
+def chat(verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP)) -> None:
+    """Chat with the assistant in this terminal (the same core as Telegram).
+
+    The log goes to familiar.log in the data directory; warnings and errors still show here."""
     from bot.daemon.run import run_daemon
 
-    raise typer.Exit(run_daemon(_settings(), console=True))
+    raise typer.Exit(run_daemon(_settings(console=True, verbose=verbose), console=True))
 
 
 @app.command()
