@@ -29,6 +29,13 @@ def _settle(future: asyncio.Future[str], value: str) -> None:
         future.set_result(value)
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a person's memory
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
 class ConsoleTransport(Transport):
     def __init__(self, out: TextIO, files_dir: Path | None = None) -> None:
         self.out = out
@@ -57,10 +64,12 @@ class ConsoleTransport(Transport):
     async def edit(self, message: SentMessage, reply: Reply) -> None:
         self._show(reply, prefix="(updated) ")
 
-    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
-        self.files_dir.mkdir(parents=True, exist_ok=True)
+    async def send_document(
+        self, chat_id: int, data: bytes, filename: str, caption: str = ""
+    ) -> None:
+        """Written into ``files_dir`` (the data directory's exports/), its path shown."""
         path = self.files_dir / Path(filename).name
-        path.write_bytes(data)
+        await asyncio.to_thread(_write_private, path, data)
         self._show(Reply(f"{caption} Saved to {path}".strip(), markdown=False))
 
 
