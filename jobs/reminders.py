@@ -9,6 +9,7 @@ water" at once); they go on at their next time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ class Reminders:
 
     async def add_every(self, chat_id: int, user_id: int | None, args: str) -> Reminder:
         """``/every CRON TEXT``; ReminderError (with examples) when CRON cannot be used."""
-        cron, text = split_every(args, self.tz)
+        cron, text = await asyncio.to_thread(split_every, args, self.tz)
         reminder = await self.db.run(self._insert, chat_id, user_id, text, None, cron)
         self._schedule(reminder)
         return reminder

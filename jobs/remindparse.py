@@ -21,9 +21,11 @@ WHEN_EXAMPLES = (
     '"21:15", "2026-12-01 08:30"'
 )
 EVERY_EXAMPLES = (
-    '"/every 0 9 * * 1-5 stand-up" (09:00 on weekdays), "/every 30 18 * * * walk" '
-    '(18:30 daily), "/every @daily water the plants"'
+    '/every "0 9 * * 1-5" stand-up (09:00 on weekdays), /every 30 18 * * * walk '
+    "(18:30 daily), /every @daily water the plants"
 )
+# Phones turn straight quotes into typographic ones: each opening quote and its closing one.
+_QUOTES = {'"': '"', "'": "'", "“": "”", "„": "“", "«": "»", "‘": "’", "`": "`"}
 _UNITS = {
     "s": 1,
     "sec": 1,
@@ -189,13 +191,28 @@ def split_remind(
     )
 
 
-def split_every(args: str, tz: ZoneInfo) -> tuple[str, str]:
-    """``/every CRON TEXT``: a five-field crontab (or @daily...) and the text; validated."""
+def _cron_and_text(args: str) -> tuple[str, str]:
+    """The schedule (quoted, a shortcut, or five bare fields) and the text after it."""
+    args = args.strip()
+    if args[:1] in _QUOTES:
+        end = args.find(_QUOTES[args[0]], 1)
+        if end < 0:
+            raise ReminderError(
+                "the schedule's closing quote is missing", f"for example {EVERY_EXAMPLES}"
+            )
+        cron, text = " ".join(args[1:end].split()), " ".join(args[end + 1 :].split())
+        return _SHORTCUTS.get(cron.lower(), cron), text
     words = args.split()
     if words and words[0].lower() in _SHORTCUTS:
-        cron, text = _SHORTCUTS[words[0].lower()], " ".join(words[1:])
-    else:
-        cron, text = " ".join(words[:5]), " ".join(words[5:])
+        return _SHORTCUTS[words[0].lower()], " ".join(words[1:])
+    return " ".join(words[:5]), " ".join(words[5:])
+
+
+def split_every(args: str, tz: ZoneInfo) -> tuple[str, str]:
+    """``/every CRON TEXT``: a five-field crontab (or @daily...), quoted or not, and the text;
+    validated. Can take a fraction of a second (a schedule that never fires is searched to the
+    end of the calendar): call it off the event loop."""
+    cron, text = _cron_and_text(args)
     if not text:
         raise ReminderError("give a schedule and a text", f"for example {EVERY_EXAMPLES}")
     try:
@@ -206,10 +223,16 @@ def split_every(args: str, tz: ZoneInfo) -> tuple[str, str]:
             f"five fields: minute hour day month weekday; for example {EVERY_EXAMPLES}",
         ) from None
     now = datetime.now(tz)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
+    try:
+        first = trigger.get_next_fire_time(None, now)
+    except (ValueError, OverflowError):  # the search ran off the end of the calendar
+        first = None
     if first is None:
-        raise ReminderError(f"{cron!r} never fires", f"for example {EVERY_EXAMPLES}")
+        raise ReminderError(
+            f"{cron!r} never fires: no date matches it (a 31st in a 30-day month, say)",
+            f"for example {EVERY_EXAMPLES}",
+        )
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
     if second is not None and second - first < MIN_EVERY:
         raise ReminderError(
             f"{cron!r} fires more often than every {MIN_EVERY.seconds // 60} minutes",
