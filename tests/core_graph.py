@@ -30,11 +30,14 @@ class Graph:
         return self.transport.shown()
 
 
+def _open(data_dir: Path, overrides: dict[str, object]) -> tuple[Settings, Database]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return load_settings(**overrides), Database.open(data_dir / "familiar.db", all_migrations())
+
+
 @asynccontextmanager
 async def core_graph(data_dir: Path, **overrides: object) -> AsyncIterator[Graph]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(**overrides)
-    db = Database.open(data_dir / "familiar.db", all_migrations())
+    settings, db = _open(data_dir, overrides)
     lifecycle = Lifecycle()
     services = build_services(settings, db, build_health(settings, db), lifecycle, started_at=0.0)
     await lifecycle.start_all()
