@@ -16,6 +16,7 @@ from typing import TextIO
 from loguru import logger
 
 from bot.core.assistant import Assistant
+from bot.core.commands import parse_id
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
 from bot.daemon.lifecycle import Service
@@ -136,8 +137,9 @@ class ConsoleChannel(Service):
                 )
 
     async def handle_line(self, text: str) -> None:
-        if text.isdigit() and int(text) in self.transport.choices:
-            button = self.transport.choices[int(text)]
+        choice = parse_id(text) if text[:1] != "#" else None
+        if choice is not None and choice in self.transport.choices:
+            button = self.transport.choices[choice]
             press = ButtonPress(CONSOLE_CHAT_ID, CONSOLE_USER, button.data, channel="console")
             notice = await self.assistant.press(press, self.transport)
             if notice:

@@ -96,7 +96,8 @@ def _clock(s: str) -> time | None:
     return time(hour, minute)
 
 
-def _relative(s: str) -> timedelta | None:
+def _relative(s: str) -> int | None:
+    """Seconds that "in 1h30m" names (an int: any size, no overflow); None when it is not that."""
     body = s[3:].strip() if s.startswith("in ") else None
     if not body:
         return None
@@ -108,11 +109,13 @@ def _relative(s: str) -> timedelta | None:
         unit = _UNITS.get(m.group(2)) or _UNITS.get(m.group(2).rstrip("s"))
         if unit is None:
             return None
-        total += int(m.group(1)) * unit
+        digits = m.group(1)
+        # int() refuses over 4300 digits; anything past 20 is past every limit anyway.
+        total += (int(digits) if len(digits) <= 20 else 10**20) * unit
         pos = m.end()
     if pos == 0 or body[pos:].strip():
         return None
-    return timedelta(seconds=total)
+    return total
 
 
 def parse_when(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> datetime:
@@ -120,10 +123,12 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> 
     s = " ".join(text.lower().split())
     local_now = now.astimezone(tz)
     when: datetime | None = None
-    if (delta := _relative(s)) is not None:
-        if delta.total_seconds() < 1:
+    if (seconds := _relative(s)) is not None:
+        if seconds < 1:
             raise _bad(text, "that is now")
-        when = local_now + delta
+        if seconds > max_days * 86400:  # checked before any date arithmetic can overflow
+            raise _bad(text, f"it is more than {max_days} days away")
+        when = local_now + timedelta(seconds=seconds)
     elif m := re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ t](.+))?", s):
         clock = _day_clock(m.group(4), text)
         try:
@@ -151,7 +156,10 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> 
     if when is None:
         raise _not_a_time(text)
     # datetime.combine with a ZoneInfo keeps a wall time that may not exist (DST gap): normalise.
-    when = when.astimezone(UTC_).astimezone(tz)
+    try:
+        when = when.astimezone(UTC_).astimezone(tz)
+    except OverflowError:  # 9999-12-31 23:59 west of UTC is past the end of the calendar
+        raise _bad(text, f"it is more than {max_days} days away") from None
     if when <= local_now:
         raise _bad(text, f"it is in the past (now is {local_now:%Y-%m-%d %H:%M} {tz.key})")
     if when - local_now > timedelta(days=max_days):

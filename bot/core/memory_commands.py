@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 
 from bot.core.assistant import Assistant
-from bot.core.commands import Command
+from bot.core.commands import Command, parse_id
 from bot.core.export_files import PART_BYTES as export_file_limit
 from bot.core.export_files import export_files
 from bot.core.transport import Transport
@@ -100,14 +100,14 @@ class MemoryCommands:
 
     async def forget(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/forget ID: remove one memory of this chat."""
-        raw = args.strip().lstrip("#")
-        if not raw.isdigit():
+        memory_id = parse_id(args)
+        if memory_id is None:
             return Reply(
                 "Usage: /forget ID (the number /memories or /recall shows)", markdown=False
             )
-        if await self.memory.forget(int(raw), scope_of(msg)):
-            return Reply(f"Forgotten #{raw}.", markdown=False)
-        return Reply(f"There is no memory #{raw} of yours in this chat.", markdown=False)
+        if await self.memory.forget(memory_id, scope_of(msg)):
+            return Reply(f"Forgotten #{memory_id}.", markdown=False)
+        return Reply(f"There is no memory #{memory_id} of yours in this chat.", markdown=False)
 
     async def context(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/context: what the model would see now, and what did not fit."""
