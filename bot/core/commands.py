@@ -58,6 +58,16 @@ class CommandRegistry:
         return "\n".join(lines)
 
 
+GROUP_SETTING_REFUSAL = "In a group only an admin can change this."  # its own admins or Familiar's
+
+
+def may_change_chat_settings(msg: Incoming) -> bool:
+    """Per-chat settings (answer mode, persona, training opt-in) apply to everyone in the chat
+    (/think on triples the cost of every answer there): in a group only the group's own admins
+    and Familiar's admins may change them."""
+    return not msg.is_group or msg.sender.is_admin or msg.sender.is_chat_admin
+
+
 MAX_ID = 2**63 - 1  # SQLite's largest INTEGER
 _ID = re.compile(r"#?([0-9]{1,19})")
 

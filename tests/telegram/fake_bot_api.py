@@ -1,5 +1,6 @@
 """A fake Telegram Bot API server on 127.0.0.1 for what the emulator lacks (``sendDocument``
-with a multipart upload): answers getMe and sendDocument, and keeps each upload."""
+with a multipart upload, ``getChatMember``): answers getMe, sendDocument (keeping each upload)
+and getChatMember (from ``statuses``, counting the calls)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class Upload:
 class FakeBotAPI:
     def __init__(self) -> None:
         self.uploads: list[Upload] = []
+        self.statuses: dict[tuple[int, int], str] = {}  # (chat, user) -> "administrator", ...
+        self.member_calls = 0
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +41,8 @@ class FakeBotAPI:
                     result = {"id": 666, "is_bot": True, "first_name": "F", "username": "FBot"}
                 elif method == "sendDocument":
                     result = api._document(self.headers["Content-Type"], body)
+                elif method == "getChatMember":
+                    result = api._member(self.headers["Content-Type"], body)
                 else:
                     self._answer(404, {"ok": False, "error_code": 404, "description": "Not Found"})
                     return
@@ -82,6 +87,32 @@ class FakeBotAPI:
                 "file_name": upload[0],
             },
         }
+
+    def _member(self, content_type: str, body: bytes) -> dict[str, Any]:
+        from urllib.parse import parse_qs
+
+        if content_type.startswith("application/json"):
+            params = json.loads(body)
+        else:
+            params = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        self.member_calls += 1
+        chat, user = int(params["chat_id"]), int(params["user_id"])
+        status = self.statuses.get((chat, user), "member")
+        member: dict[str, Any] = {
+            "status": status,
+            "user": {"id": user, "is_bot": False, "first_name": "U"},
+        }
+        if status == "administrator":
+            member |= {
+                "can_be_edited": False, "is_anonymous": False, "can_manage_chat": True,
+                "can_delete_messages": True, "can_manage_video_chats": True,
+                "can_restrict_members": True, "can_promote_members": False,
+                "can_change_info": True, "can_invite_users": True, "can_post_stories": False,
+                "can_edit_stories": False, "can_delete_stories": False,
+            }  # fmt: skip
+        if status == "creator":
+            member["is_anonymous"] = False
+        return member
 
     def close(self) -> None:
         self.server.shutdown()
