@@ -125,6 +125,7 @@ class WebhookServer:
         # Connections still sending their headers, oldest first (the first to go when full).
         self._unverified: OrderedDict[asyncio.Task[Any], asyncio.StreamWriter] = OrderedDict()
         self._evicted: set[asyncio.Task[Any]] = set()
+        self._answered: set[asyncio.Task[Any]] = set()  # their status line went out
         self._requests: set[asyncio.Task[Any]] = set()  # signed, holding a slot
         self._bad_secret = ThrottledWarning(
             "webhook request without the right secret token refused", warn_interval_s, clock
@@ -175,17 +176,31 @@ class WebhookServer:
         task = asyncio.current_task()
         assert task is not None
         self._admit(task, writer)
-        status = 500
         try:
-            status = await self._request(reader, task)
+            await self._respond(reader, writer, task)
         except asyncio.CancelledError:
             if task not in self._evicted:
                 writer.close()
                 raise  # the server is closing
-            self._evicted.discard(task)
             self._dropped.hit()
-            self._refuse_unread(writer)
-            return
+            if task in self._answered:
+                writer.close()  # refused already, and reading its rest away: just go
+            else:
+                self._refuse_unread(writer)
+        finally:
+            # A refused request stays among the unverified while it lingers, so a flood of
+            # them is bounded (and dropped oldest first) like one of half-sent requests.
+            self._unverified.pop(task, None)
+            self._requests.discard(task)
+            self._evicted.discard(task)
+            self._answered.discard(task)
+
+    async def _respond(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[Any]
+    ) -> None:
+        status = 500
+        try:
+            status = await self._request(reader, task)
         except TimeoutError:
             status = 408
         except (ValueError, asyncio.IncompleteReadError, ConnectionError):
@@ -193,14 +208,12 @@ class WebhookServer:
         except Exception:
             logger.exception("webhook request failed")
             status = 500
-        finally:
-            self._unverified.pop(task, None)
-            self._requests.discard(task)
         if status == 503:
             self._over_cap.hit()
             self._refuse_unread(writer)
             return
         reason = REASONS.get(status, "Error")
+        self._answered.add(task)
         try:
             writer.write(
                 f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()

@@ -216,6 +216,37 @@ def test_past_the_unverified_bound_the_oldest_half_sent_request_is_dropped() -> 
     asyncio.run(scenario())
 
 
+def test_forged_requests_lingering_after_403_are_bounded_like_half_sent_ones() -> None:
+    async def scenario() -> None:
+        kept = Kept()
+        async with (
+            warnings() as lines,
+            serving(kept, max_connections=2, max_unverified=4, read_timeout_s=10.0) as server,
+        ):
+            opened = []
+            for i in range(8):  # forged heads announcing a big body, then part of it, slowly
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(
+                    f"POST {PATH} HTTP/1.1\r\nX-Telegram-Bot-Api-Secret-Token: forged-{i}\r\n"
+                    f"Content-Length: 5000000\r\n\r\n".encode()
+                    + b"x" * 1000
+                )
+                await writer.drain()
+                opened.append((reader, writer))
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            first = await asyncio.wait_for(opened[0][0].read(), 5)
+            # Refused with 403, then dropped for newer ones well before its 2 s linger ran out.
+            assert first.startswith(b"HTTP/1.1 403") and time.monotonic() - started < 1.0
+            assert (await post(server, request(SECRET, 5))).startswith(b"HTTP/1.1 200")
+            assert kept.updates == [{"update_id": 5}]
+            assert any("still sending their headers" in x for x in lines)
+            for _, writer in opened:
+                writer.close()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("how", ["stalls", "trickles"])
 def test_a_client_too_slow_with_its_request_is_cut_off(how: str) -> None:
     async def scenario() -> None:
