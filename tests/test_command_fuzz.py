@@ -5,7 +5,6 @@ admin alert. Plus the odd numbers that did reach the error handler."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -54,10 +53,11 @@ async def _reply_to(graph: Graph, text: str, sender: Sender) -> None:
     assert grew, f"no reply to {text!r}"
 
 
-@pytest.fixture
-def graph(data_dir: Path):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def module_graph(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One graph for the whole fuzz (each command's run adds to the same memory and reminders)."""
     loop = asyncio.new_event_loop()
-    context = core_graph(data_dir)
+    context = core_graph(tmp_path_factory.mktemp("fuzz") / "data")
     built = loop.run_until_complete(context.__aenter__())
     yield loop, built
     loop.run_until_complete(context.__aexit__(None, None, None))
@@ -75,8 +75,8 @@ def graph(data_dir: Path):  # type: ignore[no-untyped-def]
         "/remind 9999-12-31 23:59 end of time",
     ],
 )
-def test_odd_numbers_get_a_usage_line_not_an_error(graph, text: str) -> None:  # type: ignore[no-untyped-def]
-    loop, built = graph
+def test_odd_numbers_get_a_usage_line_not_an_error(module_graph, text: str) -> None:  # type: ignore[no-untyped-def]
+    loop, built = module_graph
     loop.run_until_complete(_reply_to(built, text, ANN))
     reply = built.transport.texts[-1]
     assert reply.startswith("Usage: /forget ID") or "I cannot use" in reply, reply
@@ -86,17 +86,6 @@ def test_parse_id_takes_plain_ascii_ids_only() -> None:
     assert [parse_id(t) for t in ("12", "#12", " 7 ", str(2**63 - 1))] == [12, 12, 7, 2**63 - 1]
     for odd in ("²", "١٢", "0", "-3", "+3", str(2**63), "1e3", "", "#", "12a"):
         assert parse_id(odd) is None, odd
-
-
-@pytest.fixture(scope="module")
-def module_graph(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """One graph for the whole fuzz (each command's run adds to the same memory and reminders)."""
-    loop = asyncio.new_event_loop()
-    context = core_graph(tmp_path_factory.mktemp("fuzz") / "data")
-    built = loop.run_until_complete(context.__aenter__())
-    yield loop, built
-    loop.run_until_complete(context.__aexit__(None, None, None))
-    loop.close()
 
 
 COMMANDS = [
