@@ -20,6 +20,7 @@ from bot.core.commands import parse_id
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
 from bot.daemon.lifecycle import Service
+from bot.terminal import Terminal
 
 CONSOLE_CHAT_ID = 0  # Telegram chat ids are never 0, so the console has a scope of its own
 CONSOLE_USER = Sender(id=0, name=os.environ.get("USER", "you"), is_admin=True)
@@ -88,7 +89,9 @@ class ConsoleChannel(Service):
         self.assistant = assistant
         self.on_eof = on_eof
         self.stdin = stdin or sys.stdin
-        self.transport = ConsoleTransport(stdout or sys.stdout, files_dir)
+        out = stdout or sys.stdout
+        self.terminal = out if isinstance(out, Terminal) else Terminal(out)
+        self.transport = ConsoleTransport(self.terminal, files_dir)  # type: ignore[arg-type]
         self._task: asyncio.Task[None] | None = None
         self._next_id = 0
 
@@ -114,7 +117,10 @@ class ConsoleChannel(Service):
             except Exception as exc:  # a closed stdin ends the console like EOF
                 line = ""
                 logger.debug("console read failed: {}", exc)
+            self.terminal.prompt_answered()
             loop.call_soon_threadsafe(_settle, future, line)
+
+        self.terminal.show_prompt()
 
         threading.Thread(target=read, daemon=True, name="console-stdin").start()
         return await future

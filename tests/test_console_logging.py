@@ -15,6 +15,7 @@ import pytest
 from loguru import logger
 
 from bot.logs import LOG_FILE, setup_logging
+from bot.terminal import ERASE_LINE, PROMPT, Terminal
 
 SECRET = "hunter2-very-secret"
 
@@ -97,6 +98,7 @@ def test_familiar_chat_keeps_info_lines_out_of_the_terminal(
     shown = _chat_in_a_terminal(familiar_bin, expect=b"Type /help").decode(errors="replace")
     assert f"Logging to {data_dir / LOG_FILE}" in shown
     assert "| INFO" not in shown, shown
+    assert PROMPT in shown.split("Type /help", 1)[1]  # the console waits with a prompt
     log = (data_dir / LOG_FILE).read_text()
     assert "ready in" in log and "| INFO" in log
 
@@ -105,3 +107,26 @@ def test_verbose_keeps_the_log_in_the_terminal(familiar_bin: str, data_dir: Path
     shown = _chat_in_a_terminal(familiar_bin, "--verbose", expect=b"Type /help")
     assert b"| INFO" in shown and b"ready in" in shown
     assert not (data_dir / LOG_FILE).exists()
+
+
+def test_log_lines_and_late_replies_go_above_the_prompt() -> None:
+    screen = io.StringIO()
+    terminal = Terminal(screen, screen, tty=True)
+    terminal.show_prompt()
+    terminal.log.write("WARNING: the model provider is unreachable\n")
+    terminal.write("⏰ water the plants\n")  # a reminder, while the person is typing
+    assert screen.getvalue() == (
+        f"{PROMPT}{ERASE_LINE}WARNING: the model provider is unreachable\n{PROMPT}"
+        f"{ERASE_LINE}⏰ water the plants\n{PROMPT}"
+    )
+    terminal.prompt_answered()
+    terminal.write("an answer\n")
+    assert screen.getvalue().endswith(f"{PROMPT}an answer\n")
+
+
+def test_off_a_terminal_nothing_but_the_text_is_written() -> None:
+    screen = io.StringIO()
+    terminal = Terminal(screen)
+    terminal.show_prompt()
+    terminal.log.write("WARNING: x\n")
+    assert screen.getvalue() == "WARNING: x\n"

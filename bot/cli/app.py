@@ -44,24 +44,38 @@ def _register_subcommands() -> None:
     app.add_typer(adapters_app, name="adapters")
 
 
-def _settings(*, console: bool | None = None, verbose: bool = True, **overrides: Any):  # type: ignore[no-untyped-def]
-    """Settings read once, and logging set up. ``console``: whether this is the daemon and the
-    console channel will own the terminal (None: not the daemon); unless ``verbose``, the log
-    then goes to a file in the data directory and the terminal keeps the conversation."""
+def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
     from bot.config import load_settings
     from bot.logs import setup_logging
 
     settings = load_settings(**overrides)
-    log_dir = None
-    if console is not None and not verbose:
-        from bot.daemon.run import choose_channel, prepare_data_dir
-
-        if choose_channel(settings, console, sys.stdin) == "console":
-            log_dir = prepare_data_dir(settings.data_dir)
-    setup_logging(
-        settings.log.level, settings.log.json_lines, settings.secret_values(), log_dir=log_dir
-    )
+    setup_logging(settings.log.level, settings.log.json_lines, settings.secret_values())
     return settings
+
+
+def _run_daemon(console: bool, verbose: bool) -> int:
+    """``familiar run|chat``. When the console channel owns the terminal, the log goes to a file
+    in the data directory (unless ``verbose``) and what reaches the terminal is written above
+    the console's prompt."""
+    from bot.config import load_settings
+    from bot.daemon.run import choose_channel, prepare_data_dir, run_daemon
+    from bot.logs import setup_logging
+    from bot.terminal import Terminal
+
+    settings = load_settings()
+    terminal = None
+    log_dir = None
+    if choose_channel(settings, console, sys.stdin) == "console":
+        terminal = Terminal(sys.stdout, sys.stderr)
+        log_dir = None if verbose else prepare_data_dir(settings.data_dir)
+    setup_logging(
+        settings.log.level,
+        settings.log.json_lines,
+        settings.secret_values(),
+        stream=terminal.log if terminal else None,  # type: ignore[arg-type]
+        log_dir=log_dir,
+    )
+    return run_daemon(settings, console=console, stdout=terminal)  # type: ignore[arg-type]
 
 
 VERBOSE_HELP = "In the console, show the whole log in the terminal instead of only warnings."
@@ -89,9 +103,7 @@ def run(verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP
 
     In the console the log goes to familiar.log in the data directory; warnings and errors
     still show in the terminal."""
-    from bot.daemon.run import run_daemon
-
-    raise typer.Exit(run_daemon(_settings(console=False, verbose=verbose)))
+    raise typer.Exit(_run_daemon(console=False, verbose=verbose))
 
 
 @app.command()
@@ -100,9 +112,7 @@ def chat(verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HEL
     """Chat with the assistant in this terminal (the same core as Telegram).
 
     The log goes to familiar.log in the data directory; warnings and errors still show here."""
-    from bot.daemon.run import run_daemon
-
-    raise typer.Exit(run_daemon(_settings(console=True, verbose=verbose), console=True))
+    raise typer.Exit(_run_daemon(console=True, verbose=verbose))
 
 
 @app.command()

@@ -256,9 +256,10 @@ async def _finish_loop() -> None:
     await asyncio.wait([asyncio.create_task(loop.shutdown_default_executor())], timeout=2)
 
 
-def run_daemon(settings: Settings, console: bool = False) -> int:
-    """Entry point of ``familiar run`` and ``familiar chat``."""
-    daemon = Daemon(settings, console=console)
+def run_daemon(settings: Settings, console: bool = False, stdout: TextIO | None = None) -> int:
+    """Entry point of ``familiar run`` and ``familiar chat``; ``stdout``: the console's output
+    (the CLI hands it a ``bot.terminal.Terminal``)."""
+    daemon = Daemon(settings, console=console, stdout=stdout)
     loop = asyncio.new_event_loop()
     error: FamiliarError | None = None
     code = 2
