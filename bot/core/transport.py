@@ -30,6 +30,10 @@ class Transport(ABC):
         (``bot.core.export_files``)."""
         raise NotImplementedError
 
+    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
+        """The older name of ``send_document`` (its argument order), kept while callers move."""
+        await self.send_document(chat_id, data, filename, caption)
+
 
 class RecordingTransport(Transport):
     """A test double that keeps what was sent and edited."""
