@@ -1,5 +1,10 @@
 """Calls and tokens per answer in single, three-pass and review modes, against the stub server.
 
+SIMULATED: no real model is called. The model, its replies, its token counts and its prompt
+cache are all simulated by the project's own stub (``tests/stubs/anthropic_stub.py``); the figures
+show how Familiar lays out its prompts for a cache that behaves as the stub models Anthropic's,
+not what Anthropic's API would bill.
+
 Runs the real chat agent, memory and review engine with the real Anthropic provider (real SDK,
 HTTP on 127.0.0.1) over a fixed set of 20 prompts in one chat: a persona with standing
 instructions, 16 pinned facts, notes that recall brings back, four earlier turns, and every answer
@@ -50,6 +55,10 @@ from memory.settings import MemorySettings  # noqa: E402
 from memory.types import Scope  # noqa: E402
 from tests.stubs.anthropic_stub import LLMStub, Reply  # noqa: E402
 
+SIMULATED = (
+    "SIMULATED: the model, its token counts and its prompt cache are the project's stub "
+    "(tests/stubs/anthropic_stub.py), not a real model or Anthropic's cache."
+)
 TOPICS = [
     "how to descale a kettle",
     "a packing list for a weekend hike",
@@ -304,8 +313,9 @@ def main() -> int:
     args = parser.parse_args()
     results = asyncio.run(main_async(args.prompts))
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"simulated": SIMULATED, **results}, indent=2))
         return 0
+    print(SIMULATED)
     for condition, rows in results.items():
         print(
             f"\n{condition} ({'each answer starts with an expired cache' if condition == 'per_answer' else 'one chat, cache kept warm'})"

@@ -16,9 +16,11 @@ from typing import TextIO
 from loguru import logger
 
 from bot.core.assistant import Assistant
+from bot.core.commands import parse_id
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
 from bot.daemon.lifecycle import Service
+from bot.terminal import Terminal
 
 CONSOLE_CHAT_ID = 0  # Telegram chat ids are never 0, so the console has a scope of its own
 CONSOLE_USER = Sender(id=0, name=os.environ.get("USER", "you"), is_admin=True)
@@ -27,6 +29,13 @@ CONSOLE_USER = Sender(id=0, name=os.environ.get("USER", "you"), is_admin=True)
 def _settle(future: asyncio.Future[str], value: str) -> None:
     if not future.done():
         future.set_result(value)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a person's memory
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 class ConsoleTransport(Transport):
@@ -57,10 +66,12 @@ class ConsoleTransport(Transport):
     async def edit(self, message: SentMessage, reply: Reply) -> None:
         self._show(reply, prefix="(updated) ")
 
-    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
-        self.files_dir.mkdir(parents=True, exist_ok=True)
+    async def send_document(
+        self, chat_id: int, data: bytes, filename: str, caption: str = ""
+    ) -> None:
+        """Written into ``files_dir`` (the data directory's exports/), its path shown."""
         path = self.files_dir / Path(filename).name
-        path.write_bytes(data)
+        await asyncio.to_thread(_write_private, path, data)
         self._show(Reply(f"{caption} Saved to {path}".strip(), markdown=False))
 
 
@@ -78,7 +89,9 @@ class ConsoleChannel(Service):
         self.assistant = assistant
         self.on_eof = on_eof
         self.stdin = stdin or sys.stdin
-        self.transport = ConsoleTransport(stdout or sys.stdout, files_dir)
+        out = stdout or sys.stdout
+        self.terminal = out if isinstance(out, Terminal) else Terminal(out)
+        self.transport = ConsoleTransport(self.terminal, files_dir)  # type: ignore[arg-type]
         self._task: asyncio.Task[None] | None = None
         self._next_id = 0
 
@@ -104,7 +117,10 @@ class ConsoleChannel(Service):
             except Exception as exc:  # a closed stdin ends the console like EOF
                 line = ""
                 logger.debug("console read failed: {}", exc)
+            self.terminal.prompt_answered()
             loop.call_soon_threadsafe(_settle, future, line)
+
+        self.terminal.show_prompt()
 
         threading.Thread(target=read, daemon=True, name="console-stdin").start()
         return await future
@@ -127,8 +143,9 @@ class ConsoleChannel(Service):
                 )
 
     async def handle_line(self, text: str) -> None:
-        if text.isdigit() and int(text) in self.transport.choices:
-            button = self.transport.choices[int(text)]
+        choice = parse_id(text) if text[:1] != "#" else None
+        if choice is not None and choice in self.transport.choices:
+            button = self.transport.choices[choice]
             press = ButtonPress(CONSOLE_CHAT_ID, CONSOLE_USER, button.data, channel="console")
             notice = await self.assistant.press(press, self.transport)
             if notice:

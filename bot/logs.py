@@ -1,5 +1,9 @@
 """Logging: loguru to stderr (journald takes it under systemd), text or JSON lines.
 
+When the console channel owns the terminal, the log would interleave with the conversation, so
+it goes to ``familiar.log`` in the data directory instead (its path printed once) and only
+warnings and errors still reach the terminal; ``familiar run|chat --verbose`` keeps it all there.
+
 The stdlib loggers of python-telegram-bot, httpx and APScheduler are routed into loguru, and
 every line, traceback included, passes through a mask that hides configured secrets and
 anything shaped like a bot token or an API key. httpx logs request URLs, and a Bot API URL
@@ -12,6 +16,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TextIO
 
 from loguru import logger
@@ -61,6 +66,14 @@ class _InterceptHandler(logging.Handler):
 
 
 TEXT_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
+CONSOLE_FORMAT = "{level}: {message}"
+LOG_FILE = "familiar.log"
+TERMINAL_LEVEL = "WARNING"  # what still reaches a terminal the console channel owns
+ROTATE_BYTES = 20 * 1024 * 1024
+
+
+def _level_no(level: str) -> int:
+    return int(logger.level(level).no)
 
 
 def setup_logging(
@@ -68,8 +81,13 @@ def setup_logging(
     json_lines: bool = False,
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
+    log_dir: Path | None = None,
 ) -> SecretMasker:
-    """Configure loguru once for the process; returns the masker so secrets can be added later."""
+    """Configure loguru once for the process; returns the masker so secrets can be added later.
+
+    ``log_dir`` (given when the console channel owns the terminal): the log goes to
+    ``log_dir/familiar.log``, whose path is printed once, and the terminal gets only warnings and
+    errors, one short line each."""
     masker = SecretMasker(secrets)
     out = stream or sys.stderr
 
@@ -78,15 +96,45 @@ def setup_logging(
         out.flush()
 
     logger.remove()
-    logger.add(
-        sink,
-        level=level,
-        format=TEXT_FORMAT,
-        serialize=json_lines,
-        backtrace=False,
-        diagnose=False,  # diagnose prints local variables, which may hold secrets
-        colorize=False,
-    )
+    if log_dir is None:
+        logger.add(
+            sink,
+            level=level,
+            format=TEXT_FORMAT,
+            serialize=json_lines,
+            backtrace=False,
+            diagnose=False,  # diagnose prints local variables, which may hold secrets
+            colorize=False,
+        )
+    else:
+        path = log_dir / LOG_FILE
+        if path.exists() and path.stat().st_size > ROTATE_BYTES:
+            path.replace(path.with_name(LOG_FILE + ".1"))  # one old file kept, checked at start
+        log_file = path.open("a", encoding="utf-8")
+
+        def file_sink(message: str) -> None:
+            log_file.write(masker(str(message)))
+            log_file.flush()
+
+        logger.add(
+            file_sink,
+            level=level,
+            format=TEXT_FORMAT,
+            serialize=json_lines,
+            backtrace=False,
+            diagnose=False,
+            colorize=False,
+        )
+        logger.add(
+            sink,
+            level=max(_level_no(level), _level_no(TERMINAL_LEVEL)),
+            format=lambda _record: CONSOLE_FORMAT + "\n",  # a callable: no traceback here
+            backtrace=False,
+            diagnose=False,
+            colorize=False,
+        )
+        out.write(f"Logging to {path} (warnings and errors also here; --verbose shows all).\n")
+        out.flush()
     logging.basicConfig(handlers=[_InterceptHandler()], level=0, force=True)
     for noisy in ("httpx", "httpcore", "apscheduler", "telegram", "urllib3", "filelock"):
         logging.getLogger(noisy).handlers = []

@@ -56,7 +56,9 @@ class TelegramSettings(BaseModel):
         64,
         ge=1,
         le=10000,
-        description="Webhook connections served at once; more get 503 at once (Telegram retries them).",
+        description="Webhook requests with the right secret served at once; more get 503 at once "
+        "(Telegram retries them). Connections still sending headers are held apart, up to four "
+        "times as many, the oldest dropped first.",
     )
     webhook_read_timeout_s: float = Field(
         10.0,

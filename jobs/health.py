@@ -1,7 +1,9 @@
 """Scheduled health: run the ``HealthRegistry`` and tell admins when the state changes, not every tick.
 
-The first run after start tells admins only if something is wrong (a restart is not news); later
-runs speak when the overall status or the set of unhealthy checks changes, and once on recovery.
+Nothing is said during a start-up grace period (``jobs.health_grace_s``): the embedding model
+and the channel are still coming up, and a restart is not news. The first run after it tells
+admins only if something is wrong; later runs speak when the overall status or the set of
+unhealthy checks changes, and once on recovery. Snapshots are saved from the first run on.
 """
 
 from __future__ import annotations
@@ -18,11 +20,21 @@ _ICON = {Status.HEALTHY: "✅", Status.DEGRADED: "⚠️", Status.FAILING: "🛑
 
 class HealthWatch:
     def __init__(
-        self, registry: HealthRegistry, notify_admins: NotifyAdmins, db: Database | None = None
+        self,
+        registry: HealthRegistry,
+        notify_admins: NotifyAdmins,
+        db: Database | None = None,
+        *,
+        grace_s: float = 0.0,
+        started_at: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``started_at`` is on ``clock``'s scale (default: now)."""
         self.registry = registry
         self.notify_admins = notify_admins
         self.db = db
+        self.clock = clock
+        self.quiet_until = (clock() if started_at is None else started_at) + grace_s
         self._last: tuple[Status, frozenset[tuple[str, Status]]] | None = None
 
     async def run(self) -> str:
@@ -30,6 +42,8 @@ class HealthWatch:
         if self.db is not None:
             await self.db.run(save_snapshot, self.db, results)
         status = overall(results)
+        if self.clock() < self.quiet_until:
+            return f"{status.name.lower()} (starting up: admins not told)"
         bad = frozenset((r.name, r.status) for r in results if r.status != Status.HEALTHY)
         state = (status, bad)
         changed = state != self._last and not (self._last is None and status == Status.HEALTHY)

@@ -9,6 +9,7 @@ water" at once); they go on at their next time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ class Reminders:
         known = await self.db.run(self._by_key, key) if key else None
         if known is not None:
             return known
-        cron, text = split_every(args, self.tz)
+        cron, text = await asyncio.to_thread(split_every, args, self.tz)
         reminder = await self.db.run(self._insert, chat_id, user_id, text, None, cron, key)
         self._schedule(reminder)
         return reminder

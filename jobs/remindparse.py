@@ -21,9 +21,11 @@ WHEN_EXAMPLES = (
     '"21:15", "2026-12-01 08:30"'
 )
 EVERY_EXAMPLES = (
-    '"/every 0 9 * * 1-5 stand-up" (09:00 on weekdays), "/every 30 18 * * * walk" '
-    '(18:30 daily), "/every @daily water the plants"'
+    '/every "0 9 * * 1-5" stand-up (09:00 on weekdays), /every 30 18 * * * walk '
+    "(18:30 daily), /every @daily water the plants"
 )
+# Phones turn straight quotes into typographic ones: each opening quote and its closing one.
+_QUOTES = {'"': '"', "'": "'", "“": "”", "„": "“", "«": "»", "‘": "’", "`": "`"}
 _UNITS = {
     "s": 1,
     "sec": 1,
@@ -94,7 +96,8 @@ def _clock(s: str) -> time | None:
     return time(hour, minute)
 
 
-def _relative(s: str) -> timedelta | None:
+def _relative(s: str) -> int | None:
+    """Seconds that "in 1h30m" names (an int: any size, no overflow); None when it is not that."""
     body = s[3:].strip() if s.startswith("in ") else None
     if not body:
         return None
@@ -106,11 +109,13 @@ def _relative(s: str) -> timedelta | None:
         unit = _UNITS.get(m.group(2)) or _UNITS.get(m.group(2).rstrip("s"))
         if unit is None:
             return None
-        total += int(m.group(1)) * unit
+        digits = m.group(1)
+        # int() refuses over 4300 digits; anything past 20 is past every limit anyway.
+        total += (int(digits) if len(digits) <= 20 else 10**20) * unit
         pos = m.end()
     if pos == 0 or body[pos:].strip():
         return None
-    return timedelta(seconds=total)
+    return total
 
 
 def parse_when(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> datetime:
@@ -118,10 +123,12 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> 
     s = " ".join(text.lower().split())
     local_now = now.astimezone(tz)
     when: datetime | None = None
-    if (delta := _relative(s)) is not None:
-        if delta.total_seconds() < 1:
+    if (seconds := _relative(s)) is not None:
+        if seconds < 1:
             raise _bad(text, "that is now")
-        when = local_now + delta
+        if seconds > max_days * 86400:  # checked before any date arithmetic can overflow
+            raise _bad(text, f"it is more than {max_days} days away")
+        when = local_now + timedelta(seconds=seconds)
     elif m := re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ t](.+))?", s):
         clock = _day_clock(m.group(4), text)
         try:
@@ -149,7 +156,10 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> 
     if when is None:
         raise _not_a_time(text)
     # datetime.combine with a ZoneInfo keeps a wall time that may not exist (DST gap): normalise.
-    when = when.astimezone(UTC_).astimezone(tz)
+    try:
+        when = when.astimezone(UTC_).astimezone(tz)
+    except OverflowError:  # 9999-12-31 23:59 west of UTC is past the end of the calendar
+        raise _bad(text, f"it is more than {max_days} days away") from None
     if when <= local_now:
         raise _bad(text, f"it is in the past (now is {local_now:%Y-%m-%d %H:%M} {tz.key})")
     if when - local_now > timedelta(days=max_days):
@@ -189,13 +199,28 @@ def split_remind(
     )
 
 
-def split_every(args: str, tz: ZoneInfo) -> tuple[str, str]:
-    """``/every CRON TEXT``: a five-field crontab (or @daily...) and the text; validated."""
+def _cron_and_text(args: str) -> tuple[str, str]:
+    """The schedule (quoted, a shortcut, or five bare fields) and the text after it."""
+    args = args.strip()
+    if args[:1] in _QUOTES:
+        end = args.find(_QUOTES[args[0]], 1)
+        if end < 0:
+            raise ReminderError(
+                "the schedule's closing quote is missing", f"for example {EVERY_EXAMPLES}"
+            )
+        cron, text = " ".join(args[1:end].split()), " ".join(args[end + 1 :].split())
+        return _SHORTCUTS.get(cron.lower(), cron), text
     words = args.split()
     if words and words[0].lower() in _SHORTCUTS:
-        cron, text = _SHORTCUTS[words[0].lower()], " ".join(words[1:])
-    else:
-        cron, text = " ".join(words[:5]), " ".join(words[5:])
+        return _SHORTCUTS[words[0].lower()], " ".join(words[1:])
+    return " ".join(words[:5]), " ".join(words[5:])
+
+
+def split_every(args: str, tz: ZoneInfo) -> tuple[str, str]:
+    """``/every CRON TEXT``: a five-field crontab (or @daily...), quoted or not, and the text;
+    validated. Can take a fraction of a second (a schedule that never fires is searched to the
+    end of the calendar): call it off the event loop."""
+    cron, text = _cron_and_text(args)
     if not text:
         raise ReminderError("give a schedule and a text", f"for example {EVERY_EXAMPLES}")
     try:
@@ -206,10 +231,16 @@ def split_every(args: str, tz: ZoneInfo) -> tuple[str, str]:
             f"five fields: minute hour day month weekday; for example {EVERY_EXAMPLES}",
         ) from None
     now = datetime.now(tz)
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
+    try:
+        first = trigger.get_next_fire_time(None, now)
+    except (ValueError, OverflowError):  # the search ran off the end of the calendar
+        first = None
     if first is None:
-        raise ReminderError(f"{cron!r} never fires", f"for example {EVERY_EXAMPLES}")
+        raise ReminderError(
+            f"{cron!r} never fires: no date matches it (a 31st in a 30-day month, say)",
+            f"for example {EVERY_EXAMPLES}",
+        )
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
     if second is not None and second - first < MIN_EVERY:
         raise ReminderError(
             f"{cron!r} fires more often than every {MIN_EVERY.seconds // 60} minutes",

@@ -10,6 +10,12 @@ class JobsSettings(BaseModel):
     health_interval_s: int = Field(
         300, ge=10, description="Seconds between scheduled health checks."
     )
+    health_grace_s: float = Field(
+        180.0,
+        ge=0,
+        description="Seconds after start during which health problems are not sent to admins "
+        "(the model and the channel are still coming up).",
+    )
     min_free_disk_mb: int = Field(
         500, ge=0, description="Free space in the data directory below which health is degraded."
     )

@@ -1,7 +1,7 @@
 """Bulk import of JSON Lines into memory (``familiar memory import``) and its record format.
 
-One object per line: ``text`` (required), optional ``chat_id`` (default 0), ``user`` (an integer
-user id), ``ts`` (ISO-8601), ``ref``, ``kind`` (default "note"; "message" rows also become
+One object per line: ``text`` (required), optional ``chat_id`` (an integer Telegram chat id,
+default 0), ``user`` (an integer Telegram user id), ``ts`` (ISO-8601), ``ref``, ``kind`` (default "note"; "message" rows also become
 conversation turns, with ``role``, default "user"). Bad lines are reported and skipped, never
 fatal. Rows are committed in batches, each batch with its vectors in the same transaction, so a
 process killed mid-import leaves only whole batches behind, each fully searchable.
@@ -24,8 +24,10 @@ import numpy as np
 
 from memory import store
 from memory.store import NewMemory
-from memory.text import MemoryInputError
+from memory.text import MemoryInputError, checked
 from memory.types import Scope
+
+MAX_ERRORS = 20
 
 
 @dataclass
@@ -33,6 +35,11 @@ class ImportReport:
     imported: int = 0
     skipped: int = 0
     errors: list[str] = field(default_factory=list)  # the first few, "line N: why"
+
+    def skip(self, n: int, why: object) -> None:
+        self.skipped += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(f"line {n}: {why}")
 
 
 def parse_record(obj: Any) -> dict[str, Any]:
@@ -45,9 +52,9 @@ def parse_record(obj: Any) -> dict[str, Any]:
     chat_id = obj.get("chat_id", 0)
     user = obj.get("user", obj.get("user_id"))
     if not isinstance(chat_id, int) or isinstance(chat_id, bool):
-        raise ValueError("'chat_id' must be an integer")
+        raise ValueError(f"'chat_id' must be an integer (a Telegram chat id), not {chat_id!r}")
     if user is not None and (not isinstance(user, int) or isinstance(user, bool)):
-        raise ValueError("'user' must be an integer user id")
+        raise ValueError(f"'user' must be an integer (a Telegram user id), not {user!r}")
     ts = obj.get("ts")
     when = None
     if ts is not None:
@@ -79,9 +86,18 @@ def read_jsonl(
         try:
             yield n, parse_record(json.loads(line))
         except ValueError as exc:  # JSONDecodeError is a ValueError
-            report.skipped += 1
-            if len(report.errors) < 20:
-                report.errors.append(f"line {n}: {exc}")
+            report.skip(n, exc)
+
+
+def check_records(lines: Iterable[str | bytes], max_text_bytes: int) -> ImportReport:
+    """Validate every line without storing anything (``--strict`` runs this first)."""
+    report = ImportReport()
+    for n, rec in read_jsonl(lines, report):
+        try:
+            checked(rec["text"], max_text_bytes)
+        except MemoryInputError as exc:
+            report.skip(n, exc)
+    return report
 
 
 def import_records(
@@ -131,9 +147,7 @@ def import_records(
                     )
                 )
             except MemoryInputError as exc:
-                report.skipped += 1
-                if len(report.errors) < 20:
-                    report.errors.append(f"line {n}: {exc}")
+                report.skip(n, exc)
             if len(batch) >= batch_size:
                 pending.put(_embedded(memory, batch))
                 batch = []

@@ -48,10 +48,26 @@ def clean(text: str | bytes) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
+# Characters that show nothing on their own: controls, format characters (zero-width space and
+# joiners, word joiner, BOM, bidi marks), separators, marks with no base (variation selectors),
+# and the blank "letters" (Hangul fillers, the blank Braille pattern) used to fake an empty message.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def has_visible(text: str) -> bool:
+    """Whether ``text`` has anything a person could see: False for an empty message, whitespace,
+    or only zero-width and control characters (treated as empty everywhere)."""
+    return any(
+        ch not in _BLANK_LETTERS and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES
+        for ch in text
+    )
+
+
 def checked(text: str | bytes, max_bytes: int) -> str:
     """``clean`` and refuse what cannot be remembered, saying why."""
     cleaned = clean(text)
-    if not cleaned:
+    if not has_visible(cleaned):
         raise MemoryInputError("the text is empty", "send some words to remember")
     size = len(cleaned.encode("utf-8"))
     if size > max_bytes:

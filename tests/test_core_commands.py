@@ -225,5 +225,5 @@ async def test_export_sends_this_chats_memory_as_a_file(rig: Rig) -> None:
     await rig.say("/remember the wifi password is on the fridge")
     await rig.say("/export")
     ((chat, name, data),) = rig.transport.files
-    assert chat == CHAT and name.endswith(".json")
+    assert chat == CHAT and name.endswith(".json") and name.startswith("familiar-export-")
     assert "the wifi password is on the fridge" in data.decode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Any
 
 import typer
@@ -54,6 +55,34 @@ def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
     return settings
 
 
+def _run_daemon(console: bool, verbose: bool) -> int:
+    """``familiar run|chat``. When the console channel owns the terminal, the log goes to a file
+    in the data directory (unless ``verbose``) and what reaches the terminal is written above
+    the console's prompt."""
+    from bot.config import load_settings
+    from bot.daemon.run import choose_channel, prepare_data_dir, run_daemon
+    from bot.logs import setup_logging
+    from bot.terminal import Terminal
+
+    settings = load_settings()
+    terminal = None
+    log_dir = None
+    if choose_channel(settings, console, sys.stdin) == "console":
+        terminal = Terminal(sys.stdout, sys.stderr)
+        log_dir = None if verbose else prepare_data_dir(settings.data_dir)
+    setup_logging(
+        settings.log.level,
+        settings.log.json_lines,
+        settings.secret_values(),
+        stream=terminal.log if terminal else None,  # type: ignore[arg-type]
+        log_dir=log_dir,
+    )
+    return run_daemon(settings, console=console, stdout=terminal)  # type: ignore[arg-type]
+
+
+VERBOSE_HELP = "In the console, show the whole log in the terminal instead of only warnings."
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"familiar {__version__}")
@@ -71,20 +100,21 @@ def main_options(
 
 @app.command()
 @friendly
-def run() -> None:
-    """Run the daemon: Telegram when a token is set, else the console in a terminal."""
-    from bot.daemon.run import run_daemon
+def run(verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP)) -> None:
+    """Run the daemon: Telegram when a token is set, else the console in a terminal.
 
-    raise typer.Exit(run_daemon(_settings()))
+    In the console the log goes to familiar.log in the data directory; warnings and errors
+    still show in the terminal."""
+    raise typer.Exit(_run_daemon(console=False, verbose=verbose))
 
 
 @app.command()
 @friendly
-def chat() -> None:
-    """Chat with the assistant in this terminal (the same core as Telegram)."""
-    from bot.daemon.run import run_daemon
+def chat(verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP)) -> None:
+    """Chat with the assistant in this terminal (the same core as Telegram).
 
-    raise typer.Exit(run_daemon(_settings(), console=True))
+    The log goes to familiar.log in the data directory; warnings and errors still show here."""
+    raise typer.Exit(_run_daemon(console=True, verbose=verbose))
 
 
 @app.command()

@@ -76,7 +76,9 @@ class _NoBar:
 @_friendly
 def add(
     text: str = typer.Argument(..., help="What to remember."),
-    chat: int = typer.Option(0, "--chat", help="Chat id (scope) it belongs to."),
+    chat: int = typer.Option(
+        0, "--chat", help="Chat id (scope) it belongs to: a Telegram chat id."
+    ),
     ref: str | None = typer.Option(
         None, "--ref", help="Your reference string, returned with every hit."
     ),
@@ -90,17 +92,38 @@ def add(
         typer.echo(memory.add_sync([item])[0])
 
 
+RECORD_HELP = (
+    "JSON Lines, one object per line: text (required), chat_id and user (integers: Telegram "
+    "chat and user ids), ts (ISO-8601), ref, kind."
+)
+SHOWN_ERRORS = 5
+
+
 @app.command("import")
 @_friendly
 def import_(
-    file: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="JSON Lines: text, chat_id, user, ts, ref, kind."
-    ),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help=RECORD_HELP),
     batch: int = typer.Option(256, "--batch", min=1, help="Rows embedded and committed together."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Check every line first; import nothing if any line is bad."
+    ),
 ) -> None:
-    """Import a JSON Lines file (one object per line); bad lines are reported and skipped."""
-    from memory.importer import ImportReport, import_records, read_jsonl
+    """Import a JSON Lines file (one object per line); bad lines are reported and skipped.
 
+    Exit 0 when at least one line was imported (skipped lines are counted, with the first
+    reasons, on standard error), 1 when nothing was, and with --strict 1 on any bad line.
+    chat_id and user must be integers (Telegram ids).
+    """
+    from bot.config import load_settings
+    from memory.importer import ImportReport, check_records, import_records, read_jsonl
+
+    if strict:
+        with file.open("rb") as lines:
+            checked = check_records(lines, load_settings().memory.max_text_bytes)
+        if checked.skipped:
+            _report_skipped(checked)
+            typer.echo(f"--strict: {checked.skipped} bad lines, nothing imported", err=True)
+            raise typer.Exit(1)
     total = sum(1 for line in file.open("rb") if line.strip())
     report = ImportReport()
     with _memory() as memory, file.open("rb") as lines, _bar(total, "importing") as bar:
@@ -108,7 +131,17 @@ def import_(
             memory, read_jsonl(lines, report), report, batch_size=batch, progress=bar.update
         )
     typer.echo(f"imported {report.imported}, skipped {report.skipped}")
-    for error in report.errors:
+    _report_skipped(report)
+    if report.imported == 0:
+        typer.echo("error: nothing was imported", err=True)
+        raise typer.Exit(1)
+
+
+def _report_skipped(report: Any) -> None:
+    if not report.skipped:
+        return
+    typer.echo(f"skipped {report.skipped} lines; the first reasons:", err=True)
+    for error in report.errors[:SHOWN_ERRORS]:
         typer.echo(f"  {error}", err=True)
 
 
@@ -116,11 +149,27 @@ def _hits_json(hits: list[Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in h.as_dict().items() if k != "user_id"} for h in hits]
 
 
+def _query_line(line: bytes, chat: int, k: int) -> tuple[str, int, int]:
+    """One --batch line -> (query, chat id, k); ValueError says what is wrong."""
+    try:
+        q = json.loads(line)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(q, dict) or not isinstance(q.get("query"), str):
+        raise ValueError("needs an object with a 'query' string")
+    chat_id, limit = q.get("chat_id", chat), q.get("k", k)
+    if not isinstance(chat_id, int) or isinstance(chat_id, bool):
+        raise ValueError(f"'chat_id' must be an integer (a Telegram chat id), not {chat_id!r}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+        raise ValueError(f"'k' must be an integer from 1 to 1000, not {limit!r}")
+    return q["query"], chat_id, limit
+
+
 @app.command("search")
 @_friendly
 def search(
     query: str | None = typer.Argument(None, help="What to look for (omit with --batch)."),
-    chat: int = typer.Option(0, "--chat", help="Chat id (scope) to search in."),
+    chat: int = typer.Option(0, "--chat", help="Chat id (scope) to search in: a Telegram chat id."),
     k: int = typer.Option(10, "--k", min=1, max=1000, help="How many hits."),
     as_json: bool = typer.Option(False, "--json", help="Print the hits as a JSON list."),
     batch: Path | None = typer.Option(
@@ -128,7 +177,10 @@ def search(
         "--batch",
         exists=True,
         dir_okay=False,
-        help="JSON Lines of queries (query, chat_id, k); one JSON line of hits per query.",
+        help=(
+            "JSON Lines of queries (query, chat_id an integer Telegram chat id, k); one JSON line "
+            "of hits per query, null for a bad line (its error on standard error, exit 1 at the end)."
+        ),
     ),
 ) -> None:
     """Hybrid (full-text + semantic) search within one chat."""
@@ -138,23 +190,23 @@ def search(
         raise typer.BadParameter("give either a QUERY or --batch FILE")
     with _memory() as memory:
         if batch is not None:
+            bad = 0
             with batch.open("rb") as lines:
                 for n, line in enumerate(lines, start=1):
                     if not line.strip():
                         continue
                     try:
-                        q = json.loads(line)
-                        text = str(q["query"])
-                        scope, limit = Scope(int(q.get("chat_id", chat))), int(q.get("k", k))
-                    except (ValueError, KeyError, TypeError) as exc:
-                        typer.echo(f"line {n}: {exc}", err=True)
-                        typer.echo("[]")
+                        text, chat_id, limit = _query_line(line, chat, k)
+                    except ValueError as exc:
+                        bad += 1
+                        typer.echo(f"error: line {n}: {exc}", err=True)
+                        typer.echo("null")  # one output line per query line, still
                         continue
-                    typer.echo(
-                        json.dumps(
-                            _hits_json(memory.search_sync(text, scope, k=limit)), ensure_ascii=False
-                        )
-                    )
+                    hits = memory.search_sync(text, Scope(chat_id), k=limit)
+                    typer.echo(json.dumps(_hits_json(hits), ensure_ascii=False))
+            if bad:
+                typer.echo(f"error: {bad} bad query lines", err=True)
+                raise typer.Exit(1)
             return
         hits = memory.search_sync(query or "", Scope(chat), k=k)
         if as_json:
@@ -221,8 +273,8 @@ def reindex() -> None:
 @app.command("export")
 @_friendly
 def export(
-    chat: int | None = typer.Option(None, "--chat", help="Only this chat."),
-    user: int | None = typer.Option(None, "--user", help="Only this user."),
+    chat: int | None = typer.Option(None, "--chat", help="Only this chat (a Telegram chat id)."),
+    user: int | None = typer.Option(None, "--user", help="Only this user (a Telegram user id)."),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write here instead of standard output."
     ),

@@ -19,7 +19,7 @@ from agents.errors import LLMError
 from agents.review import ReviewEngine, ReviewResult
 from agents.usage import CallContext, UsageStore
 from bot.core.assistant import Assistant
-from bot.core.commands import Command
+from bot.core.commands import GROUP_SETTING_REFUSAL, Command, may_change_chat_settings
 from bot.core.drafts import AnswerDrafts
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
@@ -251,6 +251,8 @@ class AgentCommands:
         """/think QUESTION: draft, critique, refine; /think on|off sets it for this chat."""
         switch = args.strip().lower()
         if switch in ("on", "off"):
+            if not may_change_chat_settings(msg):
+                return Reply(GROUP_SETTING_REFUSAL, markdown=False)
             await self.modes.set(msg.chat_id, "think" if switch == "on" else "single")
             state = "in three passes" if switch == "on" else "directly"
             return Reply(f"From now on I answer every message here {state}.", markdown=False)

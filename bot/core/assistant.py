@@ -15,6 +15,7 @@ from bot.core.commands import Command, CommandRegistry, parse_command
 from bot.core.transport import Transport
 from bot.core.types import ButtonPress, Incoming, Reply
 from memory.health import HealthRegistry, Status, overall
+from memory.text import has_visible
 
 TextAnswerer = Callable[[Incoming, Transport], Awaitable[None]]
 # A button handler returns the short notice shown to the presser (answerCallbackQuery text).
@@ -24,6 +25,7 @@ Interceptor = Callable[[Incoming, Transport], Awaitable[bool]]
 # Wraps the transport the text answerer gets, e.g. to attach feedback buttons to every answer.
 AnswerWrapper = Callable[[Incoming, Transport], Transport]
 
+EMPTY = "That message looks empty to me: there is nothing in it I can read."
 STATUS_ICON = {Status.HEALTHY: "✅", Status.DEGRADED: "⚠️", Status.FAILING: "❌"}
 
 # Commands every channel shows; their real handlers are registered by the feature that owns them.
@@ -58,6 +60,9 @@ class Assistant:
     # -- routing ---------------------------------------------------------------------------
     async def handle(self, msg: Incoming, transport: Transport) -> None:
         """Answer one message: a command, or text for the assistant."""
+        if not has_visible(msg.text):  # zero-width or control characters only: an empty message
+            await transport.send(msg.chat_id, Reply(EMPTY, markdown=False, no_feedback=True))
+            return
         for intercept in self.interceptors:
             if await intercept(msg, transport):
                 return
@@ -76,7 +81,7 @@ class Assistant:
         if command.admin_only and not msg.sender.is_admin:
             await transport.send(msg.chat_id, Reply(f"/{name} is for admins only.", markdown=False))
             return
-        if command.needs_args and not args:
+        if command.needs_args and not has_visible(args):
             await transport.send(msg.chat_id, Reply(command.usage_line(), markdown=False))
             return
         reply = await command.handler(msg, args, transport)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -57,11 +58,35 @@ class CommandRegistry:
         return "\n".join(lines)
 
 
+GROUP_SETTING_REFUSAL = "In a group only an admin can change this."  # its own admins or Familiar's
+
+
+def may_change_chat_settings(msg: Incoming) -> bool:
+    """Per-chat settings (answer mode, persona, training opt-in) apply to everyone in the chat
+    (/think on triples the cost of every answer there): in a group only the group's own admins
+    and Familiar's admins may change them."""
+    return not msg.is_group or msg.sender.is_admin or msg.sender.is_chat_admin
+
+
+MAX_ID = 2**63 - 1  # SQLite's largest INTEGER
+_ID = re.compile(r"#?([0-9]{1,19})")
+
+
+def parse_id(text: str) -> int | None:
+    """A row id typed by a person ("12", "#12"); None for anything else: other scripts' digits
+    ("²", "١٢"), signs, or a number past what SQLite can hold."""
+    m = _ID.fullmatch(text.strip())
+    if m is None:
+        return None
+    value = int(m.group(1))
+    return value if 0 < value <= MAX_ID else None
+
+
 def parse_command(text: str) -> tuple[str, str] | None:
     """``"/remember@MyBot milk"`` -> ``("remember", "milk")``; None when not a command."""
     if not text.startswith("/") or len(text) < 2:
         return None
-    head, _, rest = text[1:].partition(" ")
+    head, _, rest = re.sub(r"\s", " ", text[1:], count=1).partition(" ")
     name = head.split("@", 1)[0].lower()
     if not name or not all(ch.isalnum() or ch == "_" for ch in name):
         return None

@@ -327,5 +327,10 @@ class FeedbackTransport(Transport):
     async def typing(self, chat_id: int) -> None:
         await self.inner.typing(chat_id)
 
+    async def send_document(
+        self, chat_id: int, data: bytes, filename: str, caption: str = ""
+    ) -> None:
+        await self.inner.send_document(chat_id, data, filename, caption)
+
 
 __all__ = ["ACTIONS", "Answer", "Feedback", "FeedbackStore", "FeedbackTransport", "Sender"]

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
 from bot.core.assistant import Assistant
-from bot.core.commands import Command
+from bot.core.commands import Command, parse_id
+from bot.core.export_files import PART_BYTES as export_file_limit
+from bot.core.export_files import export_files
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply
 from memory.errors import FamiliarError
@@ -32,9 +35,12 @@ def hit_line(hit: Hit) -> str:
 
 
 class MemoryCommands:
-    def __init__(self, memory: Memory, context_tokens: int) -> None:
+    def __init__(
+        self, memory: Memory, context_tokens: int, part_bytes: int = export_file_limit
+    ) -> None:
         self.memory = memory
         self.context_tokens = context_tokens
+        self.part_bytes = part_bytes  # the largest file /export sends
 
     def register(self, assistant: Assistant) -> None:
         replace = assistant.commands.replace
@@ -94,14 +100,14 @@ class MemoryCommands:
 
     async def forget(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/forget ID: remove one memory of this chat."""
-        raw = args.strip().lstrip("#")
-        if not raw.isdigit():
+        memory_id = parse_id(args)
+        if memory_id is None:
             return Reply(
                 "Usage: /forget ID (the number /memories or /recall shows)", markdown=False
             )
-        if await self.memory.forget(int(raw), scope_of(msg)):
-            return Reply(f"Forgotten #{raw}.", markdown=False)
-        return Reply(f"There is no memory #{raw} of yours in this chat.", markdown=False)
+        if await self.memory.forget(memory_id, scope_of(msg)):
+            return Reply(f"Forgotten #{memory_id}.", markdown=False)
+        return Reply(f"There is no memory #{memory_id} of yours in this chat.", markdown=False)
 
     async def context(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/context: what the model would see now, and what did not fit."""
@@ -127,14 +133,16 @@ class MemoryCommands:
         return Reply(text, markdown=False)
 
     async def export(self, msg: Incoming, args: str, transport: Transport) -> Reply | None:
-        """/export: this chat's memory of you as a JSON file."""
+        """/export: this chat's memory of you as a JSON file (zipped, or in parts, when large)."""
         data = await self.memory.export(chat_id=msg.chat_id, user_id=msg.sender.id)
         payload = json.dumps(data, ensure_ascii=False, indent=1, default=str).encode()
-        name = f"familiar-export-{msg.chat_id}-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+        stem = f"familiar-export-{msg.chat_id}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        files = await asyncio.to_thread(
+            export_files, stem, payload, "Your memory in this chat", part_bytes=self.part_bytes
+        )
         try:
-            await transport.send_file(
-                msg.chat_id, name, payload, caption="Your memory in this chat."
-            )
+            for file in files:
+                await transport.send_document(msg.chat_id, file.data, file.filename, file.caption)
         except NotImplementedError:
             return Reply(
                 "This channel cannot send files; `familiar memory export` on the server does the same.",

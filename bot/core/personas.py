@@ -30,7 +30,7 @@ from agents.training.errors import RegistryError
 from agents.training.registry import AdapterRegistry, check_slug
 from agents.usage import UsageStore
 from bot.core.assistant import Assistant
-from bot.core.commands import Command
+from bot.core.commands import GROUP_SETTING_REFUSAL, Command, may_change_chat_settings
 from bot.core.transport import Transport
 from bot.core.types import Incoming, Reply
 from memory.db import Database
@@ -177,6 +177,8 @@ class PersonaCommands:
         personas = self.router.personas
         if not name:
             return await self._show(msg.chat_id)
+        if not may_change_chat_settings(msg):
+            return Reply(GROUP_SETTING_REFUSAL, markdown=False)
         if name.lower() in DEFAULT_WORDS:
             await personas.set(msg.chat_id, None)
             return Reply("Back to the default persona in this chat.", markdown=False)

@@ -23,7 +23,7 @@ from agents.training.pipeline import Pipeline, PipelineStore
 from agents.training.progress import pipeline_text
 from agents.training.registry import AdapterRegistry, AdapterVersion, check_slug
 from bot.core.assistant import Assistant
-from bot.core.commands import Command
+from bot.core.commands import GROUP_SETTING_REFUSAL, Command, may_change_chat_settings
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, SentMessage
@@ -182,8 +182,8 @@ class TrainCommands:
                 f"This chat {state} its 👍-rated answers as training data. /train optin on|off",
                 markdown=False,
             )
-        if msg.is_group and not msg.sender.is_admin:
-            return Reply("In a group only an admin can change this.", markdown=False)
+        if not may_change_chat_settings(msg):
+            return Reply(GROUP_SETTING_REFUSAL, markdown=False)
         await self.prefs.set_optin(msg.chat_id, switch == "on")
         if switch == "on":
             return Reply(

@@ -27,9 +27,17 @@ class Transport(ABC):
         marked done, so a crash cannot leave the last edit of an answer unsent)."""
         return None
 
-    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
-        """Send a document; raises NotImplementedError where the channel has no files."""
+    async def send_document(
+        self, chat_id: int, data: bytes, filename: str, caption: str = ""
+    ) -> None:
+        """Send ``data`` as a file named ``filename``; raises NotImplementedError where the
+        channel has no files. The caller keeps each file under the channel's size limit
+        (``bot.core.export_files``)."""
         raise NotImplementedError
+
+    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
+        """The older name of ``send_document`` (its argument order), kept while callers move."""
+        await self.send_document(chat_id, data, filename, caption)
 
 
 class RecordingTransport(Transport):
@@ -38,7 +46,8 @@ class RecordingTransport(Transport):
     def __init__(self) -> None:
         self.sent: list[tuple[int, Reply]] = []
         self.edits: list[tuple[SentMessage, Reply]] = []
-        self.files: list[tuple[int, str, bytes]] = []
+        self.files: list[tuple[int, str, bytes]] = []  # (chat id, file name, data)
+        self.captions: list[str] = []
 
     async def send(self, chat_id: int, reply: Reply) -> SentMessage:
         self.sent.append((chat_id, reply))
@@ -56,8 +65,11 @@ class RecordingTransport(Transport):
                 reply = edited
         return reply
 
-    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
+    async def send_document(
+        self, chat_id: int, data: bytes, filename: str, caption: str = ""
+    ) -> None:
         self.files.append((chat_id, filename, data))
+        self.captions.append(caption)
 
     @property
     def texts(self) -> list[str]:

@@ -13,7 +13,8 @@ DURABLE_ID_CHANNELS = frozenset({"telegram"})
 class Sender:
     id: int
     name: str = ""
-    is_admin: bool = False
+    is_admin: bool = False  # one of Familiar's admins
+    is_chat_admin: bool = False  # an administrator of the group the message came from
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,21 @@ def daemon_checks(settings: Settings, db: Database, skip: set[str]) -> list[Chec
     return results
 
 
+def choose_channel(settings: Settings, console: bool, stdin: TextIO) -> str:
+    """ "console" or "telegram": the console when asked for, or with no token and a terminal."""
+    if console:
+        return "console"
+    if settings.telegram.token is not None:
+        return "telegram"
+    if stdin.isatty():
+        return "console"
+    raise ConfigError(
+        "no Telegram token is configured and there is no terminal to chat in",
+        "set FAMILIAR_TELEGRAM__TOKEN (or the systemd credential 'telegram_token'), "
+        "or run `familiar chat` in a terminal",
+    )
+
+
 @dataclass
 class Daemon:
     """The running daemon. ``console`` picks the console channel instead of Telegram."""
@@ -143,21 +158,8 @@ class Daemon:
             self.fatal = error
         self.stop_event.set()
 
-    def _choose_channel(self) -> str:
-        if self.console:
-            return "console"
-        if self.settings.telegram.token is not None:
-            return "telegram"
-        if (self.stdin or sys.stdin).isatty():
-            return "console"
-        raise ConfigError(
-            "no Telegram token is configured and there is no terminal to chat in",
-            "set FAMILIAR_TELEGRAM__TOKEN (or the systemd credential 'telegram_token'), "
-            "or run `familiar chat` in a terminal",
-        )
-
     def _build_services(self, db: Database, health: HealthRegistry) -> Services:
-        channel = self._choose_channel()
+        channel = choose_channel(self.settings, self.console, self.stdin or sys.stdin)
         services = build_services(
             self.settings, db, health, self.lifecycle, started_at=self.started_at
         )
@@ -254,9 +256,10 @@ async def _finish_loop() -> None:
     await asyncio.wait([asyncio.create_task(loop.shutdown_default_executor())], timeout=2)
 
 
-def run_daemon(settings: Settings, console: bool = False) -> int:
-    """Entry point of ``familiar run`` and ``familiar chat``."""
-    daemon = Daemon(settings, console=console)
+def run_daemon(settings: Settings, console: bool = False, stdout: TextIO | None = None) -> int:
+    """Entry point of ``familiar run`` and ``familiar chat``; ``stdout``: the console's output
+    (the CLI hands it a ``bot.terminal.Terminal``)."""
+    daemon = Daemon(settings, console=console, stdout=stdout)
     loop = asyncio.new_event_loop()
     error: FamiliarError | None = None
     code = 2

@@ -218,7 +218,9 @@ def build_services(
     scheduler.register(
         JobSpec(
             "health",
-            HealthWatch(health, notify_admins, db).run,
+            HealthWatch(
+                health, notify_admins, db, grace_s=js.health_grace_s, started_at=started_at
+            ).run,
             every=timedelta(seconds=js.health_interval_s),
             catch_up=False,
         )

@@ -38,6 +38,7 @@ from bot.core.feedback import Feedback
 from bot.daemon.lifecycle import Service
 from bot.errors import ConfigError, FamiliarError, TelegramTokenRejected
 from bot.telegram.access import AccessControl
+from bot.telegram.chat_admins import ChatAdmins
 from bot.telegram.dispatch import UpdateDispatcher
 from bot.telegram.handlers import BotIdentity, UpdateHandler
 from bot.telegram.inbox import Inbox
@@ -137,6 +138,7 @@ class TelegramChannel(Service):
             TokenBucket(self.tg.user_burst, self.tg.user_per_minute),
             self.tg.refusal_interval_s,
             voice,
+            chat_admin=ChatAdmins(self.bot),
         )
         self._status = (Status.DEGRADED, "connecting to Telegram")
         self._task: asyncio.Task[None] | None = None

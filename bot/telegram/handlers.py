@@ -35,6 +35,7 @@ from bot.telegram.voice import VoiceReader, heard, voice_note
 from memory.db import Database
 
 AnswerCallback = Callable[[str, str], Awaitable[None]]
+ChatAdminCheck = Callable[[int, int], Awaitable[bool]]  # (chat id, user id): a group admin?
 GROUP_TYPES = (ChatType.GROUP, ChatType.SUPERGROUP)
 REFUSAL = (
     "Sorry, this is a private assistant. If its owner gave you an invite code, send /start CODE."
@@ -81,8 +82,10 @@ class UpdateHandler:
         bucket: TokenBucket,
         refusal_interval_s: float = 3600.0,
         voice: VoiceReader | None = None,
+        chat_admin: ChatAdminCheck | None = None,
     ) -> None:
         self.db = db
+        self.chat_admin = chat_admin  # None: nobody counts as a group admin
         self.assistant = assistant
         self.transport = transport
         self.access = access
@@ -194,9 +197,22 @@ class UpdateHandler:
             await self._notice(chat.id, SLOW_DOWN, key=("slow", user.id))
             return
         reply_to = message.reply_to_message.message_id if message.reply_to_message else None
+        # Asked only where it matters: a command in a group (per-chat settings are commands).
+        chat_admin = (
+            is_group
+            and parsed is not None
+            and role is not Role.ADMIN
+            and self.chat_admin is not None
+            and await self.chat_admin(chat.id, user.id)
+        )
         incoming = Incoming(
             chat.id,
-            Sender(user.id, user.first_name or user.username or "", role is Role.ADMIN),
+            Sender(
+                user.id,
+                user.first_name or user.username or "",
+                role is Role.ADMIN,
+                is_chat_admin=bool(chat_admin),
+            ),
             text or "",
             message_id=message.message_id,
             is_group=is_group,

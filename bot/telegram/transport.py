@@ -10,6 +10,7 @@
 - Edits of one message are coalesced to at most one per ``edit_interval_s``: an edit that comes
   too soon replaces the pending one and returns at once; ``drain()`` applies what is pending.
 - ``typing`` is best-effort: its failure is logged and ignored.
+- ``send_document`` uploads bytes as a file (``sendDocument``), paced and retried like a message.
 
 The bookkeeping per message stays bounded over the daemon's life: a pending edit and its
 flusher are dropped once applied, edit times once they no longer hold an edit back, and the
@@ -39,6 +40,8 @@ from bot.telegram.limits import ChatPacer
 T = TypeVar("T")
 Key = tuple[int, int]  # (chat id, message id)
 MAX_RETRY_AFTER_TRIES = 5
+CAPTION_LIMIT = 1024  # Telegram's, for a document's caption
+UPLOAD_TIMEOUT_S = 120.0  # up to 50 MB through a slow uplink
 MAX_TRACKED = 4096  # split messages whose parts we remember: far more than are still being edited
 
 
@@ -270,6 +273,20 @@ class TelegramTransport(Transport):
             await self.bot.send_chat_action(chat_id, ChatAction.TYPING)
         except TelegramError as exc:  # non-essential: never stops a reply
             logger.debug("sendChatAction failed in chat {}: {}", chat_id, exc)
+
+    async def send_document(
+        self, chat_id: int, data: bytes, filename: str, caption: str = ""
+    ) -> None:
+        await self._call(
+            chat_id,
+            lambda: self.bot.send_document(
+                chat_id,
+                data,
+                filename=filename,
+                caption=caption[:CAPTION_LIMIT] or None,
+                write_timeout=UPLOAD_TIMEOUT_S,
+            ),
+        )
 
     async def send_plain(self, chat_id: int, text: str) -> None:
         """A short notice outside the answer path (refusals, errors); failures are logged."""

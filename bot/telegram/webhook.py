@@ -5,10 +5,14 @@ server needs tornado (an extra dependency) and acknowledges before our inbox wri
 answer (200) goes back only once the update is stored, so Telegram redelivers anything we did
 not keep. Every request must carry ``X-Telegram-Bot-Api-Secret-Token``; others get 403.
 
-The endpoint faces the internet, so it is bounded: at most ``max_connections`` are served at
-once (the rest get 503 at once, unread), a request must arrive whole within ``read_timeout_s``
-(a client trickling its headers is cut off with 408), and the warnings a flood of forged or
-excess requests causes are throttled to one line per ``warn_interval_s``.
+The endpoint faces the internet, so it is bounded, in two stages. A connection first sends its
+headers; only once they carry the right secret does it take one of ``max_connections`` slots
+(over them: 503, the body unread) and have its body read. Connections still sending headers are
+held apart, up to ``max_unverified`` (four times ``max_connections`` by default); past that the
+oldest of them is dropped with 503 to make room, so half-sent requests, which need no secret,
+can never keep a signed update out. A request must arrive whole within ``read_timeout_s`` (a
+client trickling its headers is cut off with 408), and the warnings a flood of forged or excess
+requests causes are throttled to one line per ``warn_interval_s``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import hmac
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -104,6 +109,7 @@ class WebhookServer:
         receive: Receiver,
         *,
         max_connections: int = 64,
+        max_unverified: int | None = None,
         read_timeout_s: float = 10.0,
         warn_interval_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -113,14 +119,25 @@ class WebhookServer:
         self.secret = secret
         self.receive = receive
         self.max_connections = max_connections
+        self.max_unverified = max_unverified or 4 * max_connections
         self.read_timeout_s = read_timeout_s
         self._server: asyncio.Server | None = None
-        self._requests: set[asyncio.Task[Any]] = set()
+        # Connections still sending their headers, oldest first (the first to go when full).
+        self._unverified: OrderedDict[asyncio.Task[Any], asyncio.StreamWriter] = OrderedDict()
+        self._evicted: set[asyncio.Task[Any]] = set()
+        self._answered: set[asyncio.Task[Any]] = set()  # their status line went out
+        self._requests: set[asyncio.Task[Any]] = set()  # signed, holding a slot
         self._bad_secret = ThrottledWarning(
             "webhook request without the right secret token refused", warn_interval_s, clock
         )
         self._over_cap = ThrottledWarning(
             f"webhook connection refused with 503: {max_connections} already in hand",
+            warn_interval_s,
+            clock,
+        )
+        self._dropped = ThrottledWarning(
+            f"webhook connection dropped with 503: {self.max_unverified} others were still "
+            "sending their headers",
             warn_interval_s,
             clock,
         )
@@ -134,6 +151,8 @@ class WebhookServer:
         went out for those, so Telegram sends them again and the inbox drops what it has)."""
         if self._server is not None:
             self._server.close()
+        for task in list(self._unverified):  # nothing of theirs was taken in yet
+            task.cancel()
         if self._requests:
             _, left = await asyncio.wait(list(self._requests), timeout=grace_s)
             for task in left:
@@ -143,18 +162,45 @@ class WebhookServer:
             await self._server.wait_closed()
         self._bad_secret.flush()
         self._over_cap.flush()
+        self._dropped.flush()
+
+    def _admit(self, task: asyncio.Task[Any], writer: asyncio.StreamWriter) -> None:
+        """Hold ``task`` among the connections sending headers, dropping the oldest when full."""
+        self._unverified[task] = writer
+        while len(self._unverified) > self.max_unverified:
+            oldest, _ = self._unverified.popitem(last=False)
+            self._evicted.add(oldest)
+            oldest.cancel()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._requests) >= self.max_connections:
-            self._refuse_busy(writer)
-            return
         task = asyncio.current_task()
-        if task is not None:
-            self._requests.add(task)
-            task.add_done_callback(self._requests.discard)
+        assert task is not None
+        self._admit(task, writer)
+        try:
+            await self._respond(reader, writer, task)
+        except asyncio.CancelledError:
+            if task not in self._evicted:
+                writer.close()
+                raise  # the server is closing
+            self._dropped.hit()
+            if task in self._answered:
+                writer.close()  # refused already, and reading its rest away: just go
+            else:
+                self._refuse_unread(writer)
+        finally:
+            # A refused request stays among the unverified while it lingers, so a flood of
+            # them is bounded (and dropped oldest first) like one of half-sent requests.
+            self._unverified.pop(task, None)
+            self._requests.discard(task)
+            self._evicted.discard(task)
+            self._answered.discard(task)
+
+    async def _respond(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[Any]
+    ) -> None:
         status = 500
         try:
-            status = await self._request(reader)
+            status = await self._request(reader, task)
         except TimeoutError:
             status = 408
         except (ValueError, asyncio.IncompleteReadError, ConnectionError):
@@ -162,7 +208,12 @@ class WebhookServer:
         except Exception:
             logger.exception("webhook request failed")
             status = 500
+        if status == 503:
+            self._over_cap.hit()
+            self._refuse_unread(writer)
+            return
         reason = REASONS.get(status, "Error")
+        self._answered.add(task)
         try:
             writer.write(
                 f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
@@ -175,17 +226,17 @@ class WebhookServer:
         finally:
             writer.close()
 
-    def _refuse_busy(self, writer: asyncio.StreamWriter) -> None:
-        """503 without reading anything: reading (or lingering) would let a flood keep tying
-        up the very resources the cap protects. Telegram retries a 503 later."""
-        self._over_cap.hit()
+    @staticmethod
+    def _refuse_unread(writer: asyncio.StreamWriter) -> None:
+        """503 without reading on: reading (or lingering) would let a flood keep tying up the
+        very resources the caps protect. Telegram retries a 503 later."""
         try:
             writer.write(
                 b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             )
             if writer.can_write_eof():
                 writer.write_eof()
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, RuntimeError):
             pass
         finally:
             writer.close()
@@ -207,11 +258,22 @@ class WebhookServer:
         except (TimeoutError, ConnectionError, OSError):
             pass
 
-    async def _request(self, reader: asyncio.StreamReader) -> int:
-        async with asyncio.timeout(self.read_timeout_s):
-            update = await self._read(reader)
-        if isinstance(update, int):
-            return update
+    async def _request(self, reader: asyncio.StreamReader, task: asyncio.Task[Any]) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout_s
+        async with asyncio.timeout_at(deadline):
+            length = await self._read_head(reader)
+        if length < 0:
+            return -length
+        # Signed: out of the header stage, into a slot of its own, or 503.
+        self._unverified.pop(task, None)
+        if len(self._requests) >= self.max_connections:
+            return 503
+        self._requests.add(task)
+        async with asyncio.timeout_at(deadline):
+            update = json.loads(await reader.readexactly(length))
+        if not isinstance(update, dict):
+            return 400
         try:
             async with asyncio.timeout(RECEIVE_TIMEOUT_S):
                 await self.receive(update)
@@ -222,8 +284,8 @@ class WebhookServer:
             return 500
         return 200
 
-    async def _read(self, reader: asyncio.StreamReader) -> dict[str, Any] | int:
-        """The request's update, or the status that refuses it."""
+    async def _read_head(self, reader: asyncio.StreamReader) -> int:
+        """The request line and headers: the body's length, or minus the status refusing it."""
         request_line = (await reader.readline()).decode("latin-1").split()
         headers: dict[str, str] = {}
         for _ in range(MAX_HEADER_LINES + 1):  # counts lines: a repeated header counts too
@@ -233,20 +295,17 @@ class WebhookServer:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         else:
-            return 400
+            return -400
         if (
             len(request_line) < 2
             or request_line[0] != "POST"
             or request_line[1].split("?")[0] != self.path
         ):
-            return 404
+            return -404
         if not hmac.compare_digest(headers.get(SECRET_HEADER, "").encode(), self.secret.encode()):
             self._bad_secret.hit()
-            return 403
+            return -403
         length = int(headers.get("content-length", "0"))
         if length <= 0 or length > MAX_BODY:
-            return 413 if length > MAX_BODY else 400
-        update = json.loads(await reader.readexactly(length))
-        if not isinstance(update, dict):
-            return 400
-        return update
+            return -413 if length > MAX_BODY else -400
+        return length

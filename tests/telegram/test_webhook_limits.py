@@ -1,5 +1,6 @@
 """The webhook server's bounds, over real TCP on 127.0.0.1: forged-request warnings are throttled,
-connections over the cap get 503 unread, and a client too slow with its request is cut off.
+signed requests over the cap get 503 unread, half-sent requests without the secret never keep a
+signed one out (the oldest is dropped past a bound), and a client too slow is cut off.
 
 These drive ``WebhookServer`` in process (no daemon, no emulator), so each test takes well under
 a second or two; the stalled connections are plain sockets that send part of a request and wait.
@@ -123,33 +124,124 @@ def test_the_tail_of_a_flood_that_stops_is_still_reported() -> None:
     asyncio.run(scenario())
 
 
-def test_a_connection_over_the_cap_gets_503_unread_and_the_slot_comes_back() -> None:
+class Held(Kept):
+    """A receiver that keeps each update only once ``release`` is set: signed requests in hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def __call__(self, update: dict[str, Any]) -> None:
+        await self.release.wait()
+        await super().__call__(update)
+
+
+async def half_sent(server: WebhookServer, n: int) -> list[asyncio.StreamWriter]:
+    """``n`` connections that send the start of a request and no secret, then nothing."""
+    writers = []
+    for _ in range(n):
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(f"POST {PATH} HTTP/1.1\r\nHost: x\r\n".encode())
+        await writer.drain()
+        writers.append(writer)
+    await asyncio.sleep(0.2)
+    return writers
+
+
+def test_a_signed_request_over_the_cap_gets_503_unread_and_the_slot_comes_back() -> None:
     async def scenario() -> None:
-        kept = Kept()
+        kept = Held()
         async with (
             warnings() as lines,
             serving(kept, max_connections=3, read_timeout_s=10.0) as server,
         ):
-            stalled = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
-            for _, writer in stalled:  # half a request each, then nothing: they hold their slots
-                writer.write(f"POST {PATH} HTTP/1.1\r\n".encode())
-                await writer.drain()
-            await asyncio.sleep(0.2)
+            in_hand = [asyncio.create_task(post(server, request(SECRET, i))) for i in (1, 2, 3)]
+            await asyncio.sleep(0.3)  # all three wait in the receiver, each holding a slot
 
             started = time.monotonic()
-            answer = await post(server, request(SECRET, 1))
+            answer = await post(server, request(SECRET, 4))
             assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
-            assert time.monotonic() - started < 1.0  # at once, not after the stalled ones
-            assert kept.updates == []  # refused before its request was read
+            assert time.monotonic() - started < 1.0  # at once, not after the ones in hand
             assert any("503" in x for x in lines)
 
-            # One stalled client gives up: its slot is free for the next request.
-            reader, writer = stalled.pop()
-            writer.close()
-            await asyncio.sleep(0.2)
-            assert (await post(server, request(SECRET, 2))).startswith(b"HTTP/1.1 200")
-            assert kept.updates == [{"update_id": 2}]
-            for _, writer in stalled:
+            kept.release.set()
+            assert all(a.startswith(b"HTTP/1.1 200") for a in await asyncio.gather(*in_hand))
+            assert (await post(server, request(SECRET, 5))).startswith(b"HTTP/1.1 200")
+            assert sorted(u["update_id"] for u in kept.updates) == [1, 2, 3, 5]
+
+    asyncio.run(scenario())
+
+
+def test_half_sent_requests_without_the_secret_never_keep_a_signed_update_out() -> None:
+    async def scenario() -> None:
+        kept = Kept()
+        async with serving(kept, max_connections=64, read_timeout_s=10.0) as server:
+            stalled = await half_sent(server, 64)
+            started = time.monotonic()
+            answer = await post(server, request(SECRET, 1))
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+            assert time.monotonic() - started < 1.0
+            assert kept.updates == [{"update_id": 1}]
+            for writer in stalled:
+                writer.close()
+
+    asyncio.run(scenario())
+
+
+def test_past_the_unverified_bound_the_oldest_half_sent_request_is_dropped() -> None:
+    async def scenario() -> None:
+        kept = Kept()
+        async with (
+            warnings() as lines,
+            serving(kept, max_connections=2, max_unverified=4, read_timeout_s=10.0) as server,
+        ):
+            readers, writers = [], []
+            for _ in range(6):
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(f"POST {PATH} HTTP/1.1\r\n".encode())
+                await writer.drain()
+                readers.append(reader)
+                writers.append(writer)
+                await asyncio.sleep(0.05)
+            # The two oldest made room for the newer ones: 503, at once.
+            for reader in readers[:2]:
+                answer = await asyncio.wait_for(reader.read(), 2)
+                assert answer.startswith(b"HTTP/1.1 503"), answer
+            assert (await post(server, request(SECRET, 9))).startswith(b"HTTP/1.1 200")
+            assert kept.updates == [{"update_id": 9}]
+            assert any("still sending their headers" in x for x in lines)
+            for writer in writers:
+                writer.close()
+
+    asyncio.run(scenario())
+
+
+def test_forged_requests_lingering_after_403_are_bounded_like_half_sent_ones() -> None:
+    async def scenario() -> None:
+        kept = Kept()
+        async with (
+            warnings() as lines,
+            serving(kept, max_connections=2, max_unverified=4, read_timeout_s=10.0) as server,
+        ):
+            opened = []
+            for i in range(8):  # forged heads announcing a big body, then part of it, slowly
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(
+                    f"POST {PATH} HTTP/1.1\r\nX-Telegram-Bot-Api-Secret-Token: forged-{i}\r\n"
+                    f"Content-Length: 5000000\r\n\r\n".encode()
+                    + b"x" * 1000
+                )
+                await writer.drain()
+                opened.append((reader, writer))
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            first = await asyncio.wait_for(opened[0][0].read(), 5)
+            # Refused with 403, then dropped for newer ones well before its 2 s linger ran out.
+            assert first.startswith(b"HTTP/1.1 403") and time.monotonic() - started < 1.0
+            assert (await post(server, request(SECRET, 5))).startswith(b"HTTP/1.1 200")
+            assert kept.updates == [{"update_id": 5}]
+            assert any("still sending their headers" in x for x in lines)
+            for _, writer in opened:
                 writer.close()
 
     asyncio.run(scenario())

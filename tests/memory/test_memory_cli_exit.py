@@ -1,0 +1,89 @@
+"""`familiar memory import` and `memory search --batch` exit codes a script can rely on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli.memory import app
+from memory.embedder import HashingEmbedder
+
+
+@pytest.fixture
+def cli(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setattr(
+        "memory.embedder.make_embedder", lambda model, batch_size=64: HashingEmbedder()
+    )
+    return CliRunner()
+
+
+def _stats(cli: CliRunner) -> int:
+    return int(json.loads(cli.invoke(app, ["stats", "--json"]).stdout)["memories"])
+
+
+def test_import_of_only_bad_lines_exits_1(cli: CliRunner, tmp_path: Path) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_text('not json\n{"text": ""}\n{"text": "x", "chat_id": "abc"}\n')
+    result = cli.invoke(app, ["import", str(source)])
+    assert result.exit_code == 1
+    assert "imported 0, skipped 3" in result.stdout
+    assert "nothing was imported" in result.stderr
+    assert "'chat_id' must be an integer (a Telegram chat id), not 'abc'" in result.stderr
+
+
+def test_import_with_some_bad_lines_exits_0_and_counts_them_on_stderr(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    source = tmp_path / "mixed.jsonl"
+    source.write_text('{"text": "the red bicycle"}\n{"text": "a", "user": "bob"}\n')
+    result = cli.invoke(app, ["import", str(source)])
+    assert result.exit_code == 0
+    assert "skipped 1 lines" in result.stderr
+    assert "line 2: 'user' must be an integer (a Telegram user id)" in result.stderr
+    assert _stats(cli) == 1
+
+
+def test_strict_import_fails_on_one_bad_line_and_imports_nothing(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    source = tmp_path / "mixed.jsonl"
+    source.write_text('{"text": "the red bicycle"}\n{"text": "   "}\n{"text": "blue car"}\n')
+    result = cli.invoke(app, ["import", "--strict", str(source)])
+    assert result.exit_code == 1
+    assert "line 2: the text is empty" in result.stderr
+    assert _stats(cli) == 0
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"text": "the red bicycle", "chat_id": -100123, "user": 42}\n')
+    assert cli.invoke(app, ["import", "--strict", str(good)]).exit_code == 0
+    assert _stats(cli) == 1
+
+
+def test_search_batch_bad_line_is_an_error_and_exit_1(cli: CliRunner, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "grandma bakes apple pie", "chat_id": 5}\n')
+    assert cli.invoke(app, ["import", str(source)]).exit_code == 0
+    queries = tmp_path / "q.jsonl"
+    queries.write_text(
+        '{"query": "apple pie", "chat_id": 5}\n{"query": "pie", "chat_id": "five"}\nnot json\n'
+    )
+    result = cli.invoke(app, ["search", "--batch", str(queries)])
+    assert result.exit_code == 1
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(out) == 3 and out[0][0]["chat_id"] == 5 and out[1] is None and out[2] is None
+    assert "line 2: 'chat_id' must be an integer (a Telegram chat id)" in result.stderr
+    assert "line 3: not JSON" in result.stderr
+
+
+def _help(cli: CliRunner, command: str) -> str:
+    """The help text as words, without rich's box drawing."""
+    out = cli.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).stdout
+    return " ".join(out.replace("│", " ").split())
+
+
+def test_help_says_ids_are_integers(cli: CliRunner) -> None:
+    assert "chat_id and user must be integers (Telegram ids)" in _help(cli, "import")
+    assert "chat_id an integer Telegram chat id" in _help(cli, "search")
+    assert "Only this user (a Telegram user id)" in _help(cli, "export")

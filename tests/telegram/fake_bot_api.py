@@ -1,0 +1,120 @@
+"""A fake Telegram Bot API server on 127.0.0.1 for what the emulator lacks (``sendDocument``
+with a multipart upload, ``getChatMember``): answers getMe, sendDocument (keeping each upload)
+and getChatMember (from ``statuses``, counting the calls)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import default
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Upload:
+    chat_id: int
+    filename: str
+    data: bytes
+    caption: str
+
+
+class FakeBotAPI:
+    def __init__(self) -> None:
+        self.uploads: list[Upload] = []
+        self.statuses: dict[tuple[int, int], str] = {}  # (chat, user) -> "administrator", ...
+        self.member_calls = 0
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                method = self.path.rsplit("/", 1)[-1]
+                result: Any
+                if method == "getMe":
+                    result = {"id": 666, "is_bot": True, "first_name": "F", "username": "FBot"}
+                elif method == "sendDocument":
+                    result = api._document(self.headers["Content-Type"], body)
+                elif method == "getChatMember":
+                    result = api._member(self.headers["Content-Type"], body)
+                else:
+                    self._answer(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+                    return
+                self._answer(200, {"ok": True, "result": result})
+
+            def _answer(self, code: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/bot"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _document(self, content_type: str, body: bytes) -> dict[str, Any]:
+        form = BytesParser(policy=default).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + body
+        )
+        fields: dict[str, str] = {}
+        upload = None
+        for part in form.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            data = part.get_payload(decode=True) or b""
+            if part.get_filename():
+                upload = (part.get_filename(), data)
+            else:
+                fields[str(name)] = data.decode()
+        assert upload is not None, f"no file in the upload: {fields}"
+        chat_id = int(fields["chat_id"])
+        self.uploads.append(Upload(chat_id, upload[0], upload[1], fields.get("caption", "")))
+        return {
+            "message_id": len(self.uploads),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "document": {
+                "file_id": f"f{len(self.uploads)}",
+                "file_unique_id": "u",
+                "file_name": upload[0],
+            },
+        }
+
+    def _member(self, content_type: str, body: bytes) -> dict[str, Any]:
+        from urllib.parse import parse_qs
+
+        if content_type.startswith("application/json"):
+            params = json.loads(body)
+        else:
+            params = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        self.member_calls += 1
+        chat, user = int(params["chat_id"]), int(params["user_id"])
+        status = self.statuses.get((chat, user), "member")
+        member: dict[str, Any] = {
+            "status": status,
+            "user": {"id": user, "is_bot": False, "first_name": "U"},
+        }
+        if status == "administrator":
+            member |= {
+                "can_be_edited": False, "is_anonymous": False, "can_manage_chat": True,
+                "can_delete_messages": True, "can_manage_video_chats": True,
+                "can_restrict_members": True, "can_promote_members": False,
+                "can_change_info": True, "can_invite_users": True, "can_post_stories": False,
+                "can_edit_stories": False, "can_delete_stories": False,
+            }  # fmt: skip
+        if status == "creator":
+            member["is_anonymous"] = False
+        return member
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
