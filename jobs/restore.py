@@ -11,7 +11,8 @@ system, so renames are atomic), shows what will change, then swaps: the current 
 becomes ``<data>.before-restore-<time>`` (kept, not deleted) and the restored one takes its
 name, with ``renameat2(RENAME_EXCHANGE)`` where the kernel has it (one atomic step) and two
 renames otherwise. What the archive does not cover (the backups themselves, logs) is moved
-across into the restored directory afterwards.
+across into the restored directory afterwards. On a new machine (no data directory, or an empty
+one) there is nothing to keep, and no ``.before-restore`` directory is left behind.
 """
 
 from __future__ import annotations
@@ -197,6 +198,8 @@ class RestorePlan:
     changes: list[str] = field(default_factory=list)
     dry_run: bool = True
     done: bool = False
+    # False on a new machine: the data directory is missing or empty, so nothing is moved aside.
+    previous: bool = True
 
     def describe(self) -> str:
         m = self.manifest
@@ -204,7 +207,9 @@ class RestorePlan:
             f"archive: {self.archive.name} (made {m.get('created_at')}, Familiar {m.get('app_version')}, "
             f"schema {m.get('schema_versions')})",
             f"data directory: {self.data_dir}",
-            f"the current data will be moved to: {self.aside}",
+            f"the current data will be moved to: {self.aside}"
+            if self.previous
+            else "there was no previous data in it: nothing is moved aside",
         ]
         return "\n".join(head + [f"  {c}" for c in self.changes or ["  (nothing changes)"]])
 
@@ -253,7 +258,7 @@ def plan_changes(data_dir: Path, restored: Path, manifest: dict[str, Any]) -> li
     changes = []
     before, after = _table_counts(data_dir / DB_MEMBER), _table_counts(restored / DB_MEMBER)
     for t in sorted(set(before) | set(after)):
-        if before.get(t) != after.get(t):
+        if before.get(t, 0) != after.get(t, 0):
             changes.append(
                 f"table {t}: {before.get(t, 0)} rows now, {after.get(t, 0)} after the restore"
             )
@@ -310,6 +315,7 @@ def restore_archive(
     archive, data_dir = Path(archive).resolve(), Path(data_dir).expanduser().resolve()
     stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     parent = data_dir.parent
+    previous = _has_data(data_dir)
     lock = DataDirLock(data_dir) if data_dir.is_dir() else None
     if lock is not None:
         try:
@@ -337,10 +343,11 @@ def restore_archive(
             manifest,
             plan_changes(data_dir, staging, manifest),
             dry_run=dry_run,
+            previous=previous,
         )
         if dry_run:
             return plan
-        if aside.exists():
+        if data_dir.exists() and aside.exists():
             raise RestoreError(
                 f"{aside} already exists", "move it away, or wait a second and retry"
             )
@@ -353,7 +360,10 @@ def restore_archive(
         new_lock = DataDirLock(staging)  # the restored directory stays locked until we are done
         new_lock.acquire()
         _swap(staging, data_dir, aside)
-        _carry_over(aside, data_dir, with_config=(data_dir / CONFIG_MEMBER).exists())
+        if previous:
+            _carry_over(aside, data_dir, with_config=(data_dir / CONFIG_MEMBER).exists())
+        else:
+            _remove_if_only_lock(aside)
         _fsync_dir(parent)
         plan.done = True
         logger.info("restored {} into {}; previous data in {}", archive, data_dir, aside)
@@ -365,6 +375,24 @@ def restore_archive(
             lock.release()
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _has_data(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds anything a restore must keep (a lock file alone is nothing)."""
+    if not data_dir.is_dir():
+        return False
+    return any(entry.name != LOCK_NAME for entry in data_dir.iterdir())
+
+
+def _remove_if_only_lock(aside: Path) -> None:
+    """The moved-aside copy of an empty data directory: removed, unless something appeared in it."""
+    if not aside.is_dir():
+        return
+    try:
+        (aside / LOCK_NAME).unlink(missing_ok=True)
+        aside.rmdir()
+    except OSError as exc:  # not empty after all: it is kept, like any previous data
+        logger.warning("kept {}: {}", aside, exc)
 
 
 def _swap(staging: Path, data_dir: Path, aside: Path) -> None:
@@ -384,6 +412,8 @@ def _swap(staging: Path, data_dir: Path, aside: Path) -> None:
 
 def _carry_over(aside: Path, data_dir: Path, with_config: bool) -> None:
     """Move what the archive does not cover (backups, logs, ...) from the old data into the new."""
+    if not aside.is_dir():
+        return
     covered = set(DB_SIDECARS) | set(DATA_SUBDIRS) | {LOCK_NAME}
     if with_config:
         covered.add(CONFIG_MEMBER)

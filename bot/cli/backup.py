@@ -129,5 +129,7 @@ def restore_command(
     typer.echo(plan.describe())
     if dry_run:
         typer.echo("dry run: nothing was changed")
-    else:
+    elif plan.previous:
         typer.echo(f"restored. The previous data is in {plan.aside}; delete it once all is well.")
+    else:
+        typer.echo(f"restored into {plan.data_dir}; there was no previous data to keep.")
