@@ -12,7 +12,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
@@ -126,6 +126,19 @@ class Settings(BaseSettings):
 
         walk(self)
         return found
+
+
+def secret_field_paths(model: type[BaseModel] = Settings) -> frozenset[tuple[str, ...]]:
+    """The path of every ``SecretStr`` field (``("telegram", "token")``, ...), for the backup's
+    redaction: a secret added to any section is covered without a list to keep in step."""
+    found: set[tuple[str, ...]] = set()
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            found |= {(name, *rest) for rest in secret_field_paths(ann)}
+        elif ann is SecretStr or SecretStr in get_args(ann):
+            found.add((name,))
+    return frozenset(found)
 
 
 def config_file_path(data_dir: Any = None) -> Path:

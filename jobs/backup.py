@@ -16,7 +16,8 @@ only lag the database (memory re-embeds rows above the index's highest id), neve
 The archive is written to ``.<name>.partial`` in the destination, fsynced, renamed, and the
 directory fsynced; any error (a full disk included) removes the partial file. ``open_output`` is
 the seam through which tests inject a full disk. Credentials never live in the data directory,
-and files named like one are skipped all the same; secret keys in the settings file are redacted.
+and files named like one are skipped all the same. The settings file is archived without its
+secret fields (``jobs.redact``), or not at all when it does not parse.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import IO, Any
 from loguru import logger
 
 from jobs.errors import BackupError
+from jobs.redact import SecretPaths, redact_settings
 
 ARCHIVE_PREFIX = "familiar-backup-"
 ARCHIVE_SUFFIX = ".tar.gz"
@@ -57,10 +59,6 @@ _NAME_RE = re.compile(
 )
 _CREDENTIAL_RE = re.compile(
     r"(token|secret|credential|passw|api[_-]?key|private[_-]?key|\.pem$|\.key$|^\.env|^id_rsa|^id_ed25519)",
-    re.IGNORECASE,
-)
-_SECRET_KEY_RE = re.compile(
-    r"^\s*([A-Za-z0-9_\-]*(token|secret|api_key|apikey|password|passwd)[A-Za-z0-9_\-]*)\s*=",
     re.IGNORECASE,
 )
 
@@ -87,30 +85,30 @@ def is_credential_name(name: str) -> bool:
     return bool(_CREDENTIAL_RE.search(name))
 
 
-def redact_settings(text: str) -> tuple[str, list[str]]:
-    """The settings file with every secret-looking key's line replaced by a comment."""
-    out, removed = [], []
-    for line in text.splitlines(keepends=True):
-        m = _SECRET_KEY_RE.match(line)
-        if m:
-            removed.append(m.group(1))
-            out.append(f"# {m.group(1)} removed by the backup: secrets are never archived\n")
-        else:
-            out.append(line)
-    return "".join(out), removed
-
-
 @dataclass(frozen=True)
 class BackupSources:
-    """What a backup reads: the data directory, its database and the settings file (if any)."""
+    """What a backup reads: the data directory, its database and the settings file (if any).
+
+    ``secret_fields`` are the settings' secret paths (``("telegram", "token")``), derived from the
+    settings model by the caller; a settings file is only archived with them known."""
 
     data_dir: Path
     db_path: Path
     config_path: Path | None = None
+    secret_fields: SecretPaths = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.config_path is not None and not self.secret_fields:
+            raise ValueError("a settings file is only archived with its secret fields given")
 
     @classmethod
-    def of(cls, data_dir: Path, config_path: Path | None = None) -> BackupSources:
-        return cls(Path(data_dir), Path(data_dir) / DB_MEMBER, config_path)
+    def of(
+        cls,
+        data_dir: Path,
+        config_path: Path | None = None,
+        secret_fields: SecretPaths = frozenset(),
+    ) -> BackupSources:
+        return cls(Path(data_dir), Path(data_dir) / DB_MEMBER, config_path, secret_fields)
 
 
 @dataclass
@@ -317,12 +315,17 @@ def create_backup(
             versions = schema_versions_of(snap)
             w.add_file(snap, DB_MEMBER)
             redacted: list[str] = []
-            config_origin = None
+            config_origin, config_problem = None, None
             if sources.config_path is not None and sources.config_path.is_file():
-                text, redacted = redact_settings(sources.config_path.read_text(encoding="utf-8"))
-                w.add_bytes(text.encode("utf-8"), CONFIG_MEMBER)
-                inside = sources.config_path.resolve().parent == sources.data_dir.resolve()
-                config_origin = "data_dir" if inside else str(sources.config_path)
+                settings = redact_settings(sources.config_path.read_bytes(), sources.secret_fields)
+                redacted = settings.removed
+                if settings.text is None:
+                    config_problem = f"not archived: {settings.problem}"
+                    w.skipped.append(f"{sources.config_path.name} ({config_problem})")
+                else:
+                    w.add_bytes(settings.text.encode("utf-8"), CONFIG_MEMBER)
+                    inside = sources.config_path.resolve().parent == sources.data_dir.resolve()
+                    config_origin = "data_dir" if inside else str(sources.config_path)
             manifest: dict[str, Any] = {
                 "format": FORMAT,
                 "app": "familiar",
@@ -331,6 +334,7 @@ def create_backup(
                 "schema_versions": versions,
                 "config_origin": config_origin,
                 "redacted_settings": redacted,
+                "settings_problem": config_problem,
                 "skipped": w.skipped,
                 "files": w.files,
             }

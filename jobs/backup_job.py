@@ -23,6 +23,7 @@ from jobs.backup import (
     remove_stale_partials,
 )
 from jobs.errors import VerifyError
+from jobs.redact import SecretPaths
 from jobs.restore import verify_archive
 from jobs.retention import RetentionPolicy, prune
 from jobs.settings import JobsSettings
@@ -58,9 +59,10 @@ class BackupService:
         config_path: Path | None,
         app_version: str,
         notify_admins: NotifyAdmins,
+        secret_fields: SecretPaths = frozenset(),
     ) -> None:
         self.settings = settings
-        self.sources = BackupSources.of(Path(data_dir), config_path)
+        self.sources = BackupSources.of(Path(data_dir), config_path, secret_fields)
         self.dest = backup_dir(settings, data_dir)
         self.app_version = app_version
         self.notify_admins = notify_admins

@@ -280,6 +280,10 @@ def plan_changes(data_dir: Path, restored: Path, manifest: dict[str, Any]) -> li
             f"familiar.toml: the archived copy has no secrets ({keys} removed); "
             "give them again through systemd credentials or FAMILIAR_* variables"
         )
+    if manifest.get("settings_problem"):
+        changes.append(
+            f"the settings file was {manifest['settings_problem']}; the current one is left alone"
+        )
     if manifest.get("config_origin") not in (None, "data_dir"):
         changes.append(
             f"settings file {manifest['config_origin']} is left alone; the archived copy "

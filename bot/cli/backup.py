@@ -48,6 +48,7 @@ def backup(
     """Write a backup archive now (database snapshot, index, adapters, settings) and verify it."""
     if ctx.invoked_subcommand is not None:
         return
+    from bot.config import secret_field_paths
     from jobs.backup import BackupSources, create_backup
     from jobs.backup_job import backup_dir
     from jobs.restore import verify_archive
@@ -56,7 +57,7 @@ def backup(
     target = dest or backup_dir(settings.jobs, settings.data_dir)
     config = settings.config_file if settings.config_file.is_file() else None
     result = create_backup(
-        BackupSources.of(settings.data_dir, config),
+        BackupSources.of(settings.data_dir, config, secret_field_paths()),
         target,
         app_version=__version__,
         pages_per_step=settings.jobs.backup_pages_per_step,
