@@ -13,11 +13,12 @@ is written once a day). Files are hashed while they are streamed into the tar, a
 The index and adapters are added before the database snapshot is taken, so the restored index can
 only lag the database (memory re-embeds rows above the index's highest id), never lead it.
 
-The archive is written to ``.<name>.partial`` in the destination, fsynced, renamed, and the
-directory fsynced; any error (a full disk included) removes the partial file. ``open_output`` is
-the seam through which tests inject a full disk. Credentials never live in the data directory,
-and files named like one are skipped all the same. The settings file is archived without its
-secret fields (``jobs.redact``), or not at all when it does not parse.
+The archive is written, mode 0600 (it holds every memory), to ``.<name>.partial`` in the
+destination, fsynced, renamed, and the directory fsynced; any error (a full disk included)
+removes the partial file. ``open_output`` is the seam through which tests inject a full disk.
+Credentials never live in the data directory, and files named like one are skipped all the same.
+The settings file is archived without its secret fields (``jobs.redact``), or not at all when it
+does not parse.
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ OpenOutput = Callable[[Path], IO[bytes]]
 
 
 def default_open_output(path: Path) -> IO[bytes]:
-    return open(path, "xb")  # noqa: SIM115 -- closed by create_backup
+    # 0600 from the first byte: an archive holds every memory.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def archive_name(when: datetime) -> str:
@@ -294,6 +297,7 @@ def create_backup(
     restarts = 0
     try:
         out = open_output(partial)
+        os.chmod(partial, 0o600)  # whatever the opener (or the umask) made of it
         with tarfile.open(fileobj=out, mode="w:gz", compresslevel=compresslevel) as tar:
             # 16 KB chunks by default: far more GIL hand-offs and system calls.
             tar.copybufsize = 1024 * 1024  # type: ignore[attr-defined]

@@ -1,8 +1,9 @@
 """Verifying archives and restoring them, never leaving the data directory half-restored.
 
-Verification streams the archive once: every member is extracted into a scratch directory while
-it is hashed, then compared with ``manifest.json`` (the last member), and the extracted database
-must pass ``PRAGMA integrity_check``. A truncated gzip stream, a changed byte, a missing or an
+Verification streams the archive once: every member is extracted into a scratch directory
+(``jobs.scratch``: a killed run's is removed by the next) while it is hashed, then compared with
+``manifest.json`` (the last member), and the extracted database must pass
+``PRAGMA integrity_check``. A truncated gzip stream, a changed byte, a missing or an
 unlisted file each fail with the name of the file concerned.
 
 Restore refuses while a daemon holds the data directory's lock, and holds that lock itself
@@ -38,6 +39,7 @@ from loguru import logger
 from jobs.backup import CONFIG_MEMBER, DATA_SUBDIRS, DB_MEMBER, FORMAT, MANIFEST, _fsync_dir
 from jobs.datalock import LOCK_NAME, DataDirBusy, DataDirLock
 from jobs.errors import RestoreError, VerifyError
+from jobs.scratch import verify_scratch
 
 DB_SIDECARS = (DB_MEMBER, f"{DB_MEMBER}-wal", f"{DB_MEMBER}-shm", f"{DB_MEMBER}-journal")
 _CHUNK = 1024 * 1024
@@ -166,8 +168,7 @@ def verify_archive(archive: Path, work_dir: Path | None = None) -> VerifyReport:
     """Every checksum, then ``integrity_check`` on the database restored into a scratch dir."""
     started = time.monotonic()
     archive = Path(archive)
-    scratch = Path(tempfile.mkdtemp(prefix=".familiar-verify-", dir=work_dir or archive.parent))
-    try:
+    with verify_scratch(work_dir or archive.parent) as scratch:
         manifest = extract_verified(archive, scratch)
         result = integrity_check(scratch / DB_MEMBER)
         if result != "ok":
@@ -175,8 +176,6 @@ def verify_archive(archive: Path, work_dir: Path | None = None) -> VerifyReport:
                 f"{DB_MEMBER} in {archive.name} fails integrity_check: {result[:300]}",
                 "use another archive",
             )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     files = manifest["files"]
     return VerifyReport(
         archive,

@@ -1,0 +1,104 @@
+"""What a killed backup leaves behind is removed by the next run; archives are private (0600)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from bot.cli import app
+from jobs.backup import BackupSources, create_backup, list_archives
+from jobs.restore import verify_archive
+from jobs.scratch import VERIFY_LOCK
+
+REPO = Path(__file__).resolve().parents[2]
+VERIFY_FOREVER = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from jobs.restore import verify_archive\n"
+    "while True:\n"
+    "    verify_archive(Path(sys.argv[1]))\n"
+)
+
+
+def kill_during_verify(archive: Path, within: float = 60.0) -> list[Path]:
+    """Run verifications of ``archive`` in a child and SIGKILL it while one has unpacked the
+    database; returns the scratch folders it left (retrying when the kill fell between two)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for _ in range(5):
+        child = subprocess.Popen(
+            [sys.executable, "-c", VERIFY_FOREVER, str(archive)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + within
+            while not list(archive.parent.glob(".familiar-verify-*/familiar.db")):
+                assert child.poll() is None, "the verifying child exited on its own"
+                assert time.monotonic() < deadline, "no verification started in time"
+                time.sleep(0.001)
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait()
+        left = [p for p in archive.parent.glob(".familiar-verify-*") if p.is_dir()]
+        if left:
+            return left
+    raise AssertionError("every kill fell between two verifications")
+
+
+def test_a_verify_killed_by_sigkill_is_cleaned_by_the_next_backup(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "backups"
+    first = create_backup(BackupSources.of(data_dir), dest, app_version="t").path
+    left = kill_during_verify(first)
+    # The defect: a full copy of the database stays behind.
+    assert any((p / "familiar.db").exists() for p in left)
+
+    result = CliRunner().invoke(app, ["backup", "--dest", str(dest)])
+
+    assert result.exit_code == 0, result.output
+    assert not list(dest.glob(".familiar-verify-*"))
+    archives = list_archives(dest)
+    assert [a.path for a in archives][0] == first and len(archives) == 2
+    for a in archives:
+        assert stat.S_IMODE(a.path.stat().st_mode) == 0o600, a.path
+
+
+def test_the_cleanup_spares_a_verification_that_is_still_running(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "backups"
+    archive = create_backup(BackupSources.of(data_dir), dest, app_version="t").path
+    running = dest / ".familiar-verify-running"
+    running.mkdir()
+    (running / "familiar.db").write_bytes(b"being checked right now")
+    # What a running verification holds while its scratch folder exists.
+    fd = os.open(dest / VERIFY_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        assert verify_archive(archive).integrity == "ok"
+        assert (running / "familiar.db").exists()
+    finally:
+        os.close(fd)
+    # Once it is gone (its lock with it), the folder is a leftover.
+    assert verify_archive(archive).integrity == "ok"
+    assert not running.exists()
+
+
+def test_archives_are_0600_whatever_the_umask(data_dir: Path, tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        archive = create_backup(BackupSources.of(data_dir), tmp_path / "b", app_version="t").path
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
