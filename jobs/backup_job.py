@@ -7,6 +7,7 @@ runs in a worker thread; the event loop only waits for it.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from jobs.backup import (
 )
 from jobs.errors import VerifyError
 from jobs.redact import SecretPaths
-from jobs.restore import verify_archive
+from jobs.restore import VerifyReport, verify_archive
 from jobs.retention import RetentionPolicy, prune
 from jobs.settings import JobsSettings
 from memory.health import CheckResult, Status
@@ -38,6 +39,31 @@ def backup_dir(settings: JobsSettings, data_dir: Path) -> Path:
         if settings.backup_dir
         else Path(data_dir) / "backups"
     )
+
+
+FAILED_SUFFIX = ".failed"
+
+
+def write_verified(
+    sources: BackupSources, dest: Path, settings: JobsSettings, app_version: str
+) -> tuple[BackupResult, VerifyReport]:
+    """Write an archive and verify it. One that fails verification is renamed ``<name>.failed``:
+    kept for inspection, but never counted as a backup (nor by the retention policy)."""
+    result = create_backup(
+        sources,
+        dest,
+        app_version=app_version,
+        pages_per_step=settings.backup_pages_per_step,
+        step_sleep_s=settings.backup_step_sleep_ms / 1000,
+    )
+    try:
+        return result, verify_archive(result.path)
+    except VerifyError as exc:
+        kept = result.path.with_name(result.path.name + FAILED_SUFFIX)
+        os.replace(result.path, kept)
+        raise VerifyError(
+            f"{exc} (the archive is kept as {kept.name}, not counted as a backup)", exc.fix
+        ) from None
 
 
 def policy_of(settings: JobsSettings) -> RetentionPolicy:
@@ -71,14 +97,7 @@ class BackupService:
 
     def run_sync(self) -> tuple[BackupResult, float, list[Path]]:
         remove_stale_partials(self.dest)
-        result = create_backup(
-            self.sources,
-            self.dest,
-            app_version=self.app_version,
-            pages_per_step=self.settings.backup_pages_per_step,
-            step_sleep_s=self.settings.backup_step_sleep_ms / 1000,
-        )
-        report = verify_archive(result.path)
+        result, report = write_verified(self.sources, self.dest, self.settings, self.app_version)
         removed = prune(
             list_archives(self.dest), policy_of(self.settings), ZoneInfo(self.settings.timezone)
         )

@@ -49,20 +49,18 @@ def backup(
     if ctx.invoked_subcommand is not None:
         return
     from bot.config import secret_field_paths
-    from jobs.backup import BackupSources, create_backup, remove_stale_partials
-    from jobs.backup_job import backup_dir
-    from jobs.restore import verify_archive
+    from jobs.backup import BackupSources, remove_stale_partials
+    from jobs.backup_job import backup_dir, write_verified
 
     settings = _settings()
     target = dest or backup_dir(settings.jobs, settings.data_dir)
     config = settings.config_file if settings.config_file.is_file() else None
     remove_stale_partials(target)
-    result = create_backup(
+    result, report = write_verified(
         BackupSources.of(settings.data_dir, config, secret_field_paths()),
         target,
-        app_version=__version__,
-        pages_per_step=settings.jobs.backup_pages_per_step,
-        step_sleep_s=settings.jobs.backup_step_sleep_ms / 1000,
+        settings.jobs,
+        __version__,
     )
     typer.echo(
         f"wrote {result.path} ({_human(result.size)}, {len(result.manifest['files'])} files, "
@@ -70,7 +68,6 @@ def backup(
     )
     for s in result.skipped:
         typer.echo(f"  skipped {s}")
-    report = verify_archive(result.path)
     typer.echo(
         f"verified: every checksum matches, integrity_check {report.integrity} ({report.seconds:.1f} s)"
     )
