@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 EMULATOR := tests/telegram/emulator
 
-.PHONY: run test install dev emulator system-deps lint typecheck clean gpu-wheels
+.PHONY: run test coverage-packages install dev emulator system-deps lint typecheck clean gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,11 +44,23 @@ system-deps:
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null) || \
 	  echo "not installed:$$missing; the voice tests that need them will be skipped"; }
 
+# Coverage (line and branch, settings in pyproject.toml): the per-module table, then one line per
+# package; pytest fails when the total is below [tool.coverage.report] fail_under.
+COV := --cov=bot --cov=agents --cov=memory --cov=jobs --cov-branch --cov-report=term
+
 test: dev emulator system-deps
 	$(BIN)/ruff check bot agents memory jobs tests bench
 	$(BIN)/ruff format --check bot agents memory jobs tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(COV) || { $(MAKE) --no-print-directory coverage-packages; exit 1; }
+	@$(MAKE) --no-print-directory coverage-packages
+
+# One line per package from the data the last `make test` left in .coverage.
+coverage-packages:
+	@printf '%-8s %s\n' package "line+branch cover"
+	@for p in bot agents memory jobs; do \
+	  printf '%-8s %s%%\n' $$p "$$($(BIN)/coverage report --include="$$p/*" --format=total --fail-under=0)"; \
+	done
 
 lint: dev
 	$(BIN)/ruff check bot agents memory jobs tests bench
@@ -61,4 +73,4 @@ gpu-wheels: install
 	$(BIN)/pip download --quiet --only-binary=:all: --no-deps --dest .wheels loguru
 
 clean:
-	rm -rf $(VENV) $(EMULATOR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(EMULATOR)/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
