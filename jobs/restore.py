@@ -13,7 +13,9 @@ becomes ``<data>.before-restore-<time>`` (kept, not deleted) and the restored on
 name, with ``renameat2(RENAME_EXCHANGE)`` where the kernel has it (one atomic step) and two
 renames otherwise. What the archive does not cover (the backups themselves, logs) is moved
 across into the restored directory afterwards. On a new machine (no data directory, or an empty
-one) there is nothing to keep, and no ``.before-restore`` directory is left behind.
+one, or no parent directory either) there is nothing to keep, and no ``.before-restore``
+directory is left behind. The staging directory is locked from its creation, so the staging
+directory of a restore that was killed is told apart and removed by the next restore.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ from typing import Any
 from loguru import logger
 
 from jobs.backup import CONFIG_MEMBER, DATA_SUBDIRS, DB_MEMBER, FORMAT, MANIFEST, _fsync_dir
-from jobs.datalock import LOCK_NAME, DataDirBusy, DataDirLock
+from jobs.datalock import LOCK_NAME, DataDirBusy, DataDirLock, held_elsewhere
 from jobs.errors import RestoreError, VerifyError
 from jobs.scratch import verify_scratch
 
+RESTORE_INFIX = ".restore-"
 DB_SIDECARS = (DB_MEMBER, f"{DB_MEMBER}-wal", f"{DB_MEMBER}-shm", f"{DB_MEMBER}-journal")
 _CHUNK = 1024 * 1024
 
@@ -328,9 +331,19 @@ def restore_archive(
                 f"a Familiar daemon (pid {busy.holder}) is using the data directory {data_dir}",
                 "stop it first (`systemctl stop familiar`), then run the restore again",
             ) from None
-    staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restore-", dir=parent))
-    new_lock: DataDirLock | None = None
     try:
+        parent.mkdir(parents=True, exist_ok=True)  # a new machine may lack ~/.local/state too
+        _remove_restore_leftovers(parent, data_dir.name)
+        staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}{RESTORE_INFIX}", dir=parent))
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    # The restored directory is locked from its creation until we are done: a daemon cannot
+    # start on it, and a later restore can tell it from a killed one's leftover.
+    new_lock = DataDirLock(staging)
+    try:
+        new_lock.acquire()
         manifest = extract_verified(archive, staging)
         result = integrity_check(staging / DB_MEMBER)
         if result != "ok":
@@ -360,8 +373,6 @@ def restore_archive(
         ):
             os.replace(staging / CONFIG_MEMBER, staging / "familiar.restored.toml")
         os.chmod(staging, 0o700)
-        new_lock = DataDirLock(staging)  # the restored directory stays locked until we are done
-        new_lock.acquire()
         _swap(staging, data_dir, aside)
         if previous:
             _carry_over(aside, data_dir, with_config=(data_dir / CONFIG_MEMBER).exists())
@@ -372,12 +383,29 @@ def restore_archive(
         logger.info("restored {} into {}; previous data in {}", archive, data_dir, aside)
         return plan
     finally:
-        if new_lock is not None:
-            new_lock.release()
+        new_lock.release()
         if lock is not None:
             lock.release()
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_restore_leftovers(parent: Path, name: str) -> None:
+    """Staging directories of restores that were killed (each holds a full database copy).
+
+    A running restore holds the lock in its staging directory; one whose lock is free was
+    killed. One without a lock file is only taken for a leftover after an hour (a restore that
+    has just created it has not locked it yet)."""
+    for p in parent.glob(f".{name}{RESTORE_INFIX}*"):
+        if not p.is_dir() or p.is_symlink():
+            continue
+        if (p / LOCK_NAME).exists():
+            stale = not held_elsewhere(p)
+        else:
+            stale = time.time() - p.stat().st_mtime > 3600
+        if stale:
+            shutil.rmtree(p, ignore_errors=True)
+            logger.info("removed {}, left by a restore that was killed", p)
 
 
 def _has_data(data_dir: Path) -> bool:

@@ -42,14 +42,16 @@ def write_archive(data_dir: Path, dest: Path) -> Path:
     return archive.path
 
 
-@pytest.mark.parametrize("state", ["missing", "empty"])
+@pytest.mark.parametrize("state", ["missing", "empty", "missing-parent"])
 def test_restore_onto_a_new_machine_exits_0_with_a_plain_summary(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str
 ) -> None:
     archive = write_archive(data_dir, tmp_path / "usb-stick")
-    # The new machine: a data directory that does not exist yet, or was just created empty.
+    # The new machine: a data directory that does not exist yet (nor, maybe, ~/.local/state),
+    # or was just created empty.
     new = tmp_path / "new-machine" / "familiar"
-    new.parent.mkdir()
+    if state != "missing-parent":
+        new.parent.mkdir()
     if state == "empty":
         new.mkdir()
     monkeypatch.setenv("FAMILIAR_DATA_DIR", str(new))

@@ -1,4 +1,5 @@
-"""What a killed backup leaves behind is removed by the next run; archives are private (0600)."""
+"""What a killed backup, verification or restore leaves behind is removed by the next run;
+archives are private (0600)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from jobs.backup import BackupSources, create_backup, list_archives
+from jobs.datalock import DataDirLock
 from jobs.restore import verify_archive
 from jobs.scratch import VERIFY_LOCK
 
@@ -28,20 +30,31 @@ VERIFY_FOREVER = (
 )
 
 
-def kill_during_verify(archive: Path, within: float = 60.0) -> list[Path]:
-    """Run verifications of ``archive`` in a child and SIGKILL it while one has unpacked the
-    database; returns the scratch folders it left (retrying when the kill fell between two)."""
+RESTORE_FOREVER = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from jobs.restore import restore_archive\n"
+    "while True:\n"
+    "    restore_archive(Path(sys.argv[1]), Path(sys.argv[2]), dry_run=True)\n"
+)
+
+
+def kill_midway(
+    code: str, args: list[str], where: Path, pattern: str, within: float = 60.0
+) -> list[Path]:
+    """Run ``code`` in a child and SIGKILL it once ``where`` holds ``pattern``/familiar.db (an
+    unpacked database); returns the folders it left (retrying when the kill fell between two)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for _ in range(5):
         child = subprocess.Popen(
-            [sys.executable, "-c", VERIFY_FOREVER, str(archive)],
+            [sys.executable, "-c", code, *args],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
             deadline = time.monotonic() + within
-            while not list(archive.parent.glob(".familiar-verify-*/familiar.db")):
+            while not list(where.glob(f"{pattern}/familiar.db")):
                 assert child.poll() is None, "the verifying child exited on its own"
                 assert time.monotonic() < deadline, "no verification started in time"
                 time.sleep(0.001)
@@ -49,10 +62,10 @@ def kill_during_verify(archive: Path, within: float = 60.0) -> list[Path]:
         finally:
             child.kill()
             child.wait()
-        left = [p for p in archive.parent.glob(".familiar-verify-*") if p.is_dir()]
+        left = [p for p in where.glob(pattern) if p.is_dir()]
         if left:
             return left
-    raise AssertionError("every kill fell between two verifications")
+    raise AssertionError("every kill fell between two runs")
 
 
 def test_a_verify_killed_by_sigkill_is_cleaned_by_the_next_backup(
@@ -60,7 +73,7 @@ def test_a_verify_killed_by_sigkill_is_cleaned_by_the_next_backup(
 ) -> None:
     dest = tmp_path / "backups"
     first = create_backup(BackupSources.of(data_dir), dest, app_version="t").path
-    left = kill_during_verify(first)
+    left = kill_midway(VERIFY_FOREVER, [str(first)], dest, ".familiar-verify-*")
     # The defect: a full copy of the database stays behind.
     assert any((p / "familiar.db").exists() for p in left)
 
@@ -102,3 +115,22 @@ def test_archives_are_0600_whatever_the_umask(data_dir: Path, tmp_path: Path) ->
     finally:
         os.umask(old)
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+
+
+def test_a_restore_killed_by_sigkill_is_cleaned_by_the_next_restore(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    archive = create_backup(BackupSources.of(data_dir), tmp_path / "b", app_version="t").path
+    left = kill_midway(
+        RESTORE_FOREVER, [str(archive), str(data_dir)], data_dir.parent, ".data.restore-*"
+    )
+    assert any((p / "familiar.db").exists() for p in left)  # a full copy of the database
+    # A restore running at the same time (its staging folder locked) is left alone.
+    running = data_dir.parent / ".data.restore-running"
+    running.mkdir()
+    with DataDirLock(running):
+        result = CliRunner().invoke(app, ["restore", "--dry-run", str(archive)])
+        assert result.exit_code == 0, result.output
+        assert [p.name for p in data_dir.parent.glob(".data.restore-*")] == [running.name]
+    assert CliRunner().invoke(app, ["restore", "--dry-run", str(archive)]).exit_code == 0
+    assert not list(data_dir.parent.glob(".data.restore-*"))
