@@ -25,9 +25,9 @@ from jobs.backup import (
 )
 from jobs.errors import VerifyError
 from jobs.redact import SecretPaths
-from jobs.restore import VerifyReport, verify_archive
 from jobs.retention import RetentionPolicy, prune
 from jobs.settings import JobsSettings
+from jobs.verify import VerifyReport, verify_archive
 from memory.health import CheckResult, Status
 
 NotifyAdmins = Callable[[str], Awaitable[None]]

@@ -77,7 +77,7 @@ def backup(
 @_friendly
 def verify(archive: Path = typer.Argument(..., help="The .tar.gz archive to check.")) -> None:
     """Check every file's checksum and run integrity_check on the database restored to a temp dir."""
-    from jobs.restore import verify_archive
+    from jobs.verify import verify_archive
 
     report = verify_archive(archive)
     m = report.manifest

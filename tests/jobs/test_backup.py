@@ -19,8 +19,9 @@ from bot.config import secret_field_paths
 from bot.daemon.lock import InstanceLock
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.errors import BackupError, RestoreError, VerifyError
-from jobs.restore import restore_archive, verify_archive
+from jobs.restore import restore_archive
 from jobs.schema import migrations as jobs_migrations
+from jobs.verify import verify_archive
 from memory.db import Database
 from memory.schema import migrations as memory_migrations
 from tests.jobs.conftest import all_test_migrations, fill

@@ -17,14 +17,14 @@ from typer.testing import CliRunner
 from bot.cli import app
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.datalock import DataDirLock
-from jobs.restore import verify_archive
 from jobs.scratch import VERIFY_LOCK
+from jobs.verify import verify_archive
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFY_FOREVER = (
     "import sys\n"
     "from pathlib import Path\n"
-    "from jobs.restore import verify_archive\n"
+    "from jobs.verify import verify_archive\n"
     "while True:\n"
     "    verify_archive(Path(sys.argv[1]))\n"
 )
