@@ -95,6 +95,12 @@ class JobCommands:
 
     async def backup(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/backup (admins): a verified backup now."""
+        if "backup" not in self.scheduler.jobs:
+            return Reply(
+                "Scheduled backups are off (jobs.backup_enabled = false), and /backup with them. "
+                "`familiar backup` on the server makes a verified one, even while I run.",
+                markdown=False,
+            )
         await transport.send(msg.chat_id, Reply("Backing up…", markdown=False))
         record = await self.scheduler.run_now("backup")
         if record is None:

@@ -16,16 +16,22 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.config import load_settings, secret_field_paths
+from bot.core.assistant import Assistant
+from bot.core.job_commands import JobCommands
+from bot.core.signing import ButtonSigner
+from bot.core.transport import RecordingTransport
+from bot.core.types import Incoming, Sender
 from bot.daemon.lifecycle import Lifecycle
 from bot.daemon.run import all_migrations, build_health
 from bot.daemon.services import build_services
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.backup_job import BackupService
 from jobs.errors import VerifyError
+from jobs.reminders import Reminders
 from jobs.scheduler import JobSpec, Scheduler, StandaloneBackend
 from jobs.settings import JobsSettings
 from memory.db import Database
-from memory.health import Status
+from memory.health import HealthRegistry, Status
 from tests.jobs.conftest import all_test_migrations
 
 
@@ -169,3 +175,62 @@ def test_the_daemons_backup_service_archives_the_settings_without_secrets(
         db.close()
     assert token.encode() not in gzip.decompress(result.path.read_bytes())
     assert result.manifest["redacted_settings"] == ["telegram.token"]
+
+
+class CommandRig:
+    """/backup as the daemon wires it: the assistant, the scheduler, the backup service."""
+
+    def __init__(self, db: Database, svc: BackupService | None, admins: Admins) -> None:
+        backend = StandaloneBackend(ZoneInfo("UTC"))
+        settings = svc.settings if svc else JobsSettings(backup_enabled=False)
+        self.scheduler = Scheduler(db, backend, settings, admins)
+        if svc is not None:
+            self.scheduler.register(JobSpec("backup", svc.run, cron="0 3 * * *"))
+        self.assistant = Assistant(HealthRegistry())
+        reminders = Reminders(db, backend, settings, RecordingTransport().send)
+        JobCommands(self.scheduler, reminders, ButtonSigner(b"k" * 32)).register(self.assistant)
+        self.transport = RecordingTransport()
+
+    def say(self, text: str, sender: Sender) -> list[str]:
+        before = len(self.transport.sent)
+        msg = Incoming(sender.id, sender, text, channel="test")
+        asyncio.run(self.assistant.handle(msg, self.transport))
+        return self.transport.texts[before:]
+
+
+ADMIN, STRANGER = Sender(1, "Ann", is_admin=True), Sender(2, "Bob")
+
+
+def test_backup_command_makes_a_verified_backup_for_admins_only(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    admins = Admins()
+    db = Database.open(tmp_path / "jobs.db", all_test_migrations())
+    try:
+        rig = CommandRig(db, service(data_dir, admins), admins)
+        assert rig.say("/backup", STRANGER) == ["/backup is for admins only."]
+        assert list_archives(data_dir / "backups") == []
+
+        said = rig.say("/backup", ADMIN)
+        (archive,) = list_archives(data_dir / "backups")
+        assert said[0] == "Backing up…"
+        assert said[1].startswith(f"✅ {archive.path.name}: ")
+        assert "verified in" in said[1]
+
+        corrupt_messages_table(data_dir / "familiar.db")
+        failed = rig.say("/backup", ADMIN)
+        assert failed[1].startswith("The backup failed: VerifyError: familiar.db in ")
+        assert len(admins.sent) == 1  # and admins were told, with where the bad archive is
+    finally:
+        db.close()
+
+
+def test_backup_command_with_scheduled_backups_off_says_how_to_make_one(tmp_path: Path) -> None:
+    db = Database.open(tmp_path / "jobs.db", all_test_migrations())
+    try:
+        rig = CommandRig(db, None, Admins())
+        said = rig.say("/backup", ADMIN)
+    finally:
+        db.close()
+    assert len(said) == 1
+    assert "jobs.backup_enabled" in said[0] and "familiar backup" in said[0]
