@@ -36,7 +36,10 @@ class RedactedSettings:
 
 
 def _pop_path(node: Any, path: tuple[str, ...]) -> bool:
-    """Remove the values at ``path`` (keys compared without case); True when one was there."""
+    """Remove the values at ``path`` (keys compared without case); True when one was there.
+    An array of tables (``[[telegram]]``, which the settings refuse) is searched element-wise."""
+    if isinstance(node, list):
+        return any([_pop_path(item, path) for item in node])
     if not isinstance(node, dict) or not path:
         return False
     head, rest = path[0].lower(), path[1:]

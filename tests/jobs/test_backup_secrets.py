@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.config import load_settings, secret_field_paths
-from jobs.backup import BackupSources, create_backup
+from jobs.backup import BackupSources, create_backup, list_archives
+from jobs.restore import restore_archive
 from memory.db import Database
 from tests.jobs.conftest import all_test_migrations
 
@@ -98,7 +99,7 @@ def small_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def archive_bytes(data_dir: Path, dest: Path) -> tuple[bytes, dict, str]:
+def archive_bytes(data_dir: Path, dest: Path, keep: bool = False) -> tuple[bytes, dict, str]:
     result = create_backup(
         BackupSources.of(data_dir, data_dir / "familiar.toml", secret_field_paths()),
         dest,
@@ -110,7 +111,8 @@ def archive_bytes(data_dir: Path, dest: Path) -> tuple[bytes, dict, str]:
     with tarfile.open(result.path) as tar:
         member = tar.extractfile("familiar.toml") if "familiar.toml" in tar.getnames() else None
         settings_text = member.read().decode() if member else ""
-    result.path.unlink()
+    if not keep:
+        result.path.unlink()
     return raw, result.manifest, settings_text
 
 
@@ -185,9 +187,29 @@ def test_a_settings_file_that_does_not_parse_is_not_archived(
     small_data_dir: Path, tmp_path: Path, content: bytes, problem: str
 ) -> None:
     (small_data_dir / "familiar.toml").write_bytes(content)
-    raw, manifest, archived = archive_bytes(small_data_dir, tmp_path / "backups")
+    raw, manifest, archived = archive_bytes(small_data_dir, tmp_path / "kept", keep=True)
     assert archived == ""
     assert b"secret-value" not in raw
     assert problem in manifest["settings_problem"]
     assert "familiar.toml" not in {f["path"] for f in manifest["files"]}
     assert manifest["config_origin"] is None
+    # A restore says so, and leaves the current settings file alone.
+    (archive,) = list_archives(tmp_path / "kept")
+    changes = restore_archive(archive.path, small_data_dir, dry_run=True).changes
+    assert f"the settings file was not archived: it is {problem}" in " ".join(changes)
+
+
+def test_secrets_in_shapes_the_settings_refuse_are_removed_too(
+    small_data_dir: Path, tmp_path: Path
+) -> None:
+    # Not loadable (an array of tables, a key in another case), but a file edited while the
+    # daemon runs is backed up all the same: its secrets must not be archived either.
+    (small_data_dir / "familiar.toml").write_text(
+        '[[telegram]]\ntoken = "123456:AAarray-of-tables-secret"\n\n'
+        '[LLM]\nAnthropic_API_Key = "sk-ant-case-differs-secret"\n',
+        encoding="utf-8",
+    )
+    raw, manifest, archived = archive_bytes(small_data_dir, tmp_path / "backups")
+    assert b"array-of-tables-secret" not in raw
+    assert b"case-differs-secret" not in raw
+    assert manifest["redacted_settings"] == ["llm.anthropic_api_key", "telegram.token"]
