@@ -184,9 +184,15 @@ def restore_archive(
         parent.mkdir(parents=True, exist_ok=True)  # a new machine may lack ~/.local/state too
         _remove_restore_leftovers(parent, data_dir.name)
         staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}{RESTORE_INFIX}", dir=parent))
-    except BaseException:
+    except BaseException as exc:
         if lock is not None:
             lock.release()
+        if isinstance(exc, OSError):
+            raise RestoreError(
+                f"cannot create a directory to restore into beside {data_dir}: "
+                f"{exc.strerror or exc}",
+                f"make {parent} a writable directory, or set FAMILIAR_DATA_DIR elsewhere",
+            ) from None
         raise
     # The restored directory is locked from its creation until we are done: a daemon cannot
     # start on it, and a later restore can tell it from a killed one's leftover.

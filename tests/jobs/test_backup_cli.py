@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import sqlite3
 import tarfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,37 @@ def test_restore_refuses_while_the_daemon_runs(data_dir: Path, tmp_path: Path) -
     assert f"is using the data directory {data_dir}" in result.output
     assert "fix: stop it first" in result.output
     assert not list(data_dir.parent.glob("data.before-restore-*"))
+
+
+def test_restore_where_no_directory_can_be_made_is_a_clear_error(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = write_archive(data_dir, tmp_path / "b")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("FAMILIAR_DATA_DIR", str(blocker / "state" / "familiar"))
+    result = familiar("restore", str(archive))
+    assert result.exit_code == 2, result.output
+    assert "error: cannot create a directory to restore into beside" in result.output
+    assert f"fix: make {blocker / 'state'} a writable directory" in result.output
+    assert blocker.read_text() == "not a directory"
+
+
+def test_a_settings_file_outside_the_data_dir_is_restored_beside_it_not_over_it(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = tmp_path / "etc" / "familiar.toml"
+    etc.parent.mkdir()
+    etc.write_text('[telegram]\ntoken = "123456:AAsecret-in-etc"\nadmins = [42]\n')
+    monkeypatch.setenv("FAMILIAR_CONFIG", str(etc))
+    archive = write_archive(data_dir, tmp_path / "b")
+    etc.write_text("[telegram]\nadmins = [42, 43]\n")  # edited since the backup
+
+    result = familiar("restore", str(archive))
+
+    assert result.exit_code == 0, result.output
+    assert f"settings file {etc} is left alone" in result.output
+    assert etc.read_text() == "[telegram]\nadmins = [42, 43]\n"
+    restored = (data_dir / "familiar.restored.toml").read_text()
+    assert "secret-in-etc" not in restored
+    assert tomllib.loads(restored) == {"telegram": {"admins": [42]}}

@@ -234,3 +234,24 @@ def test_backup_command_with_scheduled_backups_off_says_how_to_make_one(tmp_path
         db.close()
     assert len(said) == 1
     assert "jobs.backup_enabled" in said[0] and "familiar backup" in said[0]
+
+
+def test_backup_health_follows_the_newest_archive(data_dir: Path) -> None:
+    fresh = service(data_dir, Admins(), backup_max_age_hours=36)
+    check = fresh.health_check()
+    assert check.status is Status.HEALTHY and "the first is due by the schedule" in check.detail
+    # The same, long after the service started, with still no backup: overdue.
+    fresh.started_at -= 40 * 3600
+    assert fresh.health_check().status is Status.DEGRADED
+    assert "no backup in" in fresh.health_check().detail
+    assert service(data_dir, Admins(), backup_enabled=False).health_check().detail == (
+        "scheduled backups are off"
+    )
+
+    old_archive(data_dir, data_dir / "backups", datetime.now(UTC) - timedelta(hours=48))
+    stale = fresh.health_check()
+    assert stale.status is Status.DEGRADED and "(older than 36 h)" in stale.detail
+    assert 47.9 < (fresh.newest_age_hours() or 0) < 48.1
+    old_archive(data_dir, data_dir / "backups", datetime.now(UTC) - timedelta(hours=2))
+    assert fresh.health_check().status is Status.HEALTHY
+    assert fresh.health_check().detail.startswith("newest backup 2.0 h old")
