@@ -7,7 +7,9 @@ TOML file, exactly as a person's shell gives them.
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
+import subprocess
 import tarfile
 import tomllib
 from pathlib import Path
@@ -22,6 +24,7 @@ from memory.db import Database
 from tests.jobs.conftest import all_test_migrations, fill
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
 
 
 def familiar(*args: str) -> Result:
@@ -207,3 +210,25 @@ def test_a_settings_file_outside_the_data_dir_is_restored_beside_it_not_over_it(
     restored = (data_dir / "familiar.restored.toml").read_text()
     assert "secret-in-etc" not in restored
     assert tomllib.loads(restored) == {"telegram": {"admins": [42]}}
+
+
+def test_the_installed_command_restores_onto_a_new_machine_with_exit_status_0(
+    data_dir: Path, tmp_path: Path, familiar_bin: str
+) -> None:
+    # As a person types it, in a process of its own: the exit status is the shell's.
+    archive = write_archive(data_dir, tmp_path / "b")
+    new = tmp_path / "new-machine" / "state" / "familiar"
+    env = {**os.environ, "FAMILIAR_DATA_DIR": str(new), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [familiar_bin, "restore", str(archive)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout.rstrip().endswith(
+        f"restored into {new}; there was no previous data to keep."
+    )
+    assert message_count(new / "familiar.db") == 350
