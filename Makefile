@@ -46,21 +46,22 @@ system-deps:
 
 # Coverage (line and branch, settings in pyproject.toml): the per-module table, then one line per
 # package; pytest fails when the total is below [tool.coverage.report] fail_under.
-COV := --cov=bot --cov=agents --cov=memory --cov=jobs --cov-branch --cov-report=term
+PACKAGES := bot agents memory jobs
+COV := $(PACKAGES:%=--cov=%) --cov-branch --cov-report=term
+PACKAGE_TABLE = printf '%-8s %s\n' package "line+branch cover"; \
+	for p in $(PACKAGES); do \
+	  printf '%-8s %s%%\n' $$p "$$($(BIN)/coverage report --include="$$p/*" --format=total --fail-under=0)"; \
+	done
 
 test: dev emulator system-deps
 	$(BIN)/ruff check bot agents memory jobs tests bench
 	$(BIN)/ruff format --check bot agents memory jobs tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(COV) || { $(MAKE) --no-print-directory coverage-packages; exit 1; }
-	@$(MAKE) --no-print-directory coverage-packages
+	$(BIN)/python -m pytest $(COV); status=$$?; $(PACKAGE_TABLE); exit $$status
 
-# One line per package from the data the last `make test` left in .coverage.
+# The per-package table again, from the data the last `make test` left in .coverage.
 coverage-packages:
-	@printf '%-8s %s\n' package "line+branch cover"
-	@for p in bot agents memory jobs; do \
-	  printf '%-8s %s%%\n' $$p "$$($(BIN)/coverage report --include="$$p/*" --format=total --fail-under=0)"; \
-	done
+	@$(PACKAGE_TABLE)
 
 lint: dev
 	$(BIN)/ruff check bot agents memory jobs tests bench
