@@ -61,8 +61,11 @@ def write_verified(
     except VerifyError as exc:
         kept = result.path.with_name(result.path.name + FAILED_SUFFIX)
         os.replace(result.path, kept)
+        # The archive was just written from the live data: the fault is there, or on the disk.
         raise VerifyError(
-            f"{exc} (the archive is kept as {kept.name}, not counted as a backup)", exc.fix
+            f"{exc} (the archive is kept as {kept.name}, not counted as a backup)",
+            "the live database or the backup disk may be damaged: run `familiar health` and "
+            "check the disk; older backups are untouched",
         ) from None
 
 
@@ -109,7 +112,9 @@ class BackupService:
             try:
                 result, verify_s, removed = await asyncio.to_thread(self.run_sync)
             except VerifyError as exc:
-                await self.notify_admins(f"⚠️ The backup just written failed verification: {exc}")
+                await self.notify_admins(
+                    f"⚠️ The backup just written failed verification: {exc.explain()}"
+                )
                 raise
         logger.info("backup verified in {:.1f} s; pruned {}", verify_s, len(removed))
         return (

@@ -118,6 +118,7 @@ def test_a_backup_that_fails_verification_alerts_admins_and_is_not_counted(
     assert len(admins.sent) == 1
     assert admins.sent[0].startswith("⚠️ The backup just written failed verification: ")
     assert "familiar.db" in admins.sent[0] and "integrity_check" in admins.sent[0]
+    assert "the live database or the backup disk may be damaged" in admins.sent[0]
     # The bad archive is kept for inspection but is not a backup: the good one still counts.
     assert [a.path for a in list_archives(data_dir / "backups")] == [kept.path]
     (failed,) = (data_dir / "backups").glob("*.failed")
