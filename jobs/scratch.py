@@ -7,6 +7,8 @@ directory is a leftover is decided with a lock, not an age: every verification h
 ``flock`` on ``.familiar-verify.lock`` while its directory exists; one that gets the lock
 exclusively knows no other verification is running there, so every scratch directory present
 belongs to a dead process. The kernel drops a dead process's flock, so nothing goes stale.
+Where the archive's own directory cannot be written (a read-only stick), the system's temporary
+directory is used instead.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from loguru import logger
+
+from jobs.errors import VerifyError
 
 VERIFY_PREFIX = ".familiar-verify-"
 VERIFY_LOCK = ".familiar-verify.lock"
@@ -36,24 +40,43 @@ def _remove_leftovers(work_dir: Path) -> list[Path]:
     return removed
 
 
-@contextmanager
-def verify_scratch(work_dir: Path) -> Iterator[Path]:
-    """A new scratch directory in ``work_dir``, removed on exit; leftovers are removed first."""
-    fd = os.open(work_dir / VERIFY_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+def _open_scratch(place: Path) -> tuple[int, Path]:
+    """Lock ``place`` for a verification, remove leftovers if alone, make the scratch directory."""
+    fd = os.open(place / VERIFY_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pass  # another verification is running here; a later one cleans up
         else:
-            _remove_leftovers(work_dir)
+            _remove_leftovers(place)
         # From exclusive to shared (or wait while another run cleans up): from here on, this
         # run's directory is never taken for a leftover.
         fcntl.flock(fd, fcntl.LOCK_SH)
-        scratch = Path(tempfile.mkdtemp(prefix=VERIFY_PREFIX, dir=work_dir))
+        return fd, Path(tempfile.mkdtemp(prefix=VERIFY_PREFIX, dir=place))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextmanager
+def verify_scratch(*places: Path) -> Iterator[Path]:
+    """A new scratch directory in the first of ``places`` that can hold one (an archive on a
+    read-only stick is checked in the next), removed on exit; leftovers are removed first."""
+    tried = []
+    for place in places:
+        try:
+            fd, scratch = _open_scratch(Path(place))
+        except OSError as exc:
+            tried.append(f"{place} ({exc.strerror or exc})")
+            continue
         try:
             yield scratch
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    finally:
-        os.close(fd)
+            os.close(fd)
+        return
+    raise VerifyError(
+        "there is no directory to unpack the archive in to check it: tried " + ", ".join(tried),
+        "free some space, or make one of them writable",
+    )

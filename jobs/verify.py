@@ -15,6 +15,7 @@ import hashlib
 import json
 import sqlite3
 import tarfile
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ def verify_archive(archive: Path, work_dir: Path | None = None) -> VerifyReport:
     """Every checksum, then ``integrity_check`` on the database restored into a scratch dir."""
     started = time.monotonic()
     archive = Path(archive)
-    with verify_scratch(work_dir or archive.parent) as scratch:
+    with verify_scratch(work_dir or archive.parent, Path(tempfile.gettempdir())) as scratch:
         manifest = extract_verified(archive, scratch)
         result = integrity_check(scratch / DB_MEMBER)
         if result != "ok":

@@ -9,14 +9,17 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.datalock import DataDirLock
+from jobs.errors import VerifyError
 from jobs.scratch import VERIFY_LOCK
 from jobs.verify import verify_archive
 
@@ -134,3 +137,23 @@ def test_a_restore_killed_by_sigkill_is_cleaned_by_the_next_restore(
         assert [p.name for p in data_dir.parent.glob(".data.restore-*")] == [running.name]
     assert CliRunner().invoke(app, ["restore", "--dry-run", str(archive)]).exit_code == 0
     assert not list(data_dir.parent.glob(".data.restore-*"))
+
+
+def test_an_archive_where_nothing_can_be_written_is_checked_in_the_temp_dir(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read-only stick, as seen by root too: a path under a regular file cannot hold a folder.
+    archive = create_backup(BackupSources.of(data_dir), tmp_path / "b", app_version="t").path
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+
+    assert verify_archive(archive, work_dir=blocker / "stick").integrity == "ok"
+    assert (system_tmp / VERIFY_LOCK).exists()  # it was unpacked there, and cleaned up
+    assert not list(system_tmp.glob(".familiar-verify-*"))
+
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))
+    with pytest.raises(VerifyError, match="there is no directory to unpack the archive in"):
+        verify_archive(archive, work_dir=blocker / "stick")
