@@ -2,11 +2,16 @@
 
 Verification unpacks a whole archive (a full copy of the database) into
 ``.familiar-verify-XXXX`` beside it. A process killed meanwhile (SIGKILL, power loss) never runs
-its cleanup, so the next verification in the same directory removes the leftovers. Whether a
-directory is a leftover is decided with a lock, not an age: every verification holds a shared
-``flock`` on ``.familiar-verify.lock`` while its directory exists; one that gets the lock
-exclusively knows no other verification is running there, so every scratch directory present
-belongs to a dead process. The kernel drops a dead process's flock, so nothing goes stale.
+its cleanup, so the next verification in the same place removes the leftovers. Whether a
+directory is a leftover is decided with a lock, not an age: each verification holds an exclusive
+``flock`` on a lock file inside its own directory for as long as the directory exists, and the
+kernel drops a dead process's flock. Nothing lives outside the scratch directories, so a finished
+run leaves nothing behind.
+
+The race between a new directory and a cleanup is closed the usual way for lock files: the
+cleaner deletes a directory only while holding its lock, and a verifier that obtains its lock
+checks that the file it locked is still the one at that path (else it starts over). A directory
+with no lock file yet is only taken for a leftover after six hours (as old partial archives are).
 Where the archive's own directory cannot be written (a read-only stick), the system's temporary
 directory is used instead.
 """
@@ -17,6 +22,7 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,47 +32,65 @@ from loguru import logger
 from jobs.errors import VerifyError
 
 VERIFY_PREFIX = ".familiar-verify-"
-VERIFY_LOCK = ".familiar-verify.lock"
+SCRATCH_LOCK = ".familiar-verify.lock"  # inside each scratch directory
+UNLOCKED_STALE_S = 6 * 3600
 
 
-def _remove_leftovers(work_dir: Path) -> list[Path]:
+def _remove_leftovers(place: Path) -> list[Path]:
+    """Remove the scratch directories in ``place`` whose verification is no longer running."""
     removed = []
-    for p in work_dir.iterdir():
-        if p.name.startswith(VERIFY_PREFIX) and p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
+    for p in place.glob(f"{VERIFY_PREFIX}*"):
+        if not p.is_dir() or p.is_symlink():
+            continue
+        try:
+            fd = os.open(p / SCRATCH_LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:  # just made and not locked yet, or left by an older version
+            if time.time() - p.stat().st_mtime > UNLOCKED_STALE_S:
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # its verification is running
+            continue
+        try:
+            shutil.rmtree(p, ignore_errors=True)  # while holding its lock: see the module doc
             removed.append(p)
+        finally:
+            os.close(fd)
     if removed:
         logger.info("removed {} scratch folder(s) of a verification that was killed", len(removed))
     return removed
 
 
-def _open_scratch(place: Path) -> tuple[int, Path]:
-    """Lock ``place`` for a verification, remove leftovers if alone, make the scratch directory."""
-    fd = os.open(place / VERIFY_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
+def _locked_scratch(place: Path) -> tuple[int, Path]:
+    """A new scratch directory in ``place`` and the held lock inside it."""
+    while True:
+        scratch = Path(tempfile.mkdtemp(prefix=VERIFY_PREFIX, dir=place))
+        lock = scratch / SCRATCH_LOCK
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass  # another verification is running here; a later one cleans up
-        else:
-            _remove_leftovers(place)
-        # From exclusive to shared (or wait while another run cleans up): from here on, this
-        # run's directory is never taken for a leftover.
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        return fd, Path(tempfile.mkdtemp(prefix=VERIFY_PREFIX, dir=place))
-    except BaseException:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                return fd, scratch
+        except (BlockingIOError, FileNotFoundError):
+            pass  # a cleanup took it for a leftover between our two steps: start over
         os.close(fd)
-        raise
 
 
 @contextmanager
 def verify_scratch(*places: Path) -> Iterator[Path]:
-    """A new scratch directory in the first of ``places`` that can hold one (an archive on a
-    read-only stick is checked in the next), removed on exit; leftovers are removed first."""
+    """A new scratch directory in the first of ``places`` that can hold one, removed on exit;
+    the leftovers of killed verifications there are removed first."""
     tried = []
     for place in places:
         try:
-            fd, scratch = _open_scratch(Path(place))
+            place = Path(place)
+            _remove_leftovers(place)
+            fd, scratch = _locked_scratch(place)
         except OSError as exc:
             tried.append(f"{place} ({exc.strerror or exc})")
             continue

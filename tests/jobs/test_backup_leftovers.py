@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from bot.cli import app
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.datalock import DataDirLock
 from jobs.errors import VerifyError
-from jobs.scratch import VERIFY_LOCK
+from jobs.scratch import SCRATCH_LOCK
 from jobs.verify import verify_archive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +84,7 @@ def test_a_verify_killed_by_sigkill_is_cleaned_by_the_next_backup(
     result = CliRunner().invoke(app, ["backup", "--dest", str(dest)])
 
     assert result.exit_code == 0, result.output
-    assert not list(dest.glob(".familiar-verify-*"))
+    assert [p.name for p in dest.iterdir() if p.name.startswith(".")] == []
     archives = list_archives(dest)
     assert [a.path for a in archives][0] == first and len(archives) == 2
     for a in archives:
@@ -99,9 +100,9 @@ def test_the_cleanup_spares_a_verification_that_is_still_running(
     running.mkdir()
     (running / "familiar.db").write_bytes(b"being checked right now")
     # What a running verification holds while its scratch folder exists.
-    fd = os.open(dest / VERIFY_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(running / SCRATCH_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         assert verify_archive(archive).integrity == "ok"
         assert (running / "familiar.db").exists()
     finally:
@@ -109,6 +110,22 @@ def test_the_cleanup_spares_a_verification_that_is_still_running(
     # Once it is gone (its lock with it), the folder is a leftover.
     assert verify_archive(archive).integrity == "ok"
     assert not running.exists()
+
+
+def test_a_scratch_folder_without_a_lock_is_a_leftover_only_when_old(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # Made by a verifier not yet holding its lock (or by an older Familiar): an age decides.
+    dest = tmp_path / "backups"
+    archive = create_backup(BackupSources.of(data_dir), dest, app_version="t").path
+    young, old = dest / ".familiar-verify-young", dest / ".familiar-verify-old"
+    for d in (young, old):
+        d.mkdir()
+        (d / "familiar.db").write_bytes(b"a copy")
+    week_ago = time.time() - 7 * 24 * 3600
+    os.utime(old, (week_ago, week_ago))
+    assert verify_archive(archive).integrity == "ok"
+    assert young.exists() and not old.exists()
 
 
 def test_archives_are_0600_whatever_the_umask(data_dir: Path, tmp_path: Path) -> None:
@@ -149,11 +166,36 @@ def test_an_archive_where_nothing_can_be_written_is_checked_in_the_temp_dir(
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    killed = system_tmp / ".familiar-verify-killed"  # so that its use there shows
+    killed.mkdir()
+    (killed / SCRATCH_LOCK).touch()
 
     assert verify_archive(archive, work_dir=blocker / "stick").integrity == "ok"
-    assert (system_tmp / VERIFY_LOCK).exists()  # it was unpacked there, and cleaned up
-    assert not list(system_tmp.glob(".familiar-verify-*"))
+    assert list(system_tmp.iterdir()) == []  # used, cleaned up after, the leftover removed
 
     monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))
     with pytest.raises(VerifyError, match="there is no directory to unpack the archive in"):
         verify_archive(archive, work_dir=blocker / "stick")
+
+
+def test_verifications_at_the_same_time_never_remove_each_others_folders(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # Each one cleans up before it starts: a running one's folder must survive every cleanup.
+    archive = create_backup(BackupSources.of(data_dir), tmp_path / "b", app_version="t").path
+    errors: list[BaseException] = []
+
+    def verify_repeatedly() -> None:
+        try:
+            for _ in range(6):
+                assert verify_archive(archive).integrity == "ok"
+        except BaseException as exc:  # reported below, with the others
+            errors.append(exc)
+
+    threads = [threading.Thread(target=verify_repeatedly) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [p.name for p in archive.parent.iterdir()] == [archive.name]
