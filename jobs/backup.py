@@ -13,8 +13,9 @@ is written once a day). Files are hashed while they are streamed into the tar, a
 The index and adapters are added before the database snapshot is taken, so the restored index can
 only lag the database (memory re-embeds rows above the index's highest id), never lead it.
 
-The archive is written, mode 0600 (it holds every memory), to ``.<name>.partial`` in the
-destination, fsynced, renamed, and the directory fsynced; any error (a full disk included)
+The archive is written, mode 0600 (it holds every memory), to ``<name>.partial`` in a locked
+staging directory in the destination (``jobs.scratch``: a killed run's is removed by the next),
+fsynced, renamed to its final name, and the directory fsynced; any error (a full disk included)
 removes the partial file. ``open_output`` is the seam through which tests inject a full disk.
 Credentials never live in the data directory, and files named like one are skipped all the same.
 The settings file is archived without its secret fields (``jobs.redact``), or not at all when it
@@ -32,7 +33,6 @@ import re
 import shutil
 import sqlite3
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,10 +44,12 @@ from loguru import logger
 
 from jobs.errors import BackupError
 from jobs.redact import SecretPaths, redact_settings
+from jobs.scratch import locked_dir, remove_leftovers
 
 ARCHIVE_PREFIX = "familiar-backup-"
 ARCHIVE_SUFFIX = ".tar.gz"
 PARTIAL_SUFFIX = ".partial"
+STAGING_PREFIX = ".familiar-backup-staging-"
 MANIFEST = "manifest.json"
 DB_MEMBER = "familiar.db"
 CONFIG_MEMBER = "familiar.toml"
@@ -291,8 +293,16 @@ def create_backup(
             "set jobs.backup_dir to a writable directory",
         ) from None
     final = dest / archive_name(now)
-    partial = dest / f".{final.name}{PARTIAL_SUFFIX}"
-    staging = Path(tempfile.mkdtemp(prefix=".familiar-backup-staging-", dir=dest))
+    try:
+        remove_stale_partials(dest)
+        staging_lock, staging = locked_dir(dest, STAGING_PREFIX)
+    except OSError as exc:
+        raise BackupError(
+            f"cannot write in the backup directory {dest}: {exc.strerror or exc}",
+            "set jobs.backup_dir to a writable directory",
+        ) from None
+    # The partial archive lives in the locked staging directory: a killed run's is recognised.
+    partial = staging / f"{final.name}{PARTIAL_SUFFIX}"
     out: IO[bytes] | None = None
     restarts = 0
     try:
@@ -368,6 +378,7 @@ def create_backup(
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        os.close(staging_lock)
     size = final.stat().st_size
     logger.info("backup written: {} ({} bytes)", final, size)
     return BackupResult(
@@ -376,17 +387,14 @@ def create_backup(
 
 
 def remove_stale_partials(dest: Path, older_than_s: float = 6 * 3600) -> list[Path]:
-    """Leftovers of a backup killed mid-write (a partial archive or a staging directory)."""
-    removed: list[Path] = []
+    """Leftovers of backups killed mid-write: staging directories whose run is gone (at once,
+    see ``jobs.scratch``), and partial archives of older versions (after ``older_than_s``)."""
     if not dest.is_dir():
-        return removed
+        return []
+    removed = remove_leftovers(dest, STAGING_PREFIX, older_than_s)
     cutoff = time.time() - older_than_s
-    for p in dest.iterdir():
-        stale = p.name.endswith(PARTIAL_SUFFIX) or p.name.startswith(".familiar-backup-staging-")
-        if stale and p.lstat().st_mtime < cutoff:
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+    for p in dest.glob(f".*{PARTIAL_SUFFIX}"):
+        if p.is_file() and p.lstat().st_mtime < cutoff:
+            p.unlink(missing_ok=True)
             removed.append(p)
     return removed

@@ -21,7 +21,6 @@ from jobs.backup import (
     BackupSources,
     create_backup,
     list_archives,
-    remove_stale_partials,
 )
 from jobs.errors import VerifyError
 from jobs.redact import SecretPaths
@@ -99,7 +98,6 @@ class BackupService:
         self.started_at = time.monotonic()
 
     def run_sync(self) -> tuple[BackupResult, float, list[Path]]:
-        remove_stale_partials(self.dest)
         result, report = write_verified(self.sources, self.dest, self.settings, self.app_version)
         removed = prune(
             list_archives(self.dest), policy_of(self.settings), ZoneInfo(self.settings.timezone)

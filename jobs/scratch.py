@@ -1,12 +1,13 @@
-"""Scratch directories for verifying an archive, which a killed run cannot leave behind for long.
+"""Working directories that a killed run cannot leave behind for long.
 
-Verification unpacks a whole archive (a full copy of the database) into
-``.familiar-verify-XXXX`` beside it. A process killed meanwhile (SIGKILL, power loss) never runs
-its cleanup, so the next verification in the same place removes the leftovers. Whether a
-directory is a leftover is decided with a lock, not an age: each verification holds an exclusive
-``flock`` on a lock file inside its own directory for as long as the directory exists, and the
-kernel drops a dead process's flock. Nothing lives outside the scratch directories, so a finished
-run leaves nothing behind.
+A backup writes its database snapshot and its partial archive into
+``.familiar-backup-staging-XXXX``, and verification unpacks a whole archive into
+``.familiar-verify-XXXX``: each a full copy of the database. A process killed meanwhile
+(SIGKILL, power loss) never runs its cleanup, so the next run in the same place removes the
+leftovers. Whether a directory is a leftover is decided with a lock, not an age: each run holds
+an exclusive ``flock`` on a lock file inside its own directory for as long as the directory
+exists, and the kernel drops a dead process's flock. Nothing lives outside these directories, so
+a finished run leaves nothing behind.
 
 The race between a new directory and a cleanup is closed the usual way for lock files: the
 cleaner deletes a directory only while holding its lock, and a verifier that obtains its lock
@@ -32,20 +33,22 @@ from loguru import logger
 from jobs.errors import VerifyError
 
 VERIFY_PREFIX = ".familiar-verify-"
-SCRATCH_LOCK = ".familiar-verify.lock"  # inside each scratch directory
+SCRATCH_LOCK = ".familiar-work.lock"  # inside each working directory
 UNLOCKED_STALE_S = 6 * 3600
 
 
-def _remove_leftovers(place: Path) -> list[Path]:
-    """Remove the scratch directories in ``place`` whose verification is no longer running."""
+def remove_leftovers(
+    place: Path, prefix: str, unlocked_stale_s: float = UNLOCKED_STALE_S
+) -> list[Path]:
+    """Remove the working directories ``place/prefix*`` whose run is no longer running."""
     removed = []
-    for p in place.glob(f"{VERIFY_PREFIX}*"):
+    for p in place.glob(f"{prefix}*"):
         if not p.is_dir() or p.is_symlink():
             continue
         try:
             fd = os.open(p / SCRATCH_LOCK, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:  # just made and not locked yet, or left by an older version
-            if time.time() - p.stat().st_mtime > UNLOCKED_STALE_S:
+            if time.time() - p.stat().st_mtime > unlocked_stale_s:
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
             continue
@@ -62,14 +65,15 @@ def _remove_leftovers(place: Path) -> list[Path]:
         finally:
             os.close(fd)
     if removed:
-        logger.info("removed {} scratch folder(s) of a verification that was killed", len(removed))
+        logger.info("removed {} folder(s) left by a run that was killed", len(removed))
     return removed
 
 
-def _locked_scratch(place: Path) -> tuple[int, Path]:
-    """A new scratch directory in ``place`` and the held lock inside it."""
+def locked_dir(place: Path, prefix: str) -> tuple[int, Path]:
+    """A new working directory ``place/prefix*`` and the held lock inside it (close the fd once
+    the directory is removed or emptied)."""
     while True:
-        scratch = Path(tempfile.mkdtemp(prefix=VERIFY_PREFIX, dir=place))
+        scratch = Path(tempfile.mkdtemp(prefix=prefix, dir=place))
         lock = scratch / SCRATCH_LOCK
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -89,8 +93,8 @@ def verify_scratch(*places: Path) -> Iterator[Path]:
     for place in places:
         try:
             place = Path(place)
-            _remove_leftovers(place)
-            fd, scratch = _locked_scratch(place)
+            remove_leftovers(place, VERIFY_PREFIX)
+            fd, scratch = locked_dir(place, VERIFY_PREFIX)
         except OSError as exc:
             tried.append(f"{place} ({exc.strerror or exc})")
             continue

@@ -49,13 +49,12 @@ def backup(
     if ctx.invoked_subcommand is not None:
         return
     from bot.config import secret_field_paths
-    from jobs.backup import BackupSources, remove_stale_partials
+    from jobs.backup import BackupSources
     from jobs.backup_job import backup_dir, write_verified
 
     settings = _settings()
     target = dest or backup_dir(settings.jobs, settings.data_dir)
     config = settings.config_file if settings.config_file.is_file() else None
-    remove_stale_partials(target)
     result, report = write_verified(
         BackupSources.of(settings.data_dir, config, secret_field_paths()),
         target,

@@ -199,3 +199,37 @@ def test_verifications_at_the_same_time_never_remove_each_others_folders(
         t.join()
     assert errors == []
     assert [p.name for p in archive.parent.iterdir()] == [archive.name]
+
+
+BACKUP_FOREVER = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from jobs.backup import BackupSources, create_backup\n"
+    "while True:\n"
+    "    create_backup(BackupSources.of(Path(sys.argv[1])), Path(sys.argv[2]), app_version='t')\n"
+)
+
+
+def test_a_backup_killed_by_sigkill_while_writing_is_cleaned_by_the_next_one(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "backups"
+    dest.mkdir()
+    left = kill_midway(
+        BACKUP_FOREVER, [str(data_dir), str(dest)], dest, ".familiar-backup-staging-*"
+    )
+    assert any((p / "familiar.db").exists() for p in left)  # the snapshot: a full copy
+    # A partial archive of an older Familiar (no staging folder): removed once it is old.
+    old_partial = dest / ".familiar-backup-20250101T000000000000Z.tar.gz.partial"
+    young_partial = dest / ".familiar-backup-20260101T000000000000Z.tar.gz.partial"
+    for p in (old_partial, young_partial):
+        p.write_bytes(b"half an archive")
+    week_ago = time.time() - 7 * 24 * 3600
+    os.utime(old_partial, (week_ago, week_ago))
+
+    result = CliRunner().invoke(app, ["backup", "--dest", str(dest)])
+
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in dest.iterdir() if p.name.startswith(".")] == [young_partial.name]
+    for a in list_archives(dest):  # whatever the child finished before the kill, and ours
+        assert verify_archive(a.path).integrity == "ok"
