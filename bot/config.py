@@ -44,7 +44,6 @@ CREDENTIALS: dict[str, tuple[str, str]] = {
     "anthropic_api_key": ("llm", "anthropic_api_key"),
     "openai_api_key": ("llm", "openai_api_key"),
 }
-SECRET_FIELDS = {field for _, field in CREDENTIALS.values()}
 # Variables that the provider SDKs read themselves; honoured below FAMILIAR_* ones.
 SDK_ENV: dict[str, tuple[str, str]] = {
     "ANTHROPIC_API_KEY": ("llm", "anthropic_api_key"),
@@ -216,7 +215,8 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
             problems.append(f"{key} {msg}")
             continue
         given = err.get("input")
-        secret = str(loc[-1]) in SECRET_FIELDS if loc else False
+        # Any secret field of the model, credential or not (a union adds parts to the location).
+        secret = any(tuple(map(str, loc[:n])) in secret_field_paths() for n in range(len(loc) + 1))
         shown = "" if secret or isinstance(given, dict) else f" (got {given!r})"
         problems.append(f"{key}: {msg}{shown}; set it in the TOML file or as {_env_name(loc)}")
     return problems

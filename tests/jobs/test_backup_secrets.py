@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.config import load_settings, secret_field_paths
+from bot.errors import ConfigError
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.restore import restore_archive
 from memory.db import Database
@@ -213,3 +214,16 @@ def test_secrets_in_shapes_the_settings_refuse_are_removed_too(
     assert b"array-of-tables-secret" not in raw
     assert b"case-differs-secret" not in raw
     assert manifest["redacted_settings"] == ["llm.anthropic_api_key", "telegram.token"]
+
+
+@pytest.mark.parametrize("path", SECRET_PATHS, ids=".".join)
+def test_a_secret_of_the_wrong_type_is_not_shown_in_the_settings_error(
+    tmp_path: Path, path: tuple[str, str]
+) -> None:
+    # The same model walk decides what a configuration error may quote back.
+    section, key = path
+    (tmp_path / "familiar.toml").write_text(f"[{section}]\n{key} = 987654321987654321\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(data_dir=tmp_path)
+    assert f"{section}.{key}: Input should be a valid string" in str(caught.value)
+    assert "987654321987654321" not in str(caught.value)
