@@ -49,7 +49,8 @@ class RestorePlan:
     changes: list[str] = field(default_factory=list)
     dry_run: bool = True
     done: bool = False
-    # False on a new machine: the data directory is missing or empty, so nothing is moved aside.
+    # False on a new machine (the data directory is missing or empty): nothing is moved aside;
+    # after the restore, whether anything was kept aside.
     previous: bool = True
 
     def describe(self) -> str:
@@ -231,8 +232,9 @@ def restore_archive(
         _swap(staging, data_dir, aside)
         if previous:
             _carry_over(aside, data_dir, with_config=(data_dir / CONFIG_MEMBER).exists())
-        else:
-            _remove_if_only_lock(aside)
+        # Nothing left in it once backups and logs came across (or it was empty): not kept.
+        _remove_if_only_lock(aside)
+        plan.previous = aside.exists()
         _fsync_dir(parent)
         plan.done = True
         logger.info("restored {} into {}; previous data in {}", archive, data_dir, aside)
@@ -271,13 +273,13 @@ def _has_data(data_dir: Path) -> bool:
 
 
 def _remove_if_only_lock(aside: Path) -> None:
-    """The moved-aside copy of an empty data directory: removed, unless something appeared in it."""
-    if not aside.is_dir():
+    """The moved-aside directory, when it holds nothing but the lock file: removed."""
+    if not aside.is_dir() or any(e.name != LOCK_NAME for e in aside.iterdir()):
         return
     try:
         (aside / LOCK_NAME).unlink(missing_ok=True)
         aside.rmdir()
-    except OSError as exc:  # not empty after all: it is kept, like any previous data
+    except OSError as exc:  # something appeared in it meanwhile: it is kept
         logger.warning("kept {}: {}", aside, exc)
 
 

@@ -232,3 +232,23 @@ def test_the_installed_command_restores_onto_a_new_machine_with_exit_status_0(
         f"restored into {new}; there was no previous data to keep."
     )
     assert message_count(new / "familiar.db") == 350
+
+
+def test_restore_from_the_backups_folder_of_a_new_data_dir_keeps_nothing_aside(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The usual move: copy the backups over first, then restore the newest of them.
+    archive = write_archive(data_dir, tmp_path / "old-machine-backups")
+    new = tmp_path / "new" / "familiar"
+    (new / "backups").mkdir(parents=True)
+    copied = new / "backups" / archive.name
+    copied.write_bytes(archive.read_bytes())
+    monkeypatch.setenv("FAMILIAR_DATA_DIR", str(new))
+
+    result = familiar("restore", str(copied))
+
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip().endswith("there was no previous data to keep.")
+    assert message_count(new / "familiar.db") == 350
+    assert copied.read_bytes() == archive.read_bytes()  # the backups came across
+    assert sorted(p.name for p in new.parent.iterdir()) == ["familiar"]
