@@ -237,7 +237,8 @@ def restore_archive(
         plan.previous = aside.exists()
         _fsync_dir(parent)
         plan.done = True
-        logger.info("restored {} into {}; previous data in {}", archive, data_dir, aside)
+        kept = f"previous data in {aside}" if plan.previous else "no previous data to keep"
+        logger.info("restored {} into {}; {}", archive, data_dir, kept)
         return plan
     finally:
         new_lock.release()
