@@ -27,6 +27,7 @@ from bot.daemon.services import build_services
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.backup_job import BackupService
 from jobs.errors import VerifyError
+from jobs.health import HealthWatch, load_snapshot
 from jobs.reminders import Reminders
 from jobs.scheduler import JobSpec, Scheduler, StandaloneBackend
 from jobs.settings import JobsSettings
@@ -256,3 +257,24 @@ def test_backup_health_follows_the_newest_archive(data_dir: Path) -> None:
     old_archive(data_dir, data_dir / "backups", datetime.now(UTC) - timedelta(hours=2))
     assert fresh.health_check().status is Status.HEALTHY
     assert fresh.health_check().detail.startswith("newest backup 2.0 h old")
+
+
+def test_an_overdue_backup_reaches_the_admins_through_the_health_watch(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    admins = Admins()
+    svc = service(data_dir, admins, backup_max_age_hours=36)
+    old_archive(data_dir, data_dir / "backups", datetime.now(UTC) - timedelta(hours=50))
+    registry = HealthRegistry()
+    registry.register("backup", svc.health_check)
+    db = Database.open(tmp_path / "jobs.db", all_test_migrations())
+    try:
+        watch = HealthWatch(registry, admins, db)
+        assert asyncio.run(watch.run()) == "degraded (admins told)"
+        assert asyncio.run(watch.run()) == "degraded"  # told once, not on every tick
+        ((result, _),) = load_snapshot(db)  # what `familiar health` shows of the daemon
+    finally:
+        db.close()
+    assert len(admins.sent) == 1
+    assert admins.sent[0].startswith("⚠️ Familiar is degraded\n⚠️ backup: newest backup 50.0 h old")
+    assert result.status is Status.DEGRADED and "(older than 36 h)" in result.detail
