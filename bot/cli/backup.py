@@ -85,6 +85,11 @@ def verify(archive: Path = typer.Argument(..., help="The .tar.gz archive to chec
         f"{m.get('created_at')} by Familiar {m.get('app_version')}; schema {m.get('schema_versions')}; "
         f"integrity_check {report.integrity})"
     )
+    if m.get("redacted_settings"):
+        removed = ", ".join(m["redacted_settings"])
+        typer.echo(f"settings: archived without {removed} (secrets are never archived)")
+    if m.get("settings_problem"):
+        typer.echo(f"settings: {m['settings_problem']}")
 
 
 @backup_app.command("list")

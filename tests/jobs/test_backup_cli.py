@@ -109,6 +109,7 @@ def test_backup_verify_accepts_a_good_archive_and_names_the_bad_file(
     assert ok.exit_code == 0, ok.output
     assert ok.output.startswith(f"ok: {archive} (5 files, ")
     assert "integrity_check ok" in ok.output
+    assert "settings: archived without telegram.token (secrets are never archived)" in ok.output
 
     # The same archive with one byte of the index changed (manifest left as it was).
     tampered = tmp_path / "tampered.tar.gz"
