@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 EMULATOR := tests/telegram/emulator
 
-.PHONY: run test install dev emulator system-deps lint typecheck clean gpu-wheels faults
+.PHONY: run test coverage-packages install dev emulator system-deps lint typecheck clean gpu-wheels faults
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,11 +50,24 @@ system-deps:
 	   apt-get install -y -qq --no-install-recommends $$missing >/dev/null) || \
 	  echo "not installed:$$missing; the tests that need them skip (and fail in CI)"; }
 
+# Coverage (line and branch, settings in pyproject.toml): the per-module table, then one line per
+# package; pytest fails when the total is below [tool.coverage.report] fail_under.
+PACKAGES := bot agents memory jobs
+COV := $(PACKAGES:%=--cov=%) --cov-branch --cov-report=term
+PACKAGE_TABLE = printf '%-8s %s\n' package "line+branch cover"; \
+	for p in $(PACKAGES); do \
+	  printf '%-8s %s%%\n' $$p "$$($(BIN)/coverage report --include="$$p/*" --format=total --fail-under=0)"; \
+	done
+
 test: dev system-deps emulator
 	$(BIN)/ruff check bot agents memory jobs tests bench
 	$(BIN)/ruff format --check bot agents memory jobs tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(COV); status=$$?; $(PACKAGE_TABLE); exit $$status
+
+# The per-package table again, from the data the last `make test` left in .coverage.
+coverage-packages:
+	@$(PACKAGE_TABLE)
 
 # The fault campaign (bench/faults.py): the real daemon killed, cut off and starved at random points.
 faults: dev emulator
@@ -71,4 +84,4 @@ gpu-wheels: install
 	$(BIN)/pip download --quiet --only-binary=:all: --no-deps --dest .wheels loguru
 
 clean:
-	rm -rf $(VENV) $(EMULATOR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(EMULATOR)/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

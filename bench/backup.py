@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from jobs.backup import BackupSources, create_backup
-from jobs.restore import verify_archive
 from jobs.schema import migrations as jobs_migrations
+from jobs.verify import verify_archive
 from memory.db import Database
 from memory.schema import migrations as memory_migrations
 

@@ -12,7 +12,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
@@ -45,7 +45,6 @@ CREDENTIALS: dict[str, tuple[str, str]] = {
     "anthropic_api_key": ("llm", "anthropic_api_key"),
     "openai_api_key": ("llm", "openai_api_key"),
 }
-SECRET_FIELDS = {field for _, field in CREDENTIALS.values()}
 # Variables that the provider SDKs read themselves; honoured below FAMILIAR_* ones.
 SDK_ENV: dict[str, tuple[str, str]] = {
     "ANTHROPIC_API_KEY": ("llm", "anthropic_api_key"),
@@ -135,6 +134,19 @@ class Settings(BaseSettings):
         return found
 
 
+def secret_field_paths(model: type[BaseModel] = Settings) -> frozenset[tuple[str, ...]]:
+    """The path of every ``SecretStr`` field (``("telegram", "token")``, ...), for the backup's
+    redaction: a secret added to any section is covered without a list to keep in step."""
+    found: set[tuple[str, ...]] = set()
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            found |= {(name, *rest) for rest in secret_field_paths(ann)}
+        elif ann is SecretStr or SecretStr in get_args(ann):
+            found.add((name,))
+    return frozenset(found)
+
+
 def config_file_path(data_dir: Any = None) -> Path:
     explicit = os.environ.get(CONFIG_ENV)
     if explicit:
@@ -210,7 +222,8 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
             problems.append(f"{key} {msg}")
             continue
         given = err.get("input")
-        secret = str(loc[-1]) in SECRET_FIELDS if loc else False
+        # Any secret field of the model, credential or not (a union adds parts to the location).
+        secret = any(tuple(map(str, loc[:n])) in secret_field_paths() for n in range(len(loc) + 1))
         shown = "" if secret or isinstance(given, dict) else f" (got {given!r})"
         problems.append(f"{key}: {msg}{shown}; set it in the TOML file or as {_env_name(loc)}")
     return problems

@@ -13,10 +13,13 @@ is written once a day). Files are hashed while they are streamed into the tar, a
 The index and adapters are added before the database snapshot is taken, so the restored index can
 only lag the database (memory re-embeds rows above the index's highest id), never lead it.
 
-The archive is written to ``.<name>.partial`` in the destination, fsynced, renamed, and the
-directory fsynced; any error (a full disk included) removes the partial file. ``open_output`` is
-the seam through which tests inject a full disk. Credentials never live in the data directory,
-and files named like one are skipped all the same; secret keys in the settings file are redacted.
+The archive is written, mode 0600 (it holds every memory), to ``<name>.partial`` in a locked
+staging directory in the destination (``jobs.scratch``: a killed run's is removed by the next),
+fsynced, renamed to its final name, and the directory fsynced; any error (a full disk included)
+removes the partial file. ``open_output`` is the seam through which tests inject a full disk.
+Credentials never live in the data directory, and files named like one are skipped all the same.
+The settings file is archived without its secret fields (``jobs.redact``), or not at all when it
+does not parse.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import re
 import shutil
 import sqlite3
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,10 +43,13 @@ from typing import IO, Any
 from loguru import logger
 
 from jobs.errors import BackupError
+from jobs.redact import SecretPaths, redact_settings
+from jobs.scratch import locked_dir, remove_leftovers
 
 ARCHIVE_PREFIX = "familiar-backup-"
 ARCHIVE_SUFFIX = ".tar.gz"
 PARTIAL_SUFFIX = ".partial"
+STAGING_PREFIX = ".familiar-backup-staging-"
 MANIFEST = "manifest.json"
 DB_MEMBER = "familiar.db"
 CONFIG_MEMBER = "familiar.toml"
@@ -59,16 +64,14 @@ _CREDENTIAL_RE = re.compile(
     r"(token|secret|credential|passw|api[_-]?key|private[_-]?key|\.pem$|\.key$|^\.env|^id_rsa|^id_ed25519)",
     re.IGNORECASE,
 )
-_SECRET_KEY_RE = re.compile(
-    r"^\s*([A-Za-z0-9_\-]*(token|secret|api_key|apikey|password|passwd)[A-Za-z0-9_\-]*)\s*=",
-    re.IGNORECASE,
-)
 
 OpenOutput = Callable[[Path], IO[bytes]]
 
 
 def default_open_output(path: Path) -> IO[bytes]:
-    return open(path, "xb")  # noqa: SIM115 -- closed by create_backup
+    # 0600 from the first byte: an archive holds every memory.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def archive_name(when: datetime) -> str:
@@ -87,30 +90,30 @@ def is_credential_name(name: str) -> bool:
     return bool(_CREDENTIAL_RE.search(name))
 
 
-def redact_settings(text: str) -> tuple[str, list[str]]:
-    """The settings file with every secret-looking key's line replaced by a comment."""
-    out, removed = [], []
-    for line in text.splitlines(keepends=True):
-        m = _SECRET_KEY_RE.match(line)
-        if m:
-            removed.append(m.group(1))
-            out.append(f"# {m.group(1)} removed by the backup: secrets are never archived\n")
-        else:
-            out.append(line)
-    return "".join(out), removed
-
-
 @dataclass(frozen=True)
 class BackupSources:
-    """What a backup reads: the data directory, its database and the settings file (if any)."""
+    """What a backup reads: the data directory, its database and the settings file (if any).
+
+    ``secret_fields`` are the settings' secret paths (``("telegram", "token")``), derived from the
+    settings model by the caller; a settings file is only archived with them known."""
 
     data_dir: Path
     db_path: Path
     config_path: Path | None = None
+    secret_fields: SecretPaths = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.config_path is not None and not self.secret_fields:
+            raise ValueError("a settings file is only archived with its secret fields given")
 
     @classmethod
-    def of(cls, data_dir: Path, config_path: Path | None = None) -> BackupSources:
-        return cls(Path(data_dir), Path(data_dir) / DB_MEMBER, config_path)
+    def of(
+        cls,
+        data_dir: Path,
+        config_path: Path | None = None,
+        secret_fields: SecretPaths = frozenset(),
+    ) -> BackupSources:
+        return cls(Path(data_dir), Path(data_dir) / DB_MEMBER, config_path, secret_fields)
 
 
 @dataclass
@@ -290,12 +293,21 @@ def create_backup(
             "set jobs.backup_dir to a writable directory",
         ) from None
     final = dest / archive_name(now)
-    partial = dest / f".{final.name}{PARTIAL_SUFFIX}"
-    staging = Path(tempfile.mkdtemp(prefix=".familiar-backup-staging-", dir=dest))
+    try:
+        remove_stale_partials(dest)
+        staging_lock, staging = locked_dir(dest, STAGING_PREFIX)
+    except OSError as exc:
+        raise BackupError(
+            f"cannot write in the backup directory {dest}: {exc.strerror or exc}",
+            "set jobs.backup_dir to a writable directory",
+        ) from None
+    # The partial archive lives in the locked staging directory: a killed run's is recognised.
+    partial = staging / f"{final.name}{PARTIAL_SUFFIX}"
     out: IO[bytes] | None = None
     restarts = 0
     try:
         out = open_output(partial)
+        os.chmod(partial, 0o600)  # whatever the opener (or the umask) made of it
         with tarfile.open(fileobj=out, mode="w:gz", compresslevel=compresslevel) as tar:
             # 16 KB chunks by default: far more GIL hand-offs and system calls.
             tar.copybufsize = 1024 * 1024  # type: ignore[attr-defined]
@@ -317,12 +329,17 @@ def create_backup(
             versions = schema_versions_of(snap)
             w.add_file(snap, DB_MEMBER)
             redacted: list[str] = []
-            config_origin = None
+            config_origin, config_problem = None, None
             if sources.config_path is not None and sources.config_path.is_file():
-                text, redacted = redact_settings(sources.config_path.read_text(encoding="utf-8"))
-                w.add_bytes(text.encode("utf-8"), CONFIG_MEMBER)
-                inside = sources.config_path.resolve().parent == sources.data_dir.resolve()
-                config_origin = "data_dir" if inside else str(sources.config_path)
+                settings = redact_settings(sources.config_path.read_bytes(), sources.secret_fields)
+                redacted = settings.removed
+                if settings.text is None:
+                    config_problem = f"not archived: {settings.problem}"
+                    w.skipped.append(f"{sources.config_path.name} ({config_problem})")
+                else:
+                    w.add_bytes(settings.text.encode("utf-8"), CONFIG_MEMBER)
+                    inside = sources.config_path.resolve().parent == sources.data_dir.resolve()
+                    config_origin = "data_dir" if inside else str(sources.config_path)
             manifest: dict[str, Any] = {
                 "format": FORMAT,
                 "app": "familiar",
@@ -331,6 +348,7 @@ def create_backup(
                 "schema_versions": versions,
                 "config_origin": config_origin,
                 "redacted_settings": redacted,
+                "settings_problem": config_problem,
                 "skipped": w.skipped,
                 "files": w.files,
             }
@@ -360,6 +378,7 @@ def create_backup(
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        os.close(staging_lock)
     size = final.stat().st_size
     logger.info("backup written: {} ({} bytes)", final, size)
     return BackupResult(
@@ -368,17 +387,14 @@ def create_backup(
 
 
 def remove_stale_partials(dest: Path, older_than_s: float = 6 * 3600) -> list[Path]:
-    """Leftovers of a backup killed mid-write (a partial archive or a staging directory)."""
-    removed: list[Path] = []
+    """Leftovers of backups killed mid-write: staging directories whose run is gone (at once,
+    see ``jobs.scratch``), and partial archives of older versions (after ``older_than_s``)."""
     if not dest.is_dir():
-        return removed
+        return []
+    removed = remove_leftovers(dest, STAGING_PREFIX, older_than_s)
     cutoff = time.time() - older_than_s
-    for p in dest.iterdir():
-        stale = p.name.endswith(PARTIAL_SUFFIX) or p.name.startswith(".familiar-backup-staging-")
-        if stale and p.lstat().st_mtime < cutoff:
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+    for p in dest.glob(f".*{PARTIAL_SUFFIX}"):
+        if p.is_file() and p.lstat().st_mtime < cutoff:
+            p.unlink(missing_ok=True)
             removed.append(p)
     return removed

@@ -7,6 +7,7 @@ runs in a worker thread; the event loop only waits for it.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,12 +21,12 @@ from jobs.backup import (
     BackupSources,
     create_backup,
     list_archives,
-    remove_stale_partials,
 )
 from jobs.errors import VerifyError
-from jobs.restore import verify_archive
+from jobs.redact import SecretPaths
 from jobs.retention import RetentionPolicy, prune
 from jobs.settings import JobsSettings
+from jobs.verify import VerifyReport, verify_archive
 from memory.health import CheckResult, Status
 
 NotifyAdmins = Callable[[str], Awaitable[None]]
@@ -37,6 +38,34 @@ def backup_dir(settings: JobsSettings, data_dir: Path) -> Path:
         if settings.backup_dir
         else Path(data_dir) / "backups"
     )
+
+
+FAILED_SUFFIX = ".failed"
+
+
+def write_verified(
+    sources: BackupSources, dest: Path, settings: JobsSettings, app_version: str
+) -> tuple[BackupResult, VerifyReport]:
+    """Write an archive and verify it. One that fails verification is renamed ``<name>.failed``:
+    kept for inspection, but never counted as a backup (nor by the retention policy)."""
+    result = create_backup(
+        sources,
+        dest,
+        app_version=app_version,
+        pages_per_step=settings.backup_pages_per_step,
+        step_sleep_s=settings.backup_step_sleep_ms / 1000,
+    )
+    try:
+        return result, verify_archive(result.path)
+    except VerifyError as exc:
+        kept = result.path.with_name(result.path.name + FAILED_SUFFIX)
+        os.replace(result.path, kept)
+        # The archive was just written from the live data: the fault is there, or on the disk.
+        raise VerifyError(
+            f"{exc} (the archive is kept as {kept.name}, not counted as a backup)",
+            "the live database or the backup disk may be damaged: run `familiar health` and "
+            "check the disk; older backups are untouched",
+        ) from None
 
 
 def policy_of(settings: JobsSettings) -> RetentionPolicy:
@@ -58,9 +87,10 @@ class BackupService:
         config_path: Path | None,
         app_version: str,
         notify_admins: NotifyAdmins,
+        secret_fields: SecretPaths = frozenset(),
     ) -> None:
         self.settings = settings
-        self.sources = BackupSources.of(Path(data_dir), config_path)
+        self.sources = BackupSources.of(Path(data_dir), config_path, secret_fields)
         self.dest = backup_dir(settings, data_dir)
         self.app_version = app_version
         self.notify_admins = notify_admins
@@ -68,15 +98,7 @@ class BackupService:
         self.started_at = time.monotonic()
 
     def run_sync(self) -> tuple[BackupResult, float, list[Path]]:
-        remove_stale_partials(self.dest)
-        result = create_backup(
-            self.sources,
-            self.dest,
-            app_version=self.app_version,
-            pages_per_step=self.settings.backup_pages_per_step,
-            step_sleep_s=self.settings.backup_step_sleep_ms / 1000,
-        )
-        report = verify_archive(result.path)
+        result, report = write_verified(self.sources, self.dest, self.settings, self.app_version)
         removed = prune(
             list_archives(self.dest), policy_of(self.settings), ZoneInfo(self.settings.timezone)
         )
@@ -88,7 +110,9 @@ class BackupService:
             try:
                 result, verify_s, removed = await asyncio.to_thread(self.run_sync)
             except VerifyError as exc:
-                await self.notify_admins(f"⚠️ The backup just written failed verification: {exc}")
+                await self.notify_admins(
+                    f"⚠️ The backup just written failed verification: {exc.explain()}"
+                )
                 raise
         logger.info("backup verified in {:.1f} s; pruned {}", verify_s, len(removed))
         return (

@@ -1,17 +1,15 @@
-"""Verifying archives and restoring them, never leaving the data directory half-restored.
-
-Verification streams the archive once: every member is extracted into a scratch directory while
-it is hashed, then compared with ``manifest.json`` (the last member), and the extracted database
-must pass ``PRAGMA integrity_check``. A truncated gzip stream, a changed byte, a missing or an
-unlisted file each fail with the name of the file concerned.
+"""Restoring an archive, never leaving the data directory half-restored.
 
 Restore refuses while a daemon holds the data directory's lock, and holds that lock itself
-throughout. It verifies and extracts into a directory beside the data directory (same file
-system, so renames are atomic), shows what will change, then swaps: the current directory
-becomes ``<data>.before-restore-<time>`` (kept, not deleted) and the restored one takes its
-name, with ``renameat2(RENAME_EXCHANGE)`` where the kernel has it (one atomic step) and two
+throughout. It verifies (``jobs.verify``) and extracts into a directory beside the data directory
+(same file system, so renames are atomic), shows what will change, then swaps: the current
+directory becomes ``<data>.before-restore-<time>`` (kept, not deleted) and the restored one takes
+its name, with ``renameat2(RENAME_EXCHANGE)`` where the kernel has it (one atomic step) and two
 renames otherwise. What the archive does not cover (the backups themselves, logs) is moved
-across into the restored directory afterwards.
+across into the restored directory afterwards. On a new machine (no data directory, or an empty
+one, or no parent directory either) there is nothing to keep, and no ``.before-restore``
+directory is left behind. The staging directory is locked from its creation, so the staging
+directory of a restore that was killed is told apart and removed by the next restore.
 """
 
 from __future__ import annotations
@@ -19,172 +17,26 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
-import json
 import os
 import shutil
 import sqlite3
-import tarfile
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from jobs.backup import CONFIG_MEMBER, DATA_SUBDIRS, DB_MEMBER, FORMAT, MANIFEST, _fsync_dir
-from jobs.datalock import LOCK_NAME, DataDirBusy, DataDirLock
+from jobs.backup import CONFIG_MEMBER, DATA_SUBDIRS, DB_MEMBER, _fsync_dir
+from jobs.datalock import LOCK_NAME, DataDirBusy, DataDirLock, held_elsewhere
 from jobs.errors import RestoreError, VerifyError
+from jobs.verify import extract_verified, integrity_check
 
+RESTORE_INFIX = ".restore-"
 DB_SIDECARS = (DB_MEMBER, f"{DB_MEMBER}-wal", f"{DB_MEMBER}-shm", f"{DB_MEMBER}-journal")
 _CHUNK = 1024 * 1024
-
-
-@dataclass
-class VerifyReport:
-    archive: Path
-    manifest: dict[str, Any]
-    files: int
-    bytes: int
-    integrity: str
-    seconds: float
-
-
-def _safe_member_path(name: str) -> PurePosixPath:
-    p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts or not p.parts:
-        raise VerifyError(
-            f"the archive member {name!r} points outside the archive",
-            "this archive was not written by Familiar; do not restore it",
-        )
-    return p
-
-
-def extract_verified(archive: Path, into: Path) -> dict[str, Any]:
-    """Extract ``archive`` into the empty directory ``into``, checking every file against the
-    manifest; returns the manifest. Raises VerifyError naming the first bad file."""
-    archive = Path(archive)
-    if not archive.is_file():
-        raise VerifyError(
-            f"there is no archive at {archive}",
-            "give the path of a .tar.gz made by `familiar backup`",
-        )
-    seen: dict[str, tuple[int, str]] = {}
-    manifest_bytes: bytes | None = None
-    current = "(the archive header)"
-    try:
-        with tarfile.open(archive, mode="r|gz") as tar:
-            for member in tar:
-                current = member.name
-                rel = _safe_member_path(member.name)
-                if not member.isfile():
-                    raise VerifyError(
-                        f"{member.name} in {archive.name} is not a regular file",
-                        "this archive was not written by Familiar; do not restore it",
-                    )
-                src = tar.extractfile(member)
-                assert src is not None
-                if member.name == MANIFEST:
-                    manifest_bytes = src.read()
-                    continue
-                target = into / Path(*rel.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                sha, size = hashlib.sha256(), 0
-                with open(target, "xb") as out:
-                    while chunk := src.read(_CHUNK):
-                        sha.update(chunk)
-                        size += len(chunk)
-                        out.write(chunk)
-                seen[member.name] = (size, sha.hexdigest())
-    except VerifyError:
-        raise
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise VerifyError(
-                f"the disk filled up while extracting {current}", "free some space and verify again"
-            ) from None
-        raise VerifyError(
-            f"{archive.name} is truncated or corrupt (while reading {current}: {exc})",
-            "use another archive; this one cannot be restored",
-        ) from None
-    if manifest_bytes is None:
-        raise VerifyError(
-            f"{archive.name} has no {MANIFEST} (truncated, or not a Familiar backup)",
-            "use another archive",
-        )
-    try:
-        manifest = json.loads(manifest_bytes)
-        listed = {f["path"]: (int(f["size"]), str(f["sha256"])) for f in manifest["files"]}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise VerifyError(
-            f"{MANIFEST} in {archive.name} cannot be read ({exc})", "use another archive"
-        ) from None
-    if manifest.get("format", 0) > FORMAT:
-        raise VerifyError(
-            f"{archive.name} was written by a newer Familiar (format {manifest.get('format')})",
-            "restore it with that version or a newer one",
-        )
-    for path, (size, digest) in listed.items():
-        if path not in seen:
-            raise VerifyError(
-                f"{path} is listed in the manifest but missing from {archive.name}",
-                "use another archive",
-            )
-        got_size, got_digest = seen[path]
-        if got_size != size or got_digest != digest:
-            raise VerifyError(
-                f"{path} in {archive.name} does not match its checksum "
-                f"({got_size} bytes, expected {size})",
-                "use another archive",
-            )
-    for path in seen:
-        if path not in listed:
-            raise VerifyError(
-                f"{path} in {archive.name} is not in the manifest", "use another archive"
-            )
-    if DB_MEMBER not in seen:
-        raise VerifyError(f"{archive.name} holds no database", "use another archive")
-    return manifest
-
-
-def integrity_check(db_file: Path) -> str:
-    try:
-        conn = sqlite3.connect(db_file)
-        try:
-            rows = conn.execute("PRAGMA integrity_check").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        return str(exc)
-    return "; ".join(str(r[0]) for r in rows)
-
-
-def verify_archive(archive: Path, work_dir: Path | None = None) -> VerifyReport:
-    """Every checksum, then ``integrity_check`` on the database restored into a scratch dir."""
-    started = time.monotonic()
-    archive = Path(archive)
-    scratch = Path(tempfile.mkdtemp(prefix=".familiar-verify-", dir=work_dir or archive.parent))
-    try:
-        manifest = extract_verified(archive, scratch)
-        result = integrity_check(scratch / DB_MEMBER)
-        if result != "ok":
-            raise VerifyError(
-                f"{DB_MEMBER} in {archive.name} fails integrity_check: {result[:300]}",
-                "use another archive",
-            )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    files = manifest["files"]
-    return VerifyReport(
-        archive,
-        manifest,
-        len(files),
-        sum(f["size"] for f in files),
-        result,
-        time.monotonic() - started,
-    )
 
 
 # -- restore ----------------------------------------------------------------------------------
@@ -197,6 +49,9 @@ class RestorePlan:
     changes: list[str] = field(default_factory=list)
     dry_run: bool = True
     done: bool = False
+    # False on a new machine (the data directory is missing or empty): nothing is moved aside;
+    # after the restore, whether anything was kept aside.
+    previous: bool = True
 
     def describe(self) -> str:
         m = self.manifest
@@ -204,7 +59,9 @@ class RestorePlan:
             f"archive: {self.archive.name} (made {m.get('created_at')}, Familiar {m.get('app_version')}, "
             f"schema {m.get('schema_versions')})",
             f"data directory: {self.data_dir}",
-            f"the current data will be moved to: {self.aside}",
+            f"the current data will be moved to: {self.aside}"
+            if self.previous
+            else "there was no previous data in it: nothing is moved aside",
         ]
         return "\n".join(head + [f"  {c}" for c in self.changes or ["  (nothing changes)"]])
 
@@ -253,7 +110,7 @@ def plan_changes(data_dir: Path, restored: Path, manifest: dict[str, Any]) -> li
     changes = []
     before, after = _table_counts(data_dir / DB_MEMBER), _table_counts(restored / DB_MEMBER)
     for t in sorted(set(before) | set(after)):
-        if before.get(t) != after.get(t):
+        if before.get(t, 0) != after.get(t, 0):
             changes.append(
                 f"table {t}: {before.get(t, 0)} rows now, {after.get(t, 0)} after the restore"
             )
@@ -274,6 +131,10 @@ def plan_changes(data_dir: Path, restored: Path, manifest: dict[str, Any]) -> li
         changes.append(
             f"familiar.toml: the archived copy has no secrets ({keys} removed); "
             "give them again through systemd credentials or FAMILIAR_* variables"
+        )
+    if manifest.get("settings_problem"):
+        changes.append(
+            f"the settings file was {manifest['settings_problem']}; the current one is left alone"
         )
     if manifest.get("config_origin") not in (None, "data_dir"):
         changes.append(
@@ -310,6 +171,7 @@ def restore_archive(
     archive, data_dir = Path(archive).resolve(), Path(data_dir).expanduser().resolve()
     stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     parent = data_dir.parent
+    previous = _has_data(data_dir)
     lock = DataDirLock(data_dir) if data_dir.is_dir() else None
     if lock is not None:
         try:
@@ -319,9 +181,25 @@ def restore_archive(
                 f"a Familiar daemon (pid {busy.holder}) is using the data directory {data_dir}",
                 "stop it first (`systemctl stop familiar`), then run the restore again",
             ) from None
-    staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.restore-", dir=parent))
-    new_lock: DataDirLock | None = None
     try:
+        parent.mkdir(parents=True, exist_ok=True)  # a new machine may lack ~/.local/state too
+        _remove_restore_leftovers(parent, data_dir.name)
+        staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}{RESTORE_INFIX}", dir=parent))
+    except BaseException as exc:
+        if lock is not None:
+            lock.release()
+        if isinstance(exc, OSError):
+            raise RestoreError(
+                f"cannot create a directory to restore into beside {data_dir}: "
+                f"{exc.strerror or exc}",
+                f"make {parent} a writable directory, or set FAMILIAR_DATA_DIR elsewhere",
+            ) from None
+        raise
+    # The restored directory is locked from its creation until we are done: a daemon cannot
+    # start on it, and a later restore can tell it from a killed one's leftover.
+    new_lock = DataDirLock(staging)
+    try:
+        new_lock.acquire()
         manifest = extract_verified(archive, staging)
         result = integrity_check(staging / DB_MEMBER)
         if result != "ok":
@@ -337,10 +215,11 @@ def restore_archive(
             manifest,
             plan_changes(data_dir, staging, manifest),
             dry_run=dry_run,
+            previous=previous,
         )
         if dry_run:
             return plan
-        if aside.exists():
+        if data_dir.exists() and aside.exists():
             raise RestoreError(
                 f"{aside} already exists", "move it away, or wait a second and retry"
             )
@@ -350,21 +229,59 @@ def restore_archive(
         ):
             os.replace(staging / CONFIG_MEMBER, staging / "familiar.restored.toml")
         os.chmod(staging, 0o700)
-        new_lock = DataDirLock(staging)  # the restored directory stays locked until we are done
-        new_lock.acquire()
         _swap(staging, data_dir, aside)
-        _carry_over(aside, data_dir, with_config=(data_dir / CONFIG_MEMBER).exists())
+        if previous:
+            _carry_over(aside, data_dir, with_config=(data_dir / CONFIG_MEMBER).exists())
+        # Nothing left in it once backups and logs came across (or it was empty): not kept.
+        _remove_if_only_lock(aside)
+        plan.previous = aside.exists()
         _fsync_dir(parent)
         plan.done = True
-        logger.info("restored {} into {}; previous data in {}", archive, data_dir, aside)
+        kept = f"previous data in {aside}" if plan.previous else "no previous data to keep"
+        logger.info("restored {} into {}; {}", archive, data_dir, kept)
         return plan
     finally:
-        if new_lock is not None:
-            new_lock.release()
+        new_lock.release()
         if lock is not None:
             lock.release()
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_restore_leftovers(parent: Path, name: str) -> None:
+    """Staging directories of restores that were killed (each holds a full database copy).
+
+    A running restore holds the lock in its staging directory; one whose lock is free was
+    killed. One without a lock file is only taken for a leftover after an hour (a restore that
+    has just created it has not locked it yet)."""
+    for p in parent.glob(f".{name}{RESTORE_INFIX}*"):
+        if not p.is_dir() or p.is_symlink():
+            continue
+        if (p / LOCK_NAME).exists():
+            stale = not held_elsewhere(p)
+        else:
+            stale = time.time() - p.stat().st_mtime > 3600
+        if stale:
+            shutil.rmtree(p, ignore_errors=True)
+            logger.info("removed {}, left by a restore that was killed", p)
+
+
+def _has_data(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds anything a restore must keep (a lock file alone is nothing)."""
+    if not data_dir.is_dir():
+        return False
+    return any(entry.name != LOCK_NAME for entry in data_dir.iterdir())
+
+
+def _remove_if_only_lock(aside: Path) -> None:
+    """The moved-aside directory, when it holds nothing but the lock file: removed."""
+    if not aside.is_dir() or any(e.name != LOCK_NAME for e in aside.iterdir()):
+        return
+    try:
+        (aside / LOCK_NAME).unlink(missing_ok=True)
+        aside.rmdir()
+    except OSError as exc:  # something appeared in it meanwhile: it is kept
+        logger.warning("kept {}: {}", aside, exc)
 
 
 def _swap(staging: Path, data_dir: Path, aside: Path) -> None:
@@ -384,6 +301,8 @@ def _swap(staging: Path, data_dir: Path, aside: Path) -> None:
 
 def _carry_over(aside: Path, data_dir: Path, with_config: bool) -> None:
     """Move what the archive does not cover (backups, logs, ...) from the old data into the new."""
+    if not aside.is_dir():
+        return
     covered = set(DB_SIDECARS) | set(DATA_SUBDIRS) | {LOCK_NAME}
     if with_config:
         covered.add(CONFIG_MEMBER)

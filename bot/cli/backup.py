@@ -48,19 +48,18 @@ def backup(
     """Write a backup archive now (database snapshot, index, adapters, settings) and verify it."""
     if ctx.invoked_subcommand is not None:
         return
-    from jobs.backup import BackupSources, create_backup
-    from jobs.backup_job import backup_dir
-    from jobs.restore import verify_archive
+    from bot.config import secret_field_paths
+    from jobs.backup import BackupSources
+    from jobs.backup_job import backup_dir, write_verified
 
     settings = _settings()
     target = dest or backup_dir(settings.jobs, settings.data_dir)
     config = settings.config_file if settings.config_file.is_file() else None
-    result = create_backup(
-        BackupSources.of(settings.data_dir, config),
+    result, report = write_verified(
+        BackupSources.of(settings.data_dir, config, secret_field_paths()),
         target,
-        app_version=__version__,
-        pages_per_step=settings.jobs.backup_pages_per_step,
-        step_sleep_s=settings.jobs.backup_step_sleep_ms / 1000,
+        settings.jobs,
+        __version__,
     )
     typer.echo(
         f"wrote {result.path} ({_human(result.size)}, {len(result.manifest['files'])} files, "
@@ -68,7 +67,6 @@ def backup(
     )
     for s in result.skipped:
         typer.echo(f"  skipped {s}")
-    report = verify_archive(result.path)
     typer.echo(
         f"verified: every checksum matches, integrity_check {report.integrity} ({report.seconds:.1f} s)"
     )
@@ -78,7 +76,7 @@ def backup(
 @_friendly
 def verify(archive: Path = typer.Argument(..., help="The .tar.gz archive to check.")) -> None:
     """Check every file's checksum and run integrity_check on the database restored to a temp dir."""
-    from jobs.restore import verify_archive
+    from jobs.verify import verify_archive
 
     report = verify_archive(archive)
     m = report.manifest
@@ -87,6 +85,11 @@ def verify(archive: Path = typer.Argument(..., help="The .tar.gz archive to chec
         f"{m.get('created_at')} by Familiar {m.get('app_version')}; schema {m.get('schema_versions')}; "
         f"integrity_check {report.integrity})"
     )
+    if m.get("redacted_settings"):
+        removed = ", ".join(m["redacted_settings"])
+        typer.echo(f"settings: archived without {removed} (secrets are never archived)")
+    if m.get("settings_problem"):
+        typer.echo(f"settings: {m['settings_problem']}")
 
 
 @backup_app.command("list")
@@ -129,5 +132,7 @@ def restore_command(
     typer.echo(plan.describe())
     if dry_run:
         typer.echo("dry run: nothing was changed")
-    else:
+    elif plan.previous:
         typer.echo(f"restored. The previous data is in {plan.aside}; delete it once all is well.")
+    else:
+        typer.echo(f"restored into {plan.data_dir}; there was no previous data to keep.")

@@ -95,6 +95,12 @@ class JobCommands:
 
     async def backup(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/backup (admins): a verified backup now (once per message, however often replayed)."""
+        if "backup" not in self.scheduler.jobs:
+            return Reply(
+                "Scheduled backups are off (jobs.backup_enabled = false), and /backup with them. "
+                "`familiar backup` on the server makes a verified one, even while I run.",
+                markdown=False,
+            )
         trigger = f"manual {msg.key}" if msg.key else "manual"
         record = await self.scheduler.finished_run("backup", trigger) if msg.key else None
         if record is not None:

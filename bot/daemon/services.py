@@ -29,7 +29,7 @@ from agents.tools.todos import TodoStore
 from agents.usage import UsageStore
 from agents.voice import Transcriber, build_transcriber
 from bot import __version__
-from bot.config import Settings
+from bot.config import Settings, secret_field_paths
 from bot.core.agent_commands import AgentCommands
 from bot.core.assistant import Assistant
 from bot.core.chat_modes import SqliteChatModes
@@ -198,7 +198,9 @@ def build_services(
     backend = JobQueueBackend(build_job_queue(settings))
     scheduler = Scheduler(db, backend, js, notify_admins)
     config_file = settings.config_file if settings.config_file.is_file() else None
-    backups = BackupService(js, data_dir, config_file, __version__, notify_admins)
+    backups = BackupService(
+        js, data_dir, config_file, __version__, notify_admins, secret_field_paths()
+    )
     if js.backup_enabled:
         scheduler.register(JobSpec("backup", backups.run, cron=js.backup_cron, timeout_s=3 * 3600))
     register_digest_jobs(

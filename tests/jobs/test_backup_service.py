@@ -1,0 +1,280 @@
+"""The scheduled backup: written, verified, pruned by the retention policy; admins told of failure.
+
+Real SQLite data directories in ``tmp_path``; admins are reached through a hand-written notifier
+that records what it was asked to send (the daemon's is the Telegram one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.config import load_settings, secret_field_paths
+from bot.core.assistant import Assistant
+from bot.core.job_commands import JobCommands
+from bot.core.signing import ButtonSigner
+from bot.core.transport import RecordingTransport
+from bot.core.types import Incoming, Sender
+from bot.daemon.lifecycle import Lifecycle
+from bot.daemon.run import all_migrations, build_health
+from bot.daemon.services import build_services
+from jobs.backup import BackupSources, create_backup, list_archives
+from jobs.backup_job import BackupService
+from jobs.errors import VerifyError
+from jobs.health import HealthWatch, load_snapshot
+from jobs.reminders import Reminders
+from jobs.scheduler import JobSpec, Scheduler, StandaloneBackend
+from jobs.settings import JobsSettings
+from memory.db import Database
+from memory.health import HealthRegistry, Status
+from tests.jobs.conftest import all_test_migrations
+
+
+class Admins:
+    """The notifier double: what admins would have been sent, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def __call__(self, text: str) -> None:
+        self.sent.append(text)
+
+
+def service(data_dir: Path, admins: Admins, **settings: object) -> BackupService:
+    js = JobsSettings(backup_step_sleep_ms=0, **settings)  # type: ignore[arg-type]
+    return BackupService(
+        js, data_dir, data_dir / "familiar.toml", "test", admins, secret_field_paths()
+    )
+
+
+def old_archive(data_dir: Path, dest: Path, when: datetime) -> Path:
+    sources = BackupSources.of(data_dir)
+    return create_backup(sources, dest, app_version="old", now=when, step_sleep_s=0).path
+
+
+def corrupt_messages_table(db_file: Path) -> None:
+    """Garbage over the cells of the messages table's root page: SQLite's online backup copies
+    it faithfully, integrity_check of the copy fails."""
+    conn = sqlite3.connect(db_file)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'messages'").fetchone()[0]
+    conn.close()
+    with open(db_file, "r+b") as f:
+        f.seek(root * page_size - 300)
+        f.write(b"\x07" * 300)
+
+
+def test_a_scheduled_backup_is_verified_then_old_archives_are_pruned(data_dir: Path) -> None:
+    admins = Admins()
+    svc = service(
+        data_dir,
+        admins,
+        backup_keep_hourly=0,
+        backup_keep_daily=3,
+        backup_keep_weekly=0,
+        backup_keep_monthly=0,
+    )
+    dest = data_dir / "backups"
+    now = datetime.now(UTC)
+    day = timedelta(days=1)
+    # Two archives on each of the last four days (morning and evening, UTC).
+    made = {}
+    for back in (1, 2, 3, 4):
+        for hour in (6, 18):
+            when = (now - back * day).replace(hour=hour, minute=0, second=0, microsecond=0)
+            made[(back, hour)] = old_archive(data_dir, dest, when)
+
+    summary = asyncio.run(svc.run())
+
+    archives = list_archives(dest)
+    new = archives[-1].path
+    assert new not in made.values()
+    # Three days kept: today (the new one), then the newest of yesterday and the day before.
+    assert [a.path for a in archives] == [made[(2, 18)], made[(1, 18)], new]
+    assert summary.startswith(f"{new.name}: ")
+    assert "verified in" in summary and "6 old archive(s) removed" in summary
+    assert admins.sent == []
+    assert svc.health_check().status is Status.HEALTHY
+
+
+def test_a_backup_that_fails_verification_alerts_admins_and_is_not_counted(
+    data_dir: Path,
+) -> None:
+    admins = Admins()
+    svc = service(data_dir, admins)
+    good = asyncio.run(svc.run())
+    (kept,) = list_archives(data_dir / "backups")
+    assert good.startswith(kept.path.name)
+    corrupt_messages_table(data_dir / "familiar.db")
+
+    with pytest.raises(VerifyError, match="integrity_check"):
+        asyncio.run(svc.run())
+
+    assert len(admins.sent) == 1
+    assert admins.sent[0].startswith("⚠️ The backup just written failed verification: ")
+    assert "familiar.db" in admins.sent[0] and "integrity_check" in admins.sent[0]
+    assert "the live database or the backup disk may be damaged" in admins.sent[0]
+    # The bad archive is kept for inspection but is not a backup: the good one still counts.
+    assert [a.path for a in list_archives(data_dir / "backups")] == [kept.path]
+    (failed,) = (data_dir / "backups").glob("*.failed")
+    assert failed.name in admins.sent[0]
+
+
+def test_repeated_failures_reach_the_admins_through_the_scheduler(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    admins = Admins()
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the backup directory should be")
+    svc = service(data_dir, admins, backup_dir=blocked / "backups", failure_alert_after=2)
+    db = Database.open(tmp_path / "jobs.db", all_test_migrations())
+
+    async def main() -> list[str]:
+        scheduler = Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), svc.settings, admins)
+        scheduler.register(JobSpec("backup", svc.run, cron="0 3 * * *"))
+        outcomes = []
+        for _ in range(3):
+            record = await scheduler.run_now("backup")
+            assert record is not None
+            outcomes.append(f"{record.outcome}: {record.error}")
+        return outcomes
+
+    try:
+        outcomes = asyncio.run(main())
+    finally:
+        db.close()
+    assert all(
+        o.startswith("failed: BackupError: cannot create the backup directory") for o in outcomes
+    )
+    # Told once, when the streak reached failure_alert_after, not on every failure.
+    assert len(admins.sent) == 1
+    assert admins.sent[0].startswith("⚠️ Job backup failed 2 times in a row.")
+    assert "cannot create the backup directory" in admins.sent[0]
+
+
+def test_the_daemons_backup_service_archives_the_settings_without_secrets(
+    data_dir: Path,
+) -> None:
+    # The composition root hands the settings model's secret fields to the backup service.
+    token = "123456:AAwired-through-the-composition-root"
+    (data_dir / "familiar.toml").write_text(
+        f'telegram.token = "{token}"\ntelegram.admins = [42]\n', encoding="utf-8"
+    )
+    settings = load_settings()
+    db = Database.open(data_dir / "familiar.db", all_migrations())
+    try:
+        services = build_services(
+            settings, db, build_health(settings, db), Lifecycle(), started_at=0.0
+        )
+        result, _, _ = services.backups.run_sync()
+    finally:
+        db.close()
+    assert token.encode() not in gzip.decompress(result.path.read_bytes())
+    assert result.manifest["redacted_settings"] == ["telegram.token"]
+
+
+class CommandRig:
+    """/backup as the daemon wires it: the assistant, the scheduler, the backup service."""
+
+    def __init__(self, db: Database, svc: BackupService | None, admins: Admins) -> None:
+        backend = StandaloneBackend(ZoneInfo("UTC"))
+        settings = svc.settings if svc else JobsSettings(backup_enabled=False)
+        self.scheduler = Scheduler(db, backend, settings, admins)
+        if svc is not None:
+            self.scheduler.register(JobSpec("backup", svc.run, cron="0 3 * * *"))
+        self.assistant = Assistant(HealthRegistry())
+        reminders = Reminders(db, backend, settings, RecordingTransport().send)
+        JobCommands(self.scheduler, reminders, ButtonSigner(b"k" * 32)).register(self.assistant)
+        self.transport = RecordingTransport()
+
+    def say(self, text: str, sender: Sender) -> list[str]:
+        before = len(self.transport.sent)
+        msg = Incoming(sender.id, sender, text, channel="test")
+        asyncio.run(self.assistant.handle(msg, self.transport))
+        return self.transport.texts[before:]
+
+
+ADMIN, STRANGER = Sender(1, "Ann", is_admin=True), Sender(2, "Bob")
+
+
+def test_backup_command_makes_a_verified_backup_for_admins_only(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    admins = Admins()
+    db = Database.open(tmp_path / "jobs.db", all_test_migrations())
+    try:
+        rig = CommandRig(db, service(data_dir, admins), admins)
+        assert rig.say("/backup", STRANGER) == ["/backup is for admins only."]
+        assert list_archives(data_dir / "backups") == []
+
+        said = rig.say("/backup", ADMIN)
+        (archive,) = list_archives(data_dir / "backups")
+        assert said[0] == "Backing up…"
+        assert said[1].startswith(f"✅ {archive.path.name}: ")
+        assert "verified in" in said[1]
+
+        corrupt_messages_table(data_dir / "familiar.db")
+        failed = rig.say("/backup", ADMIN)
+        assert failed[1].startswith("The backup failed: VerifyError: familiar.db in ")
+        assert len(admins.sent) == 1  # and admins were told, with where the bad archive is
+    finally:
+        db.close()
+
+
+def test_backup_command_with_scheduled_backups_off_says_how_to_make_one(tmp_path: Path) -> None:
+    db = Database.open(tmp_path / "jobs.db", all_test_migrations())
+    try:
+        rig = CommandRig(db, None, Admins())
+        said = rig.say("/backup", ADMIN)
+    finally:
+        db.close()
+    assert len(said) == 1
+    assert "jobs.backup_enabled" in said[0] and "familiar backup" in said[0]
+
+
+def test_backup_health_follows_the_newest_archive(data_dir: Path) -> None:
+    fresh = service(data_dir, Admins(), backup_max_age_hours=36)
+    check = fresh.health_check()
+    assert check.status is Status.HEALTHY and "the first is due by the schedule" in check.detail
+    # The same, long after the service started, with still no backup: overdue.
+    fresh.started_at -= 40 * 3600
+    assert fresh.health_check().status is Status.DEGRADED
+    assert "no backup in" in fresh.health_check().detail
+    assert service(data_dir, Admins(), backup_enabled=False).health_check().detail == (
+        "scheduled backups are off"
+    )
+
+    old_archive(data_dir, data_dir / "backups", datetime.now(UTC) - timedelta(hours=48))
+    stale = fresh.health_check()
+    assert stale.status is Status.DEGRADED and "(older than 36 h)" in stale.detail
+    assert 47.9 < (fresh.newest_age_hours() or 0) < 48.1
+    old_archive(data_dir, data_dir / "backups", datetime.now(UTC) - timedelta(hours=2))
+    assert fresh.health_check().status is Status.HEALTHY
+    assert fresh.health_check().detail.startswith("newest backup 2.0 h old")
+
+
+def test_an_overdue_backup_reaches_the_admins_through_the_health_watch(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    admins = Admins()
+    svc = service(data_dir, admins, backup_max_age_hours=36)
+    old_archive(data_dir, data_dir / "backups", datetime.now(UTC) - timedelta(hours=50))
+    registry = HealthRegistry()
+    registry.register("backup", svc.health_check)
+    db = Database.open(tmp_path / "jobs.db", all_test_migrations())
+    try:
+        watch = HealthWatch(registry, admins, db)
+        assert asyncio.run(watch.run()) == "degraded (admins told)"
+        assert asyncio.run(watch.run()) == "degraded"  # told once, not on every tick
+        ((result, _),) = load_snapshot(db)  # what `familiar health` shows of the daemon
+    finally:
+        db.close()
+    assert len(admins.sent) == 1
+    assert admins.sent[0].startswith("⚠️ Familiar is degraded\n⚠️ backup: newest backup 50.0 h old")
+    assert result.status is Status.DEGRADED and "(older than 36 h)" in result.detail
