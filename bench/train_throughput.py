@@ -465,5 +465,6 @@ def report(
         diff = sum(abs(x - y) for x, y in zip(b["losses"][:n], o["losses"][:n], strict=True)) / n
         print(f"mean |loss difference| per step, project vs {name}: {diff:.4f}")
 
+
 if __name__ == "__main__":
     main()
