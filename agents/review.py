@@ -16,7 +16,8 @@ self-critique is the exception where the provider keys its prompt cache on the s
 pay for all of it again, so by default (``LLMSettings.critique_schema``) the schema is described in
 the prompt and the reply validated. Output that does not parse gets one repair request; after
 that it counts as "revise" with the raw text attached. Every run is stored in ``review_runs``
-with its transcript (rounds, scores, tokens).
+with its transcript (rounds, scores, tokens). The prompts, the review schema and the reading of a
+reviewer's reply live in ``agents.review_format`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -38,83 +39,47 @@ from agents.errors import (
     ProviderAuthError,
 )
 from agents.llm import LLM
-from agents.providers.base import Completion, Effort, LLMRequest, Usage, extract_json
+from agents.providers.base import Completion, Effort, LLMRequest, Usage
+from agents.review_format import (
+    JSON_INSTRUCTIONS,
+    REFINE,
+    REPAIR,
+    REVIEW_SCHEMA,
+    REVISE,
+    SCHEMA_NOTE,
+    SELF,
+    SELF_CRITIQUE,
+    Issue,
+    Review,
+    Severity,
+    combined_critique,
+    parse_review,
+)
 from agents.settings import LLMSettings, ReviewerPersona, ReviewSettings
 from agents.usage import CallContext
 from memory.context import with_recalled
 from memory.db import Database
 
 Progress = Callable[[str], Awaitable[None]]
-Severity = Literal["minor", "major", "critical"]
-
-REVIEW_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "score": {"type": "integer", "description": "0 (unusable) to 10 (excellent)"},
-        "verdict": {"type": "string", "enum": ["approve", "revise"]},
-        "issues": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "severity": {"type": "string", "enum": ["minor", "major", "critical"]},
-                    "text": {"type": "string"},
-                },
-                "required": ["severity", "text"],
-                "additionalProperties": False,
-            },
-        },
-        "summary": {"type": "string"},
-    },
-    "required": ["score", "verdict", "issues", "summary"],
-    "additionalProperties": False,
-}
-JSON_INSTRUCTIONS = (
-    'Reply with only a JSON object: {"score": 0-10, "verdict": "approve" or "revise", '
-    '"issues": [{"severity": "minor"|"major"|"critical", "text": "..."}], "summary": "..."}. '
-    "Approve only when nothing of substance needs changing; list concrete issues, not praise."
-)
-SELF_CRITIQUE = (
-    "Critique your answer above as a strict reviewer: errors, omissions, unclear parts, risks. "
-)
-# With a schema enforced by the provider, the format needs no description: fewer tokens per call.
-SCHEMA_NOTE = (
-    "Reply in the JSON schema given; approve only when nothing of substance needs changing."
-)
-REFINE = (
-    "Rewrite your answer, fixing every issue in the critique above. Reply with the improved "
-    "answer only, with no mention of the critique."
-)
-REVISE = (
-    "Reviewers of your answer above raised these issues:\n\n{critique}\n\n"
-    "Revise your answer to address them. Reply with the revised answer only."
-)
-REPAIR = "That reply was not the JSON asked for ({error}). "  # + JSON_INSTRUCTIONS, unformatted
-SELF = ReviewerPersona(name="self", focus="the answer's own weaknesses", rubric="")
-
-
-@dataclass
-class Issue:
-    severity: Severity
-    text: str
-
-
-@dataclass
-class Review:
-    reviewer: str
-    score: float
-    approve: bool
-    issues: list[Issue]
-    summary: str = ""
-    raw: str | None = None  # the unreadable output, when malformed
-    malformed: bool = False
-    usage: Usage = field(default_factory=Usage)
-    calls: int = 1
-
-    @property
-    def clean(self) -> bool:
-        """Approved with nothing of substance left: no major or critical issue."""
-        return self.approve and not any(i.severity != "minor" for i in self.issues)
+__all__ = [
+    "JSON_INSTRUCTIONS",
+    "REFINE",
+    "REPAIR",
+    "REVIEW_SCHEMA",
+    "REVISE",
+    "SCHEMA_NOTE",
+    "SELF",
+    "SELF_CRITIQUE",
+    "Issue",
+    "Progress",
+    "Review",
+    "ReviewEngine",
+    "ReviewResult",
+    "Round",
+    "Severity",
+    "combined_critique",
+    "parse_review",
+]
 
 
 @dataclass
@@ -161,52 +126,6 @@ class ReviewResult:
                 for r in self.rounds
             ],
         }
-
-
-def parse_review(reviewer: str, text: str) -> Review:
-    """A Review from model output (prose or fences around the JSON are tolerated).
-
-    Raises ValueError saying what is wrong, for the repair request.
-    """
-    data = extract_json(text)
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object")
-    verdict = str(data.get("verdict", "")).lower()
-    if verdict not in ("approve", "revise"):
-        raise ValueError('"verdict" must be "approve" or "revise"')
-    try:
-        score = float(data["score"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError('"score" must be a number from 0 to 10') from None
-    issues = []
-    for item in data.get("issues") or []:
-        if isinstance(item, dict) and item.get("text"):
-            given = item.get("severity")
-            severity: Literal["minor", "major", "critical"] = (
-                given if given in ("minor", "major", "critical") else "major"
-            )
-            issues.append(Issue(severity, str(item["text"])))
-        elif isinstance(item, str) and item.strip():
-            issues.append(Issue("major", item))
-    return Review(
-        reviewer,
-        min(max(score, 0.0), 10.0),
-        verdict == "approve",
-        issues,
-        str(data.get("summary") or ""),
-    )
-
-
-def combined_critique(reviews: list[Review]) -> str:
-    lines = []
-    for r in reviews:
-        head = f"{r.reviewer} (score {r.score:g}, {'approve' if r.approve else 'revise'})"
-        if r.malformed:
-            lines.append(f"- {head}: unreadable review: {(r.raw or '')[:500]}")
-            continue
-        lines.append(f"- {head}: {r.summary}".rstrip(": "))
-        lines += [f"  - [{i.severity}] {i.text}" for i in r.issues]
-    return "\n".join(lines)
 
 
 class ReviewEngine:
