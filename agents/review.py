@@ -96,10 +96,12 @@ class Round:
 
 @dataclass
 class ReviewResult:
-    kind: Literal["three_pass", "panel"]
+    kind: Literal["three_pass", "panel", "assessment"]
     task: str
     final: str
-    outcome: str  # three_pass: clean | refined; panel: approved | threshold | max_rounds
+    # three_pass: clean | refined; panel: approved | threshold | max_rounds;
+    # assessment (``agents.review_verdicts``): approved | threshold | rejected
+    outcome: str
     rounds: list[Round]
     usage: Usage
     calls: int
@@ -427,6 +429,14 @@ class ReviewEngine:
             **common,
         )
 
+    async def review(
+        self, reviewer: ReviewerPersona, task: str, subject: str, ctx: CallContext
+    ) -> Review:
+        """One panel reviewer's review of ``subject`` against ``task`` (repaired once, as in a
+        panel round); for modes that review a finished artefact (``agents.review_verdicts``)."""
+        base = LLMRequest(messages=[{"role": "user", "content": task}])
+        return await self._review(reviewer, task, subject, base, ctx)
+
     async def _review(
         self, reviewer: ReviewerPersona, task: str, draft: str, base: LLMRequest, ctx: CallContext
     ) -> Review:
@@ -487,9 +497,32 @@ class ReviewEngine:
 
     # -- storage -------------------------------------------------------------------------
     async def _store(self, result: ReviewResult, ctx: CallContext) -> int | None:
+        return await self.store_run(
+            result.kind,
+            result.task,
+            result.outcome,
+            len(result.rounds),
+            result.final,
+            result.transcript(),
+            result.usage,
+            ctx,
+        )
+
+    async def store_run(
+        self,
+        kind: str,
+        task: str,
+        outcome: str,
+        rounds: int,
+        final: str,
+        transcript: dict[str, Any],
+        usage: Usage,
+        ctx: CallContext,
+    ) -> int | None:
+        """One row of ``review_runs`` (any mode's run); its id, or None without a database."""
         if self.db is None:
             return None
-        transcript = json.dumps(result.transcript(), ensure_ascii=False)
+        text = json.dumps(transcript, ensure_ascii=False)
 
         def insert() -> int:
             with self.db.transaction() as conn:  # type: ignore[union-attr]
@@ -499,16 +532,16 @@ class ReviewEngine:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         datetime.now(UTC).isoformat(),
-                        result.kind,
+                        kind,
                         ctx.chat_id,
                         ctx.user_id,
-                        result.task,
-                        result.outcome,
-                        len(result.rounds),
-                        result.final,
-                        transcript,
-                        result.usage.total_input,
-                        result.usage.output_tokens,
+                        task,
+                        outcome,
+                        rounds,
+                        final,
+                        text,
+                        usage.total_input,
+                        usage.output_tokens,
                     ),
                 )
                 return int(cur.lastrowid or 0)

@@ -130,3 +130,46 @@ def combined_critique(reviews: list[Review]) -> str:
         lines.append(f"- {head}: {r.summary}".rstrip(": "))
         lines += [f"  - [{i.severity}] {i.text}" for i in r.issues]
     return "\n".join(lines)
+
+
+# -- blind pairwise judgement (``agents.review_verdicts.judge``) -----------------------------
+Winner = Literal["A", "B", "tie"]
+JUDGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
+        "reason": {"type": "string"},
+    },
+    "required": ["winner", "reason"],
+    "additionalProperties": False,
+}
+JUDGE_INSTRUCTIONS = (
+    'Reply with only a JSON object: {"winner": "A" or "B" or "tie", "reason": "..."}. '
+    "Say tie only when neither answer is better."
+)
+
+
+@dataclass
+class Judgement:
+    """One judge's pick between answers A and B; ``winner`` None when the reply stayed unreadable
+    after one repair request (``raw`` holds it)."""
+
+    reviewer: str
+    winner: Winner | None
+    reason: str = ""
+    raw: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    calls: int = 1
+
+
+def parse_judgement(reviewer: str, text: str) -> Judgement:
+    """A Judgement from model output; ValueError says what is wrong, for the repair request."""
+    data = extract_json(text)
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    winner = str(data.get("winner", "")).strip()
+    if winner.lower() == "tie":
+        winner = "tie"
+    if winner not in ("A", "B", "tie"):
+        raise ValueError('"winner" must be "A", "B" or "tie"')
+    return Judgement(reviewer, winner, str(data.get("reason") or ""))  # type: ignore[arg-type]
