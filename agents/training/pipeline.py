@@ -140,9 +140,9 @@ class Pipeline:
         """Record a stage's failed attempt; True when the pipeline failed with it, False when the
         stage will be tried again (after ``stage_backoff_s``, doubling each time)."""
         s = self.d.settings
-        message = (
-            exc.explain() if isinstance(exc, FamiliarError) else f"{type(exc).__name__}: {exc}"
-        )
+        what = str(exc) if isinstance(exc, FamiliarError) else f"{type(exc).__name__}: {exc}"
+        fix = f"\n  fix: {exc.fix}" if isinstance(exc, FamiliarError) and exc.fix else ""
+        message = what + fix
         if not isinstance(exc, FamiliarError):  # not an error we foresaw: keep its traceback
             logger.opt(exception=exc).error("pipeline {} stage {} raised", pipeline_id, stage)
         with self.d.db.transaction():
@@ -152,7 +152,7 @@ class Pipeline:
             if isinstance(exc, StageRejected) or attempts >= s.stage_attempts:
                 self.store.record_attempt(pipeline_id, stage, attempts, None)
                 if attempts > 1:
-                    message = f"{message} (attempt {attempts} of {s.stage_attempts})"
+                    message = f"{what} (attempt {attempts} of {s.stage_attempts}){fix}"
                 logger.warning("pipeline {} stage {} failed: {}", pipeline_id, stage, message)
                 self._mark(pipeline_id, stage, "failed", "failed", message)
                 return True
