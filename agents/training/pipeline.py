@@ -275,6 +275,17 @@ class Pipeline:
     def _outputs(self, row: dict[str, Any], stage: str) -> dict[str, Any]:
         return row["stages"][stage]["outputs"]
 
+    def _enqueue(self, pipeline_id: int, stage: str, config: dict[str, Any]) -> int:
+        """Queue the stage's job and record its id in one transaction: a crash between the two
+        would queue a second job on the rerun, and the runner must not start a job its stage
+        does not name yet."""
+        with self.d.db.transaction():
+            job_id = self.jobs.enqueue(config, pipeline_id)
+            self.store.stage(
+                pipeline_id, stage, "waiting", inputs=config, outputs={"job_id": job_id}
+            )
+            return job_id
+
     def _keep(self, pipeline_id: int, stage: str, outputs: Any) -> None:
         """Outputs of a stage still running (its review transcripts, shown if it then fails)."""
         self.store.stage(pipeline_id, stage, "running", outputs=outputs)
@@ -433,16 +444,7 @@ class Pipeline:
                 out=str(self.work_dir(pipeline_id) / "train"),
                 seed=pipeline_id,
             )
-            job_id = await self.d.db.run(self.jobs.enqueue, config.to_dict(), pipeline_id)
-            await self.d.db.run(
-                lambda: self.store.stage(
-                    pipeline_id,
-                    "train",
-                    "waiting",
-                    inputs=config.to_dict(),
-                    outputs={"job_id": job_id},
-                )
-            )
+            job_id = await self.d.db.run(self._enqueue, pipeline_id, "train", config.to_dict())
         job = await self.d.db.run(self.jobs.get, job_id)
         if job.state == "succeeded":
             await self._done(pipeline_id, "train", None, {"job_id": job_id, **(job.result or {})})
@@ -482,12 +484,7 @@ class Pipeline:
                 "device": self.d.device,
                 "out": str(adapter_dir),
             }
-            job_id = await self.d.db.run(self.jobs.enqueue, config, pipeline_id)
-            await self.d.db.run(
-                lambda: self.store.stage(
-                    pipeline_id, "evaluate", "waiting", inputs=config, outputs={"job_id": job_id}
-                )
-            )
+            job_id = await self.d.db.run(self._enqueue, pipeline_id, "evaluate", config)
         job = await self.d.db.run(self.jobs.get, job_id)
         if job.state in ("failed", "cancelled"):
             raise StageRejected(
