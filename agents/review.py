@@ -16,8 +16,11 @@ self-critique is the exception where the provider keys its prompt cache on the s
 pay for all of it again, so by default (``LLMSettings.critique_schema``) the schema is described in
 the prompt and the reply validated. Output that does not parse gets one repair request; after
 that it counts as "revise" with the raw text attached. Every run is stored in ``review_runs``
-with its transcript (rounds, scores, tokens). The prompts, the review schema and the reading of a
-reviewer's reply live in ``agents.review_format`` (re-exported here).
+with its transcript (rounds, scores, tokens; ``agents.review_runs``). The prompts, the review
+schema and the reading of a reviewer's reply live in ``agents.review_format`` (re-exported here); the modes that only
+review a finished artefact (an assessment, blind A/B judgement) in ``agents.review_verdicts``.
+What is left here, past 400 lines, is one concern: the engine's calls and its loop (draft,
+review with one repair, revise, store), kept whole so the cache layout reads in one place.
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict
 from typing import Any, Literal
 
 from loguru import logger
@@ -51,10 +53,13 @@ from agents.review_format import (
     SELF_CRITIQUE,
     Issue,
     Review,
+    ReviewResult,
+    Round,
     Severity,
     combined_critique,
     parse_review,
 )
+from agents.review_runs import ReviewRuns
 from agents.settings import LLMSettings, ReviewerPersona, ReviewSettings
 from agents.usage import CallContext
 from memory.context import with_recalled
@@ -80,54 +85,6 @@ __all__ = [
     "combined_critique",
     "parse_review",
 ]
-
-
-@dataclass
-class Round:
-    number: int
-    draft: str
-    draft_usage: Usage
-    reviews: list[Review] = field(default_factory=list)
-
-    @property
-    def mean_score(self) -> float:
-        return sum(r.score for r in self.reviews) / len(self.reviews) if self.reviews else 0.0
-
-
-@dataclass
-class ReviewResult:
-    kind: Literal["three_pass", "panel", "assessment"]
-    task: str
-    final: str
-    # three_pass: clean | refined; panel: approved | threshold | max_rounds;
-    # assessment (``agents.review_verdicts``): approved | threshold | rejected
-    outcome: str
-    rounds: list[Round]
-    usage: Usage
-    calls: int
-    refine_usage: Usage | None = None
-    run_id: int | None = None
-
-    def transcript(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "task": self.task,
-            "final": self.final,
-            "outcome": self.outcome,
-            "calls": self.calls,
-            "usage": self.usage.as_dict(),
-            "refine_usage": self.refine_usage.as_dict() if self.refine_usage else None,
-            "rounds": [
-                {
-                    "number": r.number,
-                    "draft": r.draft,
-                    "draft_usage": r.draft_usage.as_dict(),
-                    "mean_score": round(r.mean_score, 2),
-                    "reviews": [asdict(v) | {"usage": v.usage.as_dict()} for v in r.reviews],
-                }
-                for r in self.rounds
-            ],
-        }
 
 
 class ReviewEngine:
@@ -522,53 +479,27 @@ class ReviewEngine:
         """One row of ``review_runs`` (any mode's run); its id, or None without a database."""
         if self.db is None:
             return None
-        text = json.dumps(transcript, ensure_ascii=False)
-
-        def insert() -> int:
-            with self.db.transaction() as conn:  # type: ignore[union-attr]
-                cur = conn.execute(
-                    "INSERT INTO review_runs (ts, kind, chat_id, user_id, task, outcome, rounds,"
-                    " final_text, transcript, input_tokens, output_tokens)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        datetime.now(UTC).isoformat(),
-                        kind,
-                        ctx.chat_id,
-                        ctx.user_id,
-                        task,
-                        outcome,
-                        rounds,
-                        final,
-                        text,
-                        usage.total_input,
-                        usage.output_tokens,
-                    ),
-                )
-                return int(cur.lastrowid or 0)
-
-        return await self.db.run(insert)
+        runs = ReviewRuns(self.db)
+        return await self.db.run(
+            runs.insert,
+            kind,
+            ctx.chat_id,
+            ctx.user_id,
+            task,
+            outcome,
+            rounds,
+            final,
+            transcript,
+            usage,
+        )
 
     def load_transcript(self, run_id: int) -> dict[str, Any] | None:
         """The stored transcript ("show the critique"), or None."""
-        if self.db is None:
-            return None
-        with self.db.read() as conn:
-            row = conn.execute(
-                "SELECT transcript, decision FROM review_runs WHERE id = ?", (run_id,)
-            ).fetchone()
-        if row is None:
-            return None
-        return json.loads(row[0]) | {"decision": row[1], "run_id": run_id}
+        return ReviewRuns(self.db).load(run_id) if self.db is not None else None
 
     def set_decision(self, run_id: int, decision: Literal["accepted", "rejected"]) -> bool:
         """Record the accept / reject button; False when the run does not exist."""
-        if self.db is None:
-            return False
-        with self.db.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE review_runs SET decision = ? WHERE id = ?", (decision, run_id)
-            )
-            return cur.rowcount > 0
+        return ReviewRuns(self.db).set_decision(run_id, decision) if self.db is not None else False
 
     async def one_more_round(
         self, run_id: int, ctx: CallContext, progress: Progress | None = None

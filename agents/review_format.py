@@ -1,14 +1,15 @@
-"""What the reviewers of the review engine are asked, and how their replies are read.
+"""What the reviewers of the review engine are asked, and what their replies and runs become.
 
 The review schema and the prompts of ``agents.review.ReviewEngine`` (self-critique, refine,
-revise, repair), the ``Review`` a reviewer's reply becomes, ``parse_review`` (tolerant of prose
-and fences around the JSON; raising ValueError with what to repair) and the combined critique
-a revision is given. Split from the engine's loop so each module holds one concern.
+revise, repair), the ``Review`` a reviewer's reply becomes, the ``Round`` and ``ReviewResult``
+(with its transcript) a run produces, ``parse_review`` (tolerant of prose and fences around the
+JSON; raising ValueError with what to repair), the combined critique a revision is given, and
+the same for a blind A/B judgement. Split from the engine's loop so each module holds one concern.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from agents.providers.base import Usage, extract_json
@@ -84,6 +85,54 @@ class Review:
     def clean(self) -> bool:
         """Approved with nothing of substance left: no major or critical issue."""
         return self.approve and not any(i.severity != "minor" for i in self.issues)
+
+
+@dataclass
+class Round:
+    number: int
+    draft: str
+    draft_usage: Usage
+    reviews: list[Review] = field(default_factory=list)
+
+    @property
+    def mean_score(self) -> float:
+        return sum(r.score for r in self.reviews) / len(self.reviews) if self.reviews else 0.0
+
+
+@dataclass
+class ReviewResult:
+    kind: Literal["three_pass", "panel", "assessment"]
+    task: str
+    final: str
+    # three_pass: clean | refined; panel: approved | threshold | max_rounds;
+    # assessment (``agents.review_verdicts``): approved | threshold | rejected
+    outcome: str
+    rounds: list[Round]
+    usage: Usage
+    calls: int
+    refine_usage: Usage | None = None
+    run_id: int | None = None
+
+    def transcript(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "task": self.task,
+            "final": self.final,
+            "outcome": self.outcome,
+            "calls": self.calls,
+            "usage": self.usage.as_dict(),
+            "refine_usage": self.refine_usage.as_dict() if self.refine_usage else None,
+            "rounds": [
+                {
+                    "number": r.number,
+                    "draft": r.draft,
+                    "draft_usage": r.draft_usage.as_dict(),
+                    "mean_score": round(r.mean_score, 2),
+                    "reviews": [asdict(v) | {"usage": v.usage.as_dict()} for v in r.reviews],
+                }
+                for r in self.rounds
+            ],
+        }
 
 
 def parse_review(reviewer: str, text: str) -> Review:
