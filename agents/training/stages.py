@@ -41,6 +41,21 @@ SPEC_TASK = (
 FeedbackFn = Callable[[], list[list[dict[str, str]]]]
 
 
+def spec_shape_problems(spec: dict[str, Any]) -> list[str]:
+    """What in a spec the later stages could not use (they iterate its lists as given)."""
+    problems = []
+    for key in ("dos", "donts"):
+        if not isinstance(spec[key], list):
+            problems.append(f"{key} is not a list")
+    examples = spec["examples"]
+    if not isinstance(examples, list) or not all(isinstance(e, dict) for e in examples):
+        problems.append('examples is not a list of {"user", "assistant"} objects')
+    probes = spec["probes"]
+    if not isinstance(probes, list) or not all(isinstance(p, str) and p.strip() for p in probes):
+        problems.append("probes is not a list of messages")
+    return problems
+
+
 class Waiting(Exception):
     """The stage waits for something outside the pipeline (the training job, an admin)."""
 
@@ -122,6 +137,12 @@ class Stages:
             raise TrainingError(
                 f"the spec lacks {', '.join(missing)}",
                 "retry the pipeline; the model answered with an incomplete spec",
+            )
+        malformed = spec_shape_problems(spec)
+        if malformed:
+            raise TrainingError(
+                f"the spec is malformed: {'; '.join(malformed)}",
+                "retry the pipeline; the model answered with a malformed spec",
             )
         atomic_write_text(
             self.work_dir(pipeline_id) / "spec.json", json.dumps(spec, indent=1, ensure_ascii=False)

@@ -24,7 +24,7 @@ from bot.core.transport import RecordingTransport
 from bot.core.types import Incoming, Sender
 from memory.db import Database
 
-from .test_pipeline import PirateWorld, deps, pirate_examples
+from .test_pipeline import SPEC, PirateWorld, deps, pirate_examples
 
 APPROVE = {"score": 9, "verdict": "approve", "issues": [], "summary": "fits the spec"}
 REJECT = {
@@ -260,3 +260,17 @@ def test_status_of_one_pipeline_shows_each_review(
     assert "regenerated data review: approved, mean score 9/10" in lines
     missing = asyncio.run(commands.train(admin, "status 99", RecordingTransport())).text
     assert missing == "There is no pipeline #99. /train status lists them."
+
+
+def test_a_spec_of_the_wrong_shape_stops_before_any_data_is_paid_for(
+    db: Database, tiny_model: Path, tmp_path: Path
+) -> None:
+    world = PirateWorld([], spec={**SPEC, "examples": 3, "probes": ["ok", 7]})
+    setup = deps(db, tiny_model, tmp_path, world)
+    setup.settings = setup.settings.model_copy(update={"stage_attempts": 1})
+    pipeline = Pipeline(setup)
+    row = asyncio.run(pipeline.advance(pipeline.start("pirate", "A pirate.")))
+    assert (row["stage"], row["state"]) == ("spec", "failed")
+    assert 'examples is not a list of {"user", "assistant"} objects' in row["error"]
+    assert "probes is not a list of messages" in row["error"]
+    assert world.data_calls == 0
