@@ -89,9 +89,8 @@ class Pipeline(Stages):
                     if on_update is not None:
                         await on_update(row)
                     return row
-                except (
-                    Exception
-                ) as exc:  # recorded; retried with back-off, a bounded number of times
+                # any other error: recorded, then retried with back-off a bounded number of times
+                except Exception as exc:
                     if not await db.run(self._failed, pipeline_id, stage, exc):
                         row = await db.run(self.store.get, pipeline_id)
                         if on_update is not None:
