@@ -45,11 +45,25 @@ def pipeline_text(row: dict[str, Any], job_progress: dict[str, Any] | None = Non
     ]
     if stage == "train" and row["state"] in ("running", "waiting"):
         lines.append("steps  " + job_line(job_progress or row.get("job_progress")))
-    evaluated = (row.get("stages", {}).get("evaluate") or {}).get("outputs") or {}
+    stages = row.get("stages") or {}
+    if stage in ("spec", "inspect"):  # the panel's latest word, while it decides
+        outputs = (stages.get(stage) or {}).get("outputs") or {}
+        reviews = outputs.get("reviews") or ([outputs["review"]] if outputs.get("review") else [])
+        if reviews:
+            latest, what = reviews[-1], "spec" if stage == "spec" else "data"
+            where = f"; /train status {row['id']} has the transcript" if "id" in row else ""
+            score = latest.get("mean_score")
+            lines.append(
+                f"review panel on the {what}: {latest.get('outcome')}"
+                + (f", mean score {score:g}/10" if isinstance(score, int | float) else "")
+                + f" (review {len(reviews)}){where}"
+            )
+    evaluated = (stages.get("evaluate") or {}).get("outputs") or {}
     if "adapter_loss" in evaluated:
         lines.append(
             f"held-out loss {evaluated['adapter_loss']:.3f} vs base {evaluated['base_loss']:.3f}; "
-            f"probes won {evaluated['adapter_wins']}, lost {evaluated['base_wins']}"
+            f"probes won {evaluated['adapter_wins']}, lost {evaluated['base_wins']}, "
+            f"tied {evaluated.get('ties', 0)}"
         )
     if row.get("error"):
         lines.append(str(row["error"]))

@@ -16,6 +16,7 @@ import pytest
 
 from agents.training.jobs import migrations
 from agents.training.pipeline import Pipeline, PipelineStore
+from agents.training.progress import pipeline_text
 from agents.training.runner import JobRunner
 from agents.training.service import TrainingService
 from bot.core.signing import ButtonSigner
@@ -101,6 +102,10 @@ def test_data_rejected_twice_fails_the_stage_with_the_critique(
     assert world.review_calls == 6  # 3 reviewers x 2 inspections; nothing after the failure
     reviews = row["stages"]["inspect"]["outputs"]["reviews"]
     assert [r["outcome"] for r in reviews] == ["rejected", "rejected"]
+    assert (  # the progress message says where the panel stands
+        f"review panel on the data: rejected, mean score 3/10 (review 2); /train status "
+        f"{row['id']} has the transcript" in pipeline_text(row).splitlines()
+    )
 
 
 @pytest.mark.parametrize(
