@@ -16,7 +16,11 @@ self-critique is the exception where the provider keys its prompt cache on the s
 pay for all of it again, so by default (``LLMSettings.critique_schema``) the schema is described in
 the prompt and the reply validated. Output that does not parse gets one repair request; after
 that it counts as "revise" with the raw text attached. Every run is stored in ``review_runs``
-with its transcript (rounds, scores, tokens).
+with its transcript (rounds, scores, tokens; ``agents.review_runs``). The prompts, the review
+schema and the reading of a reviewer's reply live in ``agents.review_format`` (re-exported here); the modes that only
+review a finished artefact (an assessment, blind A/B judgement) in ``agents.review_verdicts``.
+What is left here, past 400 lines, is one concern: the engine's calls and its loop (draft,
+review with one repair, revise, store), kept whole so the cache layout reads in one place.
 """
 
 from __future__ import annotations
@@ -24,8 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict
 from typing import Any, Literal
 
 from loguru import logger
@@ -38,175 +41,50 @@ from agents.errors import (
     ProviderAuthError,
 )
 from agents.llm import LLM
-from agents.providers.base import Completion, Effort, LLMRequest, Usage, extract_json
+from agents.providers.base import Completion, Effort, LLMRequest, Usage
+from agents.review_format import (
+    JSON_INSTRUCTIONS,
+    REFINE,
+    REPAIR,
+    REVIEW_SCHEMA,
+    REVISE,
+    SCHEMA_NOTE,
+    SELF,
+    SELF_CRITIQUE,
+    Issue,
+    Review,
+    ReviewResult,
+    Round,
+    Severity,
+    combined_critique,
+    parse_review,
+)
+from agents.review_runs import ReviewRuns
 from agents.settings import LLMSettings, ReviewerPersona, ReviewSettings
 from agents.usage import CallContext
 from memory.context import with_recalled
 from memory.db import Database
 
 Progress = Callable[[str], Awaitable[None]]
-Severity = Literal["minor", "major", "critical"]
-
-REVIEW_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "score": {"type": "integer", "description": "0 (unusable) to 10 (excellent)"},
-        "verdict": {"type": "string", "enum": ["approve", "revise"]},
-        "issues": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "severity": {"type": "string", "enum": ["minor", "major", "critical"]},
-                    "text": {"type": "string"},
-                },
-                "required": ["severity", "text"],
-                "additionalProperties": False,
-            },
-        },
-        "summary": {"type": "string"},
-    },
-    "required": ["score", "verdict", "issues", "summary"],
-    "additionalProperties": False,
-}
-JSON_INSTRUCTIONS = (
-    'Reply with only a JSON object: {"score": 0-10, "verdict": "approve" or "revise", '
-    '"issues": [{"severity": "minor"|"major"|"critical", "text": "..."}], "summary": "..."}. '
-    "Approve only when nothing of substance needs changing; list concrete issues, not praise."
-)
-SELF_CRITIQUE = (
-    "Critique your answer above as a strict reviewer: errors, omissions, unclear parts, risks. "
-)
-# With a schema enforced by the provider, the format needs no description: fewer tokens per call.
-SCHEMA_NOTE = (
-    "Reply in the JSON schema given; approve only when nothing of substance needs changing."
-)
-REFINE = (
-    "Rewrite your answer, fixing every issue in the critique above. Reply with the improved "
-    "answer only, with no mention of the critique."
-)
-REVISE = (
-    "Reviewers of your answer above raised these issues:\n\n{critique}\n\n"
-    "Revise your answer to address them. Reply with the revised answer only."
-)
-REPAIR = "That reply was not the JSON asked for ({error}). "  # + JSON_INSTRUCTIONS, unformatted
-SELF = ReviewerPersona(name="self", focus="the answer's own weaknesses", rubric="")
-
-
-@dataclass
-class Issue:
-    severity: Severity
-    text: str
-
-
-@dataclass
-class Review:
-    reviewer: str
-    score: float
-    approve: bool
-    issues: list[Issue]
-    summary: str = ""
-    raw: str | None = None  # the unreadable output, when malformed
-    malformed: bool = False
-    usage: Usage = field(default_factory=Usage)
-    calls: int = 1
-
-    @property
-    def clean(self) -> bool:
-        """Approved with nothing of substance left: no major or critical issue."""
-        return self.approve and not any(i.severity != "minor" for i in self.issues)
-
-
-@dataclass
-class Round:
-    number: int
-    draft: str
-    draft_usage: Usage
-    reviews: list[Review] = field(default_factory=list)
-
-    @property
-    def mean_score(self) -> float:
-        return sum(r.score for r in self.reviews) / len(self.reviews) if self.reviews else 0.0
-
-
-@dataclass
-class ReviewResult:
-    kind: Literal["three_pass", "panel"]
-    task: str
-    final: str
-    outcome: str  # three_pass: clean | refined; panel: approved | threshold | max_rounds
-    rounds: list[Round]
-    usage: Usage
-    calls: int
-    refine_usage: Usage | None = None
-    run_id: int | None = None
-
-    def transcript(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "task": self.task,
-            "final": self.final,
-            "outcome": self.outcome,
-            "calls": self.calls,
-            "usage": self.usage.as_dict(),
-            "refine_usage": self.refine_usage.as_dict() if self.refine_usage else None,
-            "rounds": [
-                {
-                    "number": r.number,
-                    "draft": r.draft,
-                    "draft_usage": r.draft_usage.as_dict(),
-                    "mean_score": round(r.mean_score, 2),
-                    "reviews": [asdict(v) | {"usage": v.usage.as_dict()} for v in r.reviews],
-                }
-                for r in self.rounds
-            ],
-        }
-
-
-def parse_review(reviewer: str, text: str) -> Review:
-    """A Review from model output (prose or fences around the JSON are tolerated).
-
-    Raises ValueError saying what is wrong, for the repair request.
-    """
-    data = extract_json(text)
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object")
-    verdict = str(data.get("verdict", "")).lower()
-    if verdict not in ("approve", "revise"):
-        raise ValueError('"verdict" must be "approve" or "revise"')
-    try:
-        score = float(data["score"])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError('"score" must be a number from 0 to 10') from None
-    issues = []
-    for item in data.get("issues") or []:
-        if isinstance(item, dict) and item.get("text"):
-            given = item.get("severity")
-            severity: Literal["minor", "major", "critical"] = (
-                given if given in ("minor", "major", "critical") else "major"
-            )
-            issues.append(Issue(severity, str(item["text"])))
-        elif isinstance(item, str) and item.strip():
-            issues.append(Issue("major", item))
-    return Review(
-        reviewer,
-        min(max(score, 0.0), 10.0),
-        verdict == "approve",
-        issues,
-        str(data.get("summary") or ""),
-    )
-
-
-def combined_critique(reviews: list[Review]) -> str:
-    lines = []
-    for r in reviews:
-        head = f"{r.reviewer} (score {r.score:g}, {'approve' if r.approve else 'revise'})"
-        if r.malformed:
-            lines.append(f"- {head}: unreadable review: {(r.raw or '')[:500]}")
-            continue
-        lines.append(f"- {head}: {r.summary}".rstrip(": "))
-        lines += [f"  - [{i.severity}] {i.text}" for i in r.issues]
-    return "\n".join(lines)
+__all__ = [
+    "JSON_INSTRUCTIONS",
+    "REFINE",
+    "REPAIR",
+    "REVIEW_SCHEMA",
+    "REVISE",
+    "SCHEMA_NOTE",
+    "SELF",
+    "SELF_CRITIQUE",
+    "Issue",
+    "Progress",
+    "Review",
+    "ReviewEngine",
+    "ReviewResult",
+    "Round",
+    "Severity",
+    "combined_critique",
+    "parse_review",
+]
 
 
 class ReviewEngine:
@@ -508,6 +386,14 @@ class ReviewEngine:
             **common,
         )
 
+    async def review(
+        self, reviewer: ReviewerPersona, task: str, subject: str, ctx: CallContext
+    ) -> Review:
+        """One panel reviewer's review of ``subject`` against ``task`` (repaired once, as in a
+        panel round); for modes that review a finished artefact (``agents.review_verdicts``)."""
+        base = LLMRequest(messages=[{"role": "user", "content": task}])
+        return await self._review(reviewer, task, subject, base, ctx)
+
     async def _review(
         self, reviewer: ReviewerPersona, task: str, draft: str, base: LLMRequest, ctx: CallContext
     ) -> Review:
@@ -568,55 +454,52 @@ class ReviewEngine:
 
     # -- storage -------------------------------------------------------------------------
     async def _store(self, result: ReviewResult, ctx: CallContext) -> int | None:
+        return await self.store_run(
+            result.kind,
+            result.task,
+            result.outcome,
+            len(result.rounds),
+            result.final,
+            result.transcript(),
+            result.usage,
+            ctx,
+        )
+
+    async def store_run(
+        self,
+        kind: str,
+        task: str,
+        outcome: str,
+        rounds: int,
+        final: str,
+        transcript: dict[str, Any],
+        usage: Usage,
+        ctx: CallContext,
+    ) -> int | None:
+        """One row of ``review_runs`` (any mode's run); its id, or None without a database."""
         if self.db is None:
             return None
-        transcript = json.dumps(result.transcript(), ensure_ascii=False)
-
-        def insert() -> int:
-            with self.db.transaction() as conn:  # type: ignore[union-attr]
-                cur = conn.execute(
-                    "INSERT INTO review_runs (ts, kind, chat_id, user_id, task, outcome, rounds,"
-                    " final_text, transcript, input_tokens, output_tokens)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        datetime.now(UTC).isoformat(),
-                        result.kind,
-                        ctx.chat_id,
-                        ctx.user_id,
-                        result.task,
-                        result.outcome,
-                        len(result.rounds),
-                        result.final,
-                        transcript,
-                        result.usage.total_input,
-                        result.usage.output_tokens,
-                    ),
-                )
-                return int(cur.lastrowid or 0)
-
-        return await self.db.run(insert)
+        runs = ReviewRuns(self.db)
+        return await self.db.run(
+            runs.insert,
+            kind,
+            ctx.chat_id,
+            ctx.user_id,
+            task,
+            outcome,
+            rounds,
+            final,
+            transcript,
+            usage,
+        )
 
     def load_transcript(self, run_id: int) -> dict[str, Any] | None:
         """The stored transcript ("show the critique"), or None."""
-        if self.db is None:
-            return None
-        with self.db.read() as conn:
-            row = conn.execute(
-                "SELECT transcript, decision FROM review_runs WHERE id = ?", (run_id,)
-            ).fetchone()
-        if row is None:
-            return None
-        return json.loads(row[0]) | {"decision": row[1], "run_id": run_id}
+        return ReviewRuns(self.db).load(run_id) if self.db is not None else None
 
     def set_decision(self, run_id: int, decision: Literal["accepted", "rejected"]) -> bool:
         """Record the accept / reject button; False when the run does not exist."""
-        if self.db is None:
-            return False
-        with self.db.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE review_runs SET decision = ? WHERE id = ?", (decision, run_id)
-            )
-            return cur.rowcount > 0
+        return ReviewRuns(self.db).set_decision(run_id, decision) if self.db is not None else False
 
     async def one_more_round(
         self, run_id: int, ctx: CallContext, progress: Progress | None = None

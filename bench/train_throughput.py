@@ -1,15 +1,26 @@
-"""Training throughput: the project's trainer against a plain peft + transformers ``Trainer``.
+"""Training throughput: the project's trainer against peft + transformers ``Trainer`` done well.
 
-Both train the same randomly initialised Llama-style model (built here from a config, with a
+All train the same randomly initialised Llama-style model (built here from a config, with a
 byte-level BPE tokenizer trained here on the synthetic data, nothing downloaded), on the same
 chat examples of varied length, with the same LoRA rank and targets, sequence length, micro-batch,
-gradient accumulation, learning-rate schedule and seed. With the same seed both draw the same
-batches in the same order (one seeded permutation per epoch), so their loss curves must agree: the
-baseline pads each micro-batch to its longest example, the project's trainer packs them. Each runs in its own child process so its
-peak memory is its own (CUDA: ``max_memory_allocated``; CPU: peak RSS of the process). Tokens/s
-counts non-padding tokens only and leaves out the first ``--warmup`` steps.
+gradient accumulation, learning-rate schedule and seed. The project's trainer packs each
+micro-batch; it is compared with three ``Trainer`` baselines:
+
+- ``padded``: each micro-batch padded to its longest example (the naive way; it draws the same
+  batches in the same order as the project's trainer, so their loss curves must agree);
+- ``grouped``: the same, with HF's length-grouped sampler (``group_by_length``), which puts
+  examples of like length together so that little is padded;
+- ``flattened``: HF's padding-free collator ``DataCollatorWithFlattening`` (one row per
+  micro-batch, positions restarting per example), the fair baseline for packing.
+
+Each run is its own child process, so its peak memory is its own (CUDA: ``max_memory_allocated``;
+CPU: peak RSS). Runs are interleaved: every repeat runs each variant once, in a rotated order, so
+a machine that slows down or speeds up during the benchmark affects all alike. Tokens/s counts
+non-padding tokens only and leaves out the first ``--warmup`` steps; the table gives the median
+and the spread (min-max) over the repeats, and each ratio is the median of the per-repeat ratios.
 
     python bench/train_throughput.py                       # CPU, tiny model
+    python bench/train_throughput.py --repeats 5 --threads 1
     python bench/train_throughput.py --preset gpu-0.5b     # CUDA, ~0.5B parameters
     python bench/train_throughput.py --data FILE.jsonl     # your own chat data
 """
@@ -21,6 +32,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -177,12 +189,16 @@ def run_project(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_baseline(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
+BASELINES = ("padded", "grouped", "flattened")
+
+
+def run_baseline(args: argparse.Namespace, p: dict[str, Any], mode: str) -> dict[str, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
+        DataCollatorWithFlattening,
         Trainer,
         TrainerCallback,
         TrainingArguments,
@@ -220,17 +236,19 @@ def run_baseline(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
 
     def count(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
         # counted at the forward, not in the collator: the data loader fetches a batch ahead
-        counted.append(int(kwargs["attention_mask"].sum()))
-        slots.append(int(kwargs["attention_mask"].numel()))
+        mask = kwargs.get("attention_mask")
+        ids = kwargs["input_ids"]
+        counted.append(int(mask.sum()) if mask is not None else int(ids.numel()))
+        slots.append(int(mask.numel()) if mask is not None else int(ids.numel()))
 
     model.register_forward_pre_hook(count, with_kwargs=True)
 
-    def collate(batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    def pad(batch: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         width = max(len(r["input_ids"]) for r in batch)
-        pad = tok.pad_token_id
+        fill = tok.pad_token_id
         return {
             "input_ids": torch.tensor(
-                [r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in batch]
+                [r["input_ids"] + [fill] * (width - len(r["input_ids"])) for r in batch]
             ),
             "labels": torch.tensor(
                 [r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in batch]
@@ -239,6 +257,10 @@ def run_baseline(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
                 [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in batch]
             ),
         }
+
+    # flattened: one row, no attention mask; the position ids restarting at 0 tell the
+    # attention where each example starts (transformers builds a block-diagonal causal mask)
+    collate = DataCollatorWithFlattening() if mode == "flattened" else pad
 
     times, tokens, losses = [], [], []
 
@@ -275,6 +297,8 @@ def run_baseline(args: argparse.Namespace, p: dict[str, Any]) -> dict[str, Any]:
         remove_unused_columns=False,
         max_grad_norm=1.0,
         disable_tqdm=True,
+        # transformers 5 spells ``group_by_length=True`` as this sampling strategy
+        train_sampling_strategy="group_by_length" if mode == "grouped" else "random",
     )
     trainer = Trainer(
         model=model,
@@ -301,7 +325,10 @@ def child(args: argparse.Namespace) -> None:
     p = json.loads(args.params)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    result = (run_project if args.only == "project" else run_baseline)(args, p)
+    if args.only == "project":
+        result = run_project(args, p)
+    else:
+        result = run_baseline(args, p, args.only)
     result["peak_mb"] = peak_memory(args.device)
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -326,7 +353,10 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
-    parser.add_argument("--only", choices=["project", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved runs of every variant (default 3)"
+    )
+    parser.add_argument("--only", choices=["project", *BASELINES], help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
@@ -351,56 +381,89 @@ def main() -> None:
             for m in json.loads(line)["messages"]
         ]
         build_model(args.model_dir, p, corpus + ["<|user|>\n", "<|assistant|>\n"])
-    results = {}
-    for which in ("baseline", "project"):
-        cmd = (
-            [
-                sys.executable,
-                __file__,
-                "--only",
-                which,
-                "--params",
-                json.dumps(p),
-                "--data",
-                str(args.data),
-                "--model-dir",
-                str(args.model_dir),
-                "--seed",
-                str(args.seed),
-                "--lr",
-                str(args.lr),
-                "--device",
-                args.device,
-            ]
-            + (["--gradient-checkpointing"] if args.gradient_checkpointing else [])
-            + (["--threads", str(args.threads)] if args.threads else [])
-        )
-        out = subprocess.run(
-            cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}
-        )
-        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{which} run failed:\n{out.stderr[-3000:]}")
-        results[which] = json.loads(line[len("RESULT ") :])
-    b, o = results["baseline"], results["project"]
-    n = min(len(b["losses"]), len(o["losses"]))
-    print(
-        f"device {args.device}  preset {json.dumps(p)}  torch threads {args.threads or torch.get_num_threads()}"
+    variants = ["project", *BASELINES]
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    for repeat in range(args.repeats):
+        shift = repeat % len(variants)  # rotate the order: no variant always runs first
+        for which in variants[shift:] + variants[:shift]:
+            runs[which].append(run_child(args, p, which))
+            print(
+                f"repeat {repeat + 1}/{args.repeats} {which:10} "
+                f"{runs[which][-1]['tokens_per_s']:8.0f} tokens/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    report(args, p, runs, torch.get_num_threads())
+
+
+def run_child(args: argparse.Namespace, p: dict[str, Any], which: str) -> dict[str, Any]:
+    cmd = (
+        [
+            sys.executable,
+            __file__,
+            "--only",
+            which,
+            "--params",
+            json.dumps(p),
+            "--data",
+            str(args.data),
+            "--model-dir",
+            str(args.model_dir),
+            "--seed",
+            str(args.seed),
+            "--lr",
+            str(args.lr),
+            "--device",
+            args.device,
+        ]
+        + (["--gradient-checkpointing"] if args.gradient_checkpointing else [])
+        + (["--threads", str(args.threads)] if args.threads else [])
     )
-    print(
-        f"{'':10} {'tokens/s':>10} {'peak MB':>9} {'tokens/step':>12} {'loss first':>10} {'loss last':>10}"
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"}
     )
-    for name, r in (("baseline", b), ("project", o)):
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"{which} run failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(line[len("RESULT ") :]))
+
+
+def spread(values: list[float], fmt: str = "{:.0f}") -> str:
+    """Median (min-max) of ``values``."""
+    return (
+        f"{fmt.format(statistics.median(values))} "
+        f"({fmt.format(min(values))}-{fmt.format(max(values))})"
+    )
+
+
+def report(
+    args: argparse.Namespace, p: dict[str, Any], runs: dict[str, list[dict[str, Any]]], threads: int
+) -> None:
+    print(
+        f"device {args.device}  preset {json.dumps(p)}  torch threads {args.threads or threads}  "
+        f"repeats {args.repeats} (interleaved)"
+    )
+    print("median (min-max) over the repeats")
+    print(
+        f"{'':10} {'tokens/s':>18} {'peak MB':>16} {'padding':>8} {'tokens/step':>12} "
+        f"{'loss last':>10}  project speed-up"
+    )
+    project = runs["project"]
+    for name, rs in runs.items():
+        ratios = [o["tokens_per_s"] / r["tokens_per_s"] for o, r in zip(project, rs, strict=True)]
+        padding = statistics.median(r.get("padding_share", 0.0) for r in rs)
         print(
-            f"{name:10} {r['tokens_per_s']:10.0f} {r['peak_mb']:9.0f} {r['tokens_per_step']:12.0f} "
-            f"{r['losses'][0]:10.4f} {r['losses'][-1]:10.4f}"
+            f"{name:10} {spread([r['tokens_per_s'] for r in rs]):>18} "
+            f"{spread([r['peak_mb'] for r in rs]):>16} {padding:8.0%} "
+            f"{statistics.median(r['tokens_per_step'] for r in rs):12.0f} "
+            f"{statistics.median(r['losses'][-1] for r in rs):10.4f}  "
+            + ("" if name == "project" else spread(ratios, "{:.2f}x"))
         )
-    diff = sum(abs(x - y) for x, y in zip(b["losses"][:n], o["losses"][:n], strict=True)) / n
-    print(f"baseline padding: {b['padding_share']:.0%} of the positions it computes")
-    print(
-        f"speed-up {o['tokens_per_s'] / b['tokens_per_s']:.2f}x  peak memory ratio {o['peak_mb'] / b['peak_mb']:.2f}  "
-        f"mean |loss difference| per step {diff:.4f} (same seed: both draw the same batches)"
-    )
+    for name in ("padded", "flattened"):  # same sampler and seed: the same batches in order
+        b, o = runs[name][0], project[0]
+        n = min(len(b["losses"]), len(o["losses"]))
+        diff = sum(abs(x - y) for x, y in zip(b["losses"][:n], o["losses"][:n], strict=True)) / n
+        print(f"mean |loss difference| per step, project vs {name}: {diff:.4f}")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ DATA_SYSTEM = (
     'only: {"examples": [{"user": "...", "assistant": "..."}, ...]}.'
 )
 
+CRITIQUE_NOTE = (
+    "Reviewers rejected an earlier set of examples for this persona. Their critique, which the "
+    "new examples must answer:"
+)
+
 SECRET_PATTERNS = {
     "an API key": re.compile(
         r"\b(sk-[A-Za-z0-9_-]{20,}|sk-ant-[A-Za-z0-9_-]{20,}|ghp_[A-Za-z0-9]{30,}|xox[abpr]-[A-Za-z0-9-]{10,})"
@@ -93,8 +98,10 @@ async def generate(
     per_call: int,
     max_attempts: int = 3,
     max_tokens: int = 8000,
+    critique: str = "",
 ) -> list[Conversation]:
-    """Ask for batches of ``per_call`` examples until ``target``; malformed batches are retried."""
+    """Ask for batches of ``per_call`` examples until ``target``; malformed batches are retried.
+    ``critique``: what the review panel found wrong with an earlier set, for the model to avoid."""
     got: list[Conversation] = []
     calls = 0
     spec_text = json.dumps(spec, ensure_ascii=False, sort_keys=True)
@@ -104,7 +111,8 @@ async def generate(
         # The spec goes in the system prompt, identical in every batch: cached after the first.
         request = LLMRequest(
             messages=[{"role": "user", "content": prompt}],
-            system_prefix=f"{DATA_SYSTEM}\n\nThe archetype spec:\n{spec_text}",
+            system_prefix=f"{DATA_SYSTEM}\n\nThe archetype spec:\n{spec_text}"
+            + (f"\n\n{CRITIQUE_NOTE}\n{critique}" if critique else ""),
             max_tokens=max_tokens,
             json_schema=EXAMPLES_SCHEMA,
         )

@@ -29,3 +29,9 @@ class RegistryError(FamiliarError):
 
 class JobError(FamiliarError):
     """A training job does not exist or is in a state that does not allow the request."""
+
+
+class StageRejected(TrainingError):
+    """A pipeline stage decided against going on (a review rejected, the data set came out empty,
+    the adapter was not better, a job failed): trying the stage again at once changes nothing, so
+    the pipeline fails without the retries an unexpected error gets."""

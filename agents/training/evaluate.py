@@ -1,38 +1,20 @@
-"""Evaluation of an adapter against its base model: held-out loss, and probes judged blind.
+"""The model side of an adapter's evaluation: held-out loss, and both models' probe answers.
 
 The held-out loss is the same token-weighted loss as in training, over the held-out split, with
-and without the adapter. Each probe is answered by both; the judge (an LLM) sees the two answers
-as A and B in a seeded random order, never which is which, and picks the one that fits the spec.
+and without the adapter. Each probe is answered by both; the review panel then judges the answers
+blind and the promotion gate decides (``agents.training.gate``).
 """
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from agents.providers.base import LLMRequest, extract_json
 from agents.training.base_model import load_base, pick_device
 from agents.training.data import encode_all, load_chat_jsonl, pack, split
 from agents.training.trainer import packed_loss_sum
-
-JUDGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "winner": {"type": "string", "enum": ["A", "B", "tie"]},
-        "reason": {"type": "string"},
-    },
-    "required": ["winner", "reason"],
-    "additionalProperties": False,
-}
-JUDGE_SYSTEM = (
-    "You compare two answers to the same message and pick the one that better fits the persona "
-    "spec (voice, do's and don'ts) while being a good answer. Answer with JSON only: "
-    '{"winner": "A" | "B" | "tie", "reason": "..."}.'
-)
 
 
 def heldout_loss(
@@ -88,49 +70,3 @@ def evaluate_job(config: dict[str, Any]) -> dict[str, Any]:
         answers["base"].append(engine.generate(messages, None, max_new)[0])
         answers["adapter"].append(engine.generate(messages, adapter, max_new)[0])
     return {"base_loss": base_loss, "adapter_loss": adapter_loss, "answers": answers}
-
-
-async def judge_probes(
-    llm: Any,
-    ctx: Any,
-    spec: dict[str, Any],
-    probes: list[str],
-    base: list[str],
-    adapter: list[str],
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Blind pairwise judgement of each probe; returns wins, ties and the per-probe details."""
-    rng = random.Random(seed)
-    wins = {"adapter": 0, "base": 0, "tie": 0}
-    details = []
-    for probe, b, a in zip(probes, base, adapter, strict=True):
-        adapter_first = rng.random() < 0.5
-        first, second = (a, b) if adapter_first else (b, a)
-        prompt = (
-            f"Persona spec:\n{json.dumps(spec, ensure_ascii=False)}\n\nMessage:\n{probe}\n\n"
-            f"Answer A:\n{first}\n\nAnswer B:\n{second}"
-        )
-        request = LLMRequest(
-            messages=[{"role": "user", "content": prompt}],
-            system_prefix=JUDGE_SYSTEM,
-            max_tokens=400,
-            json_schema=JUDGE_SCHEMA,
-        )
-        completion = await llm.complete(request, ctx.for_("train:judge"))
-        try:
-            verdict = str(extract_json(completion.text).get("winner", "tie"))
-        except (ValueError, AttributeError):
-            verdict = "tie"  # an unreadable judgement favours neither
-        winner = (
-            "tie"
-            if verdict not in ("A", "B")
-            else ("adapter" if (verdict == "A") == adapter_first else "base")
-        )
-        wins[winner] += 1
-        details.append({"probe": probe, "base": b, "adapter": a, "winner": winner})
-    return {
-        "adapter_wins": wins["adapter"],
-        "base_wins": wins["base"],
-        "ties": wins["tie"],
-        "details": details,
-    }

@@ -45,12 +45,76 @@ def pipeline_text(row: dict[str, Any], job_progress: dict[str, Any] | None = Non
     ]
     if stage == "train" and row["state"] in ("running", "waiting"):
         lines.append("steps  " + job_line(job_progress or row.get("job_progress")))
-    evaluated = (row.get("stages", {}).get("evaluate") or {}).get("outputs") or {}
+    stages = row.get("stages") or {}
+    if stage in ("spec", "inspect"):  # the panel's latest word, while it decides
+        outputs = (stages.get(stage) or {}).get("outputs") or {}
+        reviews = outputs.get("reviews") or ([outputs["review"]] if outputs.get("review") else [])
+        if reviews:
+            latest, what = reviews[-1], "spec" if stage == "spec" else "data"
+            where = f"; /train status {row['id']} has the transcript" if "id" in row else ""
+            score = latest.get("mean_score")
+            lines.append(
+                f"review panel on the {what}: {latest.get('outcome')}"
+                + (f", mean score {score:g}/10" if isinstance(score, int | float) else "")
+                + f" (review {len(reviews)}){where}"
+            )
+    evaluated = (stages.get("evaluate") or {}).get("outputs") or {}
     if "adapter_loss" in evaluated:
         lines.append(
             f"held-out loss {evaluated['adapter_loss']:.3f} vs base {evaluated['base_loss']:.3f}; "
-            f"probes won {evaluated['adapter_wins']}, lost {evaluated['base_wins']}"
+            f"probes won {evaluated['adapter_wins']}, lost {evaluated['base_wins']}, "
+            f"tied {evaluated.get('ties', 0)}"
         )
     if row.get("error"):
         lines.append(str(row["error"]))
     return "\n".join(lines)
+
+
+def _review_block(title: str, review: dict[str, Any]) -> list[str]:
+    run = f", review run #{review['run_id']}" if review.get("run_id") else ""
+    score = review.get("mean_score", review.get("score"))
+    head = f"{title}: {review.get('outcome', '?')}"
+    if score is not None:
+        head += f", mean score {score:g}/10"
+    lines = [head + run]
+    for r in review.get("reviews") or []:
+        verdict = "approve" if r.get("approve") else "revise"
+        lines.append(
+            f"  {r['reviewer']} {r['score']:g} {verdict}: {r.get('summary') or ''}".rstrip()
+        )
+        lines += [f"    {issue}" for issue in (r.get("issues") or [])[:5]]
+    return lines
+
+
+def _clip(text: Any, width: int = 60) -> str:
+    one_line = " ".join(str(text).split())
+    return one_line if len(one_line) <= width else one_line[: width - 1] + "…"
+
+
+def review_lines(row: dict[str, Any]) -> list[str]:
+    """The transcript of every review of the pipeline: who reviewed the spec and the data, with
+    their scores and issues, and each probe's blind judgement with every vote."""
+    stages = row.get("stages") or {}
+
+    def outputs(stage: str) -> dict[str, Any]:
+        return (stages.get(stage) or {}).get("outputs") or {}
+
+    lines: list[str] = []
+    if outputs("spec").get("review"):
+        lines += _review_block("spec review", outputs("spec")["review"])
+    for n, review in enumerate(outputs("inspect").get("reviews") or []):
+        lines += _review_block("data review" if n == 0 else "regenerated data review", review)
+    evaluated = outputs("evaluate")
+    if evaluated.get("details"):
+        run = f", review run #{evaluated['judging_run']}" if evaluated.get("judging_run") else ""
+        lines.append(
+            f"probes judged blind: adapter won {evaluated['adapter_wins']}, base won "
+            f"{evaluated['base_wins']}, ties {evaluated.get('ties', 0)}, unreadable votes "
+            f"{evaluated.get('unreadable_votes', 0)}{run}; "
+            + ("proposed" if evaluated.get("proposed") else "not proposed")
+        )
+        for d in evaluated["details"]:
+            votes = ", ".join(f"{k} {v}" for k, v in (d.get("votes") or {}).items())
+            note = d.get("note") or votes or "no votes"
+            lines.append(f"  {_clip(d['probe'])}: {d.get('winner', '?')} ({note})")
+    return lines

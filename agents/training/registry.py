@@ -145,9 +145,23 @@ class AdapterRegistry:
     def add(
         self, archetype: str, source: Path, metadata: dict[str, Any] | None = None
     ) -> AdapterVersion:
-        """Copy an adapter directory in as the next version, with checksums; atomic."""
+        """Copy an adapter directory in as the next version, with checksums; atomic.
+
+        Idempotent for a training job: when ``metadata`` names a ``job_id`` and a version of the
+        same job with the same files (``source_checksum``) is already here, that version is
+        returned and nothing is written, so a pipeline rerun after a crash adds no duplicate.
+        """
         directory = self.archetype_dir(archetype)
         files = self._source_files(Path(source))
+        checksum = hashlib.sha256(
+            json.dumps({rel: sha256(Path(source) / rel) for rel in files}, sort_keys=True).encode()
+        ).hexdigest()
+        job_id = (metadata or {}).get("job_id")
+        if job_id is not None:
+            for existing_version in self.versions(archetype):
+                found = existing_version.metadata
+                if found.get("job_id") == job_id and found.get("source_checksum") == checksum:
+                    return existing_version
         directory.mkdir(parents=True, exist_ok=True)
         existing = [int(p.name[1:]) for p in directory.iterdir() if VERSION.fullmatch(p.name)]
         version = f"v{max(existing, default=0) + 1}"
@@ -162,6 +176,7 @@ class AdapterRegistry:
                     digests[rel] = sha256(target)
                 record = {
                     **(metadata or {}),
+                    "source_checksum": checksum,
                     "archetype": archetype,
                     "version": version,
                     "files": digests,

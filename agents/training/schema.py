@@ -65,3 +65,11 @@ def m002_train_pipelines(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (pipeline_id, stage)
         )"""
     )
+
+
+@migrations()
+def m003_train_stage_attempts(db: sqlite_utils.Database) -> None:
+    # A stage that fails unexpectedly is tried again after a back-off, a bounded number of times:
+    # the failed attempts so far, and when the next may start (seconds since the epoch).
+    db.execute("ALTER TABLE train_stages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE train_stages ADD COLUMN retry_at REAL")

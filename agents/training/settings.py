@@ -53,5 +53,22 @@ class TrainingSettings(BaseModel):
         0.7,
         ge=0.0,
         le=1.0,
-        description="Lowest panel score (0-1) of the data set before the pipeline stops.",
+        description="Lowest mean score (0-1) the review panel may give a sample of the data "
+        "when not every reviewer approves it, before the data is regenerated (once) or the "
+        "pipeline stops.",
+    )
+    inspection_sample: int = Field(
+        20, ge=1, le=200, description="Generated examples the review panel reads per inspection."
+    )
+    stage_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Times a stage is tried when it fails unexpectedly (a bad model reply, a "
+        "provider error) before the pipeline fails.",
+    )
+    stage_backoff_s: float = Field(
+        30.0,
+        ge=0.0,
+        description="Wait before a failed stage is tried again; doubles with each attempt.",
     )

@@ -141,6 +141,12 @@ def fit(
 @_friendly
 def status(
     job_id: int | None = typer.Argument(None, help="A job id; without it, the latest jobs."),
+    pipeline: int | None = typer.Option(
+        None,
+        "--pipeline",
+        "-p",
+        help="Show this archetype pipeline with the transcript of each review.",
+    ),
 ) -> None:
     """Show training jobs and archetype pipelines with their progress."""
     from agents.training.jobs import JobQueue
@@ -148,6 +154,14 @@ def status(
     settings = _settings()
     db = _db(settings)
     try:
+        if pipeline is not None:
+            from agents.training.pipeline import PipelineStore
+            from agents.training.progress import pipeline_text, review_lines
+
+            row = PipelineStore(db).get(pipeline)
+            typer.echo(pipeline_text(row))
+            typer.echo("\n".join(["", *(review_lines(row) or ["no reviews yet"])]))
+            return
         queue = JobQueue(db)
         jobs = [queue.get(job_id)] if job_id is not None else queue.list()
         for job in jobs:

@@ -6,7 +6,9 @@ edit per ``edit_interval_s``, the latest text winning) with a cancel button; whe
 proposed for promotion the same message carries Promote / Reject. ``/adapters`` (admins) lists
 the registry's versions with their evaluation and promote / roll-back buttons. Every button is
 signed for its chat and checked for an admin on press, so a forged, foreign or non-admin press
-changes nothing. ``/train optin on|off`` lets a chat's 👍-rated answers become training data.
+changes nothing. ``/train status`` lists the pipelines with their stage and error; ``/train
+status N`` shows pipeline N with the transcript of each review (spec, data, blind probe judging).
+``/train optin on|off`` lets a chat's 👍-rated answers become training data.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from loguru import logger
 
 from agents.training.pipeline import Pipeline, PipelineStore
-from agents.training.progress import pipeline_text
+from agents.training.progress import pipeline_text, review_lines
 from agents.training.registry import AdapterRegistry, AdapterVersion, check_slug
 from bot.core.assistant import Assistant
 from bot.core.commands import GROUP_SETTING_REFUSAL, Command, may_change_chat_settings
@@ -30,7 +32,8 @@ from bot.core.types import Button, ButtonPress, Incoming, Reply, SentMessage
 from memory.db import Database
 from memory.errors import FamiliarError
 
-USAGE = "/train NAME DESCRIPTION | status | optin on|off"
+USAGE = "/train NAME DESCRIPTION | status [N] | optin on|off"
+DETAIL_LIMIT = 3800  # characters of one pipeline's review transcripts in a message
 LIKED_LIMIT = 500  # newest opted-in 👍 answers offered to one pipeline's data stage
 
 
@@ -170,6 +173,9 @@ class TrainCommands:
                 markdown=False,
             )
         if head.lower() == "status":
+            number = rest.strip().lstrip("#")
+            if number:
+                return await self._detail(msg.chat_id, number)
             return await self._status(msg.chat_id)
         # the name as typed: check_slug refuses anything but ASCII slugs, and lower() would turn
         # look-alikes such as the Kelvin sign into ASCII letters
@@ -238,11 +244,31 @@ class TrainCommands:
         lines: list[str] = []
         buttons: list[list[Button]] = []
         for r in rows:
-            error = f": {str(r['error']).splitlines()[0][:120]}" if r["error"] else ""
+            error = f": {str(r['error']).splitlines()[0][:160]}" if r["error"] else ""
             lines.append(f"#{r['id']} {r['archetype']}: {r['stage']} ({r['state']}){error}")
             if len(buttons) < 8:
                 buttons += [[b] for b in self._actions(r, chat_id, with_number=True)]
+        lines.append("/train status N shows a pipeline with the transcript of each review.")
         return Reply("\n".join(lines), buttons=buttons, markdown=False)
+
+    async def _detail(self, chat_id: int, number: str) -> Reply:
+        if not number.isdigit() or len(number) > 9:
+            return Reply(f"Usage: {USAGE}", markdown=False)
+        try:
+            row = await self.db.run(self.store.get, int(number))
+        except FamiliarError:
+            return Reply(
+                f"There is no pipeline #{number}. /train status lists them.", markdown=False
+            )
+        reviews = review_lines(row) or ["no reviews yet"]
+        text = pipeline_text(row) + "\n\n" + "\n".join(reviews)
+        if len(text) > DETAIL_LIMIT:
+            text = (
+                text[:DETAIL_LIMIT].rsplit("\n", 1)[0]
+                + f"\n… (all of it: familiar train status --pipeline {row['id']})"
+            )
+        actions = self._actions(row, chat_id, with_number=True)
+        return Reply(text, buttons=[actions] if actions else [], markdown=False)
 
     # -- the progress message ----------------------------------------------------------------
     def _actions(

@@ -253,12 +253,22 @@ def test_train_to_promotion_then_persona_serves_the_adapter(
             await say(CHAT, ADMIN, "/train butler A butler of impeccable manners.")
             second = SentMessage(CHAT, len(transport.sent))
             cancel = transport.sent[-1][1].buttons[0][0]
+
+            def butler_job() -> int | None:
+                return ((store.get(2)["stages"].get("train") or {}).get("outputs") or {}).get(
+                    "job_id"
+                )
+
+            # the pirate's evaluation worker may still be exiting: wait for the butler's own
             await wait_for(
-                lambda: training.service.runner.current is not None,
+                lambda: (
+                    training.service.runner.current is not None
+                    and training.service.runner.current[0] == butler_job()
+                ),
                 60,
                 "the butler's training worker",
             )
-            job_id = store.get(2)["stages"]["train"]["outputs"]["job_id"]
+            job_id = butler_job()
             assert await press(CHAT, USER, cancel.data, second) == "Only admins can do that."
             assert store.get(2)["state"] in ("running", "waiting")
             assert await press(CHAT, ADMIN, cancel.data, second) == "Cancelled."

@@ -73,3 +73,41 @@ def test_fit_refuses_bad_input_before_starting_a_worker(data_dir: Path, tmp_path
     assert result.exit_code == 2 and "bad.jsonl:1: not JSON" in result.output
     hostile = CliRunner().invoke(adapters_app, ["promote", "../etc", "v1"])
     assert hostile.exit_code == 2 and "not a valid archetype name" in hostile.output
+
+
+def test_status_of_a_pipeline_prints_each_review(data_dir: Path) -> None:
+    from agents.training.pipeline import PipelineStore
+    from bot.config import load_settings
+    from bot.daemon.run import open_database
+
+    db = open_database(load_settings())
+    try:
+        store = PipelineStore(db)
+        pipeline_id = store.create("pirate", "A pirate.")
+        review = {
+            "outcome": "rejected",
+            "mean_score": 4.5,
+            "run_id": 3,
+            "reviews": [
+                {
+                    "reviewer": "safety",
+                    "score": 4,
+                    "approve": False,
+                    "summary": "a leaked e-mail",
+                    "issues": ["[major] example 3 holds an address"],
+                }
+            ],
+        }
+        store.stage(pipeline_id, "inspect", "failed", outputs={"reviews": [review]}, error="x")
+        store.set(pipeline_id, state="failed", stage="inspect", error="inspect: rejected")
+    finally:
+        db.close()
+    result = CliRunner().invoke(train_app, ["status", "--pipeline", str(pipeline_id)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "❌ pirate: stage 3/6 inspect (failed)"
+    assert "data review: rejected, mean score 4.5/10, review run #3" in lines
+    assert "  safety 4 revise: a leaked e-mail" in lines
+    assert "    [major] example 3 holds an address" in lines
+    missing = CliRunner().invoke(train_app, ["status", "--pipeline", "99"])
+    assert missing.exit_code != 0 and "there is no pipeline 99" in missing.output

@@ -12,11 +12,12 @@ import pytest
 from agents.llm import LLM
 from agents.providers.base import Capabilities, Completion, LLMRequest, Provider, Usage
 from agents.review import REVIEW_SCHEMA, ReviewEngine
+from agents.review_format import JUDGE_SCHEMA
 from agents.settings import LLMSettings, ReviewSettings
-from agents.training.dataset import EXAMPLES_SCHEMA
-from agents.training.evaluate import JUDGE_SCHEMA
+from agents.training.dataset import CRITIQUE_NOTE, EXAMPLES_SCHEMA
+from agents.training.inspection import INSPECT_TASK
 from agents.training.jobs import migrations
-from agents.training.pipeline import INSPECT_SYSTEM, Pipeline, PipelineDeps
+from agents.training.pipeline import Pipeline, PipelineDeps
 from agents.training.registry import AdapterRegistry
 from agents.training.settings import TrainingSettings
 from agents.training.worker import run_job
@@ -43,8 +44,10 @@ class PirateWorld(Provider):
     """An LLM double that plays every role of the pipeline, chosen by what the request asks for.
 
     The spec author answers with SPEC; the data writer returns pirate examples (malformed once,
-    to exercise the retry; one with a secret, for inspection); reviewers and the inspector approve;
-    the judge prefers the answer that follows the spec's first rule (it starts with "Arr!").
+    to exercise the retry; one with a secret, for inspection); the spec's reviewers approve; the
+    data's reviewers answer ``data_review(reviewer, inspection number)`` (default: approve with
+    ``inspection_score``); the judges prefer the answer that follows the spec's first rule (it
+    starts with "Arr!").
     """
 
     name = "pirate-world"
@@ -62,6 +65,15 @@ class PirateWorld(Provider):
         self.inspection_score = inspection_score
         self.requests: list[LLMRequest] = []
         self.data_calls = 0
+        self.critiques: list[str] = []  # the panel's critique, as the data writer was given it
+
+    def data_review(self, reviewer: str, inspection: int) -> dict | str:
+        return {
+            "score": self.inspection_score,
+            "verdict": "approve",
+            "issues": [{"severity": "minor", "text": "a bit repetitive"}],
+            "summary": f"{reviewer}: fits the spec",
+        }
 
     async def complete(self, request: LLMRequest) -> Completion:
         self.requests.append(request)
@@ -69,9 +81,23 @@ class PirateWorld(Provider):
 
     def _answer(self, request: LLMRequest) -> str:
         prompt = request.messages[-1]["content"]
+        if (
+            request.json_schema == REVIEW_SCHEMA
+            and INSPECT_TASK[:40] in request.messages[0]["content"]
+        ):
+            reviewer = request.system_prefix.split("You are the ")[1].split(" reviewer")[0]
+            verdict = self.data_review(reviewer, len(self.critiques))  # 1: after regeneration
+            return verdict if isinstance(verdict, str) else json.dumps(verdict)
         if request.json_schema == REVIEW_SCHEMA:
             return json.dumps({"score": 9, "verdict": "approve", "issues": [], "summary": "fine"})
         if request.json_schema == EXAMPLES_SCHEMA:
+            first = request.messages[0]["content"]
+            if (
+                CRITIQUE_NOTE in request.system_prefix
+                and "(batch 1;" in first
+                and len(request.messages) == 1
+            ):
+                self.critiques.append(request.system_prefix.split(CRITIQUE_NOTE)[1])
             self.data_calls += 1
             if self.data_calls == 1:
                 return "Here are some examples: (sorry, no JSON)"
@@ -88,8 +114,6 @@ class PirateWorld(Provider):
                     "reason": "voice",
                 }
             )
-        if request.system_prefix == INSPECT_SYSTEM:
-            return json.dumps({"score": self.inspection_score, "issues": ["a bit repetitive"]})
         return "Here is the spec:\n```json\n" + json.dumps(self.spec) + "\n```"
 
 
@@ -115,7 +139,7 @@ def deps(db: Database, tiny_model: Path, tmp_path: Path, world: PirateWorld) -> 
     llm = LLM(world)
     settings = TrainingSettings(
         base_model=tiny_model,
-        steps=24,
+        steps=60,  # enough for the adapter to learn "Arr!" and win the probes (see the gate)
         micro_batch=4,
         grad_accum=1,
         lr=2e-2,
@@ -161,6 +185,10 @@ def test_pipeline_from_start_to_promotion(db: Database, tiny_model: Path, tmp_pa
         stages["data"]["outputs"]["unique"] == 18
     )  # 18 generated + the spec's example - 1 duplicate
     assert stages["inspect"]["outputs"]["rejected"] == {"looks like an API key": 1}
+    # the review panel read a sample of the data: three reviewers, each approving
+    (inspection,) = stages["inspect"]["outputs"]["reviews"]
+    assert inspection["outcome"] == "approved"
+    assert [r["reviewer"] for r in inspection["reviews"]] == ["correctness", "safety", "clarity"]
     job_id = stages["train"]["outputs"]["job_id"]
 
     # the daemon's JobRunner runs the job in a child process; here its body runs in-process
@@ -177,9 +205,13 @@ def test_pipeline_from_start_to_promotion(db: Database, tiny_model: Path, tmp_pa
         row = asyncio.run(restarted.advance(pipeline_id, on_update))
     finally:
         torch.set_num_threads(threads)
-    assert (row["stage"], row["state"]) == ("promote", "waiting"), row["error"]
+    assert (row["stage"], row["state"]) == ("promote", "waiting"), (
+        row["error"],
+        row["stages"]["evaluate"]["outputs"]["details"],
+    )
     evaluation = row["stages"]["evaluate"]["outputs"]
     assert evaluation["adapter_loss"] < evaluation["base_loss"] and evaluation["proposed"]
+    assert evaluation["adapter_wins"] > evaluation["base_wins"]
     version = restarted.approve(pipeline_id)
     assert version.version == "v1"
     registry = restarted.d.registry
@@ -209,19 +241,6 @@ def test_a_data_set_emptied_by_inspection_fails_with_reasons(
     )
     pipeline.retry(pipeline_id)
     assert pipeline.store.get(pipeline_id)["state"] == "running"
-
-
-def test_a_low_panel_score_stops_the_pipeline(
-    db: Database, tiny_model: Path, tmp_path: Path
-) -> None:
-    world = PirateWorld(pirate_examples(), inspection_score=3)
-    pipeline = Pipeline(deps(db, tiny_model, tmp_path, world))
-    row = asyncio.run(pipeline.advance(pipeline.start("pirate", "A pirate.")))
-    assert (
-        row["state"] == "failed"
-        and "scored the data 0.30" in row["error"]
-        and "repetitive" in row["error"]
-    )
 
 
 def test_hostile_archetype_names_never_start(

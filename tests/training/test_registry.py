@@ -108,3 +108,16 @@ def test_a_failed_copy_leaves_no_half_written_version(tmp_path: Path) -> None:
         registry.add("pirate", src)
     assert registry.versions("pirate") == []
     assert not any(p.name.startswith(".tmp") for p in (tmp_path / "adapters").rglob("*"))
+
+
+def test_adding_the_same_jobs_adapter_again_returns_its_version(tmp_path: Path) -> None:
+    registry = AdapterRegistry(tmp_path / "adapters")
+    source = adapter(tmp_path, b"one")
+    first = registry.add("pirate", source, {"job_id": 7})
+    again = registry.add("pirate", source, {"job_id": 7})  # a rerun after a crash
+    assert again.version == first.version == "v1"
+    assert [v.version for v in registry.versions("pirate")] == ["v1"]
+    # other files from the same job, the same files from another job, or no job: new versions
+    assert registry.add("pirate", adapter(tmp_path, b"two"), {"job_id": 7}).version == "v2"
+    assert registry.add("pirate", source, {"job_id": 8}).version == "v3"
+    assert registry.add("pirate", source).version == "v4"
