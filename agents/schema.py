@@ -89,3 +89,12 @@ def m004_todos(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX todos_open ON todos (chat_id, done_at, priority, due_at)")
+
+
+@migrations()
+def m005_todo_source_key(db: sqlite_utils.Database) -> None:
+    # The message that added a to-do (``Incoming.key``): a replayed /todo TEXT adds nothing new.
+    db.execute("ALTER TABLE todos ADD COLUMN source_key TEXT")
+    db.execute(
+        "CREATE UNIQUE INDEX todos_source ON todos (source_key) WHERE source_key IS NOT NULL"
+    )

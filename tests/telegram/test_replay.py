@@ -65,6 +65,7 @@ class Case:
 
 
 CASES = [
+    Case("todo", "/todo !high pay the rent due:friday", "SELECT count(*) FROM todos", 1),
     Case("remind", "/remind in 2 hours water the plants", "SELECT count(*) FROM reminders", 1),
     Case("every", "/every 0 9 * * 1-5 stand up", "SELECT count(*) FROM reminders", 1),
     Case(
