@@ -27,6 +27,7 @@ from agents.providers.base import (
     LLMRequest,
     Provider,
     Usage,
+    content_text,
     normalise_turns,
 )
 from agents.training.base_model import load_base, pick_device
@@ -136,8 +137,10 @@ class LocalEngine:
 
 
 class LocalProvider(Provider):
+    # No tools: the prompts are rendered exactly as in training (``data.render``), which has no
+    # tool format, so the agent answers without tools (block content is sent as its text).
     name = "local"
-    capabilities = Capabilities(temperature=True)
+    capabilities = Capabilities(temperature=True, tools=False)
 
     def __init__(
         self,
@@ -165,7 +168,10 @@ class LocalProvider(Provider):
         return AdapterRef(f"{promoted.archetype}-{promoted.version}", promoted.path)
 
     async def complete(self, request: LLMRequest) -> Completion:
-        messages = normalise_turns(request.messages)
+        messages = [
+            {"role": m["role"], "content": content_text(m["content"])}
+            for m in normalise_turns(request.messages)
+        ]
         if not messages:
             raise ProviderRejected("there is no user message to answer", "send some text")
         system = request.full_system()
