@@ -10,6 +10,12 @@ A chat with a persona selected is answered by the model ``route`` names for it (
 LoRA adapter): directly, or in three-pass and panel answers as the author of drafts and
 revisions, while the default model critiques and reviews.
 
+With a ``ToolLoop`` and a provider that takes tools, a plain answer runs through the agent loop
+(``agents.loop``): the conversation keeps the user's message and the final answer as its turns,
+the tool calls stay beside the answer in ``agent_tool_calls``. An answer paused on a call that
+needs the user's ✅ comes back with ``waiting_for`` set and stores no turn yet; ``resume``
+carries it on.
+
 Failures end in a clear sentence for the user, never an exception out of ``answer``: the reason
 is logged, and ``Answer.error`` names the kind. With no model configured it answers from memory.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,11 +42,13 @@ from agents.errors import (
     ProviderUnavailable,
 )
 from agents.llm import LLM
+from agents.loop import Hooks, LoopResult, ToolLoop
 from agents.providers.base import Completion, LLMRequest, Usage, extract_json
 from agents.providers.none import NOTICE
 from agents.resilience import deadline
 from agents.review import Progress, ReviewEngine, ReviewResult
 from agents.settings import LLMSettings
+from agents.tools.runs import Waiting
 from agents.usage import CallContext
 from agents.voice.handler import for_context
 from memory.context import with_recalled
@@ -86,6 +95,10 @@ class Answer:
     )
     included: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    tool_run_id: int | None = None  # the agent loop's record of the answer (its tool calls)
+    tool_calls: int = 0
+    stopped: str | None = None  # the bound that ended a tool-using answer early
+    waiting_for: str | None = None  # a call that waits for the user's ✅, in plain words
 
 
 def split_stable_prefix(system: str) -> tuple[str, str]:
@@ -209,6 +222,7 @@ class ChatAgent:
         extractor: FactExtractor | None = None,
         route: ChatRoute | None = None,
         db: Database | None = None,
+        tools: ToolLoop | None = None,
     ) -> None:
         self.memory = memory  # memory.service.Memory
         self.llm = llm
@@ -219,6 +233,7 @@ class ChatAgent:
         self.review = review
         self.extractor = extractor
         self.marks = ExtractionMarks(db)
+        self.tools = tools
         self._background: set[asyncio.Task[Any]] = set()
 
     async def answer(
@@ -233,11 +248,13 @@ class ChatAgent:
         on_delta: OnDelta | None = None,
         progress: Progress | None = None,
         meta: dict[str, Any] | None = None,
+        on_activity: OnDelta | None = None,
     ) -> Answer:
         """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
         mode); ``progress`` gets phase names in think/review modes. ``meta`` is stored with the
         user's turn; with ``from_audio`` the model sees the text marked as a transcript (memory
-        keeps the plain words). Never raises for model faults."""
+        keeps the plain words). ``on_activity`` gets what a running tool is doing. Never raises for
+        model faults."""
         try:
             await self.memory.add_message(
                 chat_id,
@@ -273,9 +290,13 @@ class ChatAgent:
                         *history,
                         {"role": "user", "content": with_recalled(context.recalled, text)},
                     ]
-                    answer = await self._single(
-                        prefix, rest, messages, ctx, on_delta, persona or self.llm
-                    )
+                    llm = persona or self.llm
+                    if self._uses_tools(llm):
+                        answer = await self._with_tools(
+                            prefix, rest, messages, ctx, llm, Hooks(on_delta, on_activity)
+                        )
+                    else:
+                        answer = await self._single(prefix, rest, messages, ctx, on_delta, llm)
                 else:
                     answer = await self._reviewed(
                         mode, text, prefix, rest, history, context.recalled, ctx, progress, persona
@@ -287,11 +308,107 @@ class ChatAgent:
                 message, mode, error=kind, included=context.included, dropped=context.dropped
             )
         answer.included, answer.dropped = context.included, context.dropped
-        await self.memory.add_message(
-            chat_id, None, "assistant", answer.text, meta={"mode": mode, "run_id": answer.run_id}
-        )
-        await self._maybe_extract(chat_id, user_id)
+        if answer.waiting_for is None:  # a paused answer stores its turn once it is finished
+            await self._store_answer(chat_id, user_id, answer)
         return answer
+
+    async def _store_answer(self, chat_id: int, user_id: int | None, answer: Answer) -> None:
+        meta: dict[str, Any] = {"mode": answer.mode, "run_id": answer.run_id}
+        if answer.tool_run_id is not None:
+            meta["tool_run_id"] = answer.tool_run_id
+        await self.memory.add_message(chat_id, None, "assistant", answer.text, meta=meta)
+        await self._maybe_extract(chat_id, user_id)
+
+    # -- tools ---------------------------------------------------------------------------------
+    def _uses_tools(self, llm: LLM) -> bool:
+        return (
+            self.tools is not None
+            and self.tools.settings.enabled
+            and llm.capabilities.tools
+            and bool(self.tools.registry.offered())
+        )
+
+    async def _with_tools(
+        self,
+        prefix: str,
+        rest: str,
+        messages: list[dict[str, Any]],
+        ctx: CallContext,
+        llm: LLM,
+        hooks: Hooks,
+    ) -> Answer:
+        assert self.tools is not None
+        result = await self.tools.start(
+            llm,
+            ctx,
+            system_prefix=prefix,
+            system=rest,
+            messages=messages,
+            cache_turns=len(messages) - 1,
+            max_tokens=self.settings.max_output_tokens,
+            hooks=hooks,
+        )
+        return self._loop_answer(result)
+
+    @staticmethod
+    def _loop_answer(result: LoopResult) -> Answer:
+        text = result.text
+        if result.waiting_for is None and result.stopped is None:
+            last = result.last
+            if not text:
+                refused = last is not None and last.refused
+                reason = "declined to answer" if refused else "returned an empty answer"
+                raise BadModelOutput(f"the model {reason}")
+            if last is not None and last.truncated:
+                text += "\n\n… (cut off at the length limit)"
+        return Answer(
+            text,
+            "single",
+            result.usage,
+            result.calls,
+            tool_run_id=result.run_id,
+            tool_calls=result.tool_calls,
+            stopped=result.stopped,
+            waiting_for=result.waiting_for,
+        )
+
+    async def resume(
+        self,
+        run_id: int,
+        approved: bool,
+        user_id: int,
+        *,
+        on_delta: OnDelta | None = None,
+        on_activity: OnDelta | None = None,
+    ) -> Answer:
+        """Carry on an answer that waited for the user's ✅ (``approved``) or ❌. An answer that
+        cannot be carried on (expired, already answered, someone else's) comes back with
+        ``error="refused"`` and that reason as its text; nothing runs."""
+        assert self.tools is not None
+        claim = await self.tools.db.run(self.tools.store.claim, run_id, user_id, time.time())
+        if claim.state is None:
+            return Answer(claim.refusal, error="refused")
+        state = self.tools.claimed_state(claim.state)
+        try:
+            with deadline(self.settings.answer_deadline_s):
+                persona = await self.route(state.chat_id) if self.route is not None else None
+                result = await self.tools.resume(
+                    persona or self.llm, state, approved, Hooks(on_delta, on_activity)
+                )
+                answer = self._loop_answer(result)
+        except LLMError as exc:
+            message, kind = user_message(exc)
+            logger.warning("resumed answer in chat {} failed ({}): {}", state.chat_id, kind, exc)
+            return Answer(message, error=kind, tool_run_id=run_id)
+        if answer.waiting_for is None:
+            await self._store_answer(state.chat_id, state.user_id, answer)
+        return answer
+
+    async def expire_waiting(self) -> list[Waiting]:
+        """Answers whose confirmation timed out, now marked expired (to tell their users)."""
+        if self.tools is None:
+            return []
+        return await self.tools.db.run(self.tools.store.expire_due, time.time())
 
     async def _single(
         self,

@@ -1,5 +1,5 @@
-"""Settings owned by the agents package: ``[llm]`` (``FAMILIAR_LLM__*``) and ``[review]``
-(``FAMILIAR_REVIEW__*``).
+"""Settings owned by the agents package: ``[llm]`` (``FAMILIAR_LLM__*``), ``[review]``
+(``FAMILIAR_REVIEW__*``) and ``[tools]`` (``FAMILIAR_TOOLS__*``).
 
 Nested models (prices, reviewer personas) have raw-dict defaults validated on construction, so
 that ``familiar config example`` can print the defaults as plain JSON.
@@ -185,4 +185,37 @@ class ReviewSettings(BaseModel):
     )
     max_review_tokens: int = Field(
         1024, ge=64, description="Longest reviewer or critique output, in tokens."
+    )
+
+
+ToolPolicy = Literal["auto", "confirm", "off"]
+
+
+class ToolsSettings(BaseModel):
+    enabled: bool = Field(
+        True, description="Let plain answers call tools when the provider supports them."
+    )
+    max_steps: int = Field(
+        8, ge=1, le=50, description="Most model calls in one answer that uses tools."
+    )
+    call_timeout_s: float = Field(30.0, gt=0, description="Timeout of one tool call.")
+    result_max_chars: int = Field(
+        8000, ge=200, description="A tool result longer than this reaches the model cut."
+    )
+    untrusted_max_chars: int = Field(
+        4000,
+        ge=200,
+        description="The size budget of an untrusted result (a web page, an MCP server's answer).",
+    )
+    confirm_timeout_min: float = Field(
+        10.0,
+        gt=0,
+        description="Minutes a call waiting for the user's ✅ stays open before it expires.",
+    )
+    policy: dict[str, ToolPolicy] = Field(
+        {},
+        description=(
+            "Per-tool policy overriding the tool's default: auto (runs), confirm (asks the user "
+            "first), off (never offered), e.g. {forget_memory = 'auto'}."
+        ),
     )
