@@ -315,7 +315,14 @@ class ToolLoop:
         first = confirm[0]
         tool = self.registry.get(first.name)
         assert tool is not None
-        return tool.describe(first.input)
+        try:
+            return await tool.confirm_text(first.input, self._context(state))
+        except Exception:  # the plain form still says what would happen
+            logger.opt(exception=True).warning("confirm_text of {} failed", tool.spec.name)
+            return tool.describe(first.input)
+
+    def _context(self, state: RunState) -> ToolContext:
+        return ToolContext(state.chat_id, state.user_id or 0, state.is_admin, self.tz, state.run_id)
 
     async def _error(self, state: RunState, call: ToolUseBlock, problem: str) -> ToolResultBlock:
         logger.info("tool call {} refused: {}", call.name, problem)

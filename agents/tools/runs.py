@@ -156,6 +156,16 @@ class RunStore:
                 )
         return [Waiting(*r[:4]) for r in rows]
 
+    def peek(self, run_id: int) -> tuple[int, int | None, str, str | None, float | None] | None:
+        """(chat id, user id, status, waiting_for, expires_at) of an answer, or None."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT chat_id, user_id, status, waiting_for, expires_at FROM agent_runs"
+                " WHERE id = ?",
+                (run_id,),
+            ).fetchone()
+        return tuple(row) if row else None  # type: ignore[return-value]
+
     def run_chat(self, run_id: int) -> int | None:
         with self.db.read() as conn:
             row = conn.execute("SELECT chat_id FROM agent_runs WHERE id = ?", (run_id,)).fetchone()

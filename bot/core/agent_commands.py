@@ -2,7 +2,9 @@
 
 Answers stream into one message, edited at most about once a second; three-pass and review runs
 show their phase in a status message and end with buttons (show the critique; accept, one more
-round, reject), signed so that a forged or foreign press changes nothing.
+round, reject), signed so that a forged or foreign press changes nothing. While a tool runs the
+streamed message says what it does; an answer that used tools gets a "🔧 steps" button, and one
+that waits for the person's OK ends in a question with ✅/❌ buttons (``bot.core.tool_buttons``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from agents.usage import CallContext, UsageStore
 from bot.core.assistant import Assistant
 from bot.core.commands import Command
 from bot.core.signing import ButtonSigner
+from bot.core.tool_buttons import ToolButtons
 from bot.core.transport import Transport
-from bot.core.types import Button, ButtonPress, Incoming, Reply, SentMessage
+from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
 
 Mode = Literal["single", "think", "review"]
 EDIT_INTERVAL_S = 1.0
@@ -65,6 +68,15 @@ class StreamingReply:
         elif now - self.last_edit >= EDIT_INTERVAL_S and text != self.shown:
             await self.transport.edit(self.sent, Reply(text + " …", markdown=False))
             self.last_edit, self.shown = now, text
+
+    async def activity(self, label: str) -> None:
+        """Show what a tool is doing under the text so far (shown at once, not throttled)."""
+        text = f"{self.shown}\n\n{label}" if self.shown.strip() else label
+        if self.sent is None:
+            self.sent = await self.transport.send(self.chat_id, Reply(text, markdown=False))
+        else:
+            await self.transport.edit(self.sent, Reply(text, markdown=False))
+        self.last_edit = self.clock()
 
     async def finish(self, reply: Reply) -> SentMessage:
         if self.sent is None:
@@ -114,6 +126,7 @@ class AgentCommands:
     ) -> None:
         self.agent, self.review, self.usage = agent, review, usage
         self.signer, self.modes = signer, modes
+        self.tool_buttons: ToolButtons | None = None
         self.assistant: Assistant | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -144,6 +157,9 @@ class AgentCommands:
         )
         assistant.buttons["cq"] = self.on_show_critique
         assistant.buttons["rv"] = self.on_review_decision
+        if self.agent.tools is not None:
+            self.tool_buttons = ToolButtons(self.agent, self.signer, self)
+            self.tool_buttons.register(assistant)
 
     # -- answering -----------------------------------------------------------------------------
     def _answer_transport(self, msg: Incoming, transport: Transport) -> Transport:
@@ -183,6 +199,7 @@ class AgentCommands:
             on_delta=stream.delta if mode == "single" else None,
             progress=progress if mode != "single" else None,
             meta=stored_meta(msg),
+            on_activity=stream.activity if mode == "single" else None,
         )
         if answer.error:
             await stream.finish(Reply(answer.text, markdown=False, no_feedback=True))
@@ -206,8 +223,55 @@ class AgentCommands:
                 await transport.edit(status, Reply("Done.", markdown=False))
             await stream.finish(Reply(body, buttons=buttons, with_feedback=True))
             return answer
-        await stream.finish(Reply(answer.text))
+        await self.present(msg.chat_id, answer, stream, transport)
         return answer
+
+    async def present(
+        self, chat_id: int, answer: Answer, stream: StreamingReply, transport: Transport
+    ) -> None:
+        """Show a single-mode answer: with the steps button when it used tools, or, when it
+        waits for the person's OK, the text so far and the question with ✅/❌."""
+        if answer.error:
+            await stream.finish(Reply(answer.text, markdown=False, no_feedback=True))
+            return
+        buttons = self.tool_buttons
+        if answer.waiting_for is not None and answer.tool_run_id is not None and buttons:
+            if stream.sent is not None or answer.text:
+                await stream.finish(Reply(answer.text or "…", markdown=False, no_feedback=True))
+            await transport.send(
+                chat_id, buttons.confirm_reply(answer.tool_run_id, chat_id, answer.waiting_for)
+            )
+            return
+        if answer.tool_calls and answer.tool_run_id is not None and buttons:
+            steps = [[buttons.steps_button(answer.tool_run_id, chat_id)]]
+            await stream.finish(Reply(answer.text, buttons=steps, with_feedback=True))
+            return
+        await stream.finish(Reply(answer.text))
+
+    async def resume(
+        self, press: ButtonPress, run_id: int, approved: bool, transport: Transport
+    ) -> None:
+        """Carry on an answer after the person's ✅ or ❌, streaming into a new message."""
+        msg = Incoming(press.chat_id, press.sender, "", channel=press.channel)
+        transport = self._answer_transport(msg, transport)
+        stream = StreamingReply(transport, press.chat_id)
+        answer = await self.agent.resume(
+            run_id,
+            approved,
+            press.sender.id,
+            on_delta=stream.delta,
+            on_activity=stream.activity,
+        )
+        await self.present(press.chat_id, answer, stream, transport)
+
+    async def run_scheduled(
+        self, chat_id: int, sender: Sender, prompt: str, header: str, transport: Transport
+    ) -> None:
+        """A scheduled agent task's run: its header line, then the answer to its prompt, as if
+        the person had asked (tools, budget and buttons as usual)."""
+        await transport.send(chat_id, Reply(header, markdown=False, no_feedback=True))
+        msg = Incoming(chat_id, sender, prompt, is_group=chat_id != sender.id, channel="task")
+        await self._run(msg, prompt, "single", self._answer_transport(msg, transport))
 
     def _button(self, prefix: str, payload: str, chat_id: int, label: str) -> Button:
         return Button(label, self.signer.data(prefix, payload, chat_id))

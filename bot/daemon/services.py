@@ -14,14 +14,18 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
 from agents.chat import ChatAgent, LLMFactExtractor
 from agents.llm import LLM
+from agents.loop import ToolLoop
 from agents.providers import health_checks as llm_health_checks
 from agents.review import ReviewEngine
 from agents.summarise import LLMSummariser
+from agents.tools import builtin_sources
+from agents.tools.registry import ToolRegistry
 from agents.usage import UsageStore
 from agents.voice import Transcriber, build_transcriber
 from bot import __version__
@@ -36,15 +40,18 @@ from bot.core.memory_commands import MemoryCommands
 from bot.core.personas import ChatPersonas, PersonaCommands, PersonaRouter
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
-from bot.core.types import Incoming, Reply
+from bot.core.types import Incoming, Reply, Sender
 from bot.daemon.lifecycle import FunctionService, Lifecycle
 from bot.daemon.training import Training, adapter_registry, build_llm_provider, build_training
+from jobs.agent_tasks import AgentTask, AgentTasks
 from jobs.backup_job import BackupService
 from jobs.digest import register_digest_jobs
 from jobs.health import HealthWatch
+from jobs.reminder_tools import reminder_tools
 from jobs.reminders import Reminder, Reminders
 from jobs.scheduler import JobQueueBackend, JobSpec, Scheduler
 from jobs.summarize import HourlySummarizer
+from jobs.task_tools import task_tools
 from memory.db import Database
 from memory.embedder import make_embedder
 from memory.errors import FamiliarError
@@ -91,6 +98,10 @@ class Services:
     transcriber: Transcriber | None = None
     # /train: its progress messages are edited through the channel's transport (set with the channel).
     training: Training | None = None
+    # Scheduled agent tasks answer through the channel's transport ("transport"), set with it.
+    channel: dict[str, Transport] = field(default_factory=dict)
+    tasks: AgentTasks | None = None
+    tools: ToolRegistry | None = None
 
 
 def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
@@ -135,18 +146,29 @@ def build_services(
     for name, check in memory.health_checks().items():
         health.register(name, check)
 
-    # agents
+    # agents; tools: the built-in families here, the jobs package's below, all in one registry
     review = ReviewEngine(llm, settings.review, settings.llm, db)
     personas = PersonaRouter(
         ChatPersonas(db), registry, provider, settings.llm, usage, notify_admins
     )
+    tools = ToolRegistry(builtin_sources(memory), settings.tools.policy)
+    tool_loop = ToolLoop(tools, settings.tools, db, ZoneInfo(settings.jobs.timezone))
     agent = ChatAgent(
-        memory, llm, settings.llm, review, LLMFactExtractor(llm), route=personas, db=db
+        memory,
+        llm,
+        settings.llm,
+        review,
+        LLMFactExtractor(llm),
+        route=personas,
+        db=db,
+        tools=tool_loop,
     )
     for name, check in llm_health_checks(provider).items():
         health.register(name, check)
 
     async def stop_agents() -> None:
+        if agent_commands.tool_buttons is not None:
+            await agent_commands.tool_buttons.drain()
         await agent.drain()
         await llm.aclose()
 
@@ -162,7 +184,8 @@ def build_services(
     assistant = Assistant(health, started_at=started_at)
     signer = ButtonSigner(FeedbackStore(db).key())
     MemoryCommands(memory, settings.llm.context_tokens).register(assistant)
-    AgentCommands(agent, review, usage, signer, SqliteChatModes(db)).register(assistant)
+    agent_commands = AgentCommands(agent, review, usage, signer, SqliteChatModes(db))
+    agent_commands.register(assistant)
     PersonaCommands(personas, settings.llm.persona, settings.llm.provider).register(assistant)
 
     # jobs, on PTB's JobQueue
@@ -209,11 +232,49 @@ def build_services(
         await send(reminder.chat_id, text)
 
     reminders = Reminders(db, backend, js, deliver)
-    JobCommands(scheduler, reminders, signer).register(assistant)
+    channel: dict[str, Transport] = {}
+    admins = set(settings.telegram.admins)
+
+    async def run_task(task: AgentTask, note: str | None) -> None:
+        transport = channel.get("transport")
+        if transport is None:
+            raise FamiliarError("no channel is up to run the scheduled task")
+        header = f"🗓 Task #{task.id}: {task.prompt}" + (f"\n{note}" if note else "")
+        user = task.user_id if task.user_id is not None else task.chat_id
+        sender = Sender(user, "", user in admins)
+        await agent_commands.run_scheduled(task.chat_id, sender, task.prompt, header, transport)
+
+    tasks = AgentTasks(db, backend, js, run_task)
+    tools.add(reminder_tools(reminders))
+    tools.add(task_tools(tasks))
+    JobCommands(scheduler, reminders, signer, tasks).register(assistant)
+
+    async def expire_confirmations() -> str:
+        """Calls that waited too long for the user's OK: say so, nothing was done."""
+        expired = await agent.expire_waiting()
+        send = deliver_to.get("send")
+        for w in expired:
+            if send is not None:
+                await send(
+                    w.chat_id,
+                    f"⌛ I didn't get your OK in time, so I did nothing: {w.waiting_for}",
+                )
+        return f"{len(expired)} confirmation(s) expired"
+
+    confirm_sweep_s = max(1.0, min(60.0, settings.tools.confirm_timeout_min * 30))
+    scheduler.register(
+        JobSpec(
+            "tool_confirmations",
+            expire_confirmations,
+            every=timedelta(seconds=confirm_sweep_s),
+            catch_up=False,
+        )
+    )
 
     async def start_jobs() -> None:
         await scheduler.start()
         await reminders.start()
+        await tasks.start()
         # A first health snapshot now, for `familiar health`, rather than one interval later.
         first = asyncio.create_task(
             scheduler.run_now("health", trigger="start"), name="health-at-start"
@@ -253,6 +314,9 @@ def build_services(
         deliver_to,
         transcriber,
         training,
+        channel,
+        tasks,
+        tools,
     )
 
 
@@ -286,6 +350,7 @@ def attach_channel(
             await console.transport.send(chat_id, Reply(text, markdown=False))
 
         deliver_to["send"] = to_console
+        services.channel["transport"] = console.transport
         services.notify_admins.send = None  # the console user sees the log and /status
         if services.training is not None:
             services.training.commands.transport = console.transport
@@ -320,6 +385,7 @@ def attach_channel(
 
     telegram = TelegramChannel(settings, db, services.assistant, health, fail, services.transcriber)
     deliver_to["send"] = telegram.transport.send_plain
+    services.channel["transport"] = telegram.transport
     services.notify_admins.send = telegram.transport.send_plain
     if services.training is not None:
         services.training.commands.transport = telegram.transport

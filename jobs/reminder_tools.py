@@ -1,0 +1,143 @@
+"""Reminder tools for the agent: ``create_reminder``, ``create_recurring_reminder``,
+``list_reminders``, ``cancel_reminder``.
+
+They live in jobs/ because reminders do (jobs imports agents, never the reverse): the composition
+root hands ``reminder_tools(reminders)`` to the one ``ToolRegistry`` with the built-in families.
+Times are read as /remind and /every read them, with the same errors (which carry examples, so
+the model can correct itself). ``cancel_reminder`` asks the person first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.tools.base import Tool, ToolContext, ToolError, ToolResult, ToolSpec
+from agents.tools.registry import StaticSource
+from jobs.errors import ReminderError
+from jobs.reminders import Reminders
+from jobs.remindparse import EVERY_EXAMPLES, WHEN_EXAMPLES
+
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 1000}
+
+
+def _explain(exc: ReminderError) -> ToolError:
+    return ToolError(exc.explain().replace("\n  fix: ", "; "))
+
+
+class CreateReminder(Tool):
+    spec = ToolSpec(
+        "create_reminder",
+        "Remind the user once, in this chat. `when` like " + WHEN_EXAMPLES + " or ISO-8601, in "
+        "the chat's time zone.",
+        {
+            "type": "object",
+            "properties": {"when": {"type": "string", "minLength": 1}, "text": _TEXT},
+            "required": ["when", "text"],
+            "additionalProperties": False,
+        },
+        activity="⏰ setting a reminder…",
+    )
+
+    def __init__(self, reminders: Reminders) -> None:
+        self.reminders = reminders
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        try:
+            r = await self.reminders.add_at(ctx.chat_id, ctx.user_id, args["when"], args["text"])
+        except ReminderError as exc:
+            raise _explain(exc) from exc
+        return ToolResult(f"Reminder #{r.id} set for {r.describe()}", data=r.id)
+
+
+class CreateRecurringReminder(Tool):
+    spec = ToolSpec(
+        "create_recurring_reminder",
+        "Remind the user on a schedule, in this chat. `cron` is a five-field crontab (minute "
+        "hour day month weekday) or @daily/@weekly/@monthly/@hourly, in the chat's time zone; "
+        "e.g. " + EVERY_EXAMPLES,
+        {
+            "type": "object",
+            "properties": {"cron": {"type": "string", "minLength": 1}, "text": _TEXT},
+            "required": ["cron", "text"],
+            "additionalProperties": False,
+        },
+        activity="⏰ setting a reminder…",
+    )
+
+    def __init__(self, reminders: Reminders) -> None:
+        self.reminders = reminders
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        cron, text = " ".join(args["cron"].split()), " ".join(args["text"].split())
+        try:
+            r = await self.reminders.add_every(ctx.chat_id, ctx.user_id, f"{cron} {text}")
+        except ReminderError as exc:
+            raise _explain(exc) from exc
+        if r.text != text:  # the schedule took words of the text: it was not five fields
+            await self.reminders.delete(ctx.chat_id, r.id)
+            raise ToolError(f"{cron!r} is not a five-field crontab schedule")
+        return ToolResult(f"Reminder #{r.id} set: {r.describe()}", data=r.id)
+
+
+class ListReminders(Tool):
+    spec = ToolSpec(
+        "list_reminders",
+        "The active reminders of this chat, with their ids.",
+        {"type": "object", "properties": {}, "additionalProperties": False},
+        read_only=True,
+        activity="⏰ looking at reminders…",
+    )
+
+    def __init__(self, reminders: Reminders) -> None:
+        self.reminders = reminders
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        active = await self.reminders.active(ctx.chat_id)
+        if not active:
+            return ToolResult("No active reminders.", data=[])
+        return ToolResult("\n".join(f"#{r.id} {r.describe()}" for r in active), data=active)
+
+
+class CancelReminder(Tool):
+    spec = ToolSpec(
+        "cancel_reminder",
+        "Cancel one reminder of this chat by its id (from list_reminders). The user is asked "
+        "to confirm first.",
+        {
+            "type": "object",
+            "properties": {"id": {"type": "integer", "minimum": 1}},
+            "required": ["id"],
+            "additionalProperties": False,
+        },
+        policy="confirm",
+        activity="🗑 cancelling the reminder…",
+    )
+
+    def __init__(self, reminders: Reminders) -> None:
+        self.reminders = reminders
+
+    def describe(self, args: dict[str, Any]) -> str:
+        return f"Cancel reminder #{args.get('id')}"
+
+    async def confirm_text(self, args: dict[str, Any], ctx: ToolContext) -> str:
+        r = await self.reminders.get(ctx.chat_id, int(args["id"]))
+        if r is None:
+            return f"Cancel reminder #{args['id']} (there is no such reminder here)"
+        return f"Cancel reminder #{r.id}: {r.describe()}"
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        if await self.reminders.delete(ctx.chat_id, int(args["id"])):
+            return ToolResult(f"Reminder #{args['id']} cancelled.")
+        raise ToolError(f"there is no active reminder #{args['id']} in this chat")
+
+
+def reminder_tools(reminders: Reminders) -> StaticSource:
+    return StaticSource(
+        "reminders",
+        [
+            CreateReminder(reminders),
+            CreateRecurringReminder(reminders),
+            ListReminders(reminders),
+            CancelReminder(reminders),
+        ],
+    )
