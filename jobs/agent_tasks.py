@@ -20,7 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from loguru import logger
 
 from jobs.errors import ReminderError
-from jobs.remindparse import split_every
+from jobs.remindparse import every_with
 from jobs.scheduler import Backend
 from jobs.settings import JobsSettings
 from memory.db import Database
@@ -67,13 +67,7 @@ class AgentTasks:
             raise ReminderError("the task has no prompt", "say what to do at each run")
         if len(prompt) > MAX_PROMPT:
             raise ReminderError("the prompt is too long", f"keep it under {MAX_PROMPT} characters")
-        cron = " ".join(cron.split())
-        parsed, rest = split_every(f"{cron} {prompt}", self.tz)
-        if rest != prompt:
-            raise ReminderError(
-                f"{cron!r} is not a crontab schedule",
-                "five fields: minute hour day month weekday, or @daily / @weekly",
-            )
+        parsed, _ = every_with(cron, prompt, self.tz)
         task = await self.db.run(self._insert, chat_id, user_id, parsed, prompt)
         self._schedule(task)
         return task

@@ -15,7 +15,7 @@ from agents.tools.base import Tool, ToolContext, ToolError, ToolResult, ToolSpec
 from agents.tools.registry import StaticSource
 from jobs.errors import ReminderError
 from jobs.reminders import Reminders
-from jobs.remindparse import EVERY_EXAMPLES, WHEN_EXAMPLES
+from jobs.remindparse import EVERY_EXAMPLES, WHEN_EXAMPLES, every_with
 
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 1000}
 
@@ -68,14 +68,11 @@ class CreateRecurringReminder(Tool):
         self.reminders = reminders
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
-        cron, text = " ".join(args["cron"].split()), " ".join(args["text"].split())
         try:
+            cron, text = every_with(args["cron"], args["text"], self.reminders.tz)
             r = await self.reminders.add_every(ctx.chat_id, ctx.user_id, f"{cron} {text}")
         except ReminderError as exc:
             raise _explain(exc) from exc
-        if r.text != text:  # the schedule took words of the text: it was not five fields
-            await self.reminders.delete(ctx.chat_id, r.id)
-            raise ToolError(f"{cron!r} is not a five-field crontab schedule")
         return ToolResult(f"Reminder #{r.id} set: {r.describe()}", data=r.id)
 
 

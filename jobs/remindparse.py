@@ -208,6 +208,18 @@ def split_remind(
     )
 
 
+def every_with(cron: str, text: str, tz: ZoneInfo) -> tuple[str, str]:
+    """``split_every`` for a schedule and a text given apart (the agent's tools): a schedule that
+    is not five fields (or a shortcut) is refused rather than eating words of the text."""
+    cron = " ".join(cron.split())
+    if cron.lower() not in _SHORTCUTS and len(cron.split()) != 5:
+        raise ReminderError(
+            f"{cron!r} is not a crontab schedule",
+            f"five fields: minute hour day month weekday; for example {EVERY_EXAMPLES}",
+        )
+    return split_every(f"{cron} {' '.join(text.split())}", tz)
+
+
 def split_every(args: str, tz: ZoneInfo) -> tuple[str, str]:
     """``/every CRON TEXT``: a five-field crontab (or @daily...) and the text; validated."""
     words = args.split()
