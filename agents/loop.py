@@ -365,14 +365,11 @@ class ToolLoop:
 
     def _shape(self, tool: Tool, content: str, state: RunState) -> str:
         """Cut to the size budget; an untrusted result delimited and labelled as data."""
-        limit = (
-            self.settings.untrusted_max_chars
-            if tool.spec.untrusted
-            else self.settings.result_max_chars
-        )
+        untrusted = self.registry.untrusted(tool)
+        limit = self.settings.untrusted_max_chars if untrusted else self.settings.result_max_chars
         if len(content) > limit:
             content = content[:limit] + f"\n[… cut: {len(content) - limit} more characters]"
-        if not tool.spec.untrusted:
+        if not untrusted:
             return content
         state.tainted = True
         content = content.replace("</untrusted-data", "<\\/untrusted-data")

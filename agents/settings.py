@@ -212,6 +212,14 @@ class ToolsSettings(BaseModel):
         gt=0,
         description="Minutes a call waiting for the user's ✅ stays open before it expires.",
     )
+    untrusted: list[str] = Field(
+        [],
+        description=(
+            "Tools whose results are treated as untrusted data besides those that say so "
+            "themselves (web pages, MCP servers): e.g. search_memory when memory holds imported "
+            "documents or forwarded messages."
+        ),
+    )
     policy: dict[str, ToolPolicy] = Field(
         {},
         description=(

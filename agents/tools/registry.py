@@ -2,7 +2,8 @@
 
 The composition root adds every ``ToolSource`` (built-in families, the jobs package's reminder
 tools, MCP servers) to one ``ToolRegistry``. The registry applies the policy settings
-(``tools.policy.<name>`` overrides a tool's default; ``off`` is never offered), keeps the offered
+(``tools.policy.<name>`` overrides a tool's default; ``off`` is never offered; ``tools.untrusted``
+adds tools whose results count as untrusted data), keeps the offered
 set in a stable order (sorted by name, so the definitions serialise the same way every time and
 stay in the provider's prompt cache), and validates arguments against each tool's JSON schema
 with ``jsonschema``.
@@ -34,10 +35,14 @@ class StaticSource(ToolSource):
 
 class ToolRegistry:
     def __init__(
-        self, sources: Iterable[ToolSource] = (), policy: dict[str, Policy] | None = None
+        self,
+        sources: Iterable[ToolSource] = (),
+        policy: dict[str, Policy] | None = None,
+        untrusted: Iterable[str] = (),
     ) -> None:
         self.sources: list[ToolSource] = list(sources)
         self.overrides: dict[str, Policy] = dict(policy or {})
+        self.untrusted_names = set(untrusted)
         self._validators: dict[tuple[str, int], Draft202012Validator] = {}
 
     def add(self, source: ToolSource) -> None:
@@ -45,6 +50,10 @@ class ToolRegistry:
 
     def policy(self, tool: Tool) -> Policy:
         return self.overrides.get(tool.spec.name, tool.spec.policy)
+
+    def untrusted(self, tool: Tool) -> bool:
+        """Whether the tool's results are untrusted data (its spec says so, or the settings)."""
+        return tool.spec.untrusted or tool.spec.name in self.untrusted_names
 
     def all(self) -> list[Tool]:
         """Every tool of every source, the first of a name winning, sorted by name."""

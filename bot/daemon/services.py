@@ -105,7 +105,8 @@ class Services:
 
 
 def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
-    """PTB's JobQueue (the process's one APScheduler), on an Application that never polls."""
+    """PTB's JobQueue (the process's one APScheduler), on an Application that never polls:
+    the backend over it keeps that Application alive (the queue references it weakly)."""
     from zoneinfo import ZoneInfo
 
     from telegram.ext import Application
@@ -114,7 +115,7 @@ def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
     app = Application.builder().token(token).updater(None).build()
     assert app.job_queue is not None, "python-telegram-bot was installed without [job-queue]"
     app.job_queue.scheduler.configure(timezone=ZoneInfo(settings.jobs.timezone))
-    return app.job_queue
+    return JobQueueBackend(app.job_queue, application=app)
 
 
 def build_services(
@@ -151,7 +152,7 @@ def build_services(
     personas = PersonaRouter(
         ChatPersonas(db), registry, provider, settings.llm, usage, notify_admins
     )
-    tools = ToolRegistry(builtin_sources(memory), settings.tools.policy)
+    tools = ToolRegistry(builtin_sources(memory), settings.tools.policy, settings.tools.untrusted)
     tool_loop = ToolLoop(tools, settings.tools, db, ZoneInfo(settings.jobs.timezone))
     agent = ChatAgent(
         memory,
@@ -190,7 +191,7 @@ def build_services(
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
-    backend = JobQueueBackend(build_job_queue(settings))
+    backend = build_job_queue(settings)
     scheduler = Scheduler(db, backend, js, notify_admins)
     config_file = settings.config_file if settings.config_file.is_file() else None
     backups = BackupService(js, data_dir, config_file, __version__, notify_admins)

@@ -92,9 +92,9 @@ class Reply:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def tool(cls, name: str, text: str = "", **arguments: Any) -> Reply:
-        """A reply that calls one tool."""
-        return cls(text, tool_calls=[{"name": name, "input": arguments}])
+    def tool(cls, name: str, say: str = "", /, **arguments: Any) -> Reply:
+        """A reply that says ``say`` and calls the tool ``name`` with ``arguments``."""
+        return cls(say, tool_calls=[{"name": name, "input": arguments}])
 
     def calls(self, serial: int) -> list[dict[str, Any]]:
         """The tool calls with ids (``toolu_stub_<serial>_<n>`` unless given)."""
