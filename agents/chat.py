@@ -46,7 +46,7 @@ from agents.loop import Hooks, LoopResult, ToolLoop
 from agents.providers.base import Completion, LLMRequest, Usage, extract_json
 from agents.providers.none import NOTICE
 from agents.resilience import deadline
-from agents.review import Progress, ReviewEngine, ReviewResult
+from agents.review import Drafter, Progress, ReviewEngine, ReviewResult
 from agents.settings import LLMSettings
 from agents.tools.runs import Waiting
 from agents.usage import CallContext
@@ -461,6 +461,8 @@ class ChatAgent:
         author: LLM | None = None,
     ) -> Answer:
         assert self.review is not None
+        draft_runs: list[LoopResult] = []
+        drafter = self._tool_drafter(draft_runs) if self._uses_tools(author or self.llm) else None
         if mode == "think":
             result = await self.review.three_pass(
                 text,
@@ -471,6 +473,7 @@ class ChatAgent:
                 recalled=recalled,
                 progress=progress,
                 author=author,
+                drafter=drafter,
             )
         else:
             result = await self.review.panel(
@@ -482,8 +485,39 @@ class ChatAgent:
                 recalled=recalled,
                 progress=progress,
                 author=author,
+                drafter=drafter,
             )
-        return Answer(result.final, mode, result.usage, result.calls, result.run_id, result)
+        answer = Answer(result.final, mode, result.usage, result.calls, result.run_id, result)
+        if draft_runs:
+            answer.tool_run_id = draft_runs[0].run_id
+            answer.tool_calls = draft_runs[0].tool_calls
+            answer.calls += draft_runs[0].calls - 1  # the engine counted the draft as one call
+        return answer
+
+    def _tool_drafter(self, runs: list[LoopResult]) -> Drafter:
+        """The first draft of a three-pass or panel answer through the agent loop: it may use
+        tools (calls that need the user's OK are refused there; nothing can pause a draft)."""
+        assert self.tools is not None
+        tools = self.tools
+
+        async def draft(request: LLMRequest, ctx: CallContext, llm: LLM) -> Completion:
+            result = await tools.start(
+                llm,
+                ctx,
+                system_prefix=request.system_prefix,
+                system=request.system,
+                messages=request.messages,
+                cache_turns=request.cache_turns,
+                max_tokens=request.max_tokens,
+                can_pause=False,
+                temperature=request.temperature,
+                effort=request.effort,
+            )
+            runs.append(result)
+            stop = result.last.stop_reason if result.last is not None else "end_turn"
+            return Completion(result.text, result.usage, llm.model, stop)
+
+        return draft
 
     async def _from_memory(self, chat_id: int, user_id: int | None, text: str) -> Answer:
         hits = await self.memory.search(text, Scope(chat_id, user_id), k=5)

@@ -57,6 +57,10 @@ STOPPED = {
 }
 NO_ANSWER = "I could not finish working this out."
 DECLINED = "The user declined this call; nothing was done. Do not try it again in this answer."
+CANNOT_ASK = (
+    "this call needs the user's confirmation, which cannot be asked for in this answer; nothing "
+    "was done. Do not retry it; tell the user they can ask for it directly"
+)
 
 
 @dataclass
@@ -77,6 +81,11 @@ class RunState:
     pending: list[ToolUseBlock] = field(default_factory=list)  # calls of this step not answered
     results: list[ToolResultBlock] = field(default_factory=list)  # answered calls of this step
     best_text: str = ""
+    # A draft in a three-pass or panel answer cannot stop to ask: calls that need the user's
+    # OK are refused there (the model is told to leave them to the user).
+    can_pause: bool = True
+    temperature: float | None = None
+    effort: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -142,7 +151,12 @@ class ToolLoop:
         cache_turns: int,
         max_tokens: int,
         hooks: Hooks | None = None,
+        can_pause: bool = True,
+        temperature: float | None = None,
+        effort: str | None = None,
     ) -> LoopResult:
+        """Answer with tools. ``can_pause`` False (a three-pass draft): calls that need the
+        user's OK are refused instead of asked about."""
         assert ctx.chat_id is not None
         run_id = await self.db.run(self.store.new_run, ctx.chat_id, ctx.user_id)
         state = RunState(
@@ -155,6 +169,9 @@ class ToolLoop:
             list(messages),
             cache_turns,
             max_tokens,
+            can_pause=can_pause,
+            temperature=temperature,
+            effort=effort,
         )
         return await self._run(llm, ctx, state, hooks or Hooks(), LoopResult("", run_id))
 
@@ -207,6 +224,8 @@ class ToolLoop:
                     system_prefix=state.system_prefix,
                     system=state.system,
                     max_tokens=state.max_tokens,
+                    temperature=state.temperature,
+                    effort=state.effort,  # type: ignore[arg-type]
                     cache_turns=state.cache_turns,
                     # Each later step extends this prompt: what it writes comes back as a read.
                     cache_tail=True,
@@ -294,6 +313,8 @@ class ToolLoop:
                 problem = self.registry.invalid(tool, call.input)
                 if problem is not None:
                     problem = f"invalid arguments: {problem}"
+                elif self._needs_confirmation(tool, state) and not state.can_pause:
+                    problem = CANNOT_ASK
             if problem is not None or tool is None:
                 state.results.append(await self._error(state, call, problem or "unknown tool"))
                 out.tool_calls += 1

@@ -219,6 +219,8 @@ class AgentCommands:
                 buttons = [
                     [self._button("cq", str(answer.run_id), msg.chat_id, "🧐 Show the critique")]
                 ]
+            if answer.tool_calls and answer.tool_run_id is not None and self.tool_buttons:
+                buttons.append([self.tool_buttons.steps_button(answer.tool_run_id, msg.chat_id)])
             if status is not None:
                 await transport.edit(status, Reply("Done.", markdown=False))
             await stream.finish(Reply(body, buttons=buttons, with_feedback=True))

@@ -367,3 +367,36 @@ def test_streamed_tool_steps_show_each_step_text(rig, stub):
     assert answer.text == "The final answer."
     assert "Checking the word." in seen and seen[-1] == "The final answer."
     assert stub.bodies()[0]["stream"] is True
+
+
+def test_in_three_pass_only_the_draft_uses_tools_and_cannot_ask(rig, stub, tmp_path):
+    from agents.review import ReviewEngine
+    from agents.settings import ReviewSettings
+
+    make, tools, db, _ = rig
+    agent = make()
+    agent.review = ReviewEngine(agent.llm, ReviewSettings(), agent.settings, db)
+    clean = '{"score": 9, "verdict": "approve", "issues": [], "summary": "fine"}'
+    stub.script(
+        Reply(
+            tool_calls=[
+                {"name": "lookup", "input": {"word": "lease"}},
+                {"name": "delete_note", "input": {"id": 3}},
+            ]
+        ),
+        Reply("A lease is a rental contract."),  # the draft, after the tool results
+        Reply(clean),  # the critique: clean, so no refine call
+    )
+    answer = asyncio.run(agent.answer(10, 1, "what is a lease?", mode="think"))
+    assert answer.text == "A lease is a rental contract." and answer.error is None
+    assert answer.tool_calls == 2 and answer.calls == 3
+    assert tools["lookup"].seen == ["lease"] and tools["deleter"].deleted == []
+    bodies = stub.bodies()
+    assert "tools" in bodies[0] and "tools" in bodies[1]
+    assert "tools" not in bodies[2]  # the critique has none
+    results = bodies[1]["messages"][-1]["content"]
+    assert "cannot be asked for in this answer" in results[1]["content"]
+    assert sorted((r[0], r[2]) for r in calls_of(db)) == [
+        ("delete_note", "error"),
+        ("lookup", "ok"),
+    ]
