@@ -227,8 +227,11 @@ class ToolLoop:
                     temperature=state.temperature,
                     effort=state.effort,  # type: ignore[arg-type]
                     cache_turns=state.cache_turns,
-                    # Each later step extends this prompt: what it writes comes back as a read.
-                    cache_tail=True,
+                    # After a tool call the next step extends this prompt, so its tail is
+                    # cached (the write comes back as a read). The first step is laid out as a
+                    # plain answer's: most answers call no tool, and a tail written then would be
+                    # a write nothing reads (bench/agents_tools.py).
+                    cache_tail=state.step > 0,
                     tools=definitions,
                 )
                 completion = await self._call(llm, request, ctx, hooks)

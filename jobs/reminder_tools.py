@@ -15,7 +15,7 @@ from agents.tools.base import Tool, ToolContext, ToolError, ToolResult, ToolSpec
 from agents.tools.registry import StaticSource
 from jobs.errors import ReminderError
 from jobs.reminders import Reminders
-from jobs.remindparse import EVERY_EXAMPLES, WHEN_EXAMPLES, every_with
+from jobs.remindparse import every_with
 
 _TEXT = {"type": "string", "minLength": 1, "maxLength": 1000}
 
@@ -27,8 +27,8 @@ def _explain(exc: ReminderError) -> ToolError:
 class CreateReminder(Tool):
     spec = ToolSpec(
         "create_reminder",
-        "Remind the user once, in this chat. `when` like " + WHEN_EXAMPLES + " or ISO-8601, in "
-        "the chat's time zone.",
+        "Remind the user once in this chat. `when`: 'in 20m', 'tomorrow 9:00', 'friday 8:00', "
+        "'2026-12-01 08:30' or ISO-8601, in the chat's time zone.",
         {
             "type": "object",
             "properties": {"when": {"type": "string", "minLength": 1}, "text": _TEXT},
@@ -52,9 +52,8 @@ class CreateReminder(Tool):
 class CreateRecurringReminder(Tool):
     spec = ToolSpec(
         "create_recurring_reminder",
-        "Remind the user on a schedule, in this chat. `cron` is a five-field crontab (minute "
-        "hour day month weekday) or @daily/@weekly/@monthly/@hourly, in the chat's time zone; "
-        "e.g. " + EVERY_EXAMPLES,
+        "Remind the user on a schedule in this chat. `cron`: five-field crontab (minute hour "
+        "day month weekday) or @daily, in the chat's time zone, e.g. '0 9 * * 1-5'.",
         {
             "type": "object",
             "properties": {"cron": {"type": "string", "minLength": 1}, "text": _TEXT},
@@ -79,7 +78,7 @@ class CreateRecurringReminder(Tool):
 class ListReminders(Tool):
     spec = ToolSpec(
         "list_reminders",
-        "The active reminders of this chat, with their ids.",
+        "Active reminders of this chat, with ids.",
         {"type": "object", "properties": {}, "additionalProperties": False},
         read_only=True,
         activity="⏰ looking at reminders…",
@@ -98,8 +97,7 @@ class ListReminders(Tool):
 class CancelReminder(Tool):
     spec = ToolSpec(
         "cancel_reminder",
-        "Cancel one reminder of this chat by its id (from list_reminders). The user is asked "
-        "to confirm first.",
+        "Cancel a reminder by id (from list_reminders); the user confirms first.",
         {
             "type": "object",
             "properties": {"id": {"type": "integer", "minimum": 1}},

@@ -8,16 +8,13 @@ from agents.tools.base import Tool, ToolContext, ToolError, ToolResult, ToolSpec
 from agents.tools.registry import StaticSource
 from jobs.agent_tasks import MAX_PROMPT, AgentTasks
 from jobs.errors import ReminderError
-from jobs.remindparse import EVERY_EXAMPLES
 
 
 class ScheduleTask(Tool):
     spec = ToolSpec(
         "schedule_task",
-        "Schedule a task: at each time of `cron` (five-field crontab or @daily/@weekly, in the "
-        "chat's time zone) you will answer `prompt` in this chat, with tools, and send the "
-        "result. For recurring work such as a morning briefing; for a plain recurring "
-        "message use create_recurring_reminder. Cron examples: " + EVERY_EXAMPLES,
+        "At each time of `cron` (as in create_recurring_reminder) answer `prompt` in this chat, "
+        "with tools, and send the result (e.g. a morning briefing).",
         {
             "type": "object",
             "properties": {

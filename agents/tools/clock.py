@@ -13,7 +13,7 @@ from agents.tools.registry import StaticSource
 class CurrentTime(Tool):
     spec = ToolSpec(
         "current_time",
-        "The current date, time, weekday and time zone of the chat.",
+        "Now: date, time and weekday in the chat's time zone.",
         {"type": "object", "properties": {}, "additionalProperties": False},
         read_only=True,
         activity="🕰 checking the time…",

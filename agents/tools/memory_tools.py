@@ -42,16 +42,15 @@ def _date(value: str | None, name: str, ctx: ToolContext) -> datetime | None:
 class SearchMemory(Tool):
     spec = ToolSpec(
         "search_memory",
-        "Search what this chat's memory holds (earlier messages, facts, notes, summaries) with "
-        "hybrid keyword and meaning search. Each hit has its id, date, kind and text. Use it "
-        "before saying you do not know something the user may have told you.",
+        "Search this chat's memory (messages, facts, notes, summaries); hits have id, date, "
+        "kind and text.",
         {
             "type": "object",
             "properties": {
-                "query": {"type": "string", "minLength": 1, "description": "What to look for."},
+                "query": {"type": "string", "minLength": 1},
                 "limit": {"type": "integer", "minimum": 1, "maximum": SEARCH_LIMIT},
-                "since": {"type": "string", "description": "ISO-8601 date: only from then on."},
-                "until": {"type": "string", "description": "ISO-8601 date: only until then."},
+                "since": {"type": "string", "description": "ISO date"},
+                "until": {"type": "string", "description": "ISO date"},
             },
             "required": ["query"],
             "additionalProperties": False,
@@ -78,8 +77,8 @@ class SearchMemory(Tool):
 class Remember(Tool):
     spec = ToolSpec(
         "remember",
-        "Store a durable fact about the user as a memory card (duplicates are merged; a newer "
-        "fact supersedes the one it contradicts). One short sentence that stands on its own.",
+        "Store a durable fact about the user, one sentence (duplicates merge; newer facts "
+        "supersede).",
         {
             "type": "object",
             "properties": {"fact": {"type": "string", "minLength": 1, "maxLength": 2000}},
@@ -109,8 +108,7 @@ class Remember(Tool):
 class ForgetMemory(Tool):
     spec = ToolSpec(
         "forget_memory",
-        "Delete one memory of this chat by its id (from search_memory). The user is asked to "
-        "confirm first.",
+        "Delete a memory by id (from search_memory); the user confirms first.",
         {
             "type": "object",
             "properties": {"id": {"type": "integer", "minimum": 1}},
