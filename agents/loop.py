@@ -42,6 +42,7 @@ from agents.providers.base import (
     messages_from_json,
     messages_to_json,
 )
+from agents.resilience import time_left
 from agents.settings import ToolsSettings
 from agents.tools.base import Tool, ToolContext, ToolError, ToolResult
 from agents.tools.registry import ToolRegistry
@@ -364,17 +365,17 @@ class ToolLoop:
         ctx = ToolContext(state.chat_id, state.user_id or 0, state.is_admin, self.tz, state.run_id)
         started = time.monotonic()
         error: str | None = None
+        # Bounded by its own timeout and by what is left of the answer's deadline.
+        limit = max(0.0, time_left(self.settings.call_timeout_s))
         try:
-            async with asyncio.timeout(self.settings.call_timeout_s):
+            async with asyncio.timeout(limit):
                 result = await tool.call(call.input, ctx)
             if not isinstance(result, ToolResult):
                 raise TypeError(f"the tool returned {type(result).__name__}, not a ToolResult")
         except ToolError as exc:
             result = ToolResult(str(exc), is_error=True)
         except TimeoutError:
-            result = ToolResult(
-                f"the tool did not answer within {self.settings.call_timeout_s:g} s", is_error=True
-            )
+            result = ToolResult(f"the tool did not answer within {limit:.3g} s", is_error=True)
         except Exception as exc:  # a broken tool is an error result, never a broken answer
             logger.opt(exception=exc).warning("tool {} failed", tool.spec.name)
             result = ToolResult(f"the tool failed ({type(exc).__name__})", is_error=True)

@@ -14,17 +14,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
-from zoneinfo import ZoneInfo
 
 from loguru import logger
 
 from agents.chat import ChatAgent, LLMFactExtractor
 from agents.llm import LLM
-from agents.loop import ToolLoop
 from agents.providers import health_checks as llm_health_checks
 from agents.review import ReviewEngine
 from agents.summarise import LLMSummariser
-from agents.tools import builtin_sources
 from agents.tools.registry import ToolRegistry
 from agents.usage import UsageStore
 from agents.voice import Transcriber, build_transcriber
@@ -40,18 +37,17 @@ from bot.core.memory_commands import MemoryCommands
 from bot.core.personas import ChatPersonas, PersonaCommands, PersonaRouter
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
-from bot.core.types import Incoming, Reply, Sender
+from bot.core.types import Incoming, Reply
+from bot.daemon.agent_tools import build_tool_loop, wire_job_tools
 from bot.daemon.lifecycle import FunctionService, Lifecycle
 from bot.daemon.training import Training, adapter_registry, build_llm_provider, build_training
-from jobs.agent_tasks import AgentTask, AgentTasks
+from jobs.agent_tasks import AgentTasks
 from jobs.backup_job import BackupService
 from jobs.digest import register_digest_jobs
 from jobs.health import HealthWatch
-from jobs.reminder_tools import reminder_tools
 from jobs.reminders import Reminder, Reminders
 from jobs.scheduler import JobQueueBackend, JobSpec, Scheduler
 from jobs.summarize import HourlySummarizer
-from jobs.task_tools import task_tools
 from memory.db import Database
 from memory.embedder import make_embedder
 from memory.errors import FamiliarError
@@ -152,8 +148,7 @@ def build_services(
     personas = PersonaRouter(
         ChatPersonas(db), registry, provider, settings.llm, usage, notify_admins
     )
-    tools = ToolRegistry(builtin_sources(memory), settings.tools.policy, settings.tools.untrusted)
-    tool_loop = ToolLoop(tools, settings.tools, db, ZoneInfo(settings.jobs.timezone))
+    tool_loop = build_tool_loop(settings, db, memory)
     agent = ChatAgent(
         memory,
         llm,
@@ -234,43 +229,19 @@ def build_services(
 
     reminders = Reminders(db, backend, js, deliver)
     channel: dict[str, Transport] = {}
-    admins = set(settings.telegram.admins)
-
-    async def run_task(task: AgentTask, note: str | None) -> None:
-        transport = channel.get("transport")
-        if transport is None:
-            raise FamiliarError("no channel is up to run the scheduled task")
-        header = f"🗓 Task #{task.id}: {task.prompt}" + (f"\n{note}" if note else "")
-        user = task.user_id if task.user_id is not None else task.chat_id
-        sender = Sender(user, "", user in admins)
-        await agent_commands.run_scheduled(task.chat_id, sender, task.prompt, header, transport)
-
-    tasks = AgentTasks(db, backend, js, run_task)
-    tools.add(reminder_tools(reminders))
-    tools.add(task_tools(tasks))
-    JobCommands(scheduler, reminders, signer, tasks).register(assistant)
-
-    async def expire_confirmations() -> str:
-        """Calls that waited too long for the user's OK: say so, nothing was done."""
-        expired = await agent.expire_waiting()
-        send = deliver_to.get("send")
-        for w in expired:
-            if send is not None:
-                await send(
-                    w.chat_id,
-                    f"⌛ I didn't get your OK in time, so I did nothing: {w.waiting_for}",
-                )
-        return f"{len(expired)} confirmation(s) expired"
-
-    confirm_sweep_s = max(1.0, min(60.0, settings.tools.confirm_timeout_min * 30))
-    scheduler.register(
-        JobSpec(
-            "tool_confirmations",
-            expire_confirmations,
-            every=timedelta(seconds=confirm_sweep_s),
-            catch_up=False,
-        )
+    tasks = wire_job_tools(
+        settings,
+        db,
+        backend,
+        scheduler,
+        reminders,
+        tool_loop,
+        agent,
+        agent_commands,
+        deliver_to,
+        channel,
     )
+    JobCommands(scheduler, reminders, signer, tasks).register(assistant)
 
     async def start_jobs() -> None:
         await scheduler.start()
@@ -317,7 +288,7 @@ def build_services(
         training,
         channel,
         tasks,
-        tools,
+        tool_loop.registry,
     )
 
 

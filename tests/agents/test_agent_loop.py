@@ -400,3 +400,21 @@ def test_in_three_pass_only_the_draft_uses_tools_and_cannot_ask(rig, stub, tmp_p
         ("delete_note", "error"),
         ("lookup", "ok"),
     ]
+
+
+def test_the_answer_deadline_bounds_tools_and_steps(rig, stub, anthropic_on_stub):
+    from agents.resilience import CircuitBreaker, ResilientProvider
+
+    make, _, db, _ = rig
+    agent = make([Hangs()])
+    agent.settings = agent.settings.model_copy(update={"answer_deadline_s": 1.0})
+    inner = anthropic_on_stub()
+    agent.llm.provider = ResilientProvider(inner, CircuitBreaker("t"), call_timeout_s=60)
+    stub.script(Reply.tool("hangs", "Working on it."))
+    answer = asyncio.run(agent.answer(10, 1, "slow"))
+    # The hanging tool got what was left of the deadline, not its own 30 s; then the answer
+    # stopped with what it had.
+    assert answer.stopped == "deadline" and len(stub.bodies()) == 1
+    assert answer.text == "Working on it.\n\n(I stopped here: this answer ran out of time.)"
+    [(tool, _, outcome, error)] = calls_of(db)
+    assert (tool, outcome) == ("hangs", "error") and "did not answer within" in error
