@@ -9,8 +9,11 @@ confirmations nobody answered.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
+
+from loguru import logger
 
 from agents.chat import ChatAgent
 from agents.loop import ToolLoop
@@ -32,6 +35,16 @@ from memory.service import Memory
 Send = Callable[[int, str], Awaitable[None]]
 
 
+@dataclass
+class TaskChannel:
+    """What scheduled task runs need of the channel; set when the channel is built."""
+
+    transport: Transport | None = None
+    # Whether (user id, chat id) may still use the assistant: a task whose owner has lost access
+    # does not run (strangers never reach a model or a tool). None: everyone (the console).
+    allowed: Callable[[int, int], bool] | None = None
+
+
 def build_tool_loop(settings: Settings, db: Database, memory: Memory) -> ToolLoop:
     """The registry with the built-in families (policy and untrusted settings applied) and the
     loop over it; the jobs package's tools are added by ``wire_job_tools``."""
@@ -49,18 +62,21 @@ def wire_job_tools(
     agent: ChatAgent,
     agent_commands: AgentCommands,
     deliver_to: dict[str, Send],
-    channel: dict[str, Transport],
+    channel: TaskChannel,
 ) -> AgentTasks:
     """Reminder and task tools into the registry; scheduled tasks answered through the channel's
-    transport (``channel["transport"]``, set with the channel); the confirmation sweep."""
+    transport (``channel``, set with the channel); the confirmation sweep."""
     admins = set(settings.telegram.admins)
 
     async def run_task(task: AgentTask, note: str | None) -> None:
-        transport = channel.get("transport")
+        transport = channel.transport
         if transport is None:
             raise FamiliarError("no channel is up to run the scheduled task")
-        header = f"🗓 Task #{task.id}: {task.prompt}" + (f"\n{note}" if note else "")
         user = task.user_id if task.user_id is not None else task.chat_id
+        if channel.allowed is not None and not channel.allowed(user, task.chat_id):
+            logger.info("task {} skipped: user {} may no longer use this chat", task.id, user)
+            return
+        header = f"🗓 Task #{task.id}: {task.prompt}" + (f"\n{note}" if note else "")
         sender = Sender(user, "", user in admins)
         await agent_commands.run_scheduled(task.chat_id, sender, task.prompt, header, transport)
 

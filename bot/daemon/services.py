@@ -38,7 +38,7 @@ from bot.core.personas import ChatPersonas, PersonaCommands, PersonaRouter
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Incoming, Reply
-from bot.daemon.agent_tools import build_tool_loop, wire_job_tools
+from bot.daemon.agent_tools import TaskChannel, build_tool_loop, wire_job_tools
 from bot.daemon.lifecycle import FunctionService, Lifecycle
 from bot.daemon.training import Training, adapter_registry, build_llm_provider, build_training
 from jobs.agent_tasks import AgentTasks
@@ -94,8 +94,8 @@ class Services:
     transcriber: Transcriber | None = None
     # /train: its progress messages are edited through the channel's transport (set with the channel).
     training: Training | None = None
-    # Scheduled agent tasks answer through the channel's transport ("transport"), set with it.
-    channel: dict[str, Transport] = field(default_factory=dict)
+    # Scheduled agent tasks answer through the channel (its transport and access), set with it.
+    channel: TaskChannel = field(default_factory=TaskChannel)
     tasks: AgentTasks | None = None
     tools: ToolRegistry | None = None
 
@@ -228,7 +228,7 @@ def build_services(
         await send(reminder.chat_id, text)
 
     reminders = Reminders(db, backend, js, deliver)
-    channel: dict[str, Transport] = {}
+    channel = TaskChannel()
     tasks = wire_job_tools(
         settings,
         db,
@@ -322,7 +322,7 @@ def attach_channel(
             await console.transport.send(chat_id, Reply(text, markdown=False))
 
         deliver_to["send"] = to_console
-        services.channel["transport"] = console.transport
+        services.channel.transport = console.transport
         services.notify_admins.send = None  # the console user sees the log and /status
         if services.training is not None:
             services.training.commands.transport = console.transport
@@ -353,11 +353,16 @@ def attach_channel(
         )
         lifecycle.add(console)
         return
+    from bot.telegram.access import Role
     from bot.telegram.channel import TelegramChannel
 
     telegram = TelegramChannel(settings, db, services.assistant, health, fail, services.transcriber)
     deliver_to["send"] = telegram.transport.send_plain
-    services.channel["transport"] = telegram.transport
+    services.channel.transport = telegram.transport
+    access = telegram.access
+    services.channel.allowed = lambda user, chat: (
+        access.role(user) is not Role.STRANGER and (chat == user or access.group_allowed(chat))
+    )
     services.notify_admins.send = telegram.transport.send_plain
     if services.training is not None:
         services.training.commands.transport = telegram.transport

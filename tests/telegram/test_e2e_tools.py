@@ -81,6 +81,7 @@ def test_a_natural_language_reminder_is_set_and_delivered(emulator, daemon) -> N
         run, token = daemon(env_extra=_env(stub), allowed_users=str(ANN))
         emulator.say(token, ANN, "remind me in 3 seconds to call mum")
         answer = _wait_text(emulator, token, ANN, "I'll remind you")
+        assert "⏰ setting a reminder…" in run.log_text()  # the streamed message said so
         assert run.query("SELECT chat_id, text, active FROM reminders") == [(ANN, "call mum", 1)]
         delivered = _wait_text(emulator, token, ANN, "^⏰ call mum$")
         assert delivered["messageId"] > answer["messageId"]
@@ -158,6 +159,35 @@ def test_a_confirmation_survives_a_restart_and_only_the_asker_can_give_it(emulat
         assert outcomes == [("forget_memory", "ok"), ("forget_memory", "declined")]
 
 
+def test_an_unanswered_confirmation_expires_with_a_message(emulator, daemon) -> None:
+    with llm_stub() as stub:
+        run, token = daemon(
+            env_extra=_env(stub, confirm_timeout_min="0.02"), allowed_users=str(ANN)
+        )
+        emulator.say(token, ANN, "/remember The user's locker code is 4711.")
+        memory_id = int(
+            re.search(r"#(\d+)", _wait_text(emulator, token, ANN, "Remembered")["message"]["text"])[
+                1
+            ]  # type: ignore[index]
+        )
+        stub.script(StubReply.tool("forget_memory", id=memory_id))
+        emulator.say(token, ANN, "forget the locker code")
+        question = _wait_text(emulator, token, ANN, "May I do this")
+        _wait_text(emulator, token, ANN, "I didn't get your OK in time, so I did nothing")
+        assert run.query("SELECT status FROM agent_runs") == [("expired",)]
+        # A late ✅ changes nothing.
+        emulator.press(
+            token, ANN, ANN, question["messageId"], _buttons(question)[0]["callback_data"]
+        )
+        run.wait_for(
+            "SELECT count(*) FROM inbox WHERE state = 'done'", lambda r: r and r[0][0] >= 3
+        )
+        assert run.query("SELECT count(*) FROM memories WHERE id = ?", memory_id) == [(1,)]
+        assert run.query("SELECT tool, outcome FROM agent_tool_calls") == [
+            ("forget_memory", "expired")
+        ]
+
+
 def test_a_scheduled_task_runs_and_answers(emulator, daemon) -> None:
     with llm_stub() as stub:
         stub.script(
@@ -197,6 +227,27 @@ def test_a_scheduled_task_runs_and_answers(emulator, daemon) -> None:
         emulator.press(token, ANN, ANN, again["messageId"], _buttons(again)[0]["callback_data"])
         run.wait_for("SELECT active FROM agent_tasks", lambda r: r == [(0,)])
         assert run.query("SELECT active FROM agent_tasks") == [(0,)]
+
+
+def test_a_task_of_someone_who_lost_access_does_not_run(emulator, daemon) -> None:
+    with llm_stub() as stub:
+        stub.script(
+            StubReply.tool("schedule_task", cron="@daily", prompt="brief me"), StubReply("Set.")
+        )
+        run, token = daemon(env_extra=_env(stub), allowed_users=str(ANN))
+        emulator.say(token, ANN, "brief me every day")
+        _wait_text(emulator, token, ANN, "^Set.$")
+        assert run.stop() == 0
+        conn = sqlite3.connect(run.data_dir / "familiar.db")
+        conn.execute("UPDATE agent_tasks SET created_at = created_at - 7 * 86400")
+        conn.commit()
+        conn.close()
+        asked = len(stub.requests)
+        run, _ = daemon(token=token, env_extra=_env(stub), allowed_users="502")
+        run.wait_for("SELECT 1", lambda r: "skipped: user 501" in run.log_text(), timeout=20)
+        assert "task 1 skipped: user 501 may no longer use this chat" in run.log_text()
+        assert len(stub.requests) == asked
+        assert not any("Task #" in m["message"]["text"] for m in emulator.bot_messages(token, ANN))
 
 
 def test_an_untrusted_result_cannot_delete_a_memory_without_confirmation(emulator, daemon) -> None:
