@@ -57,8 +57,10 @@ class StreamingReply:
         self.sent: SentMessage | None = None
         self.last_edit = 0.0
         self.shown = ""
+        self.latest = ""  # all the text so far, shown or not yet (edits are throttled)
 
     async def delta(self, text: str) -> None:
+        self.latest = text
         if not text.strip() or len(text) > STREAM_MAX_CHARS:
             return
         now = self.clock()
@@ -71,12 +73,13 @@ class StreamingReply:
 
     async def activity(self, label: str) -> None:
         """Show what a tool is doing under the text so far (shown at once, not throttled)."""
-        text = f"{self.shown}\n\n{label}" if self.shown.strip() else label
+        so_far = self.latest[:STREAM_MAX_CHARS]
+        text = f"{so_far}\n\n{label}" if so_far.strip() else label
         if self.sent is None:
             self.sent = await self.transport.send(self.chat_id, Reply(text, markdown=False))
         else:
             await self.transport.edit(self.sent, Reply(text, markdown=False))
-        self.last_edit = self.clock()
+        self.last_edit, self.shown = self.clock(), so_far
 
     async def finish(self, reply: Reply) -> SentMessage:
         if self.sent is None:
