@@ -306,10 +306,16 @@ class ToolLoop:
         answered."""
         ready: list[tuple[Tool, ToolUseBlock]] = []
         confirm: list[ToolUseBlock] = []
+        answered = {r.tool_use_id for r in state.results}  # a resumed step: some are done
         for call in state.pending:
             tool = self.registry.get(call.name)
             problem = None
-            if tool is None:
+            if len(answered) >= self.settings.max_calls_per_step:
+                problem = (
+                    f"too many calls at once (at most {self.settings.max_calls_per_step}); "
+                    "nothing was done for this one"
+                )
+            elif tool is None:
                 problem = f"there is no tool named {call.name!r}"
             elif call.invalid_input is not None:
                 problem = "the arguments were not a JSON object"
@@ -319,6 +325,7 @@ class ToolLoop:
                     problem = f"invalid arguments: {problem}"
                 elif self._needs_confirmation(tool, state) and not state.can_pause:
                     problem = CANNOT_ASK
+            answered.add(call.id)
             if problem is not None or tool is None:
                 state.results.append(await self._error(state, call, problem or "unknown tool"))
                 out.tool_calls += 1
@@ -380,6 +387,8 @@ class ToolLoop:
             logger.opt(exception=exc).warning("tool {} failed", tool.spec.name)
             result = ToolResult(f"the tool failed ({type(exc).__name__})", is_error=True)
         latency_ms = int((time.monotonic() - started) * 1000)
+        if not isinstance(result.content, str):  # a careless tool: still data, never a crash
+            result = ToolResult(str(result.content), result.is_error, result.data)
         if result.is_error:
             error = result.content[:500]
         content = self._shape(tool, result.content, state)

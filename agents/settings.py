@@ -198,6 +198,12 @@ class ToolsSettings(BaseModel):
     max_steps: int = Field(
         8, ge=1, le=50, description="Most model calls in one answer that uses tools."
     )
+    max_calls_per_step: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Most tool calls the model may ask for at once; the rest get an error.",
+    )
     call_timeout_s: float = Field(30.0, gt=0, description="Timeout of one tool call.")
     result_max_chars: int = Field(
         8000, ge=200, description="A tool result longer than this reaches the model cut."

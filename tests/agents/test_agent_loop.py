@@ -418,3 +418,17 @@ def test_the_answer_deadline_bounds_tools_and_steps(rig, stub, anthropic_on_stub
     assert answer.text == "Working on it.\n\n(I stopped here: this answer ran out of time.)"
     [(tool, _, outcome, error)] = calls_of(db)
     assert (tool, outcome) == ("hangs", "error") and "did not answer within" in error
+
+
+def test_calls_beyond_the_per_step_limit_are_refused(rig, stub):
+    make, tools, db, _ = rig
+    agent = make(max_calls_per_step=2)
+    stub.script(
+        Reply(tool_calls=[{"name": "lookup", "input": {"word": w}} for w in "abcd"]),
+        Reply("Two of four."),
+    )
+    answer = asyncio.run(agent.answer(10, 1, "look up four words"))
+    assert answer.text == "Two of four." and tools["lookup"].seen == ["a", "b"]
+    results = stub.bodies()[1]["messages"][-1]["content"]
+    assert [r.get("is_error", False) for r in results] == [False, False, True, True]
+    assert "too many calls at once (at most 2)" in results[2]["content"]
