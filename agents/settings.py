@@ -46,6 +46,14 @@ class LLMSettings(BaseModel):
     openai_base_url: str | None = Field(
         None, description="Base URL of an OpenAI-compatible server."
     )
+    openai_tools: bool = Field(
+        True,
+        description=(
+            "Send tool definitions to the OpenAI-compatible server (vLLM needs "
+            "--enable-auto-tool-choice and a --tool-call-parser); off for servers without "
+            "function calling, which then answer without tools."
+        ),
+    )
     openai_api_key: SecretStr | None = Field(
         None,
         description="Key for the OpenAI-compatible server (secret; credential 'openai_api_key').",

@@ -267,3 +267,16 @@ def test_normalise_joins_block_turns_and_the_json_round_trip_keeps_them():
         {"role": "assistant", "content": [call]},
     ]
     assert messages_from_json(json.loads(json.dumps(messages_to_json(turns)))) == turns
+
+
+def test_an_openai_server_without_function_calling_gets_no_tools(stub):
+    from agents.providers import build_provider
+    from agents.settings import LLMSettings
+
+    settings = LLMSettings(provider="openai", openai_base_url=stub.openai_url, openai_tools=False)
+    provider = build_provider(settings)
+    assert provider.capabilities.tools is False  # so the chat agent answers without the loop
+    asyncio.run(provider.complete(ASK))
+    assert "tools" not in stub.bodies("/v1/chat/completions")[0]
+    on = build_provider(settings.model_copy(update={"openai_tools": True}))
+    assert on.capabilities.tools is True
