@@ -196,6 +196,10 @@ class ToolLoop:
         out.tool_calls += 1
         return await self._run(llm, ctx, state, hooks, out)
 
+    async def forget_user(self, user_id: int) -> int:
+        """Forget the person's answers and their tool calls (for /forgetme); how many answers."""
+        return await self.db.run(self.store.forget_user, user_id)
+
     def claimed_state(self, state: dict[str, Any]) -> RunState:
         return RunState.from_json(state)
 

@@ -81,6 +81,13 @@ class AgentTasks:
             self.backend.remove(self._job(task_id))
         return removed
 
+    async def forget_user(self, user_id: int) -> int:
+        """Delete the person's tasks (for /forgetme); how many."""
+        ids = await self.db.run(self._delete_user, user_id)
+        for task_id in ids:
+            self.backend.remove(self._job(task_id))
+        return len(ids)
+
     async def start(self) -> int:
         """Schedule every active task; run once, late, those that missed a time while the daemon
         was down (staggered). Returns how many run late."""
@@ -150,6 +157,15 @@ class AgentTasks:
                 (task_id, chat_id),
             )
             return cur.rowcount > 0
+
+    def _delete_user(self, user_id: int) -> list[int]:
+        with self.db.transaction() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute("SELECT id FROM agent_tasks WHERE user_id = ?", (user_id,))
+            ]
+            conn.execute("DELETE FROM agent_tasks WHERE user_id = ?", (user_id,))
+        return ids
 
     def _mark_run(self, task_id: int) -> None:
         with self.db.transaction() as conn:

@@ -24,6 +24,7 @@ from agents.usage import UsageStore
 from bot.core.agent_commands import AgentCommands
 from bot.core.assistant import Assistant
 from bot.core.chat_modes import SqliteChatModes
+from bot.core.memory_commands import MemoryCommands
 from bot.core.signing import ButtonSigner
 from bot.core.transport import RecordingTransport
 from bot.core.types import ButtonPress, Incoming, Sender
@@ -94,7 +95,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple]:
         agent, review, UsageStore(db, settings), ButtonSigner(b"k" * 32), SqliteChatModes(db)
     )
     commands.register(assistant)
-    yield assistant, commands, provider, shred, RecordingTransport()
+    MemoryCommands(memory, 4000, [loop.forget_user]).register(assistant)
+    yield assistant, commands, provider, shred, RecordingTransport(), db
     await memory.stop()
     db.close()
 
@@ -106,7 +108,7 @@ async def press(assistant: Assistant, transport, data: str, sender=ANN, chat=CHA
 
 
 async def test_the_activity_shows_and_the_steps_button_lists_the_calls(rig) -> None:
-    assistant, commands, provider, _, transport = rig
+    assistant, commands, provider, _, transport, _ = rig
     provider.script(asks("peek", "Let me look."), "You have taxes.pdf.")
     await assistant.handle(Incoming(CHAT, ANN, "what files?", channel="t"), transport)
     shown = [r.text for _, r in transport.sent] + [r.text for _, r in transport.edits]
@@ -126,7 +128,7 @@ async def test_the_activity_shows_and_the_steps_button_lists_the_calls(rig) -> N
 
 
 async def test_confirm_buttons_only_work_for_the_asker_and_once(rig) -> None:
-    assistant, commands, provider, shred, transport = rig
+    assistant, commands, provider, shred, transport, _ = rig
     provider.script(asks("shred", "I'll shred it.", name="taxes.pdf"), "Shredded.")
     await assistant.handle(Incoming(CHAT, ANN, "shred taxes.pdf", channel="t"), transport)
     question = transport.sent[-1][1]
@@ -146,3 +148,23 @@ async def test_confirm_buttons_only_work_for_the_asker_and_once(rig) -> None:
     assert await press(assistant, transport, no.data) == "This request was already answered."
     await asyncio.sleep(0)
     assert shred.shredded == ["taxes.pdf"]
+
+
+async def test_forgetme_also_forgets_the_persons_tool_calls_and_paused_answers(rig) -> None:
+    assistant, _, provider, _, transport, db = rig
+    provider.script(asks("peek"), "Seen.", asks("shred", name="diary.txt"))
+    await assistant.handle(Incoming(CHAT, ANN, "look", channel="t"), transport)
+    await assistant.handle(Incoming(CHAT, ANN, "shred my diary", channel="t"), transport)
+    provider.script(asks("peek"), "Seen.")
+    await assistant.handle(Incoming(22, BOB, "look", channel="t"), transport)
+
+    def counts() -> tuple[int, int]:
+        with db.read() as conn:
+            return (
+                conn.execute("SELECT count(*) FROM agent_runs WHERE user_id = 11").fetchone()[0],
+                conn.execute("SELECT count(*) FROM agent_tool_calls").fetchone()[0],
+            )
+
+    assert counts() == (2, 2)  # Ann's two answers; one call each of Ann and Bob recorded
+    assert await press(assistant, transport, f"fm:yes:{ANN.id}") == "Forgotten."
+    assert counts() == (0, 1)  # Bob's call stays

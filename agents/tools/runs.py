@@ -156,6 +156,20 @@ class RunStore:
                 )
         return [Waiting(*r[:4]) for r in rows]
 
+    def forget_user(self, user_id: int) -> int:
+        """Every answer of the person (their paused prompts, their calls' arguments): /forgetme."""
+        with self.db.transaction() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute("SELECT id FROM agent_runs WHERE user_id = ?", (user_id,))
+            ]
+            for start in range(0, len(ids), 900):
+                part = ids[start : start + 900]
+                marks = ",".join("?" * len(part))
+                conn.execute(f"DELETE FROM agent_tool_calls WHERE run_id IN ({marks})", part)
+                conn.execute(f"DELETE FROM agent_runs WHERE id IN ({marks})", part)
+        return len(ids)
+
     def peek(self, run_id: int) -> tuple[int, int | None, str, str | None, float | None] | None:
         """(chat id, user id, status, waiting_for, expires_at) of an answer, or None."""
         with self.db.read() as conn:

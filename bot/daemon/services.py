@@ -179,7 +179,8 @@ def build_services(
     # the assistant core and its commands
     assistant = Assistant(health, started_at=started_at)
     signer = ButtonSigner(FeedbackStore(db).key())
-    MemoryCommands(memory, settings.llm.context_tokens).register(assistant)
+    memory_commands = MemoryCommands(memory, settings.llm.context_tokens)
+    memory_commands.register(assistant)
     agent_commands = AgentCommands(agent, review, usage, signer, SqliteChatModes(db))
     agent_commands.register(assistant)
     PersonaCommands(personas, settings.llm.persona, settings.llm.provider).register(assistant)
@@ -242,6 +243,7 @@ def build_services(
         channel,
     )
     JobCommands(scheduler, reminders, signer, tasks).register(assistant)
+    memory_commands.also_forget += [tool_loop.forget_user, tasks.forget_user]
 
     async def start_jobs() -> None:
         await scheduler.start()

@@ -191,3 +191,20 @@ def test_a_task_fires_on_its_schedule(rig):
     task, deleted, active = asyncio.run(go())
     assert ran and ran[0][0].id == task.id and ran[0][1] is None
     assert deleted and active == []
+
+
+def test_forgetting_a_person_deletes_their_tasks_and_unschedules_them(rig):
+    make, _, _, _ = rig
+
+    async def go():
+        backend = StandaloneBackend(UTC)
+        _, _, tasks = make(backend)
+        ann = await tasks.add(10, 1, "@daily", "brief Ann")
+        bob = await tasks.add(20, 2, "@daily", "brief Bob")
+        removed = await tasks.forget_user(1)
+        jobs = {j.id for j in backend.scheduler.get_jobs()}
+        return ann, bob, removed, jobs, await tasks.active(None)
+
+    ann, bob, removed, jobs, left = asyncio.run(go())
+    assert removed == 1 and [t.id for t in left] == [bob.id]
+    assert f"agent-task:{ann.id}" not in jobs and f"agent-task:{bob.id}" in jobs
