@@ -43,7 +43,7 @@ from agents.providers.base import (
     messages_to_json,
 )
 from agents.resilience import time_left
-from agents.settings import ToolsSettings
+from agents.settings import ToolLoopSettings
 from agents.tools.base import Tool, ToolContext, ToolError, ToolResult
 from agents.tools.registry import ToolRegistry
 from agents.tools.runs import RunStore
@@ -128,7 +128,7 @@ class ToolLoop:
     def __init__(
         self,
         registry: ToolRegistry,
-        settings: ToolsSettings,
+        settings: ToolLoopSettings,
         db: Database,
         tz: ZoneInfo | None = None,
         clock: Callable[[], float] = time.time,

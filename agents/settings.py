@@ -199,7 +199,9 @@ class ReviewSettings(BaseModel):
 ToolPolicy = Literal["auto", "confirm", "off"]
 
 
-class ToolsSettings(BaseModel):
+class ToolLoopSettings(BaseModel):
+    """The agent loop's part of ``[tools]`` (the MCP client's part lives beside the client)."""
+
     enabled: bool = Field(
         True, description="Let plain answers call tools when the provider supports them."
     )

@@ -48,7 +48,7 @@ from agents.providers.anthropic import AnthropicProvider  # noqa: E402
 from agents.providers.base import Completion, LLMRequest, ToolUseBlock, Usage  # noqa: E402
 from agents.providers.fake import FakeProvider  # noqa: E402
 from agents.schema import migrations as agent_migrations  # noqa: E402
-from agents.settings import LLMSettings, ToolsSettings  # noqa: E402
+from agents.settings import LLMSettings, ToolLoopSettings  # noqa: E402
 from agents.tools import builtin_sources  # noqa: E402
 from agents.tools.base import Tool, ToolContext, ToolResult  # noqa: E402
 from agents.tools.clock import CurrentTime  # noqa: E402
@@ -186,7 +186,7 @@ async def run(kind: str, extra_turns: int = 12) -> dict[str, Any]:
         registry = ToolRegistry(builtin_sources(memory))
         registry.add(reminder_tools(Reminders(db, backend, js, nothing)))
         registry.add(task_tools(AgentTasks(db, backend, js, nothing)))
-        loop = ToolLoop(registry, ToolsSettings(), db)
+        loop = ToolLoop(registry, ToolLoopSettings(), db)
     agent = ChatAgent(memory, llm, settings, db=db, tools=loop)
     total, calls, tool_calls, tool_tokens = Usage(), 0, 0, 0
     steady = Usage()  # answers 2..n: the tool definitions already cached
@@ -276,7 +276,7 @@ async def overhead(steps: int) -> dict[str, float]:
     db = Database.open(Path(tmp.name) / "familiar.db", [agent_migrations])
     tool = TimedTool(CurrentTime())
     registry = ToolRegistry([StaticSource("clock", [tool])])
-    loop = ToolLoop(registry, ToolsSettings(), db)
+    loop = ToolLoop(registry, ToolLoopSettings(), db)
     provider = Timed()
     llm = LLM(provider)
     ctx = CallContext(1, 1, "chat")

@@ -17,7 +17,7 @@ from agents.loop import ToolLoop
 from agents.providers.base import Completion, ToolUseBlock, Usage
 from agents.providers.fake import FakeProvider
 from agents.review import ReviewEngine
-from agents.settings import LLMSettings, ReviewSettings, ToolsSettings
+from agents.settings import LLMSettings, ReviewSettings, ToolLoopSettings
 from agents.tools.base import Tool, ToolContext, ToolResult, ToolSpec
 from agents.tools.registry import StaticSource, ToolRegistry
 from agents.usage import UsageStore
@@ -87,7 +87,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple]:
     settings = LLMSettings(provider="anthropic", fact_extraction_every=1000)
     llm = LLM(provider, UsageStore(db, settings))
     shred = Shred()
-    loop = ToolLoop(ToolRegistry([StaticSource("t", [shred, Peek()])]), ToolsSettings(), db)
+    loop = ToolLoop(ToolRegistry([StaticSource("t", [shred, Peek()])]), ToolLoopSettings(), db)
     review = ReviewEngine(llm, ReviewSettings(), settings, db)
     agent = ChatAgent(memory, llm, settings, review, db=db, tools=loop)
     assistant = Assistant(HealthRegistry())

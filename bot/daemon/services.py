@@ -97,7 +97,7 @@ class Services:
     # Scheduled agent tasks answer through the channel (its transport and access), set with it.
     channel: TaskChannel = field(default_factory=TaskChannel)
     tasks: AgentTasks | None = None
-    tools: ToolRegistry | None = None
+    tool_registry: ToolRegistry | None = None
 
 
 def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]

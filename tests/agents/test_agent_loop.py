@@ -15,7 +15,7 @@ from agents.chat import ChatAgent
 from agents.llm import LLM
 from agents.loop import DECLINED, ToolLoop
 from agents.schema import migrations as agent_migrations
-from agents.settings import LLMSettings, ToolsSettings
+from agents.settings import LLMSettings, ToolLoopSettings
 from agents.tools.base import Tool, ToolContext, ToolError, ToolResult, ToolSpec
 from agents.tools.registry import StaticSource, ToolRegistry
 from agents.usage import UsageStore
@@ -143,7 +143,7 @@ def rig(tmp_path: Path, stub, anthropic_on_stub):
         settings = LLMSettings(fact_extraction_every=0, daily_token_budget=budget)
         llm = LLM(anthropic_on_stub(), UsageStore(db, settings))
         registry = ToolRegistry([StaticSource("test", [*tools.values(), *extra])])
-        loop = ToolLoop(registry, ToolsSettings(**tool_settings), db)
+        loop = ToolLoop(registry, ToolLoopSettings(**tool_settings), db)
         agent = ChatAgent(memory, llm, settings, db=db, tools=loop)
         made.append(agent)
         return agent
