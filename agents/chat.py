@@ -292,8 +292,13 @@ class ChatAgent:
                     ]
                     llm = persona or self.llm
                     if self._uses_tools(llm):
+                        source = (
+                            f"{chat_id}:{telegram_message_id}"
+                            if telegram_message_id is not None
+                            else None
+                        )
                         answer = await self._with_tools(
-                            prefix, rest, messages, ctx, llm, Hooks(on_delta, on_activity)
+                            prefix, rest, messages, ctx, llm, Hooks(on_delta, on_activity), source
                         )
                     else:
                         answer = await self._single(prefix, rest, messages, ctx, on_delta, llm)
@@ -336,6 +341,7 @@ class ChatAgent:
         ctx: CallContext,
         llm: LLM,
         hooks: Hooks,
+        source_key: str | None = None,
     ) -> Answer:
         assert self.tools is not None
         result = await self.tools.start(
@@ -347,6 +353,7 @@ class ChatAgent:
             cache_turns=len(messages) - 1,
             max_tokens=self.settings.max_output_tokens,
             hooks=hooks,
+            source_key=source_key,
         )
         return self._loop_answer(result)
 

@@ -11,7 +11,9 @@ the tool, does the bookkeeping (as simonw/llm's ``chain`` with its before/after 
 - the rest run with a timeout, independent read-only calls concurrently; a tool that raises or
   times out returns an error result, never an exception out of the loop;
 - results are cut to a size budget, untrusted ones delimited and labelled as data;
-- every call is recorded (tool, arguments, outcome, result size, latency, error).
+- every call is recorded (tool, arguments, outcome, result size, latency, error); a call that
+  changed something is not made again when the same message is answered again (a restart cut
+  the first answer short): the model gets what it returned the first time.
 
 Bounds: ``tools.max_steps`` model calls, the answer's deadline (``agents.resilience.deadline``)
 and the user's budget (checked by ``LLM`` before each call). On a bound after the first step the
@@ -87,6 +89,7 @@ class RunState:
     can_pause: bool = True
     temperature: float | None = None
     effort: str | None = None
+    source_key: str | None = None  # the message answered: a replay does not redo its calls
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -155,11 +158,14 @@ class ToolLoop:
         can_pause: bool = True,
         temperature: float | None = None,
         effort: str | None = None,
+        source_key: str | None = None,
     ) -> LoopResult:
         """Answer with tools. ``can_pause`` False (a three-pass draft): calls that need the
-        user's OK are refused instead of asked about."""
+        user's OK are refused instead of asked about. ``source_key`` names the message answered:
+        answering it again (a restart cut the first answer short) does not redo a call that
+        changed something; the model gets what it returned the first time."""
         assert ctx.chat_id is not None
-        run_id = await self.db.run(self.store.new_run, ctx.chat_id, ctx.user_id)
+        run_id = await self.db.run(self.store.new_run, ctx.chat_id, ctx.user_id, source_key)
         state = RunState(
             run_id,
             ctx.chat_id,
@@ -173,6 +179,7 @@ class ToolLoop:
             can_pause=can_pause,
             temperature=temperature,
             effort=effort,
+            source_key=source_key,
         )
         return await self._run(llm, ctx, state, hooks or Hooks(), LoopResult("", run_id))
 
@@ -373,7 +380,15 @@ class ToolLoop:
                 await hooks.on_activity(tool.spec.activity)
             except Exception:  # decoration: never lose the call over it
                 logger.opt(exception=True).debug("activity update failed")
-        ctx = ToolContext(state.chat_id, state.user_id or 0, state.is_admin, self.tz, state.run_id)
+        ctx = self._context(state)
+        if state.source_key is not None and not tool.spec.read_only:
+            before = await self.db.run(
+                self.store.done_before, state.source_key, state.run_id, call.name, call.input
+            )
+            if before is not None:
+                logger.info("{} was done before a restart; not done again", call.name)
+                await self._record(state, call, "replayed", len(before), 0, None)
+                return ToolResultBlock(call.id, f"(already done before a restart) {before}")
         started = time.monotonic()
         error: str | None = None
         # Bounded by its own timeout and by what is left of the answer's deadline.
@@ -396,8 +411,15 @@ class ToolLoop:
         if result.is_error:
             error = result.content[:500]
         content = self._shape(tool, result.content, state)
+        kept = None if tool.spec.read_only or result.is_error else content[:4000]
         await self._record(
-            state, call, "error" if result.is_error else "ok", len(content), latency_ms, error
+            state,
+            call,
+            "error" if result.is_error else "ok",
+            len(content),
+            latency_ms,
+            error,
+            kept,
         )
         return ToolResultBlock(call.id, content, result.is_error)
 
@@ -426,6 +448,7 @@ class ToolLoop:
         chars: int,
         latency_ms: int,
         error: str | None,
+        result: str | None = None,
     ) -> None:
         try:
             await self.db.run(
@@ -438,6 +461,7 @@ class ToolLoop:
                 chars,
                 latency_ms,
                 error,
+                result,
             )
         except Exception:  # the record must not cost the user the answer
             logger.opt(exception=True).warning("could not record a call of {}", call.name)

@@ -86,10 +86,12 @@ def m004_agent_runs_and_tool_calls(db: sqlite_utils.Database) -> None:
             stop_reason TEXT,               -- steps | deadline | budget (a bound was reached)
             state TEXT,                     -- JSON of a paused answer, NULL otherwise
             waiting_for TEXT,               -- the call awaiting confirmation, in plain words
-            expires_at REAL                 -- when the wait ends without an answer
+            expires_at REAL,                -- when the wait ends without an answer
+            source_key TEXT                 -- the message answered ("CHAT:MESSAGE"), if known
         )"""
     )
     db.execute("CREATE INDEX agent_runs_waiting ON agent_runs (status, expires_at)")
+    db.execute("CREATE INDEX agent_runs_source ON agent_runs (source_key)")
     # Every tool call of an answer, beside it: not replayed into later prompts.
     db.execute(
         """CREATE TABLE agent_tool_calls (
@@ -102,6 +104,7 @@ def m004_agent_runs_and_tool_calls(db: sqlite_utils.Database) -> None:
             result_chars INTEGER NOT NULL DEFAULT 0,
             latency_ms INTEGER NOT NULL DEFAULT 0,
             error TEXT,
+            result TEXT,                    -- what a call that changed something returned
             created_at REAL NOT NULL
         )"""
     )

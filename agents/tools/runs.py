@@ -1,7 +1,8 @@
 """Where the agent loop keeps its answers: ``agent_runs`` (one per answer that offered tools, with
 the state of a paused one) and ``agent_tool_calls`` (every call, beside its answer).
 
-Synchronous; the loop calls it through ``Database.run``. A paused answer is committed before the
+Synchronous; the loop calls it through ``Database.run``. A call that changed something keeps what it
+returned, so answering the same message again (a restart cut the answer short) does not redo it. A paused answer is committed before the
 user is asked, so a restart while waiting loses nothing; ``claim`` takes it back atomically, so a
 double press (or a press racing the expiry) carries on at most once.
 """
@@ -49,13 +50,13 @@ class RunStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def new_run(self, chat_id: int, user_id: int | None) -> int:
+    def new_run(self, chat_id: int, user_id: int | None, source_key: str | None = None) -> int:
         now = time.time()
         with self.db.transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO agent_runs (chat_id, user_id, created_at, updated_at, status)"
-                " VALUES (?, ?, ?, ?, 'running')",
-                (chat_id, user_id, now, now),
+                "INSERT INTO agent_runs (chat_id, user_id, created_at, updated_at, status,"
+                " source_key) VALUES (?, ?, ?, ?, 'running', ?)",
+                (chat_id, user_id, now, now, source_key),
             )
             return int(cur.lastrowid or 0)
 
@@ -69,11 +70,13 @@ class RunStore:
         result_chars: int,
         latency_ms: int,
         error: str | None,
+        result: str | None = None,
     ) -> None:
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO agent_tool_calls (run_id, step, tool, arguments, outcome,"
-                " result_chars, latency_ms, error, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                " result_chars, latency_ms, error, result, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     step,
@@ -83,6 +86,7 @@ class RunStore:
                     result_chars,
                     latency_ms,
                     error,
+                    result,
                     time.time(),
                 ),
             )
@@ -169,6 +173,21 @@ class RunStore:
                 conn.execute(f"DELETE FROM agent_tool_calls WHERE run_id IN ({marks})", part)
                 conn.execute(f"DELETE FROM agent_runs WHERE id IN ({marks})", part)
         return len(ids)
+
+    def done_before(
+        self, source_key: str, run_id: int, tool: str, arguments: dict[str, Any]
+    ) -> str | None:
+        """What the same call returned in an earlier answer to the same message (one cut short
+        by a restart and answered again), or None."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT c.arguments, c.result FROM agent_tool_calls c"
+                " JOIN agent_runs r ON r.id = c.run_id"
+                " WHERE r.source_key = ? AND r.id != ? AND c.tool = ? AND c.outcome = 'ok'"
+                " AND c.result IS NOT NULL ORDER BY c.id",
+                (source_key, run_id, tool),
+            ).fetchall()
+        return next((r[1] for r in rows if json.loads(r[0]) == arguments), None)
 
     def peek(self, run_id: int) -> tuple[int, int | None, str, str | None, float | None] | None:
         """(chat id, user id, status, waiting_for, expires_at) of an answer, or None."""

@@ -39,6 +39,7 @@ def step_line(n: int, call: CallRow) -> str:
         "error": f"⚠️ {call.error or 'failed'}",
         "declined": "❌ you declined",
         "expired": "⌛ not confirmed in time",
+        "replayed": "↩️ done before a restart, not again",
     }.get(call.outcome, call.outcome)
     return f"{n}. {call.tool} {args} → {how}"
 

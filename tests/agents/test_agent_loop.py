@@ -432,3 +432,23 @@ def test_calls_beyond_the_per_step_limit_are_refused(rig, stub):
     results = stub.bodies()[1]["messages"][-1]["content"]
     assert [r.get("is_error", False) for r in results] == [False, False, True, True]
     assert "too many calls at once (at most 2)" in results[2]["content"]
+
+
+def test_answering_a_message_again_does_not_redo_what_its_calls_changed(rig, stub):
+    """A restart cut the first answer short after its call ran; the message is answered again
+    (the inbox replays it): the call is not made twice, the model hears what it returned."""
+    make, tools, db, _ = rig
+    agent = make()
+    stub.script(Reply.tool("tag_note", note=1), Reply.error(400, message="cut short"))
+    first = asyncio.run(agent.answer(10, 1, "tag note 1", telegram_message_id=77))
+    assert first.error is not None and tools["tagger"].calls == 1
+    stub.script(Reply.tool("tag_note", note=1), Reply("Tagged it."))
+    again = asyncio.run(agent.answer(10, 1, "tag note 1", telegram_message_id=77))
+    assert again.text == "Tagged it." and tools["tagger"].calls == 1
+    result = stub.bodies()[-1]["messages"][-1]["content"][0]["content"]
+    assert result == "(already done before a restart) tagged"
+    # Another message asking the same is a new request: it runs.
+    stub.script(Reply.tool("tag_note", note=1), Reply("Tagged again."))
+    asyncio.run(agent.answer(10, 1, "tag note 1 again", telegram_message_id=78))
+    assert tools["tagger"].calls == 2
+    assert [r[2] for r in calls_of(db)] == ["ok", "replayed", "ok"]
