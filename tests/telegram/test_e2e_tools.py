@@ -104,6 +104,32 @@ def test_a_natural_language_reminder_is_set_and_delivered(emulator, daemon) -> N
         ]
 
 
+def test_a_restart_mid_answer_does_not_set_the_reminder_twice(emulator, daemon) -> None:
+    import signal
+
+    with llm_stub() as stub:
+        stub.script(
+            StubReply.tool("create_reminder", when="in 2h", text="call the landlord"),
+            StubReply("Set.", delay_s=30),  # the daemon is killed while this is awaited
+        )
+        run, token = daemon(env_extra=_env(stub), allowed_users=str(ANN))
+        emulator.say(token, ANN, "remind me in 2 hours to call the landlord")
+        rows = run.wait_for("SELECT count(*) FROM reminders", lambda r: r == [(1,)], timeout=20)
+        assert rows == [(1,)]
+        run.stop(signal.SIGKILL)
+        stub.script(
+            StubReply.tool("create_reminder", when="in 2h", text="call the landlord"),
+            StubReply("I'll remind you in 2 hours."),
+        )
+        run, _ = daemon(token=token, env_extra=_env(stub), allowed_users=str(ANN))
+        _wait_text(emulator, token, ANN, "I'll remind you in 2 hours.")
+        assert run.query("SELECT text FROM reminders WHERE active = 1") == [("call the landlord",)]
+        assert run.query("SELECT outcome FROM agent_tool_calls ORDER BY id") == [
+            ("ok",),
+            ("replayed",),
+        ]
+
+
 def test_a_confirmation_survives_a_restart_and_only_the_asker_can_give_it(emulator, daemon) -> None:
     with llm_stub() as stub:
         run, token = daemon(env_extra=_env(stub), allowed_users=f"{ANN},502")
