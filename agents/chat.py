@@ -10,6 +10,12 @@ A chat with a persona selected is answered by the model ``route`` names for it (
 LoRA adapter): directly, or in three-pass and panel answers as the author of drafts and
 revisions, while the default model critiques and reviews.
 
+With a ``ToolLoop`` and a provider that takes tools, a plain answer runs through the agent loop
+(``agents.loop``): the conversation keeps the user's message and the final answer as its turns,
+the tool calls stay beside the answer in ``agent_tool_calls``. An answer paused on a call that
+needs the user's ✅ comes back with ``waiting_for`` set and stores no turn yet; ``resume``
+carries it on.
+
 Failures end in a clear sentence for the user, never an exception out of ``answer``: the reason
 is logged, and ``Answer.error`` names the kind. With no model configured it answers from memory.
 """
@@ -25,6 +31,7 @@ from typing import Any, Literal
 
 from loguru import logger
 
+from agents.chat_tools import ToolAnswers
 from agents.errors import (
     BadModelOutput,
     BudgetExceeded,
@@ -35,6 +42,7 @@ from agents.errors import (
     ProviderUnavailable,
 )
 from agents.llm import LLM
+from agents.loop import Hooks, LoopResult, ToolLoop
 from agents.providers.base import Completion, LLMRequest, Usage, extract_json
 from agents.providers.none import NOTICE
 from agents.resilience import deadline
@@ -87,6 +95,10 @@ class Answer:
     included: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     replayed: bool = False  # the stored answer to a message handled before (an update replayed)
+    tool_run_id: int | None = None  # the agent loop's record of the answer (its tool calls)
+    tool_calls: int = 0
+    stopped: str | None = None  # the bound that ended a tool-using answer early
+    waiting_for: str | None = None  # a call that waits for the user's ✅, in plain words
 
 
 def split_stable_prefix(system: str) -> tuple[str, str]:
@@ -200,7 +212,7 @@ class ExtractionMarks:
             )
 
 
-class ChatAgent:
+class ChatAgent(ToolAnswers):
     def __init__(
         self,
         memory: Any,
@@ -210,6 +222,7 @@ class ChatAgent:
         extractor: FactExtractor | None = None,
         route: ChatRoute | None = None,
         db: Database | None = None,
+        tools: ToolLoop | None = None,
     ) -> None:
         self.memory = memory  # memory.service.Memory
         self.llm = llm
@@ -220,6 +233,7 @@ class ChatAgent:
         self.review = review
         self.extractor = extractor
         self.marks = ExtractionMarks(db)
+        self.tools = tools
         self._background: set[asyncio.Task[Any]] = set()
 
     async def answer(
@@ -234,11 +248,13 @@ class ChatAgent:
         on_delta: OnDelta | None = None,
         progress: Progress | None = None,
         meta: dict[str, Any] | None = None,
+        on_activity: OnDelta | None = None,
     ) -> Answer:
         """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
         mode); ``progress`` gets phase names in think/review modes. ``meta`` is stored with the
         user's turn; with ``from_audio`` the model sees the text marked as a transcript (memory
-        keeps the plain words). Never raises for model faults."""
+        keeps the plain words). ``on_activity`` gets what a running tool is doing. Never raises for
+        model faults."""
         try:
             turn_id, stored_now = await self.memory.store_turn(
                 chat_id,
@@ -281,9 +297,18 @@ class ChatAgent:
                         *history,
                         {"role": "user", "content": with_recalled(context.recalled, text)},
                     ]
-                    answer = await self._single(
-                        prefix, rest, messages, ctx, on_delta, persona or self.llm
-                    )
+                    llm = persona or self.llm
+                    if self._uses_tools(llm):
+                        source = (
+                            f"{chat_id}:{telegram_message_id}"
+                            if telegram_message_id is not None
+                            else None
+                        )
+                        answer = await self._with_tools(
+                            prefix, rest, messages, ctx, llm, Hooks(on_delta, on_activity), source
+                        )
+                    else:
+                        answer = await self._single(prefix, rest, messages, ctx, on_delta, llm)
                 else:
                     answer = await self._reviewed(
                         mode, text, prefix, rest, history, context.recalled, ctx, progress, persona
@@ -295,15 +320,20 @@ class ChatAgent:
                 message, mode, error=kind, included=context.included, dropped=context.dropped
             )
         answer.included, answer.dropped = context.included, context.dropped
-        await self.memory.add_message(
-            chat_id,
-            None,
-            "assistant",
-            answer.text,
-            meta={"mode": mode, "run_id": answer.run_id, "reply_to": turn_id},
-        )
-        await self._maybe_extract(chat_id, user_id)
+        if answer.waiting_for is None:  # a paused answer stores its turn once it is finished
+            await self._store_answer(chat_id, user_id, answer, reply_to=turn_id)
         return answer
+
+    async def _store_answer(
+        self, chat_id: int, user_id: int | None, answer: Answer, reply_to: int | None = None
+    ) -> None:
+        meta: dict[str, Any] = {"mode": answer.mode, "run_id": answer.run_id}
+        if reply_to is not None:  # the user turn it answers: a replayed update finds it
+            meta["reply_to"] = reply_to
+        if answer.tool_run_id is not None:
+            meta["tool_run_id"] = answer.tool_run_id
+        await self.memory.add_message(chat_id, None, "assistant", answer.text, meta=meta)
+        await self._maybe_extract(chat_id, user_id)
 
     async def _single(
         self,
@@ -356,6 +386,8 @@ class ChatAgent:
         author: LLM | None = None,
     ) -> Answer:
         assert self.review is not None
+        draft_runs: list[LoopResult] = []
+        drafter = self._tool_drafter(draft_runs) if self._uses_tools(author or self.llm) else None
         if mode == "think":
             result = await self.review.three_pass(
                 text,
@@ -366,6 +398,7 @@ class ChatAgent:
                 recalled=recalled,
                 progress=progress,
                 author=author,
+                drafter=drafter,
             )
         else:
             result = await self.review.panel(
@@ -377,8 +410,14 @@ class ChatAgent:
                 recalled=recalled,
                 progress=progress,
                 author=author,
+                drafter=drafter,
             )
-        return Answer(result.final, mode, result.usage, result.calls, result.run_id, result)
+        answer = Answer(result.final, mode, result.usage, result.calls, result.run_id, result)
+        if draft_runs:
+            answer.tool_run_id = draft_runs[0].run_id
+            answer.tool_calls = draft_runs[0].tool_calls
+            answer.calls += draft_runs[0].calls - 1  # the engine counted the draft as one call
+        return answer
 
     async def _from_memory(self, chat_id: int, user_id: int | None, text: str) -> Answer:
         hits = await self.memory.search(text, Scope(chat_id, user_id), k=5)

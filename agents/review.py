@@ -87,6 +87,12 @@ __all__ = [
 ]
 
 
+# Writes the first draft instead of a plain author call: the chat agent's agent loop, so the
+# draft may use tools (critique, reviews and revisions never do). Gets the draft request (with
+# the pass's temperature and effort set), the call context and the author's model.
+Drafter = Callable[[LLMRequest, CallContext, LLM], Awaitable[Completion]]
+
+
 class ReviewEngine:
     def __init__(
         self,
@@ -112,6 +118,7 @@ class ReviewEngine:
         recalled: str = "",
         progress: Progress | None = None,
         author: LLM | None = None,
+        drafter: Drafter | None = None,
     ) -> ReviewResult:
         """Draft, self-critique, refine (skipped when the critique is clean). ``recalled``
         memories go with the question (see ``memory.context.with_recalled``); ``author``, when
@@ -131,6 +138,7 @@ class ReviewEngine:
             recalled=recalled,
             progress=progress,
             author=author,
+            drafter=drafter,
         )
 
     async def panel(
@@ -148,6 +156,7 @@ class ReviewEngine:
         progress: Progress | None = None,
         resume: tuple[str, list[Review]] | None = None,
         author: LLM | None = None,
+        drafter: Drafter | None = None,
     ) -> ReviewResult:
         """The review panel: rounds of concurrent reviews and revisions until approval.
 
@@ -170,6 +179,7 @@ class ReviewEngine:
             progress=progress,
             resume=resume,
             author=author,
+            drafter=drafter,
         )
 
     # -- the loop ------------------------------------------------------------------------
@@ -190,6 +200,7 @@ class ReviewEngine:
         recalled: str = "",
         resume: tuple[str, list[Review]] | None = None,
         author: LLM | None = None,
+        drafter: Drafter | None = None,
     ) -> ReviewResult:
         temps = self.llm_settings.three_pass_temperatures
         efforts = self.llm_settings.three_pass_efforts
@@ -211,7 +222,12 @@ class ReviewEngine:
             await say("drafting")
             # The critique or revision that may follow extends this prompt: cache all of it.
             draft = await self._author(
-                base.with_(cache_tail=True), temps[0], efforts[0], ctx.for_("draft"), author
+                base.with_(cache_tail=True),
+                temps[0],
+                efforts[0],
+                ctx.for_("draft"),
+                author,
+                drafter,
             )
         else:
             await say("revising")
@@ -266,16 +282,18 @@ class ReviewEngine:
         effort: Effort,
         ctx: CallContext,
         author: LLM | None = None,
+        drafter: Drafter | None = None,
     ) -> Completion:
         llm = author or self.llm
         caps = llm.capabilities
-        result = await llm.complete(
-            request.with_(
-                temperature=temperature if caps.temperature else None,
-                effort=effort if caps.effort else None,
-            ),
-            ctx,
+        request = request.with_(
+            temperature=temperature if caps.temperature else None,
+            effort=effort if caps.effort else None,
         )
+        if drafter is not None:
+            result = await drafter(request, ctx, llm)
+        else:
+            result = await llm.complete(request, ctx)
         if not result.text.strip():
             reason = "refused" if result.refused else "returned nothing"
             logger.warning("author call for {} {}", ctx.purpose, reason)

@@ -1,4 +1,4 @@
-"""The agents package's tables (``llm_*``, ``review_*``, ``todos``), as numbered migrations.
+"""The agents package's tables (``llm_*``, ``review_*``, ``todos``, ``agent_*``), as numbered migrations.
 
 Never renumber or edit a released step; add new ones at the end.
 """
@@ -98,3 +98,43 @@ def m005_todo_source_key(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE UNIQUE INDEX todos_source ON todos (source_key) WHERE source_key IS NOT NULL"
     )
+
+
+@migrations()
+def m006_agent_runs_and_tool_calls(db: sqlite_utils.Database) -> None:
+    # One row per answer that offered tools; a paused answer (a call waiting for the user's ✅)
+    # keeps everything needed to carry on in ``state``, so a restart while waiting loses nothing.
+    db.execute(
+        """CREATE TABLE agent_runs (
+            id INTEGER PRIMARY KEY,
+            chat_id INTEGER NOT NULL,
+            user_id INTEGER,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            status TEXT NOT NULL,           -- running | done | waiting | stopped | failed | expired
+            stop_reason TEXT,               -- steps | deadline | budget (a bound was reached)
+            state TEXT,                     -- JSON of a paused answer, NULL otherwise
+            waiting_for TEXT,               -- the call awaiting confirmation, in plain words
+            expires_at REAL,                -- when the wait ends without an answer
+            source_key TEXT                 -- the message answered ("CHAT:MESSAGE"), if known
+        )"""
+    )
+    db.execute("CREATE INDEX agent_runs_waiting ON agent_runs (status, expires_at)")
+    db.execute("CREATE INDEX agent_runs_source ON agent_runs (source_key)")
+    # Every tool call of an answer, beside it: not replayed into later prompts.
+    db.execute(
+        """CREATE TABLE agent_tool_calls (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES agent_runs (id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            tool TEXT NOT NULL,
+            arguments TEXT NOT NULL,        -- JSON as the model sent it
+            outcome TEXT NOT NULL,          -- ok | error | declined | expired
+            result_chars INTEGER NOT NULL DEFAULT 0,
+            latency_ms INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            result TEXT,                    -- what a call that changed something returned
+            created_at REAL NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX agent_tool_calls_run ON agent_tool_calls (run_id, id)")

@@ -1,5 +1,5 @@
-"""Settings owned by the agents package: ``[llm]`` (``FAMILIAR_LLM__*``) and ``[review]``
-(``FAMILIAR_REVIEW__*``).
+"""Settings owned by the agents package: ``[llm]`` (``FAMILIAR_LLM__*``), ``[review]``
+(``FAMILIAR_REVIEW__*``) and ``[tools]`` (``FAMILIAR_TOOLS__*``).
 
 Nested models (prices, reviewer personas) have raw-dict defaults validated on construction, so
 that ``familiar config example`` can print the defaults as plain JSON.
@@ -45,6 +45,14 @@ class LLMSettings(BaseModel):
     )
     openai_base_url: str | None = Field(
         None, description="Base URL of an OpenAI-compatible server."
+    )
+    openai_tools: bool = Field(
+        True,
+        description=(
+            "Send tool definitions to the OpenAI-compatible server (vLLM needs "
+            "--enable-auto-tool-choice and a --tool-call-parser); off for servers without "
+            "function calling, which then answer without tools."
+        ),
     )
     openai_api_key: SecretStr | None = Field(
         None,
@@ -185,4 +193,53 @@ class ReviewSettings(BaseModel):
     )
     max_review_tokens: int = Field(
         1024, ge=64, description="Longest reviewer or critique output, in tokens."
+    )
+
+
+ToolPolicy = Literal["auto", "confirm", "off"]
+
+
+class ToolLoopSettings(BaseModel):
+    """The agent loop's part of ``[tools]`` (the MCP client's part lives beside the client)."""
+
+    enabled: bool = Field(
+        True, description="Let plain answers call tools when the provider supports them."
+    )
+    max_steps: int = Field(
+        8, ge=1, le=50, description="Most model calls in one answer that uses tools."
+    )
+    max_calls_per_step: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Most tool calls the model may ask for at once; the rest get an error.",
+    )
+    call_timeout_s: float = Field(30.0, gt=0, description="Timeout of one tool call.")
+    result_max_chars: int = Field(
+        8000, ge=200, description="A tool result longer than this reaches the model cut."
+    )
+    untrusted_max_chars: int = Field(
+        4000,
+        ge=200,
+        description="The size budget of an untrusted result (a web page, an MCP server's answer).",
+    )
+    confirm_timeout_min: float = Field(
+        10.0,
+        gt=0,
+        description="Minutes a call waiting for the user's ✅ stays open before it expires.",
+    )
+    untrusted: list[str] = Field(
+        [],
+        description=(
+            "Tools whose results are treated as untrusted data besides those that say so "
+            "themselves (web pages, MCP servers): e.g. search_memory when memory holds imported "
+            "documents or forwarded messages."
+        ),
+    )
+    policy: dict[str, ToolPolicy] = Field(
+        {},
+        description=(
+            "Per-tool policy overriding the tool's default: auto (runs), confirm (asks the user "
+            "first), off (never offered), e.g. {forget_memory = 'auto'}."
+        ),
     )

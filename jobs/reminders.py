@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 from loguru import logger
 
-from jobs.remindparse import split_every, split_remind
+from jobs.errors import ReminderError
+from jobs.remindparse import parse_when_or_iso, split_every, split_remind
 from jobs.scheduler import Backend
 from jobs.settings import JobsSettings
 from memory.db import Database
@@ -79,6 +80,18 @@ class Reminders:
         self._schedule(reminder)
         return reminder
 
+    async def add_at(self, chat_id: int, user_id: int | None, when: str, text: str) -> Reminder:
+        """A one-shot from separate parts (the agent's ``create_reminder``): ``when`` as /remind
+        takes it, or a full ISO-8601 timestamp; ReminderError when it cannot be used."""
+        if not text.strip():
+            raise ReminderError("there is nothing to remind about", "give the reminder a text")
+        due = parse_when_or_iso(when, datetime.now(UTC), self.tz, self.settings.reminder_max_days)
+        reminder = await self.db.run(
+            self._insert, chat_id, user_id, text.strip(), due.timestamp(), None
+        )
+        self._schedule(reminder)
+        return reminder
+
     async def add_every(
         self, chat_id: int, user_id: int | None, args: str, key: str | None = None
     ) -> Reminder:
@@ -91,6 +104,10 @@ class Reminders:
         reminder = await self.db.run(self._insert, chat_id, user_id, text, None, cron, key)
         self._schedule(reminder)
         return reminder
+
+    async def get(self, chat_id: int, reminder_id: int) -> Reminder | None:
+        """The chat's active reminder of that id."""
+        return next((r for r in await self.active(chat_id) if r.id == reminder_id), None)
 
     async def active(self, chat_id: int) -> list[Reminder]:
         """The chat's active reminders, soonest one-shots first (for /reminders)."""

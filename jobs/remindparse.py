@@ -170,6 +170,25 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> 
 UTC_ = ZoneInfo("UTC")
 
 
+def parse_when_or_iso(text: str, now: datetime, tz: ZoneInfo, max_days: int = 1830) -> datetime:
+    """``parse_when``, or a full ISO-8601 timestamp ("2026-12-02T09:00:00+01:00"; without an
+    offset it is read in ``tz``), held to the same rules (in the future, within ``max_days``)."""
+    try:
+        return parse_when(text, now, tz, max_days)
+    except ReminderError as exc:
+        try:
+            when = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise exc from None
+    when = (when if when.tzinfo else when.replace(tzinfo=tz)).astimezone(tz)
+    local_now = now.astimezone(tz)
+    if when <= local_now:
+        raise _bad(text, f"it is in the past (now is {local_now:%Y-%m-%d %H:%M} {tz.key})")
+    if when - local_now > timedelta(days=max_days):
+        raise _bad(text, f"it is more than {max_days} days away")
+    return when
+
+
 def split_remind(
     args: str, now: datetime, tz: ZoneInfo, max_days: int = 1830
 ) -> tuple[datetime, str]:
@@ -197,6 +216,18 @@ def split_remind(
         f"I cannot find a time at the start of {args!r}",
         f"write /remind WHEN TEXT, WHEN like {WHEN_EXAMPLES}",
     )
+
+
+def every_with(cron: str, text: str, tz: ZoneInfo) -> tuple[str, str]:
+    """``split_every`` for a schedule and a text given apart (the agent's tools): a schedule that
+    is not five fields (or a shortcut) is refused rather than eating words of the text."""
+    cron = " ".join(cron.split())
+    if cron.lower() not in _SHORTCUTS and len(cron.split()) != 5:
+        raise ReminderError(
+            f"{cron!r} is not a crontab schedule",
+            f"five fields: minute hour day month weekday; for example {EVERY_EXAMPLES}",
+        )
+    return split_every(f"{cron} {' '.join(text.split())}", tz)
 
 
 def _cron_and_text(args: str) -> tuple[str, str]:

@@ -95,8 +95,12 @@ class Backend(ABC):
 class JobQueueBackend(Backend):
     """Schedules on PTB's ``telegram.ext.JobQueue`` (the daemon's one APScheduler)."""
 
-    def __init__(self, job_queue: Any) -> None:
+    def __init__(self, job_queue: Any, application: Any = None) -> None:
         self.job_queue = job_queue
+        # The queue holds its Application only weakly; a queue built on an Application nobody
+        # else keeps (the daemon's, which never polls) must keep it here, or every job that
+        # fires fails with "The application instance is no longer alive".
+        self.application = application
 
     def add(self, name: str, trigger: BaseTrigger, fire: Fire) -> None:
         self.remove(name)

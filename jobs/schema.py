@@ -107,3 +107,22 @@ def m004_reminder_source_key(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE UNIQUE INDEX reminders_source ON reminders (source_key) WHERE source_key IS NOT NULL"
     )
+
+
+@migrations()
+def m005_agent_tasks(db: sqlite_utils.Database) -> None:
+    # Scheduled agent tasks: at each cron time the agent answers ``prompt`` in the chat, with tools.
+    db.execute(
+        """CREATE TABLE agent_tasks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chat_id INTEGER NOT NULL,
+            user_id INTEGER,
+            cron TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            timezone TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            last_run_at REAL,
+            active INTEGER NOT NULL DEFAULT 1
+        )"""
+    )
+    db.execute("CREATE INDEX agent_tasks_chat ON agent_tasks (chat_id, active)")

@@ -60,6 +60,7 @@ def build_provider(
             api_key=_secret(settings.openai_api_key),
             timeout_s=settings.request_timeout_s,
             max_retries=settings.max_retries,
+            tools=settings.openai_tools,
         )
     else:
         if local_factory is None:

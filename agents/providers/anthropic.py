@@ -14,6 +14,12 @@ four allowed):
 
 The cache is keyed on ``output_config.format`` as well, which ``Capabilities.schema_in_cache_key``
 tells callers.
+
+Tools: definitions go out as ``tools`` in the caller's (stable) order. Anthropic's cache prefix is
+tools, then system, then messages, so the system prefix's breakpoint caches the tools with it; a
+request with tools and no system prefix marks the last tool instead. Content blocks map onto the
+API's: text, base64 image, ``tool_use``, ``tool_result``; a completion's ``tool_use`` blocks become
+``Completion.tool_calls`` (streamed or not: the SDK assembles a streamed call's JSON).
 """
 
 from __future__ import annotations
@@ -26,10 +32,14 @@ import anthropic
 
 from agents.errors import LLMError, ProviderAuthError, ProviderRejected, ProviderUnavailable
 from agents.providers.base import (
+    Block,
     Capabilities,
     Completion,
+    ImageBlock,
     LLMRequest,
     Provider,
+    TextBlock,
+    ToolUseBlock,
     Usage,
     normalise_turns,
 )
@@ -62,6 +72,7 @@ class AnthropicProvider(Provider):
             json_schema=True,
             prompt_cache=prompt_cache,
             schema_in_cache_key=prompt_cache,
+            tools=True,
         )
         # base_url None lets the SDK read ANTHROPIC_BASE_URL itself.
         self._client = anthropic.AsyncAnthropic(
@@ -70,9 +81,10 @@ class AnthropicProvider(Provider):
 
     def build_params(self, request: LLMRequest) -> dict[str, Any]:
         """The keyword arguments of ``messages.create``/``messages.stream`` for a request."""
-        messages: list[dict[str, Any]] = list(normalise_turns(request.messages))
+        messages = [_message(m) for m in normalise_turns(request.messages)]
         if self.prompt_cache and request.cache_turns > 0:
-            _mark_turns(messages, normalise_turns(request.messages[: request.cache_turns]))
+            turns = [_message(m) for m in normalise_turns(request.messages[: request.cache_turns])]
+            _mark_turns(messages, turns)
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.max_tokens,
@@ -88,6 +100,14 @@ class AnthropicProvider(Provider):
             system.append({"type": "text", "text": request.system})
         if system:
             params["system"] = system
+        if request.tools:
+            tools: list[dict[str, Any]] = [
+                {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+                for t in request.tools
+            ]
+            if self.prompt_cache and not request.system_prefix:
+                tools[-1]["cache_control"] = EPHEMERAL
+            params["tools"] = tools
         if self.prompt_cache and request.cache_tail:
             params["cache_control"] = EPHEMERAL
         output_config: dict[str, Any] = {}
@@ -126,7 +146,34 @@ class AnthropicProvider(Provider):
         await self._client.close()
 
 
-def _mark_turns(messages: list[dict[str, Any]], turns: list[dict[str, str]]) -> None:
+def _block(block: Block) -> dict[str, Any]:
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text}
+    if isinstance(block, ImageBlock):
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": block.media_type, "data": block.b64()},
+        }
+    if isinstance(block, ToolUseBlock):
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    out: dict[str, Any] = {
+        "type": "tool_result",
+        "tool_use_id": block.tool_use_id,
+        "content": block.content,
+    }
+    if block.is_error:
+        out["is_error"] = True
+    return out
+
+
+def _message(m: dict[str, Any]) -> dict[str, Any]:
+    content = m["content"]
+    if isinstance(content, str):
+        return {"role": m["role"], "content": content}
+    return {"role": m["role"], "content": [_block(b) for b in content]}
+
+
+def _mark_turns(messages: list[dict[str, Any]], turns: list[dict[str, Any]]) -> None:
     """Put a cache breakpoint on the last of the earlier turns, where it is still a message of its
     own once turns are normalised (an unanswered user turn merges with the incoming message;
     then the breakpoint goes one back)."""
@@ -136,10 +183,13 @@ def _mark_turns(messages: list[dict[str, Any]], turns: list[dict[str, str]]) -> 
     if last < 0 or messages[: last + 1] != turns[: last + 1]:
         return
     turn = messages[last]
-    messages[last] = {
-        "role": turn["role"],
-        "content": [{"type": "text", "text": turn["content"], "cache_control": EPHEMERAL}],
-    }
+    blocks: list[dict[str, Any]]
+    if isinstance(turn["content"], str):
+        blocks = [{"type": "text", "text": turn["content"]}]
+    else:
+        blocks = [dict(b) for b in turn["content"]]
+    blocks[-1]["cache_control"] = EPHEMERAL
+    messages[last] = {"role": turn["role"], "content": blocks}
 
 
 def _completion(message: Any, latency_s: float) -> Completion:
@@ -151,7 +201,14 @@ def _completion(message: Any, latency_s: float) -> Completion:
         cache_read_tokens=u.cache_read_input_tokens or 0,
         cache_write_tokens=u.cache_creation_input_tokens or 0,
     )
-    return Completion(text, usage, message.model, message.stop_reason, latency_s)
+    calls = [
+        ToolUseBlock(b.id, b.name, b.input)
+        if isinstance(b.input, dict)
+        else ToolUseBlock(b.id, b.name, {}, repr(b.input)[:500])
+        for b in message.content
+        if b.type == "tool_use"
+    ]
+    return Completion(text, usage, message.model, message.stop_reason, latency_s, calls)
 
 
 def map_error(exc: Exception) -> LLMError:

@@ -1,5 +1,12 @@
 """The provider interface every model backend implements, and the values it passes around.
 
+Messages are ``{"role": "user"|"assistant", "content": ...}`` where the content is a plain string
+(what most callers send) or a list of content blocks: ``TextBlock``, ``ImageBlock``,
+``ToolUseBlock`` (the model asks for a tool call) and ``ToolResultBlock`` (what the call returned).
+A request may carry tool definitions (``ToolDef``: name, description, JSON schema), in the order
+the caller gives, which must be stable: providers with prompt caching cache them as part of the
+prefix. A completion that asks for tools has ``stop_reason == "tool_use"`` and ``tool_calls``.
+
 A request carries the system prompt in two parts: ``system_prefix`` is the stable part (persona,
 pinned facts) that providers with prompt caching mark as cacheable; ``system`` is the part that
 changes now and then (the conversation summary). ``cache_turns`` says how many leading messages
@@ -10,6 +17,7 @@ prompt when structured output is not available.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from abc import ABC, abstractmethod
@@ -32,6 +40,120 @@ class Capabilities:
     schema_in_cache_key: bool = False
     streaming: bool = True
     generates: bool = True  # False for the retrieval-only provider
+    tools: bool = False  # takes tool definitions and returns tool calls
+
+
+# -- content blocks ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TextBlock:
+    text: str
+
+
+@dataclass(frozen=True)
+class ImageBlock:
+    data: bytes
+    media_type: str = "image/jpeg"  # image/jpeg, image/png, image/gif, image/webp
+
+    def b64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+
+@dataclass(frozen=True)
+class ToolUseBlock:
+    id: str
+    name: str
+    input: dict[str, Any]
+    # The arguments as sent when they were not a JSON object (a model's malformed call): the
+    # caller answers it with an error result instead of running anything.
+    invalid_input: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolResultBlock:
+    tool_use_id: str
+    content: str
+    is_error: bool = False
+
+
+Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+Content = str | list[Block]
+
+
+@dataclass(frozen=True)
+class ToolDef:
+    """A tool as the model sees it."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+def content_text(content: Content) -> str:
+    """The text of a message's content (text blocks joined; other blocks left out)."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(b.text for b in content if isinstance(b, TextBlock))
+
+
+def block_to_json(block: Block) -> dict[str, Any]:
+    """A block as plain JSON (for storing a paused answer); ``block_from_json`` reads it back."""
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text}
+    if isinstance(block, ImageBlock):
+        return {"type": "image", "media_type": block.media_type, "data": block.b64()}
+    if isinstance(block, ToolUseBlock):
+        out: dict[str, Any] = {
+            "type": "tool_use",
+            "id": block.id,
+            "name": block.name,
+            "input": block.input,
+        }
+        if block.invalid_input is not None:
+            out["invalid_input"] = block.invalid_input
+        return out
+    return {
+        "type": "tool_result",
+        "tool_use_id": block.tool_use_id,
+        "content": block.content,
+        "is_error": block.is_error,
+    }
+
+
+def block_from_json(d: dict[str, Any]) -> Block:
+    kind = d.get("type")
+    if kind == "text":
+        return TextBlock(d["text"])
+    if kind == "image":
+        return ImageBlock(base64.b64decode(d["data"]), d["media_type"])
+    if kind == "tool_use":
+        return ToolUseBlock(d["id"], d["name"], d["input"], d.get("invalid_input"))
+    if kind == "tool_result":
+        return ToolResultBlock(d["tool_use_id"], d["content"], bool(d.get("is_error")))
+    raise ValueError(f"unknown block type {kind!r}")
+
+
+def messages_to_json(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": m["role"],
+            "content": m["content"]
+            if isinstance(m["content"], str)
+            else [block_to_json(b) for b in m["content"]],
+        }
+        for m in messages
+    ]
+
+
+def messages_from_json(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": m["role"],
+            "content": m["content"]
+            if isinstance(m["content"], str)
+            else [block_from_json(b) for b in m["content"]],
+        }
+        for m in messages
+    ]
 
 
 @dataclass
@@ -68,7 +190,8 @@ class Usage:
 
 @dataclass
 class LLMRequest:
-    messages: list[dict[str, str]]  # {"role": "user"|"assistant", "content": str}, oldest first
+    # {"role": "user"|"assistant", "content": str | list[Block]}, oldest first
+    messages: list[dict[str, Any]]
     system: str = ""
     system_prefix: str = ""
     max_tokens: int = 1024
@@ -82,6 +205,8 @@ class LLMRequest:
     # How many leading messages are the conversation's earlier turns: the same prefix in the next
     # message's request, so providers with prompt caching put a breakpoint after the last of them.
     cache_turns: int = 0
+    # Tools the model may call, in a stable order (they are part of the cached prefix).
+    tools: list[ToolDef] = field(default_factory=list)
 
     def with_(self, **changes: Any) -> LLMRequest:
         return replace(self, **changes)
@@ -95,8 +220,14 @@ class Completion:
     text: str
     usage: Usage = field(default_factory=Usage)
     model: str = ""
-    stop_reason: str | None = None  # "end_turn", "max_tokens", "refusal", ...
+    stop_reason: str | None = None  # "end_turn", "max_tokens", "refusal", "tool_use", ...
     latency_s: float = 0.0
+    tool_calls: list[ToolUseBlock] = field(default_factory=list)
+
+    def blocks(self) -> list[Block]:
+        """The assistant turn to send back with the tool results: its text, then its calls."""
+        out: list[Block] = [TextBlock(self.text)] if self.text.strip() else []
+        return out + list(self.tool_calls)
 
     @property
     def truncated(self) -> bool:
@@ -156,22 +287,38 @@ def extract_json(text: str) -> Any:
     raise ValueError("no JSON found in the model output")
 
 
-def normalise_turns(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+def normalise_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Turns the chat APIs accept: no empty text, roles alternating, starting with the user.
 
     Stored history can start with an assistant turn or hold two user turns in a row (a message
-    that got no answer); APIs reject both, so neighbours of one role are joined.
+    that got no answer); APIs reject both, so neighbours of one role are joined. String content
+    stays a string (so a plain prompt serialises as it always did); block content keeps its
+    blocks, less empty text blocks.
     """
-    out: list[dict[str, str]] = []
+    out: list[dict[str, Any]] = []
     for m in messages:
         role = "assistant" if m.get("role") == "assistant" else "user"
-        content = (m.get("content") or "").strip()
+        raw = m.get("content") or ""
+        content: Content
+        if isinstance(raw, str):
+            content = raw.strip()
+        else:
+            content = [b for b in raw if not (isinstance(b, TextBlock) and not b.text.strip())]
         if not content:
             continue
         if out and out[-1]["role"] == role:
-            out[-1] = {"role": role, "content": out[-1]["content"] + "\n\n" + content}
+            before = out[-1]["content"]
+            if isinstance(before, str) and isinstance(content, str):
+                joined: Content = before + "\n\n" + content
+            else:
+                joined = _as_blocks(before) + _as_blocks(content)
+            out[-1] = {"role": role, "content": joined}
         else:
             out.append({"role": role, "content": content})
     while out and out[0]["role"] != "user":
         out.pop(0)
     return out
+
+
+def _as_blocks(content: Content) -> list[Block]:
+    return [TextBlock(content)] if isinstance(content, str) else list(content)

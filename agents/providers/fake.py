@@ -4,7 +4,8 @@ For tests of code that sits above the provider (chat agent, review engine, Teleg
 where running the stub HTTP server would add nothing. It is a real implementation of the
 interface: replies are consumed in order; an ``Exception`` in the script is raised instead; when
 the script is empty it echoes the last user message, or, when a JSON schema is asked for, returns
-a minimal document that satisfies the schema. Token counts are estimated as characters / 4.
+a minimal document that satisfies the schema. A scripted ``Completion`` with ``tool_calls`` plays a
+model asking for tools. Token counts are estimated as characters / 4.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from agents.providers.base import Capabilities, Completion, LLMRequest, Provider, Usage
+from agents.providers.base import (
+    Capabilities,
+    Completion,
+    LLMRequest,
+    Provider,
+    Usage,
+    content_text,
+)
 
 
 def estimate_tokens(text: str) -> int:
@@ -60,7 +68,7 @@ class FakeProvider(Provider):
     ) -> None:
         self.model = model
         self.capabilities = capabilities or Capabilities(
-            temperature=True, effort=True, json_schema=True, prompt_cache=False
+            temperature=True, effort=True, json_schema=True, prompt_cache=False, tools=True
         )
         self.replies: deque[str | Completion | Exception] = deque(replies)
         self.requests: list[LLMRequest] = []
@@ -78,7 +86,9 @@ class FakeProvider(Provider):
             raise reply
         if isinstance(reply, Completion):
             return reply
-        prompt = request.full_system() + "".join(m["content"] for m in request.messages)
+        prompt = request.full_system() + "".join(
+            content_text(m["content"]) for m in request.messages
+        )
         usage = Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(reply))
         return Completion(reply, usage, self.model, "end_turn")
 
@@ -93,5 +103,8 @@ class FakeProvider(Provider):
     def _default(request: LLMRequest) -> str:
         if request.json_schema is not None:
             return json.dumps(example_for_schema(request.json_schema))
-        last = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), "")
+        last = next(
+            (content_text(m["content"]) for m in reversed(request.messages) if m["role"] == "user"),
+            "",
+        )
         return f"echo: {last}"

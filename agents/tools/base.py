@@ -76,6 +76,11 @@ class Tool(ABC):
         shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
         return f"{self.spec.name}({shown})"
 
+    async def confirm_text(self, args: dict[str, Any], ctx: ToolContext) -> str:
+        """What the confirmation shows; a tool that can say more from the chat's data (the text
+        of the memory it would delete) overrides this. Defaults to ``describe``."""
+        return self.describe(args)
+
 
 class ToolSource(ABC):
     """A set of tools that may change while the daemon runs."""

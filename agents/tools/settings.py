@@ -1,14 +1,15 @@
-"""Settings of the tools section (``[tools]``, ``FAMILIAR_TOOLS__*``): the MCP servers Familiar
-connects to (``[[tools.mcp]]``) and how their results are kept in bounds.
-
-The agent loop's own settings (steps, per-tool policy, confirmation timeout) join this section
-from the loop's module; the MCP entries are kept in a class of their own so each server's
-transport and policy read as one block in the TOML file.
+"""Settings of the tools section (``[tools]``, ``FAMILIAR_TOOLS__*``): the agent loop's own
+(``agents.settings.ToolLoopSettings``: steps, per-tool policy, confirmation timeout, result
+budgets), which ``ToolsSettings`` extends with the MCP servers Familiar connects to
+(``[[tools.mcp]]``) and how their results are kept in bounds. The MCP entries are a class of
+their own so each server's transport and policy read as one block in the TOML file.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
+
+from agents.settings import ToolLoopSettings
 
 SERVER_NAME = r"^[A-Za-z0-9-]{1,24}$"  # no "_": "__" separates server and tool in a tool name
 
@@ -66,7 +67,9 @@ class MCPServerSettings(BaseModel):
         return self
 
 
-class ToolsSettings(BaseModel):
+class ToolsSettings(ToolLoopSettings):
+    """All of ``[tools]``: the agent loop's settings (``ToolLoopSettings``) and the MCP servers."""
+
     mcp: list[MCPServerSettings] = Field(
         default_factory=list, description="MCP servers, one [[tools.mcp]] table each."
     )

@@ -26,12 +26,20 @@ from agents.providers.base import (
     Completion,
     LLMRequest,
     Provider,
+    ToolUseBlock,
     Usage,
+    content_text,
     normalise_turns,
 )
 from agents.training.base_model import load_base, pick_device
 from agents.training.data import render
 from agents.training.errors import BaseModelError, RegistryError
+from agents.training.local_tools import (
+    function_schemas,
+    parse_tool_calls,
+    template_messages,
+    template_takes_tools,
+)
 from agents.training.registry import AdapterRegistry
 
 
@@ -58,6 +66,7 @@ class LocalEngine:
             OrderedDict()
         )  # adapter key → path, least recent first
         self.loads = 0  # adapters loaded from disk so far (evictions make it grow)
+        self._takes_tools: bool | None = None
 
     def _ensure_base(self) -> None:
         if self._model is None:
@@ -87,14 +96,24 @@ class LocalEngine:
             oldest, _ = self.loaded.popitem(last=False)
             self._model.delete_adapter(oldest)
 
+    @property
+    def takes_tools(self) -> bool:
+        """The base model's chat template takes tools (``local_tools``); read once."""
+        if self._takes_tools is None:
+            self._takes_tools = template_takes_tools(self.base_model)
+        return self._takes_tools
+
     def generate(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         adapter: AdapterRef | None,
         max_new_tokens: int,
         temperature: float | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> tuple[str, int, int, bool]:
-        """(text, prompt tokens, new tokens, ended by EOS); blocking: call it off the event loop."""
+        """(text, prompt tokens, new tokens, ended by EOS); blocking: call it off the event loop.
+        With ``tools`` the prompt goes through the chat template with them, and the text keeps
+        the ``<tool_call>`` markup for the caller to parse."""
         import contextlib
 
         import torch
@@ -103,7 +122,12 @@ class LocalEngine:
             self._ensure_base()
             self._activate(adapter)
             tok = self._tokenizer
-            prompt = render(tok, messages, add_generation_prompt=True)
+            if tools:
+                prompt = tok.apply_chat_template(
+                    messages, tools=tools, tokenize=False, add_generation_prompt=True
+                )
+            else:
+                prompt = render(tok, messages, add_generation_prompt=True)
             ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
                 self.device
             )
@@ -127,8 +151,15 @@ class LocalEngine:
                 )
             new = out[0, ids.shape[1] :].tolist()
             ended = bool(new) and new[-1] == tok.eos_token_id
+            if tools:  # a template may make <tool_call> a special token: keep it, drop the rest
+                text = tok.decode(new, skip_special_tokens=False)
+                for special in (tok.eos_token, tok.pad_token, tok.bos_token):
+                    if special:
+                        text = text.replace(special, "")
+            else:
+                text = tok.decode(new, skip_special_tokens=True)
             return (
-                tok.decode(new, skip_special_tokens=True).strip(),
+                text.strip(),
                 int(ids.shape[1]),
                 len(new),
                 ended,
@@ -136,8 +167,9 @@ class LocalEngine:
 
 
 class LocalProvider(Provider):
+    # Tools only where the base model's chat template takes them (``local_tools``); prompts
+    # without tools are rendered exactly as in training (``data.render``).
     name = "local"
-    capabilities = Capabilities(temperature=True)
 
     def __init__(
         self,
@@ -151,6 +183,7 @@ class LocalProvider(Provider):
         self.archetype = archetype
         self.adapter = adapter
         self.model = archetype or (Path(engine.base_model).name if engine.base_model else "local")
+        self.capabilities = Capabilities(temperature=True, tools=engine.takes_tools)
 
     def for_archetype(self, archetype: str | None) -> LocalProvider:
         """The same engine answering as ``archetype`` (None: the base model)."""
@@ -165,7 +198,15 @@ class LocalProvider(Provider):
         return AdapterRef(f"{promoted.archetype}-{promoted.version}", promoted.path)
 
     async def complete(self, request: LLMRequest) -> Completion:
-        messages = normalise_turns(request.messages)
+        tools = (
+            function_schemas(request.tools) if request.tools and self.engine.takes_tools else None
+        )
+        turns = normalise_turns(request.messages)
+        messages: list[dict[str, Any]] = (
+            template_messages(turns)
+            if tools
+            else [{"role": m["role"], "content": content_text(m["content"])} for m in turns]
+        )
         if not messages:
             raise ProviderRejected("there is no user message to answer", "send some text")
         system = request.full_system()
@@ -176,19 +217,24 @@ class LocalProvider(Provider):
         def generate() -> tuple[str, int, int, bool]:
             # resolving reads the registry and checks the adapter's SHA-256: file work, off the loop too
             return self.engine.generate(
-                messages, self._resolve(), request.max_tokens, request.temperature
+                messages, self._resolve(), request.max_tokens, request.temperature, tools
             )
 
         try:
             text, n_in, n_out, ended = await asyncio.to_thread(generate)
         except (BaseModelError, RegistryError) as exc:
             raise ProviderUnavailable(f"the local model cannot answer: {exc}", exc.fix) from exc
+        calls: list[ToolUseBlock] = []
+        if tools:
+            text, calls = parse_tool_calls(text)
+        stop = "tool_use" if calls else ("end_turn" if ended else "max_tokens")
         return Completion(
             text,
             Usage(input_tokens=n_in, output_tokens=n_out),
             self.model,
-            "end_turn" if ended else "max_tokens",
+            stop,
             time.monotonic() - started,
+            calls,
         )
 
 

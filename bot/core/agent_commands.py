@@ -2,7 +2,9 @@
 
 Answers stream into one message, edited at most about once a second; three-pass and review runs
 show their phase in a status message and end with buttons (show the critique; accept, one more
-round, reject), signed so that a forged or foreign press changes nothing.
+round, reject), signed so that a forged or foreign press changes nothing. While a tool runs the
+streamed message says what it does; an answer that used tools gets a "🔧 steps" button, and one
+that waits for the person's OK ends in a question with ✅/❌ buttons (``bot.core.tool_buttons``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from bot.core.assistant import Assistant
 from bot.core.commands import GROUP_SETTING_REFUSAL, Command, may_change_chat_settings
 from bot.core.drafts import AnswerDrafts
 from bot.core.signing import ButtonSigner
+from bot.core.tool_buttons import ToolButtons
 from bot.core.transport import Transport
-from bot.core.types import Button, ButtonPress, Incoming, Reply, SentMessage
+from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
 
 Mode = Literal["single", "think", "review"]
 EDIT_INTERVAL_S = 1.0
@@ -64,8 +67,10 @@ class StreamingReply:
         self.on_sent = on_sent
         self.last_edit = 0.0
         self.shown = ""
+        self.latest = ""  # all the text so far, shown or not yet (edits are throttled)
 
     async def delta(self, text: str) -> None:
+        self.latest = text
         if not text.strip() or len(text) > STREAM_MAX_CHARS:
             return
         now = self.clock()
@@ -77,6 +82,16 @@ class StreamingReply:
         elif now - self.last_edit >= EDIT_INTERVAL_S and text != self.shown:
             await self.transport.edit(self.sent, Reply(text + " …", markdown=False))
             self.last_edit, self.shown = now, text
+
+    async def activity(self, label: str) -> None:
+        """Show what a tool is doing under the text so far (shown at once, not throttled)."""
+        so_far = self.latest[:STREAM_MAX_CHARS]
+        text = f"{so_far}\n\n{label}" if so_far.strip() else label
+        if self.sent is None:
+            self.sent = await self.transport.send(self.chat_id, Reply(text, markdown=False))
+        else:
+            await self.transport.edit(self.sent, Reply(text, markdown=False))
+        self.last_edit, self.shown = self.clock(), so_far
 
     async def finish(self, reply: Reply) -> SentMessage:
         if self.sent is None:
@@ -128,6 +143,7 @@ class AgentCommands:
         self.agent, self.review, self.usage = agent, review, usage
         self.signer, self.modes = signer, modes
         self.drafts = drafts  # None: a replayed update's cut-off answer is not found again
+        self.tool_buttons: ToolButtons | None = None
         self.assistant: Assistant | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -158,6 +174,9 @@ class AgentCommands:
         )
         assistant.buttons["cq"] = self.on_show_critique
         assistant.buttons["rv"] = self.on_review_decision
+        if self.agent.tools is not None:
+            self.tool_buttons = ToolButtons(self.agent, self.signer, self)
+            self.tool_buttons.register(assistant)
 
     # -- answering -----------------------------------------------------------------------------
     def _answer_transport(self, msg: Incoming, transport: Transport) -> Transport:
@@ -217,6 +236,7 @@ class AgentCommands:
             on_delta=stream.delta if mode == "single" else None,
             progress=progress if mode != "single" else None,
             meta=stored_meta(msg),
+            on_activity=stream.activity if mode == "single" else None,
         )
         if answer.error:
             await finish(Reply(answer.text, markdown=False, no_feedback=True))
@@ -236,12 +256,65 @@ class AgentCommands:
                 buttons = [
                     [self._button("cq", str(answer.run_id), msg.chat_id, "🧐 Show the critique")]
                 ]
+            if answer.tool_calls and answer.tool_run_id is not None and self.tool_buttons:
+                buttons.append([self.tool_buttons.steps_button(answer.tool_run_id, msg.chat_id)])
             if status is not None:
                 await transport.edit(status, Reply("Done.", markdown=False))
             await finish(Reply(body, buttons=buttons, with_feedback=True))
             return answer
-        await finish(Reply(answer.text))
+        sent = await self.present(msg.chat_id, answer, stream, transport)
+        if self.drafts is not None and sent is not None:
+            await self.drafts.finished(msg, sent)
         return answer
+
+    async def present(
+        self, chat_id: int, answer: Answer, stream: StreamingReply, transport: Transport
+    ) -> SentMessage | None:
+        """Show a single-mode answer: with the steps button when it used tools, or, when it
+        waits for the person's OK, the text so far and the question with ✅/❌. Returns the
+        answer's message (None where nothing was shown before the question)."""
+        if answer.error:
+            return await stream.finish(Reply(answer.text, markdown=False, no_feedback=True))
+        buttons = self.tool_buttons
+        if answer.waiting_for is not None and answer.tool_run_id is not None and buttons:
+            sent = None
+            if stream.sent is not None or answer.text:
+                sent = await stream.finish(
+                    Reply(answer.text or "…", markdown=False, no_feedback=True)
+                )
+            await transport.send(
+                chat_id, buttons.confirm_reply(answer.tool_run_id, chat_id, answer.waiting_for)
+            )
+            return sent
+        if answer.tool_calls and answer.tool_run_id is not None and buttons:
+            steps = [[buttons.steps_button(answer.tool_run_id, chat_id)]]
+            return await stream.finish(Reply(answer.text, buttons=steps, with_feedback=True))
+        return await stream.finish(Reply(answer.text))
+
+    async def resume(
+        self, press: ButtonPress, run_id: int, approved: bool, transport: Transport
+    ) -> None:
+        """Carry on an answer after the person's ✅ or ❌, streaming into a new message."""
+        msg = Incoming(press.chat_id, press.sender, "", channel=press.channel)
+        transport = self._answer_transport(msg, transport)
+        stream = StreamingReply(transport, press.chat_id)
+        answer = await self.agent.resume(
+            run_id,
+            approved,
+            press.sender.id,
+            on_delta=stream.delta,
+            on_activity=stream.activity,
+        )
+        await self.present(press.chat_id, answer, stream, transport)
+
+    async def run_scheduled(
+        self, chat_id: int, sender: Sender, prompt: str, header: str, transport: Transport
+    ) -> None:
+        """A scheduled agent task's run: its header line, then the answer to its prompt, as if
+        the person had asked (tools, budget and buttons as usual)."""
+        await transport.send(chat_id, Reply(header, markdown=False, no_feedback=True))
+        msg = Incoming(chat_id, sender, prompt, is_group=chat_id != sender.id, channel="task")
+        await self._run(msg, prompt, "single", self._answer_transport(msg, transport))
 
     def _button(self, prefix: str, payload: str, chat_id: int, label: str) -> Button:
         return Button(label, self.signer.data(prefix, payload, chat_id))

@@ -1,4 +1,5 @@
-"""Reminder and backup commands: /remind, /every, /reminders (with delete buttons), /backup."""
+"""Reminder, task and backup commands: /remind, /every, /reminders and /tasks (with signed delete
+buttons), /backup."""
 
 from __future__ import annotations
 
@@ -9,14 +10,22 @@ from bot.core.commands import Command
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply
+from jobs.agent_tasks import AgentTasks
 from jobs.errors import ReminderError
 from jobs.reminders import Reminder, Reminders
 from jobs.scheduler import Scheduler
 
 
 class JobCommands:
-    def __init__(self, scheduler: Scheduler, reminders: Reminders, signer: ButtonSigner) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        reminders: Reminders,
+        signer: ButtonSigner,
+        tasks: AgentTasks | None = None,
+    ) -> None:
         self.scheduler, self.reminders, self.signer = scheduler, reminders, signer
+        self.tasks = tasks
 
     def register(self, assistant: Assistant) -> None:
         add = assistant.commands.add
@@ -56,6 +65,16 @@ class JobCommands:
             )
         )
         assistant.buttons["rm"] = self.on_delete
+        if self.tasks is not None:
+            add(
+                Command(
+                    "tasks",
+                    "List this chat's scheduled tasks (ask me to schedule one), with delete buttons",
+                    self.list_tasks,
+                    "/tasks",
+                )
+            )
+            assistant.buttons["tk"] = self.on_delete_task
 
     async def remind(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/remind WHEN TEXT"""
@@ -92,6 +111,32 @@ class JobCommands:
         if await self.reminders.delete(press.chat_id, int(verified)):
             return f"Reminder #{verified} deleted."
         return "That reminder is already gone."
+
+    async def list_tasks(self, msg: Incoming, args: str, transport: Transport) -> Reply:
+        """/tasks: each scheduled agent task with a delete button."""
+        assert self.tasks is not None
+        active = await self.tasks.active(msg.chat_id)
+        if not active:
+            return Reply(
+                "No scheduled tasks here. Ask me, e.g. “every weekday at 8, tell me which "
+                "reminders are due today”.",
+                markdown=False,
+            )
+        lines = [f"#{t.id} {t.describe()}" for t in active]
+        buttons = [
+            [Button(f"🗑 #{t.id}", self.signer.data("tk", str(t.id), msg.chat_id))]
+            for t in active[:20]
+        ]
+        return Reply("\n".join(lines), buttons=buttons, markdown=False)
+
+    async def on_delete_task(self, press: ButtonPress, payload: str, transport: Transport) -> str:
+        assert self.tasks is not None
+        verified = self.signer.verify("tk", payload, press.chat_id)
+        if verified is None or not verified.isdigit():
+            return "This button isn't valid here."
+        if await self.tasks.delete(press.chat_id, int(verified)):
+            return f"Task #{verified} deleted."
+        return "That task is already gone."
 
     async def backup(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/backup (admins): a verified backup now (once per message, however often replayed)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from bot.core.assistant import Assistant
@@ -34,13 +35,22 @@ def hit_line(hit: Hit) -> str:
     return f"#{hit.id} [{hit.kind}, {hit.ts:%Y-%m-%d}] {snippet(hit.text)}"
 
 
+# Forgets what another package keeps about a person (user id in, how many items out): /forgetme.
+ForgetUser = Callable[[int], Awaitable[int]]
+
+
 class MemoryCommands:
     def __init__(
-        self, memory: Memory, context_tokens: int, part_bytes: int = export_file_limit
+        self,
+        memory: Memory,
+        context_tokens: int,
+        part_bytes: int = export_file_limit,
+        also_forget: Sequence[ForgetUser] = (),
     ) -> None:
         self.memory = memory
         self.context_tokens = context_tokens
         self.part_bytes = part_bytes  # the largest file /export sends
+        self.also_forget = list(also_forget)
 
     def register(self, assistant: Assistant) -> None:
         replace = assistant.commands.replace
@@ -167,6 +177,8 @@ class MemoryCommands:
             await transport.send(press.chat_id, Reply("Nothing was forgotten.", markdown=False))
             return "Cancelled."
         removed = await self.memory.forget_user(press.sender.id)
+        for forget in self.also_forget:
+            removed += await forget(press.sender.id)
         await transport.send(
             press.chat_id, Reply(f"Done: I forgot {removed} items about you.", markdown=False)
         )

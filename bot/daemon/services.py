@@ -25,6 +25,7 @@ from agents.review import ReviewEngine
 from agents.summarise import LLMSummariser
 from agents.tools.base import ToolSource
 from agents.tools.catalog import build_tool_sources, mcp_sources
+from agents.tools.registry import ToolRegistry
 from agents.tools.todos import TodoStore
 from agents.usage import UsageStore
 from agents.voice import Transcriber, build_transcriber
@@ -43,8 +44,10 @@ from bot.core.signing import ButtonSigner
 from bot.core.todo_commands import TodoCommands
 from bot.core.transport import Transport
 from bot.core.types import Incoming, Reply
+from bot.daemon.agent_tools import TaskChannel, build_tool_loop, wire_job_tools
 from bot.daemon.lifecycle import FunctionService, Lifecycle
 from bot.daemon.training import Training, adapter_registry, build_llm_provider, build_training
+from jobs.agent_tasks import AgentTasks
 from jobs.backup_job import BackupService
 from jobs.digest import register_digest_jobs
 from jobs.health import HealthWatch
@@ -99,10 +102,15 @@ class Services:
     training: Training | None = None
     # The agent's tools (built-in families, MCP servers), in the order they are offered.
     tools: list[ToolSource] = field(default_factory=list)
+    # Scheduled agent tasks answer through the channel (its transport and access), set with it.
+    channel: TaskChannel = field(default_factory=TaskChannel)
+    tasks: AgentTasks | None = None
+    tool_registry: ToolRegistry | None = None
 
 
 def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
-    """PTB's JobQueue (the process's one APScheduler), on an Application that never polls."""
+    """PTB's JobQueue (the process's one APScheduler), on an Application that never polls:
+    the backend over it keeps that Application alive (the queue references it weakly)."""
     from zoneinfo import ZoneInfo
 
     from telegram.ext import Application
@@ -111,7 +119,7 @@ def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
     app = Application.builder().token(token).updater(None).build()
     assert app.job_queue is not None, "python-telegram-bot was installed without [job-queue]"
     app.job_queue.scheduler.configure(timezone=ZoneInfo(settings.jobs.timezone))
-    return app.job_queue
+    return JobQueueBackend(app.job_queue, application=app)
 
 
 def build_services(
@@ -143,18 +151,28 @@ def build_services(
     for name, check in memory.health_checks().items():
         health.register(name, check)
 
-    # agents
+    # agents; tools: the built-in families here, the jobs package's below, all in one registry
     review = ReviewEngine(llm, settings.review, settings.llm, db)
     personas = PersonaRouter(
         ChatPersonas(db), registry, provider, settings.llm, usage, notify_admins
     )
+    tool_loop = build_tool_loop(settings, db, memory)
     agent = ChatAgent(
-        memory, llm, settings.llm, review, LLMFactExtractor(llm), route=personas, db=db
+        memory,
+        llm,
+        settings.llm,
+        review,
+        LLMFactExtractor(llm),
+        route=personas,
+        db=db,
+        tools=tool_loop,
     )
     for name, check in llm_health_checks(provider).items():
         health.register(name, check)
 
     async def stop_agents() -> None:
+        if agent_commands.tool_buttons is not None:
+            await agent_commands.tool_buttons.drain()
         await agent.drain()
         await llm.aclose()
 
@@ -168,6 +186,8 @@ def build_services(
 
     # tools: MCP servers connect in the background; start() never waits for them
     tool_sources = build_tool_sources(settings.tools, db)
+    for source in tool_sources:  # to-dos and MCP servers join the loop's one registry
+        tool_loop.registry.add(source)
     if mcp_sources(tool_sources):
         from agents.tools.mcp import mcp_health_check  # the SDK: imported only when used
 
@@ -186,16 +206,18 @@ def build_services(
     # the assistant core and its commands
     assistant = Assistant(health, started_at=started_at)
     signer = ButtonSigner(FeedbackStore(db).key())
-    MemoryCommands(memory, settings.llm.context_tokens).register(assistant)
-    AgentCommands(agent, review, usage, signer, SqliteChatModes(db), AnswerDrafts(db)).register(
-        assistant
+    memory_commands = MemoryCommands(memory, settings.llm.context_tokens)
+    memory_commands.register(assistant)
+    agent_commands = AgentCommands(
+        agent, review, usage, signer, SqliteChatModes(db), AnswerDrafts(db)
     )
+    agent_commands.register(assistant)
     PersonaCommands(personas, settings.llm.persona, settings.llm.provider).register(assistant)
     TodoCommands(TodoStore(db), signer, ZoneInfo(settings.jobs.timezone)).register(assistant)
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
-    backend = JobQueueBackend(build_job_queue(settings))
+    backend = build_job_queue(settings)
     scheduler = Scheduler(db, backend, js, notify_admins)
     config_file = settings.config_file if settings.config_file.is_file() else None
     backups = BackupService(
@@ -241,11 +263,26 @@ def build_services(
         await send(reminder.chat_id, text)
 
     reminders = Reminders(db, backend, js, deliver)
-    JobCommands(scheduler, reminders, signer).register(assistant)
+    channel = TaskChannel()
+    tasks = wire_job_tools(
+        settings,
+        db,
+        backend,
+        scheduler,
+        reminders,
+        tool_loop,
+        agent,
+        agent_commands,
+        deliver_to,
+        channel,
+    )
+    JobCommands(scheduler, reminders, signer, tasks).register(assistant)
+    memory_commands.also_forget += [tool_loop.forget_user, tasks.forget_user]
 
     async def start_jobs() -> None:
         await scheduler.start()
         await reminders.start()
+        await tasks.start()
         # A first health snapshot now, for `familiar health`, rather than one interval later.
         first = asyncio.create_task(
             scheduler.run_now("health", trigger="start"), name="health-at-start"
@@ -286,6 +323,9 @@ def build_services(
         transcriber,
         training,
         tool_sources,
+        channel,
+        tasks,
+        tool_loop.registry,
     )
 
 
@@ -319,6 +359,7 @@ def attach_channel(
             await console.transport.send(chat_id, Reply(text, markdown=False))
 
         deliver_to["send"] = to_console
+        services.channel.transport = console.transport
         services.notify_admins.send = None  # the console user sees the log and /status
         if services.training is not None:
             services.training.commands.transport = console.transport
@@ -349,10 +390,16 @@ def attach_channel(
         )
         lifecycle.add(console)
         return
+    from bot.telegram.access import Role
     from bot.telegram.channel import TelegramChannel
 
     telegram = TelegramChannel(settings, db, services.assistant, health, fail, services.transcriber)
     deliver_to["send"] = telegram.transport.send_plain
+    services.channel.transport = telegram.transport
+    access = telegram.access
+    services.channel.allowed = lambda user, chat: (
+        access.role(user) is not Role.STRANGER and (chat == user or access.group_allowed(chat))
+    )
     services.notify_admins.send = telegram.transport.send_plain
     if services.training is not None:
         services.training.commands.transport = telegram.transport

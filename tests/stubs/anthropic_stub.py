@@ -16,6 +16,14 @@ client code (retries, ``retry-after``, SSE parsing, error classes), not a patche
   effort sets how much the model thinks, so the stub takes the cautious reading.
 - ``POST /v1/chat/completions``: the OpenAI shape, streaming with ``stream_options.include_usage``.
 
+Tool use: ``Reply(tool_calls=[{"name": ..., "input": {...}}])`` answers with those calls (Anthropic
+``tool_use`` blocks with ``stop_reason`` "tool_use"; OpenAI ``tool_calls`` with ``finish_reason``
+"tool_calls"), streamed as the real services stream them (``input_json_delta`` fragments; argument
+fragments per call index). Tool definitions are part of the simulated cache key: they come before
+the system prompt, as in Anthropic's cache prefix, and a ``cache_control`` on a tool marks a
+breakpoint there. ``Reply.tool_calls`` with ``"raw_arguments"`` sends those characters as the
+arguments verbatim (a model's malformed call).
+
 Replies are scripted (``stub.script(Reply(...), ...)``, consumed in order, by either endpoint);
 when the script is empty a default answer is made (a schema-valid document when a JSON schema is
 asked for, else an echo). Faults: any status with a retry-after (429, 529, 500, 401, ...), slow
@@ -81,6 +89,25 @@ class Reply:
     fault: str | None = None  # "malformed" | "stream_error" | "empty_stream"
     stop_reason: str = "end_turn"  # "max_tokens", "refusal", ...
     error_message: str = "stub error"
+    # [{"name": str, "input": dict, "id"?: str, "raw_arguments"?: str}]
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def tool(cls, name: str, say: str = "", /, **arguments: Any) -> Reply:
+        """A reply that says ``say`` and calls the tool ``name`` with ``arguments``."""
+        return cls(say, tool_calls=[{"name": name, "input": arguments}])
+
+    def calls(self, serial: int) -> list[dict[str, Any]]:
+        """The tool calls with ids (``toolu_stub_<serial>_<n>`` unless given)."""
+        return [
+            {"id": c.get("id") or f"toolu_stub_{serial}_{i}", **c}
+            for i, c in enumerate(self.tool_calls)
+        ]
+
+    def final_stop(self) -> str:
+        return (
+            "tool_use" if self.tool_calls and self.stop_reason == "end_turn" else self.stop_reason
+        )
 
     @classmethod
     def error(
@@ -181,9 +208,17 @@ class LLMStub:
             return Reply(json=_example(schema))
         last = ""
         for m in reversed(body.get("messages", [])):
+            if m.get("role") == "tool":  # OpenAI: the result of a tool call
+                return Reply(f"stub answer with: {str(m.get('content'))[:200]}")
             if m.get("role") == "user":
                 c = m.get("content")
-                last = c if isinstance(c, str) else " ".join(b.get("text", "") for b in c)
+                if isinstance(c, str):
+                    last = c
+                    break
+                results = [b for b in c if b.get("type") == "tool_result"]
+                if results:
+                    return Reply(f"stub answer with: {str(results[-1].get('content'))[:200]}")
+                last = " ".join(b.get("text", "") for b in c)
                 break
         return Reply(f"stub answer to: {last[:200]}")
 
@@ -247,6 +282,9 @@ class LLMStub:
     def _prompt_usage(self, body: dict[str, Any]) -> dict[str, int]:
         """Token counts of a request, with prompt caching simulated (see the module docstring)."""
         blocks: list[tuple[str, bool]] = []  # (text, marked for caching)
+        for tool in body.get("tools") or []:
+            plain = {k: v for k, v in tool.items() if k != "cache_control"}
+            blocks.append(("tool:" + json.dumps(plain, sort_keys=True), "cache_control" in tool))
         schema = (body.get("output_config") or {}).get("format")
         if schema:
             blocks.append(("format:" + json.dumps(schema, sort_keys=True), False))
@@ -262,7 +300,7 @@ class LLMStub:
                 blocks.append((m.get("role", "") + ":" + content, False))
             else:
                 blocks += [
-                    (m.get("role", "") + ":" + b.get("text", ""), "cache_control" in b)
+                    (m.get("role", "") + ":" + _block_text(b), "cache_control" in b)
                     for b in content
                 ]
         if body.get("cache_control") and blocks:
@@ -307,14 +345,21 @@ class LLMStub:
         if reply.fault == "malformed" and not body.get("stream"):
             self._send_json(h, 200, None, raw=b'{"id": "msg_broken", "content": [ {"type": "te')
             return
+        calls = reply.calls(len(self.requests))
+        out_tokens += sum(tokens(json.dumps(c.get("input", {}))) for c in calls)
         if not body.get("stream"):
+            content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+            content += [
+                {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c.get("input", {})}
+                for c in calls
+            ]
             message = {
                 "id": msg_id,
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": text}] if text else [],
-                "stop_reason": reply.stop_reason,
+                "content": content,
+                "stop_reason": reply.final_stop(),
                 "stop_sequence": None,
                 "usage": usage | {"output_tokens": out_tokens},
             }
@@ -384,11 +429,36 @@ class LLMStub:
                 },
             )
         event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        for n, c in enumerate(calls, start=1):
+            event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": n,
+                    "content_block": {
+                        "type": "tool_use",
+                        "id": c["id"],
+                        "name": c["name"],
+                        "input": {},
+                    },
+                },
+            )
+            arguments = c.get("raw_arguments") or json.dumps(c.get("input", {}))
+            for i in range(0, len(arguments), 7):
+                event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": n,
+                        "delta": {"type": "input_json_delta", "partial_json": arguments[i : i + 7]},
+                    },
+                )
+            event("content_block_stop", {"type": "content_block_stop", "index": n})
         event(
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                "delta": {"stop_reason": reply.final_stop(), "stop_sequence": None},
                 "usage": {"output_tokens": out_tokens},
             },
         )
@@ -398,11 +468,26 @@ class LLMStub:
     def _chat_completions(
         self, h: BaseHTTPRequestHandler, body: dict[str, Any], reply: Reply
     ) -> None:
-        prompt = sum(tokens(str(m.get("content", ""))) for m in body.get("messages", []))
+        prompt = sum(tokens(json.dumps(m)) for m in body.get("messages", []))
+        prompt += sum(tokens(json.dumps(t)) for t in body.get("tools") or [])
         text = reply.body_text()
-        finish = {"end_turn": "stop", "max_tokens": "length", "refusal": "content_filter"}.get(
-            reply.stop_reason, "stop"
-        )
+        finish = {
+            "end_turn": "stop",
+            "max_tokens": "length",
+            "refusal": "content_filter",
+            "tool_use": "tool_calls",
+        }.get(reply.final_stop(), "stop")
+        calls = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {
+                    "name": c["name"],
+                    "arguments": c.get("raw_arguments") or json.dumps(c.get("input", {})),
+                },
+            }
+            for c in reply.calls(len(self.requests))
+        ]
         usage = {
             "prompt_tokens": prompt,
             "completion_tokens": tokens(text),
@@ -426,7 +511,8 @@ class LLMStub:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": text},
+                            "message": {"role": "assistant", "content": text or None}
+                            | ({"tool_calls": calls} if calls else {}),
                             "finish_reason": finish,
                         }
                     ],
@@ -449,11 +535,32 @@ class LLMStub:
                 time.sleep(reply.chunk_delay_s)
             delta = {"content": chunk} | ({"role": "assistant"} if i == 0 else {})
             data(chunk_base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        for n, c in enumerate(calls):
+            args = c["function"]["arguments"]
+            pieces = [args[i : i + 7] for i in range(0, len(args), 7)] or [""]
+            for i, piece in enumerate(pieces):
+                fragment: dict[str, Any] = {"index": n, "function": {"arguments": piece}}
+                if i == 0:
+                    fragment |= {"id": c["id"], "type": "function"}
+                    fragment["function"]["name"] = c["function"]["name"]
+                delta = {"tool_calls": [fragment]}
+                data(
+                    chunk_base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                )
         data(chunk_base | {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         if (body.get("stream_options") or {}).get("include_usage"):
             data(chunk_base | {"choices": [], "usage": usage})
         h.wfile.write(b"data: [DONE]\n\n")
         h.wfile.flush()
+
+
+def _block_text(b: dict[str, Any]) -> str:
+    """What a message block weighs and how it is keyed in the simulated cache."""
+    kind = b.get("type")
+    if kind == "text":
+        return str(b.get("text", ""))
+    plain = {k: v for k, v in b.items() if k != "cache_control"}
+    return f"{kind}:" + json.dumps(plain, sort_keys=True)
 
 
 def _chunks(text: str, size: int = 3) -> list[str]:

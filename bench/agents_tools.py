@@ -1,0 +1,374 @@
+"""What tools cost: tokens per answer with and without tool definitions, and the loop's overhead.
+
+Part 1 runs the real chat agent, memory (SQLite, FAISS, the hashing embedder) and the real
+Anthropic provider (real SDK, HTTP on 127.0.0.1) against the stub, which simulates prompt caching
+(tools before the system prompt in the cache prefix, block boundaries, breakpoints, the 1024-token
+minimum; tokens = characters / 4), over a fixed script of 20 messages that need tools ("remind me
+tomorrow at 9 to call mum", "what did I say about the lease?"), in one warm chat (the persona,
+pinned facts and earlier turns of the agents_cost bench, plus twelve more turns so that the prompt
+is past the cache's 1024-token minimum without tools too; every answer stored and shown to the
+next as history); no_tools and tools_defined again in a longer chat (100 more turns). Three runs of the same script, each against a fresh stub:
+
+- no_tools: no tool definitions; the model answers directly (one call);
+- tools_defined: all built-in tools defined (memory, clock, reminders, tasks), the model answers
+  directly: the difference to no_tools is what the definitions themselves cost;
+- tools_used: the model calls the tool the message needs, then answers (two calls).
+
+"Effective input" prices cache reads at 0.1 and writes at 1.25 of ordinary input; "steady" is the
+mean over answers 2-20, once the definitions are cached (the first answer writes them). Target:
+the tool definitions add at most 10 % of effective input once cached (tools_defined vs no_tools).
+
+Part 2 measures the loop's own time per tool step, model and tool time excluded: a scripted
+in-process provider (no HTTP) asks for one ``current_time`` call and then answers, through
+``ToolLoop`` on a real SQLite file; the provider's and the tool's time are measured around them
+and subtracted. Median of --steps runs. Target: under 5 ms for built-in tools.
+
+    .venv/bin/python bench/agents_tools.py [--steps 300] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.chat import ChatAgent  # noqa: E402
+from agents.llm import LLM  # noqa: E402
+from agents.loop import ToolLoop  # noqa: E402
+from agents.providers.anthropic import AnthropicProvider  # noqa: E402
+from agents.providers.base import Completion, LLMRequest, ToolUseBlock, Usage  # noqa: E402
+from agents.providers.fake import FakeProvider  # noqa: E402
+from agents.schema import migrations as agent_migrations  # noqa: E402
+from agents.settings import LLMSettings, ToolLoopSettings  # noqa: E402
+from agents.tools import builtin_sources  # noqa: E402
+from agents.tools.base import Tool, ToolContext, ToolResult  # noqa: E402
+from agents.tools.clock import CurrentTime  # noqa: E402
+from agents.tools.registry import StaticSource, ToolRegistry  # noqa: E402
+from agents.usage import CallContext  # noqa: E402
+from bench.agents_cost import FACTS, HISTORY, NOTES, PERSONA, effective  # noqa: E402
+from jobs.agent_tasks import AgentTasks  # noqa: E402
+from jobs.reminder_tools import reminder_tools  # noqa: E402
+from jobs.reminders import Reminders  # noqa: E402
+from jobs.scheduler import StandaloneBackend  # noqa: E402
+from jobs.schema import migrations as jobs_migrations  # noqa: E402
+from jobs.settings import JobsSettings  # noqa: E402
+from jobs.task_tools import task_tools  # noqa: E402
+from memory.db import Database  # noqa: E402
+from memory.embedder import HashingEmbedder  # noqa: E402
+from memory.schema import migrations as memory_migrations  # noqa: E402
+from memory.service import Memory  # noqa: E402
+from memory.settings import MemorySettings  # noqa: E402
+from memory.types import Scope  # noqa: E402
+from tests.stubs.anthropic_stub import LLMStub, Reply  # noqa: E402
+
+# (message, the tool it needs, its arguments)
+SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
+    (
+        "Remind me tomorrow at 9 to call mum.",
+        "create_reminder",
+        {"when": "tomorrow 9:00", "text": "call mum"},
+    ),
+    ("What did I tell you about the laptop budget?", "search_memory", {"query": "laptop budget"}),
+    ("What time is it now?", "current_time", {}),
+    ("Which reminders do I have?", "list_reminders", {}),
+    (
+        "Remember that my dentist is Dr. Silva.",
+        "remember",
+        {"fact": "The user's dentist is Dr. Silva."},
+    ),
+    (
+        "Every weekday at 8 remind me to stretch.",
+        "create_recurring_reminder",
+        {"cron": "0 8 * * 1-5", "text": "stretch"},
+    ),
+    ("Did I mention my sister's name?", "search_memory", {"query": "sister name"}),
+    (
+        "Remind me in 20 minutes to take the bread out.",
+        "create_reminder",
+        {"when": "in 20m", "text": "take the bread out"},
+    ),
+    ("What day of the week is it?", "current_time", {}),
+    (
+        "Every Monday at 7, tell me which reminders are due this week.",
+        "schedule_task",
+        {"cron": "0 7 * * 1", "prompt": "which reminders are due this week?"},
+    ),
+    ("What do you know about my cat?", "search_memory", {"query": "cat"}),
+    ("Remember that I moved to Porto.", "remember", {"fact": "The user moved to Porto."}),
+    (
+        "Remind me on friday at 18:00 to water the balcony.",
+        "create_reminder",
+        {"when": "friday 18:00", "text": "water the balcony"},
+    ),
+    (
+        "Anything about Portuguese lessons in my notes?",
+        "search_memory",
+        {"query": "Portuguese lessons"},
+    ),
+    ("Show me my reminders again.", "list_reminders", {}),
+    ("Is it late already?", "current_time", {}),
+    ("What did I say about running?", "search_memory", {"query": "running"}),
+    (
+        "Remind me in 2 hours to call the landlord.",
+        "create_reminder",
+        {"when": "in 2h", "text": "call the landlord"},
+    ),
+    (
+        "Remember that I prefer tea over coffee.",
+        "remember",
+        {"fact": "The user prefers tea over coffee."},
+    ),
+    ("What do you remember about my work shifts?", "search_memory", {"query": "work shifts"}),
+]
+RUNS = ("no_tools", "tools_defined", "tools_used")
+
+
+# More earlier turns than agents_cost has, so that the chat's prompt is past the 1024-token
+# minimum of the cache without tools too: otherwise the definitions would look cheaper than
+# nothing (they alone would lift the prefix over the minimum and make it cacheable).
+def more_history(turns: int) -> list[dict[str, str]]:
+    return [
+        {
+            "role": "user" if i % 2 == 0 else "assistant",
+            "content": (
+                f"Earlier exchange {i}: "
+                + ("a question about the week's plans, the shopping and the garden. " * 5)
+            ),
+        }
+        for i in range(turns)
+    ]
+
+
+class Script:
+    """The stub's replies: the tool call a message needs (tools_used), then a short answer."""
+
+    def __init__(self, use_tools: bool) -> None:
+        self.use_tools = use_tools
+        self.index = 0
+
+    def __call__(self, path: str, body: dict[str, Any]) -> Reply:
+        last = body["messages"][-1]["content"]
+        after_tool = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
+        message, tool, args = SCRIPT[self.index]
+        if self.use_tools and not after_tool:
+            return Reply(tool_calls=[{"name": tool, "input": args}])
+        return Reply(f"Done: {message.lower()} " + "Here is the short answer. " * 6)
+
+
+async def run(kind: str, extra_turns: int = 12) -> dict[str, Any]:
+    stub = LLMStub().start()
+    script = Script(use_tools=kind == "tools_used")
+    stub.responder = script
+    settings = LLMSettings(persona=PERSONA, fact_extraction_every=0)
+    provider = AnthropicProvider("claude-sonnet-4-6", api_key="b", base_url=stub.url, max_retries=0)
+    llm = LLM(provider)
+    tmp = tempfile.TemporaryDirectory()
+    root = Path(tmp.name)
+    db = Database.open(root / "familiar.db", [memory_migrations, agent_migrations, jobs_migrations])
+    memory = Memory(db, HashingEmbedder(), MemorySettings(), root / "index")
+    loop = None
+    if kind != "no_tools":
+        backend = StandaloneBackend(ZoneInfo("UTC"))  # never started: nothing fires
+        js = JobsSettings(timezone="UTC")
+
+        async def nothing(*_: Any) -> None:
+            return None
+
+        registry = ToolRegistry(builtin_sources(memory))
+        registry.add(reminder_tools(Reminders(db, backend, js, nothing)))
+        registry.add(task_tools(AgentTasks(db, backend, js, nothing)))
+        loop = ToolLoop(registry, ToolLoopSettings(), db)
+    agent = ChatAgent(memory, llm, settings, db=db, tools=loop)
+    total, calls, tool_calls, tool_tokens = Usage(), 0, 0, 0
+    steady = Usage()  # answers 2..n: the tool definitions already cached
+    try:
+        await memory.start()
+        await memory.wait_ready()
+        scope = Scope(1, 1)
+        for fact in FACTS:
+            await memory.add_fact(fact, scope, pinned=True)
+        for note in NOTES:
+            await memory.add_memory(note, scope, "note")
+        for turn in [*more_history(extra_turns), *HISTORY]:
+            await memory.add_message(
+                1, 1 if turn["role"] == "user" else None, turn["role"], turn["content"]
+            )
+        for i, (message, _, _) in enumerate(SCRIPT):
+            script.index = i
+            answer = await agent.answer(1, 1, message)
+            if answer.error:
+                raise RuntimeError(f"answer {i} failed: {answer.error}: {answer.text}")
+            total, calls = total + answer.usage, calls + answer.calls
+            if i > 0:
+                steady = steady + answer.usage
+            tool_calls += answer.tool_calls
+        if stub.bodies() and "tools" in stub.bodies()[0]:
+            tool_tokens = len(json.dumps(stub.bodies()[0]["tools"])) // 4
+    finally:
+        await memory.stop()
+        db.close()
+        tmp.cleanup()
+        await provider.aclose()
+        stub.stop()
+    n = len(SCRIPT)
+    return {
+        "run": kind,
+        "extra_turns": extra_turns,
+        "calls_per_answer": calls / n,
+        "tool_calls_per_answer": tool_calls / n,
+        "input_per_answer": total.total_input / n,
+        "uncached_per_answer": total.input_tokens / n,
+        "cache_read_per_answer": total.cache_read_tokens / n,
+        "cache_write_per_answer": total.cache_write_tokens / n,
+        "effective_input_per_answer": effective(total) / n,
+        "steady_effective_per_answer": effective(steady) / (n - 1),
+        "tool_definition_tokens": tool_tokens,
+    }
+
+
+# -- part 2: the loop's own time per step ---------------------------------------------------------
+class Timed(FakeProvider):
+    """One tool call, then an answer; the time spent in here is the model's, not the loop's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spent = 0.0
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        started = time.perf_counter()
+        asked = any(isinstance(m["content"], list) for m in request.messages)
+        result = (
+            Completion("It is late.", Usage(10, 5), "fake", "end_turn")
+            if asked
+            else Completion(
+                "", Usage(10, 5), "fake", "tool_use", 0, [ToolUseBlock("c1", "current_time", {})]
+            )
+        )
+        self.spent += time.perf_counter() - started
+        return result
+
+
+class TimedTool(Tool):
+    def __init__(self, inner: Tool) -> None:
+        self.inner = inner
+        self.spec = inner.spec
+        self.spent = 0.0
+
+    async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+        started = time.perf_counter()
+        try:
+            return await self.inner.call(args, ctx)
+        finally:
+            self.spent += time.perf_counter() - started
+
+
+async def overhead(steps: int) -> dict[str, float]:
+    tmp = tempfile.TemporaryDirectory()
+    db = Database.open(Path(tmp.name) / "familiar.db", [agent_migrations])
+    tool = TimedTool(CurrentTime())
+    registry = ToolRegistry([StaticSource("clock", [tool])])
+    loop = ToolLoop(registry, ToolLoopSettings(), db)
+    provider = Timed()
+    llm = LLM(provider)
+    ctx = CallContext(1, 1, "chat")
+    samples: list[float] = []
+    try:
+        for i in range(steps + 20):
+            provider.spent = tool.spent = 0.0
+            started = time.perf_counter()
+            result = await loop.start(
+                llm,
+                ctx,
+                system_prefix="",
+                system="",
+                messages=[{"role": "user", "content": "what time is it?"}],
+                cache_turns=0,
+                max_tokens=100,
+            )
+            wall = time.perf_counter() - started
+            assert result.text == "It is late." and result.tool_calls == 1
+            if i >= 20:  # warm-up left out
+                samples.append((wall - provider.spent - tool.spent) * 1000)
+    finally:
+        db.close()
+        tmp.cleanup()
+    samples.sort()
+    return {
+        "steps": steps,
+        "median_ms": statistics.median(samples),
+        "p90_ms": samples[int(0.9 * len(samples))],
+        "min_ms": samples[0],
+    }
+
+
+async def main_async(steps: int) -> dict[str, Any]:
+    rows = [await run(kind) for kind in RUNS]
+    base = rows[0]["effective_input_per_answer"]
+    steady = rows[0]["steady_effective_per_answer"]
+    for r in rows:
+        r["effective_vs_no_tools"] = r["effective_input_per_answer"] / base
+        r["steady_vs_no_tools"] = r["steady_effective_per_answer"] / steady
+    # The same in a longer chat (the definitions weigh less against a bigger cached prompt).
+    longer = [await run(kind, extra_turns=100) for kind in RUNS[:2]]
+    longer[1]["steady_vs_no_tools"] = (
+        longer[1]["steady_effective_per_answer"] / longer[0]["steady_effective_per_answer"]
+    )
+    return {"tokens": rows, "longer_chat": longer, "loop_overhead": await overhead(steps)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args.steps))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print("warm chat, 20 messages that need tools")
+    print(
+        f"{'run':<14}{'calls':>6}{'tools':>6}{'input':>7}{'uncached':>9}{'c.read':>8}"
+        f"{'c.write':>8}{'effective':>10}{'x none':>8}{'steady':>8}{'x none':>8}"
+    )
+    for r in results["tokens"]:
+        print(
+            f"{r['run']:<14}{r['calls_per_answer']:>6.2f}{r['tool_calls_per_answer']:>6.2f}"
+            f"{r['input_per_answer']:>7.0f}{r['uncached_per_answer']:>9.0f}"
+            f"{r['cache_read_per_answer']:>8.0f}{r['cache_write_per_answer']:>8.0f}"
+            f"{r['effective_input_per_answer']:>10.0f}{r['effective_vs_no_tools']:>8.3f}"
+            f"{r['steady_effective_per_answer']:>8.0f}{r['steady_vs_no_tools']:>8.3f}"
+        )
+    defined = results["tokens"][1]
+    added = defined["effective_vs_no_tools"] - 1
+    once = defined["steady_vs_no_tools"] - 1
+    print(
+        f"tool definitions: {defined['tool_definition_tokens']} tokens; they add "
+        f"{100 * added:.1f} % of effective input over the 20 answers (their first write "
+        f"included) and {100 * once:.1f} % once cached (answers 2-20; target <= 10 %: "
+        f"{'met' if once <= 0.10 else 'NOT met'})"
+    )
+    small, big = results["longer_chat"]
+    print(
+        f"in a longer chat ({small['input_per_answer']:.0f} input tokens per answer without "
+        f"tools): the definitions add {100 * (big['steady_vs_no_tools'] - 1):.1f} % once cached"
+    )
+    o = results["loop_overhead"]
+    print(
+        f"loop overhead per tool step (model and tool time excluded), {o['steps']} runs: "
+        f"median {o['median_ms']:.2f} ms, p90 {o['p90_ms']:.2f} ms (target < 5 ms: "
+        f"{'met' if o['median_ms'] < 5 else 'NOT met'})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
