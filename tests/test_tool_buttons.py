@@ -95,7 +95,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple]:
         agent, review, UsageStore(db, settings), ButtonSigner(b"k" * 32), SqliteChatModes(db)
     )
     commands.register(assistant)
-    MemoryCommands(memory, 4000, [loop.forget_user]).register(assistant)
+    MemoryCommands(memory, 4000, also_forget=[loop.forget_user]).register(assistant)
     yield assistant, commands, provider, shred, RecordingTransport(), db
     await memory.stop()
     db.close()

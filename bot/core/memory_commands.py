@@ -45,6 +45,7 @@ class MemoryCommands:
         memory: Memory,
         context_tokens: int,
         part_bytes: int = export_file_limit,
+        *,
         also_forget: Sequence[ForgetUser] = (),
     ) -> None:
         self.memory = memory

@@ -49,6 +49,7 @@ READ_ONLY = {
     "export",
     "forgetme",
     "reminders",
+    "tasks",  # lists; deleting is a signed button, not the command
     "usage",
     "adapters",
 }
