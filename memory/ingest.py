@@ -1,0 +1,102 @@
+"""A document or a web page into memory: converted, split into chunks, stored in one transaction.
+
+Each chunk is a memory row of kind ``document`` whose ``ref`` says where it came from:
+``<file name>#page=<n>`` for paged formats, ``<file name>#<chunk n>`` otherwise, and the page's
+URL for a web page. The chunk's text starts with that origin in words ("lease.pdf, page 3:"),
+so a recalled chunk read on its own (by the model, or in /recall) says what it is from. All of a
+document's chunks are written together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from memory.chunking import split_text
+from memory.documents import Converted, Limits, Section, convert
+from memory.service import Memory
+from memory.settings import MemorySettings
+from memory.types import Scope
+
+KIND = "document"
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    ref: str
+
+
+@dataclass
+class Ingested:
+    name: str
+    kind: str
+    pages: int
+    chunks: int
+    text: str  # the whole text, with page markers for paged formats
+    ids: list[int] = field(default_factory=list)
+
+
+def limits_of(settings: MemorySettings) -> Limits:
+    return Limits(
+        max_bytes=settings.document_max_bytes,
+        max_pages=settings.document_max_pages,
+        max_unpacked_bytes=settings.document_max_unpacked_bytes,
+    )
+
+
+def pieces_of(doc: Converted, settings: MemorySettings) -> list[Piece]:
+    size, overlap = settings.document_chunk_chars, settings.document_chunk_overlap
+    out: list[Piece] = []
+    if doc.paged:
+        for section in doc.sections:
+            for chunk in split_text(section.text, size, overlap):
+                out.append(
+                    Piece(f"{doc.name}, page {section.page}:\n{chunk}", _page_ref(doc, section))
+                )
+        return out
+    chunks = split_text(doc.text(), size, overlap)
+    return [
+        Piece(f"{doc.name}, part {n} of {len(chunks)}:\n{chunk}", f"{doc.name}#{n}")
+        for n, chunk in enumerate(chunks, start=1)
+    ]
+
+
+def _page_ref(doc: Converted, section: Section) -> str:
+    return f"{doc.name}#page={section.page}"
+
+
+def web_pieces(url: str, title: str, text: str, settings: MemorySettings) -> list[Piece]:
+    head = f"{title} ({url})" if title else url
+    chunks = split_text(text, settings.document_chunk_chars, settings.document_chunk_overlap)
+    return [Piece(f"{head}:\n{chunk}", url) for chunk in chunks]
+
+
+def store_pieces_sync(
+    memory: Memory,
+    pieces: list[Piece],
+    scope: Scope,
+    *,
+    source: str,
+    progress: Progress | None = None,
+) -> list[int]:
+    """All or none: the rows go in one transaction (vectors computed first, in batches)."""
+    items = [memory.new(p.text, scope, KIND, ref=p.ref, source=source) for p in pieces]
+    return memory.add_all_sync(items, progress)
+
+
+def ingest_file_sync(
+    memory: Memory,
+    path: Path,
+    scope: Scope,
+    *,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> Ingested:
+    """Convert ``path`` (raising ``DocumentError`` for what cannot be read) and store its chunks."""
+    doc = convert(path, limits_of(memory.settings), name)
+    pieces = pieces_of(doc, memory.settings)
+    ids = store_pieces_sync(memory, pieces, scope, source=f"file:{doc.kind}", progress=progress)
+    return Ingested(doc.name, doc.kind, doc.pages, len(ids), doc.text(), ids)
