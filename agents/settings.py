@@ -186,3 +186,27 @@ class ReviewSettings(BaseModel):
     max_review_tokens: int = Field(
         1024, ge=64, description="Longest reviewer or critique output, in tokens."
     )
+
+
+class ToolsSettings(BaseModel):
+    """The agent's tools: ``[tools]`` (``FAMILIAR_TOOLS__*``)."""
+
+    fetch_allow_private: bool = Field(
+        False,
+        description="Let fetch_url and sent links reach private, loopback and link-local addresses "
+        "(your own network). Off: only public pages are fetched.",
+    )
+    fetch_max_bytes: int = Field(
+        5_000_000, ge=10_000, description="Largest web page fetched, in bytes."
+    )
+    fetch_timeout_s: float = Field(
+        20.0, gt=0, le=300, description="Longest a page fetch may take, redirects included."
+    )
+    fetch_max_redirects: int = Field(
+        5, ge=0, le=20, description="Most redirects followed when fetching a page."
+    )
+    fetch_max_chars: int = Field(
+        20_000,
+        ge=1_000,
+        description="Most characters of a fetched page's text handed to the model by fetch_url.",
+    )

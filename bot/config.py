@@ -25,7 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from agents.settings import LLMSettings, ReviewSettings
+from agents.settings import LLMSettings, ReviewSettings, ToolsSettings
 from agents.training.settings import TrainingSettings
 from agents.voice.settings import VoiceSettings
 from bot.errors import ConfigError
@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)  # type: ignore[arg-type]
     llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
     review: ReviewSettings = Field(default_factory=ReviewSettings)  # type: ignore[arg-type]
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)  # type: ignore[arg-type]
     voice: VoiceSettings = Field(default_factory=VoiceSettings)  # type: ignore[arg-type]
     training: TrainingSettings = Field(default_factory=TrainingSettings)  # type: ignore[arg-type]
     memory: MemorySettings = Field(default_factory=MemorySettings)  # type: ignore[arg-type]
