@@ -233,11 +233,14 @@ class ChatAgent:
         on_delta: OnDelta | None = None,
         progress: Progress | None = None,
         meta: dict[str, Any] | None = None,
+        attachment: str = "",
     ) -> Answer:
         """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
         mode); ``progress`` gets phase names in think/review modes. ``meta`` is stored with the
         user's turn; with ``from_audio`` the model sees the text marked as a transcript (memory
-        keeps the plain words). Never raises for model faults."""
+        keeps the plain words). ``attachment`` (a document or page the person sent, stored on its
+        own) goes to the model before the message and is not stored with it. Never raises for
+        model faults."""
         try:
             await self.memory.add_message(
                 chat_id,
@@ -263,6 +266,8 @@ class ChatAgent:
         ]  # the incoming message, clipped to the budget if need be
         if meta and meta.get("from_audio"):
             text = for_context(text)
+        if attachment:
+            text = f"{attachment}\n\n{text}"
         prefix, rest = split_stable_prefix(context.system)
         ctx = CallContext(user_id, chat_id, "chat", is_admin)
         try:

@@ -95,7 +95,7 @@ def convert(path: Path, limits: Limits = Limits(), name: str | None = None) -> C
     size = path.stat().st_size
     if size > limits.max_bytes:
         raise DocumentTooLarge(
-            f"{name} is {size / 1e6:.1f} MB, over the {limits.max_bytes / 1e6:.0f} MB limit for documents",
+            f"{name} is {size / 1e6:.1f} MB, over the {limits.max_bytes / 1e6:g} MB limit for documents",
             "send a smaller file or split it",
         )
     sections = converter(path, name, limits)
@@ -175,7 +175,7 @@ def _check_zip(path: Path, name: str, limits: Limits) -> None:
     if unpacked > limits.max_unpacked_bytes:
         raise DocumentTooLarge(
             f"{name} would unpack to {unpacked / 1e6:,.0f} MB, over the "
-            f"{limits.max_unpacked_bytes / 1e6:.0f} MB limit (a ZIP bomb?)",
+            f"{limits.max_unpacked_bytes / 1e6:g} MB limit (a ZIP bomb?)",
             "send the document's text another way",
         )
 

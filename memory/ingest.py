@@ -9,6 +9,7 @@ document's chunks are written together or not at all.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class Ingested:
     chunks: int
     text: str  # the whole text, with page markers for paged formats
     ids: list[int] = field(default_factory=list)
+    pieces: list[Piece] = field(default_factory=list)
 
 
 def limits_of(settings: MemorySettings) -> Limits:
@@ -99,4 +101,29 @@ def ingest_file_sync(
     doc = convert(path, limits_of(memory.settings), name)
     pieces = pieces_of(doc, memory.settings)
     ids = store_pieces_sync(memory, pieces, scope, source=f"file:{doc.kind}", progress=progress)
-    return Ingested(doc.name, doc.kind, doc.pages, len(ids), doc.text(), ids)
+    return Ingested(doc.name, doc.kind, doc.pages, len(ids), doc.text(), ids, pieces)
+
+
+async def ingest_file(
+    memory: Memory,
+    path: Path,
+    scope: Scope,
+    *,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> Ingested:
+    """``ingest_file_sync`` off the event loop: conversion on a thread, storing on memory's
+    worker (where writes keep their order). ``progress`` is called from that worker."""
+    doc = await asyncio.to_thread(convert, path, limits_of(memory.settings), name)
+    pieces = await asyncio.to_thread(pieces_of, doc, memory.settings)
+    items = [memory.new(p.text, scope, KIND, ref=p.ref, source=f"file:{doc.kind}") for p in pieces]
+    ids = await memory.add_all(items, progress)
+    return Ingested(doc.name, doc.kind, doc.pages, len(ids), doc.text(), ids, pieces)
+
+
+async def ingest_page(memory: Memory, url: str, title: str, text: str, scope: Scope) -> Ingested:
+    """A fetched web page's text, stored as chunks whose ref is its URL."""
+    pieces = web_pieces(url, title, text, memory.settings)
+    items = [memory.new(p.text, scope, KIND, ref=p.ref, source="web") for p in pieces]
+    ids = await memory.add_all(items)
+    return Ingested(title or url, "web", 0, len(ids), text, ids, pieces)

@@ -75,8 +75,9 @@ class StreamingReply:
 
 def stored_meta(msg: Incoming) -> dict | None:
     """What of a message's channel meta is stored with it: all of it when it was not typed
-    (``from_audio``: a voice note's transcript, its file id, engine, ...); typed text stores none."""
-    return dict(msg.meta) if msg.meta.get("from_audio") else None
+    (``from_audio``: a voice note's transcript, its file id, engine, ...; ``document``: the file
+    or page it came with); typed text stores none."""
+    return dict(msg.meta) if msg.meta.get("from_audio") or msg.meta.get("document") else None
 
 
 def format_review(result: ReviewResult) -> str:
@@ -183,6 +184,7 @@ class AgentCommands:
             on_delta=stream.delta if mode == "single" else None,
             progress=progress if mode != "single" else None,
             meta=stored_meta(msg),
+            attachment=msg.attachment,
         )
         if answer.error:
             await stream.finish(Reply(answer.text, markdown=False, no_feedback=True))

@@ -22,6 +22,7 @@ from agents.llm import LLM
 from agents.providers import health_checks as llm_health_checks
 from agents.review import ReviewEngine
 from agents.summarise import LLMSummariser
+from agents.tools.web import fetch_limits
 from agents.usage import UsageStore
 from agents.voice import Transcriber, build_transcriber
 from bot import __version__
@@ -30,6 +31,7 @@ from bot.core.agent_commands import AgentCommands
 from bot.core.assistant import Assistant
 from bot.core.chat_modes import SqliteChatModes
 from bot.core.commands import Command
+from bot.core.documents import DocumentDesk
 from bot.core.feedback import Feedback, FeedbackStore
 from bot.core.job_commands import JobCommands
 from bot.core.memory_commands import MemoryCommands
@@ -91,6 +93,8 @@ class Services:
     transcriber: Transcriber | None = None
     # /train: its progress messages are edited through the channel's transport (set with the channel).
     training: Training | None = None
+    # Documents and links people send: read into memory, answered with them in view.
+    documents: DocumentDesk | None = None
 
 
 def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
@@ -164,6 +168,8 @@ def build_services(
     MemoryCommands(memory, settings.llm.context_tokens).register(assistant)
     AgentCommands(agent, review, usage, signer, SqliteChatModes(db)).register(assistant)
     PersonaCommands(personas, settings.llm.persona, settings.llm.provider).register(assistant)
+    documents = DocumentDesk(memory, assistant, fetch_limits(settings.tools))
+    documents.register()
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
@@ -253,6 +259,7 @@ def build_services(
         deliver_to,
         transcriber,
         training,
+        documents,
     )
 
 
@@ -318,7 +325,9 @@ def attach_channel(
         return
     from bot.telegram.channel import TelegramChannel
 
-    telegram = TelegramChannel(settings, db, services.assistant, health, fail, services.transcriber)
+    telegram = TelegramChannel(
+        settings, db, services.assistant, health, fail, services.transcriber, services.documents
+    )
     deliver_to["send"] = telegram.transport.send_plain
     services.notify_admins.send = telegram.transport.send_plain
     if services.training is not None:

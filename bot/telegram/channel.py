@@ -34,11 +34,13 @@ from agents.voice import PendingVoice, Transcriber
 from bot.config import Settings
 from bot.core.assistant import Assistant
 from bot.core.commands import CommandRegistry
+from bot.core.documents import DocumentDesk
 from bot.core.feedback import Feedback
 from bot.daemon.lifecycle import Service
 from bot.errors import ConfigError, FamiliarError, TelegramTokenRejected
 from bot.telegram.access import AccessControl
 from bot.telegram.dispatch import UpdateDispatcher
+from bot.telegram.documents import DocumentReader
 from bot.telegram.handlers import BotIdentity, UpdateHandler
 from bot.telegram.inbox import Inbox
 from bot.telegram.limits import ChatPacer, TokenBucket
@@ -86,6 +88,7 @@ class TelegramChannel(Service):
         health: HealthRegistry,
         fail: Callable[[FamiliarError], None],
         transcriber: Transcriber | None = None,
+        documents: DocumentDesk | None = None,
     ) -> None:
         self.settings = settings
         self.tg = settings.telegram
@@ -137,6 +140,7 @@ class TelegramChannel(Service):
             TokenBucket(self.tg.user_burst, self.tg.user_per_minute),
             self.tg.refusal_interval_s,
             voice,
+            DocumentReader(self.bot, documents) if documents is not None else None,
         )
         self._status = (Status.DEGRADED, "connecting to Telegram")
         self._task: asyncio.Task[None] | None = None

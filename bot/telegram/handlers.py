@@ -7,7 +7,8 @@ unreachable (``NetworkError``, ``RetryAfter``), which is raised so the caller tr
 
 A voice note (audio file, video note) passes the same access, group and rate-limit checks as
 text before it is downloaded; its transcript is then answered exactly like typed text, with
-"🗣 I heard: ..." shown first and ``Incoming.meta`` saying it came from audio.
+"🗣 I heard: ..." shown first and ``Incoming.meta`` saying it came from audio. A document
+passes the same checks before it is downloaded (``DocumentReader``); its caption is the question.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bot.core.commands import Command, parse_command
 from bot.core.transport import Transport
 from bot.core.types import ButtonPress, Incoming, Reply, Sender
 from bot.telegram.access import AccessControl, Role
+from bot.telegram.documents import DocumentReader
 from bot.telegram.limits import Throttle, TokenBucket
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.voice import VoiceReader, heard, voice_note
@@ -81,6 +83,7 @@ class UpdateHandler:
         bucket: TokenBucket,
         refusal_interval_s: float = 3600.0,
         voice: VoiceReader | None = None,
+        documents: DocumentReader | None = None,
     ) -> None:
         self.db = db
         self.assistant = assistant
@@ -90,6 +93,7 @@ class UpdateHandler:
         self.answer_callback = answer_callback
         self.bucket = bucket
         self.voice = voice  # None: recordings get the "text only" notice
+        self.documents = documents  # None: files get the "text only" notice
         self.me = BotIdentity()
         self.refusals = Throttle(refusal_interval_s)
         self.notices = Throttle(60.0)
@@ -183,7 +187,8 @@ class UpdateHandler:
                     await self._notice(chat.id, GROUP_NOT_ALLOWED, key=("group", chat.id))
                 return
         note = voice_note(message) if self.voice is not None and parsed is None else None
-        if not text and note is None:
+        document = message.document if self.documents is not None and parsed is None else None
+        if not text and note is None and document is None:
             if not is_group:
                 await self._notice(
                     chat.id, "I can only read text messages for now.", key=("text", user.id)
@@ -206,7 +211,10 @@ class UpdateHandler:
             await self.assistant.handle(incoming, self.transport)
             return
         async with typing_shown(self.transport, chat.id):
-            if note is not None:
+            if document is not None:
+                assert self.documents is not None
+                await self.documents.receive(incoming, document, text or "", self.transport)
+            elif note is not None:
                 await self._answer_voice(incoming, note)
             else:
                 await self.assistant.handle(incoming, self.transport)
