@@ -114,3 +114,9 @@ def m003_chat_persona_and_training_optin(db: sqlite_utils.Database) -> None:
     # model), and whether the chat's 👍-rated answers may become training data (/train optin on).
     db.execute("ALTER TABLE chat_settings ADD COLUMN persona TEXT")
     db.execute("ALTER TABLE chat_settings ADD COLUMN train_optin INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m004_chat_voice_replies(db: sqlite_utils.Database) -> None:
+    # Whether voice notes in this chat are answered with a voice note too (/voice on).
+    db.execute("ALTER TABLE chat_settings ADD COLUMN voice_replies INTEGER NOT NULL DEFAULT 0")

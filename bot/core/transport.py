@@ -26,6 +26,14 @@ class Transport(ABC):
         """Send a document; raises NotImplementedError where the channel has no files."""
         raise NotImplementedError
 
+    async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        """Send a voice note (OGG/Opus bytes); raises NotImplementedError where there is no audio."""
+        raise NotImplementedError
+
+    async def send_photo(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        """Send a picture (PNG or JPEG bytes); raises NotImplementedError where there are none."""
+        raise NotImplementedError
+
 
 class RecordingTransport(Transport):
     """A test double that keeps what was sent and edited."""
@@ -34,6 +42,8 @@ class RecordingTransport(Transport):
         self.sent: list[tuple[int, Reply]] = []
         self.edits: list[tuple[SentMessage, Reply]] = []
         self.files: list[tuple[int, str, bytes]] = []
+        self.voices: list[tuple[int, bytes, str]] = []
+        self.photos: list[tuple[int, bytes, str]] = []
 
     async def send(self, chat_id: int, reply: Reply) -> SentMessage:
         self.sent.append((chat_id, reply))
@@ -53,6 +63,12 @@ class RecordingTransport(Transport):
 
     async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
         self.files.append((chat_id, filename, data))
+
+    async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        self.voices.append((chat_id, data, caption))
+
+    async def send_photo(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        self.photos.append((chat_id, data, caption))
 
     @property
     def texts(self) -> list[str]:

@@ -31,11 +31,13 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
 from agents.voice import PendingVoice, Transcriber
+from agents.voice.tts import build_speaker
 from bot.config import Settings
 from bot.core.assistant import Assistant
 from bot.core.commands import CommandRegistry
 from bot.core.documents import DocumentDesk
 from bot.core.feedback import Feedback
+from bot.core.voice_replies import VoiceReplies
 from bot.daemon.lifecycle import Service
 from bot.errors import ConfigError, FamiliarError, TelegramTokenRejected
 from bot.telegram.access import AccessControl
@@ -141,6 +143,7 @@ class TelegramChannel(Service):
             self.tg.refusal_interval_s,
             voice,
             DocumentReader(self.bot, documents) if documents is not None else None,
+            VoiceReplies(db, build_speaker(settings.voice)) if voice else None,
         )
         self._status = (Status.DEGRADED, "connecting to Telegram")
         self._task: asyncio.Task[None] | None = None

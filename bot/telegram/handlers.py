@@ -29,6 +29,7 @@ from bot.core.assistant import Assistant
 from bot.core.commands import Command, parse_command
 from bot.core.transport import Transport
 from bot.core.types import ButtonPress, Incoming, Reply, Sender
+from bot.core.voice_replies import AnswerCapture, VoiceReplies
 from bot.telegram.access import AccessControl, Role
 from bot.telegram.documents import DocumentReader
 from bot.telegram.limits import Throttle, TokenBucket
@@ -84,6 +85,7 @@ class UpdateHandler:
         refusal_interval_s: float = 3600.0,
         voice: VoiceReader | None = None,
         documents: DocumentReader | None = None,
+        voice_replies: VoiceReplies | None = None,
     ) -> None:
         self.db = db
         self.assistant = assistant
@@ -94,12 +96,15 @@ class UpdateHandler:
         self.bucket = bucket
         self.voice = voice  # None: recordings get the "text only" notice
         self.documents = documents  # None: files get the "text only" notice
+        self.voice_replies = voice_replies  # None: voice notes are answered in text only
         self.me = BotIdentity()
         self.refusals = Throttle(refusal_interval_s)
         self.notices = Throttle(60.0)
 
     def register_commands(self) -> None:
-        """Telegram's own commands: the real /invite, and /group for admins."""
+        """Telegram's own commands: the real /invite, /group for admins, /voice."""
+        if self.voice_replies is not None and self.assistant.commands.get("voice") is None:
+            self.voice_replies.register(self.assistant)
         self.assistant.commands.replace(
             Command(
                 "invite",
@@ -243,7 +248,13 @@ class UpdateHandler:
             )
             return
         await self.transport.send(incoming.chat_id, Reply(outcome.heard_line(), markdown=False))
-        await self.assistant.handle(heard(incoming, outcome), self.transport)
+        replies = self.voice_replies
+        if replies is None or not await replies.enabled(incoming.chat_id):
+            await self.assistant.handle(heard(incoming, outcome), self.transport)
+            return
+        capture = AnswerCapture(self.transport)
+        await self.assistant.handle(heard(incoming, outcome), capture)
+        await replies.speak(incoming.chat_id, capture.answer, self.transport)
 
     async def _refuse(self, user_id: int, chat_id: int) -> None:
         await self.db.run(self.access.audit, user_id, chat_id, "refused stranger")

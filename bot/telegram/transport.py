@@ -267,6 +267,18 @@ class TelegramTransport(Transport):
         except TelegramError as exc:  # non-essential: never stops a reply
             logger.debug("sendChatAction failed in chat {}: {}", chat_id, exc)
 
+    async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        await self._call(
+            chat_id,
+            lambda: self.bot.send_voice(chat_id, voice=data, caption=caption[:1024] or None),
+        )
+
+    async def send_photo(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        await self._call(
+            chat_id,
+            lambda: self.bot.send_photo(chat_id, photo=data, caption=caption[:1024] or None),
+        )
+
     async def send_plain(self, chat_id: int, text: str) -> None:
         """A short notice outside the answer path (refusals, errors); failures are logged."""
         try:
