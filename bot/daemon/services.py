@@ -64,6 +64,8 @@ class AdminNotifier:
     admins: list[int]
     send: Send | None = None
     sent: list[str] = field(default_factory=list)
+    # Pictures (the digest's chart): set by a channel that can show them.
+    send_photo: Callable[[int, bytes, str], Awaitable[None]] | None = None
 
     async def __call__(self, text: str) -> None:
         logger.warning("admin notice: {}", text.splitlines()[0][:200] if text else "")
@@ -75,6 +77,15 @@ class AdminNotifier:
                 await self.send(admin, text)
             except Exception:  # one unreachable admin must not stop the others
                 logger.opt(exception=True).warning("could not notify admin {}", admin)
+
+    async def photo(self, data: bytes, caption: str) -> None:
+        if self.send_photo is None:
+            return
+        for admin in self.admins:
+            try:
+                await self.send_photo(admin, data, caption)
+            except Exception:
+                logger.opt(exception=True).warning("could not send a picture to admin {}", admin)
 
 
 @dataclass
@@ -187,6 +198,7 @@ def build_services(
         llm=llm,
         notify_admins=notify_admins,
         backup_age=backups.newest_age_hours,
+        photo_admins=notify_admins.photo,
     )
     if js.summarize_enabled:
         summarizer = HourlySummarizer(db, memory, summariser, js)
@@ -330,6 +342,7 @@ def attach_channel(
     )
     deliver_to["send"] = telegram.transport.send_plain
     services.notify_admins.send = telegram.transport.send_plain
+    services.notify_admins.send_photo = telegram.transport.send_photo
     if services.training is not None:
         services.training.commands.transport = telegram.transport
     if telegram.voice_retry is not None:  # recordings kept while the engine was down
