@@ -298,3 +298,35 @@ def test_the_daemon_answers_a_pdf_and_recalls_it_later_by_page(
     assert PAGE3_SENTENCE in later and "lease.pdf, page 3:" in later
     messages = run.query("SELECT role, text FROM messages ORDER BY id")
     assert messages[0] == ("user", "Can I keep a cat?")  # the document is not stored as her words
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_the_daemon_fetches_a_sent_link_stores_and_summarises_it(
+    emulator: Emulator, daemon
+) -> None:  # type: ignore[no-untyped-def]
+    ann = 5202
+    with llm_stub() as stub, web_server() as site:
+        stub.script(StubReply("A keeper rows bread to a lighthouse island."))
+        env = {
+            "FAMILIAR_LLM__PROVIDER": "anthropic",
+            "ANTHROPIC_BASE_URL": stub.url,
+            "ANTHROPIC_API_KEY": "test",
+            "FAMILIAR_TOOLS__FETCH_ALLOW_PRIVATE": "true",  # the test site is on 127.0.0.1
+        }
+        run, token = daemon(env_extra=env, allowed_users=str(ann))
+        url = f"{site}/article"
+        emulator.say(token, ann, url)
+        rows = run.wait_for(
+            "SELECT ref, text FROM memories WHERE kind = 'document'", lambda r: len(r) >= 1, 60
+        )
+        run.wait_for(
+            "SELECT text FROM messages WHERE role = 'assistant'", lambda r: len(r) >= 1, 60
+        )
+        bodies = stub.bodies()
+    assert rows and all(ref == url for ref, _ in rows)
+    assert ARTICLE_SENTENCE in rows[0][1]
+    last = bodies[0]["messages"][-1]["content"]
+    seen = last if isinstance(last, str) else " ".join(b.get("text", "") for b in last)
+    assert ARTICLE_SENTENCE in seen and "short summary" in seen
+    assert run.query("SELECT role, text FROM messages ORDER BY id")[0] == ("user", url)
