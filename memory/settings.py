@@ -101,14 +101,15 @@ class MemorySettings(BaseModel):
         8, ge=0, description="Memories recalled for the incoming message when assembling context."
     )
     document_chunk_chars: int = Field(
-        1_500,
+        1_000,
         ge=200,
         le=20_000,
         description="Documents and web pages are split into chunks of about this many characters "
-        "(along headings and paragraphs) before they are stored.",
+        "(along headings and paragraphs) before they are stored; the default fits the bundled "
+        "model's 256-token window, so no part of a chunk is left out of its vector.",
     )
     document_chunk_overlap: int = Field(
-        200,
+        150,
         ge=0,
         description="Characters of a full chunk repeated at the start of the next (at most half a chunk).",
     )
