@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -83,7 +84,7 @@ class ProgressLine:
         except Exception:  # the status line is decoration: never lose the work over it
             logger.opt(exception=True).debug("status line update failed")
 
-    def reporter(self, label: str):  # type: ignore[no-untyped-def]
+    def reporter(self, label: str) -> Callable[[int, int], None]:
         """A ``progress(done, total)`` for worker threads: edits the line at most every ``every_s``."""
         loop = asyncio.get_running_loop()
 

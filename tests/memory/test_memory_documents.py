@@ -99,6 +99,17 @@ def test_xlsx_through_markitdown(tmp_path: Path) -> None:
     assert "umbrella" in text and "12" in text
 
 
+def test_pptx_through_markitdown(tmp_path: Path) -> None:
+    pptx = pytest.importorskip("pptx")
+    deck = pptx.Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "Quarterly plan"
+    slide.placeholders[1].text = "Open the second bakery in Leeds by June."
+    deck.save(str(tmp_path / "plan.pptx"))
+    text = convert(tmp_path / "plan.pptx").text()
+    assert "Quarterly plan" in text and "second bakery in Leeds" in text
+
+
 # -- bad input: a clear answer, nothing stored --------------------------------------------------
 def test_a_scanned_pdf_is_reported_as_such(tmp_path: Path, make_memory: MakeMemory) -> None:
     memory = make_memory()
