@@ -322,7 +322,7 @@ class Memory:
         """Store rows that belong together (a document's chunks) in one transaction, embedding
         them first in batches, with ``progress(done, total)`` after each (from this thread)."""
         if self.embedder.ready:
-            step = self.settings.embedding_batch_size
+            step = self.settings.embedding_batch_size * 4  # as embed_pending: few encode calls
             for start in range(0, len(items), step):
                 part = items[start : start + step]
                 vectors = self.vectors([m.text for m in part], [m.content_hash for m in part])

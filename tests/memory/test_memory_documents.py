@@ -198,7 +198,7 @@ class FailingEmbedder(HashingEmbedder):
 def test_a_document_that_fails_part_way_stores_no_chunk(
     tmp_path: Path, make_memory: MakeMemory
 ) -> None:
-    memory = make_memory(FailingEmbedder(), embedding_batch_size=2)
+    memory = make_memory(FailingEmbedder(), embedding_batch_size=1)  # batches of 4: 4 + 1
     with pytest.raises(RuntimeError, match="out of memory"):
         ingest_file_sync(memory, make_pdf(tmp_path / "lease.pdf"), Scope(7))
     assert count_rows(memory) == 0
