@@ -4,7 +4,8 @@ Each chunk is a memory row of kind ``document`` whose ``ref`` says where it came
 ``<file name>#page=<n>`` for paged formats, ``<file name>#<chunk n>`` otherwise, and the page's
 URL for a web page. The chunk's text starts with that origin in words ("lease.pdf, page 3:"),
 so a recalled chunk read on its own (by the model, or in /recall) says what it is from. All of a
-document's chunks are written together or not at all.
+document's chunks are written together or not at all; a document whose every chunk the chat
+holds already (sent twice) is not stored again.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from memory import store
 from memory.chunking import split_text
 from memory.documents import Converted, Limits, Section, convert
 from memory.service import Memory
 from memory.settings import MemorySettings
+from memory.store import NewMemory
 from memory.types import Scope
 
 KIND = "document"
@@ -39,6 +42,7 @@ class Ingested:
     text: str  # the whole text, with page markers for paged formats
     ids: list[int] = field(default_factory=list)
     pieces: list[Piece] = field(default_factory=list)
+    already: bool = False  # the same text was in this chat's memory already: nothing was added
 
 
 def limits_of(settings: MemorySettings) -> Limits:
@@ -76,6 +80,14 @@ def web_pieces(url: str, title: str, text: str, settings: MemorySettings) -> lis
     return [Piece(f"{head}:\n{chunk}", url) for chunk in chunks]
 
 
+def known_ids(memory: Memory, items: list[NewMemory], scope: Scope) -> list[int] | None:
+    """The ids of the same chunks (same refs, same text) already stored in the chat, when every
+    one of them is: a document sent twice is kept once."""
+    known = store.document_rows(memory.db, scope.chat_id, [m.ref or "" for m in items])
+    ids = [known.get((m.ref or "", m.content_hash)) for m in items]
+    return [i for i in ids if i is not None] if items and None not in ids else None
+
+
 def store_pieces_sync(
     memory: Memory,
     pieces: list[Piece],
@@ -83,10 +95,14 @@ def store_pieces_sync(
     *,
     source: str,
     progress: Progress | None = None,
-) -> list[int]:
-    """All or none: the rows go in one transaction (vectors computed first, in batches)."""
+) -> tuple[list[int], bool]:
+    """All or none: the rows go in one transaction (vectors computed first, in batches).
+    Returns the ids, and whether they were all stored already (then nothing is added)."""
     items = [memory.new(p.text, scope, KIND, ref=p.ref, source=source) for p in pieces]
-    return memory.add_all_sync(items, progress)
+    known = known_ids(memory, items, scope)
+    if known is not None:
+        return known, True
+    return memory.add_all_sync(items, progress), False
 
 
 def ingest_file_sync(
@@ -100,8 +116,10 @@ def ingest_file_sync(
     """Convert ``path`` (raising ``DocumentError`` for what cannot be read) and store its chunks."""
     doc = convert(path, limits_of(memory.settings), name)
     pieces = pieces_of(doc, memory.settings)
-    ids = store_pieces_sync(memory, pieces, scope, source=f"file:{doc.kind}", progress=progress)
-    return Ingested(doc.name, doc.kind, doc.pages, len(ids), doc.text(), ids, pieces)
+    ids, already = store_pieces_sync(
+        memory, pieces, scope, source=f"file:{doc.kind}", progress=progress
+    )
+    return Ingested(doc.name, doc.kind, doc.pages, len(ids), doc.text(), ids, pieces, already)
 
 
 async def ingest_file(
@@ -117,6 +135,9 @@ async def ingest_file(
     doc = await asyncio.to_thread(convert, path, limits_of(memory.settings), name)
     pieces = await asyncio.to_thread(pieces_of, doc, memory.settings)
     items = [memory.new(p.text, scope, KIND, ref=p.ref, source=f"file:{doc.kind}") for p in pieces]
+    known = await memory.db.run(known_ids, memory, items, scope)
+    if known is not None:
+        return Ingested(doc.name, doc.kind, doc.pages, len(known), doc.text(), known, pieces, True)
     ids = await memory.add_all(items, progress)
     return Ingested(doc.name, doc.kind, doc.pages, len(ids), doc.text(), ids, pieces)
 
@@ -125,5 +146,8 @@ async def ingest_page(memory: Memory, url: str, title: str, text: str, scope: Sc
     """A fetched web page's text, stored as chunks whose ref is its URL."""
     pieces = web_pieces(url, title, text, memory.settings)
     items = [memory.new(p.text, scope, KIND, ref=p.ref, source="web") for p in pieces]
+    known = await memory.db.run(known_ids, memory, items, scope)
+    if known is not None:
+        return Ingested(title or url, "web", 0, len(known), text, known, pieces, True)
     ids = await memory.add_all(items)
     return Ingested(title or url, "web", 0, len(ids), text, ids, pieces)

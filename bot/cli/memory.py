@@ -105,7 +105,10 @@ def add_file(
     with _memory() as memory:
         result = ingest_file_sync(memory, path, Scope(chat))
     pages = f" from {result.pages} pages" if result.pages else ""
-    typer.echo(f"{result.chunks} chunks{pages} stored from {result.name}")
+    if result.already:
+        typer.echo(f"{result.chunks} chunks{pages} of {result.name} were in memory already")
+    else:
+        typer.echo(f"{result.chunks} chunks{pages} stored from {result.name}")
 
 
 @app.command("import")

@@ -167,8 +167,9 @@ class DocumentDesk:
             return
         await status.settle()
         size = f"{doc.pages} pages, " if doc.pages else ""
+        kept = "already in memory" if doc.already else "kept in memory"
         tail = "" if question else " Ask me anything about it."
-        await status.show(f"📄 {name}: {size}{doc.chunks} parts kept in memory.{tail}")
+        await status.show(f"📄 {name}: {size}{doc.chunks} parts {kept}.{tail}")
         logger.info("stored document {} in chat {}: {} chunks", name, msg.chat_id, doc.chunks)
         await self._answer(msg, f"a document, {name}", question, doc, scope, transport)
 
@@ -196,7 +197,8 @@ class DocumentDesk:
             await status.show(f"⚠️ Keeping {url} failed on my side; the details are in the log.")
             return True
         title = f"“{page.title}”" if page.title else page.url
-        await status.show(f"🌐 {title}: {doc.chunks} parts kept in memory.")
+        kept = "already in memory" if doc.already else "kept in memory"
+        await status.show(f"🌐 {title}: {doc.chunks} parts {kept}.")
         attachment = await self.attachment(f"a web page, {page.url}", question, doc, scope)
         meta = {**msg.meta, "document": page.url, "chunks": doc.chunks}
         assert self._inner is not None  # on_link runs only once registered

@@ -241,7 +241,9 @@ def test_cli_add_file_then_search_returns_the_page(
     cli = CliRunner()
     added = cli.invoke(app, ["add-file", str(make_pdf(tmp_path / "lease.pdf")), "--chat", "5"])
     assert added.exit_code == 0, added.output
-    assert added.output.startswith("5 chunks from 5 pages")
+    assert added.output.startswith("5 chunks from 5 pages stored from lease.pdf")
+    again = cli.invoke(app, ["add-file", str(tmp_path / "lease.pdf"), "--chat", "5"])
+    assert again.output.startswith("5 chunks from 5 pages of lease.pdf were in memory already")
     found = cli.invoke(app, ["search", "small cat dogs allowed", "--chat", "5", "--json"])
     hits = json.loads(found.stdout)
     assert hits[0]["kind"] == "document" and hits[0]["ref"] == "lease.pdf#page=3"

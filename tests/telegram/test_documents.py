@@ -135,6 +135,22 @@ def test_a_pdf_with_a_caption_is_stored_and_answered_with_it_in_view(
     assert rig.fetched()[0] == "d1"
 
 
+def test_the_same_document_twice_is_kept_once(make_rig, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rig = make_rig()
+    data = make_pdf(tmp_path / "lease.pdf").read_bytes()
+    size = rig.put("d1", data)
+    rig.run(
+        document_message(ALLOWED, "d1", "lease.pdf", size, "pets?", update_id=1),
+        document_message(ALLOWED, "d1", "lease.pdf", size, "rent?", update_id=2),
+    )
+    assert len(rig.documents()) == 5
+    statuses = [r.text for _, r in rig.rig.transport.sent if r.text.startswith("📄")]
+    assert rig.rig.transport.shown(2).text == "📄 lease.pdf: 5 pages, 5 parts already in memory."
+    assert len(statuses) == 2
+    assert [m.text for m in rig.rig.answerer.seen] == ["pets?", "rent?"]
+    assert PAGE3_SENTENCE in rig.rig.answerer.seen[1].attachment
+
+
 def test_no_caption_asks_for_a_summary_and_invites_questions(make_rig, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rig = make_rig()
     data = make_pdf(tmp_path / "lease.pdf").read_bytes()
