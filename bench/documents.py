@@ -36,6 +36,7 @@ from memory.ingest import ingest_file_sync, limits_of, pieces_of  # noqa: E402
 from memory.schema import migrations  # noqa: E402
 from memory.service import Memory  # noqa: E402
 from memory.settings import MemorySettings  # noqa: E402
+from memory.text import clean  # noqa: E402
 from memory.types import Scope  # noqa: E402
 
 SUBJECTS = (
@@ -150,7 +151,8 @@ def main() -> None:
         work = Path(folder)
         pdf = work / "rules.pdf"
         planted = make_pdf(pdf, args.pages, args.facts)
-        chunks = [p.text for p in pieces_of(convert(pdf, limits_of(settings)), settings)]
+        # The texts exactly as memory stores (and embeds) them: cleaned.
+        chunks = [clean(p.text) for p in pieces_of(convert(pdf, limits_of(settings)), settings)]
         print(f"{args.pages} pages, {len(chunks)} chunks, {len(planted)} planted facts")
         embedder.embed(chunks[:64])  # warm-up, outside the timings
 
