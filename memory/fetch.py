@@ -184,6 +184,10 @@ def _page(url: str, content_type: str, body: bytes) -> Page:
     import trafilatura
 
     kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "application/pdf":
+        raise FetchError(
+            "the link is a PDF document, not a web page", "download it and send me the file"
+        )
     if kind and kind not in TEXT_TYPES:
         raise FetchError(f"the link is not a web page (it is {kind})", "send a link to a page")
     charset = "utf-8"

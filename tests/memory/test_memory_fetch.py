@@ -48,8 +48,11 @@ def test_size_and_time_limits(site: str) -> None:
 def test_errors_and_other_content(site: str) -> None:
     with pytest.raises(FetchError, match="HTTP 404"):
         fetch_page(f"{site}/missing", LOCAL)
-    with pytest.raises(FetchError, match="not a web page"):
+    with pytest.raises(FetchError, match=r"not a web page \(it is image/png\)"):
         fetch_page(f"{site}/image.png", LOCAL)
+    with pytest.raises(FetchError, match="a PDF document") as pdf:
+        fetch_page(f"{site}/lease.pdf", LOCAL)
+    assert pdf.value.fix == "download it and send me the file"
     with pytest.raises(FetchError, match="not an http"):
         fetch_page("file:///etc/passwd", LOCAL)
     with pytest.raises(FetchError, match="could not be found"):

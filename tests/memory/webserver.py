@@ -60,6 +60,8 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/slow":
             time.sleep(3)
             self._send(200, ARTICLE.encode())
+        elif path == "/lease.pdf":
+            self._send(200, b"%PDF-1.4 ...", "application/pdf")
         elif path == "/image.png":
             self._send(200, b"\x89PNG\r\n", "image/png")
         else:
