@@ -56,10 +56,13 @@ class Page:
     title: str
     text: str
     content_type: str
+    # A PDF's bytes, when the caller takes documents (``accept_pdf``); ``text`` is then empty.
+    pdf: bytes | None = None
 
 
-def fetch_page(url: str, limits: FetchLimits = FetchLimits()) -> Page:
-    """Fetch ``url`` and return its main text; raises ``FetchError`` saying what went wrong."""
+def fetch_page(url: str, limits: FetchLimits = FetchLimits(), *, accept_pdf: bool = False) -> Page:
+    """Fetch ``url`` and return its main text; raises ``FetchError`` saying what went wrong.
+    With ``accept_pdf`` a PDF comes back as bytes (``Page.pdf``) for the document converter."""
     deadline = time.monotonic() + limits.timeout_s
     current = _parse(url)
     with httpx.Client(trust_env=False, follow_redirects=False, verify=True) as client:
@@ -71,6 +74,8 @@ def fetch_page(url: str, limits: FetchLimits = FetchLimits()) -> Page:
                 continue
             if status >= 400:
                 raise FetchError(f"the page answered HTTP {status}", "check the link")
+            if accept_pdf and _kind(content_type) == "application/pdf":
+                return Page(str(current), "", "", "application/pdf", body)
             return _page(str(current), content_type, body)
     raise FetchError(
         f"the link redirects more than {limits.max_redirects} times", "send the final address"
@@ -180,10 +185,14 @@ def _too_big(limits: FetchLimits) -> FetchError:
     )
 
 
+def _kind(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def _page(url: str, content_type: str, body: bytes) -> Page:
     import trafilatura
 
-    kind = content_type.split(";", 1)[0].strip().lower()
+    kind = _kind(content_type)
     if kind == "application/pdf":
         raise FetchError(
             "the link is a PDF document, not a web page", "download it and send me the file"

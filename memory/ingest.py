@@ -17,7 +17,7 @@ from pathlib import Path
 
 from memory import store
 from memory.chunking import split_text
-from memory.documents import Converted, Limits, Section, convert
+from memory.documents import Converted, Limits, convert
 from memory.service import Memory
 from memory.settings import MemorySettings
 from memory.store import NewMemory
@@ -53,25 +53,25 @@ def limits_of(settings: MemorySettings) -> Limits:
     )
 
 
-def pieces_of(doc: Converted, settings: MemorySettings) -> list[Piece]:
+def pieces_of(doc: Converted, settings: MemorySettings, origin: str | None = None) -> list[Piece]:
+    """The chunks and their refs; ``origin`` (a URL) stands for the file name in refs."""
     size, overlap = settings.document_chunk_chars, settings.document_chunk_overlap
+    base = origin or doc.name
     out: list[Piece] = []
     if doc.paged:
         for section in doc.sections:
             for chunk in split_text(section.text, size, overlap):
                 out.append(
-                    Piece(f"{doc.name}, page {section.page}:\n{chunk}", _page_ref(doc, section))
+                    Piece(
+                        f"{doc.name}, page {section.page}:\n{chunk}", f"{base}#page={section.page}"
+                    )
                 )
         return out
     chunks = split_text(doc.text(), size, overlap)
     return [
-        Piece(f"{doc.name}, part {n} of {len(chunks)}:\n{chunk}", f"{doc.name}#{n}")
+        Piece(f"{doc.name}, part {n} of {len(chunks)}:\n{chunk}", f"{base}#{n}")
         for n, chunk in enumerate(chunks, start=1)
     ]
-
-
-def _page_ref(doc: Converted, section: Section) -> str:
-    return f"{doc.name}#page={section.page}"
 
 
 def web_pieces(url: str, title: str, text: str, settings: MemorySettings) -> list[Piece]:
@@ -129,11 +129,13 @@ async def ingest_file(
     *,
     name: str | None = None,
     progress: Progress | None = None,
+    origin: str | None = None,
 ) -> Ingested:
     """``ingest_file_sync`` off the event loop: conversion on a thread, storing on memory's
-    worker (where writes keep their order). ``progress`` is called from that worker."""
+    worker (where writes keep their order). ``progress`` is called from that worker. ``origin``
+    (the URL a PDF came from) replaces the file name in refs."""
     doc = await asyncio.to_thread(convert, path, limits_of(memory.settings), name)
-    pieces = await asyncio.to_thread(pieces_of, doc, memory.settings)
+    pieces = await asyncio.to_thread(pieces_of, doc, memory.settings, origin)
     items = [memory.new(p.text, scope, KIND, ref=p.ref, source=f"file:{doc.kind}") for p in pieces]
     known = await memory.db.run(known_ids, memory, items, scope)
     if known is not None:

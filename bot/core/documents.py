@@ -7,7 +7,8 @@ document in view (a small one whole, a large one as its chunks most related to t
 without a caption, the question is for a short summary, and the status line ends with "ask me
 anything about it". A message that is a link (or mostly one) is fetched with the same limits and
 private-address rule as the agent's ``fetch_url`` tool, stored (ref: the URL) and answered the
-same way (``register`` puts this in front of the assistant's text answerer). What cannot be read or fetched gets one clear sentence, and nothing is stored.
+same way (``register`` puts this in front of the assistant's text answerer); a link to a PDF is
+read like a sent PDF, its refs the URL with the page. What cannot be read or fetched gets one clear sentence, and nothing is stored.
 
 The document reaches the model as ``Incoming.attachment``: marked as data that was sent, not as
 the person's words, and not stored again with their turn (its chunks are in memory already).
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from loguru import logger
 
@@ -185,26 +188,74 @@ class DocumentDesk:
         status = ProgressLine(transport, msg.chat_id, self.progress_every_s)
         await status.show(f"🌐 Reading {url}…")
         try:
-            page = await asyncio.to_thread(fetch_page, url, self.fetch_limits)
+            page = await asyncio.to_thread(fetch_page, url, self.fetch_limits, accept_pdf=True)
         except FetchError as exc:
             await status.show(f"⚠️ I couldn't fetch {url}: {exc}." + _fix(exc.fix))
             return True
         scope = Scope(msg.chat_id, msg.sender.id)
-        try:
-            doc = await ingest_page(self.memory, page.url, page.title, page.text, scope)
-        except Exception:
-            logger.exception("storing page {} in chat {} failed", url, msg.chat_id)
-            await status.show(f"⚠️ Keeping {url} failed on my side; the details are in the log.")
+        if page.pdf is not None:
+            doc = await self._linked_pdf(msg, page.url, page.pdf, status)
+            what = f"a PDF document, {page.url}"
+        else:
+            doc = await self._page(msg, page.url, page.title, page.text, status)
+            what = f"a web page, {page.url}"
+        if doc is None:
             return True
-        title = f"“{page.title}”" if page.title else page.url
-        kept = "already in memory" if doc.already else "kept in memory"
-        await status.show(f"🌐 {title}: {doc.chunks} parts {kept}.")
-        attachment = await self.attachment(f"a web page, {page.url}", question, doc, scope)
+        attachment = await self.attachment(what, question, doc, scope)
         meta = {**msg.meta, "document": page.url, "chunks": doc.chunks}
         assert self._inner is not None  # on_link runs only once registered
         # The transport is already the answerer's (wrapped once by the assistant): no second wrap.
         await self._inner(replace(msg, attachment=attachment, meta=meta), transport)
         return True
+
+    async def _page(
+        self, msg: Incoming, url: str, title: str, text: str, status: ProgressLine
+    ) -> Ingested | None:
+        try:
+            doc = await ingest_page(
+                self.memory, url, title, text, Scope(msg.chat_id, msg.sender.id)
+            )
+        except Exception:
+            logger.exception("storing page {} in chat {} failed", url, msg.chat_id)
+            await status.show(f"⚠️ Keeping {url} failed on my side; the details are in the log.")
+            return None
+        shown = f"“{title}”" if title else url
+        kept = "already in memory" if doc.already else "kept in memory"
+        await status.show(f"🌐 {shown}: {doc.chunks} parts {kept}.")
+        return doc
+
+    async def _linked_pdf(
+        self, msg: Incoming, url: str, data: bytes, status: ProgressLine
+    ) -> Ingested | None:
+        """A link to a PDF: read like a sent file, its refs the URL with the page."""
+        name = Path(urlsplit(url).path).name or "document.pdf"
+        if not name.lower().endswith(".pdf"):
+            name += ".pdf"
+        with tempfile.TemporaryDirectory(prefix="familiar-link-") as folder:
+            path = Path(folder) / "linked.pdf"
+            path.write_bytes(data)
+            try:
+                doc = await ingest_file(
+                    self.memory,
+                    path,
+                    Scope(msg.chat_id, msg.sender.id),
+                    name=name,
+                    progress=status.reporter(f"📄 Reading {name}"),
+                    origin=url,
+                )
+            except DocumentError as exc:
+                await status.settle()
+                await status.show(f"⚠️ I couldn't read {url}: {exc}." + _fix(exc.fix))
+                return None
+            except Exception:
+                logger.exception("reading linked PDF {} in chat {} failed", url, msg.chat_id)
+                await status.settle()
+                await status.show(f"⚠️ Reading {url} failed on my side; the details are in the log.")
+                return None
+        await status.settle()
+        kept = "already in memory" if doc.already else "kept in memory"
+        await status.show(f"📄 {name} ({url}): {doc.pages} pages, {doc.chunks} parts {kept}.")
+        return doc
 
     # -- answering ----------------------------------------------------------------------------
     async def _answer(

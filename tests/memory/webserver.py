@@ -34,7 +34,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path
-        if path == "/article":
+        extra = self.server.extra  # type: ignore[attr-defined]
+        if path in extra:
+            self._send(200, *extra[path])
+        elif path == "/article":
             self._send(200, ARTICLE.encode())
         elif path == "/notes.txt":
             self._send(200, b"Buy milk and eggs.", "text/plain")
@@ -76,9 +79,11 @@ class QuietServer(ThreadingHTTPServer):
 
 
 @contextmanager
-def web_server() -> Iterator[str]:
-    """Serve on 127.0.0.1; yields the base URL ("http://127.0.0.1:PORT")."""
+def web_server(extra: dict[str, tuple[bytes, str]] | None = None) -> Iterator[str]:
+    """Serve on 127.0.0.1; yields the base URL ("http://127.0.0.1:PORT"). ``extra`` adds pages:
+    path -> (body, content type)."""
     server = QuietServer(("127.0.0.1", 0), Handler)
+    server.extra = extra or {}  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -245,6 +245,24 @@ def test_a_link_is_fetched_stored_and_summarised(make_rig) -> None:  # type: ign
     )
 
 
+def test_a_link_to_a_pdf_is_read_page_by_page_with_the_url_in_refs(
+    make_rig, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    rig = make_rig()
+    pdf = make_pdf(tmp_path / "lease.pdf").read_bytes()
+    with web_server({"/files/lease.pdf": (pdf, "application/pdf")}) as site:
+        url = f"{site}/files/lease.pdf"
+        rig.run(message(ALLOWED, f"{url} can I keep a cat?"))
+    refs = [ref for ref, _ in rig.documents()]
+    assert refs == [f"{url}#page={n}" for n in range(1, 6)]
+    [seen] = rig.rig.answerer.seen
+    assert seen.text == f"{url} can I keep a cat?"
+    assert PAGE3_SENTENCE in seen.attachment and "a PDF document" in seen.attachment
+    assert rig.rig.transport.shown(0).text == (
+        f"📄 lease.pdf ({url}): 5 pages, 5 parts kept in memory."
+    )
+
+
 def test_a_link_to_a_private_address_is_refused_by_default(make_rig) -> None:  # type: ignore[no-untyped-def]
     rig = make_rig()
     rig.desk.fetch_limits = FetchLimits()
