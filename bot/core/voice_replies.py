@@ -98,6 +98,15 @@ class VoiceReplies:
                 (chat_id, int(on)),
             )
 
+    async def answer(self, msg: Incoming, assistant: Assistant, transport: Transport) -> None:
+        """Have ``assistant`` answer a transcript; then, where /voice is on, speak the answer."""
+        if not await self.enabled(msg.chat_id):
+            await assistant.handle(msg, transport)
+            return
+        capture = AnswerCapture(transport)
+        await assistant.handle(msg, capture)
+        await self.speak(msg.chat_id, capture.answer, transport)
+
     async def speak(self, chat_id: int, text: str, transport: Transport) -> bool:
         """Send ``text`` as a voice note; False (logged) when it could not be."""
         if not text.strip():

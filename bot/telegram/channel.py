@@ -132,6 +132,7 @@ class TelegramChannel(Service):
         # Recordings the engine could not transcribe wait here; ``voice_retry`` answers them later.
         pending = PendingVoice(settings.data_dir / "voice")
         voice = VoiceReader(self.bot, transcriber, pending) if transcriber else None
+        replies = VoiceReplies(db, build_speaker(settings.voice)) if voice else None
         self.handler = UpdateHandler(
             db,
             assistant,
@@ -143,7 +144,7 @@ class TelegramChannel(Service):
             self.tg.refusal_interval_s,
             voice,
             DocumentReader(self.bot, documents) if documents is not None else None,
-            VoiceReplies(db, build_speaker(settings.voice)) if voice else None,
+            replies,
         )
         self._status = (Status.DEGRADED, "connecting to Telegram")
         self._task: asyncio.Task[None] | None = None
@@ -163,6 +164,7 @@ class TelegramChannel(Service):
                 ready=self._ready,
                 chat_turn=self.dispatcher.chat_turn,
                 reporter=self.reporter,
+                voice_replies=replies,
             )
             if transcriber
             else None

@@ -29,7 +29,7 @@ from bot.core.assistant import Assistant
 from bot.core.commands import Command, parse_command
 from bot.core.transport import Transport
 from bot.core.types import ButtonPress, Incoming, Reply, Sender
-from bot.core.voice_replies import AnswerCapture, VoiceReplies
+from bot.core.voice_replies import VoiceReplies
 from bot.telegram.access import AccessControl, Role
 from bot.telegram.documents import DocumentReader
 from bot.telegram.limits import Throttle, TokenBucket
@@ -248,13 +248,12 @@ class UpdateHandler:
             )
             return
         await self.transport.send(incoming.chat_id, Reply(outcome.heard_line(), markdown=False))
-        replies = self.voice_replies
-        if replies is None or not await replies.enabled(incoming.chat_id):
+        if self.voice_replies is None:
             await self.assistant.handle(heard(incoming, outcome), self.transport)
-            return
-        capture = AnswerCapture(self.transport)
-        await self.assistant.handle(heard(incoming, outcome), capture)
-        await replies.speak(incoming.chat_id, capture.answer, self.transport)
+        else:
+            await self.voice_replies.answer(
+                heard(incoming, outcome), self.assistant, self.transport
+            )
 
     async def _refuse(self, user_id: int, chat_id: int) -> None:
         await self.db.run(self.access.audit, user_id, chat_id, "refused stranger")
