@@ -249,11 +249,14 @@ class ChatAgent(ToolAnswers):
         progress: Progress | None = None,
         meta: dict[str, Any] | None = None,
         on_activity: OnDelta | None = None,
+        attachment: str = "",
     ) -> Answer:
         """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
         mode); ``progress`` gets phase names in think/review modes. ``meta`` is stored with the
         user's turn; with ``from_audio`` the model sees the text marked as a transcript (memory
-        keeps the plain words). ``on_activity`` gets what a running tool is doing. Never raises for
+        keeps the plain words). ``on_activity`` gets what a running tool is doing.
+        ``attachment`` (a document or page the person sent, stored on its own) goes to the model
+        before the message and is not stored with it. Never raises for
         model faults."""
         try:
             turn_id, stored_now = await self.memory.store_turn(
@@ -287,6 +290,8 @@ class ChatAgent(ToolAnswers):
         ]  # the incoming message, clipped to the budget if need be
         if meta and meta.get("from_audio"):
             text = for_context(text)
+        if attachment:
+            text = f"{attachment}\n\n{text}"
         prefix, rest = split_stable_prefix(context.system)
         ctx = CallContext(user_id, chat_id, "chat", is_admin)
         try:

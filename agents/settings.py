@@ -200,7 +200,8 @@ ToolPolicy = Literal["auto", "confirm", "off"]
 
 
 class ToolLoopSettings(BaseModel):
-    """The agent loop's part of ``[tools]`` (the MCP client's part lives beside the client)."""
+    """The agent loop's and the built-in tools' part of ``[tools]`` (the MCP servers' part is
+    ``agents.tools.settings.ToolsSettings``, which extends this)."""
 
     enabled: bool = Field(
         True, description="Let plain answers call tools when the provider supports them."
@@ -242,4 +243,23 @@ class ToolLoopSettings(BaseModel):
             "Per-tool policy overriding the tool's default: auto (runs), confirm (asks the user "
             "first), off (never offered), e.g. {forget_memory = 'auto'}."
         ),
+    )
+    fetch_allow_private: bool = Field(
+        False,
+        description="Let fetch_url and sent links reach private, loopback and link-local addresses "
+        "(your own network). Off: only public pages are fetched.",
+    )
+    fetch_max_bytes: int = Field(
+        5_000_000, ge=10_000, description="Largest web page fetched, in bytes."
+    )
+    fetch_timeout_s: float = Field(
+        20.0, gt=0, le=300, description="Longest a page fetch may take, redirects included."
+    )
+    fetch_max_redirects: int = Field(
+        5, ge=0, le=20, description="Most redirects followed when fetching a page."
+    )
+    fetch_max_chars: int = Field(
+        20_000,
+        ge=1_000,
+        description="Most characters of a fetched page's text handed to the model by fetch_url.",
     )

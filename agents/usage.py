@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from agents.errors import BudgetExceeded
@@ -91,6 +91,24 @@ class UsageStore:
                 (user_id, day),
             ).fetchone()
         return counted(*row)
+
+    def daily(self, user_id: int, days: int = 7) -> list[tuple[date, int]]:
+        """(UTC day, tokens counted against the budget) for the last ``days`` days, oldest
+        first, every day present (0 where nothing was used)."""
+        today = self.clock().date()
+        first = today - timedelta(days=days - 1)
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT day, coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),"
+                " coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_write_tokens), 0)"
+                " FROM llm_usage WHERE user_id = ? AND day >= ? GROUP BY day",
+                (user_id, first.isoformat()),
+            ).fetchall()
+        used = {r[0]: counted(*r[1:]) for r in rows}
+        return [
+            (first + timedelta(days=i), used.get((first + timedelta(days=i)).isoformat(), 0))
+            for i in range(days)
+        ]
 
     def check_budget(self, ctx: CallContext) -> None:
         """Raise BudgetExceeded before a call when the user has spent the day's tokens."""

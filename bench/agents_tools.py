@@ -183,7 +183,7 @@ async def run(kind: str, extra_turns: int = 12) -> dict[str, Any]:
         async def nothing(*_: Any) -> None:
             return None
 
-        registry = ToolRegistry(builtin_sources(memory))
+        registry = ToolRegistry(builtin_sources(memory, ToolLoopSettings()))
         registry.add(reminder_tools(Reminders(db, backend, js, nothing)))
         registry.add(task_tools(AgentTasks(db, backend, js, nothing)))
         loop = ToolLoop(registry, ToolLoopSettings(), db)

@@ -74,6 +74,22 @@ class ConsoleTransport(Transport):
         await asyncio.to_thread(_write_private, path, data)
         self._show(Reply(f"{caption} Saved to {path}".strip(), markdown=False))
 
+    async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        await self._save_numbered("voice", ".ogg", data, caption or "🔊 Spoken answer.")
+
+    async def send_photo(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        await self._save_numbered("picture", ".png", data, caption or "🖼 Picture.")
+
+    async def _save_numbered(self, stem: str, suffix: str, data: bytes, caption: str) -> None:
+        """A terminal shows no audio or pictures: they are saved beside exports, and named."""
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while (self.files_dir / f"{stem}-{n}{suffix}").exists():
+            n += 1
+        path = self.files_dir / f"{stem}-{n}{suffix}"
+        path.write_bytes(data)
+        self._show(Reply(f"{caption} Saved to {path}", markdown=False))
+
 
 class ConsoleChannel(Service):
     name = "console"

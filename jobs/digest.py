@@ -1,4 +1,5 @@
-"""The daily admin digest: activity, feedback, failed jobs, model usage and backup age, in plain text.
+"""The daily admin digest: activity, feedback, failed jobs, model usage and backup age, in plain text,
+followed by a chart of the messages per hour where a channel can show pictures.
 
 Built from SQL counts alone, never by a model: it is deterministic, costs no tokens, and says the
 same thing however often it is rendered. When nothing happened in the period (no messages, no
@@ -16,6 +17,7 @@ empty, so the digest still goes out with what there is.
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +28,7 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from agents.llm import LLM
+from jobs import charts
 from jobs.digest_todos import OpenTodo, collect_todos, overdue, render_todos
 from jobs.lessons import LessonMemory, WeeklyLessons
 from jobs.scheduler import JobSpec, Scheduler
@@ -33,6 +36,8 @@ from jobs.settings import JobsSettings
 from memory.db import Database
 
 NotifyAdmins = Callable[[str], Awaitable[None]]
+# Sends a picture to the admins: (PNG bytes, caption).
+PhotoAdmins = Callable[[bytes, str], Awaitable[None]]
 BackupAge = Callable[[], float | None]
 FAILED_OUTCOMES = ("failed", "timeout", "interrupted")
 MAX_CHARS = 3800  # one Telegram message holds 4096
@@ -84,6 +89,13 @@ class DigestData:
     backup_age_h: float | None = None
     backup_note: str | None = None  # set when the age could not be read
     todos: list[OpenTodo] | None = None  # open to-dos; None: no todos table
+    hourly: list[int] = field(default_factory=list)  # messages in each hour of the period
+
+    def hour_labels(self) -> list[str]:
+        return [
+            f"{(self.start + timedelta(hours=i)).astimezone(UTC):%H:00}"
+            for i in range(len(self.hourly))
+        ]
 
     @property
     def empty(self) -> bool:
@@ -127,6 +139,13 @@ def collect(db: Database, start: datetime, end: datetime, settings: JobsSettings
                 )
             ]
             d.messages = sum(c[1] for c in d.chats)
+            d.hourly = [0] * max(1, math.ceil((t1 - t0) / 3600))
+            for hour, n in conn.execute(
+                "SELECT CAST((ts - ?) / 3600 AS INTEGER), count(*) FROM messages"
+                " WHERE ts >= ? AND ts < ? AND role IN ('user', 'assistant') GROUP BY 1",
+                (t0, t0, t1),
+            ):
+                d.hourly[min(int(hour), len(d.hourly) - 1)] += n
             d.users = conn.execute(
                 "SELECT count(DISTINCT user_id) FROM messages WHERE ts >= ? AND ts < ? AND role = 'user'"
                 " AND user_id IS NOT NULL",
@@ -284,10 +303,12 @@ class DailyDigest:
         settings: JobsSettings,
         notify_admins: NotifyAdmins,
         backup_age: BackupAge | None = None,
+        photo_admins: PhotoAdmins | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.notify_admins = notify_admins
+        self.photo_admins = photo_admins  # None: the digest goes out as text only
         self.backup_age = backup_age  # BackupService.newest_age_hours; None: no backup line
 
     async def run(self, now: datetime | None = None) -> str:
@@ -312,6 +333,8 @@ class DailyDigest:
                 data.backup_note = f"⚠️ age unknown ({clip(str(exc), 100)})"
         text = render(data, self.settings)
         await self.notify_admins(text)
+        if self.photo_admins is not None and data.messages:
+            await self._send_chart(data, period)
         account = (
             f"sent for {period}: {data.messages} message(s) in {len(data.chats)} chat(s), "
             f"👍 {data.thumbs_up} 👎 {data.thumbs_down}, {sum(f.count for f in data.failures)} job failure(s), "
@@ -319,6 +342,20 @@ class DailyDigest:
         )
         await self.db.run(self._record, start.timestamp(), end.timestamp(), account)
         return account
+
+    async def _send_chart(self, data: DigestData, period: str) -> None:
+        """The day's activity as a bar chart, after the text (which stands without it)."""
+        try:
+            image = await charts.render(
+                charts.activity_figure,
+                f"Messages per hour, {period}",
+                data.hour_labels(),
+                data.hourly,
+            )
+            assert self.photo_admins is not None
+            await self.photo_admins(image, "Activity per hour")
+        except Exception:
+            logger.opt(exception=True).warning("digest: the activity chart could not be sent")
 
     def _last_end(self) -> float | None:
         with self.db.read() as conn:
@@ -341,11 +378,12 @@ def register_digest_jobs(
     llm: LLM,
     notify_admins: NotifyAdmins,
     backup_age: BackupAge | None = None,
+    photo_admins: PhotoAdmins | None = None,
 ) -> list[str]:
     """Register the enabled ones of the "digest" and "lessons" jobs; returns their names."""
     names = []
     if settings.digest_enabled:
-        digest = DailyDigest(db, settings, notify_admins, backup_age)
+        digest = DailyDigest(db, settings, notify_admins, backup_age, photo_admins)
         scheduler.register(JobSpec("digest", digest.run, cron=settings.digest_cron))
         names.append("digest")
     if settings.lessons_enabled:

@@ -362,6 +362,27 @@ class Memory:
         item = self.new(text, scope, kind, ts=ts, ref=ref)
         return (await self._offload(self.add_sync, [item]))[0]
 
+    def add_all_sync(
+        self, items: Sequence[NewMemory], progress: Progress | None = None
+    ) -> list[int]:
+        """Store rows that belong together (a document's chunks) in one transaction, embedding
+        them first in batches, with ``progress(done, total)`` after each (from this thread)."""
+        if self.embedder.ready:
+            step = self.settings.embedding_batch_size * 4  # as embed_pending: few encode calls
+            for start in range(0, len(items), step):
+                part = items[start : start + step]
+                vectors = self.vectors([m.text for m in part], [m.content_hash for m in part])
+                for m, v in zip(part, vectors, strict=True):
+                    m.embedding, m.model = v, self.embedder.model_name
+                if progress:
+                    progress(start + len(part), len(items))
+        return self.add_sync(items)
+
+    async def add_all(
+        self, items: Sequence[NewMemory], progress: Progress | None = None
+    ) -> list[int]:
+        return await self._offload(self.add_all_sync, items, progress)
+
     def forget_sync(self, memory_id: int, scope: Scope) -> bool:
         with self._guard:
             removed = store.delete_memory(self.db, memory_id, scope)

@@ -100,3 +100,40 @@ class MemorySettings(BaseModel):
     context_recall_k: int = Field(
         8, ge=0, description="Memories recalled for the incoming message when assembling context."
     )
+    document_chunk_chars: int = Field(
+        1_000,
+        ge=200,
+        le=20_000,
+        description="Documents and web pages are split into chunks of about this many characters "
+        "(along headings and paragraphs) before they are stored; the default fits the bundled "
+        "model's 256-token window, so no part of a chunk is left out of its vector.",
+    )
+    document_chunk_overlap: int = Field(
+        150,
+        ge=0,
+        description="Characters of a full chunk repeated at the start of the next (at most half a chunk).",
+    )
+    document_max_bytes: int = Field(
+        20_000_000,
+        ge=1_000,
+        description="Largest document file accepted, in bytes (Telegram lets bots download at most 20 MB).",
+    )
+    document_max_pages: int = Field(
+        500, ge=1, description="Most pages of a PDF accepted into memory."
+    )
+    document_max_unpacked_bytes: int = Field(
+        100_000_000,
+        ge=1_000_000,
+        description="Largest total an Office file (a ZIP inside) may unpack to; more is refused as a ZIP bomb.",
+    )
+    document_inline_chars: int = Field(
+        12_000,
+        ge=0,
+        description="A document up to this many characters goes to the model whole with a question "
+        "about it; a longer one through search of its chunks.",
+    )
+    document_context_chunks: int = Field(
+        6,
+        ge=1,
+        description="Chunks of a long document given to the model with a question about it.",
+    )

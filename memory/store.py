@@ -575,3 +575,19 @@ def chats_of(db: Database, ids: Sequence[int]) -> dict[int, int]:
 
 def hashes_of(db: Database, ids: Sequence[int]) -> dict[int, str]:
     return _column_by_id(db, ids, "content_hash")
+
+
+def document_rows(db: Database, chat_id: int, refs: Sequence[str]) -> dict[tuple[str, str], int]:
+    """``{(ref, content hash): id}`` of the chat's document rows with these refs."""
+    out: dict[tuple[str, str], int] = {}
+    unique = sorted(set(refs))
+    with db.read() as conn:
+        for start in range(0, len(unique), 900):
+            part = unique[start : start + 900]
+            for memory_id, ref, digest in conn.execute(
+                "SELECT id, ref, content_hash FROM memories WHERE chat_id = ? AND kind = 'document'"
+                f" AND ref IN ({','.join('?' * len(part))})",
+                [chat_id, *part],
+            ):
+                out[(ref, digest)] = memory_id
+    return out

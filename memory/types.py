@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-KINDS = ("message", "summary", "fact", "note", "lesson")
+KINDS = ("message", "summary", "fact", "note", "lesson", "document")
 
 
 @dataclass(frozen=True)

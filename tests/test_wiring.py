@@ -104,3 +104,15 @@ async def test_a_message_without_a_model_gets_what_memory_recalls(graph: Graph) 
     assert "FAMILIAR_LLM__PROVIDER" in reply
     assert "the spare key is under the blue pot" in reply
     assert "[1] 👍" in reply  # feedback buttons on the console too
+
+
+async def test_a_link_in_the_console_is_read_through_the_real_graph(graph: Graph) -> None:
+    """Links are handled in front of the answerer on every channel; by default a private
+    address is refused (``tools.fetch_allow_private``) and nothing is stored."""
+    from tests.memory.webserver import web_server
+
+    with web_server() as site:
+        reply = await graph.say(f"{site}/article")
+    assert "private or local address (127.0.0.1)" in reply
+    with graph.db.read() as conn:
+        assert conn.execute("SELECT count(*) FROM memories").fetchone()[0] == 0

@@ -12,9 +12,12 @@ from typing import Any
 from agents.tools.base import ToolSource
 
 
-def builtin_sources(memory: Any) -> list[ToolSource]:
-    """The built-in families over the given ``memory.service.Memory``."""
+def builtin_sources(memory: Any, settings: Any) -> list[ToolSource]:
+    """The built-in families over the given ``memory.service.Memory``, with the ``[tools]``
+    settings (``agents.settings.ToolLoopSettings``: the web fetch's limits)."""
     from agents.tools.clock import clock_tools
     from agents.tools.memory_tools import memory_tools
+    from agents.tools.registry import StaticSource
+    from agents.tools.web import FetchUrl
 
-    return [clock_tools(), memory_tools(memory)]
+    return [clock_tools(), memory_tools(memory), StaticSource("web", [FetchUrl(settings)])]

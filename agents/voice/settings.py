@@ -54,3 +54,12 @@ class VoiceSettings(BaseModel):
         ge=30,
         description="Seconds between tries to transcribe and answer kept recordings (the voice_retry job).",
     )
+    tts_model_path: Path | None = Field(
+        None,
+        description="A local Piper voice (.onnx, with its .onnx.json beside it) to read answers aloud "
+        "with (needs the piper-tts package); unset uses espeak-ng. Nothing is ever downloaded.",
+    )
+    tts_voice: str = Field(
+        "en-us", description="espeak-ng voice for spoken answers (espeak-ng --voices lists them)."
+    )
+    tts_program: str = Field("espeak-ng", description="The espeak-ng program.")

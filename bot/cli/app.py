@@ -32,13 +32,14 @@ def _register_subcommands() -> None:
     from bot.cli.service import app as service_app
     from bot.cli.tools import app as tools_app
     from bot.cli.train import adapters_app, train_app
-    from bot.cli.voice import transcribe_command
+    from bot.cli.voice import speak_command, transcribe_command
 
     app.add_typer(service_app, name="service")
     app.add_typer(memory_app, name="memory")
     app.command("ask")(ask)
     app.command("usage")(usage)
     app.command("transcribe")(transcribe_command)
+    app.command("speak")(speak_command)
     app.add_typer(backup_app, name="backup")
     app.command("restore")(restore_command)
     app.add_typer(train_app, name="train")

@@ -1,4 +1,4 @@
-"""``familiar memory add|import|search|stats|reindex|export``: the memory store from the shell.
+"""``familiar memory add|add-file|import|search|stats|reindex|export``: the memory store from the shell.
 
 The lead registers it: ``app.add_typer(memory_app, name="memory")`` (``from bot.cli.memory import
 app as memory_app``). Every command opens the database and builds ``Memory`` the same way the
@@ -97,6 +97,27 @@ RECORD_HELP = (
     "chat and user ids), ts (ISO-8601), ref, kind."
 )
 SHOWN_ERRORS = 5
+
+
+@app.command("add-file")
+@_friendly
+def add_file(
+    path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="PDF, DOCX, XLSX, PPTX, TXT, Markdown or HTML."
+    ),
+    chat: int = typer.Option(0, "--chat", help="Chat id (scope) it belongs to."),
+) -> None:
+    """Read a document into memory (chunks of kind 'document'); prints the number of chunks."""
+    from memory.ingest import ingest_file_sync
+    from memory.types import Scope
+
+    with _memory() as memory:
+        result = ingest_file_sync(memory, path, Scope(chat))
+    pages = f" from {result.pages} pages" if result.pages else ""
+    if result.already:
+        typer.echo(f"{result.chunks} chunks{pages} of {result.name} were in memory already")
+    else:
+        typer.echo(f"{result.chunks} chunks{pages} stored from {result.name}")
 
 
 @app.command("import")

@@ -1,4 +1,5 @@
-"""``familiar transcribe FILE``: print what the configured voice engine hears in a recording.
+"""``familiar transcribe FILE`` prints what the voice engine hears; ``familiar speak TEXT --out F``
+writes what the text-to-speech engine says.
 
 Useful to check the engine setup (model path, language) and to transcribe recordings kept when
 transcription was unavailable. Registered by ``bot/cli/app.py`` as a top-level command.
@@ -62,3 +63,24 @@ def transcribe_command(
         typer.echo("(no speech heard)", err=True)
         raise typer.Exit(1)
     typer.echo(transcript.text)
+
+
+SPEAK_TEXT = typer.Argument(..., help="What to say.")
+SPEAK_OUT = typer.Option(
+    ..., "--out", "-o", help="Where to write the voice note (OGG/Opus, as Telegram sends them)."
+)
+
+
+def speak_command(text: str = SPEAK_TEXT, out: Path = SPEAK_OUT) -> None:
+    """Speak TEXT with the configured text-to-speech engine into an OGG/Opus file."""
+    from agents.voice.tts import build_speaker
+    from bot.config import load_settings
+
+    try:
+        speaker = build_speaker(load_settings().voice)
+        data = speaker.voice_note_sync(text)
+    except FamiliarError as exc:
+        typer.echo(f"error: {exc.explain()}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    out.write_bytes(data)
+    typer.echo(f"wrote {len(data):,} bytes of speech ({speaker.name}) to {out}")

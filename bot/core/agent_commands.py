@@ -27,6 +27,7 @@ from bot.core.signing import ButtonSigner
 from bot.core.tool_buttons import ToolButtons
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
+from jobs.charts import render, usage_figure
 
 Mode = Literal["single", "think", "review"]
 EDIT_INTERVAL_S = 1.0
@@ -102,8 +103,9 @@ class StreamingReply:
 
 def stored_meta(msg: Incoming) -> dict | None:
     """What of a message's channel meta is stored with it: all of it when it was not typed
-    (``from_audio``: a voice note's transcript, its file id, engine, ...); typed text stores none."""
-    return dict(msg.meta) if msg.meta.get("from_audio") else None
+    (``from_audio``: a voice note's transcript, its file id, engine, ...; ``document``: the file
+    or page it came with); typed text stores none."""
+    return dict(msg.meta) if msg.meta.get("from_audio") or msg.meta.get("document") else None
 
 
 def format_review(result: ReviewResult) -> str:
@@ -170,7 +172,12 @@ class AgentCommands:
             )
         )
         replace(
-            Command("usage", "Show your token usage and budget today", self.show_usage, "/usage")
+            Command(
+                "usage",
+                "Show your token usage and budget today (/usage week: the last 7 days, as a chart)",
+                self.show_usage,
+                "/usage [week]",
+            )
         )
         assistant.buttons["cq"] = self.on_show_critique
         assistant.buttons["rv"] = self.on_review_decision
@@ -237,6 +244,7 @@ class AgentCommands:
             progress=progress if mode != "single" else None,
             meta=stored_meta(msg),
             on_activity=stream.activity if mode == "single" else None,
+            attachment=msg.attachment,
         )
         if answer.error:
             await finish(Reply(answer.text, markdown=False, no_feedback=True))
@@ -338,7 +346,9 @@ class AgentCommands:
         return None
 
     async def show_usage(self, msg: Incoming, args: str, transport: Transport) -> Reply:
-        """/usage: tokens used today against the daily budget."""
+        """/usage: tokens used today against the daily budget; /usage week: 7 days, charted."""
+        if args.strip().lower() in ("week", "chart", "7"):
+            return await self.usage_week(msg, transport)
         summary = await self.usage.db.run(self.usage.summary, msg.sender.id, 1, msg.sender.is_admin)
         totals = summary["totals"]
         budget = summary.get("daily_budget")
@@ -358,6 +368,25 @@ class AgentCommands:
         )
         for purpose, row in summary["per_purpose"].items():
             lines.append(f"• {purpose}: {row['calls']} calls, {row['counted']:,} tokens")
+        return Reply("\n".join(lines), markdown=False)
+
+    async def usage_week(self, msg: Incoming, transport: Transport) -> Reply:
+        """The last 7 days: a bar chart where the channel shows pictures, and the numbers."""
+        days = await self.usage.db.run(self.usage.daily, msg.sender.id, 7)
+        lines = ["Tokens per day (as the budget counts them):"]
+        lines += [f"• {day:%a %d %b}: {tokens:,}" for day, tokens in days]
+        try:
+            image = await render(
+                usage_figure,
+                "Your tokens, last 7 days",
+                [d for d, _ in days],
+                [t for _, t in days],
+            )
+            await transport.send_photo(msg.chat_id, image, "Your tokens, last 7 days")
+        except NotImplementedError:
+            pass  # a channel without pictures: the numbers below say it all
+        except Exception:
+            logger.opt(exception=True).warning("usage chart for chat {} failed", msg.chat_id)
         return Reply("\n".join(lines), markdown=False)
 
     # -- buttons -------------------------------------------------------------------------------

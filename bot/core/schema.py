@@ -137,3 +137,9 @@ def m004_replay_keys(db: sqlite_utils.Database) -> None:
         "CREATE UNIQUE INDEX access_invites_source ON access_invites (source_key)"
         " WHERE source_key IS NOT NULL"
     )
+
+
+@migrations()
+def m005_chat_voice_replies(db: sqlite_utils.Database) -> None:
+    # Whether voice notes in this chat are answered with a voice note too (/voice on).
+    db.execute("ALTER TABLE chat_settings ADD COLUMN voice_replies INTEGER NOT NULL DEFAULT 0")

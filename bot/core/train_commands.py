@@ -29,6 +29,7 @@ from bot.core.commands import GROUP_SETTING_REFUSAL, Command, may_change_chat_se
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, SentMessage
+from jobs.charts import loss_figure, render
 from memory.db import Database
 from memory.errors import FamiliarError
 
@@ -134,6 +135,8 @@ class TrainCommands:
         self._last_edit: dict[int, float] = {}
         self._pending: dict[int, Reply] = {}
         self._flushers: dict[int, asyncio.Task[None]] = {}
+        self._charted: set[int] = set()  # pipelines whose report chart was sent (this process)
+        self._charts: set[asyncio.Task[None]] = set()
 
     def register(self, assistant: Assistant) -> None:
         # not admin_only: /train optin is each chat's own decision; the rest checks for an admin
@@ -294,6 +297,7 @@ class TrainCommands:
         """``TrainingService``'s callback: edit the pipeline's message, throttled, never raising."""
         if row.get("chat_id") is None or row.get("message_id") is None or self.transport is None:
             return
+        self._maybe_chart(row)
         reply = self.render(row)
         pid = row["id"]
         if self._pending.get(pid) is None and reply.text == self._shown.get(pid):
@@ -305,6 +309,26 @@ class TrainCommands:
         self._pending[pid] = reply
         if pid not in self._flushers:
             self._flushers[pid] = asyncio.create_task(self._flush_later(row, max(wait, 0.0)))
+
+    def _maybe_chart(self, row: dict[str, Any]) -> None:
+        """Once evaluated, the report carries a picture: loss curves and the evaluation table."""
+        evaluated = (row.get("stages", {}).get("evaluate") or {}).get("outputs") or {}
+        if "adapter_loss" not in evaluated or row["id"] in self._charted:
+            return
+        self._charted.add(row["id"])
+        task = asyncio.create_task(self._send_chart(row, evaluated))
+        self._charts.add(task)
+        task.add_done_callback(self._charts.discard)
+
+    async def _send_chart(self, row: dict[str, Any], evaluated: dict[str, Any]) -> None:
+        losses = ((row.get("stages", {}).get("train") or {}).get("outputs") or {}).get("losses")
+        title = f"{row['archetype']} {evaluated.get('version', '')}: training report".strip()
+        try:
+            image = await render(loss_figure, title, losses or [], evaluated)
+            assert self.transport is not None
+            await self.transport.send_photo(row["chat_id"], image, caption=title)
+        except Exception:  # the text report stands without its picture
+            logger.opt(exception=True).warning("training chart of pipeline {} failed", row["id"])
 
     async def _flush_later(self, row: dict[str, Any], delay: float) -> None:
         try:

@@ -39,6 +39,14 @@ class Transport(ABC):
         """The older name of ``send_document`` (its argument order), kept while callers move."""
         await self.send_document(chat_id, data, filename, caption)
 
+    async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        """Send a voice note (OGG/Opus bytes); raises NotImplementedError where there is no audio."""
+        raise NotImplementedError
+
+    async def send_photo(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        """Send a picture (PNG or JPEG bytes); raises NotImplementedError where there are none."""
+        raise NotImplementedError
+
 
 class RecordingTransport(Transport):
     """A test double that keeps what was sent and edited."""
@@ -48,6 +56,8 @@ class RecordingTransport(Transport):
         self.edits: list[tuple[SentMessage, Reply]] = []
         self.files: list[tuple[int, str, bytes]] = []  # (chat id, file name, data)
         self.captions: list[str] = []
+        self.voices: list[tuple[int, bytes, str]] = []
+        self.photos: list[tuple[int, bytes, str]] = []
 
     async def send(self, chat_id: int, reply: Reply) -> SentMessage:
         self.sent.append((chat_id, reply))
@@ -70,6 +80,12 @@ class RecordingTransport(Transport):
     ) -> None:
         self.files.append((chat_id, filename, data))
         self.captions.append(caption)
+
+    async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        self.voices.append((chat_id, data, caption))
+
+    async def send_photo(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        self.photos.append((chat_id, data, caption))
 
     @property
     def texts(self) -> list[str]:

@@ -28,6 +28,9 @@ class Incoming:
     is_group: bool = False
     channel: str = "console"
     meta: dict[str, Any] = field(default_factory=dict)
+    # What the model sees with the message but memory does not keep as the person's words:
+    # a document or web page they sent (already stored as chunks of its own).
+    attachment: str = ""
 
     @property
     def key(self) -> str | None:

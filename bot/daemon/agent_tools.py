@@ -48,7 +48,9 @@ class TaskChannel:
 def build_tool_loop(settings: Settings, db: Database, memory: Memory) -> ToolLoop:
     """The registry with the built-in families (policy and untrusted settings applied) and the
     loop over it; the jobs package's tools are added by ``wire_job_tools``."""
-    tools = ToolRegistry(builtin_sources(memory), settings.tools.policy, settings.tools.untrusted)
+    tools = ToolRegistry(
+        builtin_sources(memory, settings.tools), settings.tools.policy, settings.tools.untrusted
+    )
     return ToolLoop(tools, settings.tools, db, ZoneInfo(settings.jobs.timezone))
 
 

@@ -27,6 +27,7 @@ from agents.tools.base import ToolSource
 from agents.tools.catalog import build_tool_sources, mcp_sources
 from agents.tools.registry import ToolRegistry
 from agents.tools.todos import TodoStore
+from agents.tools.web import fetch_limits
 from agents.usage import UsageStore
 from agents.voice import Transcriber, build_transcriber
 from bot import __version__
@@ -35,6 +36,7 @@ from bot.core.agent_commands import AgentCommands
 from bot.core.assistant import Assistant
 from bot.core.chat_modes import SqliteChatModes
 from bot.core.commands import Command
+from bot.core.documents import DocumentDesk
 from bot.core.drafts import AnswerDrafts
 from bot.core.feedback import Feedback, FeedbackStore
 from bot.core.job_commands import JobCommands
@@ -71,6 +73,8 @@ class AdminNotifier:
     admins: list[int]
     send: Send | None = None
     sent: list[str] = field(default_factory=list)
+    # Pictures (the digest's chart): set by a channel that can show them.
+    send_photo: Callable[[int, bytes, str], Awaitable[None]] | None = None
 
     async def __call__(self, text: str) -> None:
         logger.warning("admin notice: {}", text.splitlines()[0][:200] if text else "")
@@ -82,6 +86,15 @@ class AdminNotifier:
                 await self.send(admin, text)
             except Exception:  # one unreachable admin must not stop the others
                 logger.opt(exception=True).warning("could not notify admin {}", admin)
+
+    async def photo(self, data: bytes, caption: str) -> None:
+        if self.send_photo is None:
+            return
+        for admin in self.admins:
+            try:
+                await self.send_photo(admin, data, caption)
+            except Exception:
+                logger.opt(exception=True).warning("could not send a picture to admin {}", admin)
 
 
 @dataclass
@@ -106,6 +119,8 @@ class Services:
     channel: TaskChannel = field(default_factory=TaskChannel)
     tasks: AgentTasks | None = None
     tool_registry: ToolRegistry | None = None
+    # Documents and links people send: read into memory, answered with them in view.
+    documents: DocumentDesk | None = None
 
 
 def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
@@ -214,6 +229,8 @@ def build_services(
     agent_commands.register(assistant)
     PersonaCommands(personas, settings.llm.persona, settings.llm.provider).register(assistant)
     TodoCommands(TodoStore(db), signer, ZoneInfo(settings.jobs.timezone)).register(assistant)
+    documents = DocumentDesk(memory, assistant, fetch_limits(settings.tools))
+    documents.register()
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
@@ -233,6 +250,7 @@ def build_services(
         llm=llm,
         notify_admins=notify_admins,
         backup_age=backups.newest_age_hours,
+        photo_admins=notify_admins.photo,
     )
     if js.summarize_enabled:
         summarizer = HourlySummarizer(db, memory, summariser, js)
@@ -326,6 +344,7 @@ def build_services(
         channel,
         tasks,
         tool_loop.registry,
+        documents,
     )
 
 
@@ -393,7 +412,9 @@ def attach_channel(
     from bot.telegram.access import Role
     from bot.telegram.channel import TelegramChannel
 
-    telegram = TelegramChannel(settings, db, services.assistant, health, fail, services.transcriber)
+    telegram = TelegramChannel(
+        settings, db, services.assistant, health, fail, services.transcriber, services.documents
+    )
     deliver_to["send"] = telegram.transport.send_plain
     services.channel.transport = telegram.transport
     access = telegram.access
@@ -401,6 +422,7 @@ def attach_channel(
         access.role(user) is not Role.STRANGER and (chat == user or access.group_allowed(chat))
     )
     services.notify_admins.send = telegram.transport.send_plain
+    services.notify_admins.send_photo = telegram.transport.send_photo
     if services.training is not None:
         services.training.commands.transport = telegram.transport
     if telegram.voice_retry is not None:  # recordings kept while the engine was down

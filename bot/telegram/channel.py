@@ -31,15 +31,19 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
 from agents.voice import PendingVoice, Transcriber
+from agents.voice.tts import build_speaker
 from bot.config import Settings
 from bot.core.assistant import Assistant
 from bot.core.commands import CommandRegistry
+from bot.core.documents import DocumentDesk
 from bot.core.feedback import Feedback
+from bot.core.voice_replies import VoiceReplies
 from bot.daemon.lifecycle import Service
 from bot.errors import ConfigError, FamiliarError, TelegramTokenRejected
 from bot.telegram.access import AccessControl
 from bot.telegram.chat_admins import ChatAdmins
 from bot.telegram.dispatch import UpdateDispatcher
+from bot.telegram.documents import DocumentReader
 from bot.telegram.handlers import BotIdentity, UpdateHandler
 from bot.telegram.inbox import Inbox
 from bot.telegram.limits import ChatPacer, TokenBucket
@@ -87,6 +91,7 @@ class TelegramChannel(Service):
         health: HealthRegistry,
         fail: Callable[[FamiliarError], None],
         transcriber: Transcriber | None = None,
+        documents: DocumentDesk | None = None,
     ) -> None:
         self.settings = settings
         self.tg = settings.telegram
@@ -128,6 +133,7 @@ class TelegramChannel(Service):
         # Recordings the engine could not transcribe wait here; ``voice_retry`` answers them later.
         pending = PendingVoice(settings.data_dir / "voice")
         voice = VoiceReader(self.bot, transcriber, pending) if transcriber else None
+        replies = VoiceReplies(db, build_speaker(settings.voice)) if voice else None
         self.handler = UpdateHandler(
             db,
             assistant,
@@ -138,6 +144,8 @@ class TelegramChannel(Service):
             TokenBucket(self.tg.user_burst, self.tg.user_per_minute),
             self.tg.refusal_interval_s,
             voice,
+            DocumentReader(self.bot, documents) if documents is not None else None,
+            replies,
             chat_admin=ChatAdmins(self.bot),
         )
         self._status = (Status.DEGRADED, "connecting to Telegram")
@@ -158,6 +166,7 @@ class TelegramChannel(Service):
                 ready=self._ready,
                 chat_turn=self.dispatcher.chat_turn,
                 reporter=self.reporter,
+                voice_replies=replies,
             )
             if transcriber
             else None

@@ -7,7 +7,8 @@ unreachable (``NetworkError``, ``RetryAfter``), which is raised so the caller tr
 
 A voice note (audio file, video note) passes the same access, group and rate-limit checks as
 text before it is downloaded; its transcript is then answered exactly like typed text, with
-"🗣 I heard: ..." shown first and ``Incoming.meta`` saying it came from audio.
+"🗣 I heard: ..." shown first and ``Incoming.meta`` saying it came from audio. A document
+passes the same checks before it is downloaded (``DocumentReader``); its caption is the question.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from bot.core.assistant import Assistant
 from bot.core.commands import Command, parse_command
 from bot.core.transport import Transport
 from bot.core.types import ButtonPress, Incoming, Reply, Sender
+from bot.core.voice_replies import VoiceReplies
 from bot.telegram.access import AccessControl, Role
+from bot.telegram.documents import DocumentReader
 from bot.telegram.limits import Throttle, TokenBucket
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.voice import VoiceReader, heard, voice_note
@@ -82,6 +85,8 @@ class UpdateHandler:
         bucket: TokenBucket,
         refusal_interval_s: float = 3600.0,
         voice: VoiceReader | None = None,
+        documents: DocumentReader | None = None,
+        voice_replies: VoiceReplies | None = None,
         chat_admin: ChatAdminCheck | None = None,
     ) -> None:
         self.db = db
@@ -93,12 +98,16 @@ class UpdateHandler:
         self.answer_callback = answer_callback
         self.bucket = bucket
         self.voice = voice  # None: recordings get the "text only" notice
+        self.documents = documents  # None: files get the "text only" notice
+        self.voice_replies = voice_replies  # None: voice notes are answered in text only
         self.me = BotIdentity()
         self.refusals = Throttle(refusal_interval_s)
         self.notices = Throttle(60.0)
 
     def register_commands(self) -> None:
-        """Telegram's own commands: the real /invite, and /group for admins."""
+        """Telegram's own commands: the real /invite, /group for admins, /voice."""
+        if self.voice_replies is not None and self.assistant.commands.get("voice") is None:
+            self.voice_replies.register(self.assistant)
         self.assistant.commands.replace(
             Command(
                 "invite",
@@ -187,7 +196,8 @@ class UpdateHandler:
                     await self._notice(chat.id, GROUP_NOT_ALLOWED, key=("group", chat.id))
                 return
         note = voice_note(message) if self.voice is not None and parsed is None else None
-        if not text and note is None:
+        document = message.document if self.documents is not None and parsed is None else None
+        if not text and note is None and document is None:
             if not is_group:
                 await self._notice(
                     chat.id, "I can only read text messages for now.", key=("text", user.id)
@@ -223,7 +233,10 @@ class UpdateHandler:
             await self.assistant.handle(incoming, self.transport)
             return
         async with typing_shown(self.transport, chat.id):
-            if note is not None:
+            if document is not None:
+                assert self.documents is not None
+                await self.documents.receive(incoming, document, text or "", self.transport)
+            elif note is not None:
                 await self._answer_voice(incoming, note)
             else:
                 await self.assistant.handle(incoming, self.transport)
@@ -252,7 +265,12 @@ class UpdateHandler:
             )
             return
         await self.transport.send(incoming.chat_id, Reply(outcome.heard_line(), markdown=False))
-        await self.assistant.handle(heard(incoming, outcome), self.transport)
+        if self.voice_replies is None:
+            await self.assistant.handle(heard(incoming, outcome), self.transport)
+        else:
+            await self.voice_replies.answer(
+                heard(incoming, outcome), self.assistant, self.transport
+            )
 
     async def _refuse(self, user_id: int, chat_id: int) -> None:
         await self.db.run(self.access.audit, user_id, chat_id, "refused stranger")

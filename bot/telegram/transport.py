@@ -288,6 +288,28 @@ class TelegramTransport(Transport):
             ),
         )
 
+    async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        await self._call(
+            chat_id,
+            lambda: self.bot.send_voice(
+                chat_id,
+                voice=data,
+                caption=caption[:CAPTION_LIMIT] or None,
+                write_timeout=UPLOAD_TIMEOUT_S,
+            ),
+        )
+
+    async def send_photo(self, chat_id: int, data: bytes, caption: str = "") -> None:
+        await self._call(
+            chat_id,
+            lambda: self.bot.send_photo(
+                chat_id,
+                photo=data,
+                caption=caption[:CAPTION_LIMIT] or None,
+                write_timeout=UPLOAD_TIMEOUT_S,
+            ),
+        )
+
     async def send_plain(self, chat_id: int, text: str) -> None:
         """A short notice outside the answer path (refusals, errors); failures are logged."""
         try:

@@ -44,6 +44,7 @@ from agents.voice import (
 from bot.core.assistant import Assistant
 from bot.core.transport import Transport
 from bot.core.types import Incoming, Reply, Sender
+from bot.core.voice_replies import VoiceReplies
 from bot.telegram.access import AccessControl, Role
 from bot.telegram.handlers import typing_shown
 from bot.telegram.reporting import ErrorReporter
@@ -84,6 +85,7 @@ class VoiceRetry:
         ready: Callable[[], bool] = lambda: True,
         chat_turn: ChatTurn = _no_turn,
         reporter: ErrorReporter | None = None,
+        voice_replies: VoiceReplies | None = None,
     ) -> None:
         self.pending = pending
         self.transcriber = transcriber
@@ -94,6 +96,7 @@ class VoiceRetry:
         self.ready = ready  # False until the channel is connected (and has loaded who is allowed)
         self.chat_turn = chat_turn  # the channel's per-chat lock: no answer overtakes a live one
         self.reporter = reporter
+        self.voice_replies = voice_replies  # /voice on: the late answer is spoken too
 
     @property
     def max_age(self) -> timedelta:
@@ -205,7 +208,10 @@ class VoiceRetry:
         message = heard(base, outcome, kept_at=recording.kept_at.isoformat())
         try:
             async with self.chat_turn(route.chat_id), typing_shown(self.transport, route.chat_id):
-                await self.assistant.handle(message, self.transport)
+                if self.voice_replies is None:
+                    await self.assistant.handle(message, self.transport)
+                else:
+                    await self.voice_replies.answer(message, self.assistant, self.transport)
         except (NetworkError, RetryAfter, Forbidden):
             raise
         except Exception as exc:  # as for a fresh message: the user hears of it, admins are told

@@ -14,6 +14,7 @@ from agents.tools import builtin_sources
 from agents.tools.base import ToolContext, ToolError
 from agents.tools.clock import CurrentTime
 from agents.tools.registry import ToolRegistry
+from agents.tools.settings import ToolsSettings
 from memory.db import Database
 from memory.embedder import HashingEmbedder
 from memory.schema import migrations as memory_migrations
@@ -29,7 +30,7 @@ BOB = ToolContext(chat_id=20, user_id=2)
 def tools(tmp_path: Path):
     db = Database.open(tmp_path / "familiar.db", [memory_migrations])
     memory = Memory(db, HashingEmbedder(), MemorySettings(), tmp_path / "index")
-    registry = ToolRegistry(builtin_sources(memory))
+    registry = ToolRegistry(builtin_sources(memory, ToolsSettings()))
     yield registry, memory
     asyncio.run(memory.stop())
     db.close()

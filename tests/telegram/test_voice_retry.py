@@ -404,3 +404,23 @@ def test_no_retry_job_without_a_transcriber(
     )
     assert channel.voice_retry is None and channel.handler.voice is None
     db.close()
+
+
+def test_a_late_answer_is_spoken_too_where_voice_is_on(
+    tmp_path: Path, emulator: Emulator, engine: SwitchableEngine, speech: bytes
+) -> None:
+    from agents.voice.tts import EspeakSpeaker
+    from bot.core.voice_replies import VoiceReplies
+
+    voice = VoiceRig(tmp_path, emulator, engine, "72:voice-retry")
+    pending = voice.reader.pending
+    assert pending is not None
+    replies = VoiceReplies(voice.rig.db, EspeakSpeaker())
+    asyncio.run(replies.db.run(replies._set, ALLOWED, True))  # /voice on, as the command stores it
+    voice.run(voice_message(ALLOWED, "v2", voice.put("v2", speech), update_id=12))
+    engine.down = False
+    retry = retry_for(voice.rig, pending, engine, voice_replies=replies)
+    assert asyncio.run(retry.run()) == "1 answered"
+    assert voice.rig.transport.texts[-1].startswith("answer to: ")
+    [(chat, audio, _)] = voice.rig.transport.voices
+    assert chat == ALLOWED and audio[:4] == b"OggS"

@@ -18,6 +18,9 @@
 // GET /file/bot<token>/<file_path> serves the bytes, as Telegram does. POST /fileRequests
 // {token} lists the getFile and download requests a bot made (to check what was fetched).
 //
+// Media the bot sends (sendVoice, sendPhoto; the emulator has neither): the multipart body is
+// kept as it came, and POST /mediaSent {token} lists {method, chat_id, caption, body (base64)}.
+//
 // Webhooks: setWebhook/deleteWebhook answer true and are recorded; POST /webhookCalls {token}
 // lists them ({method, params}, params as the bot sent them). While a webhook is set, a user's
 // message is POSTed to its url with X-Telegram-Bot-Api-Secret-Token when a secret_token was
@@ -142,6 +145,33 @@ app.post('/putFile', express.raw({ type: () => true, limit: '30mb' }), (req, res
   const path = `voice/file_${files.size}.oga`;
   files.set(`${token}\n${fileId}`, { data: Buffer.from(req.body), path });
   res.json({ ok: true, result: path });
+});
+const mediaSent = new Map(); // token -> [{method, chat_id, caption, body}]
+let mediaMessageId = 100000;
+for (const method of ['sendVoice', 'sendPhoto']) {
+  app.post(`/bot:token/${method}`, express.raw({ type: () => true, limit: '60mb' }), (req, res) => {
+    const token = req.params.token;
+    const body = Buffer.from(req.body || []);
+    const text = body.toString('latin1');
+    const field = (name) => {
+      const m = text.match(new RegExp(`name="${name}"\\r\\n(?:[^\\r]*\\r\\n)*?\\r\\n([^\\r]*)`));
+      return m ? m[1] : null;
+    };
+    const chatId = field('chat_id');
+    if (!mediaSent.has(token)) mediaSent.set(token, []);
+    mediaSent.get(token).push({ method, chat_id: chatId, caption: field('caption'), body: body.toString('base64') });
+    const file = { file_id: `sent${mediaMessageId}`, file_unique_id: `usent${mediaMessageId}` };
+    const media = method === 'sendVoice'
+      ? { voice: { ...file, duration: 1 } }
+      : { photo: [{ ...file, width: 1, height: 1 }] };
+    res.json({ ok: true, result: {
+      message_id: mediaMessageId++, date: Math.floor(Date.now() / 1000),
+      chat: { id: Number(chatId), type: 'private' }, ...media,
+    } });
+  });
+}
+app.post('/mediaSent', (req, res) => {
+  res.json({ ok: true, result: mediaSent.get(String(req.body.token)) || [] });
 });
 const webhookCalls = new Map(); // token -> [{method, params}]
 function recordWebhookCall(req, method) {
