@@ -45,16 +45,19 @@ def call(registry: ToolRegistry, name: str, args: dict, ctx: ToolContext):
 def test_the_registry_offers_them_sorted_with_their_policies(tools):
     registry, _ = tools
     names = [t.spec.name for t in registry.offered()]
-    assert names == ["current_time", "forget_memory", "remember", "search_memory"]
+    assert names == ["current_time", "fetch_url", "forget_memory", "remember", "search_memory"]
     assert {t.spec.name: registry.policy(t) for t in registry.offered()} == {
         "current_time": "auto",
+        "fetch_url": "auto",
         "forget_memory": "confirm",
         "remember": "auto",
         "search_memory": "auto",
     }
+    assert registry.untrusted(registry.get("fetch_url"))  # a web page is data, never instructions
     off = ToolRegistry(registry.sources, {"remember": "off", "forget_memory": "auto"})
     assert [t.spec.name for t in off.offered()] == [
         "current_time",
+        "fetch_url",
         "forget_memory",
         "search_memory",
     ]
