@@ -101,8 +101,8 @@ class Services:
     tools: list[ToolSource] = field(default_factory=list)
 
 
-def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
-    """PTB's JobQueue (the process's one APScheduler), on an Application that never polls."""
+def build_job_application(settings: Settings):  # type: ignore[no-untyped-def]
+    """An Application that never polls, for PTB's JobQueue (the process's one APScheduler)."""
     from zoneinfo import ZoneInfo
 
     from telegram.ext import Application
@@ -111,7 +111,7 @@ def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
     app = Application.builder().token(token).updater(None).build()
     assert app.job_queue is not None, "python-telegram-bot was installed without [job-queue]"
     app.job_queue.scheduler.configure(timezone=ZoneInfo(settings.jobs.timezone))
-    return app.job_queue
+    return app
 
 
 def build_services(
@@ -195,7 +195,7 @@ def build_services(
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
-    backend = JobQueueBackend(build_job_queue(settings))
+    backend = JobQueueBackend(build_job_application(settings))
     scheduler = Scheduler(db, backend, js, notify_admins)
     config_file = settings.config_file if settings.config_file.is_file() else None
     backups = BackupService(
