@@ -234,7 +234,7 @@ def build_services(
     background: set[asyncio.Task[object]] = set()
 
     async def deliver(reminder: Reminder, note: str | None) -> None:
-        text = f"⏰ {reminder.text}" + (f"\n({note})" if note else "")
+        text = f"⏰ {reminder.text}" + (f"\n{note}" if note else "")  # the note has its brackets
         send = deliver_to.get("send")
         if send is None:
             raise FamiliarError("no channel is up to deliver the reminder")
