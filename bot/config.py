@@ -237,20 +237,19 @@ def load_settings(**overrides: Any) -> Settings:
             f"configuration file {path} (from {CONFIG_ENV}) does not exist",
             f"create it (`familiar config example > {path}`) or unset {CONFIG_ENV}",
         )
-    unknown = unknown_file_keys(path) if path.is_file() else []
-    if unknown:
-        raise ConfigError(
-            f"configuration file {path} has settings Familiar does not know:\n"
-            + "\n".join(f"  - {key} is not a known setting (a typo?)" for key in unknown),
-            "remove or correct them (`familiar config example` lists every setting)",
-        )
+    # Unknown keys and bad values are reported together, so one run of `config check` lists all.
+    unknown = [
+        f"{key} is not a known setting (a typo?)"
+        for key in (unknown_file_keys(path) if path.is_file() else [])
+    ]
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        problems = describe_validation_error(exc)
+        problems = unknown + describe_validation_error(exc)
         raise ConfigError(
             "invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems),
-            "correct the settings above, then run `familiar config check`",
+            "correct the settings above (`familiar config example` lists every setting), "
+            "then run `familiar config check`",
         ) from None
     except ConfigError:
         raise
@@ -264,6 +263,13 @@ def load_settings(**overrides: Any) -> Settings:
             f"configuration file {path} cannot be read: {exc}",
             "fix its TOML syntax (`familiar config example` shows every setting)",
         ) from None
+    if unknown:
+        raise ConfigError(
+            f"configuration file {path} has settings Familiar does not know:\n"
+            + "\n".join(f"  - {p}" for p in unknown),
+            "remove or correct them (`familiar config example` lists every setting)",
+        )
+    return settings
 
 
 def unknown_file_keys(path: Path) -> list[str]:

@@ -125,6 +125,17 @@ def test_unknown_key_in_file_is_reported(data_dir: Path) -> None:
         load_settings()
 
 
+def test_unknown_keys_and_bad_values_are_listed_together(data_dir: Path) -> None:
+    """One `config check` lists every problem: a typo does not hide a bad value, nor the reverse."""
+    write_toml(data_dir, '[llm]\nprovider = "bogus"\ntemperature = 0.5\n[telegram]\ntokn = "x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = info.value.explain()
+    assert "llm.temperature is not a known setting" in text
+    assert "telegram.tokn is not a known setting" in text
+    assert "llm.provider: Input should be" in text and "'bogus'" in text
+
+
 def test_bad_toml_syntax_is_reported(data_dir: Path) -> None:
     write_toml(data_dir, "[log\nlevel = \n")
     with pytest.raises(ConfigError, match="cannot be read"):
