@@ -70,7 +70,9 @@ class AdminNotifier:
     sent: list[str] = field(default_factory=list)
 
     async def __call__(self, text: str) -> None:
-        logger.warning("admin notice: {}", text.splitlines()[0][:200] if text else "")
+        # The whole notice on one line: with no admin to send it to (the console) the log is
+        # where it is read, and "Familiar is degraded" alone does not say what to fix.
+        logger.warning("admin notice: {}", "; ".join(text.split("\n"))[:600])
         self.sent.append(text)
         if self.send is None:
             return
