@@ -142,20 +142,11 @@ async def test_a_late_reminder_says_so_once_in_plain_words(graph: Graph) -> None
     assert note.startswith("(late: this was due ") and note.endswith("while I was offline)")
 
 
-async def test_an_admin_notice_is_logged_whole_with_what_to_fix() -> None:
-    """With no admin to send it to (the console), the log line is all there is to read."""
-    from loguru import logger
-
-    from bot.daemon.services import AdminNotifier
-
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(str(m)), level="WARNING", format="{message}")
-    try:
-        await AdminNotifier([])(
-            "⚠️ Familiar is degraded\n⚠️ memory_index: index has 8 vectors, SQLite 9; run "
-            "`familiar memory reindex`"
-        )
-    finally:
-        logger.remove(sink)
-    assert len(lines) == 1
-    assert "Familiar is degraded" in lines[0] and "familiar memory reindex" in lines[0]
+async def test_the_console_user_is_told_an_admin_notice_whole(graph: Graph) -> None:
+    """The console's person is its admin: a health notice says which check and what to do."""
+    await graph.services.notify_admins(
+        "⚠️ Familiar is degraded\n⚠️ memory_index: index has 8 vectors, SQLite 9; run "
+        "`familiar memory reindex`"
+    )
+    shown = graph.out.getvalue()
+    assert "Familiar is degraded" in shown and "run `familiar memory reindex`" in shown

@@ -70,9 +70,7 @@ class AdminNotifier:
     sent: list[str] = field(default_factory=list)
 
     async def __call__(self, text: str) -> None:
-        # The whole notice on one line: with no admin to send it to (the console) the log is
-        # where it is read, and "Familiar is degraded" alone does not say what to fix.
-        logger.warning("admin notice: {}", "; ".join(text.split("\n"))[:600])
+        logger.warning("admin notice: {}", text.splitlines()[0][:200] if text else "")
         self.sent.append(text)
         if self.send is None:
             return
@@ -321,7 +319,12 @@ def attach_channel(
             await console.transport.send(chat_id, Reply(text, markdown=False))
 
         deliver_to["send"] = to_console
-        services.notify_admins.send = None  # the console user sees the log and /status
+        # The console's one person is its admin: notices come whole, as to an admin on
+        # Telegram (the log keeps only their first line, "Familiar is degraded", not why).
+        from bot.console import CONSOLE_CHAT_ID
+
+        services.notify_admins.admins = [CONSOLE_CHAT_ID]
+        services.notify_admins.send = to_console
         if services.training is not None:
             services.training.commands.transport = console.transport
         tg = settings.telegram
