@@ -216,7 +216,9 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         loc = tuple(err.get("loc", ()))
         key = ".".join(str(p) for p in loc) or "(settings)"
-        msg = err.get("msg", "invalid")
+        msg = str(err.get("msg", "invalid")).removeprefix(
+            "Value error, "
+        )  # our validators' own words
         if err.get("type") == "extra_forbidden":
             msg = "is not a known setting (a typo?)"
             problems.append(f"{key} {msg}")

@@ -180,3 +180,15 @@ def test_config_example_command_prints_the_example() -> None:
     result = CliRunner().invoke(app, ["config", "example"])
     assert result.exit_code == 0
     assert result.output == render_example()
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "../../etc/passwd", ""])
+def test_an_unknown_time_zone_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, zone: str
+) -> None:
+    """Found by `config check`, not by a ZoneInfoNotFoundError traceback at start."""
+    monkeypatch.setenv("FAMILIAR_JOBS__TIMEZONE", zone)
+    with pytest.raises(ConfigError, match=r"jobs\.timezone: .*not a known IANA time zone"):
+        load_settings()
+    monkeypatch.setenv("FAMILIAR_JOBS__TIMEZONE", "Europe/Berlin")
+    assert load_settings().jobs.timezone == "Europe/Berlin"
