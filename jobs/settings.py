@@ -21,6 +21,20 @@ class JobsSettings(BaseModel):
             ) from None
         return value
 
+    @field_validator("backup_cron", "digest_cron", "lessons_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        """A schedule APScheduler would refuse when the job is registered, refused here."""
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone=ZoneInfo("UTC"))
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a crontab schedule (minute hour day month weekday): {exc}"
+            ) from None
+        return value
+
     health_interval_s: int = Field(
         300, ge=10, description="Seconds between scheduled health checks."
     )

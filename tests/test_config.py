@@ -192,3 +192,14 @@ def test_an_unknown_time_zone_is_a_configuration_error(
         load_settings()
     monkeypatch.setenv("FAMILIAR_JOBS__TIMEZONE", "Europe/Berlin")
     assert load_settings().jobs.timezone == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("name", ["BACKUP_CRON", "DIGEST_CRON", "LESSONS_CRON"])
+def test_a_bad_job_schedule_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(f"FAMILIAR_JOBS__{name}", "61 * * * *")
+    with pytest.raises(ConfigError, match=rf"jobs\.{name.lower()}: .*not a crontab schedule"):
+        load_settings()
+    monkeypatch.setenv(f"FAMILIAR_JOBS__{name}", "*/30 8-18 * * 1-5")
+    assert load_settings()
