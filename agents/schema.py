@@ -89,3 +89,13 @@ def m004_todos(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX todos_open ON todos (chat_id, done_at, priority, due_at)")
+
+
+@migrations()
+def m005_todo_source_key(db: sqlite_utils.Database) -> None:
+    # The message that asked for the to-do ("telegram:CHAT:MESSAGE"): a replayed /todo TEXT (the
+    # daemon killed before the update was marked done) finds it instead of adding a second one.
+    db.execute("ALTER TABLE todos ADD COLUMN source_key TEXT")
+    db.execute(
+        "CREATE UNIQUE INDEX todos_source ON todos (source_key) WHERE source_key IS NOT NULL"
+    )

@@ -114,7 +114,12 @@ class TodoStore:
         priority: str = "normal",
         due: str | None = None,
         tz: ZoneInfo | None = None,
+        key: str | None = None,
     ) -> Todo:
+        """``key`` names the message that asked: asked again (a replayed update), the to-do it
+        made is returned and no second one is added."""
+        if key is not None and (known := await self.db.run(self._by_key, key)) is not None:
+            return known
         text = " ".join(text.split())
         if not text:
             raise TodoError("a to-do needs some text")
@@ -127,8 +132,23 @@ class TodoStore:
         if due and due.strip():
             due_at, all_day = await asyncio.to_thread(parse_due, due, zone)
         return await self.db.run(
-            self._insert, chat_id, user_id, text, PRIORITIES.index(priority), due_at, all_day, zone
+            self._insert,
+            chat_id,
+            user_id,
+            text,
+            PRIORITIES.index(priority),
+            due_at,
+            all_day,
+            zone,
+            key,
         )
+
+    def _by_key(self, key: str) -> Todo | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM todos WHERE source_key = ?", (key,)
+            ).fetchone()
+        return None if row is None else _row(row)
 
     def _insert(
         self,
@@ -139,6 +159,7 @@ class TodoStore:
         due_at: float | None,
         all_day: bool,
         tz: ZoneInfo,
+        key: str | None = None,
     ) -> Todo:
         with self.db.transaction() as conn:
             (count,) = conn.execute(
@@ -148,8 +169,8 @@ class TodoStore:
                 raise TodoError(f"this chat already has {count} open to-dos; complete some first")
             cur = conn.execute(
                 "INSERT INTO todos (chat_id, user_id, text, priority, due_at, due_all_day, timezone,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (chat_id, user_id, text, priority, due_at, int(all_day), tz.key, time.time()),
+                " created_at, source_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (chat_id, user_id, text, priority, due_at, int(all_day), tz.key, time.time(), key),
             )
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM todos WHERE id = ?", (cur.lastrowid,)

@@ -57,7 +57,9 @@ class TodoCommands:
             return await self.list(msg.chat_id)
         text, priority, due = parse_todo_args(args)
         try:
-            todo = await self.store.add(msg.chat_id, msg.sender.id, text, priority, due, self.tz)
+            todo = await self.store.add(
+                msg.chat_id, msg.sender.id, text, priority, due, self.tz, key=msg.key
+            )
         except TodoError as exc:
             return Reply(f"{exc}\nUsage: {USAGE}", markdown=False)
         return Reply(f"📝 Added {todo.line(time.time())}", markdown=False)
