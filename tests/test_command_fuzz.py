@@ -91,7 +91,7 @@ def test_parse_id_takes_plain_ascii_ids_only() -> None:
 COMMANDS = [
     "start", "help", "status", "remember", "recall", "memories", "forget", "context", "summary",
     "think", "review", "persona", "usage", "export", "forgetme", "invite", "remind", "every",
-    "reminders", "train", "adapters",
+    "reminders", "train", "adapters", "todo",
 ]  # fmt: skip
 
 
