@@ -53,7 +53,7 @@ from agents.voice.handler import for_context
 from memory.context import with_recalled
 from memory.db import Database
 from memory.facts import FactExtractor
-from memory.text import MemoryInputError
+from memory.text import MemoryInputError, clean
 from memory.types import Message, Scope
 
 Mode = Literal["single", "think", "review"]
@@ -64,6 +64,15 @@ ChatRoute = Callable[[int], Awaitable[LLM | None]]
 # Sections memory's assembler puts after the stable part (persona, facts, lessons) of the system
 # prompt; the cache breakpoint goes before the first of them.
 VOLATILE_HEADERS = ("## Earlier in this conversation",)
+# A retrieval-only answer quotes each memory up to this many characters: a pasted 100 kB text
+# quoted whole would flood the chat (dozens of Telegram messages) for one question.
+RECALLED_CHARS = 300
+
+
+def _recalled_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= RECALLED_CHARS else text[: RECALLED_CHARS - 1] + "…"
+
 
 FACTS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -426,9 +435,9 @@ class ChatAgent(ToolAnswers):
 
     async def _from_memory(self, chat_id: int, user_id: int | None, text: str) -> Answer:
         hits = await self.memory.search(text, Scope(chat_id, user_id), k=5)
-        hits = [h for h in hits if h.text.strip() != text.strip()]
+        hits = [h for h in hits if h.text.strip() != clean(text)]  # not the message just stored
         if hits:
-            lines = "\n".join(f"- [{h.ts:%Y-%m-%d}] {h.text}" for h in hits)
+            lines = "\n".join(f"- [{h.ts:%Y-%m-%d}] {_recalled_line(h.text)}" for h in hits)
             body = f"{NOTICE}\n\nWhat I remember that may be relevant:\n{lines}"
         else:
             body = f"{NOTICE}\n\nI found nothing in memory about that."

@@ -216,7 +216,9 @@ def describe_validation_error(exc: ValidationError) -> list[str]:
     for err in exc.errors():
         loc = tuple(err.get("loc", ()))
         key = ".".join(str(p) for p in loc) or "(settings)"
-        msg = err.get("msg", "invalid")
+        msg = str(err.get("msg", "invalid")).removeprefix(
+            "Value error, "
+        )  # our validators' own words
         if err.get("type") == "extra_forbidden":
             msg = "is not a known setting (a typo?)"
             problems.append(f"{key} {msg}")
@@ -237,20 +239,19 @@ def load_settings(**overrides: Any) -> Settings:
             f"configuration file {path} (from {CONFIG_ENV}) does not exist",
             f"create it (`familiar config example > {path}`) or unset {CONFIG_ENV}",
         )
-    unknown = unknown_file_keys(path) if path.is_file() else []
-    if unknown:
-        raise ConfigError(
-            f"configuration file {path} has settings Familiar does not know:\n"
-            + "\n".join(f"  - {key} is not a known setting (a typo?)" for key in unknown),
-            "remove or correct them (`familiar config example` lists every setting)",
-        )
+    # Unknown keys and bad values are reported together, so one run of `config check` lists all.
+    unknown = [
+        f"{key} is not a known setting (a typo?)"
+        for key in (unknown_file_keys(path) if path.is_file() else [])
+    ]
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        problems = describe_validation_error(exc)
+        problems = unknown + describe_validation_error(exc)
         raise ConfigError(
             "invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems),
-            "correct the settings above, then run `familiar config check`",
+            "correct the settings above (`familiar config example` lists every setting), "
+            "then run `familiar config check`",
         ) from None
     except ConfigError:
         raise
@@ -264,6 +265,13 @@ def load_settings(**overrides: Any) -> Settings:
             f"configuration file {path} cannot be read: {exc}",
             "fix its TOML syntax (`familiar config example` shows every setting)",
         ) from None
+    if unknown:
+        raise ConfigError(
+            f"configuration file {path} has settings Familiar does not know:\n"
+            + "\n".join(f"  - {p}" for p in unknown),
+            "remove or correct them (`familiar config example` lists every setting)",
+        )
+    return settings
 
 
 def unknown_file_keys(path: Path) -> list[str]:

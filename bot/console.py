@@ -159,9 +159,13 @@ class ConsoleChannel(Service):
                 )
 
     async def handle_line(self, text: str) -> None:
+        # The numbered choices answer only the line typed right after them: a "1" typed later
+        # (an answer, a count) must not press a button shown long before, such as /forgetme's
+        # "Yes, forget me" after "No" was chosen or the question was ignored.
+        choices, self.transport.choices = self.transport.choices, {}
         choice = parse_id(text) if text[:1] != "#" else None
-        if choice is not None and choice in self.transport.choices:
-            button = self.transport.choices[choice]
+        if choice is not None and choice in choices:
+            button = choices[choice]
             press = ButtonPress(CONSOLE_CHAT_ID, CONSOLE_USER, button.data, channel="console")
             notice = await self.assistant.press(press, self.transport)
             if notice:

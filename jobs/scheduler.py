@@ -2,8 +2,8 @@
 
 Schedules fire through APScheduler 3.x. In the Telegram daemon that is python-telegram-bot's own
 ``JobQueue`` (``JobQueueBackend``): PTB already runs one APScheduler and a second would double the
-threads and clocks. The console channel and tests, which have no Telegram ``Application``, use
-``StandaloneBackend``, a plain ``AsyncIOScheduler`` on the running loop. The ``Scheduler`` only
+threads and clocks; the daemon builds it on an ``Application`` that never polls, in the console
+channel too. Tests mostly use ``StandaloneBackend``, a plain ``AsyncIOScheduler`` on the running loop. The ``Scheduler`` only
 talks to the ``Backend`` interface, so both behave the same.
 
 Every run is a ``job_runs`` row (start, end, outcome, error, output). At start, a job whose last
@@ -95,12 +95,12 @@ class Backend(ABC):
 class JobQueueBackend(Backend):
     """Schedules on PTB's ``telegram.ext.JobQueue`` (the daemon's one APScheduler)."""
 
-    def __init__(self, job_queue: Any, application: Any = None) -> None:
-        self.job_queue = job_queue
-        # The queue holds its Application only weakly; a queue built on an Application nobody
-        # else keeps (the daemon's, which never polls) must keep it here, or every job that
-        # fires fails with "The application instance is no longer alive".
+    def __init__(self, application: Any) -> None:
+        # Given the Application, not its queue: PTB's JobQueue holds the Application by a weak
+        # reference and refuses every job once it is gone, so an Application built only for its
+        # queue (the daemon's) must be kept alive here, or no job would ever run.
         self.application = application
+        self.job_queue = application.job_queue
 
     def add(self, name: str, trigger: BaseTrigger, fire: Fire) -> None:
         self.remove(name)

@@ -1,12 +1,40 @@
 """Settings owned by the jobs package (``[jobs]``, ``FAMILIAR_JOBS__*``)."""
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class JobsSettings(BaseModel):
     timezone: str = Field("UTC", description="Time zone of schedules and reminders (IANA name).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """Checked here, so `config check` says so, not a traceback when the daemon starts."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a known IANA time zone (e.g. UTC, Europe/Berlin)"
+            ) from None
+        return value
+
+    @field_validator("backup_cron", "digest_cron", "lessons_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        """A schedule APScheduler would refuse when the job is registered, refused here."""
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone=ZoneInfo("UTC"))
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a crontab schedule (minute hour day month weekday): {exc}"
+            ) from None
+        return value
+
     health_interval_s: int = Field(
         300, ge=10, description="Seconds between scheduled health checks."
     )

@@ -3,7 +3,8 @@
 One object per line: ``text`` (required), optional ``chat_id`` (an integer Telegram chat id,
 default 0), ``user`` (an integer Telegram user id), ``ts`` (ISO-8601), ``ref``, ``kind`` (default "note"; "message" rows also become
 conversation turns, with ``role``, default "user"). Bad lines are reported and skipped, never
-fatal. Rows are committed in batches, each batch with its vectors in the same transaction, so a
+fatal. A file that ``familiar memory export`` or ``/export`` wrote (one JSON document, not lines)
+is read too: its ``memories``, less superseded facts, each message turn with its role. Rows are committed in batches, each batch with its vectors in the same transaction, so a
 process killed mid-import leaves only whole batches behind, each fully searchable.
 
 Throughput: embedding the next batch overlaps with writing the previous one (a writer thread),
@@ -18,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,11 +37,12 @@ class ImportReport:
     imported: int = 0
     skipped: int = 0
     errors: list[str] = field(default_factory=list)  # the first few, "line N: why"
+    unit: str = "line"  # "entry" for an export document
 
     def skip(self, n: int, why: object) -> None:
         self.skipped += 1
         if len(self.errors) < MAX_ERRORS:
-            self.errors.append(f"line {n}: {why}")
+            self.errors.append(f"{self.unit} {n}: {why}")
 
 
 def parse_record(obj: Any) -> dict[str, Any]:
@@ -89,10 +92,71 @@ def read_jsonl(
             report.skip(n, exc)
 
 
-def check_records(lines: Iterable[str | bytes], max_text_bytes: int) -> ImportReport:
-    """Validate every line without storing anything (``--strict`` runs this first)."""
+def export_document(path: Path) -> list[Any] | None:
+    """The records of an export file (one JSON document with ``memories``), or None when the
+    file is JSON Lines. Superseded facts are left out; a message keeps its role."""
+    with path.open("rb") as f:
+        first = f.readline().strip()
+    try:
+        head = json.loads(first)
+    except ValueError:
+        head = None
+    if isinstance(head, dict) and "memories" not in head:
+        return None  # a JSON Lines record (good or bad: read_jsonl says which)
+    if not first.startswith(b"{"):
+        return None
+    try:
+        doc = json.loads(path.read_bytes())
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("memories"), list):
+        return None
+    roles = {
+        (m.get("chat_id"), m.get("ts"), m.get("text")): m.get("role")
+        for m in doc.get("messages") or []
+        if isinstance(m, dict)
+    }
+    records = []
+    for m in doc["memories"]:
+        if isinstance(m, dict):
+            if m.get("superseded_by") is not None:
+                continue
+            if m.get("kind") == "message" and "role" not in m:
+                m = {**m, "role": roles.get((m.get("chat_id"), m.get("ts"), m.get("text")))}
+        records.append(m)
+    return records
+
+
+def read_records(
+    path: Path, report: ImportReport
+) -> tuple[int, Iterator[tuple[int, dict[str, Any]]]]:
+    """(how many, the parsed records) of a JSON Lines file or an export document."""
+    records = export_document(path)
+    if records is None:
+        with path.open("rb") as f:
+            total = sum(1 for line in f if line.strip())
+
+        def lines() -> Iterator[tuple[int, dict[str, Any]]]:
+            with path.open("rb") as f:
+                yield from read_jsonl(f, report)
+
+        return total, lines()
+    report.unit = "entry"
+
+    def entries() -> Iterator[tuple[int, dict[str, Any]]]:
+        for n, obj in enumerate(records, start=1):
+            try:
+                yield n, parse_record(obj)
+            except ValueError as exc:
+                report.skip(n, exc)
+
+    return len(records), entries()
+
+
+def check_records(path: Path, max_text_bytes: int) -> ImportReport:
+    """Validate every record without storing anything (``--strict`` runs this first)."""
     report = ImportReport()
-    for n, rec in read_jsonl(lines, report):
+    for n, rec in read_records(path, report)[1]:
         try:
             checked(rec["text"], max_text_bytes)
         except MemoryInputError as exc:

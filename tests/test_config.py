@@ -125,6 +125,17 @@ def test_unknown_key_in_file_is_reported(data_dir: Path) -> None:
         load_settings()
 
 
+def test_unknown_keys_and_bad_values_are_listed_together(data_dir: Path) -> None:
+    """One `config check` lists every problem: a typo does not hide a bad value, nor the reverse."""
+    write_toml(data_dir, '[llm]\nprovider = "bogus"\ntemperature = 0.5\n[telegram]\ntokn = "x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = info.value.explain()
+    assert "llm.temperature is not a known setting" in text
+    assert "telegram.tokn is not a known setting" in text
+    assert "llm.provider: Input should be" in text and "'bogus'" in text
+
+
 def test_bad_toml_syntax_is_reported(data_dir: Path) -> None:
     write_toml(data_dir, "[log\nlevel = \n")
     with pytest.raises(ConfigError, match="cannot be read"):
@@ -169,3 +180,26 @@ def test_config_example_command_prints_the_example() -> None:
     result = CliRunner().invoke(app, ["config", "example"])
     assert result.exit_code == 0
     assert result.output == render_example()
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "../../etc/passwd", ""])
+def test_an_unknown_time_zone_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, zone: str
+) -> None:
+    """Found by `config check`, not by a ZoneInfoNotFoundError traceback at start."""
+    monkeypatch.setenv("FAMILIAR_JOBS__TIMEZONE", zone)
+    with pytest.raises(ConfigError, match=r"jobs\.timezone: .*not a known IANA time zone"):
+        load_settings()
+    monkeypatch.setenv("FAMILIAR_JOBS__TIMEZONE", "Europe/Berlin")
+    assert load_settings().jobs.timezone == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("name", ["BACKUP_CRON", "DIGEST_CRON", "LESSONS_CRON"])
+def test_a_bad_job_schedule_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(f"FAMILIAR_JOBS__{name}", "61 * * * *")
+    with pytest.raises(ConfigError, match=rf"jobs\.{name.lower()}: .*not a crontab schedule"):
+        load_settings()
+    monkeypatch.setenv(f"FAMILIAR_JOBS__{name}", "*/30 8-18 * * 1-5")
+    assert load_settings()

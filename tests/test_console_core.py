@@ -95,6 +95,32 @@ def test_buttons_are_numbered_choices_and_a_number_presses_one() -> None:
     assert "(noted down)" in out.getvalue()
 
 
+def test_a_number_presses_only_the_buttons_just_shown() -> None:
+    """Typed later (after another choice, or another message), "1" is a message, not a press of
+    a confirmation shown long before."""
+    assistant = make_assistant()
+    pressed: list[str] = []
+
+    async def confirm(msg: Incoming, args: str, transport: object) -> Reply:
+        return Reply("Erase it all?", buttons=[[Button("Yes", "c:yes"), Button("No", "c:no")]])
+
+    async def answer(press: ButtonPress, payload: str, transport: object) -> str:
+        pressed.append(payload)
+        return payload
+
+    assistant.commands.add(Command("erase", "Erase", confirm))
+    assistant.buttons["c"] = answer
+    channel, out = console(assistant)
+    asyncio.run(channel.handle_line("/erase"))
+    asyncio.run(channel.handle_line("2"))
+    asyncio.run(channel.handle_line("1"))  # a plain message now: "No" was the answer
+    asyncio.run(channel.handle_line("/erase"))
+    asyncio.run(channel.handle_line("/help"))
+    asyncio.run(channel.handle_line("1"))  # the question was left unanswered
+    assert pressed == ["no"]
+    assert out.getvalue().count("FAMILIAR_LLM__PROVIDER") == 2  # both "1"s went to the assistant
+
+
 def test_parse_command_rejects_non_commands() -> None:
     assert parse_command("hello /help") is None
     assert parse_command("/") is None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
+import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from bot.console import ConsoleChannel
 from bot.daemon.lifecycle import Lifecycle
 from bot.daemon.run import all_migrations, build_health
 from bot.daemon.services import Services, attach_channel, build_services
+from jobs.scheduler import JobQueueBackend
 from memory.db import Database
 
 pytestmark = pytest.mark.anyio
@@ -116,3 +121,44 @@ async def test_a_link_in_the_console_is_read_through_the_real_graph(graph: Graph
     assert "private or local address (127.0.0.1)" in reply
     with graph.db.read() as conn:
         assert conn.execute("SELECT count(*) FROM memories").fetchone()[0] == 0
+
+
+async def wait_for_output(graph: Graph, text: str, within: float = 10.0) -> str:
+    deadline = asyncio.get_running_loop().time() + within
+    while text not in graph.out.getvalue():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{text!r} not shown; got {graph.out.getvalue()[-500:]!r}")
+        await asyncio.sleep(0.05)
+    return graph.out.getvalue()
+
+
+async def test_a_reminder_fires_through_the_daemons_job_queue(graph: Graph) -> None:
+    """The daemon's scheduler is PTB's JobQueue on an Application built only for it."""
+    assert "tea" in await graph.say("/remind in 20m tea")
+    gc.collect()  # PTB's JobQueue keeps that Application only by a weak reference
+    backend = graph.services.reminders.backend
+    assert isinstance(backend, JobQueueBackend)
+    (job,) = backend.job_queue.get_jobs_by_name("reminder:1")
+    job.job.modify(next_run_time=datetime.now(UTC))  # due now rather than in 20 minutes
+    await wait_for_output(graph, "⏰ tea")
+    assert "No reminders here" in await graph.say("/reminders")
+
+
+async def test_a_late_reminder_says_so_once_in_plain_words(graph: Graph) -> None:
+    await graph.say("/remind in 20m stretch")
+    with graph.db.transaction() as conn:  # as if the daemon had been down when it fell due
+        conn.execute("UPDATE reminders SET due_at = ?", (time.time() - 3600,))
+    await graph.services.reminders.start()  # as at a restart: the one that fell due is late
+    shown = await wait_for_output(graph, "⏰ stretch")
+    note = shown[shown.index("⏰ stretch") :].splitlines()[1]
+    assert note.startswith("(late: this was due ") and note.endswith("while I was offline)")
+
+
+async def test_the_console_user_is_told_an_admin_notice_whole(graph: Graph) -> None:
+    """The console's person is its admin: a health notice says which check and what to do."""
+    await graph.services.notify_admins(
+        "⚠️ Familiar is degraded\n⚠️ memory_index: index has 8 vectors, SQLite 9; run "
+        "`familiar memory reindex`"
+    )
+    shown = graph.out.getvalue()
+    assert "Familiar is degraded" in shown and "run `familiar memory reindex`" in shown

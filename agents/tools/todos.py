@@ -26,6 +26,9 @@ DUE_EXAMPLES = '"tomorrow", "friday 17:00", "in 3 days", "2026-12-24"'
 _COLUMNS = "id, chat_id, text, priority, due_at, due_all_day, timezone, created_at, done_at"
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest INTEGER
+
+
 class TodoError(ToolError):
     """A to-do could not be added or found; the message says why, for a person or the model."""
 
@@ -191,6 +194,8 @@ class TodoStore:
 
     async def complete(self, chat_id: int, todo_id: int) -> tuple[Todo, bool]:
         """Mark it done: (the item, whether this call changed it). Only this chat's items."""
+        if not 1 <= todo_id <= MAX_ID:  # SQLite cannot even look such an id up
+            raise TodoError(f"there is no to-do #{todo_id} in this chat")
 
         def write() -> tuple[Todo, bool]:
             with self.db.transaction() as conn:
@@ -281,7 +286,7 @@ class CompleteTodo(Tool):
         description="Mark one of the person's to-dos done, by its id (from list_todos).",
         input_schema={
             "type": "object",
-            "properties": {"id": {"type": "integer", "minimum": 1}},
+            "properties": {"id": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
             "required": ["id"],
             "additionalProperties": False,
         },

@@ -94,7 +94,8 @@ def add(
 
 RECORD_HELP = (
     "JSON Lines, one object per line: text (required), chat_id and user (integers: Telegram "
-    "chat and user ids), ts (ISO-8601), ref, kind."
+    "chat and user ids), ts (ISO-8601), ref, kind. A file `familiar memory export` or /export "
+    "wrote is read too."
 )
 SHOWN_ERRORS = 5
 
@@ -136,21 +137,20 @@ def import_(
     chat_id and user must be integers (Telegram ids).
     """
     from bot.config import load_settings
-    from memory.importer import ImportReport, check_records, import_records, read_jsonl
+    from memory.importer import ImportReport, check_records, import_records, read_records
 
     if strict:
-        with file.open("rb") as lines:
-            checked = check_records(lines, load_settings().memory.max_text_bytes)
+        checked = check_records(file, load_settings().memory.max_text_bytes)
         if checked.skipped:
             _report_skipped(checked)
-            typer.echo(f"--strict: {checked.skipped} bad lines, nothing imported", err=True)
+            typer.echo(
+                f"--strict: {checked.skipped} bad {checked.unit}s, nothing imported", err=True
+            )
             raise typer.Exit(1)
-    total = sum(1 for line in file.open("rb") if line.strip())
     report = ImportReport()
-    with _memory() as memory, file.open("rb") as lines, _bar(total, "importing") as bar:
-        import_records(
-            memory, read_jsonl(lines, report), report, batch_size=batch, progress=bar.update
-        )
+    total, records = read_records(file, report)
+    with _memory() as memory, _bar(total, "importing") as bar:
+        import_records(memory, records, report, batch_size=batch, progress=bar.update)
     typer.echo(f"imported {report.imported}, skipped {report.skipped}")
     _report_skipped(report)
     if report.imported == 0:
@@ -161,7 +161,7 @@ def import_(
 def _report_skipped(report: Any) -> None:
     if not report.skipped:
         return
-    typer.echo(f"skipped {report.skipped} lines; the first reasons:", err=True)
+    typer.echo(f"skipped {report.skipped} {report.unit}s; the first reasons:", err=True)
     for error in report.errors[:SHOWN_ERRORS]:
         typer.echo(f"  {error}", err=True)
 

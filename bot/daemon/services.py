@@ -123,9 +123,8 @@ class Services:
     documents: DocumentDesk | None = None
 
 
-def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
-    """PTB's JobQueue (the process's one APScheduler), on an Application that never polls:
-    the backend over it keeps that Application alive (the queue references it weakly)."""
+def build_job_application(settings: Settings):  # type: ignore[no-untyped-def]
+    """An Application that never polls, for PTB's JobQueue (the process's one APScheduler)."""
     from zoneinfo import ZoneInfo
 
     from telegram.ext import Application
@@ -134,7 +133,7 @@ def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
     app = Application.builder().token(token).updater(None).build()
     assert app.job_queue is not None, "python-telegram-bot was installed without [job-queue]"
     app.job_queue.scheduler.configure(timezone=ZoneInfo(settings.jobs.timezone))
-    return JobQueueBackend(app.job_queue, application=app)
+    return app
 
 
 def build_services(
@@ -234,7 +233,7 @@ def build_services(
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
-    backend = build_job_queue(settings)
+    backend = JobQueueBackend(build_job_application(settings))
     scheduler = Scheduler(db, backend, js, notify_admins)
     config_file = settings.config_file if settings.config_file.is_file() else None
     backups = BackupService(
@@ -274,7 +273,7 @@ def build_services(
     background: set[asyncio.Task[object]] = set()
 
     async def deliver(reminder: Reminder, note: str | None) -> None:
-        text = f"⏰ {reminder.text}" + (f"\n({note})" if note else "")
+        text = f"⏰ {reminder.text}" + (f"\n{note}" if note else "")  # the note has its brackets
         send = deliver_to.get("send")
         if send is None:
             raise FamiliarError("no channel is up to deliver the reminder")
@@ -379,7 +378,12 @@ def attach_channel(
 
         deliver_to["send"] = to_console
         services.channel.transport = console.transport
-        services.notify_admins.send = None  # the console user sees the log and /status
+        # The console's one person is its admin: notices come whole, as to an admin on
+        # Telegram (the log keeps only their first line, "Familiar is degraded", not why).
+        from bot.console import CONSOLE_CHAT_ID
+
+        services.notify_admins.admins = [CONSOLE_CHAT_ID]
+        services.notify_admins.send = to_console
         if services.training is not None:
             services.training.commands.transport = console.transport
         tg = settings.telegram

@@ -260,6 +260,35 @@ def test_retrieval_only_without_a_model(memory_db):
     assert "Friday at 10" in answer.text
 
 
+def test_retrieval_only_quotes_a_huge_memory_briefly(memory_db):
+    """A pasted 100 kB text is recalled as a short quote, not flooded back into the chat."""
+    memory, db = memory_db
+    pasted = "The greenhouse log: " + "tomatoes watered again. " * 4000
+
+    async def scenario():
+        await memory.add_memory(pasted, Scope(10, 1))
+        agent = make_agent(memory, db, NoneProvider())
+        return await agent.answer(10, 1, "what does the greenhouse log say?")
+
+    answer = asyncio.run(scenario())
+    assert "The greenhouse log: tomatoes watered again." in answer.text
+    assert "…" in answer.text and len(answer.text) < 2000
+
+
+def test_retrieval_only_does_not_quote_the_message_back(memory_db):
+    """The message just stored (control characters cleaned out) is not a memory 'that may be
+    relevant' to itself."""
+    memory, db = memory_db
+
+    async def scenario():
+        agent = make_agent(memory, db, NoneProvider())
+        return await agent.answer(10, 1, "\x1b[31mred roses\x07 for the hall")
+
+    answer = asyncio.run(scenario())
+    assert "red roses" not in answer.text
+    assert "I found nothing in memory about that." in answer.text
+
+
 def test_split_stable_prefix():
     system = (
         "Persona\n\n## What you know about the user\n- a\n\n## Earlier in this conversation\n- b"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -198,7 +199,7 @@ def test_fires_through_pythons_telegram_bot_job_queue(db: Database) -> None:
 
     async def main() -> None:
         application = ApplicationBuilder().token("123:not-a-real-token").build()
-        s = Scheduler(db, JobQueueBackend(application.job_queue), SETTINGS, Alerts())
+        s = Scheduler(db, JobQueueBackend(application), SETTINGS, Alerts())
         s.register(JobSpec("tick", fn, every=timedelta(seconds=0.2)))
         await s.start()
         await wait_for(lambda: len(calls) >= 2)
@@ -209,6 +210,23 @@ def test_fires_through_pythons_telegram_bot_job_queue(db: Database) -> None:
         r.outcome == "ok"
         for r in Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, Alerts()).runs("tick")
     )
+
+
+def test_fires_when_only_the_backend_keeps_the_application(db: Database) -> None:
+    """The daemon's way: an Application built only for its JobQueue, nothing else keeping it."""
+    calls, fn = counter()
+
+    async def main() -> None:
+        app = ApplicationBuilder().token("123:not-a-real-token").updater(None).build()
+        s = Scheduler(db, JobQueueBackend(app), SETTINGS, Alerts())
+        del app
+        gc.collect()  # PTB's JobQueue keeps the Application only by a weak reference
+        s.register(JobSpec("tick", fn, every=timedelta(seconds=0.2)))
+        await s.start()
+        await wait_for(lambda: len(calls) >= 2)
+        await s.stop()
+
+    asyncio.run(main())
 
 
 def test_bad_schedule_is_refused_at_registration(db: Database) -> None:

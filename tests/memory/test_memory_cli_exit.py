@@ -87,3 +87,42 @@ def test_help_says_ids_are_integers(cli: CliRunner) -> None:
     assert "chat_id and user must be integers (Telegram ids)" in _help(cli, "import")
     assert "chat_id an integer Telegram chat id" in _help(cli, "search")
     assert "Only this user (a Telegram user id)" in _help(cli, "export")
+
+
+def test_a_file_memory_export_wrote_imports_back(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Export, then import into a new data directory: the same memories, roles kept, no
+    superseded fact revived; the file is one JSON document, not JSON Lines."""
+    source = tmp_path / "old.jsonl"
+    source.write_text(
+        '{"text": "the spare key is under the blue pot", "chat_id": 7, "user": 42}\n'
+        '{"text": "where is the key?", "chat_id": 7, "user": 42, "kind": "message"}\n'
+    )
+    assert cli.invoke(app, ["import", str(source)]).exit_code == 0
+    exported = tmp_path / "export.json"
+    assert cli.invoke(app, ["export", "-o", str(exported)]).exit_code == 0
+    doc = json.loads(exported.read_text())
+    doc["memories"].append({**doc["memories"][0], "id": 99, "text": "old", "superseded_by": 1})
+    exported.write_text(json.dumps(doc, indent=1))
+
+    monkeypatch.setenv("FAMILIAR_DATA_DIR", str(tmp_path / "new"))
+    result = cli.invoke(app, ["import", "--strict", str(exported)])
+    assert result.exit_code == 0, result.output
+    assert "imported 2, skipped 0" in result.stdout
+    again = json.loads(cli.invoke(app, ["export", "--chat", "7"]).stdout)
+    assert sorted((m["text"], m["kind"], m["user_id"]) for m in again["memories"]) == [
+        ("the spare key is under the blue pot", "note", 42),
+        ("where is the key?", "message", 42),
+    ]
+    assert [(m["role"], m["text"]) for m in again["messages"]] == [("user", "where is the key?")]
+
+
+def test_a_json_document_that_is_no_export_is_reported_not_guessed(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    source = tmp_path / "list.json"
+    source.write_text('{\n "notes": ["a", "b"]\n}\n')
+    result = cli.invoke(app, ["import", str(source)])
+    assert result.exit_code == 1
+    assert "nothing was imported" in result.stderr

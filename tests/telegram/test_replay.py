@@ -111,6 +111,7 @@ CASES = [
         sender=ADMIN,
     ),
     Case("", "hello there, remember me?", "SELECT count(*) FROM messages WHERE role = 'user'", 1),
+    Case("todo", "/todo !high buy oat milk due:friday", "SELECT count(*) FROM todos", 1),
 ]
 
 

@@ -104,6 +104,14 @@ async def test_bad_input_is_refused_and_nothing_is_written(db: Database) -> None
     assert (await t["list_todos"].call({}, ctx)).data == []
 
 
+async def test_completing_an_id_beyond_sqlites_range_is_a_plain_no_such_todo(db: Database) -> None:
+    t = tools(db)
+    ctx = ToolContext(chat_id=1, user_id=11)
+    for huge in (2**63, 10**308):
+        with pytest.raises(ToolError, match=f"no to-do #{huge}"):
+            await t["complete_todo"].call({"id": huge}, ctx)
+
+
 class Rig:
     def __init__(self, db: Database) -> None:
         self.assistant = Assistant(HealthRegistry())
