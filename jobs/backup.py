@@ -1,4 +1,4 @@
-"""Writing backup archives: a consistent database snapshot, the index, adapters and settings.
+"""Writing backup archives: a consistent database snapshot, the index, adapters, kept photos and settings.
 
 The database is copied with SQLite's online backup API in steps of a few pages, from a
 connection of its own, pausing between steps so the daemon's writers are not starved; it runs in
