@@ -94,11 +94,16 @@ class PhotoDesk:
         shas = [await asyncio.to_thread(self.images.put, c) for c in checked]
         try:
             blocks = tuple(ImageBlock(c.data, c.media_type) for c in checked)
-            description = await self._describe(msg, blocks) or question
-            default = DEFAULT_QUESTION if len(blocks) == 1 else DEFAULT_QUESTION_MANY
-            text = question or default
-            if description:
-                text += f"\n\n[{_photos(len(blocks))}: {description}]"
+            # A replayed update (the daemon stopped while answering) keeps the turn it stored:
+            # the model is not asked to describe the photo a second time.
+            text = await self.memory.db.run(_stored_turn, self.memory, msg)
+            description = ""
+            if text is None:
+                description = await self._describe(msg, blocks) or question
+                default = DEFAULT_QUESTION if len(blocks) == 1 else DEFAULT_QUESTION_MANY
+                text = question or default
+                if description:
+                    text += f"\n\n[{_photos(len(blocks))}: {description}]"
             meta: dict[str, Any] = {**msg.meta, "photos": shas, "photo_description": description}
             logger.info("photo(s) {} in chat {}: {}", shas, msg.chat_id, description)
             await self.assistant.answer(
@@ -149,6 +154,19 @@ class PhotoDesk:
         if removed:
             logger.info("deleted {} image file(s) no memory names any more", removed)
         return removed
+
+
+def _stored_turn(memory: Memory, msg: Incoming) -> str | None:
+    """The text of this message's user turn, when a replayed update finds it stored."""
+    if msg.key is None or msg.message_id is None:
+        return None
+    with memory.db.read() as conn:
+        row = conn.execute(
+            "SELECT text FROM messages WHERE chat_id = ? AND telegram_message_id = ?"
+            " AND role = 'user'",
+            (msg.chat_id, msg.message_id),
+        ).fetchone()
+    return str(row[0]) if row else None
 
 
 def _photos(n: int) -> str:

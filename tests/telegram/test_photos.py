@@ -194,6 +194,18 @@ def test_an_album_is_answered_once_with_all_its_images(make_rig) -> None:  # typ
     assert len(rig.store.files()) == 3
 
 
+def test_a_replayed_photo_is_not_described_again(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig = make_rig()
+    data = make_jpeg()
+    stored = "What is this?\n\n[photo: A red square.]"
+    # The daemon stopped after storing the turn of message 7; Telegram delivers it again.
+    asyncio.run(rig.memory.store_turn(ALLOWED, ALLOWED, "user", stored, telegram_message_id=7))
+    rig.run(photo_message(ALLOWED, [("r", 64, 48, rig.put("r", data))], "What is this?", 7))
+    assert rig.provider.requests == []
+    [seen] = rig.rig.answerer.seen
+    assert seen.text == stored and seen.images == (ImageBlock(data, "image/jpeg"),)
+
+
 def test_a_strangers_photo_is_never_downloaded(make_rig) -> None:  # type: ignore[no-untyped-def]
     rig = make_rig()
     data = make_jpeg()
