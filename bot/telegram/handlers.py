@@ -204,7 +204,16 @@ class UpdateHandler:
         note = voice_note(message) if self.voice is not None and parsed is None else None
         document = message.document if self.documents is not None and parsed is None else None
         photo = bool(message.photo) and self.photos is not None and parsed is None
-        if not text and note is None and document is None and not photo:
+        # A picture sent as a file: a photo, not a document to read as text.
+        picture = (
+            message.document
+            if self.photos is not None
+            and parsed is None
+            and message.document is not None
+            and (message.document.mime_type or "").startswith("image/")
+            else None
+        )
+        if not text and note is None and document is None and not photo and picture is None:
             if not is_group:
                 await self._notice(
                     chat.id, "I can only read text messages for now.", key=("text", user.id)
@@ -243,6 +252,9 @@ class UpdateHandler:
             if photo:
                 assert self.photos is not None
                 await self.photos.receive(incoming, message, text or "", self.transport)
+            elif picture is not None:
+                assert self.photos is not None
+                await self.photos.receive_file(incoming, picture, text or "", self.transport)
             elif document is not None:
                 assert self.documents is not None
                 await self.documents.receive(incoming, document, text or "", self.transport)

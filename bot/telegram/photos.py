@@ -3,7 +3,8 @@
 The handler calls ``PhotoReader.receive`` only for a message that passed the access, group and
 rate-limit checks, so a stranger's photo is never downloaded. Telegram offers each photo in
 several sizes; the largest whose stated ``file_size`` is within ``media.max_image_bytes`` is
-fetched (none within: the refusal names the limit). A single photo is answered at once.
+fetched (none within: the refusal names the limit). A single photo is answered at once; so is
+a picture sent as a file (a document whose type is an image), which the handler sends here.
 
 An album arrives as separate updates sharing a ``media_group_id``. Its parts are handled one at a
 time under the chat's turn lock, so waiting for the rest inside the first part's handler would
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from loguru import logger
-from telegram import Bot, Message, PhotoSize
+from telegram import Bot, Document, Message, PhotoSize
 from telegram.error import TelegramError
 
 from bot.core.photos import PhotoDesk
@@ -76,6 +77,21 @@ class PhotoReader:
         if question.strip() and not album.question:
             album.question = question
 
+    async def receive_file(
+        self, incoming: Incoming, document: Document, question: str, transport: Transport
+    ) -> None:
+        """A picture sent as a file (uncompressed): taken like a photo, within the same limit."""
+        limit = self.desk.max_bytes
+        if document.file_size and document.file_size > limit:
+            await _say(transport, incoming.chat_id, _over(document.file_size, limit))
+            return
+        try:
+            data = await self._fetch(document.file_id)
+        except (TelegramError, TimeoutError, OSError) as exc:
+            await _say(transport, incoming.chat_id, _failed(exc))
+            return
+        await self.desk.on_photos(incoming, [data], question, transport)
+
     async def _finish(self, key: tuple[int, str]) -> None:
         await asyncio.sleep(self.desk.settings.album_window_s)
         album = self._albums.pop(key)
@@ -97,28 +113,18 @@ class PhotoReader:
             size = pick_size(sizes, limit)
             if size is None:
                 smallest = min((s.file_size or 0) for s in sizes) if sizes else 0
-                await _say(
-                    transport,
-                    chat_id,
-                    f"⚠️ That photo is {smallest / 1e6:.1f} MB, over the {limit / 1e6:g} MB "
-                    "limit for images. Please send a smaller picture.",
-                )
+                await _say(transport, chat_id, _over(smallest, limit))
                 return None
             chosen.append(size)
         try:
-            return list(await asyncio.gather(*(self._fetch(s) for s in chosen)))
+            return list(await asyncio.gather(*(self._fetch(s.file_id) for s in chosen)))
         except (TelegramError, TimeoutError, OSError) as exc:
-            await _say(
-                transport,
-                chat_id,
-                f"⚠️ I couldn't download the photo from Telegram ({type(exc).__name__}). "
-                "Please send it again.",
-            )
+            await _say(transport, chat_id, _failed(exc))
             return None
 
-    async def _fetch(self, size: PhotoSize) -> bytes:
+    async def _fetch(self, file_id: str) -> bytes:
         async def go() -> bytes:
-            file = await self.bot.get_file(size.file_id)
+            file = await self.bot.get_file(file_id)
             return bytes(await file.download_as_bytearray())
 
         return await asyncio.wait_for(go(), self.fetch_timeout_s)
@@ -133,6 +139,20 @@ class PhotoReader:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+
+
+def _over(size: int, limit: int) -> str:
+    return (
+        f"⚠️ That photo is {size / 1e6:.1f} MB, over the {limit / 1e6:g} MB limit for images. "
+        "Please send a smaller picture."
+    )
+
+
+def _failed(exc: BaseException) -> str:
+    return (
+        f"⚠️ I couldn't download the photo from Telegram ({type(exc).__name__}). "
+        "Please send it again."
+    )
 
 
 async def _say(transport: Transport, chat_id: int, text: str) -> None:

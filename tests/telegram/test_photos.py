@@ -206,6 +206,31 @@ def test_a_replayed_photo_is_not_described_again(make_rig) -> None:  # type: ign
     assert seen.text == stored and seen.images == (ImageBlock(data, "image/jpeg"),)
 
 
+def test_a_picture_sent_as_a_file_is_taken_like_a_photo(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig = make_rig(max_image_bytes=100_000)
+    png = make_png(120, 80)
+    payload = message(ALLOWED, "", update_id=1)
+    del payload["message"]["text"]
+    payload["message"]["caption"] = "Read the chart"
+    payload["message"]["document"] = {
+        "file_id": "shot",
+        "file_unique_id": "ushot",
+        "file_name": "screenshot.png",
+        "mime_type": "image/png",
+        "file_size": rig.put("shot", png),
+    }
+    big = message(ALLOWED, "", update_id=2)
+    del big["message"]["text"]
+    big["message"]["document"] = {**payload["message"]["document"], "file_size": 200_000}
+    rig.provider.script("A blue chart.")
+    rig.run(payload, big)
+    [seen] = rig.rig.answerer.seen
+    assert seen.images == (ImageBlock(png, "image/png"),)
+    assert seen.text == "Read the chart\n\n[photo: A blue chart.]"
+    assert rig.fetched() == ["shot"]  # the one over the limit was not downloaded
+    assert "over the 0.1 MB limit for images" in rig.rig.transport.texts[-1]
+
+
 def test_a_strangers_photo_is_never_downloaded(make_rig) -> None:  # type: ignore[no-untyped-def]
     rig = make_rig()
     data = make_jpeg()
