@@ -370,3 +370,37 @@ def test_the_daemon_sees_a_photo_keeps_it_recalls_it_and_forgets_it(
     assert found.returncode == 0, found.stderr
     hits = json.loads(found.stdout)
     assert hits and hits[0]["text"] == text
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(180)
+def test_the_daemon_answers_an_album_once_with_all_its_photos(emulator: Emulator, daemon) -> None:  # type: ignore[no-untyped-def]
+    ann = 5302
+    parts = [make_jpeg(80, 60, (20 * n, 100, 100)) for n in range(1, 4)]
+    with llm_stub() as stub:
+        stub.script(StubReply("Three teal swatches."), StubReply("The third is lightest."))
+        env = {
+            "FAMILIAR_LLM__PROVIDER": "anthropic",
+            "ANTHROPIC_BASE_URL": stub.url,
+            "ANTHROPIC_API_KEY": "test",
+            "FAMILIAR_LLM__FACT_EXTRACTION_EVERY": "0",
+            "FAMILIAR_MEDIA__ALBUM_WINDOW_S": "1.0",
+        }
+        run, token = daemon(env_extra=env, allowed_users=str(ann))
+        for n, data in enumerate(parts):
+            emulator.put_file(token, f"part{n}", data)
+            caption = "Which is lightest?" if n == 0 else None
+            emulator.say_photo(token, ann, [(f"part{n}", 80, 60, len(data))], caption, "grp-7")
+        run.wait_for("SELECT id FROM messages WHERE role = 'assistant'", lambda r: len(r) >= 1, 60)
+        time.sleep(1.5)  # room for a second answer, if the album were answered twice
+        turns = run.query("SELECT role, text FROM messages ORDER BY id")
+        bodies = stub.bodies()
+
+    assert len(bodies) == 2  # one description, one answer
+    for body in bodies:
+        sent = [base64.b64decode(b["source"]["data"]) for b in _images(body)]
+        assert sent == parts
+    assert turns == [
+        ("user", "Which is lightest?\n\n[3 photos: Three teal swatches.]"),
+        ("assistant", "The third is lightest."),
+    ]
