@@ -2,7 +2,9 @@
 
 ``check_image`` refuses what is not an image a model can take (JPEG, PNG, GIF, WebP), what is
 over the byte limit, and what would decode to more than ``max_pixels`` (a decompression bomb:
-Pillow reads the size from the header, so the check costs no decoding). ``ImageStore`` keeps an
+Pillow reads the size from the header, so that check comes before any decoding); an image
+within the limits is then decoded once, so a truncated or corrupt one is refused here rather
+than by the model's API. ``ImageStore`` keeps an
 accepted image as ``<data dir>/images/<sha256>.<ext>``, written atomically (temporary name
 starting with a dot, fsync, rename), so the same photo sent twice is one file. Memory rows name
 their images in ``meta["photos"]`` (sha256 list); ``sweep`` deletes the files no row names any
@@ -69,7 +71,9 @@ def check_image(data: bytes, max_bytes: int, max_pixels: int) -> CheckedImage:
                         f"{max_pixels / 1e6:g} million pixels",
                         "send a smaller picture",
                     )
-                probe.verify()  # reads the whole stream: a truncated or corrupt file fails here
+                if fmt not in MEDIA_TYPES:
+                    raise ImageError(f"{fmt} images are not supported", "send a JPEG, PNG or WebP")
+                probe.load()  # decodes it all: a truncated or corrupt file fails here
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -79,10 +83,7 @@ def check_image(data: bytes, max_bytes: int, max_pixels: int) -> CheckedImage:
         ) from exc
     except Exception as exc:  # Pillow raises many kinds for bytes that are not an image
         raise ImageError("it is not an image I can read", "send a JPEG, PNG or WebP") from exc
-    media_type = MEDIA_TYPES.get(fmt or "")
-    if media_type is None:
-        raise ImageError(f"{fmt} images are not supported", "send a JPEG, PNG or WebP")
-    return CheckedImage(data, media_type, width, height)
+    return CheckedImage(data, MEDIA_TYPES[fmt or ""], width, height)
 
 
 class ImageStore:

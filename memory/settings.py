@@ -145,10 +145,10 @@ class MediaSettings(BaseModel):
     them); the channels only download and hand them over."""
 
     max_image_bytes: int = Field(
-        10_000_000,
+        5_000_000,
         ge=10_000,
         description="Largest photo accepted, in bytes: the largest size Telegram offers under this "
-        "is downloaded.",
+        "is downloaded (5 MB is the most Anthropic's API takes per image).",
     )
     max_image_pixels: int = Field(
         50_000_000,

@@ -40,3 +40,10 @@ def png_bomb(side: int = 100_000) -> bytes:
         + _chunk(b"IDAT", body)
         + _chunk(b"IEND", b"")
     )
+
+
+def make_noisy_jpeg(width: int = 200, height: int = 150) -> bytes:
+    """A JPEG with detail in it (so that cutting it short leaves a visibly truncated stream)."""
+    out = io.BytesIO()
+    Image.effect_noise((width, height), 64).convert("RGB").save(out, "JPEG", quality=95)
+    return out.getvalue()

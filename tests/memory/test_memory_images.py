@@ -11,7 +11,7 @@ import pytest
 from memory.images import ImageError, ImageStore, check_image, referenced
 from memory.service import Memory
 from memory.types import Scope
-from tests.memory.imagefiles import make_jpeg, make_png, png_bomb
+from tests.memory.imagefiles import make_jpeg, make_noisy_jpeg, make_png, png_bomb
 
 MB = 1_000_000
 
@@ -28,7 +28,8 @@ def test_a_jpeg_and_a_png_are_accepted_with_their_type_and_size() -> None:
     ("data", "max_bytes", "max_pixels", "says"),
     [
         (b"%PDF-1.4 this is not a picture", MB, 10 * MB, "not an image I can read"),
-        (make_jpeg(64, 48)[:200], MB, 10 * MB, "not an image I can read"),  # truncated
+        (make_jpeg(64, 48)[:200], MB, 10 * MB, "not an image I can read"),  # header cut short
+        (make_noisy_jpeg()[:-2000], MB, 10 * MB, "not an image I can read"),  # data cut short
         (make_jpeg(64, 48), 500, 10 * MB, "over the 0.0005 MB limit for images"),
         (make_png(2000, 1000), 10 * MB, 1 * MB, "2000×1000 pixels, over the limit of 1 million"),
         (png_bomb(), MB, 10**12, "decompression bomb"),
