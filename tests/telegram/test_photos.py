@@ -24,11 +24,13 @@ from telegram import Bot, Update
 from agents.llm import LLM
 from agents.providers.base import Capabilities, ImageBlock, TextBlock
 from agents.providers.fake import FakeProvider
+from bot.core.documents import DocumentDesk
 from bot.core.photos import DESCRIBE, NO_VISION, NO_VISION_NO_CAPTION, PhotoDesk
 from bot.telegram.photos import PhotoReader
 from bot.telegram.voice import file_base_url
 from memory.db import Database
 from memory.embedder import HashingEmbedder
+from memory.fetch import FetchLimits
 from memory.images import ImageStore
 from memory.schema import migrations as memory_migrations
 from memory.service import Memory
@@ -229,6 +231,20 @@ def test_a_picture_sent_as_a_file_is_taken_like_a_photo(make_rig) -> None:  # ty
     assert seen.text == "Read the chart\n\n[photo: A blue chart.]"
     assert rig.fetched() == ["shot"]  # the one over the limit was not downloaded
     assert "over the 0.1 MB limit for images" in rig.rig.transport.texts[-1]
+
+
+def test_a_photo_captioned_with_a_link_is_about_the_photo(make_rig) -> None:  # type: ignore[no-untyped-def]
+    rig = make_rig()
+    desk = DocumentDesk(rig.memory, rig.rig.assistant, FetchLimits(allow_private=True))
+    desk.register()  # links are fetched in front of the answerer, as in the daemon
+    data = make_jpeg()
+    rig.provider.script("A page of a website.")
+    caption = "http://127.0.0.1:9/article"
+    rig.run(photo_message(ALLOWED, [("l", 64, 48, rig.put("l", data))], caption))
+    [seen] = rig.rig.answerer.seen
+    assert seen.images == (ImageBlock(data, "image/jpeg"),) and seen.attachment == ""
+    assert seen.text.startswith(caption)
+    assert not any("Reading" in t or "couldn't fetch" in t for t in rig.rig.transport.texts)
 
 
 def test_a_strangers_photo_is_never_downloaded(make_rig) -> None:  # type: ignore[no-untyped-def]
