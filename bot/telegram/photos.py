@@ -11,7 +11,10 @@ time under the chat's turn lock, so waiting for the rest inside the first part's
 wait for ever; instead the first part starts a short timer (``media.album_window_s``) and each
 part adds itself; when the timer ends the parts are downloaded and answered once, together (the
 caption, which Telegram puts on one of them, is the question). The parts' updates count as done
-when collected: a daemon stopped within the window loses that album's answer, not its messages.
+when collected: a daemon stopped within the window loses that album's answer, not its messages,
+and the album is answered outside the chat's turn lock (a message sent right after it may be
+answered first). In a group only parts that arrive after an addressed one (the captioned part,
+mentioning the bot, which clients send first) join the album.
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ import pytest
 from telegram import Bot, Update
 
 from agents.llm import LLM
-from agents.providers.base import Capabilities, ImageBlock, TextBlock
+from agents.providers.base import Capabilities, ImageBlock, Provider, TextBlock
 from agents.providers.fake import FakeProvider
+from agents.providers.openai import OpenAICompatibleProvider
 from bot.core.documents import DocumentDesk
 from bot.core.photos import DESCRIBE, NO_VISION, NO_VISION_NO_CAPTION, PhotoDesk
 from bot.telegram.photos import PhotoReader
@@ -73,6 +74,7 @@ class PhotoRig:
         emulator: Emulator,
         token: str,
         vision: bool = True,
+        provider: Provider | None = None,
         **media: object,
     ) -> None:
         self.emulator, self.token = emulator, token
@@ -85,11 +87,10 @@ class PhotoRig:
         self.memory = Memory(self.db, HashingEmbedder(), MemorySettings(), tmp_path / "i")
         self.memory.warm_sync()
         self.provider = FakeProvider(capabilities=Capabilities(vision=vision))
+        llm = LLM(provider or self.provider)
         self.store = ImageStore(tmp_path / "images")
         settings = MediaSettings(**{"album_window_s": 0.3, **media})  # type: ignore[arg-type]
-        self.desk = PhotoDesk(
-            self.memory, self.store, self.rig.assistant, LLM(self.provider), settings
-        )
+        self.desk = PhotoDesk(self.memory, self.store, self.rig.assistant, llm, settings)
         self.reader = PhotoReader(self.bot, self.desk)
         self.rig.handler.photos = self.reader
 
@@ -245,6 +246,21 @@ def test_a_photo_captioned_with_a_link_is_about_the_photo(make_rig) -> None:  # 
     assert seen.images == (ImageBlock(data, "image/jpeg"),) and seen.attachment == ""
     assert seen.text.startswith(caption)
     assert not any("Reading" in t or "couldn't fetch" in t for t in rig.rig.transport.texts)
+
+
+def test_an_openai_compatible_model_gets_the_photo_as_a_data_url(make_rig) -> None:  # type: ignore[no-untyped-def]
+    with llm_stub() as stub:
+        stub.script(StubReply("A yellow square."))
+        rig = make_rig(provider=OpenAICompatibleProvider("local-vl", base_url=stub.openai_url))
+        data = make_png(40, 40, (250, 230, 0))
+        rig.run(photo_message(ALLOWED, [("o", 40, 40, rig.put("o", data))], "Colour?"))
+        [body] = stub.bodies("/v1/chat/completions")
+    parts = body["messages"][-1]["content"]
+    [url] = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
+    head, _, encoded = url.partition(",")
+    assert head == "data:image/png;base64" and base64.b64decode(encoded) == data
+    [seen] = rig.rig.answerer.seen
+    assert seen.text == "Colour?\n\n[photo: A yellow square.]"
 
 
 def test_a_strangers_photo_is_never_downloaded(make_rig) -> None:  # type: ignore[no-untyped-def]
