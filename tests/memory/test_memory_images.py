@@ -44,6 +44,18 @@ def test_bad_images_are_refused_with_the_reason(
     assert caught.value.fix
 
 
+def test_a_cameras_multi_picture_jpeg_is_taken_as_a_jpeg() -> None:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    first, second = Image.new("RGB", (16, 12), (1, 2, 3)), Image.new("RGB", (16, 12), (4, 5, 6))
+    first.save(out, "MPO", save_all=True, append_images=[second])
+    image = check_image(out.getvalue(), MB, MB)
+    assert (image.media_type, image.width, image.height) == ("image/jpeg", 16, 12)
+
+
 def test_a_bmp_is_an_image_but_not_one_a_model_takes() -> None:
     import io
 
