@@ -91,7 +91,9 @@ class PhotoDesk:
         if not self.sees:
             await self._without_vision(msg, checked, question, transport)
             return
-        shas = [await asyncio.to_thread(self.images.put, c) for c in checked]
+        shas = await self._keep(msg, checked, transport)
+        if shas is None:
+            return
         try:
             blocks = tuple(ImageBlock(c.data, c.media_type) for c in checked)
             # A replayed update (the daemon stopped while answering) keeps the turn it stored:
@@ -118,7 +120,9 @@ class PhotoDesk:
         if not question:
             await _say(transport, msg.chat_id, NO_VISION_NO_CAPTION)
             return
-        shas = [await asyncio.to_thread(self.images.put, c) for c in checked]
+        shas = await self._keep(msg, checked, transport)
+        if shas is None:
+            return
         try:
             await self.memory.store_turn(
                 msg.chat_id,
@@ -131,6 +135,25 @@ class PhotoDesk:
         finally:
             self.images.release(shas)
         await _say(transport, msg.chat_id, NO_VISION)
+
+    async def _keep(
+        self, msg: Incoming, checked: list[CheckedImage], transport: Transport
+    ) -> list[str] | None:
+        """Store the images (their sha256 out); None, having said so, when the disk fails."""
+        shas: list[str] = []
+        try:
+            for image in checked:
+                shas.append(await asyncio.to_thread(self.images.put, image))
+        except OSError:
+            logger.exception("keeping a photo in chat {} failed", msg.chat_id)
+            self.images.release(shas)
+            await _say(
+                transport,
+                msg.chat_id,
+                "⚠️ Keeping the photo failed on my side; the details are in the log.",
+            )
+            return None
+        return shas
 
     async def _describe(self, msg: Incoming, blocks: tuple[ImageBlock, ...]) -> str:
         """One line saying what the images show (for recall); "" when the model fails."""

@@ -263,6 +263,18 @@ def test_an_openai_compatible_model_gets_the_photo_as_a_data_url(make_rig) -> No
     assert seen.text == "Colour?\n\n[photo: A yellow square.]"
 
 
+def test_a_disk_that_fails_gets_a_clear_answer_and_no_model_call(make_rig, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rig = make_rig()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the images folder should be")
+    rig.store.root = blocker
+    rig.run(photo_message(ALLOWED, [("d", 64, 48, rig.put("d", make_jpeg()))], "hi"))
+    assert rig.rig.transport.texts == [
+        "⚠️ Keeping the photo failed on my side; the details are in the log."
+    ]
+    assert rig.provider.requests == [] and rig.rig.answerer.seen == []
+
+
 def test_a_strangers_photo_is_never_downloaded(make_rig) -> None:  # type: ignore[no-untyped-def]
     rig = make_rig()
     data = make_jpeg()
