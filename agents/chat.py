@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -43,7 +43,14 @@ from agents.errors import (
 )
 from agents.llm import LLM
 from agents.loop import Hooks, LoopResult, ToolLoop
-from agents.providers.base import Completion, LLMRequest, Usage, extract_json
+from agents.providers.base import (
+    Completion,
+    ImageBlock,
+    LLMRequest,
+    TextBlock,
+    Usage,
+    extract_json,
+)
 from agents.providers.none import NOTICE
 from agents.resilience import deadline
 from agents.review import Progress, ReviewEngine, ReviewResult
@@ -259,13 +266,16 @@ class ChatAgent(ToolAnswers):
         meta: dict[str, Any] | None = None,
         on_activity: OnDelta | None = None,
         attachment: str = "",
+        images: Sequence[ImageBlock] = (),
     ) -> Answer:
         """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
         mode); ``progress`` gets phase names in think/review modes. ``meta`` is stored with the
         user's turn; with ``from_audio`` the model sees the text marked as a transcript (memory
         keeps the plain words). ``on_activity`` gets what a running tool is doing.
         ``attachment`` (a document or page the person sent, stored on its own) goes to the model
-        before the message and is not stored with it. Never raises for
+        before the message and is not stored with it. ``images`` (photos, for a provider with
+        vision) go with the message as image blocks; a message with images is answered in
+        single mode (the three-pass and panel answers pass text only). Never raises for
         model faults."""
         try:
             turn_id, stored_now = await self.memory.store_turn(
@@ -301,17 +311,19 @@ class ChatAgent(ToolAnswers):
             text = for_context(text)
         if attachment:
             text = f"{attachment}\n\n{text}"
+        if images:
+            mode = "single"
         prefix, rest = split_stable_prefix(context.system)
         ctx = CallContext(user_id, chat_id, "chat", is_admin)
         try:
             with deadline(self.settings.answer_deadline_s):
                 persona = await self.route(chat_id) if self.route is not None else None
                 if mode == "single" or self.review is None:
-                    messages = [
-                        *history,
-                        {"role": "user", "content": with_recalled(context.recalled, text)},
-                    ]
                     llm = persona or self.llm
+                    incoming: Any = with_recalled(context.recalled, text)
+                    if images and llm.capabilities.vision:  # a persona's model may have none
+                        incoming = [*images, TextBlock(incoming)]
+                    messages = [*history, {"role": "user", "content": incoming}]
                     if self._uses_tools(llm):
                         source = (
                             f"{chat_id}:{telegram_message_id}"

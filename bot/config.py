@@ -32,7 +32,7 @@ from agents.voice.settings import VoiceSettings
 from bot.errors import ConfigError
 from bot.settings import DaemonSettings, LogSettings, TelegramSettings
 from jobs.settings import JobsSettings
-from memory.settings import MemorySettings
+from memory.settings import MediaSettings, MemorySettings
 
 ENV_PREFIX = "FAMILIAR_"
 CONFIG_ENV = "FAMILIAR_CONFIG"
@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     voice: VoiceSettings = Field(default_factory=VoiceSettings)  # type: ignore[arg-type]
     training: TrainingSettings = Field(default_factory=TrainingSettings)  # type: ignore[arg-type]
     memory: MemorySettings = Field(default_factory=MemorySettings)  # type: ignore[arg-type]
+    media: MediaSettings = Field(default_factory=MediaSettings)  # type: ignore[arg-type]
     jobs: JobsSettings = Field(default_factory=JobsSettings)  # type: ignore[arg-type]
     tools: ToolsSettings = Field(default_factory=ToolsSettings)  # type: ignore[arg-type]
     log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Writing backup archives: a consistent database snapshot, the index, adapters and settings.
+"""Writing backup archives: a consistent database snapshot, the index, adapters, kept photos and settings.
 
 The database is copied with SQLite's online backup API in steps of a few pages, from a
 connection of its own, pausing between steps so the daemon's writers are not starved; it runs in
@@ -53,7 +53,7 @@ STAGING_PREFIX = ".familiar-backup-staging-"
 MANIFEST = "manifest.json"
 DB_MEMBER = "familiar.db"
 CONFIG_MEMBER = "familiar.toml"
-DATA_SUBDIRS = ("index", "adapters")
+DATA_SUBDIRS = ("index", "adapters", "images")
 FORMAT = 1
 MAX_BACKUP_RESTARTS = 3
 _TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"

@@ -137,3 +137,29 @@ class MemorySettings(BaseModel):
         ge=1,
         description="Chunks of a long document given to the model with a question about it.",
     )
+
+
+class MediaSettings(BaseModel):
+    """``[media]``: photos people send. Memory owns the section because it keeps the images
+    (content-addressed files in the data directory, referenced by memory rows, deleted with
+    them); the channels only download and hand them over."""
+
+    max_image_bytes: int = Field(
+        5_000_000,
+        ge=10_000,
+        description="Largest photo accepted, in bytes: the largest size Telegram offers under this "
+        "is downloaded (5 MB is the most Anthropic's API takes per image).",
+    )
+    max_image_pixels: int = Field(
+        50_000_000,
+        ge=10_000,
+        description="Most pixels (width x height) an image may have; more is refused as a "
+        "decompression bomb before it is decoded.",
+    )
+    album_window_s: float = Field(
+        1.5,
+        ge=0.0,
+        le=30.0,
+        description="How long the parts of an album (photos sent together) are collected before "
+        "they are answered as one message.",
+    )

@@ -73,6 +73,7 @@ class AnthropicProvider(Provider):
             prompt_cache=prompt_cache,
             schema_in_cache_key=prompt_cache,
             tools=True,
+            vision=True,
         )
         # base_url None lets the SDK read ANTHROPIC_BASE_URL itself.
         self._client = anthropic.AsyncAnthropic(

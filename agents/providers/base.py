@@ -41,6 +41,7 @@ class Capabilities:
     streaming: bool = True
     generates: bool = True  # False for the retrieval-only provider
     tools: bool = False  # takes tool definitions and returns tool calls
+    vision: bool = False  # takes image blocks in user messages
 
 
 # -- content blocks ------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class OpenAICompatibleProvider(Provider):
     ) -> None:
         self.model = model
         self.capabilities = Capabilities(
-            temperature=True, effort=False, json_schema=json_schema, tools=tools
+            temperature=True, effort=False, json_schema=json_schema, tools=tools, vision=True
         )
         # Local servers need no key, but the SDK insists on one.
         self._client = openai.AsyncOpenAI(

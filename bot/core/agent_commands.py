@@ -104,8 +104,9 @@ class StreamingReply:
 def stored_meta(msg: Incoming) -> dict | None:
     """What of a message's channel meta is stored with it: all of it when it was not typed
     (``from_audio``: a voice note's transcript, its file id, engine, ...; ``document``: the file
-    or page it came with); typed text stores none."""
-    return dict(msg.meta) if msg.meta.get("from_audio") or msg.meta.get("document") else None
+    or page it came with; ``photos``: the images it came with); typed text stores none."""
+    kept = msg.meta.get("from_audio") or msg.meta.get("document") or msg.meta.get("photos")
+    return dict(msg.meta) if kept else None
 
 
 def format_review(result: ReviewResult) -> str:
@@ -245,6 +246,7 @@ class AgentCommands:
             meta=stored_meta(msg),
             on_activity=stream.activity if mode == "single" else None,
             attachment=msg.attachment,
+            images=msg.images,
         )
         if answer.error:
             await finish(Reply(answer.text, markdown=False, no_feedback=True))

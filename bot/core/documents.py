@@ -179,8 +179,8 @@ class DocumentDesk:
     # -- links --------------------------------------------------------------------------------
     async def on_link(self, msg: Incoming, transport: Transport) -> bool:
         """A message that is (mostly) a link is fetched, stored and answered; True when it was."""
-        if self.fetch_limits is None or self._inner is None or msg.attachment:
-            return False
+        if self.fetch_limits is None or self._inner is None or msg.attachment or msg.images:
+            return False  # a photo's caption that is a link is a question about the photo
         link = sent_link(msg.text)
         if link is None:
             return False

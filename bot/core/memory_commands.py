@@ -52,6 +52,8 @@ class MemoryCommands:
         self.context_tokens = context_tokens
         self.part_bytes = part_bytes  # the largest file /export sends
         self.also_forget = list(also_forget)
+        # Run after /forget removed a row: files only that row named go too (photos).
+        self.after_forget: list[Callable[[], Awaitable[object]]] = []
 
     def register(self, assistant: Assistant) -> None:
         replace = assistant.commands.replace
@@ -117,6 +119,8 @@ class MemoryCommands:
                 "Usage: /forget ID (the number /memories or /recall shows)", markdown=False
             )
         if await self.memory.forget(memory_id, scope_of(msg)):
+            for after in self.after_forget:
+                await after()
             return Reply(f"Forgotten #{memory_id}.", markdown=False)
         return Reply(f"There is no memory #{memory_id} of yours in this chat.", markdown=False)
 

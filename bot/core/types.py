@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.providers.base import ImageBlock
+
 # Channels whose message ids name a message for good (replayed updates carry the same id).
 DURABLE_ID_CHANNELS = frozenset({"telegram"})
 
@@ -31,6 +33,8 @@ class Incoming:
     # What the model sees with the message but memory does not keep as the person's words:
     # a document or web page they sent (already stored as chunks of its own).
     attachment: str = ""
+    # Photos the person sent with it (already checked and stored), for a model with vision.
+    images: tuple[ImageBlock, ...] = ()
 
     @property
     def key(self) -> str | None:

@@ -42,6 +42,7 @@ from bot.core.feedback import Feedback, FeedbackStore
 from bot.core.job_commands import JobCommands
 from bot.core.memory_commands import MemoryCommands
 from bot.core.personas import ChatPersonas, PersonaCommands, PersonaRouter
+from bot.core.photos import PhotoDesk
 from bot.core.signing import ButtonSigner
 from bot.core.todo_commands import TodoCommands
 from bot.core.transport import Transport
@@ -60,6 +61,7 @@ from memory.db import Database
 from memory.embedder import make_embedder
 from memory.errors import FamiliarError
 from memory.health import HealthRegistry
+from memory.images import ImageStore
 from memory.service import Memory
 
 INDEX_DIR = "index"
@@ -121,6 +123,8 @@ class Services:
     tool_registry: ToolRegistry | None = None
     # Documents and links people send: read into memory, answered with them in view.
     documents: DocumentDesk | None = None
+    # Photos people send: kept under <data dir>/images, described once, answered with vision.
+    photos: PhotoDesk | None = None
 
 
 def build_job_application(settings: Settings):  # type: ignore[no-untyped-def]
@@ -230,6 +234,10 @@ def build_services(
     TodoCommands(TodoStore(db), signer, ZoneInfo(settings.jobs.timezone)).register(assistant)
     documents = DocumentDesk(memory, assistant, fetch_limits(settings.tools))
     documents.register()
+    photos = PhotoDesk(
+        memory, ImageStore(settings.data_dir / "images"), assistant, llm, settings.media
+    )
+    memory_commands.after_forget.append(photos.forget_files)
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
@@ -294,7 +302,7 @@ def build_services(
         channel,
     )
     JobCommands(scheduler, reminders, signer, tasks).register(assistant)
-    memory_commands.also_forget += [tool_loop.forget_user, tasks.forget_user]
+    memory_commands.also_forget += [tool_loop.forget_user, tasks.forget_user, photos.forget_files]
 
     async def start_jobs() -> None:
         await scheduler.start()
@@ -344,6 +352,7 @@ def build_services(
         tasks,
         tool_loop.registry,
         documents,
+        photos=photos,
     )
 
 
@@ -417,7 +426,14 @@ def attach_channel(
     from bot.telegram.channel import TelegramChannel
 
     telegram = TelegramChannel(
-        settings, db, services.assistant, health, fail, services.transcriber, services.documents
+        settings,
+        db,
+        services.assistant,
+        health,
+        fail,
+        services.transcriber,
+        services.documents,
+        services.photos,
     )
     deliver_to["send"] = telegram.transport.send_plain
     services.channel.transport = telegram.transport

@@ -37,6 +37,7 @@ from bot.core.assistant import Assistant
 from bot.core.commands import CommandRegistry
 from bot.core.documents import DocumentDesk
 from bot.core.feedback import Feedback
+from bot.core.photos import PhotoDesk
 from bot.core.voice_replies import VoiceReplies
 from bot.daemon.lifecycle import Service
 from bot.errors import ConfigError, FamiliarError, TelegramTokenRejected
@@ -47,6 +48,7 @@ from bot.telegram.documents import DocumentReader
 from bot.telegram.handlers import BotIdentity, UpdateHandler
 from bot.telegram.inbox import Inbox
 from bot.telegram.limits import ChatPacer, TokenBucket
+from bot.telegram.photos import PhotoReader
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.transport import TelegramTransport, retry_after_seconds
 from bot.telegram.voice import VoiceReader, file_base_url
@@ -92,6 +94,7 @@ class TelegramChannel(Service):
         fail: Callable[[FamiliarError], None],
         transcriber: Transcriber | None = None,
         documents: DocumentDesk | None = None,
+        photos: PhotoDesk | None = None,
     ) -> None:
         self.settings = settings
         self.tg = settings.telegram
@@ -147,6 +150,7 @@ class TelegramChannel(Service):
             DocumentReader(self.bot, documents) if documents is not None else None,
             replies,
             chat_admin=ChatAdmins(self.bot),
+            photos=PhotoReader(self.bot, photos) if photos is not None else None,
         )
         self._status = (Status.DEGRADED, "connecting to Telegram")
         self._task: asyncio.Task[None] | None = None
@@ -191,6 +195,8 @@ class TelegramChannel(Service):
         if self._webhook_server is not None:
             await self._webhook_server.close()
         await self.dispatcher.drain(self.settings.daemon.shutdown_timeout_s / 2)
+        if self.handler.photos is not None:
+            await self.handler.photos.drain(self.settings.daemon.shutdown_timeout_s / 4)
         for task in list(self.feedback._background):
             task.cancel()
         await self.feedback.drain()

@@ -9,6 +9,8 @@ A voice note (audio file, video note) passes the same access, group and rate-lim
 text before it is downloaded; its transcript is then answered exactly like typed text, with
 "🗣 I heard: ..." shown first and ``Incoming.meta`` saying it came from audio. A document
 passes the same checks before it is downloaded (``DocumentReader``); its caption is the question.
+So does a photo (``PhotoReader``); the further parts of an album being collected are taken
+without spending the rate limit again (the album is one message).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from bot.core.voice_replies import VoiceReplies
 from bot.telegram.access import AccessControl, Role
 from bot.telegram.documents import DocumentReader
 from bot.telegram.limits import Throttle, TokenBucket
+from bot.telegram.photos import PhotoReader
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.voice import VoiceReader, heard, voice_note
 from memory.db import Database
@@ -88,6 +91,7 @@ class UpdateHandler:
         documents: DocumentReader | None = None,
         voice_replies: VoiceReplies | None = None,
         chat_admin: ChatAdminCheck | None = None,
+        photos: PhotoReader | None = None,
     ) -> None:
         self.db = db
         self.chat_admin = chat_admin  # None: nobody counts as a group admin
@@ -100,6 +104,7 @@ class UpdateHandler:
         self.voice = voice  # None: recordings get the "text only" notice
         self.documents = documents  # None: files get the "text only" notice
         self.voice_replies = voice_replies  # None: voice notes are answered in text only
+        self.photos = photos  # None: photos get the "text only" notice
         self.me = BotIdentity()
         self.refusals = Throttle(refusal_interval_s)
         self.notices = Throttle(60.0)
@@ -171,9 +176,10 @@ class UpdateHandler:
             return
         text = message.text if message.text is not None else message.caption
         is_group = chat.type in GROUP_TYPES
+        album_part = self.photos is not None and bool(message.photo) and self.photos.joins(message)
         if is_group:
             addressed, text = self._addressed(message, text or "")
-            if not addressed:
+            if not addressed and not album_part:
                 return
         role = self.access.role(user.id)
         parsed = parse_command(text or "")
@@ -197,13 +203,23 @@ class UpdateHandler:
                 return
         note = voice_note(message) if self.voice is not None and parsed is None else None
         document = message.document if self.documents is not None and parsed is None else None
-        if not text and note is None and document is None:
+        photo = bool(message.photo) and self.photos is not None and parsed is None
+        # A picture sent as a file: a photo, not a document to read as text.
+        picture = (
+            message.document
+            if self.photos is not None
+            and parsed is None
+            and message.document is not None
+            and (message.document.mime_type or "").startswith("image/")
+            else None
+        )
+        if not text and note is None and document is None and not photo and picture is None:
             if not is_group:
                 await self._notice(
                     chat.id, "I can only read text messages for now.", key=("text", user.id)
                 )
             return
-        if not self.bucket.take(user.id):
+        if not album_part and not self.bucket.take(user.id):
             await self._notice(chat.id, SLOW_DOWN, key=("slow", user.id))
             return
         reply_to = message.reply_to_message.message_id if message.reply_to_message else None
@@ -233,7 +249,13 @@ class UpdateHandler:
             await self.assistant.handle(incoming, self.transport)
             return
         async with typing_shown(self.transport, chat.id):
-            if document is not None:
+            if photo:
+                assert self.photos is not None
+                await self.photos.receive(incoming, message, text or "", self.transport)
+            elif picture is not None:
+                assert self.photos is not None
+                await self.photos.receive_file(incoming, picture, text or "", self.transport)
+            elif document is not None:
                 assert self.documents is not None
                 await self.documents.receive(incoming, document, text or "", self.transport)
             elif note is not None:

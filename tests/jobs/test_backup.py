@@ -262,3 +262,16 @@ def test_gzip_of_garbage_is_not_an_archive(tmp_path: Path) -> None:
     bad.write_bytes(gzip.compress(b"not a tar file at all" * 100))
     with pytest.raises(VerifyError):
         verify_archive(bad)
+
+
+def test_kept_photos_are_archived_and_restored(data_dir: Path) -> None:
+    images = data_dir / "images"
+    images.mkdir()
+    photo = images / f"{'ab' * 32}.jpg"
+    photo.write_bytes(b"\xff\xd8 a photo's bytes")
+    archive = backup(data_dir)
+    with tarfile.open(archive) as tar:
+        assert f"images/{photo.name}" in tar.getnames()
+    photo.unlink()
+    restore_archive(archive, data_dir, dry_run=False)
+    assert photo.read_bytes() == b"\xff\xd8 a photo's bytes"

@@ -137,6 +137,33 @@ class Emulator:
             },
         )
 
+    def say_photo(
+        self,
+        token: str,
+        user_id: int,
+        sizes: list[tuple[str, int, int, int]],
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        name: str = "Ann",
+    ) -> None:
+        """The person sends a photo: ``sizes`` are (file id, width, height, bytes), smallest
+        first, each registered with ``put_file``; an album's parts share ``media_group_id``."""
+        body: dict[str, Any] = {
+            "botToken": token,
+            "date": int(time.time()),
+            "from": self.person(user_id, name),
+            "chat": {"id": user_id, "type": "private", "first_name": name},
+            "photo": [
+                {"file_id": f, "file_unique_id": f"u{f}", "width": w, "height": h, "file_size": n}
+                for f, w, h, n in sizes
+            ],
+        }
+        if caption is not None:
+            body["caption"] = caption
+        if media_group_id is not None:
+            body["media_group_id"] = media_group_id
+        self.post("sendMessage", body)
+
     def press(self, token: str, user_id: int, chat_id: int, message_id: int, data: str) -> None:
         self.post(
             "sendCallback",
