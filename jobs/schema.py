@@ -1,7 +1,8 @@
 """The jobs package's tables, as numbered migrations (never edit a released step; add one).
 
 ``job_runs``: one row per run of a scheduled job (times are UTC epoch seconds). ``reminders``:
-what people asked to be reminded of, one-shot (``due_at``) or recurring (``cron``).
+what people asked to be reminded of, one-shot (``due_at``) or recurring (``cron``); a one-shot's
+``sending_at`` is set before it is sent, so a restart can tell a send that may have gone out.
 ``job_summaries``: which chat-hour has which summary memory, so a re-run replaces, never duplicates.
 ``job_digests``: the periods admin digests were sent for, so the next one starts where it ended.
 ``job_lesson_weeks``: which week's 👎 feedback was synthesised into which lessons (and from which
@@ -107,3 +108,10 @@ def m004_reminder_source_key(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE UNIQUE INDEX reminders_source ON reminders (source_key) WHERE source_key IS NOT NULL"
     )
+
+
+@migrations()
+def m005_reminder_sending_at(db: sqlite_utils.Database) -> None:
+    # Set before a one-shot is sent, kept until it is marked delivered: after a crash between the
+    # two, the restart sends it again and says it may be a repeat.
+    db.execute("ALTER TABLE reminders ADD COLUMN sending_at REAL")
