@@ -47,14 +47,14 @@ from bot.daemon.lifecycle import FunctionService, Lifecycle
 from bot.daemon.training import Training, adapter_registry, build_llm_provider, build_training
 from jobs.backup_job import BackupService
 from jobs.digest import register_digest_jobs
-from jobs.health import HealthWatch
+from jobs.health import HealthWatch, StorageWatch
 from jobs.reminders import Reminder, Reminders
 from jobs.scheduler import JobQueueBackend, JobSpec, Scheduler
 from jobs.summarize import HourlySummarizer
 from memory.db import Database
 from memory.embedder import make_embedder
 from memory.errors import FamiliarError
-from memory.health import HealthRegistry
+from memory.health import HealthRegistry, storage_check
 from memory.service import Memory
 
 INDEX_DIR = "index"
@@ -101,8 +101,9 @@ class Services:
     tools: list[ToolSource] = field(default_factory=list)
 
 
-def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
-    """PTB's JobQueue (the process's one APScheduler), on an Application that never polls."""
+def build_job_queue(settings: Settings) -> JobQueueBackend:
+    """PTB's JobQueue (the process's one APScheduler), on an Application that never polls; the
+    backend holds the application (the queue itself only has a weak reference to it)."""
     from zoneinfo import ZoneInfo
 
     from telegram.ext import Application
@@ -111,7 +112,7 @@ def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
     app = Application.builder().token(token).updater(None).build()
     assert app.job_queue is not None, "python-telegram-bot was installed without [job-queue]"
     app.job_queue.scheduler.configure(timezone=ZoneInfo(settings.jobs.timezone))
-    return app.job_queue
+    return JobQueueBackend(app.job_queue, app)
 
 
 def build_services(
@@ -195,7 +196,7 @@ def build_services(
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
-    backend = JobQueueBackend(build_job_queue(settings))
+    backend = build_job_queue(settings)
     scheduler = Scheduler(db, backend, js, notify_admins)
     config_file = settings.config_file if settings.config_file.is_file() else None
     backups = BackupService(js, data_dir, config_file, __version__, notify_admins)
@@ -230,6 +231,7 @@ def build_services(
 
     deliver_to: dict[str, Send] = {}
     background: set[asyncio.Task[object]] = set()
+    loop: asyncio.AbstractEventLoop | None = None
 
     async def deliver(reminder: Reminder, note: str | None) -> None:
         text = f"⏰ {reminder.text}" + (f"\n({note})" if note else "")
@@ -241,9 +243,32 @@ def build_services(
     reminders = Reminders(db, backend, js, deliver)
     JobCommands(scheduler, reminders, signer).register(assistant)
 
+    def health_now(trigger: str) -> None:
+        task = asyncio.create_task(scheduler.run_now("health", trigger=trigger), name="health-now")
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    def storage_changed(fault: str | None) -> None:
+        """A write failed for a storage reason, or writing works again (database thread):
+        run the health job now, so admins hear once, without waiting for its interval."""
+        if loop is not None:
+            loop.call_soon_threadsafe(health_now, "storage fault" if fault else "storage ok")
+
+    storage = StorageWatch(
+        storage_check(db, data_dir),
+        js.storage_probe_s,
+        lambda result: health_now(f"storage {result.status.name.lower()}"),
+    )
+
     async def start_jobs() -> None:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        db.fault_listeners.append(storage_changed)
         await scheduler.start()
         await reminders.start()
+        watch = asyncio.create_task(storage.run(), name="storage-watch")
+        background.add(watch)
+        watch.add_done_callback(background.discard)
         # A first health snapshot now, for `familiar health`, rather than one interval later.
         first = asyncio.create_task(
             scheduler.run_now("health", trigger="start"), name="health-at-start"
@@ -252,6 +277,8 @@ def build_services(
         first.add_done_callback(background.discard)
 
     async def stop_jobs() -> None:
+        if storage_changed in db.fault_listeners:
+            db.fault_listeners.remove(storage_changed)
         for task in list(background):
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
