@@ -4,7 +4,8 @@ Nothing is said during a start-up grace period (``jobs.health_grace_s``): the em
 and the channel are still coming up, and a restart is not news. The exception is a failing
 check of the storage (``URGENT``): a full or read-only data directory is no start-up noise. The
 first run after the grace tells admins only if something is wrong; later runs speak when the
-overall status or the set of unhealthy checks changes, and once on recovery. Snapshots are saved
+overall status or the set of unhealthy checks changes (while failing: of failing checks), and
+once on recovery. Snapshots are saved
 from the first run on, after the admins were told: with the disk full the snapshot cannot be
 written, and that is exactly when they must hear.
 """
@@ -54,7 +55,10 @@ class HealthWatch:
         quiet = self.clock() < self.quiet_until and not (urgent_now or urgent_told)
         changed = False
         if not quiet:
-            bad = frozenset((r.name, r.status) for r in results if r.status != Status.HEALTHY)
+            # While failing, only the failing checks make news: a degraded one flapping beside
+            # a full disk (the index, say, failing to load for the same reason) is not.
+            worst = Status.FAILING if status is Status.FAILING else Status.DEGRADED
+            bad = frozenset((r.name, r.status) for r in results if r.status >= worst)
             state = (status, bad)
             changed = state != self._last and not (self._last is None and status == Status.HEALTHY)
             self._last = state

@@ -51,7 +51,7 @@ from jobs.health import HealthWatch, StorageWatch
 from jobs.reminders import Reminder, Reminders
 from jobs.scheduler import JobQueueBackend, JobSpec, Scheduler
 from jobs.summarize import HourlySummarizer
-from memory.db import Database
+from memory.db import Database, storage_fault
 from memory.embedder import make_embedder
 from memory.errors import FamiliarError
 from memory.health import HealthRegistry, storage_check
@@ -248,11 +248,22 @@ def build_services(
         background.add(task)
         task.add_done_callback(background.discard)
 
+    def storage_back() -> None:
+        health_now("storage ok")
+        if memory.warm_error is not None and storage_fault(memory.warm_error) is not None:
+            task = asyncio.create_task(memory.retry_warm(), name="memory-rewarm")
+            background.add(task)
+            task.add_done_callback(background.discard)
+
     def storage_changed(fault: str | None) -> None:
         """A write failed for a storage reason, or writing works again (database thread):
-        run the health job now, so admins hear once, without waiting for its interval."""
+        run the health job now, so admins hear once, without waiting for its interval; once
+        writing works again, a memory warm-up the fault broke is tried again."""
         if loop is not None:
-            loop.call_soon_threadsafe(health_now, "storage fault" if fault else "storage ok")
+            if fault is None:
+                loop.call_soon_threadsafe(storage_back)
+            else:
+                loop.call_soon_threadsafe(health_now, "storage fault")
 
     storage = StorageWatch(
         storage_check(db, data_dir),
