@@ -627,7 +627,7 @@ def telegram_down(ctx: Context, trial: Trial, rng: random.Random, n: int) -> Non
                 trial.fail(f"no answer to {tag} (outage {outage:.0f} s)")
             elif len(hits) > 1:
                 trial.twice += 1
-                trial.fail(f"{len(hits)} answers to {tag}")
+                trial.fail(f"{len(hits)} answers to {tag}: {[texts[i][:60] for i in hits]}")
             else:
                 order.append(hits[0])
         if order != sorted(order):
