@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sqlite3
 import time
@@ -163,6 +164,34 @@ def test_a_read_only_data_directory_alerts_the_admins_and_recovers(
             assert wait(lambda: answered(emulator, token, "after read-only"), 60)
         finally:
             run.stop(signal.SIGTERM)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_database_file_replaced_under_the_daemon_alerts_the_admins_once(
+    tmp_path: Path, emulator: Emulator, stub: LLMStub
+) -> None:
+    """No mount needed: a file replaced (a careless restore, a sync tool) while the daemon runs
+    would take every later write to the old, unlinked file. The admins hear at once."""
+    token = f"{os.getpid()}93:storage-replaced"
+    data = tmp_path / "run" / "data"
+    run = start_daemon(data, token, emulator, stub)
+    try:
+        emulator.say(token, BOB, "hello before")
+        assert wait(lambda: answered(emulator, token, "hello before"), 60)
+        before = len(texts(emulator, token, ADMIN))
+        shutil.copyfile(data / "familiar.db", data / "copy.db")
+        os.replace(data / "copy.db", data / "familiar.db")
+        assert wait(
+            lambda: any("replaced" in t for t in texts(emulator, token, ADMIN)[before:]), 60
+        ), run.log_text()[-3000:]
+        time.sleep(5)
+        alerts = texts(emulator, token, ADMIN)[before:]
+        assert len(alerts) == 1 and "restart" in alerts[0], alerts
+        assert run.proc is not None and run.proc.poll() is None  # an alert, not a silent stop
+    finally:
+        run.stop(signal.SIGTERM)
 
 
 def test_each_known_sender_hears_once_per_message_and_strangers_never(tmp_path: Path) -> None:
