@@ -359,6 +359,14 @@ def familiar(
     )
 
 
+def last_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The line of a failed command's output that says what went wrong (a traceback's last
+    line, not its carets)."""
+    lines = [line.strip() for line in (done.stderr or done.stdout or "").splitlines()]
+    lines = [line for line in lines if line and set(line) - set("^~ ")]
+    return lines[-1][:300] if lines else f"exit {done.returncode}"
+
+
 def import_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     data = ctx.work / f"import-{n}" / "data"
     data.mkdir(parents=True)
@@ -409,7 +417,7 @@ def import_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     trial.recovery_s = time.monotonic() - restarted
     if again.returncode != 0:
         trial.recovered = False
-        trial.fail(f"the rerun failed: {again.stderr.strip()[-300:]}")
+        trial.fail(f"the rerun failed: {last_error(again)}")
     conn = sqlite3.connect(db, timeout=30)
     try:
         distinct, rows = conn.execute(
@@ -467,12 +475,12 @@ def backup_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     seeded = familiar(env, "memory", "import", str(source))
     if seeded.returncode != 0:
         trial.recovered = False
-        trial.fail(f"could not seed memory: {seeded.stderr[-300:]}")
+        trial.fail(f"could not seed memory: {last_error(seeded)}")
         return
     first = familiar(env, "backup", "--dest", str(dest))
     if first.returncode != 0:
         trial.recovered = False
-        trial.fail(f"the first backup failed: {first.stderr.strip()[-300:]}")
+        trial.fail(f"the first backup failed: {last_error(first)}")
         return
     good = sorted(p for p in dest.iterdir() if p.is_file() and not p.name.startswith("."))
     proc = subprocess.Popen(
@@ -496,7 +504,7 @@ def backup_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     trial.recovery_s = time.monotonic() - restarted
     if later.returncode != 0:
         trial.recovered = False
-        trial.fail(f"the next backup failed: {later.stderr.strip()[-300:]}")
+        trial.fail(f"the next backup failed: {last_error(later)}")
     leftovers = [p.name for p in dest.iterdir() if p.name.startswith(".")]
     leftovers += [p.name for p in data.iterdir() if p.name.startswith(".familiar-verify")]
     leftovers += [p.name for p in Path(tempfile.gettempdir()).glob(".familiar-verify-*")]
@@ -508,9 +516,7 @@ def backup_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     restored = familiar(base_env(fresh), "restore", str(newest))
     if restored.returncode != 0:
         trial.recovered = False
-        trial.fail(
-            f"restore onto a new machine failed: {(restored.stderr or restored.stdout).strip()[-300:]}"
-        )
+        trial.fail(f"restore onto a new machine failed: {last_error(restored)}")
         return
     if memory_rows(fresh / "familiar.db") != memory_rows(data / "familiar.db"):
         trial.rows_lost += 1
@@ -882,7 +888,7 @@ def training_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> Non
     trial.recovery_s = time.monotonic() - restarted
     if again.returncode != 0:
         trial.recovered = False
-        trial.fail(f"the run after the kill failed: {(again.stderr or again.stdout)[-300:]}")
+        trial.fail(f"the run after the kill failed: {last_error(again)}")
         return
     record = json.loads((root / "out" / "training.json").read_text())
     resumed = record["result"].get("resumed_from")
