@@ -34,7 +34,12 @@ Scenarios built so far (see ``SCENARIOS``):
   replaced under the running daemon: the admins are told, the daemon stays up, and recovers
   once the directory is writable again.
 
-Not built yet (issue 19): SIGKILL during training and around a scheduled agent task.
+- ``training``: ``familiar train fit`` of the tiny random Llama of tests/training (built here,
+  nothing downloaded; 30 steps, a checkpoint every 5) SIGKILLed with its worker at a random step,
+  then run again: it resumes from its checkpoint and the adapter is identical, tensor for
+  tensor, to an uninterrupted run with the same seed.
+
+Not built yet (issue 19): SIGKILL around a scheduled agent task.
 
     .venv/bin/python bench/faults.py [--trials 5] [--seed 1] [--scenario conversation ...]
 
@@ -108,6 +113,7 @@ class Context:
     stub: LLMStub
     work: Path
     verbose: bool = False
+    cache: dict[str, Any] = field(default_factory=dict)  # built once per campaign
 
 
 # -- shared pieces ---------------------------------------------------------------------------
@@ -353,6 +359,14 @@ def familiar(
     )
 
 
+def last_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The line of a failed command's output that says what went wrong (a traceback's last
+    line, not its carets)."""
+    lines = [line.strip() for line in (done.stderr or done.stdout or "").splitlines()]
+    lines = [line for line in lines if line and set(line) - set("^~ ")]
+    return lines[-1][:300] if lines else f"exit {done.returncode}"
+
+
 def import_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     data = ctx.work / f"import-{n}" / "data"
     data.mkdir(parents=True)
@@ -403,7 +417,7 @@ def import_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     trial.recovery_s = time.monotonic() - restarted
     if again.returncode != 0:
         trial.recovered = False
-        trial.fail(f"the rerun failed: {again.stderr.strip()[-300:]}")
+        trial.fail(f"the rerun failed: {last_error(again)}")
     conn = sqlite3.connect(db, timeout=30)
     try:
         distinct, rows = conn.execute(
@@ -461,12 +475,12 @@ def backup_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     seeded = familiar(env, "memory", "import", str(source))
     if seeded.returncode != 0:
         trial.recovered = False
-        trial.fail(f"could not seed memory: {seeded.stderr[-300:]}")
+        trial.fail(f"could not seed memory: {last_error(seeded)}")
         return
     first = familiar(env, "backup", "--dest", str(dest))
     if first.returncode != 0:
         trial.recovered = False
-        trial.fail(f"the first backup failed: {first.stderr.strip()[-300:]}")
+        trial.fail(f"the first backup failed: {last_error(first)}")
         return
     good = sorted(p for p in dest.iterdir() if p.is_file() and not p.name.startswith("."))
     proc = subprocess.Popen(
@@ -490,7 +504,7 @@ def backup_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     trial.recovery_s = time.monotonic() - restarted
     if later.returncode != 0:
         trial.recovered = False
-        trial.fail(f"the next backup failed: {later.stderr.strip()[-300:]}")
+        trial.fail(f"the next backup failed: {last_error(later)}")
     leftovers = [p.name for p in dest.iterdir() if p.name.startswith(".")]
     leftovers += [p.name for p in data.iterdir() if p.name.startswith(".familiar-verify")]
     leftovers += [p.name for p in Path(tempfile.gettempdir()).glob(".familiar-verify-*")]
@@ -502,9 +516,7 @@ def backup_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     restored = familiar(base_env(fresh), "restore", str(newest))
     if restored.returncode != 0:
         trial.recovered = False
-        trial.fail(
-            f"restore onto a new machine failed: {(restored.stderr or restored.stdout).strip()[-300:]}"
-        )
+        trial.fail(f"restore onto a new machine failed: {last_error(restored)}")
         return
     if memory_rows(fresh / "familiar.db") != memory_rows(data / "familiar.db"):
         trial.rows_lost += 1
@@ -621,7 +633,7 @@ def telegram_down(ctx: Context, trial: Trial, rng: random.Random, n: int) -> Non
                 trial.fail(f"no answer to {tag} (outage {outage:.0f} s)")
             elif len(hits) > 1:
                 trial.twice += 1
-                trial.fail(f"{len(hits)} answers to {tag}")
+                trial.fail(f"{len(hits)} answers to {tag}: {[texts[i][:60] for i in hits]}")
             else:
                 order.append(hits[0])
         if order != sorted(order):
@@ -777,6 +789,118 @@ def reminder(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
             run.stop(signal.SIGKILL)
 
 
+# -- scenario 4: SIGKILL during training ------------------------------------------------------
+TRAIN_STEPS = 30
+
+
+def train_env(data_dir: Path) -> dict[str, str]:
+    """The tiny model's settings (as tests/training use them), one torch thread each."""
+    return base_env(data_dir) | {
+        "OMP_NUM_THREADS": "1",
+        "FAMILIAR_TRAINING__CHECKPOINT_EVERY": "5",
+        "FAMILIAR_TRAINING__LORA_RANK": "8",
+        "FAMILIAR_TRAINING__LORA_ALPHA": "16",
+        "FAMILIAR_TRAINING__MICRO_BATCH": "4",
+        "FAMILIAR_TRAINING__GRAD_ACCUM": "2",
+        "FAMILIAR_TRAINING__LR": "0.01",
+        "FAMILIAR_TRAINING__WARMUP_STEPS": "2",
+        "FAMILIAR_TRAINING__MAX_SEQ_LEN": "256",
+    }
+
+
+def tiny_training_setup(ctx: Context) -> tuple[Path, Path, dict[str, Any]]:
+    """The tiny random Llama of tests/training (built here, nothing downloaded), its chat data,
+    and the adapter of one uninterrupted run with the campaign's seed; built once per campaign."""
+    if "training" in ctx.cache:
+        return ctx.cache["training"]  # type: ignore[no-any-return]
+    from tests.training.conftest import build_tiny_model, conversations, corpus, write_jsonl
+
+    root = ctx.work / "training"
+    model = build_tiny_model(root / "tiny-llama", corpus())
+    data = write_jsonl(root / "data.jsonl", conversations())
+    ref_dir = root / "reference"
+    done = familiar(train_env(ref_dir / "data"), *train_args(model, data, ref_dir))
+    if done.returncode != 0:
+        raise RuntimeError(f"the uninterrupted training run failed: {done.stderr[-500:]}")
+    reference = adapter_tensors(ref_dir / "out")
+    ctx.cache["training"] = (model, data, reference)
+    return model, data, reference
+
+
+def train_args(model: Path, data: Path, root: Path) -> list[str]:
+    return [
+        "train",
+        "fit",
+        "--base-model",
+        str(model),
+        "--data",
+        str(data),
+        "--out",
+        str(root / "out"),
+        "--steps",
+        str(TRAIN_STEPS),
+        "--seed",
+        "11",
+    ]
+
+
+def adapter_tensors(out: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "adapter" / "adapter_model.safetensors"))
+
+
+def training_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
+    import torch
+
+    model, data, reference = tiny_training_setup(ctx)
+    root = ctx.work / f"train-{n}"
+    env = train_env(root / "data")
+    args = train_args(model, data, root)
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "familiar"), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the CLI and its worker: killed together, as a power cut would
+    )
+    kill_at_step = rng.randint(0, TRAIN_STEPS - 1)
+    db = root / "data" / "familiar.db"
+
+    def step() -> int:
+        conn = sqlite3.connect(db, timeout=1)
+        try:
+            row = conn.execute("SELECT progress FROM train_jobs ORDER BY id DESC").fetchone()
+        finally:
+            conn.close()
+        return int(json.loads(row[0])["step"]) if row and row[0] else 0
+
+    if kill_at_step == 0:  # while it starts: loading the model, before any progress
+        time.sleep(rng.uniform(0.0, 4.0))
+    else:
+        wait_until(lambda: proc.poll() is not None or step() >= kill_at_step, 300, 0.05)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = step() if db.exists() else 0
+    restarted = time.monotonic()
+    again = familiar(env, *args)
+    trial.recovery_s = time.monotonic() - restarted
+    if again.returncode != 0:
+        trial.recovered = False
+        trial.fail(f"the run after the kill failed: {last_error(again)}")
+        return
+    record = json.loads((root / "out" / "training.json").read_text())
+    resumed = record["result"].get("resumed_from")
+    if killed_at >= 5 and not resumed:
+        trial.fail(f"killed at step {killed_at}, the rerun started from scratch")
+        trial.rows_lost += 1
+    got = adapter_tensors(root / "out")
+    if got.keys() != reference.keys() or not all(torch.equal(got[k], reference[k]) for k in got):
+        trial.corrupt = True
+        trial.fail(f"killed at step {killed_at}: the adapter differs from the uninterrupted run")
+
+
 # -- scenarios 8 and 9: disk full, read-only data directory, database replaced ---------------
 def can_mount() -> bool:
     return os.geteuid() == 0 and shutil.which("mount") is not None
@@ -909,6 +1033,7 @@ SCENARIOS: dict[str, Callable[[Context, Trial, random.Random, int], None]] = {
     "telegram_down": telegram_down,
     "provider": provider,
     "reminder": reminder,
+    "training": training_kill,
     "disk_full": disk_full,
     "readonly": readonly,
 }

@@ -1,9 +1,11 @@
 """Reminders: /remind (one-shot) and /every (cron), stored in SQLite and re-scheduled at start.
 
 The bot calls ``add_once``/``add_every``/``active``/``delete`` and hands in ``deliver``, an async
-callable that sends the text to the chat. A one-shot is marked delivered only once ``deliver``
-returned; one that fell due while the daemon was down is delivered at start with a note saying
-it is late. Recurring reminders missed while down are not replayed (nobody wants seven "drink
+callable that sends the text to the chat. A one-shot is delivered at least once: its attempt is
+recorded before ``deliver`` and it is marked delivered only once ``deliver`` returned. One that
+fell due while the daemon was down is delivered at start with a note saying it is late; one whose
+attempt was recorded but not its delivery (killed in between) is sent again with a note saying
+it may be a repeat. Recurring reminders missed while down are not replayed (nobody wants seven "drink
 water" at once); they go on at their next time.
 """
 
@@ -37,6 +39,7 @@ class Reminder:
     due_at: datetime | None  # one-shot
     cron: str | None  # recurring
     timezone: str
+    sending_at: datetime | None = None  # one-shot: a send began and was not marked delivered
 
     def describe(self) -> str:
         if self.due_at is not None:
@@ -45,12 +48,13 @@ class Reminder:
 
 
 Deliver = Callable[[Reminder, str | None], Awaitable[None]]
-_COLUMNS = "id, chat_id, user_id, text, due_at, cron, timezone"
+_COLUMNS = "id, chat_id, user_id, text, due_at, cron, timezone, sending_at"
 
 
 def _row(r: tuple) -> Reminder:
     due = datetime.fromtimestamp(r[4], UTC) if r[4] is not None else None
-    return Reminder(r[0], r[1], r[2], r[3], due, r[5], r[6])
+    sending = datetime.fromtimestamp(r[7], UTC) if r[7] is not None else None
+    return Reminder(r[0], r[1], r[2], r[3], due, r[5], r[6], sending)
 
 
 class Reminders:
@@ -136,9 +140,13 @@ class Reminders:
         for reminder in await self.db.run(self._query_active, None):
             if reminder.due_at is not None and reminder.due_at <= now:
                 local = reminder.due_at.astimezone(ZoneInfo(reminder.timezone))
-                await self._fire(
-                    reminder, f"(late: this was due {local:%Y-%m-%d %H:%M}, while I was offline)"
-                )
+                note = f"(late: this was due {local:%Y-%m-%d %H:%M}, while I was offline)"
+                if reminder.sending_at is not None:
+                    note = (
+                        "(sent again: I was restarted while sending this reminder, "
+                        "so you may have it twice)"
+                    )
+                await self._fire(reminder, note)
                 late += 1
             else:
                 self._schedule(reminder)
@@ -159,10 +167,19 @@ class Reminders:
             self.backend.add(self._job(reminder.id), trigger, fire)
 
     async def _fire(self, reminder: Reminder, note: str | None) -> None:
+        recorded = False
         try:
+            if reminder.due_at is not None:  # the disk full: not sent, retried below
+                await self.db.run(self._sending, reminder.id, time.time())
+                recorded = True
             await self.deliver(reminder, note)
         except Exception as exc:  # Telegram away: try again later, never lose a one-shot
             logger.warning("reminder {} could not be delivered ({}); retrying", reminder.id, exc)
+            if recorded:  # it did not go out: a retry is no repeat
+                try:
+                    await self.db.run(self._sending, reminder.id, None)
+                except Exception as clear:
+                    logger.warning("reminder {}: attempt not cleared ({})", reminder.id, clear)
             if reminder.due_at is not None:
 
                 async def retry() -> None:
@@ -221,6 +238,10 @@ class Reminders:
                 (reminder_id, chat_id),
             )
             return cur.rowcount > 0
+
+    def _sending(self, reminder_id: int, at: float | None) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE reminders SET sending_at = ? WHERE id = ?", (at, reminder_id))
 
     def _delivered(self, reminder: Reminder) -> None:
         with self.db.transaction() as conn:

@@ -17,6 +17,7 @@ count comes from the table, so a restart does not repeat the alert), and once mo
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -93,7 +94,11 @@ class Backend(ABC):
 
 
 class JobQueueBackend(Backend):
-    """Schedules on PTB's ``telegram.ext.JobQueue`` (the daemon's one APScheduler)."""
+    """Schedules on PTB's ``telegram.ext.JobQueue`` (the daemon's one APScheduler).
+
+    The queue holds its ``Application`` only through a weak reference and every job callback
+    goes through it, so the backend keeps the application alive: once the garbage collector
+    took it, each scheduled run failed with "The application instance is no longer alive"."""
 
     def __init__(self, application: Any) -> None:
         # Given the Application, not its queue: PTB's JobQueue holds the Application by a weak
@@ -237,7 +242,7 @@ class Scheduler:
         self._running.add(name)
         started = time.time()
         try:
-            run_id = await self.db.run(self._insert_run, name, started, trigger)
+            run_id = await self._record(self._insert_run, name, started, trigger)
             outcome, error, output = "ok", None, None
             try:
                 result = await asyncio.wait_for(
@@ -251,13 +256,13 @@ class Scheduler:
                 )
             except asyncio.CancelledError:
                 await asyncio.shield(
-                    self.db.run(self._finish_run, run_id, "interrupted", "cancelled", None)
+                    self._record(self._finish_run, run_id, "interrupted", "cancelled", None)
                 )
                 raise
             except Exception as exc:  # a failing job is recorded; the scheduler goes on
                 logger.opt(exception=exc).warning("job {} failed", name)
                 outcome, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-            await self.db.run(self._finish_run, run_id, outcome, error, output)
+            await self._record(self._finish_run, run_id, outcome, error, output)
         finally:
             self._running.discard(name)
         await self._maybe_alert(name, outcome, error)
@@ -271,10 +276,19 @@ class Scheduler:
             trigger,
         )
 
+    async def _record(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Write a run record; a job still runs when its record cannot be written (the disk
+        full, the data directory read-only: the health job must run exactly then)."""
+        try:
+            return await self.db.run(fn, *args)
+        except sqlite3.Error as exc:
+            logger.warning("the run record of a job could not be written: {}", exc)
+            return None
+
     async def _maybe_alert(self, name: str, outcome: str, error: str | None) -> None:
         threshold = self.settings.failure_alert_after
-        outcomes = await self.db.run(self._recent_outcomes, name, threshold + 1)
         try:
+            outcomes = await self.db.run(self._recent_outcomes, name, threshold + 1)
             if outcome != "ok":
                 streak = next((i for i, o in enumerate(outcomes) if o == "ok"), len(outcomes))
                 if streak == threshold:

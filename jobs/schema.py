@@ -126,3 +126,10 @@ def m005_agent_tasks(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX agent_tasks_chat ON agent_tasks (chat_id, active)")
+
+
+@migrations()
+def m006_reminder_sending_at(db: sqlite_utils.Database) -> None:
+    # Set before a one-shot is sent, kept until it is marked delivered: after a crash between the
+    # two, the restart sends it again and says it may be a repeat.
+    db.execute("ALTER TABLE reminders ADD COLUMN sending_at REAL")

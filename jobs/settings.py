@@ -44,6 +44,12 @@ class JobsSettings(BaseModel):
         description="Seconds after start during which health problems are not sent to admins "
         "(the model and the channel are still coming up).",
     )
+    storage_probe_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between checks that the data directory can still be written "
+        "(a change runs the health check at once, so admins hear without waiting for it).",
+    )
     min_free_disk_mb: int = Field(
         500, ge=0, description="Free space in the data directory below which health is degraded."
     )

@@ -14,8 +14,10 @@ through ``db.transaction()`` or ``db.read()``.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -36,6 +38,23 @@ DB_NAME = "familiar.db"
 QUICK_CHECK_AT_OPEN_MAX_BYTES = 256 * 1024 * 1024
 
 Step = Callable[[sqlite_utils.Database], None]
+FaultListener = Callable[[str | None], None]
+
+# What each primary SQLite result code means for a person looking after the data directory.
+_STORAGE_FAULTS = {
+    sqlite3.SQLITE_FULL: "the disk holding the data directory is full",
+    sqlite3.SQLITE_READONLY: "the database cannot be written (read-only)",
+    sqlite3.SQLITE_IOERR: "the disk reported an I/O error",
+    sqlite3.SQLITE_CANTOPEN: "a database file cannot be opened",
+}
+
+
+def storage_fault(exc: BaseException) -> str | None:
+    """What went wrong with the storage under the database, or None for any other error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int):
+        return None
+    return _STORAGE_FAULTS.get(code & 0xFF)
 
 
 @dataclass
@@ -67,6 +86,12 @@ class Database:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._sdb: sqlite_utils.Database | None = None
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file opened
+        # The last write that failed for a storage reason (disk full, read-only, I/O error),
+        # cleared by the next committed write; listeners hear both (from the database thread).
+        self.write_fault: str | None = None
+        self.write_fault_at: float | None = None
+        self.fault_listeners: list[FaultListener] = []
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -95,6 +120,9 @@ class Database:
             conn.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across app crashes
             conn.execute("PRAGMA busy_timeout=30000")
             self._conn = conn
+            if self.path.exists():  # not for ":memory:"
+                st = self.path.stat()
+                self._identity = (st.st_dev, st.st_ino)
             self._sdb = sqlite_utils.Database(conn)
             self._migrate()
         except DatabaseError:
@@ -201,13 +229,57 @@ class Database:
                     raise
                 conn.execute("RELEASE nested")
                 return
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:  # SQLite rolls back by itself on a full disk
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                fault = storage_fault(exc)
+                if fault is not None:
+                    self._wrote(fault, exc)
                 raise
-            conn.execute("COMMIT")
+            if self.write_fault is not None:
+                self._wrote(None, None)
+
+    def _wrote(self, fault: str | None, exc: BaseException | None) -> None:
+        """Remember a storage fault (or that writing works again) and tell the listeners once."""
+        if fault is None and self.write_fault is None:
+            return
+        was = self.write_fault
+        self.write_fault = None if fault is None else f"{fault} ({exc})"
+        self.write_fault_at = None if fault is None else time.time()
+        if (was is None) == (fault is None):
+            return  # still failing: the listeners heard already
+        if fault is None:
+            logger.info("database writes work again")
+        for listener in list(self.fault_listeners):
+            try:
+                listener(self.write_fault)
+            except Exception:  # a listener must not turn a write error into another one
+                logger.opt(exception=True).warning("a storage fault listener raised")
+
+    def probe_write(self) -> None:
+        """One tiny real write, to learn whether writing works again after a storage fault:
+        the header's ``user_version`` (unused otherwise) rewritten with its own value."""
+        with self.transaction() as conn:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute(f"PRAGMA user_version = {version}")
+
+    def replaced(self) -> bool:
+        """True when the file at ``path`` is no longer the one this handle opened (moved or
+        replaced under the running process: what is written now goes to the old file)."""
+        if self._identity is None:
+            return False
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._identity
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

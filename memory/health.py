@@ -9,8 +9,11 @@ memory/, the bottom layer, so that every package can register checks.
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
+import os
 import shutil
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -110,5 +113,65 @@ def database_check(db: Any) -> CheckFn:
             return CheckResult("database", Status.FAILING, f"quick_check: {result}")
         versions = ", ".join(f"{k} {v}" for k, v in sorted(db.schema_versions().items()))
         return CheckResult("database", Status.HEALTHY, f"ok in {ms:.0f} ms; schema {versions}")
+
+    return check
+
+
+_PROBE_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "it is read-only",
+    errno.EACCES: "this user may not write there",
+    errno.EPERM: "this user may not write there",
+    errno.EIO: "the disk reported an I/O error",
+}
+
+
+def probe_write(directory: Path) -> str | None:
+    """Write, flush to disk and remove a small file in ``directory``; None when that works,
+    else why not (in words a person can act on)."""
+    probe = directory / f".familiar-write-probe-{os.getpid()}-{threading.get_ident()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        why = _PROBE_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+        return f"cannot write to {directory}: {why}"
+    finally:
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return None
+
+
+def storage_check(db: Any, data_dir: Path) -> CheckFn:
+    """Can the daemon still store what it is told? A write probe in the data directory, the
+    database's last write (tried again when it had failed), and whether the database file was
+    replaced under the daemon."""
+
+    def check() -> CheckResult:
+        if db.replaced():
+            return CheckResult(
+                "storage",
+                Status.FAILING,
+                f"the database file {db.path} was replaced or moved while Familiar runs: "
+                "what it stores now is not kept; restart Familiar",
+            )
+        probe = probe_write(data_dir)
+        if probe is not None:
+            return CheckResult("storage", Status.FAILING, f"{probe}; messages cannot be stored")
+        if db.write_fault is not None:
+            try:
+                db.probe_write()  # clears the fault when it works
+            except Exception:
+                return CheckResult(
+                    "storage", Status.FAILING, f"database writes fail: {db.write_fault}"
+                )
+        return CheckResult("storage", Status.HEALTHY, f"{data_dir} is writable")
 
     return check

@@ -4,8 +4,11 @@ One object per line: ``text`` (required), optional ``chat_id`` (an integer Teleg
 default 0), ``user`` (an integer Telegram user id), ``ts`` (ISO-8601), ``ref``, ``kind`` (default "note"; "message" rows also become
 conversation turns, with ``role``, default "user"). Bad lines are reported and skipped, never
 fatal. A file that ``familiar memory export`` or ``/export`` wrote (one JSON document, not lines)
-is read too: its ``memories``, less superseded facts, each message turn with its role. Rows are committed in batches, each batch with its vectors in the same transaction, so a
-process killed mid-import leaves only whole batches behind, each fully searchable.
+is read too: its ``memories``, less superseded facts, each message turn with its role. Rows are
+committed in batches, each batch with its vectors in the same transaction, so a process killed
+mid-import leaves only whole batches behind, each fully searchable. Running the same import
+again is safe: a record already stored (same chat, kind, text and ref) is counted as already
+present and not stored, or embedded, a second time.
 
 Throughput: embedding the next batch overlaps with writing the previous one (a writer thread),
 so the import runs at close to the encoder's own speed.
@@ -36,6 +39,7 @@ MAX_ERRORS = 20
 class ImportReport:
     imported: int = 0
     skipped: int = 0
+    present: int = 0  # already stored (an earlier run of the same import): not stored again
     errors: list[str] = field(default_factory=list)  # the first few, "line N: why"
     unit: str = "line"  # "entry" for an export document
 
@@ -213,9 +217,10 @@ def import_records(
             except MemoryInputError as exc:
                 report.skip(n, exc)
             if len(batch) >= batch_size:
-                pending.put(_embedded(memory, batch))
+                if batch := _not_stored(memory.db, batch, report):
+                    pending.put(_embedded(memory, batch))
                 batch = []
-        if batch and not failure:
+        if batch and not failure and (batch := _not_stored(memory.db, batch, report)):
             pending.put(_embedded(memory, batch))
     finally:
         pending.put(None)
@@ -224,6 +229,23 @@ def import_records(
         raise failure[0]
     memory.save_index()
     return report
+
+
+def _not_stored(db: Any, batch: list[NewMemory], report: ImportReport) -> list[NewMemory]:
+    """The records of ``batch`` not stored yet; the others are counted as already present."""
+    with db.read() as conn:
+        new = [
+            m
+            for m in batch
+            if conn.execute(
+                "SELECT 1 FROM memories WHERE content_hash = ? AND chat_id = ? AND kind = ?"
+                " AND ref IS ? LIMIT 1",
+                (m.content_hash, m.chat_id, m.kind, m.ref),
+            ).fetchone()
+            is None
+        ]
+    report.present += len(batch) - len(new)
+    return new
 
 
 def _embedded(memory: Any, batch: list[NewMemory]) -> list[NewMemory]:

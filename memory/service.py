@@ -100,6 +100,17 @@ class Memory:
             threading.Thread(target=warm, name="memory-warm", daemon=True).start()
             self._warm_task = done  # type: ignore[assignment]
 
+    async def retry_warm(self) -> bool:
+        """Start the warm-up again after it failed (the disk was full, say, and has space again);
+        False when it had not failed or is still running."""
+        task = self._warm_task
+        if self.warm_error is None or self._stopping or (task is not None and not task.done()):
+            return False
+        logger.info("memory: trying the warm-up again ({})", self.warm_error)
+        self.warm_error, self._warm_task = None, None
+        await self.start()
+        return True
+
     async def wait_ready(self) -> None:
         if self._warm_task is not None:
             await asyncio.shield(self._warm_task)

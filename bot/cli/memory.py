@@ -132,7 +132,8 @@ def import_(
 ) -> None:
     """Import a JSON Lines file (one object per line); bad lines are reported and skipped.
 
-    Exit 0 when at least one line was imported (skipped lines are counted, with the first
+    Exit 0 when at least one line was imported or already present (run again after an
+    interruption, it stores only what is missing; skipped lines are counted, with the first
     reasons, on standard error), 1 when nothing was, and with --strict 1 on any bad line.
     chat_id and user must be integers (Telegram ids).
     """
@@ -151,9 +152,10 @@ def import_(
     total, records = read_records(file, report)
     with _memory() as memory, _bar(total, "importing") as bar:
         import_records(memory, records, report, batch_size=batch, progress=bar.update)
-    typer.echo(f"imported {report.imported}, skipped {report.skipped}")
+    present = f", already present {report.present}" if report.present else ""
+    typer.echo(f"imported {report.imported}{present}, skipped {report.skipped}")
     _report_skipped(report)
-    if report.imported == 0:
+    if report.imported == 0 and report.present == 0:
         typer.echo("error: nothing was imported", err=True)
         raise typer.Exit(1)
 

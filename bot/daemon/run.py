@@ -28,7 +28,14 @@ from bot.daemon.sd_notify import Notifier, watchdog_interval, watchdog_loop
 from bot.daemon.services import Services, attach_channel, build_services
 from bot.errors import ConfigError, DataDirError, FamiliarError
 from memory.db import DB_NAME, Database, Migrations
-from memory.health import CheckResult, HealthRegistry, Status, database_check, disk_space_check
+from memory.health import (
+    CheckResult,
+    HealthRegistry,
+    Status,
+    database_check,
+    disk_space_check,
+    storage_check,
+)
 
 
 def all_migrations() -> list[Migrations]:
@@ -87,6 +94,7 @@ def build_health(settings: Settings, db: Database) -> HealthRegistry:
     health = HealthRegistry()
     health.register("database", database_check(db))
     health.register("disk", disk_space_check(settings.data_dir, settings.jobs.min_free_disk_mb))
+    health.register("storage", storage_check(db, settings.data_dir))
     health.register("config", lambda: config_check(settings))
     return health
 

@@ -53,14 +53,14 @@ from bot.daemon.training import Training, adapter_registry, build_llm_provider, 
 from jobs.agent_tasks import AgentTasks
 from jobs.backup_job import BackupService
 from jobs.digest import register_digest_jobs
-from jobs.health import HealthWatch
+from jobs.health import HealthWatch, StorageWatch
 from jobs.reminders import Reminder, Reminders
 from jobs.scheduler import JobQueueBackend, JobSpec, Scheduler
 from jobs.summarize import HourlySummarizer
-from memory.db import Database
+from memory.db import Database, storage_fault
 from memory.embedder import make_embedder
 from memory.errors import FamiliarError
-from memory.health import HealthRegistry
+from memory.health import HealthRegistry, storage_check
 from memory.images import ImageStore
 from memory.service import Memory
 
@@ -127,8 +127,9 @@ class Services:
     photos: PhotoDesk | None = None
 
 
-def build_job_application(settings: Settings):  # type: ignore[no-untyped-def]
-    """An Application that never polls, for PTB's JobQueue (the process's one APScheduler)."""
+def build_job_queue(settings: Settings) -> JobQueueBackend:
+    """PTB's JobQueue (the process's one APScheduler), on an Application that never polls; the
+    backend holds the application (the queue itself only has a weak reference to it)."""
     from zoneinfo import ZoneInfo
 
     from telegram.ext import Application
@@ -137,7 +138,7 @@ def build_job_application(settings: Settings):  # type: ignore[no-untyped-def]
     app = Application.builder().token(token).updater(None).build()
     assert app.job_queue is not None, "python-telegram-bot was installed without [job-queue]"
     app.job_queue.scheduler.configure(timezone=ZoneInfo(settings.jobs.timezone))
-    return app
+    return JobQueueBackend(app)
 
 
 def build_services(
@@ -241,7 +242,7 @@ def build_services(
 
     # jobs, on PTB's JobQueue
     js = settings.jobs
-    backend = JobQueueBackend(build_job_application(settings))
+    backend = build_job_queue(settings)
     scheduler = Scheduler(db, backend, js, notify_admins)
     config_file = settings.config_file if settings.config_file.is_file() else None
     backups = BackupService(
@@ -279,6 +280,7 @@ def build_services(
 
     deliver_to: dict[str, Send] = {}
     background: set[asyncio.Task[object]] = set()
+    loop: asyncio.AbstractEventLoop | None = None
 
     async def deliver(reminder: Reminder, note: str | None) -> None:
         text = f"⏰ {reminder.text}" + (f"\n{note}" if note else "")  # the note has its brackets
@@ -304,10 +306,44 @@ def build_services(
     JobCommands(scheduler, reminders, signer, tasks).register(assistant)
     memory_commands.also_forget += [tool_loop.forget_user, tasks.forget_user, photos.forget_files]
 
+    def health_now(trigger: str) -> None:
+        task = asyncio.create_task(scheduler.run_now("health", trigger=trigger), name="health-now")
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    def storage_back() -> None:
+        health_now("storage ok")
+        if memory.warm_error is not None and storage_fault(memory.warm_error) is not None:
+            task = asyncio.create_task(memory.retry_warm(), name="memory-rewarm")
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+    def storage_changed(fault: str | None) -> None:
+        """A write failed for a storage reason, or writing works again (database thread):
+        run the health job now, so admins hear once, without waiting for its interval; once
+        writing works again, a memory warm-up the fault broke is tried again."""
+        if loop is not None:
+            if fault is None:
+                loop.call_soon_threadsafe(storage_back)
+            else:
+                loop.call_soon_threadsafe(health_now, "storage fault")
+
+    storage = StorageWatch(
+        storage_check(db, data_dir),
+        js.storage_probe_s,
+        lambda result: health_now(f"storage {result.status.name.lower()}"),
+    )
+
     async def start_jobs() -> None:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        db.fault_listeners.append(storage_changed)
         await scheduler.start()
         await reminders.start()
         await tasks.start()
+        watch = asyncio.create_task(storage.run(), name="storage-watch")
+        background.add(watch)
+        watch.add_done_callback(background.discard)
         # A first health snapshot now, for `familiar health`, rather than one interval later.
         first = asyncio.create_task(
             scheduler.run_now("health", trigger="start"), name="health-at-start"
@@ -316,6 +352,8 @@ def build_services(
         first.add_done_callback(background.discard)
 
     async def stop_jobs() -> None:
+        if storage_changed in db.fault_listeners:
+            db.fault_listeners.remove(storage_changed)
         for task in list(background):
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)

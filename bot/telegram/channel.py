@@ -9,7 +9,9 @@ start, and a redelivered ``update_id`` is ignored. Webhook mode feeds the same i
 answers Telegram only after the write.
 
 Telegram unreachable (at start or later): retry with exponential backoff, stay up, health
-``degraded``. Token rejected (401): ``fail(TelegramTokenRejected)`` stops the daemon.
+``degraded``. The inbox unwritable (disk full, read-only): the batch is not acknowledged, each
+known sender is told once that the message waits, and the write is retried every few seconds,
+so the daemon answers by itself soon after space returns. Token rejected (401): ``fail(TelegramTokenRejected)`` stops the daemon.
 """
 
 from __future__ import annotations
@@ -51,12 +53,14 @@ from bot.telegram.limits import ChatPacer, TokenBucket
 from bot.telegram.photos import PhotoReader
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.transport import TelegramTransport, retry_after_seconds
+from bot.telegram.unstored import UnstoredNotices
 from bot.telegram.voice import VoiceReader, file_base_url
 from bot.telegram.voice_retry import VoiceRetry
-from memory.db import Database
+from memory.db import Database, storage_fault
 from memory.health import CheckResult, HealthRegistry, Status
 
 ALLOWED_UPDATES = ["message", "callback_query"]
+STORAGE_RETRY_MAX_S = 5.0  # storage back (space freed): answered within seconds
 # getUpdates goes through do_api_request on purpose: it returns the raw JSON that the inbox stores
 # (one unreadable update must not block the batch), so PTB's advice to use get_updates is muted.
 warnings.filterwarnings(
@@ -130,6 +134,7 @@ class TelegramChannel(Service):
         self.transport = TelegramTransport(
             self.bot, ChatPacer(self.tg.chat_send_interval_s), self.tg.edit_interval_s
         )
+        self.unstored = UnstoredNotices(self.access, self.transport.send_plain)
         self.reporter = ErrorReporter(
             self.transport.send_plain, self.tg.admins, self.tg.admin_alert_interval_s
         )
@@ -298,7 +303,9 @@ class TelegramChannel(Service):
             logger.debug("deleteWebhook: {}", exc)
         offset: int | None = None
         backoff = Backoff(self.tg.retry_max_s)
+        storage_backoff = Backoff(STORAGE_RETRY_MAX_S)
         while True:
+            updates: list[dict[str, Any]] = []
             kwargs: dict[str, Any] = {
                 "timeout": self.tg.poll_timeout_s,
                 "allowed_updates": ALLOWED_UPDATES,
@@ -321,11 +328,18 @@ class TelegramChannel(Service):
             except TelegramError as exc:
                 await asyncio.sleep(self._unreachable(exc, backoff))
                 continue
-            except Exception:  # the inbox could not be written: do not acknowledge, try again
-                logger.exception("storing updates failed; they will be fetched again")
-                await asyncio.sleep(backoff.next())
+            except Exception as exc:  # the inbox could not be written: do not acknowledge
+                fault = storage_fault(exc)
+                if fault is None:
+                    logger.exception("storing updates failed; they will be fetched again")
+                    await asyncio.sleep(backoff.next())
+                    continue
+                logger.error("storing updates failed ({}); they will be fetched again", exc)
+                await self.unstored.tell(updates, fault)
+                await asyncio.sleep(storage_backoff.next())
                 continue
             backoff.reset()
+            storage_backoff.reset()
             self._connected()
             ids = [u["update_id"] for u in updates if isinstance(u.get("update_id"), int)]
             if ids:

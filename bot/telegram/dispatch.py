@@ -4,7 +4,7 @@
 hands each stored update to ``UpdateDispatcher.dispatch``. The dispatcher runs it under the
 chat's turn lock (so a chat's updates, and late voice answers, are handled one at a time) and a
 global concurrency bound, marks it done in the inbox, and retries it with backoff while
-Telegram is unreachable.
+Telegram is unreachable, still holding the chat's turn (its later updates wait: order kept).
 """
 
 from __future__ import annotations
@@ -105,14 +105,18 @@ class UpdateDispatcher:
     async def _process(self, update_id: int, payload: dict[str, Any], delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
-        retry: float | None = None
         try:
-            async with self.chat_turn(chat_key(payload)), self._sem:
-                retry = await self._handle(update_id, payload)
+            # A retry (Telegram unreachable) keeps the chat's turn: its later updates wait, so
+            # they are answered in order and never reach the model merged with this one.
+            async with self.chat_turn(chat_key(payload)):
+                while True:
+                    async with self._sem:
+                        retry = await self._handle(update_id, payload)
+                    if retry is None:
+                        break
+                    await asyncio.sleep(retry)
         finally:
             self._in_flight.discard(update_id)
-        if retry is not None:
-            self.dispatch(update_id, payload, retry)
 
     @contextlib.asynccontextmanager
     async def chat_turn(self, key: int) -> AsyncIterator[None]:

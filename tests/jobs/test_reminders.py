@@ -160,3 +160,72 @@ def test_a_failed_delivery_is_not_lost(tmp_path: Path) -> None:
         assert asyncio.run(restart(ok)) == 1 and ok.got[0][0] == "x"
         assert asyncio.run(restart(Inbox())) == 0
     db.close()
+
+
+class HangsAfterSending:
+    """A chat that receives the reminder, then never returns: the process dies (here: its loop
+    is torn down) between the send and the record of the delivery."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, str | None]] = []
+        self.sent = asyncio.Event()
+
+    async def __call__(self, reminder: Reminder, note: str | None) -> None:
+        self.got.append((reminder.text, note))
+        self.sent.set()
+        await asyncio.Event().wait()
+
+
+def test_a_kill_between_sending_and_recording_resends_it_marked_as_a_repeat(
+    tmp_path: Path,
+) -> None:
+    settings = JobsSettings(timezone="UTC")
+    db = Database.open(tmp_path / "familiar.db", all_test_migrations())
+    chat = HangsAfterSending()
+
+    async def killed_while_sending() -> None:
+        backend = StandaloneBackend(ZoneInfo("UTC"))
+        r = Reminders(db, backend, settings, chat)
+        await backend.start()
+        await r.add_once(1, 7, "in 1s stretch")
+        await asyncio.wait_for(chat.sent.wait(), 10)
+        # asyncio.run now cancels the hung send: nothing after the send runs, as with SIGKILL
+
+    asyncio.run(killed_while_sending())
+    assert chat.got == [("stretch", None)]
+
+    after = Inbox()
+
+    async def restart() -> int:
+        return await Reminders(db, StandaloneBackend(ZoneInfo("UTC")), settings, after).start()
+
+    assert asyncio.run(restart()) == 1
+    [(text, note, _)] = after.got
+    assert text == "stretch" and "again" in (note or "") and "twice" in (note or "")
+    assert asyncio.run(restart()) == 0  # marked delivered now: never a third time
+    assert len(after.got) == 1
+    db.close()
+
+
+def test_a_reminder_killed_before_its_send_is_late_not_a_repeat(tmp_path: Path) -> None:
+    settings = JobsSettings(timezone="UTC")
+    db = Database.open(tmp_path / "familiar.db", all_test_migrations())
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    with time_machine.travel(now, tick=False):
+
+        async def add() -> None:
+            await Reminders(db, StandaloneBackend(ZoneInfo("UTC")), settings, Inbox()).add_once(
+                1, None, "in 5m x"
+            )
+
+        asyncio.run(add())
+    inbox = Inbox()
+    with time_machine.travel(now + timedelta(hours=1), tick=False):
+
+        async def restart() -> int:
+            return await Reminders(db, StandaloneBackend(ZoneInfo("UTC")), settings, inbox).start()
+
+        assert asyncio.run(restart()) == 1
+    [(_, note, _)] = inbox.got
+    assert "late" in (note or "") and "again" not in (note or "")
+    db.close()

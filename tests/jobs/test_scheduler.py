@@ -227,6 +227,30 @@ def test_fires_when_only_the_backend_keeps_the_application(db: Database) -> None
         await s.stop()
 
     asyncio.run(main())
+    assert len(calls) >= 2
+
+
+def test_the_daemons_job_queue_keeps_firing_after_the_garbage_collector_ran(
+    db: Database, data_dir: Path
+) -> None:
+    """The queue holds its Application weakly; only the backend keeps it alive (in the daemon
+    nothing else refers to it, and every scheduled job failed once it was collected)."""
+    from bot.config import load_settings
+    from bot.daemon.services import build_job_queue
+
+    calls, fn = counter()
+
+    async def main() -> None:
+        backend = build_job_queue(load_settings())
+        gc.collect()
+        s = Scheduler(db, backend, SETTINGS, Alerts())
+        s.register(JobSpec("tick", fn, every=timedelta(seconds=0.2)))
+        await s.start()
+        await wait_for(lambda: len(calls) >= 2)
+        await s.stop()
+
+    asyncio.run(main())
+    assert len(calls) >= 2
 
 
 def test_bad_schedule_is_refused_at_registration(db: Database) -> None:

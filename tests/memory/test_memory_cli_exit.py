@@ -126,3 +126,33 @@ def test_a_json_document_that_is_no_export_is_reported_not_guessed(
     result = cli.invoke(app, ["import", str(source)])
     assert result.exit_code == 1
     assert "nothing was imported" in result.stderr
+
+
+def test_a_rerun_after_an_interrupted_import_stores_only_what_is_missing(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    lines = [
+        json.dumps({"text": f"note {i} about topic {i % 7}", "chat_id": 1, "ref": f"r{i}"})
+        for i in range(500)
+    ]
+    # Same text as r0 but another ref, another chat, another kind: other records, all stored.
+    lines += [
+        json.dumps({"text": "note 0 about topic 0", "chat_id": 1, "ref": "other"}),
+        json.dumps({"text": "note 0 about topic 0", "chat_id": 2, "ref": "r0"}),
+        json.dumps({"text": "note 0 about topic 0", "chat_id": 1, "ref": "r0", "kind": "fact"}),
+    ]
+    full = tmp_path / "all.jsonl"
+    full.write_text("\n".join(lines) + "\n")
+    killed = tmp_path / "committed.jsonl"  # what a run killed mid-import had committed: batches
+    killed.write_text("\n".join(lines[:320]) + "\n")
+    assert cli.invoke(app, ["import", str(killed), "--batch", "64"]).exit_code == 0
+
+    again = cli.invoke(app, ["import", str(full), "--batch", "64"])
+    assert again.exit_code == 0, again.output
+    assert "imported 183, already present 320, skipped 0" in again.stdout
+    assert _stats(cli) == 503
+
+    complete = cli.invoke(app, ["import", str(full)])
+    assert complete.exit_code == 0, complete.output  # nothing missing is no error
+    assert "imported 0, already present 503" in complete.stdout
+    assert _stats(cli) == 503

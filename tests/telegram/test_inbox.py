@@ -152,3 +152,42 @@ def test_a_given_up_answer_cut_off_mid_stream_says_so_in_its_own_message(tmp_pat
     assert rig.transport.edits[0][0] == SentMessage(ALLOWED, cut.message_id)
     draft = asyncio.run(AnswerDrafts(rig.db).get(asked))
     assert draft is not None and draft.done
+
+
+def test_a_retried_update_keeps_its_chat_in_order(tmp_path: Path) -> None:
+    """Telegram unreachable while answering the first message: the chat's next message waits for
+    the retry, so answers come in the order asked (and the model never sees them merged)."""
+    from telegram.error import NetworkError
+
+    from bot.core.transport import Transport
+    from bot.core.types import Incoming, Reply
+    from bot.settings import TelegramSettings
+    from bot.telegram.dispatch import UpdateDispatcher
+    from tests.telegram.helpers import ALLOWED, build_rig, message
+
+    rig = build_rig(tmp_path)
+    cut_off = ["first"]  # the first try of "first" finds Telegram unreachable
+
+    async def answer(msg: Incoming, transport: Transport) -> None:
+        if msg.text in cut_off:
+            cut_off.remove(msg.text)
+            raise NetworkError("connection reset")
+        await transport.send(msg.chat_id, Reply(f"answer to: {msg.text}"))
+
+    rig.assistant.answer_text = answer
+    inbox = Inbox(rig.db, max_attempts=3)
+    tg = TelegramSettings(retry_max_s=0.2)
+    dispatcher = UpdateDispatcher(rig.db, inbox, rig.handler, None, tg, lambda: None)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        for update_id, payload in inbox.add(
+            [message(ALLOWED, "first", update_id=1), message(ALLOWED, "second", update_id=2)]
+        ):
+            dispatcher.dispatch(update_id, payload)
+        while dispatcher.tasks:
+            await asyncio.gather(*dispatcher.tasks)
+
+    asyncio.run(main())
+    answers = [r.text for chat, r in rig.transport.sent if chat == ALLOWED]
+    assert answers == ["answer to: first", "answer to: second"]
+    assert inbox.counts() == {"done": 2}

@@ -1,0 +1,135 @@
+"""Storage faults on real filesystems: a full tmpfs, a read-only bind mount, a database file
+replaced under an open handle. The database notices, health names the fault, admins hear once,
+and everything comes back by itself once the fault ends."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from jobs.health import HealthWatch
+from jobs.scheduler import JobSpec, Scheduler, StandaloneBackend
+from jobs.settings import JobsSettings
+from memory.db import Database
+from memory.health import HealthRegistry, Status, disk_space_check, storage_check
+from tests.jobs.conftest import all_test_migrations, fill
+from tests.mounts import fill_up, read_only, small_tmpfs
+
+
+class Admins:
+    """The admin notifier: records what admins were told."""
+
+    def __init__(self) -> None:
+        self.told: list[str] = []
+
+    async def __call__(self, text: str) -> None:
+        self.told.append(text)
+
+
+def registry(db: Database, data: Path) -> HealthRegistry:
+    health = HealthRegistry()
+    health.register("disk", disk_space_check(data, 4))
+    health.register("storage", storage_check(db, data))
+    return health
+
+
+def test_a_full_disk_fails_writes_health_names_it_admins_hear_once_and_it_recovers(
+    tmp_path: Path,
+) -> None:
+    with small_tmpfs(tmp_path / "mnt") as mnt:
+        data = mnt / "data"
+        data.mkdir()
+        db = Database.open(data / "familiar.db", all_test_migrations())
+        heard: list[str | None] = []
+        db.fault_listeners.append(heard.append)
+        admins = Admins()
+        watch = HealthWatch(registry(db, data), admins, db)
+        try:
+            assert asyncio.run(watch.run()) == "healthy"
+            filler = fill_up(mnt)
+            for attempt in range(3):
+                with pytest.raises(sqlite3.OperationalError, match="full"):
+                    fill(db, 1, [f"a long message {attempt} " * 2000])
+            assert db.write_fault is not None and "full" in db.write_fault
+            assert len(heard) == 1  # the first failure only, not every retry
+
+            # The snapshot cannot be written either: admins are told all the same, once.
+            assert asyncio.run(watch.run()) == "failing (admins told)"
+            assert asyncio.run(watch.run()) == "failing"
+            [alert] = admins.told
+            assert "storage" in alert and "the disk is full" in alert and str(data) in alert
+
+            filler.unlink()
+            fill(db, 1, ["space is back"])
+            assert db.write_fault is None and heard[-1] is None and len(heard) == 2
+            assert asyncio.run(watch.run()) == "healthy (admins told)"
+            assert len(admins.told) == 2 and "healthy" in admins.told[-1]
+            assert db.integrity_check() == "ok"
+            with db.read() as conn:
+                assert conn.execute("SELECT text FROM memories").fetchall() == [("space is back",)]
+        finally:
+            db.close()
+
+
+def test_a_read_only_data_directory_fails_health_until_it_is_writable(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path / "mnt") as mnt:
+        data = mnt / "data"
+        data.mkdir()
+        db = Database.open(data / "familiar.db", all_test_migrations())
+        check = storage_check(db, data)
+        try:
+            assert check().status is Status.HEALTHY
+            with read_only(data):
+                result = check()
+                assert result.status is Status.FAILING
+                assert "read-only" in result.detail and str(data) in result.detail
+            assert check().status is Status.HEALTHY
+        finally:
+            db.close()
+
+
+def test_a_database_file_replaced_under_the_daemon_fails_health(tmp_path: Path) -> None:
+    db = Database.open(tmp_path / "familiar.db", all_test_migrations())
+    check = storage_check(db, tmp_path)
+    try:
+        assert check().status is Status.HEALTHY
+        shutil.copyfile(tmp_path / "familiar.db", tmp_path / "copy.db")
+        os.replace(tmp_path / "copy.db", tmp_path / "familiar.db")
+        result = check()
+        assert result.status is Status.FAILING
+        assert "replaced" in result.detail and "restart" in result.detail
+    finally:
+        db.close()
+
+
+def test_a_job_runs_when_its_run_record_cannot_be_written(tmp_path: Path) -> None:
+    """The health job must run exactly when the disk is full: its record is not a precondition."""
+    with small_tmpfs(tmp_path / "mnt") as mnt:
+        db = Database.open(mnt / "familiar.db", all_test_migrations())
+        ran: list[int] = []
+
+        async def job() -> str:
+            ran.append(1)
+            return "done"
+
+        async def main() -> str | None:
+            scheduler = Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), JobsSettings(), Admins())
+            scheduler.register(JobSpec("probe", job, every=timedelta(hours=1)))
+            record = await scheduler.run_now("probe")
+            return None if record is None else record.outcome
+
+        try:
+            filler = fill_up(mnt)
+            with pytest.raises(sqlite3.OperationalError):
+                fill(db, 1, ["x" * 100_000])  # the disk is full for the database too
+            assert asyncio.run(main()) == "ok" and ran == [1]
+            filler.unlink()
+        finally:
+            db.close()

@@ -1,0 +1,218 @@
+"""End to end: the real daemon with its data directory on a small tmpfs that fills up or turns
+read-only. The daemon stays up, the sender hears why there is no answer yet, the admins are told
+once, and it answers by itself within seconds of the fault ending. Needs root (mounts)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.core.schema import migrations as bot_migrations
+from bot.telegram.access import AccessControl
+from bot.telegram.unstored import UnstoredNotices
+from memory.db import Database
+from memory.schema import migrations as memory_migrations
+from tests.mounts import fill_up, read_only, small_tmpfs
+from tests.stubs.anthropic_stub import LLMStub, llm_stub
+from tests.telegram.conftest import VENV_BIN, DaemonRun, Emulator
+
+ADMIN, BOB, EVE = 701, 702, 666701
+ANSWER = "stub answer to:"
+
+
+def texts(emulator: Emulator, token: str, chat: int) -> list[str]:
+    return [m["message"].get("text") or "" for m in emulator.bot_messages(token, chat)]
+
+
+def wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+@pytest.fixture
+def stub() -> Iterator[LLMStub]:
+    with llm_stub() as s:
+        yield s
+
+
+def start_daemon(data: Path, token: str, emulator: Emulator, stub: LLMStub) -> DaemonRun:
+    if not (VENV_BIN / "familiar").exists():
+        pytest.skip("the familiar console script is not installed (pip install -e .)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAMILIAR_")}
+    env.update(
+        {
+            "FAMILIAR_DATA_DIR": str(data),
+            "FAMILIAR_TELEGRAM__TOKEN": token,
+            "FAMILIAR_TELEGRAM__BASE_URL": emulator.base_url,
+            "FAMILIAR_TELEGRAM__POLL_IDLE_S": "0.05",
+            "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0.05",
+            "FAMILIAR_TELEGRAM__ALLOWED_USERS": str(BOB),
+            "FAMILIAR_TELEGRAM__ADMINS": str(ADMIN),
+            "FAMILIAR_JOBS__MIN_FREE_DISK_MB": "8",
+            "FAMILIAR_JOBS__STORAGE_PROBE_S": "1",
+            "FAMILIAR_LLM__PROVIDER": "anthropic",
+            "ANTHROPIC_BASE_URL": stub.url,
+            "ANTHROPIC_API_KEY": "test",
+            "FAMILIAR_LOG__LEVEL": "DEBUG",
+        }
+    )
+    run = DaemonRun(data, env)
+    run.log = data.parent.parent / "daemon.log"  # off the filesystem under test, like journald
+    run.start()
+    assert wait(lambda: "connected to Telegram" in run.log_text(), 90), run.log_text()[-3000:]
+    return run
+
+
+def answered(emulator: Emulator, token: str, tag: str) -> bool:
+    return any(tag in t and ANSWER in t for t in texts(emulator, token, BOB))
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_disk_full_the_sender_and_admins_hear_once_and_it_recovers_by_itself(
+    tmp_path: Path, emulator: Emulator, stub: LLMStub
+) -> None:
+    token = f"{os.getpid()}91:storage-full"
+    with small_tmpfs(tmp_path / "mnt", size_mb=64) as mnt:
+        run = start_daemon(mnt / "data", token, emulator, stub)
+        try:
+            emulator.say(token, BOB, "hello before")
+            assert wait(lambda: answered(emulator, token, "hello before"), 60)
+            admin_before = len(texts(emulator, token, ADMIN))
+            filler = fill_up(mnt)
+            emulator.say(token, BOB, "while full one")
+            emulator.say(token, EVE, "a stranger while full")
+            assert wait(lambda: len(texts(emulator, token, BOB)) >= 2, 30), run.log_text()[-3000:]
+            notice = texts(emulator, token, BOB)[1]
+            assert "could not store your message" in notice and "space is freed" in notice
+            assert wait(lambda: len(texts(emulator, token, ADMIN)) > admin_before, 30), (
+                "the admins were not told"
+            )
+            time.sleep(8)  # the poller retries every few seconds: still one notice, one alert
+            emulator.say(token, BOB, "while full two")
+            assert wait(
+                lambda: sum("could not store" in t for t in texts(emulator, token, BOB)) >= 2, 20
+            )
+            time.sleep(8)
+            bob = texts(emulator, token, BOB)
+            assert sum("could not store" in t for t in bob) == 2, bob  # one per message
+            alerts = texts(emulator, token, ADMIN)[admin_before:]
+            assert len(alerts) == 1, "\n----\n".join(alerts)
+            alert = alerts[0]
+            assert "failing" in alert and "the disk is full" in alert
+            assert texts(emulator, token, EVE) == []  # strangers hear nothing, full disk or not
+            assert run.proc is not None and run.proc.poll() is None  # still up
+
+            filler.unlink()
+            freed = time.monotonic()
+            assert wait(
+                lambda: (
+                    answered(emulator, token, "while full one")
+                    and answered(emulator, token, "while full two")
+                ),
+                30,
+            ), run.log_text()[-3000:]
+            assert time.monotonic() - freed < 20  # by itself, promptly
+            assert wait(lambda: len(texts(emulator, token, ADMIN)) == admin_before + 2, 30)
+            recovered = texts(emulator, token, ADMIN)[-1]
+            assert "storage" not in recovered and "full" not in recovered, recovered
+        finally:
+            run.stop(signal.SIGTERM)
+        conn = sqlite3.connect(mnt / "data" / "familiar.db")
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            pending = conn.execute("SELECT count(*) FROM inbox WHERE state = 'pending'")
+            assert pending.fetchone()[0] == 0
+        finally:
+            conn.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_read_only_data_directory_alerts_the_admins_and_recovers(
+    tmp_path: Path, emulator: Emulator, stub: LLMStub
+) -> None:
+    token = f"{os.getpid()}92:storage-ro"
+    with small_tmpfs(tmp_path / "mnt", size_mb=64) as mnt:
+        data = mnt / "data"
+        run = start_daemon(data, token, emulator, stub)
+        try:
+            emulator.say(token, BOB, "hello before")
+            assert wait(lambda: answered(emulator, token, "hello before"), 60)
+            with read_only(data):
+                # The open database files still work, so no write fails: the admins hear all
+                # the same, from the storage probe, not at the next scheduled health run.
+                assert wait(
+                    lambda: any("read-only" in t for t in texts(emulator, token, ADMIN)), 60
+                ), run.log_text()[-3000:]
+                assert run.proc is not None and run.proc.poll() is None
+            emulator.say(token, BOB, "after read-only")
+            assert wait(lambda: answered(emulator, token, "after read-only"), 60)
+        finally:
+            run.stop(signal.SIGTERM)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_database_file_replaced_under_the_daemon_alerts_the_admins_once(
+    tmp_path: Path, emulator: Emulator, stub: LLMStub
+) -> None:
+    """No mount needed: a file replaced (a careless restore, a sync tool) while the daemon runs
+    would take every later write to the old, unlinked file. The admins hear at once."""
+    token = f"{os.getpid()}93:storage-replaced"
+    data = tmp_path / "run" / "data"
+    run = start_daemon(data, token, emulator, stub)
+    try:
+        emulator.say(token, BOB, "hello before")
+        assert wait(lambda: answered(emulator, token, "hello before"), 60)
+        before = len(texts(emulator, token, ADMIN))
+        shutil.copyfile(data / "familiar.db", data / "copy.db")
+        os.replace(data / "copy.db", data / "familiar.db")
+        assert wait(
+            lambda: any("replaced" in t for t in texts(emulator, token, ADMIN)[before:]), 60
+        ), run.log_text()[-3000:]
+        time.sleep(5)
+        alerts = texts(emulator, token, ADMIN)[before:]
+        assert len(alerts) == 1 and "restart" in alerts[0], alerts
+        assert run.proc is not None and run.proc.poll() is None  # an alert, not a silent stop
+    finally:
+        run.stop(signal.SIGTERM)
+
+
+def test_each_known_sender_hears_once_per_message_and_strangers_never(tmp_path: Path) -> None:
+    db = Database.open(tmp_path / "familiar.db", [memory_migrations, bot_migrations])
+    sent: list[tuple[int, str]] = []
+
+    async def send(chat: int, text: str) -> None:
+        sent.append((chat, text))
+
+    def message(update_id: int, user: int) -> dict:
+        return {
+            "update_id": update_id,
+            "message": {"from": {"id": user}, "chat": {"id": user, "type": "private"}},
+        }
+
+    notices = UnstoredNotices(AccessControl(db, [BOB], [ADMIN], 3600), send)
+    batch = [message(1, BOB), message(2, EVE), message(3, ADMIN)]
+    fault = "the disk holding the data directory is full (database or disk is full)"
+    assert asyncio.run(notices.tell(batch, fault)) == 2
+    assert asyncio.run(notices.tell(batch, fault)) == 0  # the same batch fetched again
+    assert [chat for chat, _ in sent] == [BOB, ADMIN]
+    assert "full" in sent[0][1] and "space is freed" in sent[0][1]
+    assert "(database or disk is full)" not in sent[0][1]  # the person gets words, not SQLite's
+    db.close()
