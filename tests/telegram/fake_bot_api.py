@@ -27,6 +27,7 @@ class FakeBotAPI:
         self.uploads: list[Upload] = []
         self.statuses: dict[tuple[int, int], str] = {}  # (chat, user) -> "administrator", ...
         self.member_calls = 0
+        self.member_error: str | None = None  # set: getChatMember answers 400 with this
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +42,12 @@ class FakeBotAPI:
                     result = {"id": 666, "is_bot": True, "first_name": "F", "username": "FBot"}
                 elif method == "sendDocument":
                     result = api._document(self.headers["Content-Type"], body)
+                elif method == "getChatMember" and api.member_error is not None:
+                    api.member_calls += 1
+                    self._answer(
+                        400, {"ok": False, "error_code": 400, "description": api.member_error}
+                    )
+                    return
                 elif method == "getChatMember":
                     result = api._member(self.headers["Content-Type"], body)
                 else:
