@@ -78,7 +78,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0  # before the response starts
     chunk_delay_s: float = 0.0  # between SSE chunks
-    fault: str | None = None  # "malformed" | "stream_error" | "empty_stream" | "cut" (OpenAI)
+    fault: str | None = None  # "malformed" | "stream_error" | "empty_stream" | "cut"
     stop_reason: str = "end_turn"  # "max_tokens", "refusal", ...
     error_message: str = "stub error"
 
@@ -366,6 +366,8 @@ class LLMStub:
                 h.wfile.write(b'event: content_block_delta\ndata: {"type": "content_bl\n\n')
                 h.wfile.flush()
                 return
+            if reply.fault == "cut" and i == 1:
+                return  # the connection ends part-way: no message_delta, no message_stop
             if reply.fault == "stream_error" and i == 1:
                 event(
                     "error",
