@@ -158,3 +158,14 @@ def test_think_and_review_together_are_refused_before_any_call(model: LLMStub) -
 def test_usage_refuses_zero_days() -> None:
     result = familiar("usage", "--days", "0")
     assert result.exit_code == 2
+
+
+def test_an_answer_cut_off_mid_stream_prints_the_whole_error(model: LLMStub) -> None:
+    # The first words were already printed when the stream broke: the error that follows is a
+    # message of its own, not the rest of the answer, so none of it may be cut away.
+    model.script(Reply("one two three four five six seven eight nine ten", fault="cut"))
+    result = familiar("ask", "count to ten")
+    assert result.exit_code == 1
+    first, second = result.stdout.splitlines()
+    assert first.strip() == "one two three"
+    assert second.startswith("The model provider is overloaded or unreachable right now.")
