@@ -141,6 +141,12 @@ class AnthropicProvider(Provider):
                 message = await stream.get_final_message()
         except Exception as exc:  # SDK errors, and a malformed body the SDK could not parse
             raise map_error(exc) from exc
+        if message.stop_reason is None:
+            # The stream ended part-way (no message_delta, no message_stop; the SDK does not
+            # object): what came is not the answer, and must not be shown as if it were.
+            raise ProviderUnavailable(
+                "the model server's stream ended before the answer was finished"
+            )
         yield _completion(message, time.monotonic() - started)
 
     async def aclose(self) -> None:

@@ -162,6 +162,12 @@ class OpenAICompatibleProvider(Provider):
                         yield delta
         except Exception as exc:
             raise map_error(exc) from exc
+        if finish is None:
+            # The connection ended part-way (no finish_reason, no [DONE]; the SDK does not
+            # object): what came is not the answer, and must not be shown as if it were.
+            raise ProviderUnavailable(
+                "the model server's stream ended before the answer was finished"
+            )
         calls = [_call(*fragments[i]) for i in sorted(fragments)]
         yield Completion(
             "".join(parts),

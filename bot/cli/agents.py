@@ -71,7 +71,10 @@ async def _ask(
         await agent.drain()
         if stream and printed[0]:
             typer.echo("")
-            answer.text = answer.text[printed[0] :]  # the rest (a truncation note), if any
+            # The rest of the answer (a truncation note), if any; an error that came instead
+            # (the stream broke part-way) is a message of its own and is printed whole.
+            if answer.error is None:
+                answer.text = answer.text[printed[0] :]
         return answer
     finally:
         await llm.aclose()

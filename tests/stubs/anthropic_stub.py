@@ -86,7 +86,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0  # before the response starts
     chunk_delay_s: float = 0.0  # between SSE chunks
-    fault: str | None = None  # "malformed" | "stream_error" | "empty_stream"
+    fault: str | None = None  # "malformed" | "stream_error" | "empty_stream" | "cut"
     stop_reason: str = "end_turn"  # "max_tokens", "refusal", ...
     error_message: str = "stub error"
     # [{"name": str, "input": dict, "id"?: str, "raw_arguments"?: str}]
@@ -411,6 +411,8 @@ class LLMStub:
                 h.wfile.write(b'event: content_block_delta\ndata: {"type": "content_bl\n\n')
                 h.wfile.flush()
                 return
+            if reply.fault == "cut" and i == 1:
+                return  # the connection ends part-way: no message_delta, no message_stop
             if reply.fault == "stream_error" and i == 1:
                 event(
                     "error",
@@ -533,6 +535,12 @@ class LLMStub:
         for i, chunk in enumerate(_chunks(text)):
             if reply.chunk_delay_s:
                 time.sleep(reply.chunk_delay_s)
+            if reply.fault == "stream_error" and i == 1:
+                # What OpenAI-compatible servers send when generation fails part-way.
+                data({"error": {"message": reply.error_message, "type": "server_error"}})
+                return
+            if reply.fault == "cut" and i == 1:
+                return  # the connection ends part-way: no finish_reason, no [DONE]
             delta = {"content": chunk} | ({"role": "assistant"} if i == 0 else {})
             data(chunk_base | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         for n, c in enumerate(calls):

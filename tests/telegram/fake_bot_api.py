@@ -1,6 +1,7 @@
 """A fake Telegram Bot API server on 127.0.0.1 for what the emulator lacks (``sendDocument``
-with a multipart upload, ``getChatMember``): answers getMe, sendDocument (keeping each upload)
-and getChatMember (from ``statuses``, counting the calls)."""
+with a multipart upload, ``getChatMember``): answers getMe, sendDocument (keeping each upload),
+getChatMember (from ``statuses``, counting the calls) and sendMessage (kept in ``sent``; with
+``floods`` set, that many calls first get Telegram's 429 flood-control answer)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ class FakeBotAPI:
         self.uploads: list[Upload] = []
         self.statuses: dict[tuple[int, int], str] = {}  # (chat, user) -> "administrator", ...
         self.member_calls = 0
+        self.member_error: str | None = None  # set: getChatMember answers 400 with this
+        self.sent: list[tuple[int, str]] = []  # sendMessage: (chat id, text) delivered
+        self.send_calls = 0
+        self.floods = 0  # the next this many sendMessage calls answer 429, with:
+        self.flood_retry_after: float = 0.05  # seconds (Telegram's are whole; PTB takes these)
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +47,27 @@ class FakeBotAPI:
                     result = {"id": 666, "is_bot": True, "first_name": "F", "username": "FBot"}
                 elif method == "sendDocument":
                     result = api._document(self.headers["Content-Type"], body)
+                elif method == "sendMessage" and api.floods > 0:
+                    api.floods -= 1
+                    api.send_calls += 1
+                    self._answer(
+                        429,
+                        {
+                            "ok": False,
+                            "error_code": 429,
+                            "description": "Too Many Requests: retry after 1",
+                            "parameters": {"retry_after": api.flood_retry_after},
+                        },
+                    )
+                    return
+                elif method == "sendMessage":
+                    result = api._message(self.headers["Content-Type"], body)
+                elif method == "getChatMember" and api.member_error is not None:
+                    api.member_calls += 1
+                    self._answer(
+                        400, {"ok": False, "error_code": 400, "description": api.member_error}
+                    )
+                    return
                 elif method == "getChatMember":
                     result = api._member(self.headers["Content-Type"], body)
                 else:
@@ -86,6 +113,23 @@ class FakeBotAPI:
                 "file_unique_id": "u",
                 "file_name": upload[0],
             },
+        }
+
+    def _message(self, content_type: str, body: bytes) -> dict[str, Any]:
+        from urllib.parse import parse_qs
+
+        if content_type.startswith("application/json"):
+            params = json.loads(body)
+        else:
+            params = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        self.send_calls += 1
+        chat_id = int(params["chat_id"])
+        self.sent.append((chat_id, str(params["text"])))
+        return {
+            "message_id": len(self.sent),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "text": str(params["text"]),
         }
 
     def _member(self, content_type: str, body: bytes) -> dict[str, Any]:
