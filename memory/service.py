@@ -27,7 +27,8 @@ from memory import store
 from memory.context import ContextAssembler, ExtractiveSummariser, Summariser
 from memory.db import Database
 from memory.embedder import Embedder
-from memory.facts import FactExtractor, decide
+from memory.fact_cards import FactCards
+from memory.facts import FactExtractor, FactJudge
 from memory.health import CheckFn, CheckResult, Status
 from memory.index import VectorIndex
 from memory.search import HybridSearcher
@@ -50,6 +51,7 @@ class Memory:
         *,
         summariser: Summariser | None = None,
         count_tokens: Callable[[str], int] = estimate_tokens,
+        fact_judge: FactJudge | None = None,
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -58,6 +60,7 @@ class Memory:
         self.summariser = summariser or ExtractiveSummariser()
         self.count_tokens = count_tokens
         self.searcher = HybridSearcher(db, settings)
+        self.facts = FactCards(self, fact_judge)
         self.index: VectorIndex | None = None
         self._guard = threading.RLock()  # index assignment, adds and removes
         self._save_lock = threading.Lock()
@@ -413,53 +416,21 @@ class Memory:
     def add_fact_sync(
         self, text: str, scope: Scope, *, pinned: bool = False, source: str | None = None
     ) -> FactResult:
+        """Without the judge: an unclear fact is added (the CLI and worker threads)."""
         item = self.new(text, scope, "fact", pinned=pinned, source=source)
-        with self._guard:  # one decision at a time, so two racing adds cannot both insert
-            known = store.list_rows(self.db, Filters(Scope(scope.chat_id), ["fact"]), 5000)
-            known_hashes = store.hashes_of(self.db, [r.id for r in known])
-            vector = None
-            vecs: dict[int, np.ndarray] = {}
-            if self.embedder.ready:
-                vector = self.vectors([item.text], [item.content_hash])[0]
-                ids, _, vs = store.vectors_for(self.db, [r.id for r in known], self.embedder.dim)
-                vecs = dict(zip(ids.tolist(), vs, strict=True))
-            d = decide(
-                item.text,
-                item.content_hash,
-                vector,
-                [(r.id, r.text, known_hashes[r.id], vecs.get(r.id)) for r in known],
-                duplicate_cosine=self.settings.fact_duplicate_cosine,
-                supersede_cosine=self.settings.fact_supersede_cosine,
-            )
-            if d.action == "duplicate":
-                assert d.existing_id is not None
-                store.touch(self.db, d.existing_id, pinned)
-                return FactResult("duplicate", d.existing_id)
-            if vector is not None:
-                item.embedding, item.model = vector, self.embedder.model_name
-            with self.db.transaction():
-                new_id = self.add_sync([item])[0]
-                if d.action == "superseded":
-                    assert d.existing_id is not None
-                    store.supersede(self.db, d.existing_id, new_id)
-                    if pinned is False and any(r.pinned for r in known if r.id == d.existing_id):
-                        store.touch(self.db, new_id, True)  # a pinned fact's successor stays pinned
-                    return FactResult("superseded", new_id, d.existing_id)
-            return FactResult("added", new_id)
+        return self.facts.add_sync([item], scope, pinned=pinned)[0]
 
     async def add_fact(
         self, text: str, scope: Scope, *, pinned: bool = False, source: str | None = None
     ) -> FactResult:
-        return await self._offload(self.add_fact_sync, text, scope, pinned=pinned, source=source)
+        return (await self.facts.add([text], scope, pinned=pinned, source=source))[0]
 
     async def learn(
         self, turns: list[Message], scope: Scope, extractor: FactExtractor
     ) -> list[FactResult]:
         """Extract facts from ``turns`` and add each (dedupe/supersede as usual)."""
-        return [
-            await self.add_fact(f, scope, source="extracted")
-            for f in await extractor.extract(turns)
-        ]
+        facts = await extractor.extract(turns)
+        return await self.facts.add(facts, scope, source="extracted") if facts else []
 
     # -- context ------------------------------------------------------------------------------
     async def assemble_context(

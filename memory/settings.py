@@ -97,6 +97,14 @@ class MemorySettings(BaseModel):
         description="A new fact at least this similar (but not a duplicate) to a known one "
         "replaces it; the old one is kept as history.",
     )
+    fact_judge_cosine: float = Field(
+        0.70,
+        ge=0.3,
+        le=1.0,
+        description="With a model configured, a new fact at least this similar to a known one "
+        "that no rule decides (duplicate, correction or another fact) is put to the model, in "
+        "one batched call; without a model it is added.",
+    )
     context_recall_k: int = Field(
         8, ge=0, description="Memories recalled for the incoming message when assembling context."
     )
