@@ -1,5 +1,7 @@
 """Settings owned by the memory package (``[memory]`` in the TOML file, ``FAMILIAR_MEMORY__*``)."""
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -49,11 +51,17 @@ class MemorySettings(BaseModel):
         ge=10,
         description="Candidates taken from each of full-text and dense search before fusion.",
     )
+    fusion: Literal["rrf", "score"] = Field(
+        "rrf",
+        description="How full-text and dense rankings are merged: 'rrf' (reciprocal rank, no "
+        "weight to tune) or 'score' (standardised scores mixed with dense_weight).",
+    )
     dense_weight: float = Field(
         0.3,
         ge=0.0,
         le=1.0,
-        description="Weight of dense (embedding) similarity in the fused score; the rest goes to BM25.",
+        description="With fusion = 'score': weight of dense similarity in the fused score; the "
+        "rest goes to BM25.",
     )
     recency_half_life_days: float = Field(
         0.0,
@@ -71,18 +79,12 @@ class MemorySettings(BaseModel):
         description="Maximal-marginal-relevance trade-off: 1.0 ranks by relevance only, lower "
         "values favour diverse hits.",
     )
-    neighbour_weight: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="For conversation turns, share of the adjacent turns' relevance added to a "
-        "turn's score (a turn answering a question is found through the question).",
-    )
-    neighbour2_weight: float = Field(
-        0.3,
-        ge=0.0,
-        le=1.0,
-        description="Share of the relevance of the turns two places away added to a turn's score.",
+    attach_turns: int = Field(
+        1,
+        ge=0,
+        le=5,
+        description="A conversation hit carries this many turns before and after it as context "
+        "(shown with it; never ranked in its place).",
     )
     fact_duplicate_cosine: float = Field(
         0.95,

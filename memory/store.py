@@ -417,36 +417,33 @@ def conversation_between(
     return [_message(r) for r in rows]
 
 
-def neighbours(db: Database, memory_ids: Sequence[int]) -> dict[int, tuple[list[int], list[int]]]:
-    """For message memories, the memory ids of the turns one and two places away in the same
-    chat: ``{id: ([at distance 1], [at distance 2])}``."""
+def adjacent_turns(
+    db: Database, memory_ids: Sequence[int], n: int
+) -> dict[int, tuple[list[int], list[int]]]:
+    """For message memories, the memory ids of the ``n`` turns before (oldest first) and after
+    each in the same chat: ``{id: (before, after)}``."""
     out: dict[int, tuple[list[int], list[int]]] = {}
-    if not memory_ids:
-        return out
     part = [int(i) for i in memory_ids[:900]]
+    if not part:
+        return out
     with db.read() as conn:
         turns = conn.execute(
             f"SELECT memory_id, id, chat_id FROM messages WHERE memory_id IN ({','.join('?' * len(part))})",
             part,
         ).fetchall()
         for mid, message_id, chat_id in turns:
-            before = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT memory_id FROM messages WHERE chat_id = ? AND id < ? ORDER BY id DESC LIMIT 2",
-                    (chat_id, message_id),
-                )
-            ]
-            after = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT memory_id FROM messages WHERE chat_id = ? AND id > ? ORDER BY id LIMIT 2",
-                    (chat_id, message_id),
-                )
-            ]
-            near = [x for x in (before[:1] + after[:1]) if x is not None]
-            far = [x for x in (before[1:2] + after[1:2]) if x is not None]
-            out[int(mid)] = (near, far)
+            before = conn.execute(
+                "SELECT memory_id FROM messages WHERE chat_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (chat_id, message_id, n),
+            ).fetchall()
+            after = conn.execute(
+                "SELECT memory_id FROM messages WHERE chat_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (chat_id, message_id, n),
+            ).fetchall()
+            out[int(mid)] = (
+                [r[0] for r in reversed(before) if r[0] is not None],
+                [r[0] for r in after if r[0] is not None],
+            )
     return out
 
 
