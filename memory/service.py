@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,8 +34,9 @@ from memory.index import VectorIndex
 from memory.search import HybridSearcher
 from memory.settings import MemorySettings
 from memory.store import Filters, NewMemory, to_epoch
-from memory.text import checked, chunks, content_hash, estimate_tokens
+from memory.text import checked, chunks, clean, content_hash, estimate_tokens
 from memory.types import AssembledContext, FactResult, Hit, Message, Scope
+from memory.when import time_window
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -52,6 +53,7 @@ class Memory:
         summariser: Summariser | None = None,
         count_tokens: Callable[[str], int] = estimate_tokens,
         fact_judge: FactJudge | None = None,
+        tz: tzinfo = UTC,
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -59,6 +61,7 @@ class Memory:
         self.index_dir = Path(index_dir)
         self.summariser = summariser or ExtractiveSummariser()
         self.count_tokens = count_tokens
+        self.tz = tz  # the chats' time zone: "yesterday" in a question is the user's yesterday
         self.searcher = HybridSearcher(db, settings)
         self.facts = FactCards(self, fact_judge)
         self.index: VectorIndex | None = None
@@ -349,16 +352,33 @@ class Memory:
         kinds: Sequence[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        now: datetime | None = None,
     ) -> list[Hit]:
-        from memory.text import clean
-
+        """Hybrid search. Without ``since``/``until``, a time the question names ("last March")
+        is a boost: hits in that window first, then the others (``memory.when``)."""
         query = clean(query)[:10_000]
         if not query:
             return []
-        filters = Filters(scope, kinds, since, until)
         # The query is usually the message just stored: its vector is reused by content hash.
         vector = self.vectors([query], [content_hash(query)])[0] if self.ready else None
-        return self.searcher.search(query, filters, k, query_vector=vector, index=self.index)
+
+        def run(f: Filters) -> list[Hit]:
+            return self.searcher.search(query, f, k, query_vector=vector, index=self.index)
+
+        window = None
+        if since is None and until is None and self.settings.time_in_queries:
+            window = time_window(query, now or datetime.now(UTC), self.tz)
+        if window is None:
+            return run(Filters(scope, kinds, since, until))
+        inside = run(Filters(scope, kinds, window.since, window.until))
+        for h in inside:
+            h.provenance["when"] = window.expression
+        seen = {h.id for h in inside}
+        rest = (
+            [h for h in run(Filters(scope, kinds)) if h.id not in seen] if len(inside) < k else []
+        )
+        return (inside + rest)[:k]
 
     async def search(
         self,

@@ -79,6 +79,11 @@ class MemorySettings(BaseModel):
         description="Maximal-marginal-relevance trade-off: 1.0 ranks by relevance only, lower "
         "values favour diverse hits.",
     )
+    time_in_queries: bool = Field(
+        True,
+        description="A time named in a question ('last March', 'two weeks ago') ranks memories "
+        "from then first (read in jobs.timezone).",
+    )
     attach_turns: int = Field(
         1,
         ge=0,

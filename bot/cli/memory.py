@@ -30,6 +30,8 @@ app = typer.Typer(
 @contextmanager
 def _memory(*, load_model: bool = True) -> Iterator[Any]:
     """Settings -> database -> Memory, closed (and the index saved) on the way out."""
+    from zoneinfo import ZoneInfo
+
     from bot.config import load_settings
     from bot.daemon.run import open_database
     from memory.embedder import make_embedder
@@ -43,6 +45,7 @@ def _memory(*, load_model: bool = True) -> Iterator[Any]:
         make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
         settings.memory,
         data_dir / INDEX_DIR,
+        tz=ZoneInfo(settings.jobs.timezone),
     )
     try:
         if load_model:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
@@ -96,8 +97,6 @@ class Services:
 
 def build_job_queue(settings: Settings):  # type: ignore[no-untyped-def]
     """PTB's JobQueue (the process's one APScheduler), on an Application that never polls."""
-    from zoneinfo import ZoneInfo
-
     from telegram.ext import Application
 
     token = settings.telegram.token.get_secret_value() if settings.telegram.token else "0:console"
@@ -138,6 +137,7 @@ def build_services(
         data_dir / INDEX_DIR,
         summariser=summariser,
         fact_judge=LLMFactJudge(llm),
+        tz=ZoneInfo(settings.jobs.timezone),
     )
     lifecycle.add(FunctionService("memory", memory.start, memory.stop))
     for name, check in memory.health_checks().items():
