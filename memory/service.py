@@ -34,7 +34,7 @@ from memory.index import VectorIndex
 from memory.search import HybridSearcher
 from memory.settings import MemorySettings
 from memory.store import Filters, NewMemory, to_epoch
-from memory.text import checked, clean, content_hash, estimate_tokens
+from memory.text import checked, clean, content_hash, estimate_tokens, words
 from memory.types import AssembledContext, FactResult, Hit, Message, Scope
 from memory.upkeep import VectorUpkeep
 from memory.when import time_window
@@ -231,7 +231,7 @@ class Memory(VectorUpkeep):
         """Hybrid search. Without ``since``/``until``, a time the question names ("last March")
         is a boost: hits in that window first, then the others (``memory.when``)."""
         query = clean(query)[:10_000]
-        if not query:
+        if not words(query):  # only punctuation or operators: nothing to look for
             return []
         # The query is usually the message just stored: its vector is reused by content hash.
         vector = self.vectors([query], [content_hash(query)])[0] if self.ready else None

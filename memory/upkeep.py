@@ -105,8 +105,13 @@ class VectorUpkeep:
                 index.save(self.index_dir)
 
     def _maybe_save(self) -> None:
+        """Save after ``index_save_every`` new vectors, or after a quarter of the index, when
+        that is more: a save rewrites the whole file, so saving at a fixed step would make a
+        bulk import write O(n^2) bytes (at 100k vectors, 150 MB every 2,000 rows)."""
         index = self.index
-        if index is not None and index.dirty >= self.settings.index_save_every:
+        if index is not None and index.dirty >= max(
+            self.settings.index_save_every, index.ntotal // 4
+        ):
             self.save_index()
 
     # -- embedding ----------------------------------------------------------------------------
