@@ -5,7 +5,8 @@ Each journal is a run of daily entries (about 250-600 characters) of everyday fi
 topic templates. Into some entries a fact is planted ("Paid 340 euros to get the dishwasher
 repaired"); each fact has a question that paraphrases it ("How much did fixing the dishwasher
 cost me?"), sharing at most the entity it is about, never the answer; and each fact has
-distractor entries that mention the same entity without the fact. So plain BM25 finds the entity
+distractor entries that mention the same entity without the fact (two about the same subject,
+six passing mentions), so the entity alone points at nine entries. So plain BM25 finds the entity
 everywhere it occurs, plain dense search finds the theme in every fact of the same kind, and only
 both together point at the one entry. No model is called; the same seed gives the same corpus.
 """
@@ -127,6 +128,19 @@ FAMILIES: list[tuple[str, str, tuple[str, str], dict[str, list[str]]]] = [
     ),
 ]
 
+# Passing mentions of an entity, with nothing about the fact: they make the entity, the one word
+# a question shares with its answer, common enough that it cannot pick the entry on its own.
+MENTIONS = [
+    "Thought about {e} while doing the dishes.",
+    "Mentioned {e} to a neighbour, who had a story of their own.",
+    "Nothing new about {e} this week.",
+    "Made a note to sort out the {e} thing at some point.",
+    "Saw a photo that reminded me of {e}.",
+    "Talked with Mum about {e} for a bit.",
+    "Should write down more about {e}, I keep forgetting details.",
+    "The {e} topic came up again at dinner.",
+]
+
 TOPICS = [
     "The weather was {adj} and I spent most of the {part} {indoor}.",
     "Made {dish} for dinner; it turned out {adj2}.",
@@ -169,6 +183,9 @@ SLOTS = {
 }
 
 
+MENTIONS_PER_FACT = 6
+
+
 @dataclass
 class Entry:
     chat: int
@@ -202,7 +219,7 @@ def journal(chat: int, days: int, rng: random.Random) -> tuple[list[Entry], list
             day = free.pop()
             bodies[day].insert(rng.randrange(len(bodies[day]) + 1), fact.format(**values))
             probes.append(Probe(chat, question.format(**values), f"J{chat}:{day}"))
-            for d in distractors:
+            for d in [*distractors, *rng.sample(MENTIONS, MENTIONS_PER_FACT)]:
                 other = free.pop()
                 bodies[other].insert(rng.randrange(len(bodies[other]) + 1), d.format(**values))
     entries = [

@@ -5,7 +5,7 @@ Each journal is imported as notes in its own chat; each question is asked in its
 is whether the entry holding the answer is among the top k. Prints plain BM25, plain dense, the
 fusions, and the project's search ("ours"), with the corpus size and timing.
 
-    python bench/memory_journal.py [--seed 7] [--chats 4] [--days 300]
+    python bench/memory_journal.py [--seed 7] [--chats 3] [--days 400]
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--chats", type=int, default=4)
-    ap.add_argument("--days", type=int, default=300)
+    ap.add_argument("--chats", type=int, default=3)
+    ap.add_argument("--days", type=int, default=400)
     ap.add_argument("--db", type=Path, help="reuse/keep the imported store here (default: temp)")
     args = ap.parse_args()
     started = time.monotonic()

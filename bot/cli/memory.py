@@ -116,7 +116,14 @@ def import_(
 
 
 def _hits_json(hits: list[Any]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in h.as_dict().items() if k != "user_id"} for h in hits]
+    def trim(d: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in d.items() if k != "user_id"}
+        for side in ("before", "after"):  # a turn's neighbours, shown with it
+            if side in out:
+                out[side] = [trim(x) for x in out[side]]
+        return out
+
+    return [trim(h.as_dict()) for h in hits]
 
 
 @app.command("search")
