@@ -19,6 +19,7 @@ from loguru import logger
 from memory import store
 from memory.facts import Decision, FactJudge, decide
 from memory.store import Filters, NewMemory
+from memory.text import MemoryInputError
 from memory.types import FactResult, Scope
 
 if TYPE_CHECKING:
@@ -111,10 +112,25 @@ class FactCards:
         return FactResult("added", new_id)
 
     async def add(
-        self, texts: Sequence[str], scope: Scope, *, pinned: bool = False, source: str | None
+        self,
+        texts: Sequence[str],
+        scope: Scope,
+        *,
+        pinned: bool = False,
+        source: str | None,
+        skip_bad: bool = False,
     ) -> list[FactResult]:
+        """Add each fact; a text that cannot be stored raises ``MemoryInputError``, or with
+        ``skip_bad`` (facts a model extracted) is logged and left out of the results."""
         m = self.m
-        items = [m.new(t, scope, "fact", pinned=pinned, source=source) for t in texts]
+        items = []
+        for text in texts:
+            try:
+                items.append(m.new(text, scope, "fact", pinned=pinned, source=source))
+            except MemoryInputError as exc:
+                if not skip_bad:
+                    raise
+                logger.warning("extracted fact not stored: {}", exc)
         verdicts: dict[tuple[str, str], str] = {}
         if self.judge is not None and items:
             pairs = await m._offload(self.unclear_sync, items, scope)

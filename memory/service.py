@@ -323,7 +323,7 @@ class Memory(VectorUpkeep):
     ) -> list[FactResult]:
         """Extract facts from ``turns`` and add each (dedupe/supersede as usual)."""
         facts = await extractor.extract(turns)
-        return await self.facts.add(facts, scope, source="extracted") if facts else []
+        return await self.facts.add(facts, scope, source="extracted", skip_bad=True)
 
     # -- context ------------------------------------------------------------------------------
     async def assemble_context(

@@ -117,3 +117,20 @@ def test_a_failing_judge_loses_nothing(make_memory, minilm) -> None:  # type: ig
     run(memory.add_fact("fact CONC001", ME))
     assert run(memory.add_fact("fact CONC002", ME)).action == "added"
     assert len(run(memory.list_memories(ME, ["fact"]))) == 2
+
+
+def test_an_unstorable_extracted_fact_does_not_lose_the_others(make_memory) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from memory.facts import FactExtractor
+    from memory.types import Message
+
+    class Mixed(FactExtractor):
+        async def extract(self, turns: list[Message]) -> list[str]:
+            return ["The user keeps bees", "\x00\x00", "The user rows on Sundays"]
+
+    memory = make_memory()
+    turn = Message(1, 1, 7, "user", "...", datetime.now(UTC))
+    results = run(memory.learn([turn], ME, Mixed()))
+    assert [r.action for r in results] == ["added", "added"]
+    assert len(run(memory.list_memories(ME, ["fact"]))) == 2
