@@ -99,7 +99,14 @@ def import_(
     file: Path = typer.Argument(
         ..., exists=True, dir_okay=False, help="JSON Lines: text, chat_id, user, ts, ref, kind."
     ),
-    batch: int = typer.Option(256, "--batch", min=1, help="Rows embedded and committed together."),
+    batch: int = typer.Option(256, "--batch", min=1, help="Rows committed together."),
+    pool: int = typer.Option(
+        2048,
+        "--pool",
+        min=1,
+        help="Most rows embedded in one call (the encoder pads each batch to its longest text; "
+        "a larger pool wastes less).",
+    ),
 ) -> None:
     """Import a JSON Lines file (one object per line); bad lines are reported and skipped."""
     from memory.importer import ImportReport, import_records, read_jsonl
@@ -108,7 +115,12 @@ def import_(
     report = ImportReport()
     with _memory() as memory, file.open("rb") as lines, _bar(total, "importing") as bar:
         import_records(
-            memory, read_jsonl(lines, report), report, batch_size=batch, progress=bar.update
+            memory,
+            read_jsonl(lines, report),
+            report,
+            batch_size=batch,
+            pool=pool,
+            progress=bar.update,
         )
     typer.echo(f"imported {report.imported}, skipped {report.skipped}")
     for error in report.errors:

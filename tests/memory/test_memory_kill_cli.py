@@ -44,7 +44,17 @@ def test_sigkill_during_import_leaves_every_committed_row_searchable(
         "FAMILIAR_MEMORY__EMBEDDING_BATCH_SIZE": "32",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli.memory", "import", str(source), "--batch", "64"],
+        [
+            sys.executable,
+            "-m",
+            "bot.cli.memory",
+            "import",
+            str(source),
+            "--batch",
+            "64",
+            "--pool",
+            "64",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
