@@ -136,10 +136,10 @@ def scale(
     vectors: np.ndarray,
     queries: list[str],
     query_vectors: np.ndarray,
+    settings: MemorySettings,
 ) -> None:
     rng = np.random.default_rng(n)
     pairs = rng.integers(0, len(sentences), (n, 2))
-    settings = MemorySettings()
     with tempfile.TemporaryDirectory() as d:
         t = time.monotonic()
         db = Database.open(Path(d) / "f.db", [migrations])
@@ -220,6 +220,7 @@ def main() -> None:
     ap.add_argument("--ingest", type=int, default=600)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--nprobe", type=int, default=None, help="override memory.ivf_nprobe")
     ap.add_argument("--cache", type=Path, help="keep the sentences' vectors here between runs")
     args = ap.parse_args()
     started = time.monotonic()
@@ -235,7 +236,8 @@ def main() -> None:
     query_vectors = embedded(embedder, queries, args.cache)
     print(f"{len(sentences)} unique sentences, {len(queries)} queries", flush=True)
     for n in (int(s) for s in args.sizes.split(",") if s):
-        scale(embedder, n, sentences, vectors, queries, query_vectors)
+        settings = MemorySettings(**({"ivf_nprobe": args.nprobe} if args.nprobe else {}))
+        scale(embedder, n, sentences, vectors, queries, query_vectors, settings)
     print(f"total {time.monotonic() - started:.0f} s")
 
 

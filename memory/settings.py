@@ -39,7 +39,10 @@ class MemorySettings(BaseModel):
         "approximate IVF index is built.",
     )
     ivf_nprobe: int = Field(
-        48, ge=1, description="Inverted lists visited per query by the approximate index."
+        128,
+        ge=1,
+        description="Inverted lists visited per query by the approximate index (at 100k real "
+        "MiniLM vectors: 48 finds 0.925 of the exact top 10, 128 finds 0.978 for ~1 ms more).",
     )
     index_save_every: int = Field(
         2_000,
