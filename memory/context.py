@@ -202,7 +202,9 @@ class ContextAssembler:
             else []
         )
         recalled = [h for h in recalled if h.kind not in ("fact", "lesson")]
-        recall_reserve = min(int(rest * RECALL_SHARE), sum(count(h.text) + 8 for h in recalled))
+        recall_reserve = min(
+            int(rest * RECALL_SHARE), sum(count(recall_line(h)) + 8 for h in recalled)
+        )
 
         summary = await m.db.run(store.latest_summary, m.db, chat_id)
         summary_text = summary[0] if summary else None
@@ -236,7 +238,7 @@ class ContextAssembler:
         shown = {t.memory_id for t in kept} | incoming_ids
         leftover = turns_budget - sum(count(t.text) + 4 for t in kept)
         recall_lines, used_r, n_drop_r = _take(
-            [f"- [{h.ts:%Y-%m-%d}] {h.text}" for h in recalled if h.id not in shown],
+            [recall_line(h, shown) for h in recalled if h.id not in shown],
             recall_reserve
             + max(0, leftover)
             + (int(rest * SUMMARY_SHARE) - summary_used if summary_text else 0),
@@ -289,6 +291,15 @@ class ContextAssembler:
         await m.db.run(store.add_summary, m.db, chat_id, memory_id, turns[0].id, turns[-1].id)
         logger.info("compacted {} turns of chat {} into summary {}", len(turns), chat_id, memory_id)
         return text
+
+
+def recall_line(hit: Hit, shown: set[int | None] | frozenset[int] = frozenset()) -> str:
+    """One recalled memory for the model, with the turns around a recalled turn (the question
+    it answers, the reply it got) as indented context, unless already in the window."""
+    lines = [f"- [{hit.ts:%Y-%m-%d}] {hit.text}"]
+    for label, turns in (("just before", hit.before), ("just after", hit.after)):
+        lines += [f"  ({label}) {short(t.text, 300)}" for t in turns if t.id not in shown]
+    return "\n".join(lines)
 
 
 def _pinned(hit: Hit) -> bool:

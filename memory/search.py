@@ -1,17 +1,20 @@
 """Hybrid recall: FTS5 BM25 and dense similarity fused into one ranking.
 
 Both retrievers run inside the same scope filter (chat, user, kinds, time, not superseded), so
-nothing outside the caller's scope is ever a candidate. Fusion is score fusion: each list's
-scores are standardised over its own candidates (best 1, average or worse 0) and mixed with
+nothing outside the caller's scope is ever a candidate. Fusion is score fusion by default: each
+list's scores standardised over its own candidates (best 1, average or worse 0) and mixed with
 ``dense_weight``. Unlike reciprocal-rank fusion it keeps how far apart the candidates are, which
-matters when one retriever is confident and the other is not (on LoCoMo, RRF of BM25 and MiniLM
-is worse than BM25 alone; this fusion is better than either). Then, in order:
+matters when one retriever is much weaker than the other: MiniLM alone finds 0.29 of LoCoMo's
+held-out evidence at R@5, BM25 0.54; RRF of the two gives 0.41, score fusion 0.55 (weight 0.3,
+chosen on the tuning half only; ``bench/memory_locomo.py`` prints both halves). RRF stays as an
+option (``fusion = "rrf"``). Then, in order:
 
-- neighbour context: a conversation turn inherits part of the relevance of the turns one and two
-  places away (the answer to a question is often the turn after the one that matches the words;
-  on LoCoMo this adds about 0.1 to recall@5);
 - recency (optional): the score blends with a factor halving every ``recency_half_life_days``;
-- MMR (optional, ``mmr_lambda`` < 1): picks hits that are relevant but unlike those already chosen.
+- MMR (optional, ``mmr_lambda`` < 1): picks hits that are relevant but unlike those already chosen;
+- neighbours as context: a conversation hit carries the turns just before and after it
+  (``Hit.before``/``Hit.after``: the question it answers, the reply it got), for the model's
+  context and for ``/recall``. They are attached, never ranked, so they cannot push another
+  relevant hit out of the top k (ranking them beside their hit did, on data it was not tuned on).
 """
 
 from __future__ import annotations
@@ -50,7 +53,21 @@ def standardise(scores: dict[int, float]) -> dict[int, float]:
     return {i: max(0.0, (s - mean) / (high - mean)) for i, s in scores.items()}
 
 
-def fuse(c: Candidates, dense_weight: float) -> dict[int, float]:
+RRF_K = 60  # the constant of Cormack et al. (2009); it damps the head of each list
+
+
+def reciprocal_rank(*lists: dict[int, float]) -> dict[int, float]:
+    """sum over lists of 1 / (RRF_K + rank), ranks from 1, best score first in each list."""
+    out: dict[int, float] = {}
+    for scores in lists:
+        for rank, i in enumerate(sorted(scores, key=lambda i: -scores[i]), 1):
+            out[i] = out.get(i, 0.0) + 1.0 / (RRF_K + rank)
+    return out
+
+
+def fuse(c: Candidates, dense_weight: float, method: str = "rrf") -> dict[int, float]:
+    if method == "rrf":
+        return reciprocal_rank(c.fts, c.dense)
     fts, dense = standardise(c.fts), standardise(c.dense)
     if not dense:
         return fts
@@ -112,11 +129,13 @@ class HybridSearcher:
         s = self.settings
         n = max(s.search_candidates, k * 3)
         c = self.candidates(query, filters, query_vector, index, n)
-        scores = fuse(c, s.dense_weight)
+        scores = fuse(c, s.dense_weight, s.fusion)
+        # Dense search always returns something; below its candidates' average and without a
+        # word in common it is not a match, only the nearest thing in the index.
+        weak = {i for i, v in standardise(c.dense).items() if v <= 0 and i not in c.fts}
+        scores = {i: v for i, v in scores.items() if i not in weak}
         if not scores:
             return []
-        if s.neighbour_weight > 0:
-            scores = self._with_neighbours(scores, filters, query_vector, index)
         ranked = sorted(scores, key=lambda i: -scores[i])[: max(n, k)]
         rows = store.rows_by_id(self.db, ranked, filters)
         ranked = [i for i in ranked if i in rows]
@@ -130,46 +149,28 @@ class HybridSearcher:
         if s.mmr_lambda < 1.0 and index is not None and len(ranked) > k:
             ranked = self._mmr(ranked[: k * 4], scores, index, k)
         hits = []
-        # Dense search always returns something; below its average and without a word in common
-        # it is not a match, only the nearest thing in the index.
-        ranked = [i for i in ranked if scores[i] > 0 or i in c.fts]
         for i in ranked[:k]:
             provenance = {"fts": i in c.fts, "dense": i in c.dense}
             hits.append(rows[i].hit(scores[i], **provenance))
+        if s.attach_turns > 0:
+            self._attach(hits, filters, s.attach_turns)
         return hits
 
-    def _with_neighbours(
-        self,
-        scores: dict[int, float],
-        filters: Filters,
-        query_vector: np.ndarray | None,
-        index: VectorIndex | None,
-    ) -> dict[int, float]:
-        """s'(t) = s(t) + w1 max(s(t±1)) + w2 max(s(t±2)), over the top candidates and the turns
-        around them (a turn that matched nothing itself can enter through its neighbours)."""
-        w1, w2 = self.settings.neighbour_weight, self.settings.neighbour2_weight
-        top = sorted(scores, key=lambda i: -scores[i])[:50]
-        near = store.neighbours(self.db, top)
-        if not near:
-            return scores
-        # Adjacency is symmetric, so the top turns' lists also say who lies next to them; turns
-        # far from every top turn keep their own score (their neighbours are weak anyway).
-        links: dict[int, tuple[set[int], set[int]]] = {}
-        for i, (first, second) in near.items():
-            for dist, js in ((0, first), (1, second)):
-                for j in js:
-                    links.setdefault(i, (set(), set()))[dist].add(j)
-                    links.setdefault(j, (set(), set()))[dist].add(i)
-        extra = [j for j in links if j not in scores]
-        allowed = store.rows_by_id(self.db, extra, filters) if extra else {}
-        out = dict(scores)
-        for j in allowed:
-            out[j] = 0.0
-        for i, (near1, near2) in links.items():
-            if i in out:
-                out[i] += w1 * max((scores.get(j, 0.0) for j in near1), default=0.0)
-                out[i] += w2 * max((scores.get(j, 0.0) for j in near2), default=0.0)
-        return out
+    def _attach(self, hits: list[Hit], filters: Filters, n: int) -> None:
+        """Give each conversation hit the ``n`` turns before and after it that the caller may
+        see (its scope; any kind, time or superseded state)."""
+        turns = [h.id for h in hits if h.kind == "message"]
+        if not turns:
+            return
+        around = store.adjacent_turns(self.db, turns, n)
+        wanted = {j for before, after in around.values() for j in (*before, *after)}
+        visible = store.rows_by_id(
+            self.db, sorted(wanted), Filters(filters.scope, include_superseded=True)
+        )
+        for h in hits:
+            before, after = around.get(h.id, ([], []))
+            h.before = [visible[j].hit() for j in before if j in visible]
+            h.after = [visible[j].hit() for j in after if j in visible]
 
     def _mmr(
         self, ranked: list[int], scores: dict[int, float], index: VectorIndex, k: int

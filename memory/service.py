@@ -5,7 +5,9 @@ SQLite is written first and is the truth; the FAISS index follows (a row committ
 vector is embedded later, a vector missing from the index is added at the next catch-up).
 Async methods keep the event loop free: SQLite work runs on the database thread
 (``db.run``), embedding and index maintenance on a single worker thread. The ``*_sync``
-methods are the same operations for the CLI, benchmarks and worker threads.
+methods are the same operations for the CLI, benchmarks and worker threads. The vector side
+(model, index, embedding, catch-up) is ``memory.upkeep``; adding memory cards is
+``memory.fact_cards``.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,20 +29,21 @@ from memory import store
 from memory.context import ContextAssembler, ExtractiveSummariser, Summariser
 from memory.db import Database
 from memory.embedder import Embedder
-from memory.facts import FactExtractor, decide
-from memory.health import CheckFn, CheckResult, Status
+from memory.fact_cards import FactCards
+from memory.facts import FactExtractor, FactJudge
 from memory.index import VectorIndex
 from memory.search import HybridSearcher
 from memory.settings import MemorySettings
 from memory.store import Filters, NewMemory, to_epoch
-from memory.text import checked, chunks, content_hash, estimate_tokens
+from memory.text import checked, clean, content_hash, estimate_tokens, words
 from memory.types import AssembledContext, FactResult, Hit, Message, Scope
+from memory.upkeep import Progress, VectorUpkeep
+from memory.when import time_window
 
 T = TypeVar("T")
-Progress = Callable[[int, int], None]
 
 
-class Memory:
+class Memory(VectorUpkeep):
     def __init__(
         self,
         db: Database,
@@ -51,6 +53,8 @@ class Memory:
         *,
         summariser: Summariser | None = None,
         count_tokens: Callable[[str], int] = estimate_tokens,
+        fact_judge: FactJudge | None = None,
+        tz: tzinfo = UTC,
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -58,7 +62,9 @@ class Memory:
         self.index_dir = Path(index_dir)
         self.summariser = summariser or ExtractiveSummariser()
         self.count_tokens = count_tokens
+        self.tz = tz  # the chats' time zone: "yesterday" in a question is the user's yesterday
         self.searcher = HybridSearcher(db, settings)
+        self.facts = FactCards(self, fact_judge)
         self.index: VectorIndex | None = None
         self._guard = threading.RLock()  # index assignment, adds and removes
         self._save_lock = threading.Lock()
@@ -138,133 +144,6 @@ class Memory:
         return await asyncio.get_running_loop().run_in_executor(
             self._worker, lambda: fn(*args, **kwargs)
         )
-
-    @property
-    def ready(self) -> bool:
-        return self.index is not None and self.embedder.ready
-
-    def warm_sync(self, progress: Progress | None = None) -> None:
-        """Load the embedder, open (or rebuild) the index, embed what is pending, catch up."""
-        try:
-            started = time.monotonic()
-            self.embedder.load()
-            index = self._open_index()
-            self._reconcile(index)
-            with self._guard:
-                self._reconcile(index)  # rows committed while we were loading
-                self.index = index
-            self.embed_pending(progress)
-            logger.info(
-                "memory ready: {} vectors in {:.1f} s", index.ntotal, time.monotonic() - started
-            )
-        except BaseException as exc:
-            self.warm_error = exc
-            if self._stopping:  # the daemon stopped (and closed the database) while we loaded
-                logger.debug("memory warm-up ended by the stop: {}", exc)
-            else:
-                logger.opt(exception=exc).error(
-                    "memory warm-up failed; search stays full-text only"
-                )
-            raise
-
-    def _open_index(self) -> VectorIndex:
-        s, e = self.settings, self.embedder
-        index, why = VectorIndex.load(
-            self.index_dir,
-            dim=e.dim,
-            model=e.model_name,
-            exact_max=s.exact_index_max,
-            nprobe=s.ivf_nprobe,
-        )
-        if index is None:
-            logger.info("vector index: rebuilding from SQLite ({})", why)
-            index = VectorIndex(
-                e.dim, e.model_name, exact_max=s.exact_index_max, nprobe=s.ivf_nprobe
-            )
-        return index
-
-    def _reconcile(self, index: VectorIndex) -> None:
-        """Make the index hold exactly the rows SQLite has vectors for (this model)."""
-        db_ids, _ = store.embedded_ids(self.db, index.model)
-        have = index.ids()
-        extra = np.setdiff1d(have, db_ids, assume_unique=True)
-        missing = np.setdiff1d(db_ids, have, assume_unique=True)
-        if len(extra):
-            index.remove(extra)
-        for start in range(0, len(missing), 20_000):
-            ids, chats, vectors = store.vectors_for(
-                self.db, missing[start : start + 20_000].tolist(), index.dim
-            )
-            index.add(ids, vectors, chats)
-        if len(extra) or len(missing):
-            logger.info("vector index: caught up (+{} -{})", len(missing), len(extra))
-
-    def save_index(self) -> None:
-        with self._save_lock:
-            index = self.index
-            if index is not None and (
-                index.dirty or not (self.index_dir / "manifest.json").exists()
-            ):
-                index.save(self.index_dir)
-
-    def _maybe_save(self) -> None:
-        index = self.index
-        if index is not None and index.dirty >= self.settings.index_save_every:
-            self.save_index()
-
-    # -- embedding ----------------------------------------------------------------------------
-    def vectors(self, texts: Sequence[str], hashes: Sequence[str]) -> np.ndarray:
-        """Unit vectors for ``texts``, reusing stored ones with the same hash and model."""
-        e = self.embedder
-        cached = store.cached_embeddings(self.db, hashes, e.model_name)
-        out = np.zeros((len(texts), e.dim), dtype=np.float32)
-        todo: dict[str, list[int]] = {}
-        for i, h in enumerate(hashes):
-            if h in cached:
-                out[i] = np.frombuffer(cached[h], dtype=np.float32)
-            else:
-                todo.setdefault(h, []).append(i)
-        if todo:
-            pieces: list[str] = []
-            owners: list[int] = []
-            for n, rows in enumerate(todo.values()):
-                for piece in chunks(texts[rows[0]], self.settings.embed_chunk_chars):
-                    pieces.append(piece)
-                    owners.append(n)
-            embedded = e.embed(pieces)
-            sums = np.zeros((len(todo), e.dim), dtype=np.float32)
-            np.add.at(sums, np.array(owners), embedded)
-            sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-            for n, rows in enumerate(todo.values()):
-                out[rows] = sums[n]
-        return out
-
-    def embed_pending(self, progress: Progress | None = None) -> int:
-        """Embed rows stored without a vector of the current model; returns how many."""
-        batch = self.settings.embedding_batch_size * 4
-        done, after = 0, 0
-        while True:
-            rows = store.pending_embeddings(self.db, self.embedder.model_name, after, batch)
-            if not rows:
-                return done
-            ids = [r[0] for r in rows]
-            vectors = self.vectors([r[1] for r in rows], [r[2] for r in rows])
-            store.set_embeddings(self.db, ids, vectors, self.embedder.model_name)
-            self._index_add(ids, vectors)
-            done += len(rows)
-            after = ids[-1]
-            if progress:
-                progress(done, 0)
-
-    def _index_add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
-        with self._guard:
-            if self.index is None:
-                return
-            chats = store.chats_of(self.db, ids)
-            self.index.add(
-                np.array(ids, dtype=np.int64), vectors, np.array([chats[i] for i in ids])
-            )
-        self._maybe_save()
 
     # -- writes -------------------------------------------------------------------------------
     def add_sync(self, items: Sequence[NewMemory]) -> list[int]:
@@ -424,16 +303,33 @@ class Memory:
         kinds: Sequence[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        now: datetime | None = None,
     ) -> list[Hit]:
-        from memory.text import clean
-
+        """Hybrid search. Without ``since``/``until``, a time the question names ("last March")
+        is a boost: hits in that window first, then the others (``memory.when``)."""
         query = clean(query)[:10_000]
-        if not query:
+        if not words(query):  # only punctuation or operators: nothing to look for
             return []
-        filters = Filters(scope, kinds, since, until)
         # The query is usually the message just stored: its vector is reused by content hash.
         vector = self.vectors([query], [content_hash(query)])[0] if self.ready else None
-        return self.searcher.search(query, filters, k, query_vector=vector, index=self.index)
+
+        def run(f: Filters) -> list[Hit]:
+            return self.searcher.search(query, f, k, query_vector=vector, index=self.index)
+
+        window = None
+        if since is None and until is None and self.settings.time_in_queries:
+            window = time_window(query, now or datetime.now(UTC), self.tz)
+        if window is None:
+            return run(Filters(scope, kinds, since, until))
+        inside = run(Filters(scope, kinds, window.since, window.until))
+        for h in inside:
+            h.provenance["when"] = window.expression
+        seen = {h.id for h in inside}
+        rest = (
+            [h for h in run(Filters(scope, kinds)) if h.id not in seen] if len(inside) < k else []
+        )
+        return (inside + rest)[:k]
 
     async def search(
         self,
@@ -491,53 +387,21 @@ class Memory:
     def add_fact_sync(
         self, text: str, scope: Scope, *, pinned: bool = False, source: str | None = None
     ) -> FactResult:
+        """Without the judge: an unclear fact is added (the CLI and worker threads)."""
         item = self.new(text, scope, "fact", pinned=pinned, source=source)
-        with self._guard:  # one decision at a time, so two racing adds cannot both insert
-            known = store.list_rows(self.db, Filters(Scope(scope.chat_id), ["fact"]), 5000)
-            known_hashes = store.hashes_of(self.db, [r.id for r in known])
-            vector = None
-            vecs: dict[int, np.ndarray] = {}
-            if self.embedder.ready:
-                vector = self.vectors([item.text], [item.content_hash])[0]
-                ids, _, vs = store.vectors_for(self.db, [r.id for r in known], self.embedder.dim)
-                vecs = dict(zip(ids.tolist(), vs, strict=True))
-            d = decide(
-                item.text,
-                item.content_hash,
-                vector,
-                [(r.id, r.text, known_hashes[r.id], vecs.get(r.id)) for r in known],
-                duplicate_cosine=self.settings.fact_duplicate_cosine,
-                supersede_cosine=self.settings.fact_supersede_cosine,
-            )
-            if d.action == "duplicate":
-                assert d.existing_id is not None
-                store.touch(self.db, d.existing_id, pinned)
-                return FactResult("duplicate", d.existing_id)
-            if vector is not None:
-                item.embedding, item.model = vector, self.embedder.model_name
-            with self.db.transaction():
-                new_id = self.add_sync([item])[0]
-                if d.action == "superseded":
-                    assert d.existing_id is not None
-                    store.supersede(self.db, d.existing_id, new_id)
-                    if pinned is False and any(r.pinned for r in known if r.id == d.existing_id):
-                        store.touch(self.db, new_id, True)  # a pinned fact's successor stays pinned
-                    return FactResult("superseded", new_id, d.existing_id)
-            return FactResult("added", new_id)
+        return self.facts.add_sync([item], scope, pinned=pinned)[0]
 
     async def add_fact(
         self, text: str, scope: Scope, *, pinned: bool = False, source: str | None = None
     ) -> FactResult:
-        return await self._offload(self.add_fact_sync, text, scope, pinned=pinned, source=source)
+        return (await self.facts.add([text], scope, pinned=pinned, source=source))[0]
 
     async def learn(
         self, turns: list[Message], scope: Scope, extractor: FactExtractor
     ) -> list[FactResult]:
         """Extract facts from ``turns`` and add each (dedupe/supersede as usual)."""
-        return [
-            await self.add_fact(f, scope, source="extracted")
-            for f in await extractor.extract(turns)
-        ]
+        facts = await extractor.extract(turns)
+        return await self.facts.add(facts, scope, source="extracted", skip_bad=True)
 
     # -- context ------------------------------------------------------------------------------
     async def assemble_context(
@@ -551,33 +415,6 @@ class Memory:
         return await ContextAssembler(self).assemble(
             chat_id, user_id, incoming, budget_tokens, persona
         )
-
-    # -- health -------------------------------------------------------------------------------
-    def health_checks(self) -> dict[str, CheckFn]:
-        def index_check() -> CheckResult:
-            if self.warm_error is not None:
-                return CheckResult(
-                    "memory_index", Status.DEGRADED, f"dense search off: {self.warm_error}"
-                )
-            index = self.index
-            if index is None:
-                return CheckResult(
-                    "memory_index", Status.DEGRADED, "still loading; full-text search only"
-                )
-            db_ids, _ = store.embedded_ids(self.db, index.model)
-            if len(db_ids) != index.ntotal:
-                return CheckResult(
-                    "memory_index",
-                    Status.DEGRADED,
-                    f"index has {index.ntotal} vectors, SQLite {len(db_ids)}; run `familiar memory reindex`",
-                )
-            return CheckResult(
-                "memory_index",
-                Status.HEALTHY,
-                f"{index.ntotal} vectors ({index.kind}, {index.model})",
-            )
-
-        return {"memory_index": index_check}
 
 
 def iter_batches(items: Iterable[T], size: int) -> Iterable[list[T]]:

@@ -1,4 +1,6 @@
-"""Synchronous SQLite access for memory: every query the package runs lives here.
+"""Synchronous SQLite access for memory rows: writes, vectors, search reads, export and stats.
+The row types live in ``memory.rows``, the conversation tables in ``memory.turns`` (both
+re-exported here).
 
 The facade calls these through ``db.run`` (on the database thread) or directly from worker
 threads and the CLI; each function takes the lock through ``db.transaction()``/``db.read()``.
@@ -10,132 +12,45 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from memory.db import Database
-from memory.types import Hit, Message, Scope
+from memory.rows import COLUMNS as _COLUMNS
+from memory.rows import Filters, NewMemory, Row, from_epoch, to_epoch
+from memory.rows import blob as _blob
+from memory.turns import (
+    MSG_COLUMNS,
+    add_summary,
+    adjacent_turns,
+    answer_to,
+    conversation_between,
+    find_turn,
+    latest_summary,
+    message_id_of,
+    message_of,
+    messages_between,
+    recent_messages,
+)
+from memory.types import Scope
 
-_COLUMNS = "id, chat_id, user_id, kind, text, ts, ref, pinned, source, superseded_by, meta"
-
-
-def to_epoch(ts: datetime | None) -> float:
-    if ts is None:
-        return time.time()
-    if ts.tzinfo is None:  # naive times are taken as UTC, the store's only zone
-        ts = ts.replace(tzinfo=UTC)
-    return ts.timestamp()
-
-
-def from_epoch(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
-
-
-@dataclass
-class NewMemory:
-    chat_id: int
-    user_id: int | None
-    kind: str
-    text: str
-    content_hash: str
-    ts: float
-    ref: str | None = None
-    pinned: bool = False
-    source: str | None = None
-    meta: dict[str, Any] | None = None
-    embedding: np.ndarray | None = None
-    model: str | None = None
-    # Set for conversation turns: the row also goes into ``messages``.
-    role: str | None = None
-    telegram_message_id: int | None = None
-
-
-@dataclass
-class Row:
-    id: int
-    chat_id: int
-    user_id: int | None
-    kind: str
-    text: str
-    ts: float
-    ref: str | None
-    pinned: bool
-    source: str | None
-    superseded_by: int | None
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, r: Sequence[Any]) -> Row:
-        return cls(
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            r[6],
-            bool(r[7]),
-            r[8],
-            r[9],
-            json.loads(r[10]) if r[10] else {},
-        )
-
-    def hit(self, score: float = 0.0, **provenance: Any) -> Hit:
-        return Hit(
-            self.id,
-            self.text,
-            score,
-            self.kind,
-            self.chat_id,
-            self.user_id,
-            from_epoch(self.ts),
-            self.ref,
-            {"pinned": self.pinned, **provenance},
-        )
-
-
-@dataclass
-class Filters:
-    """The scope and constraints every read applies; ``sql()`` is spliced into WHERE."""
-
-    scope: Scope | None
-    kinds: Sequence[str] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    include_superseded: bool = False
-
-    def sql(self, alias: str = "m", *, by_id: bool = False) -> tuple[str, list[Any]]:
-        """``by_id``: the query already picks rows by primary key; a unary ``+`` keeps SQLite from
-        choosing the (chat, kind, ts) index instead and scanning the whole chat."""
-        clauses: list[str] = ["1"]
-        params: list[object] = []
-        if by_id:
-            alias = f"+{alias}"
-        if self.scope is not None:
-            clauses.append(f"{alias}.chat_id = ?")
-            params.append(self.scope.chat_id)
-            if self.scope.user_id is not None:
-                clauses.append(f"({alias}.user_id IS NULL OR {alias}.user_id = ?)")
-                params.append(self.scope.user_id)
-        if self.kinds:
-            clauses.append(f"{alias}.kind IN ({','.join('?' * len(self.kinds))})")
-            params.extend(self.kinds)
-        if self.since is not None:
-            clauses.append(f"{alias}.ts >= ?")
-            params.append(to_epoch(self.since))
-        if self.until is not None:
-            clauses.append(f"{alias}.ts <= ?")
-            params.append(to_epoch(self.until))
-        if not self.include_superseded:
-            clauses.append(f"{alias}.superseded_by IS NULL")
-        return " AND ".join(clauses), params
-
-
-def _blob(vector: np.ndarray | None) -> bytes | None:
-    return None if vector is None else np.asarray(vector, dtype=np.float32).tobytes()
+__all__ = [  # the row types and the conversation tables stay importable from here
+    "Filters",
+    "NewMemory",
+    "Row",
+    "add_summary",
+    "adjacent_turns",
+    "answer_to",
+    "find_turn",
+    "conversation_between",
+    "from_epoch",
+    "latest_summary",
+    "message_id_of",
+    "messages_between",
+    "recent_messages",
+    "to_epoch",
+]
 
 
 # -- writes -----------------------------------------------------------------------------------
@@ -185,33 +100,6 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
     return ids
 
 
-def find_turn(db: Database, chat_id: int, telegram_message_id: int) -> int | None:
-    """The stored user turn of a Telegram message (a replayed update finds it here)."""
-    with db.read() as conn:
-        r = conn.execute(
-            "SELECT id FROM messages WHERE chat_id = ? AND telegram_message_id = ? AND role = 'user'",
-            (chat_id, telegram_message_id),
-        ).fetchone()
-    return int(r[0]) if r else None
-
-
-def answer_to(db: Database, chat_id: int, message_id: int) -> str | None:
-    """The stored assistant answer to the user turn ``message_id`` (meta ``reply_to``), if any."""
-    with db.read() as conn:
-        r = conn.execute(
-            "SELECT text FROM messages WHERE chat_id = ? AND id > ? AND role = 'assistant'"
-            " AND json_extract(meta, '$.reply_to') = ? ORDER BY id LIMIT 1",
-            (chat_id, message_id, message_id),
-        ).fetchone()
-    return str(r[0]) if r else None
-
-
-def message_id_of(db: Database, memory_id: int) -> int | None:
-    with db.read() as conn:
-        r = conn.execute("SELECT id FROM messages WHERE memory_id = ?", (memory_id,)).fetchone()
-    return int(r[0]) if r else None
-
-
 def set_embeddings(db: Database, ids: Sequence[int], vectors: np.ndarray, model: str) -> None:
     with db.transaction() as conn:
         conn.executemany(
@@ -256,15 +144,6 @@ def delete_user(db: Database, user_id: int) -> list[int]:
         conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
         conn.execute("DELETE FROM messages WHERE user_id = ? OR memory_id IS NULL", (user_id,))
         return ids
-
-
-def add_summary(db: Database, chat_id: int, memory_id: int, first: int, last: int) -> None:
-    with db.transaction() as conn:
-        conn.execute(
-            "INSERT INTO summaries (chat_id, memory_id, first_message_id, last_message_id, created_at)"
-            " VALUES (?,?,?,?,?)",
-            (chat_id, memory_id, first, last, time.time()),
-        )
 
 
 # -- reads ------------------------------------------------------------------------------------
@@ -396,92 +275,6 @@ def history(db: Database, memory_id: int) -> list[Row]:
     return out
 
 
-def _message(r: Sequence[Any]) -> Message:
-    return Message(
-        r[0], r[1], r[2], r[3], r[4], from_epoch(r[5]), r[6], json.loads(r[7]) if r[7] else {}, r[8]
-    )
-
-
-_MSG_COLUMNS = "id, chat_id, user_id, role, text, ts, telegram_message_id, meta, memory_id"
-
-
-def recent_messages(db: Database, chat_id: int, limit: int, *, after_id: int = 0) -> list[Message]:
-    """The newest ``limit`` messages of the chat with id above ``after_id``, oldest first."""
-    with db.read() as conn:
-        rows = conn.execute(
-            f"SELECT {_MSG_COLUMNS} FROM messages WHERE chat_id = ? AND id > ? ORDER BY id DESC LIMIT ?",
-            (chat_id, after_id, limit),
-        ).fetchall()
-    return [_message(r) for r in reversed(rows)]
-
-
-def messages_between(db: Database, chat_id: int, first_id: int, last_id: int) -> list[Message]:
-    with db.read() as conn:
-        rows = conn.execute(
-            f"SELECT {_MSG_COLUMNS} FROM messages WHERE chat_id = ? AND id BETWEEN ? AND ? ORDER BY id",
-            (chat_id, first_id, last_id),
-        ).fetchall()
-    return [_message(r) for r in rows]
-
-
-def conversation_between(
-    db: Database, chat_id: int, start: datetime, end: datetime
-) -> list[Message]:
-    """The chat's user and assistant turns with ``start <= ts < end``, oldest first (no system
-    or tool rows: what a summary of that stretch of conversation is written from)."""
-    with db.read() as conn:
-        rows = conn.execute(
-            f"SELECT {_MSG_COLUMNS} FROM messages WHERE chat_id = ? AND ts >= ? AND ts < ?"
-            " AND role IN ('user', 'assistant') ORDER BY id",
-            (chat_id, to_epoch(start), to_epoch(end)),
-        ).fetchall()
-    return [_message(r) for r in rows]
-
-
-def neighbours(db: Database, memory_ids: Sequence[int]) -> dict[int, tuple[list[int], list[int]]]:
-    """For message memories, the memory ids of the turns one and two places away in the same
-    chat: ``{id: ([at distance 1], [at distance 2])}``."""
-    out: dict[int, tuple[list[int], list[int]]] = {}
-    if not memory_ids:
-        return out
-    part = [int(i) for i in memory_ids[:900]]
-    with db.read() as conn:
-        turns = conn.execute(
-            f"SELECT memory_id, id, chat_id FROM messages WHERE memory_id IN ({','.join('?' * len(part))})",
-            part,
-        ).fetchall()
-        for mid, message_id, chat_id in turns:
-            before = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT memory_id FROM messages WHERE chat_id = ? AND id < ? ORDER BY id DESC LIMIT 2",
-                    (chat_id, message_id),
-                )
-            ]
-            after = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT memory_id FROM messages WHERE chat_id = ? AND id > ? ORDER BY id LIMIT 2",
-                    (chat_id, message_id),
-                )
-            ]
-            near = [x for x in (before[:1] + after[:1]) if x is not None]
-            far = [x for x in (before[1:2] + after[1:2]) if x is not None]
-            out[int(mid)] = (near, far)
-    return out
-
-
-def latest_summary(db: Database, chat_id: int) -> tuple[str, int, int] | None:
-    """(text, memory id, last message id covered) of the chat's newest summary."""
-    with db.read() as conn:
-        r = conn.execute(
-            "SELECT m.text, s.memory_id, s.last_message_id FROM summaries s JOIN memories m ON m.id = s.memory_id"
-            " WHERE s.chat_id = ? ORDER BY s.last_message_id DESC, s.id DESC LIMIT 1",
-            (chat_id,),
-        ).fetchone()
-    return (r[0], r[1], r[2]) if r else None
-
-
 def export_rows(db: Database, *, chat_id: int | None, user_id: int | None) -> dict[str, list[dict]]:
     clauses, params = ["1"], []
     if chat_id is not None:
@@ -522,9 +315,9 @@ def export_rows(db: Database, *, chat_id: int | None, user_id: int | None) -> di
                 "meta": m.meta or None,
             }
             for m in map(
-                _message,
+                message_of,
                 conn.execute(
-                    f"SELECT {_MSG_COLUMNS} FROM messages WHERE {where} ORDER BY id", params
+                    f"SELECT {MSG_COLUMNS} FROM messages WHERE {where} ORDER BY id", params
                 ),
             )
         ]

@@ -30,6 +30,9 @@ class Hit:
     ref: str | None
     # Where the hit came from: "fts", "dense" or both, and for messages the message row id.
     provenance: dict[str, Any] = field(default_factory=dict)
+    # For a conversation turn, the turns just before and after it (context, not ranked hits).
+    before: list[Hit] = field(default_factory=list)
+    after: list[Hit] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +44,14 @@ class Hit:
             "user_id": self.user_id,
             "ts": self.ts.isoformat(),
             "ref": self.ref,
+            **(
+                {
+                    "before": [h.as_dict() for h in self.before],
+                    "after": [h.as_dict() for h in self.after],
+                }
+                if self.before or self.after
+                else {}
+            ),
         }
 
 

@@ -207,6 +207,10 @@ async def test_remember_recall_and_forget_stay_in_their_chat(rig: Rig) -> None:
     assert rig.last().text == f"Forgotten #{memory_id}."
     await rig.say("/recall bike")
     assert rig.last().text == "I don't remember anything about that."
+    rig.provider.script("Enjoy the ride.")
+    await rig.say("I ride my tandem to the lake")  # a turn, answered: stored with its reply
+    await rig.say("/recall tandem lake")
+    assert rig.last().text.splitlines()[1:] == ["  ↓ Enjoy the ride."]
 
 
 async def test_forgetme_needs_the_owners_confirmation(rig: Rig) -> None:

@@ -36,6 +36,8 @@ def _open(settings: Settings) -> Database:
 async def _ask(
     settings: Settings, db: Database, text: str, mode: str, user_id: int, stream: bool
 ) -> Answer:
+    from zoneinfo import ZoneInfo
+
     from memory.embedder import make_embedder
     from memory.service import Memory
 
@@ -44,6 +46,7 @@ async def _ask(
         make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
         settings.memory,
         settings.data_dir / "index",
+        tz=ZoneInfo(settings.jobs.timezone),
     )
     await memory.start()
     llm = LLM(build_provider(settings.llm), UsageStore(db, settings.llm))

@@ -30,6 +30,8 @@ app = typer.Typer(
 @contextmanager
 def _memory(*, load_model: bool = True) -> Iterator[Any]:
     """Settings -> database -> Memory, closed (and the index saved) on the way out."""
+    from zoneinfo import ZoneInfo
+
     from bot.config import load_settings
     from bot.daemon.run import open_database
     from memory.embedder import make_embedder
@@ -43,6 +45,7 @@ def _memory(*, load_model: bool = True) -> Iterator[Any]:
         make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
         settings.memory,
         data_dir / INDEX_DIR,
+        tz=ZoneInfo(settings.jobs.timezone),
     )
     try:
         if load_model:
@@ -125,7 +128,14 @@ def add_file(
 @_friendly
 def import_(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help=RECORD_HELP),
-    batch: int = typer.Option(256, "--batch", min=1, help="Rows embedded and committed together."),
+    batch: int = typer.Option(256, "--batch", min=1, help="Rows committed together."),
+    pool: int = typer.Option(
+        2048,
+        "--pool",
+        min=1,
+        help="Most rows embedded in one call (the encoder pads each batch to its longest text; "
+        "a larger pool wastes less).",
+    ),
     strict: bool = typer.Option(
         False, "--strict", help="Check every line first; import nothing if any line is bad."
     ),
@@ -151,7 +161,7 @@ def import_(
     report = ImportReport()
     total, records = read_records(file, report)
     with _memory() as memory, _bar(total, "importing") as bar:
-        import_records(memory, records, report, batch_size=batch, progress=bar.update)
+        import_records(memory, records, report, batch_size=batch, pool=pool, progress=bar.update)
     present = f", already present {report.present}" if report.present else ""
     typer.echo(f"imported {report.imported}{present}, skipped {report.skipped}")
     _report_skipped(report)
@@ -169,7 +179,14 @@ def _report_skipped(report: Any) -> None:
 
 
 def _hits_json(hits: list[Any]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in h.as_dict().items() if k != "user_id"} for h in hits]
+    def trim(d: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in d.items() if k != "user_id"}
+        for side in ("before", "after"):  # a turn's neighbours, shown with it
+            if side in out:
+                out[side] = [trim(x) for x in out[side]]
+        return out
+
+    return [trim(h.as_dict()) for h in hits]
 
 
 def _query_line(line: bytes, chat: int, k: int) -> tuple[str, int, int]:

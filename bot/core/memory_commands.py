@@ -39,6 +39,14 @@ def hit_line(hit: Hit) -> str:
 ForgetUser = Callable[[int], Awaitable[int]]
 
 
+def recall_lines(hit: Hit) -> str:
+    """A hit, with the turns around a conversation turn indented under it (context, not hits)."""
+    lines = [f"  ↑ {snippet(t.text, 100)}" for t in hit.before]
+    lines.append(hit_line(hit))
+    lines += [f"  ↓ {snippet(t.text, 100)}" for t in hit.after]
+    return "\n".join(lines)
+
+
 class MemoryCommands:
     def __init__(
         self,
@@ -98,7 +106,7 @@ class MemoryCommands:
         hits = await self.memory.search(args, scope_of(msg), k=8)
         if not hits:
             return Reply("I don't remember anything about that.", markdown=False)
-        return Reply("\n".join(hit_line(h) for h in hits), markdown=False)
+        return Reply("\n".join(recall_lines(h) for h in hits), markdown=False)
 
     async def memories(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/memories: the latest facts, notes and summaries of this chat."""

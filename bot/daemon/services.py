@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from loguru import logger
 
 from agents.chat import ChatAgent, LLMFactExtractor
+from agents.fact_judge import LLMFactJudge
 from agents.llm import LLM
 from agents.providers import health_checks as llm_health_checks
 from agents.review import ReviewEngine
@@ -165,7 +166,15 @@ def build_services(
     usage = UsageStore(db, settings.llm)
     llm = LLM(provider, usage, on_admin_alert=notify_admins)
     summariser = LLMSummariser(llm)
-    memory = Memory(db, embedder, settings.memory, data_dir / INDEX_DIR, summariser=summariser)
+    memory = Memory(
+        db,
+        embedder,
+        settings.memory,
+        data_dir / INDEX_DIR,
+        summariser=summariser,
+        fact_judge=LLMFactJudge(llm),
+        tz=ZoneInfo(settings.jobs.timezone),
+    )
     lifecycle.add(FunctionService("memory", memory.start, memory.stop))
     for name, check in memory.health_checks().items():
         health.register(name, check)

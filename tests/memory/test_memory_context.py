@@ -162,3 +162,14 @@ def test_a_message_larger_than_the_budget_is_clipped_not_sent_to_fail(make_memor
     assert any("middle of the message" in d for d in ctx.dropped)
     assert len(ctx.messages) == 1  # the stored copy of the message is not repeated as history
     assert run(memory.recent_messages(1, 1))[0].text == huge  # memory keeps it whole
+
+
+def test_a_recalled_turn_brings_the_reply_it_got_into_the_context(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    run(memory.add_message(1, 7, "user", "Which plumber fixed the boiler?"))
+    run(memory.add_message(1, None, "assistant", "It was Kowalski, on the 3rd."))
+    for i in range(30):  # push those turns out of the recent window
+        run(memory.add_message(1, 7, "user", f"filler turn number {i} " + "padding " * 30))
+    ctx = run(memory.assemble_context(1, 7, "who fixed the boiler", 900))
+    assert "- " in ctx.recalled and "Which plumber fixed the boiler?" in ctx.recalled
+    assert "(just after) It was Kowalski, on the 3rd." in ctx.recalled

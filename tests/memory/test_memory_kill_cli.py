@@ -44,7 +44,17 @@ def test_sigkill_during_import_leaves_every_committed_row_searchable(
         "FAMILIAR_MEMORY__EMBEDDING_BATCH_SIZE": "32",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli.memory", "import", str(source), "--batch", "64"],
+        [
+            sys.executable,
+            "-m",
+            "bot.cli.memory",
+            "import",
+            str(source),
+            "--batch",
+            "64",
+            "--pool",
+            "64",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -111,6 +121,15 @@ def test_cli_add_import_search_stats_export(data_dir, tmp_path, monkeypatch) -> 
         "ts",
         "ref",
     }
+    turns = tmp_path / "turns.jsonl"
+    turns.write_text(
+        '{"text": "where is the canoe?", "chat_id": 7, "kind": "message", "user": 3}\n'
+        '{"text": "in the boathouse", "chat_id": 7, "kind": "message", "role": "assistant"}\n'
+    )
+    assert cli.invoke(app, ["import", str(turns)]).exit_code == 0
+    [turn] = json.loads(cli.invoke(app, ["search", "canoe", "--chat", "7", "--json"]).stdout)
+    assert [t["text"] for t in turn["after"]] == ["in the boathouse"] and turn["before"] == []
+    assert "user_id" not in turn["after"][0]
     queries = tmp_path / "q.jsonl"
     queries.write_text(
         '{"query": "apple pie", "chat_id": 5, "k": 1}\n{"query": "((("}\n{"query": "pie", "chat_id": 6}\n'
@@ -121,11 +140,11 @@ def test_cli_add_import_search_stats_export(data_dir, tmp_path, monkeypatch) -> 
         len(out) == 3 and out[0][0]["kind"] == "fact" and out[1] == [] and out[2][0]["chat_id"] == 6
     )
     stats = cli.invoke(app, ["stats", "--json"])
-    assert json.loads(stats.stdout)["memories"] == 3
+    assert json.loads(stats.stdout)["memories"] == 5
     exported = cli.invoke(app, ["export", "--chat", "6"])
     assert [m["text"] for m in json.loads(exported.stdout)["memories"]] == ["other chat pie"]
     reindexed = cli.invoke(app, ["reindex"])
-    assert reindexed.exit_code == 0 and "3 vectors" in reindexed.output
+    assert reindexed.exit_code == 0 and "5 vectors" in reindexed.output
     empty = cli.invoke(app, ["add", "   "])
     assert empty.exit_code == 2 and "empty" in empty.output
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -69,13 +71,19 @@ def test_fts_query_quotes_every_token() -> None:
 
 
 @pytest.mark.parametrize("query", HOSTILE)
-def test_hostile_queries_search_without_error(make_memory, query: str) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_queries_are_read_as_plain_words(make_memory, query: str) -> None:  # type: ignore[no-untyped-def]
     memory = make_memory()
     memory.add_sync([memory.new("foo and cats near the text column", Scope(1), "note")])
+    memory.add_sync([memory.new("rain is forecast for the weekend", Scope(1), "note")])
     hits = memory.search_sync(query, Scope(1), k=5)
-    assert isinstance(hits, list)
+    plain = " ".join(re.findall(r"\w+", query))
+    if not plain:  # nothing but operators and punctuation: nothing is recalled
+        assert hits == []
+        return
+    # The user gets what the same words typed without any syntax get.
+    assert [h.id for h in hits] == [h.id for h in memory.search_sync(plain, Scope(1), k=5)]
     if "foo" in query:
-        assert hits and hits[0].text.startswith("foo")
+        assert hits[0].text.startswith("foo")
 
 
 @settings(max_examples=150, deadline=None)

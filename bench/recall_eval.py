@@ -1,0 +1,101 @@
+"""Shared by the recall benchmarks: recall@k of evidence refs for the project's search and for
+the plain retrievers and fusions it is compared with.
+
+For each question the candidates of full-text and dense search are taken once (the searcher's
+own ``candidates``: the same scope filter, the same FTS query and index), and each comparison
+ranks from them: plain BM25, plain dense, reciprocal-rank fusion, and score fusion at several
+dense weights. "ours" is ``Memory.search_sync`` with the settings given, end to end; "ours+ctx"
+also counts the turns attached to its hits (``Hit.before``/``after``: what the model is shown
+with them), so it is reported apart and never as the headline figure.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from memory import store
+from memory.search import Candidates, fuse
+from memory.service import Memory
+from memory.store import Filters
+from memory.text import content_hash
+from memory.types import Scope
+
+KS = (5, 10)
+DENSE_WEIGHTS = (0.2, 0.3, 0.5, 0.7)
+
+
+@dataclass
+class Question:
+    scope: Scope
+    text: str
+    evidence: frozenset[str]
+    group: str = "all"
+
+
+def variants() -> list[str]:
+    return ["bm25", "dense", "rrf", *(f"score{w}" for w in DENSE_WEIGHTS), "ours", "ours+ctx"]
+
+
+def _rank(c: Candidates, name: str) -> list[int]:
+    if name == "bm25":
+        scores = c.fts
+    elif name == "dense":
+        scores = c.dense
+    elif name == "rrf":
+        scores = fuse(c, 0.0, "rrf")
+    else:
+        scores = fuse(c, float(name.removeprefix("score")), "score")
+    return sorted(scores, key=lambda i: -scores[i])
+
+
+def evaluate(
+    memory: Memory, questions: Iterable[Question]
+) -> dict[str, dict[str, dict[int, float]]]:
+    """``{group: {variant: {k: mean recall@k}}}``; group "all" holds every question."""
+    sums: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    s = memory.settings
+    for q in questions:
+        filters = Filters(q.scope)
+        vector = memory.vectors([q.text], [content_hash(q.text)])[0]
+        n = max(s.search_candidates, max(KS) * 3)
+        c = memory.searcher.candidates(q.text, filters, vector, memory.index, n)
+        refs = {
+            i: r.ref for i, r in store.rows_by_id(memory.db, [*c.fts, *c.dense], filters).items()
+        }
+        ranked: dict[str, list[str | None]] = {}
+        for name in variants()[:-2]:
+            ranked[name] = [refs.get(i) for i in _rank(c, name)]
+        hits = memory.search_sync(q.text, q.scope, k=max(KS))
+        ranked["ours"] = [h.ref for h in hits]
+        for k in KS:
+            for name, got in ranked.items():
+                share = len(q.evidence & set(got[:k])) / len(q.evidence)
+                for group in {"all", q.group}:
+                    sums[group][name][k].append(share)
+            seen = {r for h in hits[:k] for r in (h.ref, *(t.ref for t in (*h.before, *h.after)))}
+            share = len(q.evidence & seen) / len(q.evidence)
+            for group in {"all", q.group}:
+                sums[group]["ours+ctx"][k].append(share)
+    return {
+        g: {v: {k: sum(xs) / len(xs) for k, xs in ks.items()} for v, ks in vs.items()}
+        for g, vs in sums.items()
+    }
+
+
+def count(questions: Sequence[Question], group: str) -> int:
+    return sum(1 for q in questions if group in ("all", q.group))
+
+
+def table(title: str, results: dict[str, dict[int, float]], n: int) -> str:
+    lines = [
+        f"{title} ({n} questions)",
+        f"  {'ranking':<12}" + "".join(f"{'R@' + str(k):>8}" for k in KS),
+    ]
+    for name in variants():
+        if name in results:
+            lines.append(f"  {name:<12}" + "".join(f"{results[name][k]:>8.3f}" for k in KS))
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""Time in questions: "what did I say about the boiler last March?", "two weeks ago" become a
+time window, read in the chat's time zone by ``dateparser`` (a maintained parser; no regexes of
+our own for dates).
+
+``dateparser.search.search_dates`` finds the expression and its date; ``DateDataParser`` says
+how precise it is (a day, a week, a month, a year), which sets the window's width. Two guards
+keep ordinary words from becoming dates: the expression must hold a time word or a year/date
+written in digits ("we" parses as Wednesday, "at 10:00" as today), and a time of day alone is
+not a window. The window is used as a boost, not a filter (``Memory.search_sync``): hits inside
+it rank first, the rest follow, so a wrong parse costs order, never recall.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+
+from dateparser.date import DateDataParser
+from dateparser.search import search_dates
+
+_CUES = frozenset(
+    """january february march april may june july august september october november december
+    jan feb mar apr jun jul aug sep sept oct nov dec monday tuesday wednesday thursday friday
+    saturday sunday yesterday today tonight ago last week weeks month months year years weekend
+    fortnight day days""".split()
+)
+_DIGIT_DATE = re.compile(r"\b(19|20)\d\d\b|\d{1,4}[-/.]\d{1,2}([-/.]\d{1,4})?")
+_SETTINGS = {"PREFER_DATES_FROM": "past", "RETURN_AS_TIMEZONE_AWARE": False}
+
+
+@dataclass(frozen=True)
+class Window:
+    since: datetime
+    until: datetime
+    expression: str  # the words it was read from
+
+
+def _is_temporal(expression: str) -> bool:
+    words = set(re.findall(r"[a-z]+", expression.lower()))
+    return bool(words & _CUES) or bool(_DIGIT_DATE.search(expression))
+
+
+def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
+    """The time the question asks about, as an aware [since, until) window; None if it names
+    none. ``now`` is any aware time; relative expressions count from it, in ``tz``."""
+    if not _is_temporal(query):  # most questions name no time: skip the parser (~30 ms)
+        return None
+    local_now = now.astimezone(tz).replace(tzinfo=None)
+    settings = {**_SETTINGS, "RELATIVE_BASE": local_now}
+    try:
+        found = search_dates(query, languages=["en"], settings=settings) or []
+    except Exception:  # the parser on odd input: no window rather than no answer
+        return None
+    parser = DateDataParser(languages=["en"], settings=settings)
+    for expression, when in found:
+        if not _is_temporal(expression):
+            continue
+        period = parser.get_date_data(expression).period or "day"  # day, week, month, year
+        start, end = _span(when, period)
+        return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), expression)
+    return None
+
+
+def _span(when: datetime, period: str) -> tuple[datetime, datetime]:
+    day = when.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "year":
+        start = day.replace(month=1, day=1)
+        return start, start.replace(year=start.year + 1)
+    if period == "month":
+        start = day.replace(day=1)
+        return start, (start + timedelta(days=32)).replace(day=1)
+    if period == "week":  # "two weeks ago", "last week": the week around that day
+        return day - timedelta(days=3), day + timedelta(days=4)
+    return day, day + timedelta(days=1)

@@ -1,0 +1,78 @@
+"""Time in questions (issue 18, item 3): natural expressions become a window in the chat's time
+zone, and search ranks the memories from then first without dropping the others."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from memory.types import Scope
+from memory.when import time_window
+
+from .conftest import run
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("question", "since", "until"),
+    [
+        ("What did I say about the boiler last March?", (2026, 3, 1), (2026, 4, 1)),
+        ("what did I note two weeks ago", (2026, 11, 14), (2026, 11, 21)),
+        ("what did I eat yesterday", (2026, 11, 30), (2026, 12, 1)),
+        ("anything from 2023 about the bees", (2023, 1, 1), (2024, 1, 1)),
+        ("the plumber I called on 3 June 2025", (2025, 6, 3), (2025, 6, 4)),
+    ],
+)
+def test_natural_expressions_become_windows(question: str, since: tuple, until: tuple) -> None:
+    w = time_window(question, NOW, BERLIN)
+    assert w is not None
+    assert (w.since, w.until) == (datetime(*since, tzinfo=BERLIN), datetime(*until, tzinfo=BERLIN))
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "I have 2 cats",
+        "what do we do now",
+        "my appointment at 10:00",
+        "When did Anna go to the gym?",
+    ],
+)
+def test_ordinary_words_are_not_dates(question: str) -> None:
+    assert time_window(question, NOW, BERLIN) is None
+
+
+def test_yesterday_is_the_users_yesterday() -> None:
+    late = datetime(2026, 12, 1, 23, 30, tzinfo=UTC)  # already 2 December in Tokyo
+    tokyo = ZoneInfo("Asia/Tokyo")
+    w = time_window("what did I say yesterday", late, tokyo)
+    assert w is not None and w.since == datetime(2026, 12, 1, tzinfo=tokyo)
+    new_york = ZoneInfo("America/New_York")  # still 1 December there
+    w = time_window("what did I say yesterday", late, new_york)
+    assert w is not None and w.since == datetime(2026, 11, 30, tzinfo=new_york)
+
+
+def test_a_named_time_ranks_memories_from_then_first(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    memory.tz = BERLIN
+    march = datetime(2026, 3, 10, 9, tzinfo=UTC)
+    september = datetime(2026, 9, 5, 9, tzinfo=UTC)
+    run(memory.add_memory("the boiler was serviced, the engineer came late", Scope(1), ts=march))
+    for day in range(1, 6):
+        run(
+            memory.add_memory(
+                f"the boiler is making noises about the boiler again, day {day}",
+                Scope(1),
+                ts=september.replace(day=day),
+            )
+        )
+    q = "What did I say about the boiler last March?"
+    hits = memory.search_sync(q, Scope(1), k=3, now=NOW)
+    assert hits[0].ts == march and hits[0].provenance["when"] == "March"
+    assert len(hits) == 3  # the window boosts; the rest still follow
+    plain = memory.search_sync("what did I say about the boiler", Scope(1), k=3, now=NOW)
+    assert march not in [h.ts for h in plain]  # without the time, the March note ranks lower
