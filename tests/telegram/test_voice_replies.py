@@ -19,9 +19,9 @@ from bot.core.voice_replies import VoiceReplies
 from tests.telegram.conftest import SENTENCE, Emulator
 from tests.telegram.helpers import ALLOWED, message, voice_message
 from tests.telegram.test_voice import VoiceRig
-from tests.voice.conftest import ESPEAK, word_recall
+from tests.voice.conftest import word_recall
 
-pytestmark = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed")
+pytestmark = pytest.mark.requires_tool("espeak-ng", "it speaks the replies and the test voice notes")
 
 
 class BrokenSpeaker(Speaker):

@@ -11,13 +11,13 @@ from typer.testing import CliRunner
 
 from agents.voice import Transcriber
 from agents.voice.tts import EspeakSpeaker, PiperSpeaker, SpeechError, speakable
-from tests.voice.conftest import ESPEAK, word_recall
+from tests.voice.conftest import word_recall
 
 # pocketsphinx hears espeak-ng's robotic voice poorly on many sentences; these everyday ones it
 # can hear, so a loss of speech in synthesis or encoding (rate, channels, Opus) shows as a drop.
 SENTENCES = ["please call my mother tomorrow morning", "i will be home late tonight"]
 
-needs_espeak = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed")
+needs_espeak = pytest.mark.requires_tool("espeak-ng", "it is the default text-to-speech engine")
 
 
 @needs_espeak
