@@ -29,7 +29,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from loguru import logger
 
@@ -66,6 +66,7 @@ from memory.context import with_recalled
 from memory.db import Database
 
 Progress = Callable[[str], Awaitable[None]]
+T = TypeVar("T")
 __all__ = [
     "JSON_INSTRUCTIONS",
     "REFINE",
@@ -417,56 +418,42 @@ class ReviewEngine:
     ) -> Review:
         purpose = "critique" if reviewer is SELF else f"review:{reviewer.name}"
         request = self._review_request(reviewer, task, draft, base)
-        usage, calls = Usage(), 0
-        text = ""
-        try:
-            first = await self.llm.complete(request, ctx.for_(purpose))
-            usage, calls, text = usage + first.usage, calls + 1, first.text
-            try:
-                review = parse_review(reviewer.name, text)
-            except ValueError as exc:
-                logger.info(
-                    "reviewer {} gave malformed output ({}); asking once to repair",
-                    reviewer.name,
-                    exc,
-                )
-                repair = request.with_(
-                    messages=[
-                        *request.messages,
-                        {"role": "assistant", "content": text or "(empty)"},
-                        {"role": "user", "content": REPAIR.format(error=exc) + JSON_INSTRUCTIONS},
-                    ]
-                )
-                second = await self.llm.complete(repair, ctx.for_(purpose + ":repair"))
-                usage, calls = usage + second.usage, calls + 1
-                try:
-                    review = parse_review(reviewer.name, second.text)
-                except ValueError as exc2:
-                    logger.warning(
-                        "reviewer {} output still malformed ({}); counting as revise",
-                        reviewer.name,
-                        exc2,
-                    )
-                    review = Review(
-                        reviewer.name,
-                        0.0,
-                        False,
-                        [Issue("major", "the review could not be read")],
-                        raw=second.text or text,
-                        malformed=True,
-                    )
-        except (DeadlineExceeded, BudgetExceeded, ProviderAuthError):
-            raise  # the whole answer stops: no point asking the other reviewers
-        except LLMError as exc:  # one reviewer down, overloaded, or refusing: counts as revise
+
+        def unreadable(exc: ValueError, raw: str) -> Review:
+            logger.warning(
+                "reviewer {} output still malformed ({}); counting as revise", reviewer.name, exc
+            )
+            return Review(
+                reviewer.name,
+                0.0,
+                False,
+                [Issue("major", "the review could not be read")],
+                raw=raw,
+                malformed=True,
+            )
+
+        def failed(exc: LLMError, raw: str | None) -> Review:
             logger.warning("reviewer {} failed: {}", reviewer.name, exc)
-            review = Review(
+            return Review(
                 reviewer.name,
                 0.0,
                 False,
                 [Issue("major", f"the reviewer failed: {exc}")],
-                raw=text or None,
+                raw=raw,
                 malformed=True,
             )
+
+        review, usage, calls = await complete_with_repair(
+            self.llm,
+            request,
+            ctx,
+            purpose,
+            who=f"reviewer {reviewer.name}",
+            parse=lambda text: parse_review(reviewer.name, text),
+            instructions=JSON_INSTRUCTIONS,
+            unreadable=unreadable,
+            failed=failed,
+        )
         review.usage, review.calls = usage, calls
         return review
 
@@ -542,3 +529,49 @@ class ReviewEngine:
         return await self.panel(
             stored["task"], ctx, max_rounds=1, progress=progress, resume=(stored["final"], reviews)
         )
+
+
+async def complete_with_repair(
+    llm: LLM,
+    request: LLMRequest,
+    ctx: CallContext,
+    purpose: str,
+    *,
+    who: str,
+    parse: Callable[[str], T],
+    instructions: str,
+    unreadable: Callable[[ValueError, str], T],
+    failed: Callable[[LLMError, str | None], T],
+) -> tuple[T, Usage, int]:
+    """Ask ``request`` and ``parse`` the reply; an unparseable reply is shown back to the model
+    with ``REPAIR`` + ``instructions`` once (a reviewer's or a judge's verdict).
+
+    Returns the parsed value, or ``unreadable(error, raw)`` when the repair is unreadable too, or
+    ``failed(error, raw)`` when a call fails, with the usage and the number of calls made. A
+    deadline, budget or authentication error is raised: the other reviewers would fail alike.
+    """
+    usage, calls, text = Usage(), 0, ""
+    try:
+        first = await llm.complete(request, ctx.for_(purpose))
+        usage, calls, text = usage + first.usage, calls + 1, first.text
+        try:
+            return parse(text), usage, calls
+        except ValueError as exc:
+            logger.info("{} gave unreadable output ({}); asking once to repair", who, exc)
+            repair = request.with_(
+                messages=[
+                    *request.messages,
+                    {"role": "assistant", "content": text or "(empty)"},
+                    {"role": "user", "content": REPAIR.format(error=exc) + instructions},
+                ]
+            )
+        second = await llm.complete(repair, ctx.for_(purpose + ":repair"))
+        usage, calls = usage + second.usage, calls + 1
+        try:
+            return parse(second.text), usage, calls
+        except ValueError as exc2:
+            return unreadable(exc2, second.text or text), usage, calls
+    except (DeadlineExceeded, BudgetExceeded, ProviderAuthError):
+        raise
+    except LLMError as exc:  # one model down, overloaded or refusing
+        return failed(exc, text or None), usage, calls

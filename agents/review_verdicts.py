@@ -19,13 +19,12 @@ from typing import Any
 
 from loguru import logger
 
-from agents.errors import BudgetExceeded, DeadlineExceeded, LLMError, ProviderAuthError
+from agents.errors import LLMError
 from agents.providers.base import LLMRequest, Usage
-from agents.review import ReviewEngine, ReviewResult, Round
+from agents.review import ReviewEngine, ReviewResult, Round, complete_with_repair
 from agents.review_format import (
     JUDGE_INSTRUCTIONS,
     JUDGE_SCHEMA,
-    REPAIR,
     Judgement,
     combined_critique,
     parse_judgement,
@@ -192,36 +191,25 @@ async def _judge_one(
 ) -> Judgement:
     request = _judge_request(engine, reviewer, criteria, pair)
     purpose = f"judge:{reviewer.name}"
-    usage, calls, text = Usage(), 0, ""
-    try:
-        first = await engine.llm.complete(request, ctx.for_(purpose))
-        usage, calls, text = usage + first.usage, calls + 1, first.text
-        try:
-            verdict = parse_judgement(reviewer.name, text)
-        except ValueError as exc:
-            logger.info(
-                "judge {} gave an unreadable verdict ({}); asking once to repair",
-                reviewer.name,
-                exc,
-            )
-            repair = request.with_(
-                messages=[
-                    *request.messages,
-                    {"role": "assistant", "content": text or "(empty)"},
-                    {"role": "user", "content": REPAIR.format(error=exc) + JUDGE_INSTRUCTIONS},
-                ]
-            )
-            second = await engine.llm.complete(repair, ctx.for_(purpose + ":repair"))
-            usage, calls = usage + second.usage, calls + 1
-            try:
-                verdict = parse_judgement(reviewer.name, second.text)
-            except ValueError as exc2:
-                logger.warning("judge {} verdict still unreadable ({})", reviewer.name, exc2)
-                verdict = Judgement(reviewer.name, None, f"unreadable: {exc2}", second.text or text)
-    except (DeadlineExceeded, BudgetExceeded, ProviderAuthError):
-        raise  # the whole judging stops: the other judges would fail alike
-    except LLMError as exc:  # one judge down or refusing: its verdict is unreadable
+
+    def unreadable(exc: ValueError, raw: str) -> Judgement:
+        logger.warning("judge {} verdict still unreadable ({})", reviewer.name, exc)
+        return Judgement(reviewer.name, None, f"unreadable: {exc}", raw)
+
+    def failed(exc: LLMError, raw: str | None) -> Judgement:
         logger.warning("judge {} failed: {}", reviewer.name, exc)
-        verdict = Judgement(reviewer.name, None, f"the judge failed: {exc}", text or None)
+        return Judgement(reviewer.name, None, f"the judge failed: {exc}", raw)
+
+    verdict, usage, calls = await complete_with_repair(
+        engine.llm,
+        request,
+        ctx,
+        purpose,
+        who=f"judge {reviewer.name}",
+        parse=lambda text: parse_judgement(reviewer.name, text),
+        instructions=JUDGE_INSTRUCTIONS,
+        unreadable=unreadable,
+        failed=failed,
+    )
     verdict.usage, verdict.calls = usage, calls
     return verdict

@@ -209,6 +209,32 @@ def index_agrees(data_dir: Path) -> str | None:
     return None
 
 
+def came_up(run: DaemonRun, trial: Trial) -> bool:
+    """Wait for the daemon to reach Telegram; a trial whose daemon never does fails unrecovered."""
+    if wait_until(lambda: connected(run), 90):
+        return True
+    trial.recovered = False
+    trial.fail("the daemon never connected")
+    return False
+
+
+def kill_if_running(run: DaemonRun) -> None:
+    if run.proc is not None and run.proc.poll() is None:
+        run.stop(signal.SIGKILL)
+
+
+def check_store(trial: Trial, data_dir: Path, index: bool = False) -> None:
+    """``integrity_check`` of the database and, with ``index``, the saved FAISS index against it."""
+    status = integrity(data_dir / "familiar.db")
+    if status != "ok":
+        trial.corrupt = True
+        trial.fail(f"integrity_check: {status}")
+    why = index_agrees(data_dir) if index else None
+    if why:
+        trial.corrupt = True
+        trial.fail(why)
+
+
 def bot_texts(emulator: Emulator, token: str, chat_id: int) -> list[str]:
     return [m["message"].get("text") or "" for m in emulator.bot_messages(token, chat_id)]
 
@@ -233,9 +259,7 @@ def conversation(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None
     env = daemon_env(data, token, ctx.emulator.base_url, ctx.stub)
     run = DaemonRun(data, env).start()
     try:
-        if not wait_until(lambda: connected(run), 90):
-            trial.recovered = False
-            trial.fail("the daemon never connected")
+        if not came_up(run, trial):
             return
         plan: list[tuple[float, int, str, str]] = []  # (at, user, kind, tag)
         at = 0.0
@@ -292,7 +316,6 @@ def conversation(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None
             trial.fail("stored rows still have no vector (not searchable)")
         run.stop(signal.SIGTERM)
 
-        db = data / "familiar.db"
         for _, user, kind, tag in plan:
             got = answered(user, tag, kind)
             if got == 0:
@@ -323,17 +346,9 @@ def conversation(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None
             elif stored > 1:
                 trial.twice += 1
                 trial.fail(f"{kind} {tag} stored {stored} times")
-        status = integrity(db)
-        if status != "ok":
-            trial.corrupt = True
-            trial.fail(f"integrity_check: {status}")
-        why = index_agrees(data)
-        if why:
-            trial.corrupt = True
-            trial.fail(why)
+        check_store(trial, data, index=True)
     finally:
-        if run.proc is not None and run.proc.poll() is None:
-            run.stop(signal.SIGKILL)
+        kill_if_running(run)
 
 
 # -- scenario 2: SIGKILL during bulk import --------------------------------------------------
@@ -444,14 +459,7 @@ def import_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
         if not any(h.get("ref") == f"{prefix}{i}" for h in hits):
             trial.rows_lost += 1
             trial.fail(f"{prefix}{i} is stored but not found")
-    status = integrity(db)
-    if status != "ok":
-        trial.corrupt = True
-        trial.fail(f"integrity_check: {status}")
-    why = index_agrees(data)
-    if why:
-        trial.corrupt = True
-        trial.fail(why)
+    check_store(trial, data, index=True)
 
 
 # -- scenario 3: SIGKILL during backup -------------------------------------------------------
@@ -599,9 +607,7 @@ def telegram_down(ctx: Context, trial: Trial, rng: random.Random, n: int) -> Non
     env = daemon_env(data, token, f"http://127.0.0.1:{proxy.port}/bot", ctx.stub)
     run = DaemonRun(data, env).start()
     try:
-        if not wait_until(lambda: connected(run), 90):
-            trial.recovered = False
-            trial.fail("the daemon never connected")
+        if not came_up(run, trial):
             return
         tags = [f"d{n}m{i}q{rng.randrange(10**6)}" for i in range(rng.randint(3, 6))]
         outage = rng.uniform(2.0, ctx_outage_s)
@@ -640,14 +646,10 @@ def telegram_down(ctx: Context, trial: Trial, rng: random.Random, n: int) -> Non
             trial.out_of_order += 1
             trial.fail(f"answers out of order: {order}")
         run.stop(signal.SIGTERM)
-        status = integrity(data / "familiar.db")
-        if status != "ok":
-            trial.corrupt = True
-            trial.fail(f"integrity_check: {status}")
+        check_store(trial, data)
     finally:
         proxy.cut()
-        if run.proc is not None and run.proc.poll() is None:
-            run.stop(signal.SIGKILL)
+        kill_if_running(run)
 
 
 ctx_outage_s = 60.0  # set from --outage
@@ -681,9 +683,7 @@ def provider(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     )
     run = DaemonRun(data, env).start()
     try:
-        if not wait_until(lambda: connected(run), 90):
-            trial.recovered = False
-            trial.fail("the daemon never connected")
+        if not came_up(run, trial):
             return
         bound = (
             45.0  # the answer's deadline (30 s) and some slack: every message hears back by then
@@ -723,8 +723,7 @@ def provider(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
             trial.lost += pending
             trial.fail(f"{pending} updates left pending")
     finally:
-        if run.proc is not None and run.proc.poll() is None:
-            run.stop(signal.SIGKILL)
+        kill_if_running(run)
 
 
 # -- scenario 5: SIGKILL around a reminder's due time ----------------------------------------
@@ -734,9 +733,7 @@ def reminder(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     env = daemon_env(data, token, ctx.emulator.base_url, ctx.stub)
     run = DaemonRun(data, env).start()
     try:
-        if not wait_until(lambda: connected(run), 90):
-            trial.recovered = False
-            trial.fail("the daemon never connected")
+        if not came_up(run, trial):
             return
         due = {
             f"r{n}m{i}q{rng.randrange(10**6)}": rng.randint(4, 10) for i in range(rng.randint(1, 4))
@@ -780,13 +777,9 @@ def reminder(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
         if active:
             trial.fail(f"{active} delivered one-shot reminders still active")
             trial.twice += active
-        status = integrity(data / "familiar.db")
-        if status != "ok":
-            trial.corrupt = True
-            trial.fail(f"integrity_check: {status}")
+        check_store(trial, data)
     finally:
-        if run.proc is not None and run.proc.poll() is None:
-            run.stop(signal.SIGKILL)
+        kill_if_running(run)
 
 
 # -- scenario 4: SIGKILL during training ------------------------------------------------------
@@ -937,9 +930,7 @@ def storage_fault(ctx: Context, trial: Trial, rng: random.Random, n: int, fault:
     run.start()
     filler = mnt / "filler"
     try:
-        if not wait_until(lambda: connected(run), 90):
-            trial.recovered = False
-            trial.fail("the daemon never connected")
+        if not came_up(run, trial):
             return
         ctx.emulator.say(token, BOB, f"hello before {fault}")
         wait_until(lambda: any(ANSWER_MARK in t for t in bot_texts(ctx.emulator, token, BOB)), 60)
@@ -1000,13 +991,9 @@ def storage_fault(ctx: Context, trial: Trial, rng: random.Random, n: int, fault:
             trial.fail(f"{fault}: no answer once the fault ended")
         del faulted
         run.stop(signal.SIGTERM)
-        status = integrity(data / "familiar.db")
-        if status != "ok":
-            trial.corrupt = True
-            trial.fail(f"integrity_check: {status}")
+        check_store(trial, data)
     finally:
-        if run.proc is not None and run.proc.poll() is None:
-            run.stop(signal.SIGKILL)
+        kill_if_running(run)
         if fault == "readonly":
             umount(data)
         umount(mnt)

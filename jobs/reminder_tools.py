@@ -24,22 +24,33 @@ def _explain(exc: ReminderError) -> ToolError:
     return ToolError(exc.explain().replace("\n  fix: ", "; "))
 
 
-class CreateReminder(Tool):
-    spec = ToolSpec(
-        "create_reminder",
-        "Remind the user once in this chat. `when`: 'in 20m', 'tomorrow 9:00', 'friday 8:00', "
-        "'2026-12-01 08:30' or ISO-8601, in the chat's time zone.",
+class _ReminderTool(Tool):
+    def __init__(self, reminders: Reminders) -> None:
+        self.reminders = reminders
+
+
+def _create_spec(name: str, description: str, schedule: str) -> ToolSpec:
+    """The spec of a tool that sets a reminder from a ``schedule`` string and a ``text``."""
+    return ToolSpec(
+        name,
+        description,
         {
             "type": "object",
-            "properties": {"when": {"type": "string", "minLength": 1}, "text": _TEXT},
-            "required": ["when", "text"],
+            "properties": {schedule: {"type": "string", "minLength": 1}, "text": _TEXT},
+            "required": [schedule, "text"],
             "additionalProperties": False,
         },
         activity="⏰ setting a reminder…",
     )
 
-    def __init__(self, reminders: Reminders) -> None:
-        self.reminders = reminders
+
+class CreateReminder(_ReminderTool):
+    spec = _create_spec(
+        "create_reminder",
+        "Remind the user once in this chat. `when`: 'in 20m', 'tomorrow 9:00', 'friday 8:00', "
+        "'2026-12-01 08:30' or ISO-8601, in the chat's time zone.",
+        "when",
+    )
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         try:
@@ -49,22 +60,13 @@ class CreateReminder(Tool):
         return ToolResult(f"Reminder #{r.id} set for {r.describe()}", data=r.id)
 
 
-class CreateRecurringReminder(Tool):
-    spec = ToolSpec(
+class CreateRecurringReminder(_ReminderTool):
+    spec = _create_spec(
         "create_recurring_reminder",
         "Remind the user on a schedule in this chat. `cron`: five-field crontab (minute hour "
         "day month weekday) or @daily, in the chat's time zone, e.g. '0 9 * * 1-5'.",
-        {
-            "type": "object",
-            "properties": {"cron": {"type": "string", "minLength": 1}, "text": _TEXT},
-            "required": ["cron", "text"],
-            "additionalProperties": False,
-        },
-        activity="⏰ setting a reminder…",
+        "cron",
     )
-
-    def __init__(self, reminders: Reminders) -> None:
-        self.reminders = reminders
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         try:
@@ -75,7 +77,7 @@ class CreateRecurringReminder(Tool):
         return ToolResult(f"Reminder #{r.id} set: {r.describe()}", data=r.id)
 
 
-class ListReminders(Tool):
+class ListReminders(_ReminderTool):
     spec = ToolSpec(
         "list_reminders",
         "Active reminders of this chat, with ids.",
@@ -84,9 +86,6 @@ class ListReminders(Tool):
         activity="⏰ looking at reminders…",
     )
 
-    def __init__(self, reminders: Reminders) -> None:
-        self.reminders = reminders
-
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         active = await self.reminders.active(ctx.chat_id)
         if not active:
@@ -94,7 +93,7 @@ class ListReminders(Tool):
         return ToolResult("\n".join(f"#{r.id} {r.describe()}" for r in active), data=active)
 
 
-class CancelReminder(Tool):
+class CancelReminder(_ReminderTool):
     spec = ToolSpec(
         "cancel_reminder",
         "Cancel a reminder by id (from list_reminders); the user confirms first.",
@@ -107,9 +106,6 @@ class CancelReminder(Tool):
         policy="confirm",
         activity="🗑 cancelling the reminder…",
     )
-
-    def __init__(self, reminders: Reminders) -> None:
-        self.reminders = reminders
 
     def describe(self, args: dict[str, Any]) -> str:
         return f"Cancel reminder #{args.get('id')}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from memory.atomic import atomic_write_bytes
 from memory.db import Database
 
 # MPO (a camera's JPEG with extra frames) is a JPEG file to the APIs: its first frame is shown.
@@ -111,7 +111,7 @@ class ImageStore:
         target = self.path(sha, image.media_type)
         if not target.exists():
             self.root.mkdir(parents=True, exist_ok=True)
-            _atomic_write(target, image.data)
+            atomic_write_bytes(target, image.data)
         return sha
 
     def release(self, shas: list[str]) -> None:
@@ -155,22 +155,3 @@ def referenced(db: Database) -> set[str]:
             continue
         out.update(str(p) for p in photos)
     return out
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    # As agents.training.atomic.atomic_write_bytes (memory may not import agents).
-    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{threading.get_ident()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

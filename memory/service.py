@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, tzinfo
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 from loguru import logger
@@ -41,6 +41,20 @@ from memory.upkeep import Progress, VectorUpkeep
 from memory.when import time_window
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _message_id_only(
+    store_turn: Callable[P, Awaitable[tuple[int, bool]]],
+) -> Callable[P, Awaitable[int]]:
+    """``store_turn`` returning only the message id: ``Memory.add_message`` takes the same
+    arguments, so they are written once."""
+
+    async def add_message(*args: P.args, **kwargs: P.kwargs) -> int:
+        return (await store_turn(*args, **kwargs))[0]
+
+    add_message.__doc__ = "Store one turn (either side); returns the message id."
+    return add_message
 
 
 class Memory(VectorUpkeep):
@@ -167,32 +181,6 @@ class Memory(VectorUpkeep):
             scope.chat_id, scope.user_id, kind, clean, content_hash(clean), to_epoch(ts), **kw
         )
 
-    async def add_message(
-        self,
-        chat_id: int,
-        user_id: int | None,
-        role: str,
-        text: str,
-        *,
-        ts: datetime | None = None,
-        telegram_message_id: int | None = None,
-        ref: str | None = None,
-        meta: dict | None = None,
-    ) -> int:
-        """Store one turn (either side); returns the message id."""
-        return (
-            await self.store_turn(
-                chat_id,
-                user_id,
-                role,
-                text,
-                ts=ts,
-                telegram_message_id=telegram_message_id,
-                ref=ref,
-                meta=meta,
-            )
-        )[0]
-
     async def store_turn(
         self,
         chat_id: int,
@@ -235,6 +223,8 @@ class Memory(VectorUpkeep):
         message_id = await self.db.run(store.message_id_of, self.db, memory_id)
         assert message_id is not None
         return message_id, True
+
+    add_message = _message_id_only(store_turn)
 
     async def answer_to(self, chat_id: int, message_id: int) -> str | None:
         """The stored answer to user turn ``message_id``, if it was stored."""
