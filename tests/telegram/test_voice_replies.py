@@ -21,7 +21,9 @@ from tests.telegram.helpers import ALLOWED, message, voice_message
 from tests.telegram.test_voice import VoiceRig
 from tests.voice.conftest import word_recall
 
-pytestmark = pytest.mark.requires_tool("espeak-ng", "it speaks the replies and the test voice notes")
+pytestmark = pytest.mark.requires_tool(
+    "espeak-ng", "it speaks the replies and the test voice notes"
+)
 
 
 class BrokenSpeaker(Speaker):
