@@ -262,7 +262,8 @@ class Scheduler:
             except Exception as exc:  # a failing job is recorded; the scheduler goes on
                 logger.opt(exception=exc).warning("job {} failed", name)
                 outcome, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-            await self._record(self._finish_run, run_id, outcome, error, output)
+            # A job that finished is recorded as finished, even when the scheduler is stopping.
+            await asyncio.shield(self._record(self._finish_run, run_id, outcome, error, output))
         finally:
             self._running.discard(name)
         await self._maybe_alert(name, outcome, error)
