@@ -105,7 +105,17 @@ def test_reminders_fire_on_time_and_survive_a_restart(tmp_path: Path) -> None:
             assert await r.delete(1, doomed.id) is False  # another chat's reminder
             assert await r.delete(2, doomed.id) is True
             deadline = time.monotonic() + 5
-            while not inbox.got and time.monotonic() < deadline:  # noqa: ASYNC110 -- polls the test inbox
+
+            def delivered() -> bool:  # sent, and its delivery recorded (not a crash in between)
+                with db.read() as conn:
+                    return (
+                        conn.execute(
+                            "SELECT count(*) FROM reminders WHERE delivered_at IS NOT NULL"
+                        ).fetchone()[0]
+                        == 1
+                    )
+
+            while not (inbox.got and delivered()) and time.monotonic() < deadline:  # noqa: ASYNC110 -- polls the test inbox
                 await asyncio.sleep(0.02)
             await backend.stop()
 
