@@ -259,7 +259,10 @@ async def _finish_loop() -> None:
     pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     for task in pending:
         task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    if pending:  # a task that ignores its cancellation must not hold the exit forever
+        _, stuck = await asyncio.wait(pending, timeout=5)
+        if stuck:
+            logger.warning("{} task(s) did not end when cancelled; leaving them", len(stuck))
     loop = asyncio.get_running_loop()
     await asyncio.wait([asyncio.create_task(loop.shutdown_default_executor())], timeout=2)
 
