@@ -240,10 +240,14 @@ def _leave_now_if_threads_linger(code: int) -> None:
     """Exit at once when a worker thread cannot be interrupted (the embedding model still loading,
     a blocked read): the interpreter would otherwise wait for it and overrun the stop bound.
     Everything that matters is closed by now: the database, the lock, the logs."""
+    # The model's loader is a daemon thread, but it may hold the import lock (torch loading):
+    # finalizers that import at interpreter exit then wait for it, so it counts as lingering.
     lingering = [
         t.name
         for t in threading.enumerate()
-        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+        if t is not threading.main_thread()
+        and t.is_alive()
+        and (not t.daemon or t.name == "memory-warm")
     ]
     if lingering:
         logger.info(
