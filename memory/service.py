@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, tzinfo
 from functools import partial
@@ -405,14 +405,3 @@ class Memory(VectorUpkeep):
         return await ContextAssembler(self).assemble(
             chat_id, user_id, incoming, budget_tokens, persona
         )
-
-
-def iter_batches(items: Iterable[T], size: int) -> Iterable[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

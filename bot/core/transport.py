@@ -35,10 +35,6 @@ class Transport(ABC):
         (``bot.core.export_files``)."""
         raise NotImplementedError
 
-    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
-        """The older name of ``send_document`` (its argument order), kept while callers move."""
-        await self.send_document(chat_id, data, filename, caption)
-
     async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:
         """Send a voice note (OGG/Opus bytes); raises NotImplementedError where there is no audio."""
         raise NotImplementedError

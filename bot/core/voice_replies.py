@@ -42,8 +42,10 @@ class AnswerCapture(Transport):
     async def typing(self, chat_id: int) -> None:
         await self.inner.typing(chat_id)
 
-    async def send_file(self, chat_id: int, filename: str, data: bytes, caption: str = "") -> None:
-        await self.inner.send_file(chat_id, filename, data, caption)
+    async def send_document(
+        self, chat_id: int, data: bytes, filename: str, caption: str = ""
+    ) -> None:
+        await self.inner.send_document(chat_id, data, filename, caption)
 
     async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:
         await self.inner.send_voice(chat_id, data, caption)

@@ -127,10 +127,3 @@ async def test_console_writes_the_document_into_its_folder_and_shows_the_path(
     path = tmp_path / "exports" / "escape.json"
     assert path.read_bytes() == b'{"a": 1}' and path.stat().st_mode & 0o777 == 0o600
     assert f"Your memory. Saved to {path}" in out.getvalue()
-
-
-async def test_the_older_send_file_name_still_sends_a_document(
-    api: FakeBotAPI, transport: TelegramTransport
-) -> None:
-    await transport.send_file(42, "old.txt", b"hello", caption="kept")
-    assert [(u.filename, u.data, u.caption) for u in api.uploads] == [("old.txt", b"hello", "kept")]

@@ -6,6 +6,7 @@ espeak-ng speaking the answer; the recording transport keeps what was sent.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
@@ -85,3 +86,14 @@ def test_voice_without_arguments_says_the_state(
     rig = make_rig(tmp_path, emulator, sphinx, EspeakSpeaker(), "9103:replies")
     rig.run(message(ALLOWED, "/voice", update_id=1))
     assert rig.rig.transport.texts == ["Spoken answers are off here. Usage: /voice on|off"]
+
+
+def test_the_answer_capture_passes_files_through() -> None:
+    """A file sent while an answer is captured (an /export during a voice chat) reaches the
+    channel; the base Transport would refuse it."""
+    from bot.core.transport import RecordingTransport
+    from bot.core.voice_replies import AnswerCapture
+
+    inner = RecordingTransport()
+    asyncio.run(AnswerCapture(inner).send_document(5, b"{}", "memory.json", "yours"))
+    assert inner.files == [(5, "memory.json", b"{}")] and inner.captions == ["yours"]
