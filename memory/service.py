@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, tzinfo
 from functools import partial
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from loguru import logger
@@ -41,20 +41,6 @@ from memory.upkeep import Progress, VectorUpkeep
 from memory.when import time_window
 
 T = TypeVar("T")
-P = ParamSpec("P")
-
-
-def _message_id_only(
-    store_turn: Callable[P, Awaitable[tuple[int, bool]]],
-) -> Callable[P, Awaitable[int]]:
-    """``store_turn`` returning only the message id: ``Memory.add_message`` takes the same
-    arguments, so they are written once."""
-
-    async def add_message(*args: P.args, **kwargs: P.kwargs) -> int:
-        return (await store_turn(*args, **kwargs))[0]
-
-    add_message.__doc__ = "Store one turn (either side); returns the message id."
-    return add_message
 
 
 class Memory(VectorUpkeep):
@@ -224,7 +210,11 @@ class Memory(VectorUpkeep):
         assert message_id is not None
         return message_id, True
 
-    add_message = _message_id_only(store_turn)
+    async def add_message(
+        self, chat_id: int, user_id: int | None, role: str, text: str, **kwargs: Any
+    ) -> int:
+        """Store one turn (either side); returns the message id (``store_turn``'s keywords)."""
+        return (await self.store_turn(chat_id, user_id, role, text, **kwargs))[0]
 
     async def answer_to(self, chat_id: int, message_id: int) -> str | None:
         """The stored answer to user turn ``message_id``, if it was stored."""
