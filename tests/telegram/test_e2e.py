@@ -223,6 +223,10 @@ def test_sigkill_while_an_answer_streams_then_restart_finishes_that_answer(
         run, token = daemon(env_extra=_llm_env(stub), allowed_users=str(ANN))
         emulator.say(token, ANN, question)
         assert emulator.wait_bot_messages(token, ANN, 1, timeout=30), "nothing was streamed"
+        # The streamed message is recorded as the answer's draft just after Telegram has it; a
+        # kill between the two is the one window where a replay cannot know the message exists.
+        drafts = "SELECT count(*) FROM answer_drafts"
+        assert run.wait_for(drafts, lambda r: r == [(1,)], 30) == [(1,)]
         # The daemon records the message it streams into right after sending it.
         run.wait_for("SELECT state FROM answer_drafts", lambda r: r == [("streaming",)], 5)
         run.stop(signal.SIGKILL)
@@ -286,6 +290,10 @@ def test_a_message_whose_every_start_dies_is_given_up_and_told_once(emulator, da
         run, token = daemon(env_extra=env, **settings)
         emulator.say(token, ANN, question)
         assert emulator.wait_bot_messages(token, ANN, 1, timeout=30), "nothing was streamed"
+        # The streamed message is recorded as the answer's draft just after Telegram has it; a
+        # kill between the two is the one window where a replay cannot know the message exists.
+        drafts = "SELECT count(*) FROM answer_drafts"
+        assert run.wait_for(drafts, lambda r: r == [(1,)], 30) == [(1,)]
         attempts = "SELECT attempts FROM inbox"
         for start in (1, 2, 3):  # each start replays the message and dies while answering it
             if start > 1:

@@ -116,6 +116,12 @@ def test_a_restart_mid_answer_does_not_set_the_reminder_twice(emulator, daemon) 
         emulator.say(token, ANN, "remind me in 2 hours to call the landlord")
         rows = run.wait_for("SELECT count(*) FROM reminders", lambda r: r == [(1,)], timeout=20)
         assert rows == [(1,)]
+        # The reminder is stored before the loop asks for its next step; kill only once the
+        # stub has handed out the slow "Set." too, or the restart would be given it instead.
+        deadline = time.monotonic() + 20
+        while stub.replies and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not stub.replies, "the daemon never asked for the step after the tool call"
         run.stop(signal.SIGKILL)
         stub.script(
             StubReply.tool("create_reminder", when="in 2h", text="call the landlord"),
