@@ -138,3 +138,34 @@ def m006_agent_runs_and_tool_calls(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX agent_tool_calls_run ON agent_tool_calls (run_id, id)")
+
+
+@migrations()
+def m007_todo_ids_never_reused(db: sqlite_utils.Database) -> None:
+    # ``/todo rm`` deletes rows: without AUTOINCREMENT the next item would take a deleted item's
+    # id, and a ✅ button (or a "/todo done 5" typed from an old list) meant for the deleted one
+    # would complete the new one. The table is rebuilt with the same columns and indexes.
+    db.execute(
+        """CREATE TABLE todos_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chat_id INTEGER NOT NULL,
+            user_id INTEGER,
+            text TEXT NOT NULL,
+            priority INTEGER NOT NULL DEFAULT 1,    -- 0 high, 1 normal, 2 low
+            due_at REAL,                            -- unix time; NULL: no due date
+            due_all_day INTEGER NOT NULL DEFAULT 0, -- due by the end of that day, no time given
+            timezone TEXT NOT NULL,                 -- the chat's zone when it was added
+            created_at REAL NOT NULL,
+            done_at REAL,
+            source_key TEXT                         -- the message that added it, for replays
+        )"""
+    )
+    columns = "id, chat_id, user_id, text, priority, due_at, due_all_day, timezone, created_at"
+    columns += ", done_at, source_key"
+    db.execute(f"INSERT INTO todos_new ({columns}) SELECT {columns} FROM todos")
+    db.execute("DROP TABLE todos")
+    db.execute("ALTER TABLE todos_new RENAME TO todos")
+    db.execute("CREATE INDEX todos_open ON todos (chat_id, done_at, priority, due_at)")
+    db.execute(
+        "CREATE UNIQUE INDEX todos_source ON todos (source_key) WHERE source_key IS NOT NULL"
+    )

@@ -213,6 +213,24 @@ class TodoStore:
 
         return await self.db.run(write)
 
+    async def delete(self, chat_id: int, todo_id: int) -> Todo:
+        """Remove one item of this chat, open or done: the item as it was."""
+        if not 1 <= todo_id <= MAX_ID:
+            raise TodoError(f"there is no to-do #{todo_id} in this chat")
+
+        def write() -> Todo:
+            with self.db.transaction() as conn:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM todos WHERE id = ? AND chat_id = ?",
+                    (todo_id, chat_id),
+                ).fetchone()
+                conn.execute("DELETE FROM todos WHERE id = ? AND chat_id = ?", (todo_id, chat_id))
+            if row is None:
+                raise TodoError(f"there is no to-do #{todo_id} in this chat")
+            return _row(row)
+
+        return await self.db.run(write)
+
 
 def render_list(todos: list[Todo], now: float | None = None) -> str:
     """The list as lines, by priority; an empty list says so."""

@@ -1,8 +1,9 @@
 """``/todo``: the chat's to-do list (the same list the ``*_todo`` tools keep), with signed ✅ buttons.
 
 ``/todo`` lists open items by priority, overdue ones marked; ``/todo [!high|!low] TEXT
-[due:WHEN]`` adds one. A ✅ press marks that item done, only in the chat the button was sent to,
-and redraws the list in place.
+[due:WHEN]`` adds one; ``/todo done ID`` completes one and ``/todo rm ID`` (or ``delete``,
+``remove``) deletes one, without asking, as ``/forget ID`` does for a memory. A ✅ press marks that
+item done, only in the chat the button was sent to, and redraws the list in place.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from loguru import logger
 
 from agents.tools.todos import PRIORITIES, TodoError, TodoStore, render_list
 from bot.core.assistant import Assistant
-from bot.core.commands import Command
+from bot.core.commands import Command, parse_id
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, SentMessage
 
 MAX_BUTTONS = 20
-USAGE = "/todo [!high|!low] [TEXT] [due:WHEN]"
+USAGE = "/todo [!high|!low] [TEXT] [due:WHEN] | /todo done ID | /todo rm ID"
+# A first word that names an action, not a to-do: "/todo done 3" completes #3, it adds nothing.
+DONE_WORDS = frozenset({"done", "complete"})
+DELETE_WORDS = frozenset({"rm", "delete", "del", "remove"})
 
 
 def parse_todo_args(args: str) -> tuple[str, str, str | None]:
@@ -44,7 +48,8 @@ class TodoCommands:
         assistant.commands.add(
             Command(
                 "todo",
-                "Your to-do list, by priority; /todo TEXT adds one (!high, !low, due:WHEN)",
+                "Your to-do list, by priority; /todo TEXT adds one (!high, !low, due:WHEN),"
+                " done ID completes one, rm ID deletes one",
                 self.todo,
                 USAGE,
             )
@@ -52,9 +57,12 @@ class TodoCommands:
         assistant.buttons["td"] = self.on_done
 
     async def todo(self, msg: Incoming, args: str, transport: Transport) -> Reply:
-        """/todo lists; /todo TEXT adds."""
+        """/todo lists; /todo TEXT adds; /todo done ID completes; /todo rm ID deletes."""
         if not args.strip():
             return await self.list(msg.chat_id)
+        word, _, rest = args.strip().partition(" ")
+        if word.lower() in DONE_WORDS | DELETE_WORDS:
+            return await self.by_id(msg.chat_id, word.lower(), rest)
         text, priority, due = parse_todo_args(args)
         try:
             todo = await self.store.add(
@@ -63,6 +71,25 @@ class TodoCommands:
         except TodoError as exc:
             return Reply(f"{exc}\nUsage: {USAGE}", markdown=False)
         return Reply(f"📝 Added {todo.line(time.time())}", markdown=False)
+
+    async def by_id(self, chat_id: int, word: str, rest: str) -> Reply:
+        todo_id = parse_id(rest)
+        if todo_id is None:
+            return Reply(
+                f"Usage: /todo {word} ID (the # number /todo shows). To add a to-do that starts"
+                f' with "{word}", write /todo !normal {word} …',
+                markdown=False,
+            )
+        try:
+            if word in DONE_WORDS:
+                todo, changed = await self.store.complete(chat_id, todo_id)
+                if not changed:
+                    return Reply(f"#{todo.id} was already done: {todo.text}", markdown=False)
+                return Reply(f"✅ Done: #{todo.id} {todo.text}", markdown=False)
+            todo = await self.store.delete(chat_id, todo_id)
+        except TodoError as exc:
+            return Reply(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", markdown=False)
+        return Reply(f"🗑 Deleted #{todo.id} {todo.text}", markdown=False)
 
     async def list(self, chat_id: int) -> Reply:
         todos = await self.store.open(chat_id)

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from agents.schema import migrations as agents_migrations
 from agents.tools.base import ToolContext, ToolError
 from agents.tools.todos import TodoStore, TodoTools, parse_due
 from bot.core.assistant import Assistant
@@ -18,7 +19,7 @@ from bot.core.todo_commands import TodoCommands, parse_todo_args
 from bot.core.transport import RecordingTransport
 from bot.core.types import ButtonPress, Incoming, Sender
 from bot.daemon.run import all_migrations
-from memory.db import Database
+from memory.db import Database, Migrations
 from memory.health import HealthRegistry
 
 pytestmark = pytest.mark.anyio
@@ -146,7 +147,9 @@ async def test_todo_command_adds_lists_by_priority_and_completes_with_signed_but
     db: Database,
 ) -> None:
     rig = Rig(db)
-    assert "/todo [!high|!low] [TEXT] [due:WHEN] - Your to-do list" in await rig.say("/help")
+    assert "/todo [!high|!low] [TEXT] [due:WHEN] | /todo done ID | /todo rm ID - Your to-do" in (
+        await rig.say("/help")
+    )
     assert (await rig.say("/todo")).startswith("No open to-dos.")
     assert await rig.say("/todo buy milk") == "📝 Added ⚪ #1 buy milk"
     assert "(due 2020-03-01, ⚠️ overdue)" in await rig.say(
@@ -178,3 +181,58 @@ async def test_todo_command_adds_lists_by_priority_and_completes_with_signed_but
     assert "call the bank" not in redrawn.text and len(redrawn.buttons) == 2
     assert await rig.press(bank) == "That one was already done."
     assert "call the bank" not in await rig.say("/todo")
+
+
+async def test_todo_done_and_rm_by_id_change_that_item_and_add_nothing(db: Database) -> None:
+    rig = Rig(db)
+    await rig.say("/todo buy milk")
+    await rig.say("/todo call the bank")
+    await rig.say("/todo fix bike", chat=99)  # #3, another chat's
+
+    assert await rig.say("/todo done 1") == "✅ Done: #1 buy milk"
+    assert await rig.say("/todo done #1") == "#1 was already done: buy milk"
+    assert await rig.say("/todo done 3") == "There is no to-do #3 in this chat."
+    assert await rig.say("/todo rm 2") == "🗑 Deleted #2 call the bank"
+    assert await rig.say("/todo delete 2") == "There is no to-do #2 in this chat."
+    assert await rig.say("/todo rm 3") == "There is no to-do #3 in this chat."
+    # a subcommand without a usable id explains itself and adds nothing
+    for bad in ("/todo done", "/todo done the dishes", "/todo rm ²", "/todo delete -1"):
+        assert (await rig.say(bad)).startswith("Usage: /todo "), bad
+    assert (await rig.say("/todo")).startswith("No open to-dos.")
+    assert await rig.say("/todo !normal done the dishes") == "📝 Added ⚪ #4 done the dishes"
+    assert await rig.say("/todo rm 4") == "🗑 Deleted #4 done the dishes"
+    # a deleted item's id is never handed out again: its old ✅ button must not hit a new item
+    assert await rig.say("/todo water plants") == "📝 Added ⚪ #5 water plants"
+    with db.read() as conn:
+        rows = conn.execute(
+            "SELECT id, text, done_at IS NOT NULL FROM todos ORDER BY id"
+        ).fetchall()
+    assert rows == [(1, "buy milk", 1), (3, "fix bike", 0), (5, "water plants", 0)]
+    help_text = await rig.say("/help")
+    assert "/todo done ID" in help_text and "/todo rm ID" in help_text
+
+
+def test_the_migration_to_never_reused_ids_keeps_every_item(tmp_path: Path) -> None:
+    before = [m for m in all_migrations() if m.package != "agents"]
+    step = [name for name, _ in agents_migrations.steps].index("m007_todo_ids_never_reused")
+    old = Database.open(
+        tmp_path / "f.db", [*before, Migrations("agents", agents_migrations.steps[:step])]
+    )
+    with old.transaction() as conn:
+        for id_, text, done in [(1, "a", None), (2, "b", 5.0), (3, "c", None)]:
+            conn.execute(
+                "INSERT INTO todos (id, chat_id, text, timezone, created_at, done_at, source_key)"
+                " VALUES (?, 7, ?, 'UTC', 1.0, ?, ?)",
+                (id_, text, done, f"k{id_}"),
+            )
+        conn.execute("DELETE FROM todos WHERE id = 3")  # the old table would hand out #3 again
+    old.close()
+    db = Database.open(tmp_path / "f.db", all_migrations())
+    try:
+        with db.read() as conn:
+            rows = conn.execute("SELECT id, text, done_at, source_key FROM todos").fetchall()
+            indexes = {r[0] for r in conn.execute("SELECT name FROM pragma_index_list('todos')")}
+        assert rows == [(1, "a", None, "k1"), (2, "b", 5.0, "k2")]
+        assert {"todos_open", "todos_source"} <= indexes
+    finally:
+        db.close()
