@@ -9,7 +9,8 @@ so a catch-up run after downtime and the next scheduled one do not report the sa
 
 It reads other packages' tables read-only, by SQL: memory's ``messages``, the bot's
 ``feedback``/``feedback_answers`` (jobs must not import bot), agents' ``llm_usage`` and ``todos``
-(open to-dos by priority, the overdue ones; an overdue item is news even on a quiet day), our own
+(open to-dos by priority, the overdue ones; an overdue item is news even on a quiet day; each
+admin's copy lists only the to-dos of that admin's own chat with the bot), our own
 ``job_runs``. A table that does not exist (a package not installed, an old database) reads as
 empty, so the digest still goes out with what there is.
 """
@@ -20,9 +21,10 @@ import asyncio
 import math
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from loguru import logger
@@ -35,7 +37,17 @@ from jobs.scheduler import JobSpec, Scheduler
 from jobs.settings import JobsSettings
 from memory.db import Database
 
-NotifyAdmins = Callable[[str], Awaitable[None]]
+
+class DigestAdmins(Protocol):
+    """Who gets the digest: each admin, in their private chat with the bot (its id is theirs)."""
+
+    @property
+    def admins(self) -> Sequence[int]: ...
+
+    async def to(self, chat_id: int, text: str) -> None:
+        """Send one admin their copy; a failure is logged there, not raised."""
+
+
 # Sends a picture to the admins: (PNG bytes, caption).
 PhotoAdmins = Callable[[bytes, str], Awaitable[None]]
 BackupAge = Callable[[], float | None]
@@ -88,7 +100,8 @@ class DigestData:
     usage: list[UsageLine] = field(default_factory=list)
     backup_age_h: float | None = None
     backup_note: str | None = None  # set when the age could not be read
-    todos: list[OpenTodo] | None = None  # open to-dos; None: no todos table
+    # The open to-dos of each recipient's chat (only theirs are read); None: no todos table.
+    todos: dict[int, list[OpenTodo]] | None = None
     hourly: list[int] = field(default_factory=list)  # messages in each hour of the period
 
     def hour_labels(self) -> list[str]:
@@ -97,10 +110,12 @@ class DigestData:
             for i in range(len(self.hourly))
         ]
 
-    @property
-    def empty(self) -> bool:
-        # An overdue to-do is news even on a quiet day.
-        late = overdue(self.todos or [], self.end.timestamp())
+    def todos_of(self, chat_id: int) -> list[OpenTodo] | None:
+        return None if self.todos is None else self.todos.get(chat_id, [])
+
+    def empty_for(self, chat_id: int) -> bool:
+        # An overdue to-do is news even on a quiet day, to the chat it belongs to.
+        late = overdue(self.todos_of(chat_id) or [], self.end.timestamp())
         quiet = not self.messages and not (self.thumbs_up or self.thumbs_down)
         return quiet and not self.failures and not late
 
@@ -123,8 +138,15 @@ def _has(conn: sqlite3.Connection, table: str) -> bool:
     )
 
 
-def collect(db: Database, start: datetime, end: datetime, settings: JobsSettings) -> DigestData:
-    """Every count of the digest, in one read transaction (run it on the database thread)."""
+def collect(
+    db: Database,
+    start: datetime,
+    end: datetime,
+    settings: JobsSettings,
+    todo_chats: Sequence[int] = (),
+) -> DigestData:
+    """Every count of the digest, and the open to-dos of ``todo_chats`` (the recipients' own
+    chats), in one read transaction (run it on the database thread)."""
     d = DigestData(start, end)
     t0, t1 = start.timestamp(), end.timestamp()
     with db.read() as conn:
@@ -175,7 +197,7 @@ def collect(db: Database, start: datetime, end: datetime, settings: JobsSettings
                 )
             ]
         if _has(conn, "todos"):
-            d.todos = collect_todos(conn)
+            d.todos = collect_todos(conn, todo_chats)
     return d
 
 
@@ -211,8 +233,9 @@ def _failures(conn: sqlite3.Connection, t0: float, t1: float) -> list[JobFailure
     return out
 
 
-def render(d: DigestData, settings: JobsSettings) -> str:
-    """The digest message (plain text, deterministic: the same data gives the same text)."""
+def render(d: DigestData, settings: JobsSettings, chat_id: int) -> str:
+    """The digest message for ``chat_id`` (plain text, deterministic: the same data gives the
+    same text); its to-do part is that chat's own."""
     tz = ZoneInfo(settings.timezone)
     a, b = d.start.astimezone(tz), d.end.astimezone(tz)
     span = (
@@ -275,8 +298,9 @@ def render(d: DigestData, settings: JobsSettings) -> str:
     else:
         lines.append("Model usage: none")
 
-    if d.todos is not None:
-        lines += render_todos(d.todos, d.end.timestamp())
+    todos = d.todos_of(chat_id)
+    if todos is not None:
+        lines += render_todos(todos, d.end.timestamp())
 
     if d.backup_note:
         lines.append(f"Backup: {d.backup_note}")
@@ -301,13 +325,13 @@ class DailyDigest:
         self,
         db: Database,
         settings: JobsSettings,
-        notify_admins: NotifyAdmins,
+        admins: DigestAdmins,
         backup_age: BackupAge | None = None,
         photo_admins: PhotoAdmins | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
-        self.notify_admins = notify_admins
+        self.admins = admins
         self.photo_admins = photo_admins  # None: the digest goes out as text only
         self.backup_age = backup_age  # BackupService.newest_age_hours; None: no backup line
 
@@ -318,9 +342,14 @@ class DailyDigest:
         last_end = await self.db.run(self._last_end)
         if last_end is not None and last_end > start.timestamp():
             start = datetime.fromtimestamp(min(last_end, end.timestamp()), UTC)
-        data = await self.db.run(collect, self.db, start, end, self.settings)
+        admins = list(dict.fromkeys(self.admins.admins))
         period = f"{start.astimezone(UTC):%Y-%m-%d %H:%M}–{end.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-        if data.empty:
+        if not admins:
+            logger.info("digest skipped: no admins to send it to")
+            return f"skipped: no admins to send the digest for {period} to"
+        data = await self.db.run(collect, self.db, start, end, self.settings, admins)
+        to = [admin for admin in admins if not data.empty_for(admin)]
+        if not to:
             logger.info("digest skipped: nothing happened {}", period)
             return f"skipped: nothing to report for {period}"
         if self.backup_age is not None:
@@ -331,14 +360,15 @@ class DailyDigest:
             except Exception as exc:  # an unreadable backup folder must not cost the whole digest
                 logger.warning("digest: could not read the backup age: {}", exc)
                 data.backup_note = f"⚠️ age unknown ({clip(str(exc), 100)})"
-        text = render(data, self.settings)
-        await self.notify_admins(text)
+        texts = [render(data, self.settings, admin) for admin in to]
+        for admin, text in zip(to, texts, strict=True):
+            await self.admins.to(admin, text)
         if self.photo_admins is not None and data.messages:
             await self._send_chart(data, period)
         account = (
             f"sent for {period}: {data.messages} message(s) in {len(data.chats)} chat(s), "
             f"👍 {data.thumbs_up} 👎 {data.thumbs_down}, {sum(f.count for f in data.failures)} job failure(s), "
-            f"{len(text)} chars"
+            f"{max(len(text) for text in texts)} chars"
         )
         await self.db.run(self._record, start.timestamp(), end.timestamp(), account)
         return account
@@ -376,7 +406,7 @@ def register_digest_jobs(
     *,
     memory: LessonMemory,
     llm: LLM,
-    notify_admins: NotifyAdmins,
+    notify_admins: DigestAdmins,
     backup_age: BackupAge | None = None,
     photo_admins: PhotoAdmins | None = None,
 ) -> list[str]:

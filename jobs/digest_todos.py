@@ -1,5 +1,8 @@
 """The to-do part of the daily digest: open items by priority and what is overdue.
 
+A to-do belongs to the chat it was added in: each recipient's digest shows only the items of its
+own chat (an admin's private chat with the bot), never another person's or a group's list.
+
 Read by SQL from the agents package's ``todos`` table (agents/tools/todos.py), like the rest of
 the digest: deterministic, no model, and a database without the table reads as no to-dos.
 """
@@ -7,6 +10,7 @@ the digest: deterministic, no model, and a database without the table reads as n
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -33,13 +37,18 @@ class OpenTodo:
         return f"{local:%Y-%m-%d}" if self.all_day else f"{local:%Y-%m-%d %H:%M}"
 
 
-def collect_todos(conn: sqlite3.Connection) -> list[OpenTodo]:
-    """Every open to-do, by priority, then the soonest due (call inside the digest's read)."""
-    rows = conn.execute(
-        "SELECT id, chat_id, text, priority, due_at, due_all_day, timezone FROM todos"
-        " WHERE done_at IS NULL ORDER BY priority, due_at IS NULL, due_at, id"
-    ).fetchall()
-    return [OpenTodo(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+def collect_todos(conn: sqlite3.Connection, chat_ids: Iterable[int]) -> dict[int, list[OpenTodo]]:
+    """The open to-dos of each of ``chat_ids`` (and of no other chat), by priority, then the
+    soonest due (call inside the digest's read)."""
+    out: dict[int, list[OpenTodo]] = {}
+    for chat_id in dict.fromkeys(chat_ids):
+        rows = conn.execute(
+            "SELECT id, chat_id, text, priority, due_at, due_all_day, timezone FROM todos"
+            " WHERE chat_id = ? AND done_at IS NULL ORDER BY priority, due_at IS NULL, due_at, id",
+            (chat_id,),
+        ).fetchall()
+        out[chat_id] = [OpenTodo(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+    return out
 
 
 def overdue(todos: list[OpenTodo], at: float) -> list[OpenTodo]:
@@ -47,7 +56,7 @@ def overdue(todos: list[OpenTodo], at: float) -> list[OpenTodo]:
 
 
 def render_todos(todos: list[OpenTodo], at: float, clip_to: int = 80) -> list[str]:
-    """The digest's lines about to-dos; none when there are none open."""
+    """The digest's lines about one chat's to-dos; none when there are none open."""
     if not todos:
         return ["To-dos: none open"]
     counts = [sum(t.priority == p for t in todos) for p in range(3)]
@@ -63,7 +72,7 @@ def render_todos(todos: list[OpenTodo], at: float, clip_to: int = 80) -> list[st
         text = " ".join(t.text.split())
         text = text if len(text) <= clip_to else text[: clip_to - 1] + "…"
         due = f" (due {t.due_text()})" if t.due_at is not None else ""
-        return f"  {ICONS[t.priority]} chat {t.chat_id} #{t.id} {text}{due}"
+        return f"  {ICONS[t.priority]} #{t.id} {text}{due}"
 
     if late:
         lines.append("Overdue:")

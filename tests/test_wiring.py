@@ -162,3 +162,16 @@ async def test_the_console_user_is_told_an_admin_notice_whole(graph: Graph) -> N
     )
     shown = graph.out.getvalue()
     assert "Familiar is degraded" in shown and "run `familiar memory reindex`" in shown
+
+
+async def test_the_console_admins_digest_lists_its_own_todos_only(graph: Graph) -> None:
+    """The digest goes through the real AdminNotifier, one copy per admin chat."""
+    from agents.tools.todos import TodoStore
+
+    await graph.say("/todo pay the rent due:2020-01-02")
+    await TodoStore(graph.db).add(42, 42, "someone else's secret", due="2020-01-02")
+    record = await graph.services.scheduler.run_now("digest")
+    assert record is not None and record.outcome == "ok", record
+    shown = graph.out.getvalue()
+    assert "📊 Familiar digest" in shown and "#1 pay the rent (due 2020-01-02)" in shown
+    assert "secret" not in shown

@@ -82,13 +82,22 @@ class AdminNotifier:
     async def __call__(self, text: str) -> None:
         logger.warning("admin notice: {}", text.splitlines()[0][:200] if text else "")
         self.sent.append(text)
+        for admin in self.admins:
+            await self._send(admin, text)
+
+    async def to(self, chat_id: int, text: str) -> None:
+        """One admin's own copy (the digest: its to-dos are that admin's chat's alone)."""
+        logger.info("admin notice to {}: {}", chat_id, text.splitlines()[0][:200] if text else "")
+        self.sent.append(text)
+        await self._send(chat_id, text)
+
+    async def _send(self, admin: int, text: str) -> None:
         if self.send is None:
             return
-        for admin in self.admins:
-            try:
-                await self.send(admin, text)
-            except Exception:  # one unreachable admin must not stop the others
-                logger.opt(exception=True).warning("could not notify admin {}", admin)
+        try:
+            await self.send(admin, text)
+        except Exception:  # one unreachable admin must not stop the others
+            logger.opt(exception=True).warning("could not notify admin {}", admin)
 
     async def photo(self, data: bytes, caption: str) -> None:
         if self.send_photo is None:

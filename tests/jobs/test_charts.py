@@ -142,14 +142,17 @@ def test_the_digest_sends_its_chart_after_the_text(db: Database) -> None:
     texts: list[str] = []
     photos: list[tuple[bytes, str]] = []
 
-    async def notify(text: str) -> None:
-        texts.append(text)
+    class Admin:
+        admins = [1]
+
+        async def to(self, chat_id: int, text: str) -> None:
+            texts.append(text)
 
     async def photo(data: bytes, caption: str) -> None:
         assert texts, "the text goes first"
         photos.append((data, caption))
 
-    digest = DailyDigest(db, JobsSettings(), notify, photo_admins=photo)
+    digest = DailyDigest(db, JobsSettings(), Admin(), photo_admins=photo)
     asyncio.run(digest.run(NOW))
     assert len(texts) == 1 and len(photos) == 1
     opened(photos[0][0])

@@ -25,11 +25,21 @@ SETTINGS = JobsSettings(timezone="Europe/Berlin", digest_lowest_rated=2, digest_
 
 
 class Admins:
-    def __init__(self) -> None:
+    """The digest's recipients: admins whose private chat ids are their user ids (chat 1 alone by
+    default); ``sent`` holds every copy, ``to_chat`` who got which."""
+
+    def __init__(self, *admins: int) -> None:
+        self.admins = list(admins or (1,))
         self.sent: list[str] = []
+        self.to_chat: list[tuple[int, str]] = []
+        self.notices: list[str] = []  # the scheduler's notices to all admins
+
+    async def to(self, chat_id: int, text: str) -> None:
+        self.sent.append(text)
+        self.to_chat.append((chat_id, text))
 
     async def __call__(self, text: str) -> None:
-        self.sent.append(text)
+        self.notices.append(text)
 
 
 @pytest.fixture
@@ -316,24 +326,41 @@ def add_todos(db: Database) -> None:
     asyncio.run(add())
 
 
-def test_the_digest_lists_open_todos_by_priority_and_what_is_overdue(db: Database) -> None:
-    add_todos(db)
+def test_each_admin_sees_only_the_todos_of_their_own_chat(db: Database) -> None:
+    add_todos(db)  # chat 1: admin 1's; chat 2: a chat no admin owns
     fill(db, 1, ["hello", "hi"], ts=at(2).timestamp())
-    admins = Admins()
+    admins = Admins(1, 3)
     digest = DailyDigest(db, SETTINGS, admins, backup_age=lambda: 1.0)
     with time_machine.travel(NOW, tick=False):
         asyncio.run(digest.run())
-    lines = admins.sent[0].splitlines()
-    i = lines.index("To-dos: 4 open (🔴 2 high · ⚪ 1 normal · 🔵 1 low), 1 overdue")
-    assert lines[i + 1 : i + 7] == [
+    (one, first), (three, other) = admins.to_chat
+    assert (one, three) == (1, 3)
+    lines = first.splitlines()
+    i = lines.index("To-dos: 3 open (🔴 1 high · ⚪ 1 normal · 🔵 1 low), 1 overdue")
+    assert lines[i + 1 : i + 6] == [
         "Overdue:",
-        "  🔴 chat 1 #1 call the bank (due 2026-04-01)",
+        "  🔴 #1 call the bank (due 2026-04-01)",
         "Open:",
-        "  🔴 chat 2 #4 fix the roof",
-        "  ⚪ chat 1 #2 buy milk",
-        "  🔵 chat 1 #3 renew passport (due 2026-05-01 09:00)",
+        "  ⚪ #2 buy milk",
+        "  🔵 #3 renew passport (due 2026-05-01 09:00)",
     ]
-    assert "already done" not in admins.sent[0]
+    # another chat's list is nobody else's business: not its items, not its count
+    assert "fix the roof" not in first and "already done" not in first
+    assert "To-dos: none open" in other.splitlines()
+    assert not any(t in other for t in ("call the bank", "buy milk", "fix the roof"))
+    # the rest of the digest is the same for every admin
+    assert first.split("To-dos:")[0] == other.split("To-dos:")[0]
+
+
+def test_no_admins_means_no_digest_and_no_record(db: Database) -> None:
+    fill(db, 1, ["hello", "hi"], ts=at(2).timestamp())
+    admins = Admins()
+    admins.admins = []
+    with time_machine.travel(NOW, tick=False):
+        account = asyncio.run(DailyDigest(db, SETTINGS, admins, backup_age=lambda: 1.0).run())
+    assert account.startswith("skipped: no admins") and admins.sent == []
+    with db.read() as conn:
+        assert conn.execute("SELECT count(*) FROM job_digests").fetchone()[0] == 0
 
 
 def test_an_overdue_todo_is_reported_on_a_quiet_day_and_open_ones_alone_are_not(
@@ -342,11 +369,13 @@ def test_an_overdue_todo_is_reported_on_a_quiet_day_and_open_ones_alone_are_not(
     from agents.tools.todos import TodoStore
 
     asyncio.run(TodoStore(db).add(1, 7, "someday", "low", None))
-    admins = Admins()
+    admins = Admins(1, 2, 3)
     digest = DailyDigest(db, SETTINGS, admins, backup_age=lambda: 1.0)
     with time_machine.travel(NOW, tick=False):
         assert asyncio.run(digest.run()).startswith("skipped")
-    add_todos(db)
+    add_todos(db)  # overdue items in chat 1 only; chat 2's open one is not late
     with time_machine.travel(NOW + timedelta(hours=24), tick=False):
         assert asyncio.run(digest.run()).startswith("sent")
-    assert "Activity: no messages" in admins.sent[0] and "1 overdue" in admins.sent[0]
+    # only the admin whose own chat has an overdue item hears of it on a quiet day
+    ((chat, text),) = admins.to_chat
+    assert chat == 1 and "Activity: no messages" in text and "1 overdue" in text

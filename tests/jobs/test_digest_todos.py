@@ -49,7 +49,7 @@ def open_todos(tmp_path: Path, fill) -> list:  # type: ignore[no-untyped-def]
     try:
         fill(db)
         with db.read() as conn:
-            return collect_todos(conn)
+            return collect_todos(conn, [5])[5]
     finally:
         db.close()
 
@@ -74,10 +74,10 @@ def test_open_items_by_priority_then_due_with_the_overdue_first(tmp_path: Path) 
     lines = render_todos(todos, NOW)
     assert lines[0] == "To-dos: 4 open (🔴 2 high · ⚪ 1 normal · 🔵 1 low), 1 overdue"
     assert lines[1] == "Overdue:"
-    assert lines[2] == "  🔴 chat 5 #2 pay the rent (due 2026-11-29 12:00)"  # Paris time
+    assert lines[2] == "  🔴 #2 pay the rent (due 2026-11-29 12:00)"  # Paris time
     assert lines[3] == "Open:"
-    assert "  ⚪ chat 5 #5 dentist (due 2026-12-04)" in lines  # all day: no time
-    assert "  🔵 chat 5 #1 water the plants" in lines
+    assert "  ⚪ #5 dentist (due 2026-12-04)" in lines  # all day: no time
+    assert "  🔵 #1 water the plants" in lines
     assert not any("buy stamps" in line for line in lines)
 
 
@@ -101,3 +101,18 @@ def test_nothing_open_reads_as_none_open(tmp_path: Path) -> None:
     assert render_todos(open_todos(tmp_path, lambda db: add(db, "done", done=True)), NOW) == [
         "To-dos: none open"
     ]
+
+
+def test_only_the_asked_chats_are_read(tmp_path: Path) -> None:
+    db = Database.open(tmp_path / "familiar.db", [agents_migrations])
+    try:
+        add(db, "mine", chat_id=5)
+        add(db, "theirs", chat_id=6)
+        with db.read() as conn:
+            got = collect_todos(conn, [5, 7])
+        assert {chat: [t.text for t in todos] for chat, todos in got.items()} == {
+            5: ["mine"],
+            7: [],
+        }
+    finally:
+        db.close()
