@@ -8,11 +8,13 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+from loguru import logger
+
 from bot.core.assistant import Assistant
 from bot.core.commands import Command, parse_id
 from bot.core.export_files import PART_BYTES as export_file_limit
 from bot.core.export_files import export_files
-from bot.core.transport import Transport
+from bot.core.transport import ChatUnreachable, Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply
 from memory.errors import FamiliarError
 from memory.service import Memory
@@ -84,7 +86,12 @@ class MemoryCommands:
         )
         replace(Command("summary", "Summarise this chat so far", self.summary, "/summary"))
         replace(
-            Command("export", "Export your memory of this chat as JSON", self.export, "/export")
+            Command(
+                "export",
+                "Export your memory of this chat as JSON (asked in a group: sent to you privately)",
+                self.export,
+                "/export",
+            )
         )
         replace(Command("forgetme", "Forget everything about you", self.forgetme, "/forgetme"))
         assistant.buttons["fm"] = self.confirm_forgetme
@@ -156,21 +163,41 @@ class MemoryCommands:
         return Reply(text, markdown=False)
 
     async def export(self, msg: Incoming, args: str, transport: Transport) -> Reply | None:
-        """/export: this chat's memory of you as a JSON file (zipped, or in parts, when large)."""
+        """/export: this chat's memory of you as a JSON file (zipped, or in parts, when large).
+        Asked in a group, the file goes to the person's private chat with the bot, never to
+        the group (everyone there would see it)."""
+        to = msg.sender.id if msg.is_group else msg.chat_id  # a private chat's id is the user's
         data = await self.memory.export(chat_id=msg.chat_id, user_id=msg.sender.id)
         payload = json.dumps(data, ensure_ascii=False, indent=1, default=str).encode()
         stem = f"familiar-export-{msg.chat_id}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-        files = await asyncio.to_thread(
-            export_files, stem, payload, "Your memory in this chat", part_bytes=self.part_bytes
+        caption = (
+            f"Your memory in the group {msg.chat_id}"
+            if msg.is_group
+            else "Your memory in this chat"
         )
+        files = await asyncio.to_thread(
+            export_files, stem, payload, caption, part_bytes=self.part_bytes
+        )
+        who = f"{msg.sender.name}, " if msg.sender.name else ""
         try:
             for file in files:
-                await transport.send_document(msg.chat_id, file.data, file.filename, file.caption)
+                await transport.send_document(to, file.data, file.filename, file.caption)
         except NotImplementedError:
             return Reply(
                 "This channel cannot send files; `familiar memory export` on the server does the same.",
                 markdown=False,
             )
+        except ChatUnreachable:
+            if not msg.is_group:
+                raise
+            logger.info("/export: user {} has no private chat with the bot", msg.sender.id)
+            return Reply(
+                f"{who}I can't send you your export privately yet: open a private chat with me"
+                " (tap my name, then Start), then send /export here again.",
+                markdown=False,
+            )
+        if msg.is_group:
+            return Reply(f"{who}I sent your export to you in a private chat.", markdown=False)
         return None
 
     async def forgetme(self, msg: Incoming, args: str, transport: Transport) -> Reply:

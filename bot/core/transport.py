@@ -7,6 +7,11 @@ from abc import ABC, abstractmethod
 from bot.core.types import Reply, SentMessage
 
 
+class ChatUnreachable(Exception):
+    """The channel may not write to this chat: a person who never opened a private chat with
+    the bot (Telegram's 403), or blocked it, or a chat that is gone."""
+
+
 class Transport(ABC):
     """One per channel. ``typing`` is best-effort: a failure must never stop a reply."""
 
@@ -31,8 +36,8 @@ class Transport(ABC):
         self, chat_id: int, data: bytes, filename: str, caption: str = ""
     ) -> None:
         """Send ``data`` as a file named ``filename``; raises NotImplementedError where the
-        channel has no files. The caller keeps each file under the channel's size limit
-        (``bot.core.export_files``)."""
+        channel has no files, ``ChatUnreachable`` where it may not write to that chat. The
+        caller keeps each file under the channel's size limit (``bot.core.export_files``)."""
         raise NotImplementedError
 
     async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:

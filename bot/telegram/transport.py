@@ -10,7 +10,8 @@
 - Edits of one message are coalesced to at most one per ``edit_interval_s``: an edit that comes
   too soon replaces the pending one and returns at once; ``drain()`` applies what is pending.
 - ``typing`` is best-effort: its failure is logged and ignored.
-- ``send_document`` uploads bytes as a file (``sendDocument``), paced and retried like a message.
+- ``send_document`` uploads bytes as a file (``sendDocument``), paced and retried like a message;
+  a chat Telegram will not let the bot write to (403) raises ``ChatUnreachable``.
 
 The bookkeeping per message stays bounded over the daemon's life: a pending edit and its
 flusher are dropped once applied, edit times once they no longer hold an edit back, and the
@@ -30,9 +31,9 @@ from typing import Any, TypeVar
 from loguru import logger
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
-from bot.core.transport import Transport
+from bot.core.transport import ChatUnreachable, Transport
 from bot.core.types import Reply, SentMessage
 from bot.telegram.formatting import markdown_to_html, split_markdown
 from bot.telegram.limits import ChatPacer
@@ -277,16 +278,23 @@ class TelegramTransport(Transport):
     async def send_document(
         self, chat_id: int, data: bytes, filename: str, caption: str = ""
     ) -> None:
-        await self._call(
-            chat_id,
-            lambda: self.bot.send_document(
+        try:
+            await self._call(
                 chat_id,
-                data,
-                filename=filename,
-                caption=caption[:CAPTION_LIMIT] or None,
-                write_timeout=UPLOAD_TIMEOUT_S,
-            ),
-        )
+                lambda: self.bot.send_document(
+                    chat_id,
+                    data,
+                    filename=filename,
+                    caption=caption[:CAPTION_LIMIT] or None,
+                    write_timeout=UPLOAD_TIMEOUT_S,
+                ),
+            )
+        except Forbidden as exc:  # never started the bot, or blocked it
+            raise ChatUnreachable(f"Telegram refused chat {chat_id}: {exc.message}") from exc
+        except BadRequest as exc:
+            if "chat not found" not in exc.message.lower():
+                raise
+            raise ChatUnreachable(f"Telegram refused chat {chat_id}: {exc.message}") from exc
 
     async def send_voice(self, chat_id: int, data: bytes, caption: str = "") -> None:
         await self._call(

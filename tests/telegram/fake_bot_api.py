@@ -1,7 +1,9 @@
 """A fake Telegram Bot API server on 127.0.0.1 for what the emulator lacks (``sendDocument``
 with a multipart upload, ``getChatMember``): answers getMe, sendDocument (keeping each upload),
 getChatMember (from ``statuses``, counting the calls) and sendMessage (kept in ``sent``; with
-``floods`` set, that many calls first get Telegram's 429 flood-control answer)."""
+``floods`` set, that many calls first get Telegram's 429 flood-control answer). A chat in
+``forbidden`` gets Telegram's 403 to a sendDocument or sendMessage, as a person who never started
+the bot (or blocked it) does."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class FakeBotAPI:
         self.statuses: dict[tuple[int, int], str] = {}  # (chat, user) -> "administrator", ...
         self.member_calls = 0
         self.member_error: str | None = None  # set: getChatMember answers 400 with this
+        self.forbidden: set[int] = set()  # chats that answer 403 to sendDocument/sendMessage
         self.sent: list[tuple[int, str]] = []  # sendMessage: (chat id, text) delivered
         self.send_calls = 0
         self.floods = 0  # the next this many sendMessage calls answer 429, with:
@@ -45,6 +48,13 @@ class FakeBotAPI:
                 result: Any
                 if method == "getMe":
                     result = {"id": 666, "is_bot": True, "first_name": "F", "username": "FBot"}
+                elif (
+                    method in ("sendDocument", "sendMessage")
+                    and api._chat_of(self.headers["Content-Type"], body) in api.forbidden
+                ):
+                    description = "Forbidden: bot can't initiate conversation with a user"
+                    self._answer(403, {"ok": False, "error_code": 403, "description": description})
+                    return
                 elif method == "sendDocument":
                     result = api._document(self.headers["Content-Type"], body)
                 elif method == "sendMessage" and api.floods > 0:
@@ -87,6 +97,25 @@ class FakeBotAPI:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/bot"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _chat_of(content_type: str, body: bytes) -> int | None:
+        """The chat_id a call names, whatever its encoding (multipart, JSON, form)."""
+        from urllib.parse import parse_qs
+
+        if content_type.startswith("multipart/"):
+            form = BytesParser(policy=default).parsebytes(
+                f"Content-Type: {content_type}\r\n\r\n".encode() + body
+            )
+            for part in form.iter_parts():
+                if part.get_param("name", header="content-disposition") == "chat_id":
+                    return int((part.get_payload(decode=True) or b"").decode())
+            return None
+        if content_type.startswith("application/json"):
+            value = json.loads(body).get("chat_id")
+        else:
+            value = (parse_qs(body.decode()).get("chat_id") or [None])[0]
+        return None if value is None else int(value)
 
     def _document(self, content_type: str, body: bytes) -> dict[str, Any]:
         form = BytesParser(policy=default).parsebytes(

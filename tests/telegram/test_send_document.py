@@ -127,3 +127,41 @@ async def test_console_writes_the_document_into_its_folder_and_shows_the_path(
     path = tmp_path / "exports" / "escape.json"
     assert path.read_bytes() == b'{"a": 1}' and path.stat().st_mode & 0o777 == 0o600
     assert f"Your memory. Saved to {path}" in out.getvalue()
+
+
+GROUP = -100500
+
+
+async def _export_in_group(
+    memory: Memory, transport: TelegramTransport, api: FakeBotAPI
+) -> list[str]:
+    """/export said by Ann in a group; what the group was shown (everyone there sees it)."""
+    assistant = Assistant(HealthRegistry())
+    MemoryCommands(memory, 4000).register(assistant)
+    msg = Incoming(GROUP, ANN, "/export", message_id=9, is_group=True, channel="telegram")
+    await assistant.handle(msg, transport)
+    return [text for chat, text in api.sent if chat == GROUP]
+
+
+async def test_export_in_a_group_goes_to_the_person_privately(
+    api: FakeBotAPI, transport: TelegramTransport, memory: Memory
+) -> None:
+    await memory.add_fact("Ann's locker code is 4711", Scope(GROUP, ANN.id), source="user")
+    replies = await _export_in_group(memory, transport, api)
+    ((upload),) = api.uploads
+    assert upload.chat_id == ANN.id  # her private chat with the bot, not the group
+    assert [m["text"] for m in json.loads(upload.data)["memories"]] == ["Ann's locker code is 4711"]
+    assert upload.caption.startswith(f"Your memory in the group {GROUP}")
+    assert replies == ["Ann, I sent your export to you in a private chat."]
+
+
+async def test_export_in_a_group_without_a_private_chat_says_how_and_shows_no_data(
+    api: FakeBotAPI, transport: TelegramTransport, memory: Memory
+) -> None:
+    await memory.add_fact("Ann's locker code is 4711", Scope(GROUP, ANN.id), source="user")
+    api.forbidden.add(ANN.id)  # she never started the bot: Telegram answers 403
+    replies = await _export_in_group(memory, transport, api)
+    assert api.uploads == []
+    (reply,) = replies
+    assert "open a private chat with me" in reply and "/export" in reply
+    assert "4711" not in reply and "locker" not in reply
