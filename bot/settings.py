@@ -94,6 +94,12 @@ class TelegramSettings(BaseModel):
     refusal_interval_s: float = Field(
         3600.0, ge=0, description="Least time between two refusals sent to the same stranger."
     )
+    audit_keep_days: int = Field(
+        90,
+        ge=1,
+        description="Days the access audit (what strangers tried, never their text) is kept; "
+        "older rows are pruned daily, at the backup's time.",
+    )
     admin_alert_interval_s: float = Field(
         600.0,
         ge=0,

@@ -1,5 +1,11 @@
 """The scheduled backup: write an archive, verify it, prune old ones, alert admins on failure.
 
+Before each backup the ``housekeeping`` steps run: pruning that other packages add through the
+composition root (jobs must not know their tables), e.g. the access audit past its retention.
+They run first so that what they remove is not written into the new archive; one that fails is
+logged and named in the run's account, and the backup goes on. With scheduled backups off, the
+daemon runs ``housekeep`` alone at the backup's time.
+
 Also the health check of backup age. Blocking work (the snapshot, compression, verification)
 runs in a worker thread; the event loop only waits for it.
 """
@@ -30,6 +36,8 @@ from jobs.verify import VerifyReport, verify_archive
 from memory.health import CheckResult, Status
 
 NotifyAdmins = Callable[[str], Awaitable[None]]
+# One pruning step; returns a short account ("3 access audit row(s) older than 90 days removed").
+Housekeeping = Callable[[], Awaitable[str]]
 
 
 def backup_dir(settings: JobsSettings, data_dir: Path) -> Path:
@@ -96,6 +104,18 @@ class BackupService:
         self.notify_admins = notify_admins
         self._lock = asyncio.Lock()
         self.started_at = time.monotonic()
+        self.housekeeping: list[Housekeeping] = []
+
+    async def housekeep(self) -> str:
+        """Run every housekeeping step; their accounts, one line ("nothing to do" when none)."""
+        accounts = []
+        for step in self.housekeeping:
+            try:
+                accounts.append(await step())
+            except Exception as exc:  # pruning is no reason to skip the backup
+                logger.opt(exception=True).warning("housekeeping step failed")
+                accounts.append(f"housekeeping failed: {type(exc).__name__}: {exc}")
+        return "; ".join(accounts) or "nothing to do"
 
     def run_sync(self) -> tuple[BackupResult, float, list[Path]]:
         result, report = write_verified(self.sources, self.dest, self.settings, self.app_version)
@@ -107,6 +127,7 @@ class BackupService:
     async def run(self) -> str:
         """One backup now; returns a one-line account (the job's recorded output)."""
         async with self._lock:  # /backup while the scheduled one runs waits for it
+            kept = await self.housekeep() if self.housekeeping else ""
             try:
                 result, verify_s, removed = await asyncio.to_thread(self.run_sync)
             except VerifyError as exc:
@@ -118,6 +139,7 @@ class BackupService:
         return (
             f"{result.path.name}: {result.size / 1e6:.1f} MB in {result.seconds:.1f} s, "
             f"verified in {verify_s:.1f} s, {len(removed)} old archive(s) removed"
+            + (f"; {kept}" if kept else "")
         )
 
     def newest_age_hours(self, now: datetime | None = None) -> float | None:

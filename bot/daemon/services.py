@@ -51,6 +51,7 @@ from bot.core.types import Incoming, Reply
 from bot.daemon.agent_tools import TaskChannel, build_tool_loop, wire_job_tools
 from bot.daemon.lifecycle import FunctionService, Lifecycle
 from bot.daemon.training import Training, adapter_registry, build_llm_provider, build_training
+from bot.telegram.access import prune_audit
 from jobs.agent_tasks import AgentTasks
 from jobs.backup_job import BackupService
 from jobs.digest import register_digest_jobs
@@ -266,8 +267,17 @@ def build_services(
     backups = BackupService(
         js, data_dir, config_file, __version__, notify_admins, secret_field_paths()
     )
+    audit_days = settings.telegram.audit_keep_days
+
+    async def prune_access_audit() -> str:
+        removed = await db.run(prune_audit, db, audit_days * 86400.0)
+        return f"{removed} access audit row(s) older than {audit_days} days removed"
+
+    backups.housekeeping.append(prune_access_audit)
     if js.backup_enabled:
         scheduler.register(JobSpec("backup", backups.run, cron=js.backup_cron, timeout_s=3 * 3600))
+    else:  # the daily pruning still runs, at the same time
+        scheduler.register(JobSpec("housekeeping", backups.housekeep, cron=js.backup_cron))
     register_digest_jobs(
         scheduler,
         js,

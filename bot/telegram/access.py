@@ -4,7 +4,8 @@ Allowed users and admins come from the settings; people an admin invites (``/inv
 one-time code that expires; the new person sends ``/start CODE``) are kept in the database.
 Groups are served only once an admin has allowed them (``/group on`` in the group); everyone in
 an allowed group may address the bot there, in the group's own scope. Strangers get one short
-refusal per ``refusal_interval_s`` and an audit row that records the event, never their text.
+refusal per ``refusal_interval_s`` and an audit row that records the event, never their text;
+``prune_audit`` drops the rows past ``telegram.audit_keep_days`` (daily, from the backup job).
 """
 
 from __future__ import annotations
@@ -117,3 +118,10 @@ class AccessControl:
                 "INSERT INTO access_audit (at, user_id, chat_id, event) VALUES (?, ?, ?, ?)",
                 (time.time(), user_id, chat_id, event[:100]),
             )
+
+
+def prune_audit(db: Database, keep_s: float, now: float | None = None) -> int:
+    """Delete the audit rows older than ``keep_s``; how many went (sync: through Database.run)."""
+    cutoff = (time.time() if now is None else now) - keep_s
+    with db.transaction() as conn:
+        return conn.execute("DELETE FROM access_audit WHERE at < ?", (cutoff,)).rowcount

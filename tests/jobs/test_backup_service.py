@@ -24,6 +24,7 @@ from bot.core.types import Incoming, Sender
 from bot.daemon.lifecycle import Lifecycle
 from bot.daemon.run import all_migrations, build_health
 from bot.daemon.services import build_services
+from bot.errors import ConfigError
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.backup_job import BackupService
 from jobs.errors import VerifyError
@@ -278,3 +279,78 @@ def test_an_overdue_backup_reaches_the_admins_through_the_health_watch(
     assert len(admins.sent) == 1
     assert admins.sent[0].startswith("⚠️ Familiar is degraded\n⚠️ backup: newest backup 50.0 h old")
     assert result.status is Status.DEGRADED and "(older than 36 h)" in result.detail
+
+
+def audit_rows(db: Database, *ages_days: float) -> None:
+    now = datetime.now(UTC).timestamp()
+    with db.transaction() as conn:
+        for age in ages_days:
+            conn.execute(
+                "INSERT INTO access_audit (at, user_id, chat_id, event) VALUES (?, 666, 666, ?)",
+                (now - age * 86400, f"refused, {age} days ago"),
+            )
+
+
+def daemon_graph(db: Database, **jobs: object):  # type: ignore[no-untyped-def]
+    settings = load_settings(jobs={"backup_step_sleep_ms": 0, **jobs})
+    return build_services(settings, db, build_health(settings, db), Lifecycle(), started_at=0.0)
+
+
+@pytest.mark.parametrize("backups", [True, False])
+def test_the_daily_backup_job_prunes_the_access_audit_past_its_retention(
+    data_dir: Path, backups: bool
+) -> None:
+    db = Database.open(data_dir / "familiar.db", all_migrations())
+    try:
+        audit_rows(db, 400, 91, 89, 1)
+        services = daemon_graph(db, backup_enabled=backups)
+        # With backups off the same daily slot still keeps the house: only the pruning runs.
+        job = "backup" if backups else "housekeeping"
+        assert services.scheduler.jobs[job].cron == services.scheduler.settings.backup_cron
+        record = asyncio.run(services.scheduler.run_now(job))
+        assert record is not None and record.outcome == "ok", record
+        assert "2 access audit row(s) older than 90 days removed" in (record.output or "")
+        with db.read() as conn:
+            events = [r[0] for r in conn.execute("SELECT event FROM access_audit ORDER BY at")]
+        assert events == ["refused, 89 days ago", "refused, 1 days ago"]
+        assert bool(list_archives(data_dir / "backups")) is backups
+    finally:
+        db.close()
+
+
+def test_the_audit_retention_is_a_setting(data_dir: Path) -> None:
+    db = Database.open(data_dir / "familiar.db", all_migrations())
+    try:
+        audit_rows(db, 10, 5, 1)
+        settings = load_settings(telegram={"audit_keep_days": 3}, jobs={"backup_enabled": False})
+        services = build_services(
+            settings, db, build_health(settings, db), Lifecycle(), started_at=0.0
+        )
+        record = asyncio.run(services.scheduler.run_now("housekeeping"))
+        assert record is not None and record.output == (
+            "2 access audit row(s) older than 3 days removed"
+        )
+    finally:
+        db.close()
+    with pytest.raises(ConfigError, match="telegram.audit_keep_days"):
+        load_settings(telegram={"audit_keep_days": 0})
+
+
+def test_housekeeping_runs_before_the_snapshot_and_its_failure_does_not_stop_the_backup(
+    data_dir: Path,
+) -> None:
+    svc = service(data_dir, Admins())
+    seen: list[int] = []
+
+    async def count_archives() -> str:
+        seen.append(len(list_archives(data_dir / "backups")))
+        return "looked"
+
+    async def broken() -> str:
+        raise OSError("disk hiccup")
+
+    svc.housekeeping += [broken, count_archives]
+    summary = asyncio.run(svc.run())
+    assert seen == [0]  # before this run's archive was written: pruned rows are not archived
+    assert len(list_archives(data_dir / "backups")) == 1
+    assert "looked" in summary and "housekeeping failed: OSError: disk hiccup" in summary
