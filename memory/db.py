@@ -281,6 +281,12 @@ class Database:
             return True
         return (st.st_dev, st.st_ino) != self._identity
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: it changes when another connection (another
+        process) commits, never for this connection's own writes."""
+        with self.lock:
+            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         with self.lock:

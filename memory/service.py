@@ -72,6 +72,8 @@ class Memory(VectorUpkeep):
         self._warm_task: asyncio.Task[None] | None = None
         self.warm_error: BaseException | None = None
         self._stopping = False
+        self._synced_version: int | None = None
+        self._topped_version: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -291,6 +293,7 @@ class Memory(VectorUpkeep):
         query = clean(query)[:10_000]
         if not words(query):  # only punctuation or operators: nothing to look for
             return []
+        self.catch_up_for_search()
         # The query is usually the message just stored: its vector is reused by content hash.
         vector = self.vectors([query], [content_hash(query)])[0] if self.ready else None
 

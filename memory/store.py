@@ -178,13 +178,13 @@ def pending_embeddings(
         )
 
 
-def embedded_ids(db: Database, model: str) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, chats) of every row holding a vector from ``model``, ordered by id."""
+def embedded_ids(db: Database, model: str, after_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, chats) of every row above ``after_id`` holding a vector from ``model``, by id."""
     with db.read() as conn:
         rows = conn.execute(
             "SELECT id, chat_id FROM memories WHERE embedding_model = ? AND embedding IS NOT NULL"
-            " ORDER BY id",
-            (model,),
+            " AND id > ? ORDER BY id",
+            (model, after_id),
         ).fetchall()
     arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
     return arr[:, 0], arr[:, 1]

@@ -2,6 +2,13 @@
 SQLite, embedding (with reuse by content hash), catching up rows stored without a vector, and
 the index's health check. A mixin so that ``Memory`` keeps one public surface; it relies on the
 attributes ``Memory.__init__`` sets (declared below for the type checker).
+
+Another process may write the same database (``familiar memory add`` beside the daemon). SQLite's
+``data_version`` tells when that happened, at the cost of one PRAGMA: a search then first adds
+the vectors stored above the highest id the index holds, and the health tick reconciles the
+whole index with SQLite (rows deleted, rows re-embedded below that id), so rows from elsewhere
+are searchable and not reported as a degraded index. A disagreement with no write from
+elsewhere behind it is still reported: the fix for that is a reindex.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ class VectorUpkeep:
     _guard: threading.RLock
     _save_lock: threading.Lock
     _stopping: bool
+    # SQLite's data_version when the index last caught up with other processes' writes: by a
+    # full reconcile (health), and from the highest indexed id (search).
+    _synced_version: int | None
+    _topped_version: int | None
 
     @property
     def ready(self) -> bool:
@@ -48,7 +59,9 @@ class VectorUpkeep:
             index = self._open_index()
             self._reconcile(index)
             with self._guard:
+                version = self.db.data_version()
                 self._reconcile(index)  # rows committed while we were loading
+                self._synced_version = self._topped_version = version
                 self.index = index
             self.embed_pending(progress)
             logger.info(
@@ -80,7 +93,49 @@ class VectorUpkeep:
             )
         return index
 
-    def _reconcile(self, index: VectorIndex) -> None:
+    def catch_up_sync(self, *, full: bool = False) -> int:
+        """Follow what other processes committed since the last look; returns how many vectors
+        were added. Without ``full`` only rows above the highest indexed id are added (a few
+        indexed reads: fit for every search); ``full`` reconciles the whole index."""
+        index = self.index
+        if index is None or self._stopping:
+            return 0
+        version = self.db.data_version()  # read first: a commit after it is seen next time
+        if version == (self._synced_version if full else self._topped_version):
+            return 0
+        with self._guard:
+            if full:
+                added = self._reconcile(index)
+                self._synced_version = version
+            else:
+                ids, _ = store.embedded_ids(self.db, index.model, after_id=index.max_id)
+                added = self._add_from_sqlite(index, ids)
+                if added:
+                    logger.info("vector index: {} vector(s) another process stored", added)
+            self._topped_version = version
+        if added:
+            self._maybe_save()
+        return added
+
+    def catch_up_for_search(self) -> None:
+        """Rows another process (the CLI) stored since the last search; a failure is logged and
+        the search goes on with the index as it is."""
+        try:
+            self.catch_up_sync()
+        except Exception:
+            logger.opt(exception=True).warning("vector index: catching up failed")
+
+    def _add_from_sqlite(self, index: VectorIndex, ids: np.ndarray) -> int:
+        added = 0
+        for start in range(0, len(ids), 20_000):
+            got, chats, vectors = store.vectors_for(
+                self.db, ids[start : start + 20_000].tolist(), index.dim
+            )
+            index.add(got, vectors, chats)
+            added += len(got)
+        return added
+
+    def _reconcile(self, index: VectorIndex) -> int:
         """Make the index hold exactly the rows SQLite has vectors for (this model)."""
         db_ids, _ = store.embedded_ids(self.db, index.model)
         have = index.ids()
@@ -88,13 +143,10 @@ class VectorUpkeep:
         missing = np.setdiff1d(db_ids, have, assume_unique=True)
         if len(extra):
             index.remove(extra)
-        for start in range(0, len(missing), 20_000):
-            ids, chats, vectors = store.vectors_for(
-                self.db, missing[start : start + 20_000].tolist(), index.dim
-            )
-            index.add(ids, vectors, chats)
+        added = self._add_from_sqlite(index, missing)
         if len(extra) or len(missing):
             logger.info("vector index: caught up (+{} -{})", len(missing), len(extra))
+        return added
 
     def save_index(self) -> None:
         with self._save_lock:
@@ -179,6 +231,7 @@ class VectorUpkeep:
                 return CheckResult(
                     "memory_index", Status.DEGRADED, "still loading; full-text search only"
                 )
+            self.catch_up_sync(full=True)  # what another process wrote is no fault
             db_ids, _ = store.embedded_ids(self.db, index.model)
             if len(db_ids) != index.ntotal:
                 return CheckResult(
