@@ -4,7 +4,8 @@
 progress from SQLite, turns a cancel request into SIGTERM (then SIGKILL after a grace period),
 and records a worker that died without reporting (OOM killer, segfault, ``kill -9``) as a
 failure that says how it died and what it last wrote. ``serve`` loops over the queue for the
-daemon; ``recover`` re-queues jobs left running by a previous daemon, so they resume.
+daemon; ``recover`` re-queues jobs left running by a previous daemon, so they resume. The worker
+is told this process's pid and stops when it ends (``worker.ParentWatch``), however it ends.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class JobRunner:
             str(job_id),
             "--db",
             str(self.db.path),
+            "--parent-pid",  # the worker stops when this process ends, however it ends
+            str(os.getpid()),
         ]
 
     def log_path(self, job_id: int) -> Path:

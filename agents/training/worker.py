@@ -5,16 +5,22 @@ of an evaluation) and records its outcome there, so that an out-of-memory
 error, a crash or a hung GPU takes down this process and never the daemon. SIGTERM (or SIGINT,
 or ``cancel_requested`` set in the row) stops it between two steps; the last checkpoint stays,
 so ``retry`` resumes. Exit status: 0 succeeded, 1 failed, 3 cancelled, 4 not startable.
+
+Started with ``--parent-pid`` (the runner always passes it) the worker dies with the process that
+started it (``ParentWatch``): killed alone, ``familiar train fit`` or the daemon would otherwise
+leave a worker nobody relays or cancels, holding the GPU a new daemon may give another job.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +34,64 @@ PROGRESS_EVERY_S = (
     1.0  # SQLite writes of progress, at most this often (and at checkpoints, the end)
 )
 CANCEL_POLL_S = 0.25  # a cheap SQLite read; cancel should feel immediate
+RESUME = "`familiar train retry {}` resumes it from the last checkpoint"
 
 
-def run_job(db: Database, job_id: int, stop: threading.Event, fault: Any = None) -> int:
-    """Run job ``job_id`` to its end and record the outcome; returns the exit status."""
-    import os
+GRACE_S = 30.0  # after the parent ended: time to stop between two steps before a hard exit
+
+
+class ParentWatch:
+    """Sets ``stop`` once the process that started the worker has ended, then, if the worker is
+    still there ``grace_s`` later (loading a model, in a long step), calls ``on_hard_exit``.
+
+    It polls ``os.getppid()``, which changes when the parent dies (the worker is re-parented to
+    init or a subreaper). ``PR_SET_PDEATHSIG`` would be immediate but is Linux-only and fires
+    when the *thread* that started the child ends, and the daemon starts workers from a thread
+    pool; a check every half second is soon enough for a run of minutes."""
+
+    def __init__(
+        self,
+        parent_pid: int,
+        stop: threading.Event,
+        *,
+        poll_s: float = 0.5,
+        grace_s: float = GRACE_S,
+        on_hard_exit: Callable[[str], None] | None = None,
+    ) -> None:
+        self.parent_pid, self.stop = parent_pid, stop
+        self.poll_s, self.grace_s = poll_s, grace_s
+        self.on_hard_exit = on_hard_exit
+        self.gone = False
+
+    @property
+    def reason(self) -> str | None:
+        if not self.gone:
+            return None
+        return f"the process that started the worker (pid {self.parent_pid}) ended"
+
+    def start(self) -> None:
+        threading.Thread(target=self._watch, name="parent-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while os.getppid() == self.parent_pid:
+            time.sleep(self.poll_s)
+        self.gone = True
+        logger.warning("{}: stopping after the current step", self.reason)
+        self.stop.set()
+        time.sleep(self.grace_s)  # a daemon thread: a worker that ended by then never gets here
+        if self.on_hard_exit is not None:
+            self.on_hard_exit(self.reason or "")
+
+
+def run_job(
+    db: Database,
+    job_id: int,
+    stop: threading.Event,
+    fault: Any = None,
+    why_stopped: Callable[[], str | None] = lambda: None,
+) -> int:
+    """Run job ``job_id`` to its end and record the outcome; returns the exit status.
+    ``why_stopped`` names a stop that is no one's cancel (the parent ended) for the record."""
 
     from agents.training.errors import Cancelled
     from agents.training.jobs import JobQueue
@@ -77,7 +136,8 @@ def run_job(db: Database, job_id: int, stop: threading.Event, fault: Any = None)
         config = TrainConfig.from_dict(job.config)
         result = train(config, on_progress=on_progress, should_stop=should_stop, fault=fault)
     except Cancelled as exc:
-        queue.mark_cancelled(job_id, str(exc))
+        why = why_stopped()
+        queue.mark_cancelled(job_id, f"{exc}: {why}; {RESUME.format(job_id)}" if why else str(exc))
         return EXIT_CANCELLED
     except FamiliarError as exc:
         queue.fail(job_id, exc.explain())
@@ -93,13 +153,17 @@ def run_job(db: Database, job_id: int, stop: threading.Event, fault: Any = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agents.training.jobs import migrations
+    from agents.training.jobs import JobQueue, migrations
 
     parser = argparse.ArgumentParser(prog="python -m agents.training.worker", description=__doc__)
     parser.add_argument("job_id", type=int)
     parser.add_argument("--db", type=Path, required=True, help="path of familiar.db")
+    parser.add_argument(
+        "--parent-pid", type=int, default=None, help="stop when this process (the starter) ends"
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
+    watch = None
 
     def on_signal(signum: int, _frame: Any) -> None:
         logger.info("signal {} received: stopping after the current step", signum)
@@ -112,8 +176,23 @@ def main(argv: list[str] | None = None) -> int:
     except FamiliarError as exc:
         print(exc.explain(), file=sys.stderr)
         return EXIT_FAILED
+    if args.parent_pid is not None:
+
+        def hard_exit(why: str) -> None:
+            # Stuck past the grace (a model still loading): say why, then go without cleanup.
+            try:
+                JobQueue(db).mark_cancelled(
+                    args.job_id, f"training stopped: {why}; {RESUME.format(args.job_id)}"
+                )
+            except Exception:
+                logger.opt(exception=True).warning("could not record why the worker stopped")
+            finally:
+                os._exit(EXIT_CANCELLED)
+
+        watch = ParentWatch(args.parent_pid, stop, on_hard_exit=hard_exit)
+        watch.start()
     try:
-        return run_job(db, args.job_id, stop)
+        return run_job(db, args.job_id, stop, why_stopped=lambda: watch.reason if watch else None)
     finally:
         db.close()
 
