@@ -53,6 +53,14 @@ def test_todo_list_and_done_button_with_mcp_servers_down(emulator: Emulator, dae
     )
     assert rows == [(1,)]  # the forged press did nothing, the real one completed #1 only
 
+    emulator.say(token, ANN, "/todo done 2")
+    rows = run.wait_for(
+        "SELECT id FROM todos WHERE done_at IS NOT NULL ORDER BY id",
+        lambda r: len(r) >= 2,
+        timeout=20,
+    )
+    assert rows == [(1,), (2,)]  # completed by its number, not added as a to-do "done 2"
+
     emulator.say(token, ANN, "/status")
-    status = emulator.wait_bot_messages(token, ANN, 4, timeout=30)[-1]["message"]["text"]
+    status = emulator.wait_bot_messages(token, ANN, 5, timeout=30)[-1]["message"]["text"]
     assert "mcp: gone: down" in status
