@@ -213,21 +213,27 @@ class TodoStore:
 
         return await self.db.run(write)
 
-    async def delete(self, chat_id: int, todo_id: int) -> Todo:
-        """Remove one item of this chat, open or done: the item as it was."""
+    async def delete(self, chat_id: int, todo_id: int, only_by: int | None = None) -> Todo:
+        """Remove one item of this chat, open or done: the item as it was. With ``only_by``,
+        only an item that person added (in a group: not someone else's)."""
         if not 1 <= todo_id <= MAX_ID:
             raise TodoError(f"there is no to-do #{todo_id} in this chat")
 
         def write() -> Todo:
             with self.db.transaction() as conn:
                 row = conn.execute(
-                    f"SELECT {_COLUMNS} FROM todos WHERE id = ? AND chat_id = ?",
+                    f"SELECT {_COLUMNS}, user_id FROM todos WHERE id = ? AND chat_id = ?",
                     (todo_id, chat_id),
                 ).fetchone()
-                conn.execute("DELETE FROM todos WHERE id = ? AND chat_id = ?", (todo_id, chat_id))
-            if row is None:
-                raise TodoError(f"there is no to-do #{todo_id} in this chat")
-            return _row(row)
+                if row is None:
+                    raise TodoError(f"there is no to-do #{todo_id} in this chat")
+                if only_by is not None and row[-1] != only_by:
+                    raise TodoError(
+                        f"#{todo_id} was added by someone else: only they or a group admin can"
+                        " delete it"
+                    )
+                conn.execute("DELETE FROM todos WHERE id = ?", (todo_id,))
+            return _row(row[:-1])
 
         return await self.db.run(write)
 

@@ -2,7 +2,8 @@
 
 ``/todo`` lists open items by priority, overdue ones marked; ``/todo [!high|!low] TEXT
 [due:WHEN]`` adds one; ``/todo done ID`` completes one and ``/todo rm ID`` (or ``delete``,
-``remove``) deletes one, without asking, as ``/forget ID`` does for a memory. A ✅ press marks that
+``remove``) deletes one, without asking, as ``/forget ID`` does for a memory (in a group, only
+the person who added it or an admin). A ✅ press marks that
 item done, only in the chat the button was sent to, and redraws the list in place.
 """
 
@@ -15,7 +16,7 @@ from loguru import logger
 
 from agents.tools.todos import PRIORITIES, TodoError, TodoStore, render_list
 from bot.core.assistant import Assistant
-from bot.core.commands import Command, parse_id
+from bot.core.commands import Command, may_change_chat_settings, parse_id
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, SentMessage
@@ -62,7 +63,7 @@ class TodoCommands:
             return await self.list(msg.chat_id)
         word, _, rest = args.strip().partition(" ")
         if word.lower() in DONE_WORDS | DELETE_WORDS:
-            return await self.by_id(msg.chat_id, word.lower(), rest)
+            return await self.by_id(msg, word.lower(), rest)
         text, priority, due = parse_todo_args(args)
         try:
             todo = await self.store.add(
@@ -72,8 +73,8 @@ class TodoCommands:
             return Reply(f"{exc}\nUsage: {USAGE}", markdown=False)
         return Reply(f"📝 Added {todo.line(time.time())}", markdown=False)
 
-    async def by_id(self, chat_id: int, word: str, rest: str) -> Reply:
-        todo_id = parse_id(rest)
+    async def by_id(self, msg: Incoming, word: str, rest: str) -> Reply:
+        chat_id, todo_id = msg.chat_id, parse_id(rest)
         if todo_id is None:
             return Reply(
                 f"Usage: /todo {word} ID (the # number /todo shows). To add a to-do that starts"
@@ -86,7 +87,10 @@ class TodoCommands:
                 if not changed:
                     return Reply(f"#{todo.id} was already done: {todo.text}", markdown=False)
                 return Reply(f"✅ Done: #{todo.id} {todo.text}", markdown=False)
-            todo = await self.store.delete(chat_id, todo_id)
+            # In a group anyone may tick an item off (the ✅ buttons do), but deleting one is for
+            # the person who added it and the group's admins.
+            owner = None if may_change_chat_settings(msg) else msg.sender.id
+            todo = await self.store.delete(chat_id, todo_id, only_by=owner)
         except TodoError as exc:
             return Reply(f"{str(exc)[:1].upper()}{str(exc)[1:]}.", markdown=False)
         return Reply(f"🗑 Deleted #{todo.id} {todo.text}", markdown=False)

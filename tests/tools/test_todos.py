@@ -120,8 +120,9 @@ class Rig:
         TodoCommands(TodoStore(db), self.signer, BERLIN).register(self.assistant)
         self.transport = RecordingTransport()
 
-    async def say(self, text: str, chat: int = 11) -> str:
-        await self.assistant.handle(Incoming(chat, ANN, text, channel="test"), self.transport)
+    async def say(self, text: str, chat: int = 11, sender: Sender = ANN) -> str:
+        msg = Incoming(chat, sender, text, is_group=chat < 0, channel="test")
+        await self.assistant.handle(msg, self.transport)
         return self.transport.texts[-1]
 
     async def press(self, data: str, chat: int = 11, message_id: int | None = None) -> str:
@@ -210,6 +211,24 @@ async def test_todo_done_and_rm_by_id_change_that_item_and_add_nothing(db: Datab
     assert rows == [(1, "buy milk", 1), (3, "fix bike", 0), (5, "water plants", 0)]
     help_text = await rig.say("/help")
     assert "/todo done ID" in help_text and "/todo rm ID" in help_text
+
+
+async def test_in_a_group_only_the_adder_or_an_admin_deletes_but_anyone_completes(
+    db: Database,
+) -> None:
+    rig, group = Rig(db), -500
+    bob, boss = Sender(22, "Bob"), Sender(33, "Cy", is_chat_admin=True)
+    await rig.say("/todo book the room", chat=group)  # #1, Ann's
+    await rig.say("/todo bring cake", chat=group)  # #2, Ann's
+    await rig.say("/todo order pizza", chat=group)  # #3, Ann's
+    assert await rig.say("/todo rm 1", chat=group, sender=bob) == (
+        "#1 was added by someone else: only they or a group admin can delete it."
+    )
+    assert await rig.say("/todo done 1", chat=group, sender=bob) == "✅ Done: #1 book the room"
+    assert await rig.say("/todo rm 2", chat=group, sender=boss) == "🗑 Deleted #2 bring cake"
+    assert await rig.say("/todo rm 3", chat=group) == "🗑 Deleted #3 order pizza"
+    with db.read() as conn:
+        assert conn.execute("SELECT id, done_at IS NOT NULL FROM todos").fetchall() == [(1, 1)]
 
 
 def test_the_migration_to_never_reused_ids_keeps_every_item(tmp_path: Path) -> None:
