@@ -3,8 +3,8 @@
 ``/todo`` lists open items by priority, overdue ones marked; ``/todo [!high|!low] TEXT
 [due:WHEN]`` adds one; ``/todo done ID`` completes one and ``/todo rm ID`` (or ``delete``,
 ``remove``) deletes one, without asking, as ``/forget ID`` does for a memory (in a group, only
-the person who added it or an admin). A ✅ press marks that
-item done, only in the chat the button was sent to, and redraws the list in place.
+the person who added it or an admin). A ✅ press marks that item done, only in the chat the
+button was sent to, and redraws the list in place.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ USAGE = "/todo [!high|!low] [TEXT] [due:WHEN] | /todo done ID | /todo rm ID"
 # A first word that names an action, not a to-do: "/todo done 3" completes #3, it adds nothing.
 DONE_WORDS = frozenset({"done", "complete"})
 DELETE_WORDS = frozenset({"rm", "delete", "del", "remove"})
+# Also plain verbs a to-do may start with ("/todo remove the old shelf"): an action only with an id.
+VERBS = frozenset({"complete", "delete", "remove"})
 
 
 def parse_todo_args(args: str) -> tuple[str, str, str | None]:
@@ -62,8 +64,11 @@ class TodoCommands:
         if not args.strip():
             return await self.list(msg.chat_id)
         word, _, rest = args.strip().partition(" ")
-        if word.lower() in DONE_WORDS | DELETE_WORDS:
-            return await self.by_id(msg, word.lower(), rest)
+        word = word.lower()
+        if word in DONE_WORDS | DELETE_WORDS and (
+            word not in VERBS or not rest.strip() or parse_id(rest) is not None
+        ):
+            return await self.by_id(msg, word, rest)
         text, priority, due = parse_todo_args(args)
         try:
             todo = await self.store.add(
