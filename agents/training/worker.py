@@ -8,7 +8,9 @@ so ``retry`` resumes. Exit status: 0 succeeded, 1 failed, 3 cancelled, 4 not sta
 
 Started with ``--parent-pid`` (the runner always passes it) the worker dies with the process that
 started it (``ParentWatch``): killed alone, ``familiar train fit`` or the daemon would otherwise
-leave a worker nobody relays or cancels, holding the GPU a new daemon may give another job.
+leave a worker nobody relays or cancels, holding the GPU a new daemon may give another job. Such a
+stop is a crash, not a cancel: the job goes back to the queue (as the daemon's ``recover`` does
+with a job whose worker is gone), so the next daemon resumes it from its checkpoint.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ PROGRESS_EVERY_S = (
     1.0  # SQLite writes of progress, at most this often (and at checkpoints, the end)
 )
 CANCEL_POLL_S = 0.25  # a cheap SQLite read; cancel should feel immediate
-RESUME = "`familiar train retry {}` resumes it from the last checkpoint"
+ORPHANED = "{}; job {} is queued again and resumes from its last checkpoint when a daemon runs"
 
 
 GRACE_S = 30.0  # after the parent ended: time to stop between two steps before a hard exit
@@ -137,7 +139,11 @@ def run_job(
         result = train(config, on_progress=on_progress, should_stop=should_stop, fault=fault)
     except Cancelled as exc:
         why = why_stopped()
-        queue.mark_cancelled(job_id, f"{exc}: {why}; {RESUME.format(job_id)}" if why else str(exc))
+        if why is None:
+            queue.mark_cancelled(job_id, str(exc))
+        else:  # no one cancelled it: a crash of the starter, which the daemon's recover() undoes
+            queue.requeue(job_id)
+            logger.warning(ORPHANED, why, job_id)
         return EXIT_CANCELLED
     except FamiliarError as exc:
         queue.fail(job_id, exc.explain())
@@ -179,11 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent_pid is not None:
 
         def hard_exit(why: str) -> None:
-            # Stuck past the grace (a model still loading): say why, then go without cleanup.
+            # Stuck past the grace (a model still loading): back to the queue, then go at once.
             try:
-                JobQueue(db).mark_cancelled(
-                    args.job_id, f"training stopped: {why}; {RESUME.format(args.job_id)}"
-                )
+                JobQueue(db).requeue(args.job_id)
+                logger.warning(ORPHANED, why, args.job_id)
             except Exception:
                 logger.opt(exception=True).warning("could not record why the worker stopped")
             finally:

@@ -82,10 +82,10 @@ def test_killing_train_fit_alone_stops_its_worker(
         while alive(worker) and time.monotonic() < gone_by:
             time.sleep(0.2)
         assert not alive(worker), "the worker outlived the `familiar train fit` that started it"
-        state, pid, progress, error = job_row(db)  # type: ignore[misc]
-        assert state == "cancelled" and pid is None
-        assert "the process that started the worker" in error and "familiar train retry" in error
-        assert json.loads(progress)["step"] < 100000  # stopped, not run to its end
+        state, pid, progress, _ = job_row(db)  # type: ignore[misc]
+        # A crash, not a cancel: queued again, its progress kept, for the next daemon to resume.
+        assert state == "queued" and pid is None
+        assert 1 <= json.loads(progress)["step"] < 100000  # stopped, not run to its end
     finally:
         if fit.poll() is None:
             fit.kill()
