@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import typer
@@ -37,13 +38,34 @@ CHAT_OPT = typer.Option(
 )
 
 
+@asynccontextmanager
+async def started(sources: list[Any], wait_s: float | None) -> AsyncIterator[None]:
+    """The tool sources started, MCP servers given ``wait_s`` seconds to connect (default: each
+    server's ``connect_timeout_s``); all stopped on the way out. A shell command waits for its
+    servers, unlike the daemon: it answers once, so a tool still connecting would be missed."""
+    from agents.tools.catalog import mcp_sources
+
+    for s in sources:
+        await s.start()
+    try:
+        waits = [
+            s.wait_ready(wait_s if wait_s is not None else s.settings.connect_timeout_s + 1)
+            for s in mcp_sources(sources)
+        ]
+        await asyncio.gather(*waits)
+        yield
+    finally:
+        for s in sources:
+            await s.stop()
+
+
 def _run(
     work: Callable[[Any, list[Any]], Awaitable[T]], wait_s: float | None, only: str | None
 ) -> T:
     """Open the database, build and connect the tool sources, run ``work``, close everything.
 
     ``only``: connect just the MCP server of that name ("" for none)."""
-    from agents.tools.catalog import build_tool_sources, mcp_sources
+    from agents.tools.catalog import build_tool_sources
     from bot.cli.app import _settings
     from bot.daemon.run import open_database
 
@@ -56,18 +78,8 @@ def _run(
             for s in build_tool_sources(settings.tools, db)
             if only is None or not s.name.startswith("mcp:") or s.name == f"mcp:{only}"
         ]
-        for s in sources:
-            await s.start()
-        try:
-            waits = [
-                s.wait_ready(wait_s if wait_s is not None else s.settings.connect_timeout_s + 1)
-                for s in mcp_sources(sources)
-            ]
-            await asyncio.gather(*waits)
+        async with started(sources, wait_s):
             return await work(settings, sources)
-        finally:
-            for s in sources:
-                await s.stop()
 
     try:
         return asyncio.run(main())
