@@ -151,6 +151,7 @@ class LocalEngine:
             {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
         )
         base_only = adapter is None and self._peft
+        stops = _stop_ids(self._model, tok)
         with (
             torch.inference_mode(),
             self._model.disable_adapter() if base_only else contextlib.nullcontext(),
@@ -159,12 +160,12 @@ class LocalEngine:
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=max_new_tokens,
-                eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id or tok.eos_token_id,
+                eos_token_id=stops,
+                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else stops[0],
                 **sampling,
             )
         new = out[0, ids.shape[1] :].tolist()
-        ended = bool(new) and new[-1] == tok.eos_token_id
+        ended = bool(new) and new[-1] in stops
         return prompt, new, int(ids.shape[1]), ended
 
     def generate(
@@ -206,6 +207,18 @@ class LocalEngine:
         else:
             text, calls = parse_tool_calls(_drop_specials(tok, raw, MARKERS[form]), form)
         return text, calls, n_in, len(new), ended
+
+
+def _stop_ids(model: Any, tok: Any) -> list[int]:
+    """The ids that end a reply: the tokenizer's EOS and those the model's generation config
+    lists (Llama 3.1 ends a tool call with ``<|eom_id|>`` and a turn with ``<|eot_id|>``, both
+    listed there, neither the tokenizer's EOS)."""
+    ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    config = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for i in config if isinstance(config, list) else [config]:
+        if isinstance(i, int) and i not in ids:
+            ids.append(i)
+    return ids
 
 
 def _drop_specials(tok: Any, text: str, keep: tuple[str, ...]) -> str:

@@ -208,20 +208,31 @@ class ScriptedModel:
     scripted reply, encoded by the real tokenizer (special tokens become their ids), and keeps
     the prompt it was given, decoded."""
 
-    def __init__(self, tokenizer: Any, replies: list[str]) -> None:
+    def __init__(
+        self, tokenizer: Any, replies: list[str], eos_token_id: list[int] | None = None
+    ) -> None:
+        from transformers import GenerationConfig
+
         self.tokenizer = tokenizer
         self.replies = list(replies)
         self.prompts: list[str] = []
+        self.generation_config = GenerationConfig(
+            eos_token_id=eos_token_id or tokenizer.eos_token_id
+        )
 
     def eval(self) -> ScriptedModel:
         return self
 
-    def generate(self, input_ids: Any, eos_token_id: int, **_: Any) -> Any:
+    def generate(self, input_ids: Any, eos_token_id: int | list[int], **_: Any) -> Any:
+        """As ``transformers`` generates: the reply ends at the first of the ``eos_token_id``."""
         import torch
 
+        stops = eos_token_id if isinstance(eos_token_id, list) else [eos_token_id]
         self.prompts.append(self.tokenizer.decode(input_ids[0].tolist()))
         reply = self.tokenizer(self.replies.pop(0), add_special_tokens=False)["input_ids"]
-        return torch.cat([input_ids, torch.tensor([[*reply, eos_token_id]])], dim=1)
+        reply.append(stops[0])
+        reply = reply[: next(i for i, t in enumerate(reply) if t in stops) + 1]
+        return torch.cat([input_ids, torch.tensor([reply])], dim=1)
 
 
 def model_dir(tiny_model: Path, root: Path, form: str) -> Path:
@@ -238,8 +249,14 @@ def model_dir(tiny_model: Path, root: Path, form: str) -> Path:
     return path
 
 
-def scripted_provider(path: Path, replies: list[str]) -> tuple[LocalProvider, ScriptedModel]:
-    model = ScriptedModel(load_tokenizer(path), replies)
+def scripted_provider(
+    path: Path, replies: list[str], eos: list[str] | None = None
+) -> tuple[LocalProvider, ScriptedModel]:
+    """The provider over the directory's tokenizer and a scripted model; ``eos``: the tokens
+    the model's generation config ends replies with (besides the tokenizer's EOS)."""
+    tok = load_tokenizer(path)
+    stops = [tok.eos_token_id, *tok.convert_tokens_to_ids(eos)] if eos else None
+    model = ScriptedModel(tok, replies, stops)
     engine = LocalEngine(path, device="cpu", load=lambda _path, _device: (model, model.tokenizer))
     return LocalProvider(engine), model
 
@@ -293,6 +310,23 @@ def test_the_provider_offers_tools_and_reads_calls_in_the_templates_form(
         [],
         "end_turn",
     )
+
+
+def test_a_llama_call_ends_at_eom_as_its_generation_config_says(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    # Llama 3.1 ends a call with <|eom_id|>, which is not the tokenizer's EOS: a model stopped
+    # only at EOS would go on talking after the call, and the reply would no longer be one.
+    path = model_dir(tiny_model, tmp_path, "llama")
+    reply = (
+        '<|python_tag|>{"name": "search_memory", "parameters": {"query": "lease"}}<|eom_id|>'
+        "<|start_header_id|>assistant<|end_header_id|>I will now look it up"
+    )
+    provider, _ = scripted_provider(path, [reply], eos=["<|eom_id|>", "<|eot_id|>"])
+    request = LLMRequest([{"role": "user", "content": "hi"}], max_tokens=64, tools=[SEARCH])
+    result = asyncio.run(provider.complete(request))
+    assert [(c.name, c.input) for c in result.tool_calls] == [("search_memory", {"query": "lease"})]
+    assert result.text == "" and result.stop_reason == "tool_use"
 
 
 def test_broken_output_from_the_model_is_plain_text_on_the_provider(
