@@ -8,7 +8,10 @@ this module builds the services from the settings and prints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
+import time
 from typing import Any
 
 import typer
@@ -64,6 +67,33 @@ def _person_allows(waiting_for: str) -> bool:
         )
     except click.Abort:
         return False
+
+
+async def _ask_person(waiting_for: str) -> bool:
+    """``_person_allows`` in a daemon thread, as the console reads its lines: a thread blocked
+    on the terminal must not keep the process alive when Ctrl-C ends the command."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[bool] = loop.create_future()
+
+    def settle(allowed: bool) -> None:
+        if not future.done():
+            future.set_result(allowed)
+
+    def read() -> None:
+        allowed = _person_allows(waiting_for)
+        with contextlib.suppress(RuntimeError):  # the command ended meanwhile: loop closed
+            loop.call_soon_threadsafe(settle, allowed)
+
+    threading.Thread(target=read, daemon=True, name="ask-confirm").start()
+    return await future
+
+
+async def _abandon(loop: Any, run_id: int, user_id: int) -> None:
+    """The command ends while a call waits for the person's OK: the answer is ended, nothing
+    done, so no later sweep reports it to a chat that never saw the question."""
+    claim = await loop.db.run(loop.store.claim, run_id, user_id, time.time())
+    if claim.state is not None:
+        await loop.db.run(loop.store.finish, run_id, "failed", "the command ended while asking")
 
 
 class _Steps:
@@ -150,7 +180,11 @@ async def _ask(
                 if printer.step:
                     typer.echo("")
                 printer.step = ""
-                allowed = await asyncio.to_thread(_person_allows, answer.waiting_for)
+                try:
+                    allowed = await _ask_person(answer.waiting_for)
+                except BaseException:  # Ctrl-C at the question
+                    await asyncio.shield(_abandon(loop, answer.tool_run_id, user_id))
+                    raise
                 answer = await agent.resume(
                     answer.tool_run_id, allowed, user_id, on_delta=on_delta, on_activity=on_progress
                 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -245,3 +246,39 @@ def test_on_a_terminal_a_confirm_tool_asks_and_does_only_what_was_allowed(
     said = result_text(block)
     assert said.startswith("The user declined") if kept else said == f"Forgotten #{fact}."
     assert ("❌ you declined" if kept else "🔧 1. forget_memory") in err
+
+
+def test_ctrl_c_at_the_question_ends_the_command_and_the_answer_with_nothing_done(
+    model: LLMStub, data_dir: Path, familiar_bin: str
+) -> None:
+    fact = remember_locker_code(model)
+    model.script(Reply.tool("forget_memory", id=fact), Reply("Never reached."))
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [familiar_bin, "ask", "Forget my locker code"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    os.close(follower)
+    err = b""
+    try:
+        assert proc.stderr is not None
+        while b"[y/N]" not in err:  # the question is on the terminal; nobody answers
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            assert chunk, err.decode()
+            err += chunk
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)  # a thread blocked on the terminal keeps nothing alive
+    finally:
+        proc.kill()
+        os.close(leader)
+    assert proc.returncode != 0
+    assert query(data_dir, "SELECT text FROM memories WHERE id = ?", fact) == [
+        ("The locker code is 4711.",)
+    ]
+    assert query(data_dir, "SELECT status FROM agent_runs ORDER BY id DESC LIMIT 1") == [
+        ("failed",)
+    ]
+    assert len(model.bodies()) == 3  # the two of the first ask, and the question's call
