@@ -202,6 +202,9 @@ class LocalEngine:
             # then drop the special tokens the form does not need (end of turn, padding).
             raw = tok.decode(new, skip_special_tokens=False)
         form = self.tool_format or "hermes"
+        if form == "response_template" and getattr(tok, "response_template", None) is None:
+            # a transformers too old to load response templates: the template's markers, if any
+            form = template_tool_format(self.base_model, response_template=False) or "json"
         if form == "response_template":
             text, calls = parse_with_response_template(tok, raw, prompt, tools)
         else:
@@ -290,10 +293,17 @@ class LocalProvider(Provider):
             )
             return text, [], n_in, n_out, ended
 
+        from jinja2 import TemplateError  # transformers renders chat templates with jinja2
+
         try:
             text, calls, n_in, n_out, ended = await asyncio.to_thread(generate)
         except (BaseModelError, RegistryError) as exc:
             raise ProviderUnavailable(f"the local model cannot answer: {exc}", exc.fix) from exc
+        except TemplateError as exc:  # a template's own checks (Mistral's ids, role order)
+            raise ProviderRejected(
+                f"the base model's chat template refused this conversation: {exc}",
+                "start the conversation again, or set tools.enabled = false for this model",
+            ) from exc
         stop = "tool_use" if calls else ("end_turn" if ended else "max_tokens")
         return Completion(
             text,

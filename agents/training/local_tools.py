@@ -9,6 +9,7 @@ without tools. Prompts without tools are rendered exactly as in training.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,16 @@ def _templates(root: Path) -> tuple[list[str], Any]:
     return texts, config.get("response_template")
 
 
-def template_tool_format(base_model: Path | str | None) -> str | None:
+def template_tool_format(
+    base_model: Path | str | None, response_template: bool = True
+) -> str | None:
     """The form of tool calls (``local_tool_calls.FORMATS``) the model directory's chat template
-    teaches, or None when it takes no tools in a form we read."""
+    teaches, or None when it takes no tools in a form we read. ``response_template`` False:
+    the form its markers teach, whether or not the tokenizer ships a response template."""
     if base_model is None:
         return None
-    return tool_format(*_templates(Path(base_model).expanduser()))
+    texts, parser = _templates(Path(base_model).expanduser())
+    return tool_format(texts, parser if response_template else None)
 
 
 def template_takes_tools(base_model: Path | str | None) -> bool:
@@ -73,6 +78,13 @@ def function_schemas(tools: list[ToolDef]) -> list[dict[str, Any]]:
     ]
 
 
+def template_call_id(call_id: str) -> str:
+    """The id a call and its result carry into the template: 9 letters and digits derived from
+    ours, the same for both halves. Mistral's templates raise for any other length, and ours
+    (``call_local_…``, ``toolu_…`` of an answer begun on another provider) are longer."""
+    return hashlib.sha256(call_id.encode()).hexdigest()[:9]
+
+
 def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Block messages in the chat-template shape: assistant ``tool_calls``, ``tool`` messages."""
     out: list[dict[str, Any]] = []
@@ -86,13 +98,17 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             turn: dict[str, Any] = {"role": "assistant", "content": content_text(content)}
             if calls:
                 turn["tool_calls"] = [
-                    {"type": "function", "function": {"name": c.name, "arguments": c.input}}
+                    {
+                        "id": template_call_id(c.id),
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.input},
+                    }
                     for c in calls
                 ]
             out.append(turn)
             continue
         out += [
-            {"role": "tool", "content": b.content}
+            {"role": "tool", "content": b.content, "tool_call_id": template_call_id(b.tool_use_id)}
             for b in content
             if isinstance(b, ToolResultBlock)
         ]

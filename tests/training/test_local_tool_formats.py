@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agents.errors import ProviderRejected
 from agents.providers.base import LLMRequest, ToolDef, ToolResultBlock
 from agents.training.base_model import load_tokenizer
 from agents.training.local_provider import LocalEngine, LocalProvider
@@ -37,13 +39,21 @@ HERMES = (
     "{%- for m in messages %}<|{{ m.role }}|>\n{{ m.content }}\n{% endfor %}"
     "{%- if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
-MISTRAL = (
+MISTRAL = (  # as Mistral's published templates, it refuses call ids not 9 characters long
     "{%- for m in messages %}{%- if m.role == 'user' %}"
     "{%- if tools and loop.last %}[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]"
     "{% endif %}[INST]{{ m.content }}[/INST]"
-    "{%- elif m.role == 'assistant' %}{%- if m.tool_calls %}[TOOL_CALLS][{% for c in m.tool_calls %}"
-    "{{ c.function | tojson }}{% if not loop.last %}, {% endif %}{% endfor %}]{% endif %}"
-    "{{ m.content }}</s>{%- elif m.role == 'tool' %}[TOOL_RESULTS]{{ m.content }}[/TOOL_RESULTS]"
+    "{%- elif m.tool_calls is defined and m.tool_calls %}[TOOL_CALLS][{% for c in m.tool_calls %}"
+    "{%- if c.id is not defined or c.id | length != 9 %}"
+    "{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}"
+    '{% endif %}{{ (c.function | tojson)[:-1] }}, "id": "{{ c.id }}"}'
+    "{% if not loop.last %}, {% endif %}{% endfor %}]</s>"
+    "{%- elif m.role == 'assistant' %}{{ m.content }}</s>"
+    "{%- elif m.role == 'tool' %}"
+    "{%- if m.tool_call_id is not defined or m.tool_call_id | length != 9 %}"
+    "{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}"
+    '{% endif %}[TOOL_RESULTS]{"content": {{ m.content | tojson }}, "call_id": '
+    '"{{ m.tool_call_id }}"}[/TOOL_RESULTS]'
     "{%- else %}{{ m.content }}\n\n{% endif %}{% endfor %}"
 )
 LLAMA = (
@@ -305,6 +315,9 @@ def test_the_provider_offers_tools_and_reads_calls_in_the_templates_form(
     ]
     second = asyncio.run(provider.complete(LLMRequest(turns, max_tokens=64, tools=[TIME, SEARCH])))
     assert "the lease ends in May" in model.prompts[1]
+    if form == "mistral":  # the call and its result are paired by one 9-character id
+        (call_id,) = re.findall(r'"id": "(\w+)"', model.prompts[1])
+        assert len(call_id) == 9 and f'"call_id": "{call_id}"' in model.prompts[1]
     assert (second.text, second.tool_calls, second.stop_reason) == (
         "It was in March.",
         [],
@@ -359,3 +372,33 @@ def test_without_tools_the_prompt_is_the_training_render(tiny_model: Path, tmp_p
     )
     assert result.text == "Hello." and "[AVAILABLE_TOOLS]" not in model.prompts[0]
     assert json.dumps("current_time") not in model.prompts[0]
+
+
+def test_a_template_that_refuses_the_conversation_is_a_clear_rejection(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    path = model_dir(tiny_model, tmp_path, "hermes")
+    tok = load_tokenizer(path)
+    tok.chat_template = (
+        HERMES + "{% if tools %}{{ raise_exception('roles must alternate') }}{% endif %}"
+    )
+    tok.save_pretrained(path)
+    provider, model = scripted_provider(path, ["never"])
+    request = LLMRequest([{"role": "user", "content": "hi"}], max_tokens=8, tools=[TIME])
+    with pytest.raises(ProviderRejected, match="chat template refused .*roles must alternate"):
+        asyncio.run(provider.complete(request))
+    assert model.prompts == []  # nothing was generated
+
+
+def test_a_transformers_that_does_not_load_response_templates_falls_back_to_the_markers(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    path = model_dir(tiny_model, tmp_path, "response_template")
+    tok = load_tokenizer(path)
+    tok.response_template = None  # as a transformers before response templates loads it
+    model = ScriptedModel(tok, [REPLIES["hermes"]])
+    engine = LocalEngine(path, device="cpu", load=lambda _path, _device: (model, tok))
+    request = LLMRequest([{"role": "user", "content": "hi"}], max_tokens=64, tools=[SEARCH])
+    result = asyncio.run(LocalProvider(engine).complete(request))
+    assert [(c.name, c.input) for c in result.tool_calls] == [("search_memory", {"query": "lease"})]
+    assert result.text == "Checking."
