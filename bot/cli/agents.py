@@ -137,6 +137,7 @@ async def _ask(
     from contextlib import AsyncExitStack
     from zoneinfo import ZoneInfo
 
+    from agents.tools.catalog import mcp_sources
     from bot.cli.tools import started
     from bot.daemon.agent_tools import build_agent_tools
     from memory.embedder import make_embedder
@@ -164,6 +165,9 @@ async def _ask(
         async with AsyncExitStack() as stack:
             if sources:
                 await stack.enter_async_context(started(sources, None))
+                for server in mcp_sources(sources):  # answered without it, and said so
+                    if server.state != "connected":
+                        typer.echo(f"warning: {server.name}: {server.describe_state()}", err=True)
             answer = await agent.answer(
                 CLI_CHAT_ID,
                 user_id,

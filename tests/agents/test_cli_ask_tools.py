@@ -169,6 +169,28 @@ allow = ["lookup_ticket"]
     assert said.startswith('<untrusted-data source="mcp:tickets') and "printer on fire" in said
 
 
+def test_an_mcp_server_that_cannot_start_is_named_and_the_answer_still_comes(
+    model: LLMStub, data_dir: Path
+) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "familiar.toml").write_text(
+        f"""
+[[tools.mcp]]
+name = "broken"
+command = {json.dumps(sys.executable)}
+args = ["-c", "raise SystemExit(3)"]
+connect_timeout_s = 5
+"""
+    )
+    model.script(Reply("Hello."))
+    result = familiar("ask", "hi")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Hello.\n"
+    assert "warning: mcp:broken: " in result.stderr
+    offered = [t["name"] for t in model.bodies()[0]["tools"]]
+    assert "current_time" in offered and not any(n.startswith("broken__") for n in offered)
+
+
 @pytest.fixture
 def web_page() -> Iterator[str]:
     """A page on 127.0.0.1 that tells the model to act."""
