@@ -135,21 +135,13 @@ async def _ask(
     False. ``interactive``: a call that needs the person's OK pauses the answer and is asked
     at the terminal; otherwise such calls are refused (the model is told why)."""
     from contextlib import AsyncExitStack
-    from zoneinfo import ZoneInfo
 
     from agents.tools.catalog import mcp_sources
+    from bot.cli.common import cli_memory
     from bot.cli.tools import started
     from bot.daemon.agent_tools import build_agent_tools
-    from memory.embedder import make_embedder
-    from memory.service import Memory
 
-    memory = Memory(
-        db,
-        make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
-        settings.memory,
-        settings.data_dir / "index",
-        tz=ZoneInfo(settings.jobs.timezone),
-    )
+    memory = cli_memory(settings, db)
     await memory.start()
     llm = LLM(build_provider(settings.llm), UsageStore(db, settings.llm))
     loop, sources = build_agent_tools(settings, db, memory) if use_tools else (None, [])
