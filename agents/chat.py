@@ -267,6 +267,7 @@ class ChatAgent(ToolAnswers):
         on_activity: OnDelta | None = None,
         attachment: str = "",
         images: Sequence[ImageBlock] = (),
+        can_pause: bool = True,
     ) -> Answer:
         """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
         mode); ``progress`` gets phase names in think/review modes. ``meta`` is stored with the
@@ -275,8 +276,10 @@ class ChatAgent(ToolAnswers):
         ``attachment`` (a document or page the person sent, stored on its own) goes to the model
         before the message and is not stored with it. ``images`` (photos, for a provider with
         vision) go with the message as image blocks; a message with images is answered in
-        single mode (the three-pass and panel answers pass text only). Never raises for
-        model faults."""
+        single mode (the three-pass and panel answers pass text only). ``can_pause`` False
+        (nobody there to ask, as ``familiar ask`` without a terminal): tool calls that need the
+        person's OK are refused, with that reason to the model, instead of pausing the answer.
+        Never raises for model faults."""
         try:
             turn_id, stored_now = await self.memory.store_turn(
                 chat_id,
@@ -331,7 +334,14 @@ class ChatAgent(ToolAnswers):
                             else None
                         )
                         answer = await self._with_tools(
-                            prefix, rest, messages, ctx, llm, Hooks(on_delta, on_activity), source
+                            prefix,
+                            rest,
+                            messages,
+                            ctx,
+                            llm,
+                            Hooks(on_delta, on_activity),
+                            source,
+                            can_pause,
                         )
                     else:
                         answer = await self._single(prefix, rest, messages, ctx, on_delta, llm)

@@ -57,6 +57,7 @@ class ToolAnswers:
         llm: LLM,
         hooks: Hooks,
         source_key: str | None = None,
+        can_pause: bool = True,
     ) -> Answer:
         assert self.tools is not None
         result = await self.tools.start(
@@ -68,6 +69,7 @@ class ToolAnswers:
             cache_turns=len(messages) - 1,
             max_tokens=self.settings.max_output_tokens,
             hooks=hooks,
+            can_pause=can_pause,
             source_key=source_key,
         )
         return self._loop_answer(result)

@@ -34,11 +34,15 @@ from agents.providers.base import (
 from agents.training.base_model import load_base, pick_device
 from agents.training.data import render
 from agents.training.errors import BaseModelError, RegistryError
+from agents.training.local_tool_calls import (
+    MARKERS,
+    parse_tool_calls,
+    parse_with_response_template,
+)
 from agents.training.local_tools import (
     function_schemas,
-    parse_tool_calls,
     template_messages,
-    template_takes_tools,
+    template_tool_format,
 )
 from agents.training.registry import AdapterRegistry
 
@@ -53,9 +57,17 @@ class AdapterRef:
 
 class LocalEngine:
     def __init__(
-        self, base_model: Path | None, *, lru_size: int = 4, device: str | None = None
+        self,
+        base_model: Path | None,
+        *,
+        lru_size: int = 4,
+        device: str | None = None,
+        load: Callable[[Path | None, Any], tuple[Any, Any]] = load_base,
     ) -> None:
+        """``load`` gives (model, tokenizer) for the directory: ``load_base``, or in tests a
+        model whose ``generate`` replies from a script, with the real tokenizer."""
         self.base_model = base_model
+        self._load = load
         self.lru_size = max(1, lru_size)
         self.device = pick_device(device)
         self._lock = threading.Lock()
@@ -66,11 +78,12 @@ class LocalEngine:
             OrderedDict()
         )  # adapter key → path, least recent first
         self.loads = 0  # adapters loaded from disk so far (evictions make it grow)
-        self._takes_tools: bool | None = None
+        self._tool_format: str | None = None
+        self._format_read = False
 
     def _ensure_base(self) -> None:
         if self._model is None:
-            model, self._tokenizer = load_base(self.base_model, self.device)
+            model, self._tokenizer = self._load(self.base_model, self.device)
             self._model = model.eval()
 
     def _activate(self, adapter: AdapterRef | None) -> None:
@@ -97,11 +110,63 @@ class LocalEngine:
             self._model.delete_adapter(oldest)
 
     @property
+    def tool_format(self) -> str | None:
+        """The form of tool calls the base model's chat template teaches (``local_tool_calls``),
+        None when it takes no tools; read from the files once."""
+        if not self._format_read:
+            self._tool_format = template_tool_format(self.base_model)
+            self._format_read = True
+        return self._tool_format
+
+    @property
     def takes_tools(self) -> bool:
-        """The base model's chat template takes tools (``local_tools``); read once."""
-        if self._takes_tools is None:
-            self._takes_tools = template_takes_tools(self.base_model)
-        return self._takes_tools
+        return self.tool_format is not None
+
+    def _generate(
+        self,
+        messages: list[dict[str, Any]],
+        adapter: AdapterRef | None,
+        max_new_tokens: int,
+        temperature: float | None,
+        tools: list[dict[str, Any]] | None,
+    ) -> tuple[str, list[int], int, bool]:
+        """(prompt, new token ids, prompt tokens, ended by EOS); call it holding the lock."""
+        import contextlib
+
+        import torch
+
+        self._ensure_base()
+        self._activate(adapter)
+        tok = self._tokenizer
+        if tools:
+            prompt = tok.apply_chat_template(
+                messages, tools=tools, tokenize=False, add_generation_prompt=True
+            )
+        else:
+            prompt = render(tok, messages, add_generation_prompt=True)
+        ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
+            self.device
+        )
+        sampling = (
+            {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
+        )
+        base_only = adapter is None and self._peft
+        stops = _stop_ids(self._model, tok)
+        with (
+            torch.inference_mode(),
+            self._model.disable_adapter() if base_only else contextlib.nullcontext(),
+        ):
+            out = self._model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=max_new_tokens,
+                eos_token_id=stops,
+                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else stops[0],
+                **sampling,
+            )
+        new = out[0, ids.shape[1] :].tolist()
+        ended = bool(new) and new[-1] in stops
+        return prompt, new, int(ids.shape[1]), ended
 
     def generate(
         self,
@@ -109,61 +174,63 @@ class LocalEngine:
         adapter: AdapterRef | None,
         max_new_tokens: int,
         temperature: float | None = None,
-        tools: list[dict[str, Any]] | None = None,
     ) -> tuple[str, int, int, bool]:
-        """(text, prompt tokens, new tokens, ended by EOS); blocking: call it off the event loop.
-        With ``tools`` the prompt goes through the chat template with them, and the text keeps
-        the ``<tool_call>`` markup for the caller to parse."""
-        import contextlib
-
-        import torch
-
+        """(text, prompt tokens, new tokens, ended by EOS); blocking: call it off the event loop."""
         with self._lock:
-            self._ensure_base()
-            self._activate(adapter)
+            _, new, n_in, ended = self._generate(
+                messages, adapter, max_new_tokens, temperature, None
+            )
+            text = self._tokenizer.decode(new, skip_special_tokens=True)
+        return text.strip(), n_in, len(new), ended
+
+    def generate_with_tools(
+        self,
+        messages: list[dict[str, Any]],
+        adapter: AdapterRef | None,
+        max_new_tokens: int,
+        temperature: float | None,
+        tools: list[dict[str, Any]],
+    ) -> tuple[str, list[ToolUseBlock], int, int, bool]:
+        """(text, tool calls, prompt tokens, new tokens, ended by EOS): the prompt goes through
+        the chat template with ``tools`` and the calls are read in the template's form."""
+        with self._lock:
+            prompt, new, n_in, ended = self._generate(
+                messages, adapter, max_new_tokens, temperature, tools
+            )
             tok = self._tokenizer
-            if tools:
-                prompt = tok.apply_chat_template(
-                    messages, tools=tools, tokenize=False, add_generation_prompt=True
-                )
-            else:
-                prompt = render(tok, messages, add_generation_prompt=True)
-            ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
-                self.device
-            )
-            sampling = (
-                {"do_sample": True, "temperature": temperature}
-                if temperature
-                else {"do_sample": False}
-            )
-            base_only = adapter is None and self._peft
-            with (
-                torch.inference_mode(),
-                self._model.disable_adapter() if base_only else contextlib.nullcontext(),
-            ):
-                out = self._model.generate(
-                    input_ids=ids,
-                    attention_mask=torch.ones_like(ids),
-                    max_new_tokens=max_new_tokens,
-                    eos_token_id=tok.eos_token_id,
-                    pad_token_id=tok.pad_token_id or tok.eos_token_id,
-                    **sampling,
-                )
-            new = out[0, ids.shape[1] :].tolist()
-            ended = bool(new) and new[-1] == tok.eos_token_id
-            if tools:  # a template may make <tool_call> a special token: keep it, drop the rest
-                text = tok.decode(new, skip_special_tokens=False)
-                for special in (tok.eos_token, tok.pad_token, tok.bos_token):
-                    if special:
-                        text = text.replace(special, "")
-            else:
-                text = tok.decode(new, skip_special_tokens=True)
-            return (
-                text.strip(),
-                int(ids.shape[1]),
-                len(new),
-                ended,
-            )
+            # Markers such as <tool_call> or [TOOL_CALLS] are often special tokens: decode them,
+            # then drop the special tokens the form does not need (end of turn, padding).
+            raw = tok.decode(new, skip_special_tokens=False)
+        form = self.tool_format or "hermes"
+        if form == "response_template" and getattr(tok, "response_template", None) is None:
+            # a transformers too old to load response templates: the template's markers, if any
+            form = template_tool_format(self.base_model, response_template=False) or "json"
+        if form == "response_template":
+            text, calls = parse_with_response_template(tok, raw, prompt, tools)
+        else:
+            text, calls = parse_tool_calls(_drop_specials(tok, raw, MARKERS[form]), form)
+        return text, calls, n_in, len(new), ended
+
+
+def _stop_ids(model: Any, tok: Any) -> list[int]:
+    """The ids that end a reply: the tokenizer's EOS and those the model's generation config
+    lists (Llama 3.1 ends a tool call with ``<|eom_id|>`` and a turn with ``<|eot_id|>``, both
+    listed there, neither the tokenizer's EOS)."""
+    ids = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    config = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for i in config if isinstance(config, list) else [config]:
+        if isinstance(i, int) and i not in ids:
+            ids.append(i)
+    return ids
+
+
+def _drop_specials(tok: Any, text: str, keep: tuple[str, ...]) -> str:
+    specials = set(tok.all_special_tokens)
+    specials |= {t.content for t in tok.added_tokens_decoder.values() if t.special}
+    for special in sorted(specials - set(keep), key=len, reverse=True):
+        if special:
+            text = text.replace(special, "")
+    return text
 
 
 class LocalProvider(Provider):
@@ -214,19 +281,29 @@ class LocalProvider(Provider):
             messages = [{"role": "system", "content": system}, *messages]
         started = time.monotonic()
 
-        def generate() -> tuple[str, int, int, bool]:
+        def generate() -> tuple[str, list[ToolUseBlock], int, int, bool]:
             # resolving reads the registry and checks the adapter's SHA-256: file work, off the loop too
-            return self.engine.generate(
-                messages, self._resolve(), request.max_tokens, request.temperature, tools
+            adapter = self._resolve()
+            if tools:
+                return self.engine.generate_with_tools(
+                    messages, adapter, request.max_tokens, request.temperature, tools
+                )
+            text, n_in, n_out, ended = self.engine.generate(
+                messages, adapter, request.max_tokens, request.temperature
             )
+            return text, [], n_in, n_out, ended
+
+        from jinja2 import TemplateError  # transformers renders chat templates with jinja2
 
         try:
-            text, n_in, n_out, ended = await asyncio.to_thread(generate)
+            text, calls, n_in, n_out, ended = await asyncio.to_thread(generate)
         except (BaseModelError, RegistryError) as exc:
             raise ProviderUnavailable(f"the local model cannot answer: {exc}", exc.fix) from exc
-        calls: list[ToolUseBlock] = []
-        if tools:
-            text, calls = parse_tool_calls(text)
+        except TemplateError as exc:  # a template's own checks (Mistral's ids, role order)
+            raise ProviderRejected(
+                f"the base model's chat template refused this conversation: {exc}",
+                "start the conversation again, or set tools.enabled = false for this model",
+            ) from exc
         stop = "tool_use" if calls else ("end_turn" if ended else "max_tokens")
         return Completion(
             text,

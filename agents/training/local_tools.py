@@ -2,17 +2,15 @@
 
 Hugging Face chat templates take ``tools`` (JSON schemas of functions) and render assistant tool
 calls and ``tool`` messages themselves; what differs between model families is how the model
-writes a call. We support the ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` form
-(Hermes, Qwen 2.5 and later, and the templates derived from them): a base model whose template
-takes tools and uses that form says ``capabilities.tools``; any other says it has none, and the
-agent answers without tools. Prompts without tools are rendered exactly as in training.
+writes a call (``local_tool_calls`` reads each form). A base model whose template takes tools in
+a form we read says ``capabilities.tools``; any other says it has none, and the agent answers
+without tools. Prompts without tools are rendered exactly as in training.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import re
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +21,47 @@ from agents.providers.base import (
     ToolUseBlock,
     content_text,
 )
+from agents.training.local_tool_calls import tool_format
 
-_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.S)
 
-
-def template_takes_tools(base_model: Path | str | None) -> bool:
-    """Whether the model directory's chat template takes tools in the ``<tool_call>`` form (read
-    from the files, without loading the tokenizer)."""
-    if base_model is None:
-        return False
-    root = Path(base_model).expanduser()
+def _templates(root: Path) -> tuple[list[str], Any]:
+    """The chat templates of a model directory and its ``response_template``, read from the
+    files without loading the tokenizer."""
     texts: list[str] = []
     jinja = root / "chat_template.jinja"
     if jinja.is_file():
         texts.append(jinja.read_text(encoding="utf-8", errors="replace"))
-    config = root / "tokenizer_config.json"
-    if config.is_file():
+    config_path = root / "tokenizer_config.json"
+    config: Any = {}
+    if config_path.is_file():
         try:
-            template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+            config = json.loads(config_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            template = None
-        if isinstance(template, list):  # named templates: [{"name": ..., "template": ...}]
-            texts += [t.get("template", "") for t in template if isinstance(t, dict)]
-        elif isinstance(template, str):
-            texts.append(template)
-    return any("tools" in t and "<tool_call>" in t for t in texts)
+            config = {}
+    if not isinstance(config, dict):
+        config = {}
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: [{"name": ..., "template": ...}]
+        texts += [t.get("template", "") for t in template if isinstance(t, dict)]
+    elif isinstance(template, str):
+        texts.append(template)
+    return texts, config.get("response_template")
+
+
+def template_tool_format(
+    base_model: Path | str | None, response_template: bool = True
+) -> str | None:
+    """The form of tool calls (``local_tool_calls.FORMATS``) the model directory's chat template
+    teaches, or None when it takes no tools in a form we read. ``response_template`` False:
+    the form its markers teach, whether or not the tokenizer ships a response template."""
+    if base_model is None:
+        return None
+    texts, parser = _templates(Path(base_model).expanduser())
+    return tool_format(texts, parser if response_template else None)
+
+
+def template_takes_tools(base_model: Path | str | None) -> bool:
+    return template_tool_format(base_model) is not None
 
 
 def function_schemas(tools: list[ToolDef]) -> list[dict[str, Any]]:
@@ -64,6 +78,13 @@ def function_schemas(tools: list[ToolDef]) -> list[dict[str, Any]]:
     ]
 
 
+def template_call_id(call_id: str) -> str:
+    """The id a call and its result carry into the template: 9 letters and digits derived from
+    ours, the same for both halves. Mistral's templates raise for any other length, and ours
+    (``call_local_…``, ``toolu_…`` of an answer begun on another provider) are longer."""
+    return hashlib.sha256(call_id.encode()).hexdigest()[:9]
+
+
 def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Block messages in the chat-template shape: assistant ``tool_calls``, ``tool`` messages."""
     out: list[dict[str, Any]] = []
@@ -77,13 +98,17 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             turn: dict[str, Any] = {"role": "assistant", "content": content_text(content)}
             if calls:
                 turn["tool_calls"] = [
-                    {"type": "function", "function": {"name": c.name, "arguments": c.input}}
+                    {
+                        "id": template_call_id(c.id),
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.input},
+                    }
                     for c in calls
                 ]
             out.append(turn)
             continue
         out += [
-            {"role": "tool", "content": b.content}
+            {"role": "tool", "content": b.content, "tool_call_id": template_call_id(b.tool_use_id)}
             for b in content
             if isinstance(b, ToolResultBlock)
         ]
@@ -91,29 +116,3 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if text:
             out.append({"role": "user", "content": text})
     return out
-
-
-def parse_tool_calls(text: str) -> tuple[str, list[ToolUseBlock]]:
-    """The text without its ``<tool_call>`` blocks, and the calls they hold (a block that is not
-    ``{"name": str, "arguments": object}`` becomes a call with ``invalid_input``)."""
-    calls: list[ToolUseBlock] = []
-    for raw in _CALL.findall(text):
-        call_id = f"call_local_{uuid.uuid4().hex[:12]}"
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError:
-            data = None
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-            calls.append(ToolUseBlock(call_id, "unknown", {}, raw[:500]))
-            continue
-        args = data.get("arguments", data.get("parameters", {}))
-        if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except json.JSONDecodeError:
-                pass
-        if isinstance(args, dict):
-            calls.append(ToolUseBlock(call_id, data["name"], args))
-        else:
-            calls.append(ToolUseBlock(call_id, data["name"], {}, json.dumps(args)[:500]))
-    return _CALL.sub("", text).strip(), calls

@@ -1,4 +1,4 @@
-"""What every CLI module shares: errors as one clear message, settings read once with logging."""
+"""What every CLI module shares: errors as one clear message, memory for a one-shot command."""
 
 from __future__ import annotations
 
@@ -25,3 +25,20 @@ def friendly(fn: F) -> F:
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def cli_memory(settings: Any, db: Any) -> Any:
+    """``memory.service.Memory`` over the data directory for a one-shot command, not started
+    (the embedding model loads on ``start``; listing tools needs neither)."""
+    from zoneinfo import ZoneInfo
+
+    from memory.embedder import make_embedder
+    from memory.service import Memory
+
+    return Memory(
+        db,
+        make_embedder(settings.memory.embedding_model, settings.memory.embedding_batch_size),
+        settings.memory,
+        settings.data_dir / "index",
+        tz=ZoneInfo(settings.jobs.timezone),
+    )

@@ -1,16 +1,20 @@
 """``familiar tools list|call``: the assistant's tools from the shell.
 
-The tools come from ``agents.tools.catalog.build_tool_sources``, as in the daemon; MCP servers
-are connected for the command and closed after it. ``call`` is the person at the shell asking
-plainly for one call, so ``confirm`` tools run; ``off`` tools do not. Exit codes: 0 done, 1 the
-tool failed, 2 the call was refused (unknown tool, bad JSON, arguments that fail the schema).
+The tools come from ``bot.daemon.agent_tools.build_agent_tools``, as in the daemon and
+``familiar ask`` (the built-in families, to-dos, MCP servers; with the ``tools.policy`` and
+``tools.untrusted`` settings applied by the one registry); MCP servers are connected for the
+command and closed after it. ``call`` is the person at the shell asking plainly for one call, so
+``confirm`` tools run; ``off`` tools do not. Exit codes: 0 done, 1 the tool failed, 2 the call was
+refused (unknown or turned-off tool, bad JSON, arguments that fail the schema).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import typer
@@ -37,37 +41,61 @@ CHAT_OPT = typer.Option(
 )
 
 
-def _run(
-    work: Callable[[Any, list[Any]], Awaitable[T]], wait_s: float | None, only: str | None
-) -> T:
-    """Open the database, build and connect the tool sources, run ``work``, close everything.
+@asynccontextmanager
+async def started(sources: list[Any], wait_s: float | None) -> AsyncIterator[None]:
+    """The tool sources started, MCP servers given ``wait_s`` seconds to connect (default: each
+    server's ``connect_timeout_s``); all stopped on the way out. A shell command waits for its
+    servers, unlike the daemon: it answers once, so a tool still connecting would be missed."""
+    from agents.tools.catalog import mcp_sources
+
+    for s in sources:
+        await s.start()
+    try:
+        waits = [
+            s.wait_ready(wait_s if wait_s is not None else s.settings.connect_timeout_s + 1)
+            for s in mcp_sources(sources)
+        ]
+        await asyncio.gather(*waits)
+        yield
+    finally:
+        for s in sources:
+            await s.stop()
+
+
+@dataclass
+class Toolbox:
+    """What a command's work gets: the settings, the one registry, its sources, and memory
+    (built, not started: ``call`` starts it for the memory tools)."""
+
+    settings: Any
+    registry: Any
+    sources: list[Any]
+    memory: Any
+
+
+def _run(work: Callable[[Toolbox], Awaitable[T]], wait_s: float | None, only: str | None) -> T:
+    """Open the database, build the tools as the daemon does, connect the MCP servers, run
+    ``work``, close everything.
 
     ``only``: connect just the MCP server of that name ("" for none)."""
-    from agents.tools.catalog import build_tool_sources, mcp_sources
     from bot.cli.app import _settings
+    from bot.cli.common import cli_memory
+    from bot.daemon.agent_tools import build_agent_tools
     from bot.daemon.run import open_database
 
     settings = _settings()
     db = open_database(settings)
 
     async def main() -> T:
-        sources = [
+        memory = cli_memory(settings, db)
+        loop, sources = build_agent_tools(settings, db, memory)
+        wanted = [
             s
-            for s in build_tool_sources(settings.tools, db)
+            for s in sources
             if only is None or not s.name.startswith("mcp:") or s.name == f"mcp:{only}"
         ]
-        for s in sources:
-            await s.start()
-        try:
-            waits = [
-                s.wait_ready(wait_s if wait_s is not None else s.settings.connect_timeout_s + 1)
-                for s in mcp_sources(sources)
-            ]
-            await asyncio.gather(*waits)
-            return await work(settings, sources)
-        finally:
-            for s in sources:
-                await s.stop()
+        async with started(wanted, wait_s):
+            return await work(Toolbox(settings, loop.registry, sources, memory))
 
     try:
         return asyncio.run(main())
@@ -79,34 +107,35 @@ def _run(
 @friendly
 def list_command(wait: float | None = WAIT_OPT, as_json: bool = JSON_OPT) -> None:
     """Every tool with its source and policy (MCP servers that could not be reached are named)."""
-    from agents.tools.catalog import all_tools, mcp_sources
+    from agents.tools.catalog import mcp_sources
 
-    async def work(settings: Any, sources: list[Any]) -> tuple[list[Any], list[str]]:
+    async def work(box: Toolbox) -> tuple[list[tuple[Any, str, bool]], list[str]]:
         down = [
             f"{s.name}: {s.describe_state()}"
-            for s in mcp_sources(sources)
+            for s in mcp_sources(box.sources)
             if s.state != "connected"
         ]
-        return all_tools(sources), down
+        rows = [(t, box.registry.policy(t), box.registry.untrusted(t)) for t in box.registry.all()]
+        return rows, down
 
-    tools, down = _run(work, wait, None)
-    for tool in tools:
+    rows, down = _run(work, wait, None)
+    for tool, policy, untrusted in rows:
         spec = tool.spec
         if as_json:
             row = {
                 "name": spec.name,
                 "source": spec.source,
-                "policy": spec.policy,
+                "policy": policy,
                 "read_only": spec.read_only,
-                "untrusted": spec.untrusted,
+                "untrusted": untrusted,
                 "description": spec.description,
             }
             typer.echo(json.dumps(row, ensure_ascii=False))
         else:
             marks = ", ".join(
-                m for m, on in (("read-only", spec.read_only), ("untrusted", spec.untrusted)) if on
+                m for m, on in (("read-only", spec.read_only), ("untrusted", untrusted)) if on
             )
-            typer.echo(f"{spec.name:<32} {spec.source:<16} {spec.policy:<8} {marks}".rstrip())
+            typer.echo(f"{spec.name:<32} {spec.source:<16} {policy:<8} {marks}".rstrip())
     for line in down:
         typer.echo(f"warning: {line}", err=True)
 
@@ -133,37 +162,39 @@ def call_command(
         raise typer.Exit(2)
     server = name.split("__", 1)[0] if "__" in name else ""  # built-in: no server needed
 
-    async def work(settings: Any, sources: list[Any]) -> tuple[int, str, Any]:
+    async def work(box: Toolbox) -> tuple[int, str, Any]:
         from zoneinfo import ZoneInfo
 
-        import jsonschema
+        from jsonschema.exceptions import SchemaError
 
         from agents.tools.base import ToolContext, ToolError
-        from agents.tools.catalog import all_tools, mcp_sources
+        from agents.tools.catalog import mcp_sources
+        from agents.tools.memory_tools import memory_tools
 
-        tools = {t.spec.name: t for t in all_tools(sources)}
-        tool = tools.get(name)
+        tool = next((t for t in box.registry.all() if t.spec.name == name), None)
         if tool is None:
             why = "".join(
                 f"; MCP server {s.name} is {s.describe_state()}"
-                for s in mcp_sources(sources)
+                for s in mcp_sources(box.sources)
                 if s.state != "connected"
             )
             return 2, f"no tool named {name!r}{why} (see `familiar tools list`)", None
-        if tool.spec.policy == "off":
+        if box.registry.policy(tool) == "off":
             return 2, f"{name} is turned off (its policy is 'off')", None
         try:
-            jsonschema.validate(args, tool.spec.input_schema)
-        except jsonschema.ValidationError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
-            return 2, f"{where}: {exc.message}", None
-        except jsonschema.SchemaError as exc:
+            problem = box.registry.invalid(tool, args)
+        except SchemaError as exc:
             return 1, f"the tool's own schema is invalid: {exc.message}", None
-        admins = list(settings.telegram.admins)
+        if problem is not None:
+            return 2, f"invalid arguments: {problem}", None
+        admins = list(box.settings.telegram.admins)
         who = chat if chat is not None else (admins[0] if admins else 0)
         ctx = ToolContext(
-            chat_id=who, user_id=who, is_admin=True, tz=ZoneInfo(settings.jobs.timezone)
+            chat_id=who, user_id=who, is_admin=True, tz=ZoneInfo(box.settings.jobs.timezone)
         )
+        uses_memory = name in {t.spec.name for t in memory_tools(box.memory).tools()}
+        if uses_memory:
+            await box.memory.start()
         try:
             result = await tool.call(args, ctx)
         except ToolError as exc:
@@ -173,6 +204,9 @@ def call_command(
 
             logger.opt(exception=exc).warning("tool {} raised", name)
             return 1, f"the tool raised {type(exc).__name__}: {exc}", None
+        finally:
+            if uses_memory:
+                await box.memory.stop()
         return (1 if result.is_error else 0), result.content, result.data
 
     code, text, data = _run(work, wait, server)

@@ -2,8 +2,10 @@
 package's tools (reminders, scheduled tasks), scheduled agent task runs, and the sweep that ends
 confirmations nobody answered.
 
-``build_services`` calls ``build_tool_loop`` before it builds the chat agent and
-``wire_job_tools`` once reminders and the scheduler exist; MCP servers join the same registry.
+``build_services`` calls ``build_agent_tools`` before it builds the chat agent and
+``wire_job_tools`` once reminders and the scheduler exist. ``familiar ask`` calls
+``build_agent_tools`` too, so the shell answers with the same tools, policies and MCP servers
+(not the jobs package's: a one-shot command has no scheduler or channel to deliver them).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from loguru import logger
 from agents.chat import ChatAgent
 from agents.loop import ToolLoop
 from agents.tools import builtin_sources
+from agents.tools.base import ToolSource
+from agents.tools.catalog import build_tool_sources
 from agents.tools.registry import ToolRegistry
 from bot.config import Settings
 from bot.core.agent_commands import AgentCommands
@@ -52,6 +56,18 @@ def build_tool_loop(settings: Settings, db: Database, memory: Memory) -> ToolLoo
         builtin_sources(memory, settings.tools), settings.tools.policy, settings.tools.untrusted
     )
     return ToolLoop(tools, settings.tools, db, ZoneInfo(settings.jobs.timezone))
+
+
+def build_agent_tools(
+    settings: Settings, db: Database, memory: Memory
+) -> tuple[ToolLoop, list[ToolSource]]:
+    """The loop over the built-in families and every source of ``build_tool_sources`` (to-dos,
+    MCP servers), in the order they are offered; the caller starts and stops those sources."""
+    loop = build_tool_loop(settings, db, memory)
+    sources = build_tool_sources(settings.tools, db)
+    for source in sources:
+        loop.registry.add(source)
+    return loop, sources
 
 
 def wire_job_tools(

@@ -25,7 +25,7 @@ from agents.providers import health_checks as llm_health_checks
 from agents.review import ReviewEngine
 from agents.summarise import LLMSummariser
 from agents.tools.base import ToolSource
-from agents.tools.catalog import build_tool_sources, mcp_sources
+from agents.tools.catalog import mcp_sources
 from agents.tools.registry import ToolRegistry
 from agents.tools.todos import TodoStore
 from agents.tools.web import fetch_limits
@@ -48,7 +48,7 @@ from bot.core.signing import ButtonSigner
 from bot.core.todo_commands import TodoCommands
 from bot.core.transport import Transport
 from bot.core.types import Incoming, Reply
-from bot.daemon.agent_tools import TaskChannel, build_tool_loop, wire_job_tools
+from bot.daemon.agent_tools import TaskChannel, build_agent_tools, wire_job_tools
 from bot.daemon.lifecycle import FunctionService, Lifecycle
 from bot.daemon.training import Training, adapter_registry, build_llm_provider, build_training
 from bot.telegram.access import prune_audit
@@ -194,7 +194,7 @@ def build_services(
     personas = PersonaRouter(
         ChatPersonas(db), registry, provider, settings.llm, usage, notify_admins
     )
-    tool_loop = build_tool_loop(settings, db, memory)
+    tool_loop, tool_sources = build_agent_tools(settings, db, memory)  # to-dos, MCP servers too
     agent = ChatAgent(
         memory,
         llm,
@@ -223,9 +223,6 @@ def build_services(
     lifecycle.add(FunctionService("voice", stop=stop_voice))
 
     # tools: MCP servers connect in the background; start() never waits for them
-    tool_sources = build_tool_sources(settings.tools, db)
-    for source in tool_sources:  # to-dos and MCP servers join the loop's one registry
-        tool_loop.registry.add(source)
     if mcp_sources(tool_sources):
         from agents.tools.mcp import mcp_health_check  # the SDK: imported only when used
 

@@ -19,9 +19,9 @@ from agents.providers.base import (
 )
 from agents.training.base_model import load_tokenizer
 from agents.training.local_provider import LocalEngine, LocalProvider
+from agents.training.local_tool_calls import parse_tool_calls
 from agents.training.local_tools import (
     function_schemas,
-    parse_tool_calls,
     template_messages,
     template_takes_tools,
 )
