@@ -14,6 +14,7 @@ from memory.db import Database
 from tests.stubs.anthropic_stub import LLMStub, llm_stub
 
 MODEL = "claude-sonnet-4-6"
+API_KEY = "sk-ant-test-0123456789abcdef"
 
 
 @pytest.fixture
@@ -44,3 +45,13 @@ def openai_on_stub(stub: LLMStub):
         return OpenAICompatibleProvider("local-model", base_url=stub.openai_url, api_key="k", **kw)
 
     return make
+
+
+@pytest.fixture
+def model(stub: LLMStub, monkeypatch: pytest.MonkeyPatch) -> LLMStub:
+    """The ``familiar`` CLI's settings, by environment, pointed at the stub (no retries)."""
+    monkeypatch.setenv("FAMILIAR_LLM__PROVIDER", "anthropic")
+    monkeypatch.setenv("FAMILIAR_LLM__ANTHROPIC_BASE_URL", stub.url)
+    monkeypatch.setenv("FAMILIAR_LLM__MAX_RETRIES", "0")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    return stub

@@ -27,20 +27,9 @@ from bot.cli import app
 from tests.stubs.anthropic_stub import LLMStub, Reply
 from tests.tools.conftest import SERVER
 
-API_KEY = "sk-ant-test-0123456789abcdef"
-
 
 def familiar(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
-
-
-@pytest.fixture
-def model(stub: LLMStub, monkeypatch: pytest.MonkeyPatch) -> LLMStub:
-    monkeypatch.setenv("FAMILIAR_LLM__PROVIDER", "anthropic")
-    monkeypatch.setenv("FAMILIAR_LLM__ANTHROPIC_BASE_URL", stub.url)
-    monkeypatch.setenv("FAMILIAR_LLM__MAX_RETRIES", "0")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
-    return stub
 
 
 def tool_results(body: dict) -> list[dict]:

@@ -10,27 +10,16 @@ import json
 import sqlite3
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner, Result
 
 from agents.settings import LLMSettings
 from bot.cli import app
+from tests.agents.conftest import API_KEY
 from tests.stubs.anthropic_stub import LLMStub, Reply
-
-API_KEY = "sk-ant-test-0123456789abcdef"
 
 
 def familiar(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
-
-
-@pytest.fixture
-def model(stub: LLMStub, monkeypatch: pytest.MonkeyPatch) -> LLMStub:
-    monkeypatch.setenv("FAMILIAR_LLM__PROVIDER", "anthropic")
-    monkeypatch.setenv("FAMILIAR_LLM__ANTHROPIC_BASE_URL", stub.url)
-    monkeypatch.setenv("FAMILIAR_LLM__MAX_RETRIES", "0")
-    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
-    return stub
 
 
 def stored_turns(data_dir: Path) -> list[tuple[int, str, str]]:
