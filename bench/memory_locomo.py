@@ -34,7 +34,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recall_eval import KS, Question, count, evaluate, table, variants  # noqa: E402
+from recall_eval import (  # noqa: E402
+    KS,
+    Question,
+    count,
+    evaluate,
+    recall_ours,
+    table,
+    variants,
+)
 
 from memory.db import Database  # noqa: E402
 from memory.embedder import SentenceTransformerEmbedder  # noqa: E402
@@ -43,6 +51,7 @@ from memory.schema import migrations  # noqa: E402
 from memory.service import Memory  # noqa: E402
 from memory.settings import MemorySettings  # noqa: E402
 from memory.types import Scope  # noqa: E402
+from memory.when import time_window  # noqa: E402
 
 TUNE = range(0, 5)  # conversations 1-5
 NOTES = 100  # chat id offset of the notes copy
@@ -83,17 +92,53 @@ def records(data: list[dict]):
                     )
 
 
+def last_session(conv: dict) -> datetime | None:
+    """When the conversation's questions are asked: after its last session."""
+    times = [
+        t
+        for key, value in conv.items()
+        if re.fullmatch(r"session_\d+_date_time", key) and (t := session_time(value or ""))
+    ]
+    return max(times, default=None)
+
+
 def questions(data: list[dict], offset: int) -> list[Question]:
     out = []
     for chat, item in enumerate(data):
+        now = last_session(item["conversation"])
         for qa in item["qa"]:
             evidence = frozenset(
                 e.strip() for e in qa.get("evidence", []) if re.fullmatch(r"D\d+:\d+", e.strip())
             )
             if evidence:
                 group = "tune" if chat in TUNE else "held-out"
-                out.append(Question(Scope(chat + offset), qa["question"], evidence, group))
+                q = Question(Scope(chat + offset), qa["question"], evidence, group, now)
+                q.category = qa.get("category")
+                out.append(q)
     return out
+
+
+TEMPORAL = 2  # LoCoMo's category of "when did ..." questions
+
+
+def temporal_line(memory: Memory, qs: list[Question]) -> None:
+    """Recall on the temporal questions (as messages, both halves) with the time in questions
+    on and off. Most ask "when did X happen" and name no time, so the two figures differ only
+    where a question does; the count says how many that is."""
+    named = sum(1 for q in qs if q.now and time_window(q.text, q.now, memory.tz) is not None)
+    was = memory.settings.time_in_queries
+    figures = {}
+    for on in (True, False):
+        memory.settings.time_in_queries = on
+        figures[on] = recall_ours(memory, qs)
+    memory.settings.time_in_queries = was
+    print(
+        f"temporal questions (category {TEMPORAL}, messages, {len(qs)}; {named} name a time): "
+        + "; ".join(
+            f"time {'on' if on else 'off'} " + ", ".join(f"R@{k} {figures[on][k]:.3f}" for k in KS)
+            for on in (True, False)
+        )
+    )
 
 
 def main() -> None:
@@ -141,6 +186,8 @@ def main() -> None:
             f"{kind}: best fusion on the tuning half: {best}; held-out "
             + ", ".join(f"R@{k} {held[k]:.3f}" for k in KS)
         )
+    temporal = [q for q in questions(data, 0) if q.category == TEMPORAL]
+    temporal_line(memory, temporal[:: max(1, args.limit)])
     print(f"model load {loaded - started:.1f} s, total {time.monotonic() - started:.1f} s")
     memory.save_index()
     db.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from memory import store
 from memory.search import Candidates, fuse
@@ -32,6 +33,8 @@ class Question:
     text: str
     evidence: frozenset[str]
     group: str = "all"
+    now: datetime | None = None  # when it is asked: "last year" counts from here
+    category: int | None = None
 
 
 def variants() -> list[str]:
@@ -69,7 +72,7 @@ def evaluate(
         ranked: dict[str, list[str | None]] = {}
         for name in variants()[:-2]:
             ranked[name] = [refs.get(i) for i in _rank(c, name)]
-        hits = memory.search_sync(q.text, q.scope, k=max(KS))
+        hits = memory.search_sync(q.text, q.scope, k=max(KS), now=q.now)
         ranked["ours"] = [h.ref for h in hits]
         for k in KS:
             for name, got in ranked.items():
@@ -84,6 +87,16 @@ def evaluate(
         g: {v: {k: sum(xs) / len(xs) for k, xs in ks.items()} for v, ks in vs.items()}
         for g, vs in sums.items()
     }
+
+
+def recall_ours(memory: Memory, questions: Iterable[Question]) -> dict[int, float]:
+    """Mean recall@k of the project's search alone, as configured."""
+    shares: dict[int, list[float]] = defaultdict(list)
+    for q in questions:
+        got = [h.ref for h in memory.search_sync(q.text, q.scope, k=max(KS), now=q.now)]
+        for k in KS:
+            shares[k].append(len(q.evidence & set(got[:k])) / len(q.evidence))
+    return {k: sum(xs) / len(xs) if xs else 0.0 for k, xs in shares.items()}
 
 
 def count(questions: Sequence[Question], group: str) -> int:

@@ -55,6 +55,7 @@ class Memory(VectorUpkeep):
         count_tokens: Callable[[str], int] = estimate_tokens,
         fact_judge: FactJudge | None = None,
         tz: tzinfo = UTC,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -63,6 +64,7 @@ class Memory(VectorUpkeep):
         self.summariser = summariser or ExtractiveSummariser()
         self.count_tokens = count_tokens
         self.tz = tz  # the chats' time zone: "yesterday" in a question is the user's yesterday
+        self.clock = clock  # what "now" is for "two weeks ago" (a fixed one in tests)
         self.searcher = HybridSearcher(db, settings)
         self.facts = FactCards(self, fact_judge)
         self.index: VectorIndex | None = None
@@ -299,7 +301,7 @@ class Memory(VectorUpkeep):
 
         window = None
         if since is None and until is None and self.settings.time_in_queries:
-            window = time_window(query, now or datetime.now(UTC), self.tz)
+            window = time_window(query, now or self.clock(), self.tz)
         if window is None:
             return run(Filters(scope, kinds, since, until))
         inside = run(Filters(scope, kinds, window.since, window.until))
