@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from recall_eval import (  # noqa: E402
     KS,
+    CachedEmbedder,
     Question,
     count,
     evaluate,
@@ -162,8 +163,9 @@ def main() -> None:
     workdir = args.db or Path(tempfile.mkdtemp(prefix="locomo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     fresh = not (workdir / "familiar.db").exists()
+    embedder = CachedEmbedder(SentenceTransformerEmbedder(), workdir / "embeddings.npz")
     db = Database.open(workdir / "familiar.db", [migrations])
-    memory = Memory(db, SentenceTransformerEmbedder(), settings, workdir / "index")
+    memory = Memory(db, embedder, settings, workdir / "index")
     memory.warm_sync()
     loaded = time.monotonic()
     if fresh:
@@ -179,7 +181,7 @@ def main() -> None:
         results = evaluate(memory, qs)
         for group in ("tune", "held-out"):
             print(table(f"{kind}, {group} half", results[group], count(qs, group)))
-        fusions = [v for v in variants() if v == "rrf" or v.startswith("score")]
+        fusions = [v for v in variants() if v.startswith(("rrf", "score"))]
         best = max(fusions, key=lambda v: sum(results["tune"][v][k] for k in KS))
         held = results["held-out"][best]
         print(
@@ -190,6 +192,7 @@ def main() -> None:
     temporal_line(memory, temporal[:: max(1, args.limit)])
     print(f"model load {loaded - started:.1f} s, total {time.monotonic() - started:.1f} s")
     memory.save_index()
+    embedder.save()
     db.close()
 
 

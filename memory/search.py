@@ -56,18 +56,20 @@ def standardise(scores: dict[int, float]) -> dict[int, float]:
 RRF_K = 60  # the constant of Cormack et al. (2009); it damps the head of each list
 
 
-def reciprocal_rank(*lists: dict[int, float]) -> dict[int, float]:
-    """sum over lists of 1 / (RRF_K + rank), ranks from 1, best score first in each list."""
+def reciprocal_rank(*lists: dict[int, float], k: int = RRF_K) -> dict[int, float]:
+    """sum over lists of 1 / (k + rank), ranks from 1, best score first in each list."""
     out: dict[int, float] = {}
     for scores in lists:
         for rank, i in enumerate(sorted(scores, key=lambda i: -scores[i]), 1):
-            out[i] = out.get(i, 0.0) + 1.0 / (RRF_K + rank)
+            out[i] = out.get(i, 0.0) + 1.0 / (k + rank)
     return out
 
 
-def fuse(c: Candidates, dense_weight: float, method: str = "rrf") -> dict[int, float]:
+def fuse(
+    c: Candidates, dense_weight: float, method: str = "rrf", rrf_k: int = RRF_K
+) -> dict[int, float]:
     if method == "rrf":
-        return reciprocal_rank(c.fts, c.dense)
+        return reciprocal_rank(c.fts, c.dense, k=rrf_k)
     fts, dense = standardise(c.fts), standardise(c.dense)
     if not dense:
         return fts
