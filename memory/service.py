@@ -257,9 +257,11 @@ class Memory(VectorUpkeep):
 
     def forget_sync(self, memory_id: int, scope: Scope) -> bool:
         with self._guard:
+            _, after = store.adjacent_turns(self.db, [memory_id], 1).get(memory_id, ([], []))
             removed = store.delete_memory(self.db, memory_id, scope)
             if removed and self.index is not None:
                 self.index.remove([memory_id])
+                self._rekey(after)  # its key held part of the forgotten turn
         return removed
 
     async def forget(self, memory_id: int, scope: Scope) -> bool:
@@ -267,9 +269,12 @@ class Memory(VectorUpkeep):
 
     def forget_user_sync(self, user_id: int) -> int:
         with self._guard:
+            chats = store.chats_of(self.db, store.user_turns(self.db, user_id))
             ids = store.delete_user(self.db, user_id)
             if self.index is not None:
                 self.index.remove(ids)
+                # The turns left in those chats may have been keyed with a deleted one.
+                self._rekey(store.turns_in_chats(self.db, list(set(chats.values()))))
         self.save_index()  # a forgotten user's vectors must not linger in the saved file
         return len(ids)
 

@@ -95,6 +95,15 @@ class MemorySettings(BaseModel):
         description="A conversation hit carries this many turns before and after it as context "
         "(shown with it; never ranked in its place).",
     )
+    turn_context_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=2.0,
+        description="A conversation turn is found by its own words plus this share of the turn "
+        "before it (its vector in the index is the sum, normalised), so an answer is found by a "
+        "question about what it answered; 0 indexes each turn alone. After a change, run "
+        "`familiar memory reindex`.",
+    )
     fact_duplicate_cosine: float = Field(
         0.95,
         ge=0.5,
