@@ -66,15 +66,15 @@ def test_an_answer_is_found_by_a_question_about_what_it_answered(
     question = "What was the vet's advice about Biscuit?"
     answer = "She said two kilos less by spring."
     ranks = {}
-    for weight in (0.5, 0.0):
+    for weight in (1.0, 0.0):
         where = tmp_path / f"weight{weight}"
         where.mkdir()
         memory = make_memory(minilm, path=where, turn_context_weight=weight)
         chat(memory)
         texts = [h.text for h in run(memory.search(question, Scope(1, 7), k=10))]
         ranks[weight] = texts.index(answer) if answer in texts else len(TURNS)
-    assert ranks[0.5] <= 1, ranks  # the answer, or the question it answers and then the answer
-    assert ranks[0.0] > ranks[0.5]  # alone, its words do not lead to it
+    assert ranks[1.0] <= 1, ranks  # the answer, or the question it answers and then the answer
+    assert ranks[0.0] > ranks[1.0]  # alone, its words do not lead to it
 
 
 def test_keys_are_rebuilt_the_same_from_sqlite(make_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -100,7 +100,7 @@ def test_forgetting_a_turn_takes_it_out_of_the_next_turns_key(make_memory) -> No
     assert not np.allclose(key(memory, answer), own(memory, answer))
     assert memory.forget_sync(question, Scope(1, 7))
     # The answer is now keyed with the turn before the forgotten one, not with the forgotten one.
-    expected = own(memory, answer) + 0.5 * own(memory, ids[0])
+    expected = own(memory, answer) + memory.settings.turn_context_weight * own(memory, ids[0])
     assert np.allclose(key(memory, answer), expected / np.linalg.norm(expected), atol=1e-6)
 
 
@@ -112,5 +112,5 @@ def test_forgetting_a_user_rekeys_the_turns_left_in_their_chats(make_memory) -> 
     # Each answer followed one of the user's turns; now the turn before it is the previous answer.
     assert np.allclose(key(memory, answers[0]), own(memory, answers[0]), atol=1e-6)
     for prev, cur in zip(answers, answers[1:], strict=False):
-        expected = own(memory, cur) + 0.5 * own(memory, prev)
+        expected = own(memory, cur) + memory.settings.turn_context_weight * own(memory, prev)
         assert np.allclose(key(memory, cur), expected / np.linalg.norm(expected), atol=1e-6)
