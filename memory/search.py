@@ -5,8 +5,8 @@ nothing outside the caller's scope is ever a candidate. Fusion is reciprocal ran
 each list counts by rank, 1/(``rrf_k`` + rank), scaled so that first in both lists is 1. It was
 chosen over score fusion (each list's scores standardised, mixed with ``dense_weight``; still
 ``fusion = "score"``) on held-out data, figures from ``bench/memory_locomo.py`` and
-``bench/memory_journal.py``: on LoCoMo's held-out half as messages RRF gives R@5 0.583, score
-fusion 0.568 (as notes 0.529 and 0.556), and on the journals, where the dense side is the
+``bench/memory_journal.py``: on LoCoMo's held-out half as messages RRF gives R@5 0.579, score
+fusion 0.566 (as notes 0.510 and 0.546), and on the journals, where the dense side is the
 stronger, RRF gives 0.756 and the BM25-heavy score fusion 0.622, below dense alone (0.722). A weight fitted to one kind of data
 does not carry to another; ranks do. ``rrf_k`` 5 (not the usual 60) was chosen on LoCoMo's
 tuning half only: a small k lets each list's head count, so a retriever's first few picks are
