@@ -11,9 +11,9 @@ among the top k hits, averaged over questions.
 Conversations 1-5 are the tuning half, 6-10 the held-out half: any choice (fusion, weights) is
 made on the first and reported on the second. The bench prints, for both halves and both kinds,
 plain BM25, plain dense, reciprocal-rank fusion at several k, score fusion at several dense
-weights, the project's search as configured ("ours"), and "ours+ctx" (also counting the turns attached to
-each hit: what the model sees with it; not the headline figure). It then names the fusion that
-is best on the tuning half and gives its held-out figure.
+weights, the project's search as configured ("ours"), and "ours+ctx" (also counting the turns
+attached to each hit: what the model sees with it; not the headline figure). It then names the
+fusion that is best on the tuning half and gives its held-out figure.
 
     python bench/memory_locomo.py /work/shared/datasets/locomo10.json [--db DIR] [--limit 2]
         [--fusion score]
