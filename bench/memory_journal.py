@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from journal_corpus import corpus  # noqa: E402
-from recall_eval import Question, evaluate, table  # noqa: E402
+from recall_eval import CachedEmbedder, Question, evaluate, table  # noqa: E402
 
 from memory.db import Database  # noqa: E402
 from memory.embedder import SentenceTransformerEmbedder  # noqa: E402
@@ -46,8 +46,9 @@ def main() -> None:
     workdir = args.db or Path(tempfile.mkdtemp(prefix="journal-"))
     workdir.mkdir(parents=True, exist_ok=True)
     fresh = not (workdir / "familiar.db").exists()
+    embedder = CachedEmbedder(SentenceTransformerEmbedder(), workdir / "embeddings.npz")
     db = Database.open(workdir / "familiar.db", [migrations])
-    memory = Memory(db, SentenceTransformerEmbedder(), MemorySettings(), workdir / "index")
+    memory = Memory(db, embedder, MemorySettings(), workdir / "index")
     memory.warm_sync()
     if fresh:
         rows = (
@@ -74,6 +75,7 @@ def main() -> None:
     results = evaluate(memory, questions)
     print(table("journal notes", results["all"], len(questions)))
     print(f"total {time.monotonic() - started:.1f} s")
+    embedder.save()
     db.close()
 
 

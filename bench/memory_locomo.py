@@ -10,14 +10,17 @@ among the top k hits, averaged over questions.
 
 Conversations 1-5 are the tuning half, 6-10 the held-out half: any choice (fusion, weights) is
 made on the first and reported on the second. The bench prints, for both halves and both kinds,
-plain BM25, plain dense, reciprocal-rank fusion, score fusion at several dense weights, the
-project's search as configured ("ours"), and "ours+ctx" (also counting the turns attached to
-each hit: what the model sees with it; not the headline figure). It then names the fusion that
-is best on the tuning half and gives its held-out figure.
+plain BM25, plain dense, reciprocal-rank fusion at several k, score fusion at several dense
+weights, the project's search as configured ("ours"), and "ours+ctx" (also counting the turns
+attached to each hit: what the model sees with it; not the headline figure). It then names the
+fusion that is best on the tuning half and gives its held-out figure.
 
-    python bench/memory_locomo.py /work/shared/datasets/locomo10.json [--db DIR] [--fusion rrf]
+    python bench/memory_locomo.py /work/shared/datasets/locomo10.json [--db DIR] [--limit 2]
+        [--fusion score]
 
-Only the bundled model is used (offline). ``--db`` keeps the imported store for reruns.
+Only the bundled model is used (offline). ``--db`` keeps the imported store and the questions'
+vectors for reruns (delete DIR/index after changing how the index is keyed). Last it prints
+recall on the temporal questions with the time in questions on and off.
 """
 
 from __future__ import annotations
@@ -34,7 +37,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recall_eval import KS, Question, count, evaluate, table, variants  # noqa: E402
+from recall_eval import (  # noqa: E402
+    KS,
+    CachedEmbedder,
+    Question,
+    count,
+    evaluate,
+    recall_ours,
+    table,
+    variants,
+)
 
 from memory.db import Database  # noqa: E402
 from memory.embedder import SentenceTransformerEmbedder  # noqa: E402
@@ -43,6 +55,7 @@ from memory.schema import migrations  # noqa: E402
 from memory.service import Memory  # noqa: E402
 from memory.settings import MemorySettings  # noqa: E402
 from memory.types import Scope  # noqa: E402
+from memory.when import time_window  # noqa: E402
 
 TUNE = range(0, 5)  # conversations 1-5
 NOTES = 100  # chat id offset of the notes copy
@@ -83,17 +96,53 @@ def records(data: list[dict]):
                     )
 
 
+def last_session(conv: dict) -> datetime | None:
+    """When the conversation's questions are asked: after its last session."""
+    times = [
+        t
+        for key, value in conv.items()
+        if re.fullmatch(r"session_\d+_date_time", key) and (t := session_time(value or ""))
+    ]
+    return max(times, default=None)
+
+
 def questions(data: list[dict], offset: int) -> list[Question]:
     out = []
     for chat, item in enumerate(data):
+        now = last_session(item["conversation"])
         for qa in item["qa"]:
             evidence = frozenset(
                 e.strip() for e in qa.get("evidence", []) if re.fullmatch(r"D\d+:\d+", e.strip())
             )
             if evidence:
                 group = "tune" if chat in TUNE else "held-out"
-                out.append(Question(Scope(chat + offset), qa["question"], evidence, group))
+                q = Question(Scope(chat + offset), qa["question"], evidence, group, now)
+                q.category = qa.get("category")
+                out.append(q)
     return out
+
+
+TEMPORAL = 2  # LoCoMo's category of "when did ..." questions
+
+
+def temporal_line(memory: Memory, qs: list[Question]) -> None:
+    """Recall on the temporal questions (as messages, both halves) with the time in questions
+    on and off. Most ask "when did X happen" and name no time, so the two figures differ only
+    where a question does; the count says how many that is."""
+    named = sum(1 for q in qs if q.now and time_window(q.text, q.now, memory.tz) is not None)
+    was = memory.settings.time_in_queries
+    figures = {}
+    for on in (True, False):
+        memory.settings.time_in_queries = on
+        figures[on] = recall_ours(memory, qs)
+    memory.settings.time_in_queries = was
+    print(
+        f"temporal questions (category {TEMPORAL}, messages, {len(qs)}; {named} name a time): "
+        + "; ".join(
+            f"time {'on' if on else 'off'} " + ", ".join(f"R@{k} {figures[on][k]:.3f}" for k in KS)
+            for on in (True, False)
+        )
+    )
 
 
 def main() -> None:
@@ -117,8 +166,9 @@ def main() -> None:
     workdir = args.db or Path(tempfile.mkdtemp(prefix="locomo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     fresh = not (workdir / "familiar.db").exists()
+    embedder = CachedEmbedder(SentenceTransformerEmbedder(), workdir / "embeddings.npz")
     db = Database.open(workdir / "familiar.db", [migrations])
-    memory = Memory(db, SentenceTransformerEmbedder(), settings, workdir / "index")
+    memory = Memory(db, embedder, settings, workdir / "index")
     memory.warm_sync()
     loaded = time.monotonic()
     if fresh:
@@ -134,15 +184,18 @@ def main() -> None:
         results = evaluate(memory, qs)
         for group in ("tune", "held-out"):
             print(table(f"{kind}, {group} half", results[group], count(qs, group)))
-        fusions = [v for v in variants() if v == "rrf" or v.startswith("score")]
+        fusions = [v for v in variants() if v.startswith(("rrf", "score"))]
         best = max(fusions, key=lambda v: sum(results["tune"][v][k] for k in KS))
         held = results["held-out"][best]
         print(
             f"{kind}: best fusion on the tuning half: {best}; held-out "
             + ", ".join(f"R@{k} {held[k]:.3f}" for k in KS)
         )
+    temporal = [q for q in questions(data, 0) if q.category == TEMPORAL]
+    temporal_line(memory, temporal[:: max(1, args.limit)])
     print(f"model load {loaded - started:.1f} s, total {time.monotonic() - started:.1f} s")
     memory.save_index()
+    embedder.save()
     db.close()
 
 

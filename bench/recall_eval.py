@@ -3,19 +3,26 @@ the plain retrievers and fusions it is compared with.
 
 For each question the candidates of full-text and dense search are taken once (the searcher's
 own ``candidates``: the same scope filter, the same FTS query and index), and each comparison
-ranks from them: plain BM25, plain dense, reciprocal-rank fusion, and score fusion at several
-dense weights. "ours" is ``Memory.search_sync`` with the settings given, end to end; "ours+ctx"
-also counts the turns attached to its hits (``Hit.before``/``after``: what the model is shown
-with them), so it is reported apart and never as the headline figure.
+ranks from them: plain BM25, plain dense, reciprocal-rank fusion (k 60, and the smaller k in
+``RRF_KS``), and score fusion at several dense weights. "ours" is ``Memory.search_sync`` with the
+settings given, end to end; "ours+ctx" also counts the turns attached to its hits
+(``Hit.before``/``after``: what the model is shown with them), so it is reported apart and never
+as the headline figure.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
 
 from memory import store
+from memory.embedder import Embedder
 from memory.search import Candidates, fuse
 from memory.service import Memory
 from memory.store import Filters
@@ -24,6 +31,7 @@ from memory.types import Scope
 
 KS = (5, 10)
 DENSE_WEIGHTS = (0.2, 0.3, 0.5, 0.7)
+RRF_KS = (5, 20)  # besides the usual 60; 5 was the best of 5, 20, 60 on LoCoMo 1-5
 
 
 @dataclass
@@ -32,10 +40,56 @@ class Question:
     text: str
     evidence: frozenset[str]
     group: str = "all"
+    now: datetime | None = None  # when it is asked: "last year" counts from here
+    category: int | None = None
+
+
+class CachedEmbedder(Embedder):
+    """The real embedder, remembering each text's vector (in ``path`` between runs): a question
+    is embedded once, not by every search of every run."""
+
+    def __init__(self, inner: Embedder, path: Path) -> None:
+        self.inner, self.path = inner, path
+        self.model_name = inner.model_name
+        self.known: dict[str, np.ndarray] = {}
+        if path.exists():
+            with np.load(path) as saved:
+                self.known = {k: saved[k] for k in saved.files}
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        return self.inner.dim
+
+    def load(self) -> None:
+        self.inner.load()
+
+    @property
+    def ready(self) -> bool:
+        return self.inner.ready
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [hashlib.sha256(f"{self.model_name}\0{t}".encode()).hexdigest() for t in texts]
+        todo = list(dict.fromkeys(k for k in keys if k not in self.known))
+        if todo:
+            text_of = dict(zip(keys, texts, strict=True))
+            for k, v in zip(todo, self.inner.embed([text_of[k] for k in todo]), strict=True):
+                self.known[k] = v
+        return np.stack([self.known[k] for k in keys]).astype(np.float32)
+
+    def save(self) -> None:
+        np.savez(self.path, **self.known)  # type: ignore[arg-type]
 
 
 def variants() -> list[str]:
-    return ["bm25", "dense", "rrf", *(f"score{w}" for w in DENSE_WEIGHTS), "ours", "ours+ctx"]
+    return [
+        "bm25",
+        "dense",
+        "rrf",
+        *(f"rrf{k}" for k in RRF_KS),
+        *(f"score{w}" for w in DENSE_WEIGHTS),
+        "ours",
+        "ours+ctx",
+    ]
 
 
 def _rank(c: Candidates, name: str) -> list[int]:
@@ -43,8 +97,8 @@ def _rank(c: Candidates, name: str) -> list[int]:
         scores = c.fts
     elif name == "dense":
         scores = c.dense
-    elif name == "rrf":
-        scores = fuse(c, 0.0, "rrf")
+    elif name.startswith("rrf"):
+        scores = fuse(c, 0.0, "rrf", int(name.removeprefix("rrf") or 60))
     else:
         scores = fuse(c, float(name.removeprefix("score")), "score")
     return sorted(scores, key=lambda i: -scores[i])
@@ -69,7 +123,7 @@ def evaluate(
         ranked: dict[str, list[str | None]] = {}
         for name in variants()[:-2]:
             ranked[name] = [refs.get(i) for i in _rank(c, name)]
-        hits = memory.search_sync(q.text, q.scope, k=max(KS))
+        hits = memory.search_sync(q.text, q.scope, k=max(KS), now=q.now)
         ranked["ours"] = [h.ref for h in hits]
         for k in KS:
             for name, got in ranked.items():
@@ -84,6 +138,16 @@ def evaluate(
         g: {v: {k: sum(xs) / len(xs) for k, xs in ks.items()} for v, ks in vs.items()}
         for g, vs in sums.items()
     }
+
+
+def recall_ours(memory: Memory, questions: Iterable[Question]) -> dict[int, float]:
+    """Mean recall@k of the project's search alone, as configured."""
+    shares: dict[int, list[float]] = defaultdict(list)
+    for q in questions:
+        got = [h.ref for h in memory.search_sync(q.text, q.scope, k=max(KS), now=q.now)]
+        for k in KS:
+            shares[k].append(len(q.evidence & set(got[:k])) / len(q.evidence))
+    return {k: sum(xs) / len(xs) if xs else 0.0 for k, xs in shares.items()}
 
 
 def count(questions: Sequence[Question], group: str) -> int:

@@ -32,7 +32,7 @@ import numpy as np
 from loguru import logger
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a conversation turn's key holds the turn before it (upkeep._keys)
 
 
 class _Column:

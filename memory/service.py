@@ -55,6 +55,7 @@ class Memory(VectorUpkeep):
         count_tokens: Callable[[str], int] = estimate_tokens,
         fact_judge: FactJudge | None = None,
         tz: tzinfo = UTC,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.db = db
         self.embedder = embedder
@@ -63,6 +64,7 @@ class Memory(VectorUpkeep):
         self.summariser = summariser or ExtractiveSummariser()
         self.count_tokens = count_tokens
         self.tz = tz  # the chats' time zone: "yesterday" in a question is the user's yesterday
+        self.clock = clock  # what "now" is for "two weeks ago" (a fixed one in tests)
         self.searcher = HybridSearcher(db, settings)
         self.facts = FactCards(self, fact_judge)
         self.index: VectorIndex | None = None
@@ -257,9 +259,11 @@ class Memory(VectorUpkeep):
 
     def forget_sync(self, memory_id: int, scope: Scope) -> bool:
         with self._guard:
+            _, after = store.adjacent_turns(self.db, [memory_id], 1).get(memory_id, ([], []))
             removed = store.delete_memory(self.db, memory_id, scope)
             if removed and self.index is not None:
                 self.index.remove([memory_id])
+                self._rekey(after)  # its key held part of the forgotten turn
         return removed
 
     async def forget(self, memory_id: int, scope: Scope) -> bool:
@@ -267,9 +271,12 @@ class Memory(VectorUpkeep):
 
     def forget_user_sync(self, user_id: int) -> int:
         with self._guard:
+            chats = store.chats_of(self.db, store.user_turns(self.db, user_id))
             ids = store.delete_user(self.db, user_id)
             if self.index is not None:
                 self.index.remove(ids)
+                # The turns left in those chats may have been keyed with a deleted one.
+                self._rekey(store.turns_in_chats(self.db, list(set(chats.values()))))
         self.save_index()  # a forgotten user's vectors must not linger in the saved file
         return len(ids)
 
@@ -302,7 +309,7 @@ class Memory(VectorUpkeep):
 
         window = None
         if since is None and until is None and self.settings.time_in_queries:
-            window = time_window(query, now or datetime.now(UTC), self.tz)
+            window = time_window(query, now or self.clock(), self.tz)
         if window is None:
             return run(Filters(scope, kinds, since, until))
         inside = run(Filters(scope, kinds, window.since, window.until))

@@ -31,7 +31,10 @@ from memory.turns import (
     message_id_of,
     message_of,
     messages_between,
+    previous_turn_vectors,
     recent_messages,
+    turns_in_chats,
+    user_turns,
 )
 from memory.types import Scope
 
@@ -48,8 +51,11 @@ __all__ = [  # the row types and the conversation tables stay importable from he
     "latest_summary",
     "message_id_of",
     "messages_between",
+    "previous_turn_vectors",
     "recent_messages",
     "to_epoch",
+    "turns_in_chats",
+    "user_turns",
 ]
 
 

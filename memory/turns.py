@@ -123,6 +123,51 @@ def adjacent_turns(
     return out
 
 
+def previous_turn_vectors(db: Database, memory_ids: Sequence[int], model: str) -> dict[int, bytes]:
+    """For message memories, the stored ``model`` vector of the turn just before each in its
+    chat (either side), where it has one: ``{id: vector bytes}``."""
+    out: dict[int, bytes] = {}
+    with db.read() as conn:
+        for start in range(0, len(memory_ids), 900):
+            part = [int(i) for i in memory_ids[start : start + 900]]
+            out.update(
+                conn.execute(
+                    "SELECT cur.memory_id, m.embedding FROM messages cur"
+                    " JOIN messages p ON p.id = (SELECT max(id) FROM messages"
+                    "   WHERE chat_id = cur.chat_id AND id < cur.id)"
+                    " JOIN memories m ON m.id = p.memory_id"
+                    f" WHERE cur.memory_id IN ({','.join('?' * len(part))})"
+                    " AND m.embedding_model = ? AND m.embedding IS NOT NULL",
+                    (*part, model),
+                )
+            )
+    return out
+
+
+def user_turns(db: Database, user_id: int) -> list[int]:
+    """The memory ids of the user's stored turns."""
+    with db.read() as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT memory_id FROM messages WHERE user_id = ? AND memory_id IS NOT NULL",
+                (user_id,),
+            )
+        ]
+
+
+def turns_in_chats(db: Database, chat_ids: Sequence[int]) -> list[int]:
+    """The memory ids of every stored turn in these chats."""
+    with db.read() as conn:
+        return [
+            r[0]
+            for c in set(chat_ids)
+            for r in conn.execute(
+                "SELECT memory_id FROM messages WHERE chat_id = ? AND memory_id IS NOT NULL", (c,)
+            )
+        ]
+
+
 def latest_summary(db: Database, chat_id: int) -> tuple[str, int, int] | None:
     """(text, memory id, last message id covered) of the chat's newest summary."""
     with db.read() as conn:

@@ -131,7 +131,7 @@ class VectorUpkeep:
             got, chats, vectors = store.vectors_for(
                 self.db, ids[start : start + 20_000].tolist(), index.dim
             )
-            index.add(got, vectors, chats)
+            index.add(got, self._keys(got, vectors, index.model), chats)
             added += len(got)
         return added
 
@@ -216,9 +216,44 @@ class VectorUpkeep:
                 return
             chats = store.chats_of(self.db, ids)
             self.index.add(
-                np.array(ids, dtype=np.int64), vectors, np.array([chats[i] for i in ids])
+                np.array(ids, dtype=np.int64),
+                self._keys(ids, vectors, self.index.model),
+                np.array([chats[i] for i in ids]),
             )
         self._maybe_save()
+
+    def _keys(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray, model: str) -> np.ndarray:
+        """The vectors the index holds: a conversation turn's own vector plus
+        ``turn_context_weight`` of the turn before it, renormalised; any other row's own.
+
+        An answer often shares nothing with the question about it but the turn it answers
+        ("They're called Peruvian Lilies" after "What kind are those flowers?"): keyed with that
+        turn, it is found by the question. The stored embedding stays the turn's own (it is
+        reused by content hash), so the keys are derived state like the index itself."""
+        weight = self.settings.turn_context_weight
+        if weight <= 0 or not len(ids):
+            return vectors
+        before = store.previous_turn_vectors(self.db, [int(i) for i in ids], model)
+        if not before:
+            return vectors
+        keys = np.array(vectors, dtype=np.float32, copy=True)
+        for n, i in enumerate(ids):
+            blob = before.get(int(i))
+            if blob is not None and len(blob) == 4 * keys.shape[1]:
+                keys[n] += weight * np.frombuffer(blob, dtype=np.float32)
+        keys /= np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
+        return keys
+
+    def _rekey(self, ids: Sequence[int]) -> None:
+        """Key these rows again from SQLite (the turn before them was deleted: its words must
+        not stay in their keys)."""
+        with self._guard:
+            index = self.index
+            if index is None or not len(ids):
+                return
+            found, chats, vectors = store.vectors_for(self.db, list(ids), index.dim)
+            index.remove(found)
+            index.add(found, self._keys(found, vectors, index.model), chats)
 
     def health_checks(self) -> dict[str, CheckFn]:
         def index_check() -> CheckResult:

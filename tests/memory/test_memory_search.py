@@ -150,3 +150,19 @@ def test_mmr_and_recency_options_rank_without_error(make_memory) -> None:  # typ
     hits = run(memory.search("paris trip", Scope(1), k=5))
     assert len(hits) == 5
     assert hits[0].ts.year > 2020  # the newer identical text wins under recency
+
+
+def test_rank_fusion_counts_ranks_not_score_gaps() -> None:
+    """RRF (the default) lets a list's far-ahead top score count no more than a first place: a
+    BM25 score 100 times the next is worth what dense's narrow lead is. Score fusion keeps the
+    gap, so BM25's favourite wins there."""
+    from memory.search import Candidates, fuse
+
+    c = Candidates(fts={1: 100.0, 2: 1.0}, dense={2: 0.52, 1: 0.50, 3: 0.49})
+    rrf = fuse(c, 0.3, "rrf", 5)
+    assert rrf[1] == pytest.approx(rrf[2])  # first in one list and second in the other, each
+    assert rrf[3] < rrf[2]
+    score = fuse(c, 0.3, "score")
+    assert score[1] > score[2]
+    both = fuse(Candidates(fts={1: 2.0, 2: 1.0}, dense={1: 0.9}), 0.3, "rrf", 5)
+    assert both[1] == pytest.approx(1.0)  # first in both lists: the top of the scale

@@ -76,3 +76,47 @@ def test_a_named_time_ranks_memories_from_then_first(make_memory) -> None:  # ty
     assert len(hits) == 3  # the window boosts; the rest still follow
     plain = memory.search_sync("what did I say about the boiler", Scope(1), k=3, now=NOW)
     assert march not in [h.ts for h in plain]  # without the time, the March note ranks lower
+
+
+AUCKLAND = ZoneInfo("Pacific/Auckland")  # UTC+13 in December, UTC+13 in early March
+
+
+@pytest.mark.parametrize(
+    ("question", "local_day", "utc_day"),
+    [
+        # 1 December 09:00 UTC is 22:00 in Auckland. The right turn is 1 March 00:30 there (28
+        # February in UTC); the other is 31 March 12:00 UTC (1 April in Auckland).
+        ("what did I say about the bike last March?", (2026, 3, 1, 0, 30), (2026, 3, 31, 12)),
+        # Two weeks before 1 December is the week of 14-20 November. The right turn is 14
+        # November 01:00 in Auckland (13 November in UTC); the other is 20 November 12:00 UTC
+        # (21 November in Auckland).
+        ("what did I say about the bike two weeks ago?", (2026, 11, 14, 1), (2026, 11, 20, 12)),
+    ],
+)
+def test_a_relative_time_in_the_chats_zone_finds_the_turn_through_chat_search(
+    make_memory,  # type: ignore[no-untyped-def]
+    question: str,
+    local_day: tuple,
+    utc_day: tuple,
+) -> None:
+    """The chat's own path (turns stored with ``store_turn``, found with the async ``search``
+    that /recall, the memory tool and context assembly call, "now" from the memory's clock)."""
+    memory = make_memory()
+    memory.tz = AUCKLAND
+    memory.clock = lambda: datetime(2026, 12, 1, 9, tzinfo=UTC)
+    right = datetime(*local_day, tzinfo=AUCKLAND)
+    # A turn inside the window only when the question is read in UTC.
+    wrong = datetime(*utc_day, tzinfo=UTC)
+    run(memory.store_turn(7, 1, "user", "took the bike to the shop, new brake pads", ts=right))
+    run(memory.store_turn(7, 1, "user", "the bike chain came off on the bike path", ts=wrong))
+    for day in range(20, 30):  # more about the bike, at other times, with more matching words
+        when = datetime(2026, 6, day, 12, tzinfo=UTC)
+        run(memory.store_turn(7, 1, "user", f"the bike, the bike again, ride {day}", ts=when))
+
+    hits = run(memory.search(question, Scope(7, 1), k=3))
+    assert hits[0].ts == right.astimezone(UTC)
+    assert "when" in hits[0].provenance
+
+    memory.tz = UTC  # the same question read in UTC finds the other turn first
+    hits = run(memory.search(question, Scope(7, 1), k=3))
+    assert hits[0].ts == wrong.astimezone(UTC)
