@@ -27,6 +27,9 @@ shared harness in ``harness.py``, the trial loop and table in ``campaign.py``). 
 
 - ``reminder``: SIGKILL a few seconds before or after reminders fall due, restart: each one
   delivered, and a second delivery (the kill fell between the send and its record) says so.
+- ``agent_task``: SIGKILL a few seconds before or after a scheduled agent task falls due,
+  restart: the run answered (a second answer only under a header saying it is sent again), the
+  model asked again only when the kill cut its first answer.
 
 - ``disk_full`` (root only: a 96 MB tmpfs holds the data directory, filled to the last byte):
   the daemon stays up, the sender hears back, the admins are told; once space returns it answers

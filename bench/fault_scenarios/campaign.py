@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.fault_scenarios.agent_task import agent_task
 from bench.fault_scenarios.backup import backup_kill
 from bench.fault_scenarios.bulk_import import import_kill
 from bench.fault_scenarios.conversation import conversation
@@ -34,6 +35,7 @@ SCENARIOS: dict[str, Callable[[Context, Trial, random.Random, int], None]] = {
     "telegram_down": telegram_down,
     "provider": provider,
     "reminder": reminder,
+    "agent_task": agent_task,
     "training": training_kill,
     "disk_full": disk_full,
     "readonly": readonly,
