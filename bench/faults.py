@@ -33,7 +33,9 @@ shared harness in ``harness.py``, the trial loop and table in ``campaign.py``). 
 
 - ``disk_full`` (root only: a 96 MB tmpfs holds the data directory, filled to the last byte):
   the daemon stays up, the sender hears back, the admins are told; once space returns it answers
-  again by itself; ``integrity_check`` ok.
+  again by itself, the messages sent meanwhile included, each once; ``integrity_check`` ok. Every
+  other trial the disk fills between storing a message and answering it (``full_mid_answer``):
+  the sender is told why the answer is late, and it is stored and sent once space returns.
 - ``readonly`` (root only): the data directory remounted read-only, or the database file
   replaced under the running daemon: the admins are told, the daemon stays up, and recovers
   once the directory is writable again.

@@ -105,8 +105,7 @@ class AgentTasks:
             missed = task.trigger().get_next_fire_time(None, since + timedelta(seconds=1))
             if task.running_at is not None:
                 note = (
-                    "(sent again: I was restarted during this run, "
-                    "so part of it may be a repeat)"
+                    "(sent again: I was restarted during this run, so part of it may be a repeat)"
                 )
             elif missed is not None and missed <= now:
                 local = missed.astimezone(ZoneInfo(task.timezone))

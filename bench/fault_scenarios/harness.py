@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -208,3 +209,18 @@ def last_error(done: subprocess.CompletedProcess[str]) -> str:
     lines = [line.strip() for line in (done.stderr or done.stdout or "").splitlines()]
     lines = [line for line in lines if line and set(line) - set("^~ ")]
     return lines[-1][:300] if lines else f"exit {done.returncode}"
+
+
+# -- mounts (root only): the storage scenarios' small filesystems --------------------------------
+def can_mount() -> bool:
+    return os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+def mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+def umount(path: Path) -> None:
+    for _ in range(3):
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            break

@@ -6,10 +6,9 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import time
-from pathlib import Path
 
+from bench.fault_scenarios.full_mid_answer import full_mid_answer
 from bench.fault_scenarios.harness import (
     ANN,
     ANSWER_MARK,
@@ -18,26 +17,15 @@ from bench.fault_scenarios.harness import (
     Trial,
     bot_texts,
     came_up,
+    can_mount,
     check_store,
     daemon_env,
     kill_if_running,
+    mount,
+    umount,
     wait_until,
 )
 from tests.telegram.conftest import DaemonRun
-
-
-def can_mount() -> bool:
-    return os.geteuid() == 0 and shutil.which("mount") is not None
-
-
-def mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True)
-
-
-def umount(path: Path) -> None:
-    for _ in range(3):
-        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
-            break
 
 
 def admin_heard(ctx: Context, token: str, since: int, words: tuple[str, ...]) -> bool:
@@ -120,6 +108,16 @@ def storage_fault(ctx: Context, trial: Trial, rng: random.Random, n: int, fault:
         elif not ok:
             trial.recovered = False
             trial.fail(f"{fault}: no answer once the fault ended")
+        else:  # nothing lost: what was sent during the fault is answered after it, once each
+            texts = bot_texts(ctx.emulator, token, BOB)
+            for tag in tags:
+                got = sum(tag in t and ANSWER_MARK in t for t in texts)
+                if got == 0:
+                    trial.lost += 1
+                    trial.fail(f"{fault}: {tag}, sent during the fault, never answered")
+                elif got > 1:
+                    trial.twice += 1
+                    trial.fail(f"{fault}: {tag} answered {got} times")
         del faulted
         run.stop(signal.SIGTERM)
         check_store(trial, data)
@@ -134,7 +132,10 @@ def disk_full(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     if not can_mount():
         trial.notes.append("skipped: needs root to mount a small filesystem")
         return
-    storage_fault(ctx, trial, rng, n, "disk_full")
+    if n % 2:  # every other trial: the disk fills while a stored message is being answered
+        full_mid_answer(ctx, trial, rng, n)
+    else:
+        storage_fault(ctx, trial, rng, n, "disk_full")
 
 
 def readonly(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
