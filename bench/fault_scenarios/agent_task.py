@@ -1,9 +1,10 @@
 """Scenario 5b: SIGKILL a few seconds before or after a scheduled agent task falls due.
 
 A person asks for a daily task in conversation (the stub calls ``schedule_task`` with a cron
-time at the next minute boundary at least ``LEAD_S`` away); the daemon is SIGKILLed at a random
-moment from 3 s before that time to 6 s after it (before the run, while the header is sent, while
-the answer streams, after it), and restarted after up to 3 s. Then:
+time at the next minute boundary at least ``LEAD_S`` away); the run's answer streams for about
+5 s; the daemon is SIGKILLed at a random moment from 3 s before the due time to 8 s after it
+(before the run, while its header is sent, while the answer streams, after it), and restarted
+after up to 3 s. Then:
 
 - the run is delivered: one complete answer to the task's prompt (a streamed answer cut by the
   kill stays incomplete and does not count);
@@ -65,7 +66,7 @@ def _asks(bodies: list[Any], tag: str) -> int:
 def agent_task(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     token = f"{os.getpid()}{n}:faults-task"
     data = ctx.work / f"task-{n}" / "data"
-    words = rng.choice([5, 150])
+    words = 150  # 750 characters in 3-character chunks: the answer streams for about 5 s
     stub_answers(ctx.stub, words=words, chunk_delay_s=0.02)
     env = daemon_env(data, token, ctx.emulator.base_url, ctx.stub)
     env["FAMILIAR_JOBS__CATCH_UP_STAGGER_S"] = "2"
@@ -87,7 +88,7 @@ def agent_task(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
             trial.fail("the task was not scheduled")
             return
         asked_before = len(ctx.stub.requests)
-        kill_at = due.timestamp() + rng.uniform(-3.0, 6.0)
+        kill_at = due.timestamp() + rng.uniform(-3.0, 8.0)
         time.sleep(max(0.0, kill_at - time.time()))
         run.stop(signal.SIGKILL)
         killed = time.time() - due.timestamp()
