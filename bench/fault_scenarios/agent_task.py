@@ -1,8 +1,8 @@
 """Scenario 5b: SIGKILL a few seconds before or after a scheduled agent task falls due.
 
 A person asks for a daily task in conversation (the stub calls ``schedule_task`` with a cron
-time at the next minute boundary at least ``LEAD_S`` away); the run's answer streams for about
-5 s; the daemon is SIGKILLed at a random moment from 3 s before the due time to 8 s after it
+time at the next minute boundary at least ``LEAD_S`` away); the model takes 3 s to start the
+run's answer and streams it for a few seconds more; the daemon is SIGKILLed at a random moment from 3 s before the due time to 8 s after it
 (before the run, while its header is sent, while the answer streams, after it), and restarted
 after up to 3 s. Then:
 
@@ -36,9 +36,9 @@ from bench.fault_scenarios.harness import (
     check_store,
     daemon_env,
     kill_if_running,
-    stub_answers,
     wait_until,
 )
+from tests.stubs.anthropic_stub import LLMStub
 from tests.stubs.anthropic_stub import Reply as StubReply
 from tests.telegram.conftest import DaemonRun
 
@@ -46,36 +46,48 @@ LEAD_S = 12.0  # the task falls due at least this long after it is asked for
 HEADER = "🗓 Task #"
 
 
+def _asks_for(body: Any, tag: str) -> bool:
+    """Whether a model call's last user turn is the task's prompt (not the scheduling
+    conversation, whose tool result also names it, nor a JSON-schema call such as fact
+    extraction)."""
+    if not isinstance(body, dict) or body.get("output_config"):
+        return False
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    if not users:
+        return False
+    content = users[-1].get("content")
+    if isinstance(content, list):
+        content = " ".join(b.get("text", "") for b in content if b.get("type") == "text")
+    return tag in str(content)
+
+
 def _asks(bodies: list[Any], tag: str) -> int:
-    """Model calls whose last user turn is the task's prompt (not the scheduling conversation,
-    whose tool result also names it, nor a JSON-schema call such as fact extraction)."""
-    count = 0
-    for body in bodies:
-        if not isinstance(body, dict) or body.get("output_config"):
-            continue
-        users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-        if not users:
-            continue
-        content = users[-1].get("content")
-        if isinstance(content, list):
-            content = " ".join(b.get("text", "") for b in content if b.get("type") == "text")
-        count += tag in str(content)
-    return count
+    return sum(_asks_for(body, tag) for body in bodies)
 
 
 def agent_task(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     token = f"{os.getpid()}{n}:faults-task"
     data = ctx.work / f"task-{n}" / "data"
-    words = 150  # 750 characters in 3-character chunks: the answer streams for about 5 s
-    stub_answers(ctx.stub, words=words, chunk_delay_s=0.02)
+    words = 150
+    tag = f"k{n}q{rng.randrange(10**6)}"
+    prompt = f"say the word {tag}"
+
+    def respond(path: str, body: dict[str, Any]) -> StubReply:
+        reply = LLMStub._default(path, body)
+        if reply.json is not None:
+            return reply
+        text = reply.text + " " + " ".join(["more"] * words)
+        if _asks_for(body, tag):  # the run: a kill in it is as likely as one around it
+            return StubReply(text, delay_s=3.0, chunk_delay_s=0.01)
+        return StubReply(text)
+
+    ctx.stub.responder = respond
     env = daemon_env(data, token, ctx.emulator.base_url, ctx.stub)
     env["FAMILIAR_JOBS__CATCH_UP_STAGGER_S"] = "2"
     run = DaemonRun(data, env).start()
     try:
         if not came_up(run, trial):
             return
-        tag = f"k{n}q{rng.randrange(10**6)}"
-        prompt = f"say the word {tag}"
         now = datetime.now(UTC)
         due = (now + timedelta(seconds=LEAD_S + 60)).replace(second=0, microsecond=0)
         ctx.stub.script(
