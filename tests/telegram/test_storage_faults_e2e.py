@@ -25,7 +25,7 @@ from memory.schema import migrations as memory_migrations
 from tests.mounts import fill_up, read_only, small_tmpfs
 from tests.stubs.anthropic_stub import LLMStub, llm_stub
 from tests.stubs.anthropic_stub import Reply as StubReply
-from tests.telegram.conftest import VENV_BIN, DaemonRun, Emulator
+from tests.telegram.conftest import VENV_BIN, DaemonRun, Emulator, daemon_env
 
 ADMIN, BOB, EVE = 701, 702, 666701
 ANSWER = "stub answer to:"
@@ -53,24 +53,15 @@ def stub() -> Iterator[LLMStub]:
 def start_daemon(data: Path, token: str, emulator: Emulator, stub: LLMStub) -> DaemonRun:
     if not (VENV_BIN / "familiar").exists():
         pytest.skip("the familiar console script is not installed (pip install -e .)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAMILIAR_")}
-    env.update(
-        {
-            "FAMILIAR_DATA_DIR": str(data),
-            "FAMILIAR_TELEGRAM__TOKEN": token,
-            "FAMILIAR_TELEGRAM__BASE_URL": emulator.base_url,
-            "FAMILIAR_TELEGRAM__POLL_IDLE_S": "0.05",
-            "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0.05",
-            "FAMILIAR_TELEGRAM__ALLOWED_USERS": str(BOB),
-            "FAMILIAR_TELEGRAM__ADMINS": str(ADMIN),
-            "FAMILIAR_JOBS__MIN_FREE_DISK_MB": "8",
-            "FAMILIAR_JOBS__STORAGE_PROBE_S": "1",
-            "FAMILIAR_LLM__PROVIDER": "anthropic",
-            "ANTHROPIC_BASE_URL": stub.url,
-            "ANTHROPIC_API_KEY": "test",
-            "FAMILIAR_LOG__LEVEL": "DEBUG",
-        }
-    )
+    env = daemon_env(data, token, emulator.base_url) | {
+        "FAMILIAR_TELEGRAM__ALLOWED_USERS": str(BOB),
+        "FAMILIAR_TELEGRAM__ADMINS": str(ADMIN),
+        "FAMILIAR_JOBS__MIN_FREE_DISK_MB": "8",
+        "FAMILIAR_JOBS__STORAGE_PROBE_S": "1",
+        "FAMILIAR_LLM__PROVIDER": "anthropic",
+        "ANTHROPIC_BASE_URL": stub.url,
+        "ANTHROPIC_API_KEY": "test",
+    }
     run = DaemonRun(data, env)
     run.log = data.parent.parent / "daemon.log"  # off the filesystem under test, like journald
     run.start()
