@@ -116,15 +116,18 @@ class UpdateDispatcher:
             # A retry (Telegram unreachable) keeps the chat's turn: its later updates wait, so
             # they are answered in order and never reach the model merged with this one.
             async with self.chat_turn(chat_key(payload)):
-                storage_wait, told = 1.0, False
+                storage_wait, told, count = 1.0, False, True
                 while True:
                     try:
                         async with self._sem:
-                            retry = await self._handle(update_id, payload)
+                            retry = await self._handle(update_id, payload, count)
+                        count = True
                     except Exception as exc:
                         fault = storage_fault(exc)
                         if fault is None:
                             raise
+                        # Not a start that died: the poison limit must not drop it at a restart.
+                        count = False
                         logger.error("update {}: {}; trying again shortly", update_id, fault)
                         if not told:
                             told = await self._tell_unfinished(payload, fault)
@@ -167,9 +170,15 @@ class UpdateDispatcher:
             else:
                 self._chat_locks[key] = (lock, users - 1)
 
-    async def _handle(self, update_id: int, payload: dict[str, Any]) -> float | None:
-        """Handle one update; returns a delay when it should be tried again (Telegram unreachable)."""
-        attempts = await self.db.run(self.inbox.begin, update_id)
+    async def _handle(
+        self, update_id: int, payload: dict[str, Any], count: bool = True
+    ) -> float | None:
+        """Handle one update; returns a delay when it should be tried again (Telegram unreachable).
+        ``count``: this try counts toward the poison limit (not a retry after a storage fault)."""
+        if count:
+            attempts = await self.db.run(self.inbox.begin, update_id)
+        else:
+            attempts = await self.db.run(self.inbox.attempts, update_id)
         try:
             update = Update.de_json(payload, self.bot)
         except Exception:
