@@ -6,6 +6,11 @@ chat agent answers the prompt in that chat, with tools, under the user's budget,
 result) is called. Nothing is scheduled, and no model is called, while there are no tasks. At
 start, a task whose last run (or creation) is older than a cron time that passed while the
 daemon was down runs once, late, with a note; further missed times are not replayed.
+
+A run is delivered at least once: ``running_at`` is set (with ``last_run_at``) before it starts
+and cleared when it ends, so a run the process died in (killed, power cut) runs again at the
+next start, under a note saying it may repeat part of what was sent. The model is asked again
+only then; a run that ended is never replayed.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class AgentTask:
     timezone: str
     created_at: float
     last_run_at: float | None
+    running_at: float | None = None  # a run began and did not end (the process died in it)
 
     def describe(self) -> str:
         return f"every `{self.cron}`: {self.prompt}"
@@ -47,7 +53,7 @@ class AgentTask:
 
 
 RunTask = Callable[[AgentTask, str | None], Awaitable[None]]
-_COLUMNS = "id, chat_id, user_id, cron, prompt, timezone, created_at, last_run_at"
+_COLUMNS = "id, chat_id, user_id, cron, prompt, timezone, created_at, last_run_at, running_at"
 
 
 class AgentTasks:
@@ -90,19 +96,25 @@ class AgentTasks:
 
     async def start(self) -> int:
         """Schedule every active task; run once, late, those that missed a time while the daemon
-        was down (staggered). Returns how many run late."""
+        was down, and again those whose run it died in (staggered). Returns how many run now."""
         late = 0
         now = datetime.now(UTC)
         for task in await self.active(None):
             self._schedule(task)
             since = datetime.fromtimestamp(task.last_run_at or task.created_at, UTC)
             missed = task.trigger().get_next_fire_time(None, since + timedelta(seconds=1))
-            if missed is not None and missed <= now:
+            if task.running_at is not None:
+                note = (
+                    "(sent again: I was restarted during this run, so part of it may be a repeat)"
+                )
+            elif missed is not None and missed <= now:
                 local = missed.astimezone(ZoneInfo(task.timezone))
                 note = f"(late: this was due {local:%Y-%m-%d %H:%M}, while I was offline)"
-                late += 1
-                when = now + timedelta(seconds=late * self.settings.catch_up_stagger_s)
-                self.backend.once(f"{self._job(task.id)}:late", when, self._firer(task, note))
+            else:
+                continue
+            late += 1
+            when = now + timedelta(seconds=late * self.settings.catch_up_stagger_s)
+            self.backend.once(f"{self._job(task.id)}:late", when, self._firer(task, note))
         return late
 
     @staticmethod
@@ -122,12 +134,14 @@ class AgentTasks:
         task = next((t for t in await self.active(None) if t.id == task_id), None)
         if task is None:  # deleted meanwhile
             return
-        # Marked first: a run that crashes the answer is not replayed at the next start.
-        await self.db.run(self._mark_run, task_id)
+        # Marked first (last_run_at: a restart does not run it late as well; running_at: one
+        # that dies in the run runs it again), unmarked once the run ended, whatever its end.
+        await self.db.run(self._mark_run, task_id, time.time())
         try:
             await self.run(task, note)
         except Exception:  # one failing run must not stop the schedule
             logger.opt(exception=True).warning("scheduled task {} failed", task_id)
+        await self.db.run(self._mark_run, task_id, None)
 
     # -- queries (database thread) ------------------------------------------------------------
     def _insert(self, chat_id: int, user_id: int | None, cron: str, prompt: str) -> AgentTask:
@@ -167,8 +181,13 @@ class AgentTasks:
             conn.execute("DELETE FROM agent_tasks WHERE user_id = ?", (user_id,))
         return ids
 
-    def _mark_run(self, task_id: int) -> None:
+    def _mark_run(self, task_id: int, started: float | None) -> None:
+        """``started``: the run began (``last_run_at`` and ``running_at``); None: it ended."""
         with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE agent_tasks SET last_run_at = ? WHERE id = ?", (time.time(), task_id)
-            )
+            if started is None:
+                conn.execute("UPDATE agent_tasks SET running_at = NULL WHERE id = ?", (task_id,))
+            else:
+                conn.execute(
+                    "UPDATE agent_tasks SET last_run_at = ?, running_at = ? WHERE id = ?",
+                    (started, started, task_id),
+                )

@@ -133,3 +133,10 @@ def m006_reminder_sending_at(db: sqlite_utils.Database) -> None:
     # Set before a one-shot is sent, kept until it is marked delivered: after a crash between the
     # two, the restart sends it again and says it may be a repeat.
     db.execute("ALTER TABLE reminders ADD COLUMN sending_at REAL")
+
+
+@migrations()
+def m007_agent_task_running_at(db: sqlite_utils.Database) -> None:
+    # Set when a scheduled task's run starts, cleared when it ends: after a crash in between,
+    # the restart runs it again (with a note) instead of losing the run.
+    db.execute("ALTER TABLE agent_tasks ADD COLUMN running_at REAL")

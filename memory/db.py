@@ -50,11 +50,17 @@ _STORAGE_FAULTS = {
 
 
 def storage_fault(exc: BaseException) -> str | None:
-    """What went wrong with the storage under the database, or None for any other error."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if not isinstance(code, int):
-        return None
-    return _STORAGE_FAULTS.get(code & 0xFF)
+    """What went wrong with the storage under the database, or None for any other error. An
+    error raised from (or while handling) a storage error counts as that storage error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "sqlite_errorcode", None)
+        if isinstance(code, int) and (code & 0xFF) in _STORAGE_FAULTS:
+            return _STORAGE_FAULTS[code & 0xFF]
+        current = current.__cause__ or current.__context__
+    return None
 
 
 @dataclass

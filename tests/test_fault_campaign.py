@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 # One trial each, seed 7: about 20-30 s a scenario on two shared cores. Left out: import and
 # training (a minute or more each; their kills are tested in tests/memory/test_memory_kill_cli.py
 # and tests/training/test_worker.py), disk_full and readonly (tests/telegram/
-# test_storage_faults_e2e.py runs the same faults), backup (restore onto a new machine: branch
-# data-backup).
+# test_storage_faults_e2e.py runs the same faults, the disk filling mid-answer included), backup
+# (restore onto a new machine: branch data-backup), agent_task (a trial waits for a cron minute:
+# 60-90 s; tests/jobs/test_agent_tools.py replays a run the process died in).
 CI_SCENARIOS = ["conversation", "telegram_down", "reminder", "provider"]
 
 

@@ -5,6 +5,10 @@ hands each stored update to ``UpdateDispatcher.dispatch``. The dispatcher runs i
 chat's turn lock (so a chat's updates, and late voice answers, are handled one at a time) and a
 global concurrency bound, marks it done in the inbox, and retries it with backoff while
 Telegram is unreachable, still holding the chat's turn (its later updates wait: order kept).
+An update whose handling hit a storage fault (the disk filled, the directory turned read-only:
+after its message was stored, before its answer was) stays pending and is tried again every few
+seconds, the sender told once why; once storage works it is finished as a replay (the stored
+turn is not stored twice, an answer already streamed is finished in its own message).
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from bot.telegram.access import Role
 from bot.telegram.handlers import UpdateHandler
 from bot.telegram.inbox import Inbox, chat_key, sender_of
 from bot.telegram.reporting import gave_up_notice
-from memory.db import Database
+from bot.telegram.unstored import unfinished_notice
+from memory.db import Database, storage_fault
+
+STORAGE_RETRY_MAX_S = 5.0  # storage back (space freed): the update is finished within seconds
 
 
 class UpdateDispatcher:
@@ -109,14 +116,44 @@ class UpdateDispatcher:
             # A retry (Telegram unreachable) keeps the chat's turn: its later updates wait, so
             # they are answered in order and never reach the model merged with this one.
             async with self.chat_turn(chat_key(payload)):
+                storage_wait, told, count = 1.0, False, True
                 while True:
-                    async with self._sem:
-                        retry = await self._handle(update_id, payload)
+                    try:
+                        async with self._sem:
+                            retry = await self._handle(update_id, payload, count)
+                        count = True
+                    except Exception as exc:
+                        fault = storage_fault(exc)
+                        if fault is None:
+                            raise
+                        # Not a start that died: the poison limit must not drop it at a restart.
+                        count = False
+                        logger.error("update {}: {}; trying again shortly", update_id, fault)
+                        if not told:
+                            told = await self._tell_unfinished(payload, fault)
+                        retry, storage_wait = (
+                            storage_wait,
+                            min(storage_wait * 2, STORAGE_RETRY_MAX_S),
+                        )
                     if retry is None:
                         break
                     await asyncio.sleep(retry)
         finally:
             self._in_flight.discard(update_id)
+
+    async def _tell_unfinished(self, payload: dict[str, Any], fault: str) -> bool:
+        """Tell the sender (never a stranger) once why the answer is late; whether it was said."""
+        chat_id, user_id = chat_key(payload), sender_of(payload)
+        if user_id is None or self.handler.access.role(user_id) is Role.STRANGER:
+            return True  # nobody to tell
+        try:
+            await self.handler.transport.send(
+                chat_id, Reply(unfinished_notice(fault), markdown=False, no_feedback=True)
+            )
+        except Exception as exc:  # Telegram away as well: said at the next try
+            logger.warning("could not tell chat {} its answer is late: {}", chat_id, exc)
+            return False
+        return True
 
     @contextlib.asynccontextmanager
     async def chat_turn(self, key: int) -> AsyncIterator[None]:
@@ -133,9 +170,15 @@ class UpdateDispatcher:
             else:
                 self._chat_locks[key] = (lock, users - 1)
 
-    async def _handle(self, update_id: int, payload: dict[str, Any]) -> float | None:
-        """Handle one update; returns a delay when it should be tried again (Telegram unreachable)."""
-        attempts = await self.db.run(self.inbox.begin, update_id)
+    async def _handle(
+        self, update_id: int, payload: dict[str, Any], count: bool = True
+    ) -> float | None:
+        """Handle one update; returns a delay when it should be tried again (Telegram unreachable).
+        ``count``: this try counts toward the poison limit (not a retry after a storage fault)."""
+        if count:
+            attempts = await self.db.run(self.inbox.begin, update_id)
+        else:
+            attempts = await self.db.run(self.inbox.attempts, update_id)
         try:
             update = Update.de_json(payload, self.bot)
         except Exception:

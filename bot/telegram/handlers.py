@@ -38,7 +38,7 @@ from bot.telegram.limits import Throttle, TokenBucket
 from bot.telegram.photos import PhotoReader
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.voice import VoiceReader, heard, voice_note
-from memory.db import Database
+from memory.db import Database, storage_fault
 
 AnswerCallback = Callable[[str, str], Awaitable[None]]
 ChatAdminCheck = Callable[[int, int], Awaitable[bool]]  # (chat id, user id): a group admin?
@@ -150,6 +150,8 @@ class UpdateHandler:
                 return
             raise
         except Exception as exc:
+            if storage_fault(exc) is not None:
+                raise  # the dispatcher tells the sender and tries again once storage works
             await self.reporter.report(exc, update.update_id, chat_id)
 
     # -- messages ---------------------------------------------------------------------------

@@ -52,6 +52,14 @@ class Inbox:
             ).fetchone()
         return int(row[0]) if row else 0
 
+    def attempts(self, update_id: int) -> int:
+        """The attempts counted so far (a retry that is not a new start reads, not counts)."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT attempts FROM inbox WHERE update_id = ?", (update_id,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def finish(self, update_id: int, state: str = "done") -> None:
         with self.db.transaction() as conn:
             conn.execute(

@@ -34,6 +34,15 @@ def notice(fault: str) -> str:
     )
 
 
+def unfinished_notice(fault: str) -> str:
+    """Said when the message was taken but its answer could not be stored (the disk filled
+    while answering): the dispatcher finishes it by itself later."""
+    return (
+        f"⚠️ I could not finish answering your message: {fault.split(' (')[0]}. "
+        f"I will answer it by myself {when_back(fault)}; no need to send it again."
+    )
+
+
 class UnstoredNotices:
     def __init__(self, access: AccessControl, send: Send) -> None:
         self.access = access

@@ -193,6 +193,55 @@ def test_a_task_fires_on_its_schedule(rig):
     assert deleted and active == []
 
 
+def test_a_run_cut_by_a_crash_runs_again_at_the_next_start_and_says_so(rig, tmp_path):
+    """Found by bench/faults.py --scenario agent_task: a kill after the run was recorded but
+    before its answer was sent lost the run (it was marked as run first, never replayed)."""
+    make, db, _, ran = rig
+    settings = JobsSettings(timezone="UTC", catch_up_stagger_s=0.05)
+
+    async def first_life():
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        started = asyncio.Event()
+
+        async def hangs(task: AgentTask, note: str | None) -> None:
+            started.set()
+            await asyncio.Event().wait()  # the model still answering when the process dies
+
+        backend = StandaloneBackend(UTC)
+        tasks = AgentTasks(db, backend, settings, hangs)
+        task = await tasks.add(10, 1, "0 9 * * *", "brief me")
+        job = backend.scheduler.get_job(f"agent-task:{task.id}")
+        assert job is not None
+        backend.scheduler.add_job(
+            job.func, IntervalTrigger(seconds=0.1), id="sooner", replace_existing=True
+        )
+        await backend.start()
+        await asyncio.wait_for(started.wait(), 10)
+        # The process dies here: nothing after this point of the run happens.
+
+    asyncio.run(first_life())
+
+    async def next_life():
+        backend = StandaloneBackend(UTC)
+        _, _, tasks = make(backend)
+        await backend.start()
+        again = await tasks.start()
+        for _ in range(50):
+            if ran:
+                break
+            await asyncio.sleep(0.1)
+        await backend.stop()
+        return again
+
+    assert asyncio.run(next_life()) == 1
+    [(task, note)] = ran
+    assert task.prompt == "brief me" and note is not None and "again" in note
+    # Finished this time: the start after has nothing to run again.
+    ran.clear()
+    assert asyncio.run(next_life()) == 0 and ran == []
+
+
 def test_forgetting_a_person_deletes_their_tasks_and_unschedules_them(rig):
     make, _, _, _ = rig
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from memory.db import Database
+from memory.db import Database, storage_fault
 from memory.errors import DatabaseError
 from memory.schema import migrations
 
@@ -98,3 +98,21 @@ def test_a_database_from_before_migrations_is_adopted_and_its_rows_kept(tmp_path
         assert db.schema_versions() == {"memory": len(migrations.steps)}
     finally:
         db.close()
+
+
+def test_a_storage_fault_is_recognised_behind_an_error_raised_from_it(tmp_path: Path) -> None:
+    """The dispatcher retries an update whose handling hit a full disk; the error it sees may
+    be one a layer above raised from (or while handling) SQLite's."""
+    conn = sqlite3.connect(tmp_path / "tiny.db")
+    conn.execute("CREATE TABLE t (x BLOB)")
+    conn.execute("PRAGMA max_page_count = 3")  # a database that cannot grow: SQLITE_FULL
+    with pytest.raises(sqlite3.OperationalError) as full:
+        conn.execute("INSERT INTO t VALUES (zeroblob(100000))")
+    conn.close()
+    assert storage_fault(full.value) == "the disk holding the data directory is full"
+    try:
+        raise RuntimeError("storing the answer failed") from full.value
+    except RuntimeError as wrapped:
+        assert storage_fault(wrapped) == "the disk holding the data directory is full"
+    assert storage_fault(RuntimeError("not storage")) is None
+    assert storage_fault(sqlite3.OperationalError("no such table: x")) is None

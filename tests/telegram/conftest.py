@@ -204,9 +204,8 @@ class Emulator:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    ensure_emulator_installed()
+def launch_emulator() -> Emulator:
+    """The emulator on a free port of 127.0.0.1; RuntimeError when it does not come up."""
     port = free_port()
     proc = subprocess.Popen(
         ["node", "server.js", str(port), "3600"],
@@ -218,13 +217,46 @@ def emulator() -> Iterator[Emulator]:
     line = proc.stdout.readline().decode()
     if not line.startswith("listening"):
         proc.kill()
-        pytest.fail(f"the Telegram emulator did not start: {line}{proc.stdout.read().decode()}")
-    yield Emulator(port, proc)
-    proc.send_signal(signal.SIGTERM)
+        raise RuntimeError(
+            f"the Telegram emulator did not start: {line}{proc.stdout.read().decode()}"
+        )
+    return Emulator(port, proc)
+
+
+def stop_emulator(emulator: Emulator) -> None:
+    emulator.proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(5)
+        emulator.proc.wait(5)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        emulator.proc.kill()
+
+
+def daemon_env(data_dir: Path, token: str, base_url: str) -> dict[str, str]:
+    """The environment of ``familiar run`` against the emulator (also bench/fault_scenarios'):
+    no FAMILIAR_ setting of the caller's leaks in; quick polling and sending."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAMILIAR_")}
+    env.update(
+        {
+            "FAMILIAR_DATA_DIR": str(data_dir),
+            "FAMILIAR_TELEGRAM__TOKEN": token,
+            "FAMILIAR_TELEGRAM__BASE_URL": base_url,
+            "FAMILIAR_TELEGRAM__POLL_IDLE_S": "0.05",
+            "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0.05",
+            "FAMILIAR_LOG__LEVEL": "DEBUG",
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    ensure_emulator_installed()
+    try:
+        started = launch_emulator()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield started
+    stop_emulator(started)
 
 
 class DaemonRun:
@@ -291,17 +323,7 @@ def daemon(tmp_path: Path, emulator: Emulator) -> Iterator[Callable[..., tuple[D
         token: str | None = None, env_extra: dict[str, str] | None = None, **settings: str
     ) -> tuple[DaemonRun, str]:
         token = token or f"{os.getpid()}{next(_tokens)}:test-token"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FAMILIAR_")}
-        env.update(
-            {
-                "FAMILIAR_DATA_DIR": str(tmp_path / "data"),
-                "FAMILIAR_TELEGRAM__TOKEN": token,
-                "FAMILIAR_TELEGRAM__BASE_URL": emulator.base_url,
-                "FAMILIAR_TELEGRAM__POLL_IDLE_S": "0.05",
-                "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0.05",
-                "FAMILIAR_LOG__LEVEL": "DEBUG",
-            }
-        )
+        env = daemon_env(tmp_path / "data", token, emulator.base_url)
         env.update(env_extra or {})
         run = DaemonRun(tmp_path / "data", env).start(**settings)
         runs.append(run)

@@ -191,3 +191,49 @@ def test_a_retried_update_keeps_its_chat_in_order(tmp_path: Path) -> None:
     answers = [r.text for chat, r in rig.transport.sent if chat == ALLOWED]
     assert answers == ["answer to: first", "answer to: second"]
     assert inbox.counts() == {"done": 2}
+
+
+def test_a_storage_fault_mid_answer_is_retried_told_once_and_not_counted(tmp_path: Path) -> None:
+    """The disk fills while a stored message is answered: the update stays in hand and is tried
+    again until storage works, the sender is told once why (not "something went wrong"), and
+    the retries do not count toward the poison limit (a restart meanwhile must not drop it)."""
+    import sqlite3
+
+    from bot.core.transport import Transport
+    from bot.core.types import Incoming, Reply
+    from bot.settings import TelegramSettings
+    from bot.telegram.dispatch import UpdateDispatcher
+    from tests.telegram.helpers import ALLOWED, build_rig, message
+
+    full = sqlite3.connect(tmp_path / "tiny.db")  # a real SQLITE_FULL: a database that cannot grow
+    full.execute("CREATE TABLE t (x BLOB)")
+    full.execute("PRAGMA max_page_count = 3")
+    faults = [2]  # the first two tries find the disk full
+
+    async def answer(msg: Incoming, transport: Transport) -> None:
+        if faults[0]:
+            faults[0] -= 1
+            full.execute("INSERT INTO t VALUES (zeroblob(100000))")
+        await transport.send(msg.chat_id, Reply(f"answer to: {msg.text}"))
+
+    rig = build_rig(tmp_path)
+    rig.assistant.answer_text = answer
+    inbox = Inbox(rig.db, max_attempts=2)
+    dispatcher = UpdateDispatcher(
+        rig.db, inbox, rig.handler, None, TelegramSettings(), lambda: None
+    )  # type: ignore[arg-type]
+
+    async def main() -> None:
+        for update_id, payload in inbox.add([message(ALLOWED, "first", update_id=1)]):
+            dispatcher.dispatch(update_id, payload)
+        while dispatcher.tasks:
+            await asyncio.gather(*dispatcher.tasks)
+
+    asyncio.run(main())
+    full.close()
+    said = [r.text for chat, r in rig.transport.sent if chat == ALLOWED]
+    assert len(said) == 2, said
+    assert "could not finish answering" in said[0] and "space is freed" in said[0]
+    assert said[1] == "answer to: first"
+    assert inbox.counts() == {"done": 1}
+    assert inbox.attempts(1) == 1

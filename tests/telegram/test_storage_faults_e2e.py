@@ -9,9 +9,11 @@ import os
 import shutil
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +24,8 @@ from memory.db import Database
 from memory.schema import migrations as memory_migrations
 from tests.mounts import fill_up, read_only, small_tmpfs
 from tests.stubs.anthropic_stub import LLMStub, llm_stub
-from tests.telegram.conftest import VENV_BIN, DaemonRun, Emulator
+from tests.stubs.anthropic_stub import Reply as StubReply
+from tests.telegram.conftest import VENV_BIN, DaemonRun, Emulator, daemon_env
 
 ADMIN, BOB, EVE = 701, 702, 666701
 ANSWER = "stub answer to:"
@@ -50,24 +53,15 @@ def stub() -> Iterator[LLMStub]:
 def start_daemon(data: Path, token: str, emulator: Emulator, stub: LLMStub) -> DaemonRun:
     if not (VENV_BIN / "familiar").exists():
         pytest.skip("the familiar console script is not installed (pip install -e .)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAMILIAR_")}
-    env.update(
-        {
-            "FAMILIAR_DATA_DIR": str(data),
-            "FAMILIAR_TELEGRAM__TOKEN": token,
-            "FAMILIAR_TELEGRAM__BASE_URL": emulator.base_url,
-            "FAMILIAR_TELEGRAM__POLL_IDLE_S": "0.05",
-            "FAMILIAR_TELEGRAM__CHAT_SEND_INTERVAL_S": "0.05",
-            "FAMILIAR_TELEGRAM__ALLOWED_USERS": str(BOB),
-            "FAMILIAR_TELEGRAM__ADMINS": str(ADMIN),
-            "FAMILIAR_JOBS__MIN_FREE_DISK_MB": "8",
-            "FAMILIAR_JOBS__STORAGE_PROBE_S": "1",
-            "FAMILIAR_LLM__PROVIDER": "anthropic",
-            "ANTHROPIC_BASE_URL": stub.url,
-            "ANTHROPIC_API_KEY": "test",
-            "FAMILIAR_LOG__LEVEL": "DEBUG",
-        }
-    )
+    env = daemon_env(data, token, emulator.base_url) | {
+        "FAMILIAR_TELEGRAM__ALLOWED_USERS": str(BOB),
+        "FAMILIAR_TELEGRAM__ADMINS": str(ADMIN),
+        "FAMILIAR_JOBS__MIN_FREE_DISK_MB": "8",
+        "FAMILIAR_JOBS__STORAGE_PROBE_S": "1",
+        "FAMILIAR_LLM__PROVIDER": "anthropic",
+        "ANTHROPIC_BASE_URL": stub.url,
+        "ANTHROPIC_API_KEY": "test",
+    }
     run = DaemonRun(data, env)
     run.log = data.parent.parent / "daemon.log"  # off the filesystem under test, like journald
     run.start()
@@ -138,6 +132,69 @@ def test_disk_full_the_sender_and_admins_hear_once_and_it_recovers_by_itself(
             assert pending.fetchone()[0] == 0
         finally:
             conn.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_disk_full_after_the_message_is_stored_it_is_answered_once_space_returns(
+    tmp_path: Path, emulator: Emulator, stub: LLMStub
+) -> None:
+    """Found by bench/faults.py --scenario disk_full (the disk filling between storing a message
+    and storing its answer): the sender heard "something went wrong", the update stayed pending
+    until the next restart, and the answer was never stored."""
+    token = f"{os.getpid()}94:storage-mid-answer"
+    asked, filled = threading.Event(), threading.Event()
+
+    def respond(path: str, body: dict[str, Any]) -> StubReply:
+        reply = LLMStub._default(path, body)
+        if reply.json is None and "mid answer" in reply.text and not asked.is_set():
+            asked.set()  # the message is stored: the model is asked only after
+            filled.wait(60)
+        return reply
+
+    stub.responder = respond
+    with small_tmpfs(tmp_path / "mnt", size_mb=64) as mnt:
+        run = start_daemon(mnt / "data", token, emulator, stub)
+        try:
+            emulator.say(token, BOB, "hello before")
+            assert wait(lambda: answered(emulator, token, "hello before"), 60)
+            emulator.say(token, BOB, "a question mid answer")
+            assert asked.wait(60), run.log_text()[-3000:]
+            filler = fill_up(mnt)
+            filled.set()
+            assert wait(lambda: any("could not" in t for t in texts(emulator, token, BOB)), 30), (
+                texts(emulator, token, BOB)
+            )
+            time.sleep(6)  # it keeps trying while the disk is full: still one notice
+            told = [t for t in texts(emulator, token, BOB) if "could not" in t]
+            assert len(told) == 1 and "space is freed" in told[0], texts(emulator, token, BOB)
+            assert not any("went wrong" in t for t in texts(emulator, token, BOB))
+            assert run.proc is not None and run.proc.poll() is None
+
+            filler.unlink()
+            assert wait(
+                lambda: (
+                    run.query(
+                        "SELECT count(*) FROM messages WHERE role = 'assistant' AND text LIKE ?",
+                        f"%{ANSWER}%mid answer%",
+                    )
+                    == [(1,)]
+                ),
+                30,
+            ), run.log_text()[-3000:]
+            assert wait(lambda: answered(emulator, token, "mid answer"), 30)
+            emulator.say(token, BOB, "after the disk was freed")
+            assert wait(lambda: answered(emulator, token, "after the disk was freed"), 30)
+        finally:
+            run.stop(signal.SIGTERM)
+        bob = texts(emulator, token, BOB)
+        assert sum("mid answer" in t and ANSWER in t for t in bob) == 1, bob
+        assert run.query(
+            "SELECT count(*) FROM messages WHERE role = 'user' AND text LIKE '%mid answer%'"
+        ) == [(1,)]
+        assert run.query("SELECT count(*) FROM inbox WHERE state = 'pending'") == [(0,)]
+        assert run.query("PRAGMA integrity_check") == [("ok",)]
 
 
 @pytest.mark.e2e
