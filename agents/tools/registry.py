@@ -83,6 +83,12 @@ class ToolRegistry:
     def policy(self, tool: Tool) -> Policy:
         return self.overrides.get(tool.spec.name, tool.spec.policy)
 
+    def policy_from(self, tool: Tool) -> str:
+        """Where ``policy(tool)`` comes from: the settings' override, or the tool's default."""
+        if tool.spec.name in self.overrides:
+            return f"tools.policy.{tool.spec.name}"
+        return tool.spec.policy_from
+
     def untrusted(self, tool: Tool) -> bool:
         """Whether the tool's results are untrusted data (its spec says so, or the settings)."""
         return tool.spec.untrusted or tool.spec.name in self.untrusted_names

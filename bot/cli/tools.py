@@ -1,9 +1,13 @@
 """``familiar tools list|call``: the assistant's tools from the shell.
 
 The tools come from ``agents.tools.catalog.build_tool_sources``, as in the daemon; MCP servers
-are connected for the command and closed after it. ``call`` is the person at the shell asking
-plainly for one call, so ``confirm`` tools run; ``off`` tools do not. Exit codes: 0 done, 1 the
-tool failed, 2 the call was refused (unknown tool, bad JSON, arguments that fail the schema).
+are connected for the command and closed after it. ``list`` also shows the built-in families that
+act through the running daemon's services (memory, reminders, tasks), and every tool's policy as
+the daemon applies it (``tools.policy`` over the tool's default) with where it comes from; it
+waits at most ``--wait`` seconds (10 by default) for MCP servers and names those that did not
+answer. ``call`` reaches the catalog's tools (to-dos, MCP servers); it is the person at the shell
+asking plainly for one call, so ``confirm`` tools run; ``off`` tools do not. Exit codes: 0 done,
+1 the tool failed, 2 the call was refused (unknown tool, bad JSON, arguments that fail the schema).
 """
 
 from __future__ import annotations
@@ -18,16 +22,21 @@ import typer
 from bot.cli.common import friendly
 
 T = TypeVar("T")
+Row = tuple[Any, Any, str, bool]  # a tool's spec, its policy, where that comes from, untrusted
 
 app = typer.Typer(
     help="List the assistant's tools, or call one from the shell.", no_args_is_help=True
 )
 
+LIST_WAIT_S = 10.0  # a listing is for a person at a terminal: a server that hangs is named
 WAIT_OPT = typer.Option(
     None,
     "--wait",
     min=0,
-    help="Seconds to wait for MCP servers to connect (default: each server's connect_timeout_s).",
+    help=(
+        "Seconds to wait for MCP servers to connect (default: 10 for list, each server's "
+        "connect_timeout_s for call)."
+    ),
 )
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of text.")
 CHAT_OPT = typer.Option(
@@ -38,11 +47,13 @@ CHAT_OPT = typer.Option(
 
 
 def _run(
-    work: Callable[[Any, list[Any]], Awaitable[T]], wait_s: float | None, only: str | None
+    work: Callable[[Any, list[Any], Any], Awaitable[T]], wait_s: float | None, only: str | None
 ) -> T:
     """Open the database, build and connect the tool sources, run ``work``, close everything.
 
-    ``only``: connect just the MCP server of that name ("" for none)."""
+    ``only``: connect just the MCP server of that name ("" for none). ``wait_s``: how long to
+    wait for the servers (None: each server's connect timeout); the MCP sources are stopped
+    together, each within a bounded time (``MCPServerSource.stop``)."""
     from agents.tools.catalog import build_tool_sources, mcp_sources
     from bot.cli.app import _settings
     from bot.daemon.run import open_database
@@ -64,10 +75,9 @@ def _run(
                 for s in mcp_sources(sources)
             ]
             await asyncio.gather(*waits)
-            return await work(settings, sources)
+            return await work(settings, sources, db)
         finally:
-            for s in sources:
-                await s.stop()
+            await asyncio.gather(*(s.stop() for s in sources))
 
     try:
         return asyncio.run(main())
@@ -78,36 +88,60 @@ def _run(
 @app.command("list")
 @friendly
 def list_command(wait: float | None = WAIT_OPT, as_json: bool = JSON_OPT) -> None:
-    """Every tool with its source and policy (MCP servers that could not be reached are named)."""
-    from agents.tools.catalog import all_tools, mcp_sources
+    """Every tool with its source and effective policy, and where that policy comes from (MCP
+    servers that did not answer in time are named)."""
+    from agents.tools.catalog import mcp_sources
+    from agents.tools.registry import ToolRegistry
+    from bot.daemon.agent_tools import listed_builtin_sources
 
-    async def work(settings: Any, sources: list[Any]) -> tuple[list[Any], list[str]]:
+    wait_s = LIST_WAIT_S if wait is None else wait
+
+    async def work(settings: Any, sources: list[Any], db: Any) -> tuple[list[Row], list[str]]:
+        registry = ToolRegistry(
+            [*listed_builtin_sources(settings, db), *sources],
+            settings.tools.policy,
+            settings.tools.untrusted,
+        )
         down = [
-            f"{s.name}: {s.describe_state()}"
+            f"{s.name}: did not answer within {wait_s:g} s (its tools are not listed; --wait waits longer)"
+            if s.state == "connecting" and s.error is None
+            else f"{s.name}: {s.describe_state()}"
             for s in mcp_sources(sources)
             if s.state != "connected"
         ]
-        return all_tools(sources), down
+        tools = registry.all()  # now: the MCP servers' tools go when they are stopped
+        known = {t.spec.name for t in tools}
+        down += [
+            f"tools.policy.{name} names no tool listed here"
+            for name in sorted(set(settings.tools.policy) - known)
+        ]
+        rows = [
+            (t.spec, registry.policy(t), registry.policy_from(t), registry.untrusted(t))
+            for t in tools
+        ]
+        return rows, down
 
-    tools, down = _run(work, wait, None)
-    for tool in tools:
-        spec = tool.spec
+    rows, warnings = _run(work, wait_s, None)
+    for spec, policy, origin, untrusted in rows:
         if as_json:
             row = {
                 "name": spec.name,
                 "source": spec.source,
-                "policy": spec.policy,
+                "policy": policy,
+                "policy_from": origin,
                 "read_only": spec.read_only,
-                "untrusted": spec.untrusted,
+                "untrusted": untrusted,
                 "description": spec.description,
             }
             typer.echo(json.dumps(row, ensure_ascii=False))
         else:
             marks = ", ".join(
-                m for m, on in (("read-only", spec.read_only), ("untrusted", spec.untrusted)) if on
+                m for m, on in (("read-only", spec.read_only), ("untrusted", untrusted)) if on
             )
-            typer.echo(f"{spec.name:<32} {spec.source:<16} {spec.policy:<8} {marks}".rstrip())
-    for line in down:
+            typer.echo(
+                f"{spec.name:<28} {spec.source:<14} {policy:<8} {origin:<32} {marks}".rstrip()
+            )
+    for line in warnings:
         typer.echo(f"warning: {line}", err=True)
 
 
@@ -133,16 +167,22 @@ def call_command(
         raise typer.Exit(2)
     server = name.split("__", 1)[0] if "__" in name else ""  # built-in: no server needed
 
-    async def work(settings: Any, sources: list[Any]) -> tuple[int, str, Any]:
+    async def work(settings: Any, sources: list[Any], db: Any) -> tuple[int, str, Any]:
         from zoneinfo import ZoneInfo
 
         import jsonschema
 
         from agents.tools.base import ToolContext, ToolError
-        from agents.tools.catalog import all_tools, mcp_sources
+        from agents.tools.catalog import mcp_sources
+        from agents.tools.registry import ToolRegistry
+        from bot.daemon.agent_tools import listed_builtin_sources
 
-        tools = {t.spec.name: t for t in all_tools(sources)}
+        registry = ToolRegistry(sources, settings.tools.policy, settings.tools.untrusted)
+        tools = {t.spec.name: t for t in registry.all()}
         tool = tools.get(name)
+        daemon_only = {t.spec.name for s in listed_builtin_sources(settings, db) for t in s.tools()}
+        if tool is None and name in daemon_only:
+            return 2, f"{name} acts through the running daemon (ask the assistant)", None
         if tool is None:
             why = "".join(
                 f"; MCP server {s.name} is {s.describe_state()}"
@@ -150,8 +190,12 @@ def call_command(
                 if s.state != "connected"
             )
             return 2, f"no tool named {name!r}{why} (see `familiar tools list`)", None
-        if tool.spec.policy == "off":
-            return 2, f"{name} is turned off (its policy is 'off')", None
+        if registry.policy(tool) == "off":
+            return (
+                2,
+                f"{name} is turned off (policy 'off', from {registry.policy_from(tool)})",
+                None,
+            )
         try:
             jsonschema.validate(args, tool.spec.input_schema)
         except jsonschema.ValidationError as exc:

@@ -18,6 +18,7 @@ from loguru import logger
 from agents.chat import ChatAgent
 from agents.loop import ToolLoop
 from agents.tools import builtin_sources
+from agents.tools.base import ToolSource
 from agents.tools.registry import ToolRegistry
 from bot.config import Settings
 from bot.core.agent_commands import AgentCommands
@@ -26,7 +27,7 @@ from bot.core.types import Sender
 from jobs.agent_tasks import AgentTask, AgentTasks
 from jobs.reminder_tools import reminder_tools
 from jobs.reminders import Reminders
-from jobs.scheduler import Backend, JobSpec, Scheduler
+from jobs.scheduler import Backend, JobSpec, Scheduler, StandaloneBackend
 from jobs.task_tools import task_tools
 from memory.db import Database
 from memory.errors import FamiliarError
@@ -52,6 +53,22 @@ def build_tool_loop(settings: Settings, db: Database, memory: Memory) -> ToolLoo
         builtin_sources(memory, settings.tools), settings.tools.policy, settings.tools.untrusted
     )
     return ToolLoop(tools, settings.tools, db, ZoneInfo(settings.jobs.timezone))
+
+
+def listed_builtin_sources(settings: Settings, db: Database) -> list[ToolSource]:
+    """The built-in families the daemon registers besides the catalog's (memory, clock, web,
+    reminders, tasks), built by the same factories over services that are never started: for
+    ``familiar tools list`` to show their specs and policies, not to call them."""
+
+    async def nothing(*_: object) -> None:
+        raise FamiliarError("only the running daemon delivers reminders and runs tasks")
+
+    backend = StandaloneBackend(ZoneInfo(settings.jobs.timezone))  # never started
+    return [
+        *builtin_sources(None, settings.tools),  # the memory tools only keep the object
+        reminder_tools(Reminders(db, backend, settings.jobs, nothing)),
+        task_tools(AgentTasks(db, backend, settings.jobs, nothing)),
+    ]
 
 
 def wire_job_tools(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -192,6 +193,40 @@ def test_a_slow_or_broken_server_never_delays_start() -> None:
             await s.stop()
 
     asyncio.run(scenario())
+
+
+def test_stop_returns_and_ends_the_server_while_a_timed_out_attempt_shuts_down(
+    tmp_path: Path,
+) -> None:
+    """A stop that lands while the SDK shuts a timed-out server down (it waits ~2 s for the
+    process to exit) used to wait forever and leave the process running."""
+    pid_file = tmp_path / "mute.pid"
+    never = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(300)"
+
+    async def scenario() -> None:
+        mute = stdio_server("mute", args=["-c", never, str(pid_file)], connect_timeout_s=1.0)
+        source = MCPServerSource(mute, fast(mute))
+        await source.start()
+        await wait_until(pid_file.exists)
+        await asyncio.sleep(1.5)  # past the connect timeout: inside the SDK's shutdown
+        async with asyncio.timeout(15):
+            await source.stop()
+        assert source.state == "stopped" and source.tools() == []
+
+    asyncio.run(scenario())
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the server was left running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_streamable_http_lists_calls_and_reconnects_after_the_server_restarts(
