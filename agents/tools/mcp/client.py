@@ -95,7 +95,6 @@ class MCPServerSource(ToolSource):
     def __init__(self, settings: MCPServerSettings, tools: ToolsSettings) -> None:
         self.settings = settings
         self.name = f"mcp:{settings.name}"
-        self.max_chars = tools.mcp_result_max_chars
         self.restart_min_s, self.restart_max_s = tools.mcp_restart_min_s, tools.mcp_restart_max_s
         self.ping_interval_s = tools.mcp_ping_interval_s
         self.state: State = "connecting"
@@ -201,7 +200,7 @@ class MCPServerSource(ToolSource):
                 f"({type(exc).__name__})",
                 is_error=True,
             )
-        return to_tool_result(result, self.max_chars)
+        return to_tool_result(result)
 
     def _went_away(self) -> ToolResult:
         self._connection_lost("the connection closed during a call")
