@@ -32,16 +32,17 @@ cheap reads too, that weighs more than against a long one, hence the longer chat
 counted their size a little short of what the stub bills; both fixed. What the product does
 about the cost: descriptions say only what the model needs to pick the tool and fill its
 arguments, and the schemas it is shown leave out the keywords that only bound values
-(``agents.tools.registry.model_schema``; the loop still checks them). Not modelled: the tool-use system prompt Anthropic adds to
-every request with tools (a few hundred tokens, per model, on its pricing page); it is cached
-with the definitions and would add its size x 0.1 on top.
+(``agents.tools.registry.model_schema``; the loop still checks them). Not modelled by default: the tool-use system prompt Anthropic adds to
+every request with tools (a few hundred tokens, per model, on its pricing page; not in what the
+stub bills unless --tool-prompt-tokens N says how many); it is cached with the definitions and
+adds its size x 0.1 on top.
 
 Part 2 measures the loop's own time per tool step, model and tool time excluded: a scripted
 in-process provider (no HTTP) asks for one ``current_time`` call and then answers, through
 ``ToolLoop`` on a real SQLite file; the provider's and the tool's time are measured around them
 and subtracted. Median of --steps runs. Target: under 5 ms for built-in tools.
 
-    .venv/bin/python bench/agents_tools.py [--steps 300] [--json]
+    .venv/bin/python bench/agents_tools.py [--steps 300] [--tool-prompt-tokens 0] [--json]
 """
 
 from __future__ import annotations
@@ -185,8 +186,8 @@ class Script:
         return Reply(f"Done: {message.lower()} " + "Here is the short answer. " * 6)
 
 
-async def run(kind: str, extra_turns: int = 12) -> dict[str, Any]:
-    stub = LLMStub().start()
+async def run(kind: str, extra_turns: int = 12, tool_prompt_tokens: int = 0) -> dict[str, Any]:
+    stub = LLMStub(tool_prompt_tokens=tool_prompt_tokens).start()
     script = Script(use_tools=kind == "tools_used")
     stub.responder = script
     settings = LLMSettings(persona=PERSONA, fact_extraction_every=0)
@@ -346,8 +347,8 @@ async def overhead(steps: int) -> dict[str, float]:
     }
 
 
-async def main_async(steps: int) -> dict[str, Any]:
-    rows = [await run(kind) for kind in RUNS]
+async def main_async(steps: int, tool_prompt: int = 0) -> dict[str, Any]:
+    rows = [await run(kind, tool_prompt_tokens=tool_prompt) for kind in RUNS]
     base = rows[0]["effective_input_per_answer"]
     steady = rows[0]["steady_effective_per_answer"]
     for r in rows:
@@ -356,7 +357,7 @@ async def main_async(steps: int) -> dict[str, Any]:
     # The same in longer chats (the definitions weigh less against a bigger cached prompt).
     longer = []
     for turns in LONGER_CHATS:
-        pair = [await run(kind, extra_turns=turns) for kind in RUNS[:2]]
+        pair = [await run(kind, turns, tool_prompt) for kind in RUNS[:2]]
         pair[1]["steady_vs_no_tools"] = (
             pair[1]["steady_effective_per_answer"] / pair[0]["steady_effective_per_answer"]
         )
@@ -367,13 +368,20 @@ async def main_async(steps: int) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument(
+        "--tool-prompt-tokens",
+        type=int,
+        default=0,
+        help="the tool-use system prompt the service adds to requests with tools (default 0)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = asyncio.run(main_async(args.steps))
+    results = asyncio.run(main_async(args.steps, args.tool_prompt_tokens))
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print("warm chat, 20 messages that need tools")
+    extra = f"; the service's tool prompt: {args.tool_prompt_tokens} tokens"
+    print(f"warm chat, 20 messages that need tools{extra if args.tool_prompt_tokens else ''}")
     print(
         f"{'run':<14}{'calls':>6}{'tools':>6}{'input':>7}{'uncached':>9}{'c.read':>8}"
         f"{'c.write':>8}{'effective':>10}{'x none':>8}{'steady':>8}{'x none':>8}"
@@ -387,11 +395,14 @@ def main() -> int:
             f"{r['steady_effective_per_answer']:>8.0f}{r['steady_vs_no_tools']:>8.3f}"
         )
     defined = results["tokens"][1]
+    with_prompt = (
+        f" (+ {args.tool_prompt_tokens} of the tool prompt)" if args.tool_prompt_tokens else ""
+    )
     added = defined["effective_vs_no_tools"] - 1
     once = defined["steady_vs_no_tools"] - 1
     print(
         f"tool definitions: {defined['tools_defined']} tools, "
-        f"{defined['tool_definition_tokens']} tokens; they add "
+        f"{defined['tool_definition_tokens']} tokens{with_prompt}; they add "
         f"{100 * added:.1f} % of effective input over the 20 answers (their first write "
         f"included) and {100 * once:.1f} % once cached (answers 2-20; target <= 10 %: "
         f"{'met' if once <= 0.10 else 'NOT met'})"
