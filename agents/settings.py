@@ -258,8 +258,3 @@ class ToolLoopSettings(BaseModel):
     fetch_max_redirects: int = Field(
         5, ge=0, le=20, description="Most redirects followed when fetching a page."
     )
-    fetch_max_chars: int = Field(
-        20_000,
-        ge=1_000,
-        description="Most characters of a fetched page's text handed to the model by fetch_url.",
-    )

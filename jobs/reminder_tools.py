@@ -47,8 +47,7 @@ def _create_spec(name: str, description: str, schedule: str) -> ToolSpec:
 class CreateReminder(_ReminderTool):
     spec = _create_spec(
         "create_reminder",
-        "Remind the user once in this chat. `when`: 'in 20m', 'tomorrow 9:00', 'friday 8:00', "
-        "'2026-12-01 08:30' or ISO-8601, in the chat's time zone.",
+        "Remind once. when: 'in 20m', 'tomorrow 9:00' or ISO-8601 (chat's time zone).",
         "when",
     )
 
@@ -63,8 +62,7 @@ class CreateReminder(_ReminderTool):
 class CreateRecurringReminder(_ReminderTool):
     spec = _create_spec(
         "create_recurring_reminder",
-        "Remind the user on a schedule in this chat. `cron`: five-field crontab (minute hour "
-        "day month weekday) or @daily, in the chat's time zone, e.g. '0 9 * * 1-5'.",
+        "Remind on a schedule. cron: 5-field crontab or @daily, e.g. '0 9 * * 1-5'.",
         "cron",
     )
 
@@ -80,7 +78,7 @@ class CreateRecurringReminder(_ReminderTool):
 class ListReminders(_ReminderTool):
     spec = ToolSpec(
         "list_reminders",
-        "Active reminders of this chat, with ids.",
+        "Active reminders with ids.",
         {"type": "object", "properties": {}, "additionalProperties": False},
         read_only=True,
         activity="⏰ looking at reminders…",
@@ -96,7 +94,7 @@ class ListReminders(_ReminderTool):
 class CancelReminder(_ReminderTool):
     spec = ToolSpec(
         "cancel_reminder",
-        "Cancel a reminder by id (from list_reminders); the user confirms first.",
+        "Cancel a reminder by id (from list_reminders); the user confirms.",
         {
             "type": "object",
             "properties": {"id": {"type": "integer", "minimum": 1}},

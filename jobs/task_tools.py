@@ -13,8 +13,7 @@ from jobs.errors import ReminderError
 class ScheduleTask(Tool):
     spec = ToolSpec(
         "schedule_task",
-        "At each time of `cron` (as in create_recurring_reminder) answer `prompt` in this chat, "
-        "with tools, and send the result (e.g. a morning briefing).",
+        "At each cron time, answer prompt with tools and send it here (e.g. a daily briefing).",
         {
             "type": "object",
             "properties": {

@@ -33,6 +33,9 @@ class ToolSpec:
     input_schema: dict[str, Any]  # a JSON schema of type "object"
     # The default policy; settings may override it per tool (tools.policy.<name>).
     policy: Policy = "auto"
+    # Where the default comes from, for people (`familiar tools list`): "default" for a built-in
+    # tool, the server's allow/confirm lists for an MCP tool.
+    policy_from: str = "default"
     # Changes nothing (search, list, read the time): may run concurrently with other read-only
     # calls, and never needs the confirmation that an untrusted result imposes on later calls.
     read_only: bool = False

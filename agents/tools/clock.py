@@ -13,7 +13,7 @@ from agents.tools.registry import StaticSource
 class CurrentTime(Tool):
     spec = ToolSpec(
         "current_time",
-        "Now: date, time and weekday in the chat's time zone.",
+        "Now: date, time, weekday (chat's time zone).",
         {"type": "object", "properties": {}, "additionalProperties": False},
         read_only=True,
         activity="🕰 checking the time…",

@@ -42,15 +42,14 @@ def _date(value: str | None, name: str, ctx: ToolContext) -> datetime | None:
 class SearchMemory(Tool):
     spec = ToolSpec(
         "search_memory",
-        "Search this chat's memory (messages, facts, notes, summaries); hits have id, date, "
-        "kind and text.",
+        "Search this chat's memory; hits have id, date, kind, text. since/until: ISO dates.",
         {
             "type": "object",
             "properties": {
                 "query": {"type": "string", "minLength": 1},
                 "limit": {"type": "integer", "minimum": 1, "maximum": SEARCH_LIMIT},
-                "since": {"type": "string", "description": "ISO date"},
-                "until": {"type": "string", "description": "ISO date"},
+                "since": {"type": "string"},
+                "until": {"type": "string"},
             },
             "required": ["query"],
             "additionalProperties": False,
@@ -77,8 +76,7 @@ class SearchMemory(Tool):
 class Remember(Tool):
     spec = ToolSpec(
         "remember",
-        "Store a durable fact about the user, one sentence (duplicates merge; newer facts "
-        "supersede).",
+        "Store a lasting fact about the user, one sentence.",
         {
             "type": "object",
             "properties": {"fact": {"type": "string", "minLength": 1, "maxLength": 2000}},
@@ -108,7 +106,7 @@ class Remember(Tool):
 class ForgetMemory(Tool):
     spec = ToolSpec(
         "forget_memory",
-        "Delete a memory by id (from search_memory); the user confirms first.",
+        "Delete a memory by id (from search_memory); the user confirms.",
         {
             "type": "object",
             "properties": {"id": {"type": "integer", "minimum": 1}},

@@ -7,6 +7,11 @@ adds tools whose results count as untrusted data), keeps the offered
 set in a stable order (sorted by name, so the definitions serialise the same way every time and
 stay in the provider's prompt cache), and validates arguments against each tool's JSON schema
 with ``jsonschema``.
+
+The definitions ride along in every prompt (read from the cache at a tenth of the price, but on
+every call), so what the model is shown is the schema less the keywords that only bound values
+(``model_schema``): the loop still validates every call against the full schema and answers a
+violation with an error the model can correct (bench/agents_tools.py measures the cost).
 """
 
 from __future__ import annotations
@@ -20,6 +25,31 @@ from loguru import logger
 
 from agents.providers.base import ToolDef
 from agents.tools.base import Policy, Tool, ToolSource
+
+# Keywords that bound a value without saying what it is: checked on every call, not worth their
+# tokens in every prompt. Names, types, enums, required and descriptions stay.
+VALIDATION_ONLY = frozenset(
+    {"additionalProperties", "minLength", "maxLength", "minimum", "maximum", "$schema"}
+)
+
+
+def model_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema as the model is shown it: ``VALIDATION_ONLY`` keywords left out of the object
+    and of its properties' and items' schemas (never a property that happens to carry one of
+    those names)."""
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in VALIDATION_ONLY and not (key == "additionalProperties" and value is not False):
+            continue
+        if key == "properties" and isinstance(value, dict):
+            value = {
+                name: model_schema(sub) if isinstance(sub, dict) else sub
+                for name, sub in value.items()
+            }
+        elif key == "items" and isinstance(value, dict):
+            value = model_schema(value)
+        out[key] = value
+    return out
 
 
 class StaticSource(ToolSource):
@@ -44,12 +74,20 @@ class ToolRegistry:
         self.overrides: dict[str, Policy] = dict(policy or {})
         self.untrusted_names = set(untrusted)
         self._validators: dict[tuple[str, int], Draft202012Validator] = {}
+        # name -> (the spec's schema, what the model is shown of it)
+        self._shown: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def add(self, source: ToolSource) -> None:
         self.sources.append(source)
 
     def policy(self, tool: Tool) -> Policy:
         return self.overrides.get(tool.spec.name, tool.spec.policy)
+
+    def policy_from(self, tool: Tool) -> str:
+        """Where ``policy(tool)`` comes from: the settings' override, or the tool's default."""
+        if tool.spec.name in self.overrides:
+            return f"tools.policy.{tool.spec.name}"
+        return tool.spec.policy_from
 
     def untrusted(self, tool: Tool) -> bool:
         """Whether the tool's results are untrusted data (its spec says so, or the settings)."""
@@ -77,8 +115,15 @@ class ToolRegistry:
 
     def definitions(self) -> list[ToolDef]:
         return [
-            ToolDef(t.spec.name, t.spec.description, t.spec.input_schema) for t in self.offered()
+            ToolDef(t.spec.name, t.spec.description, self._shown_schema(t)) for t in self.offered()
         ]
+
+    def _shown_schema(self, tool: Tool) -> dict[str, Any]:
+        schema = tool.spec.input_schema
+        cached = self._shown.get(tool.spec.name)
+        if cached is None or cached[0] is not schema:  # new, or re-listed by its MCP server
+            cached = self._shown[tool.spec.name] = (schema, model_schema(schema))
+        return cached[1]
 
     def invalid(self, tool: Tool, args: dict[str, Any]) -> str | None:
         """Why ``args`` do not fit the tool's schema, or None when they do."""

@@ -1,7 +1,8 @@
 """Settings of the tools section (``[tools]``, ``FAMILIAR_TOOLS__*``): the agent loop's own
 (``agents.settings.ToolLoopSettings``: steps, per-tool policy, confirmation timeout, result
 budgets), which ``ToolsSettings`` extends with the MCP servers Familiar connects to
-(``[[tools.mcp]]``) and how their results are kept in bounds. The MCP entries are a class of
+(``[[tools.mcp]]``) and how they are supervised. Their results are untrusted data, cut by the
+loop to ``untrusted_max_chars`` like a web page's. The MCP entries are a class of
 their own so each server's transport and policy read as one block in the TOML file.
 """
 
@@ -72,11 +73,6 @@ class ToolsSettings(ToolLoopSettings):
 
     mcp: list[MCPServerSettings] = Field(
         default_factory=list, description="MCP servers, one [[tools.mcp]] table each."
-    )
-    mcp_result_max_chars: int = Field(
-        16_000,
-        ge=200,
-        description="Longest MCP tool result handed to the model; longer ones are cut, saying so.",
     )
     mcp_restart_min_s: float = Field(
         1.0, gt=0, description="First wait before reconnecting to an MCP server that died."

@@ -251,16 +251,13 @@ def render_list(todos: list[Todo], now: float | None = None) -> str:
 class AddTodo(Tool):
     spec = ToolSpec(
         name="add_todo",
-        description=(
-            "Add an item to the person's to-do list. Use when they ask to note a task to do. "
-            f"`due` is optional, in their words, e.g. {DUE_EXAMPLES}."
-        ),
+        description='Add a to-do. due: in the user\'s words, e.g. "friday 17:00".',
         input_schema={
             "type": "object",
             "properties": {
-                "text": {"type": "string", "description": "The task, in a short sentence."},
+                "text": {"type": "string"},
                 "priority": {"type": "string", "enum": list(PRIORITIES)},
-                "due": {"type": "string", "description": "When it is due, if they said."},
+                "due": {"type": "string"},
             },
             "required": ["text"],
             "additionalProperties": False,
@@ -289,7 +286,7 @@ class AddTodo(Tool):
 class ListTodos(Tool):
     spec = ToolSpec(
         name="list_todos",
-        description="The person's open to-dos, high priority first, overdue ones marked.",
+        description="Open to-dos with ids, by priority.",
         input_schema={"type": "object", "properties": {}, "additionalProperties": False},
         read_only=True,
         activity="📋 reading the to-do list…",
@@ -307,7 +304,7 @@ class ListTodos(Tool):
 class CompleteTodo(Tool):
     spec = ToolSpec(
         name="complete_todo",
-        description="Mark one of the person's to-dos done, by its id (from list_todos).",
+        description="Mark a to-do done by id (from list_todos).",
         input_schema={
             "type": "object",
             "properties": {"id": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},

@@ -3,9 +3,13 @@
 The tools come from ``bot.daemon.agent_tools.build_agent_tools``, as in the daemon and
 ``familiar ask`` (the built-in families, to-dos, MCP servers; with the ``tools.policy`` and
 ``tools.untrusted`` settings applied by the one registry); MCP servers are connected for the
-command and closed after it. ``call`` is the person at the shell asking plainly for one call, so
-``confirm`` tools run; ``off`` tools do not. Exit codes: 0 done, 1 the tool failed, 2 the call was
-refused (unknown or turned-off tool, bad JSON, arguments that fail the schema).
+command and closed after it, each stop bounded (``MCPServerSource.stop``). ``list`` also shows the
+families that act only through the running daemon (reminders, tasks), and every tool's policy as
+the daemon applies it with where it comes from; it waits at most ``--wait`` seconds (10 by
+default) for MCP servers and names those that did not answer. ``call`` is the person at the shell
+asking plainly for one call, so ``confirm`` tools run; ``off`` tools do not. Exit codes: 0 done,
+1 the tool failed, 2 the call was refused (unknown, daemon-only or turned-off tool, bad JSON,
+arguments that fail the schema).
 """
 
 from __future__ import annotations
@@ -22,16 +26,21 @@ import typer
 from bot.cli.common import friendly
 
 T = TypeVar("T")
+Row = tuple[Any, Any, str, bool]  # a tool's spec, its policy, where that comes from, untrusted
 
 app = typer.Typer(
     help="List the assistant's tools, or call one from the shell.", no_args_is_help=True
 )
 
+LIST_WAIT_S = 10.0  # a listing is for a person at a terminal: a server that hangs is named
 WAIT_OPT = typer.Option(
     None,
     "--wait",
     min=0,
-    help="Seconds to wait for MCP servers to connect (default: each server's connect_timeout_s).",
+    help=(
+        "Seconds to wait for MCP servers to connect (default: 10 for list, each server's "
+        "connect_timeout_s for call)."
+    ),
 )
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of text.")
 CHAT_OPT = typer.Option(
@@ -58,8 +67,7 @@ async def started(sources: list[Any], wait_s: float | None) -> AsyncIterator[Non
         await asyncio.gather(*waits)
         yield
     finally:
-        for s in sources:
-            await s.stop()
+        await asyncio.gather(*(s.stop() for s in sources))
 
 
 @dataclass
@@ -71,6 +79,7 @@ class Toolbox:
     registry: Any
     sources: list[Any]
     memory: Any
+    db: Any
 
 
 def _run(work: Callable[[Toolbox], Awaitable[T]], wait_s: float | None, only: str | None) -> T:
@@ -95,7 +104,7 @@ def _run(work: Callable[[Toolbox], Awaitable[T]], wait_s: float | None, only: st
             if only is None or not s.name.startswith("mcp:") or s.name == f"mcp:{only}"
         ]
         async with started(wanted, wait_s):
-            return await work(Toolbox(settings, loop.registry, sources, memory))
+            return await work(Toolbox(settings, loop.registry, sources, memory, db))
 
     try:
         return asyncio.run(main())
@@ -106,26 +115,48 @@ def _run(work: Callable[[Toolbox], Awaitable[T]], wait_s: float | None, only: st
 @app.command("list")
 @friendly
 def list_command(wait: float | None = WAIT_OPT, as_json: bool = JSON_OPT) -> None:
-    """Every tool with its source and policy (MCP servers that could not be reached are named)."""
+    """Every tool with its source and effective policy, and where that policy comes from (MCP
+    servers that did not answer in time are named)."""
     from agents.tools.catalog import mcp_sources
+    from agents.tools.registry import ToolRegistry
+    from bot.daemon.agent_tools import listed_builtin_sources
 
-    async def work(box: Toolbox) -> tuple[list[tuple[Any, str, bool]], list[str]]:
+    wait_s = LIST_WAIT_S if wait is None else wait
+
+    async def work(box: Toolbox) -> tuple[list[Row], list[str]]:
+        settings, sources = box.settings, box.sources
+        registry = ToolRegistry(
+            [*listed_builtin_sources(settings, box.db), *sources],
+            settings.tools.policy,
+            settings.tools.untrusted,
+        )
         down = [
-            f"{s.name}: {s.describe_state()}"
-            for s in mcp_sources(box.sources)
+            f"{s.name}: did not answer within {wait_s:g} s (its tools are not listed; --wait waits longer)"
+            if s.state == "connecting" and s.error is None
+            else f"{s.name}: {s.describe_state()}"
+            for s in mcp_sources(sources)
             if s.state != "connected"
         ]
-        rows = [(t, box.registry.policy(t), box.registry.untrusted(t)) for t in box.registry.all()]
+        tools = registry.all()  # now: the MCP servers' tools go when they are stopped
+        known = {t.spec.name for t in tools}
+        down += [
+            f"tools.policy.{name} names no tool listed here"
+            for name in sorted(set(settings.tools.policy) - known)
+        ]
+        rows = [
+            (t.spec, registry.policy(t), registry.policy_from(t), registry.untrusted(t))
+            for t in tools
+        ]
         return rows, down
 
-    rows, down = _run(work, wait, None)
-    for tool, policy, untrusted in rows:
-        spec = tool.spec
+    rows, warnings = _run(work, wait_s, None)
+    for spec, policy, origin, untrusted in rows:
         if as_json:
             row = {
                 "name": spec.name,
                 "source": spec.source,
                 "policy": policy,
+                "policy_from": origin,
                 "read_only": spec.read_only,
                 "untrusted": untrusted,
                 "description": spec.description,
@@ -135,8 +166,10 @@ def list_command(wait: float | None = WAIT_OPT, as_json: bool = JSON_OPT) -> Non
             marks = ", ".join(
                 m for m, on in (("read-only", spec.read_only), ("untrusted", untrusted)) if on
             )
-            typer.echo(f"{spec.name:<32} {spec.source:<16} {policy:<8} {marks}".rstrip())
-    for line in down:
+            typer.echo(
+                f"{spec.name:<28} {spec.source:<14} {policy:<8} {origin:<32} {marks}".rstrip()
+            )
+    for line in warnings:
         typer.echo(f"warning: {line}", err=True)
 
 
@@ -170,8 +203,14 @@ def call_command(
         from agents.tools.base import ToolContext, ToolError
         from agents.tools.catalog import mcp_sources
         from agents.tools.memory_tools import memory_tools
+        from bot.daemon.agent_tools import listed_builtin_sources
 
         tool = next((t for t in box.registry.all() if t.spec.name == name), None)
+        daemon_only = {
+            t.spec.name for s in listed_builtin_sources(box.settings, box.db) for t in s.tools()
+        }
+        if tool is None and name in daemon_only:
+            return 2, f"{name} acts through the running daemon (ask the assistant)", None
         if tool is None:
             why = "".join(
                 f"; MCP server {s.name} is {s.describe_state()}"
@@ -180,7 +219,8 @@ def call_command(
             )
             return 2, f"no tool named {name!r}{why} (see `familiar tools list`)", None
         if box.registry.policy(tool) == "off":
-            return 2, f"{name} is turned off (its policy is 'off')", None
+            origin = box.registry.policy_from(tool)
+            return 2, f"{name} is turned off (policy 'off', from {origin})", None
         try:
             problem = box.registry.invalid(tool, args)
         except SchemaError as exc:

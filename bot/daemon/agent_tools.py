@@ -30,7 +30,7 @@ from bot.core.types import Sender
 from jobs.agent_tasks import AgentTask, AgentTasks
 from jobs.reminder_tools import reminder_tools
 from jobs.reminders import Reminders
-from jobs.scheduler import Backend, JobSpec, Scheduler
+from jobs.scheduler import Backend, JobSpec, Scheduler, StandaloneBackend
 from jobs.task_tools import task_tools
 from memory.db import Database
 from memory.errors import FamiliarError
@@ -68,6 +68,22 @@ def build_agent_tools(
     for source in sources:
         loop.registry.add(source)
     return loop, sources
+
+
+def listed_builtin_sources(settings: Settings, db: Database) -> list[ToolSource]:
+    """The built-in families the daemon registers besides the catalog's (memory, clock, web,
+    reminders, tasks), built by the same factories over services that are never started: for
+    ``familiar tools list`` to show their specs and policies, not to call them."""
+
+    async def nothing(*_: object) -> None:
+        raise FamiliarError("only the running daemon delivers reminders and runs tasks")
+
+    backend = StandaloneBackend(ZoneInfo(settings.jobs.timezone))  # never started
+    return [
+        *builtin_sources(None, settings.tools),  # the memory tools only keep the object
+        reminder_tools(Reminders(db, backend, settings.jobs, nothing)),
+        task_tools(AgentTasks(db, backend, settings.jobs, nothing)),
+    ]
 
 
 def wire_job_tools(

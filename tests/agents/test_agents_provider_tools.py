@@ -280,3 +280,18 @@ def test_an_openai_server_without_function_calling_gets_no_tools(stub):
     assert "tools" not in stub.bodies("/v1/chat/completions")[0]
     on = build_provider(settings.model_copy(update={"openai_tools": True}))
     assert on.capabilities.tools is True
+
+
+def test_the_stub_can_add_the_services_tool_prompt_to_the_cached_prefix(stub, anthropic_on_stub):
+    """``tool_prompt_tokens`` (the bench's --tool-prompt-tokens): a request with tools weighs that
+    much more, and a warm one reads it from the cache with the tools."""
+    provider = anthropic_on_stub()
+    plain = asyncio.run(provider.complete(ASK))
+    stub.tool_prompt_tokens = 300
+    first = asyncio.run(provider.complete(ASK))
+    second = asyncio.run(provider.complete(ASK))
+    assert first.usage.total_input - plain.usage.total_input == 300
+    assert second.usage.cache_read_tokens == first.usage.cache_write_tokens
+    assert second.usage.cache_read_tokens >= len(PREFIX) // 4 + 300
+    no_tools = ASK.with_(tools=[])
+    assert asyncio.run(provider.complete(no_tools)).usage.total_input < plain.usage.total_input

@@ -21,7 +21,9 @@ Tool use: ``Reply(tool_calls=[{"name": ..., "input": {...}}])`` answers with tho
 "tool_calls"), streamed as the real services stream them (``input_json_delta`` fragments; argument
 fragments per call index). Tool definitions are part of the simulated cache key: they come before
 the system prompt, as in Anthropic's cache prefix, and a ``cache_control`` on a tool marks a
-breakpoint there. ``Reply.tool_calls`` with ``"raw_arguments"`` sends those characters as the
+breakpoint there; ``tool_prompt_tokens`` adds the tool-use system prompt the real service adds to
+a request with tools, in the cached prefix after them (0 by default: tests count only what the
+client sends). ``Reply.tool_calls`` with ``"raw_arguments"`` sends those characters as the
 arguments verbatim (a model's malformed call).
 
 Replies are scripted (``stub.script(Reply(...), ...)``, consumed in order, by either endpoint);
@@ -141,9 +143,14 @@ def _example(schema: dict[str, Any]) -> Any:
 
 class LLMStub:
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, min_cache_tokens: int = 1024
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        min_cache_tokens: int = 1024,
+        tool_prompt_tokens: int = 0,
     ) -> None:
         self.min_cache_tokens = min_cache_tokens
+        self.tool_prompt_tokens = tool_prompt_tokens
         self.requests: list[RecordedRequest] = []
         self.replies: deque[Reply] = deque()
         self.responder: Callable[[str, dict[str, Any]], Reply] | None = None
@@ -285,6 +292,8 @@ class LLMStub:
         for tool in body.get("tools") or []:
             plain = {k: v for k, v in tool.items() if k != "cache_control"}
             blocks.append(("tool:" + json.dumps(plain, sort_keys=True), "cache_control" in tool))
+        if body.get("tools") and self.tool_prompt_tokens:
+            blocks.append(("t" * (4 * self.tool_prompt_tokens), False))
         schema = (body.get("output_config") or {}).get("format")
         if schema:
             blocks.append(("format:" + json.dumps(schema, sort_keys=True), False))

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
 import mcp.types as mt
 
+from agents.llm import LLM
+from agents.loop import ToolLoop
+from agents.providers.base import Completion, ToolUseBlock, Usage
+from agents.providers.fake import FakeProvider
+from agents.schema import migrations as agent_migrations
+from agents.settings import ToolLoopSettings
 from agents.tools.base import ToolContext
 from agents.tools.mcp import MCPServerSource, mcp_health_check
 from agents.tools.mcp.client import backoff
+from agents.tools.registry import ToolRegistry
+from agents.usage import CallContext
+from memory.db import Database
 from memory.health import Status
 from tests.tools.conftest import HttpServer, fast, stdio_server, wait_until
 
@@ -69,7 +79,7 @@ def test_allow_and_confirm_lists_decide_what_is_offered_and_asked() -> None:
 def test_hang_times_out_huge_is_cut_images_are_described_garbage_is_an_error() -> None:
     async def scenario() -> None:
         server = stdio_server(call_timeout_s=1.0)
-        source = MCPServerSource(server, fast(server, mcp_result_max_chars=1000))
+        source = MCPServerSource(server, fast(server))
         await source.start()
         try:
             assert await source.wait_ready(30)
@@ -79,9 +89,8 @@ def test_hang_times_out_huge_is_cut_images_are_described_garbage_is_an_error() -
             assert hung.is_error and "did not answer hang within 1 s" in hung.content
             assert time.monotonic() - started < 5
 
-            huge = await tools["tickets__huge"].call({}, CTX)
-            assert not huge.is_error and len(huge.content) <= 1000
-            assert "of 200000 characters shown" in huge.content
+            huge = await tools["tickets__huge"].call({}, CTX)  # cut by the loop, not here
+            assert not huge.is_error and huge.content == "x" * 200_000
 
             pic = await tools["tickets__picture"].call({}, CTX)
             assert pic.content.startswith("here is the chart\n[image, image/png, 12 bytes")
@@ -192,6 +201,80 @@ def test_a_slow_or_broken_server_never_delays_start() -> None:
             await s.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_huge_result_reaches_the_model_cut_once_to_the_untrusted_budget(tmp_path: Path) -> None:
+    """One budget, applied once by the loop: the model is told how much of the real result it
+    does not see (the client used to cut at 16,000 characters first, so the loop's note
+    counted from there)."""
+    db = Database.open(tmp_path / "familiar.db", [agent_migrations])
+    server = stdio_server(allow=["huge"])
+    source = MCPServerSource(server, fast(server))
+    settings = ToolLoopSettings(untrusted_max_chars=1000)
+    loop = ToolLoop(ToolRegistry([source]), settings, db)
+    call = ToolUseBlock("c1", "tickets__huge", {})
+    provider = FakeProvider(
+        [Completion("", Usage(10, 5), "fake", "tool_use", 0, [call]), "It is all x."]
+    )
+
+    async def scenario() -> None:
+        await source.start()
+        try:
+            assert await source.wait_ready(30)
+            result = await loop.start(
+                LLM(provider),
+                CallContext(1, 1, "chat"),
+                system_prefix="",
+                system="",
+                messages=[{"role": "user", "content": "what does huge say?"}],
+                cache_turns=0,
+                max_tokens=100,
+            )
+            assert result.text == "It is all x." and result.tool_calls == 1
+        finally:
+            await source.stop()
+
+    asyncio.run(scenario())
+    db.close()
+    (block,) = provider.requests[1].messages[-1]["content"]
+    assert block.content.startswith('<untrusted-data source="mcp:tickets:tickets__huge">')
+    assert block.content.count("x" * 10) == 100  # exactly the 1,000 characters of the budget
+    assert block.content.count("cut") == 1
+    assert "[… cut: 199000 more characters]" in block.content
+
+
+def test_stop_returns_and_ends_the_server_while_a_timed_out_attempt_shuts_down(
+    tmp_path: Path,
+) -> None:
+    """A stop that lands while the SDK shuts a timed-out server down (it waits ~2 s for the
+    process to exit) used to wait forever and leave the process running."""
+    pid_file = tmp_path / "mute.pid"
+    never = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(300)"
+
+    async def scenario() -> None:
+        mute = stdio_server("mute", args=["-c", never, str(pid_file)], connect_timeout_s=1.0)
+        source = MCPServerSource(mute, fast(mute))
+        await source.start()
+        await wait_until(pid_file.exists)
+        await asyncio.sleep(1.5)  # past the connect timeout: inside the SDK's shutdown
+        async with asyncio.timeout(15):
+            await source.stop()
+        assert source.state == "stopped" and source.tools() == []
+
+    asyncio.run(scenario())
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the server was left running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_streamable_http_lists_calls_and_reconnects_after_the_server_restarts(

@@ -6,7 +6,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,7 +61,8 @@ confirm = ["close_ticket"]
 
 def test_tools_list_shows_every_tool_with_source_and_policy(data_dir: Path) -> None:
     write_config(data_dir)
-    result = CliRunner().invoke(app, ["tools", "list", "--json"])
+    # the test server takes seconds to import the SDK: more than the listing's default wait
+    result = CliRunner().invoke(app, ["tools", "list", "--json", "--wait", "60"])
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in map(json.loads, result.stdout.splitlines())}
     assert (rows["tickets__lookup_ticket"]["source"], rows["tickets__lookup_ticket"]["policy"]) == (
@@ -69,6 +73,114 @@ def test_tools_list_shows_every_tool_with_source_and_policy(data_dir: Path) -> N
     assert rows["tickets__close_ticket"]["untrusted"] is True
     assert "tickets__echo" not in rows  # not in allow: not offered
     assert rows["add_todo"]["source"] == "builtin" and rows["list_todos"]["read_only"] is True
+
+
+def test_tools_list_shows_the_effective_policy_of_every_tool_and_where_it_comes_from(
+    data_dir: Path,
+) -> None:
+    write_config(
+        data_dir,
+        """
+[tools]
+untrusted = ["search_memory"]
+
+[tools.policy]
+forget_memory = "auto"
+add_todo = "off"
+tickets__close_ticket = "auto"
+no_such_tool = "off"
+""",
+    )
+    result = CliRunner().invoke(app, ["tools", "list", "--json", "--wait", "60"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in map(json.loads, result.stdout.splitlines())}
+    policies = {name: (r["policy"], r["policy_from"]) for name, r in rows.items()}
+    # the settings' overrides, built-in and MCP, as the daemon applies them
+    assert policies["forget_memory"] == ("auto", "tools.policy.forget_memory")
+    assert policies["add_todo"] == ("off", "tools.policy.add_todo")
+    assert policies["tickets__close_ticket"] == ("auto", "tools.policy.tickets__close_ticket")
+    # the defaults, saying whose
+    assert policies["cancel_reminder"] == ("confirm", "default")
+    assert policies["tickets__lookup_ticket"] == ("auto", "tools.mcp tickets: allow")
+    # every built-in family is listed, not only the catalog's to-dos
+    assert {"search_memory", "create_reminder", "schedule_task", "fetch_url"} <= set(rows)
+    assert rows["search_memory"]["untrusted"] is True  # tools.untrusted applies too
+    assert "tools.policy.no_such_tool names no tool" in result.stderr
+
+    text = CliRunner().invoke(app, ["tools", "list", "--wait", "0"])
+    line = next(x for x in text.stdout.splitlines() if x.startswith("forget_memory "))
+    assert line.split()[2:4] == ["auto", "tools.policy.forget_memory"]
+    refused = CliRunner().invoke(app, ["tools", "call", "add_todo", '{"text": "x"}'])
+    assert refused.exit_code == 2 and "tools.policy.add_todo" in refused.stderr
+    # the memory tools run from the shell; reminders need the daemon that delivers them
+    reminder = '{"when": "in 2h", "text": "x"}'
+    daemon = CliRunner().invoke(app, ["tools", "call", "create_reminder", reminder])
+    assert daemon.exit_code == 2 and "running daemon" in daemon.stderr
+
+
+@pytest.fixture
+def silent_http() -> Iterator[str]:
+    """An HTTP endpoint on 127.0.0.1 that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/mcp"
+    stop.set()
+    thread.join(5)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def test_tools_list_names_servers_that_never_answer_and_returns_quickly(
+    data_dir: Path, tmp_path: Path, silent_http: str
+) -> None:
+    pid_file = tmp_path / "hang.pid"
+    never = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(300)"
+    data_dir.mkdir(parents=True)
+    (data_dir / "familiar.toml").write_text(
+        f'[[tools.mcp]]\nname = "mute"\ncommand = {json.dumps(sys.executable)}\n'
+        f'args = ["-c", {json.dumps(never)}, {json.dumps(str(pid_file))}]\n'
+        f'[[tools.mcp]]\nname = "silent"\nurl = {json.dumps(silent_http)}\n'
+    )
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["tools", "list"])
+    took = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    # each server waits 60 s to connect by default; the listing waited 10 s for them and then
+    # stopped them (it used to wait 61 s, and a stop during the SDK's shutdown never returned)
+    assert took < 30, took
+    assert "warning: mcp:mute: did not answer within 10 s" in result.stderr
+    assert "warning: mcp:silent: did not answer within 10 s" in result.stderr
+    assert "add_todo" in result.stdout  # the built-ins are listed all the same
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the server that never answered was left running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_tools_call_prints_results_and_exits_non_zero_on_errors(data_dir: Path) -> None:

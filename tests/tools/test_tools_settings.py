@@ -41,7 +41,7 @@ def test_a_servers_environment_is_masked_like_every_secret(data_dir: Path) -> No
     assert "tk-very-secret-1234" not in repr(settings)
 
 
-def test_results_become_bounded_text() -> None:
+def test_results_become_plain_text() -> None:
     embedded = mt.CallToolResult(
         content=[
             mt.EmbeddedResource(
@@ -56,7 +56,7 @@ def test_results_become_bounded_text() -> None:
         ],
         is_error=True,
     )
-    result = to_tool_result(embedded, 1000)
+    result = to_tool_result(embedded)
     assert result.is_error
     assert result.content.splitlines() == [
         "[resource file:///a.txt]",
@@ -65,11 +65,9 @@ def test_results_become_bounded_text() -> None:
         "[resource link: x <https://example.org/x>]",
     ]
     structured = mt.CallToolResult(content=[], structured_content={"n": 1})
-    assert to_tool_result(structured, 1000).content == '{"n": 1}'
-    assert (
-        to_tool_result(mt.CallToolResult(content=[]), 1000).content == "(the tool returned nothing)"
-    )
+    assert to_tool_result(structured).content == '{"n": 1}'
+    assert to_tool_result(mt.CallToolResult(content=[])).content == "(the tool returned nothing)"
     escapes = mt.CallToolResult(content=[mt.TextContent(type="text", text="a\x1b[2Jb\x07\tc\nd")])
-    assert to_tool_result(escapes, 1000).content == "a[2Jb\tc\nd"  # no escape reaches a terminal
-    wrong = to_tool_result({"content": "x"}, 1000)
+    assert to_tool_result(escapes).content == "a[2Jb\tc\nd"  # no escape reaches a terminal
+    wrong = to_tool_result({"content": "x"})
     assert wrong.is_error and "not a tool result" in wrong.content

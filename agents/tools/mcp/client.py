@@ -45,6 +45,7 @@ MAX_DESCRIPTION = 1024
 MAX_SCHEMA_CHARS = 8000
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 STABLE_S = 60.0  # a connection that lasted this long resets the backoff
+STOP_S = 10.0  # longest stop() waits; the SDK's own shutdown of a server is bounded at ~4 s
 
 
 def backoff(failures: int, lo: float, hi: float) -> float:
@@ -82,11 +83,18 @@ def policy_for(settings: MCPServerSettings, tool: str) -> Policy | None:
     return "auto"
 
 
+def policy_origin(settings: MCPServerSettings, tool: str) -> str:
+    """Which of the server's settings gave the tool its default policy (``policy_for``)."""
+    where = f"tools.mcp {settings.name}"
+    if tool in settings.confirm:
+        return f"{where}: confirm"
+    return f"{where}: allow" if settings.allow is not None else f"{where}: no allow list"
+
+
 class MCPServerSource(ToolSource):
     def __init__(self, settings: MCPServerSettings, tools: ToolsSettings) -> None:
         self.settings = settings
         self.name = f"mcp:{settings.name}"
-        self.max_chars = tools.mcp_result_max_chars
         self.restart_min_s, self.restart_max_s = tools.mcp_restart_min_s, tools.mcp_restart_max_s
         self.ping_interval_s = tools.mcp_ping_interval_s
         self.state: State = "connecting"
@@ -101,6 +109,7 @@ class MCPServerSource(ToolSource):
         self._lost: str | None = None
         self._attempted = asyncio.Event()  # the first connection attempt has ended, either way
         self._task: asyncio.Task[None] | None = None
+        self._scope: anyio.CancelScope | None = None  # the supervisor's; stop() cancels it
         self._stopping = False
 
     # -- ToolSource --------------------------------------------------------------------------
@@ -112,12 +121,33 @@ class MCPServerSource(ToolSource):
             self._task = asyncio.create_task(self._supervise(), name=f"mcp-{self.settings.name}")
 
     async def stop(self) -> None:
+        """Stop the supervisor and the server, within ``STOP_S``.
+
+        The supervisor runs in an anyio cancel scope and is stopped through it, not with a bare
+        ``task.cancel()``: the SDK shields its transport's shutdown (stop the server process,
+        close the pipes) from anyio cancellation, but a native cancel defeats the shield, and
+        one that lands during that shutdown (a connection attempt just timed out) left the stop
+        waiting forever and the server process running."""
         self._stopping = True
         self.state = "stopped"
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            if self._scope is not None:
+                self._scope.cancel()
+            else:  # not yet running: nothing to shut down
+                task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=STOP_S)
+            if done and not task.cancelled() and task.exception() is not None:
+                logger.opt(exception=task.exception()).warning(
+                    "MCP server {}: its supervisor failed", self.settings.name
+                )
+            if not done:
+                logger.warning(
+                    "MCP server {} did not stop within {:g} s; leaving it",
+                    self.settings.name,
+                    STOP_S,
+                )
+                task.cancel()
         self._session, self._tools = None, []
 
     async def wait_ready(self, timeout_s: float) -> bool:
@@ -170,7 +200,7 @@ class MCPServerSource(ToolSource):
                 f"({type(exc).__name__})",
                 is_error=True,
             )
-        return to_tool_result(result, self.max_chars)
+        return to_tool_result(result)
 
     def _went_away(self) -> ToolResult:
         self._connection_lost("the connection closed during a call")
@@ -199,6 +229,11 @@ class MCPServerSource(ToolSource):
 
     # -- the supervisor ----------------------------------------------------------------------
     async def _supervise(self) -> None:
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            await self._keep_connected()
+
+    async def _keep_connected(self) -> None:
         while not self._stopping:
             started = time.monotonic()
             try:
@@ -208,8 +243,10 @@ class MCPServerSource(ToolSource):
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # ExceptionGroups from the SDK's task groups included
+                if self._stopping:  # the attempt failed as stop() began: nothing to report
+                    return
                 task = asyncio.current_task()
-                if self._stopping or (task is not None and task.cancelling()):
+                if task is not None and task.cancelling():
                     raise  # a cancellation wrapped in a group: stop, do not reconnect
                 self.error = _reason(exc)
                 logger.warning("MCP server {} is down: {}", self.settings.name, self.error)
@@ -344,6 +381,7 @@ class MCPServerSource(ToolSource):
             description=f"[MCP server {server}] {description}",
             input_schema=schema,
             policy=policy,
+            policy_from=policy_origin(self.settings, t.name),
             read_only=False,
             untrusted=True,
             source=self.name,

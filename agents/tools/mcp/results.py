@@ -1,8 +1,11 @@
-"""An MCP server's answer as a ``ToolResult``: text joined, cut to a budget, the rest described.
+"""An MCP server's answer as a ``ToolResult``: text joined, what is not text described.
 
 The server is outside our control: its result is data, may be huge, may hold images or blobs
 the model cannot use as text, or may not be a result at all. Whatever arrives becomes a
-bounded ``ToolResult``; nothing a server sends raises out of here.
+``ToolResult`` of plain text; nothing a server sends raises out of here. Its size is not cut
+here: the agent loop cuts every result to its budget once, in one place (an untrusted one to
+``tools.untrusted_max_chars``, marking the cut for the model), and ``familiar tools call``
+prints what the person asked for in full.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def describe_block(block: Any) -> str:
     return f"[{kind} content: not shown]"
 
 
-def to_tool_result(result: Any, max_chars: int) -> ToolResult:
+def to_tool_result(result: Any) -> ToolResult:
     """A ``CallToolResult`` as a ``ToolResult``; anything else is reported as an error."""
     if not isinstance(result, mt.CallToolResult):
         return ToolResult(
@@ -74,7 +77,7 @@ def to_tool_result(result: Any, max_chars: int) -> ToolResult:
             parts = ["[structured content that could not be read]"]
     text = clean("\n".join(parts)).strip() or "(the tool returned nothing)"
     return ToolResult(
-        clip(text, max_chars),
+        text,
         is_error=bool(result.is_error),
         data={"chars": len(text), "blocks": len(result.content)},
     )
