@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, get_args
 
+from loguru import logger
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -241,10 +242,13 @@ def load_settings(**overrides: Any) -> Settings:
             f"create it (`familiar config example > {path}`) or unset {CONFIG_ENV}",
         )
     # Unknown keys and bad values are reported together, so one run of `config check` lists all.
-    unknown = [
-        f"{key} is not a known setting (a typo?)"
-        for key in (unknown_file_keys(path) if path.is_file() else [])
-    ]
+    # A setting a release removed only warns: an upgrade must not stop a daemon that starts.
+    unknown = []
+    for key in unknown_file_keys(path) if path.is_file() else []:
+        if key in RETIRED:
+            logger.warning("setting {} in {} has no effect any more: {}", key, path, RETIRED[key])
+        else:
+            unknown.append(f"{key} is not a known setting (a typo?)")
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -273,6 +277,13 @@ def load_settings(**overrides: Any) -> Settings:
             "remove or correct them (`familiar config example` lists every setting)",
         )
     return settings
+
+
+# Settings that earlier releases read and this one does not: what took their place.
+RETIRED = {
+    "tools.fetch_max_chars": "web pages are cut once, to tools.untrusted_max_chars",
+    "tools.mcp_result_max_chars": "MCP results are cut once, to tools.untrusted_max_chars",
+}
 
 
 def unknown_file_keys(path: Path) -> list[str]:

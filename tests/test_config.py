@@ -125,6 +125,25 @@ def test_unknown_key_in_file_is_reported(data_dir: Path) -> None:
         load_settings()
 
 
+def test_a_retired_setting_warns_and_the_daemon_still_starts(data_dir: Path) -> None:
+    """An upgrade that drops a setting must not stop a daemon whose file still sets it."""
+    from loguru import logger
+
+    write_toml(data_dir, "[tools]\nfetch_max_chars = 20000\nmcp_result_max_chars = 5\n")
+    said: list[str] = []
+    sink = logger.add(said.append, level="WARNING", format="{message}")
+    try:
+        settings = load_settings()
+    finally:
+        logger.remove(sink)
+    assert settings.tools.untrusted_max_chars > 0
+    assert any("tools.fetch_max_chars" in m and "no effect" in m for m in said)
+    assert any("tools.mcp_result_max_chars" in m for m in said)
+    write_toml(data_dir, "[tools]\nfetch_max_charz = 1\n")  # a typo is still an error
+    with pytest.raises(ConfigError, match=r"tools\.fetch_max_charz is not a known setting"):
+        load_settings()
+
+
 def test_unknown_keys_and_bad_values_are_listed_together(data_dir: Path) -> None:
     """One `config check` lists every problem: a typo does not hide a bad value, nor the reverse."""
     write_toml(data_dir, '[llm]\nprovider = "bogus"\ntemperature = 0.5\n[telegram]\ntokn = "x"\n')
