@@ -4,7 +4,9 @@
 hands each stored update to ``UpdateDispatcher.dispatch``. The dispatcher runs it under the
 chat's turn lock (so a chat's updates, and late voice answers, are handled one at a time) and a
 global concurrency bound, marks it done in the inbox, and retries it with backoff while
-Telegram is unreachable, still holding the chat's turn (its later updates wait: order kept).
+Telegram is unreachable, still holding the chat's turn (its later updates wait: order kept);
+those retries do not count toward the poison limit (only a timeout does), so an outage of any
+length loses no message.
 An update whose handling hit a storage fault (the disk filled, the directory turned read-only:
 after its message was stored, before its answer was) stays pending and is tried again every few
 seconds, the sender told once why; once storage works it is finished as a replay (the stored
@@ -20,7 +22,7 @@ from typing import Any
 
 from loguru import logger
 from telegram import Update
-from telegram.error import InvalidToken, NetworkError, RetryAfter
+from telegram.error import InvalidToken, NetworkError, RetryAfter, TimedOut
 from telegram.ext import ExtBot
 
 from bot.core.drafts import AnswerDrafts
@@ -30,6 +32,7 @@ from bot.telegram.access import Role
 from bot.telegram.handlers import UpdateHandler
 from bot.telegram.inbox import Inbox, chat_key, sender_of
 from bot.telegram.reporting import gave_up_notice
+from bot.telegram.transport import retry_after_seconds
 from bot.telegram.unstored import unfinished_notice
 from memory.db import Database, storage_fault
 
@@ -117,11 +120,21 @@ class UpdateDispatcher:
             # they are answered in order and never reach the model merged with this one.
             async with self.chat_turn(chat_key(payload)):
                 storage_wait, told, count = 1.0, False, True
+                away_wait = min(1.0, self.tg.retry_max_s)
                 while True:
                     try:
                         async with self._sem:
-                            retry = await self._handle(update_id, payload, count)
-                        count = True
+                            again = await self._handle(update_id, payload, count)
+                        retry = None
+                        if again is not None:
+                            # Telegram away (refused, reset): not the update's fault, not counted.
+                            delay, count = again
+                            if not count:
+                                delay, away_wait = (
+                                    max(delay, away_wait),
+                                    min(away_wait * 2, self.tg.retry_max_s),
+                                )
+                            retry = delay
                     except Exception as exc:
                         fault = storage_fault(exc)
                         if fault is None:
@@ -172,9 +185,10 @@ class UpdateDispatcher:
 
     async def _handle(
         self, update_id: int, payload: dict[str, Any], count: bool = True
-    ) -> float | None:
-        """Handle one update; returns a delay when it should be tried again (Telegram unreachable).
-        ``count``: this try counts toward the poison limit (not a retry after a storage fault)."""
+    ) -> tuple[float, bool] | None:
+        """Handle one update; returns (a delay, whether the next try counts toward the poison
+        limit) when it should be tried again (Telegram unreachable or timing out). ``count``:
+        this try counts (not a retry after a storage fault or Telegram's absence)."""
         if count:
             attempts = await self.db.run(self.inbox.begin, update_id)
         else:
@@ -191,15 +205,16 @@ class UpdateDispatcher:
             self.on_rejected()
             return None
         except (NetworkError, RetryAfter) as exc:
-            if attempts < self.tg.max_attempts:
+            # A timeout may be the update's own (an upload that never finishes): it counts, and
+            # gives up at the limit. A refused or reset connection, or flood control, is
+            # Telegram's absence: tried again until it is back (the poller waits for it too).
+            counts = isinstance(exc, TimedOut)
+            if not counts or attempts < self.tg.max_attempts:
                 delay = min(self.tg.retry_max_s, 2.0**attempts)
-                logger.warning(
-                    "update {}: Telegram unreachable ({}); retrying in {:.0f} s",
-                    update_id,
-                    exc,
-                    delay,
-                )
-                return delay
+                if isinstance(exc, RetryAfter):
+                    delay = retry_after_seconds(exc)
+                logger.warning("update {}: Telegram unreachable ({}); retrying", update_id, exc)
+                return delay, counts
             logger.error("update {}: giving up after {} attempts ({})", update_id, attempts, exc)
             await self.db.run(self.inbox.finish, update_id, "failed")
             return None

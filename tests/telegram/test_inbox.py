@@ -237,3 +237,42 @@ def test_a_storage_fault_mid_answer_is_retried_told_once_and_not_counted(tmp_pat
     assert said[1] == "answer to: first"
     assert inbox.counts() == {"done": 1}
     assert inbox.attempts(1) == 1
+
+
+def test_telegram_unreachable_longer_than_the_retries_loses_no_message(tmp_path: Path) -> None:
+    """Found by bench/faults.py --scenario telegram_down --seed 31 (trial 2, a 9 s outage): a
+    message being answered when Telegram went away was given up ("failed") after three quick
+    retries. Refused or reset connections are Telegram's absence, not the update's fault: they
+    do not count toward the poison limit, and the update is answered once Telegram is back."""
+    from telegram.error import NetworkError
+
+    from bot.core.transport import Transport
+    from bot.core.types import Incoming, Reply
+    from bot.settings import TelegramSettings
+    from bot.telegram.dispatch import UpdateDispatcher
+    from tests.telegram.helpers import ALLOWED, build_rig, message
+
+    down = [6]  # six tries find Telegram away, twice the poison limit
+
+    async def answer(msg: Incoming, transport: Transport) -> None:
+        if down[0]:
+            down[0] -= 1
+            raise NetworkError("httpx.ConnectError: All connection attempts failed")
+        await transport.send(msg.chat_id, Reply(f"answer to: {msg.text}"))
+
+    rig = build_rig(tmp_path)
+    rig.assistant.answer_text = answer
+    inbox = Inbox(rig.db, max_attempts=3)
+    tg = TelegramSettings(retry_max_s=0.2)
+    dispatcher = UpdateDispatcher(rig.db, inbox, rig.handler, None, tg, lambda: None)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        for update_id, payload in inbox.add([message(ALLOWED, "first", update_id=1)]):
+            dispatcher.dispatch(update_id, payload)
+        while dispatcher.tasks:
+            await asyncio.gather(*dispatcher.tasks)
+
+    asyncio.run(main())
+    assert [r.text for chat, r in rig.transport.sent if chat == ALLOWED] == ["answer to: first"]
+    assert inbox.counts() == {"done": 1}
+    assert inbox.attempts(1) == 1
