@@ -15,11 +15,11 @@ from tests.telegram.conftest import Emulator, visible
 CHAT = 777
 
 
-def _run(emulator: Emulator, token: str, work) -> None:  # type: ignore[no-untyped-def]
+def _run(emulator: Emulator, token: str, work, interval_s: float = 0.2) -> None:  # type: ignore[no-untyped-def]
     async def main() -> None:
         bot = Bot(token, base_url=emulator.base_url)
         async with bot:
-            await work(TelegramTransport(bot, ChatPacer(0.0), edit_interval_s=0.2))
+            await work(TelegramTransport(bot, ChatPacer(0.0), edit_interval_s=interval_s))
 
     asyncio.run(main())
 
@@ -75,6 +75,9 @@ def test_settle_waits_for_the_chats_held_back_edit(emulator: Emulator) -> None:
         other = await t.send(CHAT + 1, Reply("other chat"))
         await t.edit(sent, Reply("first edit"))
         await t.edit(sent, Reply("the final answer"))  # within the interval: held back
+        # The other chat's held edit falls due a second after this chat's, so that settle()
+        # returning before it is what the test sees, not a slow machine's timing.
+        await asyncio.sleep(1.0)
         await t.edit(other, Reply("other 1"))
         await t.edit(other, Reply("other 2"))
         shown.append(emulator.bot_messages(token, CHAT)[0]["message"]["text"])
@@ -83,7 +86,7 @@ def test_settle_waits_for_the_chats_held_back_edit(emulator: Emulator) -> None:
         assert t._flushers.keys() == {(CHAT + 1, other.message_id)}  # settle() is per chat
         await t.drain()
 
-    _run(emulator, token, work)
+    _run(emulator, token, work, interval_s=2.0)
     assert shown == ["first edit", "the final answer"]
 
 
