@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -47,6 +47,15 @@ class AgentTask:
 
     def describe(self) -> str:
         return f"every `{self.cron}`: {self.prompt}"
+
+    @property
+    def run_id(self) -> int | None:
+        """The run in progress, named for good: the same for a run the process died in and its
+        rerun, so the answer's draft and the stored turn are keyed on it like a Telegram message
+        (negative: never a Telegram message id). None while no run is in progress."""
+        if self.running_at is None:
+            return None
+        return -(self.id * 10_000_000_000 + int(self.running_at))
 
     def trigger(self) -> CronTrigger:
         return CronTrigger.from_crontab(self.cron, timezone=ZoneInfo(self.timezone))
@@ -136,9 +145,11 @@ class AgentTasks:
             return
         # Marked first (last_run_at: a restart does not run it late as well; running_at: one
         # that dies in the run runs it again), unmarked once the run ended, whatever its end.
-        await self.db.run(self._mark_run, task_id, time.time())
+        # The rerun of a run the process died in keeps its start: the run's id (``run_id``).
+        started = task.running_at if task.running_at is not None else time.time()
+        await self.db.run(self._mark_run, task_id, started)
         try:
-            await self.run(task, note)
+            await self.run(replace(task, running_at=started), note)
         except Exception:  # one failing run must not stop the schedule
             logger.opt(exception=True).warning("scheduled task {} failed", task_id)
         await self.db.run(self._mark_run, task_id, None)

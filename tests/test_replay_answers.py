@@ -166,3 +166,35 @@ async def test_console_ids_restart_each_session_so_they_are_not_keys(rig: Rig) -
     await rig.say(Incoming(ANN.id, ANN, "second session", message_id=1, channel="console"))
     assert [t for r, t in rig.turns() if r == "user"] == ["first session", "second session"]
     assert len(rig.provider.requests) == 2
+
+
+async def test_a_task_run_replayed_after_a_kill_is_answered_once(rig: Rig) -> None:
+    """A scheduled task's run the process died in runs again at the next start under the same
+    run id (``AgentTask.run_id``): its turn is stored once and the model is not asked again."""
+    run_id = -(3 * 10_000_000_000 + 1_800_000_000)
+    dying = KilledOnFinalEdit()
+    with pytest.raises(Killed):
+        await rig.commands.run_scheduled(ANN.id, ANN, "brief me", "🗓 Task #3", dying, run_id)
+    assert len(rig.provider.requests) == 1
+    assert rig.turns() == [("user", "brief me"), ("assistant", "echo: brief me")]
+
+    rig.transport = RecordingTransport()
+    rig.transport.sent = list(dying.sent)
+    await rig.commands.run_scheduled(
+        ANN.id, ANN, "brief me", "🗓 Task #3 (again)", rig.transport, run_id
+    )
+    assert len(rig.provider.requests) == 1  # the stored answer is given, not asked again
+    assert len(rig.turns()) == 2  # the prompt is not stored as a second turn
+
+    # Answered in full before the kill: the rerun sends nothing at all, not even its header.
+    sent = len(rig.transport.sent)
+    await rig.commands.run_scheduled(
+        ANN.id, ANN, "brief me", "🗓 Task #3 (again)", rig.transport, run_id
+    )
+    assert len(rig.transport.sent) == sent and len(rig.provider.requests) == 1
+
+    # The next run of the task is a new run: answered anew.
+    await rig.commands.run_scheduled(
+        ANN.id, ANN, "brief me", "🗓 Task #3", rig.transport, run_id - 86_400
+    )
+    assert len(rig.provider.requests) == 2 and len(rig.turns()) == 4

@@ -318,12 +318,31 @@ class AgentCommands:
         await self.present(press.chat_id, answer, stream, transport)
 
     async def run_scheduled(
-        self, chat_id: int, sender: Sender, prompt: str, header: str, transport: Transport
+        self,
+        chat_id: int,
+        sender: Sender,
+        prompt: str,
+        header: str,
+        transport: Transport,
+        run_id: int | None = None,
     ) -> None:
         """A scheduled agent task's run: its header line, then the answer to its prompt, as if
-        the person had asked (tools, budget and buttons as usual)."""
+        the person had asked (tools, budget and buttons as usual). ``run_id`` names the run for
+        good (``AgentTask.run_id``): the rerun of a run the process died in finishes that run's
+        answer in its message, stores its turns once, and sends nothing if it was answered."""
+        msg = Incoming(
+            chat_id,
+            sender,
+            prompt,
+            message_id=run_id,
+            is_group=chat_id != sender.id,
+            channel="task",
+        )
+        draft = await self.drafts.get(msg) if self.drafts is not None else None
+        if draft is not None and draft.done:
+            logger.info("task run {} in chat {} was answered already", run_id, chat_id)
+            return
         await transport.send(chat_id, Reply(header, markdown=False, no_feedback=True))
-        msg = Incoming(chat_id, sender, prompt, is_group=chat_id != sender.id, channel="task")
         await self._run(msg, prompt, "single", self._answer_transport(msg, transport))
 
     def _button(self, prefix: str, payload: str, chat_id: int, label: str) -> Button:

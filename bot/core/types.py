@@ -8,7 +8,7 @@ from typing import Any
 from agents.providers.base import ImageBlock
 
 # Channels whose message ids name a message for good (replayed updates carry the same id).
-DURABLE_ID_CHANNELS = frozenset({"telegram"})
+DURABLE_ID_CHANNELS = frozenset({"telegram", "task"})  # task: ``AgentTask.run_id``
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,9 @@ def wire_job_tools(
             return
         header = f"🗓 Task #{task.id}: {task.prompt}" + (f"\n{note}" if note else "")
         sender = Sender(user, "", user in admins)
-        await agent_commands.run_scheduled(task.chat_id, sender, task.prompt, header, transport)
+        await agent_commands.run_scheduled(
+            task.chat_id, sender, task.prompt, header, transport, run_id=task.run_id
+        )
 
     tasks = AgentTasks(db, backend, settings.jobs, run_task)
     loop.registry.add(reminder_tools(reminders))

@@ -221,6 +221,8 @@ def test_a_run_cut_by_a_crash_runs_again_at_the_next_start_and_says_so(rig, tmp_
         # The process dies here: nothing after this point of the run happens.
 
     asyncio.run(first_life())
+    with db.read() as conn:
+        [(died_in,)] = conn.execute("SELECT running_at FROM agent_tasks").fetchall()
 
     async def next_life():
         backend = StandaloneBackend(UTC)
@@ -237,6 +239,8 @@ def test_a_run_cut_by_a_crash_runs_again_at_the_next_start_and_says_so(rig, tmp_
     assert asyncio.run(next_life()) == 1
     [(task, note)] = ran
     assert task.prompt == "brief me" and note is not None and "again" in note
+    # The rerun is the same run: its id keys the answer's draft and turn like a message id.
+    assert task.running_at == died_in and task.run_id == -(task.id * 10_000_000_000 + int(died_in))
     # Finished this time: the start after has nothing to run again.
     ran.clear()
     assert asyncio.run(next_life()) == 0 and ran == []
