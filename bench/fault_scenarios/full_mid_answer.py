@@ -14,16 +14,13 @@ long streamed answer). Space returns after a random spell. Then:
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.fault_scenarios.harness import (
-    ANN,
     ANSWER_MARK,
     BOB,
     Context,
@@ -31,29 +28,14 @@ from bench.fault_scenarios.harness import (
     bot_texts,
     came_up,
     check_store,
-    daemon_env,
+    fill,
     kill_if_running,
-    mount,
+    tmpfs_daemon,
     umount,
     wait_until,
 )
 from tests.stubs.anthropic_stub import LLMStub
 from tests.stubs.anthropic_stub import Reply as StubReply
-from tests.telegram.conftest import DaemonRun
-
-
-def fill(filler: Path) -> None:
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 20))
-        except OSError:
-            pass
-        try:  # the last partial megabyte
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -67,16 +49,8 @@ def _last_user_text(body: dict[str, Any]) -> str:
 
 
 def full_mid_answer(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
-    token = f"{os.getpid()}{n}:faults-midfull"
-    root = ctx.work / f"midfull-{n}"
-    mnt = root / "mnt"
-    mnt.mkdir(parents=True)
-    mount("-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mnt))
-    data = mnt / "data"
-    env = daemon_env(data, token, ctx.emulator.base_url, ctx.stub)
-    env["FAMILIAR_TELEGRAM__ADMINS"] = str(ANN)
-    env["FAMILIAR_JOBS__HEALTH_INTERVAL_S"] = "10"
-    env["FAMILIAR_JOBS__MIN_FREE_DISK_MB"] = "16"
+    token, _, mnt, run = tmpfs_daemon(ctx, n, "midfull")
+    data = run.data_dir
     tag = f"mf{n}q{rng.randrange(10**6)}"
     words = rng.choice([5, 150])
     asked = threading.Event()
@@ -92,8 +66,6 @@ def full_mid_answer(ctx: Context, trial: Trial, rng: random.Random, n: int) -> N
         return StubReply(reply.text + " " + " ".join(["more"] * words), chunk_delay_s=0.01)
 
     ctx.stub.responder = respond
-    run = DaemonRun(data, env)
-    run.log = root / "daemon.log"  # outside the filesystem under test, as journald would be
     run.start()
     filler = mnt / "filler"
     try:

@@ -224,3 +224,33 @@ def umount(path: Path) -> None:
     for _ in range(3):
         if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
             break
+
+
+def fill(filler: Path) -> None:
+    """Write ``filler`` until its filesystem has no byte left (the last partial megabyte too)."""
+    with open(filler, "wb", buffering=0) as f:
+        for block in (1 << 20, 4096):
+            try:
+                while True:
+                    f.write(b"\0" * block)
+            except OSError:
+                pass
+
+
+def tmpfs_daemon(ctx: Context, n: int, name: str) -> tuple[str, Path, Path, DaemonRun]:
+    """A daemon whose data directory is on a 96 MB tmpfs mounted for this trial, its log outside
+    it (as journald's would be), admin ANN, health every 10 s: (token, root, mount point, run),
+    the run not started yet. The caller unmounts the mount point."""
+    token = f"{os.getpid()}{n}:faults-{name}"
+    root = ctx.work / f"{name}-{n}"
+    mnt = root / "mnt"
+    mnt.mkdir(parents=True)
+    mount("-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mnt))
+    data = mnt / "data"
+    env = daemon_env(data, token, ctx.emulator.base_url, ctx.stub)
+    env["FAMILIAR_TELEGRAM__ADMINS"] = str(ANN)
+    env["FAMILIAR_JOBS__HEALTH_INTERVAL_S"] = "10"
+    env["FAMILIAR_JOBS__MIN_FREE_DISK_MB"] = "16"
+    run = DaemonRun(data, env)
+    run.log = root / "daemon.log"
+    return token, root, mnt, run

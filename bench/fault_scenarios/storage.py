@@ -19,13 +19,13 @@ from bench.fault_scenarios.harness import (
     came_up,
     can_mount,
     check_store,
-    daemon_env,
+    fill,
     kill_if_running,
     mount,
+    tmpfs_daemon,
     umount,
     wait_until,
 )
-from tests.telegram.conftest import DaemonRun
 
 
 def admin_heard(ctx: Context, token: str, since: int, words: tuple[str, ...]) -> bool:
@@ -34,18 +34,8 @@ def admin_heard(ctx: Context, token: str, since: int, words: tuple[str, ...]) ->
 
 
 def storage_fault(ctx: Context, trial: Trial, rng: random.Random, n: int, fault: str) -> None:
-    token = f"{os.getpid()}{n}:faults-{fault}"
-    root = ctx.work / f"{fault}-{n}"
-    mnt = root / "mnt"
-    mnt.mkdir(parents=True)
-    mount("-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mnt))
-    data = mnt / "data"
-    env = daemon_env(data, token, ctx.emulator.base_url, ctx.stub)
-    env["FAMILIAR_TELEGRAM__ADMINS"] = str(ANN)
-    env["FAMILIAR_JOBS__HEALTH_INTERVAL_S"] = "10"
-    env["FAMILIAR_JOBS__MIN_FREE_DISK_MB"] = "16"
-    run = DaemonRun(data, env)
-    run.log = root / "daemon.log"  # outside the filesystem under test, as journald would be
+    token, _, mnt, run = tmpfs_daemon(ctx, n, fault)
+    data = run.data_dir
     run.start()
     filler = mnt / "filler"
     try:
@@ -56,13 +46,7 @@ def storage_fault(ctx: Context, trial: Trial, rng: random.Random, n: int, fault:
         admin_before = len(bot_texts(ctx.emulator, token, ANN))
         bob_before = len(bot_texts(ctx.emulator, token, BOB))
         if fault == "disk_full":
-            with open(filler, "wb") as f:
-                try:
-                    while True:
-                        f.write(b"\0" * (1 << 20))
-                        f.flush()
-                except OSError:
-                    pass
+            fill(filler)
             words: tuple[str, ...] = ("disk", "space", "full", "failing", "store")
         elif fault == "readonly":
             mount("--bind", str(data), str(data))
