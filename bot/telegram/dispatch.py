@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 from loguru import logger
 from telegram import Update
 from telegram.error import InvalidToken, NetworkError, RetryAfter, TimedOut
@@ -37,6 +38,22 @@ from bot.telegram.unstored import unfinished_notice
 from memory.db import Database, storage_fault
 
 STORAGE_RETRY_MAX_S = 5.0  # storage back (space freed): the update is finished within seconds
+
+
+def telegram_absent(exc: BaseException) -> bool:
+    """Telegram's absence, not the update's fault, so not counted toward the poison limit: flood
+    control, or a connection refused, reset or cut (PTB raises ``NetworkError`` from the HTTP
+    library's transport error). A timeout may be the update's own (an upload that never ends),
+    and a ``NetworkError`` from Telegram's answer (413 "file too large", a 5xx) is about this
+    request: those count, or one bad update would hold its chat's turn for ever."""
+    if isinstance(exc, RetryAfter):
+        return True
+    return (
+        isinstance(exc, NetworkError)
+        and not isinstance(exc, TimedOut)
+        and isinstance(exc.__cause__, httpx.TransportError)
+        and not isinstance(exc.__cause__, httpx.TimeoutException)
+    )
 
 
 class UpdateDispatcher:
@@ -205,10 +222,7 @@ class UpdateDispatcher:
             self.on_rejected()
             return None
         except (NetworkError, RetryAfter) as exc:
-            # A timeout may be the update's own (an upload that never finishes): it counts, and
-            # gives up at the limit. A refused or reset connection, or flood control, is
-            # Telegram's absence: tried again until it is back (the poller waits for it too).
-            counts = isinstance(exc, TimedOut)
+            counts = not telegram_absent(exc)
             if not counts or attempts < self.tg.max_attempts:
                 delay = min(self.tg.retry_max_s, 2.0**attempts)
                 if isinstance(exc, RetryAfter):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
+
 from bot.config import load_settings
 from bot.core.assistant import Assistant
 from bot.core.schema import migrations
@@ -257,7 +259,8 @@ def test_telegram_unreachable_longer_than_the_retries_loses_no_message(tmp_path:
     async def answer(msg: Incoming, transport: Transport) -> None:
         if down[0]:
             down[0] -= 1
-            raise NetworkError("httpx.ConnectError: All connection attempts failed")
+            cause = httpx.ConnectError("All connection attempts failed")  # as PTB raises it
+            raise NetworkError(f"httpx.ConnectError: {cause}") from cause
         await transport.send(msg.chat_id, Reply(f"answer to: {msg.text}"))
 
     rig = build_rig(tmp_path)
@@ -276,3 +279,38 @@ def test_telegram_unreachable_longer_than_the_retries_loses_no_message(tmp_path:
     assert [r.text for chat, r in rig.transport.sent if chat == ALLOWED] == ["answer to: first"]
     assert inbox.counts() == {"done": 1}
     assert inbox.attempts(1) == 1
+
+
+def test_an_update_telegram_keeps_refusing_is_given_up_not_retried_for_ever(tmp_path: Path) -> None:
+    """Telegram's own answer about this request (413 "file too large" comes as a NetworkError
+    without a transport cause) is not its absence: it counts, so the update is given up at the
+    poison limit instead of holding its chat's turn for ever."""
+    from telegram.error import NetworkError
+
+    from bot.core.transport import Transport
+    from bot.core.types import Incoming
+    from bot.settings import TelegramSettings
+    from bot.telegram.dispatch import UpdateDispatcher, telegram_absent
+    from tests.telegram.helpers import ALLOWED, build_rig, message
+
+    tries = [0]
+
+    async def answer(msg: Incoming, transport: Transport) -> None:
+        tries[0] += 1
+        raise NetworkError("File too large. Check telegram api limits")
+
+    rig = build_rig(tmp_path)
+    rig.assistant.answer_text = answer
+    inbox = Inbox(rig.db, max_attempts=3)
+    tg = TelegramSettings(retry_max_s=0.05)
+    dispatcher = UpdateDispatcher(rig.db, inbox, rig.handler, None, tg, lambda: None)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        for update_id, payload in inbox.add([message(ALLOWED, "send me the file", update_id=1)]):
+            dispatcher.dispatch(update_id, payload)
+        while dispatcher.tasks:
+            await asyncio.wait_for(asyncio.gather(*dispatcher.tasks), 20)
+
+    asyncio.run(main())
+    assert tries[0] == 3 and inbox.counts() == {"failed": 1}
+    assert not telegram_absent(NetworkError("Bad Gateway"))
