@@ -241,6 +241,29 @@ def test_a_storage_fault_mid_answer_is_retried_told_once_and_not_counted(tmp_pat
     assert inbox.attempts(1) == 1
 
 
+def _dispatch_one(tmp_path: Path, answer, text: str, retry_max_s: float):  # type: ignore[no-untyped-def]
+    """One update handed to a real dispatcher over a rig whose assistant answers with
+    ``answer``, run until it is finished or given up (20 s at most); (rig, inbox)."""
+    from bot.settings import TelegramSettings
+    from bot.telegram.dispatch import UpdateDispatcher
+    from tests.telegram.helpers import ALLOWED, build_rig, message
+
+    rig = build_rig(tmp_path)
+    rig.assistant.answer_text = answer
+    inbox = Inbox(rig.db, max_attempts=3)
+    tg = TelegramSettings(retry_max_s=retry_max_s)
+    dispatcher = UpdateDispatcher(rig.db, inbox, rig.handler, None, tg, lambda: None)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        for update_id, payload in inbox.add([message(ALLOWED, text, update_id=1)]):
+            dispatcher.dispatch(update_id, payload)
+        while dispatcher.tasks:
+            await asyncio.wait_for(asyncio.gather(*dispatcher.tasks), 20)
+
+    asyncio.run(main())
+    return rig, inbox
+
+
 def test_telegram_unreachable_longer_than_the_retries_loses_no_message(tmp_path: Path) -> None:
     """Found by bench/faults.py --scenario telegram_down --seed 31 (trial 2, a 9 s outage): a
     message being answered when Telegram went away was given up ("failed") after three quick
@@ -250,9 +273,7 @@ def test_telegram_unreachable_longer_than_the_retries_loses_no_message(tmp_path:
 
     from bot.core.transport import Transport
     from bot.core.types import Incoming, Reply
-    from bot.settings import TelegramSettings
-    from bot.telegram.dispatch import UpdateDispatcher
-    from tests.telegram.helpers import ALLOWED, build_rig, message
+    from tests.telegram.helpers import ALLOWED
 
     down = [6]  # six tries find Telegram away, twice the poison limit
 
@@ -263,19 +284,7 @@ def test_telegram_unreachable_longer_than_the_retries_loses_no_message(tmp_path:
             raise NetworkError(f"httpx.ConnectError: {cause}") from cause
         await transport.send(msg.chat_id, Reply(f"answer to: {msg.text}"))
 
-    rig = build_rig(tmp_path)
-    rig.assistant.answer_text = answer
-    inbox = Inbox(rig.db, max_attempts=3)
-    tg = TelegramSettings(retry_max_s=0.2)
-    dispatcher = UpdateDispatcher(rig.db, inbox, rig.handler, None, tg, lambda: None)  # type: ignore[arg-type]
-
-    async def main() -> None:
-        for update_id, payload in inbox.add([message(ALLOWED, "first", update_id=1)]):
-            dispatcher.dispatch(update_id, payload)
-        while dispatcher.tasks:
-            await asyncio.gather(*dispatcher.tasks)
-
-    asyncio.run(main())
+    rig, inbox = _dispatch_one(tmp_path, answer, "first", 0.2)
     assert [r.text for chat, r in rig.transport.sent if chat == ALLOWED] == ["answer to: first"]
     assert inbox.counts() == {"done": 1}
     assert inbox.attempts(1) == 1
@@ -289,9 +298,7 @@ def test_an_update_telegram_keeps_refusing_is_given_up_not_retried_for_ever(tmp_
 
     from bot.core.transport import Transport
     from bot.core.types import Incoming
-    from bot.settings import TelegramSettings
-    from bot.telegram.dispatch import UpdateDispatcher, telegram_absent
-    from tests.telegram.helpers import ALLOWED, build_rig, message
+    from bot.telegram.dispatch import telegram_absent
 
     tries = [0]
 
@@ -299,18 +306,6 @@ def test_an_update_telegram_keeps_refusing_is_given_up_not_retried_for_ever(tmp_
         tries[0] += 1
         raise NetworkError("File too large. Check telegram api limits")
 
-    rig = build_rig(tmp_path)
-    rig.assistant.answer_text = answer
-    inbox = Inbox(rig.db, max_attempts=3)
-    tg = TelegramSettings(retry_max_s=0.05)
-    dispatcher = UpdateDispatcher(rig.db, inbox, rig.handler, None, tg, lambda: None)  # type: ignore[arg-type]
-
-    async def main() -> None:
-        for update_id, payload in inbox.add([message(ALLOWED, "send me the file", update_id=1)]):
-            dispatcher.dispatch(update_id, payload)
-        while dispatcher.tasks:
-            await asyncio.wait_for(asyncio.gather(*dispatcher.tasks), 20)
-
-    asyncio.run(main())
+    _, inbox = _dispatch_one(tmp_path, answer, "send me the file", 0.05)
     assert tries[0] == 3 and inbox.counts() == {"failed": 1}
     assert not telegram_absent(NetworkError("Bad Gateway"))
