@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -85,3 +86,15 @@ def http_server() -> Iterator[HttpServer]:
     server.start()
     yield server
     server.kill()
+
+
+def gone_within(pid: int, timeout_s: float) -> bool:
+    """Whether process ``pid`` has ended within ``timeout_s`` (a server left running fails)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False

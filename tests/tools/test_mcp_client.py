@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from agents.tools.registry import ToolRegistry
 from agents.usage import CallContext
 from memory.db import Database
 from memory.health import Status
-from tests.tools.conftest import HttpServer, fast, stdio_server, wait_until
+from tests.tools.conftest import HttpServer, fast, gone_within, stdio_server, wait_until
 
 CTX = ToolContext(chat_id=1, user_id=1)
 
@@ -263,18 +262,7 @@ def test_stop_returns_and_ends_the_server_while_a_timed_out_attempt_shuts_down(
 
     asyncio.run(scenario())
     pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(pid), "the server was left running"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    assert gone_within(pid, 10), "the server was left running"
 
 
 def test_streamable_http_lists_calls_and_reconnects_after_the_server_restarts(

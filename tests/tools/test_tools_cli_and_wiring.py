@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import socket
 import sys
 import threading
@@ -25,7 +24,7 @@ from bot.daemon.lifecycle import Lifecycle
 from bot.daemon.run import all_migrations, build_health
 from bot.daemon.services import attach_channel, build_services
 from memory.db import Database
-from tests.tools.conftest import SERVER
+from tests.tools.conftest import SERVER, gone_within
 
 pytestmark = pytest.mark.anyio
 
@@ -169,18 +168,7 @@ def test_tools_list_names_servers_that_never_answer_and_returns_quickly(
     assert "warning: mcp:silent: did not answer within 10 s" in result.stderr
     assert "add_todo" in result.stdout  # the built-ins are listed all the same
     pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(pid), "the server that never answered was left running"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    assert gone_within(pid, 10), "the server that never answered was left running"
 
 
 def test_tools_call_prints_results_and_exits_non_zero_on_errors(data_dir: Path) -> None:
