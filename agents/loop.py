@@ -139,6 +139,12 @@ class ToolLoop:
         """Forget the person's answers and their tool calls (for /forgetme); how many answers."""
         return await self.db.run(self.store.forget_user, user_id)
 
+    async def prune(self) -> str:
+        """The daily housekeeping step: answers older than ``tools.steps_keep_days``."""
+        days = self.settings.steps_keep_days
+        removed = await self.db.run(self.store.prune, time.time() - days * 86400.0)
+        return f"{removed} answer(s) with their tool steps older than {days} days removed"
+
     def claimed_state(self, state: dict[str, Any]) -> RunState:
         return RunState.from_json(state)
 

@@ -229,6 +229,14 @@ class ToolLoopSettings(BaseModel):
         gt=0,
         description="Minutes a call waiting for the user's ✅ stays open before it expires.",
     )
+    steps_keep_days: int = Field(
+        90,
+        ge=1,
+        description=(
+            "Days an answer's tool steps (🔧 steps, the calls and their arguments) are kept; "
+            "a paused answer is kept until it ends."
+        ),
+    )
     untrusted: list[str] = Field(
         [],
         description=(

@@ -337,8 +337,27 @@ class Scheduler:
                 "UPDATE job_runs SET outcome = 'interrupted', error = 'the daemon stopped during the run'"
                 " WHERE outcome = 'running'"
             )
-            cutoff = time.time() - self.settings.job_runs_keep_days * 86400
-            conn.execute("DELETE FROM job_runs WHERE started_at < ?", (cutoff,))
+        self._prune_runs()
+
+    def _prune_runs(self) -> int:
+        """Drop runs older than ``jobs.job_runs_keep_days``, keeping each job's newest run and
+        newest success (what the catch-up and health read), however old."""
+        cutoff = time.time() - self.settings.job_runs_keep_days * 86400
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM job_runs AS r WHERE started_at < ?"
+                " AND started_at < (SELECT max(started_at) FROM job_runs WHERE job = r.job)"
+                " AND (outcome != 'ok' OR started_at < (SELECT max(started_at) FROM job_runs"
+                " WHERE job = r.job AND outcome = 'ok'))",
+                (cutoff,),
+            )
+            return cur.rowcount
+
+    async def prune_runs(self) -> str:
+        """The daily housekeeping step: a daemon that runs for months keeps only recent runs."""
+        removed = await self.db.run(self._prune_runs)
+        days = self.settings.job_runs_keep_days
+        return f"{removed} job run(s) older than {days} days removed"
 
     def _recent_outcomes(self, name: str, n: int) -> list[str]:
         with self.db.read() as conn:

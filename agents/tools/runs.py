@@ -174,6 +174,21 @@ class RunStore:
                 conn.execute(f"DELETE FROM agent_runs WHERE id IN ({marks})", part)
         return len(ids)
 
+    def prune(self, before: float) -> int:
+        """Answers that ended before ``before``, with their calls (the daily housekeeping); a
+        paused or running answer stays however old. How many answers."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "DELETE FROM agent_tool_calls WHERE run_id IN (SELECT id FROM agent_runs"
+                " WHERE updated_at < ? AND status NOT IN ('waiting', 'running'))",
+                (before,),
+            )
+            cur = conn.execute(
+                "DELETE FROM agent_runs WHERE updated_at < ? AND status NOT IN ('waiting', 'running')",
+                (before,),
+            )
+            return cur.rowcount
+
     def done_before(
         self, source_key: str, run_id: int, tool: str, arguments: dict[str, Any]
     ) -> str | None:

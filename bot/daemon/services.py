@@ -270,7 +270,7 @@ def build_services(
         removed = await db.run(prune_audit, db, audit_days * 86400.0)
         return f"{removed} access audit row(s) older than {audit_days} days removed"
 
-    backups.housekeeping.append(prune_access_audit)
+    backups.housekeeping += [prune_access_audit, scheduler.prune_runs, tool_loop.prune]
     if js.backup_enabled:
         scheduler.register(JobSpec("backup", backups.run, cron=js.backup_cron, timeout_s=3 * 3600))
     else:  # the daily pruning still runs, at the same time

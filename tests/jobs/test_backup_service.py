@@ -327,13 +327,74 @@ def test_the_audit_retention_is_a_setting(data_dir: Path) -> None:
             settings, db, build_health(settings, db), Lifecycle(), started_at=0.0
         )
         record = asyncio.run(services.scheduler.run_now("housekeeping"))
-        assert record is not None and record.output == (
-            "2 access audit row(s) older than 3 days removed"
-        )
+        assert record is not None and record.output is not None
+        assert record.output.split("; ")[0] == "2 access audit row(s) older than 3 days removed"
     finally:
         db.close()
     with pytest.raises(ConfigError, match="telegram.audit_keep_days"):
         load_settings(telegram={"audit_keep_days": 0})
+
+
+def test_the_daily_housekeeping_prunes_old_job_runs_and_tool_steps(data_dir: Path) -> None:
+    """A daemon up for months: job runs and answers' tool steps past their retention go, but each
+    job's newest run and newest success stay (the catch-up reads them), and so does an answer
+    still waiting for the user's OK."""
+    db = Database.open(data_dir / "familiar.db", all_migrations())
+    now = datetime.now(UTC).timestamp()
+    day = 86400.0
+    try:
+        with db.transaction() as conn:
+            for job, age, outcome in [
+                ("digest", 200, "ok"),  # digest's newest success: kept
+                ("digest", 150, "failed"),  # its newest run: kept
+                ("digest", 300, "ok"),
+                ("summarize", 120, "ok"),
+                ("summarize", 5, "ok"),
+                ("summarize", 1, "failed"),
+            ]:
+                conn.execute(
+                    "INSERT INTO job_runs (job, started_at, ended_at, outcome, trigger)"
+                    " VALUES (?, ?, ?, ?, 'schedule')",
+                    (job, now - age * day, now - age * day + 1, outcome),
+                )
+            for run_id, age, status in [(1, 100, "done"), (2, 100, "waiting"), (3, 10, "done")]:
+                conn.execute(
+                    "INSERT INTO agent_runs (id, chat_id, user_id, created_at, updated_at,"
+                    " status) VALUES (?, 7, 7, ?, ?, ?)",
+                    (run_id, now - age * day, now - age * day, status),
+                )
+                conn.execute(
+                    "INSERT INTO agent_tool_calls (run_id, step, tool, arguments, outcome,"
+                    " created_at) VALUES (?, 1, 'current_time', '{}', 'ok', ?)",
+                    (run_id, now - age * day),
+                )
+        settings = load_settings(jobs={"backup_enabled": False})
+        services = build_services(
+            settings, db, build_health(settings, db), Lifecycle(), started_at=0.0
+        )
+        record = asyncio.run(services.scheduler.run_now("housekeeping"))
+        assert record is not None and record.outcome == "ok", record
+        assert "2 job run(s) older than 90 days removed" in (record.output or "")
+        assert "1 answer(s) with their tool steps older than 90 days removed" in (
+            record.output or ""
+        )
+        with db.read() as conn:
+            runs = conn.execute(
+                "SELECT job, outcome, round((? - started_at) / 86400) FROM job_runs"
+                " WHERE job != 'housekeeping' ORDER BY job, started_at",
+                (now,),
+            ).fetchall()
+            answers = conn.execute("SELECT id FROM agent_runs ORDER BY id").fetchall()
+            calls = conn.execute("SELECT run_id FROM agent_tool_calls ORDER BY run_id").fetchall()
+        assert runs == [
+            ("digest", "ok", 200.0),
+            ("digest", "failed", 150.0),
+            ("summarize", "ok", 5.0),
+            ("summarize", "failed", 1.0),
+        ]
+        assert answers == [(2,), (3,)] and calls == [(2,), (3,)]
+    finally:
+        db.close()
 
 
 def test_housekeeping_runs_before_the_snapshot_and_its_failure_does_not_stop_the_backup(
