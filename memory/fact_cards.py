@@ -6,6 +6,10 @@ first decides every new fact against the current cards and collects the unclear 
 the judge has answered, the second decides each again under the guard (the cards may have
 changed meanwhile) and applies it, taking the judge's verdict where the pair is still unclear.
 Without a judge, or without a verdict, an unclear fact is added: nothing is lost.
+
+Telling a correction or a reworded duplicate from a new fact needs the vectors, so a card added
+while the embedding model is still loading (the first seconds after a start) waits for it, up to
+``MODEL_WAIT_S``; only past that (a model that cannot load) is it decided on its words alone.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from memory.types import FactResult, Scope
 if TYPE_CHECKING:
     from memory.service import Memory
 
+MODEL_WAIT_S = 120.0  # longest a card waits for the model loading in the background
 MAX_KNOWN = 5000  # current cards of a chat compared with each new one
 VERDICTS = ("duplicate", "superseded", "added")
 
@@ -131,6 +136,8 @@ class FactCards:
                 if not skip_bad:
                     raise
                 logger.warning("extracted fact not stored: {}", exc)
+        if items:  # a duplicate or a correction is told from a new fact by its vector
+            await m.ready_within(MODEL_WAIT_S)
         verdicts: dict[tuple[str, str], str] = {}
         if self.judge is not None and items:
             pairs = await m._offload(self.unclear_sync, items, scope)

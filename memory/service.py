@@ -125,6 +125,16 @@ class Memory(VectorUpkeep):
         if self._warm_task is not None:
             await asyncio.shield(self._warm_task)
 
+    async def ready_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the embedding model (loading in the background); whether
+        it is ready. A failed load is not raised here: the caller carries on without vectors."""
+        if not self.embedder.ready and self._warm_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._warm_task), seconds)
+            except Exception:  # noqa: BLE001 - the timeout, or the load's own (logged) failure
+                pass
+        return self.embedder.ready
+
     async def stop(self) -> None:
         self._stopping = True
         if self._warm_task is not None and not self._warm_task.done():

@@ -4,8 +4,12 @@ show the defect."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
+from memory.embedder import HashingEmbedder
 from memory.facts import FactJudge, what_differs
 from memory.types import Scope
 
@@ -134,3 +138,46 @@ def test_an_unstorable_extracted_fact_does_not_lose_the_others(make_memory) -> N
     results = run(memory.learn([turn], ME, Mixed()))
     assert [r.action for r in results] == ["added", "added"]
     assert len(run(memory.list_memories(ME, ["fact"]))) == 2
+
+
+class LoadsOnSignal(HashingEmbedder):
+    """An embedder whose weights finish loading only when the test says so (the real one takes
+    seconds after a start, in the background)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.loaded = False
+
+    def load(self) -> None:
+        self.go.wait(30)
+        self.loaded = True
+
+    @property
+    def ready(self) -> bool:
+        return self.loaded
+
+
+def test_a_correction_sent_while_the_model_loads_waits_for_it_and_still_supersedes(
+    make_memory,
+) -> None:  # type: ignore[no-untyped-def]
+    """Found trying the console: /remember twice right after a start kept both phone numbers as
+    current cards, because the decision ran without vectors."""
+    embedder = LoadsOnSignal()
+    memory = make_memory(embedder, warm=False)
+
+    async def scenario() -> tuple[str, int | None, int, list[str]]:
+        await memory.start()
+        first = asyncio.create_task(memory.add_fact("my phone number is 555-0199", ME))
+        await asyncio.sleep(0.2)
+        assert not first.done()  # waiting for the model, not decided without it
+        embedder.go.set()
+        old = await first
+        new = await memory.add_fact("my phone number is 555-0142", ME)
+        current = [h.text for h in await memory.list_memories(ME, ["fact"])]
+        await memory.stop()
+        return new.action, new.superseded_id, old.id, current
+
+    action, superseded, old_id, current = asyncio.run(scenario())
+    assert (action, superseded) == ("superseded", old_id)
+    assert current == ["my phone number is 555-0142"]
