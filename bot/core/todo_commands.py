@@ -26,6 +26,7 @@ USAGE = "/todo [!high|!low] [TEXT] [due:WHEN] | /todo done ID | /todo rm ID"
 # A first word that names an action, not a to-do: "/todo done 3" completes #3, it adds nothing.
 DONE_WORDS = frozenset({"done", "complete"})
 DELETE_WORDS = frozenset({"rm", "delete", "del", "remove"})
+LIST_WORDS = frozenset({"list", "ls", "show"})  # alone: the list, as /todo
 # Also plain verbs a to-do may start with ("/todo remove the old shelf"): an action only with an id.
 VERBS = frozenset({"complete", "delete", "remove"})
 
@@ -65,6 +66,12 @@ class TodoCommands:
             return await self.list(msg.chat_id)
         word, _, rest = args.strip().partition(" ")
         word = word.lower()
+        if word in LIST_WORDS and not rest.strip():
+            return await self.list(msg.chat_id)
+        if word == "add":  # "/todo add buy milk" adds "buy milk"
+            if not rest.strip():
+                return Reply(f"Usage: {USAGE}", markdown=False)
+            args = rest
         if word in DONE_WORDS | DELETE_WORDS and (
             word not in VERBS or not rest.strip() or parse_id(rest) is not None
         ):

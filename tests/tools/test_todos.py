@@ -216,6 +216,20 @@ async def test_todo_done_and_rm_by_id_change_that_item_and_add_nothing(db: Datab
     assert "/todo done ID" in help_text and "/todo rm ID" in help_text
 
 
+async def test_todo_add_and_list_words_are_read_as_a_person_means_them(db: Database) -> None:
+    """Found trying the console: "/todo add buy milk" added "add buy milk"."""
+    rig = Rig(db)
+    assert await rig.say("/todo add buy milk") == "📝 Added ⚪ #1 buy milk"
+    assert await rig.say("/todo add !high pay rent") == "📝 Added 🔴 #2 pay rent"
+    listed = await rig.say("/todo list")
+    assert listed == await rig.say("/todo") and "#1 buy milk" in listed and "#2 pay rent" in listed
+    assert (await rig.say("/todo add")).startswith("Usage: /todo ")
+    # "list" with more after it is the start of a to-do, as written
+    assert await rig.say("/todo show the kids the museum") == (
+        "📝 Added ⚪ #3 show the kids the museum"
+    )
+
+
 async def test_in_a_group_only_the_adder_or_an_admin_deletes_but_anyone_completes(
     db: Database,
 ) -> None:
