@@ -22,6 +22,7 @@ from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMes
 from bot.daemon.lifecycle import Service
 from bot.terminal import Terminal
 
+QUIT_WORDS = frozenset({"/quit", "/exit"})  # the console's own; Ctrl-D too
 CONSOLE_CHAT_ID = 0  # Telegram chat ids are never 0, so the console has a scope of its own
 CONSOLE_USER = Sender(id=0, name=os.environ.get("USER", "you"), is_admin=True)
 
@@ -112,7 +113,9 @@ class ConsoleChannel(Service):
         self._next_id = 0
 
     async def start(self) -> None:
-        self.transport.out.write("Familiar console. Type /help for commands, Ctrl-D to quit.\n")
+        self.transport.out.write(
+            "Familiar console. Type /help for commands, /quit or Ctrl-D to quit.\n"
+        )
         self.transport.out.flush()
         self._task = asyncio.create_task(self._loop(), name="console")
 
@@ -144,10 +147,10 @@ class ConsoleChannel(Service):
     async def _loop(self) -> None:
         while True:
             line = await self._read_line()
-            if line == "":
+            text = line.strip()
+            if line == "" or text.lower() in QUIT_WORDS:
                 self.on_eof()
                 return
-            text = line.strip()
             if not text:
                 continue
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 
 from bot.console import CONSOLE_CHAT_ID, ConsoleChannel
@@ -126,3 +127,26 @@ def test_parse_command_rejects_non_commands() -> None:
     assert parse_command("/") is None
     assert parse_command("/a-b") is None
     assert parse_command("/Help me") == ("help", "me")
+
+
+def test_quit_and_exit_end_the_console_like_ctrl_d_and_reach_no_one() -> None:
+    """Found trying the console: /quit was answered "I don't know /quit"."""
+    for word in ("/quit", "/EXIT"):
+        assistant = make_assistant()
+        ended: list[bool] = []
+        out = io.StringIO()
+        stdin = io.StringIO(f"/status\n{word}\n/help\n")
+        channel = ConsoleChannel(
+            assistant, functools.partial(ended.append, True), stdin=stdin, stdout=out
+        )
+
+        async def session(channel: ConsoleChannel = channel) -> None:
+            await channel.start()
+            assert channel._task is not None
+            await asyncio.wait_for(channel._task, 10)
+
+        asyncio.run(session())
+        assert ended == [True]
+        text = out.getvalue()
+        assert "thing" in text  # /status was answered
+        assert "I don't know" not in text and "Commands:" not in text  # /help never ran
