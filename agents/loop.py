@@ -15,6 +15,11 @@ the tool, does the bookkeeping (as simonw/llm's ``chain`` with its before/after 
   changed something is not made again when the same message is answered again (a restart cut
   the first answer short): the model gets what it returned the first time.
 
+The assistant turn goes back to the model as it came (``Completion.blocks``): with a provider
+that searches for deferred tools within the answer, the search's own blocks go with it, which
+keeps the tools it found callable in the next steps. A tool found so is called through the same
+checks as any other; a turn the service paused (``pause_turn``) is sent back for it to go on.
+
 Bounds: ``tools.max_steps`` model calls, the answer's deadline (``agents.resilience.deadline``)
 and the user's budget (checked by ``LLM`` before each call). On a bound after the first step the
 answer is the best text so far and a sentence saying why it stopped.
@@ -185,13 +190,15 @@ class ToolLoop:
                 out.last = completion
                 if completion.text.strip():
                     state.best_text = completion.text.strip()
-                if not completion.tool_calls:
+                paused = completion.stop_reason == "pause_turn"
+                if not completion.tool_calls and not paused:
                     out.text = completion.text.strip()
                     await self.db.run(self.store.finish, state.run_id, "done", None)
                     return out
                 state.messages.append({"role": "assistant", "content": completion.blocks()})
                 if state.step >= self.settings.max_steps:
                     return await self._stop(state, out, "steps")
+                # A paused turn has no calls: the next request carries it on as it stands.
                 state.pending = list(completion.tool_calls)
         except (DeadlineExceeded, BudgetExceeded) as exc:
             if state.step == 0:

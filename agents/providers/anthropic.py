@@ -20,6 +20,19 @@ tools, then system, then messages, so the system prefix's breakpoint caches the 
 request with tools and no system prefix marks the last tool instead. Content blocks map onto the
 API's: text, base64 image, ``tool_use``, ``tool_result``; a completion's ``tool_use`` blocks become
 ``Completion.tool_calls`` (streamed or not: the SDK assembles a streamed call's JSON).
+
+Tool search (``tool_search``, on by default; Claude Sonnet 4.5, Opus 4.5 and later): definitions
+the caller marks ``deferred`` go out with ``defer_loading: true`` and the API's BM25 tool search
+tool after them (last, so the tools keep their sorted order). The service leaves deferred
+definitions out of the prompt, so they are not in the cached prefix at all: the prefix is the
+always-loaded definitions and the search tool, the same on every request. When the model needs
+a deferred tool it searches within its answer; the result (``tool_search_tool_result``, holding
+``tool_reference`` blocks) expands the definitions it found inline in the conversation, after
+the cached prefix, so the cache stays valid. Those ``server_tool_use`` and
+``tool_search_tool_result`` blocks come back as ``ProviderBlock``s in ``Completion.content`` and
+are sent back unchanged with the assistant turn when the answer goes on after a tool call, which
+keeps the tools found callable for the rest of the answer. A turn the service paused
+(``stop_reason`` "pause_turn") is sent back the same way to let it go on.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from agents.providers.base import (
     ImageBlock,
     LLMRequest,
     Provider,
+    ProviderBlock,
     TextBlock,
     ToolUseBlock,
     Usage,
@@ -47,6 +61,11 @@ from agents.providers.base import (
 EPHEMERAL = {"type": "ephemeral"}
 DEFAULT_EFFORT = "high"
 SPEND_LIMIT_HINTS = ("credit balance", "spend limit", "billing", "usage limit")
+# BM25 takes the model's words as they come ("list my reminders"); the regex variant would have
+# it write patterns. The one tool search variant we send: the cached prefix never changes.
+TOOL_SEARCH = {"type": "tool_search_tool_bm25_20251119", "name": "tool_search_tool_bm25"}
+# The API's own blocks of a tool search run within the answer, kept and sent back unchanged.
+SERVER_BLOCKS = ("server_tool_use", "tool_search_tool_result")
 
 
 class AnthropicProvider(Provider):
@@ -62,6 +81,7 @@ class AnthropicProvider(Provider):
         max_retries: int = 2,
         prompt_cache: bool = True,
         send_effort: bool = True,
+        tool_search: bool = True,
     ) -> None:
         self.model = model
         self.prompt_cache = prompt_cache
@@ -74,6 +94,7 @@ class AnthropicProvider(Provider):
             schema_in_cache_key=prompt_cache,
             tools=True,
             vision=True,
+            tool_search=tool_search,
         )
         # base_url None lets the SDK read ANTHROPIC_BASE_URL itself.
         self._client = anthropic.AsyncAnthropic(
@@ -102,13 +123,7 @@ class AnthropicProvider(Provider):
         if system:
             params["system"] = system
         if request.tools:
-            tools: list[dict[str, Any]] = [
-                {"name": t.name, "description": t.description, "input_schema": t.input_schema}
-                for t in request.tools
-            ]
-            if self.prompt_cache and not request.system_prefix:
-                tools[-1]["cache_control"] = EPHEMERAL
-            params["tools"] = tools
+            params["tools"] = self._tools(request)
         if self.prompt_cache and request.cache_tail:
             params["cache_control"] = EPHEMERAL
         output_config: dict[str, Any] = {}
@@ -121,6 +136,26 @@ class AnthropicProvider(Provider):
         if output_config:
             params["output_config"] = output_config
         return params
+
+    def _tools(self, request: LLMRequest) -> list[dict[str, Any]]:
+        search = self.capabilities.tool_search and any(t.deferred for t in request.tools)
+        tools: list[dict[str, Any]] = []
+        for t in request.tools:
+            tool: dict[str, Any] = {
+                "name": t.name,
+                "description": t.description,
+                "input_schema": t.input_schema,
+            }
+            if search and t.deferred:
+                tool["defer_loading"] = True
+            tools.append(tool)
+        if search:
+            tools.append(dict(TOOL_SEARCH))
+        if self.prompt_cache and not request.system_prefix:
+            # The last definition in the prompt: a deferred one is not part of the prefix.
+            last = next(t for t in reversed(tools) if not t.get("defer_loading"))
+            last["cache_control"] = EPHEMERAL
+        return tools
 
     async def complete(self, request: LLMRequest) -> Completion:
         params = self.build_params(request)
@@ -163,6 +198,8 @@ def _block(block: Block) -> dict[str, Any]:
         }
     if isinstance(block, ToolUseBlock):
         return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    if isinstance(block, ProviderBlock):
+        return dict(block.data)
     out: dict[str, Any] = {
         "type": "tool_result",
         "tool_use_id": block.tool_use_id,
@@ -215,7 +252,19 @@ def _completion(message: Any, latency_s: float) -> Completion:
         for b in message.content
         if b.type == "tool_use"
     ]
-    return Completion(text, usage, message.model, message.stop_reason, latency_s, calls)
+    content: list[Block] | None = None
+    if any(b.type in SERVER_BLOCKS for b in message.content):
+        found = iter(calls)
+        content = []
+        for b in message.content:
+            if b.type == "text":
+                content.append(TextBlock(b.text))
+            elif b.type == "tool_use":
+                content.append(next(found))
+            elif b.type in SERVER_BLOCKS:
+                # As the API sent it (fields it left out stay out), to go back unchanged.
+                content.append(ProviderBlock("anthropic", b.to_dict(mode="json")))
+    return Completion(text, usage, message.model, message.stop_reason, latency_s, calls, content)
 
 
 def map_error(exc: Exception) -> LLMError:
