@@ -56,7 +56,17 @@ in-process provider (no HTTP) asks for one ``current_time`` call and then answer
 ``ToolLoop`` on a real SQLite file; the provider's and the tool's time are measured around them
 and subtracted. Median of --steps runs. Target: under 5 ms for built-in tools.
 
-    .venv/bin/python bench/agents_tools.py [--steps 300] [--tool-prompt-tokens 0] [--json]
+The default split was chosen with --always-loaded: each tool moved into the core costs its
+definition's size x 0.1 on every call; each left out costs a search (a second pass over the
+prompt, and its definitions found) on the messages that need it. Measured so (2.2k-token chat,
+once cached; then searches among the 20 messages, and tools_used's effective input against
+tools_used_all_loaded): none loaded 0.6 %, 20, 1.39x; search_memory alone 3.1 %, 14, 1.25x; the
+default four 7.7 %, 4, 1.00x; with list_reminders too 8.7 %, 2, 0.93x; all 13 21.8 %, 0, 1x. Most
+messages call no tool, so the definitions' share decides; the four keep room under the target
+for what the service adds unseen (its tool-use prompt, the search tool's own definition).
+
+    .venv/bin/python bench/agents_tools.py [--steps 300] [--tool-prompt-tokens 0]
+        [--always-loaded a,b,c] [--json]
 """
 
 from __future__ import annotations
@@ -207,7 +217,12 @@ class Script:
         return Reply(f"Done: {message.lower()} " + "Here is the short answer. " * 6)
 
 
-async def run(kind: str, extra_turns: int = 12, tool_prompt_tokens: int = 0) -> dict[str, Any]:
+async def run(
+    kind: str,
+    extra_turns: int = 12,
+    tool_prompt_tokens: int = 0,
+    always_loaded: list[str] | None = None,
+) -> dict[str, Any]:
     stub = LLMStub(tool_prompt_tokens=tool_prompt_tokens).start()
     script = Script(use_tools=kind.startswith("tools_used"))
     stub.responder = script
@@ -230,7 +245,8 @@ async def run(kind: str, extra_turns: int = 12, tool_prompt_tokens: int = 0) -> 
         # services.py): the families of agents/tools, the jobs package's reminder and task tools,
         # and the catalog's sources (the to-do tools; no MCP server is configured).
         tools_settings = ToolsSettings()
-        core = tools_settings.always_loaded if kind in SEARCHING else None
+        split = tools_settings.always_loaded if always_loaded is None else always_loaded
+        core = split if kind in SEARCHING else None
         registry = ToolRegistry(builtin_sources(memory, tools_settings), always_loaded=core)
         registry.add(reminder_tools(Reminders(db, backend, js, nothing)))
         registry.add(task_tools(AgentTasks(db, backend, js, nothing)))
@@ -373,8 +389,10 @@ async def overhead(steps: int) -> dict[str, float]:
     }
 
 
-async def main_async(steps: int, tool_prompt: int = 0) -> dict[str, Any]:
-    rows = [await run(kind, tool_prompt_tokens=tool_prompt) for kind in RUNS]
+async def main_async(
+    steps: int, tool_prompt: int = 0, always_loaded: list[str] | None = None
+) -> dict[str, Any]:
+    rows = [await run(kind, 12, tool_prompt, always_loaded) for kind in RUNS]
     base = rows[0]["effective_input_per_answer"]
     steady = rows[0]["steady_effective_per_answer"]
     for r in rows:
@@ -383,7 +401,7 @@ async def main_async(steps: int, tool_prompt: int = 0) -> dict[str, Any]:
     # The same in longer chats (the definitions weigh less against a bigger cached prompt).
     longer = []
     for turns in LONGER_CHATS:
-        trio = [await run(kind, turns, tool_prompt) for kind in RUNS[:3]]
+        trio = [await run(kind, turns, tool_prompt, always_loaded) for kind in RUNS[:3]]
         for r in trio[1:]:
             r["steady_vs_no_tools"] = (
                 r["steady_effective_per_answer"] / trio[0]["steady_effective_per_answer"]
@@ -401,9 +419,17 @@ def main() -> int:
         default=0,
         help="the tool-use system prompt the service adds to requests with tools (default 0)",
     )
+    parser.add_argument(
+        "--always-loaded",
+        help="another split to measure: the tools in every prompt, comma-separated (default: "
+        "tools.always_loaded's default; '' defers all)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = asyncio.run(main_async(args.steps, args.tool_prompt_tokens))
+    core = None
+    if args.always_loaded is not None:
+        core = [n.strip() for n in args.always_loaded.split(",") if n.strip()]
+    results = asyncio.run(main_async(args.steps, args.tool_prompt_tokens, core))
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
