@@ -237,7 +237,16 @@ def _mark_turns(messages: list[dict[str, Any]], turns: list[dict[str, Any]]) -> 
 
 
 def _completion(message: Any, latency_s: float) -> Completion:
-    text = "".join(getattr(b, "text", "") for b in message.content if b.type == "text")
+    # Text on either side of a search the service ran is two paragraphs, not one run-on line.
+    parts: list[str] = []
+    apart = False
+    for b in message.content:
+        if b.type == "text":
+            parts.append(("\n\n" if apart and parts else "") + b.text)
+            apart = False
+        elif b.type in SERVER_BLOCKS:
+            apart = True
+    text = "".join(parts)
     u = message.usage
     usage = Usage(
         input_tokens=u.input_tokens or 0,

@@ -24,7 +24,7 @@ from agents.providers.base import (
 )
 from agents.schema import migrations as agent_migrations
 from agents.settings import LLMSettings, ToolLoopSettings
-from agents.tools.base import ToolSpec
+from agents.tools.base import Tool, ToolSource, ToolSpec
 from agents.tools.registry import StaticSource, ToolRegistry
 from agents.tools.settings import ToolsSettings
 from memory.db import Database
@@ -146,6 +146,23 @@ def test_a_search_and_the_call_of_the_tool_found_come_back_in_order(
         *searched,
         {"type": "text", "text": "Found it."},
         {"type": "tool_use", "id": call.id, "name": "tag_note", "input": {}},
+    ]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_text_on_either_side_of_a_search_reads_as_two_paragraphs(stub, anthropic_on_stub, streamed):
+    provider = anthropic_on_stub()
+    stub.script(Reply("None fits.", search="tag note", before_search="Let me look for a tool."))
+    if streamed:
+        _, result = run_stream(provider, ask(CLOCK, NOTES))
+    else:
+        result = asyncio.run(provider.complete(ask(CLOCK, NOTES)))
+    assert result.text == "Let me look for a tool.\n\nNone fits."
+    assert result.stop_reason == "end_turn" and result.tool_calls == []
+    assert result.content is not None
+    assert [b.text for b in result.content if isinstance(b, TextBlock)] == [
+        "Let me look for a tool.",
+        "None fits.",
     ]
 
 
@@ -354,6 +371,54 @@ def test_the_cached_prefix_stays_while_answers_find_different_tools(rig, stub):
         assert a.usage.cache_read_tokens >= a.calls * prefix
     # The chat keeps the turns, not the search: later prompts carry no expanded definitions.
     assert "tool_search_tool_result" not in json.dumps(bodies[-1]["messages"])
+
+
+class Changing(ToolSource):
+    """An MCP server whose tool list changes while the daemon runs."""
+
+    name = "mcp:t"
+
+    def __init__(self) -> None:
+        self.offered: list[Tool] = [McpLookup()]
+
+    def tools(self) -> list[Tool]:
+        return list(self.offered)
+
+
+class McpClose(Tagger):
+    spec = ToolSpec("tickets__close", "Close a ticket.", OBJ, source="mcp:t")
+
+
+def test_an_mcp_server_changing_its_tools_leaves_the_cached_prefix_alone(
+    tmp_path: Path, stub, anthropic_on_stub
+):
+    db = Database.open(tmp_path / "familiar.db", [memory_migrations, agent_migrations])
+    memory = Memory(db, HashingEmbedder(), MemorySettings(), tmp_path / "index")
+    server = Changing()
+    registry = ToolRegistry([StaticSource("t", [Lookup()]), server], always_loaded=["lookup"])
+    settings = LLMSettings(fact_extraction_every=0, persona=PREFIX)
+    loop = ToolLoop(registry, ToolLoopSettings(), db)
+    agent = ChatAgent(memory, LLM(anthropic_on_stub()), settings, db=db, tools=loop)
+    try:
+        first = asyncio.run(agent.answer(10, 1, "hello"))
+        server.offered.append(McpClose())  # the server lists one more tool
+        second = asyncio.run(agent.answer(10, 1, "and now?"))
+    finally:
+        asyncio.run(memory.stop())
+        db.close()
+    before, after = stub.bodies()
+    assert [t.get("name") for t in after["tools"]] == [
+        "lookup",
+        "tickets__close",
+        "tickets__lookup",
+        "tool_search_tool_bm25",
+    ]
+    assert [t for t in before["tools"] if tool_search.in_prompt(t)] == [
+        t for t in after["tools"] if tool_search.in_prompt(t)
+    ]
+    # Read from the cache, not written again: the new tool is not in the prefix.
+    assert first.usage.cache_write_tokens > 0
+    assert second.usage.cache_read_tokens >= first.usage.cache_write_tokens
 
 
 def test_a_paused_turn_goes_back_for_the_model_to_go_on(rig, stub):

@@ -98,8 +98,10 @@ class Reply:
     error_message: str = "stub error"
     # [{"name": str, "input": dict, "id"?: str, "raw_arguments"?: str}]
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    # Anthropic: the model searches its deferred tools with this query before its text and calls.
+    # Anthropic: the model searches its deferred tools with this query before its text and calls,
+    # having said ``before_search`` first.
     search: str | None = None
+    before_search: str = ""
 
     @classmethod
     def tool(cls, name: str, say: str = "", /, **arguments: Any) -> Reply:
@@ -387,9 +389,11 @@ class LLMStub:
         if reply.search is not None:
             # Sampled twice: up to the search, then on from its result (see tool_search.py).
             searched = tool_search.search_blocks(body, len(self.requests), reply.search)
+            if reply.before_search:
+                searched.insert(0, {"type": "text", "text": reply.before_search})
             again = self._prompt_usage(body, searched)
             usage = {k: usage[k] + again[k] for k in usage}
-            out_tokens += tokens(json.dumps(searched[0]))
+            out_tokens += tokens(json.dumps(searched[:-1]))
         if not body.get("stream"):
             content: list[dict[str, Any]] = list(searched)
             content += [{"type": "text", "text": text}] if text else []
@@ -440,7 +444,18 @@ class LLMStub:
         if reply.fault == "empty_stream":
             return
         for n, block in enumerate(searched):
-            if block["type"] == "server_tool_use":
+            if block["type"] == "text":
+                start = {"type": "text", "text": ""}
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": n, "content_block": start},
+                )
+                delta = {"type": "text_delta", "text": block["text"]}
+                event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": n, "delta": delta},
+                )
+            elif block["type"] == "server_tool_use":
                 start = block | {"input": {}}
                 event(
                     "content_block_start",
