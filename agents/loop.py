@@ -17,7 +17,8 @@ the tool, does the bookkeeping (as simonw/llm's ``chain`` with its before/after 
 
 The assistant turn goes back to the model as it came (``Completion.blocks``): with a provider
 that searches for deferred tools within the answer, the search's own blocks go with it, which
-keeps the tools it found callable in the next steps. A tool found so is called through the same
+keeps the tools it found callable in the next steps; each search is recorded among the answer's
+calls (``tool_search``, the query, what it found). A tool found so is called through the same
 checks as any other; a turn the service paused (``pause_turn``) is sent back for it to go on.
 
 Bounds: ``tools.max_steps`` model calls, the answer's deadline (``agents.resilience.deadline``)
@@ -57,7 +58,7 @@ from agents.resilience import time_left
 from agents.settings import ToolLoopSettings
 from agents.tools.base import Tool, ToolContext, ToolError, ToolResult
 from agents.tools.registry import ToolRegistry
-from agents.tools.runs import RunStore
+from agents.tools.runs import SEARCH_STEP, RunStore
 from agents.usage import CallContext
 from memory.db import Database
 
@@ -190,6 +191,11 @@ class ToolLoop:
                 out.last = completion
                 if completion.text.strip():
                     state.best_text = completion.text.strip()
+                for search in completion.searches:  # the provider's own: shown among the steps
+                    found = ", ".join(search.found) or "nothing"
+                    call = ToolUseBlock("", SEARCH_STEP, {"query": search.query})
+                    outcome = "ok" if search.error is None else "error"
+                    await self._record(state, call, outcome, len(found), 0, search.error, found)
                 paused = completion.stop_reason == "pause_turn"
                 if not completion.tool_calls and not paused:
                     out.text = completion.text.strip()

@@ -53,6 +53,7 @@ from agents.providers.base import (
     Provider,
     ProviderBlock,
     TextBlock,
+    ToolSearch,
     ToolUseBlock,
     Usage,
     normalise_turns,
@@ -273,7 +274,33 @@ def _completion(message: Any, latency_s: float) -> Completion:
             elif b.type in SERVER_BLOCKS:
                 # As the API sent it (fields it left out stay out), to go back unchanged.
                 content.append(ProviderBlock("anthropic", b.to_dict(mode="json")))
-    return Completion(text, usage, message.model, message.stop_reason, latency_s, calls, content)
+    return Completion(
+        text,
+        usage,
+        message.model,
+        message.stop_reason,
+        latency_s,
+        calls,
+        content,
+        _searches(content),
+    )
+
+
+def _searches(content: list[Block] | None) -> list[ToolSearch]:
+    """The tool searches of a turn: each ``server_tool_use``'s query with what its result found."""
+    blocks = [b.data for b in content or [] if isinstance(b, ProviderBlock)]
+    queries = {b.get("id"): b.get("input") or {} for b in blocks if b["type"] == "server_tool_use"}
+    out = []
+    for b in blocks:
+        if b["type"] != "tool_search_tool_result":
+            continue
+        asked = queries.get(b.get("tool_use_id"), {})
+        query = str(asked.get("query", asked.get("pattern", "")))
+        result = b.get("content") or {}
+        refs = [str(r.get("tool_name")) for r in result.get("tool_references") or []]
+        error = result.get("error_code") if result.get("type", "").endswith("_error") else None
+        out.append(ToolSearch(query, refs, error))
+    return out
 
 
 def map_error(exc: Exception) -> LLMError:

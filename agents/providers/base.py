@@ -182,6 +182,15 @@ def messages_from_json(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class ToolSearch:
+    """A search for deferred tools the provider ran within the answer (recorded as a step)."""
+
+    query: str
+    found: list[str]
+    error: str | None = None
+
+
 @dataclass
 class Usage:
     input_tokens: int = 0  # uncached input
@@ -252,6 +261,7 @@ class Completion:
     # The turn's blocks in the order they came, when it holds ``ProviderBlock``s (which must go
     # back where they were); None: its text, then its calls, is the whole turn.
     content: list[Block] | None = None
+    searches: list[ToolSearch] = field(default_factory=list)
 
     def blocks(self) -> list[Block]:
         """The assistant turn to send back with the tool results: its text, then its calls."""

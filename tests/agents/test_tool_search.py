@@ -27,6 +27,7 @@ from agents.settings import LLMSettings, ToolLoopSettings
 from agents.tools.base import Tool, ToolSource, ToolSpec
 from agents.tools.registry import StaticSource, ToolRegistry
 from agents.tools.settings import ToolsSettings
+from bot.core.tool_buttons import step_line
 from memory.db import Database
 from memory.embedder import HashingEmbedder
 from memory.schema import migrations as memory_migrations
@@ -298,7 +299,16 @@ def test_a_deferred_tool_found_by_search_is_called_and_recorded(rig, stub, strea
     assert answer.text == "Tagged it." and answer.error is None
     assert answer.calls == 2 and answer.tool_calls == 1
     assert tools["tagger"].calls == 1
-    assert calls_of(db) == [("tag_note", "{}", "ok", None)]
+    # The search is a step of the answer too: what it looked for and found.
+    assert calls_of(db) == [
+        ("tool_search", '{"query": "tag a note"}', "ok", None),
+        ("tag_note", "{}", "ok", None),
+    ]
+    search, call = asyncio.run(agent.tools.db.run(agent.tools.store.calls, answer.tool_run_id))
+    # "note" is in delete_note's description too: the best match first.
+    found = "🔎 found tag_note, delete_note"
+    assert step_line(1, search) == f'1. tool_search {{"query": "tag a note"}} → {found}'
+    assert step_line(2, call).startswith("2. tag_note {} → ✅ 6 chars")
     if streamed:
         assert shown[-1] == "Tagged it."
     first, second = stub.bodies()
@@ -326,7 +336,7 @@ def test_confirm_applies_to_a_deferred_tool_and_the_search_survives_the_wait(rig
     assert after["messages"][-2]["content"][:2] == tool_search.search_blocks(
         first, 1, "delete a note"
     )
-    assert [r[0] for r in calls_of(db)] == ["delete_note"]
+    assert [r[0] for r in calls_of(db)] == ["tool_search", "delete_note"]
 
 
 def test_the_untrusted_rule_holds_for_tools_found_by_search(rig, stub):
