@@ -32,16 +32,22 @@ the cached prefix, so the cache stays valid. Those ``server_tool_use`` and
 ``tool_search_tool_result`` blocks come back as ``ProviderBlock``s in ``Completion.content`` and
 are sent back unchanged with the assistant turn when the answer goes on after a tool call, which
 keeps the tools found callable for the rest of the answer. A turn the service paused
-(``stop_reason`` "pause_turn") is sent back the same way to let it go on.
+(``stop_reason`` "pause_turn") is sent back the same way to let it go on. A model without tool
+search (Claude Haiku 4.5 and the Claude 3 family refuse ``tool_reference`` blocks with a 400) is
+found out by its first refusal: the request goes again at once with every definition in full,
+and so does every later one (logged once; ``tools.tool_search = false`` spares the try), the
+search's blocks left out of turns sent to it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import anthropic
+from loguru import logger
 
 from agents.errors import LLMError, ProviderAuthError, ProviderRejected, ProviderUnavailable
 from agents.providers.base import (
@@ -67,6 +73,9 @@ SPEND_LIMIT_HINTS = ("credit balance", "spend limit", "billing", "usage limit")
 TOOL_SEARCH = {"type": "tool_search_tool_bm25_20251119", "name": "tool_search_tool_bm25"}
 # The API's own blocks of a tool search run within the answer, kept and sent back unchanged.
 SERVER_BLOCKS = ("server_tool_use", "tool_search_tool_result")
+# What a 400 says when the model takes no tool search ("... does not support tool_reference
+# blocks. This feature is only available on Claude Sonnet 4+, Opus 4+, and newer models.").
+NO_TOOL_SEARCH_HINTS = ("tool_reference", "tool search", "tool_search", "defer_loading")
 
 
 class AnthropicProvider(Provider):
@@ -104,9 +113,12 @@ class AnthropicProvider(Provider):
 
     def build_params(self, request: LLMRequest) -> dict[str, Any]:
         """The keyword arguments of ``messages.create``/``messages.stream`` for a request."""
-        messages = [_message(m) for m in normalise_turns(request.messages)]
+        sent = request.messages
+        if not self.capabilities.tool_search:
+            sent = _without_search_blocks(sent)
+        messages = [_message(m) for m in normalise_turns(sent)]
         if self.prompt_cache and request.cache_turns > 0:
-            turns = [_message(m) for m in normalise_turns(request.messages[: request.cache_turns])]
+            turns = [_message(m) for m in normalise_turns(sent[: request.cache_turns])]
             _mark_turns(messages, turns)
         params: dict[str, Any] = {
             "model": self.model,
@@ -164,7 +176,9 @@ class AnthropicProvider(Provider):
         try:
             message = await self._client.messages.create(**params)
         except Exception as exc:  # SDK errors, and a malformed body the SDK could not parse
-            raise map_error(exc) from exc
+            if not self._refuses_tool_search(exc, request):
+                raise map_error(exc) from exc
+            return await self.complete(request)  # again, every definition in full
         return _completion(message, time.monotonic() - started)
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | Completion]:
@@ -176,7 +190,14 @@ class AnthropicProvider(Provider):
                     yield text
                 message = await stream.get_final_message()
         except Exception as exc:  # SDK errors, and a malformed body the SDK could not parse
-            raise map_error(exc) from exc
+            # A refusal comes as the HTTP answer, before any text: nothing was shown yet.
+            if not self._refuses_tool_search(exc, request):
+                raise map_error(exc) from exc
+            message = None
+        if message is None:
+            async for item in self.stream(request):  # again, every definition in full
+                yield item
+            return
         if message.stop_reason is None:
             # The stream ended part-way (no message_delta, no message_stop; the SDK does not
             # object): what came is not the answer, and must not be shown as if it were.
@@ -184,6 +205,27 @@ class AnthropicProvider(Provider):
                 "the model server's stream ended before the answer was finished"
             )
         yield _completion(message, time.monotonic() - started)
+
+    def _refuses_tool_search(self, exc: Exception, request: LLMRequest) -> bool:
+        """Whether ``exc`` is the model refusing tool search; if so it is not offered again."""
+        if not (
+            isinstance(exc, anthropic.BadRequestError)
+            and self.capabilities.tool_search
+            and any(t.deferred for t in request.tools)
+        ):
+            return False
+        said = exc.api_message or str(exc)
+        lowered = said.lower()
+        if "not support" not in lowered or not any(h in lowered for h in NO_TOOL_SEARCH_HINTS):
+            return False
+        logger.warning(
+            "{} takes no tool search ({}): every tool definition goes with every prompt from "
+            "now on (tools.tool_search = false spares this try)",
+            self.model,
+            said,
+        )
+        self.capabilities = replace(self.capabilities, tool_search=False)
+        return True
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -216,6 +258,16 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
     if isinstance(content, str):
         return {"role": m["role"], "content": content}
     return {"role": m["role"], "content": [_block(b) for b in content]}
+
+
+def _without_search_blocks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The turns less the blocks of tool searches, for a model that takes none."""
+    return [
+        m
+        if isinstance(m["content"], str)
+        else {**m, "content": [b for b in m["content"] if not isinstance(b, ProviderBlock)]}
+        for m in messages
+    ]
 
 
 def _mark_turns(messages: list[dict[str, Any]], turns: list[dict[str, Any]]) -> None:

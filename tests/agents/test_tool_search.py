@@ -226,6 +226,50 @@ def test_the_stub_refuses_what_the_api_refuses(stub, anthropic_on_stub):
     ]
     with pytest.raises(ProviderRejected, match="not in tools: gone"):
         asyncio.run(provider.complete(ask(CLOCK, NOTES, messages=messages)))
+    # Neither is the model refusing tool search: it stays on.
+    assert provider.capabilities.tool_search is True
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_model_without_tool_search_gets_every_definition_after_its_first_refusal(stub, streamed):
+    from agents.providers.anthropic import AnthropicProvider
+
+    provider = AnthropicProvider("claude-haiku-4-5", api_key="k", base_url=stub.url, max_retries=0)
+    stub.script(Reply("first"), Reply("second"))
+    # An answer resumed from before: its turns hold a search this model cannot take.
+    searched = ProviderBlock(
+        "anthropic", {"type": "server_tool_use", "id": "srvtoolu_1", "name": "x", "input": {}}
+    )
+    earlier = [
+        {"role": "user", "content": "tag it"},
+        {"role": "assistant", "content": [searched, TextBlock("Looking.")]},
+        {"role": "user", "content": "well?"},
+    ]
+    texts = []
+    for messages in (None, earlier):
+        request = ask(CLOCK, NOTES, messages=messages)
+        if streamed:
+            _, result = run_stream(provider, request)
+        else:
+            result = asyncio.run(provider.complete(request))
+        texts.append(result.text)
+    assert texts == ["first", "second"]
+    refused, first, second = stub.bodies()  # one refusal only, then never a search again
+    assert refused["tools"][-1]["name"] == "tool_search_tool_bm25"
+    for body in (first, second):
+        assert [plain(t) for t in body["tools"]] == [
+            {"name": "current_time", "description": "The time now.", "input_schema": OBJ},
+            {
+                "name": "tag_note",
+                "description": NOTES.description,
+                "input_schema": NOTES.input_schema,
+            },
+        ]
+    assert second["messages"][1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "Looking."}],
+    }
+    assert provider.capabilities.tool_search is False
 
 
 def test_openai_sends_deferred_definitions_like_any_other(stub, openai_on_stub):

@@ -265,6 +265,11 @@ class LLMStub:
                 },
             )
             return
+        refused = tool_search.problem(body) if path == "/v1/messages" else None
+        if refused is not None:  # refused before the model sees it: no scripted reply taken
+            err = {"type": "invalid_request_error", "message": refused}
+            self._send_json(h, 400, {"type": "error", "error": err})
+            return
         reply = self._next_reply(path, body)
         if reply.delay_s:
             time.sleep(reply.delay_s)
@@ -371,7 +376,7 @@ class LLMStub:
 
     def _messages(self, h: BaseHTTPRequestHandler, body: dict[str, Any], reply: Reply) -> None:
         calls = reply.calls(len(self.requests))
-        refused = tool_search.problem(body, calls, reply.search)
+        refused = tool_search.script_problem(body, calls, reply.search)
         if refused is not None:
             err = {"type": "invalid_request_error", "message": refused}
             self._send_json(h, 400, {"type": "error", "error": err})

@@ -10,6 +10,9 @@ What the API documents, and the stub does:
 - the model searches within its answer: the response holds a ``server_tool_use`` block (the
   query) and a ``tool_search_tool_result`` block whose ``tool_search_tool_search_result`` lists
   ``tool_reference`` blocks, then the rest of the answer, which may call a tool it found;
+- models without tool search refuse it (400): reported for Claude Haiku 4.5 ("does not support
+  tool_reference blocks. This feature is only available on Claude Sonnet 4+, Opus 4+, and newer
+  models."); the stub takes model names with "haiku" or "claude-3" for such models;
 - a reference expands to the tool's full definition inline, where it stands in the
   conversation, after the cached prefix: the definitions found are billed there, in every later
   request that carries the turn back, and the cached prefix stays as it was.
@@ -36,6 +39,7 @@ SEARCH_TYPES = {
     "tool_search_tool_regex": "tool_search_tool_regex",
 }
 MAX_RESULTS = 5
+NO_SEARCH_MODELS = ("haiku", "claude-3")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -81,21 +85,34 @@ def expanded_text(block: dict[str, Any], tools: dict[str, dict[str, Any]]) -> st
     return "tool_search_tool_result:" + json.dumps(plain, sort_keys=True) + "".join(found)
 
 
-def problem(body: dict[str, Any], calls: list[dict[str, Any]], query: str | None) -> str | None:
-    """Why the request (or the scripted answer to it) cannot be, or None."""
+def problem(body: dict[str, Any]) -> str | None:
+    """Why the API would refuse the request (400), or None."""
     tools = body.get("tools") or []
     search = search_tool(body)
+    model = str(body.get("model", ""))
+    if (search is not None or loaded(body)) and any(m in model for m in NO_SEARCH_MODELS):
+        return (
+            f"'{model}' does not support tool_reference blocks. This feature is only available "
+            "on Claude Sonnet 4+, Opus 4+, and newer models."
+        )
     if search is not None and search.get("defer_loading"):
         return "the tool search tool cannot be deferred"
-    hidden = deferred(body)
-    if hidden and search is None:
+    if deferred(body) and search is None:
         return "tools with defer_loading need a tool search tool in tools"
     names = {t.get("name") for t in tools}
     unknown = sorted(n for n in loaded(body) if n not in names)
     if unknown:
         return f"tool_reference to a tool not in tools: {', '.join(unknown)}"
-    if query is not None and search is None:
+    return None
+
+
+def script_problem(
+    body: dict[str, Any], calls: list[dict[str, Any]], query: str | None
+) -> str | None:
+    """Why the scripted answer could not come from the model, or None."""
+    if query is not None and search_tool(body) is None:
         return "the script searches for tools, but the request has no tool search tool"
+    hidden = deferred(body)
     found = loaded(body) | (set(rank(body, query)) if query is not None else set())
     for call in calls:
         if call["name"] in hidden and call["name"] not in found:
