@@ -21,7 +21,7 @@ request with tools and no system prefix marks the last tool instead. Content blo
 API's: text, base64 image, ``tool_use``, ``tool_result``; a completion's ``tool_use`` blocks become
 ``Completion.tool_calls`` (streamed or not: the SDK assembles a streamed call's JSON).
 
-Tool search (``tool_search``, on by default; Claude Sonnet 4.5, Opus 4.5 and later): definitions
+Tool search (``tool_search``, on by default; Claude Sonnet 4, Opus 4 and later): definitions
 the caller marks ``deferred`` go out with ``defer_loading: true`` and the API's BM25 tool search
 tool after them (last, so the tools keep their sorted order). The service leaves deferred
 definitions out of the prompt, so they are not in the cached prefix at all: the prefix is the

@@ -92,8 +92,8 @@ class ToolsSettings(ToolLoopSettings):
         True,
         description=(
             "Let the model search for the tools not in always_loaded instead of sending every "
-            "definition with every prompt. Turn off for an Anthropic model without tool search "
-            "(older than Claude Sonnet 4.5 and Opus 4.5)."
+            "definition with every prompt. A model without tool search (Claude Haiku 4.5, "
+            "Claude 3) gets every definition after its first refusal; off spares that try."
         ),
     )
 
