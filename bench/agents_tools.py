@@ -206,6 +206,7 @@ class Script:
         self.use_tools = use_tools
         self.index = 0
         self.searches = 0
+        self.searched_at: set[int] = set()  # the messages whose answer searched
 
     def __call__(self, path: str, body: dict[str, Any]) -> Reply:
         last = body["messages"][-1]["content"]
@@ -215,6 +216,7 @@ class Script:
             deferred = any(t.get("name") == tool and t.get("defer_loading") for t in body["tools"])
             if deferred:
                 self.searches += 1
+                self.searched_at.add(self.index)
                 return Reply.searched(tool, **args)
             return Reply(tool_calls=[{"name": tool, "input": args}])
         return Reply(f"Done: {message.lower()} " + "Here is the short answer. " * 6)
@@ -259,6 +261,7 @@ async def run(
     agent = ChatAgent(memory, llm, settings, db=db, tools=loop)
     total, calls, tool_calls, tool_tokens, tool_count, in_prompt = Usage(), 0, 0, 0, 0, 0
     steady = Usage()  # answers 2..n: the tool definitions already cached
+    per_answer: list[float] = []  # effective input of each answer
     try:
         await memory.start()
         await memory.wait_ready()
@@ -277,6 +280,7 @@ async def run(
             if answer.error:
                 raise RuntimeError(f"answer {i} failed: {answer.error}: {answer.text}")
             total, calls = total + answer.usage, calls + answer.calls
+            per_answer.append(effective(answer.usage))
             if i > 0:
                 steady = steady + answer.usage
             tool_calls += answer.tool_calls
@@ -310,6 +314,8 @@ async def run(
         "tools_defined": tool_count,
         "tools_in_prompt": in_prompt,  # not deferred (the search tool not counted)
         "searches": script.searches,  # messages whose tool had to be found first
+        "searched_at": sorted(script.searched_at),
+        "effective_per_message": per_answer,
     }
 
 
@@ -483,6 +489,20 @@ def main() -> int:
         f"({used_all['effective_input_per_answer']:.0f}), "
         f"{used['effective_vs_no_tools']:.1f}x a plain answer"
     )
+    searched = used["searched_at"]
+    others = [i for i in range(len(SCRIPT)) if i not in searched]
+
+    def mean(row: dict[str, Any], at: list[int]) -> float:
+        return statistics.mean(row["effective_per_message"][i] for i in at)
+
+    if searched:
+        print(
+            f"  the {len(searched)} answers that searched (each search a second sampling pass "
+            f"within the same request, its definitions found read again by the next call): "
+            f"{mean(used, searched):.0f} effective input each, {mean(used_all, searched):.0f} "
+            f"with every definition loaded; the {len(others)} others: {mean(used, others):.0f} "
+            f"and {mean(used_all, others):.0f}"
+        )
     o = results["loop_overhead"]
     print(
         f"loop overhead per tool step (model and tool time excluded), {o['steps']} runs: "
