@@ -15,6 +15,12 @@ the tool, does the bookkeeping (as simonw/llm's ``chain`` with its before/after 
   changed something is not made again when the same message is answered again (a restart cut
   the first answer short): the model gets what it returned the first time.
 
+The assistant turn goes back to the model as it came (``Completion.blocks``): with a provider
+that searches for deferred tools within the answer, the search's own blocks go with it, which
+keeps the tools it found callable in the next steps; each search is recorded among the answer's
+calls (``tool_search``, the query, what it found). A tool found so is called through the same
+checks as any other; a turn the service paused (``pause_turn``) is sent back for it to go on.
+
 Bounds: ``tools.max_steps`` model calls, the answer's deadline (``agents.resilience.deadline``)
 and the user's budget (checked by ``LLM`` before each call). On a bound after the first step the
 answer is the best text so far and a sentence saying why it stopped.
@@ -52,7 +58,7 @@ from agents.resilience import time_left
 from agents.settings import ToolLoopSettings
 from agents.tools.base import Tool, ToolContext, ToolError, ToolResult
 from agents.tools.registry import ToolRegistry
-from agents.tools.runs import RunStore
+from agents.tools.runs import SEARCH_STEP, RunStore
 from agents.usage import CallContext
 from memory.db import Database
 
@@ -191,13 +197,20 @@ class ToolLoop:
                 out.last = completion
                 if completion.text.strip():
                     state.best_text = completion.text.strip()
-                if not completion.tool_calls:
+                for search in completion.searches:  # the provider's own: shown among the steps
+                    found = ", ".join(search.found) or "nothing"
+                    call = ToolUseBlock("", SEARCH_STEP, {"query": search.query})
+                    outcome = "ok" if search.error is None else "error"
+                    await self._record(state, call, outcome, len(found), 0, search.error, found)
+                paused = completion.stop_reason == "pause_turn"
+                if not completion.tool_calls and not paused:
                     out.text = completion.text.strip()
                     await self.db.run(self.store.finish, state.run_id, "done", None)
                     return out
                 state.messages.append({"role": "assistant", "content": completion.blocks()})
                 if state.step >= self.settings.max_steps:
                     return await self._stop(state, out, "steps")
+                # A paused turn has no calls: the next request carries it on as it stands.
                 state.pending = list(completion.tool_calls)
         except (DeadlineExceeded, BudgetExceeded) as exc:
             if state.step == 0:

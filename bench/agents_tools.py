@@ -3,46 +3,74 @@
 Part 1 runs the real chat agent, memory (SQLite, FAISS, the hashing embedder) and the real
 Anthropic provider (real SDK, HTTP on 127.0.0.1) against the stub, which simulates prompt caching
 (tools before the system prompt in the cache prefix, block boundaries, breakpoints, the 1024-token
-minimum; tokens = characters / 4), over a fixed script of 20 messages that need tools ("remind me
-tomorrow at 9 to call mum", "what did I say about the lease?"), in one warm chat (the persona,
-pinned facts and earlier turns of the agents_cost bench, plus twelve more turns so that the prompt
-is past the cache's 1024-token minimum without tools too; every answer stored and shown to the
-next as history); no_tools and tools_defined again in longer chats (40 and 100 more turns).
-Three runs of the same script, each against a fresh stub:
+minimum; tokens = characters / 4) and Anthropic's tool search (deferred definitions are not in
+the prompt; a search within the answer expands the definitions it finds inline, billed there, and
+costs a second sampling pass over the prompt: tests/stubs/tool_search.py), over a fixed script of
+20 messages that need tools ("remind me tomorrow at 9 to call mum", "what did I say about the
+lease?"), in one warm chat (the persona, pinned facts and earlier turns of the agents_cost bench,
+plus twelve more turns so that the prompt is past the cache's 1024-token minimum without tools
+too; every answer stored and shown to the next as history); no_tools, all_loaded and
+tools_defined again in longer chats (40 and 100 more turns). Each run against a fresh stub, all
+in one process, side by side:
 
 - no_tools: no tool definitions; the model answers directly (one call);
-- tools_defined: every built-in tool defined, registered as the daemon registers them (memory,
-  clock, web, reminders, tasks, to-dos: 13), the model answers directly: the difference to
-  no_tools is what the definitions themselves cost;
-- tools_used: the model calls the tool the message needs, then answers (two calls). It costs
-  more mostly through the second call, which reads the cached prompt again, and through the
-  three ``remember`` calls: a new fact changes the system prefix, so the next answer writes the
-  whole prompt to the cache again (seen per call; the right price for a fact that should be there).
+- all_loaded: every built-in tool defined in full in every prompt (``tools.tool_search`` off, as
+  before 2026-12-01, and as the OpenAI-compatible and local providers still send them),
+  registered as the daemon registers them (memory, clock, web, reminders, tasks, to-dos: 13); the
+  model answers directly;
+- tools_defined: the product's default: the four ``tools.always_loaded`` tools in every prompt,
+  the other nine deferred behind the tool search tool; the model answers directly. The
+  difference to no_tools is what the definitions themselves cost (the target);
+- tools_used: as tools_defined, but the model calls the tool the message needs, then answers (two
+  calls); where that tool is deferred it first searches for it within the same response (the
+  search step: a second sampling pass over the prompt, plus the definitions found, expanded in
+  the conversation and read again by the answer's second call). The always-loaded core is the
+  four tools 16 of the 20 messages need; 4 need a search (list_reminders twice,
+  create_recurring_reminder, schedule_task);
+- tools_used_all_loaded: tools_used with every definition loaded, no search: what deferral
+  changes for an answer that uses tools.
+
+tools_used costs more than tools_defined mostly through the second call, which reads the cached
+prompt again, through the searches, and through the three ``remember`` calls: a new fact changes
+the system prefix, so the next answer writes the whole prompt to the cache again (the right price
+for a fact that should be there).
 
 "Effective input" prices cache reads at 0.1 and writes at 1.25 of ordinary input; "steady" is the
 mean over answers 2-20, once the definitions are cached (the first answer writes them). Target:
 the tool definitions add at most 10 % of effective input once cached (tools_defined vs no_tools).
 
-Where the cost comes from: the definitions sit in the cached prefix (tools before the system
-prompt, sorted by name, the system prefix's breakpoint after them), so a warm answer reads them
-from the cache and writes nothing for them; what they add per call is their size at the read
-price, 0.1 x definition tokens. Against a small warm chat, whose own effective input is mostly
-cheap reads too, that weighs more than against a long one, hence the longer chats. Until
-2026-12-01 the bench left out the to-do tools (10 tools, not the 13 the daemon offers) and
-counted their size a little short of what the stub bills; both fixed. What the product does
-about the cost: descriptions say only what the model needs to pick the tool and fill its
-arguments, and the schemas it is shown leave out the keywords that only bound values
-(``agents.tools.registry.model_schema``; the loop still checks them). Not modelled by default: the tool-use system prompt Anthropic adds to
-every request with tools (a few hundred tokens, per model, on its pricing page; not in what the
-stub bills unless --tool-prompt-tokens N says how many); it is cached with the definitions and
-adds its size x 0.1 on top.
+Where the cost comes from: the definitions in the prompt sit in the cached prefix (tools before
+the system prompt, sorted by name, the search tool last, the system prefix's breakpoint after
+them), so a warm answer reads them from the cache, at 0.1 x their tokens per call. Against a small
+warm chat, whose own effective input is mostly cheap reads too, that weighs more than against a
+long one, hence the longer chats. With all 13 loaded they added 21.8 % in the small chat, over
+twice the target; shorter descriptions and schemas cut the definitions from 1,112 to 722 tokens,
+and even empty descriptions would have left 7.7 %, so the product now sends fewer definitions
+instead (``agents.tools.registry``, ``agents.providers.anthropic``). Not modelled by default: the
+tool-use system prompt Anthropic adds to every request with tools (346 tokens with automatic tool
+choice on current models), nor whatever the service expands the search tool to (its own
+description and schema, not sent by the client): both are cached with the definitions and add
+their size x 0.1 (--tool-prompt-tokens N bills N of them). Counted, the 346 weigh more than the
+definitions themselves: on 2026-12-01, +18.1 % once cached in the small chat (all loaded +32.3 %),
++10.4 % and +5.5 % in the longer ones; no split gets the small chat under 10 % then (none
+loaded: 11.1 %).
 
 Part 2 measures the loop's own time per tool step, model and tool time excluded: a scripted
 in-process provider (no HTTP) asks for one ``current_time`` call and then answers, through
 ``ToolLoop`` on a real SQLite file; the provider's and the tool's time are measured around them
 and subtracted. Median of --steps runs. Target: under 5 ms for built-in tools.
 
-    .venv/bin/python bench/agents_tools.py [--steps 300] [--tool-prompt-tokens 0] [--json]
+The default split was chosen with --always-loaded: each tool moved into the core costs its
+definition's size x 0.1 on every call; each left out costs a search (a second pass over the
+prompt, and its definitions found) on the messages that need it. Measured so (2.2k-token chat,
+once cached; then searches among the 20 messages, and tools_used's effective input against
+tools_used_all_loaded): none loaded 0.6 %, 20, 1.39x; search_memory alone 3.1 %, 14, 1.25x; the
+default four 7.7 %, 4, 1.00x; with list_reminders too 8.7 %, 2, 0.93x; all 13 21.8 %, 0, 1x. Most
+messages call no tool, so the definitions' share decides; the four keep room under the target
+for what the service adds unseen (its tool-use prompt, the search tool's own definition).
+
+    .venv/bin/python bench/agents_tools.py [--steps 300] [--tool-prompt-tokens 0]
+        [--always-loaded a,b,c] [--json]
 """
 
 from __future__ import annotations
@@ -150,7 +178,8 @@ SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("What do you remember about my work shifts?", "search_memory", {"query": "work shifts"}),
 ]
-RUNS = ("no_tools", "tools_defined", "tools_used")
+RUNS = ("no_tools", "all_loaded", "tools_defined", "tools_used", "tools_used_all_loaded")
+SEARCHING = ("tools_defined", "tools_used")  # runs with the default split (deferred tools)
 LONGER_CHATS = (40, 100)  # earlier turns added to the small chat's twelve
 
 
@@ -171,24 +200,37 @@ def more_history(turns: int) -> list[dict[str, str]]:
 
 
 class Script:
-    """The stub's replies: the tool call a message needs (tools_used), then a short answer."""
+    """The stub's replies: the tool call a message needs (tools_used), found first by a search
+    where the tool is deferred, then a short answer."""
 
     def __init__(self, use_tools: bool) -> None:
         self.use_tools = use_tools
         self.index = 0
+        self.searches = 0
+        self.searched_at: set[int] = set()  # the messages whose answer searched
 
     def __call__(self, path: str, body: dict[str, Any]) -> Reply:
         last = body["messages"][-1]["content"]
         after_tool = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
         message, tool, args = SCRIPT[self.index]
         if self.use_tools and not after_tool:
+            deferred = any(t.get("name") == tool and t.get("defer_loading") for t in body["tools"])
+            if deferred:
+                self.searches += 1
+                self.searched_at.add(self.index)
+                return Reply.searched(tool, **args)
             return Reply(tool_calls=[{"name": tool, "input": args}])
         return Reply(f"Done: {message.lower()} " + "Here is the short answer. " * 6)
 
 
-async def run(kind: str, extra_turns: int = 12, tool_prompt_tokens: int = 0) -> dict[str, Any]:
+async def run(
+    kind: str,
+    extra_turns: int = 12,
+    tool_prompt_tokens: int = 0,
+    always_loaded: list[str] | None = None,
+) -> dict[str, Any]:
     stub = LLMStub(tool_prompt_tokens=tool_prompt_tokens).start()
-    script = Script(use_tools=kind == "tools_used")
+    script = Script(use_tools=kind.startswith("tools_used"))
     stub.responder = script
     settings = LLMSettings(persona=PERSONA, fact_extraction_every=0)
     provider = AnthropicProvider("claude-sonnet-4-6", api_key="b", base_url=stub.url, max_retries=0)
@@ -209,15 +251,18 @@ async def run(kind: str, extra_turns: int = 12, tool_prompt_tokens: int = 0) -> 
         # services.py): the families of agents/tools, the jobs package's reminder and task tools,
         # and the catalog's sources (the to-do tools; no MCP server is configured).
         tools_settings = ToolsSettings()
-        registry = ToolRegistry(builtin_sources(memory, tools_settings))
+        split = tools_settings.always_loaded if always_loaded is None else always_loaded
+        core = split if kind in SEARCHING else None
+        registry = ToolRegistry(builtin_sources(memory, tools_settings), always_loaded=core)
         registry.add(reminder_tools(Reminders(db, backend, js, nothing)))
         registry.add(task_tools(AgentTasks(db, backend, js, nothing)))
         for source in build_tool_sources(tools_settings, db):
             registry.add(source)
         loop = ToolLoop(registry, tools_settings, db)
     agent = ChatAgent(memory, llm, settings, db=db, tools=loop)
-    total, calls, tool_calls, tool_tokens, tool_count = Usage(), 0, 0, 0, 0
+    total, calls, tool_calls, tool_tokens, tool_count, in_prompt = Usage(), 0, 0, 0, 0, 0
     steady = Usage()  # answers 2..n: the tool definitions already cached
+    per_answer: list[float] = []  # effective input of each answer
     try:
         await memory.start()
         await memory.wait_ready()
@@ -236,15 +281,18 @@ async def run(kind: str, extra_turns: int = 12, tool_prompt_tokens: int = 0) -> 
             if answer.error:
                 raise RuntimeError(f"answer {i} failed: {answer.error}: {answer.text}")
             total, calls = total + answer.usage, calls + answer.calls
+            per_answer.append(effective(answer.usage))
             if i > 0:
                 steady = steady + answer.usage
             tool_calls += answer.tool_calls
         if stub.bodies() and "tools" in stub.bodies()[0]:
+            # What the stub bills of them in every prompt: deferred definitions are not there.
+            shown = [t for t in stub.bodies()[0]["tools"] if not t.get("defer_loading")]
             tool_tokens = sum(
-                tokens("tool:" + json.dumps(_plain(t), sort_keys=True))
-                for t in stub.bodies()[0]["tools"]
+                tokens("tool:" + json.dumps(_plain(t), sort_keys=True)) for t in shown
             )
-            tool_count = len(stub.bodies()[0]["tools"])
+            tool_count = sum(1 for t in stub.bodies()[0]["tools"] if "input_schema" in t)
+            in_prompt = sum(1 for t in shown if "input_schema" in t)
     finally:
         await memory.stop()
         db.close()
@@ -263,8 +311,12 @@ async def run(kind: str, extra_turns: int = 12, tool_prompt_tokens: int = 0) -> 
         "cache_write_per_answer": total.cache_write_tokens / n,
         "effective_input_per_answer": effective(total) / n,
         "steady_effective_per_answer": effective(steady) / (n - 1),
-        "tool_definition_tokens": tool_tokens,  # as the stub counts them
+        "tool_definition_tokens": tool_tokens,  # in every prompt, as the stub counts them
         "tools_defined": tool_count,
+        "tools_in_prompt": in_prompt,  # not deferred (the search tool not counted)
+        "searches": script.searches,  # messages whose tool had to be found first
+        "searched_at": sorted(script.searched_at),
+        "effective_per_message": per_answer,
     }
 
 
@@ -347,8 +399,10 @@ async def overhead(steps: int) -> dict[str, float]:
     }
 
 
-async def main_async(steps: int, tool_prompt: int = 0) -> dict[str, Any]:
-    rows = [await run(kind, tool_prompt_tokens=tool_prompt) for kind in RUNS]
+async def main_async(
+    steps: int, tool_prompt: int = 0, always_loaded: list[str] | None = None
+) -> dict[str, Any]:
+    rows = [await run(kind, 12, tool_prompt, always_loaded) for kind in RUNS]
     base = rows[0]["effective_input_per_answer"]
     steady = rows[0]["steady_effective_per_answer"]
     for r in rows:
@@ -357,11 +411,12 @@ async def main_async(steps: int, tool_prompt: int = 0) -> dict[str, Any]:
     # The same in longer chats (the definitions weigh less against a bigger cached prompt).
     longer = []
     for turns in LONGER_CHATS:
-        pair = [await run(kind, turns, tool_prompt) for kind in RUNS[:2]]
-        pair[1]["steady_vs_no_tools"] = (
-            pair[1]["steady_effective_per_answer"] / pair[0]["steady_effective_per_answer"]
-        )
-        longer.append(pair)
+        trio = [await run(kind, turns, tool_prompt, always_loaded) for kind in RUNS[:3]]
+        for r in trio[1:]:
+            r["steady_vs_no_tools"] = (
+                r["steady_effective_per_answer"] / trio[0]["steady_effective_per_answer"]
+            )
+        longer.append(trio)
     return {"tokens": rows, "longer_chats": longer, "loop_overhead": await overhead(steps)}
 
 
@@ -374,43 +429,80 @@ def main() -> int:
         default=0,
         help="the tool-use system prompt the service adds to requests with tools (default 0)",
     )
+    parser.add_argument(
+        "--always-loaded",
+        help="another split to measure: the tools in every prompt, comma-separated (default: "
+        "tools.always_loaded's default; '' defers all)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results = asyncio.run(main_async(args.steps, args.tool_prompt_tokens))
+    core = None
+    if args.always_loaded is not None:
+        core = [n.strip() for n in args.always_loaded.split(",") if n.strip()]
+    results = asyncio.run(main_async(args.steps, args.tool_prompt_tokens, core))
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     extra = f"; the service's tool prompt: {args.tool_prompt_tokens} tokens"
     print(f"warm chat, 20 messages that need tools{extra if args.tool_prompt_tokens else ''}")
     print(
-        f"{'run':<14}{'calls':>6}{'tools':>6}{'input':>7}{'uncached':>9}{'c.read':>8}"
-        f"{'c.write':>8}{'effective':>10}{'x none':>8}{'steady':>8}{'x none':>8}"
+        f"{'run':<22}{'calls':>6}{'tools':>6}{'search':>7}{'input':>7}{'uncached':>9}"
+        f"{'c.read':>8}{'c.write':>8}{'effective':>10}{'x none':>8}{'steady':>8}{'x none':>8}"
     )
     for r in results["tokens"]:
         print(
-            f"{r['run']:<14}{r['calls_per_answer']:>6.2f}{r['tool_calls_per_answer']:>6.2f}"
-            f"{r['input_per_answer']:>7.0f}{r['uncached_per_answer']:>9.0f}"
+            f"{r['run']:<22}{r['calls_per_answer']:>6.2f}{r['tool_calls_per_answer']:>6.2f}"
+            f"{r['searches']:>7}{r['input_per_answer']:>7.0f}{r['uncached_per_answer']:>9.0f}"
             f"{r['cache_read_per_answer']:>8.0f}{r['cache_write_per_answer']:>8.0f}"
             f"{r['effective_input_per_answer']:>10.0f}{r['effective_vs_no_tools']:>8.3f}"
             f"{r['steady_effective_per_answer']:>8.0f}{r['steady_vs_no_tools']:>8.3f}"
         )
-    defined = results["tokens"][1]
+    by = {r["run"]: r for r in results["tokens"]}
+    every, defined = by["all_loaded"], by["tools_defined"]
     with_prompt = (
         f" (+ {args.tool_prompt_tokens} of the tool prompt)" if args.tool_prompt_tokens else ""
     )
-    added = defined["effective_vs_no_tools"] - 1
     once = defined["steady_vs_no_tools"] - 1
     print(
-        f"tool definitions: {defined['tools_defined']} tools, "
-        f"{defined['tool_definition_tokens']} tokens{with_prompt}; they add "
-        f"{100 * added:.1f} % of effective input over the 20 answers (their first write "
-        f"included) and {100 * once:.1f} % once cached (answers 2-20; target <= 10 %: "
-        f"{'met' if once <= 0.10 else 'NOT met'})"
+        f"tool definitions in every prompt: {defined['tools_in_prompt']} of "
+        f"{defined['tools_defined']} tools and the search tool, "
+        f"{defined['tool_definition_tokens']} tokens{with_prompt} (all {every['tools_defined']} "
+        f"loaded: {every['tool_definition_tokens']}); once cached (answers 2-20) they add "
+        f"{100 * once:.1f} % of effective input (target <= 10 %: "
+        f"{'met' if once <= 0.10 else 'NOT met'}); all loaded: "
+        f"{100 * (every['steady_vs_no_tools'] - 1):.1f} %; over the 20 answers, their first "
+        f"write included: {100 * (defined['effective_vs_no_tools'] - 1):.1f} % "
+        f"(all loaded: {100 * (every['effective_vs_no_tools'] - 1):.1f} %)"
     )
-    for small, big in results["longer_chats"]:
+    for small, all_loaded, core in results["longer_chats"]:
         print(
             f"in a longer chat ({small['input_per_answer']:.0f} input tokens per answer without "
-            f"tools): the definitions add {100 * (big['steady_vs_no_tools'] - 1):.1f} % once cached"
+            f"tools): the definitions add {100 * (core['steady_vs_no_tools'] - 1):.1f} % once "
+            f"cached (all loaded: {100 * (all_loaded['steady_vs_no_tools'] - 1):.1f} %)"
+        )
+    used, used_all = by["tools_used"], by["tools_used_all_loaded"]
+    print(
+        f"answers that use tools: {used['searches']} of 20 messages needed a search (their "
+        f"tool deferred); {used['calls_per_answer']:.2f} calls per answer, effective input "
+        f"{used['effective_input_per_answer']:.0f} per answer, "
+        f"{used['effective_input_per_answer'] / used_all['effective_input_per_answer']:.3f}x "
+        f"the same answers with every definition loaded "
+        f"({used_all['effective_input_per_answer']:.0f}), "
+        f"{used['effective_vs_no_tools']:.1f}x a plain answer"
+    )
+    searched = used["searched_at"]
+    others = [i for i in range(len(SCRIPT)) if i not in searched]
+
+    def mean(row: dict[str, Any], at: list[int]) -> float:
+        return statistics.mean(row["effective_per_message"][i] for i in at)
+
+    if searched:
+        print(
+            f"  the {len(searched)} answers that searched (each search a second sampling pass "
+            f"within the same request, its definitions found read again by the next call): "
+            f"{mean(used, searched):.0f} effective input each, {mean(used_all, searched):.0f} "
+            f"with every definition loaded; the {len(others)} others: {mean(used, others):.0f} "
+            f"and {mean(used_all, others):.0f}"
         )
     o = results["loop_overhead"]
     print(

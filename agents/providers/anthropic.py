@@ -20,15 +20,34 @@ tools, then system, then messages, so the system prefix's breakpoint caches the 
 request with tools and no system prefix marks the last tool instead. Content blocks map onto the
 API's: text, base64 image, ``tool_use``, ``tool_result``; a completion's ``tool_use`` blocks become
 ``Completion.tool_calls`` (streamed or not: the SDK assembles a streamed call's JSON).
+
+Tool search (``tool_search``, on by default; Claude Sonnet 4, Opus 4 and later): definitions
+the caller marks ``deferred`` go out with ``defer_loading: true`` and the API's BM25 tool search
+tool after them (last, so the tools keep their sorted order). The service leaves deferred
+definitions out of the prompt, so they are not in the cached prefix at all: the prefix is the
+always-loaded definitions and the search tool, the same on every request. When the model needs
+a deferred tool it searches within its answer; the result (``tool_search_tool_result``, holding
+``tool_reference`` blocks) expands the definitions it found inline in the conversation, after
+the cached prefix, so the cache stays valid. Those ``server_tool_use`` and
+``tool_search_tool_result`` blocks come back as ``ProviderBlock``s in ``Completion.content`` and
+are sent back unchanged with the assistant turn when the answer goes on after a tool call, which
+keeps the tools found callable for the rest of the answer. A turn the service paused
+(``stop_reason`` "pause_turn") is sent back the same way to let it go on. A model without tool
+search (Claude Haiku 4.5 and the Claude 3 family refuse ``tool_reference`` blocks with a 400) is
+found out by its first refusal: the request goes again at once with every definition in full,
+and so does every later one (logged once; ``tools.tool_search = false`` spares the try), the
+search's blocks left out of turns sent to it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import anthropic
+from loguru import logger
 
 from agents.errors import LLMError, ProviderAuthError, ProviderRejected, ProviderUnavailable
 from agents.providers.base import (
@@ -38,7 +57,9 @@ from agents.providers.base import (
     ImageBlock,
     LLMRequest,
     Provider,
+    ProviderBlock,
     TextBlock,
+    ToolSearch,
     ToolUseBlock,
     Usage,
     normalise_turns,
@@ -47,6 +68,14 @@ from agents.providers.base import (
 EPHEMERAL = {"type": "ephemeral"}
 DEFAULT_EFFORT = "high"
 SPEND_LIMIT_HINTS = ("credit balance", "spend limit", "billing", "usage limit")
+# BM25 takes the model's words as they come ("list my reminders"); the regex variant would have
+# it write patterns. The one tool search variant we send: the cached prefix never changes.
+TOOL_SEARCH = {"type": "tool_search_tool_bm25_20251119", "name": "tool_search_tool_bm25"}
+# The API's own blocks of a tool search run within the answer, kept and sent back unchanged.
+SERVER_BLOCKS = ("server_tool_use", "tool_search_tool_result")
+# What a 400 says when the model takes no tool search ("... does not support tool_reference
+# blocks. This feature is only available on Claude Sonnet 4+, Opus 4+, and newer models.").
+NO_TOOL_SEARCH_HINTS = ("tool_reference", "tool search", "tool_search", "defer_loading")
 
 
 class AnthropicProvider(Provider):
@@ -62,6 +91,7 @@ class AnthropicProvider(Provider):
         max_retries: int = 2,
         prompt_cache: bool = True,
         send_effort: bool = True,
+        tool_search: bool = True,
     ) -> None:
         self.model = model
         self.prompt_cache = prompt_cache
@@ -74,6 +104,7 @@ class AnthropicProvider(Provider):
             schema_in_cache_key=prompt_cache,
             tools=True,
             vision=True,
+            tool_search=tool_search,
         )
         # base_url None lets the SDK read ANTHROPIC_BASE_URL itself.
         self._client = anthropic.AsyncAnthropic(
@@ -82,9 +113,12 @@ class AnthropicProvider(Provider):
 
     def build_params(self, request: LLMRequest) -> dict[str, Any]:
         """The keyword arguments of ``messages.create``/``messages.stream`` for a request."""
-        messages = [_message(m) for m in normalise_turns(request.messages)]
+        sent = request.messages
+        if not self.capabilities.tool_search:
+            sent = _without_search_blocks(sent)
+        messages = [_message(m) for m in normalise_turns(sent)]
         if self.prompt_cache and request.cache_turns > 0:
-            turns = [_message(m) for m in normalise_turns(request.messages[: request.cache_turns])]
+            turns = [_message(m) for m in normalise_turns(sent[: request.cache_turns])]
             _mark_turns(messages, turns)
         params: dict[str, Any] = {
             "model": self.model,
@@ -102,13 +136,7 @@ class AnthropicProvider(Provider):
         if system:
             params["system"] = system
         if request.tools:
-            tools: list[dict[str, Any]] = [
-                {"name": t.name, "description": t.description, "input_schema": t.input_schema}
-                for t in request.tools
-            ]
-            if self.prompt_cache and not request.system_prefix:
-                tools[-1]["cache_control"] = EPHEMERAL
-            params["tools"] = tools
+            params["tools"] = self._tools(request)
         if self.prompt_cache and request.cache_tail:
             params["cache_control"] = EPHEMERAL
         output_config: dict[str, Any] = {}
@@ -122,13 +150,35 @@ class AnthropicProvider(Provider):
             params["output_config"] = output_config
         return params
 
+    def _tools(self, request: LLMRequest) -> list[dict[str, Any]]:
+        search = self.capabilities.tool_search and any(t.deferred for t in request.tools)
+        tools: list[dict[str, Any]] = []
+        for t in request.tools:
+            tool: dict[str, Any] = {
+                "name": t.name,
+                "description": t.description,
+                "input_schema": t.input_schema,
+            }
+            if search and t.deferred:
+                tool["defer_loading"] = True
+            tools.append(tool)
+        if search:
+            tools.append(dict(TOOL_SEARCH))
+        if self.prompt_cache and not request.system_prefix:
+            # The last definition in the prompt: a deferred one is not part of the prefix.
+            last = next(t for t in reversed(tools) if not t.get("defer_loading"))
+            last["cache_control"] = EPHEMERAL
+        return tools
+
     async def complete(self, request: LLMRequest) -> Completion:
         params = self.build_params(request)
         started = time.monotonic()
         try:
             message = await self._client.messages.create(**params)
         except Exception as exc:  # SDK errors, and a malformed body the SDK could not parse
-            raise map_error(exc) from exc
+            if not self._refuses_tool_search(exc, request):
+                raise map_error(exc) from exc
+            return await self.complete(request)  # again, every definition in full
         return _completion(message, time.monotonic() - started)
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | Completion]:
@@ -140,7 +190,14 @@ class AnthropicProvider(Provider):
                     yield text
                 message = await stream.get_final_message()
         except Exception as exc:  # SDK errors, and a malformed body the SDK could not parse
-            raise map_error(exc) from exc
+            # A refusal comes as the HTTP answer, before any text: nothing was shown yet.
+            if not self._refuses_tool_search(exc, request):
+                raise map_error(exc) from exc
+            message = None
+        if message is None:
+            async for item in self.stream(request):  # again, every definition in full
+                yield item
+            return
         if message.stop_reason is None:
             # The stream ended part-way (no message_delta, no message_stop; the SDK does not
             # object): what came is not the answer, and must not be shown as if it were.
@@ -148,6 +205,27 @@ class AnthropicProvider(Provider):
                 "the model server's stream ended before the answer was finished"
             )
         yield _completion(message, time.monotonic() - started)
+
+    def _refuses_tool_search(self, exc: Exception, request: LLMRequest) -> bool:
+        """Whether ``exc`` is the model refusing tool search; if so it is not offered again."""
+        if not (
+            isinstance(exc, anthropic.BadRequestError)
+            and self.capabilities.tool_search
+            and any(t.deferred for t in request.tools)
+        ):
+            return False
+        said = exc.api_message or str(exc)
+        lowered = said.lower()
+        if "not support" not in lowered or not any(h in lowered for h in NO_TOOL_SEARCH_HINTS):
+            return False
+        logger.warning(
+            "{} takes no tool search ({}): every tool definition goes with every prompt from "
+            "now on (tools.tool_search = false spares this try)",
+            self.model,
+            said,
+        )
+        self.capabilities = replace(self.capabilities, tool_search=False)
+        return True
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -163,6 +241,8 @@ def _block(block: Block) -> dict[str, Any]:
         }
     if isinstance(block, ToolUseBlock):
         return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    if isinstance(block, ProviderBlock):
+        return dict(block.data)
     out: dict[str, Any] = {
         "type": "tool_result",
         "tool_use_id": block.tool_use_id,
@@ -178,6 +258,16 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
     if isinstance(content, str):
         return {"role": m["role"], "content": content}
     return {"role": m["role"], "content": [_block(b) for b in content]}
+
+
+def _without_search_blocks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The turns less the blocks of tool searches, for a model that takes none."""
+    return [
+        m
+        if isinstance(m["content"], str)
+        else {**m, "content": [b for b in m["content"] if not isinstance(b, ProviderBlock)]}
+        for m in messages
+    ]
 
 
 def _mark_turns(messages: list[dict[str, Any]], turns: list[dict[str, Any]]) -> None:
@@ -200,7 +290,16 @@ def _mark_turns(messages: list[dict[str, Any]], turns: list[dict[str, Any]]) -> 
 
 
 def _completion(message: Any, latency_s: float) -> Completion:
-    text = "".join(getattr(b, "text", "") for b in message.content if b.type == "text")
+    # Text on either side of a search the service ran is two paragraphs, not one run-on line.
+    parts: list[str] = []
+    apart = False
+    for b in message.content:
+        if b.type == "text":
+            parts.append(("\n\n" if apart and parts else "") + b.text)
+            apart = False
+        elif b.type in SERVER_BLOCKS:
+            apart = True
+    text = "".join(parts)
     u = message.usage
     usage = Usage(
         input_tokens=u.input_tokens or 0,
@@ -215,7 +314,45 @@ def _completion(message: Any, latency_s: float) -> Completion:
         for b in message.content
         if b.type == "tool_use"
     ]
-    return Completion(text, usage, message.model, message.stop_reason, latency_s, calls)
+    content: list[Block] | None = None
+    if any(b.type in SERVER_BLOCKS for b in message.content):
+        found = iter(calls)
+        content = []
+        for b in message.content:
+            if b.type == "text":
+                content.append(TextBlock(b.text))
+            elif b.type == "tool_use":
+                content.append(next(found))
+            elif b.type in SERVER_BLOCKS:
+                # As the API sent it (fields it left out stay out), to go back unchanged.
+                content.append(ProviderBlock("anthropic", b.to_dict(mode="json")))
+    return Completion(
+        text,
+        usage,
+        message.model,
+        message.stop_reason,
+        latency_s,
+        calls,
+        content,
+        _searches(content),
+    )
+
+
+def _searches(content: list[Block] | None) -> list[ToolSearch]:
+    """The tool searches of a turn: each ``server_tool_use``'s query with what its result found."""
+    blocks = [b.data for b in content or [] if isinstance(b, ProviderBlock)]
+    queries = {b.get("id"): b.get("input") or {} for b in blocks if b["type"] == "server_tool_use"}
+    out = []
+    for b in blocks:
+        if b["type"] != "tool_search_tool_result":
+            continue
+        asked = queries.get(b.get("tool_use_id"), {})
+        query = str(asked.get("query", asked.get("pattern", "")))
+        result = b.get("content") or {}
+        refs = [str(r.get("tool_name")) for r in result.get("tool_references") or []]
+        error = result.get("error_code") if result.get("type", "").endswith("_error") else None
+        out.append(ToolSearch(query, refs, error))
+    return out
 
 
 def map_error(exc: Exception) -> LLMError:

@@ -2,10 +2,15 @@
 
 Messages are ``{"role": "user"|"assistant", "content": ...}`` where the content is a plain string
 (what most callers send) or a list of content blocks: ``TextBlock``, ``ImageBlock``,
-``ToolUseBlock`` (the model asks for a tool call) and ``ToolResultBlock`` (what the call returned).
-A request may carry tool definitions (``ToolDef``: name, description, JSON schema), in the order
-the caller gives, which must be stable: providers with prompt caching cache them as part of the
-prefix. A completion that asks for tools has ``stop_reason == "tool_use"`` and ``tool_calls``.
+``ToolUseBlock`` (the model asks for a tool call), ``ToolResultBlock`` (what the call returned)
+and ``ProviderBlock`` (a block of the provider's own, such as the steps of a search it ran on its
+side, which goes back to it unchanged). A request may carry tool definitions (``ToolDef``: name,
+description, JSON schema), in the order the caller gives, which must be stable: providers with
+prompt caching cache them as part of the prefix. A definition marked ``deferred`` may be left out
+of the prompt by a provider that can search for tools (``Capabilities.tool_search``): the model
+finds it when it needs it; other providers send it like any other. A completion that asks for
+tools has ``stop_reason == "tool_use"`` and ``tool_calls``; ``content`` keeps the whole turn in
+order when it holds provider blocks.
 
 A request carries the system prompt in two parts: ``system_prefix`` is the stable part (persona,
 pinned facts) that providers with prompt caching mark as cacheable; ``system`` is the part that
@@ -42,6 +47,8 @@ class Capabilities:
     generates: bool = True  # False for the retrieval-only provider
     tools: bool = False  # takes tool definitions and returns tool calls
     vision: bool = False  # takes image blocks in user messages
+    # Sends deferred tool definitions for the model to search, not in the prompt (see ToolDef).
+    tool_search: bool = False
 
 
 # -- content blocks ------------------------------------------------------------------------------
@@ -76,7 +83,18 @@ class ToolResultBlock:
     is_error: bool = False
 
 
-Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock
+@dataclass(frozen=True)
+class ProviderBlock:
+    """A block only its provider understands (Anthropic's ``server_tool_use`` and
+    ``tool_search_tool_result``: a tool search the service ran within the answer). It is kept in
+    the assistant turn exactly as it came and sent back so with the turn; other providers leave
+    it out."""
+
+    provider: str
+    data: dict[str, Any]
+
+
+Block = TextBlock | ImageBlock | ToolUseBlock | ToolResultBlock | ProviderBlock
 Content = str | list[Block]
 
 
@@ -87,6 +105,9 @@ class ToolDef:
     name: str
     description: str
     input_schema: dict[str, Any]
+    # Not needed by most messages: a provider with tool search leaves it out of the prompt and
+    # the model finds it by searching; a provider without sends it like any other.
+    deferred: bool = False
 
 
 def content_text(content: Content) -> str:
@@ -112,6 +133,8 @@ def block_to_json(block: Block) -> dict[str, Any]:
         if block.invalid_input is not None:
             out["invalid_input"] = block.invalid_input
         return out
+    if isinstance(block, ProviderBlock):
+        return {"type": "provider", "provider": block.provider, "data": block.data}
     return {
         "type": "tool_result",
         "tool_use_id": block.tool_use_id,
@@ -130,6 +153,8 @@ def block_from_json(d: dict[str, Any]) -> Block:
         return ToolUseBlock(d["id"], d["name"], d["input"], d.get("invalid_input"))
     if kind == "tool_result":
         return ToolResultBlock(d["tool_use_id"], d["content"], bool(d.get("is_error")))
+    if kind == "provider":
+        return ProviderBlock(d["provider"], d["data"])
     raise ValueError(f"unknown block type {kind!r}")
 
 
@@ -155,6 +180,15 @@ def messages_from_json(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for m in messages
     ]
+
+
+@dataclass(frozen=True)
+class ToolSearch:
+    """A search for deferred tools the provider ran within the answer (recorded as a step)."""
+
+    query: str
+    found: list[str]
+    error: str | None = None
 
 
 @dataclass
@@ -224,9 +258,15 @@ class Completion:
     stop_reason: str | None = None  # "end_turn", "max_tokens", "refusal", "tool_use", ...
     latency_s: float = 0.0
     tool_calls: list[ToolUseBlock] = field(default_factory=list)
+    # The turn's blocks in the order they came, when it holds ``ProviderBlock``s (which must go
+    # back where they were); None: its text, then its calls, is the whole turn.
+    content: list[Block] | None = None
+    searches: list[ToolSearch] = field(default_factory=list)
 
     def blocks(self) -> list[Block]:
         """The assistant turn to send back with the tool results: its text, then its calls."""
+        if self.content is not None:
+            return [b for b in self.content if not (isinstance(b, TextBlock) and not b.text)]
         out: list[Block] = [TextBlock(self.text)] if self.text.strip() else []
         return out + list(self.tool_calls)
 

@@ -12,6 +12,13 @@ reported as ``stop_reason`` "tool_use". Blocks map onto the chat format: an assi
 tool calls onto ``tool_calls``, each tool result onto a ``tool`` message, an image onto an
 ``image_url`` part with a data URL. Whether a server honours tools depends on how it was started
 (vLLM ``--enable-auto-tool-choice``); ``tools=False`` says it does not.
+
+Every definition goes out, deferred ones too (``ToolDef.deferred``): chat completions have no
+tool search run by the server, which is what lets Anthropic leave deferred definitions out of
+the prompt and expand the ones found after the cached prefix. Searching on our side instead
+would change the ``tools`` list within an answer, and the list leads the prompt, so every later
+step would miss the server's prefix cache; a local server's prompt is cheap, its cache is not.
+A ``ProviderBlock`` (another provider's search steps, in an answer resumed here) is left out.
 """
 
 from __future__ import annotations

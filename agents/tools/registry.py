@@ -12,6 +12,12 @@ The definitions ride along in every prompt (read from the cache at a tenth of th
 every call), so what the model is shown is the schema less the keywords that only bound values
 (``model_schema``): the loop still validates every call against the full schema and answers a
 violation with an error the model can correct (bench/agents_tools.py measures the cost).
+
+Fewer definitions ride along at all where the provider can search for tools: every tool not
+named in ``always_loaded`` is marked ``deferred`` (MCP tools too, unless named there), and such
+a provider leaves those out of the prompt; the model finds one when a message needs it. Deferred
+or not, a tool is offered, validated, policy-checked and recorded alike. ``always_loaded`` None
+defers nothing (``tools.tool_search`` off).
 """
 
 from __future__ import annotations
@@ -69,8 +75,10 @@ class ToolRegistry:
         sources: Iterable[ToolSource] = (),
         policy: dict[str, Policy] | None = None,
         untrusted: Iterable[str] = (),
+        always_loaded: Iterable[str] | None = None,
     ) -> None:
         self.sources: list[ToolSource] = list(sources)
+        self.always_loaded = None if always_loaded is None else frozenset(always_loaded)
         self.overrides: dict[str, Policy] = dict(policy or {})
         self.untrusted_names = set(untrusted)
         self._validators: dict[tuple[str, int], Draft202012Validator] = {}
@@ -113,9 +121,14 @@ class ToolRegistry:
         """The offered tool of that name (None for unknown and ``off`` tools)."""
         return next((t for t in self.offered() if t.spec.name == name), None)
 
+    def deferred(self, tool: Tool) -> bool:
+        """Whether the tool's definition waits for the model to search for it."""
+        return self.always_loaded is not None and tool.spec.name not in self.always_loaded
+
     def definitions(self) -> list[ToolDef]:
         return [
-            ToolDef(t.spec.name, t.spec.description, self._shown_schema(t)) for t in self.offered()
+            ToolDef(t.spec.name, t.spec.description, self._shown_schema(t), self.deferred(t))
+            for t in self.offered()
         ]
 
     def _shown_schema(self, tool: Tool) -> dict[str, Any]:

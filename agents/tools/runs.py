@@ -16,6 +16,9 @@ from typing import Any
 
 from memory.db import Database
 
+# The name a search for deferred tools, run by the provider within the answer, is recorded under.
+SEARCH_STEP = "tool_search"
+
 
 @dataclass(frozen=True)
 class CallRow:
@@ -26,6 +29,7 @@ class CallRow:
     result_chars: int
     latency_ms: int
     error: str | None
+    result: str | None = None  # kept for calls that changed something, and tool searches
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,7 @@ class RunStore:
     def calls(self, run_id: int) -> list[CallRow]:
         with self.db.read() as conn:
             rows = conn.execute(
-                "SELECT step, tool, arguments, outcome, result_chars, latency_ms, error"
+                "SELECT step, tool, arguments, outcome, result_chars, latency_ms, error, result"
                 " FROM agent_tool_calls WHERE run_id = ? ORDER BY id",
                 (run_id,),
             ).fetchall()

@@ -4,6 +4,12 @@ budgets), which ``ToolsSettings`` extends with the MCP servers Familiar connects
 (``[[tools.mcp]]``) and how they are supervised. Their results are untrusted data, cut by the
 loop to ``untrusted_max_chars`` like a web page's. The MCP entries are a class of
 their own so each server's transport and policy read as one block in the TOML file.
+
+Which definitions every prompt carries (``always_loaded``) and whether the rest wait for the
+model's tool search (``tool_search``) are set here too: the registry marks the others deferred.
+The default core is the four tools the bench's script of everyday messages needs most (16 of
+its 20 messages: search_memory, remember, create_reminder, current_time; bench/agents_tools.py);
+the others, and every MCP tool unless named, are found by searching when a message needs them.
 """
 
 from __future__ import annotations
@@ -68,8 +74,28 @@ class MCPServerSettings(BaseModel):
         return self
 
 
+ALWAYS_LOADED = ["create_reminder", "current_time", "remember", "search_memory"]
+
+
 class ToolsSettings(ToolLoopSettings):
     """All of ``[tools]``: the agent loop's settings (``ToolLoopSettings``) and the MCP servers."""
+
+    always_loaded: list[str] = Field(
+        default_factory=lambda: list(ALWAYS_LOADED),
+        description=(
+            "Tools whose definitions every prompt carries; the others (MCP tools too, unless "
+            "named here, as server__tool) wait until the model searches for them, where the "
+            "provider can (Anthropic)."
+        ),
+    )
+    tool_search: bool = Field(
+        True,
+        description=(
+            "Let the model search for the tools not in always_loaded instead of sending every "
+            "definition with every prompt. A model without tool search (Claude Haiku 4.5, "
+            "Claude 3) gets every definition after its first refusal; off spares that try."
+        ),
+    )
 
     mcp: list[MCPServerSettings] = Field(
         default_factory=list, description="MCP servers, one [[tools.mcp]] table each."

@@ -5,6 +5,10 @@ calls and ``tool`` messages themselves; what differs between model families is h
 writes a call (``local_tool_calls`` reads each form). A base model whose template takes tools in
 a form we read says ``capabilities.tools``; any other says it has none, and the agent answers
 without tools. Prompts without tools are rendered exactly as in training.
+
+Deferred definitions (``ToolDef.deferred``) are rendered like the others: no search runs on
+the model's side to find them, and a prompt that gained definitions within an answer would
+lose the prefix the engine has already computed.
 """
 
 from __future__ import annotations

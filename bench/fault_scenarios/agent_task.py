@@ -91,7 +91,9 @@ def agent_task(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
         now = datetime.now(UTC)
         due = (now + timedelta(seconds=LEAD_S + 60)).replace(second=0, microsecond=0)
         ctx.stub.script(
-            StubReply.tool("schedule_task", cron=f"{due.minute} {due.hour} * * *", prompt=prompt),
+            StubReply.searched(
+                "schedule_task", cron=f"{due.minute} {due.hour} * * *", prompt=prompt
+            ),
             StubReply("Scheduled."),
         )
         ctx.emulator.say(token, ANN, f"every day at {due:%H:%M}, task number {n}")

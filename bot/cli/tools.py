@@ -26,7 +26,8 @@ import typer
 from bot.cli.common import friendly
 
 T = TypeVar("T")
-Row = tuple[Any, Any, str, bool]  # a tool's spec, its policy, where that comes from, untrusted
+# A tool's spec, its policy, where that comes from, untrusted, deferred.
+Row = tuple[Any, Any, str, bool, bool]
 
 app = typer.Typer(
     help="List the assistant's tools, or call one from the shell.", no_args_is_help=True
@@ -115,8 +116,9 @@ def _run(work: Callable[[Toolbox], Awaitable[T]], wait_s: float | None, only: st
 @app.command("list")
 @friendly
 def list_command(wait: float | None = WAIT_OPT, as_json: bool = JSON_OPT) -> None:
-    """Every tool with its source and effective policy, and where that policy comes from (MCP
-    servers that did not answer in time are named)."""
+    """Every tool with its source and effective policy, and where that policy comes from, and
+    which wait for the model's tool search (deferred; MCP servers that did not answer in time
+    are named)."""
     from agents.tools.catalog import mcp_sources
     from agents.tools.registry import ToolRegistry
     from bot.daemon.agent_tools import listed_builtin_sources
@@ -129,6 +131,7 @@ def list_command(wait: float | None = WAIT_OPT, as_json: bool = JSON_OPT) -> Non
             [*listed_builtin_sources(settings, box.db), *sources],
             settings.tools.policy,
             settings.tools.untrusted,
+            settings.tools.always_loaded if settings.tools.tool_search else None,
         )
         down = [
             f"{s.name}: did not answer within {wait_s:g} s (its tools are not listed; --wait waits longer)"
@@ -143,14 +146,24 @@ def list_command(wait: float | None = WAIT_OPT, as_json: bool = JSON_OPT) -> Non
             f"tools.policy.{name} names no tool listed here"
             for name in sorted(set(settings.tools.policy) - known)
         ]
+        down += [
+            f"tools.always_loaded names {name}, no tool listed here"
+            for name in sorted(set(settings.tools.always_loaded) - known)
+        ]
         rows = [
-            (t.spec, registry.policy(t), registry.policy_from(t), registry.untrusted(t))
+            (
+                t.spec,
+                registry.policy(t),
+                registry.policy_from(t),
+                registry.untrusted(t),
+                registry.deferred(t),
+            )
             for t in tools
         ]
         return rows, down
 
     rows, warnings = _run(work, wait_s, None)
-    for spec, policy, origin, untrusted in rows:
+    for spec, policy, origin, untrusted, deferred in rows:
         if as_json:
             row = {
                 "name": spec.name,
@@ -159,12 +172,19 @@ def list_command(wait: float | None = WAIT_OPT, as_json: bool = JSON_OPT) -> Non
                 "policy_from": origin,
                 "read_only": spec.read_only,
                 "untrusted": untrusted,
+                "deferred": deferred,
                 "description": spec.description,
             }
             typer.echo(json.dumps(row, ensure_ascii=False))
         else:
             marks = ", ".join(
-                m for m, on in (("read-only", spec.read_only), ("untrusted", untrusted)) if on
+                m
+                for m, on in (
+                    ("read-only", spec.read_only),
+                    ("untrusted", untrusted),
+                    ("deferred", deferred),
+                )
+                if on
             )
             typer.echo(
                 f"{spec.name:<28} {spec.source:<14} {policy:<8} {origin:<32} {marks}".rstrip()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from agents.chat import ChatAgent
-from agents.tools.runs import CallRow
+from agents.tools.runs import SEARCH_STEP, CallRow
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Reply, SentMessage
@@ -41,6 +41,8 @@ def step_line(n: int, call: CallRow) -> str:
         "expired": "⌛ not confirmed in time",
         "replayed": "↩️ done before a restart, not again",
     }.get(call.outcome, call.outcome)
+    if call.tool == SEARCH_STEP and call.outcome == "ok":  # the model looked for a deferred tool
+        how = f"🔎 found {call.result or 'nothing'}"
     return f"{n}. {call.tool} {args} → {how}"
 
 

@@ -53,7 +53,10 @@ def build_tool_loop(settings: Settings, db: Database, memory: Memory) -> ToolLoo
     """The registry with the built-in families (policy and untrusted settings applied) and the
     loop over it; the jobs package's tools are added by ``wire_job_tools``."""
     tools = ToolRegistry(
-        builtin_sources(memory, settings.tools), settings.tools.policy, settings.tools.untrusted
+        builtin_sources(memory, settings.tools),
+        settings.tools.policy,
+        settings.tools.untrusted,
+        settings.tools.always_loaded if settings.tools.tool_search else None,
     )
     return ToolLoop(tools, settings.tools, db, ZoneInfo(settings.jobs.timezone))
 

@@ -102,13 +102,15 @@ def test_a_confirm_tool_without_a_terminal_is_refused_and_nothing_changes(
     model: LLMStub, data_dir: Path
 ) -> None:
     fact = remember_locker_code(model)
-    model.script(Reply.tool("forget_memory", id=fact), Reply("I could not do that here."))
+    model.script(Reply.searched("forget_memory", id=fact), Reply("I could not do that here."))
     result = familiar("ask", "Forget my locker code")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "I could not do that here."
     (block,) = tool_results(model.bodies()[-1])
     assert block["is_error"] is True and "needs the user's confirmation" in result_text(block)
-    assert "🔧 1. forget_memory" in result.stderr and "⚠️" in result.stderr
+    # The model found the deferred tool by searching first: that is a step too.
+    assert '🔧 1. tool_search {"query": "forget memory"} → 🔎 found forget_memory' in result.stderr
+    assert "🔧 2. forget_memory" in result.stderr and "⚠️" in result.stderr
     assert query(data_dir, "SELECT text FROM memories WHERE id = ?", fact) == [
         ("The locker code is 4711.",)
     ]
@@ -148,7 +150,9 @@ args = [{json.dumps(SERVER)}]
 allow = ["lookup_ticket"]
 """
     )
-    model.script(Reply.tool("tickets__lookup_ticket", ticket=7), Reply("The printer is on fire."))
+    model.script(
+        Reply.searched("tickets__lookup_ticket", ticket=7), Reply("The printer is on fire.")
+    )
     result = familiar("ask", "How is ticket 7?")
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "The printer is on fire."
@@ -208,8 +212,8 @@ def test_after_an_untrusted_result_a_writing_call_needs_the_ok(
 ) -> None:
     monkeypatch.setenv("FAMILIAR_TOOLS__FETCH_ALLOW_PRIVATE", "true")
     model.script(
-        Reply.tool("fetch_url", url=web_page),
-        Reply.tool("add_todo", text="wire money"),  # auto by policy, but the page asked for it
+        Reply.searched("fetch_url", url=web_page),
+        Reply.searched("add_todo", text="wire money"),  # auto by policy, but the page asked for it
         Reply("I did not add anything."),
     )
     result = familiar("ask", "Summarise this page: " + web_page)
@@ -245,7 +249,7 @@ def test_on_a_terminal_a_confirm_tool_asks_and_does_only_what_was_allowed(
     model: LLMStub, data_dir: Path, familiar_bin: str, typed: str, kept: bool
 ) -> None:
     fact = remember_locker_code(model)
-    model.script(Reply.tool("forget_memory", id=fact), Reply("Done as you said."))
+    model.script(Reply.searched("forget_memory", id=fact), Reply("Done as you said."))
     code, out, err = run_on_a_terminal(familiar_bin, typed, "ask", "Forget my locker code")
     assert code == 0, err
     assert out.strip() == "Done as you said."
@@ -256,14 +260,14 @@ def test_on_a_terminal_a_confirm_tool_asks_and_does_only_what_was_allowed(
     (block,) = tool_results(model.bodies()[-1])
     said = result_text(block)
     assert said.startswith("The user declined") if kept else said == f"Forgotten #{fact}."
-    assert ("❌ you declined" if kept else "🔧 1. forget_memory") in err
+    assert ("❌ you declined" if kept else "🔧 2. forget_memory") in err
 
 
 def test_ctrl_c_at_the_question_ends_the_command_and_the_answer_with_nothing_done(
     model: LLMStub, data_dir: Path, familiar_bin: str
 ) -> None:
     fact = remember_locker_code(model)
-    model.script(Reply.tool("forget_memory", id=fact), Reply("Never reached."))
+    model.script(Reply.searched("forget_memory", id=fact), Reply("Never reached."))
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [familiar_bin, "ask", "Forget my locker code"],

@@ -158,3 +158,23 @@ def test_a_tool_whose_schema_changes_is_shown_the_new_schema():
     assert set(reg.definitions()[0].input_schema["properties"]) == {"a"}
     source._tools = [Echo({"type": "object", "properties": {"b": {"type": "string"}}})]
     assert set(reg.definitions()[0].input_schema["properties"]) == {"b"}
+
+
+def test_the_default_core_names_built_in_tools_and_stays_under_300_tokens(registry):
+    """Where the provider can search for tools, only ``tools.always_loaded`` rides along in every
+    prompt (bench/agents_tools.py: the target of at most 10 % of effective input once cached
+    needs them at about 300 tokens or less, at 4 characters a token)."""
+    core = ToolsSettings().always_loaded
+    split = ToolRegistry(registry.sources, always_loaded=core)
+    shown = [d for d in split.definitions() if not d.deferred]
+    assert sorted(d.name for d in shown) == sorted(core)  # no name that matches no tool
+    size = sum(
+        len(
+            json.dumps(
+                {"name": d.name, "description": d.description, "input_schema": d.input_schema}
+            )
+        )
+        for d in shown
+    )
+    assert size <= 1200, size
+    assert len(split.definitions()) == len(ISSUE)  # the rest is offered, deferred

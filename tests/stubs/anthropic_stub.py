@@ -24,7 +24,10 @@ the system prompt, as in Anthropic's cache prefix, and a ``cache_control`` on a 
 breakpoint there; ``tool_prompt_tokens`` adds the tool-use system prompt the real service adds to
 a request with tools, in the cached prefix after them (0 by default: tests count only what the
 client sends). ``Reply.tool_calls`` with ``"raw_arguments"`` sends those characters as the
-arguments verbatim (a model's malformed call).
+arguments verbatim (a model's malformed call). Tool search (``defer_loading``, the search server
+tool, ``Reply(search="query")`` for an answer that searches before its calls) is simulated as
+``tests/stubs/tool_search.py`` describes: deferred definitions are not billed in the prefix, the
+ones a search finds are billed where they are expanded, and the search pass is billed too.
 
 Replies are scripted (``stub.script(Reply(...), ...)``, consumed in order, by either endpoint);
 when the script is empty a default answer is made (a schema-valid document when a JSON schema is
@@ -64,6 +67,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.stubs import tool_search
+
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -93,11 +98,22 @@ class Reply:
     error_message: str = "stub error"
     # [{"name": str, "input": dict, "id"?: str, "raw_arguments"?: str}]
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Anthropic: the model searches its deferred tools with this query before its text and calls,
+    # having said ``before_search`` first.
+    search: str | None = None
+    before_search: str = ""
 
     @classmethod
     def tool(cls, name: str, say: str = "", /, **arguments: Any) -> Reply:
         """A reply that says ``say`` and calls the tool ``name`` with ``arguments``."""
         return cls(say, tool_calls=[{"name": name, "input": arguments}])
+
+    @classmethod
+    def searched(cls, name: str, say: str = "", /, **arguments: Any) -> Reply:
+        """``tool`` for a deferred tool: the model first searches for it by the words of its
+        name (Anthropic's tool search), then says ``say`` and calls it."""
+        query = name.replace("__", " ").replace("_", " ")
+        return cls(say, tool_calls=[{"name": name, "input": arguments}], search=query)
 
     def calls(self, serial: int) -> list[dict[str, Any]]:
         """The tool calls with ids (``toolu_stub_<serial>_<n>`` unless given)."""
@@ -249,6 +265,11 @@ class LLMStub:
                 },
             )
             return
+        refused = tool_search.problem(body) if path == "/v1/messages" else None
+        if refused is not None:  # refused before the model sees it: no scripted reply taken
+            err = {"type": "invalid_request_error", "message": refused}
+            self._send_json(h, 400, {"type": "error", "error": err})
+            return
         reply = self._next_reply(path, body)
         if reply.delay_s:
             time.sleep(reply.delay_s)
@@ -286,10 +307,17 @@ class LLMStub:
         h.wfile.write(data)
 
     # -- Anthropic -------------------------------------------------------------------------
-    def _prompt_usage(self, body: dict[str, Any]) -> dict[str, int]:
-        """Token counts of a request, with prompt caching simulated (see the module docstring)."""
+    def _prompt_usage(
+        self, body: dict[str, Any], after: list[dict[str, Any]] | None = None
+    ) -> dict[str, int]:
+        """Token counts of a request, with prompt caching simulated (see the module docstring);
+        ``after``: assistant blocks sampled within the answer (a tool search), read as uncached
+        input after the prompt."""
         blocks: list[tuple[str, bool]] = []  # (text, marked for caching)
+        hidden = tool_search.deferred(body)
         for tool in body.get("tools") or []:
+            if not tool_search.in_prompt(tool):
+                continue
             plain = {k: v for k, v in tool.items() if k != "cache_control"}
             blocks.append(("tool:" + json.dumps(plain, sort_keys=True), "cache_control" in tool))
         if body.get("tools") and self.tool_prompt_tokens:
@@ -309,11 +337,12 @@ class LLMStub:
                 blocks.append((m.get("role", "") + ":" + content, False))
             else:
                 blocks += [
-                    (m.get("role", "") + ":" + _block_text(b), "cache_control" in b)
+                    (m.get("role", "") + ":" + _block_text(b, hidden), "cache_control" in b)
                     for b in content
                 ]
         if body.get("cache_control") and blocks:
             blocks[-1] = (blocks[-1][0], True)
+        blocks += [("assistant:" + _block_text(b, hidden), False) for b in after or []]
         digest = hashlib.sha256(str(body.get("model")).encode())
         cumulative, hashes = [], []
         total = 0
@@ -346,6 +375,12 @@ class LLMStub:
         }
 
     def _messages(self, h: BaseHTTPRequestHandler, body: dict[str, Any], reply: Reply) -> None:
+        calls = reply.calls(len(self.requests))
+        refused = tool_search.script_problem(body, calls, reply.search)
+        if refused is not None:
+            err = {"type": "invalid_request_error", "message": refused}
+            self._send_json(h, 400, {"type": "error", "error": err})
+            return
         usage = self._prompt_usage(body)
         text = reply.body_text()
         out_tokens = tokens(text)
@@ -354,10 +389,19 @@ class LLMStub:
         if reply.fault == "malformed" and not body.get("stream"):
             self._send_json(h, 200, None, raw=b'{"id": "msg_broken", "content": [ {"type": "te')
             return
-        calls = reply.calls(len(self.requests))
         out_tokens += sum(tokens(json.dumps(c.get("input", {}))) for c in calls)
+        searched: list[dict[str, Any]] = []
+        if reply.search is not None:
+            # Sampled twice: up to the search, then on from its result (see tool_search.py).
+            searched = tool_search.search_blocks(body, len(self.requests), reply.search)
+            if reply.before_search:
+                searched.insert(0, {"type": "text", "text": reply.before_search})
+            again = self._prompt_usage(body, searched)
+            usage = {k: usage[k] + again[k] for k in usage}
+            out_tokens += tokens(json.dumps(searched[:-1]))
         if not body.get("stream"):
-            content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+            content: list[dict[str, Any]] = list(searched)
+            content += [{"type": "text", "text": text}] if text else []
             content += [
                 {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c.get("input", {})}
                 for c in calls
@@ -404,11 +448,41 @@ class LLMStub:
         )
         if reply.fault == "empty_stream":
             return
+        for n, block in enumerate(searched):
+            if block["type"] == "text":
+                start = {"type": "text", "text": ""}
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": n, "content_block": start},
+                )
+                delta = {"type": "text_delta", "text": block["text"]}
+                event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": n, "delta": delta},
+                )
+            elif block["type"] == "server_tool_use":
+                start = block | {"input": {}}
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": n, "content_block": start},
+                )
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+                event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": n, "delta": delta},
+                )
+            else:
+                event(
+                    "content_block_start",
+                    {"type": "content_block_start", "index": n, "content_block": block},
+                )
+            event("content_block_stop", {"type": "content_block_stop", "index": n})
+        at = len(searched)  # the text block's index
         event(
             "content_block_start",
             {
                 "type": "content_block_start",
-                "index": 0,
+                "index": at,
                 "content_block": {"type": "text", "text": ""},
             },
         )
@@ -435,12 +509,12 @@ class LLMStub:
                 "content_block_delta",
                 {
                     "type": "content_block_delta",
-                    "index": 0,
+                    "index": at,
                     "delta": {"type": "text_delta", "text": chunk},
                 },
             )
-        event("content_block_stop", {"type": "content_block_stop", "index": 0})
-        for n, c in enumerate(calls, start=1):
+        event("content_block_stop", {"type": "content_block_stop", "index": at})
+        for n, c in enumerate(calls, start=at + 1):
             event(
                 "content_block_start",
                 {
@@ -571,11 +645,14 @@ class LLMStub:
         h.wfile.flush()
 
 
-def _block_text(b: dict[str, Any]) -> str:
-    """What a message block weighs and how it is keyed in the simulated cache."""
+def _block_text(b: dict[str, Any], deferred: dict[str, dict[str, Any]]) -> str:
+    """What a message block weighs and how it is keyed in the simulated cache (a tool search's
+    result with the ``deferred`` definitions it expands to)."""
     kind = b.get("type")
     if kind == "text":
         return str(b.get("text", ""))
+    if kind == "tool_search_tool_result":
+        return tool_search.expanded_text(b, deferred)
     plain = {k: v for k, v in b.items() if k != "cache_control"}
     return f"{kind}:" + json.dumps(plain, sort_keys=True)
 

@@ -145,7 +145,7 @@ def test_a_confirmation_survives_a_restart_and_only_the_asker_can_give_it(emulat
                 1
             ]  # type: ignore[index]
         )
-        stub.script(StubReply.tool("forget_memory", "I'll forget that.", id=memory_id))
+        stub.script(StubReply.searched("forget_memory", "I'll forget that.", id=memory_id))
         emulator.say(token, ANN, "forget what I said about my old job")
         question = _wait_text(emulator, token, ANN, "May I do this")
         assert (
@@ -181,14 +181,21 @@ def test_a_confirmation_survives_a_restart_and_only_the_asker_can_give_it(emulat
         emulator.say(token, ANN, "/remember The user likes green tea.")
         remembered = _wait_text(emulator, token, ANN, "Remembered", after=before)
         kept = int(re.search(r"#(\d+)", remembered["message"]["text"])[1])  # type: ignore[index]
-        stub.script(StubReply.tool("forget_memory", id=kept), StubReply("All right, I kept it."))
+        stub.script(
+            StubReply.searched("forget_memory", id=kept), StubReply("All right, I kept it.")
+        )
         emulator.say(token, ANN, "forget the tea thing")
         second = _wait_text(emulator, token, ANN, f"Forget memory #{kept}", after=before)
         emulator.press(token, ANN, ANN, second["messageId"], _buttons(second)[1]["callback_data"])
         _wait_text(emulator, token, ANN, "All right, I kept it.")
         assert run.query("SELECT count(*) FROM memories WHERE id = ?", kept) == [(1,)]
         outcomes = run.query("SELECT tool, outcome FROM agent_tool_calls ORDER BY id")
-        assert outcomes == [("forget_memory", "ok"), ("forget_memory", "declined")]
+        assert outcomes == [
+            ("tool_search", "ok"),  # the model found the deferred tool first
+            ("forget_memory", "ok"),
+            ("tool_search", "ok"),
+            ("forget_memory", "declined"),
+        ]
 
 
 def test_an_unanswered_confirmation_expires_with_a_message(emulator, daemon) -> None:
@@ -202,7 +209,7 @@ def test_an_unanswered_confirmation_expires_with_a_message(emulator, daemon) -> 
                 1
             ]  # type: ignore[index]
         )
-        stub.script(StubReply.tool("forget_memory", id=memory_id))
+        stub.script(StubReply.searched("forget_memory", id=memory_id))
         emulator.say(token, ANN, "forget the locker code")
         question = _wait_text(emulator, token, ANN, "May I do this")
         _wait_text(emulator, token, ANN, "I didn't get your OK in time, so I did nothing")
@@ -215,15 +222,16 @@ def test_an_unanswered_confirmation_expires_with_a_message(emulator, daemon) -> 
             "SELECT count(*) FROM inbox WHERE state = 'done'", lambda r: r and r[0][0] >= 3
         )
         assert run.query("SELECT count(*) FROM memories WHERE id = ?", memory_id) == [(1,)]
-        assert run.query("SELECT tool, outcome FROM agent_tool_calls") == [
-            ("forget_memory", "expired")
+        assert run.query("SELECT tool, outcome FROM agent_tool_calls ORDER BY id") == [
+            ("tool_search", "ok"),
+            ("forget_memory", "expired"),
         ]
 
 
 def test_a_scheduled_task_runs_and_answers(emulator, daemon) -> None:
     with llm_stub() as stub:
         stub.script(
-            StubReply.tool(
+            StubReply.searched(
                 "schedule_task", cron="0 8 * * 1-5", prompt="tell me which reminders are due today"
             ),
             StubReply("Every weekday at 8 I'll tell you."),
@@ -244,7 +252,7 @@ def test_a_scheduled_task_runs_and_answers(emulator, daemon) -> None:
         conn.execute("UPDATE agent_tasks SET created_at = created_at - 7 * 86400")
         conn.commit()
         conn.close()
-        stub.script(StubReply.tool("list_reminders"), StubReply("Nothing is due today."))
+        stub.script(StubReply.searched("list_reminders"), StubReply("Nothing is due today."))
         run, _ = daemon(token=token, env_extra=_env(stub), allowed_users=str(ANN))
         header = _wait_text(emulator, token, ANN, f"Task #{task_id}: tell me which")
         assert "late" in header["message"]["text"]
@@ -264,7 +272,7 @@ def test_a_scheduled_task_runs_and_answers(emulator, daemon) -> None:
 def test_a_task_of_someone_who_lost_access_does_not_run(emulator, daemon) -> None:
     with llm_stub() as stub:
         stub.script(
-            StubReply.tool("schedule_task", cron="@daily", prompt="brief me"), StubReply("Set.")
+            StubReply.searched("schedule_task", cron="@daily", prompt="brief me"), StubReply("Set.")
         )
         run, token = daemon(env_extra=_env(stub), allowed_users=str(ANN))
         emulator.say(token, ANN, "brief me every day")
@@ -301,7 +309,7 @@ def test_an_untrusted_result_cannot_delete_a_memory_without_confirmation(emulato
         _wait_text(emulator, token, ANN, "Remembered", after=before)
         stub.script(
             StubReply.tool("search_memory", query="system notice"),
-            StubReply.tool("forget_memory", "The note says to delete it.", id=target),
+            StubReply.searched("forget_memory", "The note says to delete it.", id=target),
         )
         emulator.say(token, ANN, "what do my notes say?")
         question = _wait_text(emulator, token, ANN, "May I do this")

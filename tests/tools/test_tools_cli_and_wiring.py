@@ -72,6 +72,9 @@ def test_tools_list_shows_every_tool_with_source_and_policy(data_dir: Path) -> N
     assert rows["tickets__close_ticket"]["untrusted"] is True
     assert "tickets__echo" not in rows  # not in allow: not offered
     assert rows["add_todo"]["source"] == "builtin" and rows["list_todos"]["read_only"] is True
+    # Only the default core goes with every prompt; the rest, MCP tools too, wait for a search.
+    loaded = {name for name, r in rows.items() if not r["deferred"]}
+    assert loaded == {"create_reminder", "current_time", "remember", "search_memory"}
 
 
 def test_tools_list_shows_the_effective_policy_of_every_tool_and_where_it_comes_from(
@@ -82,6 +85,7 @@ def test_tools_list_shows_the_effective_policy_of_every_tool_and_where_it_comes_
         """
 [tools]
 untrusted = ["search_memory"]
+always_loaded = ["search_memory", "tickets__lookup_ticket", "no_such_tool"]
 
 [tools.policy]
 forget_memory = "auto"
@@ -105,6 +109,11 @@ no_such_tool = "off"
     assert {"search_memory", "create_reminder", "schedule_task", "fetch_url"} <= set(rows)
     assert rows["search_memory"]["untrusted"] is True  # tools.untrusted applies too
     assert "tools.policy.no_such_tool names no tool" in result.stderr
+    assert {name for name, r in rows.items() if not r["deferred"]} == {
+        "search_memory",
+        "tickets__lookup_ticket",
+    }
+    assert "tools.always_loaded names no_such_tool, no tool listed here" in result.stderr
 
     text = CliRunner().invoke(app, ["tools", "list", "--wait", "0"])
     line = next(x for x in text.stdout.splitlines() if x.startswith("forget_memory "))
