@@ -29,7 +29,7 @@ from memory.types import FactResult, Scope
 if TYPE_CHECKING:
     from memory.service import Memory
 
-MODEL_WAIT_S = 120.0  # longest a card waits for the model loading in the background
+MODEL_WAIT_S = 20.0  # longest a card waits for the model loading (under a tool call's 30 s)
 MAX_KNOWN = 5000  # current cards of a chat compared with each new one
 VERDICTS = ("duplicate", "superseded", "added")
 
