@@ -9,7 +9,8 @@ Without a judge, or without a verdict, an unclear fact is added: nothing is lost
 
 Telling a correction or a reworded duplicate from a new fact needs the vectors, so a card added
 while the embedding model is still loading (the first seconds after a start) waits for it, up to
-``MODEL_WAIT_S``; only past that (a model that cannot load) is it decided on its words alone.
+``MODEL_WAIT_S``, when a current card could be its earlier version (``may_match_sync``); past
+that (a model that cannot load) it is decided on its words alone.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from loguru import logger
 
 from memory import store
-from memory.facts import Decision, FactJudge, decide
+from memory.facts import Decision, FactJudge, content_words, decide, shared_frame
 from memory.store import Filters, NewMemory
 from memory.text import MemoryInputError
 from memory.types import FactResult, Scope
@@ -61,6 +62,20 @@ class FactCards:
         )
         pinned = any(r.pinned for r in known if r.id == d.existing_id)
         return d, vector, pinned
+
+    def may_match_sync(self, items: Sequence[NewMemory], scope: Scope) -> bool:
+        """Whether a vector could change the decision for one of ``items``: some current card
+        opens with the same two words (a correction needs that frame) or shares half its
+        content words (a reworded duplicate). Otherwise it is a new fact, model or not."""
+        known = store.list_rows(self.m.db, Filters(Scope(scope.chat_id), ["fact"]), MAX_KNOWN)
+        for item in items:
+            words = content_words(item.text)
+            for row in known:
+                if shared_frame(item.text, row.text)[0] >= 2:
+                    return True
+                if words and 2 * len(words & content_words(row.text)) >= len(words):
+                    return True
+        return False
 
     def unclear_sync(self, items: Sequence[NewMemory], scope: Scope) -> list[tuple[str, str]]:
         """The ``(known, new)`` pairs among ``items`` that only a judge can decide."""
@@ -136,8 +151,8 @@ class FactCards:
                 if not skip_bad:
                     raise
                 logger.warning("extracted fact not stored: {}", exc)
-        if items:  # a duplicate or a correction is told from a new fact by its vector
-            await m.ready_within(MODEL_WAIT_S)
+        if items and not m.embedder.ready and await m._offload(self.may_match_sync, items, scope):
+            await m.ready_within(MODEL_WAIT_S)  # the vectors decide a duplicate or a correction
         verdicts: dict[tuple[str, str], str] = {}
         if self.judge is not None and items:
             pairs = await m._offload(self.unclear_sync, items, scope)
