@@ -303,6 +303,7 @@ class Database:
                 return
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                changes = conn.total_changes
                 try:
                     yield conn
                 except BaseException:
@@ -315,7 +316,10 @@ class Database:
                 if fault is not None:
                     self._wrote(fault, exc)
                 raise
-            if self.write_fault is not None:
+            # Only a commit that wrote rows shows that writing works again: one that changed
+            # nothing (a DELETE finding no row) commits on a full disk too, and would say
+            # "recovered" between every two failures.
+            if self.write_fault is not None and conn.total_changes != changes:
                 self._wrote(None, None)
 
     def _wrote(self, fault: str | None, exc: BaseException | None) -> None:
@@ -341,6 +345,7 @@ class Database:
         with self.transaction() as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             conn.execute(f"PRAGMA user_version = {version}")
+        self._wrote(None, None)  # the header page was written (no row changed)
         if self.alone is not None:
             self._share_again()
 

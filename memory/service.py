@@ -117,6 +117,8 @@ class Memory(VectorUpkeep):
         if self.warm_error is None or self._stopping or (task is not None and not task.done()):
             return False
         logger.info("memory: trying the warm-up again ({})", self.warm_error)
+        if task is not None and not task.cancelled():
+            task.exception()  # seen (logged by warm_sync): asyncio must not report it again
         self.warm_error, self._warm_task = None, None
         await self.start()
         return True

@@ -211,3 +211,26 @@ def test_a_database_that_cannot_be_opened_for_a_full_disk_says_so_not_restore(
         db = Database.open(mnt / "familiar.db", [*all_test_migrations(), later])
         assert db.integrity_check() == "ok" and db.alone is None
         db.close()
+
+
+def test_a_commit_that_changed_nothing_does_not_say_writes_work_again(tmp_path: Path) -> None:
+    """Found restarting the daemon while its disk was full: commits that wrote no row (a
+    DELETE finding nothing) succeed on a full disk, and each one said "database writes work
+    again", so every listener ran between every two failures (hundreds of times a minute, each
+    retrying the memory warm-up)."""
+    with small_tmpfs(tmp_path / "mnt") as mnt:
+        db = Database.open(mnt / "familiar.db", all_test_migrations())
+        heard: list[str | None] = []
+        db.fault_listeners.append(heard.append)
+        try:
+            filler = fill_up(mnt)
+            with pytest.raises(sqlite3.OperationalError, match="full"):
+                fill(db, 1, ["a long message " * 2000])
+            with db.transaction() as conn:
+                conn.execute("DELETE FROM memories WHERE id = -1")
+            assert db.write_fault is not None and len(heard) == 1
+            filler.unlink()
+            fill(db, 1, ["space is back"])
+            assert db.write_fault is None and heard[-1] is None and len(heard) == 2
+        finally:
+            db.close()
