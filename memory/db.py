@@ -30,6 +30,7 @@ import sqlite_utils
 from loguru import logger
 
 from memory.errors import DatabaseError, StorageUnavailable
+from memory.storage_faults import disk_fault, held_elsewhere, storage_fault
 
 T = TypeVar("T")
 DB_NAME = "familiar.db"
@@ -39,39 +40,6 @@ QUICK_CHECK_AT_OPEN_MAX_BYTES = 256 * 1024 * 1024
 
 Step = Callable[[sqlite_utils.Database], None]
 FaultListener = Callable[[str | None], None]
-SQLITE_IOERR_SHMSIZE = sqlite3.SQLITE_IOERR | (19 << 8)  # not exported by every Python
-
-# What each primary SQLite result code means for a person looking after the data directory.
-_STORAGE_FAULTS = {
-    sqlite3.SQLITE_FULL: "the disk holding the data directory is full",
-    sqlite3.SQLITE_READONLY: "the database cannot be written (read-only)",
-    sqlite3.SQLITE_IOERR: "the disk reported an I/O error",
-    sqlite3.SQLITE_CANTOPEN: "a database file cannot be opened",
-}
-
-
-def storage_fault(exc: BaseException) -> str | None:
-    """What went wrong with the storage under the database, or None for any other error. An
-    error raised from (or while handling) a storage error counts as that storage error."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        code = getattr(current, "sqlite_errorcode", None)
-        if code == SQLITE_IOERR_SHMSIZE:  # no room to create the WAL index (-shm)
-            return _STORAGE_FAULTS[sqlite3.SQLITE_FULL]
-        if isinstance(code, int) and (code & 0xFF) in _STORAGE_FAULTS:
-            return _STORAGE_FAULTS[code & 0xFF]
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _disk_fault(exc: BaseException) -> str | None:
-    """The storage fault behind a failed open; None for our own errors (a missing folder, a
-    corrupt file), which already say what to do."""
-    if isinstance(exc, DatabaseError) and exc.__cause__ is None:
-        return None
-    return storage_fault(exc)
 
 
 @dataclass
@@ -95,6 +63,8 @@ class Migrations:
 
 class Database:
     """A handle on the store. Build it once in the composition root and pass it down."""
+
+    busy_timeout_s = 30.0  # how long a statement waits for another process's lock
 
     def __init__(self, path: Path | str, migrations: Sequence[Migrations] = ()) -> None:
         self.path = Path(path)
@@ -131,7 +101,7 @@ class Database:
         try:
             self._open(existed, validate=existed, alone=False)
         except (sqlite3.Error, DatabaseError) as exc:
-            fault = _disk_fault(exc)
+            fault = disk_fault(exc)
             if fault is None or not existed:
                 raise self._unusable(exc) from None
             logger.warning(
@@ -147,7 +117,14 @@ class Database:
             self.write_fault, self.write_fault_at = f"{fault} ({exc})", time.time()
 
     def _unusable(self, exc: BaseException) -> DatabaseError:
-        fault = _disk_fault(exc)
+        if held_elsewhere(exc):
+            return DatabaseError(
+                f"the database {self.path} is held by another process ({exc}): a daemon "
+                "started on a full disk keeps it to itself until there is room",
+                "free space on the disk holding the data directory (or stop the daemon) and "
+                "try again",
+            )
+        fault = disk_fault(exc)
         if isinstance(exc, DatabaseError) and fault is None:
             return exc
         if fault is not None:  # not the file's fault: nothing to restore, only room to make
@@ -164,7 +141,10 @@ class Database:
     def _open(self, existed: bool, *, validate: bool, alone: bool) -> None:
         try:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.busy_timeout_s,
             )
         except sqlite3.Error as exc:
             raise DatabaseError(
@@ -179,7 +159,7 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across app crashes
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             self._conn = conn
             if self.path.exists():  # not for ":memory:"
                 st = self.path.stat()
@@ -221,7 +201,7 @@ class Database:
                         f"the database {self.path} is corrupt (quick_check: {result})", corrupt_fix
                     )
         except sqlite3.DatabaseError as exc:
-            if storage_fault(exc) is not None:  # the disk, not the file: never "restore a backup"
+            if held_elsewhere(exc) or storage_fault(exc) is not None:  # never "restore a backup"
                 raise
             raise DatabaseError(
                 f"the database {self.path} is not a valid SQLite database ({exc})", corrupt_fix

@@ -18,6 +18,7 @@ from jobs.health import HealthWatch
 from jobs.scheduler import JobSpec, Scheduler, StandaloneBackend
 from jobs.settings import JobsSettings
 from memory.db import Database
+from memory.errors import DatabaseError
 from memory.health import HealthRegistry, Status, disk_space_check, storage_check
 from tests.jobs.conftest import all_test_migrations, fill
 from tests.mounts import fill_up, read_only, small_tmpfs
@@ -163,10 +164,12 @@ def test_a_database_opened_on_a_full_disk_works_alone_and_is_shared_once_there_i
                 fill(db, 1, ["a long message " * 2000])
             result = check()
             assert result.status is Status.FAILING and "full" in result.detail
-            other = sqlite3.connect(data / "familiar.db", timeout=0.2)
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
-                other.execute("SELECT count(*) FROM memories").fetchone()  # alone: others wait
-            other.close()
+            other = Database(data / "familiar.db", all_test_migrations())
+            other.busy_timeout_s = 0.2
+            with pytest.raises(DatabaseError) as caught:  # alone: `familiar health` waits
+                other.connect()
+            assert "held by another process" in str(caught.value)
+            assert "restore" not in caught.value.explain()  # the file is fine
 
             filler.unlink()
             assert check().status is Status.HEALTHY
