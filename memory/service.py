@@ -138,7 +138,11 @@ class Memory(VectorUpkeep):
             and self._warm_task.exception()
         ):
             logger.warning("memory warm-up had failed: {}", self._warm_task.exception())
-        await self._offload(self.save_index)
+        try:
+            await self._offload(self.save_index)
+        except (OSError, RuntimeError) as exc:  # FAISS says RuntimeError for a failed write
+            # Derived state: the last saved index (or none) is caught up from SQLite at start.
+            logger.warning("the vector index could not be saved ({}); rebuilt at next start", exc)
         if self._worker is not None:
             self._worker.shutdown(wait=True)
             self._worker = None

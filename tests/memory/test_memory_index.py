@@ -115,3 +115,34 @@ def test_approximate_recall_against_exact() -> None:
         ]
     )
     assert recall >= 0.95
+
+
+def test_a_save_on_a_full_disk_leaves_the_last_index_and_no_partial_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Found stopping the daemon while its disk was full (bench/faults.py --scenario disk_full):
+    the index save failed half-way, its partial file stayed behind holding the last free
+    bytes, and the stop failed ("memory failed while stopping", exit 1)."""
+    from memory.db import Database
+    from memory.schema import migrations
+    from memory.service import Memory
+    from memory.settings import MemorySettings
+    from tests.mounts import fill_up, small_tmpfs
+
+    with small_tmpfs(tmp_path / "mnt", size_mb=4) as mnt:
+        db = Database.open(tmp_path / "familiar.db", [migrations])  # off the full disk
+        memory = Memory(db, HashingEmbedder(), MemorySettings(), mnt / "index")
+        try:
+            memory.warm_sync()
+            for t in TEXTS[:2]:
+                run(memory.add_memory(t, Scope(1)))
+            memory.save_index()
+            saved = sorted(p.name for p in (mnt / "index").iterdir())
+            for t in TEXTS[2:]:
+                run(memory.add_memory(t, Scope(1)))
+            filler = fill_up(mnt)
+            filler.write_bytes(b"\0" * (filler.stat().st_size - 2048))  # room for a part only
+            run(memory.stop())  # a warning, not a failed stop
+            assert sorted(p.name for p in (mnt / "index").iterdir()) == saved
+            loaded, why = VectorIndex.load(mnt / "index", dim=256, model="hashing-256")
+            assert loaded is not None and loaded.ntotal == 2, why
+        finally:
+            db.close()
