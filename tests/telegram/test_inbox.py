@@ -13,6 +13,7 @@ from bot.core.schema import migrations
 from bot.telegram.channel import TelegramChannel, menu_commands
 from bot.telegram.inbox import Inbox, chat_key
 from bot.telegram.limits import TokenBucket
+from bot.telegram.reach import ReachRequest
 from memory.db import Database
 from memory.health import HealthRegistry, Status
 from tests.telegram.conftest import free_port
@@ -86,6 +87,9 @@ def test_unreachable_telegram_keeps_the_channel_up_and_degraded(
         await asyncio.sleep(1.5)
         results = await health.run()
         await channel.stop()
+        # Its calls are recorded where its dispatcher looks: none answered (refused, all).
+        assert isinstance(channel.bot.request, ReachRequest)
+        assert channel.dispatcher.reach is channel.reach and channel.reach.last_answer is None
         return results
 
     results = asyncio.run(run())
