@@ -36,6 +36,9 @@ shared harness in ``harness.py``, the trial loop and table in ``campaign.py``). 
   again by itself, the messages sent meanwhile included, each once; ``integrity_check`` ok. Every
   other trial the disk fills between storing a message and answering it (``full_mid_answer``):
   the sender is told why the answer is late, and it is stored and sent once space returns.
+  Every third trial the daemon is killed or stopped and started again on the full disk
+  (``restart_full``): it comes up, the sender and the admins hear, nothing stored is lost, and
+  it answers what came meanwhile once space returns.
 - ``readonly`` (root only): the data directory remounted read-only, or the database file
   replaced under the running daemon: the admins are told, the daemon stays up, and recovers
   once the directory is writable again.

@@ -1,6 +1,6 @@
 """The data directory's single-instance lock: one daemon, or one restore, per data directory.
 
-``fcntl.flock(LOCK_EX)`` on ``<data>/familiar.lock``, holding the holder's pid. The daemon takes it
+``fcntl.flock(LOCK_EX)`` on ``<data>/familiar.lock``, holding the holder's pid (when the disk has room for it). The daemon takes it
 through ``bot.daemon.lock.InstanceLock`` (which adds the messages for a person); restore takes it here,
 without blocking, and keeps it for the whole swap so no daemon can start on a half-restored
 directory. The kernel drops a flock when its process dies, so nothing goes stale.
@@ -38,8 +38,13 @@ class DataDirLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise DataDirBusy(holder) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            # The pid only names the holder in a message; the flock is the lock. A full disk
+            # must not keep the daemon from starting (it tells people it cannot store).
+            pass
         self._fd = fd
 
     def release(self) -> None:

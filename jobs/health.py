@@ -63,6 +63,9 @@ class HealthWatch:
             changed = state != self._last and not (self._last is None and status == Status.HEALTHY)
             self._last = state
             if changed:
+                if self.clock() < self.quiet_until:  # told early for the storage alone: the
+                    # model loading and Telegram connecting are start-up, not part of the news
+                    results = [r for r in results if r.name in URGENT or r.status is Status.FAILING]
                 await self.notify_admins(self.describe(status, results))
         if self.db is not None:
             try:

@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 import sqlite_utils
 from loguru import logger
 
-from memory.errors import DatabaseError
+from memory.errors import DatabaseError, StorageUnavailable
+from memory.storage_faults import disk_fault, held_elsewhere, storage_fault
 
 T = TypeVar("T")
 DB_NAME = "familiar.db"
@@ -39,28 +40,6 @@ QUICK_CHECK_AT_OPEN_MAX_BYTES = 256 * 1024 * 1024
 
 Step = Callable[[sqlite_utils.Database], None]
 FaultListener = Callable[[str | None], None]
-
-# What each primary SQLite result code means for a person looking after the data directory.
-_STORAGE_FAULTS = {
-    sqlite3.SQLITE_FULL: "the disk holding the data directory is full",
-    sqlite3.SQLITE_READONLY: "the database cannot be written (read-only)",
-    sqlite3.SQLITE_IOERR: "the disk reported an I/O error",
-    sqlite3.SQLITE_CANTOPEN: "a database file cannot be opened",
-}
-
-
-def storage_fault(exc: BaseException) -> str | None:
-    """What went wrong with the storage under the database, or None for any other error. An
-    error raised from (or while handling) a storage error counts as that storage error."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        code = getattr(current, "sqlite_errorcode", None)
-        if isinstance(code, int) and (code & 0xFF) in _STORAGE_FAULTS:
-            return _STORAGE_FAULTS[code & 0xFF]
-        current = current.__cause__ or current.__context__
-    return None
 
 
 @dataclass
@@ -85,6 +64,8 @@ class Migrations:
 class Database:
     """A handle on the store. Build it once in the composition root and pass it down."""
 
+    busy_timeout_s = 30.0  # how long a statement waits for another process's lock
+
     def __init__(self, path: Path | str, migrations: Sequence[Migrations] = ()) -> None:
         self.path = Path(path)
         self.migrations = list(migrations)
@@ -98,6 +79,8 @@ class Database:
         self.write_fault: str | None = None
         self.write_fault_at: float | None = None
         self.fault_listeners: list[FaultListener] = []
+        # Why the database is open for this process alone (a full disk at open), else None.
+        self.alone: str | None = None
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -107,11 +90,61 @@ class Database:
         return db
 
     def connect(self) -> None:
-        """Open, validate, migrate. Raises DatabaseError with a fix; writes nothing to a bad file."""
+        """Open, validate, migrate. Raises DatabaseError with a fix; writes nothing to a bad file.
+
+        A disk with no room for the WAL index (``-shm``, created when the first connection
+        opens after a clean stop) would keep a full disk's daemon from starting at all: then the
+        database is opened for this process alone (``locking_mode=EXCLUSIVE`` keeps the index in
+        memory), reads work, writes fail as on any full disk, and ``probe_write`` shares it again
+        once there is room. Meanwhile other processes (the CLI) wait for it."""
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
+            self._open(existed, validate=existed, alone=False)
+        except (sqlite3.Error, DatabaseError) as exc:
+            fault = disk_fault(exc)
+            if fault is None or not existed:
+                raise self._unusable(exc) from None
+            logger.warning(
+                "{} ({}): opening the database for this process alone until there is room",
+                fault,
+                exc,
+            )
+            try:
+                self._open(existed, validate=True, alone=True)
+            except (sqlite3.Error, DatabaseError) as again:
+                raise self._unusable(again) from None
+            self.alone = fault
+            self.write_fault, self.write_fault_at = f"{fault} ({exc})", time.time()
+
+    def _unusable(self, exc: BaseException) -> DatabaseError:
+        if held_elsewhere(exc):
+            return DatabaseError(
+                f"the database {self.path} is held by another process ({exc}): a daemon "
+                "started on a full disk keeps it to itself until there is room",
+                "free space on the disk holding the data directory (or stop the daemon) and "
+                "try again",
+            )
+        fault = disk_fault(exc)
+        if isinstance(exc, DatabaseError) and fault is None:
+            return exc
+        if fault is not None:  # not the file's fault: nothing to restore, only room to make
+            return StorageUnavailable(
+                f"the database {self.path} cannot be opened: {fault} ({exc})",
+                "free space on (or fix) the disk holding the data directory; the service "
+                "manager starts Familiar again",
+            )
+        return DatabaseError(
+            f"the database {self.path} cannot be used: {exc}",
+            "restore the latest backup (`familiar restore ARCHIVE`) or move the file aside",
+        )
+
+    def _open(self, existed: bool, *, validate: bool, alone: bool) -> None:
+        try:
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.busy_timeout_s,
             )
         except sqlite3.Error as exc:
             raise DatabaseError(
@@ -119,29 +152,40 @@ class Database:
                 "check that the data directory exists and is writable by this user",
             ) from None
         try:
-            if existed:
+            if alone:  # before the first read: the WAL index then lives in this process's memory
+                conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            if existed and validate:
                 self._validate(conn)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across app crashes
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             self._conn = conn
             if self.path.exists():  # not for ":memory:"
                 st = self.path.stat()
                 self._identity = (st.st_dev, st.st_ino)
             self._sdb = sqlite_utils.Database(conn)
             self._migrate()
-        except DatabaseError:
+        except BaseException:
             conn.close()
-            self._conn = None
+            self._conn = self._sdb = None
             raise
-        except sqlite3.Error as exc:
-            conn.close()
-            self._conn = None
-            raise DatabaseError(
-                f"the database {self.path} cannot be used: {exc}",
-                "restore the latest backup (`familiar restore ARCHIVE`) or move the file aside",
-            ) from None
+
+    def _share_again(self) -> None:
+        """Reopen the database shared (its WAL index in ``-shm`` again) after it was opened for
+        this process alone on a full disk; stays alone, saying why, when that still fails."""
+        with self.lock:
+            if self._conn is not None:
+                self._conn.close()  # checkpoints the WAL into the file: there is room now
+            self._conn = self._sdb = None
+            try:
+                self._open(True, validate=False, alone=False)
+            except (sqlite3.Error, DatabaseError) as exc:
+                logger.warning("the database stays open for this process alone: {}", exc)
+                self._open(True, validate=False, alone=True)
+                return
+            self.alone = None
+            logger.info("the database is shared again (other processes may open it)")
 
     def _validate(self, conn: sqlite3.Connection) -> None:
         corrupt_fix = (
@@ -157,6 +201,8 @@ class Database:
                         f"the database {self.path} is corrupt (quick_check: {result})", corrupt_fix
                     )
         except sqlite3.DatabaseError as exc:
+            if held_elsewhere(exc) or storage_fault(exc) is not None:  # never "restore a backup"
+                raise
             raise DatabaseError(
                 f"the database {self.path} is not a valid SQLite database ({exc})", corrupt_fix
             ) from None
@@ -237,6 +283,7 @@ class Database:
                 return
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                changes = conn.total_changes
                 try:
                     yield conn
                 except BaseException:
@@ -249,7 +296,10 @@ class Database:
                 if fault is not None:
                     self._wrote(fault, exc)
                 raise
-            if self.write_fault is not None:
+            # Only a commit that wrote rows shows that writing works again: one that changed
+            # nothing (a DELETE finding no row) commits on a full disk too, and would say
+            # "recovered" between every two failures.
+            if self.write_fault is not None and conn.total_changes != changes:
                 self._wrote(None, None)
 
     def _wrote(self, fault: str | None, exc: BaseException | None) -> None:
@@ -275,6 +325,9 @@ class Database:
         with self.transaction() as conn:
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             conn.execute(f"PRAGMA user_version = {version}")
+        self._wrote(None, None)  # the header page was written (no row changed)
+        if self.alone is not None:
+            self._share_again()
 
     def replaced(self) -> bool:
         """True when the file at ``path`` is no longer the one this handle opened (moved or

@@ -23,3 +23,11 @@ class DataDirError(FamiliarError):
 
 class DatabaseError(FamiliarError):
     """The database cannot be opened safely (corrupt, newer schema, failed migration)."""
+
+
+class StorageUnavailable(DatabaseError):
+    """The disk under the database cannot be written (full, read-only, failing): nothing is
+    wrong with the file, so a restart once the disk is fixed is the cure (exit 1: systemd's
+    ``Restart=on-failure`` restarts it, where 2 means a person must act first)."""
+
+    exit_code = 1

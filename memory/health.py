@@ -165,9 +165,9 @@ def storage_check(db: Any, data_dir: Path) -> CheckFn:
         probe = probe_write(data_dir)
         if probe is not None:
             return CheckResult("storage", Status.FAILING, f"{probe}; messages cannot be stored")
-        if db.write_fault is not None:
+        if db.write_fault is not None or db.alone is not None:
             try:
-                db.probe_write()  # clears the fault when it works
+                db.probe_write()  # clears the fault (and shares the database again) when it works
             except Exception:
                 return CheckResult(
                     "storage", Status.FAILING, f"database writes fail: {db.write_fault}"

@@ -224,13 +224,19 @@ class VectorIndex:
                 if self._ids.size
                 else np.zeros((2, 0), np.int64)
             )
-            faiss.write_index(self._index, str(directory / (index_file + ".tmp")))
-            with open(directory / (table_file + ".tmp"), "wb") as f:
-                np.save(f, table)
+            try:
+                faiss.write_index(self._index, str(directory / (index_file + ".tmp")))
+                with open(directory / (table_file + ".tmp"), "wb") as f:
+                    np.save(f, table)
+                for name in (index_file, table_file):
+                    _fsync_file(directory / (name + ".tmp"))
+            except BaseException:  # a full disk: give back what the half-written files hold
+                for name in (index_file, table_file):
+                    (directory / (name + ".tmp")).unlink(missing_ok=True)
+                raise
             count, max_id, kind = self.ntotal, self.max_id, self.kind
             self.dirty = 0
         for name in (index_file, table_file):
-            _fsync_file(directory / (name + ".tmp"))
             os.replace(directory / (name + ".tmp"), directory / name)
         manifest = Manifest(
             count=count,

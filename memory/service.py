@@ -117,6 +117,8 @@ class Memory(VectorUpkeep):
         if self.warm_error is None or self._stopping or (task is not None and not task.done()):
             return False
         logger.info("memory: trying the warm-up again ({})", self.warm_error)
+        if task is not None and not task.cancelled():
+            task.exception()  # seen (logged by warm_sync): asyncio must not report it again
         self.warm_error, self._warm_task = None, None
         await self.start()
         return True
@@ -146,7 +148,11 @@ class Memory(VectorUpkeep):
             and self._warm_task.exception()
         ):
             logger.warning("memory warm-up had failed: {}", self._warm_task.exception())
-        await self._offload(self.save_index)
+        try:
+            await self._offload(self.save_index)
+        except (OSError, RuntimeError) as exc:  # FAISS says RuntimeError for a failed write
+            # Derived state: the last saved index (or none) is caught up from SQLite at start.
+            logger.warning("the vector index could not be saved ({}); rebuilt at next start", exc)
         if self._worker is not None:
             self._worker.shutdown(wait=True)
             self._worker = None

@@ -27,3 +27,19 @@ def test_the_lock_file_names_the_holder_only_while_held(tmp_path: Path) -> None:
     with InstanceLock(tmp_path):
         assert (tmp_path / LOCK_NAME).read_text() == f"{os.getpid()}\n"
     assert (tmp_path / LOCK_NAME).read_text() == ""
+
+
+def test_a_full_disk_does_not_keep_the_lock_from_being_taken(tmp_path: Path) -> None:
+    """Found restarting the daemon while its disk was full (bench/faults.py --scenario
+    disk_full): a clean stop empties the lock file, and writing the pid into it again failed
+    with ENOSPC, so the daemon refused to start ("cannot create the lock file")."""
+    from tests.mounts import fill_up, small_tmpfs
+
+    with small_tmpfs(tmp_path / "mnt", size_mb=1) as mnt:
+        with InstanceLock(mnt):
+            pass
+        filler = fill_up(mnt)
+        with InstanceLock(mnt):
+            with pytest.raises(DataDirError, match="another Familiar process"):  # held
+                InstanceLock(mnt).acquire()
+        filler.unlink()

@@ -26,6 +26,7 @@ from bench.fault_scenarios.harness import (
     umount,
     wait_until,
 )
+from bench.fault_scenarios.restart_full import restart_full
 
 
 def admin_heard(ctx: Context, token: str, since: int, words: tuple[str, ...]) -> bool:
@@ -116,8 +117,10 @@ def disk_full(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None:
     if not can_mount():
         trial.notes.append("skipped: needs root to mount a small filesystem")
         return
-    if n % 2:  # every other trial: the disk fills while a stored message is being answered
+    if n % 3 == 1:  # the disk fills while a stored message is being answered
         full_mid_answer(ctx, trial, rng, n)
+    elif n % 3 == 2:  # the daemon restarts (killed, or stopped cleanly) while the disk is full
+        restart_full(ctx, trial, rng, n)
     else:
         storage_fault(ctx, trial, rng, n, "disk_full")
 

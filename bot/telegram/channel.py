@@ -29,7 +29,6 @@ from loguru import logger
 from telegram import BotCommand, BotCommandScopeChat
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
-from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
 from agents.voice import PendingVoice, Transcriber
@@ -51,6 +50,7 @@ from bot.telegram.handlers import BotIdentity, UpdateHandler
 from bot.telegram.inbox import Inbox
 from bot.telegram.limits import ChatPacer, TokenBucket
 from bot.telegram.photos import PhotoReader
+from bot.telegram.reach import ReachRequest, TelegramReach
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.transport import TelegramTransport, retry_after_seconds
 from bot.telegram.unstored import UnstoredNotices
@@ -114,12 +114,16 @@ class TelegramChannel(Service):
             if self.tg.global_max_per_s
             else None
         )
+        self.reach = TelegramReach()  # whether Telegram answers: the dispatcher's retries ask
         self.bot: ExtBot[Any] = ExtBot(
             self.tg.token.get_secret_value(),
             base_url=self.tg.base_url,
             base_file_url=file_base_url(self.tg.base_url),
-            request=HTTPXRequest(connection_pool_size=64, read_timeout=15.0, connect_timeout=10.0),
-            get_updates_request=HTTPXRequest(
+            request=ReachRequest(
+                self.reach, connection_pool_size=64, read_timeout=15.0, connect_timeout=10.0
+            ),
+            get_updates_request=ReachRequest(
+                self.reach,
                 connection_pool_size=2,
                 read_timeout=self.tg.poll_timeout_s + 15.0,
                 connect_timeout=10.0,
@@ -160,7 +164,7 @@ class TelegramChannel(Service):
         self._status = (Status.DEGRADED, "connecting to Telegram")
         self._task: asyncio.Task[None] | None = None
         self.dispatcher = UpdateDispatcher(
-            db, self.inbox, self.handler, self.bot, self.tg, self._rejected
+            db, self.inbox, self.handler, self.bot, self.tg, self._rejected, self.reach
         )
         self._webhook_server: Any = None
         # The scheduled job (registered by the composition root) that answers kept recordings.

@@ -5,8 +5,11 @@ hands each stored update to ``UpdateDispatcher.dispatch``. The dispatcher runs i
 chat's turn lock (so a chat's updates, and late voice answers, are handled one at a time) and a
 global concurrency bound, marks it done in the inbox, and retries it with backoff while
 Telegram is unreachable, still holding the chat's turn (its later updates wait: order kept);
-those retries do not count toward the poison limit (only a timeout does), so an outage of any
-length loses no message.
+those retries do not count toward the poison limit while Telegram really is away (no Bot API
+call got an answer since the update's previous connection failure: ``TelegramReach``), so an
+outage of any length loses no message. Once Telegram answers other calls and this update
+still cannot get through, its tries count, and at the limit it is given up, its sender (never
+a stranger) and the admins told.
 An update whose handling hit a storage fault (the disk filled, the directory turned read-only:
 after its message was stored, before its answer was) stays pending and is tried again every few
 seconds, the sender told once why; once storage works it is finished as a replay (the stored
@@ -32,6 +35,7 @@ from bot.settings import TelegramSettings
 from bot.telegram.access import Role
 from bot.telegram.handlers import UpdateHandler
 from bot.telegram.inbox import Inbox, chat_key, sender_of
+from bot.telegram.reach import TelegramReach
 from bot.telegram.reporting import gave_up_notice
 from bot.telegram.transport import retry_after_seconds
 from bot.telegram.unstored import unfinished_notice
@@ -41,7 +45,8 @@ STORAGE_RETRY_MAX_S = 5.0  # storage back (space freed): the update is finished 
 
 
 def telegram_absent(exc: BaseException) -> bool:
-    """Telegram's absence, not the update's fault, so not counted toward the poison limit: flood
+    """Telegram's absence, not the update's fault, so not counted toward the poison limit (a
+    connection failure only while Telegram answers nothing else: ``UpdateDispatcher``): flood
     control, or a connection refused, reset or cut (PTB raises ``NetworkError`` from the HTTP
     library's transport error). A timeout may be the update's own (an upload that never ends),
     and a ``NetworkError`` from Telegram's answer (413 "file too large", a 5xx) is about this
@@ -65,6 +70,7 @@ class UpdateDispatcher:
         bot: ExtBot[Any],
         tg: TelegramSettings,
         on_rejected: Callable[[], None],
+        reach: TelegramReach | None = None,
     ) -> None:
         self.db = db
         self.inbox = inbox
@@ -77,6 +83,9 @@ class UpdateDispatcher:
         self._chat_locks: dict[int, tuple[asyncio.Lock, int]] = {}
         self._sem = asyncio.Semaphore(tg.max_concurrent_updates)
         self.drafts = AnswerDrafts(db)
+        self.reach = reach or TelegramReach()  # without one: Telegram never seen answering
+        # update id -> when its latest try failed to reach Telegram (a connection failure)
+        self._unreached: dict[int, float] = {}
 
     async def drain(self, grace: float) -> None:
         """Let updates in hand finish briefly; the rest stay pending in the inbox for next start."""
@@ -170,6 +179,19 @@ class UpdateDispatcher:
                     await asyncio.sleep(retry)
         finally:
             self._in_flight.discard(update_id)
+            self._unreached.pop(update_id, None)
+
+    def _counts(self, update_id: int, exc: BaseException) -> bool:
+        """Whether this failed try's successor counts toward the poison limit. Flood control
+        never does; a connection failure does only once Telegram answered some call since
+        this update's previous connection failure (then it is away for this update alone)."""
+        if isinstance(exc, RetryAfter):
+            return False
+        if not telegram_absent(exc):
+            return True
+        previous = self._unreached.get(update_id)
+        self._unreached[update_id] = self.reach.clock()
+        return previous is not None and self.reach.answered_since(previous)
 
     async def _tell_unfinished(self, payload: dict[str, Any], fault: str) -> bool:
         """Tell the sender (never a stranger) once why the answer is late; whether it was said."""
@@ -222,15 +244,19 @@ class UpdateDispatcher:
             self.on_rejected()
             return None
         except (NetworkError, RetryAfter) as exc:
-            counts = not telegram_absent(exc)
+            counts = self._counts(update_id, exc)
             if not counts or attempts < self.tg.max_attempts:
                 delay = min(self.tg.retry_max_s, 2.0**attempts)
                 if isinstance(exc, RetryAfter):
                     delay = retry_after_seconds(exc)
                 logger.warning("update {}: Telegram unreachable ({}); retrying", update_id, exc)
                 return delay, counts
-            logger.error("update {}: giving up after {} attempts ({})", update_id, attempts, exc)
             await self.db.run(self.inbox.finish, update_id, "failed")
+            user_id = sender_of(payload)
+            stranger = user_id is None or self.handler.access.role(user_id) is Role.STRANGER
+            await self.handler.reporter.gave_up(
+                update_id, attempts, chat_key(payload), user_id, not stranger, str(exc)
+            )
             return None
         await self.db.run(self.inbox.finish, update_id)
         return None

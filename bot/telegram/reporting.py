@@ -1,6 +1,7 @@
 """The one error handler: log the traceback with the update id, tell the user briefly with a
 short reference, and tell the admins at most once per error kind per interval. An update given
-up after repeated crashes (the inbox's poison limit) is told once to its sender and the admins."""
+up after repeated crashes (the inbox's poison limit), or whose answer Telegram kept refusing, is
+told once to its sender and the admins."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ def gave_up_notice(attempts: int) -> str:
     return (
         "Sorry, I could not answer one of your messages: I stopped while handling it "
         f"{attempts} times, so I gave up on it. Please send it again, perhaps worded differently."
+    )
+
+
+def refused_notice(attempts: int) -> str:
+    return (
+        "Sorry, I could not answer one of your messages: Telegram did not take my answer in "
+        f"{attempts} tries, so I gave up on it. Please send it again, perhaps worded differently."
     )
 
 
@@ -64,22 +72,34 @@ class ErrorReporter:
         chat_id: int | None,
         user_id: int | None,
         tell_sender: bool = True,
+        refused: str | None = None,
     ) -> None:
-        """An update whose every start ended in a crash or kill is dropped: say so, once.
-        ``tell_sender`` False: a stranger, or one told in the cut-off answer's own message."""
+        """An update whose every start ended in a crash or kill, or (``refused``: the last
+        error) whose answer Telegram would not take while it answered other calls, is dropped:
+        say so, once. ``tell_sender`` False: a stranger, or one told in the cut-off answer's
+        own message."""
+        how = f"Telegram refused its answer ({refused})" if refused else "started"
         logger.error(
-            "update {} dropped: started {} times without finishing (chat {}, user {})",
+            "update {} dropped: {} {} times (chat {}, user {})",
             update_id,
+            how,
             attempts,
             chat_id,
             user_id,
         )
         if chat_id is not None and tell_sender:
-            await self._safe(chat_id, gave_up_notice(attempts))
+            notice = refused_notice if refused else gave_up_notice
+            await self._safe(chat_id, notice(attempts))
+        why = (
+            f"Telegram did not take its answer in {attempts} tries ({refused[:200]}), though "
+            "it answered other calls meanwhile"
+            if refused
+            else f"it was started {attempts} times and the daemon stopped or crashed each time "
+            "before it was handled"
+        )
         text = (
-            f"⚠️ Dropped update {update_id} (chat {chat_id}, user {user_id}): it was started "
-            f"{attempts} times and the daemon stopped or crashed each time before it was "
-            f"handled. The sender was told. The log around 'update {update_id}' shows why."
+            f"⚠️ Dropped update {update_id} (chat {chat_id}, user {user_id}): {why}. The sender "
+            f"was told. The log around 'update {update_id}' shows why."
         )
         for admin in self.admins:
             await self._safe(admin, text)

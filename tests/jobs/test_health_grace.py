@@ -70,3 +70,17 @@ def test_a_problem_that_outlasts_the_grace_period_is_told_once_then_changes_only
     clock.now += 300
     asyncio.run(watch.run())
     assert told[1:] == ["✅ Familiar is healthy"]
+
+
+def test_a_storage_failure_told_while_starting_up_leaves_out_the_start_up_noise() -> None:
+    """Found restarting the daemon on a full disk: its alert listed "memory_index: still
+    loading" and "telegram: connecting to Telegram" beside the full disk, start-up noise the
+    grace period exists to keep from admins."""
+    clock = Clock()
+    state = {"model": Status.DEGRADED}
+    watch, told = _watch(state, clock)
+    watch.registry.register(
+        "storage", lambda: CheckResult("storage", Status.FAILING, "the disk is full")
+    )
+    asyncio.run(watch.run())
+    assert told == ["🛑 Familiar is failing\n🛑 storage: the disk is full"]

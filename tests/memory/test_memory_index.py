@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -115,3 +116,71 @@ def test_approximate_recall_against_exact() -> None:
         ]
     )
     assert recall >= 0.95
+
+
+def test_a_save_on_a_full_disk_leaves_the_last_index_and_no_partial_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Found stopping the daemon while its disk was full (bench/faults.py --scenario disk_full):
+    the index save failed half-way, its partial file stayed behind holding the last free
+    bytes, and the stop failed ("memory failed while stopping", exit 1)."""
+    from memory.db import Database
+    from memory.schema import migrations
+    from memory.service import Memory
+    from memory.settings import MemorySettings
+    from tests.mounts import fill_up, small_tmpfs
+
+    with small_tmpfs(tmp_path / "mnt", size_mb=4) as mnt:
+        db = Database.open(tmp_path / "familiar.db", [migrations])  # off the full disk
+        memory = Memory(db, HashingEmbedder(), MemorySettings(), mnt / "index")
+        try:
+            memory.warm_sync()
+            for t in TEXTS[:2]:
+                run(memory.add_memory(t, Scope(1)))
+            memory.save_index()
+            saved = sorted(p.name for p in (mnt / "index").iterdir())
+            for t in TEXTS[2:]:
+                run(memory.add_memory(t, Scope(1)))
+            filler = fill_up(mnt)
+            filler.write_bytes(b"\0" * (filler.stat().st_size - 2048))  # room for a part only
+            run(memory.stop())  # a warning, not a failed stop
+            assert sorted(p.name for p in (mnt / "index").iterdir()) == saved
+            loaded, why = VectorIndex.load(mnt / "index", dim=256, model="hashing-256")
+            assert loaded is not None and loaded.ntotal == 2, why
+        finally:
+            db.close()
+
+
+def test_a_warm_up_tried_again_leaves_no_unretrieved_error_behind(make_memory) -> None:  # type: ignore[no-untyped-def]
+    """Found restarting the daemon while its disk was full: each retry of a failed warm-up
+    dropped the failed one's future unseen, and asyncio logged "Future exception was never
+    retrieved" with the whole traceback again, once per retry."""
+    import gc
+    import sqlite3
+
+    class FullDiskOnce(HashingEmbedder):
+        failures = 1
+
+        def load(self) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise sqlite3.OperationalError("database or disk is full")
+
+    memory = make_memory(FullDiskOnce(), warm=False)
+    reported: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+        await memory.start()
+        for _ in range(1000):  # the warm-up runs on a thread of its own
+            if memory.warm_error is not None:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # the failed future is settled on the loop
+        assert await memory.retry_warm()
+        await memory.wait_ready()
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert memory.index is not None and memory.warm_error is None
+    assert reported == []

@@ -13,6 +13,7 @@ from bot.core.schema import migrations
 from bot.telegram.channel import TelegramChannel, menu_commands
 from bot.telegram.inbox import Inbox, chat_key
 from bot.telegram.limits import TokenBucket
+from bot.telegram.reach import ReachRequest
 from memory.db import Database
 from memory.health import HealthRegistry, Status
 from tests.telegram.conftest import free_port
@@ -86,6 +87,9 @@ def test_unreachable_telegram_keeps_the_channel_up_and_degraded(
         await asyncio.sleep(1.5)
         results = await health.run()
         await channel.stop()
+        # Its calls are recorded where its dispatcher looks: none answered (refused, all).
+        assert isinstance(channel.bot.request, ReachRequest)
+        assert channel.dispatcher.reach is channel.reach and channel.reach.last_answer is None
         return results
 
     results = asyncio.run(run())
@@ -241,9 +245,10 @@ def test_a_storage_fault_mid_answer_is_retried_told_once_and_not_counted(tmp_pat
     assert inbox.attempts(1) == 1
 
 
-def _dispatch_one(tmp_path: Path, answer, text: str, retry_max_s: float):  # type: ignore[no-untyped-def]
+def _dispatch_one(tmp_path: Path, answer, text: str, retry_max_s: float, reach=None):  # type: ignore[no-untyped-def]
     """One update handed to a real dispatcher over a rig whose assistant answers with
-    ``answer``, run until it is finished or given up (20 s at most); (rig, inbox)."""
+    ``answer`` (and whose record of Telegram's answers is ``reach``), run until it is finished
+    or given up (20 s at most); (rig, inbox)."""
     from bot.settings import TelegramSettings
     from bot.telegram.dispatch import UpdateDispatcher
     from tests.telegram.helpers import ALLOWED, build_rig, message
@@ -252,7 +257,7 @@ def _dispatch_one(tmp_path: Path, answer, text: str, retry_max_s: float):  # typ
     rig.assistant.answer_text = answer
     inbox = Inbox(rig.db, max_attempts=3)
     tg = TelegramSettings(retry_max_s=retry_max_s)
-    dispatcher = UpdateDispatcher(rig.db, inbox, rig.handler, None, tg, lambda: None)  # type: ignore[arg-type]
+    dispatcher = UpdateDispatcher(rig.db, inbox, rig.handler, None, tg, lambda: None, reach)  # type: ignore[arg-type]
 
     async def main() -> None:
         for update_id, payload in inbox.add([message(ALLOWED, text, update_id=1)]):
@@ -269,22 +274,23 @@ def test_telegram_unreachable_longer_than_the_retries_loses_no_message(tmp_path:
     message being answered when Telegram went away was given up ("failed") after three quick
     retries. Refused or reset connections are Telegram's absence, not the update's fault: they
     do not count toward the poison limit, and the update is answered once Telegram is back."""
-    from telegram.error import NetworkError
 
     from bot.core.transport import Transport
     from bot.core.types import Incoming, Reply
+    from bot.telegram.reach import TelegramReach
     from tests.telegram.helpers import ALLOWED
 
     down = [6]  # six tries find Telegram away, twice the poison limit
+    reach = TelegramReach()
+    reach.answered()  # it answered before the outage; nothing answers during it
 
     async def answer(msg: Incoming, transport: Transport) -> None:
         if down[0]:
             down[0] -= 1
-            cause = httpx.ConnectError("All connection attempts failed")  # as PTB raises it
-            raise NetworkError(f"httpx.ConnectError: {cause}") from cause
+            raise unreachable()
         await transport.send(msg.chat_id, Reply(f"answer to: {msg.text}"))
 
-    rig, inbox = _dispatch_one(tmp_path, answer, "first", 0.2)
+    rig, inbox = _dispatch_one(tmp_path, answer, "first", 0.2, reach)
     assert [r.text for chat, r in rig.transport.sent if chat == ALLOWED] == ["answer to: first"]
     assert inbox.counts() == {"done": 1}
     assert inbox.attempts(1) == 1
@@ -309,3 +315,91 @@ def test_an_update_telegram_keeps_refusing_is_given_up_not_retried_for_ever(tmp_
     _, inbox = _dispatch_one(tmp_path, answer, "send me the file", 0.05)
     assert tries[0] == 3 and inbox.counts() == {"failed": 1}
     assert not telegram_absent(NetworkError("Bad Gateway"))
+
+
+def unreachable() -> Exception:
+    """A connection refused, as PTB raises it (a NetworkError from httpx's ConnectError)."""
+    from telegram.error import NetworkError
+
+    cause = httpx.ConnectError("All connection attempts failed")
+    try:
+        raise NetworkError(f"httpx.ConnectError: {cause}") from cause
+    except NetworkError as exc:
+        return exc
+
+
+def test_an_update_that_cannot_reach_telegram_while_others_do_is_given_up_and_told(
+    tmp_path: Path,
+) -> None:
+    """Issue #19: a connection failure went uncounted on the assumption that Telegram was away
+    for everyone. When Telegram answers other calls (the poller, other chats) between this
+    update's failures, the failures are its own: they count, and at the poison limit it is
+    given up with its sender and the admins told, instead of holding its chat's turn for ever."""
+    from bot.core.transport import Transport
+    from bot.core.types import Incoming
+    from bot.telegram.reach import TelegramReach
+    from tests.telegram.helpers import ADMIN, ALLOWED
+
+    reach = TelegramReach()
+    tries = [0]
+
+    async def answer(msg: Incoming, transport: Transport) -> None:
+        tries[0] += 1
+        reach.answered()  # another chat's send got through since this one's last failure
+        raise unreachable()
+
+    rig, inbox = _dispatch_one(tmp_path, answer, "first", 0.05, reach)
+    assert inbox.counts() == {"failed": 1}
+    assert tries[0] == 4  # the first failure is not counted: Telegram may have been away
+    [told] = [r.text for chat, r in rig.transport.sent if chat == ALLOWED]
+    assert "could not answer" in told and "Telegram did not take my answer" in told
+    [alert] = [r.text for chat, r in rig.transport.sent if chat == ADMIN]
+    assert "Dropped update 1" in alert and "answered other calls" in alert
+
+
+def test_the_bot_api_request_records_each_answer_and_no_refused_connection() -> None:
+    """What the dispatcher's counting rests on: any HTTP answer (a 500 too) is Telegram
+    answering; a refused connection is not."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from telegram.error import NetworkError
+
+    from bot.telegram.reach import ReachRequest, TelegramReach
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(500)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    reach = TelegramReach()
+    request = ReachRequest(reach, connect_timeout=2.0)
+
+    async def call(url: str) -> int:
+        await request.initialize()
+        try:
+            status, _ = await request.do_request(url, "POST")
+            return status
+        finally:
+            await request.shutdown()
+
+    try:
+        closed = f"http://127.0.0.1:{free_port()}/botX/getMe"
+        try:
+            asyncio.run(call(closed))
+            raise AssertionError("a refused connection raised nothing")
+        except NetworkError:
+            pass
+        assert reach.last_answer is None
+        assert asyncio.run(call(f"http://127.0.0.1:{server.server_port}/botX/getMe")) == 500
+        assert reach.last_answer is not None and reach.answered_since(reach.last_answer - 1)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,10 +5,10 @@ once, and it answers by itself within seconds of the fault ending. Needs root (m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +73,31 @@ def answered(emulator: Emulator, token: str, tag: str) -> bool:
     return any(tag in t and ANSWER in t for t in texts(emulator, token, BOB))
 
 
+def up_again(run: DaemonRun) -> str:
+    """ "connected" once the daemon has reached Telegram a second time (its log is kept)."""
+    return "connected" if run.log_text().count("connected to Telegram") >= 2 else ""
+
+
+def answers_hello(run: DaemonRun, emulator: Emulator, token: str) -> DaemonRun:
+    emulator.say(token, BOB, "hello before")
+    assert wait(lambda: answered(emulator, token, "hello before"), 60), run.log_text()[-3000:]
+    return run
+
+
+@contextlib.contextmanager
+def daemon_on_tmpfs(
+    tmp_path: Path, emulator: Emulator, stub: LLMStub, token: str
+) -> Iterator[tuple[Path, DaemonRun]]:
+    """(mount point, run): a daemon whose data directory is on a 64 MB tmpfs, having answered
+    BOB's "hello before"; stopped and unmounted at the end (a test may stop it earlier)."""
+    with small_tmpfs(tmp_path / "mnt", size_mb=64) as mnt:
+        run = start_daemon(mnt / "data", token, emulator, stub)
+        try:
+            yield mnt, answers_hello(run, emulator, token)
+        finally:
+            run.stop(signal.SIGTERM)
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.timeout(240)
@@ -80,58 +105,48 @@ def test_disk_full_the_sender_and_admins_hear_once_and_it_recovers_by_itself(
     tmp_path: Path, emulator: Emulator, stub: LLMStub
 ) -> None:
     token = f"{os.getpid()}91:storage-full"
-    with small_tmpfs(tmp_path / "mnt", size_mb=64) as mnt:
-        run = start_daemon(mnt / "data", token, emulator, stub)
-        try:
-            emulator.say(token, BOB, "hello before")
-            assert wait(lambda: answered(emulator, token, "hello before"), 60)
-            admin_before = len(texts(emulator, token, ADMIN))
-            filler = fill_up(mnt)
-            emulator.say(token, BOB, "while full one")
-            emulator.say(token, EVE, "a stranger while full")
-            assert wait(lambda: len(texts(emulator, token, BOB)) >= 2, 30), run.log_text()[-3000:]
-            notice = texts(emulator, token, BOB)[1]
-            assert "could not store your message" in notice and "space is freed" in notice
-            assert wait(lambda: len(texts(emulator, token, ADMIN)) > admin_before, 30), (
-                "the admins were not told"
-            )
-            time.sleep(8)  # the poller retries every few seconds: still one notice, one alert
-            emulator.say(token, BOB, "while full two")
-            assert wait(
-                lambda: sum("could not store" in t for t in texts(emulator, token, BOB)) >= 2, 20
-            )
-            time.sleep(8)
-            bob = texts(emulator, token, BOB)
-            assert sum("could not store" in t for t in bob) == 2, bob  # one per message
-            alerts = texts(emulator, token, ADMIN)[admin_before:]
-            assert len(alerts) == 1, "\n----\n".join(alerts)
-            alert = alerts[0]
-            assert "failing" in alert and "the disk is full" in alert
-            assert texts(emulator, token, EVE) == []  # strangers hear nothing, full disk or not
-            assert run.proc is not None and run.proc.poll() is None  # still up
+    with daemon_on_tmpfs(tmp_path, emulator, stub, token) as (mnt, run):
+        admin_before = len(texts(emulator, token, ADMIN))
+        filler = fill_up(mnt)
+        emulator.say(token, BOB, "while full one")
+        emulator.say(token, EVE, "a stranger while full")
+        assert wait(lambda: len(texts(emulator, token, BOB)) >= 2, 30), run.log_text()[-3000:]
+        notice = texts(emulator, token, BOB)[1]
+        assert "could not store your message" in notice and "space is freed" in notice
+        assert wait(lambda: len(texts(emulator, token, ADMIN)) > admin_before, 30), (
+            "the admins were not told"
+        )
+        time.sleep(8)  # the poller retries every few seconds: still one notice, one alert
+        emulator.say(token, BOB, "while full two")
+        assert wait(
+            lambda: sum("could not store" in t for t in texts(emulator, token, BOB)) >= 2, 20
+        )
+        time.sleep(8)
+        bob = texts(emulator, token, BOB)
+        assert sum("could not store" in t for t in bob) == 2, bob  # one per message
+        alerts = texts(emulator, token, ADMIN)[admin_before:]
+        assert len(alerts) == 1, "\n----\n".join(alerts)
+        alert = alerts[0]
+        assert "failing" in alert and "the disk is full" in alert
+        assert texts(emulator, token, EVE) == []  # strangers hear nothing, full disk or not
+        assert run.proc is not None and run.proc.poll() is None  # still up
 
-            filler.unlink()
-            freed = time.monotonic()
-            assert wait(
-                lambda: (
-                    answered(emulator, token, "while full one")
-                    and answered(emulator, token, "while full two")
-                ),
-                30,
-            ), run.log_text()[-3000:]
-            assert time.monotonic() - freed < 20  # by itself, promptly
-            assert wait(lambda: len(texts(emulator, token, ADMIN)) == admin_before + 2, 30)
-            recovered = texts(emulator, token, ADMIN)[-1]
-            assert "storage" not in recovered and "full" not in recovered, recovered
-        finally:
-            run.stop(signal.SIGTERM)
-        conn = sqlite3.connect(mnt / "data" / "familiar.db")
-        try:
-            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            pending = conn.execute("SELECT count(*) FROM inbox WHERE state = 'pending'")
-            assert pending.fetchone()[0] == 0
-        finally:
-            conn.close()
+        filler.unlink()
+        freed = time.monotonic()
+        assert wait(
+            lambda: (
+                answered(emulator, token, "while full one")
+                and answered(emulator, token, "while full two")
+            ),
+            30,
+        ), run.log_text()[-3000:]
+        assert time.monotonic() - freed < 20  # by itself, promptly
+        assert wait(lambda: len(texts(emulator, token, ADMIN)) == admin_before + 2, 30)
+        recovered = texts(emulator, token, ADMIN)[-1]
+        assert "storage" not in recovered and "full" not in recovered, recovered
+        run.stop(signal.SIGTERM)
+        assert run.query("PRAGMA integrity_check") == [("ok",)]
+        assert run.query("SELECT count(*) FROM inbox WHERE state = 'pending'") == [(0,)]
 
 
 @pytest.mark.e2e
@@ -154,40 +169,35 @@ def test_disk_full_after_the_message_is_stored_it_is_answered_once_space_returns
         return reply
 
     stub.responder = respond
-    with small_tmpfs(tmp_path / "mnt", size_mb=64) as mnt:
-        run = start_daemon(mnt / "data", token, emulator, stub)
-        try:
-            emulator.say(token, BOB, "hello before")
-            assert wait(lambda: answered(emulator, token, "hello before"), 60)
-            emulator.say(token, BOB, "a question mid answer")
-            assert asked.wait(60), run.log_text()[-3000:]
-            filler = fill_up(mnt)
-            filled.set()
-            assert wait(lambda: any("could not" in t for t in texts(emulator, token, BOB)), 30), (
-                texts(emulator, token, BOB)
-            )
-            time.sleep(6)  # it keeps trying while the disk is full: still one notice
-            told = [t for t in texts(emulator, token, BOB) if "could not" in t]
-            assert len(told) == 1 and "space is freed" in told[0], texts(emulator, token, BOB)
-            assert not any("went wrong" in t for t in texts(emulator, token, BOB))
-            assert run.proc is not None and run.proc.poll() is None
+    with daemon_on_tmpfs(tmp_path, emulator, stub, token) as (mnt, run):
+        emulator.say(token, BOB, "a question mid answer")
+        assert asked.wait(60), run.log_text()[-3000:]
+        filler = fill_up(mnt)
+        filled.set()
+        assert wait(lambda: any("could not" in t for t in texts(emulator, token, BOB)), 30), texts(
+            emulator, token, BOB
+        )
+        time.sleep(6)  # it keeps trying while the disk is full: still one notice
+        told = [t for t in texts(emulator, token, BOB) if "could not" in t]
+        assert len(told) == 1 and "space is freed" in told[0], texts(emulator, token, BOB)
+        assert not any("went wrong" in t for t in texts(emulator, token, BOB))
+        assert run.proc is not None and run.proc.poll() is None
 
-            filler.unlink()
-            assert wait(
-                lambda: (
-                    run.query(
-                        "SELECT count(*) FROM messages WHERE role = 'assistant' AND text LIKE ?",
-                        f"%{ANSWER}%mid answer%",
-                    )
-                    == [(1,)]
-                ),
-                30,
-            ), run.log_text()[-3000:]
-            assert wait(lambda: answered(emulator, token, "mid answer"), 30)
-            emulator.say(token, BOB, "after the disk was freed")
-            assert wait(lambda: answered(emulator, token, "after the disk was freed"), 30)
-        finally:
-            run.stop(signal.SIGTERM)
+        filler.unlink()
+        assert wait(
+            lambda: (
+                run.query(
+                    "SELECT count(*) FROM messages WHERE role = 'assistant' AND text LIKE ?",
+                    f"%{ANSWER}%mid answer%",
+                )
+                == [(1,)]
+            ),
+            30,
+        ), run.log_text()[-3000:]
+        assert wait(lambda: answered(emulator, token, "mid answer"), 30)
+        emulator.say(token, BOB, "after the disk was freed")
+        assert wait(lambda: answered(emulator, token, "after the disk was freed"), 30)
+        run.stop(signal.SIGTERM)
         bob = texts(emulator, token, BOB)
         assert sum("mid answer" in t and ANSWER in t for t in bob) == 1, bob
         assert run.query(
@@ -200,27 +210,59 @@ def test_disk_full_after_the_message_is_stored_it_is_answered_once_space_returns
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+def test_a_restart_while_the_disk_is_full_comes_up_tells_everyone_and_loses_nothing(
+    tmp_path: Path, emulator: Emulator, stub: LLMStub
+) -> None:
+    """Found by bench/faults.py --scenario disk_full (restart_full): stopped cleanly (as systemd
+    restarts it) and started again on a full disk, the daemon exited 2 ("cannot create the lock
+    file", then "not a valid SQLite database ... restore the latest backup": no room for the
+    WAL index), which systemd does not restart: down for good, nobody told."""
+    token = f"{os.getpid()}95:storage-restart-full"
+    with daemon_on_tmpfs(tmp_path, emulator, stub, token) as (mnt, run):
+        run.stop(signal.SIGTERM)
+        stored = run.query("SELECT role, text FROM messages ORDER BY id")
+        filler = fill_up(mnt)
+        emulator.say(token, BOB, "sent while it was down")
+        admin_before = len(texts(emulator, token, ADMIN))
+        run.start()
+        proc = run.proc
+        assert proc is not None
+        assert wait(lambda: up_again(run) or proc.poll() is not None, 60)
+        assert up_again(run), run.log_text()[-3000:]  # not exited: exit 2 is never restarted
+        assert wait(lambda: any("could not store" in t for t in texts(emulator, token, BOB)), 20)
+        assert wait(lambda: len(texts(emulator, token, ADMIN)) > admin_before, 20)
+        [alert] = texts(emulator, token, ADMIN)[admin_before:]
+        assert "failing" in alert and "the disk is full" in alert, alert
+        assert run.proc is not None and run.proc.poll() is None
+
+        filler.unlink()
+        assert wait(lambda: answered(emulator, token, "sent while it was down"), 20), (
+            run.log_text()[-3000:]
+        )
+        run.stop(signal.SIGTERM)
+        after = run.query("SELECT role, text FROM messages ORDER BY id")
+        assert after[: len(stored)] == stored and len(stored) == 2  # nothing stored is lost
+        assert run.query("PRAGMA integrity_check") == [("ok",)]
+        assert run.query("SELECT count(*) FROM inbox WHERE state = 'pending'") == [(0,)]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_a_read_only_data_directory_alerts_the_admins_and_recovers(
     tmp_path: Path, emulator: Emulator, stub: LLMStub
 ) -> None:
     token = f"{os.getpid()}92:storage-ro"
-    with small_tmpfs(tmp_path / "mnt", size_mb=64) as mnt:
-        data = mnt / "data"
-        run = start_daemon(data, token, emulator, stub)
-        try:
-            emulator.say(token, BOB, "hello before")
-            assert wait(lambda: answered(emulator, token, "hello before"), 60)
-            with read_only(data):
-                # The open database files still work, so no write fails: the admins hear all
-                # the same, from the storage probe, not at the next scheduled health run.
-                assert wait(
-                    lambda: any("read-only" in t for t in texts(emulator, token, ADMIN)), 60
-                ), run.log_text()[-3000:]
-                assert run.proc is not None and run.proc.poll() is None
-            emulator.say(token, BOB, "after read-only")
-            assert wait(lambda: answered(emulator, token, "after read-only"), 60)
-        finally:
-            run.stop(signal.SIGTERM)
+    with daemon_on_tmpfs(tmp_path, emulator, stub, token) as (mnt, run):
+        with read_only(mnt / "data"):
+            # The open database files still work, so no write fails: the admins hear all
+            # the same, from the storage probe, not at the next scheduled health run.
+            assert wait(lambda: any("read-only" in t for t in texts(emulator, token, ADMIN)), 60), (
+                run.log_text()[-3000:]
+            )
+            assert run.proc is not None and run.proc.poll() is None
+        emulator.say(token, BOB, "after read-only")
+        assert wait(lambda: answered(emulator, token, "after read-only"), 60)
 
 
 @pytest.mark.e2e
@@ -235,8 +277,7 @@ def test_a_database_file_replaced_under_the_daemon_alerts_the_admins_once(
     data = tmp_path / "run" / "data"
     run = start_daemon(data, token, emulator, stub)
     try:
-        emulator.say(token, BOB, "hello before")
-        assert wait(lambda: answered(emulator, token, "hello before"), 60)
+        answers_hello(run, emulator, token)
         before = len(texts(emulator, token, ADMIN))
         shutil.copyfile(data / "familiar.db", data / "copy.db")
         os.replace(data / "copy.db", data / "familiar.db")
