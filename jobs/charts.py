@@ -3,7 +3,8 @@
 Each chart is built in two steps: a ``*_figure`` function that draws the data it is given onto
 a new ``Figure`` (no pyplot, so no global state and safe on any thread), and ``png`` that
 renders and closes it. Callers on the event loop use ``render`` (both steps on a worker
-thread). Tests read what a figure shows from its artists before it is rendered.
+thread). Tests read what a figure shows from its artists before it is rendered. matplotlib is
+imported when a chart is first drawn, not at start: it is a second of every daemon start.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ import asyncio
 import io
 from collections.abc import Callable, Sequence
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 110
 
 
 def png(figure: Figure) -> bytes:
     """The figure as PNG bytes (Agg, no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
@@ -40,6 +43,8 @@ def loss_figure(
 ) -> Figure:
     """Training loss per step; held-out loss before (the base model: a fresh adapter changes
     nothing) and after training; and the evaluation as a table under the curve."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(7, 5.2))
     grid = figure.add_gridspec(2, 1, height_ratios=(3, 1.3))
     ax = figure.add_subplot(grid[0])
@@ -95,6 +100,8 @@ def evaluation_rows(e: dict[str, Any]) -> list[list[str]]:
 # -- activity -----------------------------------------------------------------------------------
 def activity_figure(title: str, hours: Sequence[str], messages: Sequence[int]) -> Figure:
     """Messages per hour of the period (``hours`` are the bars' labels, e.g. "14:00")."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(8, 3.2))
     ax = figure.add_subplot()
     positions = list(range(len(messages)))
@@ -110,6 +117,8 @@ def activity_figure(title: str, hours: Sequence[str], messages: Sequence[int]) -
 # -- usage --------------------------------------------------------------------------------------
 def usage_figure(title: str, days: Sequence[date], tokens: Sequence[int]) -> Figure:
     """Tokens (as counted against the budget) per day."""
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(7, 3.2))
     ax = figure.add_subplot()
     positions = list(range(len(tokens)))

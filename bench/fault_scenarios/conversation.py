@@ -101,11 +101,11 @@ def conversation(ctx: Context, trial: Trial, rng: random.Random, n: int) -> None
                 rows = run.query(
                     "SELECT count(*) FROM messages WHERE role = 'user' AND text LIKE ?", like
                 )
-            elif kind == "remember":
+            elif (
+                kind == "remember"
+            ):  # "my code word is B" supersedes "... is A": A stays as history
                 rows = run.query(
-                    "SELECT count(*) FROM memories WHERE kind = 'fact' AND text LIKE ? "
-                    "AND superseded_by IS NULL",
-                    like,
+                    "SELECT count(*) FROM memories WHERE kind = 'fact' AND text LIKE ?", like
                 )
             else:
                 rows = run.query(

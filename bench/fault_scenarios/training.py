@@ -115,6 +115,9 @@ def training_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> Non
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = step() if db.exists() else 0
+    # Killed after the run had written its adapter and record: the rerun returns that result
+    # as it is (nothing to resume), and the adapter must still be the reference's.
+    finished = (root / "out" / "training.json").is_file()
     restarted = time.monotonic()
     again = familiar(env, *args)
     trial.recovery_s = time.monotonic() - restarted
@@ -124,7 +127,9 @@ def training_kill(ctx: Context, trial: Trial, rng: random.Random, n: int) -> Non
         return
     record = json.loads((root / "out" / "training.json").read_text())
     resumed = record["result"].get("resumed_from")
-    if killed_at >= 5 and not resumed:
+    if finished:
+        trial.notes.append(f"killed at step {killed_at}, after the run had finished")
+    elif killed_at >= 5 and not resumed:
         trial.fail(f"killed at step {killed_at}, the rerun started from scratch")
         trial.rows_lost += 1
     got = adapter_tensors(root / "out")

@@ -193,3 +193,15 @@ def test_usage_week_charts_the_last_seven_days(db: Database) -> None:
     [(chat, image, _)] = transport.photos
     assert chat == 5
     opened(image)
+
+
+def test_the_daemon_does_not_load_matplotlib_until_it_draws() -> None:
+    """matplotlib is about a second of every start (and of every end-to-end test's daemon)."""
+    import subprocess
+    import sys
+
+    code = "import sys, bot.daemon.run; print('matplotlib' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "False"
