@@ -105,7 +105,9 @@ class UpdateDispatcher:
             allowed = user_id is not None and self.handler.access.role(user_id) is not Role.STRANGER
             # Said in the cut-off answer's own message where there is one, else in a new one.
             tell = allowed and not await self._mark_cut_off(payload, attempts)
-            await self.handler.reporter.gave_up(update_id, attempts, chat_id, user_id, tell)
+            await self.handler.reporter.gave_up(
+                update_id, attempts, chat_id, user_id, tell, stranger=not allowed
+            )
         return len(dropped)
 
     async def _mark_cut_off(self, payload: dict[str, Any], attempts: int) -> bool:
@@ -255,7 +257,7 @@ class UpdateDispatcher:
             user_id = sender_of(payload)
             stranger = user_id is None or self.handler.access.role(user_id) is Role.STRANGER
             await self.handler.reporter.gave_up(
-                update_id, attempts, chat_key(payload), user_id, not stranger, str(exc)
+                update_id, attempts, chat_key(payload), user_id, not stranger, str(exc), stranger
             )
             return None
         await self.db.run(self.inbox.finish, update_id)

@@ -73,11 +73,12 @@ class ErrorReporter:
         user_id: int | None,
         tell_sender: bool = True,
         refused: str | None = None,
+        stranger: bool = False,
     ) -> None:
         """An update whose every start ended in a crash or kill, or (``refused``: the last
         error) whose answer Telegram would not take while it answered other calls, is dropped:
         say so, once. ``tell_sender`` False: a stranger, or one told in the cut-off answer's
-        own message."""
+        own message; ``stranger``: the admins hear that the sender was not told."""
         how = f"Telegram refused its answer ({refused})" if refused else "started"
         logger.error(
             "update {} dropped: {} {} times (chat {}, user {})",
@@ -97,9 +98,16 @@ class ErrorReporter:
             else f"it was started {attempts} times and the daemon stopped or crashed each time "
             "before it was handled"
         )
+        told = (
+            "The sender is not an allowed user and was not told."
+            if stranger
+            else "The sender could not be told."
+            if chat_id is None
+            else "The sender was told."
+        )
         text = (
-            f"⚠️ Dropped update {update_id} (chat {chat_id}, user {user_id}): {why}. The sender "
-            f"was told. The log around 'update {update_id}' shows why."
+            f"⚠️ Dropped update {update_id} (chat {chat_id}, user {user_id}): {why}. {told} "
+            f"The log around 'update {update_id}' shows why."
         )
         for admin in self.admins:
             await self._safe(admin, text)
