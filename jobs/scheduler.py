@@ -36,6 +36,7 @@ from loguru import logger
 from jobs.settings import JobsSettings
 from memory.db import Database
 from memory.health import CheckResult, Status
+from memory.storage_faults import storage_fault
 
 JobFn = Callable[[], Awaitable[str | None]]
 Fire = Callable[[], Awaitable[None]]
@@ -202,7 +203,17 @@ class Scheduler:
 
     async def start(self) -> list[str]:
         """Schedule every job and the catch-ups; returns the names of jobs caught up."""
-        await self.db.run(self._mark_interrupted)
+        try:
+            await self.db.run(self._mark_interrupted)
+        except Exception as exc:  # a full disk must not keep the daemon (and its alerts) down
+            fault = storage_fault(exc)
+            if fault is None:
+                raise
+            logger.warning(
+                "runs cut short by the last stop could not be marked interrupted ({}): "
+                "the next start marks them",
+                fault,
+            )
         for spec in self.jobs.values():
             self.backend.add(spec.name, spec.trigger(self.tz), self._firer(spec.name, "schedule"))
         due = await self.catch_up_due(datetime.now(UTC))

@@ -237,3 +237,43 @@ def test_a_commit_that_changed_nothing_does_not_say_writes_work_again(tmp_path: 
             assert db.write_fault is None and heard[-1] is None and len(heard) == 2
         finally:
             db.close()
+
+
+def test_the_scheduler_starts_on_a_full_disk_with_runs_left_running_by_a_kill(
+    tmp_path: Path,
+) -> None:
+    """Found by `bench/faults.py --scenario disk_full` (seed 233041): the daemon killed while a
+    job ran, then started on the full disk, exited 1 because marking that run interrupted could
+    not be written. The mark waits for the next start; the jobs are scheduled."""
+    with small_tmpfs(tmp_path / "mnt") as mnt:
+        db = Database.open(mnt / "familiar.db", all_test_migrations())
+        with db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO job_runs (job, started_at, outcome, trigger)"
+                " VALUES ('probe', 1.0, 'running', 'schedule')"
+            )
+
+        async def job() -> str:
+            return "done"
+
+        async def main() -> bool:
+            scheduler = Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), JobsSettings(), Admins())
+            scheduler.register(JobSpec("probe", job, every=timedelta(hours=1)))
+            await scheduler.start()
+            started = scheduler.started
+            await scheduler.stop()
+            return started
+
+        try:
+            filler = fill_up(mnt)
+            with pytest.raises(sqlite3.OperationalError):
+                fill(db, 1, ["x" * 100_000])  # the disk is full for the database too
+            assert asyncio.run(main())
+            with db.read() as conn:  # still running: marked at the next start with room
+                assert conn.execute("SELECT outcome FROM job_runs").fetchall() == [("running",)]
+            filler.unlink()
+            assert asyncio.run(main())
+            with db.read() as conn:
+                assert conn.execute("SELECT outcome FROM job_runs").fetchall() == [("interrupted",)]
+        finally:
+            db.close()
