@@ -228,14 +228,17 @@ class VectorIndex:
                 faiss.write_index(self._index, str(directory / (index_file + ".tmp")))
                 with open(directory / (table_file + ".tmp"), "wb") as f:
                     np.save(f, table)
-                for name in (index_file, table_file):
-                    _fsync_file(directory / (name + ".tmp"))
-            except BaseException:  # a full disk: give back what the half-written files hold
-                for name in (index_file, table_file):
-                    (directory / (name + ".tmp")).unlink(missing_ok=True)
+            except BaseException:
+                _discard(directory, index_file, table_file)
                 raise
             count, max_id, kind = self.ntotal, self.max_id, self.kind
             self.dirty = 0
+        try:  # outside the lock: searches and additions need not wait for the disk
+            for name in (index_file, table_file):
+                _fsync_file(directory / (name + ".tmp"))
+        except BaseException:
+            _discard(directory, index_file, table_file)
+            raise
         for name in (index_file, table_file):
             os.replace(directory / (name + ".tmp"), directory / name)
         manifest = Manifest(
@@ -305,6 +308,12 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _discard(directory: Path, *names: str) -> None:
+    """A save cut short (a full disk): give back what its half-written files hold."""
+    for name in names:
+        (directory / (name + ".tmp")).unlink(missing_ok=True)
 
 
 def _fsync_file(path: Path) -> None:
