@@ -180,13 +180,9 @@ class RunStore:
 
     def prune(self, before: float) -> int:
         """Answers that ended before ``before``, with their calls (the daily housekeeping); a
-        paused or running answer stays however old. How many answers."""
+        paused or running answer stays however old. How many answers (their calls go with
+        them: ``ON DELETE CASCADE``)."""
         with self.db.transaction() as conn:
-            conn.execute(
-                "DELETE FROM agent_tool_calls WHERE run_id IN (SELECT id FROM agent_runs"
-                " WHERE updated_at < ? AND status NOT IN ('waiting', 'running'))",
-                (before,),
-            )
             cur = conn.execute(
                 "DELETE FROM agent_runs WHERE updated_at < ? AND status NOT IN ('waiting', 'running')",
                 (before,),
