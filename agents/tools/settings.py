@@ -100,6 +100,12 @@ class ToolsSettings(ToolLoopSettings):
     mcp: list[MCPServerSettings] = Field(
         default_factory=list, description="MCP servers, one [[tools.mcp]] table each."
     )
+
+    @property
+    def deferring(self) -> list[str] | None:
+        """The registry's ``always_loaded``: None (defer nothing) with tool search off."""
+        return self.always_loaded if self.tool_search else None
+
     mcp_restart_min_s: float = Field(
         1.0, gt=0, description="First wait before reconnecting to an MCP server that died."
     )

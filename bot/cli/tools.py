@@ -131,7 +131,7 @@ def list_command(wait: float | None = WAIT_OPT, as_json: bool = JSON_OPT) -> Non
             [*listed_builtin_sources(settings, box.db), *sources],
             settings.tools.policy,
             settings.tools.untrusted,
-            settings.tools.always_loaded if settings.tools.tool_search else None,
+            settings.tools.deferring,
         )
         down = [
             f"{s.name}: did not answer within {wait_s:g} s (its tools are not listed; --wait waits longer)"

@@ -56,7 +56,7 @@ def build_tool_loop(settings: Settings, db: Database, memory: Memory) -> ToolLoo
         builtin_sources(memory, settings.tools),
         settings.tools.policy,
         settings.tools.untrusted,
-        settings.tools.always_loaded if settings.tools.tool_search else None,
+        settings.tools.deferring,
     )
     return ToolLoop(tools, settings.tools, db, ZoneInfo(settings.jobs.timezone))
 
