@@ -23,6 +23,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,14 +180,28 @@ class VectorIndex:
 
     # -- search ---------------------------------------------------------------------------
     def search(
-        self, query: np.ndarray, k: int, chat_id: int | None = None
+        self,
+        query: np.ndarray,
+        k: int,
+        chat_id: int | None = None,
+        *,
+        among: Sequence[int] | np.ndarray | None = None,
     ) -> list[tuple[int, float]]:
-        """Top ``k`` (id, inner product) for a unit query, restricted to ``chat_id`` if given."""
+        """Top ``k`` (id, inner product) for a unit query, restricted to ``chat_id`` if given.
+        ``among``: exact search over just those ids (the few rows a narrow filter lets through;
+        ids not in the index are left out)."""
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
         with self.lock:
             total = self.ntotal
             if total == 0 or k <= 0:
                 return []
+            if among is not None:
+                wanted = np.asarray(among, dtype=np.int64)
+                subset = wanted[np.isin(wanted, self._ids.values)]
+                vectors = self._reconstruct(subset)
+                scores = vectors @ query[0]
+                top = np.argsort(-scores)[:k]
+                return [(int(subset[i]), float(scores[i])) for i in top]
             if chat_id is None:
                 subset = None
             else:

@@ -108,6 +108,13 @@ class HybridSearcher:
         dense: dict[int, float] = {}
         if query_vector is not None and index is not None and index.ntotal:
             chat = filters.scope.chat_id if filters.scope else None
+            few = None
+            if filters.kinds or filters.since is not None or filters.until is not None:
+                few = store.ids_matching(self.db, filters, self.settings.exact_filter_max)
+            if few is not None:
+                # A narrow filter (a time window, a kind): exact over the rows it lets through,
+                # rather than over-fetching from the index and filtering afterwards.
+                return Candidates(fts, dict(index.search(query_vector, n, among=few)))
             want = n
             # The index knows chats but not kinds/times/users: over-fetch and filter in SQLite,
             # widening until enough survive or the chat is exhausted.

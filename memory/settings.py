@@ -44,6 +44,13 @@ class MemorySettings(BaseModel):
         description="Inverted lists visited per query by the approximate index (at 100k real "
         "MiniLM vectors: 48 finds 0.925 of the exact top 10, 128 finds 0.978 for ~1 ms more).",
     )
+    exact_filter_max: int = Field(
+        4_000,
+        ge=0,
+        description="A search narrowed to a time window or to some kinds is exact over the rows "
+        "the filter lets through when there are at most this many (otherwise the index is "
+        "over-fetched and filtered).",
+    )
     index_save_every: int = Field(
         2_000,
         ge=1,

@@ -234,6 +234,20 @@ def rows_by_id(db: Database, ids: Sequence[int], filters: Filters) -> dict[int, 
     return out
 
 
+def ids_matching(db: Database, filters: Filters, limit: int) -> list[int] | None:
+    """The ids of every row the filters let through, or None when there are more than
+    ``limit``: a narrow filter (a time window, a kind) is searched exactly over these few."""
+    where, params = filters.sql()
+    with db.read() as conn:
+        ids = [
+            int(i)
+            for (i,) in conn.execute(
+                f"SELECT m.id FROM memories m WHERE {where} LIMIT ?", (*params, limit + 1)
+            )
+        ]
+    return ids if len(ids) <= limit else None
+
+
 def fts_search(db: Database, match: str, filters: Filters, limit: int) -> list[tuple[int, float]]:
     """(id, relevance) by BM25, best first; relevance is -bm25 so larger is better."""
     where, params = filters.sql()

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import numpy as np
+import pytest
 
 from memory.embedder import HashingEmbedder
 from memory.index import MANIFEST, VectorIndex
@@ -184,3 +185,17 @@ def test_a_warm_up_tried_again_leaves_no_unretrieved_error_behind(make_memory) -
     asyncio.run(main())
     assert memory.index is not None and memory.warm_error is None
     assert reported == []
+
+
+def test_a_search_among_given_ids_is_exact_over_them_alone() -> None:
+    vectors = _unit(3000, 16, seed=4)
+    index = VectorIndex(16, "m", exact_max=1000, nprobe=1)  # one list probed: IVF misses a lot
+    index.add(np.arange(1, 3001), vectors, np.zeros(3000))
+    among = [7, 1500, 2999, 123_456]  # the last is not in the index
+    found = index.search(vectors[0], 10, among=among)
+    expected = sorted(among[:3], key=lambda i: -float(vectors[i - 1] @ vectors[0]))
+    assert [i for i, _ in found] == expected
+    assert [s for _, s in found] == pytest.approx(
+        [float(vectors[i - 1] @ vectors[0]) for i in expected]
+    )
+    assert index.search(vectors[0], 10, among=[]) == []

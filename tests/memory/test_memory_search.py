@@ -166,3 +166,30 @@ def test_rank_fusion_counts_ranks_not_score_gaps() -> None:
     assert score[1] > score[2]
     both = fuse(Candidates(fts={1: 2.0, 2: 1.0}, dense={1: 0.9}), 0.3, "rrf", 5)
     assert both[1] == pytest.approx(1.0)  # first in both lists: the top of the scale
+
+
+def test_a_narrow_time_window_is_searched_exactly_over_its_own_rows(make_memory) -> None:  # type: ignore[no-untyped-def]
+    """Past ``exact_index_max`` the index is approximate; a window of a few rows is searched over
+    those rows alone (every one a candidate, ranked by true similarity), not by over-fetching
+    from the index and hoping some survive the filter."""
+    memory = make_memory(exact_index_max=300, ivf_nprobe=1, exact_filter_max=50)
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    for i in range(600):
+        run(memory.add_memory(f"note {i} about gardening and tomato plant number {i}", Scope(1)))
+    window = [f"boiler service booked with engineer {n}" for n in ("Ann", "Bo", "Cy")]
+    for j, text in enumerate(window):
+        run(memory.add_memory(text, Scope(1), "note", ts=old + timedelta(hours=j)))
+    assert memory.index is not None and memory.index.kind == "ivf"
+    asked: list[object] = []
+    search = memory.index.search
+    memory.index.search = lambda *a, **kw: asked.append(kw.get("among")) or search(*a, **kw)  # type: ignore[method-assign]
+    hits = run(
+        memory.search("boiler engineer", Scope(1), k=10, since=old, until=old + timedelta(days=1))
+    )
+    assert sorted(h.text for h in hits) == sorted(window)  # every row of the window, nothing else
+    assert all(h.provenance["dense"] for h in hits)
+    assert asked and all(a is not None and len(a) == 3 for a in asked)
+    # A wide window (more rows than exact_filter_max) goes through the index as before.
+    asked.clear()
+    wide = run(memory.search("tomato plant number 5", Scope(1), k=5, since=old))
+    assert len(wide) == 5 and asked and all(a is None for a in asked)
