@@ -197,11 +197,10 @@ class VectorIndex:
                 return []
             if among is not None:
                 wanted = np.asarray(among, dtype=np.int64)
-                subset = wanted[np.isin(wanted, self._ids.values)]
-                vectors = self._reconstruct(subset)
-                scores = vectors @ query[0]
+                present = wanted[np.isin(wanted, self._ids.values)]
+                scores = self._reconstruct(present) @ query[0]
                 top = np.argsort(-scores)[:k]
-                return [(int(subset[i]), float(scores[i])) for i in top]
+                return [(int(present[i]), float(scores[i])) for i in top]
             if chat_id is None:
                 subset = None
             else:
