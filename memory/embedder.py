@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from memory.errors import FamiliarError
+from memory.text import chunks
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 
@@ -50,6 +51,12 @@ class Embedder(ABC):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Return an array of shape (len(texts), dim), float32, each row of unit length."""
 
+    def pieces(self, text: str, max_chars: int) -> list[str]:
+        """How ``text`` is cut for embedding (the caller averages the pieces' vectors): at
+        whitespace near ``max_chars`` characters, and, for a model that reads a fixed number of
+        tokens, small enough that no piece runs past it."""
+        return chunks(text, max_chars)
+
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -75,6 +82,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.threads = threads
         self.model_name = model if model == BUNDLED_MODEL else Path(model).name
         self._dim: int | None = None
+        self._window: int | None = None  # tokens a piece may have, besides [CLS] and [SEP]
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -135,6 +143,8 @@ class SentenceTransformerEmbedder(Embedder):
             )
             dim = get_dim()
             self._dim = int(dim) if dim else int(model.encode(["x"]).shape[1])
+            if model.max_seq_length and getattr(model, "tokenizer", None) is not None:
+                self._window = int(model.max_seq_length) - 2
             self._model = model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -150,6 +160,43 @@ class SentenceTransformerEmbedder(Embedder):
             show_progress_bar=False,
         )
         return _normalise(vectors)
+
+    def pieces(self, text: str, max_chars: int) -> list[str]:
+        """The model reads ``max_seq_length`` tokens (256 for MiniLM, about 1,000 characters of
+        English, far fewer of Chinese) and silently drops the rest: a long note's last sentences
+        would be in no vector at all. A piece over that is cut again at token boundaries,
+        preferring a space."""
+        self.load()
+        out: list[str] = []
+        for piece in chunks(text, max_chars):
+            out.extend(self._fit(piece))
+        return out
+
+    def _fit(self, text: str) -> list[str]:
+        window = self._window
+        if window is None or len(text) <= window:  # every token covers at least one character
+            return [text]
+        offsets = self._model.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )["offset_mapping"]
+        if len(offsets) <= window:
+            return [text]
+        # Pieces of even size: a short last piece would count as much as a full one in the mean.
+        size = -(-len(offsets) // -(-len(offsets) // window))
+        out, start = [], 0
+        while start < len(offsets):
+            end = min(start + size, len(offsets))
+            if end < len(offsets):
+                # End before a token that starts a word, so no word is cut in two.
+                for j in range(end, start + size // 2, -1):
+                    if offsets[j][0] > offsets[j - 1][1]:
+                        end = j
+                        break
+            piece = text[offsets[start][0] : offsets[end - 1][1]].strip()
+            if piece:
+                out.append(piece)
+            start = end
+        return out
 
 
 class HashingEmbedder(Embedder):

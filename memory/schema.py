@@ -113,3 +113,14 @@ def m002_one_turn_per_telegram_message(db: sqlite_utils.Database) -> None:
         "CREATE UNIQUE INDEX messages_telegram_turn ON messages (chat_id, telegram_message_id)"
         " WHERE role = 'user' AND telegram_message_id IS NOT NULL"
     )
+
+
+@migrations()
+def m003_embed_long_texts_whole(db: sqlite_utils.Database) -> None:
+    # Vectors were made from a text's first 256 tokens only (the model's window), so the end of a
+    # long note was in no vector. They are now the mean of pieces that fit; rows that may have
+    # been cut are embedded again when the memory warms up (the index drops and re-adds them).
+    # Every token covers at least one character, so a text of up to 254 characters was whole.
+    db.execute(
+        "UPDATE memories SET embedding = NULL WHERE embedding IS NOT NULL AND length(text) > 254"
+    )

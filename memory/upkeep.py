@@ -27,7 +27,6 @@ from memory.embedder import Embedder
 from memory.health import CheckFn, CheckResult, Status
 from memory.index import VectorIndex
 from memory.settings import MemorySettings
-from memory.text import chunks
 
 Progress = Callable[[int, int], None]
 
@@ -182,7 +181,7 @@ class VectorUpkeep:
             pieces: list[str] = []
             owners: list[int] = []
             for n, rows in enumerate(todo.values()):
-                for piece in chunks(texts[rows[0]], self.settings.embed_chunk_chars):
+                for piece in e.pieces(texts[rows[0]], self.settings.embed_chunk_chars):
                     pieces.append(piece)
                     owners.append(n)
             embedded = e.embed(pieces)
