@@ -147,7 +147,7 @@ def recall_ours(memory: Memory, questions: Iterable[Question]) -> dict[int, floa
         got = [h.ref for h in memory.search_sync(q.text, q.scope, k=max(KS), now=q.now)]
         for k in KS:
             shares[k].append(len(q.evidence & set(got[:k])) / len(q.evidence))
-    return {k: sum(xs) / len(xs) if xs else 0.0 for k, xs in shares.items()}
+    return {k: sum(shares[k]) / len(shares[k]) if shares[k] else 0.0 for k in KS}
 
 
 def count(questions: Sequence[Question], group: str) -> int:

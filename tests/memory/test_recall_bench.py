@@ -1,0 +1,77 @@
+"""``bench/memory_locomo.py`` end to end on a small conversation set made here (the real LoCoMo
+is never read by tests): it imports through the project's importer, asks in each conversation's
+scope, and prints both halves, the fusion chosen on the tuning half and its held-out figure."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPICS = [
+    ("pottery", "I finally glazed the blue vase in my pottery class", "What did they glaze?"),
+    ("marathon", "I ran the Lisbon marathon in four hours", "Which race did they run?"),
+    ("violin", "My new violin teacher is called Mrs Oduya", "Who teaches them the violin?"),
+    ("garden", "The tomatoes in the allotment got blight", "What happened to the tomatoes?"),
+]
+FILLER = [
+    "How was your week?",
+    "Pretty busy, work has been a lot.",
+    "Same here, I barely slept.",
+    "Let's catch up properly soon.",
+]
+
+
+def conversation(n: int) -> dict:
+    turns, qa = [], []
+    for t, (_word, fact, question) in enumerate(TOPICS):
+        for f, text in enumerate(FILLER):
+            turns.append({"speaker": "Ana" if f % 2 else "Ben", "text": text})
+        turns.append({"speaker": "Ana", "text": f"{fact} (conversation {n}, part {t})."})
+        qa.append({"question": question, "evidence": [f"D1:{len(turns)}"], "category": 4})
+    qa.append({"question": "When did they run the marathon?", "evidence": ["D1:10"], "category": 2})
+    for i, turn in enumerate(turns, 1):
+        turn["dia_id"] = f"D1:{i}"
+    return {
+        "conversation": {
+            "speaker_a": "Ana",
+            "speaker_b": "Ben",
+            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1": turns,
+        },
+        "qa": qa,
+    }
+
+
+def test_the_locomo_bench_prints_the_tuning_and_the_held_out_half(tmp_path: Path) -> None:
+    data = tmp_path / "conversations.json"
+    data.write_text(json.dumps([conversation(n) for n in range(7)]))
+    run = subprocess.run(
+        [sys.executable, "bench/memory_locomo.py", str(data), "--db", str(tmp_path / "db")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    for kind in ("messages", "notes"):
+        assert f"{kind}, tune half (25 questions)" in out  # conversations 1-5
+        assert f"{kind}, held-out half (10 questions)" in out  # 6 and 7
+        best = re.search(
+            rf"{kind}: best fusion on the tuning half: (\S+); held-out R@5 ([\d.]+)", out
+        )
+        assert best is not None, out
+    held = out.split("messages, held-out half")[1].split("notes, tune half")[0]
+    figures = {
+        m.group(1): (float(m.group(2)), float(m.group(3)))
+        for m in re.finditer(r"^\s+(\S+)\s+([\d.]+)\s+([\d.]+)$", held, re.M)
+    }
+    assert {"bm25", "dense", "rrf", "ours", "ours+ctx"} <= set(figures)
+    assert all(0.0 <= a <= b <= 1.0 for a, b in figures.values())
+    # Each question shares a word with its evidence turn alone: the search finds it.
+    assert figures["ours"][1] == 1.0
+    assert re.search(r"temporal questions \(category 2, messages, 7; 0 name a time\)", out), out
