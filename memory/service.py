@@ -38,7 +38,7 @@ from memory.store import Filters, NewMemory, to_epoch
 from memory.text import checked, clean, content_hash, estimate_tokens, words
 from memory.types import AssembledContext, FactResult, Hit, Message, Scope
 from memory.upkeep import Progress, VectorUpkeep
-from memory.when import time_window
+from memory.when import Window, time_window
 
 T = TypeVar("T")
 
@@ -324,8 +324,8 @@ class Memory(VectorUpkeep):
             return self.searcher.search(query, f, k, query_vector=vector, index=self.index)
 
         window = None
-        if since is None and until is None and self.settings.time_in_queries:
-            window = time_window(query, now or self.clock(), self.tz)
+        if since is None and until is None:
+            window = self.named_time(query, now)
         if window is None:
             return run(Filters(scope, kinds, since, until))
         inside = run(Filters(scope, kinds, window.since, window.until))
@@ -336,6 +336,13 @@ class Memory(VectorUpkeep):
             [h for h in run(Filters(scope, kinds)) if h.id not in seen] if len(inside) < k else []
         )
         return (inside + rest)[:k]
+
+    def named_time(self, query: str, now: datetime | None = None) -> Window | None:
+        """The time a question names ("last March", "two weeks ago"), read in the chats' time
+        zone, when ``time_in_queries`` is on; search ranks the memories from then first."""
+        if not self.settings.time_in_queries:
+            return None
+        return time_window(clean(query)[:10_000], now or self.clock(), self.tz)
 
     async def search(
         self,

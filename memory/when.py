@@ -62,6 +62,32 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     return None
 
 
+def describe(window: Window) -> str:
+    """The window in words for a person: "3 June 2025", "March 2019", "2023", or "13 to 19
+    November 2026" (``until`` is exclusive)."""
+    start, last = window.since, window.until - timedelta(days=1)
+    if start.date() == last.date():
+        return f"{start.day} {start:%B %Y}"
+    if start.day == 1 and start.month == 1 and (last.month, last.day) == (12, 31):
+        if start.year == last.year:
+            return f"{start:%Y}"
+    if (
+        start.day == 1
+        and (last + timedelta(days=1)).day == 1
+        and (start.year, start.month)
+        == (
+            last.year,
+            last.month,
+        )
+    ):
+        return f"{start:%B %Y}"
+    if (start.year, start.month) == (last.year, last.month):
+        return f"{start.day} to {last.day} {last:%B %Y}"
+    if start.year == last.year:
+        return f"{start.day} {start:%B} to {last.day} {last:%B %Y}"
+    return f"{start.day} {start:%B %Y} to {last.day} {last:%B %Y}"
+
+
 def _span(when: datetime, period: str) -> tuple[datetime, datetime]:
     day = when.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "year":

@@ -197,6 +197,12 @@ async def test_remember_recall_and_forget_stay_in_their_chat(rig: Rig) -> None:
     assert rig.last().text == f"I already knew that (#{memory_id})."
     await rig.say("/recall bike")
     assert "my bike is green" in rig.last().text
+    assert "Nothing from" not in rig.last().text
+    await rig.say("/recall my bike in March 2019")  # a time that holds nothing: said, not hidden
+    assert rig.last().text.splitlines()[0] == "Nothing from March 2019; matches from other times:"
+    assert "my bike is green" in rig.last().text
+    await rig.say("/recall my bike today")
+    assert "Nothing from" not in rig.last().text and "my bike is green" in rig.last().text
     await rig.say("/recall bike", chat=500)
     assert rig.last().text == "I don't remember anything about that."
     await rig.say(f"/forget {memory_id}", chat=500)

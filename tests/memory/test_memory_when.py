@@ -120,3 +120,26 @@ def test_a_relative_time_in_the_chats_zone_finds_the_turn_through_chat_search(
     memory.tz = UTC  # the same question read in UTC finds the other turn first
     hits = run(memory.search(question, Scope(7, 1), k=3))
     assert hits[0].ts == wrong.astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    ("question", "words"),
+    [
+        ("What did I say about the boiler last March?", "March 2026"),
+        ("the plumber I called on 3 June 2025", "3 June 2025"),
+        ("anything from 2023 about the bees", "2023"),
+        ("what did I note two weeks ago", "14 to 20 November 2026"),
+    ],
+)
+def test_a_window_is_said_in_words(question: str, words: str) -> None:
+    from memory.when import describe
+
+    w = time_window(question, NOW, BERLIN)
+    assert w is not None and describe(w) == words
+
+
+def test_a_window_across_a_new_year_names_both_years() -> None:
+    from memory.when import Window, describe
+
+    w = Window(datetime(2025, 12, 29, tzinfo=BERLIN), datetime(2026, 1, 5, tzinfo=BERLIN), "x")
+    assert describe(w) == "29 December 2025 to 4 January 2026"
