@@ -275,7 +275,5 @@ def _slices(items: list[NewMemory], size: int) -> Iterator[list[NewMemory]]:
 
 def _embedded(memory: Any, batch: list[NewMemory]) -> list[NewMemory]:
     if memory.embedder.ready:
-        vectors = memory.vectors([m.text for m in batch], [m.content_hash for m in batch])
-        for m, v in zip(batch, vectors, strict=True):
-            m.embedding, m.model = v, memory.embedder.model_name
+        memory.embed_items(batch)
     return batch

@@ -43,6 +43,7 @@ class NewMemory:
     meta: dict[str, Any] | None = None
     embedding: np.ndarray | None = None
     model: str | None = None
+    parts: np.ndarray | None = None  # its sentences' vectors (``SENTENCE_KINDS``), with embedding
     # Set for conversation turns: the row also goes into ``messages``.
     role: str | None = None
     telegram_message_id: int | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from memory.db import Migrations
+from memory.types import SENTENCE_KINDS
 
 migrations = Migrations("memory")
 
@@ -116,11 +117,15 @@ def m002_one_turn_per_telegram_message(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m003_embed_long_texts_whole(db: sqlite_utils.Database) -> None:
-    # Vectors were made from a text's first 256 tokens only (the model's window), so the end of a
-    # long note was in no vector. They are now the mean of pieces that fit; rows that may have
-    # been cut are embedded again when the memory warms up (the index drops and re-adds them).
-    # Every token covers at least one character, so a text of up to 254 characters was whole.
+def m003_sentence_vectors(db: sqlite_utils.Database) -> None:
+    # ``parts``: the vectors of a note's, document's, summary's or lesson's sentences (float32,
+    # one after another), derived with its embedding: such a row is found by its best sentence
+    # too, and its own vector is their mean. Rows embedded before are embedded again when the
+    # memory warms up (the index drops and re-adds them): those kinds, to get their sentences,
+    # and any text over 254 characters, whose vector was made from its first 256 tokens only
+    # (the model's window). Every token covers a character, so a shorter text was whole.
+    db.execute("ALTER TABLE memories ADD COLUMN parts BLOB")
     db.execute(
-        "UPDATE memories SET embedding = NULL WHERE embedding IS NOT NULL AND length(text) > 254"
+        "UPDATE memories SET embedding = NULL WHERE embedding IS NOT NULL"
+        f" AND (kind IN ({','.join(repr(k) for k in SENTENCE_KINDS)}) OR length(text) > 254)"
     )

@@ -23,7 +23,7 @@ not drowned by a long tail the other retriever disagrees with. Then, in order:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +41,8 @@ from memory.types import Hit
 class Candidates:
     fts: dict[int, float]
     dense: dict[int, float]
+    # Candidates with sentence vectors: similarity of the best of the row and its sentences.
+    sentences: dict[int, float] = field(default_factory=dict)
 
 
 def standardise(scores: dict[int, float]) -> dict[int, float]:
@@ -59,13 +61,24 @@ def standardise(scores: dict[int, float]) -> dict[int, float]:
 RRF_K = 60  # the constant of Cormack et al. (2009); it damps the head of each list
 
 
-def reciprocal_rank(*lists: dict[int, float], k: int = RRF_K) -> dict[int, float]:
-    """sum over lists of 1 / (k + rank), ranks from 1, best score first in each list."""
+def reciprocal_rank(
+    *lists: dict[int, float], k: int = RRF_K, weights: tuple[float, ...] | None = None
+) -> dict[int, float]:
+    """sum over lists of weight / (k + rank), ranks from 1, best score first in each list."""
     out: dict[int, float] = {}
-    for scores in lists:
+    for n, scores in enumerate(lists):
+        w = 1.0 if weights is None else weights[n]
         for rank, i in enumerate(sorted(scores, key=lambda i: -scores[i]), 1):
-            out[i] = out.get(i, 0.0) + 1.0 / (k + rank)
+            out[i] = out.get(i, 0.0) + w / (k + rank)
     return out
+
+
+def by_sentence(c: Candidates) -> dict[int, float]:
+    """The dense list with each row that has sentence vectors scored by its best sentence (or
+    the whole, when better), so a long note is found by the one sentence that answers."""
+    if not c.sentences:
+        return c.dense
+    return {**{i: v for i, v in c.dense.items() if i not in c.sentences}, **c.sentences}
 
 
 def fuse(
@@ -73,7 +86,13 @@ def fuse(
 ) -> dict[int, float]:
     if method == "rrf":
         top = 2.0 / (rrf_k + 1)  # first in both lists: recency and MMR expect scores up to 1
-        return {i: v / top for i, v in reciprocal_rank(c.fts, c.dense, k=rrf_k).items()}
+        if c.sentences:
+            # Dense counts half by the whole vector and half by the best sentence: for rows
+            # without sentence vectors the two lists agree, and this is plain RRF.
+            fused = reciprocal_rank(c.fts, c.dense, by_sentence(c), k=rrf_k, weights=(1, 0.5, 0.5))
+        else:
+            fused = reciprocal_rank(c.fts, c.dense, k=rrf_k)
+        return {i: v / top for i, v in fused.items()}
     fts, dense = standardise(c.fts), standardise(c.dense)
     if not dense:
         return fts
@@ -142,10 +161,17 @@ class HybridSearcher:
         s = self.settings
         n = max(s.search_candidates, k * 3)
         c = self.candidates(query, filters, query_vector, index, n)
+        if query_vector is not None and index is not None:
+            c.sentences = self.best_sentences([*c.fts, *c.dense], query_vector, index.model)
         scores = fuse(c, s.dense_weight, s.fusion, s.rrf_k)
         # Dense search always returns something; below its candidates' average and without a
         # word in common it is not a match, only the nearest thing in the index.
-        weak = {i for i, v in standardise(c.dense).items() if v <= 0 and i not in c.fts}
+        strong = {i for i, v in standardise(by_sentence(c)).items() if v > 0}
+        weak = {
+            i
+            for i, v in standardise(c.dense).items()
+            if v <= 0 and i not in c.fts and i not in strong
+        }
         scores = {i: v for i, v in scores.items() if i not in weak}
         if not scores:
             return []
@@ -168,6 +194,21 @@ class HybridSearcher:
         if s.attach_turns > 0:
             self._attach(hits, filters, s.attach_turns)
         return hits
+
+    def best_sentences(
+        self, ids: list[int], query_vector: np.ndarray, model: str
+    ) -> dict[int, float]:
+        """For the candidates with sentence vectors: the similarity of the best of the row's
+        own vector and its sentences'."""
+        q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        out: dict[int, float] = {}
+        for i, (whole, parts) in store.parts_of(self.db, list(dict.fromkeys(ids)), model).items():
+            vectors = np.frombuffer(parts, dtype=np.float32)
+            if len(vectors) % len(q) or len(whole) != 4 * len(q):
+                continue  # another dimension: not this model's
+            best = float((vectors.reshape(-1, len(q)) @ q).max())
+            out[i] = max(best, float(np.frombuffer(whole, dtype=np.float32) @ q))
+        return out
 
     def _attach(self, hits: list[Hit], filters: Filters, n: int) -> None:
         """Give each conversation hit the ``n`` turns before and after it that the caller may

@@ -170,9 +170,7 @@ class Memory(VectorUpkeep):
         """Store rows (texts already checked), with vectors when the model is loaded."""
         todo = [m for m in items if m.embedding is None]
         if self.embedder.ready and todo:
-            vectors = self.vectors([m.text for m in todo], [m.content_hash for m in todo])
-            for m, v in zip(todo, vectors, strict=True):
-                m.embedding, m.model = v, self.embedder.model_name
+            self.embed_items(todo)
         ids = store.insert_memories(self.db, items)
         if items and items[0].embedding is not None:
             self._index_add(ids, np.stack([m.embedding for m in items]))  # type: ignore[misc]
@@ -261,9 +259,7 @@ class Memory(VectorUpkeep):
             step = self.settings.embedding_batch_size * 4  # as embed_pending: few encode calls
             for start in range(0, len(items), step):
                 part = items[start : start + step]
-                vectors = self.vectors([m.text for m in part], [m.content_hash for m in part])
-                for m, v in zip(part, vectors, strict=True):
-                    m.embedding, m.model = v, self.embedder.model_name
+                self.embed_items(part)
                 if progress:
                     progress(start + len(part), len(items))
         return self.add_sync(items)

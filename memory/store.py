@@ -36,7 +36,7 @@ from memory.turns import (
     turns_in_chats,
     user_turns,
 )
-from memory.types import Scope
+from memory.types import SENTENCE_KINDS, Scope
 
 __all__ = [  # the row types and the conversation tables stay importable from here
     "Filters",
@@ -67,8 +67,8 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
         for r in rows:
             cur = conn.execute(
                 "INSERT INTO memories (chat_id, user_id, kind, text, ts, created_at, ref, content_hash,"
-                " embedding, embedding_model, embedding_dim, pinned, source, meta)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " embedding, embedding_model, embedding_dim, pinned, source, meta, parts)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     r.chat_id,
                     r.user_id,
@@ -84,6 +84,7 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
                     int(r.pinned),
                     r.source,
                     json.dumps(r.meta) if r.meta else None,
+                    _blob(r.parts) if r.embedding is not None else None,
                 ),
             )
             memory_id = int(cur.lastrowid)  # type: ignore[arg-type]
@@ -106,13 +107,21 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
     return ids
 
 
-def set_embeddings(db: Database, ids: Sequence[int], vectors: np.ndarray, model: str) -> None:
+def set_embeddings(
+    db: Database,
+    ids: Sequence[int],
+    vectors: np.ndarray,
+    model: str,
+    parts: Sequence[np.ndarray | None] | None = None,
+) -> None:
+    parts = parts if parts is not None else [None] * len(ids)
     with db.transaction() as conn:
         conn.executemany(
-            "UPDATE memories SET embedding = ?, embedding_model = ?, embedding_dim = ? WHERE id = ?",
+            "UPDATE memories SET embedding = ?, embedding_model = ?, embedding_dim = ?, parts = ?"
+            " WHERE id = ?",
             [
-                (_blob(v), model, int(vectors.shape[1]), int(i))
-                for i, v in zip(ids, vectors, strict=True)
+                (_blob(v), model, int(vectors.shape[1]), _blob(p), int(i))
+                for i, v, p in zip(ids, vectors, parts, strict=True)
             ],
         )
 
@@ -153,31 +162,52 @@ def delete_user(db: Database, user_id: int) -> list[int]:
 
 
 # -- reads ------------------------------------------------------------------------------------
-def cached_embeddings(db: Database, hashes: Iterable[str], model: str) -> dict[str, bytes]:
-    """Vectors already computed for these content hashes with this model."""
+def cached_embeddings(
+    db: Database, hashes: Iterable[str], model: str
+) -> dict[tuple[str, bool], tuple[bytes, bytes | None]]:
+    """Vectors (and sentence vectors) already computed for these content hashes with this model,
+    by (hash, whether the row was of ``SENTENCE_KINDS``): the two are embedded differently."""
     unique = list(dict.fromkeys(hashes))
-    out: dict[str, bytes] = {}
+    out: dict[tuple[str, bool], tuple[bytes, bytes | None]] = {}
     with db.read() as conn:
         for start in range(0, len(unique), 500):
             part = unique[start : start + 500]
             rows = conn.execute(
-                f"SELECT content_hash, embedding FROM memories WHERE embedding_model = ? AND"
-                f" embedding IS NOT NULL AND content_hash IN ({','.join('?' * len(part))})",
-                (model, *part),
+                f"SELECT content_hash, kind IN ({','.join('?' * len(SENTENCE_KINDS))}), embedding,"
+                " parts FROM memories WHERE embedding_model = ? AND embedding IS NOT NULL AND"
+                f" content_hash IN ({','.join('?' * len(part))})",
+                (*SENTENCE_KINDS, model, *part),
             )
-            for h, blob in rows:
-                out.setdefault(h, blob)
+            for h, by_sentence, blob, parts in rows:
+                out.setdefault((h, bool(by_sentence)), (blob, parts))
+    return out
+
+
+def parts_of(db: Database, ids: Sequence[int], model: str) -> dict[int, tuple[bytes, bytes]]:
+    """(vector, sentence vectors) of those of the given rows that have sentence vectors of
+    ``model``."""
+    out: dict[int, tuple[bytes, bytes]] = {}
+    with db.read() as conn:
+        for start in range(0, len(ids), 900):
+            part = [int(i) for i in ids[start : start + 900]]
+            for i, e, p in conn.execute(
+                f"SELECT id, embedding, parts FROM memories WHERE id IN ({','.join('?' * len(part))})"
+                " AND parts IS NOT NULL AND embedding IS NOT NULL AND embedding_model = ?",
+                (*part, model),
+            ):
+                out[int(i)] = (e, p)
     return out
 
 
 def pending_embeddings(
     db: Database, model: str, after_id: int, limit: int
-) -> list[tuple[int, str, str]]:
-    """Rows without a vector from ``model`` (new while the model loaded, or another model's)."""
+) -> list[tuple[int, str, str, str]]:
+    """(id, text, hash, kind) of rows without a vector from ``model`` (new while the model
+    loaded, or another model's)."""
     with db.read() as conn:
         return list(
             conn.execute(
-                "SELECT id, text, content_hash FROM memories WHERE id > ? AND"
+                "SELECT id, text, content_hash, kind FROM memories WHERE id > ? AND"
                 " (embedding IS NULL OR embedding_model IS NOT ?) ORDER BY id LIMIT ?",
                 (after_id, model, limit),
             )

@@ -99,6 +99,23 @@ def chunks(text: str, size: int) -> list[str]:
     return [c for c in (c.strip() for c in out) if c]
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n\s*\n")
+
+
+def sentences(text: str, limit: int | None = None) -> list[str]:
+    """The sentences of ``text`` (cut after . ! ? … and at blank lines; pieces of three
+    characters or fewer dropped), at most ``limit``: past that, runs of neighbours together.
+    By default four, or one per 150 characters up to 32: each is encoded on its own, and a
+    long text of many short sentences would cost the encoder more than the text whole."""
+    if limit is None:
+        limit = max(4, min(32, len(text) // 150))
+    parts = [p for p in (q.strip() for q in _SENTENCE_END.split(text)) if len(p) > 3]
+    if len(parts) <= limit:
+        return parts
+    size = -(-len(parts) // limit)
+    return [" ".join(parts[i : i + size]) for i in range(0, len(parts), size)]
+
+
 def estimate_tokens(text: str) -> int:
     """A model-independent token estimate (about 4 characters a token for English, and never
     fewer than the word count); close enough to budget context without a tokenizer."""

@@ -27,6 +27,9 @@ from memory.embedder import Embedder
 from memory.health import CheckFn, CheckResult, Status
 from memory.index import VectorIndex
 from memory.settings import MemorySettings
+from memory.store import NewMemory
+from memory.text import sentences
+from memory.types import SENTENCE_KINDS
 
 Progress = Callable[[int, int], None]
 
@@ -166,31 +169,77 @@ class VectorUpkeep:
             self.save_index()
 
     # -- embedding ----------------------------------------------------------------------------
-    def vectors(self, texts: Sequence[str], hashes: Sequence[str]) -> np.ndarray:
+    def vectors(
+        self,
+        texts: Sequence[str],
+        hashes: Sequence[str],
+        by_sentence: Sequence[bool] | None = None,
+    ) -> np.ndarray:
         """Unit vectors for ``texts``, reusing stored ones with the same hash and model."""
+        return self.embed_texts(texts, hashes, by_sentence)[0]
+
+    def embed_texts(
+        self,
+        texts: Sequence[str],
+        hashes: Sequence[str],
+        by_sentence: Sequence[bool] | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """Unit vectors for ``texts`` and, for a text embedded ``by_sentence`` that has two
+        sentences or more, its sentences' vectors (its "parts"; its vector is then their
+        normalised mean, at the cost of one encoding of the text). A text longer than the model
+        reads is embedded in pieces that fit, averaged. Stored vectors with the same hash, model
+        and way are reused."""
         e = self.embedder
+        flags = list(by_sentence) if by_sentence is not None else [False] * len(texts)
         cached = store.cached_embeddings(self.db, hashes, e.model_name)
         out = np.zeros((len(texts), e.dim), dtype=np.float32)
-        todo: dict[str, list[int]] = {}
-        for i, h in enumerate(hashes):
-            if h in cached:
-                out[i] = np.frombuffer(cached[h], dtype=np.float32)
-            else:
-                todo.setdefault(h, []).append(i)
-        if todo:
-            pieces: list[str] = []
-            owners: list[int] = []
-            for n, rows in enumerate(todo.values()):
-                for piece in e.pieces(texts[rows[0]], self.settings.embed_chunk_chars):
-                    pieces.append(piece)
-                    owners.append(n)
-            embedded = e.embed(pieces)
-            sums = np.zeros((len(todo), e.dim), dtype=np.float32)
-            np.add.at(sums, np.array(owners), embedded)
-            sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-            for n, rows in enumerate(todo.values()):
-                out[rows] = sums[n]
-        return out
+        parts: list[np.ndarray | None] = [None] * len(texts)
+        todo: dict[tuple[str, bool], list[int]] = {}
+        for i, key in enumerate(zip(hashes, flags, strict=True)):
+            hit = cached.get(key)
+            if hit is None:
+                todo.setdefault(key, []).append(i)
+                continue
+            out[i] = np.frombuffer(hit[0], dtype=np.float32)
+            if hit[1] is not None:
+                parts[i] = np.frombuffer(hit[1], dtype=np.float32).reshape(-1, e.dim)
+        if not todo:
+            return out, parts
+        units: list[list[str]] = []  # per text to embed: its sentences, or the text alone
+        for (_, by), rows in todo.items():
+            found = sentences(texts[rows[0]]) if by else []
+            units.append(found if len(found) > 1 else [texts[rows[0]]])
+        pieces: list[str] = []
+        owners: list[int] = []  # the unit each piece belongs to, numbered across all texts
+        for unit, text in enumerate(u for us in units for u in us):
+            for piece in e.pieces(text, self.settings.embed_chunk_chars):
+                pieces.append(piece)
+                owners.append(unit)
+        unit_vectors = np.zeros((len(owners) and owners[-1] + 1, e.dim), dtype=np.float32)
+        np.add.at(unit_vectors, np.array(owners), e.embed(pieces))
+        unit_vectors /= np.maximum(np.linalg.norm(unit_vectors, axis=1, keepdims=True), 1e-12)
+        first = 0
+        for us, rows in zip(units, todo.values(), strict=True):
+            own = unit_vectors[first : first + len(us)]
+            first += len(us)
+            mean = own.sum(axis=0)
+            out[rows] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            if len(us) > 1:
+                for i in rows:
+                    parts[i] = own
+        return out, parts
+
+    def embed_items(self, items: Sequence[NewMemory]) -> None:
+        """Give rows about to be stored their vectors (and sentence vectors, by kind)."""
+        if not items:
+            return
+        vectors, parts = self.embed_texts(
+            [m.text for m in items],
+            [m.content_hash for m in items],
+            [m.kind in SENTENCE_KINDS for m in items],
+        )
+        for m, v, p in zip(items, vectors, parts, strict=True):
+            m.embedding, m.model, m.parts = v, self.embedder.model_name, p
 
     def embed_pending(self, progress: Progress | None = None) -> int:
         """Embed rows stored without a vector of the current model; returns how many."""
@@ -201,8 +250,10 @@ class VectorUpkeep:
             if not rows:
                 return done
             ids = [r[0] for r in rows]
-            vectors = self.vectors([r[1] for r in rows], [r[2] for r in rows])
-            store.set_embeddings(self.db, ids, vectors, self.embedder.model_name)
+            vectors, parts = self.embed_texts(
+                [r[1] for r in rows], [r[2] for r in rows], [r[3] in SENTENCE_KINDS for r in rows]
+            )
+            store.set_embeddings(self.db, ids, vectors, self.embedder.model_name, parts)
             self._index_add(ids, vectors)
             done += len(rows)
             after = ids[-1]

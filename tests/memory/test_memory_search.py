@@ -193,3 +193,22 @@ def test_a_narrow_time_window_is_searched_exactly_over_its_own_rows(make_memory)
     asked.clear()
     wide = run(memory.search("tomato plant number 5", Scope(1), k=5, since=old))
     assert len(wide) == 5 and asked and all(a is None for a in asked)
+
+
+def test_a_rows_best_sentence_counts_for_half_of_dense() -> None:
+    """A row with sentence vectors is also ranked by its best sentence: where it ties with
+    another on full text and the whole vector, the one whose sentence matches goes first. A
+    row without sentence vectors is ranked as before (the two dense lists agree on it)."""
+    from memory.search import Candidates, fuse
+
+    plain = Candidates(fts={1: 2.0, 2: 1.0}, dense={2: 0.30, 1: 0.28})
+    tie = fuse(plain, 0.3, "rrf", 5)
+    assert tie[1] == pytest.approx(tie[2])
+    found = Candidates(fts={1: 2.0, 2: 1.0}, dense={2: 0.30, 1: 0.28}, sentences={1: 0.44})
+    ranked = fuse(found, 0.3, "rrf", 5)
+    assert ranked[1] > ranked[2]
+    assert max(ranked.values()) <= 1.0 + 1e-9
+    unchanged = Candidates(fts={1: 2.0}, dense={2: 0.3, 3: 0.2}, sentences={3: 0.25})
+    assert fuse(unchanged, 0.3, "rrf", 5) == pytest.approx(
+        fuse(Candidates(fts={1: 2.0}, dense={2: 0.3, 3: 0.2}), 0.3, "rrf", 5)
+    )  # a best sentence that changes no rank changes no score

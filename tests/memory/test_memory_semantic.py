@@ -100,34 +100,77 @@ def test_the_end_of_a_long_note_is_in_its_vector_too(make_memory, minilm) -> Non
     assert target in ranked and (other not in ranked or ranked.index(target) < ranked.index(other))
 
 
-def test_long_rows_from_before_are_embedded_again_in_full(make_memory, minilm, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A store from before: its long rows' vectors were cut at the window. The migration drops
-    them, the warm-up embeds them again (in pieces) and the index holds the new vectors."""
+def test_rows_from_before_are_embedded_again_where_the_way_changed(
+    make_memory, minilm, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """A store from before: a long turn's vector was cut at the window, and notes had no
+    sentence vectors. The migration drops those vectors, the warm-up embeds them again (the
+    turn in pieces, the note by sentence) and the index holds the new ones; a short turn keeps
+    its vector."""
     from memory.db import Database, Migrations
     from memory.schema import migrations
 
-    tail = f"{DIARY} {TARGET}."
-    cut = minilm._model.encode([tail], normalize_embeddings=True)[0]  # what the old code stored
-    short = minilm.embed(["the train was late"])[0]
+    long_turn = f"{DIARY} {TARGET}."
+    note = "The plumber came on Tuesday. He replaced the valve under the sink."
+    old = {
+        text: minilm._model.encode([text], normalize_embeddings=True)[0]  # as the old code did
+        for text in (long_turn, "the train was late", note)
+    }
+    kinds = {long_turn: "message", "the train was late": "message", note: "note"}
     path = tmp_path / "old"
     path.mkdir()
     db = Database.open(path / "familiar.db", [Migrations("memory", migrations.steps[:2])])
     with db.transaction() as conn:
-        for i, (text, vector) in enumerate(((tail, cut), ("the train was late", short)), 1):
+        for i, (text, vector) in enumerate(old.items(), 1):
             conn.execute(
                 "INSERT INTO memories (chat_id, kind, text, content_hash, ts, created_at,"
-                " embedding, embedding_model) VALUES (1, 'note', ?, ?, 0, 0, ?, ?)",
-                (text, f"h{i}", vector.tobytes(), minilm.model_name),
+                " embedding, embedding_model) VALUES (1, ?, ?, ?, 0, 0, ?, ?)",
+                (kinds[text], text, f"h{i}", vector.tobytes(), minilm.model_name),
             )
     db.close()
     memory = make_memory(minilm, path=path)
     with memory.db.read() as conn:
-        stored = dict(conn.execute("SELECT id, embedding FROM memories").fetchall())
-    whole = memory.vectors([tail], ["fresh"])[0]
-    assert float(cut @ whole) < 0.99  # the premise: the cut vector differs
-    assert np.frombuffer(stored[1], np.float32) == pytest.approx(whole, abs=1e-5)
-    assert stored[2] == short.tobytes()  # a short row keeps its vector
-    assert memory.index is not None and memory.index.ntotal == 2
-    assert float(memory.vectors([QUERY], ["q"])[0] @ whole) > float(
-        memory.vectors([QUERY], ["q"])[0] @ cut
-    )
+        stored = {r[0]: r[1:] for r in conn.execute("SELECT id, embedding, parts FROM memories")}
+    whole = memory.vectors([long_turn], ["fresh"])[0]
+    assert float(old[long_turn] @ whole) < 0.99  # the premise: the cut vector differs
+    assert np.frombuffer(stored[1][0], np.float32) == pytest.approx(whole, abs=1e-5)
+    assert stored[1][1] is None and stored[2] == (old["the train was late"].tobytes(), None)
+    vector, parts = memory.embed_texts([note], ["fresh-note"], [True])
+    assert parts[0] is not None and parts[0].shape == (2, minilm.dim)
+    assert np.frombuffer(stored[3][0], np.float32) == pytest.approx(vector[0], abs=1e-5)
+    assert np.frombuffer(stored[3][1], np.float32) == pytest.approx(parts[0].ravel(), abs=1e-5)
+    assert memory.index is not None and memory.index.ntotal == 3
+    q = memory.vectors([QUERY], ["q"])[0]
+    assert float(q @ whole) > float(q @ old[long_turn])
+
+
+COAST = (
+    "We spent the weekend at the coast with the kids. The fish and chips were great and the sea "
+    f"was calm. {TARGET}. On Sunday we drove home late and the traffic was awful."
+)
+
+
+def test_notes_are_embedded_by_sentence_and_found_by_their_best_one(make_memory, minilm) -> None:  # type: ignore[no-untyped-def]
+    """A note of several sentences keeps each sentence's vector (its own is their mean); a
+    conversation turn, a fact and a one-sentence note keep one vector. Search scores the note
+    by its best sentence too, which is far nearer the question than the whole."""
+    memory = make_memory(minilm)
+    note = run(memory.add_memory(COAST, CHAT, "note"))
+    turn = run(memory.add_memory(COAST, CHAT, "message"))  # the same text, as a turn
+    one = run(memory.add_memory(TARGET, CHAT, "note"))
+    fact = run(memory.add_memory("I keep the spare key under the blue pot. Always.", CHAT, "fact"))
+    with memory.db.read() as conn:
+        rows = {r[0]: r[1:] for r in conn.execute("SELECT id, embedding, parts FROM memories")}
+    parts = np.frombuffer(rows[note][1], np.float32).reshape(-1, minilm.dim)
+    assert parts.shape[0] == 4
+    mean = parts.sum(axis=0) / np.linalg.norm(parts.sum(axis=0))
+    assert np.frombuffer(rows[note][0], np.float32) == pytest.approx(mean, abs=1e-5)
+    assert rows[turn][1] is None and rows[one][1] is None and rows[fact][1] is None
+    assert rows[turn][0] != rows[note][0]  # embedded whole: not the note's vector reused
+    q = memory.vectors([QUERY], ["q"])[0]
+    best = memory.searcher.best_sentences([note, turn, one], q, minilm.model_name)
+    assert set(best) == {note}
+    assert best[note] > float(q @ mean) + 0.1
+    assert best[note] == pytest.approx(float((parts @ q).max()))
+    hits = run(memory.search(QUERY, CHAT, k=5))
+    assert note in [h.id for h in hits]

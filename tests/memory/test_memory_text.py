@@ -104,3 +104,21 @@ def test_any_text_is_a_valid_fts_query(tmp_path_factory, text: str) -> None:  # 
 
 
 _FUZZ_DB = None
+
+
+def test_sentences_are_cut_at_their_ends_and_grouped_past_the_limit() -> None:
+    from memory.text import sentences
+
+    assert sentences("One thing. Two things!  Three?\n\nA new paragraph") == [
+        "One thing.",
+        "Two things!",
+        "Three?",
+        "A new paragraph",
+    ]
+    assert sentences("Fine. Ok. It is. Yes") == ["Fine.", "It is."]  # 3 characters or fewer go
+    many = " ".join(f"Sentence number {n}." for n in range(10))
+    assert len(sentences(many)) == 4  # a short text: four at most, neighbours run together
+    assert sentences(many, limit=5)[0] == "Sentence number 0. Sentence number 1."
+    long = " ".join(f"This is a rather longer sentence, number {n}." for n in range(60))
+    assert len(long) // 300 < len(sentences(long)) <= len(long) // 150  # about one per 150
+    assert sentences("no end mark at all") == ["no end mark at all"]
