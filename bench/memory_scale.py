@@ -9,7 +9,8 @@ the queries. Nothing is generated from a small vocabulary, so full-text ranking 
    by the bare encoder and imported through ``memory.importer`` into a fresh store, alternately,
    ``--repeats`` times; the median of the ratio of the two throughputs is printed (target 0.85).
 2. Search at each ``--sizes``: rows are two random sentences joined (real words, real length),
-   each with the normalised sum of its sentences' MiniLM vectors: real MiniLM geometry without
+   each a note with the normalised sum of its sentences' MiniLM vectors and those two as its
+   sentence vectors (as the project embeds a note): real MiniLM geometry without
    embedding 100k texts on a shared CPU (the unique sentences are embedded once and cached with
    ``--cache``). Timed separately, per query: the query's embedding, full-text search (the FTS5
    query with the term filter), dense search (index plus the scope filter in SQLite), and the
@@ -181,6 +182,7 @@ def scale(
                         float(i),
                         embedding=v / np.linalg.norm(v),
                         model=embedder.model_name,
+                        parts=np.stack([vectors[a], vectors[b]]),  # a note's, by sentence
                     )
                 )
             store.insert_memories(db, rows)

@@ -201,14 +201,21 @@ class HybridSearcher:
         """For the candidates with sentence vectors: the similarity of the best of the row's
         own vector and its sentences'."""
         q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-        out: dict[int, float] = {}
-        for i, (whole, parts) in store.parts_of(self.db, list(dict.fromkeys(ids)), model).items():
-            vectors = np.frombuffer(parts, dtype=np.float32)
-            if len(vectors) % len(q) or len(whole) != 4 * len(q):
-                continue  # another dimension: not this model's
-            best = float((vectors.reshape(-1, len(q)) @ q).max())
-            out[i] = max(best, float(np.frombuffer(whole, dtype=np.float32) @ q))
-        return out
+        size = 4 * len(q)
+        rows = [
+            (i, whole, parts)
+            for i, (whole, parts) in store.parts_of(
+                self.db, list(dict.fromkeys(ids)), model
+            ).items()
+            if len(whole) == size and parts and len(parts) % size == 0  # else: another model's
+        ]
+        if not rows:
+            return {}
+        wholes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, len(q))
+        parts = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(-1, len(q))
+        starts = np.cumsum([0] + [len(r[2]) // size for r in rows[:-1]])
+        best = np.maximum(np.maximum.reduceat(parts @ q, starts), wholes @ q)
+        return {r[0]: float(b) for r, b in zip(rows, best, strict=True)}
 
     def _attach(self, hits: list[Hit], filters: Filters, n: int) -> None:
         """Give each conversation hit the ``n`` turns before and after it that the caller may
