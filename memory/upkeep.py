@@ -215,7 +215,7 @@ class VectorUpkeep:
             for piece in e.pieces(text, self.settings.embed_chunk_chars):
                 pieces.append(piece)
                 owners.append(unit)
-        unit_vectors = np.zeros((len(owners) and owners[-1] + 1, e.dim), dtype=np.float32)
+        unit_vectors = np.zeros((sum(map(len, units)), e.dim), dtype=np.float32)
         np.add.at(unit_vectors, np.array(owners), e.embed(pieces))
         unit_vectors /= np.maximum(np.linalg.norm(unit_vectors, axis=1, keepdims=True), 1e-12)
         first = 0
