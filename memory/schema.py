@@ -126,6 +126,7 @@ def m003_sentence_vectors(db: sqlite_utils.Database) -> None:
     # (the model's window). Every token covers a character, so a shorter text was whole.
     db.execute("ALTER TABLE memories ADD COLUMN parts BLOB")
     db.execute(
-        "UPDATE memories SET embedding = NULL WHERE embedding IS NOT NULL"
+        "UPDATE memories SET embedding = NULL, embedding_model = NULL, embedding_dim = NULL"
+        " WHERE embedding IS NOT NULL"
         f" AND (kind IN ({','.join(repr(k) for k in SENTENCE_KINDS)}) OR length(text) > 254)"
     )
