@@ -277,7 +277,12 @@ def stats(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) 
     for kind, n in sorted(data["by_kind"].items()):
         typer.echo(f"  {kind}: {n}")
     for model, n in sorted(data["by_embedding_model"].items()):
-        typer.echo(f"  embedded with {model}: {n}")
+        if model == "(none)":  # stored while the model loaded, or to be embedded again
+            typer.echo(
+                f"  not embedded yet (the next start or `familiar memory reindex` does): {n}"
+            )
+        else:
+            typer.echo(f"  embedded with {model}: {n}")
     saved = data["saved_index"]
     typer.echo(
         f"saved index: {saved['count']} vectors, {saved['kind']}, {saved['model']}/{saved['dim']}"

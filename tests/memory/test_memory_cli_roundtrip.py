@@ -90,6 +90,21 @@ def test_stats_counts_by_kind_and_names_the_saved_index(imported: CliRunner) -> 
     assert lines[0].startswith("memories: 3 in 2 chats; messages: 1;")
     assert "  message: 1" in lines and "  note: 2" in lines
     assert any(line.startswith("saved index: 3 vectors") for line in lines)
+    assert "  embedded with hashing-256: 3" in lines
+
+
+def test_stats_says_how_many_rows_wait_for_their_vectors(
+    imported: CliRunner, data_dir: Path
+) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(data_dir / "familiar.db")
+    with conn:  # as the migration leaves rows to be embedded again at the next start
+        conn.execute("UPDATE memories SET embedding = NULL, embedding_model = NULL WHERE id = 1")
+    conn.close()
+    lines = imported.invoke(app, ["stats"]).stdout.splitlines()
+    assert "  embedded with hashing-256: 2" in lines
+    assert "  not embedded yet (the next start or `familiar memory reindex` does): 1" in lines
 
 
 def test_export_to_a_file_holds_one_users_data_and_nothing_else(
