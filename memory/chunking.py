@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 
+from memory.text import SENTENCE_END
+
 HEADING = re.compile(r"^#{1,6}\s+\S")
-SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 
 
 def split_text(text: str, size: int = 1500, overlap: int = 200) -> list[str]:

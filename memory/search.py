@@ -211,20 +211,17 @@ class HybridSearcher:
         own vector and its sentences'."""
         q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
         size = 4 * len(q)
-        rows = [
-            (i, whole, parts)
-            for i, (whole, parts) in store.parts_of(
-                self.db, list(dict.fromkeys(ids)), model
-            ).items()
-            if len(whole) == size and parts and len(parts) % size == 0  # else: another model's
-        ]
+        found = store.parts_of(self.db, list(dict.fromkeys(ids)), model)
+        rows = [(i, p) for i, p in found.items() if p and len(p) % size == 0]  # else: not q's size
         if not rows:
             return {}
-        wholes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, len(q))
-        parts = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(-1, len(q))
-        starts = np.cumsum([0] + [len(r[2]) // size for r in rows[:-1]])
-        best = np.maximum(np.maximum.reduceat(parts @ q, starts), wholes @ q)
-        return {r[0]: float(b) for r, b in zip(rows, best, strict=True)}
+        parts = np.frombuffer(b"".join(p for _, p in rows), dtype=np.float32).reshape(-1, len(q))
+        starts = np.cumsum([0] + [len(p) // size for _, p in rows[:-1]])
+        # The row's own vector is the normalised sum of its sentences' (``embed_texts``).
+        sums = np.add.reduceat(parts, starts)
+        wholes = (sums @ q) / np.maximum(np.linalg.norm(sums, axis=1), 1e-12)
+        best = np.maximum(np.maximum.reduceat(parts @ q, starts), wholes)
+        return {i: float(b) for (i, _), b in zip(rows, best, strict=True)}
 
     def _attach(self, hits: list[Hit], filters: Filters, n: int) -> None:
         """Give each conversation hit the ``n`` turns before and after it that the caller may

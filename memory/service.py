@@ -38,7 +38,7 @@ from memory.store import Filters, NewMemory, to_epoch
 from memory.text import checked, clean, content_hash, estimate_tokens, words
 from memory.types import AssembledContext, FactResult, Hit, Message, Scope
 from memory.upkeep import Progress, VectorUpkeep
-from memory.when import Window, time_window
+from memory.when import describe, time_window
 
 T = TypeVar("T")
 
@@ -308,7 +308,8 @@ class Memory(VectorUpkeep):
         now: datetime | None = None,
     ) -> list[Hit]:
         """Hybrid search. Without ``since``/``until``, a time the question names ("last March")
-        is a boost: hits in that window first, then the others (``memory.when``)."""
+        is a boost: hits in that window first (provenance ``when``: the words), then the others
+        (provenance ``outside``: the window in words) (``memory.when``)."""
         query = clean(query)[:10_000]
         if not words(query):  # only punctuation or operators: nothing to look for
             return []
@@ -320,8 +321,8 @@ class Memory(VectorUpkeep):
             return self.searcher.search(query, f, k, query_vector=vector, index=self.index)
 
         window = None
-        if since is None and until is None:
-            window = self.named_time(query, now)
+        if since is None and until is None and self.settings.time_in_queries:
+            window = time_window(query, now or self.clock(), self.tz)
         if window is None:
             return run(Filters(scope, kinds, since, until))
         inside = run(Filters(scope, kinds, window.since, window.until))
@@ -331,14 +332,9 @@ class Memory(VectorUpkeep):
         rest = (
             [h for h in run(Filters(scope, kinds)) if h.id not in seen] if len(inside) < k else []
         )
+        for h in rest:  # from another time than the question names: /recall says so
+            h.provenance["outside"] = describe(window)
         return (inside + rest)[:k]
-
-    def named_time(self, query: str, now: datetime | None = None) -> Window | None:
-        """The time a question names ("last March", "two weeks ago"), read in the chats' time
-        zone, when ``time_in_queries`` is on; search ranks the memories from then first."""
-        if not self.settings.time_in_queries:
-            return None
-        return time_window(clean(query)[:10_000], now or self.clock(), self.tz)
 
     async def search(
         self,

@@ -183,19 +183,19 @@ def cached_embeddings(
     return out
 
 
-def parts_of(db: Database, ids: Sequence[int], model: str) -> dict[int, tuple[bytes, bytes]]:
-    """(vector, sentence vectors) of those of the given rows that have sentence vectors of
-    ``model``."""
-    out: dict[int, tuple[bytes, bytes]] = {}
+def parts_of(db: Database, ids: Sequence[int], model: str) -> dict[int, bytes]:
+    """The sentence vectors of those of the given rows that have some, of ``model``."""
+    out: dict[int, bytes] = {}
     with db.read() as conn:
         for start in range(0, len(ids), 900):
             part = [int(i) for i in ids[start : start + 900]]
-            for i, e, p in conn.execute(
-                f"SELECT id, embedding, parts FROM memories WHERE id IN ({','.join('?' * len(part))})"
-                " AND parts IS NOT NULL AND embedding IS NOT NULL AND embedding_model = ?",
-                (*part, model),
-            ):
-                out[int(i)] = (e, p)
+            out.update(
+                conn.execute(
+                    f"SELECT id, parts FROM memories WHERE id IN ({','.join('?' * len(part))})"
+                    " AND parts IS NOT NULL AND embedding_model = ?",
+                    (*part, model),
+                )
+            )
     return out
 
 

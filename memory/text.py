@@ -99,7 +99,7 @@ def chunks(text: str, size: int) -> list[str]:
     return [c for c in (c.strip() for c in out) if c]
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n\s*\n")
+SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n\s*\n")  # after . ! ? …, and at blank lines
 
 
 def sentences(text: str, limit: int | None = None) -> list[str]:
@@ -109,7 +109,7 @@ def sentences(text: str, limit: int | None = None) -> list[str]:
     long text of many short sentences would cost the encoder more than the text whole."""
     if limit is None:
         limit = max(4, min(32, len(text) // 150))
-    parts = [p for p in (q.strip() for q in _SENTENCE_END.split(text)) if len(p) > 3]
+    parts = [p for p in (q.strip() for q in SENTENCE_END.split(text)) if len(p) > 3]
     if len(parts) <= limit:
         return parts
     size = -(-len(parts) // limit)

@@ -66,20 +66,12 @@ def describe(window: Window) -> str:
     """The window in words for a person: "3 June 2025", "March 2019", "2023", or "13 to 19
     November 2026" (``until`` is exclusive)."""
     start, last = window.since, window.until - timedelta(days=1)
+    whole_months = start.day == 1 and window.until.day == 1
     if start.date() == last.date():
         return f"{start.day} {start:%B %Y}"
-    if start.day == 1 and start.month == 1 and (last.month, last.day) == (12, 31):
-        if start.year == last.year:
-            return f"{start:%Y}"
-    if (
-        start.day == 1
-        and (last + timedelta(days=1)).day == 1
-        and (start.year, start.month)
-        == (
-            last.year,
-            last.month,
-        )
-    ):
+    if whole_months and (start.month, last.month, start.year) == (1, 12, last.year):
+        return f"{start:%Y}"
+    if whole_months and (start.year, start.month) == (last.year, last.month):
         return f"{start:%B %Y}"
     if (start.year, start.month) == (last.year, last.month):
         return f"{start.day} to {last.day} {last:%B %Y}"

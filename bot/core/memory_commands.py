@@ -19,7 +19,6 @@ from bot.core.types import Button, ButtonPress, Incoming, Reply
 from memory.errors import FamiliarError
 from memory.service import Memory
 from memory.types import Hit, Scope
-from memory.when import describe
 
 LISTED_KINDS = ("fact", "note", "summary", "lesson")
 SNIPPET = 160
@@ -115,11 +114,11 @@ class MemoryCommands:
         if not hits:
             return Reply("I don't remember anything about that.", markdown=False)
         lines = [recall_lines(h) for h in hits]
-        window = self.memory.named_time(args)
-        if window is not None and not any("when" in h.provenance for h in hits):
+        if all("outside" in h.provenance for h in hits):
             # The question named a time and nothing from then matched: say so, rather than let
             # other times' matches pass for an answer.
-            lines.insert(0, f"Nothing from {describe(window)}; matches from other times:")
+            when = hits[0].provenance["outside"]
+            lines.insert(0, f"Nothing from {when}; matches from other times:")
         return Reply("\n".join(lines), markdown=False)
 
     async def memories(self, msg: Incoming, args: str, transport: Transport) -> Reply:
