@@ -185,18 +185,7 @@ def cached_embeddings(
 
 def parts_of(db: Database, ids: Sequence[int], model: str) -> dict[int, bytes]:
     """The sentence vectors of those of the given rows that have some, of ``model``."""
-    out: dict[int, bytes] = {}
-    with db.read() as conn:
-        for start in range(0, len(ids), 900):
-            part = [int(i) for i in ids[start : start + 900]]
-            out.update(
-                conn.execute(
-                    f"SELECT id, parts FROM memories WHERE id IN ({','.join('?' * len(part))})"
-                    " AND parts IS NOT NULL AND embedding_model = ?",
-                    (*part, model),
-                )
-            )
-    return out
+    return _column_by_id(db, ids, "parts", "parts IS NOT NULL AND embedding_model = ?", model)
 
 
 def pending_embeddings(
@@ -397,16 +386,20 @@ def stats(db: Database) -> dict[str, Any]:
     }
 
 
-def _column_by_id(db: Database, ids: Sequence[int], column: str) -> dict[int, Any]:
-    """``{id: column}`` of the given memories, in chunks under SQLite's variable limit."""
+def _column_by_id(
+    db: Database, ids: Sequence[int], column: str, where: str = "1", *params: object
+) -> dict[int, Any]:
+    """``{id: column}`` of the given memories (those ``where`` holds for), in chunks under
+    SQLite's variable limit."""
     out: dict[int, Any] = {}
     with db.read() as conn:
         for start in range(0, len(ids), 900):
             part = [int(i) for i in ids[start : start + 900]]
             out.update(
                 conn.execute(
-                    f"SELECT id, {column} FROM memories WHERE id IN ({','.join('?' * len(part))})",
-                    part,
+                    f"SELECT id, {column} FROM memories WHERE id IN ({','.join('?' * len(part))})"
+                    f" AND {where}",
+                    (*part, *params),
                 )
             )
     return out
