@@ -160,6 +160,7 @@ def scale(
     queries: list[str],
     query_vectors: np.ndarray,
     settings: MemorySettings,
+    kind: str = "note",
 ) -> None:
     rng = np.random.default_rng(n)
     pairs = rng.integers(0, len(sentences), (n, 2))
@@ -172,17 +173,20 @@ def scale(
                 a, b = pairs[i]
                 text = f"{sentences[a]} {sentences[b]}"
                 v = vectors[a] + vectors[b]
+                note = kind == "note"
                 rows.append(
                     store.NewMemory(
                         1,
                         None,
-                        "note",
+                        kind,
                         text,
                         f"{i}:{content_hash(text)}",
                         float(i),
                         embedding=v / np.linalg.norm(v),
                         model=embedder.model_name,
-                        parts=np.stack([vectors[a], vectors[b]]),  # a note's, by sentence
+                        # A note's by sentence; a turn's whole (and a row in ``messages``).
+                        parts=np.stack([vectors[a], vectors[b]]) if note else None,
+                        role=None if note else "user",
                     )
                 )
             store.insert_memories(db, rows)
@@ -258,6 +262,12 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--nprobe", type=int, default=None, help="override memory.ivf_nprobe")
     ap.add_argument("--cache", type=Path, help="keep the sentences' vectors here between runs")
+    ap.add_argument(
+        "--kind",
+        choices=("note", "message"),
+        default="note",
+        help="rows as notes (by sentence) or as conversation turns (one chat, in turns_fts too)",
+    )
     args = ap.parse_args()
     started = time.monotonic()
     sentences, questions = read_dataset(args.dataset)
@@ -273,7 +283,7 @@ def main() -> None:
     print(f"{len(sentences)} unique sentences, {len(queries)} queries", flush=True)
     for n in (int(s) for s in args.sizes.split(",") if s):
         settings = MemorySettings(**({"ivf_nprobe": args.nprobe} if args.nprobe else {}))
-        scale(embedder, n, sentences, vectors, queries, query_vectors, settings)
+        scale(embedder, n, sentences, vectors, queries, query_vectors, settings, args.kind)
     print(f"total {time.monotonic() - started:.0f} s")
 
 

@@ -2,9 +2,11 @@
 the plain retrievers and fusions it is compared with.
 
 For each question the candidates of full-text and dense search are taken once (the searcher's
-own ``candidates``: the same scope filter, the same FTS query and index), and each comparison
-ranks from them: plain BM25, plain dense, reciprocal-rank fusion (k 60, and the smaller k in
-``RRF_KS``), and score fusion at several dense weights. "ours" is ``Memory.search_sync`` with the
+own ``candidates``: the same scope filter, the same FTS query and index). The comparisons rank
+plain BM25 (each row by its own words, ``memories_fts``) and dense (the index as the project
+keys it) alone, and fused: reciprocal-rank fusion (k 60, and the smaller k in ``RRF_KS``) and
+score fusion at several dense weights. "bm25+ctx" is the project's full-text list alone (turns
+also by the words beside them, ``turns_fts``). "ours" is ``Memory.search_sync`` with the
 settings given, end to end; "ours+ctx" also counts the turns attached to its hits
 (``Hit.before``/``after``: what the model is shown with them), so it is reported apart and never
 as the headline figure.
@@ -26,7 +28,7 @@ from memory.embedder import Embedder
 from memory.search import Candidates, fuse
 from memory.service import Memory
 from memory.store import Filters
-from memory.text import content_hash
+from memory.text import content_hash, match_of, query_words
 from memory.types import Scope
 
 KS = (5, 10)
@@ -83,6 +85,7 @@ class CachedEmbedder(Embedder):
 def variants() -> list[str]:
     return [
         "bm25",
+        "bm25+ctx",
         "dense",
         "rrf",
         *(f"rrf{k}" for k in RRF_KS),
@@ -92,8 +95,24 @@ def variants() -> list[str]:
     ]
 
 
+def plain_bm25(memory: Memory, query: str, filters: Filters, n: int) -> dict[int, float]:
+    """Every row ranked by its own words alone (``memories_fts`` holds turns too)."""
+    match = match_of(memory.searcher.terms.keep(query_words(query)))
+    if match is None:
+        return {}
+    where, params = filters.sql()
+    with memory.db.read() as conn:
+        rows = conn.execute(
+            "SELECT m.id, bm25(memories_fts) AS r FROM memories_fts"
+            f" JOIN memories m ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? AND {where}"
+            " ORDER BY r LIMIT ?",
+            (match, *params, n),
+        ).fetchall()
+    return {int(i): -float(r) for i, r in rows}
+
+
 def _rank(c: Candidates, name: str) -> list[int]:
-    if name == "bm25":
+    if name in ("bm25", "bm25+ctx"):
         scores = c.fts
     elif name == "dense":
         scores = c.dense
@@ -117,12 +136,12 @@ def evaluate(
         vector = memory.vectors([q.text], [content_hash(q.text)])[0]
         n = max(s.search_candidates, max(KS) * 3)
         c = memory.searcher.candidates(q.text, filters, vector, memory.index, n)
-        refs = {
-            i: r.ref for i, r in store.rows_by_id(memory.db, [*c.fts, *c.dense], filters).items()
-        }
+        plain = Candidates(plain_bm25(memory, q.text, filters, n), c.dense)
+        ids = [*c.fts, *c.dense, *plain.fts]
+        refs = {i: r.ref for i, r in store.rows_by_id(memory.db, ids, filters).items()}
         ranked: dict[str, list[str | None]] = {}
         for name in variants()[:-2]:
-            ranked[name] = [refs.get(i) for i in _rank(c, name)]
+            ranked[name] = [refs.get(i) for i in _rank(c if name == "bm25+ctx" else plain, name)]
         hits = memory.search_sync(q.text, q.scope, k=max(KS), now=q.now)
         ranked["ours"] = [h.ref for h in hits]
         for k in KS:

@@ -130,3 +130,67 @@ def m003_sentence_vectors(db: sqlite_utils.Database) -> None:
         " WHERE embedding IS NOT NULL"
         f" AND (kind IN ({','.join(repr(k) for k in SENTENCE_KINDS)}) OR length(text) > 254)"
     )
+
+
+# The turn just before or after a conversation turn (in its chat, by message id, turns with a
+# memory only). Its words count for the turn only where everyone who may see the turn may see it
+# too (the same person's, or the assistant's): in a group, one member's search must not find
+# their own turns by the words of another's.
+_NEXT_TO = (
+    "(SELECT CASE WHEN {a}.user_id IS NULL OR t.user_id IS NULL OR {a}.user_id = t.user_id"
+    " THEN {a}.text END FROM messages {a} WHERE {a}.chat_id = t.chat_id AND {a}.id {op} t.id"
+    " AND {a}.memory_id IS NOT NULL ORDER BY {a}.id {order} LIMIT 1)"
+)
+_PREVIOUS_TURN = (
+    "(SELECT id FROM messages WHERE chat_id = {row}.chat_id AND id < {row}.id"
+    " AND memory_id IS NOT NULL ORDER BY id DESC LIMIT 1)"
+)
+_NEXT_TURN = (
+    "(SELECT id FROM messages WHERE chat_id = {row}.chat_id AND id > {row}.id"
+    " AND memory_id IS NOT NULL ORDER BY id LIMIT 1)"
+)
+
+
+def _rewindow(ids: str) -> str:
+    """Trigger statements that index again the turns with these message ids (an SQL list)."""
+    return (
+        f"DELETE FROM turns_fts WHERE rowid IN (SELECT memory_id FROM messages WHERE id IN ({ids}));\n"
+        "  INSERT INTO turns_fts (rowid, own, around)"
+        f" SELECT memory_id, own, around FROM turn_windows WHERE message_id IN ({ids});"
+    )
+
+
+@migrations()
+def m004_turns_in_context(db: sqlite_utils.Database) -> None:
+    # ``turns_fts``: conversation turns ranked by their own words and, at a lower weight
+    # (``memory.turn_context_words``), the words of the turns just before and after them; the
+    # row's length counts both, so a one-line reply is not favoured for its brevity. An answer
+    # ("Travel was also her great passion!") is found by the question it answers ("What other
+    # hobbies did your mother have?"). Triggers on ``messages`` keep it in step within the
+    # writing transaction, as ``memories_fts``: a turn stored or forgotten re-indexes the turns
+    # beside it, so a forgotten turn's words leave its neighbours' rows too. A regular (not
+    # external-content) table: the neighbours' text is not a column anywhere to point it at.
+    before = _NEXT_TO.format(a="p", op="<", order="DESC")
+    after = _NEXT_TO.format(a="n", op=">", order="ASC")
+    new_prev, old_prev = _PREVIOUS_TURN.format(row="new"), _PREVIOUS_TURN.format(row="old")
+    new_next, old_next = _NEXT_TURN.format(row="new"), _NEXT_TURN.format(row="old")
+    statements = [
+        "CREATE VIRTUAL TABLE turns_fts USING fts5("
+        "own, around, tokenize='porter unicode61 remove_diacritics 2')",
+        "CREATE VIEW turn_windows AS SELECT t.id AS message_id, t.memory_id AS memory_id,"
+        f" t.text AS own, coalesce({before}, '') || ' ' || coalesce({after}, '') AS around"
+        " FROM messages t WHERE t.memory_id IS NOT NULL",
+        "CREATE TRIGGER turns_fts_ai AFTER INSERT ON messages WHEN new.memory_id IS NOT NULL"
+        f" BEGIN\n  {_rewindow(f'{new_prev}, new.id')}\nEND",
+        "CREATE TRIGGER turns_fts_ad AFTER DELETE ON messages WHEN old.memory_id IS NOT NULL"
+        " BEGIN\n  DELETE FROM turns_fts WHERE rowid = old.memory_id;\n"
+        f"  {_rewindow(f'{old_prev}, {old_next}')}\nEND",
+        # A turn's memory forgotten sets its ``memory_id`` to NULL (the foreign key): the same.
+        "CREATE TRIGGER turns_fts_au AFTER UPDATE OF memory_id ON messages"
+        " WHEN old.memory_id IS NOT new.memory_id"
+        " BEGIN\n  DELETE FROM turns_fts WHERE rowid = old.memory_id;\n"
+        f"  {_rewindow(f'{new_prev}, new.id, {new_next}')}\nEND",
+        "INSERT INTO turns_fts (rowid, own, around) SELECT memory_id, own, around FROM turn_windows",
+    ]
+    for statement in statements:
+        db.execute(statement)

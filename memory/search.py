@@ -132,7 +132,11 @@ class HybridSearcher:
         fts: dict[int, float] = {}
         match = match_of(self.terms.keep(query_words(query)))
         if match is not None:
-            fts = dict(store.fts_search(self.db, match, filters, n))
+            fts = dict(
+                store.fts_search(
+                    self.db, match, filters, n, context=self.settings.turn_context_words
+                )
+            )
         dense: dict[int, float] = {}
         if query_vector is not None and index is not None and index.ntotal:
             chat = filters.scope.chat_id if filters.scope else None

@@ -267,16 +267,31 @@ def ids_matching(db: Database, filters: Filters, limit: int) -> list[int] | None
     return ids if len(ids) <= limit else None
 
 
-def fts_search(db: Database, match: str, filters: Filters, limit: int) -> list[tuple[int, float]]:
-    """(id, relevance) by BM25, best first; relevance is -bm25 so larger is better."""
+def fts_search(
+    db: Database, match: str, filters: Filters, limit: int, *, context: float = 0.0
+) -> list[tuple[int, float]]:
+    """(id, relevance) by BM25, best first; relevance is -bm25 so larger is better.
+
+    Conversation turns (rows with a ``messages`` row) are ranked in ``turns_fts`` by their own
+    words plus ``context`` times the words of the turns beside them (0: their own alone); every
+    other row in ``memories_fts``. The two lists are merged by score: both are BM25 with the
+    same tokenizer, over tables whose rows are alike in length."""
     where, params = filters.sql()
+    is_turn = "EXISTS (SELECT 1 FROM messages t WHERE t.memory_id = m.id)"
     with db.read() as conn:
         rows = conn.execute(
             f"SELECT m.id, bm25(memories_fts) AS r FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
-            f" WHERE memories_fts MATCH ? AND {where} ORDER BY r LIMIT ?",
+            f" WHERE memories_fts MATCH ? AND {where} AND NOT {is_turn} ORDER BY r LIMIT ?",
             (match, *params, limit),
         ).fetchall()
-    return [(int(i), -float(r)) for i, r in rows]
+        rows += conn.execute(
+            f"SELECT m.id, bm25(turns_fts, 1.0, ?) AS r FROM turns_fts JOIN memories m ON m.id = turns_fts.rowid"
+            f" WHERE turns_fts MATCH ? AND {where} ORDER BY r LIMIT ?",
+            (float(context), match, *params, limit),
+        ).fetchall()
+    # A turn matched only by its neighbours' words, with ``context`` 0, scores 0: not a match.
+    rows = sorted((r for r in rows if r[1] < 0), key=lambda r: r[1])
+    return [(int(i), -float(r)) for i, r in rows[:limit]]
 
 
 def list_rows(

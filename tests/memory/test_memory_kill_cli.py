@@ -127,7 +127,10 @@ def test_cli_add_import_search_stats_export(data_dir, tmp_path, monkeypatch) -> 
         '{"text": "in the boathouse", "chat_id": 7, "kind": "message", "role": "assistant"}\n'
     )
     assert cli.invoke(app, ["import", str(turns)]).exit_code == 0
-    [turn] = json.loads(cli.invoke(app, ["search", "canoe", "--chat", "7", "--json"]).stdout)
+    # The question by its words, then the answer by the question's (tests/memory/
+    # test_memory_turn_words.py).
+    turn, answer = json.loads(cli.invoke(app, ["search", "canoe", "--chat", "7", "--json"]).stdout)
+    assert answer["text"] == "in the boathouse" and answer["score"] < turn["score"]
     assert [t["text"] for t in turn["after"]] == ["in the boathouse"] and turn["before"] == []
     assert "user_id" not in turn["after"][0]
     queries = tmp_path / "q.jsonl"
