@@ -5,7 +5,13 @@ Each journal is imported as notes in its own chat; each question is asked in its
 is whether the entry holding the answer is among the top k. Prints plain BM25, plain dense, the
 fusions, and the project's search ("ours"), with the corpus size and timing.
 
-    python bench/memory_journal.py [--seed 7] [--chats 3] [--days 400]
+``--as-turns`` imports the entries as one person's conversation turns instead (no replies): the
+turns beside a turn are then unrelated entries, the case where ranking a turn by its
+neighbours' words (``--turn-context-words``, and the index's turn keys) could only crowd out
+the entry that answers.
+
+    python bench/memory_journal.py [--seed 7] [--chats 3] [--days 400] [--as-turns]
+        [--turn-context-words W]
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ def main() -> None:
     ap.add_argument("--chats", type=int, default=3)
     ap.add_argument("--days", type=int, default=400)
     ap.add_argument("--db", type=Path, help="reuse/keep the imported store here (default: temp)")
+    ap.add_argument("--as-turns", action="store_true", help="import as one person's turns")
+    ap.add_argument("--turn-context-words", type=float, default=None)
     args = ap.parse_args()
     started = time.monotonic()
     entries, probes = corpus(args.seed, args.chats, args.days)
@@ -48,7 +56,14 @@ def main() -> None:
     fresh = not (workdir / "familiar.db").exists()
     embedder = CachedEmbedder(SentenceTransformerEmbedder(), workdir / "embeddings.npz")
     db = Database.open(workdir / "familiar.db", [migrations])
-    memory = Memory(db, embedder, MemorySettings(), workdir / "index")
+    settings = MemorySettings(
+        **(
+            {}
+            if args.turn_context_words is None
+            else {"turn_context_words": args.turn_context_words}
+        )
+    )
+    memory = Memory(db, embedder, settings, workdir / "index")
     memory.warm_sync()
     if fresh:
         rows = (
@@ -59,8 +74,8 @@ def main() -> None:
                     "scope": Scope(e.chat),
                     "ts": e.ts,
                     "ref": e.ref,
-                    "kind": "note",
-                    "role": None,
+                    "kind": "message" if args.as_turns else "note",
+                    "role": "user" if args.as_turns else None,
                 },
             )
             for n, e in enumerate(entries, 1)
@@ -73,7 +88,14 @@ def main() -> None:
     )
     questions = [Question(Scope(p.chat), p.question, frozenset({p.ref})) for p in probes]
     results = evaluate(memory, questions)
-    print(table("journal notes", results["all"], len(questions)))
+    what = "journal turns" if args.as_turns else "journal notes"
+    print(
+        table(
+            f"{what}, turn_context_words {settings.turn_context_words}",
+            results["all"],
+            len(questions),
+        )
+    )
     print(f"total {time.monotonic() - started:.1f} s")
     embedder.save()
     db.close()

@@ -3,7 +3,8 @@ tuning half and a held-out half.
 
 Every turn of each conversation is imported with ``memory.importer`` twice: as a "message" (text
 "Speaker: text", plus the caption of a shared photo; a conversation turn, so hits carry the
-turns around them) in chat N, and as a "note" (the same text, no conversation) in chat 100+N,
+turns around them; the first speaker as the user, the other as the assistant: a chat's two
+sides) in chat N, and as a "note" (the same text, no conversation) in chat 100+N,
 with its session's date as the time and its dialogue id as ``ref``. Each question is asked in
 its conversation's scope (no labels at query time); recall@k is the share of its evidence turns
 among the top k hits, averaged over questions.
@@ -80,6 +81,9 @@ def records(data: list[dict]):
                 when = session_time(conv.get(f"{key}_date_time", "") or "")
                 for turn in conv[key]:
                     text = f"{turn['speaker']}: {turn['text']}"
+                    # The two speakers as a chat's two sides: a reply's context is the turn of
+                    # the other side it answers (memory.schema m004).
+                    side = "user" if turn["speaker"] == conv.get("speaker_a") else "assistant"
                     if turn.get("blip_caption"):
                         text += f" [shares a photo: {turn['blip_caption']}]"
                     n += 1
@@ -91,7 +95,7 @@ def records(data: list[dict]):
                             "ts": when,
                             "ref": turn["dia_id"],
                             "kind": kind,
-                            "role": "user" if kind == "message" else None,
+                            "role": side if kind == "message" else None,
                         },
                     )
 

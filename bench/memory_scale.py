@@ -237,7 +237,7 @@ def scale(
 
             ids, _, stored = store.vectors_for(db, list(range(1, n + 1)), index.dim)
             exact = faiss.IndexFlatIP(index.dim)
-            exact.add(stored)
+            exact.add(memory._keys(ids, stored, index.model))  # as the index holds them
             _, truth = exact.search(query_vectors, 10)
             recall = np.mean(
                 [

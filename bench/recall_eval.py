@@ -3,7 +3,7 @@ the plain retrievers and fusions it is compared with.
 
 For each question the candidates of full-text and dense search are taken once (the searcher's
 own ``candidates``: the same scope filter, the same FTS query and index). The comparisons rank
-plain BM25 (each row by its own words, ``memories_fts``) and dense (the index as the project
+plain BM25 (each row by its own words, in a plain FTS5 table of the bench's) and dense (the index as the project
 keys it) alone, and fused: reciprocal-rank fusion (k 60, and the smaller k in ``RRF_KS``) and
 score fusion at several dense weights. "bm25+ctx" is the project's full-text list alone (turns
 also by the words beside them, ``turns_fts``). "ours" is ``Memory.search_sync`` with the
@@ -15,6 +15,7 @@ as the headline figure.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,20 +96,31 @@ def variants() -> list[str]:
     ]
 
 
-def plain_bm25(memory: Memory, query: str, filters: Filters, n: int) -> dict[int, float]:
-    """Every row ranked by its own words alone (``memories_fts`` holds turns too)."""
-    match = match_of(memory.searcher.terms.keep(query_words(query)))
-    if match is None:
-        return {}
-    where, params = filters.sql()
-    with memory.db.read() as conn:
-        rows = conn.execute(
-            "SELECT m.id, bm25(memories_fts) AS r FROM memories_fts"
-            f" JOIN memories m ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? AND {where}"
+class PlainBM25:
+    """Every row ranked by its own words alone, in an FTS5 table of the bench's own (the same
+    tokenizer, one table for every kind): the baseline, as a plain BM25 index would rank."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self.conn = sqlite3.connect(":memory:")
+        self.conn.execute(
+            "CREATE VIRTUAL TABLE plain USING fts5(text, chat UNINDEXED,"
+            " tokenize='porter unicode61 remove_diacritics 2')"
+        )
+        with memory.db.read() as conn:
+            rows = conn.execute("SELECT id, text, chat_id FROM memories").fetchall()
+        self.conn.executemany("INSERT INTO plain (rowid, text, chat) VALUES (?, ?, ?)", rows)
+
+    def search(self, query: str, scope: Scope, n: int) -> dict[int, float]:
+        match = match_of(self.memory.searcher.terms.keep(query_words(query)))
+        if match is None:
+            return {}
+        rows = self.conn.execute(
+            "SELECT rowid, bm25(plain) AS r FROM plain WHERE plain MATCH ? AND chat = ?"
             " ORDER BY r LIMIT ?",
-            (match, *params, n),
+            (match, scope.chat_id, n),
         ).fetchall()
-    return {int(i): -float(r) for i, r in rows}
+        return {int(i): -float(r) for i, r in rows}
 
 
 def _rank(c: Candidates, name: str) -> list[int]:
@@ -131,12 +143,13 @@ def evaluate(
         lambda: defaultdict(lambda: defaultdict(list))
     )
     s = memory.settings
+    plain_bm25 = PlainBM25(memory)
     for q in questions:
         filters = Filters(q.scope)
         vector = memory.vectors([q.text], [content_hash(q.text)])[0]
         n = max(s.search_candidates, max(KS) * 3)
         c = memory.searcher.candidates(q.text, filters, vector, memory.index, n)
-        plain = Candidates(plain_bm25(memory, q.text, filters, n), c.dense)
+        plain = Candidates(plain_bm25.search(q.text, q.scope, n), c.dense)
         ids = [*c.fts, *c.dense, *plain.fts]
         refs = {i: r.ref for i, r in store.rows_by_id(memory.db, ids, filters).items()}
         ranked: dict[str, list[str | None]] = {}

@@ -8,6 +8,8 @@ unranked match with a LIMIT reads at most that many postings); words in more tha
 are left out, and of the rest the rarest are kept while their postings add up to no more than
 the bound. The rarer words carry the ranking, and a search never ranks more rows than the bound.
 The counts are global, not per chat: a word common overall is treated as common everywhere.
+They add up both full-text tables (turns are in ``turns_fts``, where a word also counts for the
+turns beside it, as it is read there).
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ class TermFilter:
             limit = int(min(total / 2, self.max_postings))
             counts = {}
             for word in words:
-                (counts[word],) = conn.execute(
-                    "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? LIMIT ?)",
-                    (f'"{word}"', limit + 1),
-                ).fetchone()
+                counts[word] = sum(
+                    conn.execute(
+                        f"SELECT count(*) FROM (SELECT rowid FROM {table} WHERE {table} MATCH ? LIMIT ?)",
+                        (f'"{word}"', limit + 1),
+                    ).fetchone()[0]
+                    for table in ("memories_fts", "turns_fts")
+                )
         # Rarest first, while the postings read in all stay within the bound.
         chosen, spent = set(), 0
         for word in sorted(words, key=lambda w: counts[w]):

@@ -3,8 +3,9 @@
 ``memories`` is the unit of recall: every message, summary, fact, note and lesson is one row with
 its scope, kind, time, content hash and embedding. Its ``id`` is also the vector's id in FAISS,
 so it is AUTOINCREMENT: an id is never reused after a delete, and "rows above the index's highest
-id" is exactly what the index has not seen. ``memories_fts`` is an external-content FTS5 table
-kept in sync by triggers, so no code path can forget to update it.
+id" is exactly what the index has not seen. Full text is kept in sync by triggers, so no code
+path can forget to update it: ``memories_fts`` (external content) holds every row but
+conversation turns, which are in ``turns_fts`` with the turns beside them (m004).
 """
 
 from __future__ import annotations
@@ -133,11 +134,14 @@ def m003_sentence_vectors(db: sqlite_utils.Database) -> None:
 
 
 # The turn just before or after a conversation turn (in its chat, by message id, turns with a
-# memory only). Its words count for the turn only where everyone who may see the turn may see it
-# too (the same person's, or the assistant's): in a group, one member's search must not find
+# memory only). Its words count for the turn only when it is the other side's (the question a
+# reply answers, the reply a question got: another role), and everyone who may see the turn may
+# see it too (the same person's, or the assistant's): one person's run of turns (a journal kept
+# in a chat) are not each other's context, and in a group one member's search must not find
 # their own turns by the words of another's.
 _NEXT_TO = (
-    "(SELECT CASE WHEN {a}.user_id IS NULL OR t.user_id IS NULL OR {a}.user_id = t.user_id"
+    "(SELECT CASE WHEN {a}.role != t.role"
+    " AND ({a}.user_id IS NULL OR t.user_id IS NULL OR {a}.user_id = t.user_id)"
     " THEN {a}.text END FROM messages {a} WHERE {a}.chat_id = t.chat_id AND {a}.id {op} t.id"
     " AND {a}.memory_id IS NOT NULL ORDER BY {a}.id {order} LIMIT 1)"
 )
@@ -191,6 +195,22 @@ def m004_turns_in_context(db: sqlite_utils.Database) -> None:
         " BEGIN\n  DELETE FROM turns_fts WHERE rowid = old.memory_id;\n"
         f"  {_rewindow(f'{new_prev}, new.id, {new_next}')}\nEND",
         "INSERT INTO turns_fts (rowid, own, around) SELECT memory_id, own, around FROM turn_windows",
+        # ``memories_fts`` keeps every other row: a turn's words are searched in one table, once.
+        # (Kinds never change; a text's old value is the one indexed, so the deletes match.)
+        "INSERT INTO memories_fts (memories_fts, rowid, text)"
+        " SELECT 'delete', id, text FROM memories WHERE kind = 'message'",
+        "DROP TRIGGER memories_ai",
+        "DROP TRIGGER memories_ad",
+        "DROP TRIGGER memories_au",
+        "CREATE TRIGGER memories_ai AFTER INSERT ON memories WHEN new.kind != 'message' BEGIN\n"
+        "  INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);\nEND",
+        "CREATE TRIGGER memories_ad AFTER DELETE ON memories WHEN old.kind != 'message' BEGIN\n"
+        "  INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);\n"
+        "END",
+        "CREATE TRIGGER memories_au AFTER UPDATE OF text ON memories WHEN old.kind != 'message'"
+        " BEGIN\n"
+        "  INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);\n"
+        "  INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);\nEND",
     ]
     for statement in statements:
         db.execute(statement)

@@ -120,14 +120,20 @@ class MemorySettings(BaseModel):
         "question about what it answered; 0 indexes each turn alone (1.0: best of 0.3 to 2 on "
         "LoCoMo's tuning half). After a change, run `familiar memory reindex`.",
     )
+    fold_neighbours: bool = Field(
+        False,
+        description="A turn right beside a better hit is not a hit of its own: it comes with "
+        "that hit as context (attach_turns), and its place goes to the next hit.",
+    )
     turn_context_words: float = Field(
         0.3,
         ge=0.0,
         le=1.0,
         description="Full-text search ranks a conversation turn by its own words plus this share "
-        "of the words of the turns just before and after it (and by the length of all three), "
-        "so an answer is found by the words of the question it answered; 0 ranks each turn by "
-        "its own words alone (0.3: 0.2 to 0.5 were within 0.005 on LoCoMo's tuning half).",
+        "of the words of the turns just before and after it where they are the other side's "
+        "(and by the length of all three), so an answer is found by the words of the question it "
+        "answered; 0: by its own words "
+        "alone (0.3: 0.2 to 0.5 were within 0.005 on LoCoMo's tuning half).",
     )
     fact_duplicate_cosine: float = Field(
         0.95,

@@ -274,14 +274,13 @@ def fts_search(
 
     Conversation turns (rows with a ``messages`` row) are ranked in ``turns_fts`` by their own
     words plus ``context`` times the words of the turns beside them (0: their own alone); every
-    other row in ``memories_fts``. The two lists are merged by score: both are BM25 with the
+    other row (kind other than "message") in ``memories_fts``. The two lists are merged by score: both are BM25 with the
     same tokenizer, over tables whose rows are alike in length."""
     where, params = filters.sql()
-    is_turn = "EXISTS (SELECT 1 FROM messages t WHERE t.memory_id = m.id)"
     with db.read() as conn:
         rows = conn.execute(
             f"SELECT m.id, bm25(memories_fts) AS r FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid"
-            f" WHERE memories_fts MATCH ? AND {where} AND NOT {is_turn} ORDER BY r LIMIT ?",
+            f" WHERE memories_fts MATCH ? AND {where} ORDER BY r LIMIT ?",
             (match, *params, limit),
         ).fetchall()
         rows += conn.execute(
@@ -290,8 +289,12 @@ def fts_search(
             (float(context), match, *params, limit),
         ).fetchall()
     # A turn matched only by its neighbours' words, with ``context`` 0, scores 0: not a match.
-    rows = sorted((r for r in rows if r[1] < 0), key=lambda r: r[1])
-    return [(int(i), -float(r)) for i, r in rows[:limit]]
+    # A row in both (a turn of another kind than "message": an import may make one) counts once.
+    best: dict[int, float] = {}
+    for i, r in rows:
+        if r < 0:
+            best[int(i)] = max(best.get(int(i), 0.0), -float(r))
+    return sorted(best.items(), key=lambda kv: -kv[1])[:limit]
 
 
 def list_rows(

@@ -91,6 +91,11 @@ def test_forget_user_removes_rows_fts_and_vectors_everywhere(make_memory, tmp_pa
             == 0
         )
         assert conn.execute("SELECT count(*) FROM messages WHERE user_id = 7").fetchone()[0] == 0
+        # Turns are ranked in turns_fts, with the turns beside them: the pin is in no row there.
+        assert (
+            conn.execute("SELECT count(*) FROM turns_fts WHERE turns_fts MATCH 'pin'").fetchone()[0]
+            == 0
+        )
     # the saved index on disk no longer holds the vectors either
     saved = json.loads((tmp_path / "index" / MANIFEST).read_text())
     assert saved["count"] == memory.index.ntotal == 1

@@ -46,10 +46,12 @@ def texts(memory, query: str, k: int = 5, scope: Scope = Scope(1)) -> list[str]:
 def test_an_answer_is_found_by_the_words_of_the_question_it_answered(make_memory) -> None:  # type: ignore[no-untyped-def]
     memory = make_memory(warm=False)  # full text alone: no vectors to find it by meaning
     chat(memory, CHAT)
-    found = texts(memory, "mother hobbies")
-    # The question first (its own words), then the turns beside it (their neighbour's words).
-    assert found[0] == "what other hobbies did your mother have?"
-    assert sorted(found[1:]) == ["good morning, I slept badly", "travel was her great passion"]
+    # The question (its own words), then the reply it got (by the question's words); not the
+    # user's turn before it: one side's run of turns are not each other's context.
+    assert texts(memory, "mother hobbies") == [
+        "what other hobbies did your mother have?",
+        "travel was her great passion",
+    ]
     alone = make_memory(warm=False, turn_context_words=0.0, path=_fresh(memory))
     chat(alone, CHAT)
     assert texts(alone, "mother hobbies") == ["what other hobbies did your mother have?"]
@@ -94,10 +96,8 @@ def test_a_forgotten_turns_words_leave_the_turns_beside_it(make_memory) -> None:
     assert run(memory.forget_user(7)) > 0
     with memory.db.read() as conn:
         left = conn.execute("SELECT own, around FROM turns_fts").fetchall()
-    assert left == [  # the assistant's turns are left, and now stand next to each other
-        ("travel was her great passion", " it opens at eight"),
-        ("it opens at eight", "travel was her great passion "),
-    ]
+    # The assistant's turns are left, side by side: one side, so no context for each other.
+    assert left == [("travel was her great passion", " "), ("it opens at eight", " ")]
 
 
 def _memory_of(memory, message_id: int) -> int:  # type: ignore[no-untyped-def]
@@ -137,11 +137,12 @@ def test_the_table_stays_equal_to_the_turns_it_is_derived_from(make_memory) -> N
                     (rng.choice((1, 2)),),
                 )
         else:
+            user = rng.choice((7, 8, None))
             message_id = run(
                 memory.add_message(
                     rng.choice((1, 2)),
-                    rng.choice((7, 8, None)),
-                    "user",
+                    user,
+                    "assistant" if user is None else "user",
                     f"{rng.choice(words)} {rng.choice(words)} {step}",
                 )
             )
@@ -155,6 +156,23 @@ def test_the_table_stays_equal_to_the_turns_it_is_derived_from(make_memory) -> N
             ).fetchall()
         assert kept == derived, step
     assert len(kept) == len(live) > 20
+    assert sum(around.strip() != "" for _, _, around in kept) > 5  # context was kept, not none
+    _intact(memory, " OR ".join(words))
+
+
+def _intact(memory, turn_words: str) -> None:  # type: ignore[no-untyped-def]
+    """Both full-text tables pass FTS5's own check against their content, and words found only
+    in turns are in ``turns_fts`` alone."""
+    with memory.db.transaction() as conn:
+        conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('integrity-check')")
+        conn.execute("INSERT INTO turns_fts (turns_fts) VALUES ('integrity-check')")
+        elsewhere = conn.execute(
+            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?", (turn_words,)
+        ).fetchone()[0]
+        there = conn.execute(
+            "SELECT count(*) FROM turns_fts WHERE turns_fts MATCH ?", (turn_words,)
+        ).fetchone()[0]
+    assert elsewhere == 0 and there > 0
 
 
 def test_a_store_from_before_has_its_turns_indexed_in_context(make_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -172,9 +190,19 @@ def test_a_store_from_before_has_its_turns_indexed_in_context(make_memory, tmp_p
                 "INSERT INTO messages (chat_id, role, text, ts, memory_id) VALUES (1, ?, ?, ?, ?)",
                 (role, text, n, memory_id),
             )
+        conn.execute(
+            "INSERT INTO memories (chat_id, kind, text, content_hash, ts, created_at)"
+            " VALUES (1, 'note', 'my mother collected stamps', 'note', 0, 0)"
+        )
     db.close()
     memory = make_memory(warm=False, path=path)
-    assert "travel was her great passion" in texts(memory, "mother hobbies")
+    assert texts(memory, "mother hobbies")[:3] == [
+        "what other hobbies did your mother have?",
+        "my mother collected stamps",
+        "travel was her great passion",
+    ] or "travel was her great passion" in texts(memory, "mother hobbies")
+    assert "my mother collected stamps" in texts(memory, "stamps")
+    _intact(memory, "hobbies OR bakery")  # the turns' words left memories_fts exactly
 
 
 def test_notes_and_turns_are_ranked_together(make_memory) -> None:  # type: ignore[no-untyped-def]
