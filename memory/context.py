@@ -26,6 +26,7 @@ from typing import Any
 
 from loguru import logger
 
+from memory.search import shown_once
 from memory.text import STOPWORDS
 from memory.types import AssembledContext, Hit, Message
 
@@ -238,7 +239,7 @@ class ContextAssembler:
         shown = {t.memory_id for t in kept} | incoming_ids
         leftover = turns_budget - sum(count(t.text) + 4 for t in kept)
         recall_lines, used_r, n_drop_r = _take(
-            [recall_line(h, shown) for h in recalled if h.id not in shown],
+            _recall_lines(recalled, shown),
             recall_reserve
             + max(0, leftover)
             + (int(rest * SUMMARY_SHARE) - summary_used if summary_text else 0),
@@ -291,6 +292,19 @@ class ContextAssembler:
         await m.db.run(store.add_summary, m.db, chat_id, memory_id, turns[0].id, turns[-1].id)
         logger.info("compacted {} turns of chat {} into summary {}", len(turns), chat_id, memory_id)
         return text
+
+
+def _recall_lines(recalled: list[Hit], shown: set[int | None]) -> list[str]:
+    """Each recalled memory once, with its turns around it unless already shown (in the window,
+    or with a better hit)."""
+    seen = set(shown)
+    lines = []
+    for h in shown_once(recalled):
+        if h.id in seen:
+            continue
+        lines.append(recall_line(h, seen))
+        seen.update([h.id, *(t.id for t in (*h.before, *h.after))])
+    return lines
 
 
 def recall_line(hit: Hit, shown: set[int | None] | frozenset[int] = frozenset()) -> str:

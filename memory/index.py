@@ -33,7 +33,8 @@ import numpy as np
 from loguru import logger
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 2  # 2: a conversation turn's key holds the turn before it (upkeep._keys)
+# 2: a conversation turn's key holds the turn before it (upkeep._keys); 3: only the other side's
+FORMAT_VERSION = 3
 
 
 class _Column:

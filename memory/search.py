@@ -123,6 +123,19 @@ def fuse(
     }
 
 
+def shown_once(hits: list[Hit]) -> list[Hit]:
+    """The hits to show, best first, less those already attached to a better one: a reply that
+    is a hit of its own is shown under the question it answers ("just after"), once."""
+    attached: set[int] = set()
+    out = []
+    for h in hits:
+        if h.id in attached:
+            continue
+        out.append(h)
+        attached.update(t.id for t in (*h.before, *h.after))
+    return out
+
+
 class HybridSearcher:
     """Runs one search against the store and (when ready) the vector index."""
 
@@ -241,15 +254,13 @@ class HybridSearcher:
 
     def _attach(self, hits: list[Hit], filters: Filters, n: int) -> None:
         """Give each conversation hit the ``n`` turns before and after it that the caller may
-        see (its scope; any kind, time or superseded state), less those that are hits
-        themselves: each turn is shown once (a reply found by its question's words is a hit
-        next to the question)."""
+        see (its scope; any kind, time or superseded state). A turn may be a hit and attached
+        to another (a reply found by its question's words): ``shown_once`` is how to show them."""
         turns = [h.id for h in hits if h.kind == "message"]
         if not turns:
             return
         around = store.adjacent_turns(self.db, turns, n)
-        shown = {h.id for h in hits}
-        wanted = {j for before, after in around.values() for j in (*before, *after)} - shown
+        wanted = {j for before, after in around.values() for j in (*before, *after)}
         visible = store.rows_by_id(
             self.db, sorted(wanted), Filters(filters.scope, include_superseded=True)
         )

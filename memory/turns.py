@@ -125,7 +125,10 @@ def adjacent_turns(
 
 def previous_turn_vectors(db: Database, memory_ids: Sequence[int], model: str) -> dict[int, bytes]:
     """For message memories, the stored ``model`` vector of the turn just before each in its
-    chat (either side), where it has one: ``{id: vector bytes}``."""
+    chat, where that turn is the other side's (the question a reply answers: another role) and
+    visible to whoever may see this one (the same person's or the assistant's), as full text
+    counts the turns beside it (``memory.schema`` m004): ``{id: vector bytes}``. One person's
+    run of turns (a journal kept in a chat) are not each other's context."""
     out: dict[int, bytes] = {}
     with db.read() as conn:
         for start in range(0, len(memory_ids), 900):
@@ -137,6 +140,8 @@ def previous_turn_vectors(db: Database, memory_ids: Sequence[int], model: str) -
                     "   WHERE chat_id = cur.chat_id AND id < cur.id)"
                     " JOIN memories m ON m.id = p.memory_id"
                     f" WHERE cur.memory_id IN ({','.join('?' * len(part))})"
+                    " AND p.role != cur.role"
+                    " AND (p.user_id IS NULL OR cur.user_id IS NULL OR p.user_id = cur.user_id)"
                     " AND m.embedding_model = ? AND m.embedding IS NOT NULL",
                     (*part, model),
                 )

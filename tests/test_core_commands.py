@@ -216,11 +216,8 @@ async def test_remember_recall_and_forget_stay_in_their_chat(rig: Rig) -> None:
     rig.provider.script("Enjoy the ride.")
     await rig.say("I ride my tandem to the lake")  # a turn, answered: stored with its reply
     await rig.say("/recall tandem lake")
-    # The turn by its words, then its reply by the words it answered: each shown once, so the
-    # reply is not attached to the turn as well.
-    lines = rig.last().text.splitlines()
-    assert len(lines) == 2 and lines[0].endswith("] I ride my tandem to the lake")
-    assert lines[1].endswith("] Enjoy the ride.")
+    # The reply is a hit too (by the words it answered), but it is shown once: under the turn.
+    assert rig.last().text.splitlines()[1:] == ["  ↓ Enjoy the ride."]
     await rig.say("/recall tandem", chat=500)  # beside a turn of another chat: nothing
     assert rig.last().text == "I don't remember anything about that."
 

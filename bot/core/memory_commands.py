@@ -17,6 +17,7 @@ from bot.core.export_files import export_files
 from bot.core.transport import ChatUnreachable, Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply
 from memory.errors import FamiliarError
+from memory.search import shown_once
 from memory.service import Memory
 from memory.types import Hit, Scope
 
@@ -41,11 +42,12 @@ def hit_line(hit: Hit) -> str:
 ForgetUser = Callable[[int], Awaitable[int]]
 
 
-def recall_lines(hit: Hit) -> str:
-    """A hit, with the turns around a conversation turn indented under it (context, not hits)."""
-    lines = [f"  ↑ {snippet(t.text, 100)}" for t in hit.before]
+def recall_lines(hit: Hit, seen: set[int] | frozenset[int] = frozenset()) -> str:
+    """A hit, with the turns around a conversation turn indented under it (context, not hits),
+    less those already shown (``seen``)."""
+    lines = [f"  ↑ {snippet(t.text, 100)}" for t in hit.before if t.id not in seen]
     lines.append(hit_line(hit))
-    lines += [f"  ↓ {snippet(t.text, 100)}" for t in hit.after]
+    lines += [f"  ↓ {snippet(t.text, 100)}" for t in hit.after if t.id not in seen]
     return "\n".join(lines)
 
 
@@ -113,7 +115,11 @@ class MemoryCommands:
         hits = await self.memory.search(args, scope_of(msg), k=8)
         if not hits:
             return Reply("I don't remember anything about that.", markdown=False)
-        lines = [recall_lines(h) for h in hits]
+        lines: list[str] = []
+        seen: set[int] = set()
+        for h in shown_once(hits):  # each turn once: a reply that is a hit, under its question
+            lines.append(recall_lines(h, seen))
+            seen.update([h.id, *(t.id for t in (*h.before, *h.after))])
         if all("outside" in h.provenance for h in hits):
             # The question named a time and nothing from then matched: say so, rather than let
             # other times' matches pass for an answer.

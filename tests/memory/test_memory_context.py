@@ -173,3 +173,5 @@ def test_a_recalled_turn_brings_the_reply_it_got_into_the_context(make_memory) -
     ctx = run(memory.assemble_context(1, 7, "who fixed the boiler", 900))
     assert "- " in ctx.recalled and "Which plumber fixed the boiler?" in ctx.recalled
     assert "(just after) It was Kowalski, on the 3rd." in ctx.recalled
+    # The reply is a hit of its own too (by the question's words), shown once, under it.
+    assert ctx.recalled.count("Kowalski") == 1
