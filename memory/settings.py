@@ -116,8 +116,8 @@ class MemorySettings(BaseModel):
         ge=0.0,
         le=2.0,
         description="A conversation turn is found by its own words plus this share of the turn "
-        "before it (its vector in the index is the sum, normalised), so an answer is found by a "
-        "question about what it answered; 0 indexes each turn alone (1.0: best of 0.3 to 2 on "
+        "before it where that is the other side's (its vector in the index is the sum, "
+        "normalised), so an answer is found by a question about what it answered; 0 indexes each turn alone (1.0: best of 0.3 to 2 on "
         "LoCoMo's tuning half). After a change, run `familiar memory reindex`.",
     )
     fold_neighbours: bool = Field(
