@@ -155,6 +155,12 @@ _NEXT_TURN = (
 )
 
 
+# Whether the row ``old`` is in ``memories_fts``: all but turns.
+_IN_MEMORIES_FTS = (
+    "(old.kind != 'message' OR NOT EXISTS (SELECT 1 FROM messages WHERE memory_id = old.id))"
+)
+
+
 def _rewindow(ids: str) -> str:
     """Trigger statements that index again the turns with these message ids (an SQL list)."""
     return (
@@ -196,18 +202,22 @@ def m004_turns_in_context(db: sqlite_utils.Database) -> None:
         f"  {_rewindow(f'{new_prev}, new.id, {new_next}')}\nEND",
         "INSERT INTO turns_fts (rowid, own, around) SELECT memory_id, own, around FROM turn_windows",
         # ``memories_fts`` keeps every other row: a turn's words are searched in one table, once.
-        # (Kinds never change; a text's old value is the one indexed, so the deletes match.)
-        "INSERT INTO memories_fts (memories_fts, rowid, text)"
-        " SELECT 'delete', id, text FROM memories WHERE kind = 'message'",
+        # A turn is a "message" row with a row in ``messages``; a "message" row without one (an
+        # older `memory add --kind message`; now every message is a turn) stays where it is.
+        # Kinds and texts never change, so the values deleted are the ones indexed.
+        "INSERT INTO memories_fts (memories_fts, rowid, text) SELECT 'delete', m.id, m.text"
+        " FROM memories m WHERE m.kind = 'message' AND m.id IN (SELECT memory_id FROM messages)",
         "DROP TRIGGER memories_ai",
         "DROP TRIGGER memories_ad",
         "DROP TRIGGER memories_au",
+        # A message's turn is stored after it (``store.insert_memories``): not indexed here.
         "CREATE TRIGGER memories_ai AFTER INSERT ON memories WHEN new.kind != 'message' BEGIN\n"
         "  INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);\nEND",
-        "CREATE TRIGGER memories_ad AFTER DELETE ON memories WHEN old.kind != 'message' BEGIN\n"
+        # Before the delete: after it, the foreign key has already let go of its turn.
+        f"CREATE TRIGGER memories_bd BEFORE DELETE ON memories WHEN {_IN_MEMORIES_FTS} BEGIN\n"
         "  INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);\n"
         "END",
-        "CREATE TRIGGER memories_au AFTER UPDATE OF text ON memories WHEN old.kind != 'message'"
+        f"CREATE TRIGGER memories_au AFTER UPDATE OF text ON memories WHEN {_IN_MEMORIES_FTS}"
         " BEGIN\n"
         "  INSERT INTO memories_fts(memories_fts, rowid, text) VALUES ('delete', old.id, old.text);\n"
         "  INSERT INTO memories_fts(rowid, text) VALUES (new.id, new.text);\nEND",

@@ -179,6 +179,10 @@ class Memory(VectorUpkeep):
         return ids
 
     def new(self, text: str | bytes, scope: Scope, kind: str, **kw: Any) -> NewMemory:
+        if kind == "message" and kw.get("role") is None:
+            # A "message" is a conversation turn (in ``messages`` too, where full text finds it:
+            # ``turns_fts``), as the importer makes one: the user's, unless said otherwise.
+            kw["role"] = "user"
         clean = checked(text, self.settings.max_text_bytes)
         ts = kw.pop("ts", None)
         return NewMemory(

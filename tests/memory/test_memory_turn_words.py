@@ -194,6 +194,11 @@ def test_a_store_from_before_has_its_turns_indexed_in_context(make_memory, tmp_p
             "INSERT INTO memories (chat_id, kind, text, content_hash, ts, created_at)"
             " VALUES (1, 'note', 'my mother collected stamps', 'note', 0, 0)"
         )
+        # A message without a turn, as `memory add --kind message` made one: still found.
+        conn.execute(
+            "INSERT INTO memories (chat_id, kind, text, content_hash, ts, created_at)"
+            " VALUES (1, 'message', 'the canoe paddles are in the loft', 'lone', 0, 0)"
+        )
     db.close()
     memory = make_memory(warm=False, path=path)
     assert texts(memory, "mother hobbies")[:3] == [
@@ -203,6 +208,14 @@ def test_a_store_from_before_has_its_turns_indexed_in_context(make_memory, tmp_p
     ] or "travel was her great passion" in texts(memory, "mother hobbies")
     assert "my mother collected stamps" in texts(memory, "stamps")
     _intact(memory, "hobbies OR bakery")  # the turns' words left memories_fts exactly
+    [lone] = run(memory.search("canoe paddles", Scope(1)))
+    assert lone.text == "the canoe paddles are in the loft"
+    assert run(memory.forget(lone.id, Scope(1)))  # and it leaves memories_fts when forgotten
+    with memory.db.transaction() as conn:
+        conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('integrity-check')")
+        assert conn.execute(
+            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'canoe'"
+        ).fetchone() == (0,)
 
 
 def test_notes_and_turns_are_ranked_together(make_memory) -> None:  # type: ignore[no-untyped-def]
@@ -220,3 +233,11 @@ def test_notes_and_turns_are_ranked_together(make_memory) -> None:  # type: igno
     assert len(store.fts_search(memory.db, match, store.Filters(Scope(1)), 5)) == 2
     only_notes = store.fts_search(memory.db, '"bike"', store.Filters(Scope(1), kinds=["note"]), 5)
     assert len(only_notes) == 1
+
+
+def test_a_message_added_without_a_role_is_a_turn_found_by_its_words(make_memory) -> None:  # type: ignore[no-untyped-def]
+    """``memory add --kind message``: a turn (the user's), so full text finds it."""
+    memory = make_memory(warm=False)
+    mid = run(memory.add_memory("the kayak is in the boathouse", Scope(1), "message"))
+    assert [h.id for h in run(memory.search("kayak", Scope(1)))] == [mid]
+    assert [m.role for m in run(memory.recent_messages(1))] == ["user"]
