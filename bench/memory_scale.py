@@ -184,9 +184,10 @@ def scale(
                         float(i),
                         embedding=v / np.linalg.norm(v),
                         model=embedder.model_name,
-                        # A note's by sentence; a turn's whole (and a row in ``messages``).
+                        # A note's by sentence; a turn's whole (and a row in ``messages``),
+                        # the two sides taking turns, so each has the other's as context.
                         parts=np.stack([vectors[a], vectors[b]]) if note else None,
-                        role=None if note else "user",
+                        role=None if note else ("user", "assistant")[i % 2],
                     )
                 )
             store.insert_memories(db, rows)
