@@ -239,7 +239,7 @@ class ContextAssembler:
         shown = {t.memory_id for t in kept} | incoming_ids
         leftover = turns_budget - sum(count(t.text) + 4 for t in kept)
         recall_lines, used_r, n_drop_r = _take(
-            _recall_lines(recalled, shown),
+            [recall_line(h) for h in shown_once(recalled, shown)],
             recall_reserve
             + max(0, leftover)
             + (int(rest * SUMMARY_SHARE) - summary_used if summary_text else 0),
@@ -294,25 +294,13 @@ class ContextAssembler:
         return text
 
 
-def _recall_lines(recalled: list[Hit], shown: set[int | None]) -> list[str]:
-    """Each recalled memory once, with its turns around it unless already shown (in the window,
-    or with a better hit)."""
-    seen = set(shown)
-    lines = []
-    for h in shown_once(recalled):
-        if h.id in seen:
-            continue
-        lines.append(recall_line(h, seen))
-        seen.update([h.id, *(t.id for t in (*h.before, *h.after))])
-    return lines
-
-
-def recall_line(hit: Hit, shown: set[int | None] | frozenset[int] = frozenset()) -> str:
+def recall_line(hit: Hit) -> str:
     """One recalled memory for the model, with the turns around a recalled turn (the question
-    it answers, the reply it got) as indented context, unless already in the window."""
+    it answers, the reply it got) as indented context (``shown_once`` leaves out those already
+    in the window)."""
     lines = [f"- [{hit.ts:%Y-%m-%d}] {hit.text}"]
     for label, turns in (("just before", hit.before), ("just after", hit.after)):
-        lines += [f"  ({label}) {short(t.text, 300)}" for t in turns if t.id not in shown]
+        lines += [f"  ({label}) {short(t.text, 300)}" for t in turns]
     return "\n".join(lines)
 
 

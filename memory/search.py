@@ -46,7 +46,8 @@ unchanged. Then, in order:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -54,7 +55,6 @@ from memory import store
 from memory.db import Database
 from memory.fts_terms import TermFilter
 from memory.index import VectorIndex
-from memory.rows import Row
 from memory.settings import MemorySettings
 from memory.store import Filters
 from memory.text import match_of, query_words
@@ -128,16 +128,19 @@ def fuse(
     }
 
 
-def shown_once(hits: list[Hit]) -> list[Hit]:
-    """The hits to show, best first, less those already attached to a better one: a reply that
-    is a hit of its own is shown under the question it answers ("just after"), once."""
-    attached: set[int] = set()
+def shown_once(hits: list[Hit], shown: Iterable[int | None] = ()) -> list[Hit]:
+    """The hits to show, best first, each turn once: a hit already attached to a better one (a
+    reply that is a hit of its own, under the question it answers) or in ``shown`` is left out,
+    and so are attached turns shown before. Returns copies; the hits are not changed."""
+    seen = set(shown)
     out = []
     for h in hits:
-        if h.id in attached:
+        if h.id in seen:
             continue
-        out.append(h)
-        attached.update(t.id for t in (*h.before, *h.after))
+        before = [t for t in h.before if t.id not in seen]
+        after = [t for t in h.after if t.id not in seen]
+        out.append(replace(h, before=before, after=after))
+        seen.update([h.id, *(t.id for t in (*before, *after))])
     return out
 
 
@@ -228,8 +231,6 @@ class HybridSearcher:
             ranked.sort(key=lambda i: -scores[i])
         if s.mmr_lambda < 1.0 and index is not None and len(ranked) > k:
             ranked = self._mmr(ranked[: k * 4], scores, index, k)
-        if s.fold_neighbours:
-            ranked = self._fold(ranked[: k * 4], rows, k)
         hits = []
         for i in ranked[:k]:
             provenance = {"fts": i in c.fts, "dense": i in c.dense}
@@ -273,20 +274,6 @@ class HybridSearcher:
             before, after = around.get(h.id, ([], []))
             h.before = [visible[j].hit() for j in before if j in visible]
             h.after = [visible[j].hit() for j in after if j in visible]
-
-    def _fold(self, ranked: list[int], rows: dict[int, Row], k: int) -> list[int]:
-        """The best ``k`` with no turn right beside a better hit: that turn is attached to it
-        (``_attach``) instead of taking a place of its own."""
-        turns = [i for i in ranked if rows[i].kind == "message"]
-        around = store.adjacent_turns(self.db, turns, 1) if turns else {}
-        kept: list[int] = []
-        for i in ranked:
-            before, after = around.get(i, ([], []))
-            if not any(j in kept for j in (*before, *after)):
-                kept.append(i)
-                if len(kept) == k:
-                    break
-        return kept
 
     def _mmr(
         self, ranked: list[int], scores: dict[int, float], index: VectorIndex, k: int

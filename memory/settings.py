@@ -120,11 +120,6 @@ class MemorySettings(BaseModel):
         "normalised), so an answer is found by a question about what it answered; 0 indexes each turn alone (1.0: best of 0.3 to 2 on "
         "LoCoMo's tuning half). After a change, run `familiar memory reindex`.",
     )
-    fold_neighbours: bool = Field(
-        False,
-        description="A turn right beside a better hit is not a hit of its own: it comes with "
-        "that hit as context (attach_turns), and its place goes to the next hit.",
-    )
     turn_context_words: float = Field(
         0.3,
         ge=0.0,

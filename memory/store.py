@@ -273,9 +273,9 @@ def fts_search(
     """(id, relevance) by BM25, best first; relevance is -bm25 so larger is better.
 
     Conversation turns (rows with a ``messages`` row) are ranked in ``turns_fts`` by their own
-    words plus ``context`` times the words of the turns beside them (0: their own alone); every
-    other row (kind other than "message") in ``memories_fts``. The two lists are merged by score: both are BM25 with the
-    same tokenizer, over tables whose rows are alike in length."""
+    words plus ``context`` times the words of the other side's turns beside them (0: by their
+    own words, the length of all three still counting); every other row in ``memories_fts``.
+    The two lists are merged by score: both are BM25 with the same tokenizer."""
     where, params = filters.sql()
     with db.read() as conn:
         rows = conn.execute(

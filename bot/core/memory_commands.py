@@ -42,12 +42,11 @@ def hit_line(hit: Hit) -> str:
 ForgetUser = Callable[[int], Awaitable[int]]
 
 
-def recall_lines(hit: Hit, seen: set[int] | frozenset[int] = frozenset()) -> str:
-    """A hit, with the turns around a conversation turn indented under it (context, not hits),
-    less those already shown (``seen``)."""
-    lines = [f"  ↑ {snippet(t.text, 100)}" for t in hit.before if t.id not in seen]
+def recall_lines(hit: Hit) -> str:
+    """A hit, with the turns around a conversation turn indented under it (context, not hits)."""
+    lines = [f"  ↑ {snippet(t.text, 100)}" for t in hit.before]
     lines.append(hit_line(hit))
-    lines += [f"  ↓ {snippet(t.text, 100)}" for t in hit.after if t.id not in seen]
+    lines += [f"  ↓ {snippet(t.text, 100)}" for t in hit.after]
     return "\n".join(lines)
 
 
@@ -115,11 +114,8 @@ class MemoryCommands:
         hits = await self.memory.search(args, scope_of(msg), k=8)
         if not hits:
             return Reply("I don't remember anything about that.", markdown=False)
-        lines: list[str] = []
-        seen: set[int] = set()
-        for h in shown_once(hits):  # each turn once: a reply that is a hit, under its question
-            lines.append(recall_lines(h, seen))
-            seen.update([h.id, *(t.id for t in (*h.before, *h.after))])
+        # Each turn once: a reply that is a hit too is shown under its question.
+        lines = [recall_lines(h) for h in shown_once(hits)]
         if all("outside" in h.provenance for h in hits):
             # The question named a time and nothing from then matched: say so, rather than let
             # other times' matches pass for an answer.

@@ -56,27 +56,3 @@ def test_attached_turns_respect_the_callers_scope(make_memory) -> None:  # type:
     run(memory.add_message(1, 7, "user", "remind me about the dentist"))
     [hit] = run(memory.search("dentist", Scope(1, 7), k=1))
     assert hit.before == []  # user 8's turn is not user 7's to see
-
-
-def test_a_turn_beside_a_better_hit_comes_with_it_and_leaves_its_place(
-    make_memory, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
-    """Both turns of an exchange match; the second is attached to the first rather than taking
-    the last place, which goes to the next relevant memory."""
-    turns = [
-        ("user", "what is the wifi password at home?"),
-        ("assistant", "the wifi password at home is tangerine42"),
-        ("user", "thanks"),
-    ]
-    found = {}
-    for fold in (True, False):
-        (tmp_path / str(fold)).mkdir()
-        memory = make_memory(path=tmp_path / str(fold), fold_neighbours=fold)
-        chat(memory, turns)
-        run(memory.add_memory("the wifi password at the office is blue77", Scope(1)))
-        found[fold] = run(memory.search("wifi password at home", Scope(1, 7), k=2))
-    folded = found[True]
-    assert [h.kind for h in folded] == ["message", "note"]
-    exchange = [folded[0].text, *(t.text for t in (*folded[0].before, *folded[0].after))]
-    assert set(turns[i][1] for i in (0, 1)) <= set(exchange)
-    assert [h.kind for h in found[False]] == ["message", "message"]  # the exchange took both
