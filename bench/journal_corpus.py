@@ -1,14 +1,16 @@
 """A seeded generator of long single-speaker journals with planted facts and paraphrased
 questions: a recall benchmark unlike LoCoMo (no dialogue, no speaker names, longer entries).
 
-Each journal is a run of daily entries (about 250-600 characters) of everyday filler drawn from
-topic templates. Into some entries a fact is planted ("Paid 340 euros to get the dishwasher
-repaired"); each fact has a question that paraphrases it ("How much did fixing the dishwasher
-cost me?"), sharing at most the entity it is about, never the answer; and each fact has
-distractor entries that mention the same entity without the fact (two about the same subject,
-six passing mentions), so the entity alone points at nine entries. So plain BM25 finds the entity
-everywhere it occurs, plain dense search finds the theme in every fact of the same kind, and only
-both together point at the one entry. No model is called; the same seed gives the same corpus.
+Each journal is a run of daily entries (about 190-460 characters) of everyday filler drawn from
+topic templates. In some entries a fact takes the place of the longest filler sentence ("Paid 340
+euros to get the dishwasher repaired"), so such an entry is about as long as the others (median
+325 characters against 309 at seed 7); each fact has a question that paraphrases it ("How much
+did fixing the dishwasher cost me?"), sharing at most the entity it is about, never the answer;
+and each fact has distractor entries that mention the same entity without the fact (two about
+the same subject, six passing mentions), so the entity alone points at nine entries. So plain
+BM25 finds the entity everywhere it occurs, plain dense search finds the theme in every fact of
+the same kind, and only both together point at the one entry. No model is called; the same seed
+gives the same corpus.
 """
 
 from __future__ import annotations
@@ -205,6 +207,12 @@ def _fillers(rng: random.Random, n: int) -> list[str]:
     return [t.format(**{k: rng.choice(v) for k, v in SLOTS.items()}) for t in rng.sample(TOPICS, n)]
 
 
+def _replace_longest(body: list[str], sentence: str) -> None:
+    """Put ``sentence`` where the longest filler sentence was: an entry with a planted sentence
+    is about as long as one without, so a length prior cannot find it by its length."""
+    body[max(range(len(body)), key=lambda n: len(body[n]))] = sentence
+
+
 def journal(chat: int, days: int, rng: random.Random) -> tuple[list[Entry], list[Probe]]:
     start = datetime(2025, 1, 1, 21, tzinfo=UTC)
     bodies = [_fillers(rng, rng.randint(4, 8)) for _ in range(days)]
@@ -217,11 +225,11 @@ def journal(chat: int, days: int, rng: random.Random) -> tuple[list[Entry], list
             values = {k: rng.choice(v) for k, v in slots.items() if k != "e"}
             values |= {"e": e, "n": str(rng.randint(2, 9))}
             day = free.pop()
-            bodies[day].insert(rng.randrange(len(bodies[day]) + 1), fact.format(**values))
+            _replace_longest(bodies[day], fact.format(**values))
             probes.append(Probe(chat, question.format(**values), f"J{chat}:{day}"))
             for d in [*distractors, *rng.sample(MENTIONS, MENTIONS_PER_FACT)]:
                 other = free.pop()
-                bodies[other].insert(rng.randrange(len(bodies[other]) + 1), d.format(**values))
+                _replace_longest(bodies[other], d.format(**values))
     entries = [
         Entry(chat, f"J{chat}:{day}", start + timedelta(days=day), " ".join(body))
         for day, body in enumerate(bodies)

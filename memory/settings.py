@@ -130,6 +130,13 @@ class MemorySettings(BaseModel):
         "answered; 0: by its own words "
         "alone (0.3: 0.2 to 0.5 were within 0.005 on LoCoMo's tuning half).",
     )
+    short_turns_rank_lower: bool = Field(
+        True,
+        description="A conversation turn shorter than twice the median length of the turns "
+        "found with it has its score scaled by the square root of that ratio, by half at most: "
+        "short turns ('Wow, great!') rarely hold what is asked about. Notes, facts and documents "
+        "are never scaled (a short note is a deliberate one).",
+    )
     fact_duplicate_cosine: float = Field(
         0.95,
         ge=0.5,

@@ -70,8 +70,15 @@ def test_an_answer_is_found_by_a_question_about_what_it_answered(
         where = tmp_path / f"weight{weight}"
         where.mkdir()
         # The vector key alone: the turns' words in context (tests/memory/
-        # test_memory_turn_words.py) would find it too.
-        memory = make_memory(minilm, path=where, turn_context_weight=weight, turn_context_words=0.0)
+        # test_memory_turn_words.py) would find it too; short turns not scaled
+        # (test_memory_turn_length.py).
+        memory = make_memory(
+            minilm,
+            path=where,
+            turn_context_weight=weight,
+            turn_context_words=0.0,
+            short_turns_rank_lower=False,
+        )
         chat(memory)
         texts = [h.text for h in run(memory.search(question, Scope(1, 7), k=10))]
         ranks[weight] = texts.index(answer) if answer in texts else len(TURNS)

@@ -219,7 +219,8 @@ def test_a_store_from_before_has_its_turns_indexed_in_context(make_memory, tmp_p
 
 
 def test_notes_and_turns_are_ranked_together(make_memory) -> None:  # type: ignore[no-untyped-def]
-    memory = make_memory(warm=False)
+    # Full-text order alone (short turns not scaled: test_memory_turn_length.py).
+    memory = make_memory(warm=False, short_turns_rank_lower=False)
     chat(memory, CHAT)
     run(memory.add_memory("the brakes of the red bike were replaced in May", Scope(1), "note"))
     match = '"bike" OR "brakes"'

@@ -1,0 +1,95 @@
+"""Short turns rank lower (``memory.short_turns_rank_lower``): a turn that only echoes the words
+asked about ("the boiler!") ranks below a turn that says something about them. The scale is
+relative to the turns found with it, and halves a score at most; notes, facts and documents are
+never scaled (a short note is a deliberate one)."""
+
+from __future__ import annotations
+
+import pytest
+
+from memory.rows import Row
+from memory.search import scale_short_turns
+from memory.types import Scope
+
+from .conftest import run
+from .test_memory_turn_words import chat
+
+SAYS = (
+    "The boiler engineer came on Tuesday and replaced the pressure valve; it cost 180 pounds "
+    "and he said the boiler should be serviced every autumn from now on."
+)
+TURNS = [
+    ("user", "ugh, the boiler!"),
+    ("assistant", "oh no, what happened this time?"),
+    ("user", "let me tell you later, I'm at work"),
+    ("assistant", "sure, talk soon"),
+    ("user", SAYS),
+]
+
+
+def _rows(*lengths: tuple[str, int]) -> dict[int, Row]:
+    return {
+        n: Row(
+            id=n,
+            chat_id=1,
+            user_id=None,
+            kind=kind,
+            text="x" * length,
+            ts=0.0,
+            ref=None,
+            pinned=False,
+            source=None,
+            superseded_by=None,
+        )
+        for n, (kind, length) in enumerate(lengths)
+    }
+
+
+def test_turns_are_scaled_by_their_length_against_the_others_found() -> None:
+    rows = _rows(("message", 10), ("message", 100), ("message", 200), ("message", 400), ("note", 5))
+    scores = dict.fromkeys(rows, 1.0)
+    scale_short_turns(list(rows), rows, scores)
+    # The median turn is 150 characters: full length is 300.
+    assert scores[0] == 0.5  # 10/300 would be 0.18: halved at most
+    assert scores[1] == pytest.approx((100 / 300) ** 0.5)
+    assert scores[2] == pytest.approx((200 / 300) ** 0.5)
+    assert scores[3] == 1.0
+    assert scores[4] == 1.0  # a note is never scaled
+    # In a terse chat the same 10 characters are typical, and lose little.
+    terse = _rows(("message", 10), ("message", 8), ("message", 12))
+    scores = dict.fromkeys(terse, 1.0)
+    scale_short_turns(list(terse), terse, scores)
+    assert scores[0] == pytest.approx(0.5**0.5)
+    assert scores[2] == pytest.approx((12 / 20) ** 0.5)
+
+
+def _found(memory, query: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [h.text for h in run(memory.search(query, Scope(1), k=5))]
+
+
+def test_a_turn_that_says_something_ranks_above_a_short_one_with_the_same_word(
+    make_memory, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "on").mkdir()
+    (tmp_path / "off").mkdir()
+    # Full text alone, so the difference is the scale and not the vectors.
+    scaled = make_memory(warm=False, path=tmp_path / "on")
+    chat(scaled, TURNS)
+    assert _found(scaled, "boiler")[0] == SAYS
+    # BM25 alone prefers the short turn, which holds the word in fewer words.
+    plain = make_memory(warm=False, path=tmp_path / "off", short_turns_rank_lower=False)
+    chat(plain, TURNS)
+    assert _found(plain, "boiler")[0] == "ugh, the boiler!"
+
+
+def test_a_short_note_is_not_scaled(make_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    results = []
+    for name, on in (("on", True), ("off", False)):
+        (tmp_path / name).mkdir()
+        memory = make_memory(path=tmp_path / name, short_turns_rank_lower=on)
+        for text in ("boiler code 4821", SAYS):
+            run(memory.add_memory(text, Scope(1)))
+        hits = run(memory.search("boiler", Scope(1), k=5))
+        results.append([(h.text, round(h.score, 6)) for h in hits])
+    assert results[0] == results[1]
+    assert results[0][0][0] == "boiler code 4821"
