@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -80,6 +80,12 @@ class Candidates:
     dense: dict[int, float]
     # Candidates with sentence vectors: similarity of the best of the row and its sentences.
     sentences: dict[int, float] = field(default_factory=dict)
+    vector: np.ndarray | None = None  # the query's, as the dense side used it
+
+
+# The query's vector, or how to get it: called after full-text search, so the query can be
+# embedded on another thread meanwhile (``Memory.search_sync``).
+QueryVector = np.ndarray | Callable[[], np.ndarray | None] | None
 
 
 def standardise(scores: dict[int, float]) -> dict[int, float]:
@@ -181,7 +187,7 @@ class HybridSearcher:
         self,
         query: str,
         filters: Filters,
-        query_vector: np.ndarray | None,
+        query_vector: QueryVector,
         index: VectorIndex | None,
         n: int,
     ) -> Candidates:
@@ -193,6 +199,8 @@ class HybridSearcher:
                     self.db, match, filters, n, context=self.settings.turn_context_words
                 )
             )
+        if callable(query_vector):
+            query_vector = query_vector()
         dense: dict[int, float] = {}
         if query_vector is not None and index is not None and index.ntotal:
             chat = filters.scope.chat_id if filters.scope else None
@@ -202,7 +210,9 @@ class HybridSearcher:
             if few is not None:
                 # A narrow filter (a time window, a kind): exact over the rows it lets through,
                 # rather than over-fetching from the index and filtering afterwards.
-                return Candidates(fts, dict(index.search(query_vector, n, among=few)))
+                return Candidates(
+                    fts, dict(index.search(query_vector, n, among=few)), vector=query_vector
+                )
             want = n
             # The index knows chats but not kinds/times/users: over-fetch and filter in SQLite,
             # widening until enough survive or the chat is exhausted.
@@ -214,7 +224,7 @@ class HybridSearcher:
                     break
                 want *= 4
             dense = dict(sorted(dense.items(), key=lambda kv: -kv[1])[:n])
-        return Candidates(fts, dense)
+        return Candidates(fts, dense, vector=query_vector)
 
     def search(
         self,
@@ -222,7 +232,7 @@ class HybridSearcher:
         filters: Filters,
         k: int,
         *,
-        query_vector: np.ndarray | None,
+        query_vector: QueryVector,
         index: VectorIndex | None,
     ) -> list[Hit]:
         if k <= 0:
@@ -230,8 +240,8 @@ class HybridSearcher:
         s = self.settings
         n = max(s.search_candidates, k * 3)
         c = self.candidates(query, filters, query_vector, index, n)
-        if query_vector is not None and index is not None:
-            c.sentences = self.best_sentences([*c.fts, *c.dense], query_vector, index.model)
+        if c.vector is not None and index is not None:
+            c.sentences = self.best_sentences([*c.fts, *c.dense], c.vector, index.model)
         scores = fuse(c, s.dense_weight, s.fusion, s.rrf_k)
         # Dense search always returns something; below its candidates' average and without a
         # word in common it is not a match, only the nearest thing in the index.

@@ -32,7 +32,7 @@ from memory.embedder import Embedder
 from memory.fact_cards import FactCards
 from memory.facts import FactExtractor, FactJudge
 from memory.index import VectorIndex
-from memory.search import HybridSearcher
+from memory.search import HybridSearcher, QueryVector
 from memory.settings import MemorySettings
 from memory.store import Filters, NewMemory, to_epoch
 from memory.text import checked, clean, content_hash, estimate_tokens, words
@@ -71,6 +71,8 @@ class Memory(VectorUpkeep):
         self._guard = threading.RLock()  # index assignment, adds and removes
         self._save_lock = threading.Lock()
         self._worker: ThreadPoolExecutor | None = None
+        # Embeds a search's query while its full-text search runs (both release the GIL).
+        self._query_embedder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query")
         self._warm_task: asyncio.Task[None] | None = None
         self.warm_error: BaseException | None = None
         self._stopping = False
@@ -156,6 +158,7 @@ class Memory(VectorUpkeep):
         if self._worker is not None:
             self._worker.shutdown(wait=True)
             self._worker = None
+        self._query_embedder.shutdown(wait=True)
 
     async def _offload(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run on the memory worker thread: one at a time, so writes keep their order."""
@@ -318,8 +321,7 @@ class Memory(VectorUpkeep):
         if not words(query):  # only punctuation or operators: nothing to look for
             return []
         self.catch_up_for_search()
-        # The query is usually the message just stored: its vector is reused by content hash.
-        vector = self.vectors([query], [content_hash(query)])[0] if self.ready else None
+        vector = self._query_vector(query) if self.ready else None
 
         def run(f: Filters) -> list[Hit]:
             return self.searcher.search(query, f, k, query_vector=vector, index=self.index)
@@ -339,6 +341,23 @@ class Memory(VectorUpkeep):
         for h in rest:  # from another time than the question names: /recall says so
             h.provenance["outside"] = describe(window)
         return (inside + rest)[:k]
+
+    def _query_vector(self, query: str) -> QueryVector:
+        """The query is usually the message just stored: its vector is reused by content hash.
+        Otherwise it is embedded on another thread while full text is searched (the model and
+        SQLite both release the GIL): ``HybridSearcher.candidates`` calls what this returns."""
+        hashed = content_hash(query)
+        stored = store.cached_embeddings(self.db, [hashed], self.embedder.model_name)
+        if (hashed, False) in stored:
+            return np.frombuffer(stored[hashed, False][0], dtype=np.float32)
+
+        def embed() -> np.ndarray:
+            return self.embed_texts([query], [hashed], reuse=False)[0][0]
+
+        try:
+            return self._query_embedder.submit(embed).result
+        except RuntimeError:  # stopped: no thread to embed on
+            return embed()
 
     async def search(
         self,

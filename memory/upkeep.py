@@ -183,15 +183,17 @@ class VectorUpkeep:
         texts: Sequence[str],
         hashes: Sequence[str],
         by_sentence: Sequence[bool] | None = None,
+        *,
+        reuse: bool = True,
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         """Unit vectors for ``texts`` and, for a text embedded ``by_sentence`` that has two
         sentences or more, its sentences' vectors (its "parts"; its vector is then their
         normalised mean, at the cost of one encoding of the text). A text longer than the model
         reads is embedded in pieces that fit, averaged. Stored vectors with the same hash, model
-        and way are reused."""
+        and way are reused (unless not ``reuse``: then the database is not read)."""
         e = self.embedder
         flags = list(by_sentence) if by_sentence is not None else [False] * len(texts)
-        cached = store.cached_embeddings(self.db, hashes, e.model_name)
+        cached = store.cached_embeddings(self.db, hashes, e.model_name) if reuse else {}
         out = np.zeros((len(texts), e.dim), dtype=np.float32)
         parts: list[np.ndarray | None] = [None] * len(texts)
         todo: dict[tuple[str, bool], list[int]] = {}

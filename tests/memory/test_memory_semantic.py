@@ -174,3 +174,40 @@ def test_notes_are_embedded_by_sentence_and_found_by_their_best_one(make_memory,
     assert best[note] == pytest.approx(float((parts @ q).max()))
     hits = run(memory.search(QUERY, CHAT, k=5))
     assert note in [h.id for h in hits]
+
+
+def test_one_text_is_embedded_as_it_is_in_a_batch(minilm) -> None:  # type: ignore[no-untyped-def]
+    """A single text (a query) takes a shorter path through the model; the vector is the same."""
+    alone = np.stack([minilm.embed([t])[0] for t in (QUERY, TARGET)])
+    batch = minilm.embed([QUERY, TARGET])
+    assert alone.shape == batch.shape == (2, minilm.dim)
+    assert np.allclose(alone, batch, atol=1e-5)
+    assert np.allclose(np.linalg.norm(alone, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_query_is_embedded_while_full_text_is_searched(make_memory, minilm) -> None:  # type: ignore[no-untyped-def]
+    """The query's vector comes from another thread; the search is the same as with it given."""
+    memory = make_memory(minilm)
+    for text in [*UNRELATED, TARGET]:
+        run(memory.add_memory(text, CHAT))
+    asked = "why is the apartment so cold, the heating"
+    pending = memory._query_vector(asked)
+    assert callable(pending)  # not stored: embedded on the query thread
+    vector = minilm.embed([asked])[0]
+    assert np.allclose(pending(), vector, atol=1e-5)
+    given = memory.searcher.search(
+        asked, memory_filters(), 3, query_vector=vector, index=memory.index
+    )
+    found = run(memory.search(asked, CHAT, k=3))
+    assert [h.id for h in found] == [h.id for h in given]
+    assert found[0].text == TARGET
+    said = "the boiler man comes on Thursday"
+    run(memory.add_message(1, 7, "user", said))
+    stored = memory._query_vector(said)  # the message just stored: its vector, at once
+    assert not callable(stored) and np.allclose(stored, minilm.embed([said])[0], atol=1e-5)
+
+
+def memory_filters():  # type: ignore[no-untyped-def]
+    from memory.store import Filters
+
+    return Filters(CHAT)
