@@ -170,10 +170,11 @@ class SentenceTransformerEmbedder(Embedder):
 
         model = self._model
         assert model is not None
+        prepare = getattr(model, "preprocess", None) or model.tokenize  # tokenize: older versions
         with torch.inference_mode():
             features = {
                 k: v.to(model.device) if isinstance(v, torch.Tensor) else v
-                for k, v in model.tokenize([text]).items()
+                for k, v in prepare([text]).items()
             }
             vector = model(features)["sentence_embedding"]
         return _normalise(vector.float().cpu().numpy())
