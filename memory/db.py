@@ -159,6 +159,10 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode across app crashes
+            # Deleted content is overwritten with zeros, not left in free pages, whatever the
+            # build's default (Debian's is on already): a memory the user forgets is in no byte
+            # of the file (``store.purge_deleted``), nor in a later backup.
+            conn.execute("PRAGMA secure_delete=ON")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
             self._conn = conn
             if self.path.exists():  # not for ":memory:"

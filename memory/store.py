@@ -107,6 +107,19 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
     return ids
 
 
+def purge_deleted(db: Database) -> None:
+    """After a forget, leave the deleted text in no byte of the store: FTS5 keeps a deleted
+    row's words in its index segments (a delete adds a marker) until they are merged, so both
+    full-text indexes are merged into one segment each ('optimize'; the pages freed are zeroed,
+    ``secure_delete``), then the WAL, which holds earlier versions of the pages, is checkpointed
+    and truncated. A single-connection checkpoint cannot be blocked by a reader of ours."""
+    with db.transaction() as conn:
+        for table in ("memories_fts", "turns_fts"):
+            conn.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')")
+    with db.read() as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def set_embeddings(
     db: Database,
     ids: Sequence[int],

@@ -110,3 +110,43 @@ def test_export_one_user_or_chat_as_json(make_memory) -> None:  # type: ignore[n
     assert [m["text"] for m in data["messages"]] == ["hello from seven"]
     assert [m["text"] for m in data["memories"]] == ["hello from seven"]
     assert [m["chat_id"] for m in run(memory.export(chat_id=2))["messages"]] == [2]
+
+
+def _bytes_holding(folder, *secrets: bytes) -> dict[str, list[bytes]]:  # type: ignore[no-untyped-def]
+    """The files under ``folder`` (the database, its WAL, the saved index) that hold a secret."""
+    found = {}
+    for f in folder.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            if hits := [s for s in secrets if s in data]:
+                found[f.name] = hits
+    return found
+
+
+def test_what_the_user_forgets_is_in_no_byte_of_the_store(make_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Deleted rows leave their text in free pages, FTS5 index segments and the WAL unless they
+    are overwritten, merged away and checkpointed: a forget the user asks for does all three."""
+    memory = make_memory()
+    run(memory.add_message(1, 7, "user", "my bank pin is zanzibar quokka"))
+    run(memory.add_message(1, None, "assistant", "noted"))
+    for i in range(40):  # the store has more in it than what is forgotten
+        run(memory.add_message(1, 8, "user", f"another user talks about the bank, {i}"))
+    run(memory.add_fact("I was born in Xylophoneville", ME))
+    note = run(memory.add_memory("the alarm code is marzipanova", Scope(1)))
+    memory.save_index()
+    with memory.db.read() as conn:  # kept a while: in the database file itself, not just the WAL
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert _bytes_holding(tmp_path, b"zanzibar", b"marzipanova") == {
+        "familiar.db": [b"zanzibar", b"marzipanova"]
+    }
+    assert run(memory.forget(note, Scope(1), erase=True))
+    assert run(memory.forget_user(7)) == 2
+    assert not _bytes_holding(
+        tmp_path, b"zanzibar", b"Xylophoneville", b"xylophonevil", b"marzipanova"
+    )
+    memory.db.close()  # and not after the last checkpoint either
+    assert not _bytes_holding(
+        tmp_path, b"zanzibar", b"Xylophoneville", b"xylophonevil", b"marzipanova"
+    )
+    # What was not forgotten is still there.
+    assert _bytes_holding(tmp_path, b"another user talks about the bank")
