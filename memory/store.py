@@ -165,11 +165,38 @@ def delete_memory(db: Database, memory_id: int, scope: Scope) -> bool:
         return cur.rowcount > 0
 
 
+# What else holds a user's words, besides their own rows: the assistant's answers to their turns
+# (meta ``reply_to``); a chat's compaction summaries from the first that covers one of their
+# turns on (each one starts from the one before); and the hourly summaries of an hour they spoke
+# in (``jobs.summarize``: the row's ``ts`` is the hour's start). The running summary is written
+# again from what is left when next needed; a past hour's summary is not.
+_DRAWN_FROM_USER = """
+SELECT a.memory_id FROM messages a
+ WHERE a.role = 'assistant' AND a.memory_id IS NOT NULL
+   AND json_extract(a.meta, '$.reply_to') IN (SELECT id FROM messages WHERE user_id = :u)
+UNION
+SELECT s.memory_id FROM summaries s
+ WHERE s.last_message_id >= (SELECT min(id) FROM messages
+                              WHERE user_id = :u AND chat_id = s.chat_id)
+UNION
+SELECT h.id FROM memories h
+ WHERE h.kind = 'summary' AND h.ref LIKE 'hour:%' AND EXISTS (
+   SELECT 1 FROM messages m WHERE m.user_id = :u AND m.chat_id = h.chat_id
+      AND m.ts >= h.ts AND m.ts < h.ts + 3600)
+"""
+
+
 def delete_user(db: Database, user_id: int) -> list[int]:
-    """Every row of the user (messages, their memories, facts, notes); returns the memory ids."""
+    """Every row of the user (messages, their memories, facts, notes) and every row drawn from
+    their words (``_DRAWN_FROM_USER``); returns the memory ids."""
     with db.transaction() as conn:
-        ids = [r[0] for r in conn.execute("SELECT id FROM memories WHERE user_id = ?", (user_id,))]
-        conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+        ids = sorted(
+            {r[0] for r in conn.execute("SELECT id FROM memories WHERE user_id = ?", (user_id,))}
+            | {r[0] for r in conn.execute(_DRAWN_FROM_USER, {"u": user_id})}
+        )
+        for start in range(0, len(ids), 900):
+            part = ids[start : start + 900]
+            conn.execute(f"DELETE FROM memories WHERE id IN ({','.join('?' * len(part))})", part)
         conn.execute("DELETE FROM messages WHERE user_id = ? OR memory_id IS NULL", (user_id,))
         return ids
 

@@ -212,7 +212,8 @@ class MemoryCommands:
         """/forgetme: ask to confirm, with buttons, before erasing the person."""
         uid = msg.sender.id
         return Reply(
-            "Forget everything I know about you, in every chat? This cannot be undone.",
+            "Forget everything I know about you, in every chat (your messages and memories, my"
+            " answers to you, and the summaries that used them)? This cannot be undone.",
             buttons=[[Button("Yes, forget me", f"fm:yes:{uid}"), Button("No", f"fm:no:{uid}")]],
             markdown=False,
         )

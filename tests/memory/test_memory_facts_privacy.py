@@ -150,3 +150,51 @@ def test_what_the_user_forgets_is_in_no_byte_of_the_store(make_memory, tmp_path)
     )
     # What was not forgotten is still there.
     assert _bytes_holding(tmp_path, b"another user talks about the bank")
+
+
+def test_forgetting_a_user_forgets_what_was_drawn_from_their_words(make_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The assistant's answers to their turns and the summaries that drew on them go too; what
+    others said, and summaries from before they spoke or of other hours, stay."""
+    from datetime import UTC, datetime, timedelta
+
+    from memory import store
+
+    t0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    memory = make_memory()
+
+    def say(user, role, text, minutes, **meta):  # type: ignore[no-untyped-def]
+        return run(
+            memory.add_message(1, user, role, text, ts=t0 + timedelta(minutes=minutes), meta=meta)
+        )
+
+    def summary(text, first, last):  # type: ignore[no-untyped-def]
+        mid = run(memory.add_memory(text, Scope(1), "summary", ref=f"messages:{first}-{last}"))
+        store.add_summary(memory.db, 1, mid, first, last)
+        return mid
+
+    def hourly(text, hour):  # type: ignore[no-untyped-def]
+        start = t0 + timedelta(hours=hour)
+        return run(
+            memory.add_memory(text, Scope(1), "summary", ref=f"hour:{start:%Y-%m-%dT%H}", ts=start)
+        )
+
+    early = say(8, "user", "morning everyone, the office opens late", -120)
+    kept = [summary("Summary: the office opens late today.", early, early)]
+    kept.append(hourly("Conversation summary: the office opens late.", -2))
+    mine = say(7, "user", "my bank pin is zanzibar quokka", 10)
+    say(None, "assistant", "Noted: your pin is zanzibar quokka.", 11, reply_to=mine)
+    theirs = say(8, "user", "my cat is called bartholomew", 12)
+    say(None, "assistant", "Bartholomew is a fine name for a cat.", 13, reply_to=theirs)
+    summary("Summary: a pin (zanzibar quokka) and a cat called Bartholomew.", early, theirs)
+    later = say(8, "user", "lunch at one?", 30)
+    summary("Summary: before, a pin zanzibar quokka was given; then lunch at one.", later, later)
+    hourly("Conversation summary: the pin is zanzibar quokka; the cat Bartholomew.", 0)
+    memory.save_index()
+
+    assert run(memory.forget_user(7)) == 5  # the turn, its answer, two summaries, the hour
+    assert not _bytes_holding(tmp_path, b"zanzibar", b"Zanzibar")
+    left = {h.text for h in run(memory.list_memories(Scope(1), None, 100))}
+    assert "Bartholomew is a fine name for a cat." in left and "lunch at one?" in left
+    with memory.db.read() as conn:
+        assert {r[0] for r in conn.execute("SELECT id FROM memories")} >= set(kept)
+        assert conn.execute("SELECT count(*) FROM summaries").fetchone()[0] == 1
