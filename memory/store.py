@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from loguru import logger
 
 from memory.db import Database
 from memory.rows import COLUMNS as _COLUMNS
@@ -112,12 +113,15 @@ def purge_deleted(db: Database) -> None:
     row's words in its index segments (a delete adds a marker) until they are merged, so both
     full-text indexes are merged into one segment each ('optimize'; the pages freed are zeroed,
     ``secure_delete``), then the WAL, which holds earlier versions of the pages, is checkpointed
-    and truncated. A single-connection checkpoint cannot be blocked by a reader of ours."""
+    and truncated. Another connection reading at that moment (a backup) can keep the WAL from
+    being truncated; it is then at the next checkpoint (at the latest when the store closes)."""
     with db.transaction() as conn:
         for table in ("memories_fts", "turns_fts"):
             conn.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')")
     with db.read() as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    if busy:
+        logger.info("after a forget, the WAL was not truncated (a reader): at the next checkpoint")
 
 
 def set_embeddings(
