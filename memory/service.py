@@ -278,8 +278,8 @@ class Memory(VectorUpkeep):
 
     def forget_sync(self, memory_id: int, scope: Scope, *, erase: bool = False) -> bool:
         """Delete one memory. ``erase`` (a forget the user asked for) also leaves its text in
-        no byte of the store (``store.purge_deleted``: ~0.6 s at 100k turns); housekeeping
-        (a summary or lesson card replaced) does not need that."""
+        no byte of the store (``store.purge_deleted``: ~0.6 s at 100k turns) and its vector out
+        of the saved index; housekeeping (a summary or lesson card replaced) does not need that."""
         with self._guard:
             _, after = store.adjacent_turns(self.db, [memory_id], 1).get(memory_id, ([], []))
             removed = store.delete_memory(self.db, memory_id, scope)
@@ -288,6 +288,7 @@ class Memory(VectorUpkeep):
                 self._rekey(after)  # its key held part of the forgotten turn
         if removed and erase:
             store.purge_deleted(self.db)
+            self.save_index()  # nor its vector in the saved index (a backup copies it)
         return removed
 
     async def forget(self, memory_id: int, scope: Scope, *, erase: bool = False) -> bool:

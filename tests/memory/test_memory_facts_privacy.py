@@ -139,7 +139,10 @@ def test_what_the_user_forgets_is_in_no_byte_of_the_store(make_memory, tmp_path)
     assert _bytes_holding(tmp_path, b"zanzibar", b"marzipanova") == {
         "familiar.db": [b"zanzibar", b"marzipanova"]
     }
+    saved = json.loads((tmp_path / "index" / MANIFEST).read_text())["count"]
     assert run(memory.forget(note, Scope(1), erase=True))
+    # Its vector is out of the saved index too (backups copy it).
+    assert json.loads((tmp_path / "index" / MANIFEST).read_text())["count"] == saved - 1
     assert run(memory.forget_user(7)) == 2
     assert not _bytes_holding(
         tmp_path, b"zanzibar", b"Xylophoneville", b"xylophonevil", b"marzipanova"
