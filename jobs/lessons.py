@@ -76,7 +76,7 @@ class LessonMemory(Protocol):
         ts: datetime | None = None,
     ) -> int: ...
 
-    async def forget(self, memory_id: int, scope: Scope) -> bool: ...
+    async def forget(self, memory_id: int, scope: Scope, *, erase: bool = True) -> bool: ...
 
 
 @dataclass
@@ -239,9 +239,8 @@ class WeeklyLessons:
             if lesson_key(text) in wanted:
                 have.setdefault(chat_id, set()).add(lesson_key(text))
                 continue
-            await self.memory.forget(
-                memory_id, Scope(chat_id)
-            )  # False when someone already deleted it
+            # False when someone already deleted it; replaced, not asked to be forgotten.
+            await self.memory.forget(memory_id, Scope(chat_id), erase=False)
             await self.db.run(self._drop_card, memory_id)
             removed += 1
         for chat_id in chats:

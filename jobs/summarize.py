@@ -41,7 +41,7 @@ class SummaryMemory(Protocol):
         ts: datetime | None = None,
     ) -> int: ...
 
-    async def forget(self, memory_id: int, scope: Scope) -> bool: ...
+    async def forget(self, memory_id: int, scope: Scope, *, erase: bool = True) -> bool: ...
 
 
 def last_completed_hour(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -85,7 +85,7 @@ class HourlySummarizer:
             text = await self._summarise(turns)
             scope = Scope(chat_id)
             if done is not None and done[0] is not None:
-                await self.memory.forget(done[0], scope)
+                await self.memory.forget(done[0], scope, erase=False)  # replaced, not asked
             label = f"{start:%Y-%m-%d %H:%M}–{end:%H:%M} {self.tz.key}"
             memory_id = await self.memory.add_memory(
                 f"Conversation summary for {label}:\n{text}",

@@ -276,10 +276,10 @@ class Memory(VectorUpkeep):
     ) -> list[int]:
         return await self._offload(self.add_all_sync, items, progress)
 
-    def forget_sync(self, memory_id: int, scope: Scope, *, erase: bool = False) -> bool:
-        """Delete one memory. ``erase`` (a forget the user asked for) also leaves its text in
-        no byte of the store (``store.purge_deleted``: ~0.6 s at 100k turns) and its vector out
-        of the saved index; housekeeping (a summary or lesson card replaced) does not need that."""
+    def forget_sync(self, memory_id: int, scope: Scope, *, erase: bool = True) -> bool:
+        """Delete one memory, leaving its text in no byte of the store (``store.purge_deleted``)
+        and its vector out of the saved index: ~0.6 s at 100k turns. Housekeeping (a summary or
+        lesson card replaced by a newer one) passes ``erase=False`` and skips that."""
         with self._guard:
             _, after = store.adjacent_turns(self.db, [memory_id], 1).get(memory_id, ([], []))
             removed = store.delete_memory(self.db, memory_id, scope)
@@ -291,7 +291,7 @@ class Memory(VectorUpkeep):
             self.save_index()  # nor its vector in the saved index (a backup copies it)
         return removed
 
-    async def forget(self, memory_id: int, scope: Scope, *, erase: bool = False) -> bool:
+    async def forget(self, memory_id: int, scope: Scope, *, erase: bool = True) -> bool:
         return await self._offload(self.forget_sync, memory_id, scope, erase=erase)
 
     def forget_user_sync(self, user_id: int) -> int:

@@ -134,7 +134,7 @@ class ForgetMemory(Tool):
         return f"Forget memory #{memory_id}: “{_snippet(row.text, 200)}”"
 
     async def call(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
-        if await self.memory.forget(int(args["id"]), _scope(ctx), erase=True):
+        if await self.memory.forget(int(args["id"]), _scope(ctx)):
             return ToolResult(f"Forgotten #{args['id']}.")
         raise ToolError(f"there is no memory #{args['id']} of this user in this chat")
 

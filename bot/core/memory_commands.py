@@ -141,7 +141,7 @@ class MemoryCommands:
             return Reply(
                 "Usage: /forget ID (the number /memories or /recall shows)", markdown=False
             )
-        if await self.memory.forget(memory_id, scope_of(msg), erase=True):
+        if await self.memory.forget(memory_id, scope_of(msg)):
             for after in self.after_forget:
                 await after()
             return Reply(f"Forgotten #{memory_id}.", markdown=False)

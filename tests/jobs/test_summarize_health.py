@@ -49,7 +49,7 @@ class StoreMemory:
                 ).lastrowid
             )
 
-    async def forget(self, memory_id: int, scope: Scope) -> bool:
+    async def forget(self, memory_id: int, scope: Scope, *, erase: bool = True) -> bool:
         with self.db.transaction() as conn:
             return (
                 conn.execute(

@@ -35,7 +35,7 @@ class NoMemory:
     ) -> int:
         return 1
 
-    async def forget(self, memory_id: int, scope: Scope) -> bool:
+    async def forget(self, memory_id: int, scope: Scope, *, erase: bool = True) -> bool:
         return True
 
 
