@@ -39,10 +39,10 @@ unchanged. Then, in order:
   sqrt(its length / twice the median length of the turns found with it), between 1/2 and 1.
   Chat is full of short turns that echo a topic without saying anything about it ("Wow, the
   boiler!"), and BM25's length normalisation ranks exactly those first. The scale is relative, so
-  in a terse chat a short turn is a typical one, and at most halves a score, so a short turn first
-  in both lists still ranks level with a long turn only one list ranks first, and above those it
-  ranks lower. Notes, facts and documents
-  are not scaled: a short note is a deliberate one. Chosen on LoCoMo's tuning half (twice the
+  in a terse chat a short turn is a typical one; and it at most halves a score, so a short turn
+  first in both lists still ranks level with a long turn only one list ranks first, and above
+  those it ranks lower. Notes, facts and documents are not scaled: a short note is a deliberate
+  one. Chosen on LoCoMo's tuning half (twice the
   median and the square root: the best of 1 to 3 times and powers 0.5 to 1; the floor costs
   0.005 there); held out as messages R@5 0.638 -> 0.683, R@10 0.737 -> 0.754; on the generated
   journals kept as one person's turns 0.678 -> 0.733 (R@10 0.989 both);

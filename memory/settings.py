@@ -117,8 +117,9 @@ class MemorySettings(BaseModel):
         le=2.0,
         description="A conversation turn is found by its own words plus this share of the turn "
         "before it where that is the other side's (its vector in the index is the sum, "
-        "normalised), so an answer is found by a question about what it answered; 0 indexes each turn alone (1.0: best of 0.3 to 2 on "
-        "LoCoMo's tuning half). After a change, run `familiar memory reindex`.",
+        "normalised), so an answer is found by a question about what it answered; 0 indexes "
+        "each turn alone (1.0: best of 0.3 to 2 on LoCoMo's tuning half). After a change, run "
+        "`familiar memory reindex`.",
     )
     turn_context_words: float = Field(
         0.3,
@@ -127,8 +128,8 @@ class MemorySettings(BaseModel):
         description="Full-text search ranks a conversation turn by its own words plus this share "
         "of the words of the turns just before and after it where they are the other side's "
         "(and by the length of all three), so an answer is found by the words of the question it "
-        "answered; 0: by its own words "
-        "alone (0.3: 0.2 to 0.5 were within 0.005 on LoCoMo's tuning half).",
+        "answered; 0: by its own words alone (0.3: 0.2 to 0.5 were within 0.005 on LoCoMo's "
+        "tuning half).",
     )
     short_turns_rank_lower: bool = Field(
         True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from memory.store import Filters
 from memory.text import STOPWORDS, words
 from memory.types import Scope
 
@@ -195,9 +196,7 @@ def test_a_query_is_embedded_while_full_text_is_searched(make_memory, minilm) ->
     assert callable(pending)  # not stored: embedded on the query thread
     vector = minilm.embed([asked])[0]
     assert np.allclose(pending(), vector, atol=1e-5)
-    given = memory.searcher.search(
-        asked, memory_filters(), 3, query_vector=vector, index=memory.index
-    )
+    given = memory.searcher.search(asked, Filters(CHAT), 3, query_vector=vector, index=memory.index)
     found = run(memory.search(asked, CHAT, k=3))
     assert [h.id for h in found] == [h.id for h in given]
     assert found[0].text == TARGET
@@ -205,9 +204,3 @@ def test_a_query_is_embedded_while_full_text_is_searched(make_memory, minilm) ->
     run(memory.add_message(1, 7, "user", said))
     stored = memory._query_vector(said)  # the message just stored: its vector, at once
     assert not callable(stored) and np.allclose(stored, minilm.embed([said])[0], atol=1e-5)
-
-
-def memory_filters():  # type: ignore[no-untyped-def]
-    from memory.store import Filters
-
-    return Filters(CHAT)
