@@ -21,6 +21,8 @@ the queries. Nothing is generated from a small vocabulary, so full-text ranking 
    vector known. All five, per query, in turn. p50/p99 (targets at 100k: 15 ms / 50 ms).
 3. Where the index is approximate (IVF, past ``exact_index_max``), recall@10 against exact
    search for the real query vectors (target >= 0.95).
+4. The time of a forget the user asks for (the text erased from every byte of the store and the
+   vector from the saved index), for three rows.
 
     python bench/memory_scale.py DATASET [--sizes 10000,100000] [--ingest 600] [--cache DIR]
 """
@@ -258,6 +260,14 @@ def scale(
             print(
                 f"  ANN recall@10 against exact search, real query vectors: {recall:.3f} (target >= 0.95)"
             )
+        # A forget the user asks for: the row deleted, both full-text indexes merged, the WAL
+        # truncated and the saved index rewritten (``Memory.forget_sync``), after the searches.
+        taken = []
+        for gone in (n // 3, n // 2, 2 * n // 3):
+            t = time.monotonic()
+            memory.forget_sync(gone, Scope(1))
+            taken.append(time.monotonic() - t)
+        print(f"  forget (erased), 3 rows: {', '.join(f'{x * 1000:.0f}' for x in taken)} ms")
         db.close()
 
 
