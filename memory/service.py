@@ -279,8 +279,8 @@ class Memory(VectorUpkeep):
     def forget_sync(self, memory_id: int, scope: Scope, *, erase: bool = True) -> bool:
         """Delete one memory, leaving its text in no byte of the store (``store.purge_deleted``)
         and its vector out of the saved index: ~1 s at 100k turns (``bench/memory_scale.py``).
-        Housekeeping (a summary or
-        lesson card replaced by a newer one) passes ``erase=False`` and skips that."""
+        Housekeeping (a summary or lesson card replaced by a newer one) passes ``erase=False``
+        and skips that."""
         with self._guard:
             _, after = store.adjacent_turns(self.db, [memory_id], 1).get(memory_id, ([], []))
             removed = store.delete_memory(self.db, memory_id, scope)
