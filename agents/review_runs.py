@@ -20,6 +20,16 @@ class ReviewRuns:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    async def forget_user(self, user_id: int) -> int:
+        """/forgetme: the runs on the person's messages (task and transcript hold their words)."""
+
+        def delete() -> int:
+            with self.db.transaction() as conn:
+                cur = conn.execute("DELETE FROM review_runs WHERE user_id = ?", (user_id,))
+                return int(cur.rowcount)
+
+        return await self.db.run(delete)
+
     def insert(
         self,
         kind: str,

@@ -124,6 +124,25 @@ class Reminders:
             self.backend.remove(self._job(reminder_id))
         return removed
 
+    async def forget_user(self, user_id: int) -> int:
+        """/forgetme: the person's reminders, unscheduled and deleted; how many."""
+
+        def delete() -> tuple[list[int], int]:
+            with self.db.transaction() as conn:
+                active = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM reminders WHERE user_id = ? AND active = 1", (user_id,)
+                    )
+                ]
+                cur = conn.execute("DELETE FROM reminders WHERE user_id = ?", (user_id,))
+                return active, int(cur.rowcount)
+
+        active, deleted = await self.db.run(delete)
+        for reminder_id in active:
+            self.backend.remove(self._job(reminder_id))
+        return deleted
+
     def next_time(self, reminder: Reminder) -> datetime | None:
         if reminder.due_at is not None:
             return reminder.due_at

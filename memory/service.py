@@ -295,6 +295,11 @@ class Memory(VectorUpkeep):
     async def forget(self, memory_id: int, scope: Scope, *, erase: bool = True) -> bool:
         return await self._offload(self.forget_sync, memory_id, scope, erase=erase)
 
+    async def purge(self) -> None:
+        """Leave what was deleted from the store in no byte of it (``store.purge_deleted``):
+        after other packages forgot a person's rows in the same database (/forgetme)."""
+        await self._offload(store.purge_deleted, self.db)
+
     def forget_user_sync(self, user_id: int) -> int:
         with self._guard:
             chats = store.chats_of(self.db, store.user_turns(self.db, user_id))

@@ -175,3 +175,42 @@ async def test_the_console_admins_digest_lists_its_own_todos_only(graph: Graph) 
     shown = graph.out.getvalue()
     assert "📊 Familiar digest" in shown and "#1 pay the rent (due 2020-01-02)" in shown
     assert "secret" not in shown
+
+
+async def test_forgetme_leaves_no_byte_of_the_person_in_the_data_directory(
+    graph: Graph, made_data_dir: Path
+) -> None:
+    """Every store of the daemon that keeps the person's words forgets them: memory, the
+    feedback buttons' prompts, reminders, to-dos, review runs; what is deleted is not left in
+    the database file or its WAL either. Someone else's to-do stays."""
+    from agents.tools.todos import TodoStore
+
+    await graph.say("my bank pin is zanzibar quokka")  # a turn, and a prompt kept for feedback
+    await graph.say("/remind in 2h ask about zanzibar quokka")
+    await graph.say("/todo renew the zanzibar quokka card")
+    await TodoStore(graph.db).add(42, 42, "someone else's errand", due="2030-01-02")
+    with graph.db.transaction() as conn:  # a review run on the person's message
+        conn.execute(
+            "INSERT INTO review_runs (ts, kind, chat_id, user_id, task, outcome, rounds,"
+            " final_text, transcript) VALUES ('2026-01-01', 'panel', 0, 0,"
+            " 'my bank pin is zanzibar quokka', 'clean', 1, 'ok', '{}')"
+        )
+    with graph.db.read() as conn:
+        assert conn.execute("SELECT count(*) FROM feedback_answers").fetchone()[0] == 1
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # kept a while: in the file itself
+
+    def holding() -> list[str]:
+        return [
+            f.name
+            for f in made_data_dir.rglob("*")
+            if f.is_file() and b"zanzibar" in f.read_bytes()
+        ]
+
+    assert "familiar.db" in holding()
+    assert "forget everything" in (await graph.say("/forgetme")).lower()
+    assert "I forgot" in await graph.say("1")
+    assert holding() == []
+    with graph.db.read() as conn:
+        for table in ("feedback_answers", "reminders", "review_runs", "memories"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
+        assert conn.execute("SELECT text FROM todos").fetchall() == [("someone else's errand",)]

@@ -144,6 +144,15 @@ class TodoStore:
             key,
         )
 
+    async def forget_user(self, user_id: int) -> int:
+        """/forgetme: the person's to-dos; how many."""
+
+        def delete() -> int:
+            with self.db.transaction() as conn:
+                return int(conn.execute("DELETE FROM todos WHERE user_id = ?", (user_id,)).rowcount)
+
+        return await self.db.run(delete)
+
     def _by_key(self, key: str) -> Todo | None:
         with self.db.read() as conn:
             row = conn.execute(

@@ -84,6 +84,20 @@ class FeedbackStore:
             )
             return int(cur.lastrowid or 0)
 
+    async def forget_user(self, user_id: int) -> int:
+        """/forgetme: the person's answered prompts (with every vote and reason on them) and
+        their votes and reasons on others' answers; how many rows."""
+        return await self.db.run(self._forget_user, user_id)
+
+    def _forget_user(self, user_id: int) -> int:
+        with self.db.transaction() as conn:
+            votes = conn.execute("DELETE FROM feedback WHERE user_id = ?", (user_id,)).rowcount
+            asked = conn.execute(
+                "DELETE FROM feedback_answers WHERE user_id = ?", (user_id,)
+            ).rowcount
+            conn.execute("DELETE FROM feedback_reason_prompts WHERE user_id = ?", (user_id,))
+            return int(votes + asked)
+
     def set_text(self, answer_id: int, text: str) -> None:
         with self.db.transaction() as conn:
             conn.execute("UPDATE feedback_answers SET answer = ? WHERE id = ?", (text, answer_id))

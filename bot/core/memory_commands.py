@@ -228,6 +228,7 @@ class MemoryCommands:
         removed = await self.memory.forget_user(press.sender.id)
         for forget in self.also_forget:
             removed += await forget(press.sender.id)
+        await self.memory.purge()  # what the others deleted, out of the WAL too
         await transport.send(
             press.chat_id, Reply(f"Done: I forgot {removed} items about you.", markdown=False)
         )

@@ -23,6 +23,7 @@ from agents.fact_judge import LLMFactJudge
 from agents.llm import LLM
 from agents.providers import health_checks as llm_health_checks
 from agents.review import ReviewEngine
+from agents.review_runs import ReviewRuns
 from agents.summarise import LLMSummariser
 from agents.tools.base import ToolSource
 from agents.tools.catalog import mcp_sources
@@ -329,7 +330,15 @@ def build_services(
         channel,
     )
     JobCommands(scheduler, reminders, signer, tasks).register(assistant)
-    memory_commands.also_forget += [tool_loop.forget_user, tasks.forget_user, photos.forget_files]
+    memory_commands.also_forget += [
+        tool_loop.forget_user,
+        tasks.forget_user,
+        reminders.forget_user,
+        TodoStore(db).forget_user,
+        FeedbackStore(db).forget_user,
+        ReviewRuns(db).forget_user,
+        photos.forget_files,  # last: the files no memory row names any more
+    ]
 
     def health_now(trigger: str) -> None:
         task = asyncio.create_task(scheduler.run_now("health", trigger=trigger), name="health-now")
