@@ -12,19 +12,24 @@ the queries. Nothing is generated from a small vocabulary, so full-text ranking 
    each a note with the normalised sum of its sentences' MiniLM vectors and those two as its
    sentence vectors (as the project embeds a note): real MiniLM geometry without
    embedding 100k texts on a shared CPU (the unique sentences are embedded once and cached with
-   ``--cache``). Timed separately, per query: the query's embedding, full-text search (the FTS5
-   query with the term filter), dense search (index plus the scope filter in SQLite), and the
+   ``--cache``). Timed separately, per query: the query's embedding (and, as its baseline, the
+   same model run untraced: ``SentenceTransformerEmbedder._trace``), full-text search (the FTS5
+   query with the term filter, and reading the rows it found: the search reads them while the
+   query is embedded), dense search (index plus the scope filter in SQLite), and the
    whole ``Memory.search_sync`` twice: "search" with the query's vector already known (as in
    the daemon, where the query is usually the message just stored and its vector is reused),
    and "hybrid" with the query to embed (on another thread while full text runs); then, as the
    baseline for that, "embed then search": the query embedded first, then searched with its
-   vector known. All five, per query, in turn. p50/p99 (targets at 100k: 15 ms / 50 ms).
+   vector known. All, per query, in turn. p50/p99 (targets at 100k: 15 ms / 50 ms).
 3. Where the index is approximate (IVF, past ``exact_index_max``), recall@10 against exact
    search for the real query vectors (target >= 0.95).
 4. The time of a forget the user asks for (the text erased from every byte of the store and the
    vector from the saved index), for three rows.
 
     python bench/memory_scale.py DATASET [--sizes 10000,100000] [--ingest 600] [--cache DIR]
+
+The embedder runs with the daemon's ``memory.embedding_threads`` (1) unless ``--threads`` says
+otherwise: two threads per text on a 2-core machine fight full text for the cores.
 """
 
 from __future__ import annotations
@@ -165,7 +170,9 @@ def scale(
     query_vectors: np.ndarray,
     settings: MemorySettings,
     kind: str = "note",
+    untraced: SentenceTransformerEmbedder | None = None,
 ) -> None:
+    untraced = untraced or embedder
     rng = np.random.default_rng(n)
     pairs = rng.integers(0, len(sentences), (n, 2))
     with tempfile.TemporaryDirectory() as d:
@@ -203,6 +210,7 @@ def scale(
         build = time.monotonic() - t
         parts: dict[str, list[float]] = {
             "embed": [],
+            "embed untraced": [],
             "fts": [],
             "dense": [],
             "search": [],
@@ -215,6 +223,9 @@ def scale(
             t = time.monotonic()
             embedder.embed([q])
             parts["embed"].append(time.monotonic() - t)
+            t = time.monotonic()
+            untraced.embed([q])
+            parts["embed untraced"].append(time.monotonic() - t)
             t = time.monotonic()
             c = memory.searcher.candidates(q, Filters(Scope(1)), None, None, cand)
             parts["fts"].append(time.monotonic() - t)
@@ -288,10 +299,20 @@ def main() -> None:
         default="note",
         help="rows as notes (by sentence) or as conversation turns (one chat, in turns_fts too)",
     )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=MemorySettings().embedding_threads or 0,
+        help="torch's CPU threads for embedding; default the daemon's (memory.embedding_threads); "
+        "0: torch's default (one per core)",
+    )
     args = ap.parse_args()
     started = time.monotonic()
     sentences, questions = read_dataset(args.dataset)
-    embedder = SentenceTransformerEmbedder()
+    embedder = SentenceTransformerEmbedder(threads=args.threads or None)
+    # The same model run as it is, for the one-text path's baseline (``_trace``).
+    untraced = SentenceTransformerEmbedder(threads=args.threads or None, trace=False)
+    untraced.load()
     embedder.load()
     if args.ingest:
         rng = np.random.default_rng(0)
@@ -303,7 +324,9 @@ def main() -> None:
     print(f"{len(sentences)} unique sentences, {len(queries)} queries", flush=True)
     for n in (int(s) for s in args.sizes.split(",") if s):
         settings = MemorySettings(**({"ivf_nprobe": args.nprobe} if args.nprobe else {}))
-        scale(embedder, n, sentences, vectors, queries, query_vectors, settings, args.kind)
+        scale(
+            embedder, n, sentences, vectors, queries, query_vectors, settings, args.kind, untraced
+        )
     print(f"total {time.monotonic() - started:.0f} s")
 
 

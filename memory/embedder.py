@@ -12,16 +12,19 @@ the background.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from loguru import logger
 
 from memory.errors import FamiliarError
 from memory.text import chunks
@@ -75,8 +78,10 @@ class SentenceTransformerEmbedder(Embedder):
         batch_size: int = 64,
         device: str = "cpu",
         threads: int | None = None,
+        trace: bool = True,
     ) -> None:
         self.model_spec = model
+        self.trace = trace
         self.batch_size = batch_size
         self.device = device
         self.threads = threads
@@ -84,6 +89,8 @@ class SentenceTransformerEmbedder(Embedder):
         self._dim: int | None = None
         self._window: int | None = None  # tokens a piece may have, besides [CLS] and [SEP]
         self._model: Any = None
+        self._traced: Any = None  # the model as TorchScript, for one text (``_trace``)
+        self._traced_keys: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
     @property
@@ -145,6 +152,8 @@ class SentenceTransformerEmbedder(Embedder):
             self._dim = int(dim) if dim else int(model.encode(["x"]).shape[1])
             if model.max_seq_length and getattr(model, "tokenizer", None) is not None:
                 self._window = int(model.max_seq_length) - 2
+            if self.trace:
+                self._trace(model)
             self._model = model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -164,20 +173,84 @@ class SentenceTransformerEmbedder(Embedder):
         return _normalise(vectors)
 
     def _embed_one(self, text: str) -> np.ndarray:
-        """One text (a search's query, mostly) through the model's own modules, without
-        ``encode``'s batching machinery: the same vector, ~1 of ~8 ms sooner on a 2-core CPU."""
+        """One text (a search's query, mostly) without ``encode``'s batching machinery, through
+        the traced model where there is one: the same vector, sooner."""
         import torch
 
         model = self._model
         assert model is not None
-        prepare = getattr(model, "preprocess", None) or model.tokenize  # tokenize: older versions
+        features = self._features(model, text)
         with torch.inference_mode():
-            features = {
-                k: v.to(model.device) if isinstance(v, torch.Tensor) else v
-                for k, v in prepare([text]).items()
-            }
-            vector = model(features)["sentence_embedding"]
+            if self._traced is not None and set(self._traced_keys) <= set(features):
+                vector = self._traced(*(features[k] for k in self._traced_keys))
+            else:
+                vector = model(features)["sentence_embedding"]
         return _normalise(vector.float().cpu().numpy())
+
+    def _features(self, model: Any, text: str) -> dict[str, Any]:
+        import torch
+
+        prepare = getattr(model, "preprocess", None) or model.tokenize  # tokenize: older versions
+        return {
+            k: v.to(model.device) if isinstance(v, torch.Tensor) else v
+            for k, v in prepare([text]).items()
+        }
+
+    def _trace(self, model: Any) -> None:
+        """Keep the model's own modules as TorchScript for one text at a time (a search's query,
+        a message): no Python runs between its layers, so on a CPU it is about a fifth sooner and
+        holds the GIL less while full text is searched beside it (``bench/memory_scale.py``
+        times both, interleaved). It is used only if it gives the model's vectors on texts of
+        several lengths, which are also run so that the JIT's first specialisations are paid
+        here and not by the first queries; if anything differs or fails, the model runs as it
+        is. Not on a GPU, where Python's share is hidden by the device."""
+        import warnings
+
+        import torch
+
+        if torch.device(self.device).type != "cpu":
+            return
+        words = "the boiler was serviced last March after it broke down again".split()
+        samples = [" ".join(words[i % len(words)] for i in range(n)) for n in range(1, 65, 2)]
+        try:
+            first = self._features(model, samples[5])
+            keys = tuple(k for k, v in first.items() if isinstance(v, torch.Tensor))
+
+            class Traceable(torch.nn.Module):
+                def __init__(self) -> None:
+                    super().__init__()
+                    self.model = model
+
+                def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+                    out = self.model(dict(zip(keys, tensors, strict=True)))
+                    return out["sentence_embedding"]  # type: ignore[no-any-return]
+
+            with warnings.catch_warnings(), _quiet("sentence_transformers", "transformers"):
+                # The tracer's notes on Python branches, and the libraries' on the deprecated
+                # attributes it walks past: nothing a user could act on.
+                warnings.simplefilter("ignore")
+                with torch.inference_mode():
+                    traced = torch.jit.freeze(
+                        torch.jit.trace(
+                            Traceable().eval(),
+                            tuple(first[k] for k in keys),
+                            check_trace=False,
+                            strict=False,
+                        ).eval()
+                    )
+            with torch.inference_mode():
+                for text in samples:
+                    f = self._features(model, text)
+                    if tuple(k for k, v in f.items() if isinstance(v, torch.Tensor)) != keys:
+                        raise ValueError("the model's inputs change with the text")
+                    got = traced(*(f[k] for k in keys))
+                    want = model(f)["sentence_embedding"]
+                    if got.shape != want.shape or float((got - want).abs().max()) > 1e-5:
+                        raise ValueError("the traced model gives other vectors")
+        except Exception as exc:  # any failure: the model as it is, which is always right
+            logger.info("embedding: one text at a time runs the model as it is ({})", exc)
+            return
+        self._traced, self._traced_keys = traced, keys
 
     def pieces(self, text: str, max_chars: int) -> list[str]:
         """The model reads ``max_seq_length`` tokens (256 for MiniLM, about 1,000 characters of
@@ -215,6 +288,20 @@ class SentenceTransformerEmbedder(Embedder):
                 out.append(piece)
             start = end
         return out
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Only errors from these standard-library loggers while inside."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 class HashingEmbedder(Embedder):

@@ -81,6 +81,8 @@ class Candidates:
     # Candidates with sentence vectors: similarity of the best of the row and its sentences.
     sentences: dict[int, float] = field(default_factory=dict)
     vector: np.ndarray | None = None  # the query's, as the dense side used it
+    # Rows of candidates already read (through the same filters), so they are read once.
+    rows: dict[int, Row] = field(default_factory=dict)
 
 
 # The query's vector, or how to get it: called after full-text search, so the query can be
@@ -199,6 +201,9 @@ class HybridSearcher:
                     self.db, match, filters, n, context=self.settings.turn_context_words
                 )
             )
+        # Read the rows full text found now: while the query is embedded on another thread, this
+        # costs nothing, and the search needs most of them.
+        rows = store.rows_by_id(self.db, list(fts), filters) if fts else {}
         if callable(query_vector):
             query_vector = query_vector()
         dense: dict[int, float] = {}
@@ -211,20 +216,30 @@ class HybridSearcher:
                 # A narrow filter (a time window, a kind): exact over the rows it lets through,
                 # rather than over-fetching from the index and filtering afterwards.
                 return Candidates(
-                    fts, dict(index.search(query_vector, n, among=few)), vector=query_vector
+                    fts,
+                    dict(index.search(query_vector, n, among=few)),
+                    vector=query_vector,
+                    rows=rows,
                 )
             want = n
             # The index knows chats but not kinds/times/users: over-fetch and filter in SQLite,
             # widening until enough survive or the chat is exhausted.
             for _ in range(4):
                 found = index.search(query_vector, want, chat_id=chat)
-                rows = store.rows_by_id(self.db, [i for i, _ in found], filters)
+                self._read(rows, [i for i, _ in found], filters)
                 dense = {i: s for i, s in found if i in rows}
                 if len(dense) >= n or len(found) < want:
                     break
                 want *= 4
             dense = dict(sorted(dense.items(), key=lambda kv: -kv[1])[:n])
-        return Candidates(fts, dense, vector=query_vector)
+        return Candidates(fts, dense, vector=query_vector, rows=rows)
+
+    def _read(self, rows: dict[int, Row], ids: list[int], filters: Filters) -> None:
+        """Add to ``rows`` those of ``ids`` not read yet that the filters let through. A row
+        read and filtered out is read again: few are."""
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            rows.update(store.rows_by_id(self.db, missing, filters))
 
     def search(
         self,
@@ -255,7 +270,8 @@ class HybridSearcher:
         if not scores:
             return []
         ranked = sorted(scores, key=lambda i: -scores[i])[: max(n, k)]
-        rows = store.rows_by_id(self.db, ranked, filters)
+        rows = c.rows
+        self._read(rows, ranked, filters)
         ranked = [i for i in ranked if i in rows]
         if s.short_turns_rank_lower:
             scale_short_turns(ranked, rows, scores)

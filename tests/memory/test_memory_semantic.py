@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from memory.embedder import SentenceTransformerEmbedder
 from memory.store import Filters
 from memory.text import STOPWORDS, words
 from memory.types import Scope
@@ -184,6 +185,45 @@ def test_one_text_is_embedded_as_it_is_in_a_batch(minilm) -> None:  # type: igno
     assert alone.shape == batch.shape == (2, minilm.dim)
     assert np.allclose(alone, batch, atol=1e-5)
     assert np.allclose(np.linalg.norm(alone, axis=1), 1.0, atol=1e-5)
+
+
+def test_one_text_runs_the_traced_model_and_gets_the_models_vector(minilm) -> None:  # type: ignore[no-untyped-def]
+    """The bundled model traces; for texts of any length (past the model's window too) the
+    traced path gives the vector the model itself gives."""
+    import torch
+
+    assert minilm._traced is not None
+    texts = ["ok", QUERY, TARGET, " ".join(["boiler pressure"] * 200), "Ünïcödé 温度 🔥"]
+    for text in texts:
+        features = minilm._features(minilm._model, text)
+        with torch.inference_mode():
+            want = minilm._model(features)["sentence_embedding"].numpy()
+        got = minilm.embed([text])
+        assert np.allclose(got, want / np.linalg.norm(want), atol=1e-5), text
+
+
+class _InputsChange(SentenceTransformerEmbedder):
+    """A model whose inputs differ with the text (an extra tensor for long ones): a trace of
+    one would be wrong for the others."""
+
+    def _features(self, model, text):  # type: ignore[no-untyped-def]
+        import torch
+
+        features = super()._features(model, text)
+        if len(text) > 40:
+            features["extra"] = torch.zeros(1)
+        return features
+
+
+def test_a_model_that_does_not_trace_faithfully_runs_as_it_is() -> None:
+    embedder = _InputsChange()
+    embedder.load()
+    assert embedder._traced is None
+    plain = SentenceTransformerEmbedder(trace=False)
+    plain.load()
+    assert plain._traced is None
+    for text in ("short", "a text long enough to be given the extra input tensor"):
+        assert np.allclose(embedder.embed([text]), plain.embed([text]), atol=1e-6)
 
 
 def test_a_query_is_embedded_while_full_text_is_searched(make_memory, minilm) -> None:  # type: ignore[no-untyped-def]
