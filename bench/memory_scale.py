@@ -309,7 +309,9 @@ def main() -> None:
     args = ap.parse_args()
     started = time.monotonic()
     sentences, questions = read_dataset(args.dataset)
-    embedder = SentenceTransformerEmbedder(threads=args.threads or None)
+    embedder = SentenceTransformerEmbedder(
+        threads=args.threads or None, trace=True
+    )  # as the daemon
     # The same model run as it is, for the one-text path's baseline (``_trace``).
     untraced = SentenceTransformerEmbedder(threads=args.threads or None, trace=False)
     untraced.load()

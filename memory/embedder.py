@@ -78,7 +78,7 @@ class SentenceTransformerEmbedder(Embedder):
         batch_size: int = 64,
         device: str = "cpu",
         threads: int | None = None,
-        trace: bool = True,
+        trace: bool = False,
     ) -> None:
         self.model_spec = model
         self.trace = trace
@@ -340,6 +340,9 @@ class HashingEmbedder(Embedder):
         return _normalise(out)
 
 
-def make_embedder(model: str, batch_size: int = 64, threads: int | None = None) -> Embedder:
-    """The production embedder for ``memory.embedding_model``."""
-    return SentenceTransformerEmbedder(model, batch_size=batch_size, threads=threads)
+def make_embedder(
+    model: str, batch_size: int = 64, threads: int | None = None, *, trace: bool = False
+) -> Embedder:
+    """The production embedder for ``memory.embedding_model``. ``trace``: for a long-running
+    process (the daemon); a command that searches once would pay more to trace than it saves."""
+    return SentenceTransformerEmbedder(model, batch_size=batch_size, threads=threads, trace=trace)

@@ -19,6 +19,7 @@ from bot.daemon.run import all_migrations, build_health
 from bot.daemon.services import Services, attach_channel, build_services
 from jobs.scheduler import JobQueueBackend
 from memory.db import Database
+from memory.embedder import SentenceTransformerEmbedder, make_embedder
 
 pytestmark = pytest.mark.anyio
 
@@ -83,6 +84,13 @@ async def test_every_planned_command_has_a_real_handler(graph: Graph) -> None:
             else ""
         )
         assert "not available in this version" not in reply, command.name
+
+
+async def test_the_daemon_embeds_one_text_through_the_traced_model(graph: Graph) -> None:
+    """``memory.embedding_traced`` (on) reaches the daemon's embedder; the CLI's is untraced."""
+    embedder = graph.services.memory.embedder
+    assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.trace
+    assert not make_embedder(embedder.model_spec).trace  # type: ignore[attr-defined]
 
 
 async def test_reminders_are_stored_listed_and_deleted_with_a_button(graph: Graph) -> None:

@@ -169,6 +169,7 @@ def build_services(
         settings.memory.embedding_model,
         settings.memory.embedding_batch_size,
         settings.memory.embedding_threads,
+        trace=settings.memory.embedding_traced,
     )
     registry = adapter_registry(
         data_dir

@@ -189,17 +189,13 @@ def test_one_text_is_embedded_as_it_is_in_a_batch(minilm) -> None:  # type: igno
 
 def test_one_text_runs_the_traced_model_and_gets_the_models_vector(minilm) -> None:  # type: ignore[no-untyped-def]
     """The bundled model traces; for texts of any length (past the model's window too) the
-    traced path gives the vector the model itself gives."""
-    import torch
-
-    assert minilm._traced is not None
+    traced path gives the vector the model itself gives (``minilm`` is not traced)."""
+    traced = SentenceTransformerEmbedder(trace=True)
+    traced.load()
+    assert traced._traced is not None and minilm._traced is None
     texts = ["ok", QUERY, TARGET, " ".join(["boiler pressure"] * 200), "Ünïcödé 温度 🔥"]
     for text in texts:
-        features = minilm._features(minilm._model, text)
-        with torch.inference_mode():
-            want = minilm._model(features)["sentence_embedding"].numpy()
-        got = minilm.embed([text])
-        assert np.allclose(got, want / np.linalg.norm(want), atol=1e-5), text
+        assert np.allclose(traced.embed([text]), minilm.embed([text]), atol=1e-5), text
 
 
 class _InputsChange(SentenceTransformerEmbedder):
@@ -216,7 +212,7 @@ class _InputsChange(SentenceTransformerEmbedder):
 
 
 def test_a_model_that_does_not_trace_faithfully_runs_as_it_is() -> None:
-    embedder = _InputsChange()
+    embedder = _InputsChange(trace=True)
     embedder.load()
     assert embedder._traced is None
     plain = SentenceTransformerEmbedder(trace=False)
