@@ -38,7 +38,7 @@ from memory.store import Filters, NewMemory, to_epoch
 from memory.text import checked, clean, content_hash, estimate_tokens, words
 from memory.types import AssembledContext, FactResult, Hit, Message, Scope
 from memory.upkeep import Progress, VectorUpkeep
-from memory.when import describe, time_window
+from memory.when import describe, names_only_a_time, time_window
 
 T = TypeVar("T")
 
@@ -344,7 +344,15 @@ class Memory(VectorUpkeep):
             window = time_window(query, now or self.clock(), self.tz)
         if window is None:
             return run(Filters(scope, kinds, since, until))
-        inside = run(Filters(scope, kinds, window.since, window.until))
+        then = Filters(scope, kinds, window.since, window.until)
+        if names_only_a_time(query, window):
+            # Nothing to rank by but the time: what is kept from then, latest first. Other
+            # times' "matches" would match only the words for the time.
+            listed = [r.hit(0.0) for r in store.list_rows(self.db, then, k)]
+            for h in listed:
+                h.provenance["when"] = window.expression
+            return listed
+        inside = run(then)
         for h in inside:
             h.provenance["when"] = window.expression
         seen = {h.id for h in inside}

@@ -7,7 +7,9 @@ how precise it is (a day, a week, a month, a year), which sets the window's widt
 keep ordinary words from becoming dates: the expression must hold a time word or a year/date
 written in digits ("we" parses as Wednesday, "at 10:00" as today), and a time of day alone is
 not a window. The window is used as a boost, not a filter (``Memory.search_sync``): hits inside
-it rank first, the rest follow, so a wrong parse costs order, never recall.
+it rank first, the rest follow, so a wrong parse costs order, never recall. A question that
+names only a time ("what did we talk about yesterday?", ``names_only_a_time``) has nothing to
+rank by: it gets what is kept from then, latest first, and nothing from other times.
 """
 
 from __future__ import annotations
@@ -19,11 +21,19 @@ from datetime import datetime, timedelta, tzinfo
 from dateparser.date import DateDataParser
 from dateparser.search import search_dates
 
+from memory.text import STOPWORDS, words
+
 _CUES = frozenset(
     """january february march april may june july august september october november december
     jan feb mar apr jun jul aug sep sept oct nov dec monday tuesday wednesday thursday friday
     saturday sunday yesterday today tonight ago last week weeks month months year years weekend
     fortnight day days""".split()
+)
+# Words that ask about a time without naming a topic: "what did I say two weeks ago?"
+_ASKING = frozenset(
+    """say said saying tell told talk talked talking speak spoke chat chatted mention mentioned
+    discuss discussed write wrote note noted happen happened happening go going went new remember
+    anything something everything us""".split()
 )
 _DIGIT_DATE = re.compile(r"\b(19|20)\d\d\b|\d{1,4}[-/.]\d{1,2}([-/.]\d{1,4})?")
 _SETTINGS = {"PREFER_DATES_FROM": "past", "RETURN_AS_TIMEZONE_AWARE": False}
@@ -60,6 +70,13 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
         start, end = _span(when, period)
         return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), expression)
     return None
+
+
+def names_only_a_time(query: str, window: Window) -> bool:
+    """Whether ``query`` asks about nothing but the window's time: without its time expression,
+    only stopwords, words of asking ("say", "talk", "happen") and time words are left."""
+    rest = re.sub(re.escape(window.expression), " ", query, flags=re.IGNORECASE)
+    return all(w in STOPWORDS or w in _ASKING or w in _CUES for w in words(rest))
 
 
 def describe(window: Window) -> str:

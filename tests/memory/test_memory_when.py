@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from memory.types import Scope
-from memory.when import time_window
+from memory.when import names_only_a_time, time_window
 
 from .conftest import run
 
@@ -143,3 +143,46 @@ def test_a_window_across_a_new_year_names_both_years() -> None:
 
     w = Window(datetime(2025, 12, 29, tzinfo=BERLIN), datetime(2026, 1, 5, tzinfo=BERLIN), "x")
     assert describe(w) == "29 December 2025 to 4 January 2026"
+
+
+@pytest.mark.parametrize(
+    ("question", "only"),
+    [
+        ("what did we talk about yesterday?", True),
+        ("two weeks ago", True),
+        ("What happened last week?", True),
+        ("what did I say on 3 June 2025", True),
+        ("What did I say about the boiler last March?", False),
+        ("what did I eat yesterday", False),
+        ("anything from 2023 about the bees", False),
+    ],
+)
+def test_a_question_may_name_only_a_time(question: str, only: bool) -> None:
+    window = time_window(question, NOW, UTC)
+    assert window is not None
+    assert names_only_a_time(question, window) is only
+
+
+def test_a_question_naming_only_a_time_gets_what_is_kept_from_then(make_memory) -> None:  # type: ignore[no-untyped-def]
+    """Nothing to rank by but the time: the turns and notes from then, latest first, however
+    unlike the words of the question; nothing from other times."""
+    memory = make_memory()
+    memory.clock = lambda: NOW
+    yesterday = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    run(memory.store_turn(7, 1, "user", "the plumber fixed the leak", ts=yesterday))
+    run(memory.add_memory("Maja's flight lands at 18:40", Scope(7), ts=yesterday.replace(hour=12)))
+    song = "we talked about the yesterday song"
+    run(memory.store_turn(7, 1, "user", song, ts=yesterday.replace(hour=20)))
+    run(memory.store_turn(7, 1, "user", "what did we talk about yesterday, the song?", ts=NOW))
+    run(memory.store_turn(8, 2, "user", "another chat's turn from yesterday", ts=yesterday))
+    hits = run(memory.search("what did we talk about yesterday?", Scope(7, 1), k=5))
+    assert [h.text for h in hits] == [
+        song,
+        "Maja's flight lands at 18:40",
+        "the plumber fixed the leak",
+    ]
+    assert all("yesterday" in h.provenance["when"] for h in hits)
+    assert [h.id for h in run(memory.search("what happened last week", Scope(7, 1), k=5))] == []
+    # With a topic the search ranks as before, and other times' matches follow.
+    topic = run(memory.search("what did the plumber fix yesterday?", Scope(7, 1), k=5))
+    assert topic[0].text == "the plumber fixed the leak"
