@@ -38,7 +38,7 @@ from memory.store import Filters, NewMemory, to_epoch
 from memory.text import checked, clean, content_hash, estimate_tokens, words
 from memory.types import AssembledContext, FactResult, Hit, Message, Scope
 from memory.upkeep import Progress, VectorUpkeep
-from memory.when import describe, names_only_a_time, time_window
+from memory.when import Window, describe, names_only_a_time, time_window
 
 T = TypeVar("T")
 
@@ -340,8 +340,8 @@ class Memory(VectorUpkeep):
             return self.searcher.search(query, f, k, query_vector=vector, index=self.index)
 
         window = None
-        if since is None and until is None and self.settings.time_in_queries:
-            window = time_window(query, now or self.clock(), self.tz)
+        if since is None and until is None:
+            window = self.time_asked(query, now)
         if window is None:
             return run(Filters(scope, kinds, since, until))
         then = Filters(scope, kinds, window.since, window.until)
@@ -362,6 +362,13 @@ class Memory(VectorUpkeep):
         for h in rest:  # from another time than the question names: /recall says so
             h.provenance["outside"] = describe(window)
         return (inside + rest)[:k]
+
+    def time_asked(self, query: str, now: datetime | None = None) -> Window | None:
+        """The time ``query`` names, read as ``search_sync`` reads it (None if it names none, or
+        time in questions is off)."""
+        if not self.settings.time_in_queries:
+            return None
+        return time_window(clean(query)[:10_000], now or self.clock(), self.tz)
 
     def _query_vector(self, query: str) -> QueryVector:
         """The query is usually the message just stored: its vector is reused by content hash.

@@ -205,6 +205,10 @@ async def test_remember_recall_and_forget_stay_in_their_chat(rig: Rig) -> None:
     assert "Nothing from" not in rig.last().text and "my bike is green" in rig.last().text
     await rig.say("/recall bike", chat=500)
     assert rig.last().text == "I don't remember anything about that."
+    await rig.say("/recall what did I say in March 2019?")  # only a time, and nothing from then
+    assert rig.last().text == "Nothing from March 2019."
+    await rig.say("/recall what did I say today?")
+    assert "my bike is green" in rig.last().text
     await rig.say(f"/forget {memory_id}", chat=500)
     assert "no memory" in rig.last().text
     await rig.say("/forget abc")

@@ -20,6 +20,7 @@ from memory.errors import FamiliarError
 from memory.search import shown_once
 from memory.service import Memory
 from memory.types import Hit, Scope
+from memory.when import describe
 
 LISTED_KINDS = ("fact", "note", "summary", "lesson")
 SNIPPET = 160
@@ -113,6 +114,9 @@ class MemoryCommands:
         """/recall QUERY: the best matches in this chat's memory."""
         hits = await self.memory.search(args, scope_of(msg), k=8)
         if not hits:
+            window = self.memory.time_asked(args)
+            if window is not None:  # "/recall two weeks ago", and nothing is kept from then
+                return Reply(f"Nothing from {describe(window)}.", markdown=False)
             return Reply("I don't remember anything about that.", markdown=False)
         # Each turn once: a reply that is a hit too is shown under its question.
         lines = [recall_lines(h) for h in shown_once(hits)]
