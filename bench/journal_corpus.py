@@ -237,6 +237,31 @@ def journal(chat: int, days: int, rng: random.Random) -> tuple[list[Entry], list
     return entries, probes
 
 
+OPENERS = [
+    "That sounds like a full day.",
+    "Thanks for telling me how it went.",
+    "It sounds like a lot happened today.",
+    "Good to hear from you again this evening.",
+    "That is quite a day, by the sound of it.",
+]
+
+
+def replies(entries: list[Entry], seed: int) -> list[Entry]:
+    """An assistant's reply to each entry, as in a chat with an assistant: an opener and 8 to 14
+    filler sentences (about three times an entry's length), none holding a fact or an entity
+    a question names. Ref ``<entry>/reply``, two minutes after the entry."""
+    rng = random.Random(seed + 1)
+    return [
+        Entry(
+            e.chat,
+            f"{e.ref}/reply",
+            e.ts + timedelta(minutes=2),
+            " ".join([rng.choice(OPENERS), *_fillers(rng, rng.randint(8, 14))]),
+        )
+        for e in entries
+    ]
+
+
 def corpus(seed: int, chats: int, days: int) -> tuple[list[Entry], list[Probe]]:
     rng = random.Random(seed)
     entries, probes = [], []

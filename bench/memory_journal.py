@@ -8,10 +8,13 @@ fusions, and the project's search ("ours"), with the corpus size and timing.
 ``--as-turns`` imports the entries as one person's conversation turns instead (no replies): the
 turns beside a turn are then unrelated entries, the case where ranking a turn by its
 neighbours' words (``--turn-context-words``, and the index's turn keys) could only crowd out
-the entry that answers.
+the entry that answers. ``--with-replies`` gives each such turn an assistant's reply about three
+times as long (``journal_corpus.replies``), as in a chat with an assistant, where the person's
+turns are the short ones: a length prior over all turns found would rank down exactly the turns
+that answer.
 
     python bench/memory_journal.py [--seed 7] [--chats 3] [--days 400] [--as-turns]
-        [--turn-context-words W]
+        [--with-replies] [--turn-context-words W]
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from journal_corpus import corpus  # noqa: E402
+from journal_corpus import corpus, replies  # noqa: E402
 from recall_eval import CachedEmbedder, Question, evaluate, table  # noqa: E402
 
 from memory.db import Database  # noqa: E402
@@ -47,10 +50,20 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=400)
     ap.add_argument("--db", type=Path, help="reuse/keep the imported store here (default: temp)")
     ap.add_argument("--as-turns", action="store_true", help="import as one person's turns")
+    ap.add_argument(
+        "--with-replies",
+        action="store_true",
+        help="as turns, each with an assistant's reply about three times as long",
+    )
     ap.add_argument("--turn-context-words", type=float, default=None)
     args = ap.parse_args()
     started = time.monotonic()
     entries, probes = corpus(args.seed, args.chats, args.days)
+    args.as_turns = args.as_turns or args.with_replies
+    said = [(e, "user") for e in entries]
+    if args.with_replies:
+        answers = replies(entries, args.seed)
+        said = [t for pair in zip(said, [(r, "assistant") for r in answers]) for t in pair]
     workdir = args.db or Path(tempfile.mkdtemp(prefix="journal-"))
     workdir.mkdir(parents=True, exist_ok=True)
     fresh = not (workdir / "familiar.db").exists()
@@ -75,10 +88,10 @@ def main() -> None:
                     "ts": e.ts,
                     "ref": e.ref,
                     "kind": "message" if args.as_turns else "note",
-                    "role": "user" if args.as_turns else None,
+                    "role": role if args.as_turns else None,
                 },
             )
-            for n, e in enumerate(entries, 1)
+            for n, (e, role) in enumerate(said, 1)
         )
         report = import_records(memory, rows, ImportReport(), batch_size=256)
         print(f"imported {report.imported} entries in {time.monotonic() - started:.1f} s")
@@ -88,7 +101,13 @@ def main() -> None:
     )
     questions = [Question(Scope(p.chat), p.question, frozenset({p.ref})) for p in probes]
     results = evaluate(memory, questions)
-    what = "journal turns" if args.as_turns else "journal notes"
+    what = (
+        "journal turns with replies"
+        if args.with_replies
+        else "journal turns"
+        if args.as_turns
+        else "journal notes"
+    )
     print(
         table(
             f"{what}, turn_context_words {settings.turn_context_words}",

@@ -36,7 +36,11 @@ lists, so for them this is plain RRF. Chosen on LoCoMo's tuning half as notes (w
 unchanged. Then, in order:
 
 - short turns rank lower (``short_turns_rank_lower``): a conversation turn's score is scaled by
-  sqrt(its length / twice the median length of the turns found with it), between 1/2 and 1.
+  sqrt(its length / twice the median length of the turns of its side found with it), between
+  1/2 and 1. Its side's: in a chat with an assistant the person's turns are the short ones, and
+  measured against the assistant's replies they were all halved (the generated journals with an
+  assistant's replies three times as long, ``--with-replies``: R@5 0.556 against all turns,
+  0.678 by side, 0.589 without the scale; LoCoMo, two people, held out 0.683 against 0.673).
   Chat is full of short turns that echo a topic without saying anything about it ("Wow, the
   boiler!"), and BM25's length normalisation ranks exactly those first. The scale is relative, so
   in a terse chat a short turn is a typical one; and it at most halves a score, so a short turn
@@ -149,16 +153,30 @@ def fuse(
     }
 
 
-def scale_short_turns(ids: list[int], rows: dict[int, Row], scores: dict[int, float]) -> None:
+def scale_short_turns(
+    ids: list[int], rows: dict[int, Row], scores: dict[int, float], roles: dict[int, str]
+) -> None:
     """Scale the score of each conversation turn among ``ids`` by sqrt(length / (2 x the median
-    length of those turns)), between 1/2 and 1. Relative to the turns found with it, so a terse
-    chat's short turns are its typical ones and lose little."""
-    lengths = {i: len(rows[i].text) for i in ids if rows[i].kind == "message"}
-    if not lengths:
+    length of the turns of its side among them)), between 1/2 and 1. Relative to the turns found
+    with it, so a terse chat's short turns are its typical ones and lose little; and to its own
+    side's (``roles``: the turn's role), so a person's turns are not measured against an
+    assistant's long replies. A side with fewer than three turns found is measured against all
+    of them: one turn is no measure of how its side talks."""
+    sides: dict[str | None, list[int]] = {}
+    for i in ids:
+        if rows[i].kind == "message":
+            sides.setdefault(roles.get(i), []).append(len(rows[i].text))
+    if not sides:
         return
-    full = 2.0 * statistics.median(lengths.values())
-    for i, n in lengths.items():
-        scores[i] *= min(1.0, max(0.5, (n / full) ** 0.5))
+    every = 2.0 * statistics.median(n for lengths in sides.values() for n in lengths)
+    full = {
+        side: 2.0 * statistics.median(lengths) if len(lengths) >= 3 else every
+        for side, lengths in sides.items()
+    }
+    for i in ids:
+        if rows[i].kind == "message":
+            n = len(rows[i].text) / full[roles.get(i)]
+            scores[i] *= min(1.0, max(0.5, n**0.5))
 
 
 def shown_once(hits: list[Hit], shown: Iterable[int | None] = ()) -> list[Hit]:
@@ -274,7 +292,8 @@ class HybridSearcher:
         self._read(rows, ranked, filters)
         ranked = [i for i in ranked if i in rows]
         if s.short_turns_rank_lower:
-            scale_short_turns(ranked, rows, scores)
+            turns = [i for i in ranked if rows[i].kind == "message"]
+            scale_short_turns(ranked, rows, scores, store.roles_of(self.db, turns))
             ranked.sort(key=lambda i: -scores[i])
         if s.recency_half_life_days > 0:
             now = time.time()

@@ -140,8 +140,9 @@ class MemorySettings(BaseModel):
     )
     short_turns_rank_lower: bool = Field(
         True,
-        description="A conversation turn shorter than twice the median length of the turns "
-        "found with it has its score scaled by the square root of that ratio, by half at most: "
+        description="A conversation turn shorter than twice the median length of the turns of "
+        "its side (its role) found with it has its score scaled by the square root of that "
+        "ratio, by half at most: "
         "short turns ('Wow, great!') rarely hold what is asked about. Notes, facts and documents "
         "are never scaled (a short note is a deliberate one).",
     )

@@ -467,6 +467,22 @@ def _column_by_id(
     return out
 
 
+def roles_of(db: Database, ids: Sequence[int]) -> dict[int, str]:
+    """``{memory id: role}`` of those of the given rows that are conversation turns."""
+    out: dict[int, str] = {}
+    with db.read() as conn:
+        for start in range(0, len(ids), 900):
+            part = [int(i) for i in ids[start : start + 900]]
+            out.update(
+                conn.execute(
+                    "SELECT memory_id, role FROM messages"
+                    f" WHERE memory_id IN ({','.join('?' * len(part))})",
+                    part,
+                )
+            )
+    return out
+
+
 def chats_of(db: Database, ids: Sequence[int]) -> dict[int, int]:
     return _column_by_id(db, ids, "chat_id")
 

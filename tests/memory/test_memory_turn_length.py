@@ -48,7 +48,7 @@ def _rows(*lengths: tuple[str, int]) -> dict[int, Row]:
 def test_turns_are_scaled_by_their_length_against_the_others_found() -> None:
     rows = _rows(("message", 10), ("message", 100), ("message", 200), ("message", 400), ("note", 5))
     scores = dict.fromkeys(rows, 1.0)
-    scale_short_turns(list(rows), rows, scores)
+    scale_short_turns(list(rows), rows, scores, dict.fromkeys(range(4), "user"))
     # The median turn is 150 characters: full length is 300.
     assert scores[0] == 0.5  # 10/300 would be 0.18: halved at most
     assert scores[1] == pytest.approx((100 / 300) ** 0.5)
@@ -58,9 +58,31 @@ def test_turns_are_scaled_by_their_length_against_the_others_found() -> None:
     # In a terse chat the same 10 characters are typical, and lose little.
     terse = _rows(("message", 10), ("message", 8), ("message", 12))
     scores = dict.fromkeys(terse, 1.0)
-    scale_short_turns(list(terse), terse, scores)
+    scale_short_turns(list(terse), terse, scores, {})  # no roles known: one side
     assert scores[0] == pytest.approx(0.5**0.5)
     assert scores[2] == pytest.approx((12 / 20) ** 0.5)
+
+
+def test_a_turn_is_measured_against_its_own_sides_turns() -> None:
+    """With an assistant, the person's turns are the short ones: each side's turns are measured
+    against that side's, so the person's are not all halved by the assistant's long replies."""
+    rows = _rows(
+        ("message", 80), ("message", 120), ("message", 100),  # the person
+        ("message", 900), ("message", 1100), ("message", 1000),  # the assistant
+    )  # fmt: skip
+    roles = {0: "user", 1: "user", 2: "user", 3: "assistant", 4: "assistant", 5: "assistant"}
+    scores = dict.fromkeys(rows, 1.0)
+    scale_short_turns(list(rows), rows, scores, roles)
+    assert scores[1] == pytest.approx((120 / 200) ** 0.5)  # against the person's median, 100
+    assert scores[4] == pytest.approx((1100 / 2000) ** 0.5)  # against the assistant's, 1000
+    assert scores[0] > 0.5  # against every turn's median (500) it would be halved
+    together = dict.fromkeys(rows, 1.0)
+    scale_short_turns(list(rows), rows, together, dict.fromkeys(rows, "user"))
+    assert together[0] == together[1] == together[2] == 0.5
+    # A side with fewer than three turns found is measured against them all.
+    scores = dict.fromkeys(rows, 1.0)
+    scale_short_turns(list(rows), rows, scores, {**roles, 5: "user", 4: "user"})
+    assert scores[3] == pytest.approx((900 / 1020) ** 0.5)  # the median of all six is 510
 
 
 def _found(memory, query: str) -> list[str]:  # type: ignore[no-untyped-def]
