@@ -248,7 +248,7 @@ OPENERS = [
 
 def replies(entries: list[Entry], seed: int) -> list[Entry]:
     """An assistant's reply to each entry, as in a chat with an assistant: an opener and 8 to 14
-    filler sentences (about three times an entry's length), none holding a fact or an entity
+    filler sentences (about twice an entry's length: median 612 against 311 characters at seed 7), none holding a fact or an entity
     a question names. Ref ``<entry>/reply``, two minutes after the entry."""
     rng = random.Random(seed + 1)
     return [

@@ -8,8 +8,8 @@ fusions, and the project's search ("ours"), with the corpus size and timing.
 ``--as-turns`` imports the entries as one person's conversation turns instead (no replies): the
 turns beside a turn are then unrelated entries, the case where ranking a turn by its
 neighbours' words (``--turn-context-words``, and the index's turn keys) could only crowd out
-the entry that answers. ``--with-replies`` gives each such turn an assistant's reply about three
-times as long (``journal_corpus.replies``), as in a chat with an assistant, where the person's
+the entry that answers. ``--with-replies`` gives each such turn an assistant's reply about twice
+as long (``journal_corpus.replies``), as in a chat with an assistant, where the person's
 turns are the short ones: a length prior over all turns found would rank down exactly the turns
 that answer.
 
@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument(
         "--with-replies",
         action="store_true",
-        help="as turns, each with an assistant's reply about three times as long",
+        help="as turns, each with an assistant's reply about twice as long",
     )
     ap.add_argument("--turn-context-words", type=float, default=None)
     args = ap.parse_args()
@@ -63,7 +63,8 @@ def main() -> None:
     said = [(e, "user") for e in entries]
     if args.with_replies:
         answers = replies(entries, args.seed)
-        said = [t for pair in zip(said, [(r, "assistant") for r in answers]) for t in pair]
+        answered = zip(said, [(r, "assistant") for r in answers], strict=True)
+        said = [t for pair in answered for t in pair]
     workdir = args.db or Path(tempfile.mkdtemp(prefix="journal-"))
     workdir.mkdir(parents=True, exist_ok=True)
     fresh = not (workdir / "familiar.db").exists()

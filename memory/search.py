@@ -39,7 +39,7 @@ unchanged. Then, in order:
   sqrt(its length / twice the median length of the turns of its side found with it), between
   1/2 and 1. Its side's: in a chat with an assistant the person's turns are the short ones, and
   measured against the assistant's replies they were all halved (the generated journals with an
-  assistant's replies three times as long, ``--with-replies``: R@5 0.556 against all turns,
+  assistant's replies about twice as long, ``--with-replies``: R@5 0.556 against all turns,
   0.678 by side, 0.589 without the scale; LoCoMo, two people, held out 0.683 against 0.673).
   Chat is full of short turns that echo a topic without saying anything about it ("Wow, the
   boiler!"), and BM25's length normalisation ranks exactly those first. The scale is relative, so
