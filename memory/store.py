@@ -449,18 +449,24 @@ def stats(db: Database) -> dict[str, Any]:
 
 
 def _column_by_id(
-    db: Database, ids: Sequence[int], column: str, where: str = "1", *params: object
+    db: Database,
+    ids: Sequence[int],
+    column: str,
+    where: str = "1",
+    *params: object,
+    table: str = "memories",
+    key: str = "id",
 ) -> dict[int, Any]:
     """``{id: column}`` of the given memories (those ``where`` holds for), in chunks under
-    SQLite's variable limit."""
+    SQLite's variable limit; from another ``table`` whose ``key`` is a memory id."""
     out: dict[int, Any] = {}
     with db.read() as conn:
         for start in range(0, len(ids), 900):
             part = [int(i) for i in ids[start : start + 900]]
             out.update(
                 conn.execute(
-                    f"SELECT id, {column} FROM memories WHERE id IN ({','.join('?' * len(part))})"
-                    f" AND {where}",
+                    f"SELECT {key}, {column} FROM {table}"
+                    f" WHERE {key} IN ({','.join('?' * len(part))}) AND {where}",
                     (*part, *params),
                 )
             )
@@ -469,18 +475,7 @@ def _column_by_id(
 
 def roles_of(db: Database, ids: Sequence[int]) -> dict[int, str]:
     """``{memory id: role}`` of those of the given rows that are conversation turns."""
-    out: dict[int, str] = {}
-    with db.read() as conn:
-        for start in range(0, len(ids), 900):
-            part = [int(i) for i in ids[start : start + 900]]
-            out.update(
-                conn.execute(
-                    "SELECT memory_id, role FROM messages"
-                    f" WHERE memory_id IN ({','.join('?' * len(part))})",
-                    part,
-                )
-            )
-    return out
+    return _column_by_id(db, ids, "role", table="messages", key="memory_id")
 
 
 def chats_of(db: Database, ids: Sequence[int]) -> dict[int, int]:
