@@ -246,20 +246,22 @@ OPENERS = [
 ]
 
 
-def replies(entries: list[Entry], seed: int) -> list[Entry]:
+def replies(entries: list[Entry], seed: int, *, echo: bool = False) -> list[Entry]:
     """An assistant's reply to each entry, as in a chat with an assistant: an opener and 8 to 14
-    filler sentences (about twice an entry's length: median 612 against 311 characters at seed 7), none holding a fact or an entity
-    a question names. Ref ``<entry>/reply``, two minutes after the entry."""
+    filler sentences (about twice an entry's length: median 612 against 311 characters at seed
+    7), none holding a fact or an entity a question names. With ``echo``, the opener is followed
+    by one of the entry's sentences, quoted ("You wrote: ..."), as an assistant takes up what it
+    was told: then a reply may hold the fact too, and competes with the entry that answers. Ref
+    ``<entry>/reply``, two minutes after the entry."""
     rng = random.Random(seed + 1)
-    return [
-        Entry(
-            e.chat,
-            f"{e.ref}/reply",
-            e.ts + timedelta(minutes=2),
-            " ".join([rng.choice(OPENERS), *_fillers(rng, rng.randint(8, 14))]),
-        )
-        for e in entries
-    ]
+    quote = random.Random(seed + 2)
+    out = []
+    for e in entries:
+        said = [rng.choice(OPENERS), *_fillers(rng, rng.randint(8, 14))]
+        if echo:
+            said.insert(1, f"You wrote: {quote.choice(e.text.split('. ')).rstrip('.')}.")
+        out.append(Entry(e.chat, f"{e.ref}/reply", e.ts + timedelta(minutes=2), " ".join(said)))
+    return out
 
 
 def corpus(seed: int, chats: int, days: int) -> tuple[list[Entry], list[Probe]]:

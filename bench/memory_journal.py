@@ -11,10 +11,11 @@ neighbours' words (``--turn-context-words``, and the index's turn keys) could on
 the entry that answers. ``--with-replies`` gives each such turn an assistant's reply about twice
 as long (``journal_corpus.replies``), as in a chat with an assistant, where the person's
 turns are the short ones: a length prior over all turns found would rank down exactly the turns
-that answer.
+that answer. ``--with-replies echo``: each reply also quotes one of the entry's sentences, as an
+assistant takes up what it was told, so a reply may hold the fact and compete with the entry.
 
     python bench/memory_journal.py [--seed 7] [--chats 3] [--days 400] [--as-turns]
-        [--with-replies] [--turn-context-words W]
+        [--with-replies [generic|echo]] [--turn-context-words W]
 """
 
 from __future__ import annotations
@@ -52,17 +53,20 @@ def main() -> None:
     ap.add_argument("--as-turns", action="store_true", help="import as one person's turns")
     ap.add_argument(
         "--with-replies",
-        action="store_true",
-        help="as turns, each with an assistant's reply about twice as long",
+        nargs="?",
+        const="generic",
+        choices=("generic", "echo"),
+        help="as turns, each with an assistant's reply about twice as long; 'echo': the reply "
+        "quotes one of the entry's sentences",
     )
     ap.add_argument("--turn-context-words", type=float, default=None)
     args = ap.parse_args()
     started = time.monotonic()
     entries, probes = corpus(args.seed, args.chats, args.days)
-    args.as_turns = args.as_turns or args.with_replies
+    args.as_turns = args.as_turns or bool(args.with_replies)
     said = [(e, "user") for e in entries]
     if args.with_replies:
-        answers = replies(entries, args.seed)
+        answers = replies(entries, args.seed, echo=args.with_replies == "echo")
         answered = zip(said, [(r, "assistant") for r in answers], strict=True)
         said = [t for pair in answered for t in pair]
     workdir = args.db or Path(tempfile.mkdtemp(prefix="journal-"))
@@ -103,7 +107,7 @@ def main() -> None:
     questions = [Question(Scope(p.chat), p.question, frozenset({p.ref})) for p in probes]
     results = evaluate(memory, questions)
     what = (
-        "journal turns with replies"
+        f"journal turns with replies ({args.with_replies})"
         if args.with_replies
         else "journal turns"
         if args.as_turns

@@ -33,7 +33,8 @@ import numpy as np
 from loguru import logger
 
 MANIFEST = "manifest.json"
-# 2: a conversation turn's key holds the turn before it (upkeep._keys); 3: only the other side's
+# 2: a conversation turn's key holds the turn before it (upkeep._keys); 3: only the other side's.
+# Since then, how rows were keyed is in the manifest (``Manifest.keys``), not in the version.
 FORMAT_VERSION = 3
 
 
@@ -76,14 +77,20 @@ class Manifest:
     index_sha256: str
     saved_at: float
     version: int = FORMAT_VERSION
+    keys: str = ""  # how the vectors were keyed (``VectorIndex.keys``); "" before it was kept
 
 
 class VectorIndex:
     """Thread-safe wrapper over one FAISS index plus the chat of every vector."""
 
-    def __init__(self, dim: int, model: str, *, exact_max: int = 50_000, nprobe: int = 48) -> None:
+    def __init__(
+        self, dim: int, model: str, *, exact_max: int = 50_000, nprobe: int = 48, keys: str = ""
+    ) -> None:
         self.dim = dim
         self.model = model
+        # How the caller keys rows (``Memory._keys``: e.g. "turn_context_weight=0"): an index
+        # saved with other keys is not loaded, but rebuilt from SQLite.
+        self.keys = keys
         self.exact_max = exact_max
         self.nprobe = nprobe
         self.lock = threading.RLock()
@@ -267,6 +274,7 @@ class VectorIndex:
             index_bytes=(directory / index_file).stat().st_size,
             index_sha256=_sha256(directory / index_file),
             saved_at=time.time(),
+            keys=self.keys,
         )
         tmp = directory / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest.__dict__, indent=1))
@@ -280,7 +288,14 @@ class VectorIndex:
 
     @classmethod
     def load(
-        cls, directory: Path, *, dim: int, model: str, exact_max: int = 50_000, nprobe: int = 48
+        cls,
+        directory: Path,
+        *,
+        dim: int,
+        model: str,
+        exact_max: int = 50_000,
+        nprobe: int = 48,
+        keys: str = "",
     ) -> tuple[VectorIndex | None, str]:
         """The saved index if the manifest and files check out, else (None, why not)."""
         path = directory / MANIFEST
@@ -295,6 +310,8 @@ class VectorIndex:
             return None, f"index format {manifest.version}, expected {FORMAT_VERSION}"
         if manifest.model != model or manifest.dim != dim:
             return None, f"made with {manifest.model}/{manifest.dim}, now {model}/{dim}"
+        if manifest.keys != keys:
+            return None, f"keyed {manifest.keys or 'as before'}, now {keys or 'plainly'}"
         index_path = directory / manifest.index_file
         if not index_path.exists() or index_path.stat().st_size != manifest.index_bytes:
             return None, "index file missing or of the wrong size"
@@ -307,7 +324,7 @@ class VectorIndex:
             return None, f"cannot read the index ({exc})"
         if index.ntotal != manifest.count or index.d != dim or table.shape != (2, manifest.count):
             return None, "index contents disagree with the manifest"
-        out = cls(dim, model, exact_max=exact_max, nprobe=nprobe)
+        out = cls(dim, model, exact_max=exact_max, nprobe=nprobe, keys=keys)
         out._index = index
         out.kind = manifest.kind
         if out.kind == "ivf":

@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 KINDS = ("message", "summary", "fact", "note", "lesson", "document")
 # Kinds found by their best sentence as well as by the whole (their ``parts``): longer text of
-# one author. Conversation turns are keyed with the turn before them instead; facts are one line.
+# one author. Conversation turns are embedded whole (their context is the turns beside them);
+# facts are one line.
 SENTENCE_KINDS = ("note", "document", "summary", "lesson")
 
 

@@ -81,17 +81,19 @@ class VectorUpkeep:
 
     def _open_index(self) -> VectorIndex:
         s, e = self.settings, self.embedder
+        keys = f"turn_context_weight={s.turn_context_weight:g}"
         index, why = VectorIndex.load(
             self.index_dir,
             dim=e.dim,
             model=e.model_name,
             exact_max=s.exact_index_max,
             nprobe=s.ivf_nprobe,
+            keys=keys,
         )
         if index is None:
             logger.info("vector index: rebuilding from SQLite ({})", why)
             index = VectorIndex(
-                e.dim, e.model_name, exact_max=s.exact_index_max, nprobe=s.ivf_nprobe
+                e.dim, e.model_name, exact_max=s.exact_index_max, nprobe=s.ivf_nprobe, keys=keys
             )
         return index
 

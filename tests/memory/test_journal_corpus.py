@@ -40,3 +40,9 @@ def test_replies_are_long_and_hold_no_fact_or_entity() -> None:
     names = set(PETS) | set(PEOPLE)
     assert not any(name in r.text.split() for r in answers for name in names)
     assert not any(p.ref.endswith("/reply") for p in probes)
+    # Echoing, each reply quotes a sentence of its entry, and is otherwise the same reply.
+    echoed = replies(entries, 7, echo=True)
+    for r, plain, e in zip(echoed, answers, entries, strict=True):
+        quoted = r.text.split("You wrote: ", 1)[1].split(".", 1)[0]
+        assert quoted and quoted in e.text
+        assert r.text.replace(f" You wrote: {quoted}.", "") == plain.text

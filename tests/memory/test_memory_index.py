@@ -81,6 +81,13 @@ def test_a_corrupt_or_half_written_index_is_never_loaded(tmp_path) -> None:  # t
         f.write(b"\xff\xff\xff\xff")
     loaded, why = VectorIndex.load(tmp_path, dim=8, model="m")
     assert loaded is None and "checksum" in why
+    # Saved with other keys (``VectorIndex.keys``: how the rows were keyed): rebuilt, not loaded.
+    index.keys = "turn_context_weight=1"
+    index.save(tmp_path)
+    loaded, why = VectorIndex.load(tmp_path, dim=8, model="m", keys="turn_context_weight=0")
+    assert loaded is None and why == "keyed turn_context_weight=1, now turn_context_weight=0"
+    loaded, why = VectorIndex.load(tmp_path, dim=8, model="m", keys="turn_context_weight=1")
+    assert loaded is not None and loaded.keys == "turn_context_weight=1", why
     (tmp_path / MANIFEST).write_text("{not json")
     assert VectorIndex.load(tmp_path, dim=8, model="m")[0] is None
     assert VectorIndex.load(tmp_path / "nowhere", dim=8, model="m") == (None, "no saved index")
@@ -144,7 +151,9 @@ def test_a_save_on_a_full_disk_leaves_the_last_index_and_no_partial_file(tmp_pat
             filler.write_bytes(b"\0" * (filler.stat().st_size - 2048))  # room for a part only
             run(memory.stop())  # a warning, not a failed stop
             assert sorted(p.name for p in (mnt / "index").iterdir()) == saved
-            loaded, why = VectorIndex.load(mnt / "index", dim=256, model="hashing-256")
+            loaded, why = VectorIndex.load(
+                mnt / "index", dim=256, model="hashing-256", keys="turn_context_weight=0"
+            )
             assert loaded is not None and loaded.ntotal == 2, why
         finally:
             db.close()

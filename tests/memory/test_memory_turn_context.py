@@ -87,7 +87,7 @@ def test_an_answer_is_found_by_a_question_about_what_it_answered(
 
 
 def test_keys_are_rebuilt_the_same_from_sqlite(make_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    memory = make_memory(path=tmp_path)
+    memory = make_memory(path=tmp_path, turn_context_weight=1.0)
     ids = chat(memory)
     answer = ids[2]
     assert not np.allclose(key(memory, answer), own(memory, answer))  # it holds turn 2 too
@@ -97,13 +97,13 @@ def test_keys_are_rebuilt_the_same_from_sqlite(make_memory, tmp_path) -> None:  
     memory.db.close()
     shutil.rmtree(memory.index_dir)  # lost: rebuilt from SQLite when the store opens
 
-    again = make_memory(path=tmp_path)
+    again = make_memory(path=tmp_path, turn_context_weight=1.0)
     for i in ids:
         assert np.allclose(key(again, i), before[i], atol=1e-6)
 
 
 def test_forgetting_a_turn_takes_it_out_of_the_next_turns_key(make_memory) -> None:  # type: ignore[no-untyped-def]
-    memory = make_memory()
+    memory = make_memory(turn_context_weight=1.0)
     ids = chat(memory)
     question, answer = ids[1], ids[2]
     assert not np.allclose(key(memory, answer), own(memory, answer))
@@ -114,7 +114,7 @@ def test_forgetting_a_turn_takes_it_out_of_the_next_turns_key(make_memory) -> No
 
 
 def test_forgetting_a_user_rekeys_the_turns_left_in_their_chats(make_memory) -> None:  # type: ignore[no-untyped-def]
-    memory = make_memory()
+    memory = make_memory(turn_context_weight=1.0)
     ids = chat(memory)
     assert memory.forget_user_sync(7) == 6  # the user's six turns; the assistant's five stay
     answers = ids[2::2]
@@ -126,8 +126,25 @@ def test_forgetting_a_user_rekeys_the_turns_left_in_their_chats(make_memory) -> 
 
 def test_one_sides_run_of_turns_are_not_each_others_keys(make_memory) -> None:  # type: ignore[no-untyped-def]
     """A journal kept in a chat: the entry before an entry is not the question it answers."""
-    memory = make_memory()
+    memory = make_memory(turn_context_weight=1.0)
     entries = [("user", f"journal entry {n}: {text}") for n, (_, text) in enumerate(TURNS)]
     ids = chat(memory, entries)
     for i in ids:
         assert np.allclose(key(memory, i), own(memory, i), atol=1e-6)
+
+
+def test_by_default_turns_are_keyed_alone_and_an_index_keyed_otherwise_is_rebuilt(
+    make_memory, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """In a chat with an assistant the turn before a person's message is the assistant's long
+    reply: keyed with it, the person's words were lost. An index saved when turns were keyed
+    with the turn before them is rebuilt at the next start, not loaded with the old keys."""
+    memory = make_memory(path=tmp_path, turn_context_weight=1.0)
+    ids = chat(memory)
+    assert not np.allclose(key(memory, ids[2]), own(memory, ids[2]))
+    memory.save_index()
+    memory.db.close()
+    again = make_memory(path=tmp_path)  # the default
+    assert again.settings.turn_context_weight == 0.0
+    for i in ids:
+        assert np.allclose(key(again, i), own(again, i), atol=1e-6)
