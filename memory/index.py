@@ -311,7 +311,10 @@ class VectorIndex:
         if manifest.model != model or manifest.dim != dim:
             return None, f"made with {manifest.model}/{manifest.dim}, now {model}/{dim}"
         if manifest.keys != keys:
-            return None, f"keyed {manifest.keys or 'as before'}, now {keys or 'plainly'}"
+            return (
+                None,
+                f"keyed {manifest.keys or 'by an earlier version'}, now {keys or 'plainly'}",
+            )
         index_path = directory / manifest.index_file
         if not index_path.exists() or index_path.stat().st_size != manifest.index_bytes:
             return None, "index file missing or of the wrong size"
