@@ -19,8 +19,8 @@ before it, ``turn_context_weight``; off by default: in a chat with an assistant 
 assistant's long reply, and keyed with it a person's message lost its own meaning. On the
 generated journals with an assistant's replies R@5 0.678 -> 0.756, R@10 0.878 -> 0.978, and
 0.567 -> 0.700, 0.822 -> 0.956 where the replies quote the entry; on LoCoMo's held-out half,
-two people, 0.673 -> 0.653, 0.758 -> 0.729.) A reply ("Travel was also her great passion!") shares no word with
-the question about it; the turn it answered does. Only the other side's turn counts (another
+two people, 0.673 -> 0.653, 0.758 -> 0.729.) A reply ("Travel was also her great passion!")
+shares no word with the question about it; the turn it answered does. Only the other side's turn counts (another
 role: the question a reply answers, the reply a question got): one person's run of turns, a
 journal kept in a chat, are not each other's context. On LoCoMo's held-out half (the speakers
 as the two sides) the search went from R@5 0.605 to 0.638 (R@10 0.699 to 0.737); on the

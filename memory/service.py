@@ -282,7 +282,9 @@ class Memory(VectorUpkeep):
         Housekeeping (a summary or lesson card replaced by a newer one) passes ``erase=False``
         and skips that."""
         with self._guard:
-            _, after = store.adjacent_turns(self.db, [memory_id], 1).get(memory_id, ([], []))
+            after: list[int] = []
+            if self.keyed_with_neighbours:
+                _, after = store.adjacent_turns(self.db, [memory_id], 1).get(memory_id, ([], []))
             removed = store.delete_memory(self.db, memory_id, scope)
             if removed and self.index is not None:
                 self.index.remove([memory_id])
@@ -302,12 +304,13 @@ class Memory(VectorUpkeep):
 
     def forget_user_sync(self, user_id: int) -> int:
         with self._guard:
-            chats = store.chats_of(self.db, store.user_turns(self.db, user_id))
+            keyed = self.keyed_with_neighbours
+            chats = store.chats_of(self.db, store.user_turns(self.db, user_id)) if keyed else {}
             ids = store.delete_user(self.db, user_id)
             if self.index is not None:
                 self.index.remove(ids)
-                # The turns left in those chats may have been keyed with a deleted one.
-                self._rekey(store.turns_in_chats(self.db, list(set(chats.values()))))
+                if keyed:  # the turns left in those chats may have been keyed with a deleted one
+                    self._rekey(store.turns_in_chats(self.db, list(set(chats.values()))))
         store.purge_deleted(self.db)
         self.save_index()  # a forgotten user's vectors must not linger in the saved file
         return len(ids)

@@ -276,6 +276,12 @@ class VectorUpkeep:
             )
         self._maybe_save()
 
+    @property
+    def keyed_with_neighbours(self) -> bool:
+        """Whether a turn's key holds the turn before it (``turn_context_weight`` > 0): only
+        then does forgetting a turn change another's key."""
+        return self.settings.turn_context_weight > 0
+
     def _keys(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray, model: str) -> np.ndarray:
         """The vectors the index holds: a conversation turn's own vector plus
         ``turn_context_weight`` of the turn before it, renormalised; any other row's own.
@@ -285,7 +291,7 @@ class VectorUpkeep:
         turn, it is found by the question. The stored embedding stays the turn's own (it is
         reused by content hash), so the keys are derived state like the index itself."""
         weight = self.settings.turn_context_weight
-        if weight <= 0 or not len(ids):
+        if not self.keyed_with_neighbours or not len(ids):
             return vectors
         before = store.previous_turn_vectors(self.db, [int(i) for i in ids], model)
         if not before:
