@@ -245,21 +245,38 @@ OPENERS = [
     "That is quite a day, by the sound of it.",
 ]
 
+# How an assistant closes a reply: a question back, which the person's next turn answers (or
+# ignores, as a journal does).
+CLOSERS = [
+    "Would you like me to remind you about any of this tomorrow?",
+    "How are you feeling about it now?",
+    "Shall I keep a note of that for later?",
+    "What are you planning for the rest of the week?",
+    "Is there anything you want to talk through?",
+]
 
-def replies(entries: list[Entry], seed: int, *, echo: bool = False) -> list[Entry]:
+
+def replies(
+    entries: list[Entry], seed: int, *, echo: bool = False, ask: bool = False
+) -> list[Entry]:
     """An assistant's reply to each entry, as in a chat with an assistant: an opener and 8 to 14
     filler sentences (about twice an entry's length: median 612 against 311 characters at seed
     7), none holding a fact or an entity a question names. With ``echo``, the opener is followed
     by one of the entry's sentences, quoted ("You wrote: ..."), as an assistant takes up what it
     was told: then a reply may hold the fact too, and competes with the entry that answers. Ref
-    ``<entry>/reply``, two minutes after the entry."""
+    ``<entry>/reply``, two minutes after the entry. With ``ask``, the reply ends with a question
+    back (``CLOSERS``), as an assistant's often do: the person's next entry follows a question
+    it does not answer."""
     rng = random.Random(seed + 1)
     quote = random.Random(seed + 2)
+    closing = random.Random(seed + 3)
     out = []
     for e in entries:
         said = [rng.choice(OPENERS), *_fillers(rng, rng.randint(8, 14))]
         if echo:
             said.insert(1, f"You wrote: {quote.choice(e.text.split('. ')).rstrip('.')}.")
+        if ask:
+            said.append(closing.choice(CLOSERS))
         out.append(Entry(e.chat, f"{e.ref}/reply", e.ts + timedelta(minutes=2), " ".join(said)))
     return out
 

@@ -13,9 +13,12 @@ as long (``journal_corpus.replies``), as in a chat with an assistant, where the 
 turns are the short ones: a length prior over all turns found would rank down exactly the turns
 that answer. ``--with-replies echo``: each reply also quotes one of the entry's sentences, as an
 assistant takes up what it was told, so a reply may hold the fact and compete with the entry.
+``--asking``: each reply ends with a question back ("How are you feeling about it now?"), which
+the next entry does not answer: a turn read after the question before it must not lose its own
+meaning.
 
     python bench/memory_journal.py [--seed 7] [--chats 3] [--days 400] [--as-turns]
-        [--with-replies [generic|echo]] [--turn-context-words W]
+        [--with-replies [generic|echo]] [--asking] [--turn-context-words W]
 """
 
 from __future__ import annotations
@@ -59,6 +62,12 @@ def main() -> None:
         help="as turns, each with an assistant's reply about twice as long; 'echo': the reply "
         "quotes one of the entry's sentences",
     )
+    ap.add_argument(
+        "--asking",
+        action="store_true",
+        help="with --with-replies: each reply ends with a question back, which the next entry "
+        "does not answer",
+    )
     ap.add_argument("--turn-context-words", type=float, default=None)
     args = ap.parse_args()
     started = time.monotonic()
@@ -66,7 +75,7 @@ def main() -> None:
     args.as_turns = args.as_turns or bool(args.with_replies)
     said = [(e, "user") for e in entries]
     if args.with_replies:
-        answers = replies(entries, args.seed, echo=args.with_replies == "echo")
+        answers = replies(entries, args.seed, echo=args.with_replies == "echo", ask=args.asking)
         answered = zip(said, [(r, "assistant") for r in answers], strict=True)
         said = [t for pair in answered for t in pair]
     workdir = args.db or Path(tempfile.mkdtemp(prefix="journal-"))
@@ -107,7 +116,7 @@ def main() -> None:
     questions = [Question(Scope(p.chat), p.question, frozenset({p.ref})) for p in probes]
     results = evaluate(memory, questions)
     what = (
-        f"journal turns with replies ({args.with_replies})"
+        f"journal turns with replies ({args.with_replies}{', asking' if args.asking else ''})"
         if args.with_replies
         else "journal turns"
         if args.as_turns

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from journal_corpus import PEOPLE, PETS, corpus, replies  # noqa: E402
+from journal_corpus import CLOSERS, PEOPLE, PETS, corpus, replies  # noqa: E402
 
 
 def test_the_corpus_is_seeded_and_facts_do_not_make_entries_longer() -> None:
@@ -46,3 +46,9 @@ def test_replies_are_long_and_hold_no_fact_or_entity() -> None:
         quoted = r.text.split("You wrote: ", 1)[1].split(".", 1)[0]
         assert quoted and quoted in e.text
         assert r.text.replace(f" You wrote: {quoted}.", "") == plain.text
+    # Asking, each reply ends with a question back, and is otherwise the same reply.
+    asking = replies(entries, 7, ask=True)
+    for r, plain in zip(asking, answers, strict=True):
+        closer = next(c for c in CLOSERS if r.text.endswith(c))
+        assert r.text == f"{plain.text} {closer}"
+    assert len({r.text.rsplit(". ", 1)[-1] for r in asking}) == len(CLOSERS)
