@@ -7,7 +7,8 @@ turns around them; the first speaker as the user, the other as the assistant: a 
 sides) in chat N, and as a "note" (the same text, no conversation) in chat 100+N,
 with its session's date as the time and its dialogue id as ``ref``. Each question is asked in
 its conversation's scope (no labels at query time); recall@k is the share of its evidence turns
-among the top k hits, averaged over questions.
+among the top k hits, averaged over questions; any@5 and all@10 are whether any of them
+is in the top 5 and all of them in the top 10 (as the issue's own held-out figures).
 
 Conversations 1-5 are the tuning half, 6-10 the held-out half: any choice (fusion, weights) is
 made on the first and reported on the second. The bench prints, for both halves and both kinds,

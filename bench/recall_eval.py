@@ -5,7 +5,9 @@ For each question the candidates of full-text and dense search are taken once (t
 own ``candidates``: the same scope filter, the same FTS query and index). The comparisons rank
 plain BM25 (each row by its own words, in a plain FTS5 table of the bench's) and dense (the index as the project
 keys it) alone, and fused: reciprocal-rank fusion (k 60, and the smaller k in ``RRF_KS``) and
-score fusion at several dense weights. "bm25+ctx" is the project's full-text list alone (turns
+score fusion at several dense weights. Each is measured as R@k (the mean share of a question's
+evidence among the top k), and as any@5 and all@10 (whether any of it is in the top 5, all of it
+in the top 10, averaged over questions). "bm25+ctx" is the project's full-text list alone (turns
 also by the words beside them, ``turns_fts``). "ours" is ``Memory.search_sync`` with the
 settings given, end to end; "ours+ctx" also counts the turns attached to its hits
 (``Hit.before``/``after``: what the model is shown with them), so it is reported apart and never
@@ -33,6 +35,19 @@ from memory.text import content_hash, match_of, query_words
 from memory.types import Scope
 
 KS = (5, 10)
+# Besides the mean share of a question's evidence in the top k (R@k): whether any of it is in the
+# top 5, and whether all of it is in the top 10, as the issue reports its held-out set.
+EXTRA = ("any@5", "all@10")
+
+
+def measure(evidence: frozenset[str], got: Sequence[str | None]) -> dict[int | str, float]:
+    """R@k for each of ``KS`` (the share of ``evidence`` among the top k), then ``EXTRA``."""
+    out: dict[int | str, float] = {k: len(evidence & set(got[:k])) / len(evidence) for k in KS}
+    out["any@5"] = float(bool(evidence & set(got[:5])))
+    out["all@10"] = float(evidence <= set(got[:10]))
+    return out
+
+
 DENSE_WEIGHTS = (0.2, 0.3, 0.5, 0.7)
 RRF_KS = (5, 20)  # besides the usual 60; 5 was the best of 5, 20, 60 on LoCoMo 1-5
 
@@ -137,9 +152,10 @@ def _rank(c: Candidates, name: str) -> list[int]:
 
 def evaluate(
     memory: Memory, questions: Iterable[Question]
-) -> dict[str, dict[str, dict[int, float]]]:
-    """``{group: {variant: {k: mean recall@k}}}``; group "all" holds every question."""
-    sums: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
+) -> dict[str, dict[str, dict[int | str, float]]]:
+    """``{group: {variant: {k or extra: mean}}}`` (``measure``); group "all" holds every
+    question."""
+    sums: dict[str, dict[str, dict[int | str, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
     s = memory.settings
@@ -157,11 +173,11 @@ def evaluate(
             ranked[name] = [refs.get(i) for i in _rank(c if name == "bm25+ctx" else plain, name)]
         hits = memory.search_sync(q.text, q.scope, k=max(KS), now=q.now)
         ranked["ours"] = [h.ref for h in hits]
-        for k in KS:
-            for name, got in ranked.items():
-                share = len(q.evidence & set(got[:k])) / len(q.evidence)
+        for name, got in ranked.items():
+            for key, value in measure(q.evidence, got).items():
                 for group in {"all", q.group}:
-                    sums[group][name][k].append(share)
+                    sums[group][name][key].append(value)
+        for k in KS:
             seen = {r for h in hits[:k] for r in (h.ref, *(t.ref for t in (*h.before, *h.after)))}
             share = len(q.evidence & seen) / len(q.evidence)
             for group in {"all", q.group}:
@@ -172,26 +188,36 @@ def evaluate(
     }
 
 
-def recall_ours(memory: Memory, questions: Iterable[Question]) -> dict[int, float]:
-    """Mean recall@k of the project's search alone, as configured."""
-    shares: dict[int, list[float]] = defaultdict(list)
+def recall_ours(memory: Memory, questions: Iterable[Question]) -> dict[int | str, float]:
+    """Mean recall@k (and ``EXTRA``) of the project's search alone, as configured."""
+    shares: dict[int | str, list[float]] = defaultdict(list)
     for q in questions:
         got = [h.ref for h in memory.search_sync(q.text, q.scope, k=max(KS), now=q.now)]
-        for k in KS:
-            shares[k].append(len(q.evidence & set(got[:k])) / len(q.evidence))
-    return {k: sum(shares[k]) / len(shares[k]) if shares[k] else 0.0 for k in KS}
+        for key, value in measure(q.evidence, got).items():
+            shares[key].append(value)
+    return {
+        key: sum(shares[key]) / len(shares[key]) if shares[key] else 0.0 for key in (*KS, *EXTRA)
+    }
 
 
 def count(questions: Sequence[Question], group: str) -> int:
     return sum(1 for q in questions if group in ("all", q.group))
 
 
-def table(title: str, results: dict[str, dict[int, float]], n: int) -> str:
+def table(title: str, results: dict[str, dict[int | str, float]], n: int) -> str:
+    """R@k, then any@5 and all@10 where measured ("ours+ctx" has R@k only)."""
+    columns: list[int | str] = [*KS, *EXTRA]
     lines = [
         f"{title} ({n} questions)",
-        f"  {'ranking':<12}" + "".join(f"{'R@' + str(k):>8}" for k in KS),
+        f"  {'ranking':<12}" + "".join(f"{f'R@{c}' if c in KS else c:>8}" for c in columns),
     ]
     for name in variants():
         if name in results:
-            lines.append(f"  {name:<12}" + "".join(f"{results[name][k]:>8.3f}" for k in KS))
+            got = results[name]
+            lines.append(
+                (
+                    f"  {name:<12}"
+                    + "".join(f"{got[c]:>8.3f}" if c in got else f"{'':>8}" for c in columns)
+                ).rstrip()
+            )
     return "\n".join(lines)

@@ -71,12 +71,32 @@ def test_the_locomo_bench_prints_the_tuning_and_the_held_out_half(
         )
         assert best is not None, out
     held = out.split("messages, held-out half")[1].split("notes, tune half")[0]
-    figures = {
-        m.group(1): (float(m.group(2)), float(m.group(3)))
-        for m in re.finditer(r"^\s+(\S+)\s+([\d.]+)\s+([\d.]+)$", held, re.M)
+    assert re.search(r"ranking\s+R@5\s+R@10\s+any@5\s+all@10$", held, re.M), held
+    rows = {
+        m.group(1): [float(x) for x in m.group(2).split()]
+        for m in re.finditer(r"^\s+(\S+)((?:\s+[\d.]+){2,4})$", held, re.M)
     }
+    figures = {name: (row[0], row[1]) for name, row in rows.items()}
     assert {"bm25", "dense", "rrf", "ours", "ours+ctx"} <= set(figures)
     assert all(0.0 <= a <= b <= 1.0 for a, b in figures.values())
+    # any@5 is at least the share in the top 5, all@10 at most the share in the top 10; the
+    # turns attached to hits are counted by R@k only.
+    assert len(rows["ours+ctx"]) == 2 and all(len(rows[v]) == 4 for v in ("bm25", "rrf", "ours"))
+    assert all(r5 <= any5 and all10 <= r10 for r5, r10, any5, all10 in (rows["bm25"], rows["ours"]))
     # Each question shares a word with its evidence turn alone: the search finds it.
     assert figures["ours"][1] == 1.0
     assert re.search(r"temporal questions \(category 2, messages, 7; 0 name a time\)", out), out
+
+
+def test_recall_is_measured_as_a_share_and_as_any_and_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from recall_eval import measure
+
+    got = ["a", None, "x", "y", "z", "b", "q", "r", "s", "t", "c"]
+    assert measure(frozenset({"a", "b", "c"}), got) == {
+        5: 1 / 3,
+        10: 2 / 3,
+        "any@5": 1.0,
+        "all@10": 0.0,
+    }
+    assert measure(frozenset({"b"}), got) == {5: 0.0, 10: 1.0, "any@5": 0.0, "all@10": 1.0}
