@@ -86,6 +86,43 @@ def test_the_locomo_bench_prints_the_tuning_and_the_held_out_half(
     # Each question shares a word with its evidence turn alone: the search finds it.
     assert figures["ours"][1] == 1.0
     assert re.search(r"temporal questions \(category 2, messages, 7; 0 name a time\)", out), out
+    for group in ("tune", "held-out"):
+        line = re.search(
+            rf"messages, {group} half: (\d+) questions with no evidence in the top 5; in (\d+)", out
+        )
+        assert line is not None and int(line.group(2)) <= int(line.group(1)), out
+
+
+def test_misses_beside_an_evidence_turn_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A question whose evidence id is one off (the turn before the answer) is counted apart;
+    one whose hits are elsewhere is not, nor one of another half."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("memory_locomo", ROOT / "bench/memory_locomo.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from memory.types import Scope
+
+    hits = {"a": ["D2:5", "D1:1"], "b": ["D2:9"], "c": ["D3:1"], "d": ["D2:4"]}
+
+    class Found:
+        def __init__(self, ref: str) -> None:
+            self.ref = ref
+
+    class Searcher:
+        def search_sync(self, text, scope, k, now):  # type: ignore[no-untyped-def]
+            return [Found(r) for r in hits[text]][:k]
+
+    qs = [
+        bench.Question(Scope(1), "a", frozenset({"D2:4"}), "held-out"),  # D2:5 is beside it
+        bench.Question(Scope(1), "b", frozenset({"D2:4"}), "held-out"),  # D2:9 is not
+        bench.Question(Scope(1), "c", frozenset({"D1:1"}), "tune"),  # another half
+        bench.Question(Scope(1), "d", frozenset({"D2:4"}), "held-out"),  # found: no miss
+    ]
+    assert bench.misses_line(Searcher(), qs, "held-out").startswith(
+        "held-out half: 2 questions with no evidence in the top 5; in 1 of them"
+    )
+    assert bench.beside("D3:1") == {"D3:0", "D3:2"} and bench.beside("x") == set()
 
 
 def test_recall_is_measured_as_a_share_and_as_any_and_all(monkeypatch: pytest.MonkeyPatch) -> None:
