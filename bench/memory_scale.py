@@ -41,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -219,27 +220,36 @@ def scale(
         }
         cand = max(settings.search_candidates, 30)
         with_fts = 0  # queries where full-text search found candidates: it takes part
+        terms = memory.searcher.terms
         for q, qv in zip(queries, query_vectors, strict=True):
+            # Each timed search sees the words' counts kept from the queries before this one
+            # only (``TermFilter``), as the daemon's one search of a message would, not those
+            # the timings before it took of the same words.
+            before = OrderedDict(terms._kept)
             t = time.monotonic()
             embedder.embed([q])
             parts["embed"].append(time.monotonic() - t)
             t = time.monotonic()
             untraced.embed([q])
             parts["embed untraced"].append(time.monotonic() - t)
+            terms._kept = OrderedDict(before)
             t = time.monotonic()
             c = memory.searcher.candidates(q, Filters(Scope(1)), None, None, cand)
             parts["fts"].append(time.monotonic() - t)
             t = time.monotonic()
             memory.searcher.candidates("", Filters(Scope(1)), qv, index, cand)
             parts["dense"].append(time.monotonic() - t)
+            terms._kept = OrderedDict(before)
             t = time.monotonic()
             memory.search_sync(q, Scope(1), k=10)  # the vector is known, as for a stored message
             parts["search"].append(time.monotonic() - t)
             known.skip = True
+            terms._kept = OrderedDict(before)
             t = time.monotonic()
             memory.search_sync(q, Scope(1), k=10)  # embeds the query while full text runs
             parts["hybrid"].append(time.monotonic() - t)
             known.skip = False
+            terms._kept = OrderedDict(before)
             t = time.monotonic()
             embedder.embed([q])  # the baseline: embedded first, then searched
             memory.search_sync(q, Scope(1), k=10)

@@ -10,17 +10,35 @@ the bound. The rarer words carry the ranking, and a search never ranks more rows
 The counts are global, not per chat: a word common overall is treated as common everywhere.
 They add up both full-text tables (turns are in ``turns_fts``, where a word also counts for the
 turns beside it, as it is read there).
+
+A word's count is kept (``MAX_KEPT`` words, the least recently used dropped first) until the
+store has grown by a tenth since it was taken: counting costs about 0.1 ms a word and table, a
+person's questions repeat their words (names, topics), and the counts only bound the cost, so
+one a little out of date chooses the same words or nearly. At 100k turns the counting was about
+2 ms of each search (``bench/memory_scale.py``). A forget drops them all (``clear``): the words
+someone asked about are not kept past what they asked to forget.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from memory.db import Database
+
+MAX_KEPT = 4096  # words whose counts are kept
+REGROWTH = 1.1  # a count is taken again once the store has grown by this factor since
 
 
 class TermFilter:
     def __init__(self, db: Database, max_postings: int) -> None:
         self.db = db
         self.max_postings = max_postings
+        # word -> (its count, bounded by ``limit + 1``; the store's size when counted; limit)
+        self._kept: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
+
+    def clear(self) -> None:
+        """Drop every kept count."""
+        self._kept.clear()
 
     def keep(self, words: list[str]) -> list[str]:
         """The words worth searching for, in their order; may be empty (then skip full text)."""
@@ -33,6 +51,11 @@ class TermFilter:
             limit = int(min(total / 2, self.max_postings))
             counts = {}
             for word in words:
+                kept = self._kept.get(word)
+                if kept is not None and kept[2] == limit and total <= kept[1] * REGROWTH:
+                    counts[word] = kept[0]
+                    self._kept.move_to_end(word)
+                    continue
                 counts[word] = sum(
                     conn.execute(
                         f"SELECT count(*) FROM (SELECT rowid FROM {table} WHERE {table} MATCH ? LIMIT ?)",
@@ -40,6 +63,10 @@ class TermFilter:
                     ).fetchone()[0]
                     for table in ("memories_fts", "turns_fts")
                 )
+                self._kept[word] = (counts[word], total, limit)
+                self._kept.move_to_end(word)
+                while len(self._kept) > MAX_KEPT:
+                    self._kept.popitem(last=False)
         # Rarest first, while the postings read in all stay within the bound.
         chosen, spent = set(), 0
         for word in sorted(words, key=lambda w: counts[w]):

@@ -290,7 +290,7 @@ class Memory(VectorUpkeep):
                 self.index.remove([memory_id])
                 self._rekey(after)  # its key held part of the forgotten turn
         if removed and erase:
-            store.purge_deleted(self.db)
+            self._purge()
             self.save_index()  # nor its vector in the saved index (a backup copies it)
         return removed
 
@@ -300,7 +300,11 @@ class Memory(VectorUpkeep):
     async def purge(self) -> None:
         """Leave what was deleted from the store in no byte of it (``store.purge_deleted``):
         after other packages forgot a person's rows in the same database (/forgetme)."""
-        await self._offload(store.purge_deleted, self.db)
+        await self._offload(self._purge)
+
+    def _purge(self) -> None:
+        store.purge_deleted(self.db)
+        self.searcher.terms.clear()  # nor the words asked about kept in memory
 
     def forget_user_sync(self, user_id: int) -> int:
         with self._guard:
@@ -311,7 +315,7 @@ class Memory(VectorUpkeep):
                 self.index.remove(ids)
                 if keyed:  # the turns left in those chats may have been keyed with a deleted one
                     self._rekey(store.turns_in_chats(self.db, list(set(chats.values()))))
-        store.purge_deleted(self.db)
+        self._purge()
         self.save_index()  # a forgotten user's vectors must not linger in the saved file
         return len(ids)
 

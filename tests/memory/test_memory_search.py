@@ -212,3 +212,39 @@ def test_a_rows_best_sentence_counts_for_half_of_dense() -> None:
     assert fuse(unchanged, 0.3, "rrf", 5) == pytest.approx(
         fuse(Candidates(fts={1: 2.0}, dense={2: 0.3, 3: 0.2}), 0.3, "rrf", 5)
     )  # a best sentence that changes no rank changes no score
+
+
+def test_sentence_vectors_are_looked_for_only_on_rows_that_can_have_them(
+    make_memory, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Turns and facts have no sentence vectors: a search does not read the store for theirs,
+    and a note's best sentence still counts."""
+    from memory import store
+
+    memory = make_memory()
+    turns = [
+        run(memory.add_message(1, 7, role, text))
+        for role, text in [
+            ("user", "the boiler pressure dropped again this morning"),
+            ("assistant", "did the boiler engineer check the pressure valve?"),
+        ]
+    ]
+    note = run(
+        memory.add_memory(
+            "Shopping list for Saturday. The boiler engineer's number is 0161 496 0000.",
+            Scope(1),
+            "note",
+        )
+    )
+    asked: list[int] = []
+    parts_of = store.parts_of
+
+    def spy(db, ids, model):  # type: ignore[no-untyped-def]
+        asked.extend(ids)
+        return parts_of(db, ids, model)
+
+    monkeypatch.setattr(store, "parts_of", spy)
+    hits = run(memory.search("boiler engineer number", Scope(1), k=5))
+    assert {h.id for h in hits} == {*turns, note}
+    assert note in asked and not set(turns) & set(asked)
+    assert hits[0].id == note  # found by its best sentence
