@@ -37,8 +37,10 @@ class TermFilter:
         self._kept: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
 
     def clear(self) -> None:
-        """Drop every kept count."""
-        self._kept.clear()
+        """Drop every kept count. Under the database's lock, which ``keep`` holds while it reads
+        and updates them: a forget on one thread must not empty them between the two."""
+        with self.db.lock:
+            self._kept.clear()
 
     def keep(self, words: list[str]) -> list[str]:
         """The words worth searching for, in their order; may be empty (then skip full text)."""

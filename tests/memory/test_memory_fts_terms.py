@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,20 @@ def test_a_forget_drops_the_kept_counts(make_memory) -> None:  # type: ignore[no
     memory.search_sync("kumquats", Scope(1), k=3)
     memory.forget_user_sync(12345)  # nobody's: still a forget
     assert not memory.searcher.terms._kept
+
+
+def test_counts_are_dropped_only_between_searches(tmp_path: Path) -> None:
+    """``clear`` waits for the database's lock, which a search holds while it reads and
+    updates the counts: a forget on another thread cannot empty them in between."""
+    db = Database.open(tmp_path / "f.db", [migrations])
+    fill(db, 300)
+    terms = TermFilter(db, max_postings=100)
+    terms.keep(["kumquats"])
+    with db.read():  # as ``keep`` holds it
+        other = threading.Thread(target=terms.clear)
+        other.start()
+        other.join(0.3)
+        assert other.is_alive() and "kumquats" in terms._kept
+    other.join(5)
+    assert not other.is_alive() and not terms._kept
+    db.close()
