@@ -34,10 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from journal_corpus import corpus, replies  # noqa: E402
-from recall_eval import CachedEmbedder, Question, evaluate, table  # noqa: E402
+from recall_eval import CachedEmbedder, Question, daemons_embedder, evaluate, table  # noqa: E402
 
 from memory.db import Database  # noqa: E402
-from memory.embedder import SentenceTransformerEmbedder  # noqa: E402
 from memory.importer import ImportReport, import_records  # noqa: E402
 from memory.schema import migrations  # noqa: E402
 from memory.service import Memory  # noqa: E402
@@ -81,7 +80,7 @@ def main() -> None:
     workdir = args.db or Path(tempfile.mkdtemp(prefix="journal-"))
     workdir.mkdir(parents=True, exist_ok=True)
     fresh = not (workdir / "familiar.db").exists()
-    embedder = CachedEmbedder(SentenceTransformerEmbedder(), workdir / "embeddings.npz")
+    embedder = CachedEmbedder(daemons_embedder(MemorySettings()), workdir / "embeddings.npz")
     db = Database.open(workdir / "familiar.db", [migrations])
     settings = MemorySettings(
         **(

@@ -46,6 +46,7 @@ from recall_eval import (  # noqa: E402
     CachedEmbedder,
     Question,
     count,
+    daemons_embedder,
     evaluate,
     recall_ours,
     table,
@@ -53,7 +54,6 @@ from recall_eval import (  # noqa: E402
 )
 
 from memory.db import Database  # noqa: E402
-from memory.embedder import SentenceTransformerEmbedder  # noqa: E402
 from memory.importer import ImportReport, import_records  # noqa: E402
 from memory.schema import migrations  # noqa: E402
 from memory.service import Memory  # noqa: E402
@@ -202,7 +202,7 @@ def main() -> None:
     workdir = args.db or Path(tempfile.mkdtemp(prefix="locomo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     fresh = not (workdir / "familiar.db").exists()
-    embedder = CachedEmbedder(SentenceTransformerEmbedder(), workdir / "embeddings.npz")
+    embedder = CachedEmbedder(daemons_embedder(MemorySettings()), workdir / "embeddings.npz")
     db = Database.open(workdir / "familiar.db", [migrations])
     memory = Memory(db, embedder, settings, workdir / "index")
     memory.warm_sync()

@@ -13,14 +13,17 @@ the queries. Nothing is generated from a small vocabulary, so full-text ranking 
    sentence vectors (as the project embeds a note): real MiniLM geometry without
    embedding 100k texts on a shared CPU (the unique sentences are embedded once and cached with
    ``--cache``). Timed separately, per query: the query's embedding (and, as its baseline, the
-   same model run untraced: ``SentenceTransformerEmbedder._trace``), full-text search (the FTS5
+   same model run untraced: ``SentenceTransformerEmbedder._trace``; and as a search's query is
+   embedded, "embed query": the int8 copy when ``memory.embedding_query_int8`` is on,
+   ``_quantise``), full-text search (the FTS5
    query with the term filter, and reading the rows it found: the search reads them while the
    query is embedded), dense search (index plus the scope filter in SQLite), and the
    whole ``Memory.search_sync`` twice: "search" with the query's vector already known (as in
    the daemon, where the query is usually the message just stored and its vector is reused),
-   and "hybrid" with the query to embed (on another thread while full text runs); then, as the
-   baseline for that, "embed then search": the query embedded first, then searched with its
-   vector known. All, per query, in turn. p50/p99 (targets at 100k: 15 ms / 50 ms).
+   and "hybrid" with the query to embed (on another thread while full text runs); "hybrid
+   float query", the same with the query embedded by the float model (the baseline for the
+   int8 copy); then, as the baseline for the thread, "embed then search": the query embedded
+   first, then searched with its vector known. All, per query, in turn. p50/p99 (targets at 100k: 15 ms / 50 ms).
 3. Where the index is approximate (IVF, past ``exact_index_max``), recall@10 against exact
    search for the real query vectors (target >= 0.95).
 4. The time of a forget the user asks for (the text erased from every byte of the store and the
@@ -150,6 +153,7 @@ class _Known(Embedder):
 
     def __init__(self, inner: SentenceTransformerEmbedder, known: dict[str, np.ndarray]) -> None:
         self.inner, self.known, self.skip = inner, known, False
+        self.float_query = False  # a query embedded by ``embed``, not ``embed_query``
         self.model_name = inner.model_name
 
     @property
@@ -160,6 +164,11 @@ class _Known(Embedder):
         if not self.skip and all(t in self.known for t in texts):
             return np.stack([self.known[t] for t in texts])
         return self.inner.embed(texts)
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        if self.float_query or (not self.skip and all(t in self.known for t in texts)):
+            return self.embed(texts)
+        return self.inner.embed_query(texts)
 
 
 def scale(
@@ -212,10 +221,12 @@ def scale(
         parts: dict[str, list[float]] = {
             "embed": [],
             "embed untraced": [],
+            "embed query": [],
             "fts": [],
             "dense": [],
             "search": [],
             "hybrid": [],
+            "hybrid float query": [],
             "embed then search": [],
         }
         cand = max(settings.search_candidates, 30)
@@ -232,6 +243,9 @@ def scale(
             t = time.monotonic()
             untraced.embed([q])
             parts["embed untraced"].append(time.monotonic() - t)
+            t = time.monotonic()
+            embedder.embed_query([q])
+            parts["embed query"].append(time.monotonic() - t)
             terms._kept = OrderedDict(before)
             t = time.monotonic()
             c = memory.searcher.candidates(q, Filters(Scope(1)), None, None, cand)
@@ -244,11 +258,17 @@ def scale(
             memory.search_sync(q, Scope(1), k=10)  # the vector is known, as for a stored message
             parts["search"].append(time.monotonic() - t)
             known.skip = True
-            terms._kept = OrderedDict(before)
-            t = time.monotonic()
-            memory.search_sync(q, Scope(1), k=10)  # embeds the query while full text runs
-            parts["hybrid"].append(time.monotonic() - t)
-            known.skip = False
+            # The query embedded while full text runs: as a search's query is, and by the float
+            # model; in turns, each first every other query.
+            for float_query in (False, True) if len(parts["hybrid"]) % 2 else (True, False):
+                known.float_query = float_query
+                terms._kept = OrderedDict(before)
+                t = time.monotonic()
+                memory.search_sync(q, Scope(1), k=10)
+                parts["hybrid float query" if float_query else "hybrid"].append(
+                    time.monotonic() - t
+                )
+            known.skip = known.float_query = False
             terms._kept = OrderedDict(before)
             t = time.monotonic()
             embedder.embed([q])  # the baseline: embedded first, then searched
@@ -265,6 +285,8 @@ def scale(
         )
         ratios = [a / b for a, b in zip(parts["hybrid"], parts["embed then search"], strict=True)]
         print(f"  hybrid / embed then search, per query: median {statistics.median(ratios):.3f}")
+        ratios = [a / b for a, b in zip(parts["hybrid"], parts["hybrid float query"], strict=True)]
+        print(f"  hybrid / hybrid float query, per query: median {statistics.median(ratios):.3f}")
         if index.kind != "flat":
             import faiss
 
@@ -319,9 +341,11 @@ def main() -> None:
     args = ap.parse_args()
     started = time.monotonic()
     sentences, questions = read_dataset(args.dataset)
-    embedder = SentenceTransformerEmbedder(
-        threads=args.threads or None, trace=True
-    )  # as the daemon
+    embedder = SentenceTransformerEmbedder(  # as the daemon
+        threads=args.threads or None,
+        trace=True,
+        query_int8=MemorySettings().embedding_query_int8,
+    )
     # The same model run as it is, for the one-text path's baseline (``_trace``).
     untraced = SentenceTransformerEmbedder(threads=args.threads or None, trace=False)
     untraced.load()

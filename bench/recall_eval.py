@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from memory import store
-from memory.embedder import Embedder
+from memory.embedder import Embedder, SentenceTransformerEmbedder
 from memory.search import Candidates, fuse
 from memory.service import Memory
+from memory.settings import MemorySettings
 from memory.store import Filters
 from memory.text import content_hash, match_of, query_words
 from memory.types import Scope
@@ -64,7 +65,8 @@ class Question:
 
 class CachedEmbedder(Embedder):
     """The real embedder, remembering each text's vector (in ``path`` between runs): a question
-    is embedded once, not by every search of every run."""
+    is embedded once, not by every search of every run. ``daemons_embedder`` is the one to
+    wrap: the search embeds its query as the daemon does."""
 
     def __init__(self, inner: Embedder, path: Path) -> None:
         self.inner, self.path = inner, path
@@ -93,6 +95,14 @@ class CachedEmbedder(Embedder):
             for k, v in zip(todo, self.inner.embed([text_of[k] for k in todo]), strict=True):
                 self.known[k] = v
         return np.stack([self.known[k] for k in keys]).astype(np.float32)
+
+    def embed_query(self, texts: Sequence[str]) -> np.ndarray:
+        """A search's query as the inner embedder embeds one (the daemon's int8 copy where it
+        has one: ``SentenceTransformerEmbedder._quantise``), remembered apart from ``embed``'s."""
+        key = hashlib.sha256(f"{self.model_name}\0query\0{chr(0).join(texts)}".encode()).hexdigest()
+        if key not in self.known:
+            self.known[key] = self.inner.embed_query(texts)
+        return self.known[key].astype(np.float32)
 
     def save(self) -> None:
         np.savez(self.path, **self.known)  # type: ignore[arg-type]
@@ -186,6 +196,14 @@ def evaluate(
         g: {v: {k: sum(xs) / len(xs) for k, xs in ks.items()} for v, ks in vs.items()}
         for g, vs in sums.items()
     }
+
+
+def daemons_embedder(settings: MemorySettings) -> SentenceTransformerEmbedder:
+    """The bundled model as the daemon loads it, so a search's query is embedded as there
+    (``memory.embedding_traced``, ``embedding_query_int8``)."""
+    return SentenceTransformerEmbedder(
+        trace=settings.embedding_traced, query_int8=settings.embedding_query_int8
+    )
 
 
 def recall_ours(memory: Memory, questions: Iterable[Question]) -> dict[int | str, float]:

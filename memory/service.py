@@ -387,7 +387,7 @@ class Memory(VectorUpkeep):
             return np.frombuffer(stored[hashed, False][0], dtype=np.float32)
 
         def embed() -> np.ndarray:
-            return self.embed_texts([query], [hashed], reuse=False)[0][0]
+            return self.embed_texts([query], [hashed], reuse=False, query=True)[0][0]
 
         try:
             return self._query_embedder.submit(embed).result

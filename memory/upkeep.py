@@ -187,12 +187,14 @@ class VectorUpkeep:
         by_sentence: Sequence[bool] | None = None,
         *,
         reuse: bool = True,
+        query: bool = False,
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         """Unit vectors for ``texts`` and, for a text embedded ``by_sentence`` that has two
         sentences or more, its sentences' vectors (its "parts"; its vector is then their
         normalised mean, at the cost of one encoding of the text). A text longer than the model
         reads is embedded in pieces that fit, averaged. Stored vectors with the same hash, model
-        and way are reused (unless not ``reuse``: then the database is not read)."""
+        and way are reused (unless not ``reuse``: then the database is not read). ``query``: the text
+        is a search's query, embedded by ``Embedder.embed_query``."""
         e = self.embedder
         flags = list(by_sentence) if by_sentence is not None else [False] * len(texts)
         cached = store.cached_embeddings(self.db, hashes, e.model_name) if reuse else {}
@@ -220,7 +222,8 @@ class VectorUpkeep:
                 pieces.append(piece)
                 owners.append(unit)
         unit_vectors = np.zeros((sum(map(len, units)), e.dim), dtype=np.float32)
-        np.add.at(unit_vectors, np.array(owners), e.embed(pieces))
+        embed = e.embed_query if query else e.embed
+        np.add.at(unit_vectors, np.array(owners), embed(pieces))
         unit_vectors /= np.maximum(np.linalg.norm(unit_vectors, axis=1, keepdims=True), 1e-12)
         first = 0
         for us, rows in zip(units, todo.values(), strict=True):

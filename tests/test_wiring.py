@@ -87,10 +87,13 @@ async def test_every_planned_command_has_a_real_handler(graph: Graph) -> None:
 
 
 async def test_the_daemon_embeds_one_text_through_the_traced_model(graph: Graph) -> None:
-    """``memory.embedding_traced`` (on) reaches the daemon's embedder; the CLI's is untraced."""
+    """``memory.embedding_traced`` and ``embedding_query_int8`` (on) reach the daemon's
+    embedder; the CLI's is untraced, without the int8 copy."""
     embedder = graph.services.memory.embedder
     assert isinstance(embedder, SentenceTransformerEmbedder) and embedder.trace
-    assert not make_embedder(embedder.model_spec).trace  # type: ignore[attr-defined]
+    assert embedder.query_int8
+    cli = make_embedder(embedder.model_spec)
+    assert not cli.trace and not cli.query_int8  # type: ignore[attr-defined]
 
 
 async def test_reminders_are_stored_listed_and_deleted_with_a_button(graph: Graph) -> None:

@@ -170,6 +170,7 @@ def build_services(
         settings.memory.embedding_batch_size,
         settings.memory.embedding_threads,
         trace=settings.memory.embedding_traced,
+        query_int8=settings.memory.embedding_query_int8,
     )
     registry = adapter_registry(
         data_dir

@@ -187,15 +187,59 @@ def test_one_text_is_embedded_as_it_is_in_a_batch(minilm) -> None:  # type: igno
     assert np.allclose(np.linalg.norm(alone, axis=1), 1.0, atol=1e-5)
 
 
-def test_one_text_runs_the_traced_model_and_gets_the_models_vector(minilm) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module")
+def traced() -> SentenceTransformerEmbedder:
+    """The bundled model as the daemon runs it: traced, with an int8 copy for queries."""
+    embedder = SentenceTransformerEmbedder(trace=True, query_int8=True)
+    embedder.load()
+    return embedder
+
+
+def test_one_text_runs_the_traced_model_and_gets_the_models_vector(minilm, traced) -> None:  # type: ignore[no-untyped-def]
     """The bundled model traces; for texts of any length (past the model's window too) the
-    traced path gives the vector the model itself gives (``minilm`` is not traced)."""
-    traced = SentenceTransformerEmbedder(trace=True)
-    traced.load()
+    traced path gives the vector the model itself gives (``minilm`` is not traced), the int8
+    copy for queries beside it (which shares the model's weights) notwithstanding."""
     assert traced._traced is not None and minilm._traced is None
     texts = ["ok", QUERY, TARGET, " ".join(["boiler pressure"] * 200), "Ünïcödé 温度 🔥"]
     for text in texts:
         assert np.allclose(traced.embed([text]), minilm.embed([text]), atol=1e-5), text
+
+
+def test_a_query_runs_an_int8_copy_near_the_models_vector(minilm, traced) -> None:  # type: ignore[no-untyped-def]
+    """A search's query goes through the int8 copy: another vector than the model's, but near
+    it, and it still ranks a paraphrase first; a query in pieces, or of fewer than
+    ``QUERY_INT8_MIN_TOKENS`` tokens, runs as ``embed``."""
+    assert traced._query_traced is not None and minilm._query_traced is None
+    texts = [QUERY, TARGET, *UNRELATED, "Ünïcödé 温度 🔥 and the boiler's pressure gauge"]
+    queried = np.stack([traced.embed_query([t])[0] for t in texts])
+    exact = minilm.embed(texts)
+    assert np.allclose(np.linalg.norm(queried, axis=1), 1.0, atol=1e-5)
+    cosines = np.sum(queried * exact, axis=1)
+    assert cosines.min() >= 0.95, cosines
+    assert not np.allclose(queried, exact, atol=1e-4)  # really the int8 copy
+    assert np.allclose(traced.embed(texts), exact, atol=1e-5)  # the model's weights untouched
+    assert np.allclose(minilm.embed_query([QUERY]), exact[0], atol=1e-5)  # untraced: as embed
+    documents = minilm.embed([TARGET, *UNRELATED])
+    assert int(np.argmax(documents @ traced.embed_query([QUERY])[0])) == 0
+    pieces = [QUERY, TARGET]
+    assert np.allclose(traced.embed_query(pieces), minilm.embed(pieces), atol=1e-5)
+    for short in ("ok", "boiler", "my boiler"):
+        assert np.allclose(traced.embed_query([short]), minilm.embed([short]), atol=1e-5)
+
+
+def test_an_int8_copy_too_far_from_the_model_is_not_used(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A copy whose vectors are further than ``QUERY_INT8_MIN_COSINE`` from the model's at load
+    is dropped: queries run the traced float model. Untraced, there is no copy either."""
+    import memory.embedder as embedder_module
+
+    monkeypatch.setattr(embedder_module, "QUERY_INT8_MIN_COSINE", 1.0 + 1e-6)
+    strict = SentenceTransformerEmbedder(trace=True, query_int8=True)
+    strict.load()
+    assert strict._traced is not None and strict._query_traced is None
+    assert np.allclose(strict.embed_query([QUERY]), strict.embed([QUERY]), atol=1e-6)
+    untraced = SentenceTransformerEmbedder(trace=False, query_int8=True)
+    untraced.load()
+    assert untraced._query_traced is None
 
 
 class _InputsChange(SentenceTransformerEmbedder):
@@ -230,7 +274,7 @@ def test_a_query_is_embedded_while_full_text_is_searched(make_memory, minilm) ->
     asked = "why is the apartment so cold, the heating"
     pending = memory._query_vector(asked)
     assert callable(pending)  # not stored: embedded on the query thread
-    vector = minilm.embed([asked])[0]
+    vector = minilm.embed_query([asked])[0]
     assert np.allclose(pending(), vector, atol=1e-5)
     given = memory.searcher.search(asked, Filters(CHAT), 3, query_vector=vector, index=memory.index)
     found = run(memory.search(asked, CHAT, k=3))
@@ -240,3 +284,22 @@ def test_a_query_is_embedded_while_full_text_is_searched(make_memory, minilm) ->
     run(memory.add_message(1, 7, "user", said))
     stored = memory._query_vector(said)  # the message just stored: its vector, at once
     assert not callable(stored) and np.allclose(stored, minilm.embed([said])[0], atol=1e-5)
+
+
+def test_a_query_not_stored_is_embedded_by_the_int8_copy(make_memory, traced) -> None:  # type: ignore[no-untyped-def]
+    """``Memory`` embeds a search's query with ``embed_query`` (the int8 copy), a message it
+    stores with ``embed`` (the float model), and a stored message asked again keeps its vector."""
+    memory = make_memory(traced)
+    for text in [*UNRELATED, TARGET]:
+        run(memory.add_memory(text, CHAT))
+    asked = "why is the apartment so cold, the heating"
+    pending = memory._query_vector(asked)
+    assert callable(pending)
+    got = pending()
+    assert np.allclose(got, traced.embed_query([asked])[0], atol=1e-6)
+    assert not np.allclose(got, traced.embed([asked])[0], atol=1e-4)
+    assert run(memory.search(asked, CHAT, k=3))[0].text == TARGET
+    said = "the boiler man comes on Thursday"
+    run(memory.add_message(1, 7, "user", said))
+    stored = memory._query_vector(said)
+    assert not callable(stored) and np.allclose(stored, traced.embed([said])[0], atol=1e-6)

@@ -137,3 +137,36 @@ def test_recall_is_measured_as_a_share_and_as_any_and_all(monkeypatch: pytest.Mo
         "all@10": 0.0,
     }
     assert measure(frozenset({"b"}), got) == {5: 0.0, 10: 1.0, "any@5": 0.0, "all@10": 1.0}
+
+
+def test_the_benches_embed_a_query_as_the_daemon_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CachedEmbedder.embed_query`` asks the inner embedder's ``embed_query`` (the daemon's
+    int8 copy), remembers it apart from ``embed``'s vector of the same text, and between runs;
+    ``daemons_embedder`` is set as the daemon's settings say."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import numpy as np
+    from recall_eval import CachedEmbedder, daemons_embedder
+
+    from memory.embedder import HashingEmbedder
+    from memory.settings import MemorySettings
+
+    class Asked(HashingEmbedder):
+        def embed_query(self, texts):  # type: ignore[no-untyped-def]
+            return -self.embed(texts)
+
+    inner = Asked()
+    cached = CachedEmbedder(inner, tmp_path / "vectors.npz")
+    text = "what did I say about the boiler?"
+    as_query, as_text = cached.embed_query([text]), cached.embed([text])
+    assert np.allclose(as_query, -as_text) and not np.allclose(as_query, as_text)
+    calls = inner.calls
+    cached.embed_query([text])
+    assert inner.calls == calls  # remembered
+    cached.save()
+    again = CachedEmbedder(Asked(), tmp_path / "vectors.npz")
+    assert np.allclose(again.embed_query([text]), as_query) and again.inner.calls == 0  # type: ignore[attr-defined]
+    daemon = daemons_embedder(MemorySettings())
+    assert daemon.trace and daemon.query_int8
+    assert not daemons_embedder(MemorySettings(embedding_query_int8=False)).query_int8
