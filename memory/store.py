@@ -347,11 +347,17 @@ def list_rows(
     where, params = filters.sql()
     if pinned_only:
         where += " AND m.pinned = 1"
+    # Newest first, read in order from the (chat, ts) index, or the (chat, kind, ts) one for a
+    # kind. Several kinds (``/memories``: facts, notes, summaries, lessons; a chat's few among
+    # its many turns) are found by the (chat, kind, ts) index and sorted: ``+`` keeps SQLite
+    # from reading the whole chat backwards by time for them (100 ms at 100k turns).
+    by_time = "+m.ts" if filters.kinds and len(filters.kinds) > 1 else "m.ts"
     with db.read() as conn:
         return [
             Row.of(r)
             for r in conn.execute(
-                f"SELECT {_COLUMNS} FROM memories m WHERE {where} ORDER BY m.ts DESC, m.id DESC LIMIT ?",
+                f"SELECT {_COLUMNS} FROM memories m WHERE {where}"
+                f" ORDER BY {by_time} DESC, m.id DESC LIMIT ?",
                 (*params, limit),
             )
         ]
