@@ -243,6 +243,10 @@ def ask(
                 interactive=sys.stdin.isatty(),
             )
         )
+    except KeyboardInterrupt:
+        db.close()
+        typer.echo("\nInterrupted.", err=True)
+        _leave_now(130)
     finally:
         db.close()
     if as_json:
@@ -253,6 +257,20 @@ def ask(
         typer.echo(answer.text)
     if answer.error:
         raise typer.Exit(1)
+
+
+def _leave_now(code: int) -> None:
+    """End the process at once after Ctrl-C, everything that matters closed (the answer ended,
+    the database): a thread may still be reading the terminal (the question) or loading the
+    embedding model, and the interpreter's shutdown then aborts on the terminal's lock ("Fatal
+    Python error: _enter_buffered_busy") or waits on the import lock the loader holds, as
+    ``bot.daemon.run`` found for the daemon."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _format_usage(summary: dict[str, Any]) -> str:
