@@ -14,7 +14,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly(fn: F) -> F:
-    """Print a FamiliarError as 'error: ... / fix: ...' and exit with its code, no traceback."""
+    """Print a FamiliarError as 'error: ... / fix: ...' and exit with its code, no traceback.
+    Ctrl-C, once the command's own cleanup has run: "Interrupted.", exit 130, at once if a
+    thread would hold the exit (the embedding model still loading: ``bot.exits``)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -23,6 +25,12 @@ def friendly(fn: F) -> F:
         except FamiliarError as exc:
             typer.echo(f"error: {exc.explain()}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            from bot.exits import leave_now_if_threads_linger
+
+            typer.echo("\nInterrupted.", err=True)
+            leave_now_if_threads_linger(130)
+            raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from bot.daemon.lock import InstanceLock
 from bot.daemon.sd_notify import Notifier, watchdog_interval, watchdog_loop
 from bot.daemon.services import Services, attach_channel, build_services
 from bot.errors import ConfigError, DataDirError, FamiliarError
+from bot.exits import leave_now_if_threads_linger
 from memory.db import DB_NAME, Database, Migrations
 from memory.health import (
     CheckResult,
@@ -236,28 +236,6 @@ class Daemon:
         return 0 if clean else 1
 
 
-def _leave_now_if_threads_linger(code: int) -> None:
-    """Exit at once when a worker thread cannot be interrupted (the embedding model still loading,
-    a blocked read): the interpreter would otherwise wait for it and overrun the stop bound.
-    Everything that matters is closed by now: the database, the lock, the logs."""
-    # The model's loader is a daemon thread, but it may hold the import lock (torch loading):
-    # finalizers that import at interpreter exit then wait for it, so it counts as lingering.
-    lingering = [
-        t.name
-        for t in threading.enumerate()
-        if t is not threading.main_thread()
-        and t.is_alive()
-        and (not t.daemon or t.name == "memory-warm")
-    ]
-    if lingering:
-        logger.info(
-            "leaving {} background thread(s) behind: {}", len(lingering), ", ".join(lingering[:5])
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
 async def _finish_loop() -> None:
     """Cancel what is left, and give asyncio.to_thread workers a short while, never forever."""
     pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -289,9 +267,9 @@ def run_daemon(settings: Settings, console: bool = False, stdout: TextIO | None 
             loop.close()
     if error is not None:
         sys.stderr.write(f"error: {error.explain()}\n")
-        _leave_now_if_threads_linger(error.exit_code)
+        leave_now_if_threads_linger(error.exit_code)
         raise SystemExit(error.exit_code)
-    _leave_now_if_threads_linger(code)
+    leave_now_if_threads_linger(code)
     return code
 
 
