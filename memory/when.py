@@ -37,6 +37,8 @@ _ASKING = frozenset(
 )
 _DIGIT_DATE = re.compile(r"\b(19|20)\d\d\b|\d{1,4}[-/.]\d{1,2}([-/.]\d{1,4})?")
 _SETTINGS = {"PREFER_DATES_FROM": "past", "RETURN_AS_TIMEZONE_AWARE": False}
+_SEPARATOR = re.compile(r"[\s,]*")  # between parts of one date: "April 10, 2023"
+_YEAR = re.compile(r"\b(19|20)\d\d\b")
 
 
 @dataclass(frozen=True)
@@ -63,13 +65,47 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     except Exception:  # the parser on odd input: no window rather than no answer
         return None
     parser = DateDataParser(languages=["en"], settings=settings)
-    for expression, when in found:
+    for expression, when, period in _joined(query, found, parser):
         if not _is_temporal(expression):
             continue
-        period = parser.get_date_data(expression).period or "day"  # day, week, month, year
         start, end = _span(when, period)
         return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), expression)
     return None
+
+
+def _joined(
+    query: str, found: list[tuple[str, datetime]], parser: DateDataParser
+) -> list[tuple[str, datetime, str]]:
+    """The expressions ``search_dates`` found, with their dates and periods (day, week, month,
+    year), each joined with those right after it in the query when together they read as one
+    date with its year: ``search_dates`` splits "April 10, 2023" into "April", "10" and "2023",
+    and "April" alone is April of this year. Without a year the parts stay apart: a number
+    after a month may count something else."""
+    located: list[tuple[int, int, str, datetime]] = []
+    at = 0
+    for expression, when in found:
+        start = query.find(expression, at)
+        if start < 0:  # not where expected: no joining past it
+            located.append((-1, -1, expression, when))
+            continue
+        located.append((start, start + len(expression), expression, when))
+        at = start + len(expression)
+    out = []
+    for i, (start, end, expression, when) in enumerate(located):
+        best = (expression, when, parser.get_date_data(expression).period or "day")
+        last = end
+        for next_start, next_end, _, _ in located[i + 1 :]:
+            if start < 0 or next_start < 0 or not _SEPARATOR.fullmatch(query[last:next_start]):
+                break
+            text = query[start:next_end]
+            data = parser.get_date_data(text)
+            if data.date_obj is None:
+                break
+            last = next_end
+            if _YEAR.search(text):  # what a part alone loses; without one, parts stay apart
+                best = (text, data.date_obj, data.period or "day")
+        out.append(best)
+    return out
 
 
 def names_only_a_time(query: str, window: Window) -> bool:

@@ -25,6 +25,10 @@ NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
         ("what did I eat yesterday", (2026, 11, 30), (2026, 12, 1)),
         ("anything from 2023 about the bees", (2023, 1, 1), (2024, 1, 1)),
         ("the plumber I called on 3 June 2025", (2025, 6, 3), (2025, 6, 4)),
+        # ``search_dates`` finds "April", "10" and "2023" apart: read together, one day.
+        ("What did Maria do last weekend before April 10, 2023?", (2023, 4, 10), (2023, 4, 11)),
+        ("the week before 3 June 2025", (2025, 6, 3), (2025, 6, 4)),
+        ("the quote from March 2019 for the roof", (2019, 3, 1), (2019, 4, 1)),
     ],
 )
 def test_natural_expressions_become_windows(question: str, since: tuple, until: tuple) -> None:
