@@ -274,7 +274,7 @@ def test_ctrl_c_at_the_question_ends_the_command_and_the_answer_with_nothing_don
         stdin=follower,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=dict(os.environ),
+        env=dict(os.environ, PYTHONFAULTHANDLER="1"),  # a hang shows its threads' stacks
     )
     os.close(follower)
     err = b""
@@ -287,7 +287,12 @@ def test_ctrl_c_at_the_question_ends_the_command_and_the_answer_with_nothing_don
         proc.send_signal(signal.SIGINT)
         # A thread blocked on the terminal, or loading the model, keeps nothing alive, and the
         # interpreter's shutdown is not left to abort on the terminal's lock.
-        _, rest = proc.communicate(timeout=60)
+        try:
+            _, rest = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # the fault handler prints every thread's stack
+            _, rest = proc.communicate(timeout=30)
+            raise AssertionError(f"still running 60 s after Ctrl-C:\n{rest.decode()}") from None
     finally:
         proc.kill()
         os.close(leader)
