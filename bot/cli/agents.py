@@ -178,8 +178,10 @@ async def _ask(
                 printer.step = ""
                 try:
                     allowed = await _ask_person(answer.waiting_for)
-                except BaseException:  # Ctrl-C at the question
+                except BaseException as exc:  # Ctrl-C at the question
                     await asyncio.shield(_abandon(loop, answer.tool_run_id, user_id))
+                    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                        _bound_the_exit()
                     raise
                 answer = await agent.resume(
                     answer.tool_run_id, allowed, user_id, on_delta=on_delta, on_activity=on_progress
@@ -257,6 +259,25 @@ def ask(
         typer.echo(answer.text)
     if answer.error:
         raise typer.Exit(1)
+
+
+#: After Ctrl-C, the most the command's cleanup may take before the process ends regardless.
+INTERRUPTED_EXIT_S = 10.0
+
+
+def _bound_the_exit() -> None:
+    """Ctrl-C, the answer ended: everything is closed in order, but for no longer than
+    ``INTERRUPTED_EXIT_S``. A statement may wait up to the database's busy timeout (30 s) for
+    another process's lock, the model's loader may hold the import lock, and a command that
+    outlives its Ctrl-C by a minute looks hung. SQLite keeps what was committed either way."""
+
+    def leave() -> None:
+        typer.echo("\nInterrupted (cleanup cut short).", err=True)
+        _leave_now(130)
+
+    timer = threading.Timer(INTERRUPTED_EXIT_S, leave)
+    timer.daemon = True
+    timer.start()
 
 
 def _leave_now(code: int) -> None:
