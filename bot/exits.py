@@ -26,6 +26,12 @@ def leave_now_if_threads_linger(code: int) -> None:
         logger.info(
             "leaving {} background thread(s) behind: {}", len(lingering), ", ".join(lingering[:5])
         )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        leave_now(code)
+
+
+def leave_now(code: int) -> None:
+    """End the process at once, skipping the interpreter's shutdown (it would wait on, or abort
+    over, a thread that cannot be interrupted); standard output and error are flushed first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

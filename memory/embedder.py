@@ -197,16 +197,19 @@ class SentenceTransformerEmbedder(Embedder):
                 with torch.inference_mode():
                     vector = self._query_traced(*(features[k] for k in self._traced_keys))
                 return _normalise(vector.float().cpu().numpy())
+            return self._embed_one(texts[0], features)  # tokenised once
         return self.embed(texts)
 
-    def _embed_one(self, text: str) -> np.ndarray:
+    def _embed_one(self, text: str, features: dict[str, Any] | None = None) -> np.ndarray:
         """One text (a search's query, mostly) without ``encode``'s batching machinery, through
-        the traced model where there is one: the same vector, sooner."""
+        the traced model where there is one: the same vector, sooner. ``features``: the text
+        already tokenised."""
         import torch
 
         model = self._model
         assert model is not None
-        features = self._features(model, text)
+        if features is None:
+            features = self._features(model, text)
         with torch.inference_mode():
             if self._traced is not None and set(self._traced_keys) <= set(features):
                 vector = self._traced(*(features[k] for k in self._traced_keys))
@@ -276,9 +279,7 @@ class SentenceTransformerEmbedder(Embedder):
                 quantize_dynamic(
                     small, {torch.nn.Linear: per_channel_dynamic_qconfig}, inplace=True
                 )
-            traced, keys = self._traced_copy(small, model, _near, QUERY_INT8_MIN_TOKENS)
-            if keys != self._traced_keys:
-                raise ValueError("the int8 copy takes other inputs")
+            traced, _ = self._traced_copy(small, model, _near, QUERY_INT8_MIN_TOKENS)
         except Exception as exc:
             logger.info("embedding: queries run the float model ({})", exc)
             return

@@ -23,6 +23,7 @@ from agents.review import ReviewEngine
 from agents.usage import UsageStore
 from bot.cli.common import friendly
 from bot.config import Settings, load_settings
+from bot.exits import leave_now
 from memory.db import Database
 
 app = typer.Typer(help="Ask the assistant from the shell, and show model usage.")
@@ -246,9 +247,12 @@ def ask(
             )
         )
     except KeyboardInterrupt:
+        # Everything that matters is closed (the answer ended, the database), but the thread
+        # reading the question still holds the terminal: the interpreter's shutdown would abort
+        # on its lock ("Fatal Python error: _enter_buffered_busy"). So the process ends here.
         db.close()
         typer.echo("\nInterrupted.", err=True)
-        _leave_now(130)
+        leave_now(130)
     finally:
         db.close()
     if as_json:
@@ -273,25 +277,11 @@ def _bound_the_exit() -> None:
 
     def leave() -> None:
         typer.echo("\nInterrupted (cleanup cut short).", err=True)
-        _leave_now(130)
+        leave_now(130)
 
     timer = threading.Timer(INTERRUPTED_EXIT_S, leave)
     timer.daemon = True
     timer.start()
-
-
-def _leave_now(code: int) -> None:
-    """End the process at once after Ctrl-C, everything that matters closed (the answer ended,
-    the database): a thread may still be reading the terminal (the question) or loading the
-    embedding model, and the interpreter's shutdown then aborts on the terminal's lock ("Fatal
-    Python error: _enter_buffered_busy") or waits on the import lock the loader holds, as
-    ``bot.daemon.run`` found for the daemon."""
-    import os
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def _format_usage(summary: dict[str, Any]) -> str:
