@@ -9,8 +9,9 @@ the queries. Nothing is generated from a small vocabulary, so full-text ranking 
    by the bare encoder and imported through ``memory.importer`` into a fresh store, alternately,
    ``--repeats`` times; the median of the ratio of the two throughputs is printed (target 0.85).
 2. Search at each ``--sizes``: rows are two random sentences joined (real words, real length),
-   each a note with the normalised sum of its sentences' MiniLM vectors and those two as its
-   sentence vectors (as the project embeds a note): real MiniLM geometry without
+   each a note (or a turn, ``--kind message``) with the normalised sum of its sentences' MiniLM
+   vectors and those two as its sentence vectors (as the project embeds both): real MiniLM
+   geometry without
    embedding 100k texts on a shared CPU (the unique sentences are embedded once and cached with
    ``--cache``). Timed separately, per query: the query's embedding (and, as its baseline, the
    same model run untraced: ``SentenceTransformerEmbedder._trace``; and as a search's query is
@@ -205,9 +206,10 @@ def scale(
                         float(i),
                         embedding=v / np.linalg.norm(v),
                         model=embedder.model_name,
-                        # A note's by sentence; a turn's whole (and a row in ``messages``),
-                        # the two sides taking turns, so each has the other's as context.
-                        parts=np.stack([vectors[a], vectors[b]]) if note else None,
+                        # By sentence, as the project embeds both kinds (a turn also has a
+                        # row in ``messages``, the two sides taking turns, so each has the
+                        # other's as context).
+                        parts=np.stack([vectors[a], vectors[b]]),
                         role=None if note else ("user", "assistant")[i % 2],
                     )
                 )
@@ -329,7 +331,7 @@ def main() -> None:
         "--kind",
         choices=("note", "message"),
         default="note",
-        help="rows as notes (by sentence) or as conversation turns (one chat, in turns_fts too)",
+        help="rows as notes or as conversation turns (one chat, in turns_fts too); both by sentence",
     )
     ap.add_argument(
         "--threads",

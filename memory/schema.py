@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite_utils
 
 from memory.db import Migrations
-from memory.types import SENTENCE_KINDS
+from memory.text import sentences
 
 migrations = Migrations("memory")
 
@@ -129,7 +129,7 @@ def m003_sentence_vectors(db: sqlite_utils.Database) -> None:
     db.execute(
         "UPDATE memories SET embedding = NULL, embedding_model = NULL, embedding_dim = NULL"
         " WHERE embedding IS NOT NULL"
-        f" AND (kind IN ({','.join(repr(k) for k in SENTENCE_KINDS)}) OR length(text) > 254)"
+        " AND (kind IN ('note', 'document', 'summary', 'lesson') OR length(text) > 254)"
     )
 
 
@@ -233,3 +233,17 @@ def m005_chat_time_index(db: sqlite_utils.Database) -> None:
     # there, so SQLite read every row of the chat: 12 ms a search in a chat of 100k rows, and
     # in every windowed search (``store.ids_matching``, the window's list of rows).
     db.execute("CREATE INDEX memories_chat_time ON memories (chat_id, ts)")
+
+
+@migrations()
+def m006_turns_by_sentence(db: sqlite_utils.Database) -> None:
+    # Conversation turns are embedded by sentence too (``types.SENTENCE_KINDS``), as notes since
+    # m003: a turn of several sentences keeps its sentences' vectors and its own is their mean.
+    # The turns embedded whole are embedded again when the memory warms up (the index drops and
+    # re-adds them), in the background as any pending row; a turn of one sentence gets the same
+    # vector either way and keeps it. Once, at the first open: about 2 s at 100k turns.
+    db.conn.create_function("sentence_count", 1, lambda text: len(sentences(text)))
+    db.execute(
+        "UPDATE memories SET embedding = NULL, embedding_model = NULL, embedding_dim = NULL"
+        " WHERE kind = 'message' AND embedding IS NOT NULL AND sentence_count(text) > 1"
+    )

@@ -383,8 +383,12 @@ class Memory(VectorUpkeep):
         SQLite both release the GIL): ``HybridSearcher.candidates`` calls what this returns."""
         hashed = content_hash(query)
         stored = store.cached_embeddings(self.db, [hashed], self.embedder.model_name)
-        if (hashed, False) in stored:
-            return np.frombuffer(stored[hashed, False][0], dtype=np.float32)
+        # A text embedded whole, or by sentence with only one (the same vector). A message of
+        # several sentences is stored as their mean; the query is embedded whole, as any other.
+        for by_sentence in (False, True):
+            vector, parts = stored.get((hashed, by_sentence), (None, None))
+            if vector is not None and parts is None:
+                return np.frombuffer(vector, dtype=np.float32)
 
         def embed() -> np.ndarray:
             return self.embed_texts([query], [hashed], reuse=False, query=True)[0][0]

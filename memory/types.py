@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 KINDS = ("message", "summary", "fact", "note", "lesson", "document")
-# Kinds found by their best sentence as well as by the whole (their ``parts``): longer text of
-# one author. Conversation turns are embedded whole (their context is the turns beside them);
-# facts are one line.
-SENTENCE_KINDS = ("note", "document", "summary", "lesson")
+# Kinds found by their best sentence as well as by the whole (their ``parts``): every text of
+# more than one sentence but facts, which are one line. Conversation turns joined them in
+# memory m006: a turn of small talk and one piece of news is found by the news.
+SENTENCE_KINDS = ("note", "document", "summary", "lesson", "message")
 
 
 @dataclass(frozen=True)

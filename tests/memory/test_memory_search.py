@@ -217,8 +217,8 @@ def test_a_rows_best_sentence_counts_for_half_of_dense() -> None:
 def test_sentence_vectors_are_looked_for_only_on_rows_that_can_have_them(
     make_memory, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    """Turns and facts have no sentence vectors: a search does not read the store for theirs,
-    and a note's best sentence still counts."""
+    """Facts (one line) have no sentence vectors: a search does not read the store for theirs.
+    Turns and notes may have them, and a note's best sentence still counts."""
     from memory import store
 
     memory = make_memory()
@@ -229,6 +229,7 @@ def test_sentence_vectors_are_looked_for_only_on_rows_that_can_have_them(
             ("assistant", "did the boiler engineer check the pressure valve?"),
         ]
     ]
+    fact = run(memory.add_memory("The boiler engineer is called Sam.", Scope(1), "fact"))
     note = run(
         memory.add_memory(
             "Shopping list for Saturday. The boiler engineer's number is 0161 496 0000.",
@@ -245,6 +246,6 @@ def test_sentence_vectors_are_looked_for_only_on_rows_that_can_have_them(
 
     monkeypatch.setattr(store, "parts_of", spy)
     hits = run(memory.search("boiler engineer number", Scope(1), k=5))
-    assert {h.id for h in hits} == {*turns, note}
-    assert note in asked and not set(turns) & set(asked)
+    assert {h.id for h in hits} == {*turns, fact, note}
+    assert note in asked and set(turns) <= set(asked) and fact not in asked
     assert hits[0].id == note  # found by its best sentence

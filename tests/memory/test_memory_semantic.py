@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from memory.embedder import SentenceTransformerEmbedder
+from memory.service import Memory
+from memory.settings import MemorySettings
 from memory.store import Filters
 from memory.text import STOPWORDS, words
 from memory.types import Scope
@@ -106,9 +108,9 @@ def test_rows_from_before_are_embedded_again_where_the_way_changed(
     make_memory, minilm, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     """A store from before: a long turn's vector was cut at the window, and notes had no
-    sentence vectors. The migration drops those vectors, the warm-up embeds them again (the
-    turn in pieces, the note by sentence) and the index holds the new ones; a short turn keeps
-    its vector."""
+    sentence vectors. The migrations drop those vectors, the warm-up embeds them again (by
+    sentence, the turn's longest in pieces) and the index holds the new ones; a short turn
+    keeps its vector."""
     from memory.db import Database, Migrations
     from memory.schema import migrations
 
@@ -133,10 +135,13 @@ def test_rows_from_before_are_embedded_again_where_the_way_changed(
     memory = make_memory(minilm, path=path)
     with memory.db.read() as conn:
         stored = {r[0]: r[1:] for r in conn.execute("SELECT id, embedding, parts FROM memories")}
-    whole = memory.vectors([long_turn], ["fresh"])[0]
+    whole, turn_parts = memory.embed_texts([long_turn], ["fresh"], [True])
+    whole = whole[0]
     assert float(old[long_turn] @ whole) < 0.99  # the premise: the cut vector differs
     assert np.frombuffer(stored[1][0], np.float32) == pytest.approx(whole, abs=1e-5)
-    assert stored[1][1] is None and stored[2] == (old["the train was late"].tobytes(), None)
+    assert turn_parts[0] is not None
+    assert np.frombuffer(stored[1][1], np.float32) == pytest.approx(turn_parts[0].ravel(), abs=1e-5)
+    assert stored[2] == (old["the train was late"].tobytes(), None)
     vector, parts = memory.embed_texts([note], ["fresh-note"], [True])
     assert parts[0] is not None and parts[0].shape == (2, minilm.dim)
     assert np.frombuffer(stored[3][0], np.float32) == pytest.approx(vector[0], abs=1e-5)
@@ -146,16 +151,70 @@ def test_rows_from_before_are_embedded_again_where_the_way_changed(
     assert float(q @ whole) > float(q @ old[long_turn])
 
 
+def test_turns_embedded_whole_are_embedded_again_by_sentence_and_the_saved_index_follows(
+    minilm, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """A store from before m006, its index saved: a turn of several sentences was embedded
+    whole. After the migration the warm-up embeds it by sentence and the index holds its new
+    vector; a turn of one sentence keeps its vector, and both are found."""
+    from memory.db import Database, Migrations
+    from memory.schema import migrations
+
+    two, one = "We drove to the coast on Saturday. " + TARGET + ".", "the train was late"
+    old = minilm.embed([two, one])
+    path = tmp_path / "old"
+    path.mkdir()
+    db = Database.open(path / "familiar.db", [Migrations("memory", migrations.steps[:5])])
+    with db.transaction() as conn:
+        for text, vector in zip((two, one), old, strict=True):
+            conn.execute(
+                "INSERT INTO memories (chat_id, kind, text, content_hash, ts, created_at,"
+                " embedding, embedding_model, embedding_dim) VALUES (1, 'message', ?, ?, 0, 0, ?, ?, ?)",
+                (text, text, vector.tobytes(), minilm.model_name, minilm.dim),
+            )
+    before = Memory(db, minilm, MemorySettings(), path / "index")
+    before.warm_sync()
+    before.save_index()
+    db.close()
+    assert (path / "index" / "manifest.json").exists()
+
+    db = Database.open(path / "familiar.db", [migrations])
+    try:
+        memory = Memory(db, minilm, MemorySettings(), path / "index")
+        memory.warm_sync()
+        with db.read() as conn:
+            stored = {
+                r[0]: r[1:] for r in conn.execute("SELECT text, embedding, parts FROM memories")
+            }
+        vector, parts = memory.embed_texts([two], ["fresh"], [True])
+        assert parts[0] is not None and parts[0].shape == (2, minilm.dim)
+        assert np.frombuffer(stored[two][0], np.float32) == pytest.approx(vector[0], abs=1e-5)
+        assert float(vector[0] @ old[0]) < 0.99  # the premise: the way changed the vector
+        assert stored[one] == (old[1].tobytes(), None)
+        assert memory.index is not None and memory.index.ntotal == 2
+        with db.read() as conn:
+            ids = {t: i for i, t in conn.execute("SELECT id, text FROM memories")}
+        held = memory.index._reconstruct(np.array([ids[two]], dtype=np.int64))[0]
+        assert held == pytest.approx(vector[0], abs=1e-5)
+        found = [h.id for h in run(memory.search(QUERY, CHAT, k=2))]
+        assert found[0] == ids[two]
+    finally:
+        db.close()
+
+
 COAST = (
     "We spent the weekend at the coast with the kids. The fish and chips were great and the sea "
     f"was calm. {TARGET}. On Sunday we drove home late and the traffic was awful."
 )
 
 
-def test_notes_are_embedded_by_sentence_and_found_by_their_best_one(make_memory, minilm) -> None:  # type: ignore[no-untyped-def]
-    """A note of several sentences keeps each sentence's vector (its own is their mean); a
-    conversation turn, a fact and a one-sentence note keep one vector. Search scores the note
-    by its best sentence too, which is far nearer the question than the whole."""
+def test_notes_and_turns_are_embedded_by_sentence_and_found_by_their_best_one(
+    make_memory, minilm
+) -> None:  # type: ignore[no-untyped-def]
+    """A note or a conversation turn of several sentences keeps each sentence's vector (its
+    own is their mean; the same text as a note and as a turn is embedded once); a fact and a
+    one-sentence note keep one vector. Search scores them by their best sentence too, which is
+    far nearer the question than the whole."""
     memory = make_memory(minilm)
     note = run(memory.add_memory(COAST, CHAT, "note"))
     turn = run(memory.add_memory(COAST, CHAT, "message"))  # the same text, as a turn
@@ -167,15 +226,35 @@ def test_notes_are_embedded_by_sentence_and_found_by_their_best_one(make_memory,
     assert parts.shape[0] == 4
     mean = parts.sum(axis=0) / np.linalg.norm(parts.sum(axis=0))
     assert np.frombuffer(rows[note][0], np.float32) == pytest.approx(mean, abs=1e-5)
-    assert rows[turn][1] is None and rows[one][1] is None and rows[fact][1] is None
-    assert rows[turn][0] != rows[note][0]  # embedded whole: not the note's vector reused
+    assert rows[turn] == rows[note]
+    assert rows[one][1] is None and rows[fact][1] is None
+    whole = minilm.embed([COAST])[0]
+    assert float(whole @ mean) < 0.99  # the premise: embedded whole, the vector would differ
     q = memory.vectors([QUERY], ["q"])[0]
     best = memory.searcher.best_sentences([note, turn, one], q, minilm.model_name)
-    assert set(best) == {note}
+    assert set(best) == {note, turn}
     assert best[note] > float(q @ mean) + 0.1
-    assert best[note] == pytest.approx(float((parts @ q).max()))
-    hits = run(memory.search(QUERY, CHAT, k=5))
-    assert note in [h.id for h in hits]
+    assert best[note] == best[turn] == pytest.approx(float((parts @ q).max()))
+    hits = [h.id for h in run(memory.search(QUERY, CHAT, k=5))]
+    assert note in hits and turn in hits
+
+
+def test_a_stored_message_is_the_query_vector_only_when_embedded_whole(make_memory, minilm) -> None:  # type: ignore[no-untyped-def]
+    """The message just stored is usually the search's query: its vector is reused when it was
+    embedded whole (one sentence). One of several sentences is stored as their mean, so the
+    query is embedded whole, like any other question."""
+    memory = make_memory(minilm)
+    run(memory.add_message(1, 7, "user", COAST))
+    run(memory.add_message(1, 7, "user", TARGET))
+    with memory.db.read() as conn:
+        stored = dict(conn.execute("SELECT text, embedding FROM memories").fetchall())
+    reused = memory._query_vector(TARGET)
+    assert isinstance(reused, np.ndarray) and reused.tobytes() == stored[TARGET]
+    embedded = memory._query_vector(COAST)
+    assert callable(embedded)
+    vector = embedded()
+    assert vector is not None and vector.tobytes() != stored[COAST]
+    assert float(vector @ minilm.embed([COAST])[0]) > 0.99  # the text whole (int8 or float)
 
 
 def test_one_text_is_embedded_as_it_is_in_a_batch(minilm) -> None:  # type: ignore[no-untyped-def]
