@@ -1,13 +1,13 @@
 """Shared by the recall benchmarks: recall@k of evidence refs for the project's search and for
 the plain retrievers and fusions it is compared with.
 
-For each question the candidates of full-text and dense search are taken once (the searcher's
-own ``candidates``: the same scope filter, the same FTS query and index). The comparisons rank
-plain BM25 (each row by its own words, in a plain FTS5 table of the bench's) and dense (the index as the project
-keys it) alone, and fused: reciprocal-rank fusion (k 60, and the smaller k in ``RRF_KS``) and
-score fusion at several dense weights. Each is measured as R@k (the mean share of a question's
-evidence among the top k), and as any@5 and all@10 (whether any of it is in the top 5, all of it
-in the top 10, averaged over questions). "bm25+ctx" is the project's full-text list alone (turns
+For each question the comparisons rank, within its chat and with the words the search keeps,
+plain BM25 (each row by its own words, in a plain FTS5 table of the bench's) and plain dense
+(each row by MiniLM's vector of its whole text, ``PlainDense``; the project's index keeps the
+mean of a text's sentences instead) alone, and fused: reciprocal-rank fusion (k 60, and the
+smaller k in ``RRF_KS``) and score fusion at several dense weights. Each is measured as R@k (the
+mean share of a question's evidence among the top k), and as any@5 and all@10 (whether any of it
+is in the top 5, all of it in the top 10, averaged over questions). "bm25+ctx" is the project's full-text list alone (turns
 also by the words beside them, ``turns_fts``). "ours" is ``Memory.search_sync`` with the
 settings given, end to end; "ours+ctx" also counts the turns attached to its hits
 (``Hit.before``/``after``: what the model is shown with them), so it is reported apart and never
@@ -148,6 +148,32 @@ class PlainBM25:
         return {int(i): -float(r) for i, r in rows}
 
 
+class PlainDense:
+    """Every row ranked by MiniLM's vector of its whole text (the model reads its first 256
+    tokens), brute force within the chat: the baseline, as plain dense retrieval would rank.
+    Not the project's index, whose vectors are the means of sentences (``memory/search.py``)."""
+
+    def __init__(self, memory: Memory) -> None:
+        with memory.db.read() as conn:
+            rows = conn.execute("SELECT id, text, chat_id FROM memories ORDER BY id").fetchall()
+        vectors = memory.embedder.embed([text for _, text, _ in rows]) if rows else None
+        by_chat: dict[int, list[int]] = defaultdict(list)
+        for n, (_, _, chat) in enumerate(rows):
+            by_chat[chat].append(n)
+        self.chats = {
+            chat: (np.array([rows[n][0] for n in ns]), vectors[ns])  # type: ignore[index]
+            for chat, ns in by_chat.items()
+        }
+
+    def search(self, vector: np.ndarray, scope: Scope, n: int) -> dict[int, float]:
+        if scope.chat_id not in self.chats:
+            return {}
+        ids, vectors = self.chats[scope.chat_id]
+        sims = vectors @ np.asarray(vector, dtype=np.float32).reshape(-1)
+        top = np.argsort(-sims)[:n]
+        return {int(ids[i]): float(sims[i]) for i in top}
+
+
 def _rank(c: Candidates, name: str) -> list[int]:
     if name in ("bm25", "bm25+ctx"):
         scores = c.fts
@@ -170,13 +196,16 @@ def evaluate(
     )
     s = memory.settings
     plain_bm25 = PlainBM25(memory)
+    plain_dense = PlainDense(memory)
     for q in questions:
         filters = Filters(q.scope)
         vector = memory.vectors([q.text], [content_hash(q.text)])[0]
         n = max(s.search_candidates, max(KS) * 3)
         c = memory.searcher.candidates(q.text, filters, vector, memory.index, n)
-        plain = Candidates(plain_bm25.search(q.text, q.scope, n), c.dense)
-        ids = [*c.fts, *c.dense, *plain.fts]
+        plain = Candidates(
+            plain_bm25.search(q.text, q.scope, n), plain_dense.search(vector, q.scope, n)
+        )
+        ids = [*c.fts, *plain.fts, *plain.dense]
         refs = {i: r.ref for i, r in store.rows_by_id(memory.db, ids, filters).items()}
         ranked: dict[str, list[str | None]] = {}
         for name in variants()[:-2]:

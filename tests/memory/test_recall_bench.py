@@ -170,3 +170,38 @@ def test_the_benches_embed_a_query_as_the_daemon_does(
     daemon = daemons_embedder(MemorySettings())
     assert daemon.trace and daemon.query_int8
     assert not daemons_embedder(MemorySettings(embedding_query_int8=False)).query_int8
+
+
+def test_plain_dense_ranks_each_row_by_its_whole_texts_vector_within_the_chat(
+    make_memory, minilm, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The baseline is plain MiniLM: a row's vector of its whole text, not the mean of its
+    sentences that the project's index keeps, and only the question's chat."""
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import asyncio
+
+    import numpy as np
+    from recall_eval import PlainDense
+
+    from memory.types import Scope
+
+    memory = make_memory(minilm)
+    long = (
+        "We spent the weekend at the coast with the kids. The fish and chips were great. "
+        "My flat is freezing since the heating broke down. We drove home late on Sunday."
+    )
+    short = "The train to Leeds was late again"
+    ids = [asyncio.run(memory.add_memory(t, Scope(1), "note")) for t in (long, short)]
+    other = asyncio.run(memory.add_memory(long, Scope(2), "note"))
+    q = minilm.embed(["the radiator stopped working"])[0]
+    got = PlainDense(memory).search(q, Scope(1), 10)
+    assert set(got) == set(ids) and other not in got
+    whole = minilm.embed([long])[0]
+    with memory.db.read() as conn:
+        (stored,) = conn.execute(
+            "SELECT embedding FROM memories WHERE id = ?", (ids[0],)
+        ).fetchone()
+    mean = np.frombuffer(stored, dtype=np.float32)
+    assert float(whole @ mean) < 0.99  # the premise: the index's vector is another
+    assert got[ids[0]] == pytest.approx(float(q @ whole), abs=1e-5)
+    assert list(PlainDense(memory).search(q, Scope(1), 1)) == [max(got, key=got.get)]
