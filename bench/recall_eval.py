@@ -7,11 +7,11 @@ plain BM25 (each row by its own words, in a plain FTS5 table of the bench's) and
 mean of a text's sentences instead) alone, and fused: reciprocal-rank fusion (k 60, and the
 smaller k in ``RRF_KS``) and score fusion at several dense weights. Each is measured as R@k (the
 mean share of a question's evidence among the top k), and as any@5 and all@10 (whether any of it
-is in the top 5, all of it in the top 10, averaged over questions). "bm25+ctx" is the project's full-text list alone (turns
-also by the words beside them, ``turns_fts``). "ours" is ``Memory.search_sync`` with the
-settings given, end to end; "ours+ctx" also counts the turns attached to its hits
-(``Hit.before``/``after``: what the model is shown with them), so it is reported apart and never
-as the headline figure.
+is in the top 5, all of it in the top 10, averaged over questions). "bm25+ctx" is the project's
+full-text list alone (turns also by the words beside them, ``turns_fts``). "ours" is
+``Memory.search_sync`` with the settings given, end to end; "ours+ctx" also counts the turns
+attached to its hits (``Hit.before``/``after``: what the model is shown with them), so it is
+reported apart and never as the headline figure.
 """
 
 from __future__ import annotations

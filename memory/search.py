@@ -42,8 +42,8 @@ out as notes R@5 0.541 -> 0.575, journals 0.756 -> 0.811. Turns joined later, wi
 tuned for them: LoCoMo as messages, tuning half R@5 / R@10 0.670 / 0.758 -> 0.674 / 0.772,
 held out 0.646 / 0.726 -> 0.664 / 0.740; the generated journals as one person's turns 0.756 ->
 0.811, with an assistant's replies 0.767 -> 0.822 (echoing the entry: 0.711 / 0.933 -> 0.789 /
-0.967). It costs no extra encoding (the sentences instead of the whole), and a turn's sentence vectors
-take about 4 KB (LoCoMo's turns: 1.5 KB for the vector before). (An earlier try, with
+0.967). It costs no extra encoding (the sentences instead of the whole), and a turn's sentence
+vectors take about 4 KB (LoCoMo's turns: 1.5 KB for the vector before). (An earlier try, with
 turns keyed with the turn before them in the index and their sentences as a third list beside
 the whole turn's vector, lost R@5 on LoCoMo's held-out half.) Then, in order:
 
