@@ -6,7 +6,8 @@ our own for dates).
 how precise it is (a day, a week, a month, a year), which sets the window's width. Two guards
 keep ordinary words from becoming dates: the expression must hold a time word or a year/date
 written in digits ("we" parses as Wednesday, "at 10:00" as today), and a time of day alone is
-not a window. The window is used as a boost, not a filter (``Memory.search_sync``): hits inside
+not a window. A date must be the weekday it names unless it has its month or year
+(``_agreeing``: "on Monday, 10 people" is not October). The window is used as a boost, not a filter (``Memory.search_sync``): hits inside
 it rank first, the rest follow, so a wrong parse costs order, never recall. A question that
 names only a time ("what did we talk about yesterday?", ``names_only_a_time``) has nothing to
 rank by: it gets what is kept from then, latest first, and nothing from other times.
@@ -69,6 +70,10 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     for expression, when, period in _joined(query, found, parser):
         if not _is_temporal(expression):
             continue
+        agreed = _agreeing(expression, when, period, parser)
+        if agreed is None:
+            continue
+        expression, when, period = agreed
         start, end = _span(when, period)
         return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), expression)
     return None
@@ -106,6 +111,38 @@ def _joined(
             if _YEAR.search(text):  # what a part alone loses; without one, parts stay apart
                 best = (text, data.date_obj, data.period or "day")
         yield best
+
+
+_WEEKDAY = re.compile(
+    r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.IGNORECASE
+)
+_MONTH = re.compile(
+    r"\b(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(t|tember)?"
+    r"|oct(ober)?|nov(ember)?|dec(ember)?)\b",
+    re.IGNORECASE,
+)
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _agreeing(
+    expression: str, when: datetime, period: str, parser: DateDataParser
+) -> tuple[str, datetime, str] | None:
+    """The expression as read when the day it names agrees with its date. ``search_dates`` reads
+    "on Monday, 10 people" as "on Monday, 10" and that as October, the weekday dropped: a date
+    that is not the weekday it names (or not a day at all) is a misreading, and the expression
+    up to its weekday ("on Monday") is read instead; None when that reads as nothing. A date
+    with its month or year ("Sunday 5 March") is what the person wrote, whatever weekday they
+    put beside it."""
+    named = _WEEKDAY.search(expression)
+    if named is None or _MONTH.search(expression) or _DIGIT_DATE.search(expression):
+        return expression, when, period
+    if period == "day" and when.weekday() == _WEEKDAYS.index(named.group(1).lower()):
+        return expression, when, period
+    text = expression[: named.end()]
+    data = parser.get_date_data(text)
+    if data.date_obj is None or text == expression:
+        return None
+    return text, data.date_obj, data.period or "day"
 
 
 def names_only_a_time(query: str, window: Window) -> bool:

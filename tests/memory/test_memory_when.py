@@ -29,6 +29,12 @@ NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
         ("What did Maria do last weekend before April 10, 2023?", (2023, 4, 10), (2023, 4, 11)),
         ("the week before 3 June 2025", (2025, 6, 3), (2025, 6, 4)),
         ("the quote from March 2019 for the roof", (2019, 3, 1), (2019, 4, 1)),
+        # The parser reads "Monday, 10" as October, the weekday dropped: a date must be the
+        # weekday it names, so the expression is "on Monday".
+        ("who came on Monday, 10 people?", (2026, 11, 30), (2026, 12, 1)),
+        ("what did we cook on Friday, 2 of us?", (2026, 11, 27), (2026, 11, 28)),
+        ("the parcel that came on Tuesday, 3 June 2025", (2025, 6, 3), (2025, 6, 4)),
+        ("the concert on Sunday 5 March", (2026, 3, 5), (2026, 3, 6)),  # the date as written
     ],
 )
 def test_natural_expressions_become_windows(question: str, since: tuple, until: tuple) -> None:
