@@ -156,14 +156,13 @@ class PlainDense:
     def __init__(self, memory: Memory) -> None:
         with memory.db.read() as conn:
             rows = conn.execute("SELECT id, text, chat_id FROM memories ORDER BY id").fetchall()
-        vectors = memory.embedder.embed([text for _, text, _ in rows]) if rows else None
-        by_chat: dict[int, list[int]] = defaultdict(list)
-        for n, (_, _, chat) in enumerate(rows):
-            by_chat[chat].append(n)
-        self.chats = {
-            chat: (np.array([rows[n][0] for n in ns]), vectors[ns])  # type: ignore[index]
-            for chat, ns in by_chat.items()
-        }
+        self.chats: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if not rows:
+            return
+        ids, texts, chats = (np.array(column) for column in zip(*rows, strict=True))
+        vectors = memory.embedder.embed(texts.tolist())
+        for chat in np.unique(chats):
+            self.chats[int(chat)] = (ids[chats == chat], vectors[chats == chat])
 
     def search(self, vector: np.ndarray, scope: Scope, n: int) -> dict[int, float]:
         if scope.chat_id not in self.chats:
@@ -201,7 +200,8 @@ def evaluate(
         filters = Filters(q.scope)
         vector = memory.vectors([q.text], [content_hash(q.text)])[0]
         n = max(s.search_candidates, max(KS) * 3)
-        c = memory.searcher.candidates(q.text, filters, vector, memory.index, n)
+        # The project's full-text list ("bm25+ctx"); no vector: its dense list is not used here.
+        c = memory.searcher.candidates(q.text, filters, None, memory.index, n)
         plain = Candidates(
             plain_bm25.search(q.text, q.scope, n), plain_dense.search(vector, q.scope, n)
         )

@@ -7,10 +7,11 @@ how precise it is (a day, a week, a month, a year), which sets the window's widt
 keep ordinary words from becoming dates: the expression must hold a time word or a year/date
 written in digits ("we" parses as Wednesday, "at 10:00" as today), and a time of day alone is
 not a window. A date must be the weekday it names unless it has its month or year
-(``_agreeing``: "on Monday, 10 people" is not October). The window is used as a boost, not a filter (``Memory.search_sync``): hits inside
-it rank first, the rest follow, so a wrong parse costs order, never recall. A question that
-names only a time ("what did we talk about yesterday?", ``names_only_a_time``) has nothing to
-rank by: it gets what is kept from then, latest first, and nothing from other times.
+(``_agreeing``: "on Monday, 10 people" is not October). The window is used as a boost, not a
+filter (``Memory.search_sync``): hits inside it rank first, the rest follow, so a wrong parse
+costs order, never recall. A question that names only a time ("what did we talk about
+yesterday?", ``names_only_a_time``) has nothing to rank by: it gets what is kept from then,
+latest first, and nothing from other times.
 """
 
 from __future__ import annotations
@@ -25,11 +26,18 @@ from dateparser.search import search_dates
 
 from memory.text import STOPWORDS, words
 
-_CUES = frozenset(
+_MONTHS = frozenset(
     """january february march april may june july august september october november december
-    jan feb mar apr jun jul aug sep sept oct nov dec monday tuesday wednesday thursday friday
-    saturday sunday yesterday today tonight ago last week weeks month months year years weekend
-    fortnight day days""".split()
+    jan feb mar apr jun jul aug sep sept oct nov dec""".split()
+)
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_CUES = (
+    _MONTHS
+    | frozenset(_WEEKDAYS)
+    | frozenset(
+        """yesterday today tonight ago last week weeks month months year years weekend
+        fortnight day days""".split()
+    )
 )
 # Words that ask about a time without naming a topic: "what did I say two weeks ago?"
 _ASKING = frozenset(
@@ -113,17 +121,6 @@ def _joined(
         yield best
 
 
-_WEEKDAY = re.compile(
-    r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b", re.IGNORECASE
-)
-_MONTH = re.compile(
-    r"\b(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(t|tember)?"
-    r"|oct(ober)?|nov(ember)?|dec(ember)?)\b",
-    re.IGNORECASE,
-)
-_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-
-
 def _agreeing(
     expression: str, when: datetime, period: str, parser: DateDataParser
 ) -> tuple[str, datetime, str] | None:
@@ -133,12 +130,13 @@ def _agreeing(
     up to its weekday ("on Monday") is read instead; None when that reads as nothing. A date
     with its month or year ("Sunday 5 March") is what the person wrote, whatever weekday they
     put beside it."""
-    named = _WEEKDAY.search(expression)
-    if named is None or _MONTH.search(expression) or _DIGIT_DATE.search(expression):
+    found = [(m.group().lower(), m.end()) for m in re.finditer(r"[A-Za-z]+", expression)]
+    named = next(((w, end) for w, end in found if w in _WEEKDAYS), None)
+    if named is None or any(w in _MONTHS for w, _ in found) or _DIGIT_DATE.search(expression):
         return expression, when, period
-    if period == "day" and when.weekday() == _WEEKDAYS.index(named.group(1).lower()):
+    if period == "day" and when.weekday() == _WEEKDAYS.index(named[0]):
         return expression, when, period
-    text = expression[: named.end()]
+    text = expression[: named[1]]
     data = parser.get_date_data(text)
     if data.date_obj is None or text == expression:
         return None
