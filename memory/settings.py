@@ -153,8 +153,16 @@ class MemorySettings(BaseModel):
         description="A conversation turn shorter than twice the median length of the turns of "
         "its side (its role) found with it has its score scaled by the square root of that "
         "ratio, by half at most: "
-        "short turns ('Wow, great!') rarely hold what is asked about. Notes, facts and documents "
-        "are never scaled (a short note is a deliberate one).",
+        "short turns ('Wow, great!') rarely hold what is asked about. Facts and documents are "
+        "never scaled; notes by short_notes_rank_lower.",
+    )
+    short_notes_rank_lower: bool = Field(
+        True,
+        description="The same for notes, measured against the other notes found: a short note "
+        "that mentions what is asked about ranks below a longer one that says something about "
+        "it (LoCoMo's turns imported as notes, held out: R@5 0.577 -> 0.612; the generated "
+        "journals 0.817 -> 0.839). Off when your notes are short on purpose (codes, numbers) "
+        "and should rank first for their words.",
     )
     fact_duplicate_cosine: float = Field(
         0.95,
