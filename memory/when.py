@@ -7,7 +7,10 @@ how precise it is (a day, a week, a month, a year), which sets the window's widt
 keep ordinary words from becoming dates: the expression must hold a time word or a year/date
 written in digits ("we" parses as Wednesday, "at 10:00" as today), and a time of day alone is
 not a window. A date must be the weekday it names unless it has its month or year
-(``_agreeing``: "on Monday, 10 people" is not October). The window is used as a boost, not a
+(``_agreeing``: "on Monday, 10 people" is not October). Articles are masked before the parser
+sees them (it reads "a" as one), and words it takes in at an expression's ends that are not
+time words are dropped when the rest still holds the date (``_trimmed``: "September 2022 a"
+and "December 2023 after" were read as days). The window is used as a boost, not a
 filter (``Memory.search_sync``): hits inside it rank first, the rest follow, so a wrong parse
 costs order, never recall. A question that names only a time ("what did we talk about
 yesterday?", ``names_only_a_time``) has nothing to rank by: it gets what is kept from then,
@@ -49,6 +52,12 @@ _DIGIT_DATE = re.compile(r"\b(19|20)\d\d\b|\d{1,4}[-/.]\d{1,2}([-/.]\d{1,4})?")
 _SETTINGS = {"PREFER_DATES_FROM": "past", "RETURN_AS_TIMEZONE_AWARE": False}
 _SEPARATOR = re.compile(r"[\s,]*")  # between parts of one date: "April 10, 2023"
 _YEAR = re.compile(r"\b(19|20)\d\d\b")
+# "a"/"an" as an article: the parser reads "a" as one ("a week ago"), so in "was 3 June a good
+# day" it found "June a", the first of June. Not before a unit of time or a count of them.
+_ARTICLE = re.compile(
+    r"\b(an?)\b(?!\s+(few|couple|second|minute|hour|day|week|fortnight|month|year|decade)s?\b)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
         return None
     local_now = now.astimezone(tz).replace(tzinfo=None)
     settings = {**_SETTINGS, "RELATIVE_BASE": local_now}
+    # Articles masked, the same length, so what is found is where it was in the question.
+    query = _ARTICLE.sub(lambda m: "_" * len(m.group()), query)
     try:
         found = search_dates(query, languages=["en"], settings=settings) or []
     except Exception:  # the parser on odd input: no window rather than no answer
@@ -78,6 +89,7 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     for expression, when, period in _joined(query, found, parser):
         if not _is_temporal(expression):
             continue
+        expression, when, period = _trimmed(expression, when, period, parser)
         agreed = _agreeing(expression, when, period, parser)
         if agreed is None:
             continue
@@ -119,6 +131,34 @@ def _joined(
             if _YEAR.search(text):  # what a part alone loses; without one, parts stay apart
                 best = (text, data.date_obj, data.period or "day")
         yield best
+
+
+def _trimmed(
+    expression: str, when: datetime, period: str, parser: DateDataParser
+) -> tuple[str, datetime, str]:
+    """The expression without the words at its ends that are neither time words nor digits,
+    where the parser reads what is left as a time that holds the date. ``search_dates`` takes
+    in a word beside a date ("in December 2023 after" in "in December 2023 after a long time")
+    and then reads it as a day, today's day of that month; "in December 2023" is the month.
+    (The parser fills a missing day with today's, so the dates themselves may differ.)"""
+    parts = expression.split()
+
+    def stray(word: str) -> bool:
+        bare = re.sub(r"[^A-Za-z0-9]", "", word).lower()
+        return bare not in _CUES and not any(c.isdigit() for c in bare)
+
+    changed = False
+    for side in (-1, 0):  # the last words, then the first
+        while len(parts) > 1 and stray(parts[side]):
+            rest = parts[:-1] if side == -1 else parts[1:]
+            data = parser.get_date_data(" ".join(rest))
+            if data.date_obj is None:
+                break
+            since, until = _span(data.date_obj, data.period or "day")
+            if not since <= when < until:
+                break
+            parts, changed, when, period = rest, True, data.date_obj, data.period or "day"
+    return (" ".join(parts), when, period) if changed else (expression, when, period)
 
 
 def _agreeing(

@@ -35,6 +35,14 @@ NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
         ("what did we cook on Friday, 2 of us?", (2026, 11, 27), (2026, 11, 28)),
         ("the parcel that came on Tuesday, 3 June 2025", (2025, 6, 3), (2025, 6, 4)),
         ("the concert on Sunday 5 March", (2026, 3, 5), (2026, 3, 6)),  # the date as written
+        # The parser reads the article "a" as one ("a week ago"): "June a" was the first of
+        # June, and "3 June a good day" lost its 3. A word it takes in beside a date ("after")
+        # made the month a day: the month is what was named.
+        ("was the first half of September 2022 a good month?", (2022, 9, 1), (2022, 10, 1)),
+        ("was June a good month for the garden?", (2026, 6, 1), (2026, 7, 1)),
+        ("was 3 June a good day for the garden?", (2026, 6, 3), (2026, 6, 4)),
+        ("what did Sam resume in December 2023 after a long time?", (2023, 12, 1), (2024, 1, 1)),
+        ("what did I say a week ago", (2026, 11, 21), (2026, 11, 28)),
     ],
 )
 def test_natural_expressions_become_windows(question: str, since: tuple, until: tuple) -> None:
