@@ -10,7 +10,8 @@ not a window. A date must be the weekday it names unless it has its month or yea
 (``_agreeing``: "on Monday, 10 people" is not October). Articles are masked before the parser
 sees them (it reads "a" as one), and words it takes in at an expression's ends that are not
 time words are dropped when the rest still holds the date (``_trimmed``: "September 2022 a"
-and "December 2023 after" were read as days). The window is used as a boost, not a
+and "December 2023 after" were read as days). "Last weekend", which the parser does not know,
+is the Saturday and Sunday before (``_weekend``). The window is used as a boost, not a
 filter (``Memory.search_sync``): hits inside it rank first, the rest follow, so a wrong parse
 costs order, never recall. A question that names only a time ("what did we talk about
 yesterday?", ``names_only_a_time``) has nothing to rank by: it gets what is kept from then,
@@ -96,7 +97,26 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
         expression, when, period = agreed
         start, end = _span(when, period)
         return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), expression)
-    return None
+    return _weekend(query, local_now, tz)
+
+
+_WEEKEND = re.compile(r"\b(last|past|this|the)\s+weekend\b", re.IGNORECASE)
+
+
+def _weekend(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
+    """ "Last weekend", which the parser does not know: Saturday and Sunday before this week's
+    (on a Saturday or Sunday, the one before). "This weekend" or "the weekend" asked of memory:
+    the one under way on a Saturday or Sunday, else the last one."""
+    m = _WEEKEND.search(query)
+    if m is None:
+        return None
+    today = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    saturday = today - timedelta(days=(today.weekday() - 5) % 7)  # the latest, today included
+    in_it = today.weekday() >= 5
+    if in_it and m.group(1).lower() in ("last", "past"):
+        saturday -= timedelta(days=7)
+    start = saturday.replace(tzinfo=tz)
+    return Window(start, (saturday + timedelta(days=2)).replace(tzinfo=tz), m.group())
 
 
 def _joined(

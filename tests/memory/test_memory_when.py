@@ -3,7 +3,7 @@ zone, and search ranks the memories from then first without dropping the others.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -62,6 +62,26 @@ def test_natural_expressions_become_windows(question: str, since: tuple, until: 
 )
 def test_ordinary_words_are_not_dates(question: str) -> None:
     assert time_window(question, NOW, BERLIN) is None
+
+
+@pytest.mark.parametrize(
+    ("today", "question", "saturday"),
+    [
+        (1, "what did we do last weekend?", 28),  # a Tuesday: the weekend just gone
+        (5, "what did we do last weekend?", 28),  # a Saturday: not the one under way
+        (6, "what did we do last weekend?", 28),
+        (7, "what did we do last weekend?", 5),  # the Monday after
+        (1, "what did I cook over the weekend", 28),
+        (6, "what did I cook this weekend", 5),  # a Sunday: the one under way
+    ],
+)
+def test_the_weekend_is_saturday_and_sunday(today: int, question: str, saturday: int) -> None:
+    w = time_window(question, datetime(2026, 12, today, 12, tzinfo=UTC), BERLIN)
+    assert w is not None
+    first = datetime(2026, 11 if saturday > 20 else 12, saturday, tzinfo=BERLIN)
+    assert (w.since, w.until) == (first, first + timedelta(days=2))
+    assert w.since.weekday() == 5
+    assert names_only_a_time(question, w) == ("cook" not in question)  # "do" asks of nothing
 
 
 def test_yesterday_is_the_users_yesterday() -> None:
