@@ -10,6 +10,7 @@ conversation turns, which are in ``turns_fts`` with the turns beside them (m004)
 
 from __future__ import annotations
 
+import numpy as np
 import sqlite_utils
 
 from memory.db import Migrations
@@ -120,11 +121,12 @@ def m002_one_turn_per_telegram_message(db: sqlite_utils.Database) -> None:
 @migrations()
 def m003_sentence_vectors(db: sqlite_utils.Database) -> None:
     # ``parts``: the vectors of a note's, document's, summary's or lesson's sentences (float32,
-    # one after another), derived with its embedding: such a row is found by its best sentence
-    # too, and its own vector is their mean. Rows embedded before are embedded again when the
-    # memory warms up (the index drops and re-adds them): those kinds, to get their sentences,
-    # and any text over 254 characters, whose vector was made from its first 256 tokens only
-    # (the model's window). Every token covers a character, so a shorter text was whole.
+    # float16 since m007; one after another), derived with its embedding: such a row is found by
+    # its best sentence too, and its own vector is their mean. Rows embedded before are
+    # embedded again when the memory warms up (the index drops and re-adds them): those kinds,
+    # to get their sentences, and any text over 254 characters, whose vector was made from its
+    # first 256 tokens only (the model's window). Every token covers a character, so a shorter
+    # text was whole.
     db.execute("ALTER TABLE memories ADD COLUMN parts BLOB")
     db.execute(
         "UPDATE memories SET embedding = NULL, embedding_model = NULL, embedding_dim = NULL"
@@ -247,3 +249,19 @@ def m006_turns_by_sentence(db: sqlite_utils.Database) -> None:
         "UPDATE memories SET embedding = NULL, embedding_model = NULL, embedding_dim = NULL"
         " WHERE kind = 'message' AND embedding IS NOT NULL AND sentence_count(text) > 1"
     )
+
+
+def _half(blob: bytes | None) -> bytes | None:
+    """float32 sentence vectors as float16; a blob that is not whole float32s (never written so)
+    is dropped: the row is then ranked by its own vector alone."""
+    if blob is None or len(blob) % 4:
+        return None
+    return np.frombuffer(blob, dtype="<f4").astype("<f2").tobytes()
+
+
+@migrations()
+def m007_sentence_vectors_in_half(db: sqlite_utils.Database) -> None:
+    # ``parts`` in half precision (``store.PARTS_DTYPE``): half the bytes for what only ranks
+    # candidates by their best sentence. Once, at the first open, in one transaction.
+    db.conn.create_function("half_precision", 1, _half, deterministic=True)
+    db.execute("UPDATE memories SET parts = half_precision(parts) WHERE parts IS NOT NULL")

@@ -43,7 +43,8 @@ tuned for them: LoCoMo as messages, tuning half R@5 / R@10 0.670 / 0.758 -> 0.67
 held out 0.646 / 0.726 -> 0.664 / 0.740; the generated journals as one person's turns 0.756 ->
 0.811, with an assistant's replies 0.767 -> 0.822 (echoing the entry: 0.711 / 0.933 -> 0.789 /
 0.967). It costs no extra encoding (the sentences instead of the whole), and a turn's sentence
-vectors take about 4 KB (LoCoMo's turns: 1.5 KB for the vector before). (An earlier try, with
+vectors take about 2 KB in half precision (``store.PARTS_DTYPE``, memory m007; 4 KB before; the
+turn's own vector 1.5 KB). (An earlier try, with
 turns keyed with the turn before them in the index and their sentences as a third list beside
 the whole turn's vector, lost R@5 on LoCoMo's held-out half.) Then, in order:
 
@@ -353,12 +354,12 @@ class HybridSearcher:
         """For the candidates with sentence vectors: the similarity of the best of the row's
         own vector and its sentences'."""
         q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-        size = 4 * len(q)
+        size = store.PARTS_DTYPE.itemsize * len(q)
         found = store.parts_of(self.db, list(dict.fromkeys(ids)), model)
         rows = [(i, p) for i, p in found.items() if p and len(p) % size == 0]  # else: not q's size
         if not rows:
             return {}
-        parts = np.frombuffer(b"".join(p for _, p in rows), dtype=np.float32).reshape(-1, len(q))
+        parts = store.parts_array(b"".join(p for _, p in rows), len(q))
         starts = np.cumsum([0] + [len(p) // size for _, p in rows[:-1]])
         # The row's own vector is the normalised sum of its sentences' (``embed_texts``).
         sums = np.add.reduceat(parts, starts)

@@ -61,6 +61,22 @@ __all__ = [  # the row types and the conversation tables stay importable from he
 
 
 # -- writes -----------------------------------------------------------------------------------
+# A row's sentence vectors (``parts``) in half precision, one after another (memory m007): a
+# sentence vector serves only to rank candidates by their best sentence, where float16's three
+# significant digits change no order that matters, and a turn of several sentences keeps about
+# 2 KB of them instead of 4 KB. The row's own vector stays float32: the index is built from it.
+PARTS_DTYPE = np.dtype("<f2")
+
+
+def parts_blob(parts: np.ndarray | None) -> bytes | None:
+    return None if parts is None else np.asarray(parts, dtype=PARTS_DTYPE).tobytes()
+
+
+def parts_array(blob: bytes, dim: int) -> np.ndarray:
+    """Stored sentence vectors as a float32 (sentences, dim) array."""
+    return np.frombuffer(blob, dtype=PARTS_DTYPE).astype(np.float32).reshape(-1, dim)
+
+
 def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
     now = time.time()
     ids: list[int] = []
@@ -85,7 +101,7 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
                     int(r.pinned),
                     r.source,
                     json.dumps(r.meta) if r.meta else None,
-                    _blob(r.parts) if r.embedding is not None else None,
+                    parts_blob(r.parts) if r.embedding is not None else None,
                 ),
             )
             memory_id = int(cur.lastrowid)  # type: ignore[arg-type]
@@ -137,7 +153,7 @@ def set_embeddings(
             "UPDATE memories SET embedding = ?, embedding_model = ?, embedding_dim = ?, parts = ?"
             " WHERE id = ?",
             [
-                (_blob(v), model, int(vectors.shape[1]), _blob(p), int(i))
+                (_blob(v), model, int(vectors.shape[1]), parts_blob(p), int(i))
                 for i, v, p in zip(ids, vectors, parts, strict=True)
             ],
         )

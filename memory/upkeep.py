@@ -208,7 +208,7 @@ class VectorUpkeep:
                 continue
             out[i] = np.frombuffer(hit[0], dtype=np.float32)
             if hit[1] is not None:
-                parts[i] = np.frombuffer(hit[1], dtype=np.float32).reshape(-1, e.dim)
+                parts[i] = store.parts_array(hit[1], e.dim)
         if not todo:
             return out, parts
         units: list[list[str]] = []  # per text to embed: its sentences, or the text alone

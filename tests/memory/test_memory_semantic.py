@@ -10,8 +10,8 @@ import pytest
 from memory.embedder import SentenceTransformerEmbedder
 from memory.service import Memory
 from memory.settings import MemorySettings
-from memory.store import Filters
-from memory.text import STOPWORDS, words
+from memory.store import Filters, parts_array
+from memory.text import STOPWORDS, sentences, words
 from memory.types import Scope
 
 from .conftest import run
@@ -140,12 +140,13 @@ def test_rows_from_before_are_embedded_again_where_the_way_changed(
     assert float(old[long_turn] @ whole) < 0.99  # the premise: the cut vector differs
     assert np.frombuffer(stored[1][0], np.float32) == pytest.approx(whole, abs=1e-5)
     assert turn_parts[0] is not None
-    assert np.frombuffer(stored[1][1], np.float32) == pytest.approx(turn_parts[0].ravel(), abs=1e-5)
+    # Sentence vectors are kept in half precision (memory m007): three significant digits.
+    assert parts_array(stored[1][1], minilm.dim) == pytest.approx(turn_parts[0], abs=1e-3)
     assert stored[2] == (old["the train was late"].tobytes(), None)
     vector, parts = memory.embed_texts([note], ["fresh-note"], [True])
     assert parts[0] is not None and parts[0].shape == (2, minilm.dim)
     assert np.frombuffer(stored[3][0], np.float32) == pytest.approx(vector[0], abs=1e-5)
-    assert np.frombuffer(stored[3][1], np.float32) == pytest.approx(parts[0].ravel(), abs=1e-5)
+    assert parts_array(stored[3][1], minilm.dim) == pytest.approx(parts[0], abs=1e-3)
     assert memory.index is not None and memory.index.ntotal == 3
     q = memory.vectors([QUERY], ["q"])[0]
     assert float(q @ whole) > float(q @ old[long_turn])
@@ -222,10 +223,11 @@ def test_notes_and_turns_are_embedded_by_sentence_and_found_by_their_best_one(
     fact = run(memory.add_memory("I keep the spare key under the blue pot. Always.", CHAT, "fact"))
     with memory.db.read() as conn:
         rows = {r[0]: r[1:] for r in conn.execute("SELECT id, embedding, parts FROM memories")}
-    parts = np.frombuffer(rows[note][1], np.float32).reshape(-1, minilm.dim)
+    parts = parts_array(rows[note][1], minilm.dim)
     assert parts.shape[0] == 4
     mean = parts.sum(axis=0) / np.linalg.norm(parts.sum(axis=0))
-    assert np.frombuffer(rows[note][0], np.float32) == pytest.approx(mean, abs=1e-5)
+    # The row's vector is float32, the mean of its sentences' before they were halved.
+    assert np.frombuffer(rows[note][0], np.float32) == pytest.approx(mean, abs=1e-3)
     assert rows[turn] == rows[note]
     assert rows[one][1] is None and rows[fact][1] is None
     whole = minilm.embed([COAST])[0]
@@ -382,3 +384,42 @@ def test_a_query_not_stored_is_embedded_by_the_int8_copy(make_memory, traced) ->
     run(memory.add_message(1, 7, "user", said))
     stored = memory._query_vector(said)
     assert not callable(stored) and np.allclose(stored, traced.embed([said])[0], atol=1e-6)
+
+
+def test_sentence_vectors_stored_before_are_kept_in_half_precision(minilm, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A store from before m007 kept sentence vectors as float32: the migration halves them in
+    place (no model needed), a note is still found by its best sentence with the same score to
+    three digits, and a blob that is not whole float32s is dropped, not misread."""
+    from memory.db import Database, Migrations
+    from memory.schema import migrations
+
+    vector, parts = minilm.embed([COAST])[0], minilm.embed(sentences(COAST))
+    path = tmp_path / "old"
+    path.mkdir()
+    db = Database.open(path / "familiar.db", [Migrations("memory", migrations.steps[:6])])
+    with db.transaction() as conn:
+        for text, blob in ((COAST, parts.astype(np.float32).tobytes()), ("odd", b"\0" * 6)):
+            conn.execute(
+                "INSERT INTO memories (chat_id, kind, text, content_hash, ts, created_at,"
+                " embedding, embedding_model, embedding_dim, parts)"
+                " VALUES (1, 'note', ?, ?, 0, 0, ?, ?, ?, ?)",
+                (text, text, vector.tobytes(), minilm.model_name, minilm.dim, blob),
+            )
+    db.close()
+    db = Database.open(path / "familiar.db", [migrations])
+    try:
+        with db.read() as conn:
+            stored = dict(conn.execute("SELECT text, parts FROM memories"))
+        assert len(stored[COAST]) == parts.size * 2  # two bytes a number
+        assert parts_array(stored[COAST], minilm.dim) == pytest.approx(parts, abs=1e-3)
+        assert stored["odd"] is None
+        memory = Memory(db, minilm, MemorySettings(), path / "index")
+        memory.warm_sync()
+        q = memory.vectors([QUERY], ["q"])[0]
+        with db.read() as conn:
+            note = conn.execute("SELECT id FROM memories WHERE text = ?", (COAST,)).fetchone()[0]
+        best = memory.searcher.best_sentences([note], q, minilm.model_name)
+        assert best[note] == pytest.approx(float((parts @ q).max()), abs=1e-3)
+        assert run(memory.search(QUERY, CHAT, k=1))[0].id == note
+    finally:
+        db.close()
