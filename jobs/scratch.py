@@ -48,7 +48,11 @@ def remove_leftovers(
         try:
             fd = os.open(p / SCRATCH_LOCK, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:  # just made and not locked yet, or left by an older version
-            if time.time() - p.stat().st_mtime > unlocked_stale_s:
+            try:
+                age = time.time() - p.stat().st_mtime
+            except FileNotFoundError:  # removed meanwhile by the run that made it
+                continue
+            if age > unlocked_stale_s:
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -21,7 +22,7 @@ from bot.cli import app
 from jobs.backup import BackupSources, create_backup, list_archives
 from jobs.datalock import DataDirLock
 from jobs.errors import VerifyError
-from jobs.scratch import SCRATCH_LOCK
+from jobs.scratch import SCRATCH_LOCK, remove_leftovers
 from jobs.verify import verify_archive
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,6 +127,25 @@ def test_a_scratch_folder_without_a_lock_is_a_leftover_only_when_old(
     os.utime(old, (week_ago, week_ago))
     assert verify_archive(archive).integrity == "ok"
     assert young.exists() and not old.exists()
+
+
+def test_a_folder_removed_while_the_cleanup_looks_at_it_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A finishing verification removes its folder, lock file first: a cleanup that found the
+    # folder and then no lock file must not fail on the folder being gone too.
+    gone = tmp_path / ".familiar-verify-finishing"
+    gone.mkdir()
+    real_open = os.open
+
+    def lock_then_folder_removed(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(path).name == SCRATCH_LOCK:
+            shutil.rmtree(gone)
+            raise FileNotFoundError(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", lock_then_folder_removed)
+    assert remove_leftovers(tmp_path, ".familiar-verify-") == []
 
 
 def test_archives_are_0600_whatever_the_umask(data_dir: Path, tmp_path: Path) -> None:
