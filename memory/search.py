@@ -64,9 +64,10 @@ the whole turn's vector, lost R@5 on LoCoMo's held-out half.) Then, in order:
   journals kept as one person's turns 0.678 -> 0.733 (R@10 0.989 both). Notes too
   (``short_notes_rank_lower``), measured against the notes found with them, the same scale
   unchanged: they had been left alone on the grounds that a short note is a deliberate one, but
-  scaling them gained on both benchmarks (LoCoMo's turns as notes, held out, R@5 / R@10 0.577 / 0.657 -> 0.612 / 0.693, tuning half 0.572 / 0.693 ->
-  0.620 / 0.711; the generated journals, six chats, 0.817 -> 0.839). What is short on purpose (a
-  code, a number) is a fact, and facts and documents are never scaled;
+  scaling them gained on both benchmarks (LoCoMo's turns as notes, held out, R@5 / R@10
+  0.577 / 0.657 -> 0.612 / 0.693, tuning half 0.572 / 0.693 -> 0.620 / 0.711; the generated
+  journals, six chats, 0.817 -> 0.839). What is short on purpose (a code, a number) is a fact,
+  and facts and documents are never scaled;
 - recency (optional): the score blends with a factor halving every ``recency_half_life_days``;
 - MMR (optional, ``mmr_lambda`` < 1): picks hits that are relevant but unlike those already chosen;
 - neighbours as context: a conversation hit carries the turns just before and after it
