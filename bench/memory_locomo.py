@@ -19,8 +19,13 @@ fusion that is best on the tuning half and gives its held-out figure, and counts
 the questions with no evidence in the top 5 where a hit is the turn just beside an evidence turn
 (LoCoMo's evidence ids are sometimes one off).
 
+``--one-side`` imports every turn as the user's, as a chat where only the person's turns were
+kept (the issue's own held-out set: about 240 user turns a chat): no turn is then another's
+context, and short turns are measured against all turns found. A store made one way is not
+reused the other way (``--db`` remembers which).
+
     python bench/memory_locomo.py /work/shared/datasets/locomo10.json [--db DIR] [--limit 2]
-        [--fusion score]
+        [--fusion score] [--one-side]
 
 Only the bundled model is used (offline). ``--db`` keeps the imported store and the questions'
 vectors for reruns (delete DIR/index after changing how the index is keyed). Last it prints
@@ -72,7 +77,7 @@ def session_time(text: str) -> datetime | None:
         return None
 
 
-def records(data: list[dict]):
+def records(data: list[dict], one_side: bool = False):
     n = 0
     for kind, offset in (("message", 0), ("note", NOTES)):
         for chat, item in enumerate(data):
@@ -86,7 +91,8 @@ def records(data: list[dict]):
                     text = f"{turn['speaker']}: {turn['text']}"
                     # The two speakers as a chat's two sides: a reply's context is the turn of
                     # the other side it answers (memory.schema m004).
-                    side = "user" if turn["speaker"] == conv.get("speaker_a") else "assistant"
+                    first = turn["speaker"] == conv.get("speaker_a")
+                    side = "user" if one_side or first else "assistant"
                     if turn.get("blip_caption"):
                         text += f" [shares a photo: {turn['blip_caption']}]"
                     n += 1
@@ -190,6 +196,7 @@ def main() -> None:
     ap.add_argument("--fusion", choices=("rrf", "score"), default=None)
     ap.add_argument("--dense-weight", type=float, default=None)
     ap.add_argument("--limit", type=int, default=0, help="ask only every Nth question (quick runs)")
+    ap.add_argument("--one-side", action="store_true", help="every turn imported as the user's")
     args = ap.parse_args()
     overrides = {
         k: v
@@ -202,17 +209,28 @@ def main() -> None:
     workdir = args.db or Path(tempfile.mkdtemp(prefix="locomo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     fresh = not (workdir / "familiar.db").exists()
+    made = workdir / "sides.json"  # how the store in DIR was imported
+    if fresh:
+        made.write_text(json.dumps({"one_side": args.one_side}))
+    elif (
+        json.loads(made.read_text() if made.exists() else "{}").get("one_side", False)
+        != args.one_side
+    ):
+        sys.exit(f"{workdir} was imported {'without' if args.one_side else 'with'} --one-side")
     embedder = CachedEmbedder(daemons_embedder(MemorySettings()), workdir / "embeddings.npz")
     db = Database.open(workdir / "familiar.db", [migrations])
     memory = Memory(db, embedder, settings, workdir / "index")
     memory.warm_sync()
     loaded = time.monotonic()
     if fresh:
-        report = import_records(memory, records(data), ImportReport(), batch_size=256)
+        report = import_records(
+            memory, records(data, args.one_side), ImportReport(), batch_size=256
+        )
         print(
             f"imported {report.imported} rows ({report.skipped} skipped) in {time.monotonic() - loaded:.1f} s"
         )
-    print(f"settings: {overrides or 'defaults'} (fusion {settings.fusion})")
+    sides = "one side (every turn the user's)" if args.one_side else "two sides"
+    print(f"settings: {overrides or 'defaults'} (fusion {settings.fusion}); turns as {sides}")
     for kind, offset in (("messages", 0), ("notes", NOTES)):
         qs = questions(data, offset)
         if args.limit > 1:

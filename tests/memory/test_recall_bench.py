@@ -91,6 +91,24 @@ def test_the_locomo_bench_prints_the_tuning_and_the_held_out_half(
             rf"messages, {group} half: (\d+) questions with no evidence in the top 5; in (\d+)", out
         )
         assert line is not None and int(line.group(2)) <= int(line.group(1)), out
+    # The store was imported with two sides: it is not reused as if every turn were the user's.
+    monkeypatch.setattr(sys, "argv", [*sys.argv, "--one-side"])
+    with pytest.raises(SystemExit, match="was imported without --one-side"):
+        bench.main()
+
+
+def test_one_side_imports_every_turn_as_the_users(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("memory_locomo", ROOT / "bench/memory_locomo.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = [conversation(0)]
+    roles = {r["role"] for _, r in bench.records(data) if r["kind"] == "message"}
+    assert roles == {"user", "assistant"}  # Ben's turns are the other side
+    one = [r for _, r in bench.records(data, one_side=True)]
+    assert {r["role"] for r in one if r["kind"] == "message"} == {"user"}
+    assert {r["role"] for r in one if r["kind"] == "note"} == {None}
 
 
 def test_misses_beside_an_evidence_turn_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
