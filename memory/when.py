@@ -11,7 +11,8 @@ not a window. A date must be the weekday it names unless it has its month or yea
 sees them (it reads "a" as one), and words it takes in at an expression's ends that are not
 time words are dropped when the rest still holds the date (``_trimmed``: "September 2022 a"
 and "December 2023 after" were read as days). "Last weekend", which the parser does not know,
-is the Saturday and Sunday before (``_weekend``). The window is used as a boost, not a
+is the Saturday and Sunday before (``_weekend``), and "a couple of weeks" two weeks; a window
+keeps the words as written (``_as_written``). The window is used as a boost, not a
 filter (``Memory.search_sync``): hits inside it rank first, the rest follow, so a wrong parse
 costs order, never recall. A question that names only a time ("what did we talk about
 yesterday?", ``names_only_a_time``) has nothing to rank by: it gets what is kept from then,
@@ -40,7 +41,7 @@ _CUES = (
     | frozenset(_WEEKDAYS)
     | frozenset(
         """yesterday today tonight ago last week weeks month months year years weekend
-        fortnight day days""".split()
+        fortnight day days couple""".split()
     )
 )
 # Words that ask about a time without naming a topic: "what did I say two weeks ago?"
@@ -58,6 +59,10 @@ _YEAR = re.compile(r"\b(19|20)\d\d\b")
 _ARTICLE = re.compile(
     r"\b(an?)\b(?!\s+(few|couple|second|minute|hour|day|week|fortnight|month|year|decade)s?\b)",
     re.IGNORECASE,
+)
+# "a couple of weeks ago", which the parser does not read: "2 weeks ago", padded to its length.
+_COUPLE = re.compile(
+    r"\ba couple (of )?(?=(second|minute|hour|day|week|fortnight|month|year)s?\b)", re.IGNORECASE
 )
 
 
@@ -80,7 +85,9 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
         return None
     local_now = now.astimezone(tz).replace(tzinfo=None)
     settings = {**_SETTINGS, "RELATIVE_BASE": local_now}
-    # Articles masked, the same length, so what is found is where it was in the question.
+    # Rewritten for the parser at the same length, so what it finds is where it was written.
+    asked = query
+    query = _COUPLE.sub(lambda m: "2".ljust(len(m.group())), query)
     query = _ARTICLE.sub(lambda m: "_" * len(m.group()), query)
     try:
         found = search_dates(query, languages=["en"], settings=settings) or []
@@ -96,8 +103,18 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
             continue
         expression, when, period = agreed
         start, end = _span(when, period)
-        return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), expression)
+        return Window(
+            start.replace(tzinfo=tz), end.replace(tzinfo=tz), _as_written(expression, query, asked)
+        )
     return _weekend(query, local_now, tz)
+
+
+def _as_written(expression: str, rewritten: str, asked: str) -> str:
+    """The words of ``asked`` where ``expression`` is in ``rewritten`` (the same length): "a
+    couple of weeks ago" for the parser's "2 weeks ago" (it also collapses spaces)."""
+    pattern = r"\s+".join(re.escape(w) for w in expression.split())
+    m = re.search(pattern, rewritten, re.IGNORECASE) if pattern else None
+    return asked[m.start() : m.end()] if m else expression
 
 
 _WEEKEND = re.compile(r"\b(last|past|this|the)\s+weekend\b", re.IGNORECASE)

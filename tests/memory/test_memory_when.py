@@ -43,6 +43,9 @@ NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
         ("was 3 June a good day for the garden?", (2026, 6, 3), (2026, 6, 4)),
         ("what did Sam resume in December 2023 after a long time?", (2023, 12, 1), (2024, 1, 1)),
         ("what did I say a week ago", (2026, 11, 21), (2026, 11, 28)),
+        # Not read by the parser: "a couple of weeks" is two.
+        ("what did I say a couple of weeks ago", (2026, 11, 14), (2026, 11, 21)),
+        ("the boiler, a couple days ago", (2026, 11, 29), (2026, 11, 30)),
     ],
 )
 def test_natural_expressions_become_windows(question: str, since: tuple, until: tuple) -> None:
@@ -190,6 +193,7 @@ def test_a_window_across_a_new_year_names_both_years() -> None:
         ("two weeks ago", True),
         ("What happened last week?", True),
         ("what did I say on 3 June 2025", True),
+        ("what did we talk about a couple of weeks ago?", True),
         ("What did I say about the boiler last March?", False),
         ("what did I eat yesterday", False),
         ("anything from 2023 about the bees", False),
@@ -199,6 +203,17 @@ def test_a_question_may_name_only_a_time(question: str, only: bool) -> None:
     window = time_window(question, NOW, UTC)
     assert window is not None
     assert names_only_a_time(question, window) is only
+
+
+def test_the_window_keeps_the_words_as_written() -> None:
+    """What /recall shows is the person's words, not what the parser was given."""
+    for question, words in [
+        ("what did I say a couple of weeks ago about the car", "a couple of weeks ago"),
+        ("the parcel that came on Tuesday, 3 June 2025", "Tuesday, 3 June 2025"),
+        ("what did I say a week ago about the boiler", "a week ago"),
+    ]:
+        window = time_window(question, NOW, UTC)
+        assert window is not None and window.expression == words
 
 
 def test_a_question_naming_only_a_time_gets_what_is_kept_from_then(make_memory) -> None:  # type: ignore[no-untyped-def]
