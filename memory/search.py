@@ -305,13 +305,17 @@ class HybridSearcher:
             ]
             c.sentences = self.best_sentences(ids, c.vector, index.model)
         scores = fuse(c, s.dense_weight, s.fusion, s.rrf_k)
-        # Dense search always returns something; below its candidates' average and without a
-        # word in common it is not a match, only the nearest thing in the index.
+        # Dense search always returns something; without a word in common, below its
+        # candidates' average or below ``dense_min_similarity`` (by the row and by its best
+        # sentence) it is not a match, only the nearest thing in the index: with one memory in
+        # a chat, the average is that memory, and "garden" found "the boiler code is 4821".
         strong = {i for i, v in standardise(by_sentence(c)).items() if v > 0}
+        floor = s.dense_min_similarity
         weak = {
             i
             for i, v in standardise(c.dense).items()
-            if v <= 0 and i not in c.fts and i not in strong
+            if i not in c.fts
+            and ((v <= 0 and i not in strong) or max(c.dense[i], c.sentences.get(i, -1.0)) < floor)
         }
         scores = {i: v for i, v in scores.items() if i not in weak}
         if not scores:

@@ -98,6 +98,18 @@ class MemorySettings(BaseModel):
         description="With fusion = 'score': weight of dense similarity in the fused score; the "
         "rest goes to BM25 (0.3: best on LoCoMo's tuning half, conversations 1-5).",
     )
+    dense_min_similarity: float = Field(
+        0.1,
+        ge=-1.0,
+        le=1.0,
+        description="A memory that shares no word with the query is found by meaning only when "
+        "its similarity (or its best sentence's) is at least this: all-MiniLM-L6-v2 scores "
+        "texts about other things about -0.05 to 0.05 ('garden' and 'the boiler code is 4821': "
+        "0.02), loosely related ones 0.1 to 0.2 ('paying the government' and a tax return: "
+        "0.17) and paraphrases 0.3 and up. Recall on LoCoMo and the generated journals was the "
+        "same at 0 and at 0.1 to 0.25. With another embedding model, check its scale (some "
+        "score everything above 0.7, and then this does nothing).",
+    )
     recency_half_life_days: float = Field(
         0.0,
         ge=0.0,

@@ -423,3 +423,22 @@ def test_sentence_vectors_stored_before_are_kept_in_half_precision(minilm, tmp_p
         assert run(memory.search(QUERY, CHAT, k=1))[0].id == note
     finally:
         db.close()
+
+
+def test_a_memory_about_something_else_is_not_found_by_meaning_alone(
+    make_memory, minilm, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Dense search always returns the nearest memory. In a chat of one memory that memory is
+    its candidates' average, so only ``dense_min_similarity`` keeps "garden" from finding the
+    boiler code. A paraphrase sharing no word is still found by meaning."""
+    (tmp_path / "floor").mkdir()
+    (tmp_path / "none").mkdir()
+    memory = make_memory(minilm, path=tmp_path / "floor")
+    loose = make_memory(minilm, path=tmp_path / "none", dense_min_similarity=-1.0)
+    for m in (memory, loose):
+        run(m.add_memory("the boiler code is 4821", CHAT, "fact"))
+    for query in ("garden", "tomatoes in the allotment"):
+        assert run(memory.search(query, CHAT, k=5)) == []
+        assert [h.text for h in run(loose.search(query, CHAT, k=5))] == ["the boiler code is 4821"]
+    cats = run(memory.add_memory("Caroline: I adopted two cats last year", CHAT))
+    assert [h.id for h in run(memory.search("what pets does she have", CHAT, k=5))] == [cats]
