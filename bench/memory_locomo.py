@@ -212,10 +212,9 @@ def main() -> None:
     made = workdir / "sides.json"  # how the store in DIR was imported
     if fresh:
         made.write_text(json.dumps({"one_side": args.one_side}))
-    elif (
-        json.loads(made.read_text() if made.exists() else "{}").get("one_side", False)
-        != args.one_side
-    ):
+    # A store from before the flag has no such file: it was imported with two sides.
+    was_one_side = made.exists() and json.loads(made.read_text()).get("one_side", False)
+    if not fresh and was_one_side != args.one_side:
         sys.exit(f"{workdir} was imported {'without' if args.one_side else 'with'} --one-side")
     embedder = CachedEmbedder(daemons_embedder(MemorySettings()), workdir / "embeddings.npz")
     db = Database.open(workdir / "familiar.db", [migrations])

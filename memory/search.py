@@ -333,8 +333,10 @@ class HybridSearcher:
             if on
         ]
         if scaled:
-            turns = [i for i in ranked if rows[i].kind == "message"]
-            scale_short_texts(ranked, rows, scores, store.roles_of(self.db, turns), scaled)
+            # A turn's side; notes have none, so with turns not scaled nothing is read.
+            turns = [i for i in ranked if rows[i].kind == "message"] if "message" in scaled else []
+            roles = store.roles_of(self.db, turns) if turns else {}
+            scale_short_texts(ranked, rows, scores, roles, scaled)
             ranked.sort(key=lambda i: -scores[i])
         if s.recency_half_life_days > 0:
             now = time.time()

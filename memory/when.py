@@ -54,16 +54,12 @@ _DIGIT_DATE = re.compile(r"\b(19|20)\d\d\b|\d{1,4}[-/.]\d{1,2}([-/.]\d{1,4})?")
 _SETTINGS = {"PREFER_DATES_FROM": "past", "RETURN_AS_TIMEZONE_AWARE": False}
 _SEPARATOR = re.compile(r"[\s,]*")  # between parts of one date: "April 10, 2023"
 _YEAR = re.compile(r"\b(19|20)\d\d\b")
+_UNITS = "second|minute|hour|day|week|fortnight|month|year|decade"  # of time, as counted
 # "a"/"an" as an article: the parser reads "a" as one ("a week ago"), so in "was 3 June a good
 # day" it found "June a", the first of June. Not before a unit of time or a count of them.
-_ARTICLE = re.compile(
-    r"\b(an?)\b(?!\s+(few|couple|second|minute|hour|day|week|fortnight|month|year|decade)s?\b)",
-    re.IGNORECASE,
-)
+_ARTICLE = re.compile(rf"\b(an?)\b(?!\s+(few|couple|{_UNITS})s?\b)", re.IGNORECASE)
 # "a couple of weeks ago", which the parser does not read: "2 weeks ago", padded to its length.
-_COUPLE = re.compile(
-    r"\ba couple (of )?(?=(second|minute|hour|day|week|fortnight|month|year)s?\b)", re.IGNORECASE
-)
+_COUPLE = re.compile(rf"\ba couple (of )?(?=({_UNITS})s?\b)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -106,7 +102,7 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
         return Window(
             start.replace(tzinfo=tz), end.replace(tzinfo=tz), _as_written(expression, query, asked)
         )
-    return _weekend(query, local_now, tz)
+    return _weekend(asked, local_now, tz)
 
 
 def _as_written(expression: str, rewritten: str, asked: str) -> str:
