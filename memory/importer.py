@@ -190,6 +190,7 @@ def import_records(
         try:
             while (batch := pending.get()) is not None:
                 ids = store.insert_memories(memory.db, batch)
+                memory.read_times_told(ids)
                 if batch[0].embedding is not None:
                     memory._index_add(
                         ids, np.stack([m.embedding for m in batch if m.embedding is not None])

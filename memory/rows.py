@@ -102,6 +102,9 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     include_superseded: bool = False
+    # The window also lets through a row whose words tell of a time in it ("yesterday I went
+    # bowling", memory m008), for a question's time; never for what lists or forgets by time.
+    about: bool = False
 
     def sql(self, alias: str = "m", *, by_id: bool = False) -> tuple[str, list[Any]]:
         """``by_id``: the query already picks rows by primary key; a unary ``+`` keeps SQLite from
@@ -119,12 +122,20 @@ class Filters:
         if self.kinds:
             clauses.append(f"{alias}.kind IN ({','.join('?' * len(self.kinds))})")
             params.extend(self.kinds)
-        if self.since is not None:
-            clauses.append(f"{alias}.ts >= ?")
-            params.append(to_epoch(self.since))
-        if self.until is not None:
-            clauses.append(f"{alias}.ts <= ?")
-            params.append(to_epoch(self.until))
+        if self.about and self.since is not None and self.until is not None:
+            clauses.append(
+                f"(({alias}.ts >= ? AND {alias}.ts <= ?)"
+                f" OR ({alias}.about_until > ? AND {alias}.about_since < ?))"
+            )
+            since, until = to_epoch(self.since), to_epoch(self.until)
+            params.extend((since, until, since, until))
+        else:
+            if self.since is not None:
+                clauses.append(f"{alias}.ts >= ?")
+                params.append(to_epoch(self.since))
+            if self.until is not None:
+                clauses.append(f"{alias}.ts <= ?")
+                params.append(to_epoch(self.until))
         if not self.include_superseded:
             clauses.append(f"{alias}.superseded_by IS NULL")
         return " AND ".join(clauses), params

@@ -265,3 +265,20 @@ def m007_sentence_vectors_in_half(db: sqlite_utils.Database) -> None:
     # candidates by their best sentence. Once, at the first open, in one transaction.
     db.conn.create_function("half_precision", 1, _half, deterministic=True)
     db.execute("UPDATE memories SET parts = half_precision(parts) WHERE parts IS NOT NULL")
+
+
+@migrations()
+def m008_times_told_of(db: sqlite_utils.Database) -> None:
+    # The time a memory's words place what it tells at, when not the time it was said
+    # ("yesterday I went bowling": the day before; ``when.time_spoken_of``), so that a
+    # question's window finds it too (``Filters.about``). Derived from the text in the chats'
+    # time zone: ``about_read`` is 0 until it is read, right after a row is stored, and for the
+    # rows from before, at warm-up (``store.read_times_told``). Adding the columns is instant.
+    db.execute("ALTER TABLE memories ADD COLUMN about_since REAL")
+    db.execute("ALTER TABLE memories ADD COLUMN about_until REAL")
+    db.execute("ALTER TABLE memories ADD COLUMN about_read INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "CREATE INDEX memories_chat_about ON memories (chat_id, about_until)"
+        " WHERE about_until IS NOT NULL"
+    )
+    db.execute("CREATE INDEX memories_about_unread ON memories (id) WHERE about_read = 0")

@@ -175,6 +175,7 @@ class Memory(VectorUpkeep):
         if self.embedder.ready and todo:
             self.embed_items(todo)
         ids = store.insert_memories(self.db, items)
+        self.read_times_told(ids)
         if items and items[0].embedding is not None:
             self._index_add(ids, np.stack([m.embedding for m in items]))  # type: ignore[misc]
         elif self.embedder.ready:
@@ -351,15 +352,16 @@ class Memory(VectorUpkeep):
             window = self.time_asked(query, now)
         if window is None:
             return run(Filters(scope, kinds, since, until))
-        then = Filters(scope, kinds, window.since, window.until)
         if names_only_a_time(query, window):
             # Nothing to rank by but the time: what is kept from then, latest first. Other
             # times' "matches" would match only the words for the time.
+            then = Filters(scope, kinds, window.since, window.until)
             listed = [r.hit(0.0) for r in store.list_rows(self.db, then, k)]
             for h in listed:
                 h.provenance["when"] = window.expression
             return listed
-        inside = run(then)
+        # Also what was said later of then: "yesterday I went bowling", said the day after.
+        inside = run(Filters(scope, kinds, window.since, window.until, about=True))
         for h in inside:
             h.provenance["when"] = window.expression
         seen = {h.id for h in inside}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from datetime import tzinfo
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from memory.turns import (
     user_turns,
 )
 from memory.types import SENTENCE_KINDS, Scope
+from memory.when import time_spoken_of
 
 __all__ = [  # the row types and the conversation tables stay importable from here
     "Filters",
@@ -311,6 +313,39 @@ def rows_by_id(db: Database, ids: Sequence[int], filters: Filters) -> dict[int, 
             ):
                 out[r[0]] = Row.of(r)
     return out
+
+
+def read_times_told(
+    db: Database, tz: tzinfo, ids: Sequence[int] | None = None, limit: int = 500
+) -> int:
+    """Read the time the words of rows not read yet tell of (memory m008,
+    ``when.time_spoken_of``): of ``ids``, or of up to ``limit`` rows when None. The number of
+    rows read; most name no time, and only the words' first test is paid for them."""
+    with db.read() as conn:
+        if ids is None:
+            rows = conn.execute(
+                "SELECT id, text, ts FROM memories WHERE about_read = 0 LIMIT ?", (limit,)
+            ).fetchall()
+        elif ids:
+            rows = conn.execute(
+                "SELECT id, text, ts FROM memories WHERE about_read = 0"
+                f" AND id IN ({','.join('?' * len(ids))})",
+                list(ids),
+            ).fetchall()
+        else:
+            rows = []
+    told = []
+    for memory_id, text, ts in rows:
+        w = time_spoken_of(text, from_epoch(ts), tz)
+        told.append((to_epoch(w.since) if w else None, to_epoch(w.until) if w else None, memory_id))
+    if told:
+        with db.transaction() as conn:
+            conn.executemany(
+                "UPDATE memories SET about_since = ?, about_until = ?, about_read = 1"
+                " WHERE id = ? AND about_read = 0",
+                told,
+            )
+    return len(told)
 
 
 def ids_matching(db: Database, filters: Filters, limit: int) -> list[int] | None:

@@ -1,6 +1,7 @@
 """The vector side of ``Memory``: loading the model, opening or rebuilding the FAISS index from
 SQLite, embedding (with reuse by content hash), catching up rows stored without a vector, and
-the index's health check. A mixin so that ``Memory`` keeps one public surface; it relies on the
+the index's health check; and reading the times memories' words tell of (memory m008), derived
+state too. A mixin so that ``Memory`` keeps one public surface; it relies on the
 attributes ``Memory.__init__`` sets (declared below for the type checker).
 
 Another process may write the same database (``familiar memory add`` beside the daemon). SQLite's
@@ -16,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import tzinfo
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,7 @@ class VectorUpkeep:
     settings: MemorySettings
     index_dir: Path
     index: VectorIndex | None
+    tz: tzinfo
     warm_error: BaseException | None
     _guard: threading.RLock
     _save_lock: threading.Lock
@@ -52,6 +55,31 @@ class VectorUpkeep:
     @property
     def ready(self) -> bool:
         return self.index is not None and self.embedder.ready
+
+    def read_times_told(self, ids: Sequence[int]) -> None:
+        """The times the words of rows just stored tell of. Derived: a failure is logged and the
+        rows are read again at the next warm-up."""
+        try:
+            store.read_times_told(self.db, self.tz, ids)
+        except Exception as exc:
+            logger.warning("the times told of in new memories were not read: {}", exc)
+
+    def catch_up_times_told(self) -> None:
+        """Read the times told of in rows stored before memory m008 (or stored by a process
+        that stopped before it read them), in batches, until none is left or the memory
+        stops."""
+        started, read = time.monotonic(), 0
+        try:
+            while not self._stopping and (done := store.read_times_told(self.db, self.tz)):
+                read += done
+        except Exception as exc:  # derived: search goes on with what was read
+            logger.warning("the times told of in memories were not all read: {}", exc)
+        if read:
+            logger.info(
+                "read the times told of in {} memories in {:.1f} s",
+                read,
+                time.monotonic() - started,
+            )
 
     def warm_sync(self, progress: Progress | None = None) -> None:
         """Load the embedder, open (or rebuild) the index, embed what is pending, catch up."""
@@ -69,6 +97,7 @@ class VectorUpkeep:
             logger.info(
                 "memory ready: {} vectors in {:.1f} s", index.ntotal, time.monotonic() - started
             )
+            self.catch_up_times_told()
         except BaseException as exc:
             self.warm_error = exc
             if self._stopping:  # the daemon stopped (and closed the database) while we loaded

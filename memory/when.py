@@ -11,12 +11,24 @@ not a window. A date must be the weekday it names unless it has its month or yea
 sees them (it reads "a" as one), and words it takes in at an expression's ends that are not
 time words are dropped when the rest still holds the date (``_trimmed``: "September 2022 a"
 and "December 2023 after" were read as days). "Last weekend", which the parser does not know,
-is the Saturday and Sunday before (``_weekend``), and "a couple of weeks" two weeks; a window
-keeps the words as written (``_as_written``). The window is used as a boost, not a
+is the Saturday and Sunday before (``_weekend``; "the weekend before last" the one before),
+"a couple of weeks" two weeks, and "a few days ago" five to two days ago (``_few``). A part of a
+date named after it ("the last week of October 2023", "the first weekend of August", "the week
+before 3 June", "mid-August"), which the parser misreads ("last week" as the week before today)
+or does not read, is masked, the date read, and the window narrowed to the part
+(``_narrowed``); a bare year far ahead ("Cyberpunk 2077") is a name. A window keeps the words as
+written (``_as_written``). These few phrases are matched by hand because the parser has no
+notion of them; every date itself is the parser's. The window is used as a boost, not a
 filter (``Memory.search_sync``): hits inside it rank first, the rest follow, so a wrong parse
 costs order, never recall. A question that names only a time ("what did we talk about
 yesterday?", ``names_only_a_time``) has nothing to rank by: it gets what is kept from then,
 latest first, and nothing from other times.
+
+A memory's own words may tell of another time than the one it was said at: "yesterday I went
+bowling", said on 17 March, tells of 16 March (``time_spoken_of``, read once per row when it is
+stored; memory m008). A question's window finds such a memory too. Only words whose direction
+is plain count ("yesterday", "last week", "two weeks ago", "next month", a year); a question
+tells of nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ from datetime import datetime, timedelta, tzinfo
 from dateparser.date import DateDataParser
 from dateparser.search import search_dates
 
-from memory.text import STOPWORDS, words
+from memory.text import STOPWORDS, sentences, words
 
 _MONTHS = frozenset(
     """january february march april may june july august september october november december
@@ -60,6 +72,28 @@ _UNITS = "second|minute|hour|day|week|fortnight|month|year|decade"  # of time, a
 _ARTICLE = re.compile(rf"\b(an?)\b(?!\s+(few|couple|{_UNITS})s?\b)", re.IGNORECASE)
 # "a couple of weeks ago", which the parser does not read: "2 weeks ago", padded to its length.
 _COUPLE = re.compile(rf"\ba couple (of )?(?=({_UNITS})s?\b)", re.IGNORECASE)
+# A part of a date named after it: "the last week of October 2023", "the first weekend of
+# August", "the week before 3 June", "mid-August". The parser reads "last week" there as the
+# week before today, or finds no date at all; the part is masked, the date read, and the window
+# narrowed to the part (``_narrowed``).
+_COUNTS = {"two": 2, "three": 3, "four": 4, "2": 2, "3": 3, "4": 4}
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "last": -1, "final": -1}
+_PART = re.compile(
+    rf"\b(?:the\s+)?(?:(?P<ordinal>{'|'.join(_ORDINALS)})\s+)?(?:(?P<count>{'|'.join(_COUNTS)})\s+)?"
+    r"(?P<unit>weekend|week|weeks|fortnight|days)\s+(?P<relation>of|before|after)\s+"
+    rf"(?=(?:the\s+)?(?:\d|(?:{'|'.join(sorted(_MONTHS, key=len, reverse=True))})\b))",
+    re.IGNORECASE,
+)
+_PART_OF_SOMETHING = re.compile(
+    r"(last|first|final|next|this)\s+(week|weekend|month|year)s?$", re.I
+)
+_MID = re.compile(
+    rf"\bmid-?(?=(?:{'|'.join(sorted(_MONTHS, key=len, reverse=True))})\b)", re.IGNORECASE
+)
+# "a few days ago", which the parser does not read: from five of them to two before today.
+_FEW = re.compile(r"\ba few (day|week|month|year)s ago\b", re.IGNORECASE)
+_FEW_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
+_FAR_YEARS = 10  # a bare year further ahead than this is a name ("Cyberpunk 2077"), not a time
 
 
 @dataclass(frozen=True)
@@ -84,6 +118,12 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     # Rewritten for the parser at the same length, so what it finds is where it was written.
     asked = query
     query = _COUPLE.sub(lambda m: "2".ljust(len(m.group())), query)
+    part = _PART.search(query)
+    if part is not None:
+        query = query[: part.start()] + " " * len(part.group()) + query[part.end() :]
+    mid = _MID.search(query)
+    if mid is not None:
+        query = query[: mid.start()] + " " * len(mid.group()) + query[mid.end() :]
     query = _ARTICLE.sub(lambda m: "_" * len(m.group()), query)
     try:
         found = search_dates(query, languages=["en"], settings=settings) or []
@@ -98,11 +138,95 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
         if agreed is None:
             continue
         expression, when, period = agreed
+        if period == "year" and expression.strip().isdigit():
+            if when.year > local_now.year + _FAR_YEARS:
+                continue
         start, end = _span(when, period)
-        return Window(
-            start.replace(tzinfo=tz), end.replace(tzinfo=tz), _as_written(expression, query, asked)
-        )
-    return _weekend(asked, local_now, tz)
+        written = _as_written(expression, query, asked)
+        at, to = _where(expression, query)
+        if _PART_OF_SOMETHING.match(expression) and re.match(r"\s+of\b", query[to:]):
+            continue  # "the last week of the project" is not last week
+        if part is not None and at >= part.end() and not query[part.end() : at].strip(" ,"):
+            start, end = _narrowed(part, start, end)
+            written = asked[part.start() : to]
+        elif mid is not None and at == mid.end() and period == "month":
+            start, end = start + timedelta(days=9), start + timedelta(days=20)
+            written = asked[mid.start() : to]
+        return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), written)
+    return _weekend(asked, local_now, tz) or _few(asked, local_now, tz)
+
+
+# A memory's own words about a time count only where their direction is plain: "yesterday",
+# "last week", "two weeks ago", "next month", a year in digits. "On Friday", "July 20", "this
+# weekend" or "for 3 years" in a statement may be before or after it, or no time at all.
+_SPOKEN = re.compile(r"\b(ago|last|yesterday|next|tomorrow|past|(19|20)\d\d)\b", re.IGNORECASE)
+_SPOKEN_CHARS = 2_000  # of a memory's text read for a time: where such words are
+
+
+def time_spoken_of(text: str, said: datetime, tz: tzinfo) -> Window | None:
+    """The time a memory's words place what it tells at, when that is not the time it was said:
+    "yesterday I went bowling", said on 17 March, tells of 16 March. A question's window finds
+    such a memory too (``Filters.about``). None when the words name no time, or the day it was
+    said. A question tells of nothing ("what did we talk about yesterday?"): its sentences
+    are not read."""
+    told = " ".join(p for p in sentences(text[:_SPOKEN_CHARS], 64) if not p.endswith("?"))
+    if not _SPOKEN.search(told):  # most memories: no parse (milliseconds each)
+        return None
+    window = time_window(told, said, tz)
+    if window is None or not _SPOKEN.search(window.expression):
+        return None
+    if window.since <= said < window.until:
+        return None
+    return window
+
+
+def _where(expression: str, query: str) -> tuple[int, int]:
+    """Where ``expression`` is in ``query`` (the parser collapses spaces); (-1, -1) if nowhere."""
+    pattern = r"\s+".join(re.escape(w) for w in expression.split())
+    m = re.search(pattern, query, re.IGNORECASE) if pattern else None
+    return m.span() if m else (-1, -1)
+
+
+def _narrowed(part: re.Match[str], start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The part of [start, end) that ``part`` names: "the first week of" its first seven days,
+    "the last two weeks of" its last fourteen, "the week before" the seven days before it, "the
+    first weekend of" its first Saturday and Sunday; "the week of" a day is the week around it."""
+    unit, relation = part["unit"].lower(), part["relation"].lower()
+    ordinal = _ORDINALS.get((part["ordinal"] or "").lower(), 0)
+    count = _COUNTS.get((part["count"] or "").lower(), 1)
+    if unit == "weekend":
+        if relation == "after" or (relation == "of" and ordinal >= 0):
+            base = start if relation == "of" else end
+            saturday = base + timedelta(days=(5 - base.weekday()) % 7)
+            saturday += timedelta(days=7 * max(ordinal - 1, 0))
+        else:  # before, or the last of
+            saturday = end - timedelta(days=(end.weekday() - 5) % 7 or 7)
+        return saturday, saturday + timedelta(days=2)
+    size = timedelta(days=count * {"days": 1, "fortnight": 14}.get(unit, 7))
+    if relation == "before":
+        return start - size, start
+    if relation == "after":
+        return end, end + size
+    if ordinal > 0:
+        first = start + size * (ordinal - 1) / count
+        return first, min(first + size, end)
+    if ordinal < 0:
+        return max(end - size, start), end
+    if end - start <= timedelta(days=1):  # "the week of 3 June": the week around that day
+        return start - timedelta(days=3), start + timedelta(days=4)
+    return start, end
+
+
+def _few(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
+    """ "A few days (weeks, months, years) ago", which the parser does not read: from five of
+    them before today to two."""
+    m = _FEW.search(query)
+    if m is None:
+        return None
+    unit = timedelta(days=_FEW_DAYS[m.group(1).lower()])
+    today = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start, end = today - 5 * unit, today - 2 * unit + timedelta(days=1)
+    return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), m.group())
 
 
 def _as_written(expression: str, rewritten: str, asked: str) -> str:
@@ -113,12 +237,12 @@ def _as_written(expression: str, rewritten: str, asked: str) -> str:
     return asked[m.start() : m.end()] if m else expression
 
 
-_WEEKEND = re.compile(r"\b(last|past|this|the)\s+weekend\b", re.IGNORECASE)
+_WEEKEND = re.compile(r"\b(last|past|this|the)\s+weekend(\s+before\s+last)?\b", re.IGNORECASE)
 
 
 def _weekend(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
     """ "Last weekend", which the parser does not know: Saturday and Sunday before this week's
-    (on a Saturday or Sunday, the one before). "This weekend" or "the weekend" asked of memory:
+    (on a Saturday or Sunday, the one before); "the weekend before last" the one before that. "This weekend" or "the weekend" asked of memory:
     the one under way on a Saturday or Sunday, else the last one."""
     m = _WEEKEND.search(query)
     if m is None:
@@ -127,6 +251,8 @@ def _weekend(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
     saturday = today - timedelta(days=(today.weekday() - 5) % 7)  # the latest, today included
     in_it = today.weekday() >= 5
     if in_it and m.group(1).lower() in ("last", "past"):
+        saturday -= timedelta(days=7)
+    if m.group(2):  # "the weekend before last"
         saturday -= timedelta(days=7)
     start = saturday.replace(tzinfo=tz)
     return Window(start, (saturday + timedelta(days=2)).replace(tzinfo=tz), m.group())

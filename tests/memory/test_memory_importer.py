@@ -50,3 +50,19 @@ def test_a_full_disk_mid_import_raises_and_leaves_only_whole_batches(
     # Each stored row has its vector: searchable, not half-imported.
     assert store.pending_embeddings(memory.db, memory.embedder.model_name, 0, 10**9) == []
     assert memory.index is not None and memory.index.ntotal == stored
+
+
+def test_imported_memories_keep_the_time_their_words_tell_of(make_memory: MakeMemory) -> None:
+    """``memory import`` reads the time a row's words tell of as it stores the row (m008)."""
+    from datetime import UTC, datetime
+
+    memory = make_memory()
+    said = datetime(2022, 3, 17, 15, tzinfo=UTC)
+    fields = {"scope": Scope(3), "kind": "note", "ts": said, "ref": None, "role": None}
+    texts = ["yesterday I went bowling", "the bees are fine"]
+    import_records(
+        memory, [(n, {"text": t, **fields}) for n, t in enumerate(texts)], ImportReport()
+    )
+    with memory.db.read() as conn:
+        rows = conn.execute("SELECT about_since, about_read FROM memories ORDER BY id").fetchall()
+    assert rows == [(datetime(2022, 3, 16, tzinfo=memory.tz).timestamp(), 1), (None, 1)]

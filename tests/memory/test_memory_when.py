@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from memory.types import Scope
-from memory.when import names_only_a_time, time_window
+from memory.when import names_only_a_time, time_spoken_of, time_window
 
 from .conftest import run
 
@@ -25,9 +25,25 @@ NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
         ("what did I eat yesterday", (2026, 11, 30), (2026, 12, 1)),
         ("anything from 2023 about the bees", (2023, 1, 1), (2024, 1, 1)),
         ("the plumber I called on 3 June 2025", (2025, 6, 3), (2025, 6, 4)),
-        # ``search_dates`` finds "April", "10" and "2023" apart: read together, one day.
-        ("What did Maria do last weekend before April 10, 2023?", (2023, 4, 10), (2023, 4, 11)),
-        ("the week before 3 June 2025", (2025, 6, 3), (2025, 6, 4)),
+        # ``search_dates`` finds "April", "10" and "2023" apart: read together, one day, and
+        # the weekend before it (a Monday) the Saturday and Sunday before.
+        ("What did Maria do last weekend before April 10, 2023?", (2023, 4, 8), (2023, 4, 10)),
+        ("what did Maria do on April 10, 2023?", (2023, 4, 10), (2023, 4, 11)),
+        # A part of a date named after it: the parser read "the last week of October 2023" as
+        # the week before today, and found nothing in "the week before 3 June 2025".
+        ("the week before 3 June 2025", (2025, 5, 27), (2025, 6, 3)),
+        ("the week after 3 June 2025", (2025, 6, 4), (2025, 6, 11)),
+        ("the week of 3 June 2025", (2025, 5, 31), (2025, 6, 7)),
+        ("where was I in the last week of October 2023?", (2023, 10, 25), (2023, 11, 1)),
+        ("where was I the last two weeks of August 2023?", (2023, 8, 18), (2023, 9, 1)),
+        ("what did I say in the first week of March?", (2026, 3, 1), (2026, 3, 8)),
+        ("the second week of May 2023", (2023, 5, 8), (2023, 5, 15)),
+        ("the first three days of March 2024", (2024, 3, 1), (2024, 3, 4)),
+        ("what did we do the first weekend of October 2023?", (2023, 10, 7), (2023, 10, 9)),
+        ("the last weekend of September 2023", (2023, 9, 30), (2023, 10, 2)),
+        ("which class did I join in mid-August 2023?", (2023, 8, 10), (2023, 8, 21)),
+        # "A few days ago", which the parser does not read: five to two days before today.
+        ("what did I do a few days ago?", (2026, 11, 26), (2026, 11, 30)),
         ("the quote from March 2019 for the roof", (2019, 3, 1), (2019, 4, 1)),
         # The parser reads "Monday, 10" as October, the weekday dropped: a date must be the
         # weekday it names, so the expression is "on Monday".
@@ -61,6 +77,8 @@ def test_natural_expressions_become_windows(question: str, since: tuple, until: 
         "what do we do now",
         "my appointment at 10:00",
         "When did Anna go to the gym?",
+        "when did I first play Cyberpunk 2077?",  # a name: a bare year this far ahead is none
+        "the last week of the project",  # a part, but of no date
     ],
 )
 def test_ordinary_words_are_not_dates(question: str) -> None:
@@ -76,6 +94,7 @@ def test_ordinary_words_are_not_dates(question: str) -> None:
         (7, "what did we do last weekend?", 5),  # the Monday after
         (1, "what did I cook over the weekend", 28),
         (6, "what did I cook this weekend", 5),  # a Sunday: the one under way
+        (1, "what happened the weekend before last?", 21),
     ],
 )
 def test_the_weekend_is_saturday_and_sunday(today: int, question: str, saturday: int) -> None:
@@ -239,3 +258,98 @@ def test_a_question_naming_only_a_time_gets_what_is_kept_from_then(make_memory) 
     # With a topic the search ranks as before, and other times' matches follow.
     topic = run(memory.search("what did the plumber fix yesterday?", Scope(7, 1), k=5))
     assert topic[0].text == "the plumber fixed the leak"
+
+
+@pytest.mark.parametrize(
+    ("text", "since", "until"),
+    [
+        ("By the way, yesterday I went bowling and got 2 strikes!", (2022, 3, 16), (2022, 3, 17)),
+        ("Two weeks ago I read Avalanche in one sitting.", (2022, 2, 28), (2022, 3, 7)),
+        ("I'm starting the new job next month.", (2022, 4, 1), (2022, 5, 1)),
+        ("We went to Spain in 2010, with my mother.", (2010, 1, 1), (2011, 1, 1)),
+        # A question asks of a time, it does not tell of one: only the telling sentence counts.
+        ("How was your week? Last Friday I went to the car show.", (2022, 3, 11), (2022, 3, 12)),
+    ],
+)
+def test_a_memory_tells_of_the_time_its_words_name(text: str, since: tuple, until: tuple) -> None:
+    w = time_spoken_of(text, datetime(2022, 3, 17, 15, tzinfo=UTC), BERLIN)
+    assert w is not None
+    assert (w.since, w.until) == (datetime(*since, tzinfo=BERLIN), datetime(*until, tzinfo=BERLIN))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "what did we talk about yesterday?",  # asking, not telling
+        "I've had them for 3 years now",  # how long, not when
+        "On Friday I got great news",  # before or after it was said: not plain
+        "I plan to return on July 20",
+        "This weekend I'm hiking with some buddies",
+        "today was great",  # the day it was said: nothing to add
+        "at last it works, the last time we met was fun",
+        "the bees are fine",
+    ],
+)
+def test_a_memory_that_tells_of_no_other_time(text: str) -> None:
+    assert time_spoken_of(text, datetime(2022, 3, 17, 15, tzinfo=UTC), BERLIN) is None
+
+
+def test_a_memory_is_found_by_the_time_it_tells_of(make_memory) -> None:  # type: ignore[no-untyped-def]
+    """Said on 17 March, "yesterday I went bowling" tells of 16 March: a question about that
+    day ranks it with what was said then, above what was said at other times. Listing what was
+    said on a day ("what did we talk about on ...") keeps to what was said that day."""
+    memory = make_memory()
+    memory.tz = BERLIN
+    at = datetime(2022, 3, 16, 10, tzinfo=UTC)
+    run(
+        memory.store_turn(1, 1, "user", "I went bowling with Tom, no strikes", ts=at.replace(day=2))
+    )
+    run(memory.store_turn(1, 1, "user", "cooked pasta with Anna tonight", ts=at))
+    run(memory.store_turn(1, 1, "user", "the dentist appointment went fine", ts=at))
+    told = "By the way, yesterday I went bowling and got 2 strikes!"
+    run(memory.store_turn(1, 1, "user", told, ts=at.replace(day=17)))
+    hits = memory.search_sync("did I go bowling on 16 March 2022?", Scope(1, 1), k=4, now=NOW)
+    assert hits[0].text == told and hits[0].provenance["when"] == "16 March 2022"
+    assert "outside" in hits[-1].provenance  # 2 March: another time, after those from then
+    listed = memory.search_sync("what did we talk about on 16 March 2022?", Scope(1, 1), now=NOW)
+    assert sorted(h.text for h in listed) == [
+        "cooked pasta with Anna tonight",
+        "the dentist appointment went fine",
+    ]
+
+
+def test_the_times_told_of_in_memories_from_before_are_read_at_warm_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Rows stored before memory m008 are read at warm-up, in the memory's time zone."""
+    from memory.db import Database, Migrations
+    from memory.schema import migrations
+    from memory.service import Memory
+    from memory.settings import MemorySettings
+
+    from .conftest import HashingEmbedder
+
+    said = datetime(2022, 3, 17, 0, 30, tzinfo=UTC)  # 01:30 in Berlin, 17 March
+    db = Database.open(tmp_path / "familiar.db", [Migrations("memory", migrations.steps[:7])])
+    with db.transaction() as conn:
+        for text in ("yesterday I went bowling", "the bees are fine"):
+            conn.execute(
+                "INSERT INTO memories (chat_id, kind, text, content_hash, ts, created_at)"
+                " VALUES (1, 'note', ?, ?, ?, 0)",
+                (text, text, said.timestamp()),
+            )
+    db.close()
+    db = Database.open(tmp_path / "familiar.db", [migrations])
+    try:
+        memory = Memory(db, HashingEmbedder(), MemorySettings(), tmp_path / "index")
+        memory.tz = BERLIN
+        memory.warm_sync()
+        with db.read() as conn:
+            rows = conn.execute(
+                "SELECT text, about_since, about_until, about_read FROM memories ORDER BY id"
+            ).fetchall()
+        day = datetime(2022, 3, 16, tzinfo=BERLIN)
+        assert rows == [
+            ("yesterday I went bowling", day.timestamp(), (day + timedelta(days=1)).timestamp(), 1),
+            ("the bees are fine", None, None, 1),
+        ]
+    finally:
+        db.close()
