@@ -38,7 +38,7 @@ from memory.store import Filters, NewMemory, to_epoch
 from memory.text import checked, clean, content_hash, estimate_tokens, words
 from memory.types import AssembledContext, FactResult, Hit, Message, Scope
 from memory.upkeep import Progress, VectorUpkeep
-from memory.when import Window, describe, names_only_a_time, time_window
+from memory.when import Window, asks_what_was_said, describe, names_only_a_time, time_window
 
 T = TypeVar("T")
 
@@ -355,7 +355,8 @@ class Memory(VectorUpkeep):
         if names_only_a_time(query, window):
             # Nothing to rank by but the time: what is kept from then, latest first. Other
             # times' "matches" would match only the words for the time.
-            then = Filters(scope, kinds, window.since, window.until)
+            told = not asks_what_was_said(query)  # "what did I do yesterday?"
+            then = Filters(scope, kinds, window.since, window.until, about=told)
             listed = [r.hit(0.0) for r in store.list_rows(self.db, then, k)]
             for h in listed:
                 h.provenance["when"] = window.expression

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
@@ -395,6 +396,26 @@ def fts_search(
 def list_rows(
     db: Database, filters: Filters, limit: int, *, pinned_only: bool = False
 ) -> list[Row]:
+    if filters.about and filters.since is not None and filters.until is not None:
+        # Said then, and told of then: apart, each by its own index, and merged. Together
+        # SQLite reads and sorts the whole window (51 ms for a year of 100k rows, not 0.02).
+        said = list_rows(db, replace(filters, about=False), limit, pinned_only=pinned_only)
+        where, params = replace(filters, since=None, until=None, about=False).sql()
+        where += " AND m.about_until > ? AND m.about_since < ?"
+        params += [to_epoch(filters.since), to_epoch(filters.until)]
+        if pinned_only:
+            where += " AND m.pinned = 1"
+        with db.read() as conn:
+            told = [
+                Row.of(r)
+                for r in conn.execute(
+                    f"SELECT {_COLUMNS} FROM memories m WHERE {where}"
+                    " ORDER BY m.ts DESC, m.id DESC LIMIT ?",
+                    (*params, limit),
+                )
+            ]
+        merged = {r.id: r for r in (*said, *told)}.values()
+        return sorted(merged, key=lambda r: (r.ts, r.id), reverse=True)[:limit]
     where, params = filters.sql()
     if pinned_only:
         where += " AND m.pinned = 1"

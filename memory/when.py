@@ -22,7 +22,8 @@ notion of them; every date itself is the parser's. The window is used as a boost
 filter (``Memory.search_sync``): hits inside it rank first, the rest follow, so a wrong parse
 costs order, never recall. A question that names only a time ("what did we talk about
 yesterday?", ``names_only_a_time``) has nothing to rank by: it gets what is kept from then,
-latest first, and nothing from other times.
+latest first, and nothing from other times; what was told of then too unless it asks what was
+said ("what did I do yesterday?" against "what did we talk about yesterday?").
 
 A memory's own words may tell of another time than the one it was said at: "yesterday I went
 bowling", said on 17 March, tells of 16 March (``time_spoken_of``, read once per row when it is
@@ -340,6 +341,18 @@ def _agreeing(
     if data.date_obj is None or text == expression:
         return None
     return text, data.date_obj, data.period or "day"
+
+
+# Words that ask what was said, not what happened: "what did we talk about yesterday?" lists what
+# was said then; "what did I do yesterday?" also what was told of then, later.
+_SPEECH = frozenset(
+    """say said saying tell told talk talked talking speak spoke chat chatted mention mentioned
+    discuss discussed write wrote note noted""".split()
+)
+
+
+def asks_what_was_said(query: str) -> bool:
+    return any(w in _SPEECH for w in words(query))
 
 
 def names_only_a_time(query: str, window: Window) -> bool:

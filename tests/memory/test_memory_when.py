@@ -297,7 +297,8 @@ def test_a_memory_that_tells_of_no_other_time(text: str) -> None:
 def test_a_memory_is_found_by_the_time_it_tells_of(make_memory) -> None:  # type: ignore[no-untyped-def]
     """Said on 17 March, "yesterday I went bowling" tells of 16 March: a question about that
     day ranks it with what was said then, above what was said at other times. Listing what was
-    said on a day ("what did we talk about on ...") keeps to what was said that day."""
+    said on a day ("what did we talk about on ...") keeps to what was said that day; what
+    happened then ("what did I do on ...") is also what was told of it later."""
     memory = make_memory()
     memory.tz = BERLIN
     at = datetime(2022, 3, 16, 10, tzinfo=UTC)
@@ -316,6 +317,13 @@ def test_a_memory_is_found_by_the_time_it_tells_of(make_memory) -> None:  # type
         "cooked pasta with Anna tonight",
         "the dentist appointment went fine",
     ]
+    listed = memory.search_sync("what did I do on 16 March 2022?", Scope(1, 1), now=NOW)
+    assert [h.text for h in listed] == [  # latest first
+        told,
+        "the dentist appointment went fine",
+        "cooked pasta with Anna tonight",
+    ]
+    assert len(memory.search_sync("what did I do on 16 March 2022?", Scope(1, 1), 2, now=NOW)) == 2
 
 
 def test_the_times_told_of_in_memories_from_before_are_read_at_warm_up(tmp_path) -> None:  # type: ignore[no-untyped-def]
