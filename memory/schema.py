@@ -282,3 +282,5 @@ def m008_times_told_of(db: sqlite_utils.Database) -> None:
         " WHERE about_until IS NOT NULL"
     )
     db.execute("CREATE INDEX memories_about_unread ON memories (id) WHERE about_read = 0")
+    # The zone they were read in: another (``jobs.timezone`` changed) reads them all again.
+    db.execute("CREATE TABLE memory_times_zone (zone TEXT NOT NULL)")

@@ -349,6 +349,29 @@ def read_times_told(
     return len(told)
 
 
+def zone_name(tz: tzinfo) -> str:
+    return str(getattr(tz, "key", None) or tz)
+
+
+def times_told_in(db: Database, tz: tzinfo) -> bool:
+    """Make the times told of read in ``tz``: if they were read in another zone, they are all
+    to be read again (True). The first zone is taken as it is."""
+    zone = zone_name(tz)
+    with db.transaction() as conn:
+        kept = conn.execute("SELECT zone FROM memory_times_zone").fetchone()
+        if kept is not None and kept[0] == zone:
+            return False
+        conn.execute("DELETE FROM memory_times_zone")
+        conn.execute("INSERT INTO memory_times_zone (zone) VALUES (?)", (zone,))
+        if kept is None:
+            return False
+        conn.execute(
+            "UPDATE memories SET about_read = 0, about_since = NULL, about_until = NULL"
+            " WHERE about_read = 1"
+        )
+        return True
+
+
 def ids_matching(db: Database, filters: Filters, limit: int) -> list[int] | None:
     """The ids of every row the filters let through, or None when there are more than
     ``limit``: a narrow filter (a time window, a kind) is searched exactly over these few."""

@@ -66,10 +66,12 @@ class VectorUpkeep:
 
     def catch_up_times_told(self) -> None:
         """Read the times told of in rows stored before memory m008 (or stored by a process
-        that stopped before it read them), in batches, until none is left or the memory
-        stops."""
+        that stopped before it read them), and all again when the chats' time zone changed, in
+        batches, until none is left or the memory stops."""
         started, read = time.monotonic(), 0
         try:
+            if store.times_told_in(self.db, self.tz):
+                logger.info("the time zone changed: reading the times told of again")
             while not self._stopping and (done := store.read_times_told(self.db, self.tz)):
                 read += done
         except Exception as exc:  # derived: search goes on with what was read

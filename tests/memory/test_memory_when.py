@@ -361,3 +361,27 @@ def test_the_times_told_of_in_memories_from_before_are_read_at_warm_up(tmp_path)
         ]
     finally:
         db.close()
+
+
+def test_the_times_told_of_are_read_again_in_a_new_time_zone(make_memory) -> None:  # type: ignore[no-untyped-def]
+    """``jobs.timezone`` set after the first start: "yesterday" is read again as the day
+    before in the new zone."""
+    said = datetime(2022, 3, 17, 0, 30, tzinfo=UTC)  # 17 March in Berlin, 16 March in New York
+    memory = make_memory()
+    run(memory.add_memory("yesterday I went bowling", Scope(1), ts=said))
+
+    def told() -> float:
+        with memory.db.read() as conn:
+            return float(conn.execute("SELECT about_since FROM memories").fetchone()[0])
+
+    assert told() == datetime(2022, 3, 16, tzinfo=UTC).timestamp()
+    memory.tz = BERLIN
+    memory.warm_sync()
+    assert told() == datetime(2022, 3, 16, tzinfo=BERLIN).timestamp()
+    memory.tz = ZoneInfo("America/New_York")
+    memory.warm_sync()
+    assert told() == datetime(2022, 3, 15, tzinfo=memory.tz).timestamp()
+    from memory import store
+
+    assert not store.times_told_in(memory.db, memory.tz)  # the same zone: nothing to read again
+    assert store.times_told_in(memory.db, BERLIN)
