@@ -12,7 +12,9 @@ sees them (it reads "a" as one), and words it takes in at an expression's ends t
 time words are dropped when the rest still holds the date (``_trimmed``: "September 2022 a"
 and "December 2023 after" were read as days). "Last weekend", which the parser does not know,
 is the Saturday and Sunday before (``_weekend``; "the weekend before last" the one before),
-"a couple of weeks" two weeks, and "a few days ago" five to two days ago (``_few``). A part of a
+"a couple of weeks" two weeks, and "a few days ago" five to two days ago (``_few``); "last
+summer", "this winter", "summer 2023" are three months, by the hemisphere of the chats' time
+zone (``_season``: the parser reads "summer 2023" as the year). A part of a
 date named after it ("the last week of October 2023", "the first weekend of August", "the week
 before 3 June", "mid-August"), which the parser misreads ("last week" as the week before today)
 or does not read, is masked, the date read, and the window narrowed to the part
@@ -35,9 +37,13 @@ tells of nothing.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from functools import cache
+from importlib import resources
+from pathlib import Path
 
 from dateparser.date import DateDataParser
 from dateparser.search import search_dates
@@ -54,7 +60,7 @@ _CUES = (
     | frozenset(_WEEKDAYS)
     | frozenset(
         """yesterday today tonight ago last week weeks month months year years weekend
-        fortnight day days couple""".split()
+        fortnight day days couple summer winter spring autumn""".split()
     )
 )
 # Words that ask about a time without naming a topic: "what did I say two weeks ago?"
@@ -115,6 +121,9 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     if not _is_temporal(query):  # most questions name no time: skip the parser (~30 ms)
         return None
     local_now = now.astimezone(tz).replace(tzinfo=None)
+    season = _season(query, local_now, tz)
+    if season is not None:  # the parser reads "summer 2023" as the year
+        return season
     settings = {**_SETTINGS, "RELATIVE_BASE": local_now}
     # Rewritten for the parser at the same length, so what it finds is where it was written.
     asked = query
@@ -216,6 +225,88 @@ def _narrowed(part: re.Match[str], start: datetime, end: datetime) -> tuple[date
     if end - start <= timedelta(days=1):  # "the week of 3 June": the week around that day
         return start - timedelta(days=3), start + timedelta(days=4)
     return start, end
+
+
+_SEASON_NAMES = "summer|winter|spring|autumn|fall"
+_SEASON = re.compile(
+    rf"\b(?:(?P<which>last|this|next|past)\s+(?P<named>{_SEASON_NAMES})"
+    r"|(?:the\s+)?(?P<of>summer|winter|spring|autumn|fall)\s+(?:of\s+)?(?P<year>(?:19|20)\d\d))\b",
+    re.IGNORECASE,
+)
+# The month each season starts in, meteorologically, north of the equator; south of it, six
+# months on. Winter is the one whose January is in the year named.
+_SEASON_START = {"spring": 3, "summer": 6, "autumn": 9, "fall": 9, "winter": 12}
+
+
+def _season(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
+    """ "Last summer", "this winter", "next spring", "summer 2023", "the autumn of 2019": three
+    months, by the hemisphere of the chats' time zone (``_south``). "Fall" only with one of
+    those words or a year: alone it is a verb as often as a season."""
+    m = _SEASON.search(query)
+    if m is None:
+        return None
+    name = (m["named"] or m["of"]).lower()
+    start_month = _SEASON_START[name]
+    if _south(tz):
+        start_month = (start_month + 6 - 1) % 12 + 1
+
+    def starting(year: int) -> datetime:
+        # A season starting in December is the one whose January is in ``year`` + 1 north of
+        # the equator: named by that January's year, it starts in the December before.
+        return datetime(year, start_month, 1)
+
+    def ending(start: datetime) -> datetime:
+        return start.replace(year=start.year + (start.month > 9), month=(start.month + 2) % 12 + 1)
+
+    if m["year"]:
+        year = int(m["year"])
+        start = starting(year - 1 if start_month == 12 else year)
+    else:
+        # From the latest to have started: "last" ("past") is the latest to have ended, "next"
+        # the first to come; "this" the one under way, else the nearer of those two ("this
+        # summer" in October is the one just gone, in April the one to come).
+        start = starting(local_now.year)
+        while start > local_now:
+            start = start.replace(year=start.year - 1)
+        ended = local_now >= ending(start)
+        which = m["which"].lower()
+        if which in ("last", "past") and not ended:
+            start = start.replace(year=start.year - 1)
+        elif which == "next":
+            start = start.replace(year=start.year + 1)
+        elif which == "this" and ended:
+            coming = start.replace(year=start.year + 1)
+            if coming - local_now < local_now - ending(start):
+                start = coming
+    return Window(start.replace(tzinfo=tz), ending(start).replace(tzinfo=tz), m.group())
+
+
+def _south(tz: tzinfo) -> bool:
+    """Whether the zone lies south of the equator, by its latitude in the time zone database's
+    ``zone1970.tab`` (the system's, else the ``tzdata`` package's); north when unknown."""
+    return getattr(tz, "key", None) in _southern_zones()
+
+
+@cache
+def _southern_zones() -> frozenset[str]:
+    text = None
+    for folder in zoneinfo.TZPATH:
+        try:
+            text = (Path(folder) / "zone1970.tab").read_text(encoding="utf-8")
+            break
+        except OSError:
+            continue
+    if text is None:
+        try:
+            text = resources.files("tzdata.zoneinfo").joinpath("zone1970.tab").read_text("utf-8")
+        except (ModuleNotFoundError, OSError):
+            return frozenset()
+    south = set()
+    for line in text.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 3 and not line.startswith("#") and fields[1].startswith("-"):
+            south.add(fields[2])
+    return frozenset(south)
 
 
 def _few(query: str, local_now: datetime, tz: tzinfo) -> Window | None:

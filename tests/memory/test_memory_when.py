@@ -385,3 +385,40 @@ def test_the_times_told_of_are_read_again_in_a_new_time_zone(make_memory) -> Non
 
     assert not store.times_told_in(memory.db, memory.tz)  # the same zone: nothing to read again
     assert store.times_told_in(memory.db, BERLIN)
+
+
+SYDNEY = ZoneInfo("Australia/Sydney")
+
+
+@pytest.mark.parametrize(
+    ("today", "tz", "question", "since", "until"),
+    [
+        ((2023, 11, 20), BERLIN, "what did we do last summer?", (2023, 6, 1), (2023, 9, 1)),
+        ((2023, 7, 10), BERLIN, "what did we do last summer?", (2022, 6, 1), (2022, 9, 1)),
+        ((2023, 7, 10), BERLIN, "plans for this summer", (2023, 6, 1), (2023, 9, 1)),
+        ((2023, 11, 20), BERLIN, "this summer", (2023, 6, 1), (2023, 9, 1)),  # just gone
+        ((2023, 11, 20), BERLIN, "this winter", (2023, 12, 1), (2024, 3, 1)),  # to come
+        ((2023, 3, 10), BERLIN, "this winter", (2022, 12, 1), (2023, 3, 1)),
+        ((2024, 1, 10), BERLIN, "next winter", (2024, 12, 1), (2025, 3, 1)),
+        ((2023, 11, 20), BERLIN, "where was I in summer 2021?", (2021, 6, 1), (2021, 9, 1)),
+        ((2023, 11, 20), BERLIN, "the autumn of 2019", (2019, 9, 1), (2019, 12, 1)),
+        ((2023, 11, 20), BERLIN, "last fall", (2022, 9, 1), (2022, 12, 1)),
+        ((2023, 11, 20), BERLIN, "winter 2023", (2022, 12, 1), (2023, 3, 1)),  # its January's
+        # South of the equator the seasons are six months on.
+        ((2023, 11, 20), SYDNEY, "what did we do last summer?", (2022, 12, 1), (2023, 3, 1)),
+        ((2023, 11, 20), SYDNEY, "where was I in winter 2023?", (2023, 6, 1), (2023, 9, 1)),
+    ],
+)
+def test_seasons_are_three_months_of_the_users_hemisphere(
+    today: tuple, tz: ZoneInfo, question: str, since: tuple, until: tuple
+) -> None:
+    w = time_window(question, datetime(*today, 12, tzinfo=UTC), tz)
+    assert w is not None
+    assert (w.since, w.until) == (datetime(*since, tzinfo=tz), datetime(*until, tzinfo=tz))
+
+
+@pytest.mark.parametrize(
+    "question", ["did I fall off the bike?", "what are my plans for the summer?"]
+)
+def test_a_season_word_alone_is_no_window(question: str) -> None:
+    assert time_window(question, NOW, BERLIN) is None
