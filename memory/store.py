@@ -39,7 +39,7 @@ from memory.turns import (
     turns_in_chats,
     user_turns,
 )
-from memory.types import SENTENCE_KINDS, Scope
+from memory.types import SENTENCE_KINDS, TOLD_KINDS, Scope
 from memory.when import time_spoken_of
 
 __all__ = [  # the row types and the conversation tables stay importable from here
@@ -320,24 +320,25 @@ def read_times_told(
     db: Database, tz: tzinfo, ids: Sequence[int] | None = None, limit: int = 500
 ) -> int:
     """Read the time the words of rows not read yet tell of (memory m008,
-    ``when.time_spoken_of``): of ``ids``, or of up to ``limit`` rows when None. The number of
-    rows read; most name no time, and only the words' first test is paid for them."""
+    ``when.time_spoken_of``; rows of ``TOLD_KINDS`` only): of ``ids``, or of up to ``limit``
+    rows when None. The number of rows read; most name no time, and only the words' first test
+    is paid for them."""
     with db.read() as conn:
         if ids is None:
             rows = conn.execute(
-                "SELECT id, text, ts FROM memories WHERE about_read = 0 LIMIT ?", (limit,)
+                "SELECT id, text, ts, kind FROM memories WHERE about_read = 0 LIMIT ?", (limit,)
             ).fetchall()
         elif ids:
             rows = conn.execute(
-                "SELECT id, text, ts FROM memories WHERE about_read = 0"
+                "SELECT id, text, ts, kind FROM memories WHERE about_read = 0"
                 f" AND id IN ({','.join('?' * len(ids))})",
                 list(ids),
             ).fetchall()
         else:
             rows = []
     told = []
-    for memory_id, text, ts in rows:
-        w = time_spoken_of(text, from_epoch(ts), tz)
+    for memory_id, text, ts, kind in rows:
+        w = time_spoken_of(text, from_epoch(ts), tz) if kind in TOLD_KINDS else None
         told.append((to_epoch(w.since) if w else None, to_epoch(w.until) if w else None, memory_id))
     if told:
         with db.transaction() as conn:

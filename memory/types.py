@@ -11,6 +11,9 @@ KINDS = ("message", "summary", "fact", "note", "lesson", "document")
 # more than one sentence but facts, which are one line. Conversation turns joined them in
 # memory m006: a turn of small talk and one piece of news is found by the news.
 SENTENCE_KINDS = ("note", "document", "summary", "lesson", "message")
+# Kinds whose words may tell of a time in the person's life (memory m008): not a document's
+# ("last year" there counts from when it was written, which is not known) nor a lesson's.
+TOLD_KINDS = ("message", "note", "fact", "summary")
 
 
 @dataclass(frozen=True)

@@ -372,9 +372,18 @@ def test_the_times_told_of_are_read_again_in_a_new_time_zone(make_memory) -> Non
 
     def told() -> float:
         with memory.db.read() as conn:
-            return float(conn.execute("SELECT about_since FROM memories").fetchone()[0])
+            row = conn.execute("SELECT about_since FROM memories WHERE kind = 'note'").fetchone()
+            return float(row[0])
 
     assert told() == datetime(2022, 3, 16, tzinfo=UTC).timestamp()
+    # A document's "last year" counts from when it was written, which is not known; a lesson
+    # is no event of the person's life: neither is read.
+    for kind in ("document", "lesson"):
+        run(memory.add_memory(f"Revenue grew last year, {kind}", Scope(1), kind, ts=said))
+    with memory.db.read() as conn:
+        assert conn.execute(
+            "SELECT about_since, about_read FROM memories WHERE kind != 'note'"
+        ).fetchall() == [(None, 1), (None, 1)]
     memory.tz = BERLIN
     memory.warm_sync()
     assert told() == datetime(2022, 3, 16, tzinfo=BERLIN).timestamp()
