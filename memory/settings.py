@@ -128,8 +128,9 @@ class MemorySettings(BaseModel):
     )
     time_in_queries: bool = Field(
         True,
-        description="A time named in a question ('last March', 'two weeks ago') ranks memories "
-        "from then first (read in jobs.timezone).",
+        description="A time named in a question ('last March', 'two weeks ago', 'last summer') "
+        "ranks memories from then first, with those whose words tell of then ('yesterday I went "
+        "bowling', said the day after); read in jobs.timezone, whose hemisphere sets the seasons.",
     )
     attach_turns: int = Field(
         1,
