@@ -12,10 +12,10 @@ sees them (it reads "a" as one), and words it takes in at an expression's ends t
 time words are dropped when the rest still holds the date (``_trimmed``: "September 2022 a"
 and "December 2023 after" were read as days). "Last weekend", which the parser does not know,
 is the Saturday and Sunday before (``_weekend``; "the weekend before last" the one before),
-"a couple of weeks" two weeks, and "a few days ago" five to two days ago (``_few``); "last
-summer", "this winter", "summer 2023" are three months, by the hemisphere of the chats' time
-zone (``_season``: the parser reads "summer 2023" as the year). A part of a
-date named after it ("the last week of October 2023", "the first weekend of August", "the week
+"a couple of weeks" two weeks, "the week before last" two weeks ago, "a few days ago" five
+to two days ago (``_few``); "last summer", "this winter", "summer 2023" are three months, by
+the hemisphere of the chats' time zone (``_season``: the parser reads "summer 2023" as the
+year). A part of a date named after it ("the last week of October 2023", "the first weekend of August", "the week
 before 3 June", "mid-August"), which the parser misreads ("last week" as the week before today)
 or does not read, is masked, the date read, and the window narrowed to the part
 (``_narrowed``); a bare year far ahead ("Cyberpunk 2077") is a name. A window keeps the words as
@@ -79,6 +79,8 @@ _UNITS = "second|minute|hour|day|week|fortnight|month|year|decade"  # of time, a
 _ARTICLE = re.compile(rf"\b(an?)\b(?!\s+(few|couple|{_UNITS})s?\b)", re.IGNORECASE)
 # "a couple of weeks ago", which the parser does not read: "2 weeks ago", padded to its length.
 _COUPLE = re.compile(rf"\ba couple (of )?(?=({_UNITS})s?\b)", re.IGNORECASE)
+# "the week (month, year) before last", which the parser does not read: "2 weeks ago".
+_BEFORE_LAST = re.compile(r"\bthe (week|month|year) before last\b", re.IGNORECASE)
 # A part of a date named after it: "the last week of October 2023", "the first weekend of
 # August", "the week before 3 June", "mid-August". The parser reads "last week" there as the
 # week before today, or finds no date at all; the part is masked, the date read, and the window
@@ -128,6 +130,7 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     # Rewritten for the parser at the same length, so what it finds is where it was written.
     asked = query
     query = _COUPLE.sub(lambda m: "2".ljust(len(m.group())), query)
+    query = _BEFORE_LAST.sub(lambda m: "2" + f"{m[1]}s ago".rjust(len(m.group()) - 1), query)
     part = _PART.search(query)
     if part is not None:
         query = query[: part.start()] + " " * len(part.group()) + query[part.end() :]

@@ -62,6 +62,8 @@ NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
         # Not read by the parser: "a couple of weeks" is two.
         ("what did I say a couple of weeks ago", (2026, 11, 14), (2026, 11, 21)),
         ("the boiler, a couple days ago", (2026, 11, 29), (2026, 11, 30)),
+        ("what did I do the week before last?", (2026, 11, 14), (2026, 11, 21)),
+        ("the month before last", (2026, 10, 1), (2026, 11, 1)),
     ],
 )
 def test_natural_expressions_become_windows(question: str, since: tuple, until: tuple) -> None:
@@ -228,6 +230,8 @@ def test_the_window_keeps_the_words_as_written() -> None:
     """What /recall shows is the person's words, not what the parser was given."""
     for question, words in [
         ("what did I say a couple of weeks ago about the car", "a couple of weeks ago"),
+        ("what did I do the week before last?", "the week before last"),
+        ("where was I the last week of October 2023?", "the last week of October 2023"),
         ("the parcel that came on Tuesday, 3 June 2025", "Tuesday, 3 June 2025"),
         ("what did I say a week ago about the boiler", "a week ago"),
     ]:
