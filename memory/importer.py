@@ -189,8 +189,8 @@ def import_records(
     def writer() -> None:
         try:
             while (batch := pending.get()) is not None:
+                memory.tell_times(batch)
                 ids = store.insert_memories(memory.db, batch)
-                memory.read_times_told(ids)
                 if batch[0].embedding is not None:
                     memory._index_add(
                         ids, np.stack([m.embedding for m in batch if m.embedding is not None])

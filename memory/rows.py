@@ -47,6 +47,10 @@ class NewMemory:
     # Set for conversation turns: the row also goes into ``messages``.
     role: str | None = None
     telegram_message_id: int | None = None
+    # The time its words tell of (memory m008), read before it is stored (``store.tell_times``);
+    # a row stored unread is read at the next warm-up.
+    about: tuple[float, float] | None = None
+    about_read: bool = False
 
 
 @dataclass

@@ -272,8 +272,8 @@ def m008_times_told_of(db: sqlite_utils.Database) -> None:
     # The time a memory's words place what it tells at, when not the time it was said
     # ("yesterday I went bowling": the day before; ``when.time_spoken_of``), so that a
     # question's window finds it too (``Filters.about``). Derived from the text in the chats'
-    # time zone: ``about_read`` is 0 until it is read, right after a row is stored, and for the
-    # rows from before, at warm-up (``store.read_times_told``). Adding the columns is instant.
+    # time zone: read before a row is stored (``store.tell_times``); ``about_read`` 0 marks the
+    # rows from before, read at warm-up (``store.read_times_told``). Adding columns is instant.
     db.execute("ALTER TABLE memories ADD COLUMN about_since REAL")
     db.execute("ALTER TABLE memories ADD COLUMN about_until REAL")
     db.execute("ALTER TABLE memories ADD COLUMN about_read INTEGER NOT NULL DEFAULT 0")

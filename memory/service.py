@@ -174,8 +174,8 @@ class Memory(VectorUpkeep):
         todo = [m for m in items if m.embedding is None]
         if self.embedder.ready and todo:
             self.embed_items(todo)
+        self.tell_times(items)
         ids = store.insert_memories(self.db, items)
-        self.read_times_told(ids)
         if items and items[0].embedding is not None:
             self._index_add(ids, np.stack([m.embedding for m in items]))  # type: ignore[misc]
         elif self.embedder.ready:

@@ -87,8 +87,9 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
         for r in rows:
             cur = conn.execute(
                 "INSERT INTO memories (chat_id, user_id, kind, text, ts, created_at, ref, content_hash,"
-                " embedding, embedding_model, embedding_dim, pinned, source, meta, parts)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " embedding, embedding_model, embedding_dim, pinned, source, meta, parts,"
+                " about_since, about_until, about_read)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     r.chat_id,
                     r.user_id,
@@ -105,6 +106,8 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
                     r.source,
                     json.dumps(r.meta) if r.meta else None,
                     parts_blob(r.parts) if r.embedding is not None else None,
+                    *(r.about or (None, None)),
+                    int(r.about_read),
                 ),
             )
             memory_id = int(cur.lastrowid)  # type: ignore[arg-type]
@@ -316,30 +319,28 @@ def rows_by_id(db: Database, ids: Sequence[int], filters: Filters) -> dict[int, 
     return out
 
 
-def read_times_told(
-    db: Database, tz: tzinfo, ids: Sequence[int] | None = None, limit: int = 500
-) -> int:
-    """Read the time the words of rows not read yet tell of (memory m008,
-    ``when.time_spoken_of``; rows of ``TOLD_KINDS`` only): of ``ids``, or of up to ``limit``
-    rows when None. The number of rows read; most name no time, and only the words' first test
-    is paid for them."""
+def _told(kind: str, text: str, ts: float, tz: tzinfo) -> tuple[float, float] | None:
+    """The time a row's words tell of (memory m008, ``when.time_spoken_of``; rows of
+    ``TOLD_KINDS`` only), as epochs. Most rows name no time; only the words' first test is paid
+    for them."""
+    w = time_spoken_of(text, from_epoch(ts), tz) if kind in TOLD_KINDS else None
+    return None if w is None else (to_epoch(w.since), to_epoch(w.until))
+
+
+def tell_times(items: Sequence[NewMemory], tz: tzinfo) -> None:
+    """Read the time rows about to be stored tell of: ``insert_memories`` writes it with them."""
+    for item in items:
+        item.about, item.about_read = _told(item.kind, item.text, item.ts, tz), True
+
+
+def read_times_told(db: Database, tz: tzinfo, limit: int = 500) -> int:
+    """Read the time up to ``limit`` rows stored unread tell of (rows from before memory m008,
+    or stored without ``tell_times``); the number read."""
     with db.read() as conn:
-        if ids is None:
-            rows = conn.execute(
-                "SELECT id, text, ts, kind FROM memories WHERE about_read = 0 LIMIT ?", (limit,)
-            ).fetchall()
-        elif ids:
-            rows = conn.execute(
-                "SELECT id, text, ts, kind FROM memories WHERE about_read = 0"
-                f" AND id IN ({','.join('?' * len(ids))})",
-                list(ids),
-            ).fetchall()
-        else:
-            rows = []
-    told = []
-    for memory_id, text, ts, kind in rows:
-        w = time_spoken_of(text, from_epoch(ts), tz) if kind in TOLD_KINDS else None
-        told.append((to_epoch(w.since) if w else None, to_epoch(w.until) if w else None, memory_id))
+        rows = conn.execute(
+            "SELECT id, text, ts, kind FROM memories WHERE about_read = 0 LIMIT ?", (limit,)
+        ).fetchall()
+    told = [(*(_told(kind, text, ts, tz) or (None, None)), i) for i, text, ts, kind in rows]
     if told:
         with db.transaction() as conn:
             conn.executemany(
@@ -350,14 +351,10 @@ def read_times_told(
     return len(told)
 
 
-def zone_name(tz: tzinfo) -> str:
-    return str(getattr(tz, "key", None) or tz)
-
-
 def times_told_in(db: Database, tz: tzinfo) -> bool:
     """Make the times told of read in ``tz``: if they were read in another zone, they are all
     to be read again (True). The first zone is taken as it is."""
-    zone = zone_name(tz)
+    zone = str(getattr(tz, "key", None) or tz)
     with db.transaction() as conn:
         kept = conn.execute("SELECT zone FROM memory_times_zone").fetchone()
         if kept is not None and kept[0] == zone:

@@ -56,12 +56,14 @@ class VectorUpkeep:
     def ready(self) -> bool:
         return self.index is not None and self.embedder.ready
 
-    def read_times_told(self, ids: Sequence[int]) -> None:
-        """The times the words of rows just stored tell of. Derived: a failure is logged and the
-        rows are read again at the next warm-up."""
+    def tell_times(self, items: Sequence[NewMemory]) -> None:
+        """The times the words of rows about to be stored tell of. Derived: on a failure the
+        rows are stored unread and read at the next warm-up."""
         try:
-            store.read_times_told(self.db, self.tz, ids)
+            store.tell_times(items, self.tz)
         except Exception as exc:
+            for item in items:
+                item.about, item.about_read = None, False
             logger.warning("the times told of in new memories were not read: {}", exc)
 
     def catch_up_times_told(self) -> None:

@@ -19,7 +19,7 @@ year). A part of a date named after it ("the last week of October 2023", "the fi
 before 3 June", "mid-August"), which the parser misreads ("last week" as the week before today)
 or does not read, is masked, the date read, and the window narrowed to the part
 (``_narrowed``); a bare year far ahead ("Cyberpunk 2077") is a name. A window keeps the words as
-written (``_as_written``). These few phrases are matched by hand because the parser has no
+written (``_where``). These few phrases are matched by hand because the parser has no
 notion of them; every date itself is the parser's. The window is used as a boost, not a
 filter (``Memory.search_sync``): hits inside it rank first, the rest follow, so a wrong parse
 costs order, never recall. A question that names only a time ("what did we talk about
@@ -64,10 +64,15 @@ _CUES = (
     )
 )
 # Words that ask about a time without naming a topic: "what did I say two weeks ago?"
-_ASKING = frozenset(
+# Words that ask what was said, not what happened: "what did we talk about yesterday?" lists what
+# was said then; "what did I do yesterday?" also what was told of then, later.
+_SPEECH = frozenset(
     """say said saying tell told talk talked talking speak spoke chat chatted mention mentioned
-    discuss discussed write wrote note noted happen happened happening go going went new remember
-    anything something everything us""".split()
+    discuss discussed write wrote note noted""".split()
+)
+_ASKING = _SPEECH | frozenset(
+    """happen happened happening go going went new remember anything something everything
+    us""".split()
 )
 _DIGIT_DATE = re.compile(r"\b(19|20)\d\d\b|\d{1,4}[-/.]\d{1,2}([-/.]\d{1,4})?")
 _SETTINGS = {"PREFER_DATES_FROM": "past", "RETURN_AS_TIMEZONE_AWARE": False}
@@ -132,11 +137,9 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     query = _COUPLE.sub(lambda m: "2".ljust(len(m.group())), query)
     query = _BEFORE_LAST.sub(lambda m: "2" + f"{m[1]}s ago".rjust(len(m.group()) - 1), query)
     part = _PART.search(query)
-    if part is not None:
-        query = query[: part.start()] + " " * len(part.group()) + query[part.end() :]
+    query = _blanked(query, part)
     mid = _MID.search(query)
-    if mid is not None:
-        query = query[: mid.start()] + " " * len(mid.group()) + query[mid.end() :]
+    query = _blanked(query, mid)
     query = _ARTICLE.sub(lambda m: "_" * len(m.group()), query)
     try:
         found = search_dates(query, languages=["en"], settings=settings) or []
@@ -155,8 +158,8 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
             if when.year > local_now.year + _FAR_YEARS:
                 continue
         start, end = _span(when, period)
-        written = _as_written(expression, query, asked)
         at, to = _where(expression, query)
+        written = asked[at:to] if at >= 0 else expression  # the words as written
         if _PART_OF_SOMETHING.match(expression) and re.match(r"\s+of\b", query[to:]):
             continue  # "the last week of the project" is not last week
         if part is not None and at >= part.end() and not query[part.end() : at].strip(" ,"):
@@ -193,8 +196,17 @@ def time_spoken_of(text: str, said: datetime, tz: tzinfo) -> Window | None:
     return window
 
 
+def _blanked(query: str, found: re.Match[str] | None) -> str:
+    """``query`` with what ``found`` matched blanked out, at the same length."""
+    if found is None:
+        return query
+    return query[: found.start()] + " " * len(found.group()) + query[found.end() :]
+
+
 def _where(expression: str, query: str) -> tuple[int, int]:
-    """Where ``expression`` is in ``query`` (the parser collapses spaces); (-1, -1) if nowhere."""
+    """Where ``expression`` is in ``query`` (the parser collapses spaces); (-1, -1) if nowhere.
+    ``query`` is the question rewritten for the parser at its length, so the span is also where
+    the person's own words are ("a couple of weeks ago" for the parser's "2 weeks ago")."""
     pattern = r"\s+".join(re.escape(w) for w in expression.split())
     m = re.search(pattern, query, re.IGNORECASE) if pattern else None
     return m.span() if m else (-1, -1)
@@ -324,21 +336,14 @@ def _few(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
     return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), m.group())
 
 
-def _as_written(expression: str, rewritten: str, asked: str) -> str:
-    """The words of ``asked`` where ``expression`` is in ``rewritten`` (the same length): "a
-    couple of weeks ago" for the parser's "2 weeks ago" (it also collapses spaces)."""
-    pattern = r"\s+".join(re.escape(w) for w in expression.split())
-    m = re.search(pattern, rewritten, re.IGNORECASE) if pattern else None
-    return asked[m.start() : m.end()] if m else expression
-
-
 _WEEKEND = re.compile(r"\b(last|past|this|the)\s+weekend(\s+before\s+last)?\b", re.IGNORECASE)
 
 
 def _weekend(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
     """ "Last weekend", which the parser does not know: Saturday and Sunday before this week's
-    (on a Saturday or Sunday, the one before); "the weekend before last" the one before that. "This weekend" or "the weekend" asked of memory:
-    the one under way on a Saturday or Sunday, else the last one."""
+    (on a Saturday or Sunday, the one before); "the weekend before last" the one before that.
+    "This weekend" or "the weekend" asked of memory: the one under way on a Saturday or Sunday,
+    else the last one."""
     m = _WEEKEND.search(query)
     if m is None:
         return None
@@ -435,14 +440,6 @@ def _agreeing(
     if data.date_obj is None or text == expression:
         return None
     return text, data.date_obj, data.period or "day"
-
-
-# Words that ask what was said, not what happened: "what did we talk about yesterday?" lists what
-# was said then; "what did I do yesterday?" also what was told of then, later.
-_SPEECH = frozenset(
-    """say said saying tell told talk talked talking speak spoke chat chatted mention mentioned
-    discuss discussed write wrote note noted""".split()
-)
 
 
 def asks_what_was_said(query: str) -> bool:
