@@ -40,7 +40,7 @@ from memory.turns import (
     user_turns,
 )
 from memory.types import SENTENCE_KINDS, TOLD_KINDS, Scope
-from memory.when import time_spoken_of
+from memory.when import READING, time_spoken_of
 
 __all__ = [  # the row types and the conversation tables stay importable from here
     "Filters",
@@ -352,9 +352,11 @@ def read_times_told(db: Database, tz: tzinfo, limit: int = 500) -> int:
 
 
 def times_told_in(db: Database, tz: tzinfo) -> bool:
-    """Make the times told of read in ``tz``: if they were read in another zone, they are all
-    to be read again (True). The first zone is taken as it is."""
+    """Make the times told of read in ``tz`` and by this ``when.READING``: if they were read in
+    another zone, or by an earlier reading, they are all to be read again (True). The first
+    zone is taken as it is. (Kept as "zone" or "zone;reading" in ``memory_times_zone``.)"""
     zone = str(getattr(tz, "key", None) or tz)
+    zone = f"{zone};{READING}" if READING > 1 else zone
     with db.transaction() as conn:
         kept = conn.execute("SELECT zone FROM memory_times_zone").fetchone()
         if kept is not None and kept[0] == zone:

@@ -73,7 +73,9 @@ class VectorUpkeep:
         started, read = time.monotonic(), 0
         try:
             if store.times_told_in(self.db, self.tz):
-                logger.info("the time zone changed: reading the times told of again")
+                logger.info(
+                    "the time zone, or how times are read, changed: reading the times told of again"
+                )
             while not self._stopping and (done := store.read_times_told(self.db, self.tz)):
                 read += done
         except Exception as exc:  # derived: search goes on with what was read

@@ -101,9 +101,28 @@ _PART = re.compile(
 _PART_OF_SOMETHING = re.compile(
     r"(last|first|final|next|this)\s+(week|weekend|month|year)s?$", re.I
 )
-_MID = re.compile(
-    rf"\bmid-?(?=(?:{'|'.join(sorted(_MONTHS, key=len, reverse=True))})\b)", re.IGNORECASE
+# The part of a month, a year or a season named before it: "early March", "mid-2023", "the
+# end of last year", "the first half of September", "late last summer". The parser reads only
+# the period (it finds nothing in "mid-August"); the words are masked and the window narrowed
+# (``_edged``): a month's first ten days, its 10th to 20th, from its 21st; a year's first, middle
+# or last four months; a season's first, middle or last month; a half, half.
+_EDGE_WORDS = {
+    "early": "early", "beginning": "early", "start": "early", "first": "early",
+    "mid": "mid", "middle": "mid",
+    "late": "late", "end": "late", "second": "late", "last": "late",
+}  # fmt: skip
+_EDGE_OF = (
+    r"(?:(?P<early>early|late)[-\s]+|mid-?\s*"
+    r"|(?:the\s+)?(?:(?P<part>beginning|start|middle|end)|(?P<half>first|second|last)\s+half)"
+    r"\s+of\s+(?:the\s+)?)"
 )
+_EDGE = re.compile(
+    rf"\b{_EDGE_OF}"
+    rf"(?=(?:{'|'.join(sorted(_MONTHS, key=len, reverse=True))}|(?:19|20)\d\d"
+    r"|(?:last|this|next|past)\s+(?:year|month))\b)",
+    re.IGNORECASE,
+)
+_EDGE_BEFORE = re.compile(rf"\b{_EDGE_OF}$", re.IGNORECASE)  # before a season's name
 # "a few days ago", which the parser does not read: from five of them to two before today.
 _FEW = re.compile(r"\ba few (day|week|month|year)s ago\b", re.IGNORECASE)
 _FEW_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
@@ -122,9 +141,31 @@ def _is_temporal(expression: str) -> bool:
     return bool(words & _CUES) or bool(_DIGIT_DATE.search(expression))
 
 
+# "may" is the month only beside a day, after a word that names a time ("in May", "early May",
+# "3 May", "May 3") or capitalised within a sentence ("was May a good month?"); otherwise it is
+# the verb ("what may help with the boiler?", "May I ask...") and is masked.
+_MAY = re.compile(
+    r"(?<!\b(?:in|of|on|by|to) )(?<!\b(?:last|this|next|late|past|from|till) )"
+    r"(?<!\b(?:early|since|until|after) )(?<!\b(?:before|during) )(?<!mid-)(?<!mid )"
+    r"(?<!\d )(?<!\d(?:st|nd|rd|th) )\bmay\b(?!\s*\d)",
+    re.IGNORECASE,
+)
+
+
+def _mask_may(query: str) -> str:
+    def masked(m: re.Match[str]) -> str:
+        before = query[: m.start()].rstrip()
+        if m.group() == "May" and before and before[-1] not in ".!?":
+            return m.group()  # capitalised within a sentence: the month
+        return "_" * len(m.group())
+
+    return _MAY.sub(masked, query)
+
+
 def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     """The time the question asks about, as an aware [since, until) window; None if it names
     none. ``now`` is any aware time; relative expressions count from it, in ``tz``."""
+    query = _mask_may(query)
     if not _is_temporal(query):  # most questions name no time: skip the parser (~30 ms)
         return None
     local_now = now.astimezone(tz).replace(tzinfo=None)
@@ -138,8 +179,8 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     query = _BEFORE_LAST.sub(lambda m: "2" + f"{m[1]}s ago".rjust(len(m.group()) - 1), query)
     part = _PART.search(query)
     query = _blanked(query, part)
-    mid = _MID.search(query)
-    query = _blanked(query, mid)
+    edge = _EDGE.search(query)
+    query = _blanked(query, edge)
     query = _ARTICLE.sub(lambda m: "_" * len(m.group()), query)
     try:
         found = search_dates(query, languages=["en"], settings=settings) or []
@@ -165,12 +206,18 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
         if part is not None and at >= part.end() and not query[part.end() : at].strip(" ,"):
             start, end = _narrowed(part, start, end)
             written = asked[part.start() : to]
-        elif mid is not None and at == mid.end() and period == "month":
-            start, end = start + timedelta(days=9), start + timedelta(days=20)
-            written = asked[mid.start() : to]
+        elif edge is not None and period in ("month", "year") and _just_after(edge, at, query):
+            start, end = _edged(edge, start, end, period)
+            written = asked[edge.start() : to]
         return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), written)
     return _weekend(asked, local_now, tz) or _few(asked, local_now, tz)
 
+
+# Which reading of a memory's words the times told of in the store are by: a new one (words
+# read that were not, or read otherwise) has them all read again at warm-up
+# (``store.times_told_in``). 2: parts of a month, year or season ("early last year"); "may"
+# the verb.
+READING = 2
 
 # A memory's own words about a time count only where their direction is plain: "yesterday",
 # "last week", "two weeks ago", "next month", a year in digits. "On Friday", "July 20", "this
@@ -210,6 +257,38 @@ def _where(expression: str, query: str) -> tuple[int, int]:
     pattern = r"\s+".join(re.escape(w) for w in expression.split())
     m = re.search(pattern, query, re.IGNORECASE) if pattern else None
     return m.span() if m else (-1, -1)
+
+
+def _just_after(found: re.Match[str], at: int, query: str) -> bool:
+    return at >= found.end() and not query[found.end() : at].strip()
+
+
+def _edged(
+    edge: re.Match[str], start: datetime, end: datetime, period: str
+) -> tuple[datetime, datetime]:
+    """The part of the month, year or season [start, end) that ``edge`` names (``_EDGE``)."""
+    named = (edge["early"] or edge["part"] or edge["half"] or "mid").lower()
+    which = _EDGE_WORDS[named]
+    if edge["half"]:
+        if period == "year":
+            middle = _months_on(start, 6)
+        else:
+            middle = (start + (end - start) / 2).replace(hour=0, minute=0, second=0, microsecond=0)
+        return (start, middle) if which == "early" else (middle, end)
+    if period == "month":
+        cuts = [start, start + timedelta(days=10), start + timedelta(days=20), end]
+        if which == "mid":  # the 10th to the 20th
+            return cuts[1] - timedelta(days=1), cuts[2]
+    else:  # a year by four months, a season by months
+        months = 4 if period == "year" else 1
+        cuts = [*(_months_on(start, n * months) for n in range(3)), end]
+    i = {"early": 0, "mid": 1, "late": 2}[which]
+    return cuts[i], cuts[i + 1]
+
+
+def _months_on(start: datetime, n: int) -> datetime:
+    month = start.month - 1 + n
+    return start.replace(year=start.year + month // 12, month=month % 12 + 1)
 
 
 def _narrowed(part: re.Match[str], start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -293,7 +372,12 @@ def _season(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
             coming = start.replace(year=start.year + 1)
             if coming - local_now < local_now - ending(start):
                 start = coming
-    return Window(start.replace(tzinfo=tz), ending(start).replace(tzinfo=tz), m.group())
+    end, at = ending(start), m.start()
+    edge = _EDGE_BEFORE.search(query[: m.start()])
+    if edge is not None:  # "late last summer", "the end of summer 2023"
+        start, end = _edged(edge, start, end, "season")
+        at = edge.start()
+    return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), query[at : m.end()])
 
 
 def _south(tz: tzinfo) -> bool:

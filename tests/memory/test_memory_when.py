@@ -54,7 +54,7 @@ NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
         # The parser reads the article "a" as one ("a week ago"): "June a" was the first of
         # June, and "3 June a good day" lost its 3. A word it takes in beside a date ("after")
         # made the month a day: the month is what was named.
-        ("was the first half of September 2022 a good month?", (2022, 9, 1), (2022, 10, 1)),
+        ("was the first half of September 2022 a good month?", (2022, 9, 1), (2022, 9, 16)),
         ("was June a good month for the garden?", (2026, 6, 1), (2026, 7, 1)),
         ("was 3 June a good day for the garden?", (2026, 6, 3), (2026, 6, 4)),
         ("what did Sam resume in December 2023 after a long time?", (2023, 12, 1), (2024, 1, 1)),
@@ -64,6 +64,25 @@ NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
         ("the boiler, a couple days ago", (2026, 11, 29), (2026, 11, 30)),
         ("what did I do the week before last?", (2026, 11, 14), (2026, 11, 21)),
         ("the month before last", (2026, 10, 1), (2026, 11, 1)),
+        # A part of a month or a year named before it, which the parser reads as the whole
+        # period ("early March") or not at all ("mid-2023").
+        ("what did I do in early March?", (2026, 3, 1), (2026, 3, 11)),
+        ("the beginning of May 2025", (2025, 5, 1), (2025, 5, 11)),
+        ("the middle of June", (2026, 6, 10), (2026, 6, 21)),
+        ("the roof quote from late March 2024", (2024, 3, 21), (2024, 4, 1)),
+        ("what did we plan for the end of may?", (2026, 5, 21), (2026, 6, 1)),
+        ("late last month", (2026, 11, 21), (2026, 12, 1)),
+        ("the start of 2023", (2023, 1, 1), (2023, 5, 1)),
+        ("where did we live in mid-2023?", (2023, 5, 1), (2023, 9, 1)),
+        ("the end of last year", (2025, 9, 1), (2026, 1, 1)),
+        ("early this year", (2026, 1, 1), (2026, 5, 1)),
+        ("the second half of 2023", (2023, 7, 1), (2024, 1, 1)),
+        ("the last half of March", (2026, 3, 16), (2026, 4, 1)),
+        # "may" is the month beside a time word or a day, or capitalised within a sentence.
+        ("what did we do in may", (2026, 5, 1), (2026, 6, 1)),
+        ("was May a good month?", (2026, 5, 1), (2026, 6, 1)),
+        ("on 3 may", (2026, 5, 3), (2026, 5, 4)),
+        ("you may recall what I said in May", (2026, 5, 1), (2026, 6, 1)),
     ],
 )
 def test_natural_expressions_become_windows(question: str, since: tuple, until: tuple) -> None:
@@ -81,6 +100,12 @@ def test_natural_expressions_become_windows(question: str, since: tuple, until: 
         "When did Anna go to the gym?",
         "when did I first play Cyberpunk 2077?",  # a name: a bare year this far ahead is none
         "the last week of the project",  # a part, but of no date
+        "the end of the project",
+        # "may" the verb, not the month (each had been a window on May).
+        "what may help with the boiler?",
+        "May I ask what the plumber said?",
+        "it may be too early to tell",
+        "I was late for work",
     ],
 )
 def test_ordinary_words_are_not_dates(question: str) -> None:
@@ -417,7 +442,11 @@ SYDNEY = ZoneInfo("Australia/Sydney")
         ((2023, 11, 20), BERLIN, "the autumn of 2019", (2019, 9, 1), (2019, 12, 1)),
         ((2023, 11, 20), BERLIN, "last fall", (2022, 9, 1), (2022, 12, 1)),
         ((2023, 11, 20), BERLIN, "winter 2023", (2022, 12, 1), (2023, 3, 1)),  # its January's
-        # South of the equator the seasons are six months on.
+        # A part of a season: its first, middle or last month.
+        ((2023, 11, 20), BERLIN, "late last summer", (2023, 8, 1), (2023, 9, 1)),
+        ((2023, 11, 20), BERLIN, "the end of summer 2021", (2021, 8, 1), (2021, 9, 1)),
+        ((2023, 11, 20), BERLIN, "early next spring", (2024, 3, 1), (2024, 4, 1)),
+        ((2023, 11, 20), BERLIN, "mid winter 2023", (2023, 1, 1), (2023, 2, 1)),
         ((2023, 11, 20), SYDNEY, "what did we do last summer?", (2022, 12, 1), (2023, 3, 1)),
         ((2023, 11, 20), SYDNEY, "where was I in winter 2023?", (2023, 6, 1), (2023, 9, 1)),
     ],
@@ -435,3 +464,32 @@ def test_seasons_are_three_months_of_the_users_hemisphere(
 )
 def test_a_season_word_alone_is_no_window(question: str) -> None:
     assert time_window(question, NOW, BERLIN) is None
+
+
+def test_the_times_told_of_are_read_again_when_the_reading_changes(make_memory) -> None:  # type: ignore[no-untyped-def]
+    """A store whose times told of were read before a change to how words are read (kept with
+    its zone alone, as the first reading kept it) has them read again at warm-up: "early last
+    year" had been the whole year."""
+    from memory import store
+
+    said = datetime(2024, 6, 1, 12, tzinfo=UTC)
+    memory = make_memory()
+    memory.tz = BERLIN
+    run(memory.add_memory("Early last year I moved to Leeds.", Scope(1), ts=said))
+    memory.warm_sync()
+    with memory.db.transaction() as conn:  # as the first reading left it
+        conn.execute("UPDATE memory_times_zone SET zone = 'Europe/Berlin'")
+        conn.execute(
+            "UPDATE memories SET about_since = ?, about_until = ?",
+            (
+                datetime(2023, 1, 1, tzinfo=BERLIN).timestamp(),
+                datetime(2024, 1, 1, tzinfo=BERLIN).timestamp(),
+            ),
+        )
+    memory.warm_sync()
+    with memory.db.read() as conn:
+        assert conn.execute("SELECT about_since, about_until FROM memories").fetchone() == (
+            datetime(2023, 1, 1, tzinfo=BERLIN).timestamp(),
+            datetime(2023, 5, 1, tzinfo=BERLIN).timestamp(),
+        )
+    assert not store.times_told_in(memory.db, BERLIN)  # read by this reading: not again
