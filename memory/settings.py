@@ -128,7 +128,8 @@ class MemorySettings(BaseModel):
     )
     time_in_queries: bool = Field(
         True,
-        description="A time named in a question ('last March', 'two weeks ago', 'last summer') "
+        description="A time named in a question ('last March', 'two weeks ago', 'last summer', "
+        "'early May', 'over Christmas') "
         "ranks memories from then first, with those whose words tell of then ('yesterday I went "
         "bowling', said the day after); read in jobs.timezone, whose hemisphere sets the seasons.",
     )

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from functools import cache
@@ -47,6 +47,7 @@ from pathlib import Path
 
 from dateparser.date import DateDataParser
 from dateparser.search import search_dates
+from dateutil.easter import easter
 
 from memory.text import STOPWORDS, sentences, words
 
@@ -60,7 +61,8 @@ _CUES = (
     | frozenset(_WEEKDAYS)
     | frozenset(
         """yesterday today tonight ago last week weeks month months year years weekend
-        fortnight day days couple summer winter spring autumn""".split()
+        fortnight day days couple summer winter spring autumn christmas xmas easter halloween
+        valentine valentines morning afternoon evening""".split()
     )
 )
 # Words that ask about a time without naming a topic: "what did I say two weeks ago?"
@@ -169,8 +171,8 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
     if not _is_temporal(query):  # most questions name no time: skip the parser (~30 ms)
         return None
     local_now = now.astimezone(tz).replace(tzinfo=None)
-    season = _season(query, local_now, tz)
-    if season is not None:  # the parser reads "summer 2023" as the year
+    season = _season(query, local_now, tz) or _holiday(query, local_now, tz)
+    if season is not None:  # the parser reads "summer 2023" as the year, "Christmas" as nothing
         return season
     settings = {**_SETTINGS, "RELATIVE_BASE": local_now}
     # Rewritten for the parser at the same length, so what it finds is where it was written.
@@ -210,13 +212,15 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
             start, end = _edged(edge, start, end, period)
             written = asked[edge.start() : to]
         return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), written)
-    return _weekend(asked, local_now, tz) or _few(asked, local_now, tz)
+    return (
+        _weekend(asked, local_now, tz) or _few(asked, local_now, tz) or _today(asked, local_now, tz)
+    )
 
 
 # Which reading of a memory's words the times told of in the store are by: a new one (words
 # read that were not, or read otherwise) has them all read again at warm-up
-# (``store.times_told_in``). 2: parts of a month, year or season ("early last year"); "may"
-# the verb.
+# (``store.times_told_in``). 2: parts of a month, year or season ("early last year"), feasts
+# ("last Christmas"); "may" the verb.
 READING = 2
 
 # A memory's own words about a time count only where their direction is plain: "yesterday",
@@ -378,6 +382,96 @@ def _season(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
         start, end = _edged(edge, start, end, "season")
         at = edge.start()
     return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), query[at : m.end()])
+
+
+# Days named by a feast, which the parser does not read: each from its first day, for so many
+# days. Christmas is Christmas Eve to Boxing Day, Easter Good Friday to Easter Monday, "New
+# Year" its eve and day.
+_FEASTS: dict[str, tuple[Callable[[int], datetime], int]] = {
+    "christmas eve": (lambda y: datetime(y, 12, 24), 1),
+    "christmas day": (lambda y: datetime(y, 12, 25), 1),
+    "boxing day": (lambda y: datetime(y, 12, 26), 1),
+    "christmas": (lambda y: datetime(y, 12, 24), 3),
+    "xmas": (lambda y: datetime(y, 12, 24), 3),
+    "new years eve": (lambda y: datetime(y, 12, 31), 1),
+    "new years day": (lambda y: datetime(y, 1, 1), 1),
+    "new year": (lambda y: datetime(y - 1, 12, 31), 2),
+    "easter sunday": (lambda y: datetime.combine(easter(y), datetime.min.time()), 1),
+    "easter monday": (lambda y: datetime.combine(easter(y), datetime.min.time()) + timedelta(1), 1),
+    "good friday": (lambda y: datetime.combine(easter(y), datetime.min.time()) - timedelta(2), 1),
+    "easter": (lambda y: datetime.combine(easter(y), datetime.min.time()) - timedelta(2), 4),
+    "halloween": (lambda y: datetime(y, 10, 31), 1),
+    "valentines day": (lambda y: datetime(y, 2, 14), 1),
+}
+
+
+def _spelt(feast: str) -> str:
+    """A pattern for the feast as people write it: "new years eve" also "New Year's Eve" (the
+    apostrophe straight or curly), "christmas eve" with any spaces."""
+    return r"\s+".join(
+        re.sub("s$", "['’]?s", w) if w in ("years", "valentines") else w for w in feast.split()
+    )
+
+
+_FEAST = re.compile(
+    r"\b(?:(?P<on>at|over|on|for|during|since|before|after|until|till|by|around|in|of)\s+)?"
+    r"(?:(?P<which>last|this|next|past)\s+)?"
+    rf"(?P<feast>{'|'.join(_spelt(f) for f in sorted(_FEASTS, key=len, reverse=True))})(?:['’]?s)?"
+    r"(?:\s+(?:of\s+)?(?P<year>(?:19|20)\d\d))?\b",
+    re.IGNORECASE,
+)
+
+
+def _holiday(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
+    """ "Over Christmas", "last Easter", "New Year's Eve 2023", "at Halloween": the days of the
+    feast (``_FEASTS``). With a year, that year's ("New Year 2024" is its first day and the
+    eve before); "next" the first to come; "last" the latest to have ended; "this" the one
+    under way, else the nearer of those two; otherwise the latest to have begun (questions ask
+    of the past). The name alone, with no preposition before it, is no time ("the Christmas
+    tree")."""
+    # A feast's name alone is often a thing's ("the Christmas tree"): a time only after a
+    # preposition or "last", "this", "next", or with a year.
+    m = next((f for f in _FEAST.finditer(query) if f["on"] or f["which"] or f["year"]), None)
+    if m is None:
+        return None
+    first, days = _FEASTS[" ".join(re.sub("['’]", "", m["feast"]).lower().split())]
+
+    def span(year: int) -> tuple[datetime, datetime]:
+        start = first(year)
+        return start, start + timedelta(days=days)
+
+    if m["year"]:
+        start, end = span(int(m["year"]))
+    else:
+        which = (m["which"] or "").lower()
+        year = local_now.year
+        while span(year)[0] > local_now:
+            year -= 1
+        ended = span(year)[1] <= local_now
+        if which in ("last", "past") and not ended:
+            year -= 1
+        elif which == "next":
+            year += 1
+        elif which == "this" and ended:  # the nearer of the one gone and the one to come
+            if span(year + 1)[0] - local_now < local_now - span(year)[1]:
+                year += 1
+        start, end = span(year)
+    at = m.start("which") if m["which"] else m.start("feast")
+    return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), query[at : m.end()])
+
+
+_DAY_PART = re.compile(
+    r"\b(?:this|earlier this|early this)\s+(?:morning|afternoon|evening)\b", re.I
+)
+
+
+def _today(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
+    """ "This morning", "this afternoon", "this evening", which the parser does not read: today."""
+    m = _DAY_PART.search(query)
+    if m is None:
+        return None
+    day = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return Window(day.replace(tzinfo=tz), (day + timedelta(days=1)).replace(tzinfo=tz), m.group())
 
 
 def _south(tz: tzinfo) -> bool:

@@ -83,6 +83,15 @@ NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
         ("was May a good month?", (2026, 5, 1), (2026, 6, 1)),
         ("on 3 may", (2026, 5, 3), (2026, 5, 4)),
         ("you may recall what I said in May", (2026, 5, 1), (2026, 6, 1)),
+        # Feasts and parts of today, which the parser does not read.
+        ("what did we do over Christmas?", (2025, 12, 24), (2025, 12, 27)),
+        ("the presents at Christmas 2024", (2024, 12, 24), (2024, 12, 27)),
+        ("plans for this Christmas", (2026, 12, 24), (2026, 12, 27)),  # to come, in December
+        ("what did we eat on New Year\u2019s Eve?", (2025, 12, 31), (2026, 1, 1)),
+        ("where were we for New Year 2024?", (2023, 12, 31), (2024, 1, 2)),
+        ("who visited over Easter?", (2026, 4, 3), (2026, 4, 7)),
+        ("Easter 2025", (2025, 4, 18), (2025, 4, 22)),  # Good Friday to Easter Monday
+        ("what did we talk about this morning?", (2026, 12, 1), (2026, 12, 2)),
     ],
 )
 def test_natural_expressions_become_windows(question: str, since: tuple, until: tuple) -> None:
@@ -106,6 +115,9 @@ def test_natural_expressions_become_windows(question: str, since: tuple, until: 
         "May I ask what the plumber said?",
         "it may be too early to tell",
         "I was late for work",
+        # A feast's name alone names a thing.
+        "where did we buy the christmas tree?",
+        "ideas for a Christmas present for mum",
     ],
 )
 def test_ordinary_words_are_not_dates(question: str) -> None:
