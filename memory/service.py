@@ -42,6 +42,10 @@ from memory.when import Window, asks_what_was_said, describe, names_only_a_time,
 
 T = TypeVar("T")
 
+# How long a stop waits for the embedding model's load still under way (systemd allows the
+# whole stop 20 s: ``TimeoutStopSec`` in systemd/familiar.service).
+WARM_STOP_WAIT_S = 10.0
+
 
 class Memory(VectorUpkeep):
     def __init__(
@@ -76,6 +80,7 @@ class Memory(VectorUpkeep):
         self._warm_task: asyncio.Task[None] | None = None
         self.warm_error: BaseException | None = None
         self._stopping = False
+        self._warm_thread: threading.Thread | None = None
         self._synced_version: int | None = None
         self._topped_version: int | None = None
 
@@ -84,8 +89,10 @@ class Memory(VectorUpkeep):
         """Load the model and the index in the background; until then search is full-text only.
 
         The load runs on a daemon thread of its own, not on the memory worker, so that messages
-        are stored (without vectors, embedded once the model is up) while the model loads, and
-        a stop during the load does not wait for it."""
+        are stored (without vectors, embedded once the model is up) while the model loads. A
+        stop during the load waits for it a while (``WARM_STOP_WAIT_S``): a thread still in
+        torch when the interpreter exits aborts the process ("terminate called without an
+        active exception"), and the import of torch cannot be interrupted."""
         if self._warm_task is None:
             loop = asyncio.get_running_loop()
             done: asyncio.Future[None] = loop.create_future()
@@ -109,7 +116,8 @@ class Memory(VectorUpkeep):
                 except RuntimeError:  # the loop closed while the model loaded: nobody waits
                     pass
 
-            threading.Thread(target=warm, name="memory-warm", daemon=True).start()
+            self._warm_thread = threading.Thread(target=warm, name="memory-warm", daemon=True)
+            self._warm_thread.start()
             self._warm_task = done  # type: ignore[assignment]
 
     async def retry_warm(self) -> bool:
@@ -141,9 +149,17 @@ class Memory(VectorUpkeep):
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._warm_task is not None and not self._warm_task.done():
-            # Still loading: nothing to save yet, and the load cannot be interrupted.
-            logger.info("stopping while the embedding model is still loading")
+        thread = self._warm_thread
+        if self._warm_task is not None and not self._warm_task.done() and thread is not None:
+            # Still loading: nothing to save yet. The load ends at its next step once it sees
+            # the stop; the import of the model cannot be interrupted.
+            logger.info(
+                "stopping while the embedding model is still loading: waiting up to {} s for it",
+                WARM_STOP_WAIT_S,
+            )
+            await asyncio.to_thread(thread.join, WARM_STOP_WAIT_S)
+            if thread.is_alive():
+                logger.warning("the embedding model is still loading; stopping without it")
         elif (
             self._warm_task is not None
             and not self._warm_task.cancelled()

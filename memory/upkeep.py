@@ -92,6 +92,8 @@ class VectorUpkeep:
         try:
             started = time.monotonic()
             self.embedder.load()
+            if self._stopping:  # stopped while the model loaded: the stop waits for this
+                return
             index = self._open_index()
             self._reconcile(index)
             with self._guard:
@@ -287,7 +289,7 @@ class VectorUpkeep:
         """Embed rows stored without a vector of the current model; returns how many."""
         batch = self.settings.embedding_batch_size * 4
         done, after = 0, 0
-        while True:
+        while not self._stopping:
             rows = store.pending_embeddings(self.db, self.embedder.model_name, after, batch)
             if not rows:
                 return done
@@ -301,6 +303,7 @@ class VectorUpkeep:
             after = ids[-1]
             if progress:
                 progress(done, 0)
+        return done
 
     def _index_add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         with self._guard:

@@ -208,3 +208,59 @@ def test_a_search_among_given_ids_is_exact_over_them_alone() -> None:
         [float(vectors[i - 1] @ vectors[0]) for i in expected]
     )
     assert index.search(vectors[0], 10, among=[]) == []
+
+
+def test_a_stop_while_the_model_loads_waits_for_the_load_and_does_no_more(make_memory) -> None:  # type: ignore[no-untyped-def]
+    """A stop during the model's load had left the load's thread running: a thread in torch
+    when the interpreter exits aborts the process ("terminate called without an active
+    exception", seen at the end of a test run). The stop waits for the load, and the load,
+    seeing the stop, neither opens the index nor embeds what is pending."""
+    import threading
+
+    release = threading.Event()
+
+    class SlowLoad(HashingEmbedder):
+        def load(self) -> None:
+            release.wait(5)
+
+    memory = make_memory(SlowLoad(), warm=False)
+
+    async def main() -> None:
+        await memory.start()
+        asyncio.get_running_loop().call_later(0.2, release.set)
+        await memory.stop()
+
+    asyncio.run(main())
+    assert memory._warm_thread is not None and not memory._warm_thread.is_alive()
+    assert release.is_set()  # the stop had waited for the load
+    assert memory.index is None
+
+
+def test_a_stop_waits_for_the_load_no_longer_than_its_bound(make_memory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    from memory import service
+
+    monkeypatch.setattr(service, "WARM_STOP_WAIT_S", 0.2)
+    release = threading.Event()
+
+    class StuckLoad(HashingEmbedder):
+        def load(self) -> None:
+            release.wait(5)
+
+    memory = make_memory(StuckLoad(), warm=False)
+
+    async def main() -> float:
+        await memory.start()
+        started = time.monotonic()
+        await memory.stop()
+        return time.monotonic() - started
+
+    try:
+        assert 0.15 < asyncio.run(main()) < 2
+    finally:
+        release.set()
+    assert memory._warm_thread is not None
+    memory._warm_thread.join(5)
+    assert memory.index is None  # it saw the stop once loaded
