@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -210,20 +211,25 @@ def test_a_search_among_given_ids_is_exact_over_them_alone() -> None:
     assert index.search(vectors[0], 10, among=[]) == []
 
 
+class HeldLoad(HashingEmbedder):
+    """An embedder whose load takes until ``release`` is set (5 s at most), as torch's import
+    takes seconds."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+
+    def load(self) -> None:
+        self.release.wait(5)
+
+
 def test_a_stop_while_the_model_loads_waits_for_the_load_and_does_no_more(make_memory) -> None:  # type: ignore[no-untyped-def]
     """A stop during the model's load had left the load's thread running: a thread in torch
     when the interpreter exits aborts the process ("terminate called without an active
     exception", seen at the end of a test run). The stop waits for the load, and the load,
     seeing the stop, neither opens the index nor embeds what is pending."""
-    import threading
-
     release = threading.Event()
-
-    class SlowLoad(HashingEmbedder):
-        def load(self) -> None:
-            release.wait(5)
-
-    memory = make_memory(SlowLoad(), warm=False)
+    memory = make_memory(HeldLoad(release), warm=False)
 
     async def main() -> None:
         await memory.start()
@@ -237,19 +243,13 @@ def test_a_stop_while_the_model_loads_waits_for_the_load_and_does_no_more(make_m
 
 
 def test_a_stop_waits_for_the_load_no_longer_than_its_bound(make_memory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import threading
     import time
 
     from memory import service
 
     monkeypatch.setattr(service, "WARM_STOP_WAIT_S", 0.2)
     release = threading.Event()
-
-    class StuckLoad(HashingEmbedder):
-        def load(self) -> None:
-            release.wait(5)
-
-    memory = make_memory(StuckLoad(), warm=False)
+    memory = make_memory(HeldLoad(release), warm=False)
 
     async def main() -> float:
         await memory.start()
