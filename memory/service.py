@@ -42,9 +42,15 @@ from memory.when import Window, asks_what_was_said, describe, names_only_a_time,
 
 T = TypeVar("T")
 
-# How long a stop waits for the embedding model's load still under way (systemd allows the
-# whole stop 20 s: ``TimeoutStopSec`` in systemd/familiar.service).
-WARM_STOP_WAIT_S = 10.0
+WARM_THREAD = "memory-warm"  # the name of the thread that loads the model (``still_loading``)
+
+
+def still_loading() -> bool:
+    """Whether a memory's model is still loading on its thread. The import of torch cannot be
+    interrupted, and a thread still in it, or releasing tensors, when the interpreter finalises
+    aborts the process ("terminate called without an active exception"): a process that stops
+    meanwhile exits without finalising (``bot.cli.app``), its database closed."""
+    return any(t.name == WARM_THREAD and t.is_alive() for t in threading.enumerate())
 
 
 class Memory(VectorUpkeep):
@@ -89,10 +95,9 @@ class Memory(VectorUpkeep):
         """Load the model and the index in the background; until then search is full-text only.
 
         The load runs on a daemon thread of its own, not on the memory worker, so that messages
-        are stored (without vectors, embedded once the model is up) while the model loads. A
-        stop during the load waits for it a while (``WARM_STOP_WAIT_S``): a thread still in
-        torch when the interpreter exits aborts the process ("terminate called without an
-        active exception"), and the import of torch cannot be interrupted."""
+        are stored (without vectors, embedded once the model is up) while the model loads, and
+        a stop during the load does not wait for it: the load does no more once it sees the
+        stop (see ``still_loading``)."""
         if self._warm_task is None:
             loop = asyncio.get_running_loop()
             done: asyncio.Future[None] = loop.create_future()
@@ -116,7 +121,7 @@ class Memory(VectorUpkeep):
                 except RuntimeError:  # the loop closed while the model loaded: nobody waits
                     pass
 
-            self._warm_thread = threading.Thread(target=warm, name="memory-warm", daemon=True)
+            self._warm_thread = threading.Thread(target=warm, name=WARM_THREAD, daemon=True)
             self._warm_thread.start()
             self._warm_task = done  # type: ignore[assignment]
 
@@ -149,17 +154,9 @@ class Memory(VectorUpkeep):
 
     async def stop(self) -> None:
         self._stopping = True
-        thread = self._warm_thread
-        if self._warm_task is not None and not self._warm_task.done() and thread is not None:
-            # Still loading: nothing to save yet. The load ends at its next step once it sees
-            # the stop; the import of the model cannot be interrupted.
-            logger.info(
-                "stopping while the embedding model is still loading: waiting up to {} s for it",
-                WARM_STOP_WAIT_S,
-            )
-            await asyncio.to_thread(thread.join, WARM_STOP_WAIT_S)
-            if thread.is_alive():
-                logger.warning("the embedding model is still loading; stopping without it")
+        if self._warm_task is not None and not self._warm_task.done():
+            # Still loading: nothing to save yet, and the load cannot be interrupted.
+            logger.info("stopping while the embedding model is still loading")
         elif (
             self._warm_task is not None
             and not self._warm_task.cancelled()

@@ -13,10 +13,13 @@ import os
 import re
 import shutil
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from memory.service import WARM_THREAD
 
 CLEARED_PREFIXES = ("FAMILIAR_",)
 CLEARED = (
@@ -91,6 +94,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         found = _SKIP_REASON.match(str(report.longrepr[2]))
         if found and found.group(1) in TOOLS:
             _skipped[found.group(1)] += 1
+
+
+def pytest_sessionfinish() -> None:
+    """Let a model load that a test started end before the interpreter does: a thread still in
+    torch when it finalises aborts the process ("terminate called without an active
+    exception"), and pytest's exit code with it. (The daemon exits without finalising instead:
+    ``bot.cli.app._exit_now_if_loading``.)"""
+    for thread in threading.enumerate():
+        if thread.name == WARM_THREAD:
+            thread.join(60)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -8,6 +8,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -230,3 +231,41 @@ def test_health_command_shows_the_running_daemons_snapshot(
         daemon.proc.send_signal(signal.SIGTERM)
         daemon.proc.wait(timeout=SHUTDOWN_BOUND_S + 5)
         daemon.stop()
+
+
+EXIT_SCRIPT = """
+import sys, threading, time
+from loguru import logger
+from bot.cli.app import _exit_now_if_loading
+from memory.service import WARM_THREAD
+logger.remove()
+logger.add(sys.stderr, enqueue=True)  # written by a thread of loguru's: flushed before the exit
+if sys.argv[1] == "loading":
+    threading.Thread(target=time.sleep, args=(30,), name=WARM_THREAD, daemon=True).start()
+logger.info("logged before the exit")
+print("written before the exit")
+_exit_now_if_loading(3)
+print("carried on")
+"""
+
+
+@pytest.mark.parametrize("loading", [True, False])
+def test_a_daemon_stopped_while_the_model_loads_exits_without_finalising(loading: bool) -> None:
+    """The model's load cannot be interrupted, and a thread still in torch when the interpreter
+    finalises aborts the process ("terminate called without an active exception", seen at the
+    end of a test run). Stopped meanwhile, ``familiar run`` exits at once with its code, what
+    it logged and printed flushed; otherwise it carries on to the usual exit."""
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, "loading" if loading else "loaded"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "logged before the exit" in result.stderr
+    assert "written before the exit" in result.stdout
+    if loading:
+        assert result.returncode == 3
+        assert "carried on" not in result.stdout
+    else:
+        assert result.returncode == 0
+        assert "carried on" in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -78,7 +79,25 @@ def _run_daemon(console: bool, verbose: bool) -> int:
         stream=terminal.log if terminal else None,  # type: ignore[arg-type]
         log_dir=log_dir,
     )
-    return run_daemon(settings, console=console, stdout=terminal)  # type: ignore[arg-type]
+    code = run_daemon(settings, console=console, stdout=terminal)  # type: ignore[arg-type]
+    _exit_now_if_loading(code)
+    return code
+
+
+def _exit_now_if_loading(code: int) -> None:
+    """Stopped while the embedding model was still loading (in its first seconds): exit without
+    finalising the interpreter, whose end would abort the process with the load's thread still
+    in torch (``memory.service.still_loading``). The database is closed by now; the log and
+    the terminal are flushed first."""
+    from loguru import logger
+
+    from memory.service import still_loading
+
+    if still_loading():
+        logger.complete()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 VERBOSE_HELP = "In the console, show the whole log in the terminal instead of only warnings."

@@ -223,44 +223,26 @@ class HeldLoad(HashingEmbedder):
         self.release.wait(5)
 
 
-def test_a_stop_while_the_model_loads_waits_for_the_load_and_does_no_more(make_memory) -> None:  # type: ignore[no-untyped-def]
-    """A stop during the model's load had left the load's thread running: a thread in torch
-    when the interpreter exits aborts the process ("terminate called without an active
-    exception", seen at the end of a test run). The stop waits for the load, and the load,
-    seeing the stop, neither opens the index nor embeds what is pending."""
+def test_a_stop_while_the_model_loads_does_not_wait_and_the_load_then_does_no_more(
+    make_memory,
+) -> None:  # type: ignore[no-untyped-def]
+    """A stop during the model's load returns at once (the import of torch cannot be
+    interrupted); the load, once done, sees the stop and neither opens the index nor embeds
+    what is pending, and ``still_loading`` says so meanwhile (the CLI then exits without
+    finalising: a thread in torch when the interpreter finalises aborts the process)."""
+    from memory.service import still_loading
+
     release = threading.Event()
     memory = make_memory(HeldLoad(release), warm=False)
 
     async def main() -> None:
         await memory.start()
-        asyncio.get_running_loop().call_later(0.2, release.set)
         await memory.stop()
 
     asyncio.run(main())
-    assert memory._warm_thread is not None and not memory._warm_thread.is_alive()
-    assert release.is_set()  # the stop had waited for the load
-    assert memory.index is None
-
-
-def test_a_stop_waits_for_the_load_no_longer_than_its_bound(make_memory, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import time
-
-    from memory import service
-
-    monkeypatch.setattr(service, "WARM_STOP_WAIT_S", 0.2)
-    release = threading.Event()
-    memory = make_memory(HeldLoad(release), warm=False)
-
-    async def main() -> float:
-        await memory.start()
-        started = time.monotonic()
-        await memory.stop()
-        return time.monotonic() - started
-
-    try:
-        assert 0.15 < asyncio.run(main()) < 2
-    finally:
-        release.set()
+    assert still_loading()
+    release.set()
     assert memory._warm_thread is not None
     memory._warm_thread.join(5)
-    assert memory.index is None  # it saw the stop once loaded
+    assert not still_loading()
+    assert memory.index is None
