@@ -62,7 +62,7 @@ _CUES = (
     | frozenset(
         """yesterday today tonight ago last week weeks month months year years weekend
         fortnight day days couple summer winter spring autumn christmas xmas easter halloween
-        valentine valentines morning afternoon evening recently lately""".split()
+        valentine valentines morning afternoon evening""".split()
     )
 )
 # Words that ask about a time without naming a topic: "what did I say two weeks ago?"
@@ -213,10 +213,7 @@ def time_window(query: str, now: datetime, tz: tzinfo) -> Window | None:
             written = asked[edge.start() : to]
         return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), written)
     return (
-        _weekend(asked, local_now, tz)
-        or _few(asked, local_now, tz)
-        or _today(asked, local_now, tz)
-        or _vague(asked, local_now, tz)
+        _weekend(asked, local_now, tz) or _few(asked, local_now, tz) or _today(asked, local_now, tz)
     )
 
 
@@ -514,23 +511,6 @@ def _few(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
     unit = timedelta(days=_FEW_DAYS[m.group(1).lower()])
     today = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
     start, end = today - 5 * unit, today - 2 * unit + timedelta(days=1)
-    return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), m.group())
-
-
-# Vague times, which the parser does not read: "the other day" two to seven days before today,
-# "recently" and "lately" the last thirty days. A window only ranks what it lets through first.
-_VAGUE = re.compile(r"\b(the other day|recently|lately)\b", re.IGNORECASE)
-
-
-def _vague(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
-    m = _VAGUE.search(query)
-    if m is None:
-        return None
-    today = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if m.group(1).lower() == "the other day":
-        start, end = today - timedelta(days=7), today - timedelta(days=1)
-    else:
-        start, end = today - timedelta(days=29), today + timedelta(days=1)
     return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), m.group())
 
 
