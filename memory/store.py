@@ -354,9 +354,9 @@ def read_times_told(db: Database, tz: tzinfo, limit: int = 500) -> int:
 def times_told_in(db: Database, tz: tzinfo) -> bool:
     """Make the times told of read in ``tz`` and by this ``when.READING``: if they were read in
     another zone, or by an earlier reading, they are all to be read again (True). The first
-    zone is taken as it is. (Kept as "zone" or "zone;reading" in ``memory_times_zone``.)"""
-    zone = str(getattr(tz, "key", None) or tz)
-    zone = f"{zone};{READING}" if READING > 1 else zone
+    zone is taken as it is. (Kept as "zone;reading" in ``memory_times_zone``; the first reading
+    kept the zone alone.)"""
+    zone = f"{getattr(tz, 'key', None) or tz};{READING}"
     with db.transaction() as conn:
         kept = conn.execute("SELECT zone FROM memory_times_zone").fetchone()
         if kept is not None and kept[0] == zone:

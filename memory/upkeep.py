@@ -92,7 +92,7 @@ class VectorUpkeep:
         try:
             started = time.monotonic()
             self.embedder.load()
-            if self._stopping:  # stopped while the model loaded: the stop waits for this
+            if self._stopping:  # stopped while the model loaded: nothing more to do
                 return
             index = self._open_index()
             self._reconcile(index)

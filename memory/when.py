@@ -18,7 +18,9 @@ the hemisphere of the chats' time zone (``_season``: the parser reads "summer 20
 year). A part of a date named after it ("the last week of October 2023", "the first weekend of August", "the week
 before 3 June", "mid-August"), which the parser misreads ("last week" as the week before today)
 or does not read, is masked, the date read, and the window narrowed to the part
-(``_narrowed``); a bare year far ahead ("Cyberpunk 2077") is a name. A window keeps the words as
+(``_narrowed``); so is a part named before it ("early March", "the end of last year",
+``_edged``); seasons, feasts ("over Christmas") and "this morning" are read by hand; "may" the
+verb is masked; a bare year far ahead ("Cyberpunk 2077") is a name. A window keeps the words as
 written (``_where``). These few phrases are matched by hand because the parser has no
 notion of them; every date itself is the parser's. The window is used as a boost, not a
 filter (``Memory.search_sync``): hits inside it rank first, the rest follow, so a wrong parse
@@ -143,21 +145,26 @@ def _is_temporal(expression: str) -> bool:
     return bool(words & _CUES) or bool(_DIGIT_DATE.search(expression))
 
 
-# "may" is the month only beside a day, after a word that names a time ("in May", "early May",
-# "3 May", "May 3") or capitalised within a sentence ("was May a good month?"); otherwise it is
-# the verb ("what may help with the boiler?", "May I ask...") and is masked.
-_MAY = re.compile(
-    r"(?<!\b(?:in|of|on|by|to) )(?<!\b(?:last|this|next|late|past|from|till) )"
-    r"(?<!\b(?:early|since|until|after) )(?<!\b(?:before|during) )(?<!mid-)(?<!mid )"
-    r"(?<!\d )(?<!\d(?:st|nd|rd|th) )\bmay\b(?!\s*\d)",
-    re.IGNORECASE,
+# Prepositions that make the word after them a time ("in May", "over Christmas").
+_TIME_PREPOSITIONS = (
+    "at over on for during since before after until till by around in of from to".split()
 )
+# "may" is the month beside a day ("3 May", "May 3"), after a preposition or a word that names
+# a time ("in May", "early May", "mid-may"), or capitalised within a sentence ("was May a good
+# month?"); otherwise it is the verb ("what may help with the boiler?", "May I ask...") and is
+# masked.
+_MAY = re.compile(r"\bmay\b(?!\s*\d)", re.IGNORECASE)
+_MAY_AFTER = frozenset(_TIME_PREPOSITIONS) | {"last", "this", "next", "past", "early", "late"}
+_WORD_BEFORE = re.compile(r"(\S*?)(-|\s+)$")  # the word before a match, and what joins them
 
 
 def _mask_may(query: str) -> str:
     def masked(m: re.Match[str]) -> str:
-        before = query[: m.start()].rstrip()
-        if m.group() == "May" and before and before[-1] not in ".!?":
+        before = _WORD_BEFORE.search(query[: m.start()])
+        word = before.group(1).lower() if before else ""
+        if word in _MAY_AFTER or word == "mid" or re.fullmatch(r"\d+(st|nd|rd|th)?", word):
+            return m.group()
+        if m.group() == "May" and word and word[-1] not in ".!?":
             return m.group()  # capitalised within a sentence: the month
         return "_" * len(m.group())
 
@@ -384,6 +391,11 @@ def _season(query: str, local_now: datetime, tz: tzinfo) -> Window | None:
     return Window(start.replace(tzinfo=tz), end.replace(tzinfo=tz), query[at : m.end()])
 
 
+def _easter(year: int) -> datetime:
+    """Easter Sunday (Western) of ``year``, at midnight."""
+    return datetime.combine(easter(year), datetime.min.time())
+
+
 # Days named by a feast, which the parser does not read: each from its first day, for so many
 # days. Christmas is Christmas Eve to Boxing Day, Easter Good Friday to Easter Monday, "New
 # Year" its eve and day.
@@ -396,10 +408,10 @@ _FEASTS: dict[str, tuple[Callable[[int], datetime], int]] = {
     "new years eve": (lambda y: datetime(y, 12, 31), 1),
     "new years day": (lambda y: datetime(y, 1, 1), 1),
     "new year": (lambda y: datetime(y - 1, 12, 31), 2),
-    "easter sunday": (lambda y: datetime.combine(easter(y), datetime.min.time()), 1),
-    "easter monday": (lambda y: datetime.combine(easter(y), datetime.min.time()) + timedelta(1), 1),
-    "good friday": (lambda y: datetime.combine(easter(y), datetime.min.time()) - timedelta(2), 1),
-    "easter": (lambda y: datetime.combine(easter(y), datetime.min.time()) - timedelta(2), 4),
+    "easter sunday": (lambda y: _easter(y), 1),
+    "easter monday": (lambda y: _easter(y) + timedelta(1), 1),
+    "good friday": (lambda y: _easter(y) - timedelta(2), 1),
+    "easter": (lambda y: _easter(y) - timedelta(2), 4),
     "halloween": (lambda y: datetime(y, 10, 31), 1),
     "valentines day": (lambda y: datetime(y, 2, 14), 1),
 }
@@ -414,7 +426,7 @@ def _spelt(feast: str) -> str:
 
 
 _FEAST = re.compile(
-    r"\b(?:(?P<on>at|over|on|for|during|since|before|after|until|till|by|around|in|of)\s+)?"
+    rf"\b(?:(?P<on>{'|'.join(_TIME_PREPOSITIONS)})\s+)?"
     r"(?:(?P<which>last|this|next|past)\s+)?"
     rf"(?P<feast>{'|'.join(_spelt(f) for f in sorted(_FEASTS, key=len, reverse=True))})(?:['’]?s)?"
     r"(?:\s+(?:of\s+)?(?P<year>(?:19|20)\d\d))?\b",
