@@ -302,7 +302,12 @@ class ChatAgent(ToolAnswers):
                 return Answer(stored, mode, replayed=True)
             logger.info("answering message {} in chat {} again (replayed)", turn_id, chat_id)
         context = await self.memory.assemble_context(
-            chat_id, user_id, text, self.settings.context_tokens, self.settings.persona
+            chat_id,
+            user_id,
+            text,
+            self.settings.context_tokens,
+            self.settings.persona,
+            speaker=str((meta or {}).get("speaker") or ""),
         )
         if not self.llm.capabilities.generates:
             return await self._from_memory(chat_id, user_id, text)

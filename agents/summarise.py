@@ -12,7 +12,7 @@ from agents.errors import LLMError
 from agents.llm import LLM
 from agents.providers.base import LLMRequest
 from agents.usage import CallContext
-from memory.context import ExtractiveSummariser, Summariser
+from memory.context import ExtractiveSummariser, Summariser, who_said
 from memory.types import Message
 
 PROMPT = (
@@ -34,7 +34,7 @@ class LLMSummariser(Summariser):
             return ""
         if not self.llm.capabilities.generates:
             return await self.fallback.summarise(turns)
-        lines = [f"{'earlier summary' if t.role == 'system' else t.role}: {t.text}" for t in turns]
+        lines = [f"{who_said(t)}: {t.text}" for t in turns]
         transcript = "\n".join(lines)[-MAX_TRANSCRIPT_CHARS:]
         request = LLMRequest(
             messages=[{"role": "user", "content": PROMPT + transcript}],

@@ -54,7 +54,7 @@ class ExtractiveSummariser(Summariser):
     async def summarise(self, turns: list[Message]) -> str:
         sentences: list[tuple[str, str]] = []
         for t in turns:
-            who = "Summary so far" if t.role == "system" else t.role
+            who = "Summary so far" if t.role == "system" else who_said(t)
             for s in re.split(r"(?<=[.!?])\s+|\n+", t.text):
                 if len(s.split()) >= 3:
                     sentences.append((who, s.strip()))
@@ -109,11 +109,29 @@ def fit_turns(history: list[Message], budget: int, count: Callable[[str], int]) 
 AUDIO_MARK = "[voice message, transcribed automatically; words may be misheard] "
 
 
+def labelled(speaker: str | None, text: str) -> str:
+    """A group member's turn begins with their name, so the model can tell who said what."""
+    return f"{speaker}: {text}" if speaker else text
+
+
+def who_said(turn: Message) -> str:
+    """The turn's speaker for a transcript: a group member's name, else its role."""
+    if turn.role == "system":
+        return "earlier summary"
+    return str(turn.meta.get("speaker") or "") or turn.role
+
+
 def as_heard(turn: Message) -> str:
-    """Turns that came from audio say so, so the model allows for misheard words."""
-    return AUDIO_MARK + turn.text if turn.meta.get("from_audio") else turn.text
+    """Turns that came from audio say so, so the model allows for misheard words; a group
+    member's turn is labelled with their name (``meta["speaker"]``, set by the channel)."""
+    text = AUDIO_MARK + turn.text if turn.meta.get("from_audio") else turn.text
+    return labelled(turn.meta.get("speaker"), text)
 
 
+GROUP_NOTE = (
+    '## This chat\nA group chat: each person\'s message begins with their name ("Ann: ..."); '
+    "answer the person who wrote the latest one."
+)
 RECALLED_HEADER = "## Possibly relevant memories (recalled automatically; not part of the message)"
 MESSAGE_HEADER = "## The message"
 
@@ -153,8 +171,16 @@ class ContextAssembler:
         self.count = memory.count_tokens
 
     async def assemble(
-        self, chat_id: int, user_id: int | None, incoming: str, budget: int, persona: str
+        self,
+        chat_id: int,
+        user_id: int | None,
+        incoming: str,
+        budget: int,
+        persona: str,
+        speaker: str = "",
     ) -> AssembledContext:
+        """``speaker``: in a group chat, the name of who wrote ``incoming``; turns are then shown
+        labelled with their speakers' names (the search still reads the words alone)."""
         from memory import store
         from memory.types import Scope
 
@@ -252,8 +278,11 @@ class ContextAssembler:
         included.append(f"{len(kept)} recent turns")
 
         parts = [persona.strip()] if persona.strip() else []
+        if speaker:
+            parts.append(GROUP_NOTE)
         if fact_lines:
-            parts.append("## What you know about the user\n" + "\n".join(fact_lines))
+            about = "the person writing now" if speaker else "the user"
+            parts.append(f"## What you know about {about}\n" + "\n".join(fact_lines))
         if lesson_lines:
             parts.append("## Lessons\n" + "\n".join(lesson_lines))
         if summary_text:
@@ -264,7 +293,7 @@ class ContextAssembler:
             {"role": t.role if t.role in ("user", "assistant") else "user", "content": as_heard(t)}
             for t in kept
         ]
-        messages.append({"role": "user", "content": incoming})
+        messages.append({"role": "user", "content": labelled(speaker, incoming)})
         used = count(system) + sum(count(x["content"]) + 4 for x in messages) + count(recalled_text)
         return AssembledContext(system, messages, included, dropped, used, budget, recalled_text)
 

@@ -494,7 +494,8 @@ class Memory(VectorUpkeep):
         incoming: str,
         budget_tokens: int,
         persona: str = "",
+        speaker: str = "",
     ) -> AssembledContext:
         return await ContextAssembler(self).assemble(
-            chat_id, user_id, incoming, budget_tokens, persona
+            chat_id, user_id, incoming, budget_tokens, persona, speaker
         )

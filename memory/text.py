@@ -78,6 +78,22 @@ def checked(text: str | bytes, max_bytes: int) -> str:
     return cleaned
 
 
+SPEAKER_MAX = 32  # characters of a group member's name kept as the label of their turns
+
+
+def speaker_label(name: str) -> str:
+    """A group member's name as it labels their turns for the model ("Ann: ..."): one line of
+    visible characters (control and format characters, which could hide or reorder text, are
+    dropped; a colon or bracket, which could fake another label, becomes a space), at most
+    ``SPEAKER_MAX`` characters; "" when nothing visible is left."""
+    kept = "".join(
+        " " if ch in ":[]" or ch.isspace() else ch
+        for ch in name
+        if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn")
+    )
+    return _WS.sub(" ", kept).strip()[:SPEAKER_MAX].strip()
+
+
 def content_hash(text: str) -> str:
     """Hash of the text with whitespace runs collapsed: the key for dedupe and embedding reuse."""
     return hashlib.sha256(_WS.sub(" ", text).strip().encode("utf-8")).hexdigest()

@@ -104,9 +104,13 @@ class StreamingReply:
 def stored_meta(msg: Incoming) -> dict | None:
     """What of a message's channel meta is stored with it: all of it when it was not typed
     (``from_audio``: a voice note's transcript, its file id, engine, ...; ``document``: the file
-    or page it came with; ``photos``: the images it came with); typed text stores none."""
+    or page it came with; ``photos``: the images it came with); typed text stores none. In a
+    group, the sender's name as ``speaker``."""
     kept = msg.meta.get("from_audio") or msg.meta.get("document") or msg.meta.get("photos")
-    return dict(msg.meta) if kept else None
+    meta = dict(msg.meta) if kept else {}
+    if speaker := msg.speaker:
+        meta["speaker"] = speaker
+    return meta or None
 
 
 def format_review(result: ReviewResult) -> str:

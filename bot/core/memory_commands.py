@@ -154,7 +154,11 @@ class MemoryCommands:
     async def context(self, msg: Incoming, args: str, transport: Transport) -> Reply:
         """/context: what the model would see now, and what did not fit."""
         ctx = await self.memory.assemble_context(
-            msg.chat_id, msg.sender.id, args or "(your next message)", self.context_tokens
+            msg.chat_id,
+            msg.sender.id,
+            args or "(your next message)",
+            self.context_tokens,
+            speaker=msg.speaker,
         )
         lines = [f"Context: {ctx.tokens_used} of {self.context_tokens} tokens."]
         if ctx.included:

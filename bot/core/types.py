@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.providers.base import ImageBlock
+from memory.text import speaker_label
 
 # Channels whose message ids name a message for good (replayed updates carry the same id).
 DURABLE_ID_CHANNELS = frozenset({"telegram", "task"})  # task: ``AgentTask.run_id``
@@ -44,6 +45,14 @@ class Incoming:
         if self.message_id is None or self.channel not in DURABLE_ID_CHANNELS:
             return None
         return f"{self.channel}:{self.chat_id}:{self.message_id}"
+
+    @property
+    def speaker(self) -> str:
+        """In a group chat, the sender's name, which labels their turns for the model ("Ann:
+        ...", ``memory.context.labelled``) so it can tell who said what; "" in a private chat."""
+        if not self.is_group:
+            return ""
+        return speaker_label(self.sender.name) or f"member {self.sender.id}"
 
 
 @dataclass(frozen=True)

@@ -180,9 +180,9 @@ def test_groups_need_an_admin_and_an_address(rig: Rig) -> None:
     handle(
         rig, message(ALLOWED, "/help@OtherBot", chat_id=group, chat_type="supergroup", update_id=6)
     )
-    assert [(m.text, m.chat_id, m.is_group) for m in rig.answerer.seen] == [
-        ("what time is it", group, True),
-        ("and tomorrow?", group, True),
+    assert [(m.text, m.chat_id, m.is_group, m.speaker) for m in rig.answerer.seen] == [
+        ("what time is it", group, True, "U"),  # the sender's first name labels the turn
+        ("and tomorrow?", group, True, "U"),
     ]
 
 
