@@ -186,6 +186,21 @@ class LLMFactExtractor(FactExtractor):
         return [f.strip() for f in facts if isinstance(f, str) and f.strip()][:20]
 
 
+def turns_of_each_person(
+    turns: list[Message], default: int | None
+) -> dict[int | None, list[Message]]:
+    """The turns of a batch by person, oldest first: each person's own turns with the answers
+    they got (an assistant turn goes with the person whose turn it follows; one before any
+    goes with ``default``, whose message made extraction due). A private chat is one person."""
+    out: dict[int | None, list[Message]] = {}
+    owner = default
+    for t in turns:
+        if t.role == "user":
+            owner = t.user_id
+        out.setdefault(owner, []).append(t)
+    return out
+
+
 class ExtractionMarks:
     """The id of the last message of each chat handed to fact extraction, cached in memory and
     kept in ``llm_fact_marks`` (without a database, in memory only)."""
@@ -497,10 +512,14 @@ class ChatAgent(ToolAnswers):
     async def _extract(self, chat_id: int, user_id: int | None, turns: list[Message]) -> None:
         assert self.extractor is not None
         try:
-            results = await self.memory.learn(turns, Scope(chat_id, user_id), self.extractor)
+            # Each person's facts from their own words: in a group, one member's "I'm allergic
+            # to penicillin" is not a fact about whoever's message made extraction due.
+            learnt = 0
+            for person, own in turns_of_each_person(turns, user_id).items():
+                learnt += len(await self.memory.learn(own, Scope(chat_id, person), self.extractor))
             # Saved once the facts are stored: a crash before this hands the same turns over again.
             await self.marks.save(chat_id, turns[-1].id)
-            logger.info("extracted {} facts in chat {}", len(results), chat_id)
+            logger.info("extracted {} facts in chat {}", learnt, chat_id)
         except Exception as exc:  # background work: log, never crash the chat
             logger.opt(exception=exc).warning("fact extraction in chat {} failed", chat_id)
 

@@ -209,6 +209,32 @@ def test_facts_are_extracted_every_n_turns_in_one_call(memory_db):
     assert "Nice weather" in extract_calls[0].messages[0]["content"]
 
 
+def test_in_a_group_each_members_facts_come_from_their_own_turns(memory_db):
+    memory, db = memory_db
+    ann = json.dumps({"facts": ["The user is allergic to penicillin."]})
+    bob = json.dumps({"facts": ["The user plays jazz piano."]})
+    provider = FakeProvider(["noted", "nice", ann, bob])
+    agent = make_agent(memory, db, provider, fact_extraction_every=4)
+
+    async def scenario():
+        await agent.answer(-5, 1, "I'm allergic to penicillin.", meta={"speaker": "Ann"})
+        await agent.answer(-5, 2, "I play jazz piano.", meta={"speaker": "Bob"})
+        await agent.drain()
+        return (
+            await memory.list_memories(Scope(-5, 1), ["fact"]),
+            await memory.list_memories(Scope(-5, 2), ["fact"]),
+        )
+
+    ann_facts, bob_facts = asyncio.run(scenario())
+    assert [f.text for f in ann_facts] == ["The user is allergic to penicillin."]
+    assert [f.text for f in bob_facts] == ["The user plays jazz piano."]
+    calls = [r.messages[0]["content"] for r in provider.requests]
+    calls = [c for c in calls if "durable facts" in c]
+    assert len(calls) == 2
+    assert "penicillin" in calls[0] and "noted" in calls[0] and "jazz" not in calls[0]
+    assert "jazz" in calls[1] and "nice" in calls[1] and "penicillin" not in calls[1]
+
+
 def test_the_extraction_count_survives_a_restart_and_no_turn_is_extracted_twice(memory_db):
     memory, db = memory_db
     facts = json.dumps({"facts": ["The user keeps bees."]})
