@@ -124,8 +124,8 @@ def who_said(turn: Message) -> str:
 def as_heard(turn: Message) -> str:
     """Turns that came from audio say so, so the model allows for misheard words; a group
     member's turn is labelled with their name (``meta["speaker"]``, set by the channel)."""
-    text = AUDIO_MARK + turn.text if turn.meta.get("from_audio") else turn.text
-    return labelled(turn.meta.get("speaker"), text)
+    text = labelled(turn.meta.get("speaker"), turn.text)  # as the incoming one: mark, name, words
+    return AUDIO_MARK + text if turn.meta.get("from_audio") else text
 
 
 GROUP_NOTE = (

@@ -12,7 +12,7 @@ import pytest
 
 from agents.summarise import LLMSummariser
 from bot.core.types import Incoming, Sender
-from memory.context import GROUP_NOTE, ExtractiveSummariser
+from memory.context import AUDIO_MARK, GROUP_NOTE, ExtractiveSummariser
 from memory.db import Database
 from memory.embedder import HashingEmbedder
 from memory.schema import migrations
@@ -24,7 +24,7 @@ from tests.core_graph import core_graph
 from tests.stubs.anthropic_stub import llm_stub
 
 GROUP = -1002
-ANN, BOB = Sender(51, "Ann"), Sender(52, "Bob")
+ANN, BOB, CAT = Sender(51, "Ann"), Sender(52, "Bob"), Sender(54, "Cat")
 
 
 @pytest.mark.parametrize(
@@ -64,6 +64,9 @@ def test_group_turns_reach_the_model_with_their_speakers(tmp_path: Path) -> None
         )
         await memory.add_message(GROUP, None, "assistant", "Noted, Ann brings the cake.")
         await memory.add_message(
+            GROUP, CAT.id, "user", "and I the wine", meta={"speaker": "Cat", "from_audio": True}
+        )
+        await memory.add_message(
             GROUP, BOB.id, "user", "what is Ann bringing?", meta={"speaker": "Bob"}
         )
         group = await memory.assemble_context(
@@ -80,11 +83,14 @@ def test_group_turns_reach_the_model_with_their_speakers(tmp_path: Path) -> None
     assert [m["content"] for m in group] == [
         "Ann: I'm bringing the cake",
         "Noted, Ann brings the cake.",
+        AUDIO_MARK + "Cat: and I the wine",  # heard, as an incoming voice note is marked
         "Bob: what is Ann bringing?",  # the incoming turn, shown once, labelled
     ]
     assert GROUP_NOTE in system
     # Memory keeps the words as they were said; the label is the meta's.
-    assert stored == "I'm bringing the cake|Noted, Ann brings the cake.|what is Ann bringing?"
+    assert stored == (
+        "I'm bringing the cake|Noted, Ann brings the cake.|and I the wine|what is Ann bringing?"
+    )
     assert [m["content"] for m in alone] == ["I'm bringing the cake", "what am I bringing?"]
 
 
