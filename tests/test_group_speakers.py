@@ -51,6 +51,8 @@ def test_the_sender_of_a_group_message_is_its_speaker_and_a_private_chat_has_non
     assert Incoming(ANN.id, ANN, "hi").speaker == ""
     nameless = Sender(53, "\u200b")
     assert Incoming(GROUP, nameless, "hi", is_group=True).speaker == "member 53"
+    task = Incoming(GROUP, Sender(51), "weather?", is_group=True, channel="task")
+    assert task.speaker == "scheduled task"
 
 
 def test_group_turns_reach_the_model_with_their_speakers(tmp_path: Path) -> None:

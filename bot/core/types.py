@@ -52,6 +52,8 @@ class Incoming:
         ...", ``memory.context.labelled``) so it can tell who said what; "" in a private chat."""
         if not self.is_group:
             return ""
+        if self.channel == "task":  # a scheduled task's prompt, run on a member's behalf
+            return "scheduled task"
         return speaker_label(self.sender.name) or f"member {self.sender.id}"
 
 
