@@ -57,7 +57,7 @@ from agents.review import Progress, ReviewEngine, ReviewResult
 from agents.settings import LLMSettings
 from agents.usage import CallContext
 from agents.voice.handler import for_context
-from memory.context import with_recalled
+from memory.context import Quoted, with_quote, with_recalled
 from memory.db import Database
 from memory.facts import FactExtractor
 from memory.text import MemoryInputError, clean
@@ -282,6 +282,7 @@ class ChatAgent(ToolAnswers):
         on_activity: OnDelta | None = None,
         attachment: str = "",
         images: Sequence[ImageBlock] = (),
+        quoted: Quoted | None = None,
         can_pause: bool = True,
     ) -> Answer:
         """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
@@ -294,6 +295,7 @@ class ChatAgent(ToolAnswers):
         single mode (the three-pass and panel answers pass text only). ``can_pause`` False
         (nobody there to ask, as ``familiar ask`` without a terminal): tool calls that need the
         person's OK are refused, with that reason to the model, instead of pausing the answer.
+        ``quoted``: the message this one replies to, shown with it unless already in view.
         Never raises for model faults."""
         try:
             turn_id, stored_now = await self.memory.store_turn(
@@ -332,6 +334,7 @@ class ChatAgent(ToolAnswers):
         ]  # the incoming message, clipped to the budget if need be
         if meta and meta.get("from_audio"):
             text = for_context(text)
+        text = with_quote(quoted, text, history)
         if attachment:
             text = f"{attachment}\n\n{text}"
         if images:

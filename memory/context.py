@@ -22,12 +22,13 @@ import re
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
 
 from memory.search import shown_once
-from memory.text import STOPWORDS
+from memory.text import STOPWORDS, has_visible
 from memory.types import AssembledContext, Hit, Message
 
 FACTS_SHARE, SUMMARY_SHARE, RECALL_SHARE = 0.20, 0.15, 0.20
@@ -132,6 +133,46 @@ GROUP_NOTE = (
     '## This chat\nA group chat: each person\'s message begins with their name ("Ann: ..."); '
     "answer the person who wrote the latest one."
 )
+QUOTE_MAX_CHARS = 1500  # of a message replied to, shown with the reply
+
+
+@dataclass(frozen=True)
+class Quoted:
+    """The message a person's message replies to (Telegram's reply, or the part of it they
+    quoted): shown to the model with the reply, not kept in memory as the person's words.
+    ``author``: ``"assistant"`` (the assistant's own message), ``"self"`` (the person's own) or
+    a member's name."""
+
+    text: str
+    author: str
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def with_quote(quote: Quoted | None, text: str, shown: list[dict[str, Any]]) -> str:
+    """The message with what it replies to before it, marked as a quote (data, as a document
+    is), unless that is already among the turns ``shown`` to the model: replying to the latest
+    answer, as people do in a group to address the bot, costs nothing. A message is matched by
+    its words, so the formatting Telegram strips from an answer does not hide it."""
+    if quote is None or not has_visible(quote.text):
+        return text
+    key = " ".join(_words(quote.text).split()[:40])
+    if key and any(
+        isinstance(m.get("content"), str) and f" {key} " in f" {_words(m['content'])} "
+        for m in shown
+    ):
+        return text
+    body = quote.text.strip()
+    if len(body) > QUOTE_MAX_CHARS:
+        body = body[:QUOTE_MAX_CHARS] + "…"
+    whose = {"assistant": "your earlier message", "self": "their own earlier message"}.get(
+        quote.author, f"an earlier message from {quote.author}"
+    )
+    return f"[In reply to {whose}:]\n<<<QUOTE\n{body}\nQUOTE>>>\n\n{text}"
+
+
 RECALLED_HEADER = "## Possibly relevant memories (recalled automatically; not part of the message)"
 MESSAGE_HEADER = "## The message"
 

@@ -251,6 +251,7 @@ class AgentCommands:
             on_activity=stream.activity if mode == "single" else None,
             attachment=msg.attachment,
             images=msg.images,
+            quoted=msg.quoted,
         )
         if answer.error:
             await finish(Reply(answer.text, markdown=False, no_feedback=True))

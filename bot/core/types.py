@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.providers.base import ImageBlock
+from memory.context import Quoted
 from memory.text import speaker_label
 
 # Channels whose message ids name a message for good (replayed updates carry the same id).
@@ -36,6 +37,8 @@ class Incoming:
     attachment: str = ""
     # Photos the person sent with it (already checked and stored), for a model with vision.
     images: tuple[ImageBlock, ...] = ()
+    # The message this one replies to, for the model (not kept as the person's words).
+    quoted: Quoted | None = None
 
     @property
     def key(self) -> str | None:

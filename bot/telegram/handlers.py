@@ -38,7 +38,9 @@ from bot.telegram.limits import Throttle, TokenBucket
 from bot.telegram.photos import PhotoReader
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.voice import VoiceReader, heard, voice_note
+from memory.context import Quoted
 from memory.db import Database, storage_fault
+from memory.text import has_visible, speaker_label
 
 AnswerCallback = Callable[[str, str], Awaitable[None]]
 ChatAdminCheck = Callable[[int, int], Awaitable[bool]]  # (chat id, user id): a group admin?
@@ -172,6 +174,29 @@ class UpdateHandler:
             return True, (text[:start] + text[start + len(mention) :]).strip()
         return False, text
 
+    def _quoted(self, message: Message) -> Quoted | None:
+        """What a message replies to, for the model: the part quoted, else the whole text or
+        caption of the message replied to; None for a reply to something without text."""
+        reply = message.reply_to_message
+        if reply is None:
+            return None
+        part = message.quote.text if message.quote is not None else None
+        text = part or reply.text or reply.caption or ""
+        if not has_visible(text):
+            return None
+        author = reply.from_user
+        if author is not None and author.id == self.me.id:
+            who = "assistant"
+        elif (
+            author is not None
+            and message.from_user is not None
+            and author.id == message.from_user.id
+        ):
+            who = "self"
+        else:
+            who = speaker_label(author.first_name if author is not None else "") or "someone"
+        return Quoted(text, who)
+
     async def on_message(self, update_id: int, message: Message) -> None:
         user, chat = message.from_user, message.chat
         if user is None or user.is_bot or chat.type == ChatType.CHANNEL:
@@ -225,6 +250,7 @@ class UpdateHandler:
             await self._notice(chat.id, SLOW_DOWN, key=("slow", user.id))
             return
         reply_to = message.reply_to_message.message_id if message.reply_to_message else None
+        quoted = self._quoted(message)
         # Asked only where it matters: a command in a group (per-chat settings are commands).
         chat_admin = (
             is_group
@@ -246,6 +272,7 @@ class UpdateHandler:
             is_group=is_group,
             channel="telegram",
             meta={"update_id": update_id, "reply_to_message_id": reply_to},
+            quoted=quoted,
         )
         if parsed is not None:
             await self.assistant.handle(incoming, self.transport)
