@@ -8,6 +8,7 @@ failed row, logged with its reason, and re-raised; auth and spend-limit errors a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -18,6 +19,28 @@ from agents.providers.base import Capabilities, Completion, LLMRequest, Provider
 from agents.usage import CallContext, UsageRecord, UsageStore
 
 AdminAlert = Callable[[str], Awaitable[None]]
+
+
+def _chars(content: object) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        return sum(
+            len(str(b.get("text") or ""))
+            if isinstance(b, dict)
+            else len(getattr(b, "text", "") or "")
+            for b in content
+        )
+    return 0
+
+
+def estimated_usage(request: LLMRequest, written: int) -> Usage:
+    """The tokens of a call cut off before the provider reported them: its prompt's text and
+    the ``written`` characters of its answer, at about four characters a token (images and
+    tool definitions not counted)."""
+    read = len(request.system_prefix or "") + len(request.system or "")
+    read += sum(_chars(m.get("content")) for m in request.messages)
+    return Usage(input_tokens=read // 4 + 1, output_tokens=written // 4)
 
 
 class LLM:
@@ -58,13 +81,24 @@ class LLM:
         if self.usage is not None:
             await self.usage.acheck_budget(ctx)
         started = time.monotonic()
+        written = 0  # characters of text so far
         try:
             async for item in self.provider.stream(request):
                 if isinstance(item, Completion):
                     await self._record(ctx, item.usage, item.model, time.monotonic() - started)
+                else:
+                    written += len(item)
                 yield item
         except LLMError as exc:
             await self._failed(ctx, exc, time.monotonic() - started)
+            raise
+        except asyncio.CancelledError:
+            # Stopped before the end (⏹ Stop, the daemon stopping): the provider still bills
+            # what it read and wrote, and the daily budget must count it; no usage comes back,
+            # so it is estimated (about four characters a token).
+            await self._record(
+                ctx, estimated_usage(request, written), self.model, time.monotonic() - started
+            )
             raise
 
     async def _record(self, ctx: CallContext, usage: Usage, model: str, latency_s: float) -> None:

@@ -5,13 +5,20 @@ show their phase in a status message and end with buttons (show the critique; ac
 round, reject), signed so that a forged or foreign press changes nothing. While a tool runs the
 streamed message says what it does; an answer that used tools gets a "🔧 steps" button, and one
 that waits for the person's OK ends in a question with ✅/❌ buttons (``bot.core.tool_buttons``).
+While an answer is being written, its message (or the status line) carries "⏹ Stop": the person
+who asked (or an admin) stops it there, the text so far stays, marked stopped, and nothing more is
+asked of the model or done by a tool. The press is handled at once, not behind the answer it
+stops (``bot.telegram.dispatch``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from loguru import logger
@@ -30,6 +37,10 @@ from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMes
 from jobs.charts import render, usage_figure
 
 Mode = Literal["single", "think", "review"]
+STOP_PREFIX = "st"  # a Stop button's data: "st:<token>.<mac>" (``bot.telegram.dispatch``)
+STOP_LABEL = "⏹ Stop"
+STOPPED = "⏹ Stopped."
+STOPPABLE_CHANNELS = ("telegram", "task")  # where a press can arrive while the answer runs
 EDIT_INTERVAL_S = 1.0
 STREAM_MAX_CHARS = 3500  # past this a message may need splitting; the rest arrives at the end
 PHASES = {
@@ -39,6 +50,16 @@ PHASES = {
     "review": "🧑‍⚖️ The panel is reviewing…",
     "revise": "🛠 Revising against the reviews…",
 }
+
+
+@dataclass
+class Running:
+    """An answer being written, which its Stop button can stop."""
+
+    chat_id: int
+    asker: int
+    task: asyncio.Task[Answer]
+    stopped: bool = False
 
 
 class ChatModes(Protocol):
@@ -60,10 +81,13 @@ class StreamingReply:
         *,
         resume: SentMessage | None = None,
         on_sent: Callable[[SentMessage], Awaitable[None]] | None = None,
+        buttons: list[list[Button]] | None = None,
     ) -> None:
         """``resume``: a message a stream cut off by a restart left; the answer goes there.
-        ``on_sent`` is told of the message once it is sent, before anything more streams."""
+        ``on_sent`` is told of the message once it is sent, before anything more streams.
+        ``buttons`` go under the text while it streams (Stop); the finished answer has its own."""
         self.transport, self.chat_id, self.clock = transport, chat_id, clock
+        self.buttons = buttons or []
         self.sent: SentMessage | None = resume
         self.on_sent = on_sent
         self.last_edit = 0.0
@@ -76,22 +100,27 @@ class StreamingReply:
             return
         now = self.clock()
         if self.sent is None:
-            self.sent = await self.transport.send(self.chat_id, Reply(text + " …", markdown=False))
+            self.sent = await self.transport.send(self.chat_id, self._partial(text + " …"))
             self.last_edit, self.shown = now, text
             if self.on_sent is not None:
                 await self.on_sent(self.sent)
         elif now - self.last_edit >= EDIT_INTERVAL_S and text != self.shown:
-            await self.transport.edit(self.sent, Reply(text + " …", markdown=False))
+            await self.transport.edit(self.sent, self._partial(text + " …"))
             self.last_edit, self.shown = now, text
+
+    def _partial(self, text: str) -> Reply:
+        # with_feedback: the answer is recorded for the feedback row from its first piece, as
+        # without buttons of its own.
+        return Reply(text, buttons=self.buttons, markdown=False, with_feedback=bool(self.buttons))
 
     async def activity(self, label: str) -> None:
         """Show what a tool is doing under the text so far (shown at once, not throttled)."""
         so_far = self.latest[:STREAM_MAX_CHARS]
         text = f"{so_far}\n\n{label}" if so_far.strip() else label
         if self.sent is None:
-            self.sent = await self.transport.send(self.chat_id, Reply(text, markdown=False))
+            self.sent = await self.transport.send(self.chat_id, self._partial(text))
         else:
-            await self.transport.edit(self.sent, Reply(text, markdown=False))
+            await self.transport.edit(self.sent, self._partial(text))
         self.last_edit, self.shown = self.clock(), so_far
 
     async def finish(self, reply: Reply) -> SentMessage:
@@ -153,6 +182,7 @@ class AgentCommands:
         self.tool_buttons: ToolButtons | None = None
         self.assistant: Assistant | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[str, Running] = {}  # answers being written, by their Stop token
 
     def register(self, assistant: Assistant) -> None:
         self.assistant = assistant
@@ -184,6 +214,7 @@ class AgentCommands:
                 "/usage [week]",
             )
         )
+        assistant.buttons[STOP_PREFIX] = self.on_stop
         assistant.buttons["cq"] = self.on_show_critique
         assistant.buttons["rv"] = self.on_review_decision
         if self.agent.tools is not None:
@@ -212,11 +243,18 @@ class AgentCommands:
             if self.drafts is not None:
                 await self.drafts.started(msg, sent)
 
+        token = secrets.token_urlsafe(9)  # a new answer's button stops it alone, restarts too
+        stop = (
+            [[self._button(STOP_PREFIX, token, msg.chat_id, STOP_LABEL)]]
+            if msg.channel in STOPPABLE_CHANNELS
+            else []
+        )
         stream = StreamingReply(
             transport,
             msg.chat_id,
             resume=draft.sent if draft is not None else None,
             on_sent=started,
+            buttons=stop,
         )
         status: SentMessage | None = None
 
@@ -229,31 +267,67 @@ class AgentCommands:
             nonlocal status
             label = PHASES.get(phase, f"{phase}…")
             try:
+                line = Reply(label, buttons=stop, markdown=False, no_feedback=True)
                 if status is None:
-                    status = await transport.send(
-                        msg.chat_id, Reply(label, markdown=False, no_feedback=True)
-                    )
+                    status = await transport.send(msg.chat_id, line)
                 else:
-                    await transport.edit(status, Reply(label, markdown=False))
+                    await transport.edit(status, line)
             except Exception:  # progress is decoration: never lose the answer over it
                 logger.opt(exception=True).debug("progress update failed")
 
-        answer = await self.agent.answer(
+        running = Running(
             msg.chat_id,
             msg.sender.id,
-            text,
-            mode=mode,
-            is_admin=msg.sender.is_admin,
-            telegram_message_id=msg.message_id if msg.key is not None else None,
-            on_delta=stream.delta if mode == "single" else None,
-            progress=progress if mode != "single" else None,
-            meta=stored_meta(msg),
-            on_activity=stream.activity if mode == "single" else None,
-            attachment=msg.attachment,
-            images=msg.images,
-            quoted=msg.quoted,
+            asyncio.create_task(
+                self.agent.answer(
+                    msg.chat_id,
+                    msg.sender.id,
+                    text,
+                    mode=mode,
+                    is_admin=msg.sender.is_admin,
+                    telegram_message_id=msg.message_id if msg.key is not None else None,
+                    on_delta=stream.delta if mode == "single" else None,
+                    progress=progress if mode != "single" else None,
+                    meta=stored_meta(msg),
+                    on_activity=stream.activity if mode == "single" else None,
+                    attachment=msg.attachment,
+                    images=msg.images,
+                    quoted=msg.quoted,
+                ),
+                name=f"answer-{msg.chat_id}",
+            ),
         )
+        self._running[token] = running
+        try:
+            answer = await running.task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not running.stopped or (current is not None and current.cancelling()):
+                running.task.cancel()  # the daemon is stopping: not a Stop press
+                raise
+            # Stopped by the person: the text so far stays, marked; it is not kept as an answer,
+            # and the inbox's replay after a restart finds it finished.
+            line = Reply(STOPPED, markdown=False, no_feedback=True)
+            if status is not None and stream.sent is None:  # three passes: the status says it
+                with contextlib.suppress(Exception):
+                    await transport.edit(status, line)
+                if self.drafts is not None:
+                    await self.drafts.finished(msg, status)
+            else:
+                if status is not None:
+                    with contextlib.suppress(Exception):
+                        await transport.edit(status, line)
+                so_far = stream.latest.strip()[:STREAM_MAX_CHARS]
+                text = f"{so_far}\n\n{STOPPED}" if so_far else STOPPED
+                await finish(Reply(text, markdown=False, no_feedback=True))
+            logger.info("answer in chat {} stopped by its asker", msg.chat_id)
+            return Answer(STOPPED, mode, error="stopped")
+        finally:
+            self._running.pop(token, None)
         if answer.error:
+            if status is not None:  # its Stop button goes: nothing is running any more
+                with contextlib.suppress(Exception):
+                    await transport.edit(status, Reply("Not finished.", markdown=False))
             await finish(Reply(answer.text, markdown=False, no_feedback=True))
             return answer
         if answer.review is not None and answer.run_id is not None:
@@ -277,6 +351,9 @@ class AgentCommands:
                 await transport.edit(status, Reply("Done.", markdown=False))
             await finish(Reply(body, buttons=buttons, with_feedback=True))
             return answer
+        if status is not None:
+            with contextlib.suppress(Exception):
+                await transport.edit(status, Reply("Done.", markdown=False))
         sent = await self.present(msg.chat_id, answer, stream, transport)
         if self.drafts is not None and sent is not None:
             await self.drafts.finished(msg, sent)
@@ -349,6 +426,20 @@ class AgentCommands:
             return
         await transport.send(chat_id, Reply(header, markdown=False, no_feedback=True))
         await self._run(msg, prompt, "single", self._answer_transport(msg, transport))
+
+    async def on_stop(self, press: ButtonPress, payload: str, transport: Transport) -> str:
+        """⏹ Stop under an answer being written: only its asker (or an admin) stops it."""
+        token = self.signer.verify(STOP_PREFIX, payload, press.chat_id)
+        if token is None:
+            return "This button is no longer valid."
+        running = self._running.get(token)
+        if running is None or running.task.done():
+            return "That answer is already finished."
+        if press.sender.id != running.asker and not press.sender.is_admin:
+            return "Only the person who asked can stop this answer."
+        running.stopped = True
+        running.task.cancel()
+        return "Stopping."
 
     def _button(self, prefix: str, payload: str, chat_id: int, label: str) -> Button:
         return Button(label, self.signer.data(prefix, payload, chat_id))

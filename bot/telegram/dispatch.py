@@ -29,6 +29,7 @@ from telegram import Update
 from telegram.error import InvalidToken, NetworkError, RetryAfter, TimedOut
 from telegram.ext import ExtBot
 
+from bot.core.agent_commands import STOP_PREFIX
 from bot.core.drafts import AnswerDrafts
 from bot.core.types import Incoming, Reply, Sender
 from bot.settings import TelegramSettings
@@ -59,6 +60,14 @@ def telegram_absent(exc: BaseException) -> bool:
         and isinstance(exc.__cause__, httpx.TransportError)
         and not isinstance(exc.__cause__, httpx.TimeoutException)
     )
+
+
+def is_stop_press(payload: dict[str, Any]) -> bool:
+    """A press of an answer's ⏹ Stop (``bot.core.agent_commands``): handled at once, outside
+    the chat's turn, which the answer it stops holds. Its signature is checked by the handler."""
+    query = payload.get("callback_query")
+    data = query.get("data") if isinstance(query, dict) else None
+    return isinstance(data, str) and data.startswith(f"{STOP_PREFIX}:")
 
 
 class UpdateDispatcher:
@@ -145,13 +154,16 @@ class UpdateDispatcher:
             await asyncio.sleep(delay)
         try:
             # A retry (Telegram unreachable) keeps the chat's turn: its later updates wait, so
-            # they are answered in order and never reach the model merged with this one.
-            async with self.chat_turn(chat_key(payload)):
+            # they are answered in order and never reach the model merged with this one. A Stop
+            # press does not wait: it is for the answer holding the turn.
+            stop = is_stop_press(payload)
+            turn = contextlib.nullcontext() if stop else self.chat_turn(chat_key(payload))
+            async with turn:
                 storage_wait, told, count = 1.0, False, True
                 away_wait = min(1.0, self.tg.retry_max_s)
                 while True:
                     try:
-                        async with self._sem:
+                        async with contextlib.nullcontext() if stop else self._sem:
                             again = await self._handle(update_id, payload, count)
                         retry = None
                         if again is not None:
