@@ -219,6 +219,11 @@ class ToolLoop:
             return await self._stop(
                 state, out, "deadline" if isinstance(exc, DeadlineExceeded) else "budget"
             )
+        except asyncio.CancelledError:  # stopped by the person (⏹ Stop) or the daemon
+            await asyncio.shield(
+                self.db.run(self.store.finish, state.run_id, "stopped", "cancelled")
+            )
+            raise
         except BaseException:
             await asyncio.shield(self.db.run(self.store.finish, state.run_id, "failed", None))
             raise

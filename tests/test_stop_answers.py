@@ -213,3 +213,32 @@ def test_a_stop_press_is_handled_while_the_answer_holds_the_chats_turn() -> None
         assert handled == [9, 10]
 
     asyncio.run(scenario())
+
+
+def test_a_stop_after_a_tool_step_says_what_was_done(data_dir: Path, stub: LLMStub) -> None:
+    stub.script(
+        StubReply.tool("create_reminder", when="in 2h", text="call the landlord"),
+        StubReply(LONG, chunk_delay_s=0.05),
+    )
+
+    async def scenario() -> tuple[Reply, list[tuple[str, ...]]]:
+        async with core_graph(data_dir) as graph:
+            running = _start(graph, ANN, "remind me in 2 hours to call the landlord", ANN.id)
+            for _ in range(400):  # the tool has run and the answer streams on
+                found = _stop_of(graph)
+                if found is not None and "word0" in graph.transport.shown(found[0] - 1).text:
+                    break
+                await asyncio.sleep(0.025)
+            number, stop = await _wait_stop(graph)
+            await _press(graph, ANN, ANN.id, stop, number)
+            await asyncio.wait_for(running, 5)
+            with graph.db.read() as conn:
+                runs = conn.execute("SELECT status, stop_reason FROM agent_runs").fetchall()
+                reminders = conn.execute("SELECT text FROM reminders").fetchall()
+            assert reminders == [("call the landlord",)]  # done before the stop: it stays
+            return graph.transport.shown(number - 1), [tuple(r) for r in runs]
+
+    shown, runs = asyncio.run(scenario())
+    assert shown.text.endswith(f"{STOPPED} 1 tool step(s) had been done.")
+    assert [b.label for row in shown.buttons for b in row] == ["🔧 steps"]
+    assert runs == [("stopped", "cancelled")]

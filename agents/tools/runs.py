@@ -189,6 +189,18 @@ class RunStore:
             )
             return cur.rowcount
 
+    def with_calls(self, source_key: str) -> tuple[int, int] | None:
+        """(run id, calls done) of the latest answer to a message whose tools did something,
+        or None: a stopped answer shows what it did before the stop."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT r.id, count(c.id) FROM agent_runs r"
+                " JOIN agent_tool_calls c ON c.run_id = r.id AND c.outcome = 'ok'"
+                " WHERE r.source_key = ? GROUP BY r.id ORDER BY r.id DESC LIMIT 1",
+                (source_key,),
+            ).fetchone()
+        return (int(row[0]), int(row[1])) if row else None
+
     def done_before(
         self, source_key: str, run_id: int, tool: str, arguments: dict[str, Any]
     ) -> str | None:

@@ -319,7 +319,13 @@ class AgentCommands:
                         await transport.edit(status, line)
                 so_far = stream.latest.strip()[:STREAM_MAX_CHARS]
                 text = f"{so_far}\n\n{STOPPED}" if so_far else STOPPED
-                await finish(Reply(text, markdown=False, no_feedback=True))
+                done = await self._steps_before_stop(msg)
+                buttons = []
+                if done is not None and self.tool_buttons is not None:
+                    # What its tools did stays done: say so, and show them.
+                    text += f" {done[1]} tool step(s) had been done."
+                    buttons = [[self.tool_buttons.steps_button(done[0], msg.chat_id)]]
+                await finish(Reply(text, buttons=buttons, markdown=False, no_feedback=True))
             logger.info("answer in chat {} stopped by its asker", msg.chat_id)
             return Answer(STOPPED, mode, error="stopped")
         finally:
@@ -426,6 +432,18 @@ class AgentCommands:
             return
         await transport.send(chat_id, Reply(header, markdown=False, no_feedback=True))
         await self._run(msg, prompt, "single", self._answer_transport(msg, transport))
+
+    async def _steps_before_stop(self, msg: Incoming) -> tuple[int, int] | None:
+        """(run id, calls) of what the stopped answer's tools did, when they did anything."""
+        tools = self.agent.tools
+        if tools is None or self.tool_buttons is None or msg.key is None:
+            return None
+        source = f"{msg.chat_id}:{msg.message_id}"
+        try:
+            return await tools.db.run(tools.store.with_calls, source)
+        except Exception:  # the notice is a courtesy: never lose the stop over it
+            logger.opt(exception=True).warning("could not read a stopped answer's steps")
+            return None
 
     async def on_stop(self, press: ButtonPress, payload: str, transport: Transport) -> str:
         """⏹ Stop under an answer being written: only its asker (or an admin) stops it."""
