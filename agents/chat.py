@@ -23,6 +23,7 @@ is logged, and ``Answer.error`` names the kind. With no model configured it answ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -417,12 +418,13 @@ class ChatAgent(ToolAnswers):
             result = await llm.complete(request, ctx)
         else:
             so_far = ""
-            async for item in llm.stream(request, ctx):
-                if isinstance(item, Completion):
-                    result = item
-                else:
-                    so_far += item
-                    await on_delta(so_far)
+            async with contextlib.aclosing(llm.stream(request, ctx)) as stream:
+                async for item in stream:
+                    if isinstance(item, Completion):
+                        result = item
+                    else:
+                        so_far += item
+                        await on_delta(so_far)
         assert result is not None
         text = result.text.strip()
         if not text:

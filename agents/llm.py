@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from loguru import logger
 
@@ -71,35 +71,45 @@ class LLM:
         except LLMError as exc:
             await self._failed(ctx, exc, time.monotonic() - started)
             raise
+        except asyncio.CancelledError:
+            await self._cut_off(ctx, request, 0, started)
+            raise
         await self._record(ctx, result.usage, result.model, time.monotonic() - started)
         return result
 
     async def stream(
         self, request: LLMRequest, ctx: CallContext
-    ) -> AsyncIterator[str | Completion]:
+    ) -> AsyncGenerator[str | Completion, None]:
         """Text deltas, then the ``Completion`` last, as ``Provider.stream``."""
         if self.usage is not None:
             await self.usage.acheck_budget(ctx)
         started = time.monotonic()
         written = 0  # characters of text so far
+        ended = False
         try:
             async for item in self.provider.stream(request):
                 if isinstance(item, Completion):
+                    ended = True
                     await self._record(ctx, item.usage, item.model, time.monotonic() - started)
                 else:
                     written += len(item)
                 yield item
         except LLMError as exc:
+            ended = True
             await self._failed(ctx, exc, time.monotonic() - started)
             raise
-        except asyncio.CancelledError:
-            # Stopped before the end (⏹ Stop, the daemon stopping): the provider still bills
-            # what it read and wrote, and the daily budget must count it; no usage comes back,
-            # so it is estimated (about four characters a token).
-            await self._record(
-                ctx, estimated_usage(request, written), self.model, time.monotonic() - started
-            )
-            raise
+        finally:
+            if not ended:  # cancelled, or closed by a consumer that stopped reading
+                await self._cut_off(ctx, request, written, started)
+
+    async def _cut_off(
+        self, ctx: CallContext, request: LLMRequest, written: int, started: float
+    ) -> None:
+        """A call stopped before the end (⏹ Stop, the daemon stopping): the provider still bills
+        what it read and wrote, and the daily budget must count it; no usage comes back, so it is
+        estimated. Consumers close the stream at once (``contextlib.aclosing``)."""
+        usage = estimated_usage(request, written)
+        await asyncio.shield(self._record(ctx, usage, self.model, time.monotonic() - started))
 
     async def _record(self, ctx: CallContext, usage: Usage, model: str, latency_s: float) -> None:
         if self.usage is not None:

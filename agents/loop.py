@@ -29,6 +29,7 @@ answer is the best text so far and a sentence saying why it stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -235,12 +236,13 @@ class ToolLoop:
             return await llm.complete(request, ctx)
         result: Completion | None = None
         so_far = ""
-        async for item in llm.stream(request, ctx):
-            if isinstance(item, Completion):
-                result = item
-            else:
-                so_far += item
-                await hooks.on_delta(so_far)
+        async with contextlib.aclosing(llm.stream(request, ctx)) as stream:
+            async for item in stream:
+                if isinstance(item, Completion):
+                    result = item
+                else:
+                    so_far += item
+                    await hooks.on_delta(so_far)
         assert result is not None
         return result
 

@@ -15,11 +15,13 @@ import shutil
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from memory.service import WARM_THREAD
+from tests.stubs.anthropic_stub import LLMStub, llm_stub
 
 CLEARED_PREFIXES = ("FAMILIAR_",)
 CLEARED = (
@@ -131,6 +133,18 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 @pytest.fixture
 def data_dir(clean_env: Path) -> Path:
     return clean_env
+
+
+@pytest.fixture
+def stub_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[LLMStub]:
+    """The daemon's settings, by environment, pointed at the stub model (Anthropic's SDK), for
+    tests of the whole service graph (``tests.core_graph``); fact extraction off."""
+    with llm_stub() as stub:
+        monkeypatch.setenv("FAMILIAR_LLM__PROVIDER", "anthropic")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
+        monkeypatch.setenv("FAMILIAR_LLM__FACT_EXTRACTION_EVERY", "0")
+        yield stub
 
 
 @pytest.fixture

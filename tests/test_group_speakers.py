@@ -21,7 +21,7 @@ from memory.settings import MemorySettings
 from memory.text import SPEAKER_MAX, speaker_label
 from memory.types import Message
 from tests.core_graph import core_graph
-from tests.stubs.anthropic_stub import llm_stub
+from tests.stubs.anthropic_stub import LLMStub, content_text, llm_stub
 
 GROUP = -1002
 ANN, BOB, CAT = Sender(51, "Ann"), Sender(52, "Bob"), Sender(54, "Cat")
@@ -134,37 +134,29 @@ def test_summaries_of_a_group_name_who_said_what() -> None:
 
 
 def test_a_group_conversation_through_the_core_labels_each_member(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, stub_model: LLMStub
 ) -> None:
-    with llm_stub() as stub:
-        monkeypatch.setenv("FAMILIAR_LLM__PROVIDER", "anthropic")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
-        stub.script("Noted: Ann brings the cake.", "Ann is bringing the cake.", "You are.")
+    stub_model.script("Noted: Ann brings the cake.", "Ann is bringing the cake.", "You are.")
 
-        async def scenario() -> list[str]:
-            async with core_graph(data_dir) as graph:
+    async def scenario() -> list[str]:
+        async with core_graph(data_dir) as graph:
 
-                async def say(sender: Sender, text: str, chat: int = GROUP) -> None:
-                    msg = Incoming(chat, sender, text, is_group=chat == GROUP, channel="telegram")
-                    await graph.services.assistant.handle(msg, graph.transport)
+            async def say(sender: Sender, text: str, chat: int = GROUP) -> None:
+                msg = Incoming(chat, sender, text, is_group=chat == GROUP, channel="telegram")
+                await graph.services.assistant.handle(msg, graph.transport)
 
-                await say(ANN, "I'm bringing the cake on Saturday")
-                await say(BOB, "what is Ann bringing?")
-                await say(BOB, "what am I bringing?", chat=BOB.id)
-                turns = await graph.services.memory.recent_messages(GROUP)
-                return [t.text for t in turns]
+            await say(ANN, "I'm bringing the cake on Saturday")
+            await say(BOB, "what is Ann bringing?")
+            await say(BOB, "what am I bringing?", chat=BOB.id)
+            turns = await graph.services.memory.recent_messages(GROUP)
+            return [t.text for t in turns]
 
-        stored = asyncio.run(scenario())
-        bodies = stub.bodies()
+    stored = asyncio.run(scenario())
+    bodies = stub_model.bodies()
     assert stored[0] == "I'm bringing the cake on Saturday" and stored[2] == "what is Ann bringing?"
 
     def contents(body: dict) -> list[str]:
-        out = []
-        for m in body["messages"]:
-            c = m["content"]
-            out.append(c if isinstance(c, str) else " ".join(b.get("text", "") for b in c))
-        return out
+        return [content_text(m["content"]) for m in body["messages"]]
 
     def system(body: dict) -> str:
         return " ".join(b["text"] for b in body.get("system", []))

@@ -14,7 +14,7 @@ from telegram import Update
 from bot.core.types import Incoming, Sender
 from memory.context import QUOTE_MAX_CHARS, Quoted, with_quote
 from tests.core_graph import core_graph
-from tests.stubs.anthropic_stub import llm_stub
+from tests.stubs.anthropic_stub import LLMStub, content_text
 from tests.telegram.helpers import ALLOWED, BOT_ID, Rig, build_rig, message
 
 
@@ -118,35 +118,25 @@ def test_a_reply_to_a_photo_without_caption_has_no_quote(tmp_path: Path) -> None
 
 
 def test_a_reply_to_a_reminder_reaches_the_model_with_it_and_memory_keeps_the_words(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, stub_model: LLMStub
 ) -> None:
     ann = Sender(61, "Ann")
-    with llm_stub() as stub:
-        monkeypatch.setenv("FAMILIAR_LLM__PROVIDER", "anthropic")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
-        stub.script("Which day?", "Done.")
+    stub_model.script("Which day?", "Done.")
 
-        async def scenario() -> list[str]:
-            async with core_graph(data_dir) as graph:
-                reminder = Quoted("⏰ Reminder: renew the passport", "assistant")
-                msg = Incoming(ann.id, ann, "how long does that take?", quoted=reminder)
-                await graph.services.assistant.handle(msg, graph.transport)
-                # Replying to the answer just given: in view already, not repeated.
-                last = Quoted("Which day?", "assistant")
-                msg = Incoming(ann.id, ann, "Friday", quoted=last)
-                await graph.services.assistant.handle(msg, graph.transport)
-                turns = await graph.services.memory.recent_messages(ann.id)
-                return [t.text for t in turns]
+    async def scenario() -> list[str]:
+        async with core_graph(data_dir) as graph:
+            reminder = Quoted("⏰ Reminder: renew the passport", "assistant")
+            msg = Incoming(ann.id, ann, "how long does that take?", quoted=reminder)
+            await graph.services.assistant.handle(msg, graph.transport)
+            # Replying to the answer just given: in view already, not repeated.
+            last = Quoted("Which day?", "assistant")
+            msg = Incoming(ann.id, ann, "Friday", quoted=last)
+            await graph.services.assistant.handle(msg, graph.transport)
+            turns = await graph.services.memory.recent_messages(ann.id)
+            return [t.text for t in turns]
 
-        stored = asyncio.run(scenario())
-        bodies = stub.bodies()
-
-    def last_text(body: dict) -> str:
-        content = body["messages"][-1]["content"]
-        return content if isinstance(content, str) else " ".join(b.get("text", "") for b in content)
-
-    first, second = last_text(bodies[0]), last_text(bodies[1])
+    stored = asyncio.run(scenario())
+    first, second = (content_text(b["messages"][-1]["content"]) for b in stub_model.bodies())
     assert "<<<QUOTE\n⏰ Reminder: renew the passport\nQUOTE>>>" in first
     assert first.endswith("how long does that take?")
     assert "QUOTE" not in second and second.endswith("Friday")

@@ -16,7 +16,7 @@ from bot.core.agent_commands import STOP_LABEL, STOPPED
 from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender
 from bot.telegram.dispatch import UpdateDispatcher, is_stop_press
 from tests.core_graph import Graph, core_graph
-from tests.stubs.anthropic_stub import LLMStub, llm_stub
+from tests.stubs.anthropic_stub import LLMStub
 from tests.stubs.anthropic_stub import Reply as StubReply
 
 GROUP = -1009
@@ -26,13 +26,8 @@ LONG = " ".join(f"word{i}" for i in range(300))
 
 
 @pytest.fixture
-def stub(monkeypatch: pytest.MonkeyPatch) -> Any:
-    with llm_stub() as s:
-        monkeypatch.setenv("FAMILIAR_LLM__PROVIDER", "anthropic")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", s.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "test")
-        monkeypatch.setenv("FAMILIAR_LLM__FACT_EXTRACTION_EVERY", "0")
-        yield s
+def stub(stub_model: LLMStub) -> LLMStub:
+    return stub_model
 
 
 def _stop_of(graph: Graph) -> tuple[int, Button] | None:

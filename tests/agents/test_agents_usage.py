@@ -133,3 +133,33 @@ def test_cache_reads_count_a_tenth_against_the_budget(db):
         store.check_budget(ALICE)
     totals = store.summary(user_id=1)["totals"]
     assert totals["counted"] == 2_700 and totals["tokens"] == 2 * 10_350
+
+
+def test_a_call_cut_off_is_counted_by_an_estimate(db):
+    """A stream stopped before its end (⏹ Stop) and a call cancelled while awaited: no usage
+    comes back from the provider, which bills them all the same, so an estimate is recorded and
+    the daily budget counts it."""
+    from contextlib import aclosing
+
+    from agents.providers.fake import FakeProvider
+
+    store = UsageStore(db, LLMSettings())
+    prompt = "x" * 4000  # about 1,000 tokens read
+    request = LLMRequest([{"role": "user", "content": prompt}], max_tokens=50)
+
+    async def scenario() -> None:
+        llm = LLM(FakeProvider([" ".join(["word"] * 400)]), store)
+        async with aclosing(llm.stream(request, ALICE)) as stream:
+            async for item in stream:
+                if isinstance(item, str) and item.strip() == "word":
+                    break  # the consumer stops reading after the first word
+        slow = LLM(FakeProvider(["late"], delay_s=10), store)
+        task = asyncio.create_task(slow.complete(request, ALICE))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    rows = db.conn.execute("SELECT input_tokens, output_tokens, ok FROM llm_usage").fetchall()
+    assert rows == [(1001, 1, 1), (1001, 0, 1)]

@@ -657,6 +657,13 @@ def _block_text(b: dict[str, Any], deferred: dict[str, dict[str, Any]]) -> str:
     return f"{kind}:" + json.dumps(plain, sort_keys=True)
 
 
+def content_text(content: Any) -> str:
+    """A request message's text: the string, or its blocks' texts joined by spaces."""
+    if isinstance(content, str):
+        return content
+    return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+
+
 def _chunks(text: str, size: int = 3) -> list[str]:
     """Text split into deltas of a few words each, spaces kept, so joining restores it."""
     words = text.split(" ")
