@@ -326,7 +326,7 @@ class AgentCommands:
                     text += f" {done[1]} tool step(s) had been done."
                     buttons = [[self.tool_buttons.steps_button(done[0], msg.chat_id)]]
                 await finish(Reply(text, buttons=buttons, markdown=False, no_feedback=True))
-            logger.info("answer in chat {} stopped by its asker", msg.chat_id)
+            logger.info("answer in chat {} stopped (⏹ Stop)", msg.chat_id)
             return Answer(STOPPED, mode, error="stopped")
         finally:
             self._running.pop(token, None)

@@ -55,4 +55,4 @@ def test_the_asker_stops_an_answer_as_it_streams(emulator, daemon) -> None:
         labels = [b["text"] for b in _buttons(again)]
         assert "👍" in labels and "⏹ Stop" not in labels  # a finished answer: its feedback row
         assert len(stub.bodies()) == 2
-        assert "answer in chat 501 stopped by its asker" in run.log_text()
+        assert "answer in chat 501 stopped (⏹ Stop)" in run.log_text()
