@@ -237,3 +237,47 @@ def test_a_stop_after_a_tool_step_says_what_was_done(data_dir: Path, stub: LLMSt
     assert shown.text.endswith(f"{STOPPED} 1 tool step(s) had been done.")
     assert [b.label for row in shown.buttons for b in row] == ["🔧 steps"]
     assert runs == [("stopped", "cancelled")]
+
+
+def test_an_answer_resumed_after_yes_can_be_stopped_too(data_dir: Path, stub: LLMStub) -> None:
+    async def scenario() -> tuple[Reply, list[tuple[str, ...]]]:
+        async with core_graph(data_dir) as graph:
+            reply = await graph.say("/remember The user's old job was at Acme.", ANN)
+            memory_id = int(reply.text.split("#")[1].rstrip(").").split(")")[0])
+            stub.script(
+                StubReply.searched("forget_memory", "I'll forget that.", id=memory_id),
+                StubReply(LONG, chunk_delay_s=0.05),
+            )
+            await asyncio.wait_for(_start(graph, ANN, "forget my old job", ANN.id), 10)
+            question = graph.transport.shown()
+            yes = question.buttons[0][0]
+            assert yes.label == "✅ Yes"
+            number = len(graph.transport.sent)
+            await _press(graph, ANN, ANN.id, yes, number)
+            for _ in range(400):  # the resumed answer streams into a new message
+                found = _stop_of(graph)
+                if (
+                    found is not None
+                    and found[0] > number
+                    and "word0" in graph.transport.shown(found[0] - 1).text
+                ):
+                    break
+                await asyncio.sleep(0.025)
+            resumed, stop = await _wait_stop(graph)
+            assert resumed > number
+            assert await _press(graph, ANN, ANN.id, stop, resumed) == "Stopping."
+            for _ in range(200):
+                if STOPPED in graph.transport.shown(resumed - 1).text:
+                    break
+                await asyncio.sleep(0.025)
+            with graph.db.read() as conn:
+                runs = conn.execute("SELECT status, stop_reason FROM agent_runs").fetchall()
+                kept = conn.execute("SELECT count(*) FROM memories WHERE id = ?", (memory_id,))
+                assert kept.fetchone()[0] == 0  # the forget was done before the stop: it stays
+            return graph.transport.shown(resumed - 1), [tuple(r) for r in runs]
+
+    shown, runs = asyncio.run(scenario())
+    assert shown.text.startswith("word0") and STOPPED in shown.text
+    assert "tool step(s) had been done." in shown.text  # the forget it was allowed to do
+    assert [b.label for row in shown.buttons for b in row] == ["🔧 steps"]
+    assert runs == [("stopped", "cancelled")]

@@ -201,6 +201,15 @@ class RunStore:
             ).fetchone()
         return (int(row[0]), int(row[1])) if row else None
 
+    def calls_done(self, run_id: int) -> int:
+        """How many of an answer's tool calls did something."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM agent_tool_calls WHERE run_id = ? AND outcome = 'ok'",
+                (run_id,),
+            ).fetchone()
+        return int(row[0])
+
     def done_before(
         self, source_key: str, run_id: int, tool: str, arguments: dict[str, Any]
     ) -> str | None:

@@ -243,12 +243,7 @@ class AgentCommands:
             if self.drafts is not None:
                 await self.drafts.started(msg, sent)
 
-        token = secrets.token_urlsafe(9)  # a new answer's button stops it alone, restarts too
-        stop = (
-            [[self._button(STOP_PREFIX, token, msg.chat_id, STOP_LABEL)]]
-            if msg.channel in STOPPABLE_CHANNELS
-            else []
-        )
+        token, stop = self._stop_button(msg.chat_id, msg.channel)
         stream = StreamingReply(
             transport,
             msg.chat_id,
@@ -275,61 +270,39 @@ class AgentCommands:
             except Exception:  # progress is decoration: never lose the answer over it
                 logger.opt(exception=True).debug("progress update failed")
 
-        running = Running(
+        answer = await self._stoppable(
+            token,
             msg.chat_id,
             msg.sender.id,
-            asyncio.create_task(
-                self.agent.answer(
-                    msg.chat_id,
-                    msg.sender.id,
-                    text,
-                    mode=mode,
-                    is_admin=msg.sender.is_admin,
-                    telegram_message_id=msg.message_id if msg.key is not None else None,
-                    on_delta=stream.delta if mode == "single" else None,
-                    progress=progress if mode != "single" else None,
-                    meta=stored_meta(msg),
-                    on_activity=stream.activity if mode == "single" else None,
-                    attachment=msg.attachment,
-                    images=msg.images,
-                    quoted=msg.quoted,
-                ),
-                name=f"answer-{msg.chat_id}",
+            self.agent.answer(
+                msg.chat_id,
+                msg.sender.id,
+                text,
+                mode=mode,
+                is_admin=msg.sender.is_admin,
+                telegram_message_id=msg.message_id if msg.key is not None else None,
+                on_delta=stream.delta if mode == "single" else None,
+                progress=progress if mode != "single" else None,
+                meta=stored_meta(msg),
+                on_activity=stream.activity if mode == "single" else None,
+                attachment=msg.attachment,
+                images=msg.images,
+                quoted=msg.quoted,
             ),
         )
-        self._running[token] = running
-        try:
-            answer = await running.task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if not running.stopped or (current is not None and current.cancelling()):
-                running.task.cancel()  # the daemon is stopping: not a Stop press
-                raise
+        if answer is None:
             # Stopped by the person: the text so far stays, marked; it is not kept as an answer,
             # and the inbox's replay after a restart finds it finished.
             line = Reply(STOPPED, markdown=False, no_feedback=True)
-            if status is not None and stream.sent is None:  # three passes: the status says it
+            if status is not None:
                 with contextlib.suppress(Exception):
                     await transport.edit(status, line)
+            if status is not None and stream.sent is None:  # three passes: the status says it
                 if self.drafts is not None:
                     await self.drafts.finished(msg, status)
             else:
-                if status is not None:
-                    with contextlib.suppress(Exception):
-                        await transport.edit(status, line)
-                so_far = stream.latest.strip()[:STREAM_MAX_CHARS]
-                text = f"{so_far}\n\n{STOPPED}" if so_far else STOPPED
-                done = await self._steps_before_stop(msg)
-                buttons = []
-                if done is not None and self.tool_buttons is not None:
-                    # What its tools did stays done: say so, and show them.
-                    text += f" {done[1]} tool step(s) had been done."
-                    buttons = [[self.tool_buttons.steps_button(done[0], msg.chat_id)]]
-                await finish(Reply(text, buttons=buttons, markdown=False, no_feedback=True))
-            logger.info("answer in chat {} stopped (⏹ Stop)", msg.chat_id)
+                await finish(self._stopped_reply(stream, await self._steps_before_stop(msg)))
             return Answer(STOPPED, mode, error="stopped")
-        finally:
-            self._running.pop(token, None)
         if answer.error:
             if status is not None:  # its Stop button goes: nothing is running any more
                 with contextlib.suppress(Exception):
@@ -395,14 +368,24 @@ class AgentCommands:
         """Carry on an answer after the person's ✅ or ❌, streaming into a new message."""
         msg = Incoming(press.chat_id, press.sender, "", channel=press.channel)
         transport = self._answer_transport(msg, transport)
-        stream = StreamingReply(transport, press.chat_id)
-        answer = await self.agent.resume(
-            run_id,
-            approved,
+        token, stop = self._stop_button(press.chat_id, press.channel)
+        stream = StreamingReply(transport, press.chat_id, buttons=stop)
+        answer = await self._stoppable(
+            token,
+            press.chat_id,
             press.sender.id,
-            on_delta=stream.delta,
-            on_activity=stream.activity,
+            self.agent.resume(
+                run_id,
+                approved,
+                press.sender.id,
+                on_delta=stream.delta,
+                on_activity=stream.activity,
+            ),
         )
+        if answer is None:
+            done = await self._run_steps(run_id)
+            await stream.finish(self._stopped_reply(stream, done))
+            return
         await self.present(press.chat_id, answer, stream, transport)
 
     async def run_scheduled(
@@ -433,12 +416,64 @@ class AgentCommands:
         await transport.send(chat_id, Reply(header, markdown=False, no_feedback=True))
         await self._run(msg, prompt, "single", self._answer_transport(msg, transport))
 
+    def _stop_button(self, chat_id: int, channel: str) -> tuple[str, list[list[Button]]]:
+        """A new answer's Stop token and button row (none where no press can arrive)."""
+        token = secrets.token_urlsafe(9)  # stops this answer alone, across restarts too
+        if channel not in STOPPABLE_CHANNELS:
+            return token, []
+        return token, [[self._button(STOP_PREFIX, token, chat_id, STOP_LABEL)]]
+
+    async def _stoppable(
+        self, token: str, chat_id: int, asker: int, work: Awaitable[Answer]
+    ) -> Answer | None:
+        """Run an answer as a task its Stop button can cancel: the answer, or None when Stop
+        was pressed. A cancellation from elsewhere (the daemon stopping) goes on up."""
+        running = Running(chat_id, asker, asyncio.ensure_future(work))
+        self._running[token] = running
+        try:
+            return await running.task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not running.stopped or (current is not None and current.cancelling()):
+                running.task.cancel()
+                raise
+            logger.info("answer in chat {} stopped (⏹ Stop)", chat_id)
+            return None
+        finally:
+            self._running.pop(token, None)
+
+    def _stopped_reply(self, stream: StreamingReply, done: tuple[int, int] | None) -> Reply:
+        """The text so far, marked stopped, with what its tools had done (🔧 steps)."""
+        so_far = stream.latest.strip()[:STREAM_MAX_CHARS]
+        text = f"{so_far}\n\n{STOPPED}" if so_far else STOPPED
+        buttons = []
+        if done is not None and self.tool_buttons is not None:
+            # What its tools did stays done: say so, and show them.
+            text += f" {done[1]} tool step(s) had been done."
+            buttons = [[self.tool_buttons.steps_button(done[0], stream.chat_id)]]
+        return Reply(text, buttons=buttons, markdown=False, no_feedback=True)
+
     async def _steps_before_stop(self, msg: Incoming) -> tuple[int, int] | None:
         """(run id, calls) of what the stopped answer's tools did, when they did anything."""
-        tools = self.agent.tools
-        if tools is None or self.tool_buttons is None or msg.key is None:
+        if msg.key is None:
             return None
-        source = f"{msg.chat_id}:{msg.message_id}"
+        return await self._steps_done(f"{msg.chat_id}:{msg.message_id}")
+
+    async def _run_steps(self, run_id: int) -> tuple[int, int] | None:
+        tools = self.agent.tools
+        if tools is None:
+            return None
+        try:
+            calls = await tools.db.run(tools.store.calls_done, run_id)
+        except Exception:  # the notice is a courtesy: never lose the stop over it
+            logger.opt(exception=True).warning("could not read a stopped answer's steps")
+            return None
+        return (run_id, calls) if calls else None
+
+    async def _steps_done(self, source: str) -> tuple[int, int] | None:
+        tools = self.agent.tools
+        if tools is None or self.tool_buttons is None:
+            return None
         try:
             return await tools.db.run(tools.store.with_calls, source)
         except Exception:  # the notice is a courtesy: never lose the stop over it
