@@ -23,7 +23,6 @@ is logged, and ``Answer.error`` names the kind. With no model configured it answ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,6 @@ from agents.errors import (
 from agents.llm import LLM
 from agents.loop import Hooks, LoopResult, ToolLoop
 from agents.providers.base import (
-    Completion,
     ImageBlock,
     LLMRequest,
     TextBlock,
@@ -413,19 +411,7 @@ class ChatAgent(ToolAnswers):
             max_tokens=self.settings.max_output_tokens,
             cache_turns=len(messages) - 1,
         )
-        result: Completion | None = None
-        if on_delta is None:
-            result = await llm.complete(request, ctx)
-        else:
-            so_far = ""
-            async with contextlib.aclosing(llm.stream(request, ctx)) as stream:
-                async for item in stream:
-                    if isinstance(item, Completion):
-                        result = item
-                    else:
-                        so_far += item
-                        await on_delta(so_far)
-        assert result is not None
+        result = await llm.answer(request, ctx, on_delta)
         text = result.text.strip()
         if not text:
             reason = "declined to answer" if result.refused else "returned an empty answer"

@@ -9,6 +9,7 @@ failed row, logged with its reason, and re-raised; auth and spend-limit errors a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
@@ -101,6 +102,29 @@ class LLM:
         finally:
             if not ended:  # cancelled, or closed by a consumer that stopped reading
                 await self._cut_off(ctx, request, written, started)
+
+    async def answer(
+        self,
+        request: LLMRequest,
+        ctx: CallContext,
+        on_delta: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Completion:
+        """``complete``, or, with ``on_delta``, the stream read to its end, the text so far
+        handed to ``on_delta`` as it grows; the stream is closed at once if the reader stops."""
+        if on_delta is None:
+            return await self.complete(request, ctx)
+        result: Completion | None = None
+        so_far = ""
+        async with contextlib.aclosing(self.stream(request, ctx)) as stream:
+            async for item in stream:
+                if isinstance(item, Completion):
+                    result = item
+                else:
+                    so_far += item
+                    await on_delta(so_far)
+        if result is None:
+            raise LLMError("the model's stream ended without a result")
+        return result
 
     async def _cut_off(
         self, ctx: CallContext, request: LLMRequest, written: int, started: float

@@ -29,7 +29,6 @@ answer is the best text so far and a sentence saying why it stopped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -232,19 +231,7 @@ class ToolLoop:
     async def _call(
         self, llm: LLM, request: LLMRequest, ctx: CallContext, hooks: Hooks
     ) -> Completion:
-        if hooks.on_delta is None:
-            return await llm.complete(request, ctx)
-        result: Completion | None = None
-        so_far = ""
-        async with contextlib.aclosing(llm.stream(request, ctx)) as stream:
-            async for item in stream:
-                if isinstance(item, Completion):
-                    result = item
-                else:
-                    so_far += item
-                    await hooks.on_delta(so_far)
-        assert result is not None
-        return result
+        return await llm.answer(request, ctx, hooks.on_delta)
 
     async def _stop(self, state: RunState, out: LoopResult, reason: str) -> LoopResult:
         logger.info("answer {} stopped at a bound: {}", state.run_id, reason)
