@@ -173,6 +173,9 @@ def _record(r: tuple) -> RunRecord:
     return RunRecord(r[0], ts(r[1]), ts(r[2]), r[3], r[4], r[5], r[6])  # type: ignore[arg-type]
 
 
+STOP_GRACE_S = 1.0  # how long a stop waits for runs in flight to finish and be recorded
+
+
 class Scheduler:
     def __init__(
         self, db: Database, backend: Backend, settings: JobsSettings, notify_admins: NotifyAdmins
@@ -228,9 +231,13 @@ class Scheduler:
         return due
 
     async def stop(self) -> None:
+        """Stop scheduling; runs in flight are cancelled (APScheduler's executor does it) and
+        recorded, as finished when they had finished, else as interrupted: waited for here up to
+        ``STOP_GRACE_S``, so no record is left "running" for the next start to mark."""
         await self.backend.stop()
-        for task in list(self._tasks):
-            task.cancel()
+        running = [t for t in self._tasks if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=STOP_GRACE_S)
         self.started = False
 
     async def catch_up_due(self, now: datetime) -> list[str]:
@@ -252,6 +259,9 @@ class Scheduler:
             return None
         self._running.add(name)
         started = time.time()
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             run_id = await self._record(self._insert_run, name, started, trigger)
             outcome, error, output = "ok", None, None
@@ -266,17 +276,17 @@ class Scheduler:
                     f"did not finish in {spec.timeout_s or self.settings.job_timeout_s:g} s",
                 )
             except asyncio.CancelledError:
-                await asyncio.shield(
-                    self._record(self._finish_run, run_id, "interrupted", "cancelled", None)
-                )
+                await self._finish(run_id, "interrupted", "cancelled", None)
                 raise
             except Exception as exc:  # a failing job is recorded; the scheduler goes on
                 logger.opt(exception=exc).warning("job {} failed", name)
                 outcome, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
             # A job that finished is recorded as finished, even when the scheduler is stopping.
-            await asyncio.shield(self._record(self._finish_run, run_id, outcome, error, output))
+            await self._finish(run_id, outcome, error, output)
         finally:
             self._running.discard(name)
+            if task is not None:
+                self._tasks.discard(task)
         await self._maybe_alert(name, outcome, error)
         return RunRecord(
             name,
@@ -287,6 +297,16 @@ class Scheduler:
             output,
             trigger,
         )
+
+    async def _finish(self, run_id: int | None, *end: str | None) -> None:
+        """Write a run's end. Cancelled meanwhile (the scheduler stopping cancels runs in flight),
+        the write is still awaited before the run ends, so ``stop`` finds it written."""
+        write = asyncio.ensure_future(self._record(self._finish_run, run_id, *end))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await write
+            raise
 
     async def _record(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Write a run record; a job still runs when its record cannot be written (the disk

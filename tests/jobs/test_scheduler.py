@@ -83,6 +83,54 @@ def test_cron_schedule_fires_at_its_time_in_the_configured_zone(db: Database) ->
     assert (run.outcome, run.output, run.trigger) == ("ok", "run 1", "schedule")
 
 
+def test_a_stop_while_a_finished_run_is_being_recorded_records_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler stopping cancels runs in flight (APScheduler's executor does). A run that
+    had finished, its record queued behind other work on the database thread, is still recorded
+    ok: before, its write was dropped when the loop ended and the run stayed "running"."""
+    import threading
+
+    busy = threading.Event()
+    insert = Scheduler._insert_run
+
+    def insert_slowly(self: Scheduler, name: str, started: float, trigger: str) -> int:
+        if name == "other":  # holds the database thread while "quick" finishes
+            busy.set()
+            time.sleep(0.5)
+        return insert(self, name, started, trigger)
+
+    monkeypatch.setattr(Scheduler, "_insert_run", insert_slowly)
+    calls: list[float] = []
+
+    begun = asyncio.Event()
+
+    async def quick() -> str:
+        begun.set()
+        await asyncio.to_thread(busy.wait, 5)
+        calls.append(time.time())
+        return "done"
+
+    async def other() -> None:
+        await asyncio.sleep(60)
+
+    async def main() -> None:
+        s = Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, Alerts())
+        s.register(JobSpec("quick", quick, every=timedelta(hours=1)))
+        s.register(JobSpec("other", other, every=timedelta(hours=1)))
+        await s.start()
+        s.backend.once("quick:now", datetime.now(UTC), s._firer("quick", "manual"))
+        await asyncio.wait_for(begun.wait(), 5)  # quick's run has started and is recorded
+        s.backend.once("other:now", datetime.now(UTC), s._firer("other", "manual"))
+        await wait_for(lambda: len(calls) == 1)
+        await asyncio.sleep(0.05)  # quick's end is queued behind other's start
+        await s.stop()
+
+    asyncio.run(main())
+    (run,) = Scheduler(db, StandaloneBackend(ZoneInfo("UTC")), SETTINGS, Alerts()).runs("quick")
+    assert (run.outcome, run.output) == ("ok", "done")
+
+
 def test_catch_up_after_downtime_runs_once(db: Database) -> None:
     now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
     add_run(db, "hourly", now - timedelta(hours=5))  # missed 4 periods: runs once
