@@ -16,32 +16,29 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from loguru import logger
 
 from agents.errors import LLMError, ProviderAuthError
-from agents.providers.base import Capabilities, Completion, LLMRequest, Provider, Usage
+from agents.providers.base import (
+    Capabilities,
+    Completion,
+    LLMRequest,
+    Provider,
+    Usage,
+    content_text,
+)
 from agents.usage import CallContext, UsageRecord, UsageStore
+from memory.text import estimate_tokens
 
 AdminAlert = Callable[[str], Awaitable[None]]
 
 
-def _chars(content: object) -> int:
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, list):
-        return sum(
-            len(str(b.get("text") or ""))
-            if isinstance(b, dict)
-            else len(getattr(b, "text", "") or "")
-            for b in content
-        )
-    return 0
-
-
-def estimated_usage(request: LLMRequest, written: int) -> Usage:
+def estimated_usage(request: LLMRequest, written: str) -> Usage:
     """The tokens of a call cut off before the provider reported them: its prompt's text and
-    the ``written`` characters of its answer, at about four characters a token (images and
-    tool definitions not counted)."""
-    read = len(request.system_prefix or "") + len(request.system or "")
-    read += sum(_chars(m.get("content")) for m in request.messages)
-    return Usage(input_tokens=read // 4 + 1, output_tokens=written // 4)
+    the answer ``written`` so far (``memory.text.estimate_tokens``; images and tool definitions
+    not counted)."""
+    parts = [request.system_prefix or "", request.system or ""]
+    parts += [content_text(m.get("content") or "") for m in request.messages]
+    return Usage(
+        input_tokens=sum(estimate_tokens(p) for p in parts), output_tokens=estimate_tokens(written)
+    )
 
 
 class LLM:
@@ -73,7 +70,7 @@ class LLM:
             await self._failed(ctx, exc, time.monotonic() - started)
             raise
         except asyncio.CancelledError:
-            await self._cut_off(ctx, request, 0, started)
+            await self._cut_off(ctx, request, "", started)
             raise
         await self._record(ctx, result.usage, result.model, time.monotonic() - started)
         return result
@@ -85,7 +82,7 @@ class LLM:
         if self.usage is not None:
             await self.usage.acheck_budget(ctx)
         started = time.monotonic()
-        written = 0  # characters of text so far
+        written = ""  # the text so far
         ended = False
         try:
             async for item in self.provider.stream(request):
@@ -93,7 +90,7 @@ class LLM:
                     ended = True
                     await self._record(ctx, item.usage, item.model, time.monotonic() - started)
                 else:
-                    written += len(item)
+                    written += item
                 yield item
         except LLMError as exc:
             ended = True
@@ -127,7 +124,7 @@ class LLM:
         return result
 
     async def _cut_off(
-        self, ctx: CallContext, request: LLMRequest, written: int, started: float
+        self, ctx: CallContext, request: LLMRequest, written: str, started: float
     ) -> None:
         """A call stopped before the end (⏹ Stop, the daemon stopping): the provider still bills
         what it read and wrote, and the daily budget must count it; no usage comes back, so it is

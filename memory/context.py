@@ -28,7 +28,7 @@ from typing import Any
 from loguru import logger
 
 from memory.search import shown_once
-from memory.text import STOPWORDS, has_visible
+from memory.text import STOPWORDS, has_visible, words
 from memory.types import AssembledContext, Hit, Message
 
 FACTS_SHARE, SUMMARY_SHARE, RECALL_SHARE = 0.20, 0.15, 0.20
@@ -148,7 +148,7 @@ class Quoted:
 
 
 def _words(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
+    return " ".join(words(text))
 
 
 def with_quote(quote: Quoted | None, text: str, shown: list[dict[str, Any]]) -> str:

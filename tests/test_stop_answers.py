@@ -189,9 +189,7 @@ def test_a_stop_press_is_handled_while_the_answer_holds_the_chats_turn() -> None
     async def scenario() -> None:
         from bot.settings import TelegramSettings
 
-        dispatcher = UpdateDispatcher.__new__(UpdateDispatcher)
-        UpdateDispatcher.__init__(
-            dispatcher,
+        dispatcher = UpdateDispatcher(
             DB(),  # type: ignore[arg-type]
             Inbox(),  # type: ignore[arg-type]
             Handler(),  # type: ignore[arg-type]

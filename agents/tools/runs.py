@@ -189,26 +189,22 @@ class RunStore:
             )
             return cur.rowcount
 
-    def with_calls(self, source_key: str) -> tuple[int, int] | None:
-        """(run id, calls done) of the latest answer to a message whose tools did something,
-        or None: a stopped answer shows what it did before the stop."""
+    def with_calls(
+        self, *, run_id: int | None = None, source_key: str | None = None
+    ) -> tuple[int, int] | None:
+        """(run id, calls that did something) of an answer, by its id or the latest to a
+        message, when its tools did anything; None otherwise: a stopped answer shows them."""
+        where, key = (
+            ("r.id = ?", run_id) if run_id is not None else ("r.source_key = ?", source_key)
+        )
         with self.db.read() as conn:
             row = conn.execute(
                 "SELECT r.id, count(c.id) FROM agent_runs r"
                 " JOIN agent_tool_calls c ON c.run_id = r.id AND c.outcome = 'ok'"
-                " WHERE r.source_key = ? GROUP BY r.id ORDER BY r.id DESC LIMIT 1",
-                (source_key,),
+                f" WHERE {where} GROUP BY r.id ORDER BY r.id DESC LIMIT 1",
+                (key,),
             ).fetchone()
         return (int(row[0]), int(row[1])) if row else None
-
-    def calls_done(self, run_id: int) -> int:
-        """How many of an answer's tool calls did something."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM agent_tool_calls WHERE run_id = ? AND outcome = 'ok'",
-                (run_id,),
-            ).fetchone()
-        return int(row[0])
 
     def done_before(
         self, source_key: str, run_id: int, tool: str, arguments: dict[str, Any]

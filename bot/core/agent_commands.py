@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, Protocol
 
 from loguru import logger
@@ -56,7 +57,6 @@ PHASES = {
 class Running:
     """An answer being written, which its Stop button can stop."""
 
-    chat_id: int
     asker: int
     task: asyncio.Task[Answer]
     stopped: bool = False
@@ -301,7 +301,10 @@ class AgentCommands:
                 if self.drafts is not None:
                     await self.drafts.finished(msg, status)
             else:
-                await finish(self._stopped_reply(stream, await self._steps_before_stop(msg)))
+                done = None
+                if msg.key is not None:
+                    done = await self._steps_done(source_key=f"{msg.chat_id}:{msg.message_id}")
+                await finish(self._stopped_reply(stream, done))
             return Answer(STOPPED, mode, error="stopped")
         if answer.error:
             if status is not None:  # its Stop button goes: nothing is running any more
@@ -383,7 +386,7 @@ class AgentCommands:
             ),
         )
         if answer is None:
-            done = await self._run_steps(run_id)
+            done = await self._steps_done(run_id=run_id)
             await stream.finish(self._stopped_reply(stream, done))
             return
         await self.present(press.chat_id, answer, stream, transport)
@@ -428,7 +431,7 @@ class AgentCommands:
     ) -> Answer | None:
         """Run an answer as a task its Stop button can cancel: the answer, or None when Stop
         was pressed. A cancellation from elsewhere (the daemon stopping) goes on up."""
-        running = Running(chat_id, asker, asyncio.ensure_future(work))
+        running = Running(asker, asyncio.ensure_future(work))
         self._running[token] = running
         try:
             return await running.task
@@ -453,29 +456,16 @@ class AgentCommands:
             buttons = [[self.tool_buttons.steps_button(done[0], stream.chat_id)]]
         return Reply(text, buttons=buttons, markdown=False, no_feedback=True)
 
-    async def _steps_before_stop(self, msg: Incoming) -> tuple[int, int] | None:
-        """(run id, calls) of what the stopped answer's tools did, when they did anything."""
-        if msg.key is None:
-            return None
-        return await self._steps_done(f"{msg.chat_id}:{msg.message_id}")
-
-    async def _run_steps(self, run_id: int) -> tuple[int, int] | None:
-        tools = self.agent.tools
-        if tools is None:
-            return None
-        try:
-            calls = await tools.db.run(tools.store.calls_done, run_id)
-        except Exception:  # the notice is a courtesy: never lose the stop over it
-            logger.opt(exception=True).warning("could not read a stopped answer's steps")
-            return None
-        return (run_id, calls) if calls else None
-
-    async def _steps_done(self, source: str) -> tuple[int, int] | None:
+    async def _steps_done(
+        self, *, run_id: int | None = None, source_key: str | None = None
+    ) -> tuple[int, int] | None:
+        """(run id, calls) of what a stopped answer's tools did (``RunStore.with_calls``)."""
         tools = self.agent.tools
         if tools is None or self.tool_buttons is None:
             return None
         try:
-            return await tools.db.run(tools.store.with_calls, source)
+            find = partial(tools.store.with_calls, run_id=run_id, source_key=source_key)
+            return await tools.db.run(find)
         except Exception:  # the notice is a courtesy: never lose the stop over it
             logger.opt(exception=True).warning("could not read a stopped answer's steps")
             return None

@@ -162,4 +162,4 @@ def test_a_call_cut_off_is_counted_by_an_estimate(db):
 
     asyncio.run(scenario())
     rows = db.conn.execute("SELECT input_tokens, output_tokens, ok FROM llm_usage").fetchall()
-    assert rows == [(1001, 1, 1), (1001, 0, 1)]
+    assert rows == [(1000, 1, 1), (1000, 0, 1)]  # 4,000 characters read; "word" written
