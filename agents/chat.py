@@ -90,8 +90,10 @@ EXTRACT_PROMPT = (
     "From the conversation below, list durable facts about the user worth remembering for months "
     "(preferences, circumstances, plans, people, standing instructions). Each fact one short "
     'sentence that makes sense on its own, in the third person ("The user ..."). Skip small '
-    'talk, questions and anything temporary. Reply with only JSON: {"facts": ["..."]}; '
-    "an empty list when there is nothing.\n\n"
+    "talk, questions and anything temporary. A message the user forwarded is someone else's "
+    "words: take from it only what it says about the user (an appointment made for them), never "
+    "its author's own circumstances as the user's. "
+    'Reply with only JSON: {"facts": ["..."]}; an empty list when there is nothing.\n\n'
 )
 
 
@@ -155,6 +157,11 @@ def user_message(exc: LLMError) -> tuple[str, str]:
     return f"Something went wrong asking the model: {exc}", "error"
 
 
+def _who(turn: Message) -> str:
+    origin = turn.meta.get("forwarded_from")
+    return f"{turn.role} (forwarded, written by {origin})" if origin else turn.role
+
+
 class LLMFactExtractor(FactExtractor):
     """Memory's extractor interface, answered by the model in one call per batch of turns."""
 
@@ -167,7 +174,7 @@ class LLMFactExtractor(FactExtractor):
             return []
         user_id = next((t.user_id for t in turns if t.user_id is not None), None)
         ctx = CallContext(user_id=user_id, chat_id=turns[0].chat_id, purpose="extract")
-        transcript = "\n".join(f"{t.role}: {t.text}" for t in turns)
+        transcript = "\n".join(f"{_who(t)}: {t.text}" for t in turns)
         request = LLMRequest(
             messages=[{"role": "user", "content": EXTRACT_PROMPT + transcript}],
             max_tokens=self.max_tokens,
@@ -324,6 +331,7 @@ class ChatAgent(ToolAnswers):
             self.settings.context_tokens,
             self.settings.persona,
             speaker=str((meta or {}).get("speaker") or ""),
+            forwarded_from=str((meta or {}).get("forwarded_from") or ""),
         )
         if not self.llm.capabilities.generates:
             return await self._from_memory(chat_id, user_id, text)

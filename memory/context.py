@@ -115,18 +115,36 @@ def labelled(speaker: str | None, text: str) -> str:
     return f"{speaker}: {text}" if speaker else text
 
 
+def forwarded(origin: str | None, text: str) -> str:
+    """A message the person forwarded is someone else's words: marked as such, and as data (as
+    a quote or a document is), so the model neither takes it as the person's own nor obeys
+    what it says. ``origin``: who wrote it, as the channel names them."""
+    if not origin:
+        return text
+    return (
+        f"[Forwarded: a message from {origin}, their words, not the sender's:]\n"
+        f"<<<FORWARDED\n{text}\nFORWARDED>>>"
+    )
+
+
 def who_said(turn: Message) -> str:
-    """The turn's speaker for a transcript: a group member's name, else its role."""
+    """The turn's speaker for a transcript: a group member's name, else its role; a forwarded
+    message says whose words it passes on."""
     if turn.role == "system":
         return "earlier summary"
-    return str(turn.meta.get("speaker") or "") or turn.role
+    who = str(turn.meta.get("speaker") or "") or turn.role
+    origin = turn.meta.get("forwarded_from")
+    return f"{who} (forwarding {origin})" if origin else who
 
 
 def as_heard(turn: Message) -> str:
     """Turns that came from audio say so, so the model allows for misheard words; a group
-    member's turn is labelled with their name (``meta["speaker"]``, set by the channel)."""
-    text = labelled(turn.meta.get("speaker"), turn.text)  # as the incoming one: mark, name, words
-    return AUDIO_MARK + text if turn.meta.get("from_audio") else text
+    member's turn is labelled with their name (``meta["speaker"]``, set by the channel); a
+    forwarded one is marked as its author's words (``meta["forwarded_from"]``)."""
+    meta = turn.meta
+    # As the incoming one: mark, name, words.
+    text = labelled(meta.get("speaker"), forwarded(meta.get("forwarded_from"), turn.text))
+    return AUDIO_MARK + text if meta.get("from_audio") else text
 
 
 GROUP_NOTE = (
@@ -219,9 +237,11 @@ class ContextAssembler:
         budget: int,
         persona: str,
         speaker: str = "",
+        forwarded_from: str = "",
     ) -> AssembledContext:
         """``speaker``: in a group chat, the name of who wrote ``incoming``; turns are then shown
-        labelled with their speakers' names (the search still reads the words alone)."""
+        labelled with their speakers' names (the search still reads the words alone).
+        ``forwarded_from``: ``incoming`` was forwarded, written by them (``forwarded``)."""
         from memory import store
         from memory.types import Scope
 
@@ -334,7 +354,9 @@ class ContextAssembler:
             {"role": t.role if t.role in ("user", "assistant") else "user", "content": as_heard(t)}
             for t in kept
         ]
-        messages.append({"role": "user", "content": labelled(speaker, incoming)})
+        messages.append(
+            {"role": "user", "content": labelled(speaker, forwarded(forwarded_from, incoming))}
+        )
         used = count(system) + sum(count(x["content"]) + 4 for x in messages) + count(recalled_text)
         return AssembledContext(system, messages, included, dropped, used, budget, recalled_text)
 

@@ -37,7 +37,8 @@ class FactExtractor(ABC):
 
 class PatternFactExtractor(FactExtractor):
     """The no-LLM extractor: user sentences that state something about the user ("I am...",
-    "my ... is ...", "remember that ..."). Conservative by design; an LLM extractor does better."""
+    "my ... is ...", "remember that ..."), never from a message they forwarded. Conservative by
+    design; an LLM extractor does better."""
 
     _CUES = (
         "remember that ",
@@ -55,8 +56,8 @@ class PatternFactExtractor(FactExtractor):
     async def extract(self, turns: list[Message]) -> list[str]:
         out: list[str] = []
         for turn in turns:
-            if turn.role != "user":
-                continue
+            if turn.role != "user" or turn.meta.get("forwarded_from"):
+                continue  # a forwarded "I am ..." is its author's, not the user's
             for sentence in _sentences(turn.text):
                 low = sentence.lower()
                 if any(low.startswith(c) for c in self._CUES) and 3 <= len(sentence.split()) <= 40:

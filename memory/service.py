@@ -495,7 +495,8 @@ class Memory(VectorUpkeep):
         budget_tokens: int,
         persona: str = "",
         speaker: str = "",
+        forwarded_from: str = "",
     ) -> AssembledContext:
         return await ContextAssembler(self).assemble(
-            chat_id, user_id, incoming, budget_tokens, persona, speaker
+            chat_id, user_id, incoming, budget_tokens, persona, speaker, forwarded_from
         )

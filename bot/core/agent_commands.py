@@ -134,11 +134,10 @@ def stored_meta(msg: Incoming) -> dict | None:
     """What of a message's channel meta is stored with it: all of it when it was not typed
     (``from_audio``: a voice note's transcript, its file id, engine, ...; ``document``: the file
     or page it came with; ``photos``: the images it came with); typed text stores none. In a
-    group, the sender's name as ``speaker``."""
+    group, the sender's name as ``speaker``; a forwarded message's author as ``forwarded_from``."""
     kept = msg.meta.get("from_audio") or msg.meta.get("document") or msg.meta.get("photos")
     meta = dict(msg.meta) if kept else {}
-    if speaker := msg.speaker:
-        meta["speaker"] = speaker
+    meta.update(msg.labels)
     return meta or None
 
 

@@ -130,11 +130,7 @@ class PhotoDesk:
                 "user",
                 f"{question}\n\n[{_photos(len(checked))}, not seen]",
                 telegram_message_id=msg.message_id if msg.key is not None else None,
-                meta={
-                    **msg.meta,
-                    "photos": shas,
-                    **({"speaker": msg.speaker} if msg.speaker else {}),
-                },
+                meta={**msg.meta, "photos": shas, **msg.labels},
             )
         finally:
             self.images.release(shas)

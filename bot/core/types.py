@@ -39,6 +39,9 @@ class Incoming:
     images: tuple[ImageBlock, ...] = ()
     # The message this one replies to, for the model (not kept as the person's words).
     quoted: Quoted | None = None
+    # Forwarded: who wrote it (a name, a chat's title); "" for the sender's own message. Shown to
+    # the model as someone else's words, and no fact about the sender is learnt from it.
+    forwarded_from: str = ""
 
     @property
     def key(self) -> str | None:
@@ -58,6 +61,13 @@ class Incoming:
         if self.channel == "task":  # a scheduled task's prompt, run on a member's behalf
             return "scheduled task"
         return speaker_label(self.sender.name) or f"member {self.sender.id}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Who said it, stored with the turn: ``speaker`` in a group, ``forwarded_from`` for a
+        forwarded message (``memory.context.as_heard`` shows both to the model)."""
+        out = {"speaker": self.speaker, "forwarded_from": self.forwarded_from}
+        return {k: v for k, v in out.items() if v}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from loguru import logger
-from telegram import CallbackQuery, Message, Update
+from telegram import (
+    CallbackQuery,
+    Message,
+    MessageOriginChannel,
+    MessageOriginChat,
+    MessageOriginHiddenUser,
+    MessageOriginUser,
+    Update,
+)
 from telegram.constants import ChatType
 from telegram.error import BadRequest, NetworkError, RetryAfter
 
@@ -37,6 +45,7 @@ from bot.telegram.documents import DocumentReader
 from bot.telegram.limits import Throttle, TokenBucket
 from bot.telegram.photos import PhotoReader
 from bot.telegram.reporting import ErrorReporter
+from bot.telegram.shared_items import as_text, unreadable
 from bot.telegram.voice import VoiceReader, heard, voice_note
 from memory.context import Quoted
 from memory.db import Database, storage_fault
@@ -103,10 +112,10 @@ class UpdateHandler:
         self.reporter = reporter
         self.answer_callback = answer_callback
         self.bucket = bucket
-        self.voice = voice  # None: recordings get the "text only" notice
-        self.documents = documents  # None: files get the "text only" notice
+        self.voice = voice  # None: recordings get the "can't read" notice
+        self.documents = documents  # None: files get the "can't read" notice
         self.voice_replies = voice_replies  # None: voice notes are answered in text only
-        self.photos = photos  # None: photos get the "text only" notice
+        self.photos = photos  # None: photos get the "can't read" notice
         self.me = BotIdentity()
         self.refusals = Throttle(refusal_interval_s)
         self.notices = Throttle(60.0)
@@ -197,11 +206,44 @@ class UpdateHandler:
             who = speaker_label(author.first_name if author is not None else "") or "someone"
         return Quoted(text, who)
 
+    def _reads(self) -> list[str]:
+        """What this daemon reads, for the notice to a message it cannot."""
+        kinds = {
+            "a voice message": self.voice,
+            "a photo": self.photos,
+            "a document": self.documents,
+        }
+        return ["text", *(kind for kind, reader in kinds.items() if reader is not None)]
+
+    def _forwarded_from(self, message: Message) -> str:
+        """Who wrote a forwarded message, for the model ("" when it is not forwarded, or is the
+        sender's own message passed on: their words all the same)."""
+        origin = message.forward_origin
+        if origin is None:
+            return ""
+        name = ""
+        if isinstance(origin, MessageOriginUser):
+            user = origin.sender_user
+            if user.id == self.me.id:
+                return "you (the assistant)"
+            if message.from_user is not None and user.id == message.from_user.id:
+                return ""
+            name = user.full_name
+        elif isinstance(origin, MessageOriginHiddenUser):
+            name = origin.sender_user_name
+        elif isinstance(origin, MessageOriginChat):
+            name = origin.sender_chat.title or ""
+        elif isinstance(origin, MessageOriginChannel):
+            name = f"the channel {origin.chat.title or ''}"
+        return speaker_label(name) or "someone"
+
     async def on_message(self, update_id: int, message: Message) -> None:
         user, chat = message.from_user, message.chat
         if user is None or user.is_bot or chat.type == ChatType.CHANNEL:
             return
         text = message.text if message.text is not None else message.caption
+        if text is None:
+            text = as_text(message)  # a location, a contact, a poll, a sticker: written out
         is_group = chat.type in GROUP_TYPES
         album_part = self.photos is not None and bool(message.photo) and self.photos.joins(message)
         if is_group:
@@ -243,7 +285,7 @@ class UpdateHandler:
         if not text and note is None and document is None and not photo and picture is None:
             if not is_group:
                 await self._notice(
-                    chat.id, "I can only read text messages for now.", key=("text", user.id)
+                    chat.id, unreadable(message, self._reads()), key=("text", user.id)
                 )
             return
         if not album_part and not self.bucket.take(user.id):
@@ -273,6 +315,7 @@ class UpdateHandler:
             channel="telegram",
             meta={"update_id": update_id, "reply_to_message_id": reply_to},
             quoted=quoted,
+            forwarded_from=self._forwarded_from(message),
         )
         if parsed is not None:
             await self.assistant.handle(incoming, self.transport)
