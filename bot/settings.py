@@ -110,6 +110,13 @@ class TelegramSettings(BaseModel):
         ge=1,
         description="Updates handled at once (one chat's updates are always handled in order).",
     )
+    burst_window_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=10.0,
+        description="How long a forwarded message waits for the rest of its batch, so several "
+        "forwarded at once (or typed one after another) get one answer, from the last.",
+    )
     max_attempts: int = Field(
         3,
         ge=1,

@@ -36,6 +36,7 @@ from bot.core.tool_buttons import ToolButtons
 from bot.core.transport import Transport
 from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
 from jobs.charts import render, usage_figure
+from memory.text import MemoryInputError
 
 Mode = Literal["single", "think", "review"]
 STOP_PREFIX = "st"  # a Stop button's data: "st:<token>.<mac>" (``bot.telegram.dispatch``)
@@ -186,6 +187,7 @@ class AgentCommands:
     def register(self, assistant: Assistant) -> None:
         self.assistant = assistant
         assistant.answer_text = self.answer
+        assistant.keep_text = self.keep
         replace = assistant.commands.replace
         replace(
             Command(
@@ -229,6 +231,25 @@ class AgentCommands:
         """Plain text: answered in the chat's mode (single, or three-pass when turned on)."""
         mode = await self.modes.get(msg.chat_id)
         await self._run(msg, msg.text, mode, transport)
+
+    async def keep(self, msg: Incoming, transport: Transport) -> None:
+        """Store a message without answering it: one of a burst (several forwarded at once,
+        lines sent one after another), whose last message is answered with these in view. Kept
+        under the message's key, so a replay stores it once."""
+        try:
+            await self.agent.memory.store_turn(
+                msg.chat_id,
+                msg.sender.id,
+                "user",
+                msg.text,
+                telegram_message_id=msg.message_id if msg.key is not None else None,
+                meta=stored_meta(msg),
+            )
+        except MemoryInputError as exc:  # too big to keep: said, as an answer would say it
+            await transport.send(
+                msg.chat_id,
+                Reply(f"⚠️ I can't take that message: {exc}. Please {exc.fix}.", markdown=False),
+            )
 
     async def _run(self, msg: Incoming, text: str, mode: Mode, transport: Transport) -> Answer:
         draft = await self.drafts.get(msg) if self.drafts is not None else None

@@ -53,6 +53,9 @@ class Assistant:
         self.commands = CommandRegistry()
         self.buttons: dict[str, ButtonHandler] = {}
         self.answer_text: TextAnswerer = self._no_model
+        # Stores a message without answering it (one of a burst: the last is answered with all
+        # of them in view); None: every message is answered.
+        self.keep_text: TextAnswerer | None = None
         self.interceptors: list[Interceptor] = []
         self.answer_wrapper: AnswerWrapper | None = None
         self._register_builtins()
@@ -87,6 +90,20 @@ class Assistant:
         reply = await command.handler(msg, args, transport)
         if reply is not None:
             await transport.send(msg.chat_id, reply)
+
+    async def keep(self, msg: Incoming, transport: Transport) -> None:
+        """A plain message that more of the same burst follows: stored, not answered (the last
+        one's answer has it in view). What an interceptor is waiting for (a 👎's reason) is still
+        taken by it; without a keeper, it is answered."""
+        if self.keep_text is None:
+            await self.handle(msg, transport)
+            return
+        if not has_visible(msg.text):
+            return
+        for intercept in self.interceptors:
+            if await intercept(msg, transport):
+                return
+        await self.keep_text(msg, transport)
 
     async def answer(self, msg: Incoming, transport: Transport) -> None:
         """Run the text answerer, through ``answer_wrapper`` when one is installed."""

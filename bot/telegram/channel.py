@@ -43,6 +43,7 @@ from bot.core.voice_replies import VoiceReplies
 from bot.daemon.lifecycle import Service
 from bot.errors import ConfigError, FamiliarError, TelegramTokenRejected
 from bot.telegram.access import AccessControl
+from bot.telegram.bursts import Bursts
 from bot.telegram.chat_admins import ChatAdmins
 from bot.telegram.dispatch import UpdateDispatcher
 from bot.telegram.documents import DocumentReader
@@ -160,6 +161,7 @@ class TelegramChannel(Service):
             replies,
             chat_admin=ChatAdmins(self.bot),
             photos=PhotoReader(self.bot, photos) if photos is not None else None,
+            bursts=Bursts(db, self.inbox, self.tg.burst_window_s),
         )
         self._status = (Status.DEGRADED, "connecting to Telegram")
         self._task: asyncio.Task[None] | None = None

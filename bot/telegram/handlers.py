@@ -41,6 +41,7 @@ from bot.core.transport import Transport
 from bot.core.types import ButtonPress, Incoming, Reply, Sender
 from bot.core.voice_replies import VoiceReplies
 from bot.telegram.access import AccessControl, Role
+from bot.telegram.bursts import Bursts
 from bot.telegram.documents import DocumentReader
 from bot.telegram.limits import Throttle, TokenBucket
 from bot.telegram.photos import PhotoReader
@@ -103,6 +104,7 @@ class UpdateHandler:
         voice_replies: VoiceReplies | None = None,
         chat_admin: ChatAdminCheck | None = None,
         photos: PhotoReader | None = None,
+        bursts: Bursts | None = None,
     ) -> None:
         self.db = db
         self.chat_admin = chat_admin  # None: nobody counts as a group admin
@@ -116,6 +118,7 @@ class UpdateHandler:
         self.documents = documents  # None: files get the "can't read" notice
         self.voice_replies = voice_replies  # None: voice notes are answered in text only
         self.photos = photos  # None: photos get the "can't read" notice
+        self.bursts = bursts  # None: every message is answered, even one of a burst
         self.me = BotIdentity()
         self.refusals = Throttle(refusal_interval_s)
         self.notices = Throttle(60.0)
@@ -288,7 +291,17 @@ class UpdateHandler:
                     chat.id, unreadable(message, self._reads()), key=("text", user.id)
                 )
             return
-        if not album_part and not self.bucket.take(user.id):
+        # One of a burst (more of the sender's messages wait behind it): stored, not answered.
+        plain = parsed is None and not (note or document or photo or picture)
+        kept = (
+            plain
+            and not is_group
+            and self.bursts is not None
+            and await self.bursts.continued(
+                update_id, chat.id, user.id, wait=message.forward_origin is not None
+            )
+        )
+        if not album_part and not kept and not self.bucket.take(user.id):
             await self._notice(chat.id, SLOW_DOWN, key=("slow", user.id))
             return
         reply_to = message.reply_to_message.message_id if message.reply_to_message else None
@@ -319,6 +332,9 @@ class UpdateHandler:
         )
         if parsed is not None:
             await self.assistant.handle(incoming, self.transport)
+            return
+        if kept:
+            await self.assistant.keep(incoming, self.transport)
             return
         async with typing_shown(self.transport, chat.id):
             if photo:

@@ -101,6 +101,17 @@ class Inbox:
                 out.append((update_id, json.loads(payload)))
         return out
 
+    def next_message(self, update_id: int, chat_id: int) -> dict[str, Any] | None:
+        """The first pending message after ``update_id`` in the chat (its update), or None."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT payload FROM inbox WHERE state = 'pending' AND update_id > ?"
+                " AND payload IS NOT NULL AND json_extract(payload, '$.message.chat.id') = ?"
+                " ORDER BY update_id LIMIT 1",
+                (update_id, chat_id),
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
     def prune(self) -> int:
         with self.db.transaction() as conn:
             cur = conn.execute(
