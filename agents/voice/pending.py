@@ -111,6 +111,7 @@ class PendingVoice:
                 bool(raw.get("is_admin")),
                 _int(raw.get("message_id")),
                 bool(raw.get("is_group")),
+                str(raw.get("forwarded_from") or ""),  # absent from sidecars kept before it
             )
             note = VoiceNote(
                 raw["kind"],

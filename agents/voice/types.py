@@ -42,3 +42,4 @@ class Route:
     is_admin: bool = False
     message_id: int | None = None
     is_group: bool = False
+    forwarded_from: str = ""  # a forwarded recording: who made it (``Incoming.forwarded_from``)

@@ -367,6 +367,7 @@ class UpdateHandler:
             sender.is_admin,
             incoming.message_id,
             incoming.is_group,
+            incoming.forwarded_from,
         )
         outcome = await self.voice.read(note, route)
         if not outcome.ok:

@@ -204,6 +204,7 @@ class VoiceRetry:
             message_id=route.message_id,
             is_group=route.is_group,
             channel="telegram",
+            forwarded_from=route.forwarded_from,
         )
         message = heard(base, outcome, kept_at=recording.kept_at.isoformat())
         try:

@@ -11,7 +11,13 @@ from agents.voice import PendingVoice, Route, VoiceNote
 
 ANN = Route(chat_id=100, user_id=100, sender_name="Ann", message_id=7)
 GROUP = Route(
-    chat_id=-1001234, user_id=200, sender_name="Bo", is_admin=True, message_id=9, is_group=True
+    chat_id=-1001234,
+    user_id=200,
+    sender_name="Bo",
+    is_admin=True,
+    message_id=9,
+    is_group=True,
+    forwarded_from="Tom",
 )
 NOTE = VoiceNote("voice", "AwACAgQ-file", "AgAD7x", 3.0, 5120, "audio/ogg")
 AUDIO = b"OggS" + bytes(range(256))
@@ -33,6 +39,7 @@ def test_keep_writes_the_audio_and_a_sidecar_with_the_route(tmp_path: Path) -> N
         "is_admin": True,
         "message_id": 9,
         "is_group": True,
+        "forwarded_from": "Tom",
         "kind": "voice",
         "file_id": "AwACAgQ-file",
         "file_unique_id": "AgAD7x",
@@ -127,3 +134,15 @@ def test_remove_deletes_the_audio_and_its_sidecar(tmp_path: Path) -> None:
     pending.remove(unrouted)
     pending.remove(unrouted)  # already gone: nothing to do
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sidecar_kept_before_forwards_were_named_reads_as_not_forwarded(tmp_path: Path) -> None:
+    pending = PendingVoice(tmp_path / "voice")
+    path = pending.keep(NOTE, AUDIO, GROUP)
+    sidecar = path.with_name(path.name + ".json")
+    raw = json.loads(sidecar.read_text())
+    del raw["forwarded_from"]
+    sidecar.write_text(json.dumps(raw))
+    [kept] = pending.list()
+    assert kept.route is not None and kept.route.forwarded_from == ""
+    assert kept.route.sender_name == "Bo"
