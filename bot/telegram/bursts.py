@@ -3,7 +3,7 @@
 People forward five messages at once, or type a thought over three short lines; answering each
 as it comes gives five answers, the first ones made without what follows. So a plain message
 (not a command, a photo, a document or a voice note) is stored and not answered when the next
-message already waiting in the chat's inbox is from the same person (and not a command): the
+message already waiting in the chat's inbox is the same person's text (not a command): the
 last of the burst is answered with the others among the turns the model sees. A forwarded
 message waits up to ``telegram.burst_window_s`` for the rest of its batch to arrive, since a
 client sends them as separate updates; typed text waits for nothing, so only messages sent while
@@ -25,12 +25,14 @@ POLL_S = 0.1  # how often the inbox is looked at while a forward waits for the r
 
 
 def continues(update: dict[str, Any], sender_id: int) -> bool:
-    """Is this waiting update more of a burst by ``sender_id``: their message, not a command?"""
+    """Is this waiting update more of a burst by ``sender_id``: their text message, not a
+    command? Only text, which is always answered: a photo, a recording or a file that could not
+    be read would leave the burst's earlier messages unanswered."""
     message = update.get("message") or {}
     if (message.get("from") or {}).get("id") != sender_id:
         return False
-    text = message.get("text") or message.get("caption") or ""
-    return not (isinstance(text, str) and text.lstrip().startswith("/"))
+    text = message.get("text")
+    return isinstance(text, str) and bool(text.strip()) and not text.lstrip().startswith("/")
 
 
 class Bursts:

@@ -48,6 +48,12 @@ def test_the_inbox_names_the_next_waiting_message_of_the_chat(tmp_path: Path) ->
         (_update(2, "  /think hard"), False),
         (_update(2, "mine", sender=99), False),  # someone else's message
         ({"update_id": 2, "callback_query": {"id": "q"}}, False),
+        # Only text continues it: a photo or a video that cannot be read would leave it unanswered.
+        (
+            {"update_id": 2, "message": {"from": {"id": ALLOWED}, "caption": "x", "photo": []}},
+            False,
+        ),
+        ({"update_id": 2, "message": {"from": {"id": ALLOWED}, "video": {}}}, False),
     ],
 )
 def test_what_continues_a_burst(later: dict, expected: bool) -> None:
