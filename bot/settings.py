@@ -115,7 +115,7 @@ class TelegramSettings(BaseModel):
         ge=0.0,
         le=10.0,
         description="How long a forwarded message waits for the rest of its batch, so several "
-        "forwarded at once (or typed one after another) get one answer, from the last.",
+        "forwarded at once get one answer, from the last.",
     )
     max_attempts: int = Field(
         3,

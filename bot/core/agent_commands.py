@@ -233,9 +233,9 @@ class AgentCommands:
         await self._run(msg, msg.text, mode, transport)
 
     async def keep(self, msg: Incoming, transport: Transport) -> None:
-        """Store a message without answering it: one of a burst (several forwarded at once,
-        lines sent one after another), whose last message is answered with these in view. Kept
-        under the message's key, so a replay stores it once."""
+        """Store a message without answering it: one of several forwarded at once, whose last
+        message is answered with these in view. Kept under the message's key, so a replay
+        stores it once."""
         try:
             await self.agent.memory.store_turn(
                 msg.chat_id,

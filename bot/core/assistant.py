@@ -53,8 +53,8 @@ class Assistant:
         self.commands = CommandRegistry()
         self.buttons: dict[str, ButtonHandler] = {}
         self.answer_text: TextAnswerer = self._no_model
-        # Stores a message without answering it (one of a burst: the last is answered with all
-        # of them in view); None: every message is answered.
+        # Stores a message without answering it (one of several forwarded at once: the last is
+        # answered with all of them in view); None: every message is answered.
         self.keep_text: TextAnswerer | None = None
         self.interceptors: list[Interceptor] = []
         self.answer_wrapper: AnswerWrapper | None = None
@@ -92,8 +92,8 @@ class Assistant:
             await transport.send(msg.chat_id, reply)
 
     async def keep(self, msg: Incoming, transport: Transport) -> None:
-        """A plain message that more of the same burst follows: stored, not answered (the last
-        one's answer has it in view). What an interceptor is waiting for (a 👎's reason) is still
+        """A forwarded message that more of the same burst follows: stored, not answered (the
+        last one's answer has it in view). What an interceptor is waiting for (a 👎's reason) is still
         taken by it; without a keeper, it is answered."""
         if self.keep_text is None:
             await self.handle(msg, transport)

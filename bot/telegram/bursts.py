@@ -1,13 +1,13 @@
-"""Bursts: several messages sent one after another are answered once, by the last.
+"""Bursts: several messages forwarded at once are answered once, by the last.
 
-People forward five messages at once, or type a thought over three short lines; answering each
-as it comes gives five answers, the first ones made without what follows. So a plain message
-(not a command, a photo, a document or a voice note) is stored and not answered when the next
-message already waiting in the chat's inbox is the same person's text (not a command): the
-last of the burst is answered with the others among the turns the model sees. A forwarded
-message waits up to ``telegram.burst_window_s`` for the rest of its batch to arrive, since a
-client sends them as separate updates; typed text waits for nothing, so only messages sent while
-an earlier answer was being written are joined. In a group every message is answered as ever.
+People forward five messages at once; answering each as it comes gives five answers, the first
+ones made without what follows (and the rate limit cut in at the ninth). So a forwarded message
+(text; not a photo, a file or a voice note) is stored and not answered when the same person's
+next text message (another forward, or what they typed after them: "what do you make of
+these?") already waits in the chat's inbox or arrives within ``telegram.burst_window_s``; a
+client sends a batch as separate updates. The last of the burst is answered with the others
+among the turns the model sees. Typed messages are each answered as ever (each question sent
+while an answer is being written gets its own), and in a group every message is.
 
 Nothing is lost: each message of a burst is stored under its own key before its update counts as
 done, so a restart in the middle answers from where it was.
@@ -41,11 +41,11 @@ class Bursts:
         self.inbox = inbox
         self.window_s = window_s
 
-    async def continued(self, update_id: int, chat_id: int, sender_id: int, wait: bool) -> bool:
-        """Does a later message of the same burst already wait (or, with ``wait``, arrive within
-        the window)? A message of someone else, or a command, ends the burst."""
+    async def continued(self, update_id: int, chat_id: int, sender_id: int) -> bool:
+        """Does a later message of the same burst wait already, or arrive within the window? A
+        message of someone else, or a command, ends the burst."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.window_s if wait else 0.0)
+        deadline = loop.time() + self.window_s
         while True:
             later = await self.db.run(self.inbox.next_message, update_id, chat_id)
             if later is not None:

@@ -291,15 +291,14 @@ class UpdateHandler:
                     chat.id, unreadable(message, self._reads()), key=("text", user.id)
                 )
             return
-        # One of a burst (more of the sender's messages wait behind it): stored, not answered.
+        # A forward with more of the sender's text behind it (``Bursts``): stored, not answered.
         plain = parsed is None and not (note or document or photo or picture)
         kept = (
             plain
             and not is_group
+            and message.forward_origin is not None
             and self.bursts is not None
-            and await self.bursts.continued(
-                update_id, chat.id, user.id, wait=message.forward_origin is not None
-            )
+            and await self.bursts.continued(update_id, chat.id, user.id)
         )
         if not album_part and not kept and not self.bucket.take(user.id):
             await self._notice(chat.id, SLOW_DOWN, key=("slow", user.id))

@@ -1,8 +1,8 @@
-"""A burst (several messages forwarded at once, or typed one after another while an answer was
-being written) is answered once, by its last message, with the others in view; each is stored.
-The inbox query and the wait, the handler's rules (a command, another person, a group, a photo
-end or skip the burst), the core's keep, and end to end: three forwards through the real daemon
-and the Telegram emulator get one answer that saw all three."""
+"""A burst (several messages forwarded at once, and what is typed right after them) is answered
+once, by its last message, with the others in view; each is stored. Typed messages are each
+answered as before. The inbox query and the wait, the handler's rules (a command, another person,
+a group, a photo end or skip the burst), the core's keep, and end to end: three forwards through
+the real daemon and the Telegram emulator get one answer that saw all three."""
 
 from __future__ import annotations
 
@@ -60,33 +60,31 @@ def test_what_continues_a_burst(later: dict, expected: bool) -> None:
     assert continues(later, ALLOWED) is expected
 
 
-def test_a_forward_waits_for_the_rest_of_its_batch_and_typed_text_does_not(
-    tmp_path: Path,
-) -> None:
+def test_a_forward_waits_for_the_rest_of_its_batch_and_no_longer(tmp_path: Path) -> None:
     rig = build_rig(tmp_path)
     inbox = Inbox(rig.db)
-    bursts = Bursts(rig.db, inbox, window_s=2.0)
+    bursts = Bursts(rig.db, inbox, window_s=0.5)
     inbox.add([_update(1, "first")])
 
     async def scenario() -> tuple[bool, float, bool, float]:
         started = time.monotonic()
-        alone = await bursts.continued(1, ALLOWED, ALLOWED, wait=False)
-        no_wait = time.monotonic() - started
+        alone = await bursts.continued(1, ALLOWED, ALLOWED)
+        gave_up = time.monotonic() - started
 
         async def arrive() -> None:
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.2)
             inbox.add([_update(2, "second")])
 
         task = asyncio.create_task(arrive())
         started = time.monotonic()
-        joined = await bursts.continued(1, ALLOWED, ALLOWED, wait=True)
+        joined = await bursts.continued(1, ALLOWED, ALLOWED)
         waited = time.monotonic() - started
         await task
-        return alone, no_wait, joined, waited
+        return alone, gave_up, joined, waited
 
-    alone, no_wait, joined, waited = asyncio.run(scenario())
-    assert alone is False and no_wait < 0.5
-    assert joined is True and 0.2 < waited < 1.9
+    alone, gave_up, joined, waited = asyncio.run(scenario())
+    assert alone is False and 0.45 < gave_up < 1.5
+    assert joined is True and 0.15 < waited < 0.45
 
 
 class Kept:
@@ -118,16 +116,36 @@ def _handle(rig: Rig, inbox: Inbox, updates: list[dict]) -> None:
     asyncio.run(run())
 
 
-def test_lines_sent_one_after_another_are_answered_once_by_the_last(tmp_path: Path) -> None:
+def _forward(update_id: int, text: str, author: str = "Tom") -> dict:
+    update = _update(update_id, text)
+    update["message"]["forward_origin"] = {
+        "type": "hidden_user",
+        "date": 1,
+        "sender_user_name": author,
+    }
+    return update
+
+
+def test_forwards_and_what_is_typed_after_them_are_answered_once_by_the_last(
+    tmp_path: Path,
+) -> None:
     rig, inbox, kept = _rig(tmp_path)
-    _handle(rig, inbox, [_update(1, "hi"), _update(2, "my boiler"), _update(3, "it leaks")])
-    assert kept.texts == ["hi", "my boiler"]
-    assert [m.text for m in rig.answerer.seen] == ["it leaks"]
+    updates = [_forward(1, "Friday at 8?"), _forward(2, "works", "Bob"), _update(3, "who's in?")]
+    _handle(rig, inbox, updates)
+    assert kept.texts == ["Friday at 8?", "works"]
+    assert [m.text for m in rig.answerer.seen] == ["who's in?"]
+
+
+def test_typed_messages_are_each_answered(tmp_path: Path) -> None:
+    rig, inbox, kept = _rig(tmp_path)
+    _handle(rig, inbox, [_update(1, "hi"), _update(2, "my boiler"), _forward(3, "it leaks")])
+    assert kept.texts == []
+    assert [m.text for m in rig.answerer.seen] == ["hi", "my boiler", "it leaks"]
 
 
 def test_a_command_someone_else_or_a_group_gets_every_message_answered(tmp_path: Path) -> None:
     rig, inbox, kept = _rig(tmp_path)
-    _handle(rig, inbox, [_update(1, "hi"), _update(2, "/help")])
+    _handle(rig, inbox, [_forward(1, "hi"), _update(2, "/help")])
     assert kept.texts == [] and [m.text for m in rig.answerer.seen] == ["hi"]
     (tmp_path / "group").mkdir()
     rig, inbox, kept = _rig(tmp_path / "group")
@@ -135,6 +153,7 @@ def test_a_command_someone_else_or_a_group_gets_every_message_answered(tmp_path:
         message(ALLOWED, f"@{BOT_NAME} one", chat_id=GROUP, chat_type="group", update_id=1),
         message(ALLOWED, f"@{BOT_NAME} two", chat_id=GROUP, chat_type="group", update_id=2),
     ]
+    group[0]["message"]["forward_origin"] = _forward(1, "")["message"]["forward_origin"]
     rig.handler.access.set_group(GROUP, True, ADMIN)
     rig.handler.access.load()
     _handle(rig, inbox, group)
@@ -144,7 +163,7 @@ def test_a_command_someone_else_or_a_group_gets_every_message_answered(tmp_path:
 def test_without_a_keeper_a_burst_is_answered_message_by_message(tmp_path: Path) -> None:
     rig, inbox, kept = _rig(tmp_path)
     rig.assistant.keep_text = None
-    _handle(rig, inbox, [_update(1, "hi"), _update(2, "there")])
+    _handle(rig, inbox, [_forward(1, "hi"), _update(2, "there")])
     assert [m.text for m in rig.answerer.seen] == ["hi", "there"]
 
 
