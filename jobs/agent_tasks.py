@@ -26,7 +26,7 @@ from loguru import logger
 
 from jobs.errors import ReminderError
 from jobs.remindparse import every_with
-from jobs.scheduler import Backend
+from jobs.scheduler import Backend, ended_write
 from jobs.settings import JobsSettings
 from memory.db import Database
 
@@ -152,7 +152,9 @@ class AgentTasks:
             await self.run(replace(task, running_at=started), note)
         except Exception:  # one failing run must not stop the schedule
             logger.opt(exception=True).warning("scheduled task {} failed", task_id)
-        await self.db.run(self._mark_run, task_id, None)
+        # The run ended: unmarked even if a stop cancels it now (else the next start would send
+        # it again, "I was restarted during this run").
+        await ended_write(self.db.submit(self._mark_run, task_id, None))
 
     # -- queries (database thread) ------------------------------------------------------------
     def _insert(self, chat_id: int, user_id: int | None, cron: str, prompt: str) -> AgentTask:

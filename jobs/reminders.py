@@ -23,7 +23,7 @@ from loguru import logger
 
 from jobs.errors import ReminderError
 from jobs.remindparse import parse_when_or_iso, split_every, split_remind
-from jobs.scheduler import Backend
+from jobs.scheduler import Backend, ended_write
 from jobs.settings import JobsSettings
 from memory.db import Database
 
@@ -206,7 +206,8 @@ class Reminders:
 
                 self.backend.once(self._job(reminder.id), datetime.now(UTC) + RETRY_AFTER, retry)
             return
-        await self.db.run(self._delivered, reminder)
+        # Sent: recorded even if a stop cancels the run now (else a restart would send it again).
+        await ended_write(self.db.submit(self._delivered, reminder))
 
     # -- queries (database thread) ------------------------------------------------------------
     def _insert(

@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -173,6 +173,28 @@ def _record(r: tuple) -> RunRecord:
     return RunRecord(r[0], ts(r[1]), ts(r[2]), r[3], r[4], r[5], r[6])  # type: ignore[arg-type]
 
 
+T = TypeVar("T")
+
+
+async def ended_write(write: asyncio.Future[T], grace_s: float = 5.0) -> T:
+    """Await the write of a run's end (``Database.submit``), which must not be lost: cancelled
+    meanwhile (a stop cancels the runs in flight, and the loop's end cancels them again), the
+    write is still waited for, up to ``grace_s``, before the cancellation goes on. Else a run
+    that had finished stays marked as running: shown "running", or sent again at the next
+    start."""
+    try:
+        return await asyncio.shield(write)
+    except asyncio.CancelledError:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while not write.done() and (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait([write], timeout=left)
+            except asyncio.CancelledError:
+                continue
+        raise
+
+
 STOP_GRACE_S = 1.0  # how long a stop waits for runs in flight to finish and be recorded
 
 
@@ -299,14 +321,11 @@ class Scheduler:
         )
 
     async def _finish(self, run_id: int | None, *end: str | None) -> None:
-        """Write a run's end. Cancelled meanwhile (the scheduler stopping cancels runs in flight),
-        the write is still awaited before the run ends, so ``stop`` finds it written."""
-        write = asyncio.ensure_future(self._record(self._finish_run, run_id, *end))
+        """Write a run's end, even if the run is cancelled meanwhile (``ended_write``)."""
         try:
-            await asyncio.shield(write)
-        except asyncio.CancelledError:
-            await write
-            raise
+            await ended_write(self.db.submit(self._finish_run, run_id, *end))
+        except sqlite3.Error as exc:  # as ``_record``: the job ran all the same
+            logger.warning("the run record of a job could not be written: {}", exc)
 
     async def _record(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Write a run record; a job still runs when its record cannot be written (the disk

@@ -357,6 +357,12 @@ class Database:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the database thread, holding the lock, off the event loop."""
+        return await self.submit(fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``run`` as a future rather than a coroutine: for a write that must happen even if
+        whoever awaits it is cancelled (``jobs.scheduler.ended_write``); a loop that ends
+        cancels its tasks, a coroutine among them, not the futures they wait for."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
 
@@ -364,7 +370,7 @@ class Database:
             with self.lock:
                 return fn(*args)
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def schema_versions(self) -> dict[str, int]:
         with self.read() as conn:
