@@ -127,14 +127,19 @@ def forwarded(origin: str | None, text: str) -> str:
     )
 
 
-def who_said(turn: Message) -> str:
-    """The turn's speaker for a transcript: a group member's name, else its role; a forwarded
+def said_by(role: str, meta: dict[str, Any]) -> str:
+    """Who said a turn, for a transcript: a group member's name, else its role; a forwarded
     message says whose words it passes on."""
+    who = str(meta.get("speaker") or "") or role
+    origin = meta.get("forwarded_from")
+    return f"{who} (forwarding {origin})" if origin else who
+
+
+def who_said(turn: Message) -> str:
+    """The turn's speaker for a transcript (``said_by``); a summary's turn is the summary."""
     if turn.role == "system":
         return "earlier summary"
-    who = str(turn.meta.get("speaker") or "") or turn.role
-    origin = turn.meta.get("forwarded_from")
-    return f"{who} (forwarding {origin})" if origin else who
+    return said_by(turn.role, turn.meta)
 
 
 def as_heard(turn: Message) -> str:
@@ -290,8 +295,10 @@ class ContextAssembler:
             else []
         )
         recalled = [h for h in recalled if h.kind not in ("fact", "lesson")]
+        speakers = await self._speakers(recalled)
         recall_reserve = min(
-            int(rest * RECALL_SHARE), sum(count(recall_line(h)) + 8 for h in recalled)
+            int(rest * RECALL_SHARE),
+            sum(count(recall_line(h, speakers)) + 8 for h in recalled),
         )
 
         summary = await m.db.run(store.latest_summary, m.db, chat_id)
@@ -326,7 +333,7 @@ class ContextAssembler:
         shown = {t.memory_id for t in kept} | incoming_ids
         leftover = turns_budget - sum(count(t.text) + 4 for t in kept)
         recall_lines, used_r, n_drop_r = _take(
-            [recall_line(h) for h in shown_once(recalled, shown)],
+            [recall_line(h, speakers) for h in shown_once(recalled, shown)],
             recall_reserve
             + max(0, leftover)
             + (int(rest * SUMMARY_SHARE) - summary_used if summary_text else 0),
@@ -360,6 +367,18 @@ class ContextAssembler:
         used = count(system) + sum(count(x["content"]) + 4 for x in messages) + count(recalled_text)
         return AssembledContext(system, messages, included, dropped, used, budget, recalled_text)
 
+    async def _speakers(self, hits: list[Hit]) -> dict[int, str]:
+        """Who said each recalled turn and the turns around it (``said_by``), by memory id."""
+        from memory import store
+
+        ids = [t.id for h in hits if h.kind == "message" for t in (h, *h.before, *h.after)]
+        if not ids:
+            return {}
+        m = self.m
+        roles = await m.db.run(store.roles_of, m.db, ids)
+        metas = await m.db.run(store.turn_meta_of, m.db, ids)
+        return {i: said_by(role, metas.get(i) or {}) for i, role in roles.items()}
+
     async def _compact(self, chat_id: int, previous: str | None, turns: list[Message]) -> str:
         """Summarise ``turns`` (after the previous summary), store it, return its text."""
         from datetime import UTC, datetime
@@ -386,13 +405,21 @@ class ContextAssembler:
         return text
 
 
-def recall_line(hit: Hit) -> str:
+def recall_line(hit: Hit, speakers: dict[int, str] | None = None) -> str:
     """One recalled memory for the model, with the turns around a recalled turn (the question
     it answers, the reply it got) as indented context (``shown_once`` leaves out those already
-    in the window)."""
-    lines = [f"- [{hit.ts:%Y-%m-%d}] {hit.text}"]
+    in the window). A turn says who said it (``speakers``: "user", "assistant", a group
+    member's name, "user (forwarding Tom)"), so an answer of the assistant's is not read as the
+    user's words."""
+    said = speakers or {}
+
+    def by(turn: Hit) -> str:
+        who = said.get(turn.id)
+        return f"{who}: " if who else ""
+
+    lines = [f"- [{hit.ts:%Y-%m-%d}] {by(hit)}{hit.text}"]
     for label, turns in (("just before", hit.before), ("just after", hit.after)):
-        lines += [f"  ({label}) {short(t.text, 300)}" for t in turns]
+        lines += [f"  ({label}) {by(t)}{short(t.text, 300)}" for t in turns]
     return "\n".join(lines)
 
 

@@ -579,6 +579,13 @@ def roles_of(db: Database, ids: Sequence[int]) -> dict[int, str]:
     return _column_by_id(db, ids, "role", table="messages", key="memory_id")
 
 
+def turn_meta_of(db: Database, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """``{memory id: the turn's meta}`` of those of the given rows that are conversation turns
+    (who spoke in a group, whose words a forward passed on)."""
+    raw = _column_by_id(db, ids, "meta", table="messages", key="memory_id")
+    return {i: json.loads(m) if m else {} for i, m in raw.items()}
+
+
 def chats_of(db: Database, ids: Sequence[int]) -> dict[int, int]:
     return _column_by_id(db, ids, "chat_id")
 

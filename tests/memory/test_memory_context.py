@@ -171,7 +171,27 @@ def test_a_recalled_turn_brings_the_reply_it_got_into_the_context(make_memory) -
     for i in range(30):  # push those turns out of the recent window
         run(memory.add_message(1, 7, "user", f"filler turn number {i} " + "padding " * 30))
     ctx = run(memory.assemble_context(1, 7, "who fixed the boiler", 900))
-    assert "- " in ctx.recalled and "Which plumber fixed the boiler?" in ctx.recalled
-    assert "(just after) It was Kowalski, on the 3rd." in ctx.recalled
+    # Each turn says who said it: the answer is the assistant's, not the user's words.
+    assert "] user: Which plumber fixed the boiler?" in ctx.recalled
+    assert "(just after) assistant: It was Kowalski, on the 3rd." in ctx.recalled
     # The reply is a hit of its own too (by the question's words), shown once, under it.
     assert ctx.recalled.count("Kowalski") == 1
+
+
+def test_a_recalled_turn_names_a_group_member_and_the_author_of_a_forward(make_memory) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
+    run(
+        memory.add_message(
+            1, 7, "user", "I'm allergic to hazelnuts, sadly.", meta={"forwarded_from": "Tom"}
+        )
+    )
+    run(memory.add_message(1, 7, "user", "Hazelnuts are fine for me.", meta={"speaker": "Ann"}))
+    for i in range(30):  # push those turns out of the recent window
+        run(memory.add_message(1, 7, "user", f"filler turn number {i} " + "padding " * 30))
+    ctx = run(memory.assemble_context(1, 7, "who is allergic to hazelnuts", 900))
+    assert "] user (forwarding Tom): I'm allergic to hazelnuts, sadly." in ctx.recalled
+    assert "Ann: Hazelnuts are fine for me." in ctx.recalled  # a hit, or the one just after
+    notes = make_memory()
+    run(notes.add_memory("Hazelnut cake recipe: 200 g hazelnuts.", Scope(1, 7), "note"))
+    ctx = run(notes.assemble_context(1, 7, "hazelnuts", 900))
+    assert "] Hazelnut cake recipe" in ctx.recalled  # a note is nobody's turn: no label
