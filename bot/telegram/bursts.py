@@ -6,8 +6,10 @@ ones made without what follows (and the rate limit cut in at the ninth). So a fo
 next text message (another forward, or what they typed after them: "what do you make of
 these?") already waits in the chat's inbox or arrives within ``telegram.burst_window_s``; a
 client sends a batch as separate updates. The last of the burst is answered with the others
-among the turns the model sees. Typed messages are each answered as ever (each question sent
-while an answer is being written gets its own), and in a group every message is.
+among the turns the model sees. The comment Telegram sends before forwards (typed in the
+forward dialog) joins them when they already wait in the inbox as it is handled; otherwise, and
+for every other typed message, each is answered as ever (each question sent while an answer is
+being written gets its own). In a group every message is answered.
 
 Nothing is lost: each message of a burst is stored under its own key before its update counts as
 done, so a restart in the middle answers from where it was.
@@ -24,12 +26,15 @@ from memory.db import Database
 POLL_S = 0.1  # how often the inbox is looked at while a forward waits for the rest
 
 
-def continues(update: dict[str, Any], sender_id: int) -> bool:
+def continues(update: dict[str, Any], sender_id: int, forwarded: bool = False) -> bool:
     """Is this waiting update more of a burst by ``sender_id``: their text message, not a
-    command? Only text, which is always answered: a photo, a recording or a file that could not
-    be read would leave the burst's earlier messages unanswered."""
+    command (``forwarded``: a forwarded one)? Only text, which is always answered: a photo, a
+    recording or a file that could not be read would leave the burst's earlier messages
+    unanswered."""
     message = update.get("message") or {}
     if (message.get("from") or {}).get("id") != sender_id:
+        return False
+    if forwarded and not message.get("forward_origin"):
         return False
     text = message.get("text")
     return isinstance(text, str) and bool(text.strip()) and not text.lstrip().startswith("/")
@@ -42,8 +47,8 @@ class Bursts:
         self.window_s = window_s
 
     async def continued(self, update_id: int, chat_id: int, sender_id: int) -> bool:
-        """Does a later message of the same burst wait already, or arrive within the window? A
-        message of someone else, or a command, ends the burst."""
+        """After a forward: does a later message of the same burst wait already, or arrive
+        within the window? A message of someone else, or a command, ends the burst."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.window_s
         while True:
@@ -53,3 +58,10 @@ class Bursts:
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(POLL_S)
+
+    async def introduces(self, update_id: int, chat_id: int, sender_id: int) -> bool:
+        """After typed text: does a forward of the same person wait already? Then the text is
+        the comment Telegram sends before the forwards it goes with. Nothing is waited for: a
+        forward that comes later finds the comment answered on its own, among its turns."""
+        later = await self.db.run(self.inbox.next_message, update_id, chat_id)
+        return later is not None and continues(later, sender_id, forwarded=True)

@@ -291,15 +291,15 @@ class UpdateHandler:
                     chat.id, unreadable(message, self._reads()), key=("text", user.id)
                 )
             return
-        # A forward with more of the sender's text behind it (``Bursts``): stored, not answered.
+        # A forward with more of the sender's text behind it, or the comment before forwards
+        # (``Bursts``): stored, not answered.
         plain = parsed is None and not (note or document or photo or picture)
-        kept = (
-            plain
-            and not is_group
-            and message.forward_origin is not None
-            and self.bursts is not None
-            and await self.bursts.continued(update_id, chat.id, user.id)
-        )
+        kept = False
+        if plain and not is_group and self.bursts is not None:
+            if message.forward_origin is not None:
+                kept = await self.bursts.continued(update_id, chat.id, user.id)
+            else:  # the comment sent before forwards that wait already
+                kept = await self.bursts.introduces(update_id, chat.id, user.id)
         if not album_part and not kept and not self.bucket.take(user.id):
             await self._notice(chat.id, SLOW_DOWN, key=("slow", user.id))
             return

@@ -58,6 +58,10 @@ def test_the_inbox_names_the_next_waiting_message_of_the_chat(tmp_path: Path) ->
 )
 def test_what_continues_a_burst(later: dict, expected: bool) -> None:
     assert continues(later, ALLOWED) is expected
+    # After typed text, only a forward continues it (the text is the forwards' comment).
+    assert continues(later, ALLOWED, forwarded=True) is False
+    later = {**later, "message": {**later.get("message", {}), "forward_origin": {"type": "x"}}}
+    assert continues(later, ALLOWED, forwarded=True) is expected
 
 
 def test_a_forward_waits_for_the_rest_of_its_batch_and_no_longer(tmp_path: Path) -> None:
@@ -138,9 +142,28 @@ def test_forwards_and_what_is_typed_after_them_are_answered_once_by_the_last(
 
 def test_typed_messages_are_each_answered(tmp_path: Path) -> None:
     rig, inbox, kept = _rig(tmp_path)
-    _handle(rig, inbox, [_update(1, "hi"), _update(2, "my boiler"), _forward(3, "it leaks")])
+    _handle(rig, inbox, [_update(1, "hi"), _update(2, "my boiler"), _update(3, "it leaks")])
     assert kept.texts == []
     assert [m.text for m in rig.answerer.seen] == ["hi", "my boiler", "it leaks"]
+
+
+def test_the_comment_sent_before_forwards_joins_them(tmp_path: Path) -> None:
+    """Telegram sends the comment typed in the forward dialog first, then the forwards."""
+    rig, inbox, kept = _rig(tmp_path)
+    updates = [
+        _update(1, "is my boiler ok?"),  # a question of its own: answered
+        _update(2, "what do you make of these?"),
+        _forward(3, "The pressure gauge reads 0.5 bar"),
+        _forward(4, "It was 1.5 last week", "Bob"),
+    ]
+    _handle(rig, inbox, updates)
+    assert kept.texts == ["what do you make of these?", "The pressure gauge reads 0.5 bar"]
+    assert [m.text for m in rig.answerer.seen] == ["is my boiler ok?", "It was 1.5 last week"]
+    # Typed text waits for nothing: with no forward waiting yet it is answered at once.
+    (tmp_path / "alone").mkdir()
+    rig, inbox, kept = _rig(tmp_path / "alone")
+    _handle(rig, inbox, [_update(1, "what do you make of these?")])
+    assert kept.texts == [] and len(rig.answerer.seen) == 1
 
 
 def test_a_command_someone_else_or_a_group_gets_every_message_answered(tmp_path: Path) -> None:
