@@ -18,6 +18,7 @@ from agents.llm import LLM
 from agents.providers.fake import FakeProvider
 from agents.schema import migrations as agent_migrations
 from agents.settings import LLMSettings
+from bot.core.documents import sent_link
 from bot.core.types import Incoming, Sender
 from memory.context import AUDIO_MARK, as_heard, forwarded, who_said
 from memory.db import Database
@@ -171,14 +172,11 @@ def test_the_fact_extractor_is_told_which_words_were_forwarded(tmp_path: Path) -
     [
         (
             {"location": {"latitude": 52.52, "longitude": 13.405}},
-            "📍 Shared a location: 52.520000, 13.405000 "
-            "(https://www.openstreetmap.org/?mlat=52.520000&mlon=13.405000)",
+            "📍 Shared a location: 52.520000, 13.405000",
         ),
         (
             {"location": {"latitude": 1.5, "longitude": -2.25, "live_period": 900}},
-            "📍 Shared a location: 1.500000, -2.250000 "
-            "(https://www.openstreetmap.org/?mlat=1.500000&mlon=-2.250000)"
-            " (shared live; later moves are not followed)",
+            "📍 Shared a location: 1.500000, -2.250000 (shared live; later moves are not followed)",
         ),
         (
             {
@@ -190,7 +188,7 @@ def test_the_fact_extractor_is_told_which_words_were_forwarded(tmp_path: Path) -
                 "location": {"latitude": 48.8584, "longitude": 2.2945},
             },
             "📍 Shared a place: Eiffel Tower, Champ de Mars 5 Av. Anatole France — 48.858400, "
-            "2.294500 (https://www.openstreetmap.org/?mlat=48.858400&mlon=2.294500)",
+            "2.294500",
         ),
         (
             {
@@ -249,6 +247,8 @@ def test_a_location_contact_poll_or_sticker_is_answered_as_text(
     asyncio.run(rig.handler.handle(Update.de_json(update, None)))
     [seen] = rig.answerer.seen
     assert seen.text == expected
+    # No link in it: a map link was taken for a page to read, and fetched ("couldn't fetch").
+    assert sent_link(seen.text) is None
 
 
 @pytest.mark.parametrize(

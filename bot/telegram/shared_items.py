@@ -27,10 +27,8 @@ _UNREAD = (  # (Message field, what the notice calls it); the first four only wh
 
 
 def _place(latitude: float, longitude: float) -> str:
-    return (
-        f"{latitude:.6f}, {longitude:.6f} "
-        f"(https://www.openstreetmap.org/?mlat={latitude:.6f}&mlon={longitude:.6f})"
-    )
+    # Coordinates only: a map link in the text would be taken for a link to read (and fetched).
+    return f"{latitude:.6f}, {longitude:.6f}"
 
 
 def as_text(message: Message) -> str | None:
