@@ -4,7 +4,9 @@ the standalone APScheduler backend."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -263,93 +265,94 @@ def test_forgetting_a_person_deletes_their_tasks_and_unschedules_them(rig):
     assert f"agent-task:{ann.id}" not in jobs and f"agent-task:{bob.id}" in jobs
 
 
-def test_a_stop_just_after_a_task_ran_does_not_send_it_again_at_the_next_start(tmp_path: Path):
+class HeldDatabase:
+    """A database whose thread other work holds (``hold``, from inside a run, just as the run
+    ends) so the run's end write queues behind it; released a moment after the stop."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.db = Database.open(tmp_path / "familiar.db", all_test_migrations())
+        self.settings = JobsSettings(timezone="UTC", catch_up_stagger_s=0.05)
+        self.busy = threading.Event()
+
+    async def hold(self) -> None:
+        asyncio.ensure_future(self.db.run(self.busy.wait, 5))
+        await asyncio.sleep(0.05)
+
+    async def stop_after(self, done: list, backend: StandaloneBackend) -> None:
+        """Once a run is done and its end write queued: stop; the loop's end then cancels the
+        run in flight, as the daemon's stop does."""
+        for _ in range(150):
+            if done:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+        await backend.stop()
+        threading.Timer(0.3, self.busy.set).start()
+
+    def close(self) -> None:
+        self.busy.set()
+        self.db.close()
+
+
+@pytest.fixture
+def held(tmp_path: Path):
+    held = HeldDatabase(tmp_path)
+    yield held
+    held.close()
+
+
+def test_a_stop_just_after_a_task_ran_does_not_send_it_again_at_the_next_start(held):
     """The daemon stopping cancels the runs in flight. A task whose run had ended, its "ended"
     write queued behind other work on the database thread, was left marked running (the queued
     write dropped with the loop), and the next start sent it again ("I was restarted during
     this run"): the stop must let that write finish. The CI flake of
     test_schedule_task_runs_at_its_time_and_a_missed_run_once_late, made certain."""
-    import threading
-    from datetime import datetime, timedelta
-
-    db = Database.open(tmp_path / "familiar.db", all_test_migrations())
-    settings = JobsSettings(timezone="UTC", catch_up_stagger_s=0.05)
-    busy = threading.Event()
     ran: list[str] = []
 
     async def run(task: AgentTask, note: str | None) -> None:
         ran.append(task.prompt)
-        # Other work holds the database thread as the run ends: its end write queues behind.
-        asyncio.ensure_future(db.run(busy.wait, 5))
-        await asyncio.sleep(0.05)
+        await held.hold()
 
     async def life() -> None:
         backend = StandaloneBackend(UTC)
-        tasks = AgentTasks(db, backend, settings, run)
+        tasks = AgentTasks(held.db, backend, held.settings, run)
         await backend.start()
         task = await tasks.add(10, 1, "0 9 * * *", "brief me")
         backend.once("now", datetime.now(UTC) + timedelta(seconds=0.05), tasks._firer(task, None))
-        for _ in range(100):
-            if ran:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)  # the end write is queued now
-        await backend.stop()
-        threading.Timer(0.3, busy.set).start()
-        # Leaving the loop cancels the run in flight, as the daemon's stop does.
+        await held.stop_after(ran, backend)
 
-    try:
-        asyncio.run(life())
-        assert ran == ["brief me"]
-        with db.read() as conn:
-            assert conn.execute("SELECT running_at FROM agent_tasks").fetchone()[0] is None
+    asyncio.run(life())
+    assert ran == ["brief me"]
+    with held.db.read() as conn:
+        assert conn.execute("SELECT running_at FROM agent_tasks").fetchone()[0] is None
 
-        async def next_start() -> int:
-            return await AgentTasks(db, StandaloneBackend(UTC), settings, run).start()
+    async def next_start() -> int:
+        return await AgentTasks(held.db, StandaloneBackend(UTC), held.settings, run).start()
 
-        assert asyncio.run(next_start()) == 0
-    finally:
-        busy.set()
-        db.close()
+    assert asyncio.run(next_start()) == 0
 
 
-def test_a_stop_just_after_a_reminder_went_out_does_not_send_it_twice(tmp_path: Path):
+def test_a_stop_just_after_a_reminder_went_out_does_not_send_it_twice(held):
     """As for tasks: a reminder delivered, its "delivered" write queued behind other work on
     the database thread when the daemon stops, stayed active and was sent again at the next
     start ("you may have it twice")."""
-    import threading
-
-    db = Database.open(tmp_path / "familiar.db", all_test_migrations())
-    settings = JobsSettings(timezone="UTC", catch_up_stagger_s=0.05)
-    busy = threading.Event()
     delivered: list[str] = []
 
     async def deliver(reminder: Reminder, note: str | None) -> None:
         delivered.append(reminder.text)
-        asyncio.ensure_future(db.run(busy.wait, 5))  # holds the database thread as it ends
-        await asyncio.sleep(0.05)
+        await held.hold()
 
     async def life() -> None:
         backend = StandaloneBackend(UTC)
-        reminders = Reminders(db, backend, settings, deliver)
+        reminders = Reminders(held.db, backend, held.settings, deliver)
         await backend.start()
         await reminders.add_once(10, 1, "in 1s call mum")
-        for _ in range(150):
-            if delivered:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
-        await backend.stop()
-        threading.Timer(0.3, busy.set).start()
+        await held.stop_after(delivered, backend)
 
-    try:
-        asyncio.run(life())
-        assert delivered == ["call mum"]
+    asyncio.run(life())
+    assert delivered == ["call mum"]
 
-        async def next_start() -> int:
-            return await Reminders(db, StandaloneBackend(UTC), settings, deliver).start()
+    async def next_start() -> int:
+        return await Reminders(held.db, StandaloneBackend(UTC), held.settings, deliver).start()
 
-        assert asyncio.run(next_start()) == 0 and delivered == ["call mum"]
-    finally:
-        busy.set()
-        db.close()
+    assert asyncio.run(next_start()) == 0 and delivered == ["call mum"]
