@@ -56,7 +56,7 @@ from agents.review import Progress, ReviewEngine, ReviewResult
 from agents.settings import LLMSettings
 from agents.usage import CallContext
 from agents.voice.handler import for_context
-from memory.context import Quoted, with_quote, with_recalled
+from memory.context import Quoted, said_by, with_quote, with_recalled
 from memory.db import Database
 from memory.facts import FactExtractor
 from memory.text import MemoryInputError, clean
@@ -158,8 +158,9 @@ def user_message(exc: LLMError) -> tuple[str, str]:
 
 
 def _who(turn: Message) -> str:
-    origin = turn.meta.get("forwarded_from")
-    return f"{turn.role} (forwarded, written by {origin})" if origin else turn.role
+    """The turn's side for the extraction transcript: "user" (as the prompt calls the person,
+    in a group too: each member's turns are extracted apart), marked when forwarded."""
+    return said_by(turn.role, {"forwarded_from": turn.meta.get("forwarded_from")})
 
 
 class LLMFactExtractor(FactExtractor):

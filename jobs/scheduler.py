@@ -298,13 +298,13 @@ class Scheduler:
                     f"did not finish in {spec.timeout_s or self.settings.job_timeout_s:g} s",
                 )
             except asyncio.CancelledError:
-                await self._finish(run_id, "interrupted", "cancelled", None)
+                await self._record(self._finish_run, run_id, "interrupted", "cancelled", None)
                 raise
             except Exception as exc:  # a failing job is recorded; the scheduler goes on
                 logger.opt(exception=exc).warning("job {} failed", name)
                 outcome, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
             # A job that finished is recorded as finished, even when the scheduler is stopping.
-            await self._finish(run_id, outcome, error, output)
+            await self._record(self._finish_run, run_id, outcome, error, output)
         finally:
             self._running.discard(name)
             if task is not None:
@@ -320,18 +320,12 @@ class Scheduler:
             trigger,
         )
 
-    async def _finish(self, run_id: int | None, *end: str | None) -> None:
-        """Write a run's end, even if the run is cancelled meanwhile (``ended_write``)."""
-        try:
-            await ended_write(self.db.submit(self._finish_run, run_id, *end))
-        except sqlite3.Error as exc:  # as ``_record``: the job ran all the same
-            logger.warning("the run record of a job could not be written: {}", exc)
-
     async def _record(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Write a run record; a job still runs when its record cannot be written (the disk
-        full, the data directory read-only: the health job must run exactly then)."""
+        """Write a run record, even if the run is cancelled meanwhile (``ended_write``); a job
+        still runs when its record cannot be written (the disk full, the data directory
+        read-only: the health job must run exactly then)."""
         try:
-            return await self.db.run(fn, *args)
+            return await ended_write(self.db.submit(fn, *args))
         except sqlite3.Error as exc:
             logger.warning("the run record of a job could not be written: {}", exc)
             return None

@@ -374,10 +374,8 @@ class ContextAssembler:
         ids = [t.id for h in hits if h.kind == "message" for t in (h, *h.before, *h.after)]
         if not ids:
             return {}
-        m = self.m
-        roles = await m.db.run(store.roles_of, m.db, ids)
-        metas = await m.db.run(store.turn_meta_of, m.db, ids)
-        return {i: said_by(role, metas.get(i) or {}) for i, role in roles.items()}
+        turns = await self.m.db.run(store.turns_said, self.m.db, ids)
+        return {i: said_by(role, meta) for i, (role, meta) in turns.items()}
 
     async def _compact(self, chat_id: int, previous: str | None, turns: list[Message]) -> str:
         """Summarise ``turns`` (after the previous summary), store it, return its text."""

@@ -549,6 +549,30 @@ def stats(db: Database) -> dict[str, Any]:
     }
 
 
+def _by_id(
+    db: Database,
+    ids: Sequence[int],
+    columns: str,
+    where: str = "1",
+    *params: object,
+    table: str = "memories",
+    key: str = "id",
+) -> dict[int, tuple[Any, ...]]:
+    """``{id: (columns...)}`` of the given memories (those ``where`` holds for), in chunks under
+    SQLite's variable limit; from another ``table`` whose ``key`` is a memory id."""
+    out: dict[int, tuple[Any, ...]] = {}
+    with db.read() as conn:
+        for start in range(0, len(ids), 900):
+            part = [int(i) for i in ids[start : start + 900]]
+            for row in conn.execute(
+                f"SELECT {key}, {columns} FROM {table}"
+                f" WHERE {key} IN ({','.join('?' * len(part))}) AND {where}",
+                (*part, *params),
+            ):
+                out[row[0]] = tuple(row[1:])
+    return out
+
+
 def _column_by_id(
     db: Database,
     ids: Sequence[int],
@@ -558,20 +582,9 @@ def _column_by_id(
     table: str = "memories",
     key: str = "id",
 ) -> dict[int, Any]:
-    """``{id: column}`` of the given memories (those ``where`` holds for), in chunks under
-    SQLite's variable limit; from another ``table`` whose ``key`` is a memory id."""
-    out: dict[int, Any] = {}
-    with db.read() as conn:
-        for start in range(0, len(ids), 900):
-            part = [int(i) for i in ids[start : start + 900]]
-            out.update(
-                conn.execute(
-                    f"SELECT {key}, {column} FROM {table}"
-                    f" WHERE {key} IN ({','.join('?' * len(part))}) AND {where}",
-                    (*part, *params),
-                )
-            )
-    return out
+    """``{id: column}`` (``_by_id`` for one column)."""
+    rows = _by_id(db, ids, column, where, *params, table=table, key=key)
+    return {i: row[0] for i, row in rows.items()}
 
 
 def roles_of(db: Database, ids: Sequence[int]) -> dict[int, str]:
@@ -579,11 +592,11 @@ def roles_of(db: Database, ids: Sequence[int]) -> dict[int, str]:
     return _column_by_id(db, ids, "role", table="messages", key="memory_id")
 
 
-def turn_meta_of(db: Database, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """``{memory id: the turn's meta}`` of those of the given rows that are conversation turns
-    (who spoke in a group, whose words a forward passed on)."""
-    raw = _column_by_id(db, ids, "meta", table="messages", key="memory_id")
-    return {i: json.loads(m) if m else {} for i, m in raw.items()}
+def turns_said(db: Database, ids: Sequence[int]) -> dict[int, tuple[str, dict[str, Any]]]:
+    """``{memory id: (role, meta)}`` of those of the given rows that are conversation turns
+    (the meta says who spoke in a group, whose words a forward passed on)."""
+    rows = _by_id(db, ids, "role, meta", table="messages", key="memory_id")
+    return {i: (role, json.loads(meta) if meta else {}) for i, (role, meta) in rows.items()}
 
 
 def chats_of(db: Database, ids: Sequence[int]) -> dict[int, int]:

@@ -163,7 +163,7 @@ def test_the_fact_extractor_is_told_which_words_were_forwarded(tmp_path: Path) -
         for r in provider.requests
         if "durable facts" in str(r.messages[0]["content"])
     ]
-    assert f"user (forwarded, written by Tom): {NUTS}" in call
+    assert f"user (forwarding Tom): {NUTS}" in call
     assert "someone else's words" in call
 
 

@@ -92,9 +92,9 @@ class Assistant:
             await transport.send(msg.chat_id, reply)
 
     async def keep(self, msg: Incoming, transport: Transport) -> None:
-        """A forwarded message that more of the same burst follows: stored, not answered (the
-        last one's answer has it in view). What an interceptor is waiting for (a 👎's reason) is still
-        taken by it; without a keeper, it is answered."""
+        """A message of a burst that more of it follows (``bot.telegram.bursts``): stored, not
+        answered (the last one's answer has it in view). What an interceptor is waiting for (a
+        👎's reason) is still taken by it; without a keeper, it is answered."""
         if self.keep_text is None:
             await self.handle(msg, transport)
             return

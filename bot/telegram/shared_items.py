@@ -1,7 +1,7 @@
 """Things Telegram sends as data rather than text (a location, a place, a contact, a poll, a
-sticker), written out as a line of text so they are answered and remembered like a message: "I
-parked here" with a pin is found again by "where did I park?". What cannot be read (a video, a
-GIF, a game) gets a notice that names it and says what can be sent instead.
+sticker), written out as text so they are answered and kept in memory like a message. What
+cannot be read (a video, a GIF, a game) gets a notice that names it and says what can be sent
+instead.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ _UNREAD = (  # (Message field, what the notice calls it); the first four only wh
 )
 
 
+def _line(text: str) -> str:
+    """A name, address or option on one line (Telegram allows line breaks in them)."""
+    return " ".join(text.split())
+
+
 def _place(latitude: float, longitude: float) -> str:
     # Coordinates only: a map link in the text would be taken for a link to read (and fetched).
     return f"{latitude:.6f}, {longitude:.6f}"
@@ -36,7 +41,7 @@ def as_text(message: Message) -> str | None:
     if message.venue is not None:
         venue = message.venue
         where = _place(venue.location.latitude, venue.location.longitude)
-        return f"📍 Shared a place: {' '.join(venue.title.split())}, {' '.join(venue.address.split())} — {where}"
+        return f"📍 Shared a place: {_line(venue.title)}, {_line(venue.address)} — {where}"
     if message.location is not None:
         loc = message.location
         with warnings.catch_warnings():  # PTB 22 moves live_period to timedelta: either will do
@@ -45,12 +50,12 @@ def as_text(message: Message) -> str | None:
         return f"📍 Shared a location: {_place(loc.latitude, loc.longitude)}{live}"
     if message.contact is not None:
         contact = message.contact
-        name = " ".join(f"{contact.first_name} {contact.last_name or ''}".split())
+        name = _line(f"{contact.first_name} {contact.last_name or ''}")
         return f"👤 Shared a contact: {name}, phone {contact.phone_number}"
     if message.poll is not None:
         poll = message.poll
-        options = "\n".join(f"- {' '.join(o.text.split())}" for o in poll.options)
-        return f"📊 Shared a poll: {' '.join(poll.question.split())}\n{options}"
+        options = "\n".join(f"- {_line(o.text)}" for o in poll.options)
+        return f"📊 Shared a poll: {_line(poll.question)}\n{options}"
     if message.sticker is not None:
         emoji = message.sticker.emoji
         return f"[a sticker: {emoji}]" if emoji else "[a sticker]"
