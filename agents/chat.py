@@ -56,6 +56,7 @@ from agents.review import Progress, ReviewEngine, ReviewResult
 from agents.settings import LLMSettings
 from agents.usage import CallContext
 from agents.voice.handler import for_context
+from memory import store
 from memory.context import Quoted, said_by, with_quote, with_recalled
 from memory.db import Database
 from memory.facts import FactExtractor
@@ -95,6 +96,28 @@ EXTRACT_PROMPT = (
     "its author's own circumstances as the user's. "
     'Reply with only JSON: {"facts": ["..."]}; an empty list when there is nothing.\n\n'
 )
+
+
+EDITED_NOTE = (
+    "[The person edited this message after sending it; answer it as it reads now. An answer of "
+    "yours to it above was to what it said before.]"
+)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Answering again a stored user turn whose message the person edited (its words already
+    revised in memory, ``Memory.revise_turn``)."""
+
+    turn_id: int
+    at: int  # when it was edited (Telegram's edit_date): keys the answer, so a replay finds it
+
+
+def source_key(chat_id: int, message_id: int, edit: Edit | None = None) -> str:
+    """What the agent loop's steps are keyed on: the message answered ("CHAT:MESSAGE"), and for
+    an answer after an edit, the edit, so its steps are its own ("CHAT:MESSAGE:editAT")."""
+    key = f"{chat_id}:{message_id}"
+    return f"{key}:edit{edit.at}" if edit is not None else key
 
 
 @dataclass
@@ -291,6 +314,7 @@ class ChatAgent(ToolAnswers):
         images: Sequence[ImageBlock] = (),
         quoted: Quoted | None = None,
         can_pause: bool = True,
+        edit: Edit | None = None,
     ) -> Answer:
         """Answer one incoming message. ``on_delta`` gets the text so far as it streams (single
         mode); ``progress`` gets phase names in think/review modes. ``meta`` is stored with the
@@ -303,21 +327,28 @@ class ChatAgent(ToolAnswers):
         (nobody there to ask, as ``familiar ask`` without a terminal): tool calls that need the
         person's OK are refused, with that reason to the model, instead of pausing the answer.
         ``quoted``: the message this one replies to, shown with it unless already in view.
+        ``edit``: the message is a stored turn the person edited, answered again (not stored
+        again; a replay of it finds the answer given after that edit, and nothing is given).
         Never raises for model faults."""
-        try:
-            turn_id, stored_now = await self.memory.store_turn(
-                chat_id,
-                user_id,
-                "user",
-                text,
-                telegram_message_id=telegram_message_id,
-                meta=meta or None,
-            )
-        except MemoryInputError as exc:  # empty, or too big to keep: say so; nothing was stored
-            logger.info("message in chat {} not taken: {}", chat_id, exc)
-            return Answer(
-                f"⚠️ I can't take that message: {exc}. Please {exc.fix}.", mode, error="input"
-            )
+        if edit is not None:
+            if await self.memory.answer_to(chat_id, edit.turn_id, edit.at) is not None:
+                return Answer("", mode, replayed=True)
+            turn_id, stored_now = edit.turn_id, True
+        else:
+            try:
+                turn_id, stored_now = await self.memory.store_turn(
+                    chat_id,
+                    user_id,
+                    "user",
+                    text,
+                    telegram_message_id=telegram_message_id,
+                    meta=meta or None,
+                )
+            except MemoryInputError as exc:  # empty, or too big to keep: said; nothing stored
+                logger.info("message in chat {} not taken: {}", chat_id, exc)
+                return Answer(
+                    f"⚠️ I can't take that message: {exc}. Please {exc.fix}.", mode, error="input"
+                )
         if not stored_now:
             # A replayed update (the daemon stopped while answering): the turn is stored once and
             # an answer already stored is given again, not asked of the model a second time.
@@ -343,6 +374,8 @@ class ChatAgent(ToolAnswers):
         if meta and meta.get("from_audio"):
             text = for_context(text)
         text = with_quote(quoted, text, history)
+        if edit is not None:
+            text = f"{EDITED_NOTE}\n{text}"
         if attachment:
             text = f"{attachment}\n\n{text}"
         if images:
@@ -360,7 +393,7 @@ class ChatAgent(ToolAnswers):
                     messages = [*history, {"role": "user", "content": incoming}]
                     if self._uses_tools(llm):
                         source = (
-                            f"{chat_id}:{telegram_message_id}"
+                            source_key(chat_id, telegram_message_id, edit)
                             if telegram_message_id is not None
                             else None
                         )
@@ -388,15 +421,24 @@ class ChatAgent(ToolAnswers):
             )
         answer.included, answer.dropped = context.included, context.dropped
         if answer.waiting_for is None:  # a paused answer stores its turn once it is finished
-            await self._store_answer(chat_id, user_id, answer, reply_to=turn_id)
+            await self._store_answer(
+                chat_id, user_id, answer, reply_to=turn_id, edit=edit.at if edit else None
+            )
         return answer
 
     async def _store_answer(
-        self, chat_id: int, user_id: int | None, answer: Answer, reply_to: int | None = None
+        self,
+        chat_id: int,
+        user_id: int | None,
+        answer: Answer,
+        reply_to: int | None = None,
+        edit: int | None = None,
     ) -> None:
         meta: dict[str, Any] = {"mode": answer.mode, "run_id": answer.run_id}
         if reply_to is not None:  # the user turn it answers: a replayed update finds it
             meta["reply_to"] = reply_to
+        if edit is not None:  # given after that edit of it: a replayed edit finds it
+            meta["edit"] = edit
         if answer.tool_run_id is not None:
             meta["tool_run_id"] = answer.tool_run_id
         await self.memory.add_message(chat_id, None, "assistant", answer.text, meta=meta)
@@ -505,6 +547,26 @@ class ChatAgent(ToolAnswers):
         if len(turns) < every:
             return
         self.marks.take(chat_id, turns[-1].id)
+        task = asyncio.create_task(self._extract(chat_id, user_id, turns))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def relearn(self, chat_id: int, user_id: int | None, turn_id: int) -> None:
+        """A turn the person edited (``Memory.revise_turn``) after its facts were extracted: its
+        new words are read for facts again, in the background (a fact learnt from them
+        supersedes the one from before, as any correction does). A turn not read yet is read
+        with the others when extraction is next due."""
+        if self.extractor is None or not self.llm.capabilities.generates:
+            return
+        try:
+            if await self.marks.get(chat_id) < turn_id:
+                return
+            turns = await self.memory.db.run(
+                store.messages_between, self.memory.db, chat_id, turn_id, turn_id
+            )
+        except Exception as exc:  # bookkeeping must never cost the person their edit
+            logger.opt(exception=exc).warning("re-reading an edited turn in chat {}", chat_id)
+            return
         task = asyncio.create_task(self._extract(chat_id, user_id, turns))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -117,6 +117,12 @@ class TelegramSettings(BaseModel):
         description="How long a forwarded message waits for the rest of its batch, so several "
         "forwarded at once get one answer, from the last.",
     )
+    edit_answer_window_s: float = Field(
+        900.0,
+        ge=0.0,
+        description="An edited message is answered again when it is the chat's newest and was "
+        "edited within this many seconds of being sent (0: never); any edit corrects memory.",
+    )
     max_attempts: int = Field(
         3,
         ge=1,

@@ -36,7 +36,7 @@ from memory.search import HybridSearcher, QueryVector
 from memory.settings import MemorySettings
 from memory.store import Filters, NewMemory, to_epoch
 from memory.text import checked, clean, content_hash, estimate_tokens, words
-from memory.types import AssembledContext, FactResult, Hit, Message, Scope
+from memory.types import AssembledContext, FactResult, Hit, Message, Revision, Scope
 from memory.upkeep import Progress, VectorUpkeep
 from memory.when import Window, asks_what_was_said, describe, names_only_a_time, time_window
 
@@ -255,9 +255,10 @@ class Memory(VectorUpkeep):
         """Store one turn (either side); returns the message id (``store_turn``'s keywords)."""
         return (await self.store_turn(chat_id, user_id, role, text, **kwargs))[0]
 
-    async def answer_to(self, chat_id: int, message_id: int) -> str | None:
-        """The stored answer to user turn ``message_id``, if it was stored."""
-        return await self.db.run(store.answer_to, self.db, chat_id, message_id)
+    async def answer_to(self, chat_id: int, message_id: int, edit: int | None = None) -> str | None:
+        """The stored answer to user turn ``message_id``, if it was stored (with ``edit``: the
+        answer given after that edit of it)."""
+        return await self.db.run(store.answer_to, self.db, chat_id, message_id, edit)
 
     async def add_memory(
         self,
@@ -335,6 +336,48 @@ class Memory(VectorUpkeep):
 
     async def forget_user(self, user_id: int) -> int:
         return await self._offload(self.forget_user_sync, user_id)
+
+    def revise_turn_sync(
+        self, chat_id: int, telegram_message_id: int, text: str, meta: dict[str, Any]
+    ) -> Revision | None:
+        """The person edited the Telegram message of a stored user turn: the turn now says
+        ``text`` (its vector, sentence vectors, time told of, full text and the neighbours' keys
+        follow), ``meta`` is merged into its meta, and the old words are left in no byte of the
+        store, as a forget leaves them (an edit may take out what should not have been sent).
+        None when no turn of that message is stored (a command, a message not for the bot);
+        raises ``MemoryInputError`` for a text that cannot be kept, as a new message would."""
+        new_text = checked(text, self.settings.max_text_bytes)
+        turn = store.turn_of(self.db, chat_id, telegram_message_id)
+        if turn is None or turn.memory_id is None:
+            return None
+        latest = store.latest_user_turn(self.db, chat_id) == turn.id
+        said = to_epoch(turn.ts)
+        if turn.text == new_text:
+            return Revision(turn.id, False, latest, said)
+        item = self.new(new_text, Scope(chat_id, turn.user_id), "message", ts=turn.ts)
+        if self.ready:  # else stored without a vector: the warm-up embeds it (and drops the old)
+            self.embed_items([item])
+        self.tell_times([item])
+        with self._guard:
+            if not store.revise_turn(self.db, turn.id, turn.text, item, meta):
+                return Revision(turn.id, False, latest, said)  # revised by another edit just now
+            if self.index is not None:
+                self.index.remove([turn.memory_id])
+                if item.embedding is not None:
+                    self._index_add([turn.memory_id], item.embedding[None, :])
+                if self.keyed_with_neighbours:  # the turn after is keyed with this one's vector
+                    _, after = store.adjacent_turns(self.db, [turn.memory_id], 1).get(
+                        turn.memory_id, ([], [])
+                    )
+                    self._rekey(after)
+        self._purge()
+        self.save_index()
+        return Revision(turn.id, True, latest, said)
+
+    async def revise_turn(
+        self, chat_id: int, telegram_message_id: int, text: str, meta: dict[str, Any]
+    ) -> Revision | None:
+        return await self._offload(self.revise_turn_sync, chat_id, telegram_message_id, text, meta)
 
     # -- reads --------------------------------------------------------------------------------
     def search_sync(

@@ -31,11 +31,13 @@ from memory.turns import (
     conversation_between,
     find_turn,
     latest_summary,
+    latest_user_turn,
     message_id_of,
     message_of,
     messages_between,
     previous_turn_vectors,
     recent_messages,
+    turn_of,
     turns_in_chats,
     user_turns,
 )
@@ -53,11 +55,13 @@ __all__ = [  # the row types and the conversation tables stay importable from he
     "conversation_between",
     "from_epoch",
     "latest_summary",
+    "latest_user_turn",
     "message_id_of",
     "messages_between",
     "previous_turn_vectors",
     "recent_messages",
     "to_epoch",
+    "turn_of",
     "turns_in_chats",
     "user_turns",
 ]
@@ -128,6 +132,46 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
                     ),
                 )
     return ids
+
+
+def revise_turn(
+    db: Database, message_id: int, old_text: str, item: NewMemory, meta: dict[str, Any]
+) -> bool:
+    """A user turn's words replaced by ``item``'s (the person edited their message): the turn
+    and its memory row take the new text, vector, sentence vectors and time told of, and
+    ``meta`` is merged into the turn's. Nothing is changed (False) when the turn no longer
+    reads ``old_text`` (revised meanwhile) or is gone. Full text follows by trigger (the
+    memory's ``turns_fts`` row and its neighbours', memory m009); the old words stay in FTS5's
+    segments until ``purge_deleted``."""
+    with db.transaction() as conn:
+        row = conn.execute(
+            "SELECT memory_id, meta FROM messages WHERE id = ? AND text = ?",
+            (message_id, old_text),
+        ).fetchone()
+        if row is None or row[0] is None:
+            return False
+        merged = {**(json.loads(row[1]) if row[1] else {}), **meta}
+        conn.execute(
+            "UPDATE memories SET text = ?, content_hash = ?, embedding = ?, embedding_model = ?,"
+            " embedding_dim = ?, parts = ?, about_since = ?, about_until = ?, about_read = ?"
+            " WHERE id = ?",
+            (
+                item.text,
+                item.content_hash,
+                _blob(item.embedding),
+                item.model if item.embedding is not None else None,
+                None if item.embedding is None else int(item.embedding.shape[-1]),
+                parts_blob(item.parts) if item.embedding is not None else None,
+                *(item.about or (None, None)),
+                int(item.about_read),
+                int(row[0]),
+            ),
+        )
+        conn.execute(
+            "UPDATE messages SET text = ?, meta = ? WHERE id = ?",
+            (item.text, json.dumps(merged), message_id),
+        )
+    return True
 
 
 def purge_deleted(db: Database) -> None:

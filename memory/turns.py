@@ -25,13 +25,35 @@ def find_turn(db: Database, chat_id: int, telegram_message_id: int) -> int | Non
     return int(r[0]) if r else None
 
 
-def answer_to(db: Database, chat_id: int, message_id: int) -> str | None:
-    """The stored assistant answer to the user turn ``message_id`` (meta ``reply_to``), if any."""
+def turn_of(db: Database, chat_id: int, telegram_message_id: int) -> Message | None:
+    """The stored user turn of a Telegram message, whole."""
+    with db.read() as conn:
+        r = conn.execute(
+            f"SELECT {MSG_COLUMNS} FROM messages WHERE chat_id = ? AND telegram_message_id = ?"
+            " AND role = 'user'",
+            (chat_id, telegram_message_id),
+        ).fetchone()
+    return message_of(r) if r else None
+
+
+def latest_user_turn(db: Database, chat_id: int) -> int | None:
+    """The id of the chat's newest user turn."""
+    with db.read() as conn:
+        r = conn.execute(
+            "SELECT max(id) FROM messages WHERE chat_id = ? AND role = 'user'", (chat_id,)
+        ).fetchone()
+    return int(r[0]) if r and r[0] is not None else None
+
+
+def answer_to(db: Database, chat_id: int, message_id: int, edit: int | None = None) -> str | None:
+    """The stored assistant answer to the user turn ``message_id`` (meta ``reply_to``), if any;
+    with ``edit``, the answer given after that edit of it (meta ``edit``, the edit's time)."""
+    edited = "AND json_extract(meta, '$.edit') = ?" if edit is not None else ""
     with db.read() as conn:
         r = conn.execute(
             "SELECT text FROM messages WHERE chat_id = ? AND id > ? AND role = 'assistant'"
-            " AND json_extract(meta, '$.reply_to') = ? ORDER BY id LIMIT 1",
-            (chat_id, message_id, message_id),
+            f" AND json_extract(meta, '$.reply_to') = ? {edited} ORDER BY id LIMIT 1",
+            (chat_id, message_id, message_id, *([edit] if edit is not None else [])),
         ).fetchone()
     return str(r[0]) if r else None
 

@@ -76,6 +76,16 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Revision:
+    """A user turn revised after its Telegram message was edited (``Memory.revise_turn``)."""
+
+    message_id: int  # the turn (``messages.id``)
+    changed: bool  # False: it already read so (a replayed edit, or an edit of nothing it keeps)
+    latest: bool  # no later user turn in the chat
+    ts: float  # when it was first said (epoch seconds)
+
+
+@dataclass(frozen=True)
 class FactResult:
     action: Literal["added", "duplicate", "superseded"]
     id: int

@@ -8,6 +8,7 @@ so no ``except Exception`` on the way can soften it) raised at the moment the da
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -92,15 +93,24 @@ class Rig:
             return list(conn.execute("SELECT role, text FROM messages ORDER BY id"))
 
 
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+@asynccontextmanager
+async def opened_rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """A ``Rig`` over a new store in ``tmp_path`` (also for other modules' fixtures)."""
     db = Database.open(tmp_path / "f.db", all_migrations())
     memory = Memory(db, HashingEmbedder(), MemorySettings(), tmp_path / "index")
     await memory.start()
     await memory.wait_ready()
-    yield Rig(db, memory)
-    await memory.stop()
-    db.close()
+    try:
+        yield Rig(db, memory)
+    finally:
+        await memory.stop()
+        db.close()
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with opened_rig(tmp_path) as made:
+        yield made
 
 
 def telegram(text: str = TEXT, message_id: int = 42) -> Incoming:

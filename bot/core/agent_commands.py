@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 from loguru import logger
 
-from agents.chat import Answer, ChatAgent
+from agents.chat import Answer, ChatAgent, Edit, source_key
 from agents.errors import LLMError
 from agents.review import ReviewEngine, ReviewResult
 from agents.usage import CallContext, UsageStore
@@ -175,8 +175,12 @@ class AgentCommands:
         signer: ButtonSigner,
         modes: ChatModes,
         drafts: AnswerDrafts | None = None,
+        edit_window_s: float = 900.0,
     ) -> None:
         self.agent, self.review, self.usage = agent, review, usage
+        # An edited message is answered again when it is the chat's newest and was edited
+        # within this long of being sent; an older one is only corrected in memory.
+        self.edit_window_s = edit_window_s
         self.signer, self.modes = signer, modes
         self.drafts = drafts  # None: a replayed update's cut-off answer is not found again
         self.tool_buttons: ToolButtons | None = None
@@ -188,6 +192,7 @@ class AgentCommands:
         self.assistant = assistant
         assistant.answer_text = self.answer
         assistant.keep_text = self.keep
+        assistant.edit_text = self.edited
         replace = assistant.commands.replace
         replace(
             Command(
@@ -251,8 +256,52 @@ class AgentCommands:
                 Reply(f"⚠️ I can't take that message: {exc}. Please {exc.fix}.", markdown=False),
             )
 
-    async def _run(self, msg: Incoming, text: str, mode: Mode, transport: Transport) -> Answer:
-        draft = await self.drafts.get(msg) if self.drafts is not None else None
+    async def edited(self, msg: Incoming, transport: Transport) -> None:
+        """The person edited a message (``msg``: its new words, ``meta["edit"]`` the edit's
+        time). Its stored turn is revised (found by the new words, the old ones left in no
+        byte of memory) and read for facts again; when it is the chat's newest turn and was
+        edited within ``edit_window_s`` of being sent, it is answered again, in a new message
+        (the model told that its earlier answer was to the earlier words). A message never
+        stored (a command, one not for the bot) changes nothing."""
+        if msg.message_id is None:
+            return
+        at = int(msg.meta.get("edit") or time.time())
+        memory = self.agent.memory
+        try:
+            revision = await memory.revise_turn(
+                msg.chat_id, msg.message_id, msg.text, {"edited_at": at}
+            )
+        except MemoryInputError as exc:  # as a new message that cannot be kept is told
+            await transport.send(
+                msg.chat_id,
+                Reply(
+                    f"⚠️ I can't take that edit: {exc}. Please {exc.fix}.",
+                    markdown=False,
+                    no_feedback=True,
+                ),
+            )
+            return
+        if revision is None:
+            return
+        if revision.changed:
+            logger.info("message {} in chat {} was edited", msg.message_id, msg.chat_id)
+            await self.agent.relearn(msg.chat_id, msg.sender.id, revision.message_id)
+        if not revision.latest or at - revision.ts > self.edit_window_s:
+            return
+        mode = await self.modes.get(msg.chat_id)
+        await self._run(msg, msg.text, mode, transport, Edit(revision.message_id, at))
+
+    async def _run(
+        self,
+        msg: Incoming,
+        text: str,
+        mode: Mode,
+        transport: Transport,
+        edit: Edit | None = None,
+    ) -> Answer:
+        # An answer after an edit is not a draft of the message's: the first answer's is done.
+        drafts = self.drafts if edit is None else None
+        draft = await drafts.get(msg) if drafts is not None else None
         if draft is not None and draft.done:
             # Answered in full before the daemon stopped; only the inbox's done mark was lost.
             logger.info("message {} in chat {} was answered already", msg.message_id, msg.chat_id)
@@ -260,8 +309,8 @@ class AgentCommands:
         await transport.typing(msg.chat_id)
 
         async def started(sent: SentMessage) -> None:
-            if self.drafts is not None:
-                await self.drafts.started(msg, sent)
+            if drafts is not None:
+                await drafts.started(msg, sent)
 
         token, stop = self._stop_button(msg.chat_id, msg.channel)
         stream = StreamingReply(
@@ -275,8 +324,8 @@ class AgentCommands:
 
         async def finish(reply: Reply) -> None:
             sent = await stream.finish(reply)
-            if self.drafts is not None:
-                await self.drafts.finished(msg, sent)
+            if drafts is not None:
+                await drafts.finished(msg, sent)
 
         async def progress(phase: str) -> None:
             nonlocal status
@@ -308,8 +357,11 @@ class AgentCommands:
                 attachment=msg.attachment,
                 images=msg.images,
                 quoted=msg.quoted,
+                edit=edit,
             ),
         )
+        if answer is not None and answer.replayed and edit is not None:
+            return answer  # answered after this edit already (a replayed edit): nothing again
         if answer is None:
             # Stopped by the person: the text so far stays, marked; it is not kept as an answer,
             # and the inbox's replay after a restart finds it finished.
@@ -318,12 +370,14 @@ class AgentCommands:
                 with contextlib.suppress(Exception):
                     await transport.edit(status, line)
             if status is not None and stream.sent is None:  # three passes: the status says it
-                if self.drafts is not None:
-                    await self.drafts.finished(msg, status)
+                if drafts is not None:
+                    await drafts.finished(msg, status)
             else:
                 done = None
-                if msg.key is not None:
-                    done = await self._steps_done(source_key=f"{msg.chat_id}:{msg.message_id}")
+                if msg.key is not None and msg.message_id is not None:
+                    done = await self._steps_done(
+                        source_key=source_key(msg.chat_id, msg.message_id, edit)
+                    )
                 await finish(self._stopped_reply(stream, done))
             return Answer(STOPPED, mode, error="stopped")
         if answer.error:
@@ -357,8 +411,8 @@ class AgentCommands:
             with contextlib.suppress(Exception):
                 await transport.edit(status, Reply("Done.", markdown=False))
         sent = await self.present(msg.chat_id, answer, stream, transport)
-        if self.drafts is not None and sent is not None:
-            await self.drafts.finished(msg, sent)
+        if drafts is not None and sent is not None:
+            await drafts.finished(msg, sent)
         return answer
 
     async def present(

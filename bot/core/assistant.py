@@ -56,6 +56,8 @@ class Assistant:
         # Stores a message without answering it (one of several forwarded at once: the last is
         # answered with all of them in view); None: every message is answered.
         self.keep_text: TextAnswerer | None = None
+        # Takes a message the person edited (its new words); None: edits change nothing.
+        self.edit_text: TextAnswerer | None = None
         self.interceptors: list[Interceptor] = []
         self.answer_wrapper: AnswerWrapper | None = None
         self._register_builtins()
@@ -104,6 +106,26 @@ class Assistant:
             if await intercept(msg, transport):
                 return
         await self.keep_text(msg, transport)
+
+    async def edited(self, msg: Incoming, transport: Transport) -> None:
+        """A message the person edited (``msg.text``: what it says now; ``meta["edit"]``: when).
+        A command is not run again (said, so they send it anew); text goes to the editor."""
+        if not has_visible(msg.text):
+            return
+        parsed = parse_command(msg.text)
+        if parsed is not None:
+            await transport.send(
+                msg.chat_id,
+                Reply(
+                    f"I don't run an edited command again: send /{parsed[0]} as a new message.",
+                    markdown=False,
+                    no_feedback=True,
+                ),
+            )
+            return
+        if self.edit_text is not None:
+            wrapped = self.answer_wrapper(msg, transport) if self.answer_wrapper else transport
+            await self.edit_text(msg, wrapped)
 
     async def answer(self, msg: Incoming, transport: Transport) -> None:
         """Run the text answerer, through ``answer_wrapper`` when one is installed."""

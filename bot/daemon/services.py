@@ -247,7 +247,13 @@ def build_services(
     memory_commands = MemoryCommands(memory, settings.llm.context_tokens)
     memory_commands.register(assistant)
     agent_commands = AgentCommands(
-        agent, review, usage, signer, SqliteChatModes(db), AnswerDrafts(db)
+        agent,
+        review,
+        usage,
+        signer,
+        SqliteChatModes(db),
+        AnswerDrafts(db),
+        edit_window_s=settings.telegram.edit_answer_window_s,
     )
     agent_commands.register(assistant)
     PersonaCommands(personas, settings.llm.persona, settings.llm.provider).register(assistant)

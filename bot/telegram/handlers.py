@@ -157,7 +157,10 @@ class UpdateHandler:
             elif update.message is not None:
                 await self.on_message(update.update_id, update.message)
                 await self.transport.settle(update.message.chat.id)
-            # Other kinds (edits, channel posts, member changes) are not for the assistant.
+            elif update.edited_message is not None:
+                await self.on_edit(update.update_id, update.edited_message)
+                await self.transport.settle(update.edited_message.chat.id)
+            # Other kinds (channel posts, member changes) are not for the assistant.
         except (RetryAfter, NetworkError) as exc:
             if isinstance(exc, BadRequest):
                 await self.reporter.report(exc, update.update_id, chat_id)
@@ -349,6 +352,39 @@ class UpdateHandler:
                 await self._answer_voice(incoming, note)
             else:
                 await self.assistant.handle(incoming, self.transport)
+
+    async def on_edit(self, update_id: int, message: Message) -> None:
+        """A text message edited after it was sent: its new words go to the assistant core
+        (``Assistant.edited``), past the same checks as a new message, except that a stranger
+        is not told anything again. A caption edited (a photo's, a document's) changes nothing:
+        the file was read with the words it came with."""
+        user, chat, text = message.from_user, message.chat, message.text
+        if user is None or user.is_bot or chat.type == ChatType.CHANNEL or text is None:
+            return
+        is_group = chat.type in GROUP_TYPES
+        role = self.access.role(user.id)
+        if is_group:
+            addressed, text = self._addressed(message, text)
+            if not addressed or not self.access.group_allowed(chat.id):
+                return
+        elif role is Role.STRANGER:
+            await self.db.run(self.access.audit, user.id, chat.id, "refused edit")
+            return
+        if not self.bucket.take(user.id):  # answering it again is a model call like any other
+            await self._notice(chat.id, SLOW_DOWN, key=("slow", user.id))
+            return
+        edited = message.edit_date or message.date
+        incoming = Incoming(
+            chat.id,
+            Sender(user.id, user.first_name or user.username or "", role is Role.ADMIN),
+            text,
+            message_id=message.message_id,
+            is_group=is_group,
+            channel="telegram",
+            meta={"update_id": update_id, "edit": int(edited.timestamp())},
+        )
+        async with typing_shown(self.transport, chat.id):
+            await self.assistant.edited(incoming, self.transport)
 
     async def _answer_voice(self, incoming: Incoming, note: VoiceNote) -> None:
         """Transcribe, show what was heard, then answer the transcript as if it had been typed.

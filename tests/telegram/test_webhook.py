@@ -29,12 +29,13 @@ from tests.telegram.conftest import DaemonRun, Emulator, free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ANN, BOB, CID, DAN, EVE = (
+ANN, BOB, CID, DAN, EVE, FAY = (
     7101,
     7102,
     7103,
     7104,
     7105,
+    7106,
 )  # all allowed: an accepted update gets an answer
 _update_ids = count(900_001)  # far above the ids the emulator hands out
 
@@ -123,7 +124,7 @@ def hook(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         webhook_listen=f"127.0.0.1:{port}",
         webhook_url=url,
         webhook_secret=secret,
-        allowed_users=",".join(str(u) for u in (ANN, BOB, CID, DAN, EVE)),
+        allowed_users=",".join(str(u) for u in (ANN, BOB, CID, DAN, EVE, FAY)),
     )
     try:
         _wait_listening(port, run, 30)
@@ -144,7 +145,11 @@ def test_set_webhook_gets_the_public_url_and_the_secret(hook: Hook) -> None:
     assert params["secret_token"] == hook.secret
     # Pending updates are kept for us: dropping them would lose messages sent while we were down.
     assert params.get("drop_pending_updates") in ("false", False)
-    assert set(json.loads(params["allowed_updates"])) >= {"message", "callback_query"}
+    assert set(json.loads(params["allowed_updates"])) >= {
+        "message",
+        "edited_message",
+        "callback_query",
+    }
 
 
 def test_an_update_with_the_right_secret_is_stored_before_200_and_answered(hook: Hook) -> None:
@@ -241,6 +246,49 @@ def test_a_redelivered_update_is_handled_once(hook: Hook) -> None:
     time.sleep(0.5)
     assert len(hook.emulator.bot_messages(hook.token, EVE)) == 1
     assert hook.inbox(body["update_id"]) == [(body["update_id"], "done")]
+
+
+def test_an_edited_message_is_corrected_in_memory_and_answered_again(hook: Hook) -> None:
+    first = update(FAY, "the gate code is 1234")
+    assert hook.post(json.dumps(first), secret=hook.secret).status_code == 200
+    hook.emulator.wait_bot_messages(hook.token, FAY, 1)
+    message_id = first["message"]["message_id"]
+    hook.run.wait_for(
+        f"SELECT state FROM inbox WHERE update_id = {first['update_id']}",
+        lambda r: r == [("done",)],
+    )
+    edit = {
+        "update_id": next(_update_ids),
+        "edited_message": {
+            **first["message"],
+            "text": "the gate code is 4321",
+            "edit_date": int(time.time()),
+        },
+    }
+    assert hook.post(json.dumps(edit), secret=hook.secret).status_code == 200
+    answers = hook.emulator.wait_bot_messages(hook.token, FAY, 2)
+    assert len(answers) == 2  # the newest message, edited at once: answered again
+    rows = hook.run.wait_for(
+        f"SELECT text FROM messages WHERE telegram_message_id = {message_id} AND role = 'user'",
+        lambda r: r == [("the gate code is 4321",)],
+    )
+    assert rows == [("the gate code is 4321",)]
+    # A stranger's edit, and a caption edited, change nothing and get no answer.
+    stranger = {"update_id": next(_update_ids), "edited_message": {**edit["edited_message"]}}
+    stranger["edited_message"]["from"] = {"id": 7999, "is_bot": False, "first_name": "Z"}
+    caption = {"update_id": next(_update_ids), "edited_message": {**edit["edited_message"]}}
+    del caption["edited_message"]["text"]
+    caption["edited_message"]["caption"] = "the gate code is 0000"
+    for body in (stranger, caption):
+        assert hook.post(json.dumps(body), secret=hook.secret).status_code == 200
+        hook.run.wait_for(
+            f"SELECT state FROM inbox WHERE update_id = {body['update_id']}",
+            lambda r: r == [("done",)],
+        )
+    assert len(hook.emulator.bot_messages(hook.token, FAY)) == 2
+    assert hook.run.query(
+        f"SELECT text FROM messages WHERE telegram_message_id = {message_id} AND role = 'user'"
+    ) == [("the gate code is 4321",)]
 
 
 def test_the_server_answers_200_only_after_the_update_is_kept_and_500_when_it_is_not() -> None:
