@@ -6,6 +6,7 @@ Real SQLite and memory, the scripted provider double, the agent commands as the 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agents.chat import EDITED_NOTE, ChatAgent
+from agents.chat import EDITED_NOTE, ChatAgent, LLMFactExtractor
 from agents.llm import LLM
 from agents.loop import ToolLoop
 from agents.providers.base import Completion, ToolUseBlock, Usage, content_text
@@ -35,6 +36,7 @@ from memory.embedder import HashingEmbedder
 from memory.health import HealthRegistry
 from memory.service import Memory
 from memory.settings import MemorySettings
+from memory.types import Scope
 from tests.test_replay_answers import ANN, Rig, opened_rig
 
 pytestmark = pytest.mark.anyio
@@ -194,6 +196,54 @@ async def test_the_answer_after_an_edit_runs_its_tools_again(tmp_path: Path) -> 
         await commands.answer(sent("tag this as Rex"), transport)
         await commands.edited(edited("tag this as Rex, my dog"), transport)
         assert tag.tagged == ["Rex", "Rex"]
+    finally:
+        await memory.stop()
+        db.close()
+
+
+async def test_an_edit_of_words_already_read_for_facts_is_read_again(tmp_path: Path) -> None:
+    """The corrected words are read for facts: the fact learnt from them supersedes the one
+    from the words as first sent (which stays as history, as any correction)."""
+    db = Database.open(tmp_path / "f.db", all_migrations())
+    memory = Memory(db, HashingEmbedder(), MemorySettings(), tmp_path / "index")
+    await memory.start()
+    await memory.wait_ready()
+    facts = [json.dumps({"facts": ["The user's gym locker is number 14."]})]
+    provider = FakeProvider(["Noted.", *facts])
+    llm = LLM(provider)
+    agent = ChatAgent(
+        memory,
+        llm,
+        LLMSettings(fact_extraction_every=2),
+        extractor=LLMFactExtractor(llm),
+        db=db,
+    )
+    commands = AgentCommands(
+        agent,
+        ReviewEngine(llm, ReviewSettings(), LLMSettings(), db),
+        UsageStore(db, LLMSettings()),
+        ButtonSigner(b"k" * 32),
+        SqliteChatModes(db),
+    )
+    try:
+        await commands.answer(sent("my gym locker is number 14"), RecordingTransport())
+        await agent.drain()
+        provider.script(json.dumps({"facts": ["The user's gym locker is number 41."]}))
+        await commands.edited(
+            edited("my gym locker is number 41", after_s=3600), RecordingTransport()
+        )
+        await agent.drain()
+        current = await memory.list_memories(Scope(ANN.id, ANN.id), ["fact"])
+        assert [f.text for f in current] == ["The user's gym locker is number 41."]
+        history = await memory.fact_history(current[0].id)
+        assert "The user's gym locker is number 14." in [h.text for h in history]
+        first, reread = [
+            str(r.messages[0]["content"])
+            for r in provider.requests
+            if "durable facts" in str(r.messages[0]["content"])
+        ]
+        assert "number 14" in first
+        assert "number 41" in reread and "number 14" not in reread
     finally:
         await memory.stop()
         db.close()
