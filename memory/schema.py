@@ -284,15 +284,3 @@ def m008_times_told_of(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX memories_about_unread ON memories (id) WHERE about_read = 0")
     # The zone they were read in: another (``jobs.timezone`` changed) reads them all again.
     db.execute("CREATE TABLE memory_times_zone (zone TEXT NOT NULL)")
-
-
-@migrations()
-def m009_turns_revised(db: sqlite_utils.Database) -> None:
-    # A turn's words replaced (the person edited their Telegram message: ``Memory.revise_turn``)
-    # index it and the turns beside it again, as a turn stored or forgotten does (m004).
-    new_prev, new_next = _PREVIOUS_TURN.format(row="new"), _NEXT_TURN.format(row="new")
-    db.execute(
-        "CREATE TRIGGER turns_fts_at AFTER UPDATE OF text ON messages"
-        " WHEN new.memory_id IS NOT NULL AND old.text IS NOT new.text"
-        f" BEGIN\n  {_rewindow(f'{new_prev}, new.id, {new_next}')}\nEND"
-    )

@@ -359,16 +359,15 @@ class Memory(VectorUpkeep):
             self.embed_items([item])
         self.tell_times([item])
         with self._guard:
-            if not store.revise_turn(self.db, turn.id, turn.text, item, meta):
+            new_id = store.revise_turn(self.db, turn.id, turn.text, item, meta)
+            if new_id is None:
                 return Revision(turn.id, False, latest, said)  # revised by another edit just now
             if self.index is not None:
                 self.index.remove([turn.memory_id])
                 if item.embedding is not None:
-                    self._index_add([turn.memory_id], item.embedding[None, :])
+                    self._index_add([new_id], item.embedding[None, :])
                 if self.keyed_with_neighbours:  # the turn after is keyed with this one's vector
-                    _, after = store.adjacent_turns(self.db, [turn.memory_id], 1).get(
-                        turn.memory_id, ([], [])
-                    )
+                    _, after = store.adjacent_turns(self.db, [new_id], 1).get(new_id, ([], []))
                     self._rekey(after)
         self._purge()
         self.save_index()

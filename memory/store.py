@@ -10,6 +10,7 @@ Times are stored as UTC epoch seconds (REAL) so range filters and recency are pl
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -89,32 +90,7 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
     ids: list[int] = []
     with db.transaction() as conn:
         for r in rows:
-            cur = conn.execute(
-                "INSERT INTO memories (chat_id, user_id, kind, text, ts, created_at, ref, content_hash,"
-                " embedding, embedding_model, embedding_dim, pinned, source, meta, parts,"
-                " about_since, about_until, about_read)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    r.chat_id,
-                    r.user_id,
-                    r.kind,
-                    r.text,
-                    r.ts,
-                    now,
-                    r.ref,
-                    r.content_hash,
-                    _blob(r.embedding),
-                    r.model if r.embedding is not None else None,
-                    None if r.embedding is None else int(r.embedding.shape[-1]),
-                    int(r.pinned),
-                    r.source,
-                    json.dumps(r.meta) if r.meta else None,
-                    parts_blob(r.parts) if r.embedding is not None else None,
-                    *(r.about or (None, None)),
-                    int(r.about_read),
-                ),
-            )
-            memory_id = int(cur.lastrowid)  # type: ignore[arg-type]
+            memory_id = _insert_memory(conn, r, now)
             ids.append(memory_id)
             if r.role is not None:
                 conn.execute(
@@ -134,44 +110,62 @@ def insert_memories(db: Database, rows: Sequence[NewMemory]) -> list[int]:
     return ids
 
 
+def _insert_memory(conn: sqlite3.Connection, r: NewMemory, now: float) -> int:
+    cur = conn.execute(
+        "INSERT INTO memories (chat_id, user_id, kind, text, ts, created_at, ref, content_hash,"
+        " embedding, embedding_model, embedding_dim, pinned, source, meta, parts,"
+        " about_since, about_until, about_read)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            r.chat_id,
+            r.user_id,
+            r.kind,
+            r.text,
+            r.ts,
+            now,
+            r.ref,
+            r.content_hash,
+            _blob(r.embedding),
+            r.model if r.embedding is not None else None,
+            None if r.embedding is None else int(r.embedding.shape[-1]),
+            int(r.pinned),
+            r.source,
+            json.dumps(r.meta) if r.meta else None,
+            parts_blob(r.parts) if r.embedding is not None else None,
+            *(r.about or (None, None)),
+            int(r.about_read),
+        ),
+    )
+    return int(cur.lastrowid)  # type: ignore[arg-type]
+
+
 def revise_turn(
     db: Database, message_id: int, old_text: str, item: NewMemory, meta: dict[str, Any]
-) -> bool:
+) -> int | None:
     """A user turn's words replaced by ``item``'s (the person edited their message): the turn
-    and its memory row take the new text, vector, sentence vectors and time told of, and
-    ``meta`` is merged into the turn's. Nothing is changed (False) when the turn no longer
-    reads ``old_text`` (revised meanwhile) or is gone. Full text follows by trigger (the
-    memory's ``turns_fts`` row and its neighbours', memory m009); the old words stay in FTS5's
-    segments until ``purge_deleted``."""
+    gets a new memory row (new text, vector, sentence vectors, time told of) in place of its old
+    one, and ``meta`` merged into its own; returns the new row's id. A new id, so the vector
+    index, which is reconciled with SQLite by ids after a crash, cannot keep the old words'
+    vector. Full text follows by the triggers on the turn's memory (m004: its ``turns_fts`` row
+    and its neighbours'); the old words stay in FTS5's segments until ``purge_deleted``. None
+    (nothing changed) when the turn no longer reads ``old_text`` (revised meanwhile) or is gone."""
     with db.transaction() as conn:
         row = conn.execute(
             "SELECT memory_id, meta FROM messages WHERE id = ? AND text = ?",
             (message_id, old_text),
         ).fetchone()
         if row is None or row[0] is None:
-            return False
+            return None
+        new_id = _insert_memory(conn, item, time.time())  # a turn's row: not in memories_fts
+        # While the turn still points at it, so it is known not to be in memories_fts; the
+        # foreign key lets go of the turn (its full text row goes), and the update re-indexes it.
+        conn.execute("DELETE FROM memories WHERE id = ?", (int(row[0]),))
         merged = {**(json.loads(row[1]) if row[1] else {}), **meta}
         conn.execute(
-            "UPDATE memories SET text = ?, content_hash = ?, embedding = ?, embedding_model = ?,"
-            " embedding_dim = ?, parts = ?, about_since = ?, about_until = ?, about_read = ?"
-            " WHERE id = ?",
-            (
-                item.text,
-                item.content_hash,
-                _blob(item.embedding),
-                item.model if item.embedding is not None else None,
-                None if item.embedding is None else int(item.embedding.shape[-1]),
-                parts_blob(item.parts) if item.embedding is not None else None,
-                *(item.about or (None, None)),
-                int(item.about_read),
-                int(row[0]),
-            ),
+            "UPDATE messages SET text = ?, meta = ?, memory_id = ? WHERE id = ?",
+            (item.text, json.dumps(merged), new_id, message_id),
         )
-        conn.execute(
-            "UPDATE messages SET text = ?, meta = ? WHERE id = ?",
-            (item.text, json.dumps(merged), message_id),
-        )
-    return True
+    return new_id
 
 
 def purge_deleted(db: Database) -> None:

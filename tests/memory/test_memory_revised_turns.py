@@ -120,3 +120,22 @@ def test_an_edit_while_the_model_loads_is_embedded_at_warm_up(make_memory, tmp_p
     assert cold.index is not None and cold.index.ntotal == 1
     new = cold.embedder.embed(["the spare key is with the neighbour"])
     assert cold.index.search(new, 1, 1)[0][1] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_crash_before_the_index_is_saved_leaves_no_vector_of_the_old_words(  # type: ignore[no-untyped-def]
+    make_memory, tmp_path, monkeypatch
+) -> None:
+    """The saved index is derived: after a crash it is reconciled with SQLite by ids. The
+    revised turn's row has a new id, so the old words' vector cannot stay under it."""
+    memory = make_memory()
+    _say(memory, "the safe's code is 1 2 3 4", telegram_id=8)
+    memory.save_index()
+    old = memory.embedder.embed(["the safe's code is 1 2 3 4"])
+    monkeypatch.setattr(memory, "save_index", lambda: None)  # killed before the index is saved
+    run(memory.revise_turn(1, 8, "the safe's code is 9 8 7 6", {}))
+    memory.db.close()
+    restarted = make_memory(path=tmp_path)
+    assert restarted.index is not None and restarted.index.ntotal == 1
+    new = restarted.embedder.embed(["the safe's code is 9 8 7 6"])
+    assert restarted.index.search(new, 1, 1)[0][1] == pytest.approx(1.0, abs=1e-3)
+    assert restarted.index.search(old, 1, 1)[0][1] < 0.99
