@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from bot import __version__
 from bot.core.commands import Command, CommandRegistry, parse_command
 from bot.core.transport import Transport
-from bot.core.types import ButtonPress, Incoming, Reply
+from bot.core.types import ButtonPress, Incoming, Reaction, Reply
 from memory.health import HealthRegistry, Status, overall
 from memory.text import has_visible
 
@@ -58,6 +58,8 @@ class Assistant:
         self.keep_text: TextAnswerer | None = None
         # Takes a message the person edited (its new words); None: edits change nothing.
         self.edit_text: TextAnswerer | None = None
+        # Takes a reaction set on one of the bot's messages (feedback); None: ignored.
+        self.on_reaction: Callable[[Reaction, Transport], Awaitable[None]] | None = None
         self.interceptors: list[Interceptor] = []
         self.answer_wrapper: AnswerWrapper | None = None
         self._register_builtins()
@@ -131,6 +133,11 @@ class Assistant:
         """Run the text answerer, through ``answer_wrapper`` when one is installed."""
         wrapped = self.answer_wrapper(msg, transport) if self.answer_wrapper else transport
         await self.answer_text(msg, wrapped)
+
+    async def react(self, reaction: Reaction, transport: Transport) -> None:
+        """A reaction set, changed or taken back on a message of the bot's."""
+        if self.on_reaction is not None:
+            await self.on_reaction(reaction, transport)
 
     async def press(self, press: ButtonPress, transport: Transport) -> str:
         """Handle a button press; returns the short notice for the presser."""

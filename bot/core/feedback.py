@@ -23,7 +23,15 @@ from loguru import logger
 from bot.core.commands import parse_command
 from bot.core.signing import ButtonSigner
 from bot.core.transport import Transport
-from bot.core.types import Button, ButtonPress, Incoming, Reply, Sender, SentMessage
+from bot.core.types import (
+    Button,
+    ButtonPress,
+    Incoming,
+    Reaction,
+    Reply,
+    Sender,
+    SentMessage,
+)
 from memory.db import Database
 
 if TYPE_CHECKING:
@@ -34,6 +42,16 @@ ACTIONS = {"u": "👍", "d": "👎", "r": "🔁", "p": "📌"}
 _DATA = re.compile(r"^([udrp])([0-9a-z]{1,12})$")
 KEY_NAME = "feedback_hmac"
 ASK_REASON = "What was wrong? Reply to this message to tell me (optional)."
+# Reactions set on an answer that count as its 👍 or 👎 (compared without variation selectors).
+LIKED = frozenset("👍 ❤ 🔥 👏 💯 🎉 🥰 😍 🤩 👌 🏆".split())
+DISLIKED = frozenset("👎 💩 🤮 🤬".split())
+
+
+def rating_of(emoji: tuple[str, ...]) -> int:
+    """A set of reactions as a vote: 1, -1, or 0 (none of those, or both kinds at once)."""
+    plain = {e.replace("\ufe0f", "") for e in emoji}
+    liked, disliked = bool(plain & LIKED), bool(plain & DISLIKED)
+    return 0 if liked == disliked else (1 if liked else -1)
 
 
 def _b36(n: int) -> str:
@@ -97,6 +115,29 @@ class FeedbackStore:
             ).rowcount
             conn.execute("DELETE FROM feedback_reason_prompts WHERE user_id = ?", (user_id,))
             return int(votes + asked)
+
+    def shown_in(self, answer_id: int, message_id: int) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE feedback_answers SET message_id = ? WHERE id = ?", (message_id, answer_id)
+            )
+
+    def answer_in(self, chat_id: int, message_id: int) -> Answer | None:
+        """The answer shown in that message of the chat, if it was recorded."""
+        with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT id FROM feedback_answers WHERE chat_id = ? AND message_id = ?",
+                (chat_id, message_id),
+            ).fetchone()
+        return self.answer(int(row[0])) if row else None
+
+    def unvote(self, answer_id: int, user_id: int) -> bool:
+        """Take a vote back (its reaction was); False when there was none."""
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM feedback WHERE answer_id = ? AND user_id = ?", (answer_id, user_id)
+            )
+            return cur.rowcount > 0
 
     def set_text(self, answer_id: int, text: str) -> None:
         with self.db.transaction() as conn:
@@ -177,6 +218,7 @@ class Feedback:
         assistant.buttons[PREFIX] = self.on_press
         assistant.answer_wrapper = lambda msg, transport: FeedbackTransport(transport, self, msg)
         assistant.interceptors.append(self.intercept_reason)
+        assistant.on_reaction = self.on_reaction
 
     # -- button data -----------------------------------------------------------------------
     def _signer(self) -> ButtonSigner:
@@ -224,7 +266,8 @@ class Feedback:
         if time.time() - answer.created_at > self.max_age_s:
             return "This button has expired."
         if action in ("u", "d"):
-            return await self._vote(press, answer, 1 if action == "u" else -1, transport)
+            rating = 1 if action == "u" else -1
+            return await self._vote(press.chat_id, press.sender, answer, rating, transport)
         if press.sender.id != answer.user_id:
             return "Only the person who asked can do that."
         if action == "r":
@@ -232,23 +275,32 @@ class Feedback:
             return "🔁 Answering again…"
         return await self._pin(press, answer, transport)
 
+    async def on_reaction(self, reaction: Reaction, transport: Transport) -> None:
+        """A reaction set on an answer: a liked one (``LIKED``) is its 👍, a disliked one its
+        👎 (asking what was wrong, as the button does); taken back, or changed to one that is
+        neither, the vote it made is taken back. Other messages' reactions change nothing."""
+        rating, before = rating_of(reaction.emoji), rating_of(reaction.before)
+        if rating == 0 and before == 0:
+            return
+        answer = await self.db.run(self.store.answer_in, reaction.chat_id, reaction.message_id)
+        if answer is None or time.time() - answer.created_at > self.max_age_s:
+            return
+        if rating == 0:
+            await self.db.run(self.store.unvote, answer.id, reaction.sender.id)
+            return
+        await self._vote(reaction.chat_id, reaction.sender, answer, rating, transport)
+
     async def _vote(
-        self, press: ButtonPress, answer: Answer, rating: int, transport: Transport
+        self, chat_id: int, sender: Sender, answer: Answer, rating: int, transport: Transport
     ) -> str:
-        previous = await self.db.run(
-            self.store.vote, answer.id, press.sender.id, press.chat_id, rating
-        )
+        previous = await self.db.run(self.store.vote, answer.id, sender.id, chat_id, rating)
         icon = "👍" if rating > 0 else "👎"
         if previous == rating:
             return f"You already voted {icon}."
         if rating < 0 and self.ask_reason:
-            sent = await transport.send(press.chat_id, Reply(ASK_REASON, markdown=False))
+            sent = await transport.send(chat_id, Reply(ASK_REASON, markdown=False))
             await self.db.run(
-                self.store.add_reason_prompt,
-                press.chat_id,
-                sent.message_id,
-                answer.id,
-                press.sender.id,
+                self.store.add_reason_prompt, chat_id, sent.message_id, answer.id, sender.id
             )
         return f"Changed to {icon}." if previous is not None else f"Thanks for the {icon}."
 
@@ -327,6 +379,8 @@ class FeedbackTransport(Transport):
         buttons = [*reply.buttons, *self.feedback.buttons(answer_id, chat_id)]
         sent = await self.inner.send(chat_id, Reply(reply.text, buttons, reply.markdown))
         self._answers[(sent.chat_id, sent.message_id)] = answer_id
+        db = self.feedback.db
+        await db.run(self.feedback.store.shown_in, answer_id, sent.message_id)
         return sent
 
     async def edit(self, message: SentMessage, reply: Reply) -> None:

@@ -143,3 +143,14 @@ def m004_replay_keys(db: sqlite_utils.Database) -> None:
 def m005_chat_voice_replies(db: sqlite_utils.Database) -> None:
     # Whether voice notes in this chat are answered with a voice note too (/voice on).
     db.execute("ALTER TABLE chat_settings ADD COLUMN voice_replies INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m006_feedback_by_reaction(db: sqlite_utils.Database) -> None:
+    # The message an answer was shown in, so that a reaction set on it (👍, 👎: Telegram's own,
+    # ``Feedback.on_reaction``) counts as a vote; answers shown before this have none.
+    db.execute("ALTER TABLE feedback_answers ADD COLUMN message_id INTEGER")
+    db.execute(
+        "CREATE INDEX feedback_answers_message ON feedback_answers (chat_id, message_id)"
+        " WHERE message_id IS NOT NULL"
+    )

@@ -97,6 +97,18 @@ class ButtonPress:
 
 
 @dataclass(frozen=True)
+class Reaction:
+    """A person set, changed or took back their reaction (emoji) on a message of the bot's."""
+
+    chat_id: int
+    sender: Sender
+    message_id: int
+    emoji: tuple[str, ...]  # what they react with now (empty: taken back)
+    before: tuple[str, ...] = ()  # what they reacted with until now
+    channel: str = "console"
+
+
+@dataclass(frozen=True)
 class SentMessage:
     """A handle on a message the transport sent, so it can be edited later."""
 

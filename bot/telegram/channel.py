@@ -60,7 +60,7 @@ from bot.telegram.voice_retry import VoiceRetry
 from memory.db import Database, storage_fault
 from memory.health import CheckResult, HealthRegistry, Status
 
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "message_reaction"]
 STORAGE_RETRY_MAX_S = 5.0  # storage back (space freed): answered within seconds
 # getUpdates goes through do_api_request on purpose: it returns the raw JSON that the inbox stores
 # (one unreadable update must not block the batch), so PTB's advice to use get_updates is muted.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from loguru import logger
@@ -28,6 +28,9 @@ from telegram import (
     MessageOriginChat,
     MessageOriginHiddenUser,
     MessageOriginUser,
+    MessageReactionUpdated,
+    ReactionType,
+    ReactionTypeEmoji,
     Update,
 )
 from telegram.constants import ChatType
@@ -38,7 +41,7 @@ from agents.voice.handler import HEARD_NOTHING
 from bot.core.assistant import Assistant
 from bot.core.commands import Command, parse_command
 from bot.core.transport import Transport
-from bot.core.types import ButtonPress, Incoming, Reply, Sender
+from bot.core.types import ButtonPress, Incoming, Reaction, Reply, Sender
 from bot.core.voice_replies import VoiceReplies
 from bot.telegram.access import AccessControl, Role
 from bot.telegram.bursts import Bursts
@@ -80,6 +83,11 @@ async def typing_shown(transport: Transport, chat_id: int) -> AsyncIterator[None
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _emoji(reactions: Sequence[ReactionType]) -> tuple[str, ...]:
+    """The plain emoji of a message's reactions (custom and paid ones are none of them)."""
+    return tuple(r.emoji for r in reactions if isinstance(r, ReactionTypeEmoji))
 
 
 @dataclass
@@ -160,6 +168,8 @@ class UpdateHandler:
             elif update.edited_message is not None:
                 await self.on_edit(update.update_id, update.edited_message)
                 await self.transport.settle(update.edited_message.chat.id)
+            elif update.message_reaction is not None:
+                await self.on_reaction(update.message_reaction)
             # Other kinds (channel posts, member changes) are not for the assistant.
         except (RetryAfter, NetworkError) as exc:
             if isinstance(exc, BadRequest):
@@ -430,6 +440,35 @@ class UpdateHandler:
 
     async def _send_notice(self, chat_id: int, text: str) -> None:
         await self.transport.send(chat_id, Reply(text, markdown=False))
+
+    # -- reactions ----------------------------------------------------------------------------
+    async def on_reaction(self, update: MessageReactionUpdated) -> None:
+        """A reaction set on a message (Telegram sends those on the bot's own in private chats,
+        and in groups where it is an administrator): to the core, from the people a button
+        press would be taken from; an anonymous one (a chat reacting) changes nothing."""
+        user, chat = update.user, update.chat
+        if user is None or user.is_bot:
+            return
+        is_group = chat.type in GROUP_TYPES
+        role = self.access.role(user.id)
+        if is_group:
+            authorised = self.access.group_allowed(chat.id)
+        else:
+            authorised = role is not Role.STRANGER and chat.id == user.id
+        if not authorised:
+            await self.db.run(self.access.audit, user.id, chat.id, "refused reaction")
+            return
+        if not self.bucket.take(user.id):  # a 👎 asks what was wrong: a message of ours
+            return
+        reaction = Reaction(
+            chat.id,
+            Sender(user.id, user.first_name or "", role is Role.ADMIN),
+            update.message_id,
+            _emoji(update.new_reaction),
+            _emoji(update.old_reaction),
+            channel="telegram",
+        )
+        await self.assistant.react(reaction, self.transport)
 
     # -- buttons ------------------------------------------------------------------------------
     async def on_callback(self, query: CallbackQuery) -> None:

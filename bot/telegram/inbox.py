@@ -130,7 +130,7 @@ class Inbox:
 
 def chat_key(update: dict[str, Any]) -> int:
     """The chat an update belongs to, so one chat's updates are handled in order."""
-    for field in ("message", "edited_message", "channel_post"):
+    for field in ("message", "edited_message", "channel_post", "message_reaction"):
         chat = (
             (update.get(field) or {}).get("chat") if isinstance(update.get(field), dict) else None
         )
@@ -150,10 +150,14 @@ def chat_key(update: dict[str, Any]) -> int:
 
 
 def sender_of(update: dict[str, Any]) -> int | None:
-    """The person who sent an update (a message's author, a button's presser)."""
-    for field in ("message", "edited_message", "callback_query"):
+    """The person who sent an update (a message's author, a button's presser, a reaction's)."""
+    for field in ("message", "edited_message", "callback_query", "message_reaction"):
         part = update.get(field)
-        sender = part.get("from") if isinstance(part, dict) else None
+        sender = (
+            part.get("from" if field != "message_reaction" else "user")
+            if isinstance(part, dict)
+            else None
+        )
         if isinstance(sender, dict) and isinstance(sender.get("id"), int):
             return int(sender["id"])
     return None

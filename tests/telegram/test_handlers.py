@@ -197,3 +197,62 @@ def test_an_error_is_reported_to_the_user_and_once_to_admins(rig: Rig) -> None:
     to_admin = [r.text for c, r in rig.transport.sent if c == ADMIN]
     assert len(to_user) == 2 and all("error" in t for t in to_user)
     assert len(to_admin) == 1 and "RuntimeError" in to_admin[0]
+
+
+def reaction(
+    user_id: int,
+    message_id: int,
+    new: list[str],
+    old: list[str] | tuple[str, ...] = (),
+    update_id: int = 50,
+    chat_id: int | None = None,
+) -> dict:
+    chat = chat_id if chat_id is not None else user_id
+    return {
+        "update_id": update_id,
+        "message_reaction": {
+            "chat": {"id": chat, "type": "private" if chat > 0 else "group"},
+            "message_id": message_id,
+            "user": {"id": user_id, "is_bot": False, "first_name": "U"},
+            "date": 1,
+            "old_reaction": [{"type": "emoji", "emoji": e} for e in old],
+            "new_reaction": [{"type": "emoji", "emoji": e} for e in new],
+        },
+    }
+
+
+def votes(rig: Rig) -> list[tuple[int, int]]:
+    with rig.db.read() as conn:
+        return conn.execute("SELECT user_id, rating FROM feedback").fetchall()
+
+
+def test_a_reaction_on_an_answer_is_its_vote_and_taking_it_back_takes_the_vote(rig: Rig) -> None:
+    handle(rig, message(ALLOWED, "hello"))
+    answer_id = len(rig.transport.sent)  # RecordingTransport ids are 1-based positions
+    handle(rig, reaction(ALLOWED, answer_id, ["👍"], update_id=2))
+    assert votes(rig) == [(ALLOWED, 1)]
+    handle(rig, reaction(ALLOWED, answer_id, ["❤️"], old=["👍"], update_id=3))  # still liked
+    assert votes(rig) == [(ALLOWED, 1)]
+    handle(rig, reaction(ALLOWED, answer_id, [], old=["❤️"], update_id=4))  # taken back
+    assert votes(rig) == []
+    handle(rig, reaction(ALLOWED, answer_id, ["👎"], update_id=5))
+    assert votes(rig) == [(ALLOWED, -1)]
+    assert "What was wrong" in rig.transport.texts[-1]  # as the 👎 button asks
+    handle(rig, reaction(ALLOWED, answer_id, ["😂"], old=["👎"], update_id=6))  # neither: back
+    assert votes(rig) == []
+
+
+def test_reactions_that_are_no_vote_or_not_on_an_answer_change_nothing(rig: Rig) -> None:
+    handle(rig, message(ALLOWED, "hello"))
+    answer_id = len(rig.transport.sent)
+    handle(rig, reaction(ALLOWED, answer_id, ["😂"], update_id=2))  # neither liked nor not
+    handle(rig, reaction(ALLOWED, answer_id, ["👍", "👎"], update_id=3))  # both at once
+    handle(rig, reaction(ALLOWED, answer_id + 7, ["👍"], update_id=4))  # not an answer
+    handle(rig, reaction(42, answer_id, ["👍"], update_id=6, chat_id=ALLOWED))  # a stranger
+    handle(rig, reaction(ADMIN, answer_id, ["👍"], update_id=7, chat_id=ALLOWED))  # not theirs
+    assert votes(rig) == []
+    assert len(rig.transport.sent) == 1  # and nobody was told anything
+    with rig.db.transaction() as conn:
+        conn.execute("UPDATE feedback_answers SET created_at = created_at - 40 * 86400")
+    handle(rig, reaction(ALLOWED, answer_id, ["👍"], update_id=8))  # too old, as a button
+    assert votes(rig) == []

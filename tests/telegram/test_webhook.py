@@ -29,13 +29,14 @@ from tests.telegram.conftest import DaemonRun, Emulator, free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ANN, BOB, CID, DAN, EVE, FAY = (
+ANN, BOB, CID, DAN, EVE, FAY, GUS = (
     7101,
     7102,
     7103,
     7104,
     7105,
     7106,
+    7107,
 )  # all allowed: an accepted update gets an answer
 _update_ids = count(900_001)  # far above the ids the emulator hands out
 
@@ -124,7 +125,7 @@ def hook(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         webhook_listen=f"127.0.0.1:{port}",
         webhook_url=url,
         webhook_secret=secret,
-        allowed_users=",".join(str(u) for u in (ANN, BOB, CID, DAN, EVE, FAY)),
+        allowed_users=",".join(str(u) for u in (ANN, BOB, CID, DAN, EVE, FAY, GUS)),
     )
     try:
         _wait_listening(port, run, 30)
@@ -149,6 +150,7 @@ def test_set_webhook_gets_the_public_url_and_the_secret(hook: Hook) -> None:
         "message",
         "edited_message",
         "callback_query",
+        "message_reaction",
     }
 
 
@@ -289,6 +291,35 @@ def test_an_edited_message_is_corrected_in_memory_and_answered_again(hook: Hook)
     assert hook.run.query(
         f"SELECT text FROM messages WHERE telegram_message_id = {message_id} AND role = 'user'"
     ) == [("the gate code is 4321",)]
+
+
+def test_a_reaction_on_an_answer_is_a_vote(hook: Hook) -> None:
+    first = update(GUS, "what is a good name for a goldfish?")
+    assert hook.post(json.dumps(first), secret=hook.secret).status_code == 200
+    [answer] = hook.emulator.wait_bot_messages(hook.token, GUS, 1)
+
+    def react(new: list[str], old: list[str]) -> None:
+        body = {
+            "update_id": next(_update_ids),
+            "message_reaction": {
+                "chat": {"id": GUS, "type": "private", "first_name": "U"},
+                "message_id": answer["messageId"],
+                "user": {"id": GUS, "is_bot": False, "first_name": "U"},
+                "date": int(time.time()),
+                "old_reaction": [{"type": "emoji", "emoji": e} for e in old],
+                "new_reaction": [{"type": "emoji", "emoji": e} for e in new],
+            },
+        }
+        assert hook.post(json.dumps(body), secret=hook.secret).status_code == 200
+        hook.run.wait_for(
+            f"SELECT state FROM inbox WHERE update_id = {body['update_id']}",
+            lambda r: r == [("done",)],
+        )
+
+    react(["👍"], [])
+    assert hook.run.query(f"SELECT rating FROM feedback WHERE user_id = {GUS}") == [(1,)]
+    react([], ["👍"])
+    assert hook.run.query(f"SELECT rating FROM feedback WHERE user_id = {GUS}") == []
 
 
 def test_the_server_answers_200_only_after_the_update_is_kept_and_500_when_it_is_not() -> None:
