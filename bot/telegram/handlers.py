@@ -50,6 +50,7 @@ from bot.telegram.limits import Throttle, TokenBucket
 from bot.telegram.photos import PhotoReader
 from bot.telegram.reporting import ErrorReporter
 from bot.telegram.shared_items import as_text, unreadable
+from bot.telegram.transport import TOPIC
 from bot.telegram.voice import VoiceReader, heard, voice_note
 from memory.context import Quoted
 from memory.db import Database, storage_fault
@@ -83,6 +84,14 @@ async def typing_shown(transport: Transport, chat_id: int) -> AsyncIterator[None
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _topic(update: Update) -> tuple[int, int] | None:
+    """(chat, topic) of an update from a forum topic (a message in it, a button under one)."""
+    message = update.effective_message
+    if message is None or not message.is_topic_message or message.message_thread_id is None:
+        return None
+    return message.chat.id, message.message_thread_id
 
 
 def _emoji(reactions: Sequence[ReactionType]) -> tuple[str, ...]:
@@ -159,6 +168,13 @@ class UpdateHandler:
     # -- entry ----------------------------------------------------------------------------
     async def handle(self, update: Update) -> None:
         chat_id = update.effective_chat.id if update.effective_chat else None
+        topic = TOPIC.set(_topic(update))  # answers go into the topic the update came from
+        try:
+            await self._handle(update, chat_id)
+        finally:
+            TOPIC.reset(topic)
+
+    async def _handle(self, update: Update, chat_id: int | None) -> None:
         try:
             if update.callback_query is not None:
                 await self.on_callback(update.callback_query)

@@ -10,6 +10,8 @@
 - Edits of one message are coalesced to at most one per ``edit_interval_s``: an edit that comes
   too soon replaces the pending one and returns at once; ``drain()`` applies what is pending.
 - ``typing`` is best-effort: its failure is logged and ignored.
+- In a group with topics, what is sent while an update from a topic is handled goes into that
+  topic (``TOPIC``); edits need none (a message stays where it is).
 - ``send_document`` uploads bytes as a file (``sendDocument``), paced and retried like a message;
   a chat Telegram will not let the bot write to (403) raises ``ChatUnreachable``.
 
@@ -25,6 +27,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -39,6 +42,18 @@ from bot.telegram.formatting import markdown_to_html, split_markdown
 from bot.telegram.limits import ChatPacer
 
 T = TypeVar("T")
+# The forum topic of the update being handled, as (chat id, topic id): what the bot sends to that
+# chat while handling it goes into the topic, not the group's General one. ``UpdateHandler`` sets
+# it for the update's handling; a task started meanwhile (typing, a 🔁 answer) inherits it.
+TOPIC: ContextVar[tuple[int, int] | None] = ContextVar("telegram_topic", default=None)
+
+
+def topic_of(chat_id: int) -> int | None:
+    """The topic a message to ``chat_id`` goes into now (None: the chat itself)."""
+    current = TOPIC.get()
+    return current[1] if current is not None and current[0] == chat_id else None
+
+
 Key = tuple[int, int]  # (chat id, message id)
 MAX_RETRY_AFTER_TRIES = 5
 CAPTION_LIMIT = 1024  # Telegram's, for a document's caption
@@ -110,6 +125,7 @@ class TelegramTransport(Transport):
             lock.release()
 
     async def _send_one(self, chat_id: int, text: str, markdown: bool, markup: Any) -> Message:
+        topic = topic_of(chat_id)
         if markdown:
             try:
                 return await self._call(
@@ -119,6 +135,7 @@ class TelegramTransport(Transport):
                         markdown_to_html(text),
                         parse_mode=ParseMode.HTML,
                         reply_markup=markup,
+                        message_thread_id=topic,
                     ),
                 )
             except BadRequest as exc:
@@ -126,7 +143,10 @@ class TelegramTransport(Transport):
                     "Telegram rejected the formatting ({}); sending plain text", exc.message
                 )
         return await self._call(
-            chat_id, lambda: self.bot.send_message(chat_id, text, reply_markup=markup)
+            chat_id,
+            lambda: self.bot.send_message(
+                chat_id, text, reply_markup=markup, message_thread_id=topic
+            ),
         )
 
     async def _edit_one(
@@ -271,7 +291,9 @@ class TelegramTransport(Transport):
 
     async def typing(self, chat_id: int) -> None:
         try:
-            await self.bot.send_chat_action(chat_id, ChatAction.TYPING)
+            await self.bot.send_chat_action(
+                chat_id, ChatAction.TYPING, message_thread_id=topic_of(chat_id)
+            )
         except TelegramError as exc:  # non-essential: never stops a reply
             logger.debug("sendChatAction failed in chat {}: {}", chat_id, exc)
 
@@ -287,6 +309,7 @@ class TelegramTransport(Transport):
                     filename=filename,
                     caption=caption[:CAPTION_LIMIT] or None,
                     write_timeout=UPLOAD_TIMEOUT_S,
+                    message_thread_id=topic_of(chat_id),
                 ),
             )
         except Forbidden as exc:  # never started the bot, or blocked it
@@ -304,6 +327,7 @@ class TelegramTransport(Transport):
                 voice=data,
                 caption=caption[:CAPTION_LIMIT] or None,
                 write_timeout=UPLOAD_TIMEOUT_S,
+                message_thread_id=topic_of(chat_id),
             ),
         )
 
@@ -315,6 +339,7 @@ class TelegramTransport(Transport):
                 photo=data,
                 caption=caption[:CAPTION_LIMIT] or None,
                 write_timeout=UPLOAD_TIMEOUT_S,
+                message_thread_id=topic_of(chat_id),
             ),
         )
 

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from telegram import Update
 
+from bot.core.transport import Transport
+from bot.core.types import Incoming
 from bot.telegram.access import AccessControl, Role
+from bot.telegram.transport import TOPIC, topic_of
 from tests.telegram.helpers import ADMIN, ALLOWED, BOT_NAME, Rig, build_rig, message
 
 GROUP = -1002
@@ -81,3 +84,24 @@ def test_an_invite_code_made_without_a_key_is_new_each_time(rig: Rig) -> None:
     assert not rig.handler.access.redeem(first, 556)  # spent
     assert not rig.handler.access.redeem("", 557) and not rig.handler.access.redeem("X" * 65, 557)
     assert reloaded(rig).role(555) is Role.USER and reloaded(rig).role(556) is Role.STRANGER
+
+
+def test_a_question_in_a_forum_topic_is_answered_in_that_topic(rig: Rig) -> None:
+    """Sent while a topic's update is handled, a message goes into that topic (``TOPIC``), not
+    the group's General one; another chat's, and the next update's, go where they always did."""
+    seen: list[tuple[int | None, int | None]] = []
+
+    async def answer(msg: Incoming, transport: Transport) -> None:
+        seen.append((topic_of(msg.chat_id), topic_of(ADMIN)))
+
+    rig.assistant.answer_text = answer
+    say(rig, ADMIN, "/group on", 1)
+    payload = message(ALLOWED, f"@{BOT_NAME} in the garden topic", GROUP, "supergroup", 2)
+    payload["message"].update({"message_thread_id": 77, "is_topic_message": True})
+    asyncio.run(rig.handler.handle(Update.de_json(payload, None)))
+    say(rig, ALLOWED, f"@{BOT_NAME} in General", 3)
+    reply = message(ALLOWED, f"@{BOT_NAME} a reply thread, not a topic", GROUP, "supergroup", 4)
+    reply["message"]["message_thread_id"] = 5  # a reply chain's id in a group without topics
+    asyncio.run(rig.handler.handle(Update.de_json(reply, None)))
+    assert seen == [(77, None), (None, None), (None, None)]
+    assert TOPIC.get() is None

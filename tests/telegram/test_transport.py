@@ -9,7 +9,7 @@ from telegram import Bot
 
 from bot.core.types import Button, Reply, SentMessage
 from bot.telegram.limits import ChatPacer
-from bot.telegram.transport import TelegramTransport
+from bot.telegram.transport import TOPIC, TelegramTransport
 from tests.telegram.conftest import Emulator, visible
 
 CHAT = 777
@@ -126,3 +126,29 @@ def test_rejected_formatting_is_sent_plain(emulator: Emulator) -> None:
 
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def test_what_is_sent_while_a_topics_update_is_handled_goes_into_the_topic(
+    emulator: Emulator,
+) -> None:
+    token = "9009:transport"
+
+    async def work(t: TelegramTransport) -> None:
+        mark = TOPIC.set((CHAT, 77))
+        try:
+            sent = await t.send(CHAT, Reply("in the topic"))
+            await t.send(CHAT + 1, Reply("another chat"))
+            await t.edit(sent, Reply("in the topic, edited"))
+        finally:
+            TOPIC.reset(mark)
+        await t.send(CHAT, Reply("the chat itself"))
+        await t.drain()
+
+    _run(emulator, token, work)
+    sent = emulator.bot_messages(token, CHAT) + emulator.bot_messages(token, CHAT + 1)
+    threads = {m["message"]["text"]: m["message"].get("message_thread_id") for m in sent}
+    assert threads == {
+        "in the topic, edited": "77",  # form-encoded by PTB, kept as sent
+        "another chat": None,
+        "the chat itself": None,
+    }
