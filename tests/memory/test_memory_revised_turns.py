@@ -29,8 +29,8 @@ def _found(memory, query: str) -> list[str]:  # type: ignore[no-untyped-def]
     return [h.text for h in run(memory.search(query, ANN, k=5))]
 
 
-def test_an_edited_turn_is_found_by_its_new_words_only(make_memory, minilm, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    memory = make_memory(minilm)
+def test_an_edited_turn_is_found_by_its_new_words_only(make_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    memory = make_memory()
     for i in range(20):  # others' words around it, so search has something to rank against
         _say(memory, f"we talked about the garden shed, part {i}")
     _say(memory, "my locker code is quokka 4471", telegram_id=50)
@@ -44,7 +44,9 @@ def test_an_edited_turn_is_found_by_its_new_words_only(make_memory, minilm, tmp_
     assert _found(memory, "wombat")[0] == "my locker code is wombat 9120"
     turn = run(memory.recent_messages(1, 2))[0]
     # The index holds the new words' vector: nearest to them, and no longer to the old words.
-    new, old = minilm.embed(["my locker code is wombat 9120", "my locker code is quokka 4471"])
+    new, old = memory.embedder.embed(
+        ["my locker code is wombat 9120", "my locker code is quokka 4471"]
+    )
     assert memory.index is not None
     assert memory.index.search(new, 1, 1)[0] == (turn.memory_id, pytest.approx(1.0, abs=0.02))
     assert memory.index.search(old, 1, 1)[0][1] < 0.95
