@@ -457,6 +457,13 @@ class UpdateHandler:
     async def _send_notice(self, chat_id: int, text: str) -> None:
         await self.transport.send(chat_id, Reply(text, markdown=False))
 
+    def _may_act(self, chat_id: int, chat_type: str, user_id: int, role: Role) -> bool:
+        """Whether a press or a reaction is taken: in a group, anyone's where the group is
+        allowed; else only the person's own private chat's, and not a stranger's."""
+        if chat_type in GROUP_TYPES:
+            return self.access.group_allowed(chat_id)
+        return role is not Role.STRANGER and chat_id == user_id
+
     # -- reactions ----------------------------------------------------------------------------
     async def on_reaction(self, update: MessageReactionUpdated) -> None:
         """A reaction set on a message (Telegram sends those on the bot's own in private chats,
@@ -465,13 +472,8 @@ class UpdateHandler:
         user, chat = update.user, update.chat
         if user is None or user.is_bot:
             return
-        is_group = chat.type in GROUP_TYPES
         role = self.access.role(user.id)
-        if is_group:
-            authorised = self.access.group_allowed(chat.id)
-        else:
-            authorised = role is not Role.STRANGER and chat.id == user.id
-        if not authorised:
+        if not self._may_act(chat.id, chat.type, user.id, role):
             await self.db.run(self.access.audit, user.id, chat.id, "refused reaction")
             return
         if not self.bucket.take(user.id):  # a 👎 asks what was wrong: a message of ours
@@ -502,13 +504,8 @@ class UpdateHandler:
         if message is None or not isinstance(message, Message):
             return "This button has expired."
         chat = message.chat
-        is_group = chat.type in GROUP_TYPES
         role = self.access.role(user.id)
-        if is_group:
-            authorised = self.access.group_allowed(chat.id)
-        else:
-            authorised = role is not Role.STRANGER and chat.id == user.id
-        if not authorised or user.is_bot:
+        if not self._may_act(chat.id, chat.type, user.id, role) or user.is_bot:
             await self.db.run(self.access.audit, user.id, chat.id, "refused button")
             return "This button isn't for you."
         if not self.bucket.take(user.id):
