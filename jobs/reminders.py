@@ -40,6 +40,7 @@ class Reminder:
     cron: str | None  # recurring
     timezone: str
     sending_at: datetime | None = None  # one-shot: a send began and was not marked delivered
+    topic: int | None = None  # the place in the chat it was set in (a forum topic), if any
 
     def describe(self) -> str:
         if self.due_at is not None:
@@ -48,24 +49,32 @@ class Reminder:
 
 
 Deliver = Callable[[Reminder, str | None], Awaitable[None]]
-_COLUMNS = "id, chat_id, user_id, text, due_at, cron, timezone, sending_at"
+# Where in a chat what is set now was set (a forum topic); None: the chat itself.
+Place = Callable[[int], int | None]
+_COLUMNS = "id, chat_id, user_id, text, due_at, cron, timezone, sending_at, topic"
 
 
 def _row(r: tuple) -> Reminder:
     due = datetime.fromtimestamp(r[4], UTC) if r[4] is not None else None
     sending = datetime.fromtimestamp(r[7], UTC) if r[7] is not None else None
-    return Reminder(r[0], r[1], r[2], r[3], due, r[5], r[6], sending)
+    return Reminder(r[0], r[1], r[2], r[3], due, r[5], r[6], sending, r[8])
 
 
 class Reminders:
     def __init__(
-        self, db: Database, backend: Backend, settings: JobsSettings, deliver: Deliver
+        self,
+        db: Database,
+        backend: Backend,
+        settings: JobsSettings,
+        deliver: Deliver,
+        place: Place | None = None,
     ) -> None:
         self.db = db
         self.backend = backend
         self.settings = settings
         self.tz = ZoneInfo(settings.timezone)
-        self.deliver = deliver
+        self.deliver = deliver  # gets the reminder (its ``topic`` too) and the note, if any
+        self.place = place or (lambda chat_id: None)
 
     # -- what the bot calls -------------------------------------------------------------------
     async def add_once(
@@ -79,7 +88,7 @@ class Reminders:
             return known
         when, text = split_remind(args, datetime.now(UTC), self.tz, self.settings.reminder_max_days)
         reminder = await self.db.run(
-            self._insert, chat_id, user_id, text, when.timestamp(), None, key
+            self._insert, chat_id, user_id, text, when.timestamp(), None, key, self.place(chat_id)
         )
         self._schedule(reminder)
         return reminder
@@ -91,7 +100,14 @@ class Reminders:
             raise ReminderError("there is nothing to remind about", "give the reminder a text")
         due = parse_when_or_iso(when, datetime.now(UTC), self.tz, self.settings.reminder_max_days)
         reminder = await self.db.run(
-            self._insert, chat_id, user_id, text.strip(), due.timestamp(), None
+            self._insert,
+            chat_id,
+            user_id,
+            text.strip(),
+            due.timestamp(),
+            None,
+            None,
+            self.place(chat_id),
         )
         self._schedule(reminder)
         return reminder
@@ -105,7 +121,9 @@ class Reminders:
         if known is not None:
             return known
         cron, text = await asyncio.to_thread(split_every, args, self.tz)
-        reminder = await self.db.run(self._insert, chat_id, user_id, text, None, cron, key)
+        reminder = await self.db.run(
+            self._insert, chat_id, user_id, text, None, cron, key, self.place(chat_id)
+        )
         self._schedule(reminder)
         return reminder
 
@@ -218,13 +236,14 @@ class Reminders:
         due: float | None,
         cron: str | None,
         key: str | None = None,
+        topic: int | None = None,
     ) -> Reminder:
         with self.db.transaction() as conn:
             # The unique key is the guarantee; the look-up in add_* only spares the parse.
             conn.execute(
                 "INSERT INTO reminders (chat_id, user_id, text, due_at, cron, timezone, created_at,"
-                " source_key) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                (chat_id, user_id, text, due, cron, self.tz.key, time.time(), key),
+                " source_key, topic) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                (chat_id, user_id, text, due, cron, self.tz.key, time.time(), key, topic),
             )
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM reminders WHERE id = last_insert_rowid()"

@@ -140,3 +140,10 @@ def m007_agent_task_running_at(db: sqlite_utils.Database) -> None:
     # Set when a scheduled task's run starts, cleared when it ends: after a crash in between,
     # the restart runs it again (with a note) instead of losing the run.
     db.execute("ALTER TABLE agent_tasks ADD COLUMN running_at REAL")
+
+
+@migrations()
+def m008_reminder_topic(db: sqlite_utils.Database) -> None:
+    # The place in the chat a reminder was set in (a group's forum topic): it is delivered there,
+    # not to the group's General topic. NULL: the chat itself (every reminder set before this).
+    db.execute("ALTER TABLE reminders ADD COLUMN topic INTEGER")

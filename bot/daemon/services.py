@@ -53,6 +53,7 @@ from bot.daemon.agent_tools import TaskChannel, build_agent_tools, wire_job_tool
 from bot.daemon.lifecycle import FunctionService, Lifecycle
 from bot.daemon.training import Training, adapter_registry, build_llm_provider, build_training
 from bot.telegram.access import prune_audit
+from bot.telegram.transport import in_topic, topic_of
 from jobs.agent_tasks import AgentTasks
 from jobs.backup_job import BackupService
 from jobs.digest import register_digest_jobs
@@ -321,9 +322,10 @@ def build_services(
         send = deliver_to.get("send")
         if send is None:
             raise FamiliarError("no channel is up to deliver the reminder")
-        await send(reminder.chat_id, text)
+        with in_topic(reminder.chat_id, reminder.topic):  # where in the chat it was set
+            await send(reminder.chat_id, text)
 
-    reminders = Reminders(db, backend, js, deliver)
+    reminders = Reminders(db, backend, js, deliver, place=topic_of)
     channel = TaskChannel()
     tasks = wire_job_tools(
         settings,

@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -52,6 +53,16 @@ def topic_of(chat_id: int) -> int | None:
     """The topic a message to ``chat_id`` goes into now (None: the chat itself)."""
     current = TOPIC.get()
     return current[1] if current is not None and current[0] == chat_id else None
+
+
+@contextmanager
+def in_topic(chat_id: int, topic: int | None) -> Iterator[None]:
+    """What is sent to ``chat_id`` within goes into ``topic`` (a reminder set in one)."""
+    mark = TOPIC.set((chat_id, topic) if topic is not None else None)
+    try:
+        yield
+    finally:
+        TOPIC.reset(mark)
 
 
 Key = tuple[int, int]  # (chat id, message id)
