@@ -345,16 +345,16 @@ class Memory(VectorUpkeep):
         follow), ``meta`` is merged into its meta, and the old words are left in no byte of the
         store, as a forget leaves them (an edit may take out what should not have been sent).
         None when no turn of that message is stored (a command, a message not for the bot);
-        raises ``MemoryInputError`` for a text that cannot be kept, as a new message would."""
-        new_text = checked(text, self.settings.max_text_bytes)
+        raises ``MemoryInputError`` for a stored turn's text that cannot be kept, as a new
+        message would."""
         turn = store.turn_of(self.db, chat_id, telegram_message_id)
         if turn is None or turn.memory_id is None:
             return None
+        item = self.new(text, Scope(chat_id, turn.user_id), "message", ts=turn.ts)
         latest = store.latest_user_turn(self.db, chat_id) == turn.id
         said = to_epoch(turn.ts)
-        if turn.text == new_text:
+        if turn.text == item.text:
             return Revision(turn.id, False, latest, said)
-        item = self.new(new_text, Scope(chat_id, turn.user_id), "message", ts=turn.ts)
         if self.ready:  # else stored without a vector: the warm-up embeds it (and drops the old)
             self.embed_items([item])
         self.tell_times([item])

@@ -16,13 +16,9 @@ from memory.types import Message
 
 
 def find_turn(db: Database, chat_id: int, telegram_message_id: int) -> int | None:
-    """The stored user turn of a Telegram message (a replayed update finds it here)."""
-    with db.read() as conn:
-        r = conn.execute(
-            "SELECT id FROM messages WHERE chat_id = ? AND telegram_message_id = ? AND role = 'user'",
-            (chat_id, telegram_message_id),
-        ).fetchone()
-    return int(r[0]) if r else None
+    """The id of the stored user turn of a Telegram message (a replayed update finds it here)."""
+    turn = turn_of(db, chat_id, telegram_message_id)
+    return turn.id if turn is not None else None
 
 
 def turn_of(db: Database, chat_id: int, telegram_message_id: int) -> Message | None:

@@ -124,12 +124,7 @@ class FeedbackStore:
 
     def answer_in(self, chat_id: int, message_id: int) -> Answer | None:
         """The answer shown in that message of the chat, if it was recorded."""
-        with self.db.read() as conn:
-            row = conn.execute(
-                "SELECT id FROM feedback_answers WHERE chat_id = ? AND message_id = ?",
-                (chat_id, message_id),
-            ).fetchone()
-        return self.answer(int(row[0])) if row else None
+        return self._answer_where("chat_id = ? AND message_id = ?", chat_id, message_id)
 
     def unvote(self, answer_id: int, user_id: int) -> bool:
         """Take a vote back (its reaction was); False when there was none."""
@@ -144,11 +139,14 @@ class FeedbackStore:
             conn.execute("UPDATE feedback_answers SET answer = ? WHERE id = ?", (text, answer_id))
 
     def answer(self, answer_id: int) -> Answer | None:
+        return self._answer_where("id = ?", answer_id)
+
+    def _answer_where(self, where: str, *params: object) -> Answer | None:
         with self.db.read() as conn:
             row = conn.execute(
                 "SELECT id, channel, chat_id, user_id, prompt, answer, created_at"
-                " FROM feedback_answers WHERE id = ?",
-                (answer_id,),
+                f" FROM feedback_answers WHERE {where}",
+                params,
             ).fetchone()
         return Answer(*row) if row else None
 
@@ -379,8 +377,7 @@ class FeedbackTransport(Transport):
         buttons = [*reply.buttons, *self.feedback.buttons(answer_id, chat_id)]
         sent = await self.inner.send(chat_id, Reply(reply.text, buttons, reply.markdown))
         self._answers[(sent.chat_id, sent.message_id)] = answer_id
-        db = self.feedback.db
-        await db.run(self.feedback.store.shown_in, answer_id, sent.message_id)
+        await self.feedback.db.run(self.feedback.store.shown_in, answer_id, sent.message_id)
         return sent
 
     async def edit(self, message: SentMessage, reply: Reply) -> None:

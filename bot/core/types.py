@@ -105,7 +105,6 @@ class Reaction:
     message_id: int
     emoji: tuple[str, ...]  # what they react with now (empty: taken back)
     before: tuple[str, ...] = ()  # what they reacted with until now
-    channel: str = "console"
 
 
 @dataclass(frozen=True)

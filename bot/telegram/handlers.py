@@ -484,7 +484,6 @@ class UpdateHandler:
             update.message_id,
             _emoji(update.new_reaction),
             _emoji(update.old_reaction),
-            channel="telegram",
         )
         await self.assistant.react(reaction, self.transport)
 
